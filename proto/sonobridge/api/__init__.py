@@ -1,0 +1,1 @@
+"""Generated SonoBridge contracts (do not edit by hand; run make protos)."""

@@ -1,0 +1,1 @@
+"""SonoBridge inference service."""

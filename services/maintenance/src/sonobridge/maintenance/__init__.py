@@ -1,0 +1,1 @@
+"""SonoBridge maintenance service."""
