@@ -1,0 +1,1 @@
+"""Generated contracts of sonobridge.api.events (regenerate with `make protos`)."""

@@ -1,0 +1,1 @@
+"""Generated contracts of sonobridge.api.inference (regenerate with `make protos`)."""

@@ -1,0 +1,1 @@
+"""Generated contracts of sonobridge.api.ingest (regenerate with `make protos`)."""

@@ -1,0 +1,1 @@
+"""Generated contracts of sonobridge.api.maintenance (regenerate with `make protos`)."""

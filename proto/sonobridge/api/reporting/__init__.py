@@ -1,0 +1,1 @@
+"""Generated contracts of sonobridge.api.reporting (regenerate with `make protos`)."""
