@@ -1,0 +1,304 @@
+"""Reliable delivery: transactional outbox + relay, idempotent inbox, retries and dead-lettering."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
+from sonobridge.common.envelope import CloudEvent, UnreadableEvent
+from sonobridge.common.metrics import ServiceMetrics
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+class PermanentFailure(Exception):
+    """A handler error that retrying cannot fix: the event goes straight to dead-letter."""
+
+
+def delivery_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """Define the outbox and inbox tables on a service's metadata (its migrations create them)."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("topic", String(255), nullable=False),
+        Column("key", String(255), nullable=False),
+        Column("source", String(255), nullable=False),
+        Column("type", String(255), nullable=False),
+        Column("time", DateTime(timezone=True), nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+    )
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer_group", String(255), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+        Column("topic", String(255), nullable=False),
+        Column("type", String(255), nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+    return outbox, inbox
+
+
+class Outbox:
+    """Adds events to the outbox inside the caller's transaction."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def add(self, session: Session, topic: str, event: CloudEvent) -> None:
+        """Stage `event` for `topic`; it ships only if the surrounding transaction commits."""
+        session.execute(
+            insert(self.table).values(
+                event_id=event.id,
+                topic=topic,
+                key=event.key,
+                source=event.source,
+                type=event.type,
+                time=event.time,
+                data=event.data,
+            )
+        )
+
+
+class OutboxRelay:
+    """Ships committed outbox rows to the bus in order; a crash before marking re-ships them."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        bus: EventBus,
+        metrics: ServiceMetrics,
+        batch_size: int = 100,
+    ) -> None:
+        self.engine = engine
+        self.table = table
+        self.bus = bus
+        self.metrics = metrics
+        self.batch_size = batch_size
+
+    def ship_once(self) -> int:
+        """Publish one batch of pending rows; return how many were shipped."""
+        t = self.table
+        shipped = 0
+        with self.engine.begin() as conn:
+            # SKIP LOCKED lets several relay replicas share the work on PostgreSQL.
+            rows = conn.execute(
+                select(t)
+                .where(t.c.published_at.is_(None))
+                .order_by(t.c.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).fetchall()
+            for row in rows:
+                event = CloudEvent(
+                    id=row.event_id,
+                    source=row.source,
+                    type=row.type,
+                    time=_aware(row.time),
+                    key=row.key,
+                    data=row.data,
+                )
+                publish(self.bus, row.topic, event)
+                conn.execute(
+                    update(t).where(t.c.id == row.id).values(published_at=datetime.now(UTC))
+                )
+                self.metrics.events_published.labels(row.topic).inc()
+                shipped += 1
+            pending = conn.execute(
+                select(func.count()).select_from(t).where(t.c.published_at.is_(None))
+            ).scalar_one()
+        self.metrics.outbox_pending.set(pending)
+        return shipped
+
+    def run(self, stop: threading.Event, interval: float = 0.2) -> None:
+        """Ship until `stop` is set; bus outages are retried, never dropped."""
+        while not stop.is_set():
+            try:
+                if self.ship_once() == self.batch_size:
+                    continue
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                stop.wait(min(5.0, interval * 10))
+                continue
+            stop.wait(interval)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were written in UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+EventHandler = Callable[[Session, ReceivedEvent, CloudEvent], None]
+"""Apply one event's effects in the given session (the worker commits it)."""
+
+
+class ConsumerWorker:
+    """Consume `topics` as `group`: dedupe by event id, retry, dead-letter, then commit."""
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        group: str,
+        topics: Sequence[str],
+        handler: EventHandler,
+        sessions: sessionmaker[Session],
+        inbox: Table,
+        metrics: ServiceMetrics,
+        max_attempts: int = 5,
+        retry_backoff: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.bus = bus
+        self.group = group
+        self.topics = list(topics)
+        self.handler = handler
+        self.sessions = sessions
+        self.inbox = inbox
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff
+        self._sleep = sleep
+        self._subscription: Subscription | None = None
+
+    @property
+    def subscription(self) -> Subscription:
+        """The group membership, joined on first use."""
+        if self._subscription is None:
+            self._subscription = self.bus.subscribe(self.group, self.topics)
+        return self._subscription
+
+    def _apply(self, record: ReceivedEvent, event: CloudEvent) -> bool:
+        """Run the handler and record the event id in one transaction; False if seen before."""
+        with self.sessions.begin() as session:
+            seen = session.execute(
+                select(self.inbox.c.event_id).where(
+                    self.inbox.c.consumer_group == self.group,
+                    self.inbox.c.event_id == event.id,
+                )
+            ).first()
+            if seen:
+                return False
+            session.execute(
+                insert(self.inbox).values(
+                    consumer_group=self.group,
+                    event_id=event.id,
+                    topic=record.topic,
+                    type=event.type,
+                    processed_at=datetime.now(UTC),
+                )
+            )
+            self.handler(session, record, event)
+        return True
+
+    def handle(self, record: ReceivedEvent) -> str:
+        """Process one record to a final outcome: processed, duplicate or dead_lettered."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                event = record.cloud_event()
+                applied = self._apply(record, event)
+            except IntegrityError:
+                # A concurrent delivery of the same event won the inbox insert.
+                outcome = "duplicate"
+                break
+            except (UnreadableEvent, PermanentFailure) as exc:
+                self._dead_letter(record, exc, attempts)
+                outcome = "dead_lettered"
+                break
+            except Exception as exc:
+                self.metrics.events_consumed.labels(record.topic, "failed").inc()
+                if attempts >= self.max_attempts:
+                    self._dead_letter(record, exc, attempts)
+                    outcome = "dead_lettered"
+                    break
+                log.warning(
+                    "handler failed (attempt %d/%d) on %s@%d: %s",
+                    attempts,
+                    self.max_attempts,
+                    record.topic,
+                    record.offset,
+                    exc,
+                )
+                self._sleep(self.retry_backoff * 2 ** (attempts - 1))
+                continue
+            outcome = "processed" if applied else "duplicate"
+            break
+        if outcome != "dead_lettered":
+            self.metrics.events_consumed.labels(record.topic, outcome).inc()
+        self.subscription.commit(record)
+        return outcome
+
+    def _dead_letter(self, record: ReceivedEvent, error: Exception, attempts: int) -> None:
+        log.error(
+            "dead-lettering %s@%d after %d attempt(s): %s",
+            record.topic,
+            record.offset,
+            attempts,
+            error,
+        )
+        headers = [
+            *record.headers,
+            ("dlq_error", f"{type(error).__name__}: {error}"[:2000].encode()),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_source_topic", record.topic.encode()),
+            ("dlq_source_partition", str(record.partition).encode()),
+            ("dlq_source_offset", str(record.offset).encode()),
+            ("dlq_consumer_group", self.group.encode()),
+        ]
+        self.bus.send(dlq_topic(record.topic), record.key, record.value, headers)
+        self.metrics.events_dead_lettered.labels(record.topic).inc()
+
+    def run_once(self, timeout: float = 0.5) -> int:
+        """Poll once and handle what arrived; return the number of records handled."""
+        records = self.subscription.poll(timeout)
+        for record in records:
+            self.handle(record)
+        for topic, lag in self.subscription.lag().items():
+            self.metrics.consumer_lag.labels(topic).set(lag)
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set; errors outside a handler are logged and retried."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("consumer %s failed; rejoining", self.group)
+                    self.close()
+                    stop.wait(2.0)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Leave the group."""
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None

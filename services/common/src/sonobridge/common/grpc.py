@@ -1,0 +1,103 @@
+"""gRPC plumbing every service shares: health, reflection, error mapping, metrics, auth."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sonobridge.common.auth import Principal, TokenVerifier
+from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.common.problems import Problem
+
+log = logging.getLogger(__name__)
+
+_STATUS_BY_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_for(problem: Problem) -> grpc.StatusCode:
+    """Map a domain error to its gRPC status code."""
+    return _STATUS_BY_HTTP.get(problem.status, grpc.StatusCode.UNKNOWN)
+
+
+class ProblemInterceptor(grpc.ServerInterceptor):
+    """Turn domain errors into gRPC statuses with their message, and count every call."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+
+    def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        inner = handler.unary_unary
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                response = inner(request, context)
+            except Problem as problem:
+                self.metrics.grpc_requests.labels(method, status_for(problem).name).inc()
+                context.abort(status_for(problem), problem.detail)
+            except Exception:
+                code = context.code() if hasattr(context, "code") else None
+                self.metrics.grpc_requests.labels(
+                    method, (code or grpc.StatusCode.INTERNAL).name
+                ).inc()
+                raise
+            self.metrics.grpc_requests.labels(method, "OK").inc()
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def principal_from_context(context: grpc.ServicerContext, verifier: TokenVerifier) -> Principal:
+    """Verify the caller's bearer token from gRPC metadata."""
+    metadata = dict(context.invocation_metadata())
+    return verifier.verify_header(metadata.get("authorization"))
+
+
+def create_grpc_server(
+    *,
+    metrics: ServiceMetrics,
+    register: Callable[[grpc.Server], Iterable[str]],
+    host: str,
+    port: int,
+    max_workers: int = 8,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Build a server with health and reflection; `register` adds servicers, returns their names."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[ProblemInterceptor(metrics)],
+        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+    )
+    service_names = list(register(server))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in [*service_names, ""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    return server, bound, health_servicer

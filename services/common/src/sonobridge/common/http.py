@@ -1,0 +1,155 @@
+"""FastAPI plumbing every service shares: health, readiness, metrics, problem+json, auth."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sonobridge.common.auth import Principal, TokenVerifier
+from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.common.problems import PROBLEM_JSON, Problem, Unauthenticated
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], None]
+"""A callable that raises when a dependency is unreachable."""
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
+    """Render a domain error as application/problem+json."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(problem, Unauthenticated) else None
+    return JSONResponse(
+        problem.to_dict(instance),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _route_template(request: Request) -> str:
+    # Label by route template, never by raw path: paths carry UIDs.
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
+
+
+def create_service_app(
+    *,
+    service: str,
+    metrics: ServiceMetrics,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
+    verifier: TokenVerifier | None = None,
+    title: str | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    """Build a FastAPI app with /healthz, /readyz, /metrics and the shared error mapping."""
+    app = FastAPI(title=title or f"SonoBridge {service}", version=version)
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.verifier = verifier
+    checks = dict(readiness or {})
+
+    @app.middleware("http")
+    async def _observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = _route_template(request)
+            if route not in ("/metrics", "/healthz", "/readyz"):
+                metrics.http_requests.labels(request.method, route, str(status)).inc()
+                metrics.http_latency.labels(request.method, route).observe(
+                    time.perf_counter() - started
+                )
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body = {
+            "type": "https://sonobridge.invalid/problems/invalid-input",
+            "title": "Invalid input",
+            "status": 422,
+            "detail": "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            ),
+            "instance": request.url.path,
+            "errors": [
+                {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+                for err in exc.errors()
+            ],
+        }
+        return JSONResponse(body, status_code=422, media_type=PROBLEM_JSON)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = {
+            "type": "about:blank",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "instance": request.url.path,
+        }
+        return JSONResponse(
+            body,
+            status_code=exc.status_code,
+            media_type=PROBLEM_JSON,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        results: dict[str, Any] = {}
+        ready = True
+        for name, check in checks.items():
+            try:
+                check()
+            except Exception as exc:
+                ready = False
+                results[name] = f"down: {exc}"
+                metrics.dependency_up.labels(name).set(0)
+            else:
+                results[name] = "up"
+                metrics.dependency_up.labels(name).set(1)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller, or 401 problem+json."""
+    verifier: TokenVerifier | None = request.app.state.verifier
+    if verifier is None:
+        raise Unauthenticated("this service has no token verifier configured")
+    return verifier.verify_header(request.headers.get("authorization"))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,82 @@
+"""Build the edition's adapters (bus, object store, database, token verifier) from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sonobridge.common.auth import LocalIssuer, TokenVerifier
+from sonobridge.common.bus.embedded import EmbeddedEventBus
+from sonobridge.common.bus.kafka import KafkaEventBus
+from sonobridge.common.bus.ports import EventBus
+from sonobridge.common.db import create_db_engine
+from sonobridge.common.objects.localdir import LocalDirObjectStore
+from sonobridge.common.objects.minio import MinioObjectStore
+from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.common.settings import Edition, ServiceSettings
+from sqlalchemy import Engine
+
+LOCAL_ISSUER = "sonobridge-local"
+
+
+def build_event_bus(settings: ServiceSettings) -> EventBus:
+    """Kafka for the cluster edition, the embedded log for a single node."""
+    if settings.edition is Edition.CLUSTER:
+        return KafkaEventBus(
+            settings.kafka.bootstrap_servers,
+            client_id=settings.kafka.client_id,
+            request_timeout_ms=settings.kafka.request_timeout_ms,
+        )
+    return EmbeddedEventBus(settings.event_log_path())
+
+
+def build_object_store(settings: ServiceSettings) -> ObjectStore:
+    """MinIO for the cluster edition, a local directory for a single node."""
+    if settings.edition is Edition.CLUSTER:
+        s = settings.storage
+        assert s.access_key is not None and s.secret_key is not None
+        store = MinioObjectStore(
+            s.endpoint,
+            s.access_key.get_secret_value(),
+            s.secret_key.get_secret_value(),
+            s.bucket,
+            secure=s.secure,
+            region=s.region,
+            part_size=s.part_size_bytes,
+        )
+        store.ensure_bucket()
+        return store
+    return LocalDirObjectStore(settings.object_root())
+
+
+def build_engine(settings: ServiceSettings, service: str) -> Engine:
+    """PostgreSQL from DB__URL, or the service's SQLite file on a single node."""
+    return create_db_engine(
+        settings.database_url(service), pool_size=settings.db.pool_size, echo=settings.db.echo
+    )
+
+
+def local_issuer(data_dir: Path) -> LocalIssuer:
+    """Return the single node's token issuer, its key kept in the data directory across restarts."""
+    key_path = data_dir / "issuer-key.pem"
+    if key_path.exists():
+        return LocalIssuer(LOCAL_ISSUER, private_pem=key_path.read_bytes())
+    issuer = LocalIssuer(LOCAL_ISSUER)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = key_path.with_suffix(".tmp")
+    tmp.write_bytes(issuer.private_pem())
+    tmp.chmod(0o600)
+    tmp.replace(key_path)
+    return issuer
+
+
+def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+    """Verify against the configured JWKS URL, or trust the single node's own issuer."""
+    a = settings.auth
+    if a.jwks_url:
+        return TokenVerifier(
+            audience=a.audience,
+            issuer=a.issuer or None,
+            jwks_url=a.jwks_url,
+            leeway_seconds=a.leeway_seconds,
+        )
+    return local_issuer(settings.data_dir).verifier(a.leeway_seconds)

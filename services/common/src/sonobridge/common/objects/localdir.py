@@ -1,0 +1,117 @@
+"""Local-directory adapter of the object store, for the single-node edition."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from sonobridge.common.objects.ports import CHUNK_SIZE, ObjectInfo, ObjectNotFound, validate_key
+
+_META_SUFFIX = ".meta.json"
+
+
+class LocalDirObjectStore:
+    """Objects as files under one root; writes land via fsync + rename so a crash leaves no half."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / ".tmp"
+        self._tmp.mkdir(exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / "data" / validate_key(key)
+
+    def put(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        length: int | None = None,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Copy the stream to a temp file in chunks, fsync, then rename into place."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(CHUNK_SIZE):
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if length is not None and size != length:
+                raise ValueError(f"stream gave {size} bytes, expected {length}")
+            meta = {"content_type": content_type, "metadata": metadata or {}}
+            meta_tmp = Path(tmp_name + _META_SUFFIX)
+            meta_tmp.write_text(json.dumps(meta))
+            os.replace(meta_tmp, str(path) + _META_SUFFIX)
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return ObjectInfo(key, size, content_type, dict(metadata or {}))
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[Iterator[bytes]]:
+        """Yield the file's bytes in chunks."""
+        try:
+            handle = self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object {key}") from exc
+        with handle:
+            yield iter(lambda: handle.read(CHUNK_SIZE), b"")
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Return size, type and metadata, or None."""
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return None
+        meta_path = Path(str(path) + _META_SUFFIX)
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return ObjectInfo(
+            key,
+            size,
+            meta.get("content_type", "application/octet-stream"),
+            meta.get("metadata", {}),
+        )
+
+    def delete(self, key: str) -> None:
+        """Remove the object and its metadata."""
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        Path(str(path) + _META_SUFFIX).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield keys under `prefix`, sorted."""
+        base = self.root / "data"
+        keys = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.endswith(_META_SUFFIX):
+                    continue
+                key = Path(dirpath, name).relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        yield from sorted(keys)
+
+    def check(self) -> None:
+        """Raise unless the root is a writable directory."""
+        if not os.access(self.root, os.W_OK):
+            raise OSError(f"{self.root} is not writable")
+
+    def purge_temp(self) -> None:
+        """Remove temp files a crash left behind (called at start-up)."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(exist_ok=True)

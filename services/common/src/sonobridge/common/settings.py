@@ -1,0 +1,137 @@
+"""Typed settings sections shared by every service; each service composes its own Settings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Edition(StrEnum):
+    """Which adapters a service runs with."""
+
+    SINGLE = "single"
+    CLUSTER = "cluster"
+
+
+class HttpSettings(BaseModel):
+    """REST listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class GrpcSettings(BaseModel):
+    """gRPC listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+
+
+class LogSettings(BaseModel):
+    """Log level and format."""
+
+    level: str = "INFO"
+    json_format: bool = True
+
+
+class KafkaSettings(BaseModel):
+    """Kafka connection, used by the cluster edition."""
+
+    bootstrap_servers: str = ""
+    client_id: str = "sonobridge"
+    request_timeout_ms: int = 30_000
+
+
+class StorageSettings(BaseModel):
+    """Object store: MinIO (cluster) or a local directory (single node)."""
+
+    endpoint: str = ""
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    bucket: str = "sonobridge"
+    secure: bool = False
+    region: str | None = None
+    root: Path | None = None
+    part_size_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
+
+
+class DbSettings(BaseModel):
+    """Database URL (SQLAlchemy form)."""
+
+    url: SecretStr | None = None
+    pool_size: int = 5
+    echo: bool = False
+
+
+class AuthSettings(BaseModel):
+    """OIDC bearer-token verification."""
+
+    jwks_url: str = ""
+    issuer: str = ""
+    audience: str = "sonobridge"
+    leeway_seconds: int = 30
+
+
+class DeliverySettings(BaseModel):
+    """Consumer retries, dead-lettering and the outbox relay."""
+
+    max_attempts: int = Field(5, ge=1)
+    retry_backoff_seconds: float = Field(0.2, ge=0)
+    relay_interval_seconds: float = Field(0.2, gt=0)
+    relay_batch_size: int = Field(100, ge=1)
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares; services subclass it to add their own sections."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__", env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    edition: Edition = Edition.SINGLE
+    data_dir: Path = Path("var/single-node")
+    http: HttpSettings = HttpSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    log: LogSettings = LogSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    storage: StorageSettings = StorageSettings()
+    db: DbSettings = DbSettings()
+    auth: AuthSettings = AuthSettings()
+    delivery: DeliverySettings = DeliverySettings()
+
+    @model_validator(mode="after")
+    def _cluster_needs_servers(self) -> ServiceSettings:
+        # The cluster edition has no sensible defaults for its servers: fail at start-up, by name.
+        if self.edition is Edition.CLUSTER:
+            missing = [
+                name
+                for name, value in (
+                    ("KAFKA__BOOTSTRAP_SERVERS", self.kafka.bootstrap_servers),
+                    ("STORAGE__ENDPOINT", self.storage.endpoint),
+                    ("STORAGE__ACCESS_KEY", self.storage.access_key),
+                    ("STORAGE__SECRET_KEY", self.storage.secret_key),
+                    ("DB__URL", self.db.url),
+                    ("AUTH__JWKS_URL", self.auth.jwks_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"cluster edition needs {', '.join(missing)}")
+        return self
+
+    def database_url(self, service: str) -> str:
+        """Return the configured database URL, or the single-node SQLite file for `service`."""
+        if self.db.url is not None:
+            return self.db.url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+    def object_root(self) -> Path:
+        """Return the single-node object directory."""
+        return (self.storage.root or self.data_dir / "objects").resolve()
+
+    def event_log_path(self) -> Path:
+        """Return the single-node embedded event log file, shared by all services on the node."""
+        return (self.data_dir / "events.sqlite3").resolve()
