@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sonobridge.common.problems import Forbidden, Unauthenticated
 
 ROLES = frozenset(

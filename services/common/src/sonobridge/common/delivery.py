@@ -8,9 +8,6 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
-from sonobridge.common.envelope import CloudEvent, UnreadableEvent
-from sonobridge.common.metrics import ServiceMetrics
 from sqlalchemy import (
     Column,
     DateTime,
@@ -27,6 +24,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
+from sonobridge.api.events.v1.topics import topic_for
+from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
+from sonobridge.common.envelope import CloudEvent, ProtoMessage, UnreadableEvent, wrap
+from sonobridge.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,12 @@ class Outbox:
                 data=event.data,
             )
         )
+
+    def emit(self, session: Session, message: ProtoMessage, *, source: str, key: str) -> CloudEvent:
+        """Wrap an event message and stage it on its registered topic."""
+        event = wrap(message, source=source, key=key)
+        self.add(session, topic_for(message), event)  # type: ignore[arg-type]
+        return event
 
 
 class OutboxRelay:

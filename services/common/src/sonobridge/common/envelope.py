@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from google.protobuf.message import DecodeError, Message
+
+from sonobridge.api.events.v1.topics import UnknownEventError, message_class_for
+
 SPEC_VERSION = "1.0"
 PROTOBUF = "application/protobuf"
 
@@ -108,3 +112,15 @@ def wrap(
         key=key,
         data=message.SerializeToString(deterministic=True),
     )
+
+
+def unpack(event: CloudEvent) -> Message:
+    """Decode the payload into its registered message class; UnreadableEvent if impossible."""
+    if event.content_type != PROTOBUF:
+        raise UnreadableEvent(f"unsupported content-type {event.content_type!r}")
+    try:
+        message = message_class_for(event.type)()
+        message.ParseFromString(event.data)
+    except (UnknownEventError, DecodeError) as exc:
+        raise UnreadableEvent(f"cannot decode {event.type}: {exc}") from exc
+    return message

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from sonobridge.common.auth import Principal, TokenVerifier
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import Problem

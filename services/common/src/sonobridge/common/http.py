@@ -11,11 +11,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
 from sonobridge.common.auth import Principal, TokenVerifier
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import PROBLEM_JSON, Problem, Unauthenticated
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 

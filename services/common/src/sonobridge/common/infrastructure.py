@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from sonobridge.common.auth import LocalIssuer, TokenVerifier
 from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.bus.kafka import KafkaEventBus
@@ -13,7 +15,6 @@ from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.minio import MinioObjectStore
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.settings import Edition, ServiceSettings
-from sqlalchemy import Engine
 
 LOCAL_ISSUER = "sonobridge-local"
 

@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from minio import Minio
 from minio.error import S3Error
+
 from sonobridge.common.objects.ports import CHUNK_SIZE, ObjectInfo, ObjectNotFound, validate_key
 
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
