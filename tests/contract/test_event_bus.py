@@ -18,8 +18,12 @@ from sonobridge.common.metrics import ServiceMetrics
 
 def _event(key: str, body: bytes) -> CloudEvent:
     return CloudEvent(
-        id=str(uuid.uuid4()), source="tests", type="test.Event",
-        time=__import__("datetime").datetime.now(__import__("datetime").UTC), key=key, data=body,
+        id=str(uuid.uuid4()),
+        source="tests",
+        type="test.Event",
+        time=__import__("datetime").datetime.now(__import__("datetime").UTC),
+        key=key,
+        data=body,
     )
 
 
@@ -42,7 +46,11 @@ def test_published_events_arrive_with_their_envelope(bus: EventBus, topic: str) 
         sub.close()
     got = record.cloud_event()
     assert (got.id, got.key, got.data, got.type, got.source) == (
-        sent.id, sent.key, sent.data, sent.type, sent.source
+        sent.id,
+        sent.key,
+        sent.data,
+        sent.type,
+        sent.source,
     )
 
 
@@ -95,9 +103,15 @@ def _worker(bus: EventBus, topic: str, handler, engine_url: str, attempts: int =
     metadata.create_all(engine)
     metrics = ServiceMetrics("test")
     worker = ConsumerWorker(
-        bus=bus, group=f"g-{uuid.uuid4().hex[:8]}", topics=[topic], handler=handler,
-        sessions=session_factory(engine), inbox=inbox, metrics=metrics,
-        max_attempts=attempts, retry_backoff=0.0,
+        bus=bus,
+        group=f"g-{uuid.uuid4().hex[:8]}",
+        topics=[topic],
+        handler=handler,
+        sessions=session_factory(engine),
+        inbox=inbox,
+        metrics=metrics,
+        max_attempts=attempts,
+        retry_backoff=0.0,
     )
     return worker, metrics
 
@@ -147,8 +161,9 @@ def test_foreign_record_is_dead_lettered_without_retries(
     calls = []
     bus.send(topic, b"k", b"not a cloudevent", [("content-type", b"text/plain")])
     publish(bus, topic, _event("k", b"good"))
-    worker, _ = _worker(bus, topic, lambda s, r, e: calls.append(r.value),
-                        f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    worker, _ = _worker(
+        bus, topic, lambda s, r, e: calls.append(r.value), f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    )
     try:
         for _ in range(60):
             worker.run_once(1.0)
