@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Stop local test servers started by up.sh: down.sh [kafka|minio|postgres|all]. Data is kept.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+down_kafka() {
+    if pid_alive "$KAFKA_PIDFILE"; then
+        log "stopping kafka (pid $(cat "$KAFKA_PIDFILE"))"
+        stop_pidfile "$KAFKA_PIDFILE" 60
+    else
+        rm -f "$KAFKA_PIDFILE"
+        log "kafka not running"
+    fi
+}
+
+down_minio() {
+    if pid_alive "$MINIO_PIDFILE"; then
+        log "stopping minio (pid $(cat "$MINIO_PIDFILE"))"
+        stop_pidfile "$MINIO_PIDFILE" 30
+    else
+        rm -f "$MINIO_PIDFILE"
+        log "minio not running"
+    fi
+}
+
+down_postgres() {
+    local base data
+    base="$(pg_base_dir)"
+    data="$base/data"
+    if [[ -f "$data/PG_VERSION" ]] && as_pg_user "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        log "stopping postgres ($data)"
+        as_pg_user "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null ||
+            die "pg_ctl stop failed; see $base/postgres.log"
+    else
+        log "postgres not running"
+    fi
+}
+
+main() {
+    local component pids=() rc=0 pid
+    for component in $(components_from_args "${1:-all}"); do
+        with_lock "$RUN_DIR/.up-$component.lock" "down_$component" &
+        pids+=("$!")
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || rc=1
+    done
+    return "$rc"
+}
+
+main "$@"

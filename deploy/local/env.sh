@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Print the env vars tests and services use to reach the local servers; `source` it to export them.
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SONOBRIDGE_TEST_KAFKA="$BIND_HOST:$KAFKA_PORT"
+SONOBRIDGE_TEST_MINIO="$BIND_HOST:$MINIO_PORT"
+SONOBRIDGE_TEST_MINIO_ACCESS_KEY="$MINIO_ROOT_USER_VALUE"
+SONOBRIDGE_TEST_MINIO_SECRET_KEY="$MINIO_ROOT_PASSWORD_VALUE"
+SONOBRIDGE_TEST_PG_URL="postgresql+psycopg://$PG_APP_USER:$PG_APP_PASSWORD@$BIND_HOST:$PG_PORT/$PG_APP_DB"
+
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+    export SONOBRIDGE_TEST_KAFKA SONOBRIDGE_TEST_MINIO SONOBRIDGE_TEST_MINIO_ACCESS_KEY \
+        SONOBRIDGE_TEST_MINIO_SECRET_KEY SONOBRIDGE_TEST_PG_URL
+else
+    for name in SONOBRIDGE_TEST_KAFKA SONOBRIDGE_TEST_MINIO SONOBRIDGE_TEST_MINIO_ACCESS_KEY \
+        SONOBRIDGE_TEST_MINIO_SECRET_KEY SONOBRIDGE_TEST_PG_URL; do
+        printf 'export %s=%q\n' "$name" "${!name}"
+    done
+fi

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Install pinned Kafka, MinIO and PostgreSQL for local tests: install.sh [kafka|minio|postgres|all]
+# Idempotent: a finished install is detected by a marker and skipped in well under a second.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+install_kafka() {
+    if [[ -f "$KAFKA_HOME/.installed" ]]; then
+        log "kafka $KAFKA_VERSION already installed in $KAFKA_HOME"
+        return 0
+    fi
+    command -v java >/dev/null || die "java not found; Kafka $KAFKA_VERSION needs Java 17+"
+    command -v mvn >/dev/null || die "mvn not found; it fetches the Kafka jars"
+    local java_major
+    java_major="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+    [[ "${java_major:-0}" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, found '$java_major'"
+
+    local stage="$KAFKA_HOME.partial" started=$SECONDS
+    rm -rf "$stage"
+    mkdir -p "$stage/libs"
+    # A pom-packaged project whose only job is to list the broker and its log4j2 binding.
+    cat >"$stage/pom.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.sonobridge</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>$KAFKA_VERSION</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_$KAFKA_SCALA</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-api</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+    mkdir -p "$CACHE_DIR/logs"
+    local mvn_log="$CACHE_DIR/logs/kafka-$KAFKA_VERSION-install.log"
+    log "fetching kafka_$KAFKA_SCALA $KAFKA_VERSION jars with Maven (log: $mvn_log)"
+    if ! mvn -B -f "$stage/pom.xml" "$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
+        -DoutputDirectory="$stage/libs" -DincludeScope=runtime >"$mvn_log" 2>&1; then
+        show_log_tail "$mvn_log"
+        die "Maven could not fetch Kafka $KAFKA_VERSION jars"
+    fi
+    [[ -f "$stage/libs/kafka_$KAFKA_SCALA-$KAFKA_VERSION.jar" ]] ||
+        die "Maven finished but kafka_$KAFKA_SCALA-$KAFKA_VERSION.jar is missing from $stage/libs"
+    touch "$stage/.installed"
+    rm -rf "$KAFKA_HOME"
+    mv "$stage" "$KAFKA_HOME"
+    log "kafka $KAFKA_VERSION installed in $KAFKA_HOME ($((SECONDS - started))s)"
+}
+
+install_minio() {
+    if [[ -x "$MINIO_BIN" ]]; then
+        log "minio $MINIO_VERSION already installed at $MINIO_BIN"
+        return 0
+    fi
+    command -v go >/dev/null || die "go not found; MinIO is built from source with Go >= 1.24"
+    local go_minor
+    go_minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
+    [[ "${go_minor:-0}" -ge 24 ]] || die "MinIO needs Go >= 1.24, found $(go env GOVERSION)"
+
+    local stage="$MINIO_HOME.partial" started=$SECONDS
+    local build_log="$CACHE_DIR/logs/minio-$MINIO_VERSION-build.log"
+    mkdir -p "$CACHE_DIR/logs" "$stage"
+    log "building minio $MINIO_VERSION from source; takes minutes when cold (log: $build_log)"
+    # Module, build caches and GOPATH live in the cache so a rebuild after a wipe of the clone
+    # (or a second clone) is fast.
+    if ! (cd "$CACHE_DIR" && env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
+        GOPATH="$CACHE_DIR/go" GOMODCACHE="$CACHE_DIR/go/pkg/mod" GOCACHE="$CACHE_DIR/go-build" \
+        GOBIN="$stage" go install -trimpath -ldflags "-s -w" "$MINIO_MODULE@$MINIO_VERSION") \
+        >"$build_log" 2>&1; then
+        show_log_tail "$build_log"
+        die "go install $MINIO_MODULE@$MINIO_VERSION failed"
+    fi
+    [[ -x "$stage/minio" ]] || die "go install finished but $stage/minio is missing"
+    mkdir -p "$MINIO_HOME"
+    mv -f "$stage/minio" "$MINIO_BIN"
+    rmdir "$stage" 2>/dev/null || true
+    log "minio installed at $MINIO_BIN ($((SECONDS - started))s)"
+}
+
+install_postgres() {
+    if [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]]; then
+        log "postgresql $PG_MAJOR already installed in $PG_BIN"
+        return 0
+    fi
+    [[ "$(id -u)" == "0" ]] ||
+        die "PostgreSQL $PG_MAJOR server is missing ($PG_BIN/initdb); install postgresql-$PG_MAJOR as root"
+    command -v apt-get >/dev/null ||
+        die "PostgreSQL $PG_MAJOR server is missing and apt-get is unavailable; install it by hand"
+    local started=$SECONDS
+    export DEBIAN_FRONTEND=noninteractive
+    log "installing postgresql-$PG_MAJOR with apt-get"
+    apt-get update -q >/dev/null || die "apt-get update failed"
+    # Keep the Debian package from creating and starting its own cluster on 5432: we run ours.
+    apt-get install -y -q postgresql-common >/dev/null || die "apt-get install postgresql-common failed"
+    if [[ -f /etc/postgresql-common/createcluster.conf ]]; then
+        sed -i 's/^#\?\s*create_main_cluster\s*=.*/create_main_cluster = false/' \
+            /etc/postgresql-common/createcluster.conf
+    fi
+    apt-get install -y -q "postgresql-$PG_MAJOR" >/dev/null || die "apt-get install postgresql-$PG_MAJOR failed"
+    [[ -x "$PG_BIN/initdb" ]] || die "postgresql-$PG_MAJOR installed but $PG_BIN/initdb is missing"
+    log "postgresql $PG_MAJOR installed ($((SECONDS - started))s)"
+}
+
+main() {
+    local components component minio_pid="" rc=0
+    components="$(components_from_args "${1:-all}")"
+    mkdir -p "$CACHE_DIR"
+    # The MinIO build is by far the slowest step, so it starts first and runs beside the others.
+    if [[ " $components " == *" minio "* ]]; then
+        with_lock "$CACHE_DIR/.install-minio.lock" install_minio &
+        minio_pid=$!
+    fi
+    for component in $components; do
+        [[ "$component" == minio ]] && continue
+        # Not in an "||" context, so errexit still applies inside the installer.
+        set +e
+        (with_lock "$CACHE_DIR/.install-$component.lock" "install_$component")
+        [[ $? -eq 0 ]] || rc=1
+        set -e
+    done
+    if [[ -n "$minio_pid" ]]; then
+        log "waiting for the minio build to finish"
+        wait "$minio_pid" || rc=1
+    fi
+    return "$rc"
+}
+
+main "$@"

@@ -1,0 +1,174 @@
+# Shared settings and helpers for deploy/local scripts (sourced, never run directly).
+# shellcheck shell=bash
+
+# --- Pinned versions -------------------------------------------------------------------------
+KAFKA_VERSION="${SONOBRIDGE_KAFKA_VERSION:-4.1.1}"
+KAFKA_SCALA="2.13"
+LOG4J_VERSION="2.24.3"
+MAVEN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+# MinIO community edition ships as source only. The module proxy here serves this pseudo-version
+# (last commit on the archived repository, 2026-02-12); the RELEASE.2025-10-15 tag is refused.
+MINIO_VERSION="${SONOBRIDGE_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+MINIO_MODULE="github.com/minio/minio"
+PG_MAJOR="15"
+
+# --- Locations -------------------------------------------------------------------------------
+DEPLOY_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$DEPLOY_LOCAL_DIR/../.." && pwd)"
+CACHE_DIR="${SONOBRIDGE_CACHE:-$HOME/.cache/sonobridge}"
+RUN_DIR="${SONOBRIDGE_RUN_DIR:-$REPO_ROOT/var/local}"
+
+KAFKA_HOME="$CACHE_DIR/kafka-$KAFKA_VERSION"
+MINIO_HOME="$CACHE_DIR/minio-$MINIO_VERSION"
+MINIO_BIN="$MINIO_HOME/minio"
+PG_BIN="${SONOBRIDGE_PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}"
+
+# --- Ports and credentials (127.0.0.1 only) --------------------------------------------------
+BIND_HOST="127.0.0.1"
+KAFKA_PORT="${SONOBRIDGE_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${SONOBRIDGE_KAFKA_CONTROLLER_PORT:-19093}"
+MINIO_PORT="${SONOBRIDGE_MINIO_PORT:-19000}"
+MINIO_CONSOLE_PORT="${SONOBRIDGE_MINIO_CONSOLE_PORT:-19001}"
+PG_PORT="${SONOBRIDGE_PG_PORT:-15432}"
+
+MINIO_ROOT_USER_VALUE="sonobridge"
+MINIO_ROOT_PASSWORD_VALUE="sonobridge-secret"
+PG_APP_USER="sonobridge"
+PG_APP_PASSWORD="sonobridge"
+PG_APP_DB="sonobridge"
+
+UP_TIMEOUT="${SONOBRIDGE_UP_TIMEOUT:-120}"
+
+# --- Helpers ---------------------------------------------------------------------------------
+log() { printf '[deploy/local] %s\n' "$*" >&2; }
+
+die() {
+    printf '[deploy/local] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# Print the last 40 lines of a log file to stderr, framed so it stands out in test output.
+show_log_tail() {
+    local file="$1"
+    if [[ -f "$file" ]]; then
+        printf '[deploy/local] ---- last 40 lines of %s ----\n' "$file" >&2
+        tail -n 40 "$file" >&2
+        printf '[deploy/local] ---- end of %s ----\n' "$file" >&2
+    else
+        printf '[deploy/local] (no log file at %s)\n' "$file" >&2
+    fi
+}
+
+# Succeed when something accepts TCP connections on host:port.
+tcp_open() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# Succeed when the pid in the given file names a live process.
+pid_alive() {
+    local pidfile="$1" pid
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(cat "$pidfile" 2>/dev/null)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null
+}
+
+# Run a command with an exclusive lock so concurrent callers (parallel test sessions, two
+# engineers sharing a clone) do not install or start the same thing twice.
+with_lock() {
+    local lockfile="$1"
+    shift
+    mkdir -p "$(dirname "$lockfile")"
+    (
+        flock -w 1800 9 || die "timed out waiting for lock $lockfile"
+        "$@"
+    ) 9>"$lockfile"
+}
+
+# Stop the process in a pid file: TERM, wait up to $2 seconds, then KILL.
+stop_pidfile() {
+    local pidfile="$1" grace="${2:-30}" pid i
+    pid_alive "$pidfile" || {
+        rm -f "$pidfile"
+        return 0
+    }
+    pid="$(cat "$pidfile")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop within ${grace}s; killing"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+    rm -f "$pidfile"
+}
+
+# Validate the component argument; "all" expands to every component.
+components_from_args() {
+    local arg="${1:-all}"
+    case "$arg" in
+    all) echo "kafka minio postgres" ;;
+    kafka | minio | postgres) echo "$arg" ;;
+    *) die "unknown component '$arg' (expected kafka, minio, postgres or all)" ;;
+    esac
+}
+
+# --- PostgreSQL helpers (initdb and pg_ctl refuse root, so run them as postgres) -------------
+pg_os_user() {
+    if [[ "$(id -u)" == "0" ]]; then echo postgres; else id -un; fi
+}
+
+as_pg_user() {
+    if [[ "$(id -u)" == "0" ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# The postgres user must reach its data dir; if the run dir is not traversable for it (e.g. a
+# clone under a 0700 home), fall back to a per-uid, per-run-dir directory under /tmp.
+pg_base_dir() {
+    local preferred="$RUN_DIR/postgres"
+    if [[ "$(id -u)" != "0" ]]; then
+        echo "$preferred"
+        return
+    fi
+    mkdir -p "$preferred"
+    chown postgres: "$preferred"
+    if runuser -u postgres -- test -w "$preferred" -a -x "$preferred"; then
+        echo "$preferred"
+    else
+        echo "/tmp/sonobridge-pg-$(id -u)-$(printf '%s' "$RUN_DIR" | cksum | cut -d' ' -f1)"
+    fi
+}
+
+# --- Per-component runtime paths and readiness probes ----------------------------------------
+KAFKA_RUN="$RUN_DIR/kafka"
+KAFKA_PIDFILE="$KAFKA_RUN/kafka.pid"
+KAFKA_LOG="$KAFKA_RUN/kafka.log"
+MINIO_RUN="$RUN_DIR/minio"
+MINIO_PIDFILE="$MINIO_RUN/minio.pid"
+MINIO_LOG="$MINIO_RUN/minio.log"
+
+kafka_ready() {
+    pid_alive "$KAFKA_PIDFILE" &&
+        grep -q "Kafka Server started" "$KAFKA_LOG" 2>/dev/null &&
+        tcp_open "$BIND_HOST" "$KAFKA_PORT"
+}
+
+minio_ready() {
+    pid_alive "$MINIO_PIDFILE" &&
+        curl -fsS -o /dev/null --max-time 2 "http://$BIND_HOST:$MINIO_PORT/minio/health/live" 2>/dev/null
+}
+
+postgres_ready() {
+    local base
+    base="$(pg_base_dir)"
+    [[ -f "$base/data/postmaster.pid" ]] &&
+        as_pg_user "$PG_BIN/pg_ctl" -D "$base/data" status >/dev/null 2>&1 &&
+        "$PG_BIN/pg_isready" -q -h "$BIND_HOST" -p "$PG_PORT" -t 2 2>/dev/null
+}
