@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.resources
+import json
 import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from google.protobuf import descriptor_pb2
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROTO_ROOT = REPO_ROOT / "proto"
@@ -18,6 +22,9 @@ SOURCE_TOP = "sonobridge"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 # Must equal the grpcio-tools pin in the root pyproject: another protoc emits different code.
 PINNED_GRPCIO_TOOLS = "1.76.0"
+# Every field and enum value number ever published, kept beside the sources (not packaged).
+WIRE_LOCK = "wire_numbers.lock.json"
+DESCRIPTOR_SET = "descriptor_set.pb"
 PACKAGE_LINE = re.compile(r"^\s*package\s+([A-Za-z0-9_.]+)\s*;", re.MULTILINE)
 
 
@@ -75,6 +82,7 @@ def run_protoc(proto_root: Path, sources: list[str], out_dir: Path) -> None:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}",
         *sources,
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -115,22 +123,142 @@ def init_text(package_dir: str) -> str:
     return f'"""Generated contracts of {dotted} (regenerate with `make protos`)."""\n'
 
 
-def generate_to(proto_root: Path, out_dir: Path) -> list[str]:
-    """Generate all code for proto_root into out_dir; return the sources used."""
+@dataclass
+class WireShape:
+    """Numbers in use and reserved in one message or enum."""
+
+    numbers: dict[str, int] = field(default_factory=dict)
+    reserved_ranges: list[range] = field(default_factory=list)
+    reserved_names: set[str] = field(default_factory=set)
+
+    def reserves(self, name: str, number: int) -> bool:
+        """Return whether both the name and the number are reserved."""
+        in_range = any(number in numbers for numbers in self.reserved_ranges)
+        return in_range and name in self.reserved_names
+
+
+def wire_shapes(descriptor_set: bytes, sources: list[str]) -> dict[str, WireShape]:
+    """Return the wire shape of every message and enum declared in sources."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    shapes: dict[str, WireShape] = {}
+
+    def visit_enum(prefix: str, enum: descriptor_pb2.EnumDescriptorProto) -> None:
+        shapes[f"{prefix}.{enum.name}"] = WireShape(
+            {value.name: value.number for value in enum.value},
+            # Enum reserved ranges are inclusive, message ones exclusive.
+            [range(r.start, r.end + 1) for r in enum.reserved_range],
+            set(enum.reserved_name),
+        )
+
+    def visit_message(prefix: str, message: descriptor_pb2.DescriptorProto) -> None:
+        name = f"{prefix}.{message.name}"
+        if message.options.map_entry:
+            return
+        shapes[name] = WireShape(
+            {f.name: f.number for f in message.field},
+            [range(r.start, r.end) for r in message.reserved_range],
+            set(message.reserved_name),
+        )
+        for nested in message.nested_type:
+            visit_message(name, nested)
+        for enum in message.enum_type:
+            visit_enum(name, enum)
+
+    for file in files.file:
+        if file.name in sources:
+            for message in file.message_type:
+                visit_message(file.package, message)
+            for enum in file.enum_type:
+                visit_enum(file.package, enum)
+    return shapes
+
+
+def read_wire_lock(proto_root: Path) -> dict[str, dict[str, int]]:
+    """Return the recorded numbers, or nothing when no lock exists yet."""
+    path = proto_root / WIRE_LOCK
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GenerationError(f"{path}: not valid JSON ({exc})") from exc
+    valid = isinstance(raw, dict) and all(
+        isinstance(numbers, dict) and all(isinstance(n, int) for n in numbers.values())
+        for numbers in raw.values()
+    )
+    if not valid:
+        raise GenerationError(f"{path}: expected {{type name: {{field name: number}}}}")
+    return {
+        str(t): {str(name): int(n) for name, n in numbers.items()} for t, numbers in raw.items()
+    }
+
+
+def wire_lock_text(lock: dict[str, dict[str, int]]) -> str:
+    """Serialise the lock deterministically."""
+    return json.dumps(lock, indent=2, sort_keys=True) + "\n"
+
+
+def wire_breaks(lock: dict[str, dict[str, int]], shapes: dict[str, WireShape]) -> list[str]:
+    """Return a line per recorded number that was changed or dropped without reserving it."""
+    problems = []
+    for type_name, numbers in sorted(lock.items()):
+        shape = shapes.get(type_name)
+        if shape is None:
+            problems.append(f"{type_name}: removed; published types stay until the next major")
+            continue
+        for name, number in sorted(numbers.items()):
+            now = shape.numbers.get(name)
+            if now is None and not shape.reserves(name, number):
+                problems.append(
+                    f"{type_name}.{name} = {number}: removed without "
+                    f'`reserved {number};` and `reserved "{name}";`'
+                )
+            elif now is not None and now != number:
+                problems.append(f"{type_name}.{name}: renumbered {number} -> {now}")
+    return problems
+
+
+def extended_lock(
+    lock: dict[str, dict[str, int]], shapes: dict[str, WireShape]
+) -> dict[str, dict[str, int]]:
+    """Return the lock with numbers of new fields and enum values added; old entries stay."""
+    merged = {type_name: dict(numbers) for type_name, numbers in lock.items()}
+    for type_name, shape in shapes.items():
+        recorded = merged.setdefault(type_name, {})
+        for name, number in shape.numbers.items():
+            recorded.setdefault(name, number)
+    return merged
+
+
+@dataclass
+class Generation:
+    """A fresh generation in a temporary directory, with its wire lock verdict."""
+
+    root: Path
+    sources: list[str]
+    breaks: list[str]
+    lock: dict[str, dict[str, int]]
+
+
+def generate_to(proto_root: Path, out_dir: Path) -> Generation:
+    """Generate all code for proto_root into out_dir and compare numbers with the wire lock."""
     check_toolchain()
     sources = find_sources(proto_root)
     run_protoc(proto_root, sources, out_dir)
-    return sources
+    shapes = wire_shapes((out_dir / DESCRIPTOR_SET).read_bytes(), sources)
+    lock = read_wire_lock(proto_root)
+    return Generation(out_dir, sources, wire_breaks(lock, shapes), extended_lock(lock, shapes))
 
 
 def drift(proto_root: Path) -> list[str]:
     """Return a line per generated file that is stale, missing or differs from a fresh run."""
     with tempfile.TemporaryDirectory(prefix="sonobridge-protos-") as tmp:
         fresh_root = Path(tmp)
-        sources = generate_to(proto_root, fresh_root)
+        generation = generate_to(proto_root, fresh_root)
         fresh = generated_files(fresh_root)
         committed = generated_files(proto_root)
-        problems = [f"missing: {path}" for path in sorted(fresh - committed)]
+        problems = [f"wire break: {line}" for line in generation.breaks]
+        problems += [f"missing: {path}" for path in sorted(fresh - committed)]
         problems += [
             f"differs: {path}"
             for path in sorted(fresh & committed)
@@ -139,9 +267,11 @@ def drift(proto_root: Path) -> list[str]:
         problems += [f"stale (no .proto source): {path}" for path in sorted(committed - fresh)]
         problems += [
             f"missing: {d}/__init__.py"
-            for d in sorted(package_dirs(sources))
+            for d in sorted(package_dirs(generation.sources))
             if not (proto_root / d / "__init__.py").is_file()
         ]
+        if generation.lock != read_wire_lock(proto_root):
+            problems.append(f"differs: {WIRE_LOCK} (new numbers not recorded)")
     return problems
 
 
@@ -149,7 +279,13 @@ def regenerate(proto_root: Path) -> list[str]:
     """Bring proto_root's generated code up to date; return a line per file changed."""
     with tempfile.TemporaryDirectory(prefix="sonobridge-protos-") as tmp:
         fresh_root = Path(tmp)
-        sources = generate_to(proto_root, fresh_root)
+        generation = generate_to(proto_root, fresh_root)
+        if generation.breaks:
+            # Write nothing: committed code must never follow a wire-incompatible source.
+            raise GenerationError(
+                "wire-incompatible change (never renumber; reserve deleted fields):\n  "
+                + "\n  ".join(generation.breaks)
+            )
         fresh = generated_files(fresh_root)
         committed = generated_files(proto_root)
         changes = []
@@ -164,11 +300,14 @@ def regenerate(proto_root: Path) -> list[str]:
         for path in sorted(committed - fresh):
             (proto_root / path).unlink()
             changes.append(f"removed stale: {path}")
-        for d in sorted(package_dirs(sources)):
+        for d in sorted(package_dirs(generation.sources)):
             init = proto_root / d / "__init__.py"
             if not init.is_file():
                 init.write_text(init_text(d), encoding="utf-8")
                 changes.append(f"wrote: {d}/__init__.py")
+        if generation.lock != read_wire_lock(proto_root):
+            (proto_root / WIRE_LOCK).write_text(wire_lock_text(generation.lock), encoding="utf-8")
+            changes.append(f"wrote: {WIRE_LOCK}")
     return changes
 
 

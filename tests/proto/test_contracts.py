@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from sonobridge.api.events.v1 import events_pb2, topics
 from sonobridge.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from sonobridge.api.ingest.v1 import ingest_pb2

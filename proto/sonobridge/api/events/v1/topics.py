@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from google.protobuf.message import Message
+
 from sonobridge.api.events.v1 import events_pb2
 
 # Names follow sonobridge.<producer>.<event>.v<major>; a breaking change gets a new topic.
