@@ -1,0 +1,1 @@
+"""Inference domain: model cards, verdicts and errors; no I/O."""

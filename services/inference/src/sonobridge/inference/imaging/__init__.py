@@ -1,0 +1,1 @@
+"""Image decoding (JPEG, PNG, DICOM) and preprocessing into model tensors."""

@@ -1,0 +1,134 @@
+"""Decode JPEG/PNG and DICOM instances into grayscale uint8 frames with their pixel spacing."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut
+from pydicom.pixels import pixel_array as dicom_pixel_array
+
+from sonobridge.inference.domain.errors import InvalidImage
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames of a cine to analyse: at most max_frames, spread evenly over the loop."""
+
+    max_frames: int = 8
+
+    def indices(self, n_frames: int) -> list[int]:
+        """Return the frame indices to decode for a cine of n_frames."""
+        if n_frames <= 0:
+            raise InvalidImage("the instance has no frames")
+        if n_frames <= self.max_frames:
+            return list(range(n_frames))
+        # Centres of equal segments, so both ends of the loop are represented.
+        step = n_frames / self.max_frames
+        return [int((i + 0.5) * step) for i in range(self.max_frames)]
+
+
+@dataclass
+class DecodedImage:
+    """Grayscale frames (N, H, W) uint8 plus what we know about their physical size."""
+
+    frames: np.ndarray
+    frame_indices: list[int]
+    total_frames: int
+    spacing_mm: tuple[float, float] | None
+    source: str
+
+
+def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """Convert (…, H, W[, 3]) pixels to uint8 luma (ITU-R BT.601 weights)."""
+    arr = np.asarray(pixels)
+    if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
+        rgb = arr[..., :3].astype(np.float32)
+        arr = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    if arr.dtype == np.uint8:
+        return arr
+    arr = arr.astype(np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return np.clip(np.rint((arr - lo) * scale), 0, 255).astype(np.uint8)
+
+
+def is_dicom(data: bytes) -> bool:
+    """Return True when bytes look like a DICOM Part 10 file."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def dicom_spacing_mm(ds: Dataset) -> tuple[float, float] | None:
+    """Return (row, column) spacing in mm from US regions, else PixelSpacing, else None."""
+    for region in ds.get("SequenceOfUltrasoundRegions", []):
+        # Units code 3 is cm; only a 2D tissue region gives a usable in-plane calibration.
+        if (
+            region.get("PhysicalUnitsXDirection") == 3
+            and region.get("PhysicalUnitsYDirection") == 3
+            and region.get("PhysicalDeltaX")
+            and region.get("PhysicalDeltaY")
+        ):
+            return (abs(float(region.PhysicalDeltaY)) * 10, abs(float(region.PhysicalDeltaX)) * 10)
+    spacing = ds.get("PixelSpacing")
+    if spacing and len(spacing) == 2:
+        return (float(spacing[0]), float(spacing[1]))
+    return None
+
+
+def decode_dataset(ds: Dataset, sampling: FrameSampling | None = None) -> DecodedImage:
+    """Decode the sampled frames of a DICOM dataset to grayscale."""
+    if "PixelData" not in ds:
+        raise InvalidImage("the DICOM instance has no Pixel Data")
+    sampling = sampling or FrameSampling()
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    indices = sampling.indices(n_frames)
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    frames = []
+    try:
+        for i in indices:
+            # as_rgb converts YBR_FULL(_422) to RGB, so colour JPEG baseline reads right.
+            arr = dicom_pixel_array(ds, index=i if n_frames > 1 else None, as_rgb=True)
+            if photometric == "PALETTE COLOR":
+                arr = apply_color_lut(arr, ds)
+            gray = to_gray(arr)
+            if photometric == "MONOCHROME1":
+                gray = 255 - gray
+            frames.append(gray)
+    except (NotImplementedError, RuntimeError, ValueError) as exc:
+        syntax = (
+            ds.file_meta.get("TransferSyntaxUID", "unknown") if "file_meta" in ds else "unknown"
+        )
+        name = getattr(syntax, "name", str(syntax))
+        raise InvalidImage(f"cannot decode DICOM pixel data ({name}): {exc}") from exc
+    stacked = np.stack(frames)
+    if stacked.ndim != 3:
+        raise InvalidImage(f"unexpected decoded pixel shape {stacked.shape}")
+    return DecodedImage(stacked, indices, n_frames, dicom_spacing_mm(ds), "dicom")
+
+
+def decode_image(data: bytes, sampling: FrameSampling | None = None) -> DecodedImage:
+    """Decode a JPEG, PNG or DICOM Part 10 instance into grayscale frames."""
+    if not data:
+        raise InvalidImage("empty image payload")
+    if is_dicom(data):
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except (InvalidDicomError, EOFError, ValueError) as exc:
+            raise InvalidImage(f"malformed DICOM file: {exc}") from exc
+        return decode_dataset(ds, sampling)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format or "image"
+            if fmt not in ("JPEG", "PNG"):
+                raise InvalidImage(f"unsupported image format {fmt}; send JPEG, PNG or DICOM")
+            im.load()
+            pixels = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidImage(f"not a JPEG, PNG or DICOM image: {exc}") from exc
+    return DecodedImage(to_gray(pixels)[None], [0], 1, None, fmt.lower())

@@ -1,0 +1,236 @@
+"""ONNX graphs of the reference models: fixed image-feature layers plus a small trained MLP head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Image size and filter settings of a feature extractor."""
+
+    size: int
+    grid: int = 8
+    valley_shifts: tuple[int, ...] = (1, 2)
+    line_pool: int = 4
+    line_rows: int = 7
+    line_angles_deg: tuple[float, ...] = tuple(np.linspace(-48, 48, 17).round(1))
+    thresholds: tuple[float, ...] = (0.04, 0.12, 0.25, 0.45, 0.7)
+
+
+@dataclass
+class _Graph:
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    inits: list[onnx.TensorProto] = field(default_factory=list)
+    n: int = 0
+
+    def name(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}_{self.n}"
+
+    def const(self, value: np.ndarray, prefix: str = "c") -> str:
+        name = self.name(prefix)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], prefix: str | None = None, **attrs) -> str:
+        out = self.name(prefix or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int = 0) -> str:
+        # From opset 18 the axes of most Reduce ops are inputs; at 17 only ReduceSum is.
+        return self.op(op_type, [x], axes=axes, keepdims=keepdims)
+
+
+def _oriented_kernels(cfg: FeatureConfig) -> np.ndarray:
+    rows = cfg.line_rows
+    half_rows = rows // 2
+    max_off = half_rows * cfg.line_pool * math.tan(math.radians(max(map(abs, cfg.line_angles_deg))))
+    half_w = math.ceil(max_off) + 1
+    k = np.zeros((len(cfg.line_angles_deg), 1, rows, 2 * half_w + 1), dtype=np.float32)
+    for a, angle in enumerate(cfg.line_angles_deg):
+        step = cfg.line_pool * math.tan(math.radians(angle))
+        for r in range(rows):
+            c = half_w + (r - half_rows) * step
+            lo = math.floor(c)
+            frac = c - lo
+            k[a, 0, r, lo] += 1 - frac
+            if frac > 0:
+                k[a, 0, r, lo + 1] += frac
+    return k / rows
+
+
+def _shift_kernels(shifts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+    d = max(shifts)
+    left = np.zeros((len(shifts), 1, 1, 2 * d + 1), dtype=np.float32)
+    right = np.zeros_like(left)
+    for i, s in enumerate(shifts):
+        left[i, 0, 0, d - s] = 1.0
+        right[i, 0, 0, d + s] = 1.0
+    return left, right, d
+
+
+def _features(g: _Graph, x: str, cfg: FeatureConfig) -> str:
+    """Append the feature layers; return the name of the [N, F] feature tensor."""
+    parts: list[str] = []
+    flat = lambda t: g.op("Flatten", [t], axis=1)  # noqa: E731
+    parts.append(g.reduce("ReduceMean", x, [1, 2, 3], keepdims=1))
+    parts[-1] = flat(parts[-1])
+    cell = cfg.size // cfg.grid
+    grid_mean = g.op("AveragePool", [x], kernel_shape=[cell, cell], strides=[cell, cell])
+    sq = g.op("Mul", [x, x])
+    grid_sq = g.op("AveragePool", [sq], kernel_shape=[cell, cell], strides=[cell, cell])
+    var = g.op("Sub", [grid_sq, g.op("Mul", [grid_mean, grid_mean])])
+    grid_std = g.op("Sqrt", [g.op("Add", [g.op("Relu", [var]), g.const(np.float32(1e-6))])])
+    parts += [flat(grid_mean), flat(grid_std)]
+    for t in cfg.thresholds:
+        s = g.op(
+            "Sigmoid",
+            [g.op("Mul", [g.op("Sub", [x, g.const(np.float32(t))]), g.const(np.float32(40.0))])],
+        )
+        parts.append(flat(g.reduce("ReduceMean", s, [1, 2, 3], keepdims=1)))
+    grad_w = np.array(
+        [[[[-1, 1], [0, 0]]], [[[-1, 0], [1, 0]]], [[[-1, 0], [0, 1]]], [[[0, -1], [1, 0]]]],
+        dtype=np.float32,
+    )
+    w = g.const(grad_w, "grad_w")
+    level = x
+    for scale in range(3):
+        if scale:
+            level = g.op("AveragePool", [level], kernel_shape=[2, 2], strides=[2, 2])
+        grads = g.op("Abs", [g.op("Conv", [level, w])])
+        energy = g.reduce("ReduceMean", grads, [2, 3])
+        parts.append(g.op("Log", [g.op("Add", [energy, g.const(np.float32(1e-3))])]))
+    rows = g.reduce("ReduceMean", x, [3], keepdims=1)
+    band = cfg.size // 16
+    parts.append(flat(g.op("AveragePool", [rows], kernel_shape=[band, 1], strides=[band, 1])))
+    # Dead elements leave thin dark lines along the beam: smooth along the beam to suppress
+    # speckle, find narrow valleys across it, then integrate them along oriented lines.
+    smooth = g.op("AveragePool", [x], kernel_shape=[5, 1], strides=[1, 1], pads=[2, 0, 2, 0])
+    left_k, right_k, d = _shift_kernels(cfg.valley_shifts)
+    pads = [0, d, 0, d]
+    left = g.op("Conv", [smooth, g.const(left_k, "left_w")], pads=pads)
+    right = g.op("Conv", [smooth, g.const(right_k, "right_w")], pads=pads)
+    depth = g.op("Relu", [g.op("Sub", [g.op("Min", [left, right]), smooth])])
+    base = g.op(
+        "Add",
+        [
+            g.op("Mul", [g.op("Add", [left, right]), g.const(np.float32(0.5))]),
+            g.const(np.float32(0.03)),
+        ],
+    )
+    valley = g.reduce("ReduceMax", g.op("Div", [depth, base]), [1], keepdims=1)
+    parts.append(flat(g.reduce("ReduceMean", valley, [1, 2, 3], keepdims=1)))
+    pooled = g.op(
+        "AveragePool", [valley], kernel_shape=[cfg.line_pool, 1], strides=[cfg.line_pool, 1]
+    )
+    lines = g.op("Conv", [pooled, g.const(_oriented_kernels(cfg), "line_w")])
+    line_max = g.reduce("ReduceMax", lines, [2, 3])
+    parts.append(line_max)
+    parts.append(flat(g.reduce("ReduceMax", line_max, [1], keepdims=1)))
+    return g.op("Concat", parts, axis=1, prefix="features")
+
+
+def feature_model(cfg: FeatureConfig, input_name: str = "image") -> onnx.ModelProto:
+    """Build a graph that maps [N,1,S,S] images to [N,F] features (used to train the head)."""
+    g = _Graph()
+    feats = _features(g, input_name, cfg)
+    return _model(g, input_name, cfg.size, [(feats, "features", None)])
+
+
+@dataclass
+class MlpHead:
+    """Standardisation, one hidden ReLU layer and a linear output, as numpy arrays."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+
+    def logits(self, feats: np.ndarray) -> np.ndarray:
+        """Return output logits for features [N, F] (numpy reference of the ONNX head)."""
+        h = np.maximum((feats - self.mean) / self.std @ self.w1 + self.b1, 0)
+        return h @ self.w2 + self.b2
+
+
+def classifier_model(
+    cfg: FeatureConfig,
+    head: MlpHead,
+    calibration: dict[str, float],
+    output: str,
+    input_name: str = "image",
+    doc: str = "",
+) -> onnx.ModelProto:
+    """Build the full model: features, head, calibration and softmax or sigmoid output."""
+    g = _Graph()
+    feats = _features(g, input_name, cfg)
+    z = g.op(
+        "Div",
+        [
+            g.op("Sub", [feats, g.const(head.mean.astype(np.float32))]),
+            g.const(head.std.astype(np.float32)),
+        ],
+    )
+    h = g.op(
+        "Relu",
+        [
+            g.op(
+                "Gemm",
+                [z, g.const(head.w1.astype(np.float32)), g.const(head.b1.astype(np.float32))],
+            )
+        ],
+    )
+    logits = g.op(
+        "Gemm",
+        [h, g.const(head.w2.astype(np.float32)), g.const(head.b2.astype(np.float32))],
+        prefix="logits",
+    )
+    if output == "softmax":
+        scaled = g.op("Div", [logits, g.const(np.float32(calibration["temperature"]))])
+        probs = g.op("Softmax", [scaled], axis=1, prefix="probabilities")
+    else:
+        scaled = g.op(
+            "Add",
+            [
+                g.op("Mul", [logits, g.const(np.float32(calibration["platt_a"]))]),
+                g.const(np.float32(calibration["platt_b"])),
+            ],
+        )
+        probs = g.op("Sigmoid", [scaled], prefix="probabilities")
+    n_out = head.w2.shape[1]
+    return _model(
+        g, input_name, cfg.size, [(probs, "probabilities", n_out), (logits, "logits", n_out)], doc
+    )
+
+
+def _model(
+    g: _Graph, input_name: str, size: int, outputs: list[tuple[str, str, int | None]], doc: str = ""
+) -> onnx.ModelProto:
+    final_outputs = []
+    for tensor, name, width in outputs:
+        g.nodes.append(helper.make_node("Identity", [tensor], [name]))
+        final_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", width]))
+    graph = helper.make_graph(
+        g.nodes,
+        "sonobridge",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 1, size, size])],
+        final_outputs,
+        initializer=g.inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sonobridge"
+    )
+    model.ir_version = 8
+    model.doc_string = doc
+    onnx.checker.check_model(model, full_check=True)
+    return model

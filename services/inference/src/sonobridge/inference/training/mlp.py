@@ -1,0 +1,79 @@
+"""A one-hidden-layer MLP trained with Adam in numpy, plus temperature and Platt calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sonobridge.inference.training.graphs import MlpHead
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def train_head(
+    feats: np.ndarray,
+    labels: np.ndarray,
+    n_out: int,
+    seed: int,
+    hidden: int = 32,
+    epochs: int = 600,
+    lr: float = 0.01,
+    l2: float = 1e-3,
+) -> MlpHead:
+    """Fit a head; n_out == 1 trains a sigmoid (binary) output, otherwise softmax."""
+    rng = np.random.default_rng(seed)
+    mean = feats.mean(axis=0)
+    std = feats.std(axis=0) + 1e-6
+    x = (feats - mean) / std
+    n, f = x.shape
+    params = {
+        "w1": rng.normal(0, np.sqrt(2 / f), (f, hidden)),
+        "b1": np.zeros(hidden),
+        "w2": rng.normal(0, np.sqrt(1 / hidden), (hidden, n_out)),
+        "b2": np.zeros(n_out),
+    }
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    target = np.eye(n_out)[labels] if n_out > 1 else labels[:, None].astype(float)
+    for t in range(1, epochs + 1):
+        pre = x @ params["w1"] + params["b1"]
+        h = np.maximum(pre, 0)
+        z = h @ params["w2"] + params["b2"]
+        p = _softmax(z) if n_out > 1 else 1 / (1 + np.exp(-z))
+        dz = (p - target) / n
+        grads = {"w2": h.T @ dz + l2 * params["w2"], "b2": dz.sum(axis=0)}
+        dh = dz @ params["w2"].T * (pre > 0)
+        grads["w1"] = x.T @ dh + l2 * params["w1"]
+        grads["b1"] = dh.sum(axis=0)
+        for k in params:
+            m[k] = 0.9 * m[k] + 0.1 * grads[k]
+            v[k] = 0.999 * v[k] + 0.001 * grads[k] ** 2
+            params[k] -= lr * (m[k] / (1 - 0.9**t)) / (np.sqrt(v[k] / (1 - 0.999**t)) + 1e-8)
+    return MlpHead(mean, std, params["w1"], params["b1"], params["w2"], params["b2"])
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Return the softmax temperature minimising NLL on a calibration split (grid search)."""
+    best_t, best_nll = 1.0, np.inf
+    for t in np.exp(np.linspace(np.log(0.25), np.log(8.0), 200)):
+        p = _softmax(logits / t)
+        nll = -np.log(p[np.arange(len(labels)), labels] + 1e-12).mean()
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    return best_t
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, iters: int = 2000) -> tuple[float, float]:
+    """Return (a, b) so that sigmoid(a*logit + b) is calibrated on a calibration split."""
+    a, b = 1.0, 0.0
+    y = labels.astype(float)
+    z = logits.ravel()
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(a * z + b)))
+        ga, gb = ((p - y) * z).mean(), (p - y).mean()
+        a -= 0.1 * ga
+        b -= 0.1 * gb
+    return float(a), float(b)
