@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_LOCAL = REPO_ROOT / "deploy" / "local"
+# Must match RUN_DIR in deploy/local/lib.sh.
+RUN_DIR = Path(os.environ.get("SONOBRIDGE_RUN_DIR") or REPO_ROOT / "var" / "local")
 
 # Cold installs build MinIO from source (minutes); starting is seconds.
 INSTALL_TIMEOUT_S = int(os.environ.get("SONOBRIDGE_INSTALL_TIMEOUT", "3600"))
@@ -75,37 +79,76 @@ def local_env() -> dict[str, str]:
 
 
 class LocalServer:
-    """One deploy/local component, started at most once per session and stopped if we started it."""
+    """One deploy/local component shared by concurrent test sessions through lease files.
+
+    Each session holding the server leaves a lease file named after its pid. A server a fixture
+    started is stopped by the last session to let go of it; one started by hand (`make up`) is
+    never stopped here.
+    """
 
     def __init__(self, component: str) -> None:
         self.component = component
-        self.started_here = False
-        self._ready = False
+        self._leases = RUN_DIR / "leases"
+        self._lease = self._leases / f"{component}.{os.getpid()}"
+        self._started_marker = self._leases / f"{component}.fixture-started"
+        self._held = False
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise start, lease and stop decisions across processes."""
+        self._leases.mkdir(parents=True, exist_ok=True)
+        with open(self._leases / f"{self.component}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def is_up(self) -> bool:
         """Report whether the component answers its readiness probe right now."""
         return _run_script("status.sh", self.component, 60).returncode == 0
 
     def ensure_up(self) -> None:
-        """Install and start the component unless it is already running."""
-        if self._ready:
+        """Install and start the component unless it is already running, and take a lease."""
+        if self._held:
             return
-        if not self.is_up():
-            _checked("install.sh", self.component, INSTALL_TIMEOUT_S)
-            _checked("up.sh", self.component, UP_TIMEOUT_S)
-            self.started_here = True
-        self._ready = True
+        with self._locked():
+            if not self.is_up():
+                _checked("install.sh", self.component, INSTALL_TIMEOUT_S)
+                _checked("up.sh", self.component, UP_TIMEOUT_S)
+                self._started_marker.touch()
+            self._lease.touch()
+            self._held = True
 
-    def stop_if_started_here(self) -> None:
-        """Stop the component if this session started it, unless asked to keep it running."""
-        keep = os.environ.get("SONOBRIDGE_KEEP_INFRA") == "1"
-        # Under xdist every worker is its own session; stopping would pull the server from
-        # under the other workers, so leave it running for `make down`.
-        shared = "PYTEST_XDIST_WORKER" in os.environ
-        if self.started_here and not keep and not shared:
-            _checked("down.sh", self.component, 120)
-        self.started_here = False
-        self._ready = False
+    def _other_live_leases(self) -> list[Path]:
+        """Return leases of other processes that are still alive, deleting stale ones."""
+        live = []
+        for lease in self._leases.glob(f"{self.component}.*"):
+            pid = lease.name.rpartition(".")[2]
+            if not pid.isdigit() or lease == self._lease:
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                lease.unlink(missing_ok=True)
+                continue
+            except PermissionError:
+                pass
+            live.append(lease)
+        return live
+
+    def release(self) -> None:
+        """Drop this session's lease; stop the server if a fixture started it and none remain."""
+        if not self._held:
+            return
+        self._held = False
+        with self._locked():
+            self._lease.unlink(missing_ok=True)
+            if os.environ.get("SONOBRIDGE_KEEP_INFRA") == "1":
+                return
+            if self._started_marker.exists() and not self._other_live_leases():
+                _checked("down.sh", self.component, 120)
+                self._started_marker.unlink(missing_ok=True)
 
 
 def _server_fixture(request: pytest.FixtureRequest, component: str) -> LocalServer:
@@ -116,7 +159,7 @@ def _server_fixture(request: pytest.FixtureRequest, component: str) -> LocalServ
     except LocalInfraError as exc:
         # A missing server must fail the tests that need it, never skip them.
         pytest.fail(f"local {component} could not be started:\n{exc}", pytrace=False)
-    request.addfinalizer(server.stop_if_started_here)
+    request.addfinalizer(server.release)
     return server
 
 
@@ -157,8 +200,6 @@ def unique_name(prefix: str) -> str:
     """Return a name unique to this call, valid as a Kafka topic, bucket or database name."""
     # Lowercase letters, digits and dashes satisfy S3 bucket rules (3-63 chars) and Kafka's.
     cleaned = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-")[:40] or "t"
-    if len(cleaned) < 3:
-        cleaned = f"{cleaned}-x"
     return f"{cleaned}-{uuid.uuid4().hex[:12]}"
 
 
