@@ -1,0 +1,1 @@
+"""Maintenance rules and value types: devices, tickets, SLA clocks, health rules, utilisation."""

@@ -1,0 +1,100 @@
+"""Rules that turn probe-health findings and telemetry into automatic fault tickets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class ProbeHealthRule:
+    """Open a ticket once `min_findings` exams within `window` show dead elements."""
+
+    min_findings: int
+    window: timedelta
+    min_dead_fraction: float
+
+    def is_fault_signal(self, *, suspected_fault: bool, dead_fraction: float) -> bool:
+        """Return True when one exam's probe-health verdict counts towards a ticket."""
+        return suspected_fault or dead_fraction >= self.min_dead_fraction
+
+    def triggers(self, observed: Sequence[datetime]) -> bool:
+        """Return True when enough unticketed findings fall inside one window.
+
+        Findings arrive out of order, so any window of the given length counts, not only the
+        one ending now.
+        """
+        times = sorted(observed)
+        for i, start in enumerate(times):
+            inside = sum(1 for t in times[i:] if t - start <= self.window)
+            if inside >= self.min_findings:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class TelemetryReading:
+    """The parts of a telemetry sample the rules look at."""
+
+    recorded_at: datetime
+    temperature_c: float | None
+    drops: int
+
+
+@dataclass(frozen=True)
+class TelemetryRules:
+    """Thresholds for drops and overheating."""
+
+    drops_threshold: int
+    drops_window: timedelta
+    max_temperature_c: float
+    overheat_samples: int
+    overheat_window: timedelta
+
+
+@dataclass(frozen=True)
+class TelemetryAlarm:
+    """A telemetry rule that fired, with the symptom for the ticket."""
+
+    rule: str
+    symptom: str
+
+
+def _max_in_window(
+    points: Sequence[tuple[datetime, int]], window: timedelta
+) -> tuple[int, datetime | None]:
+    points = sorted(points)
+    best, best_start = 0, None
+    for i, (start, _) in enumerate(points):
+        total = sum(n for t, n in points[i:] if t - start <= window)
+        if total > best:
+            best, best_start = total, start
+    return best, best_start
+
+
+def evaluate_telemetry(
+    rules: TelemetryRules, readings: Sequence[TelemetryReading]
+) -> list[TelemetryAlarm]:
+    """Return the alarms raised by `readings` (any window counts, so order does not matter)."""
+    alarms: list[TelemetryAlarm] = []
+    drops, _ = _max_in_window([(r.recorded_at, r.drops) for r in readings], rules.drops_window)
+    if drops >= rules.drops_threshold:
+        hours = rules.drops_window.total_seconds() / 3600
+        alarms.append(
+            TelemetryAlarm("drops", f"repeated drops: {drops} drops/shocks within {hours:g} h")
+        )
+    hot = [
+        (r.recorded_at, 1)
+        for r in readings
+        if r.temperature_c is not None and r.temperature_c > rules.max_temperature_c
+    ]
+    count, _ = _max_in_window(hot, rules.overheat_window)
+    if count >= rules.overheat_samples:
+        alarms.append(
+            TelemetryAlarm(
+                "overheating",
+                f"overheating: {count} readings above {rules.max_temperature_c:g} °C",
+            )
+        )
+    return alarms

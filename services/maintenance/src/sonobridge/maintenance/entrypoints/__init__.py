@@ -1,0 +1,1 @@
+"""Transports of the maintenance service: REST, gRPC, the event consumer and the timers."""

@@ -1,0 +1,148 @@
+"""gRPC MaintenanceService: translate requests, call the handlers, map results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from sonobridge.api.events.v1 import events_pb2
+from sonobridge.api.maintenance.v1 import maintenance_pb2, maintenance_pb2_grpc
+from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.grpc import principal_from_context
+from sonobridge.maintenance import handlers
+from sonobridge.maintenance.adapters import messages
+from sonobridge.maintenance.domain.errors import InvalidRequest
+from sonobridge.maintenance.domain.tickets import TicketSource
+
+SERVICE_NAME = maintenance_pb2.DESCRIPTOR.services_by_name["MaintenanceService"].full_name
+
+
+class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
+    """Implements sonobridge.api.maintenance.v1.MaintenanceService."""
+
+    def __init__(self, deps: handlers.Dependencies, verifier: TokenVerifier) -> None:
+        self.deps = deps
+        self.verifier = verifier
+
+    def OpenTicket(  # noqa: N802
+        self, request: maintenance_pb2.OpenTicketRequest, context: grpc.ServicerContext
+    ) -> maintenance_pb2.OpenTicketResponse:
+        principal = principal_from_context(context, self.verifier)
+        if not request.device_serial:
+            raise InvalidRequest("device_serial is required")
+        source = (
+            TicketSource.APP
+            if request.source == events_pb2.TICKET_SOURCE_UNSPECIFIED
+            else messages.PB_TO_SOURCE[request.source]
+        )
+        ticket, created = handlers.open_ticket(
+            self.deps,
+            principal,
+            device_serial=request.device_serial,
+            symptom=request.symptom,
+            institution_id=request.institution_id,
+            source=source,
+            evidence_keys=list(request.evidence_object_keys),
+            opened_by=request.opened_by,
+            idempotency_key=request.request_id,
+        )
+        return maintenance_pb2.OpenTicketResponse(
+            ticket=messages.ticket_pb(ticket, self.deps.clock()), created=created
+        )
+
+    def GetTicket(  # noqa: N802
+        self, request: maintenance_pb2.GetTicketRequest, context: grpc.ServicerContext
+    ) -> maintenance_pb2.GetTicketResponse:
+        principal = principal_from_context(context, self.verifier)
+        if not request.ticket_id:
+            raise InvalidRequest("ticket_id is required")
+        ticket = handlers.get_ticket(self.deps, principal, request.ticket_id)
+        return maintenance_pb2.GetTicketResponse(
+            ticket=messages.ticket_pb(ticket, self.deps.clock())
+        )
+
+    def ListDevices(  # noqa: N802
+        self, request: maintenance_pb2.ListDevicesRequest, context: grpc.ServicerContext
+    ) -> maintenance_pb2.ListDevicesResponse:
+        principal = principal_from_context(context, self.verifier)
+        if request.page_size > 1000:
+            raise InvalidRequest("page_size must be at most 1000")
+        status = (
+            None
+            if request.status == events_pb2.DEVICE_STATUS_UNSPECIFIED
+            else messages.PB_TO_STATUS[request.status]
+        )
+        views, cursor = handlers.list_devices(
+            self.deps,
+            principal,
+            institution_id=request.institution_id,
+            status=status,
+            after=request.page_token,
+            limit=request.page_size or 100,
+        )
+        return maintenance_pb2.ListDevicesResponse(
+            devices=[
+                messages.device_pb(
+                    v.device,
+                    open_ticket_id=v.open_ticket_id,
+                    scan_time_7d=_seconds(v.scan_seconds_7d),
+                )
+                for v in views
+            ],
+            next_page_token=cursor,
+        )
+
+    def RecordTelemetry(  # noqa: N802
+        self, request: maintenance_pb2.RecordTelemetryRequest, context: grpc.ServicerContext
+    ) -> maintenance_pb2.RecordTelemetryResponse:
+        principal = principal_from_context(context, self.verifier)
+        if not request.device_serial:
+            raise InvalidRequest("device_serial is required")
+        samples = []
+        for sample in request.samples:
+            if not sample.HasField("recorded_at"):
+                raise InvalidRequest("every sample needs recorded_at")
+            extra: dict[str, Any] = dict(sample.extra) if sample.HasField("extra") else {}
+            drops = extra.get("drops", 0)
+            if not isinstance(drops, int | float) or drops < 0 or drops != int(drops):
+                raise InvalidRequest("extra.drops must be a non-negative whole number")
+            samples.append(
+                handlers.TelemetrySampleIn(
+                    recorded_at=messages.aware_datetime(sample.recorded_at),
+                    battery_percent=sample.battery_percent,
+                    temperature_c=sample.probe_temperature_celsius,
+                    drops=int(drops),
+                    scan_seconds=sample.scan_time.ToTimedelta().total_seconds(),
+                    firmware_version=sample.firmware_version,
+                    error_codes=tuple(sample.error_codes),
+                )
+            )
+        result = handlers.record_telemetry(
+            self.deps, principal, device_serial=request.device_serial, samples=samples
+        )
+        return maintenance_pb2.RecordTelemetryResponse(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            opened_ticket_ids=result.opened_ticket_ids,
+        )
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def register(
+    deps: handlers.Dependencies, verifier: TokenVerifier
+) -> Callable[[grpc.Server], list[str]]:
+    """Return a `register` callback for create_grpc_server."""
+
+    def add(server: grpc.Server) -> list[str]:
+        maintenance_pb2_grpc.add_MaintenanceServiceServicer_to_server(
+            MaintenanceServicer(deps, verifier), server
+        )
+        return [SERVICE_NAME]
+
+    return add

@@ -1,0 +1,26 @@
+"""Alembic environment: migrate the maintenance tables on the configured URL."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from sonobridge.maintenance.adapters.orm import metadata
+
+config = context.config
+
+
+def run() -> None:
+    """Run migrations online against sqlalchemy.url."""
+    connectable = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run()
