@@ -1,0 +1,1 @@
+"""Reporting adapters: tables, repositories, PDF, FHIR and webhook delivery."""

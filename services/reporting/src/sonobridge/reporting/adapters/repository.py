@@ -1,0 +1,410 @@
+"""Queries and writes on the reporting tables, inside the caller's session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, event, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from sonobridge.reporting.adapters import orm
+from sonobridge.reporting.domain.assignment import DutyRole, Shift
+from sonobridge.reporting.domain.reads import OPEN_STATES
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Return `value` as an aware UTC datetime (SQLite hands back naive ones written in UTC)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
+    """Return a row as a plain dict with aware datetimes."""
+    if row is None:
+        return None
+    return {k: aware(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's transaction commits (metrics must not count rollbacks)."""
+    pending: list[Callable[[], None]] = session.info.setdefault("after_commit", [])
+    if not pending:
+
+        def _run(_session: Session) -> None:
+            callbacks = session.info.pop("after_commit", [])
+            for fn in callbacks:
+                fn()
+
+        def _drop(_session: Session) -> None:
+            session.info.pop("after_commit", None)
+
+        event.listen(session, "after_commit", _run, once=True)
+        event.listen(session, "after_rollback", _drop, once=True)
+    pending.append(callback)
+
+
+class ReportingRepository:
+    """Reads, timers, rosters, reports, alerts, notifications, deliveries and audit records."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- exams and reads ------------------------------------------------------------------
+    def exam(self, study_uid: str) -> dict[str, Any] | None:
+        """Return the exam recorded from ExamCompleted, if any."""
+        t = orm.exams
+        return as_dict(self.session.execute(select(t).where(t.c.study_uid == study_uid)).first())
+
+    def add_exam(self, values: dict[str, Any]) -> bool:
+        """Record an exam once; return False when it was already known."""
+        if self.exam(values["study_uid"]) is not None:
+            return False
+        self.session.execute(insert(orm.exams).values(**values))
+        return True
+
+    def read(self, read_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+        """Return one read."""
+        t = orm.reads
+        query = select(t).where(t.c.read_id == read_id)
+        if lock:
+            query = query.with_for_update()
+        return as_dict(self.session.execute(query).first())
+
+    def read_for_study(self, study_uid: str, kind: str = "primary") -> dict[str, Any] | None:
+        """Return the exam's read of `kind`."""
+        t = orm.reads
+        return as_dict(
+            self.session.execute(
+                select(t).where(t.c.study_uid == study_uid, t.c.kind == kind)
+            ).first()
+        )
+
+    def add_read(self, values: dict[str, Any]) -> None:
+        """Insert a read."""
+        self.session.execute(insert(orm.reads).values(**values))
+
+    def update_read(self, read_id: str, **values: Any) -> None:
+        """Change fields of a read."""
+        self.session.execute(
+            update(orm.reads).where(orm.reads.c.read_id == read_id).values(**values)
+        )
+
+    def reads(
+        self,
+        *,
+        worklists: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        assigned_to: str | None = None,
+        institution: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return reads matching every given filter."""
+        t = orm.reads
+        query = select(t)
+        if worklists is not None:
+            query = query.where(t.c.worklist.in_(list(worklists)))
+        if states is not None:
+            query = query.where(t.c.state.in_(list(states)))
+        if assigned_to:
+            query = query.where(t.c.assigned_to == assigned_to)
+        if institution:
+            query = query.where(t.c.institution == institution)
+        return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
+
+    def open_load(self) -> dict[str, int]:
+        """Return how many open reads each reader holds."""
+        t = orm.reads
+        rows = self.session.execute(
+            select(t.c.assigned_to, func.count())
+            .where(t.c.state.in_(OPEN_STATES), t.c.assigned_to.is_not(None))
+            .group_by(t.c.assigned_to)
+        )
+        return {user: int(n) for user, n in rows}
+
+    def depth_by_worklist(self) -> dict[str, int]:
+        """Return open reads per worklist."""
+        t = orm.reads
+        rows = self.session.execute(
+            select(t.c.worklist, func.count())
+            .where(t.c.state.in_(OPEN_STATES))
+            .group_by(t.c.worklist)
+        )
+        return {name: int(n) for name, n in rows}
+
+    def add_history(
+        self,
+        read_id: str,
+        *,
+        at: datetime,
+        kind: str,
+        actor: str,
+        worklist: str,
+        assigned_to: str | None,
+        detail: str = "",
+    ) -> None:
+        """Append to a read's history."""
+        self.session.execute(
+            insert(orm.read_history).values(
+                read_id=read_id,
+                at=at,
+                kind=kind,
+                actor=actor,
+                worklist=worklist,
+                assigned_to=assigned_to,
+                detail=detail,
+            )
+        )
+
+    def history(self, read_id: str) -> list[dict[str, Any]]:
+        """Return a read's history, oldest first."""
+        t = orm.read_history
+        rows = self.session.execute(select(t).where(t.c.read_id == read_id).order_by(t.c.id))
+        return [d for d in map(as_dict, rows) if d is not None]
+
+    # -- timers ---------------------------------------------------------------------------
+    def arm_timer(self, kind: str, subject: str, fire_at: datetime, now: datetime) -> None:
+        """Arm a durable timer unless the same one is already armed."""
+        t = orm.timers
+        exists = self.session.execute(
+            select(t.c.id).where(t.c.subject == subject, t.c.kind == kind, t.c.fire_at == fire_at)
+        ).first()
+        if exists is None:
+            self.session.execute(
+                insert(t).values(kind=kind, subject=subject, fire_at=fire_at, created_at=now)
+            )
+
+    def due_timer_ids(self, now: datetime, limit: int) -> list[int]:
+        """Return ids of unfired timers due at `now`, earliest first."""
+        t = orm.timers
+        rows = self.session.execute(
+            select(t.c.id)
+            .where(t.c.fired_at.is_(None), t.c.fire_at <= now)
+            .order_by(t.c.fire_at, t.c.id)
+            .limit(limit)
+        )
+        return [int(r[0]) for r in rows]
+
+    def claim_timer(self, timer_id: int) -> dict[str, Any] | None:
+        """Lock an unfired timer for firing; None when another worker has it or it fired."""
+        t = orm.timers
+        return as_dict(
+            self.session.execute(
+                select(t)
+                .where(t.c.id == timer_id, t.c.fired_at.is_(None))
+                .with_for_update(skip_locked=True)
+            ).first()
+        )
+
+    def mark_fired(self, timer_id: int, now: datetime) -> bool:
+        """Mark a timer fired; False when it was already (the caller must roll back)."""
+        t = orm.timers
+        result = self.session.execute(
+            update(t).where(t.c.id == timer_id, t.c.fired_at.is_(None)).values(fired_at=now)
+        )
+        return result.rowcount == 1
+
+    # -- rosters --------------------------------------------------------------------------
+    def shifts(self, worklist: str) -> list[Shift]:
+        """Return the roster of a worklist."""
+        t = orm.shifts
+        rows = self.session.execute(select(t).where(t.c.worklist == worklist).order_by(t.c.id))
+        return [
+            Shift(
+                user=r.user,
+                worklist=r.worklist,
+                role=DutyRole(r.role),
+                starts_at=aware(r.starts_at),  # type: ignore[arg-type]
+                ends_at=aware(r.ends_at),  # type: ignore[arg-type]
+                institution=r.institution,
+            )
+            for r in rows
+        ]
+
+    def replace_shifts(self, worklist: str, shifts: Iterable[Shift]) -> None:
+        """Replace a worklist's roster."""
+        t = orm.shifts
+        self.session.execute(t.delete().where(t.c.worklist == worklist))
+        for s in shifts:
+            self.session.execute(
+                insert(t).values(
+                    worklist=worklist,
+                    user=s.user,
+                    role=s.role.value,
+                    institution=s.institution,
+                    starts_at=s.starts_at,
+                    ends_at=s.ends_at,
+                )
+            )
+
+    # -- drafts, verdicts, reports --------------------------------------------------------
+    def draft(self, read_id: str) -> dict[str, Any] | None:
+        """Return the read's draft."""
+        t = orm.drafts
+        return as_dict(self.session.execute(select(t).where(t.c.read_id == read_id)).first())
+
+    def put_draft(self, values: dict[str, Any]) -> None:
+        """Create or replace a draft."""
+        t = orm.drafts
+        self.session.execute(t.delete().where(t.c.read_id == values["read_id"]))
+        self.session.execute(insert(t).values(**values))
+
+    def delete_draft(self, read_id: str) -> None:
+        """Remove a draft once signed."""
+        self.session.execute(orm.drafts.delete().where(orm.drafts.c.read_id == read_id))
+
+    def verdicts(self, read_id: str) -> list[dict[str, Any]]:
+        """Return the reader's verdicts on the read's AI findings."""
+        t = orm.ai_verdicts
+        rows = self.session.execute(select(t).where(t.c.read_id == read_id))
+        return [d for d in map(as_dict, rows) if d is not None]
+
+    def put_verdict(self, values: dict[str, Any]) -> None:
+        """Create or replace one verdict."""
+        t = orm.ai_verdicts
+        self.session.execute(
+            t.delete().where(
+                t.c.read_id == values["read_id"],
+                t.c.finding_code == values["finding_code"],
+                t.c.model_name == values["model_name"],
+            )
+        )
+        self.session.execute(insert(t).values(**values))
+
+    def report_versions(self, report_id: str) -> list[dict[str, Any]]:
+        """Return every version of a report, oldest first."""
+        t = orm.report_versions
+        rows = self.session.execute(
+            select(t).where(t.c.report_id == report_id).order_by(t.c.version)
+        )
+        return [d for d in map(as_dict, rows) if d is not None]
+
+    def add_report_version(self, values: dict[str, Any]) -> None:
+        """Insert a signed report version (versions are never changed afterwards)."""
+        self.session.execute(insert(orm.report_versions).values(**values))
+
+    # -- alerts and notifications ---------------------------------------------------------
+    def add_alert(self, values: dict[str, Any]) -> None:
+        """Open a follow-up alert."""
+        self.session.execute(insert(orm.alerts).values(**values))
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """Return one alert."""
+        t = orm.alerts
+        return as_dict(self.session.execute(select(t).where(t.c.alert_id == alert_id)).first())
+
+    def alerts(self, *, institution: str | None, states: Iterable[str] | None) -> list[dict]:
+        """Return alerts, newest first."""
+        t = orm.alerts
+        query = select(t).order_by(t.c.raised_at.desc())
+        if institution is not None:
+            query = query.where(t.c.institution == institution)
+        if states is not None:
+            query = query.where(t.c.state.in_(list(states)))
+        return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
+
+    def alerted_terms(self, report_id: str) -> set[str]:
+        """Return terms already alerted for any version of a report."""
+        t = orm.alerts
+        rows = self.session.execute(select(t.c.matched_terms).where(t.c.report_id == report_id))
+        return {term for (terms,) in rows for term in terms}
+
+    def update_alert(self, alert_id: str, **values: Any) -> None:
+        """Change an alert's state."""
+        t = orm.alerts
+        self.session.execute(update(t).where(t.c.alert_id == alert_id).values(**values))
+
+    def notify(
+        self,
+        *,
+        kind: str,
+        at: datetime,
+        payload: dict[str, Any],
+        user: str | None = None,
+        role: str | None = None,
+        institution: str | None = None,
+    ) -> None:
+        """Add a notification for a user, or for everyone with a role (at an institution)."""
+        self.session.execute(
+            insert(orm.notifications).values(
+                recipient_user=user,
+                recipient_role=role,
+                recipient_institution=institution,
+                kind=kind,
+                at=at,
+                payload=payload,
+            )
+        )
+
+    def notifications_after(
+        self, *, user: str, roles: Iterable[str], institution: str | None, after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Return a user's notifications with ids above `after`, oldest first."""
+        t = orm.notifications
+        role_list = list(roles)
+        to_role = t.c.recipient_role.in_(role_list) & (
+            t.c.recipient_institution.is_(None) | (t.c.recipient_institution == institution)
+        )
+        rows = self.session.execute(
+            select(t)
+            .where(t.c.id > after, (t.c.recipient_user == user) | to_role)
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        return [d for d in map(as_dict, rows) if d is not None]
+
+    # -- deliveries and audit -------------------------------------------------------------
+    def add_delivery(self, values: dict[str, Any]) -> None:
+        """Queue an outbound HTTP delivery."""
+        self.session.execute(insert(orm.deliveries).values(**values))
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Return deliveries to attempt now."""
+        t = orm.deliveries
+        rows = self.session.execute(
+            select(t)
+            .where(t.c.delivered_at.is_(None), t.c.gave_up_at.is_(None), t.c.next_attempt_at <= now)
+            .order_by(t.c.next_attempt_at, t.c.id)
+            .limit(limit)
+        )
+        return [d for d in map(as_dict, rows) if d is not None]
+
+    def update_delivery(self, delivery_pk: int, **values: Any) -> None:
+        """Record a delivery attempt."""
+        t = orm.deliveries
+        self.session.execute(update(t).where(t.c.id == delivery_pk).values(**values))
+
+    def audit(
+        self,
+        *,
+        at: datetime,
+        user: str,
+        roles: Iterable[str],
+        action: str,
+        read_id: str | None = None,
+        report_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        """Write an audit record in the caller's transaction."""
+        self.session.execute(
+            insert(orm.audit_log).values(
+                at=at,
+                user=user,
+                roles=",".join(sorted(roles)),
+                action=action,
+                read_id=read_id,
+                report_id=report_id,
+                detail=detail,
+            )
+        )
+
+    def audit_trail(self, *, read_id: str | None, report_id: str | None) -> list[dict]:
+        """Return audit records about a read or report, oldest first."""
+        t = orm.audit_log
+        query = select(t).order_by(t.c.id)
+        if read_id:
+            query = query.where(t.c.read_id == read_id)
+        if report_id:
+            query = query.where(t.c.report_id == report_id)
+        return [d for d in map(as_dict, self.session.execute(query)) if d is not None]

@@ -1,0 +1,152 @@
+"""Composition root: build the reporting service's adapters, use cases and transports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.bus.ports import EventBus
+from sonobridge.common.db import check_database, migrate, session_factory
+from sonobridge.common.delivery import ConsumerWorker, Outbox, OutboxRelay
+from sonobridge.common.grpc import create_grpc_server
+from sonobridge.common.host import ServiceHost
+from sonobridge.common.http import create_service_app
+from sonobridge.common.infrastructure import (
+    build_engine,
+    build_event_bus,
+    build_object_store,
+    build_verifier,
+)
+from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.reporting.adapters import orm
+from sonobridge.reporting.adapters.pdf import ReportPdfRenderer
+from sonobridge.reporting.adapters.policy_file import read_policy
+from sonobridge.reporting.adapters.webhooks import HttpSender
+from sonobridge.reporting.entrypoints import consumer, grpc_server, rest, timers
+from sonobridge.reporting.handlers import Dependencies
+from sonobridge.reporting.metrics import ReportingMetrics
+from sonobridge.reporting.settings import Settings
+
+SERVICE = "reporting"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utc_now() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
+
+
+def _immediate_sqlite_transactions(engine: Engine) -> None:
+    # Several workers write one SQLite file: a deferred transaction that reads and then writes
+    # fails at once with SQLITE_BUSY when another commits in between; BEGIN IMMEDIATE queues
+    # for the write lock (within the busy timeout) instead.
+    if engine.dialect.name != "sqlite" or event.contains(engine, "begin", _begin_immediate):
+        return
+    event.listen(engine, "connect", _autocommit_driver)
+    event.listen(engine, "begin", _begin_immediate)
+
+
+def _autocommit_driver(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
+    """Upgrade the reporting schema to head."""
+    url = (
+        engine.url.render_as_string(hide_password=False)
+        if engine is not None
+        else settings.database_url(SERVICE)
+    )
+    migrate(url, MIGRATIONS)
+
+
+def build(
+    settings: Settings,
+    *,
+    bus: EventBus | None = None,
+    store: ObjectStore | None = None,
+    engine: Engine | None = None,
+    verifier: TokenVerifier | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> ServiceHost:
+    """Build the reporting service; callers may pass adapters, otherwise settings decide."""
+    policy = read_policy(settings.reporting.policy_path)
+    renderer = ReportPdfRenderer(settings.reporting.pdf_font_path)
+    engine = engine or build_engine(settings, SERVICE)
+    _immediate_sqlite_transactions(engine)
+    migrate_database(settings, engine)
+    bus = bus or build_event_bus(settings)
+    store = store or build_object_store(settings)
+    verifier = verifier or build_verifier(settings)
+    metrics = ReportingMetrics()
+    sessions = session_factory(engine)
+    deps = Dependencies(
+        sessions=sessions,
+        policy=policy,
+        clock=clock or utc_now,
+        outbox=Outbox(orm.outbox),
+        store=store,
+        metrics=metrics,
+        settings=settings.reporting,
+        render_pdf=renderer,
+    )
+    app = create_service_app(
+        service=SERVICE,
+        metrics=metrics,
+        verifier=verifier,
+        readiness={
+            "database": lambda: check_database(engine),
+            "object_store": store.check,
+            "event_bus": bus.check,
+        },
+    )
+    app.include_router(rest.create_router(deps))
+    app.state.deps = deps
+    grpc, _port, _health = create_grpc_server(
+        metrics=metrics,
+        register=grpc_server.register(deps, verifier),
+        host=settings.grpc.host,
+        port=settings.grpc.port,
+    )
+    relay = OutboxRelay(engine, orm.outbox, bus, metrics, settings.delivery.relay_batch_size)
+    worker = ConsumerWorker(
+        bus=bus,
+        group=consumer.GROUP,
+        topics=consumer.TOPICS,
+        handler=consumer.event_handler(deps),
+        sessions=sessions,
+        inbox=orm.inbox,
+        metrics=metrics,
+        max_attempts=settings.delivery.max_attempts,
+        retry_backoff=settings.delivery.retry_backoff_seconds,
+    )
+    secret = settings.reporting.webhook_secret
+    sender = HttpSender(
+        secret=secret.get_secret_value().encode() if secret else None,
+        timeout=settings.reporting.webhook_timeout_seconds,
+    )
+    bus.ensure_topics(list(consumer.TOPICS))
+    return ServiceHost(
+        SERVICE,
+        app=app,
+        http_host=settings.http.host,
+        http_port=settings.http.port,
+        grpc_server=grpc,
+        workers={
+            "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
+            "consumer": worker.run,
+            "timers": timers.timer_loop(deps, settings.reporting.timer_interval_seconds),
+            "deliveries": timers.delivery_loop(
+                deps, sender, settings.reporting.delivery_interval_seconds
+            ),
+        },
+    )

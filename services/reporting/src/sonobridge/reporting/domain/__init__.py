@@ -1,0 +1,1 @@
+"""Reporting rules and value types: routing, assignment, clocks, reports, follow-up (no I/O)."""

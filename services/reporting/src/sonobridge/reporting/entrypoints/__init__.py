@@ -1,0 +1,1 @@
+"""Transports of the reporting service: REST, gRPC, event consumer, timer and delivery loops."""

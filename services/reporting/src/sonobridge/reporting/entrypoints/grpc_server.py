@@ -1,0 +1,153 @@
+"""gRPC ReportingService: read-only views of reads, worklists and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from sonobridge.api.events.v1 import events_pb2
+from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
+from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.grpc import principal_from_context
+from sonobridge.common.problems import InvalidInput
+from sonobridge.reporting import handlers
+from sonobridge.reporting.handlers import Dependencies
+
+_STATE_NAMES = {
+    "queued": reporting_pb2.READ_STATE_QUEUED,
+    "claimed": reporting_pb2.READ_STATE_CLAIMED,
+    "signed": reporting_pb2.READ_STATE_SIGNED,
+    "rescan_requested": reporting_pb2.READ_STATE_RESCAN_REQUESTED,
+    "escalated": reporting_pb2.READ_STATE_ESCALATED,
+    "cancelled": reporting_pb2.READ_STATE_CANCELLED,
+}
+_STATE_BY_PB = {v: k for k, v in _STATE_NAMES.items()}
+
+
+def _ts(value: str | None) -> Timestamp | None:
+    if not value:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromisoformat(value))
+    return ts
+
+
+def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
+    message = reporting_pb2.Read(
+        read_id=view["read_id"],
+        context=events_pb2.ExamContext(
+            exam_id=view["exam_id"],
+            study_instance_uid=view["study_instance_uid"],
+            institution_id=view["institution_id"],
+            operator_id=view.get("operator_id", ""),
+            device_serial=view.get("device_serial", ""),
+            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{view['exam_type'].upper()}"),
+            patient_ref=view.get("patient_ref", ""),
+        ),
+        route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),
+        worklist=view["worklist"],
+        priority=events_pb2.ReadPriority.Value(f"READ_PRIORITY_{view['priority'].upper()}"),
+        state=_STATE_NAMES[view["state"]],
+        assigned_to=view["assigned_to"] or "",
+        overdue=view["overdue"],
+        report_id=view["report_id"] or "",
+        policy_version=view["policy_version"],
+        reason=view["reason"],
+    )
+    for field in ("created_at", "due_at", "signed_at"):
+        ts = _ts(view.get(field))
+        if ts is not None:
+            getattr(message, field).CopyFrom(ts)
+    if view.get("exam_quality"):
+        json_format.ParseDict(
+            view["exam_quality"], message.exam_quality, ignore_unknown_fields=True
+        )
+    for finding in view.get("ai_findings", []):
+        message.ai_findings.append(handlers.finding_pb(finding))
+    return message
+
+
+class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
+    """Calls the same use cases as REST, with the caller's token from metadata."""
+
+    def __init__(self, deps: Dependencies, verifier: TokenVerifier) -> None:
+        self.deps = deps
+        self.verifier = verifier
+
+    def GetRead(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        principal = principal_from_context(context, self.verifier)
+        if not request.read_id:
+            raise InvalidInput("read_id is required")
+        view = handlers.view_read(self.deps, principal, request.read_id)
+        return reporting_pb2.GetReadResponse(read=_read_pb(view))
+
+    def ListWorklist(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        principal = principal_from_context(context, self.verifier)
+        size = request.page_size or 50
+        if size > 500:
+            raise InvalidInput("page_size is at most 500")
+        states = [_STATE_BY_PB[s] for s in request.states if s in _STATE_BY_PB] or None
+        page, next_offset = handlers.list_reads(
+            self.deps,
+            principal,
+            worklist=request.worklist or None,
+            states=states,
+            assigned_to=request.assigned_to or None,
+            offset=handlers.decode_cursor(request.page_token),
+            limit=size,
+        )
+        return reporting_pb2.ListWorklistResponse(
+            reads=[_read_pb(r) for r in page],
+            next_page_token=handlers.encode_cursor(next_offset) if next_offset else "",
+        )
+
+    def GetReport(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        principal = principal_from_context(context, self.verifier)
+        if not request.report_id:
+            raise InvalidInput("report_id is required")
+        view = handlers.get_report(self.deps, principal, request.report_id, request.version)
+        report = reporting_pb2.Report(
+            report_id=view["report_id"],
+            read_id=view["read_id"],
+            version=view["version"],
+            signed_by=view["signed_by"],
+            conclusion=view["conclusion"],
+            pdf_object_key=view["pdf_object_key"],
+            json_object_key=view["json_object_key"],
+            amended_from_version=view["amended_from_version"],
+            superseded=view["superseded"],
+            findings=[handlers.finding_pb(f) for f in view["findings"]],
+            ai_agreement=[
+                events_pb2.AiAgreement(
+                    finding_code=a["finding_code"],
+                    model_name=a["model_name"],
+                    model_version=a["model_version"],
+                    verdict=events_pb2.AiVerdict.Value(f"AI_VERDICT_{a['verdict'].upper()}"),
+                    comment=a["comment"],
+                )
+                for a in view["ai_agreement"]
+            ],
+        )
+        report.context.study_instance_uid = view["study_instance_uid"]
+        report.context.institution_id = view["institution_id"]
+        ts = _ts(view["signed_at"])
+        if ts is not None:
+            report.signed_at.CopyFrom(ts)
+        return reporting_pb2.GetReportResponse(report=report)
+
+
+def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Server], list[str]]:
+    """Return the create_grpc_server register callback for this service."""
+
+    def add(server: grpc.Server) -> list[str]:
+        reporting_pb2_grpc.add_ReportingServiceServicer_to_server(
+            ReportingServicer(deps, verifier), server
+        )
+        return [reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name]
+
+    return add

@@ -1,0 +1,299 @@
+"""REST /v1 for experts, physicians, coordinators and the app: translate, call a use case."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.objects.ports import read_all
+from sonobridge.common.problems import InvalidInput
+from sonobridge.reporting import handlers
+from sonobridge.reporting.handlers import Dependencies
+
+
+class DraftRequest(BaseModel):
+    """Start a draft in a language."""
+
+    language: Literal["zh", "en"] = "zh"
+
+
+class DraftEdit(BaseModel):
+    """Fields of a draft to change; absent fields stay."""
+
+    title: str | None = None
+    findings_text: str | None = None
+    conclusion: str | None = None
+    findings: list[dict[str, Any]] | None = None
+    revision: int | None = Field(None, description="revision the edit is based on")
+
+
+class Verdict(BaseModel):
+    """The reader's verdict on one AI finding."""
+
+    finding_code: str = Field(min_length=1)
+    model_name: str | None = None
+    verdict: Literal["agree", "modify", "reject"]
+    comment: str = ""
+
+
+class VerdictsRequest(BaseModel):
+    """Verdicts on AI findings."""
+
+    verdicts: list[Verdict] = Field(min_length=1)
+
+
+class ReassignRequest(BaseModel):
+    """Who should take the read."""
+
+    to_user: str = Field(min_length=1)
+
+
+class AmendRequest(BaseModel):
+    """A new version's changes and the reason."""
+
+    reason: str = Field(min_length=1)
+    conclusion: str | None = None
+    findings_text: str | None = None
+    findings: list[dict[str, Any]] | None = None
+
+
+class AlertAction(BaseModel):
+    """An optional note on an alert change."""
+
+    note: str = ""
+
+
+class ShiftIn(BaseModel):
+    """One reader's duty on a worklist."""
+
+    user: str = Field(min_length=1)
+    role: Literal["primary", "backup"]
+    starts_at: datetime
+    ends_at: datetime
+    institution: str | None = None
+
+
+class RosterRequest(BaseModel):
+    """A worklist's whole roster."""
+
+    shifts: list[ShiftIn]
+
+
+def create_router(deps: Dependencies) -> APIRouter:
+    """Build the /v1 routes over the use cases."""
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/worklists")
+    def worklists(principal: CurrentPrincipal) -> dict[str, Any]:
+        return {"worklists": handlers.list_worklists(deps, principal)}
+
+    @router.get("/reads")
+    def reads(
+        principal: CurrentPrincipal,
+        worklist: str | None = None,
+        state: Annotated[list[str] | None, Query()] = None,
+        assigned_to: str | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        offset = handlers.decode_cursor(cursor)
+        page, next_offset = handlers.list_reads(
+            deps,
+            principal,
+            worklist=worklist,
+            states=state,
+            assigned_to=assigned_to,
+            offset=offset,
+            limit=limit,
+        )
+        return {
+            "reads": page,
+            "next_cursor": handlers.encode_cursor(next_offset) if next_offset else None,
+        }
+
+    @router.get("/worklists/{worklist}/reads")
+    def worklist_reads(
+        worklist: str,
+        principal: CurrentPrincipal,
+        state: Annotated[list[str] | None, Query()] = None,
+        assigned_to: str | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        return reads(principal, worklist, state, assigned_to, cursor, limit)
+
+    @router.get("/reads/{read_id}")
+    def read(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        return handlers.view_read(deps, principal, read_id)
+
+    @router.post("/reads/{read_id}/claim")
+    def claim(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        return handlers.claim_read(deps, principal, read_id)
+
+    @router.post("/reads/{read_id}/release")
+    def release(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        return handlers.release_read(deps, principal, read_id)
+
+    @router.post("/reads/{read_id}/reassign")
+    def reassign(
+        read_id: str, body: ReassignRequest, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        return handlers.reassign_read(deps, principal, read_id, body.to_user)
+
+    @router.post("/reads/{read_id}/draft", status_code=201)
+    def new_draft(read_id: str, body: DraftRequest, principal: CurrentPrincipal) -> dict[str, Any]:
+        return handlers.create_draft(deps, principal, read_id, body.language)
+
+    @router.patch("/reads/{read_id}/draft")
+    def change_draft(read_id: str, body: DraftEdit, principal: CurrentPrincipal) -> dict[str, Any]:
+        changes = body.model_dump(exclude={"revision"})
+        return handlers.edit_draft(
+            deps, principal, read_id, changes=changes, revision=body.revision
+        )
+
+    @router.put("/reads/{read_id}/verdicts")
+    def verdicts(
+        read_id: str, body: VerdictsRequest, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        stored = handlers.record_verdicts(
+            deps, principal, read_id, [v.model_dump() for v in body.verdicts]
+        )
+        return {"verdicts": stored}
+
+    @router.post("/reads/{read_id}/sign", status_code=201)
+    def sign(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        return handlers.sign_read(deps, principal, read_id)
+
+    @router.get("/reports/{report_id}")
+    def report(
+        report_id: str, principal: CurrentPrincipal, version: Annotated[int, Query(ge=0)] = 0
+    ) -> dict[str, Any]:
+        return handlers.get_report(deps, principal, report_id, version)
+
+    @router.post("/reports/{report_id}/amend", status_code=201)
+    def amend(report_id: str, body: AmendRequest, principal: CurrentPrincipal) -> dict[str, Any]:
+        return handlers.amend_report(
+            deps,
+            principal,
+            report_id,
+            conclusion=body.conclusion,
+            findings_text=body.findings_text,
+            findings=body.findings,
+            reason=body.reason,
+        )
+
+    @router.get("/reports/{report_id}/versions/{version}/pdf")
+    def pdf(report_id: str, version: int, principal: CurrentPrincipal) -> Response:
+        key = handlers.report_object_key(deps, principal, report_id, version, "pdf")
+        return Response(read_all(deps.store, key), media_type="application/pdf")
+
+    @router.get("/reports/{report_id}/versions/{version}/json")
+    def document(report_id: str, version: int, principal: CurrentPrincipal) -> Response:
+        key = handlers.report_object_key(deps, principal, report_id, version, "json")
+        return Response(read_all(deps.store, key), media_type="application/json")
+
+    @router.get("/reports/{report_id}/fhir")
+    def fhir(
+        report_id: str, principal: CurrentPrincipal, version: Annotated[int, Query(ge=0)] = 0
+    ) -> Response:
+        bundle = handlers.report_fhir(deps, principal, report_id, version)
+        return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")
+
+    @router.get("/alerts")
+    def alerts(
+        principal: CurrentPrincipal, state: Annotated[list[str] | None, Query()] = None
+    ) -> dict[str, Any]:
+        return {"alerts": handlers.list_alerts(deps, principal, state)}
+
+    @router.post("/alerts/{alert_id}/acknowledge")
+    def acknowledge(
+        alert_id: str, principal: CurrentPrincipal, body: AlertAction | None = None
+    ) -> dict[str, Any]:
+        return handlers.change_alert(
+            deps, principal, alert_id, "acknowledge", body.note if body else ""
+        )
+
+    @router.post("/alerts/{alert_id}/close")
+    def close(
+        alert_id: str, principal: CurrentPrincipal, body: AlertAction | None = None
+    ) -> dict[str, Any]:
+        return handlers.change_alert(deps, principal, alert_id, "close", body.note if body else "")
+
+    @router.get("/notifications")
+    def feed(
+        principal: CurrentPrincipal,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        after = handlers.decode_cursor(cursor)
+        items = handlers.notifications(deps, principal, after, limit)
+        last = items[-1]["id"] if items else after
+        return {"notifications": items, "next_cursor": handlers.encode_cursor(last)}
+
+    @router.get("/notifications/stream")
+    async def stream(
+        request: Request,
+        principal: CurrentPrincipal,
+        cursor: str | None = None,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        after = handlers.decode_cursor(last_event_id or cursor)
+        limit_s = deps.settings.sse_max_seconds
+
+        async def events() -> AsyncIterator[bytes]:
+            nonlocal after
+            # Bounded streams: the client reconnects with Last-Event-ID, so shutdown never waits.
+            ends = time.monotonic() + limit_s
+            yield b"retry: 1000\n\n"
+            while time.monotonic() < ends and not await request.is_disconnected():
+                items = await run_in_threadpool(handlers.notifications, deps, principal, after, 100)
+                for item in items:
+                    after = item["id"]
+                    data = json.dumps(item, ensure_ascii=False)
+                    yield (
+                        f"id: {handlers.encode_cursor(after)}\nevent: {item['kind']}\n"
+                        f"data: {data}\n\n"
+                    ).encode()
+                if not items:
+                    yield b": keep-alive\n\n"
+                    await asyncio.sleep(0.5)
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    @router.get("/rosters/{worklist}")
+    def roster(worklist: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        return {"worklist": worklist, "shifts": handlers.get_roster(deps, principal, worklist)}
+
+    @router.put("/rosters/{worklist}")
+    def set_roster(
+        worklist: str, body: RosterRequest, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        for s in body.shifts:
+            if s.starts_at.tzinfo is None or s.ends_at.tzinfo is None:
+                raise InvalidInput("shift times need a UTC offset")
+        shifts = handlers.set_roster(
+            deps, principal, worklist, [s.model_dump() for s in body.shifts]
+        )
+        return {"worklist": worklist, "shifts": shifts}
+
+    @router.get("/audit")
+    def audit(
+        principal: CurrentPrincipal, read_id: str | None = None, report_id: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "records": handlers.audit_trail(deps, principal, read_id=read_id, report_id=report_id)
+        }
+
+    return router

@@ -1,0 +1,56 @@
+"""Reporting settings: shared sections plus policy, webhooks, FHIR and follow-up terms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from sonobridge.common.settings import ServiceSettings
+
+
+class FollowupTerm(BaseModel):
+    """A follow-up concept: the words (any language) and finding codes that trigger an alert."""
+
+    term: str
+    words: list[str] = Field(default_factory=list)
+    codes: list[str] = Field(default_factory=list)
+
+
+DEFAULT_FOLLOWUP_TERMS = [
+    FollowupTerm(term="nodule", words=["结节", "nodule", "nodules"], codes=["237495005"]),
+    FollowupTerm(term="tumour", words=["肿瘤", "肿物", "占位", "tumour", "tumor", "mass"]),
+    FollowupTerm(term="cancer", words=["癌", "恶性", "cancer", "carcinoma", "malignant"]),
+]
+
+
+class ReportingSettings(BaseModel):
+    """The reporting section (`REPORTING__*`)."""
+
+    policy_path: Path | None = None
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff_seconds: float = Field(5.0, ge=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    fhir_endpoint: str = ""
+    followup_terms: list[FollowupTerm] = Field(default_factory=lambda: list(DEFAULT_FOLLOWUP_TERMS))
+    timer_interval_seconds: float = Field(1.0, gt=0)
+    delivery_interval_seconds: float = Field(1.0, gt=0)
+    # Base URL of ingest's DICOMweb service; frame links in the exam view are built from it.
+    wado_base_url: str = "/dicomweb"
+    sse_max_seconds: float = Field(25.0, gt=0)
+    # A TrueType CJK font to embed in PDFs; unset: an installed one, else the STSong-Light CID font.
+    pdf_font_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _webhooks_need_secret(self) -> ReportingSettings:
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("REPORTING__WEBHOOK_SECRET is required when webhook URLs are set")
+        return self
+
+
+class Settings(ServiceSettings):
+    """Settings of the reporting service."""
+
+    reporting: ReportingSettings = ReportingSettings()
