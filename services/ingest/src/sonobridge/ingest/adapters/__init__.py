@@ -1,0 +1,1 @@
+"""Ingest adapters: tables, repositories, spooling, DICOM parsing and rendering."""

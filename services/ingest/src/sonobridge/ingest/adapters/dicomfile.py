@@ -1,0 +1,192 @@
+"""Read a spooled DICOM file's header and pixel-data layout without loading the pixels."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from sonobridge.ingest.domain.validation import (
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    InstanceDescription,
+    PixelLayout,
+    Rejected,
+)
+
+# Header elements above this size are skipped while parsing (seeked over) and checked later.
+_DEFER_BYTES = 64 * 1024
+_PIXEL_DATA = 0x7FE00010
+_ITEM = 0xFFFEE000
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+# Large values are left out of stored metadata; WADO-RS metadata omits bulk data.
+_JSON_BULK_BYTES = 16 * 1024
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise Rejected(f"{keyword} {value!r} is not an integer", "malformed_attribute") from exc
+
+
+def _walk_fragments(fp: BinaryIO, end: int, endian: str) -> tuple[int, int]:
+    """Return (fragments, basic offset table entries), checking every item fits in the file."""
+    fragments = 0
+    offset_entries = 0
+    first = True
+    while True:
+        header = fp.read(8)
+        if len(header) < 8:
+            raise Rejected("encapsulated pixel data is truncated", "truncated")
+        group, elem, length = struct.unpack(f"{endian}HHL", header)
+        tag = group << 16 | elem
+        if tag == _SEQUENCE_DELIMITER:
+            return fragments, offset_entries
+        if tag != _ITEM or length == _UNDEFINED:
+            raise Rejected("encapsulated pixel data has a malformed item", "pixel_mismatch")
+        if fp.tell() + length > end:
+            raise Rejected(
+                f"pixel data item declares {length} bytes beyond the end of the file", "truncated"
+            )
+        if first:
+            if length % 4:
+                raise Rejected("basic offset table length is not a multiple of 4", "pixel_mismatch")
+            offset_entries = length // 4
+            first = False
+        else:
+            fragments += 1
+        fp.seek(length, os.SEEK_CUR)
+
+
+def _pixel_layout(fp: BinaryIO, size: int, transfer_syntax: str) -> PixelLayout | None:
+    """Parse the pixel data element header at the current position, if it is there."""
+    endian = ">" if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN else "<"
+    start = fp.tell()
+    head = fp.read(4)
+    if len(head) < 4:
+        return None
+    group, elem = struct.unpack(f"{endian}HH", head)
+    if group << 16 | elem != _PIXEL_DATA:
+        raise Rejected(
+            f"unsupported pixel element ({group:04X},{elem:04X}) at offset {start}",
+            "pixel_mismatch",
+        )
+    if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
+        raw = fp.read(4)
+        if len(raw) < 4:
+            raise Rejected("pixel data element is truncated", "truncated")
+        (length,) = struct.unpack("<L", raw)
+    else:
+        raw = fp.read(8)
+        if len(raw) < 8:
+            raise Rejected("pixel data element is truncated", "truncated")
+        vr = raw[:2]
+        if vr not in (b"OB", b"OW"):
+            raise Rejected(f"pixel data has VR {vr!r}, expected OB or OW", "pixel_mismatch")
+        (length,) = struct.unpack(f"{endian}L", raw[4:])
+    if length == _UNDEFINED:
+        fragments, entries = _walk_fragments(fp, size, endian)
+        return PixelLayout(encapsulated=True, fragments=fragments, offset_table_entries=entries)
+    if fp.tell() + length > size:
+        raise Rejected(
+            f"pixel data declares {length} bytes but the file ends {size - fp.tell()} bytes later",
+            "truncated",
+        )
+    return PixelLayout(encapsulated=False, length=length)
+
+
+def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, dict[str, Any]]:
+    """Parse the file at `path`; return its description, pixel layout and DICOM JSON metadata."""
+    size = path.stat().st_size
+    with path.open("rb") as fp:
+        preamble = fp.read(132)
+        if len(preamble) < 132 or preamble[128:132] != b"DICM":
+            raise Rejected("not a DICOM file (no 128-byte preamble and 'DICM' prefix)", "not_dicom")
+        fp.seek(0)
+        try:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=_DEFER_BYTES)
+        except InvalidDicomError as exc:
+            raise Rejected(f"not a DICOM file: {exc}", "not_dicom") from exc
+        except Exception as exc:
+            # pydicom raises many types for corrupt headers; all mean "cannot parse".
+            raise Rejected(f"DICOM header cannot be parsed: {exc}", "malformed_header") from exc
+        meta = ds.file_meta
+        transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "").strip()
+        for element in ds._dict.values():
+            # Deferred elements were seeked over; a declared length past EOF means truncation.
+            if getattr(element, "value", 1) is None and (
+                element.value_tell + element.length > size
+            ):
+                raise Rejected(
+                    f"element {element.tag} declares {element.length} bytes beyond the end of "
+                    "the file",
+                    "truncated",
+                )
+        pixels = _pixel_layout(fp, size, transfer_syntax) if transfer_syntax else None
+    try:
+        description = InstanceDescription(
+            sop_instance_uid=_text(ds, "SOPInstanceUID"),
+            sop_class_uid=_text(ds, "SOPClassUID"),
+            study_instance_uid=_text(ds, "StudyInstanceUID"),
+            series_instance_uid=_text(ds, "SeriesInstanceUID"),
+            transfer_syntax_uid=transfer_syntax,
+            media_sop_instance_uid=str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip(),
+            modality=_text(ds, "Modality"),
+            body_part=_text(ds, "BodyPartExamined"),
+            patient_id=_text(ds, "PatientID"),
+            patient_name=_text(ds, "PatientName"),
+            study_date=_text(ds, "StudyDate"),
+            study_time=_text(ds, "StudyTime"),
+            accession_number=_text(ds, "AccessionNumber"),
+            study_description=_text(ds, "StudyDescription"),
+            study_id=_text(ds, "StudyID"),
+            series_number=_int(ds, "SeriesNumber"),
+            series_description=_text(ds, "SeriesDescription"),
+            instance_number=_int(ds, "InstanceNumber"),
+            device_serial=_text(ds, "DeviceSerialNumber"),
+            rows=_int(ds, "Rows", 0) or 0,
+            columns=_int(ds, "Columns", 0) or 0,
+            samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 0,
+            bits_allocated=_int(ds, "BitsAllocated", 0) or 0,
+            number_of_frames=_int(ds, "NumberOfFrames", 1) or 0,
+            photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+        )
+        metadata = _metadata_json(ds)
+    except Rejected:
+        raise
+    except Exception as exc:
+        raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
+    return description, pixels, metadata
+
+
+def _metadata_json(ds: Dataset) -> dict[str, Any]:
+    """Return the header as DICOM JSON (PS3.18 F.2), bulk values left out."""
+
+    def _skip_bulk(_element: Any) -> str:
+        return ""
+
+    body = ds.to_json_dict(
+        bulk_data_threshold=_JSON_BULK_BYTES, bulk_data_element_handler=_skip_bulk
+    )
+    return {
+        tag: value
+        for tag, value in body.items()
+        if "BulkDataURI" not in value or value["BulkDataURI"]
+    }

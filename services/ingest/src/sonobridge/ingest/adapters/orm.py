@@ -1,0 +1,139 @@
+"""Ingest's tables on one MetaData: exams, manifests, instances, uploads, audit, outbox, inbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from sonobridge.common.delivery import delivery_tables
+
+metadata = MetaData()
+
+exams = Table(
+    "exams",
+    metadata,
+    Column("exam_id", String(36), primary_key=True),
+    Column("study_instance_uid", String(64), nullable=True, unique=True),
+    Column("institution_id", String(128), nullable=False, index=True),
+    Column("consortium_id", String(128), nullable=False, index=True),
+    Column("operator_id", String(255), nullable=False),
+    Column("device_serial", String(128), nullable=False),
+    Column("exam_type", String(32), nullable=False),
+    Column("patient_ref", String(255), nullable=False),
+    Column("state", String(32), nullable=False),
+    # Hash of the creating request's body: a repeat with other values is a conflict.
+    Column("request_sha256", String(64), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("manifest_sha256", String(64), nullable=True),
+    Column("scan_started_at", DateTime(timezone=True), nullable=True),
+    Column("scan_completed_at", DateTime(timezone=True), nullable=True),
+    Column("scan_seconds", Float, nullable=True),
+)
+
+manifest_items = Table(
+    "manifest_items",
+    metadata,
+    Column("exam_id", String(36), primary_key=True),
+    Column("sop_instance_uid", String(64), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("sop_instance_uid", String(64), primary_key=True),
+    # "pending" while the object is being written, "stored" once indexed and announced.
+    Column("status", String(16), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("study_instance_uid", String(64), nullable=False, index=True),
+    Column("series_instance_uid", String(64), nullable=False, index=True),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("exam_id", String(36), nullable=True, index=True),
+    Column("object_key", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("transfer_syntax_uid", String(64), nullable=False),
+    Column("number_of_frames", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("columns", Integer, nullable=False),
+    Column("modality", String(16), nullable=False),
+    Column("body_part", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False, index=True),
+    Column("patient_name", String(324), nullable=False),
+    Column("study_date", String(8), nullable=False),
+    Column("study_time", String(32), nullable=False),
+    Column("accession_number", String(64), nullable=False),
+    Column("study_description", String(255), nullable=False),
+    Column("study_id", String(32), nullable=False),
+    Column("series_number", Integer, nullable=True),
+    Column("series_description", String(255), nullable=False),
+    Column("instance_number", Integer, nullable=True),
+    Column("device_serial", String(128), nullable=False),
+    Column("operator_id", String(255), nullable=False),
+    Column("institution_id", String(128), nullable=False, index=True),
+    Column("consortium_id", String(128), nullable=False, index=True),
+    Column("received_via", String(16), nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=True),
+    Column("metadata_json", Text, nullable=False),
+)
+Index("ix_instances_study_series", instances.c.study_instance_uid, instances.c.series_instance_uid)
+
+upload_sessions = Table(
+    "upload_sessions",
+    metadata,
+    Column("session_id", String(36), primary_key=True),
+    Column("exam_id", String(36), nullable=False, index=True),
+    Column("owner", String(255), nullable=False),
+    Column("upload_length", BigInteger, nullable=False),
+    Column("upload_offset", BigInteger, nullable=False),
+    Column("upload_metadata", Text, nullable=False),
+    # "open", "stored" or "rejected"
+    Column("status", String(16), nullable=False),
+    Column("parts", Integer, nullable=False),
+    Column("interrupted", Boolean, nullable=False),
+    Column("sop_instance_uid", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_sha256", String(64), nullable=False),
+    Column("exam_id", String(36), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(255), nullable=False, index=True),
+    Column("roles", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(255), nullable=False),
+    Column("institution_id", String(128), nullable=True),
+    Column("channel", String(16), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", Text, nullable=True),
+)
+
+outbox, inbox = delivery_tables(metadata)

@@ -1,0 +1,238 @@
+"""Queries over ingest's tables; every function works inside the caller's session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from sonobridge.common.auth import Principal
+from sonobridge.ingest.adapters.orm import (
+    audit_log,
+    exams,
+    idempotency_keys,
+    instances,
+    manifest_items,
+    upload_sessions,
+)
+from sonobridge.ingest.domain.model import CONSORTIUM_ROLES, UNRESTRICTED_ROLES, ManifestEntry
+
+
+def record_audit(
+    session: Session,
+    *,
+    at: datetime,
+    actor: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    institution_id: str | None,
+    channel: str,
+    outcome: str = "ok",
+    detail: str | None = None,
+) -> None:
+    """Append one audit record."""
+    session.execute(
+        insert(audit_log).values(
+            at=at,
+            actor=actor.user,
+            roles=",".join(sorted(actor.roles)),
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id[:255],
+            institution_id=institution_id,
+            channel=channel,
+            outcome=outcome,
+            detail=(detail or "")[:2000] or None,
+        )
+    )
+
+
+def get_exam(session: Session, exam_id: str, *, for_update: bool = False) -> Row[Any] | None:
+    """Return an exam row or None."""
+    query = select(exams).where(exams.c.exam_id == exam_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.execute(query).first()
+
+
+def exam_by_study(session: Session, study_uid: str) -> Row[Any] | None:
+    """Return the exam bound to a StudyInstanceUID, or None."""
+    return session.execute(select(exams).where(exams.c.study_instance_uid == study_uid)).first()
+
+
+def insert_exam(session: Session, values: dict[str, Any]) -> None:
+    """Insert an exam row."""
+    session.execute(insert(exams).values(**values))
+
+
+def update_exam(session: Session, exam_id: str, **values: Any) -> int:
+    """Update an exam; return the affected row count."""
+    return session.execute(
+        update(exams).where(exams.c.exam_id == exam_id).values(**values)
+    ).rowcount  # type: ignore[attr-defined]
+
+
+def get_idempotency(session: Session, owner: str, key: str) -> Row[Any] | None:
+    """Return a recorded Idempotency-Key, or None."""
+    return session.execute(
+        select(idempotency_keys).where(
+            idempotency_keys.c.owner == owner, idempotency_keys.c.key == key
+        )
+    ).first()
+
+
+def put_idempotency(session: Session, values: dict[str, Any]) -> None:
+    """Record an Idempotency-Key."""
+    session.execute(insert(idempotency_keys).values(**values))
+
+
+def manifest_of(session: Session, exam_id: str) -> list[ManifestEntry]:
+    """Return an exam's manifest in acquisition order (empty before it arrives)."""
+    rows = session.execute(
+        select(manifest_items.c.sop_instance_uid, manifest_items.c.sha256)
+        .where(manifest_items.c.exam_id == exam_id)
+        .order_by(manifest_items.c.position)
+    ).all()
+    return [ManifestEntry(r.sop_instance_uid, r.sha256) for r in rows]
+
+
+def save_manifest(session: Session, exam_id: str, entries: Sequence[ManifestEntry]) -> None:
+    """Store an exam's manifest."""
+    session.execute(
+        insert(manifest_items),
+        [
+            {
+                "exam_id": exam_id,
+                "sop_instance_uid": e.sop_instance_uid,
+                "sha256": e.sha256,
+                "position": i,
+            }
+            for i, e in enumerate(entries)
+        ],
+    )
+
+
+def stored_instances_of_exam(session: Session, exam_id: str) -> list[Row[Any]]:
+    """Return the stored instances linked to an exam, in storage order."""
+    return list(
+        session.execute(
+            select(instances)
+            .where(instances.c.exam_id == exam_id, instances.c.status == "stored")
+            .order_by(instances.c.stored_at, instances.c.sop_instance_uid)
+        ).all()
+    )
+
+
+def get_instance(session: Session, sop_uid: str) -> Row[Any] | None:
+    """Return an instance row (pending or stored), or None."""
+    return session.execute(select(instances).where(instances.c.sop_instance_uid == sop_uid)).first()
+
+
+def insert_instance(session: Session, values: dict[str, Any]) -> None:
+    """Insert an instance row."""
+    session.execute(insert(instances).values(**values))
+
+
+def update_instance(session: Session, sop_uid: str, **values: Any) -> None:
+    """Update an instance row."""
+    session.execute(
+        update(instances).where(instances.c.sop_instance_uid == sop_uid).values(**values)
+    )
+
+
+def delete_instance(session: Session, sop_uid: str, status: str) -> None:
+    """Delete an instance row if it still has `status`."""
+    session.execute(
+        delete(instances).where(
+            instances.c.sop_instance_uid == sop_uid, instances.c.status == status
+        )
+    )
+
+
+def visible_clause(principal: Principal) -> Any:
+    """Return a WHERE clause limiting instances to what `principal` may see."""
+    if principal.has_role(*UNRESTRICTED_ROLES):
+        return instances.c.status == "stored"
+    clauses = []
+    if principal.has_role(*CONSORTIUM_ROLES) and principal.consortium:
+        clauses.append(instances.c.consortium_id == principal.consortium)
+    if principal.has_role("operator") and principal.institution:
+        clauses.append(instances.c.institution_id == principal.institution)
+    if not clauses:
+        return and_(instances.c.status == "stored", False)  # type: ignore[arg-type]
+    return and_(instances.c.status == "stored", or_(*clauses))
+
+
+def search_instances(
+    session: Session,
+    principal: Principal,
+    conditions: Sequence[Any],
+    *,
+    order: Sequence[Any] = (),
+) -> list[Row[Any]]:
+    """Return visible stored instances matching every condition."""
+    query = select(instances).where(visible_clause(principal), *conditions)
+    if order:
+        query = query.order_by(*order)
+    return list(session.execute(query).all())
+
+
+def get_upload(session: Session, session_id: str) -> Row[Any] | None:
+    """Return an upload session row or None."""
+    return session.execute(
+        select(upload_sessions).where(upload_sessions.c.session_id == session_id)
+    ).first()
+
+
+def insert_upload(session: Session, values: dict[str, Any]) -> None:
+    """Insert an upload session."""
+    session.execute(insert(upload_sessions).values(**values))
+
+
+def advance_upload(session: Session, session_id: str, old_offset: int, **values: Any) -> bool:
+    """Move an open session on from `old_offset`; False if another request moved it first."""
+    result = session.execute(
+        update(upload_sessions)
+        .where(
+            upload_sessions.c.session_id == session_id,
+            upload_sessions.c.upload_offset == old_offset,
+            upload_sessions.c.status == "open",
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def update_upload(session: Session, session_id: str, **values: Any) -> None:
+    """Update an upload session."""
+    session.execute(
+        update(upload_sessions).where(upload_sessions.c.session_id == session_id).values(**values)
+    )
+
+
+def delete_upload(session: Session, session_id: str) -> None:
+    """Delete an upload session row."""
+    session.execute(delete(upload_sessions).where(upload_sessions.c.session_id == session_id))
+
+
+def expired_uploads(session: Session, now: datetime, limit: int = 100) -> list[str]:
+    """Return ids of sessions past their expiry."""
+    rows = session.execute(
+        select(upload_sessions.c.session_id).where(upload_sessions.c.expires_at < now).limit(limit)
+    ).all()
+    return [r.session_id for r in rows]
+
+
+def count_instances(session: Session) -> int:
+    """Return how many instance rows exist (any status)."""
+    return int(session.execute(select(func.count()).select_from(instances)).scalar_one())
+
+
+def metadata_of(row: Row[Any]) -> dict[str, Any]:
+    """Return an instance's stored DICOM JSON."""
+    return json.loads(row.metadata_json)

@@ -1,0 +1,106 @@
+"""Spool incoming bytes to a temporary file on disk, hashing as they pass, within a size limit."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from sonobridge.ingest.domain.validation import TooLarge
+
+
+@dataclass
+class SpooledFile:
+    """A file being written to the spool; knows its size and SHA-256 so far."""
+
+    path: Path
+    limit: int
+    size: int = 0
+    _hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    _handle: BinaryIO | None = None
+
+    def write(self, chunk: bytes) -> None:
+        """Append `chunk`, raising TooLarge once the limit is passed."""
+        if self.size + len(chunk) > self.limit:
+            raise TooLarge(f"instance exceeds the limit of {self.limit} bytes")
+        if self._handle is None:
+            self._handle = self.path.open("ab")
+        self._handle.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def close(self) -> None:
+        """Flush and close the file (it stays on disk until discarded)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of everything written."""
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        """Close and delete the file."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> SpooledFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.discard()
+
+
+class Spool:
+    """A directory of temporary files for request bodies awaiting validation."""
+
+    def __init__(self, directory: Path, limit: int) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.limit = limit
+
+    def new(self) -> SpooledFile:
+        """Return an empty spooled file."""
+        fd, name = tempfile.mkstemp(dir=self.directory, suffix=".dcm")
+        os.close(fd)
+        return SpooledFile(Path(name), self.limit)
+
+    def from_chunks(self, chunks: Iterator[bytes]) -> SpooledFile:
+        """Spool every chunk of an iterator."""
+        spooled = self.new()
+        try:
+            for chunk in chunks:
+                spooled.write(chunk)
+        except BaseException:
+            spooled.discard()
+            raise
+        spooled.close()
+        return spooled
+
+    async def from_stream(self, chunks: AsyncIterator[bytes]) -> SpooledFile:
+        """Spool every chunk of an async iterator (a request body)."""
+        spooled = self.new()
+        try:
+            async for chunk in chunks:
+                spooled.write(chunk)
+        except BaseException:
+            spooled.discard()
+            raise
+        spooled.close()
+        return spooled
+
+    def adopt(self, path: Path) -> SpooledFile:
+        """Hash a file already on disk (e.g. written by the DIMSE layer) as a spooled file."""
+        spooled = SpooledFile(Path(path), self.limit)
+        with Path(path).open("rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                spooled.size += len(chunk)
+                spooled._hash.update(chunk)
+        if spooled.size > self.limit:
+            raise TooLarge(f"instance is {spooled.size} bytes; the limit is {self.limit}")
+        return spooled

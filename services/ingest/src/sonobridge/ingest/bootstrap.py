@@ -1,0 +1,138 @@
+"""Composition root: build ingest's adapters, transports and workers from settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.bus.ports import EventBus
+from sonobridge.common.db import check_database, migrate, session_factory
+from sonobridge.common.delivery import Outbox, OutboxRelay
+from sonobridge.common.grpc import create_grpc_server
+from sonobridge.common.host import ServiceHost
+from sonobridge.common.http import create_service_app
+from sonobridge.common.infrastructure import (
+    build_engine,
+    build_event_bus,
+    build_object_store,
+    build_verifier,
+)
+from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.common.objects.localdir import LocalDirObjectStore
+from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.ingest import handlers
+from sonobridge.ingest.adapters.orm import outbox as outbox_table
+from sonobridge.ingest.adapters.spool import Spool
+from sonobridge.ingest.entrypoints import dicomweb, dimse, grpc_server, rest
+from sonobridge.ingest.handlers import Clock, IngestDeps
+from sonobridge.ingest.metrics import IngestMetrics
+from sonobridge.ingest.settings import Settings
+
+SERVICE = "ingest"
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_migrations(settings: Settings, engine: Engine | None = None) -> None:
+    """Bring the ingest schema to the latest revision."""
+    url = (
+        engine.url.render_as_string(hide_password=False)
+        if engine is not None
+        else settings.database_url(SERVICE)
+    )
+    migrate(url, MIGRATIONS)
+
+
+def build(
+    settings: Settings,
+    *,
+    bus: EventBus | None = None,
+    store: ObjectStore | None = None,
+    engine: Engine | None = None,
+    verifier: TokenVerifier | None = None,
+    clock: Clock | None = None,
+) -> ServiceHost:
+    """Build the ingest service; callers may pass adapters they built (tests, single node)."""
+    bus = bus or build_event_bus(settings)
+    store = store or build_object_store(settings)
+    if isinstance(store, LocalDirObjectStore):
+        store.purge_temp()
+    engine = engine or build_engine(settings, SERVICE)
+    verifier = verifier or build_verifier(settings)
+    run_migrations(settings, engine)
+
+    service_metrics = ServiceMetrics(SERVICE)
+    metrics = IngestMetrics(service_metrics)
+    spool = Spool(settings.spool_path(), settings.ingest.max_instance_bytes)
+    deps = IngestDeps(
+        sessions=session_factory(engine),
+        store=store,
+        outbox=Outbox(outbox_table),
+        spool=spool,
+        metrics=metrics,
+        clock=clock or _utc_now,
+        max_instance_bytes=settings.ingest.max_instance_bytes,
+        upload_expiry=timedelta(seconds=settings.ingest.upload_expiry_seconds),
+    )
+
+    app = create_service_app(
+        service=SERVICE,
+        metrics=service_metrics,
+        readiness={
+            "database": lambda: check_database(engine),
+            "object_store": store.check,
+            "event_bus": bus.check,
+        },
+        verifier=verifier,
+    )
+    app.include_router(rest.build_router(deps, max_size=settings.ingest.max_instance_bytes))
+    app.include_router(dicomweb.build_router(deps))
+    app.state.deps = deps
+
+    grpc, grpc_port, _health = create_grpc_server(
+        metrics=service_metrics,
+        register=lambda server: grpc_server.register(server, deps, verifier),
+        host=settings.grpc.host,
+        port=settings.grpc.port,
+    )
+    app.state.grpc_port = grpc_port
+
+    relay = OutboxRelay(
+        engine, outbox_table, bus, service_metrics, batch_size=settings.delivery.relay_batch_size
+    )
+    workers = {
+        "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
+        "upload-expiry": lambda stop: _expire_uploads(deps, stop, settings),
+    }
+    if settings.ingest.dimse_enabled:
+        scp = dimse.StoreScp(deps, settings.ingest)
+        app.state.dimse = scp
+        workers["dimse-scp"] = scp.run
+    return ServiceHost(
+        SERVICE,
+        app=app,
+        http_host=settings.http.host,
+        http_port=settings.http.port,
+        grpc_server=grpc,
+        workers=workers,
+    )
+
+
+def _expire_uploads(deps: IngestDeps, stop: threading.Event, settings: Settings) -> None:
+    while not stop.is_set():
+        try:
+            removed = handlers.expire_uploads(deps)
+            if removed:
+                log.info("expired %d upload(s)", removed)
+        except Exception:
+            log.exception("upload expiry sweep failed; retrying")
+        stop.wait(settings.ingest.expiry_sweep_seconds)

@@ -1,0 +1,180 @@
+"""Rules a DICOM instance must pass before it is stored, over values parsed from its header."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sonobridge.common.problems import InvalidInput, PayloadTooLarge
+from sonobridge.ingest.domain.model import is_valid_uid
+
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+
+NATIVE_TRANSFER_SYNTAXES = frozenset(
+    {IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN}
+)
+# Encapsulated syntaxes that ultrasound devices send and that pydicom + pylibjpeg can decode
+# for rendering; anything else (video, deflate, private) is refused rather than stored unreadable.
+ENCAPSULATED_TRANSFER_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+        "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+        "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+        "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+        "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+        "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+        "1.2.840.10008.1.2.4.91",  # JPEG 2000
+        "1.2.840.10008.1.2.5",  # RLE Lossless
+    }
+)
+SUPPORTED_TRANSFER_SYNTAXES = NATIVE_TRANSFER_SYNTAXES | ENCAPSULATED_TRANSFER_SYNTAXES
+
+
+class Rejected(InvalidInput):
+    """An instance that fails validation; `reason` is a short machine-readable cause."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail, reason=reason)
+        self.reason = reason
+
+
+class TooLarge(PayloadTooLarge):
+    """An instance or upload above the configured size limit."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, reason="oversize")
+        self.reason = "oversize"
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """How the pixel data element is laid out in the file."""
+
+    encapsulated: bool
+    # Value length of native pixel data; None when encapsulated.
+    length: int | None = None
+    # Number of fragments after the basic offset table; 0 when native.
+    fragments: int = 0
+    # Entries in the basic offset table (0 when empty or native).
+    offset_table_entries: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceDescription:
+    """What ingest indexes about one instance, as read from its header."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    media_sop_instance_uid: str = ""
+    modality: str = ""
+    body_part: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    accession_number: str = ""
+    study_description: str = ""
+    study_id: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    instance_number: int | None = None
+    device_serial: str = ""
+    rows: int = 0
+    columns: int = 0
+    samples_per_pixel: int = 1
+    bits_allocated: int = 0
+    number_of_frames: int = 1
+    photometric_interpretation: str = ""
+
+
+def expected_native_length(d: InstanceDescription) -> int:
+    """Return the byte length native pixel data must have for the declared image geometry."""
+    bits = d.rows * d.columns * d.samples_per_pixel * d.bits_allocated * d.number_of_frames
+    length = (bits + 7) // 8
+    return length + (length % 2)
+
+
+def check_size(size: int, max_bytes: int) -> None:
+    """Refuse instances above the configured size."""
+    if size > max_bytes:
+        raise TooLarge(f"instance is {size} bytes; the limit is {max_bytes}")
+
+
+def check_description(d: InstanceDescription, pixels: PixelLayout | None) -> None:
+    """Apply the header and pixel-data rules; raise Rejected naming the first problem."""
+    for name, value in (
+        ("SOPInstanceUID", d.sop_instance_uid),
+        ("SOPClassUID", d.sop_class_uid),
+        ("StudyInstanceUID", d.study_instance_uid),
+        ("SeriesInstanceUID", d.series_instance_uid),
+        ("TransferSyntaxUID", d.transfer_syntax_uid),
+    ):
+        if not value:
+            raise Rejected(f"{name} is missing", "missing_uid")
+        if not is_valid_uid(value):
+            raise Rejected(f"{name} {value!r} is not a valid DICOM UID", "malformed_uid")
+    if d.media_sop_instance_uid and d.media_sop_instance_uid != d.sop_instance_uid:
+        raise Rejected(
+            f"MediaStorageSOPInstanceUID {d.media_sop_instance_uid} contradicts "
+            f"SOPInstanceUID {d.sop_instance_uid}",
+            "uid_mismatch",
+        )
+    if d.transfer_syntax_uid not in SUPPORTED_TRANSFER_SYNTAXES:
+        raise Rejected(
+            f"transfer syntax {d.transfer_syntax_uid} is not supported",
+            "unsupported_transfer_syntax",
+        )
+    if pixels is None:
+        raise Rejected("instance has no pixel data (truncated, or not an image)", "no_pixel_data")
+    if d.rows <= 0 or d.columns <= 0 or d.bits_allocated <= 0 or d.samples_per_pixel <= 0:
+        raise Rejected(
+            "Rows, Columns, BitsAllocated and SamplesPerPixel must be present and positive",
+            "pixel_mismatch",
+        )
+    if d.number_of_frames < 1:
+        raise Rejected(f"NumberOfFrames {d.number_of_frames} must be at least 1", "pixel_mismatch")
+    encapsulated = d.transfer_syntax_uid in ENCAPSULATED_TRANSFER_SYNTAXES
+    if pixels.encapsulated != encapsulated:
+        raise Rejected(
+            "pixel data encoding contradicts the transfer syntax "
+            f"({'encapsulated' if pixels.encapsulated else 'native'} data under "
+            f"{d.transfer_syntax_uid})",
+            "pixel_mismatch",
+        )
+    if not encapsulated:
+        expected = expected_native_length(d)
+        if pixels.length != expected:
+            raise Rejected(
+                f"pixel data is {pixels.length} bytes but {d.rows}x{d.columns}x"
+                f"{d.samples_per_pixel} samples of {d.bits_allocated} bits in "
+                f"{d.number_of_frames} frame(s) need {expected}",
+                "pixel_mismatch",
+            )
+        return
+    if pixels.fragments < 1:
+        raise Rejected("encapsulated pixel data holds no fragments", "pixel_mismatch")
+    if pixels.offset_table_entries and pixels.offset_table_entries != d.number_of_frames:
+        raise Rejected(
+            f"basic offset table lists {pixels.offset_table_entries} frames but NumberOfFrames "
+            f"is {d.number_of_frames}",
+            "pixel_mismatch",
+        )
+    if pixels.fragments < d.number_of_frames:
+        raise Rejected(
+            f"{pixels.fragments} fragment(s) cannot hold {d.number_of_frames} frames",
+            "pixel_mismatch",
+        )
+
+
+def check_study(d: InstanceDescription, expected_study: str | None, what: str) -> None:
+    """Refuse an instance whose StudyInstanceUID contradicts the exam or request it came with."""
+    if expected_study and d.study_instance_uid != expected_study:
+        raise Rejected(
+            f"StudyInstanceUID {d.study_instance_uid} contradicts {what} ({expected_study})",
+            "uid_mismatch",
+        )

@@ -1,0 +1,1 @@
+"""Ingest transports: REST for the app, DICOMweb, DIMSE and gRPC."""

@@ -1,0 +1,618 @@
+"""DICOMweb (PS3.18): STOW-RS, QIDO-RS and WADO-RS over the ingest handlers."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Row
+from starlette.concurrency import run_in_threadpool
+
+from sonobridge.common.auth import Principal
+from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
+from sonobridge.common.problems import UnsupportedMediaType as UnsupportedMedia
+from sonobridge.ingest import handlers
+from sonobridge.ingest.adapters.multipart import read_parts
+from sonobridge.ingest.adapters.orm import instances as t
+from sonobridge.ingest.adapters.rendering import MEDIA_TYPES, render_frame
+from sonobridge.ingest.domain.model import Channel, require_uid
+from sonobridge.ingest.handlers import IngestDeps
+
+DICOM_JSON = "application/dicom+json"
+PREFIX = "/dicomweb"
+
+# PS3.18 Table 10.5.3-1 / PS3.4 Annex B failure reasons.
+_FAILURE_REASONS = {"oversize": 0xA700, "uid_mismatch": 0xA900}
+_PROCESSING_FAILURE = 0x0110
+_CANNOT_UNDERSTAND = 0xC000
+_DUPLICATE_INSTANCE = 0x0111
+_NOT_AUTHORIZED = 0x0124
+
+
+class NotAcceptable(Problem):
+    """No representation the client accepts can be produced."""
+
+    status, title, type_slug = 406, "Not acceptable", "not-acceptable"
+
+
+def _attr(vr: str, *values: Any) -> dict[str, Any]:
+    present = [v for v in values if v not in (None, "")]
+    if not present:
+        return {"vr": vr}
+    if vr == "PN":
+        return {"vr": vr, "Value": [{"Alphabetic": str(v)} for v in present]}
+    return {"vr": vr, "Value": present}
+
+
+def _failure_code(problem: Problem) -> int:
+    reason = str(problem.extensions.get("reason", ""))
+    if reason in _FAILURE_REASONS:
+        return _FAILURE_REASONS[reason]
+    if isinstance(problem, Conflict):
+        return _DUPLICATE_INSTANCE
+    if isinstance(problem, Forbidden):
+        return _NOT_AUTHORIZED
+    if problem.status >= 500:
+        return _PROCESSING_FAILURE
+    return _CANNOT_UNDERSTAND
+
+
+def _boundary_of(content_type: str) -> tuple[str, str]:
+    """Return (boundary, type parameter) of a multipart/related content type."""
+    main, *params = content_type.split(";")
+    if main.strip().lower() != "multipart/related":
+        raise UnsupportedMedia(
+            'STOW-RS needs Content-Type multipart/related; type="application/dicom"',
+            reason="bad_content_type",
+        )
+    values: dict[str, str] = {}
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        values[name.strip().lower()] = value.strip().strip('"')
+    if not values.get("boundary"):
+        raise InvalidInput("multipart/related without a boundary", reason="malformed_multipart")
+    kind = values.get("type", "application/dicom").lower()
+    if kind != "application/dicom":
+        raise UnsupportedMedia(
+            f'STOW-RS accepts type="application/dicom" parts, not {kind!r}',
+            reason="bad_content_type",
+        )
+    return values["boundary"], kind
+
+
+# ---------------------------------------------------------------------------------------------
+# QIDO-RS matching
+# ---------------------------------------------------------------------------------------------
+
+_KEYWORDS = {
+    "0020000D": "StudyInstanceUID",
+    "0020000E": "SeriesInstanceUID",
+    "00080018": "SOPInstanceUID",
+    "00080016": "SOPClassUID",
+    "00100020": "PatientID",
+    "00100010": "PatientName",
+    "00080020": "StudyDate",
+    "00080050": "AccessionNumber",
+    "00200010": "StudyID",
+    "00080061": "ModalitiesInStudy",
+    "00080060": "Modality",
+    "00200011": "SeriesNumber",
+    "00200013": "InstanceNumber",
+    "00081030": "StudyDescription",
+    "0008103E": "SeriesDescription",
+}
+_COLUMNS = {
+    "StudyInstanceUID": t.c.study_instance_uid,
+    "SeriesInstanceUID": t.c.series_instance_uid,
+    "SOPInstanceUID": t.c.sop_instance_uid,
+    "SOPClassUID": t.c.sop_class_uid,
+    "PatientID": t.c.patient_id,
+    "PatientName": t.c.patient_name,
+    "StudyDate": t.c.study_date,
+    "AccessionNumber": t.c.accession_number,
+    "StudyID": t.c.study_id,
+    "Modality": t.c.modality,
+    "SeriesNumber": t.c.series_number,
+    "InstanceNumber": t.c.instance_number,
+    "StudyDescription": t.c.study_description,
+    "SeriesDescription": t.c.series_description,
+}
+_UID_KEYS = {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"}
+_WILDCARD_KEYS = {
+    "PatientName",
+    "PatientID",
+    "AccessionNumber",
+    "StudyDescription",
+    "SeriesDescription",
+    "StudyID",
+}
+_INT_KEYS = {"SeriesNumber", "InstanceNumber"}
+_CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
+_DATE = re.compile(r"^\d{8}$")
+
+
+def _condition(keyword: str, raw: str) -> Any:
+    column = _COLUMNS[keyword]
+    if keyword in _UID_KEYS:
+        uids = [u.strip() for u in raw.replace("\\", ",").split(",") if u.strip()]
+        for uid in uids:
+            require_uid(keyword, uid)
+        return column.in_(uids)
+    if keyword == "StudyDate":
+        if "-" in raw:
+            start, _, end = raw.partition("-")
+            for part in (start, end):
+                if part and not _DATE.match(part):
+                    raise InvalidInput(f"StudyDate range {raw!r} is not YYYYMMDD-YYYYMMDD")
+            clauses = []
+            if start:
+                clauses.append(column >= start)
+            if end:
+                clauses.append(column <= end)
+            from sqlalchemy import and_
+
+            return and_(*clauses) if clauses else None
+        if not _DATE.match(raw):
+            raise InvalidInput(f"StudyDate {raw!r} is not YYYYMMDD")
+        return column == raw
+    if keyword in _INT_KEYS:
+        if not raw.isdigit():
+            raise InvalidInput(f"{keyword} {raw!r} is not an integer")
+        return column == int(raw)
+    if keyword in _WILDCARD_KEYS and ("*" in raw or "?" in raw):
+        pattern = raw.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.like(pattern.replace("*", "%").replace("?", "_"), escape="\\")
+    return column == raw
+
+
+def _query(request: Request) -> tuple[list[Any], set[str], int, int, list[str], list[str]]:
+    """Return SQL conditions, modalities filter, offset, limit, includefields, warnings."""
+    conditions: list[Any] = []
+    modalities: set[str] = set()
+    includes: list[str] = []
+    warnings: list[str] = []
+    offset, limit = 0, 1000
+    for name, value in request.query_params.multi_items():
+        if name == "limit" or name == "offset":
+            if not value.isdigit():
+                raise InvalidInput(f"{name} must be a non-negative integer")
+            if name == "limit":
+                limit = min(int(value), 1000)
+            else:
+                offset = int(value)
+            continue
+        if name == "includefield":
+            includes.extend(v.strip() for v in value.split(",") if v.strip())
+            continue
+        if name in _CONTROL:
+            continue
+        keyword = _KEYWORDS.get(name.upper(), name)
+        if keyword == "ModalitiesInStudy":
+            modalities.update(v.strip() for v in value.replace("\\", ",").split(",") if v)
+            continue
+        if keyword not in _COLUMNS:
+            warnings.append(f'299 sonobridge "matching on {name} is not supported; ignored"')
+            continue
+        if value == "":
+            continue
+        clause = _condition(keyword, value)
+        if clause is not None:
+            conditions.append(clause)
+    return conditions, modalities, offset, limit, includes, warnings
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + PREFIX
+
+
+def _study_json(rows: Sequence[Row[Any]], base: str) -> dict[str, Any]:
+    first = rows[0]
+    return {
+        "00080020": _attr("DA", first.study_date),
+        "00080030": _attr("TM", first.study_time),
+        "00080050": _attr("SH", first.accession_number),
+        "00080061": _attr("CS", *sorted({r.modality for r in rows if r.modality})),
+        "00081030": _attr("LO", first.study_description),
+        "00100010": _attr("PN", first.patient_name),
+        "00100020": _attr("LO", first.patient_id),
+        "0020000D": _attr("UI", first.study_instance_uid),
+        "00200010": _attr("SH", first.study_id),
+        "00201206": _attr("IS", len({r.series_instance_uid for r in rows})),
+        "00201208": _attr("IS", len(rows)),
+        "00081190": _attr("UR", f"{base}/studies/{first.study_instance_uid}"),
+    }
+
+
+def _series_json(rows: Sequence[Row[Any]], base: str) -> dict[str, Any]:
+    first = rows[0]
+    return {
+        "00080060": _attr("CS", first.modality),
+        "0008103E": _attr("LO", first.series_description),
+        "0020000D": _attr("UI", first.study_instance_uid),
+        "0020000E": _attr("UI", first.series_instance_uid),
+        "00200011": _attr("IS", first.series_number),
+        "00201209": _attr("IS", len(rows)),
+        "00081190": _attr(
+            "UR",
+            f"{base}/studies/{first.study_instance_uid}/series/{first.series_instance_uid}",
+        ),
+    }
+
+
+def _instance_json(row: Row[Any], base: str, includes: Sequence[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if includes:
+        metadata = json.loads(row.metadata_json)
+        wanted = set(metadata) if "all" in includes else {i.upper() for i in includes}
+        body.update({tag: value for tag, value in metadata.items() if tag in wanted})
+    body.update(
+        {
+            "00080016": _attr("UI", row.sop_class_uid),
+            "00080018": _attr("UI", row.sop_instance_uid),
+            "00080060": _attr("CS", row.modality),
+            "00083002": _attr("UI", row.transfer_syntax_uid),
+            "0020000D": _attr("UI", row.study_instance_uid),
+            "0020000E": _attr("UI", row.series_instance_uid),
+            "00200013": _attr("IS", row.instance_number),
+            "00280008": _attr("IS", row.number_of_frames),
+            "00280010": _attr("US", row.rows),
+            "00280011": _attr("US", row.columns),
+            "00081190": _attr(
+                "UR",
+                f"{base}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}"
+                f"/instances/{row.sop_instance_uid}",
+            ),
+        }
+    )
+    return dict(sorted(body.items()))
+
+
+def _group(rows: Sequence[Row[Any]], attribute: str) -> dict[str, list[Row[Any]]]:
+    groups: dict[str, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        groups[getattr(row, attribute)].append(row)
+    return groups
+
+
+def _json_response(items: list[dict[str, Any]], warnings: Sequence[str] = ()) -> Response:
+    headers = {"Warning": ", ".join(warnings)} if warnings else None
+    if not items:
+        return Response(status_code=204, headers=headers)
+    return Response(json.dumps(items), media_type=DICOM_JSON, headers=headers)
+
+
+# ---------------------------------------------------------------------------------------------
+# WADO-RS
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_accept_dicom(accept: str | None, rows: Sequence[Row[Any]]) -> None:
+    """Allow multipart/related; type=application/dicom with the stored (or any) syntax."""
+    if not accept or accept.strip() in ("*/*", "multipart/related"):
+        return
+    for candidate in accept.split(","):
+        main, *params = candidate.split(";")
+        main = main.strip().lower()
+        values = {}
+        for param in params:
+            name, _, value = param.strip().partition("=")
+            values[name.strip().lower()] = value.strip().strip('"')
+        if main in ("*/*", "multipart/*"):
+            return
+        if main != "multipart/related":
+            continue
+        if values.get("type", "application/dicom").lower() != "application/dicom":
+            continue
+        syntax = values.get("transfer-syntax", "*")
+        if syntax == "*" or all(r.transfer_syntax_uid == syntax for r in rows):
+            return
+    raise NotAcceptable(
+        'instances are served as stored: multipart/related; type="application/dicom"; '
+        "transfer-syntax=* (no transcoding)",
+        reason="not_acceptable",
+    )
+
+
+def _multipart_stream(deps: IngestDeps, rows: Sequence[Row[Any]], boundary: str) -> Iterator[bytes]:
+    for row in rows:
+        yield (
+            f"--{boundary}\r\nContent-Type: application/dicom; "
+            f"transfer-syntax={row.transfer_syntax_uid}\r\n"
+            f"Content-Length: {row.size_bytes}\r\n\r\n"
+        ).encode()
+        with handlers.open_instance(deps, row) as chunks:
+            yield from chunks
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def _spool_object(deps: IngestDeps, row: Row[Any]) -> Path:
+    fd, name = tempfile.mkstemp(dir=deps.spool.directory, suffix=".render.dcm")
+    with open(fd, "wb") as out, handlers.open_instance(deps, row) as chunks:
+        for chunk in chunks:
+            out.write(chunk)
+    return Path(name)
+
+
+def _render(deps: IngestDeps, row: Row[Any], frame: int, media_type: str) -> bytes:
+    path = _spool_object(deps, row)
+    try:
+        return render_frame(path, frame, media_type)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _rendered_type(accept: str | None) -> str:
+    if not accept:
+        return "image/jpeg"
+    for candidate in accept.split(","):
+        main = candidate.split(";")[0].strip().lower()
+        if main in MEDIA_TYPES:
+            return main
+        if main in ("*/*", "image/*"):
+            return "image/jpeg"
+    raise NotAcceptable("rendered frames are available as image/jpeg or image/png")
+
+
+def build_router(deps: IngestDeps) -> APIRouter:
+    """Return the DICOMweb router."""
+    router = APIRouter(prefix=PREFIX)
+
+    def lookup(
+        principal: Principal,
+        action: str,
+        study: str | None = None,
+        series: str | None = None,
+        sop: str | None = None,
+        extra: Sequence[Any] = (),
+    ) -> list[Row[Any]]:
+        conditions = list(extra)
+        for name, value, column in (
+            ("StudyInstanceUID", study, t.c.study_instance_uid),
+            ("SeriesInstanceUID", series, t.c.series_instance_uid),
+            ("SOPInstanceUID", sop, t.c.sop_instance_uid),
+        ):
+            if value is not None:
+                conditions.append(column == require_uid(name, value))
+        return handlers.find_instances(
+            deps,
+            principal,
+            conditions,
+            action=action,
+            resource_id=study or "*",
+            order=(
+                t.c.study_instance_uid,
+                t.c.series_number,
+                t.c.series_instance_uid,
+                t.c.instance_number,
+                t.c.sop_instance_uid,
+            ),
+        )
+
+    # --- STOW-RS ------------------------------------------------------------------------------
+
+    async def stow(request: Request, principal: Principal, study: str | None) -> Response:
+        if study is not None:
+            require_uid("StudyInstanceUID", study)
+        boundary, _ = _boundary_of(request.headers.get("content-type", ""))
+        base = _base_url(request)
+        referenced: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        async for part in read_parts(request.stream(), boundary, deps.spool):
+            with part.body:
+                try:
+                    if part.content_type not in ("application/dicom", ""):
+                        raise UnsupportedMedia(
+                            f"part of type {part.content_type!r} is not application/dicom",
+                            reason="bad_content_type",
+                        )
+                    stored = await run_in_threadpool(
+                        handlers.store_instance,
+                        deps,
+                        principal,
+                        part.body,
+                        channel=Channel.STOW,
+                        expected_study=study,
+                    )
+                except Problem as problem:
+                    if isinstance(problem, (NotFound,)) or problem.status >= 500:
+                        raise
+                    failed.append(
+                        {
+                            "00081150": _attr("UI"),
+                            "00081155": _attr("UI"),
+                            "00081197": _attr("US", _failure_code(problem)),
+                        }
+                    )
+                    detail = problem.detail.replace('"', "'")
+                    warnings.append(
+                        f'299 sonobridge "part {len(referenced) + len(failed)}: {detail}"'
+                    )
+                    continue
+                ref = stored.ref
+                referenced.append(
+                    {
+                        "00081150": _attr("UI", ref.sop_class_uid),
+                        "00081155": _attr("UI", ref.sop_instance_uid),
+                        "00081190": _attr(
+                            "UR",
+                            f"{base}/studies/{ref.study_instance_uid}/series/"
+                            f"{ref.series_instance_uid}/instances/{ref.sop_instance_uid}",
+                        ),
+                    }
+                )
+        if not referenced and not failed:
+            raise InvalidInput("STOW-RS request holds no parts", reason="empty_request")
+        body: dict[str, Any] = {}
+        if study:
+            body["00081190"] = _attr("UR", f"{base}/studies/{study}")
+        if referenced:
+            body["00081199"] = {"vr": "SQ", "Value": referenced}
+        if failed:
+            body["00081198"] = {"vr": "SQ", "Value": failed}
+        status = 200 if not failed else (202 if referenced else 409)
+        headers = {"Warning": ", ".join(warnings)} if warnings else None
+        return Response(
+            json.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers
+        )
+
+    @router.post("/studies")
+    async def stow_studies(request: Request, principal: CurrentPrincipal) -> Response:
+        return await stow(request, principal, None)
+
+    @router.post("/studies/{study}")
+    async def stow_study(study: str, request: Request, principal: CurrentPrincipal) -> Response:
+        return await stow(request, principal, study)
+
+    # --- QIDO-RS ------------------------------------------------------------------------------
+
+    async def qido(
+        request: Request,
+        principal: Principal,
+        level: str,
+        study: str | None = None,
+        series: str | None = None,
+    ) -> Response:
+        conditions, modalities, offset, limit, includes, warnings = _query(request)
+        rows = await run_in_threadpool(
+            lookup, principal, f"search_{level}", study, series, None, conditions
+        )
+        base = _base_url(request)
+        items: list[dict[str, Any]]
+        if level == "studies":
+            groups = _group(rows, "study_instance_uid")
+            if modalities:
+                groups = {k: v for k, v in groups.items() if modalities & {r.modality for r in v}}
+            items = [_study_json(v, base) for v in groups.values()]
+        elif level == "series":
+            items = [_series_json(v, base) for v in _group(rows, "series_instance_uid").values()]
+        else:
+            items = [_instance_json(r, base, includes) for r in rows]
+        return _json_response(items[offset : offset + limit], warnings)
+
+    @router.get("/studies")
+    async def search_studies(request: Request, principal: CurrentPrincipal) -> Response:
+        return await qido(request, principal, "studies")
+
+    @router.get("/series")
+    async def search_all_series(request: Request, principal: CurrentPrincipal) -> Response:
+        return await qido(request, principal, "series")
+
+    @router.get("/studies/{study}/series")
+    async def search_series(study: str, request: Request, principal: CurrentPrincipal) -> Response:
+        return await qido(request, principal, "series", study)
+
+    @router.get("/instances")
+    async def search_all_instances(request: Request, principal: CurrentPrincipal) -> Response:
+        return await qido(request, principal, "instances")
+
+    @router.get("/studies/{study}/instances")
+    async def search_study_instances(
+        study: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        return await qido(request, principal, "instances", study)
+
+    @router.get("/studies/{study}/series/{series}/instances")
+    async def search_instances(
+        study: str, series: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        return await qido(request, principal, "instances", study, series)
+
+    # --- WADO-RS ------------------------------------------------------------------------------
+
+    async def retrieve(
+        request: Request,
+        principal: Principal,
+        study: str,
+        series: str | None = None,
+        sop: str | None = None,
+    ) -> Response:
+        rows = await run_in_threadpool(lookup, principal, "retrieve", study, series, sop)
+        if not rows:
+            raise NotFound("no such instances")
+        _check_accept_dicom(request.headers.get("accept"), rows)
+        boundary = uuid.uuid4().hex
+        return StreamingResponse(
+            _multipart_stream(deps, rows, boundary),
+            media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+        )
+
+    async def metadata(
+        principal: Principal, study: str, series: str | None = None, sop: str | None = None
+    ) -> Response:
+        rows = await run_in_threadpool(lookup, principal, "retrieve_metadata", study, series, sop)
+        if not rows:
+            raise NotFound("no such instances")
+        return Response("[" + ",".join(r.metadata_json for r in rows) + "]", media_type=DICOM_JSON)
+
+    @router.get("/studies/{study}")
+    async def retrieve_study(study: str, request: Request, principal: CurrentPrincipal) -> Response:
+        return await retrieve(request, principal, study)
+
+    @router.get("/studies/{study}/series/{series}")
+    async def retrieve_series(
+        study: str, series: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        return await retrieve(request, principal, study, series)
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}")
+    async def retrieve_instance(
+        study: str, series: str, sop: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        return await retrieve(request, principal, study, series, sop)
+
+    @router.get("/studies/{study}/metadata")
+    async def study_metadata(study: str, principal: CurrentPrincipal) -> Response:
+        return await metadata(principal, study)
+
+    @router.get("/studies/{study}/series/{series}/metadata")
+    async def series_metadata(study: str, series: str, principal: CurrentPrincipal) -> Response:
+        return await metadata(principal, study, series)
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
+    async def instance_metadata(
+        study: str, series: str, sop: str, principal: CurrentPrincipal
+    ) -> Response:
+        return await metadata(principal, study, series, sop)
+
+    async def rendered(
+        request: Request, principal: Principal, study: str, series: str, sop: str, frame: int
+    ) -> Response:
+        media_type = _rendered_type(request.headers.get("accept"))
+        rows = await run_in_threadpool(lookup, principal, "retrieve_rendered", study, series, sop)
+        if not rows:
+            raise NotFound("no such instance")
+        image = await run_in_threadpool(_render, deps, rows[0], frame, media_type)
+        return Response(image, media_type=media_type)
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
+    async def rendered_instance(
+        study: str, series: str, sop: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        return await rendered(request, principal, study, series, sop, 1)
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered")
+    async def rendered_frame(
+        study: str,
+        series: str,
+        sop: str,
+        frames: str,
+        request: Request,
+        principal: CurrentPrincipal,
+    ) -> Response:
+        numbers = [f.strip() for f in frames.split(",")]
+        if len(numbers) != 1 or not numbers[0].isdigit():
+            raise InvalidInput("rendered retrieval takes exactly one frame number")
+        return await rendered(request, principal, study, series, sop, int(numbers[0]))
+
+    return router

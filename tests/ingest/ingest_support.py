@@ -1,0 +1,259 @@
+"""Test support for ingest: a running service on given adapters, tokens and synthetic DICOM."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from sonobridge.api.events.v1 import topics
+from sonobridge.common.auth import LocalIssuer
+from sonobridge.common.bus.embedded import EmbeddedEventBus
+from sonobridge.common.bus.ports import EventBus
+from sonobridge.common.db import create_db_engine
+from sonobridge.common.envelope import unpack
+from sonobridge.common.objects.localdir import LocalDirObjectStore
+from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.ingest.bootstrap import build
+from sonobridge.ingest.settings import Settings
+
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
+PYDICOM_US_FILES = (
+    "examples_ybr_color.dcm",
+    "examples_rgb_color.dcm",
+    "examples_palette.dcm",
+    "examples_jpeg2k.dcm",
+)
+
+
+@dataclass
+class RunningIngest:
+    """An ingest service listening on loopback, with the adapters it was built on."""
+
+    host: Any
+    settings: Settings
+    bus: EventBus
+    store: ObjectStore
+    engine: Any
+    issuer: LocalIssuer
+
+    @property
+    def base_url(self) -> str:
+        """The HTTP root."""
+        return f"http://127.0.0.1:{self.host.http_port}"
+
+    @property
+    def dimse_port(self) -> int:
+        """The bound DICOM port."""
+        scp = self.host.app.state.dimse
+        assert scp.ready.wait(10), "DICOM SCP did not start"
+        return int(scp.port)
+
+    def token(
+        self,
+        user: str = "nurse-1",
+        roles: tuple[str, ...] = ("operator",),
+        institution: str = "township-a",
+        consortium: str = "county-1",
+    ) -> str:
+        """Issue a bearer token."""
+        return self.issuer.issue(user, roles, institution, consortium=consortium)
+
+    def client(self, **token_args: Any) -> httpx.Client:
+        """Return an HTTP client that sends a token for the given identity."""
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.token(**token_args)}"},
+            timeout=60,
+        )
+
+    def stored_keys(self, prefix: str = "dicom/") -> list[str]:
+        """Return object keys under `prefix`."""
+        return list(self.store.list(prefix))
+
+    def object_bytes(self, key: str) -> bytes:
+        """Read an object whole (test data is small)."""
+        with self.store.open(key) as chunks:
+            return b"".join(chunks)
+
+    def count(self, table: str) -> int:
+        """Count rows of an ingest table."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())  # noqa: S608
+
+
+@contextmanager
+def running_ingest(
+    data_dir: Path,
+    issuer: LocalIssuer,
+    *,
+    bus: EventBus | None = None,
+    store: ObjectStore | None = None,
+    engine: Any = None,
+    **ingest: Any,
+) -> Iterator[RunningIngest]:
+    """Build and start ingest on the given adapters (single-node ones by default)."""
+    settings = Settings(
+        data_dir=data_dir,
+        http={"host": "127.0.0.1", "port": 0},
+        grpc={"host": "127.0.0.1", "port": 0},
+        delivery={"relay_interval_seconds": 0.05},
+        ingest={"dimse_port": 0, **ingest},
+    )
+    bus = bus or EmbeddedEventBus(data_dir / "events.sqlite3")
+    store = store or LocalDirObjectStore(data_dir / "objects")
+    engine = engine or create_db_engine(f"sqlite:///{data_dir / 'ingest.sqlite3'}")
+    host = build(settings, bus=bus, store=store, engine=engine, verifier=issuer.verifier())
+    host.start()
+    try:
+        yield RunningIngest(host, settings, bus, store, engine, issuer)
+    finally:
+        host.stop()
+
+
+def synthetic_instance(
+    *,
+    study: str | None = None,
+    series: str | None = None,
+    sop: str | None = None,
+    frames: int = 1,
+    rows: int = 48,
+    columns: int = 64,
+    seed: int = 0,
+    patient_id: str = "PAT-1",
+) -> bytes:
+    """Build an uncompressed RGB ultrasound instance with pydicom; return its file bytes."""
+    rng = np.random.default_rng(seed)
+    ds = Dataset()
+    ds.SOPClassUID = US_MULTIFRAME if frames > 1 else US_IMAGE
+    ds.SOPInstanceUID = sop or generate_uid()
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = series or generate_uid()
+    ds.Modality = "US"
+    ds.PatientID = patient_id
+    ds.PatientName = "Test^Synthetic"
+    ds.StudyDate = "20260301"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = "ACC1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.BodyPartExamined = "NECK"
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+        shape: tuple[int, ...] = (frames, rows, columns, 3)
+    else:
+        shape = (rows, columns, 3)
+    ds.PixelData = rng.integers(0, 256, size=shape, dtype=np.uint8).tobytes()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def pydicom_file(name: str) -> bytes:
+    """Return the bytes of one of pydicom's shipped test files."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    assert path is not None, name
+    return Path(path).read_bytes()
+
+
+def uids(data: bytes) -> tuple[str, str, str]:
+    """Return (study, series, sop) of a DICOM file's bytes."""
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def collect_events(
+    bus: EventBus, topic: str, *, count: int, timeout: float = 15.0, settle: float = 0.5
+) -> list[Any]:
+    """Read a topic from its start as a fresh group until `count` events came (then `settle`)."""
+    subscription = bus.subscribe(f"test-{uuid.uuid4().hex[:8]}", [topic])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(messages) < count:
+            for record in subscription.poll(0.2):
+                messages.append(unpack(record.cloud_event()))
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            for record in subscription.poll(0.1):
+                messages.append(unpack(record.cloud_event()))
+    finally:
+        subscription.close()
+    return messages
+
+
+EXAM_COMPLETED = topics.EXAM_COMPLETED
+INSTANCE_STORED = topics.INSTANCE_STORED
+
+
+def new_exam(client: httpx.Client, institution: str = "township-a", **extra: Any) -> str:
+    """Create an exam through the REST API; return its id."""
+    exam_id = str(uuid.uuid4())
+    body = {
+        "exam_id": exam_id,
+        "institution_id": institution,
+        "device_serial": "PROBE-1",
+        "exam_type": "carotid",
+        "patient_ref": "p-123",
+        **extra,
+    }
+    response = client.post("/v1/exams", json=body)
+    assert response.status_code == 201, response.text
+    return exam_id
+
+
+def tus_create(client: httpx.Client, exam_id: str, length: int) -> str:
+    """Open a tus upload; return its URL path."""
+    response = client.post(
+        f"/v1/exams/{exam_id}/uploads",
+        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(length)},
+    )
+    assert response.status_code == 201, response.text
+    return response.headers["Location"]
+
+
+def tus_patch(client: httpx.Client, url: str, offset: int, chunk: bytes) -> httpx.Response:
+    """Send one PATCH."""
+    return client.patch(
+        url,
+        content=chunk,
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+
+
+def app_upload(client: httpx.Client, exam_id: str, data: bytes) -> httpx.Response:
+    """Upload a whole instance in one tus PATCH; return the final response."""
+    url = tus_create(client, exam_id, len(data))
+    return tus_patch(client, url, 0, data)

@@ -1,0 +1,149 @@
+"""The app path over real HTTP: exams, tus uploads, completion, duplicates, access and audit."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ingest.ingest_support import (
+    EXAM_COMPLETED,
+    INSTANCE_STORED,
+    RunningIngest,
+    app_upload,
+    collect_events,
+    new_exam,
+    synthetic_instance,
+    uids,
+)
+
+
+def test_creating_an_exam_twice_gives_the_same_exam(ingest: RunningIngest) -> None:
+    with ingest.client() as client:
+        body = {
+            "exam_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            "institution_id": "township-a",
+            "device_serial": "PROBE-1",
+            "exam_type": "thyroid",
+            "patient_ref": "p-1",
+        }
+        first = client.post("/v1/exams", json=body, headers={"Idempotency-Key": "k1"})
+        second = client.post("/v1/exams", json=body, headers={"Idempotency-Key": "k1"})
+        again = client.post("/v1/exams", json=body)
+        changed = client.post("/v1/exams", json={**body, "exam_type": "kidney"})
+    assert first.status_code == 201
+    assert second.status_code == 200 and again.status_code == 200
+    assert first.json()["exam_id"] == second.json()["exam_id"] == body["exam_id"]
+    assert changed.status_code == 409
+    assert ingest.count("exams") == 1
+
+
+def test_completing_an_exam_reports_missing_and_emits_one_exam_completed(
+    ingest: RunningIngest,
+) -> None:
+    study = "1.2.826.0.1.3680043.8.498.1"
+    first = synthetic_instance(study=study, seed=1)
+    second = synthetic_instance(study=study, seed=2, frames=3)
+    manifest = {
+        "instances": [
+            {"sop_instance_uid": uids(d)[2], "sha256": hashlib.sha256(d).hexdigest()}
+            for d in (first, second)
+        ],
+        "scan_seconds": 42.5,
+    }
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        assert app_upload(client, exam_id, first).status_code == 204
+        waiting = client.post(f"/v1/exams/{exam_id}/complete", json=manifest)
+        assert waiting.status_code == 200, waiting.text
+        assert waiting.json()["state"] == "awaiting_instances"
+        assert waiting.json()["missing_sop_instance_uids"] == [uids(second)[2]]
+        assert app_upload(client, exam_id, second).status_code == 204
+        # The manifest again, and a duplicate upload, must not complete it a second time.
+        again = client.post(f"/v1/exams/{exam_id}/complete", json=manifest)
+        duplicate = app_upload(client, exam_id, second)
+        status = client.get(f"/v1/exams/{exam_id}")
+    assert again.json()["state"] == "completed"
+    assert duplicate.status_code == 204 and duplicate.headers["SonoBridge-Duplicate"] == "true"
+    assert status.json()["received_instance_count"] == 2
+    assert status.json()["missing_sop_instance_uids"] == []
+    completed = collect_events(ingest.bus, EXAM_COMPLETED, count=1, settle=1.0)
+    assert len(completed) == 1
+    event = completed[0]
+    assert event.context.exam_id == exam_id
+    assert event.context.study_instance_uid == study
+    assert [i.sop_instance_uid for i in event.instances] == [uids(first)[2], uids(second)[2]]
+    assert event.total_bytes == len(first) + len(second)
+    assert event.scan_seconds == 42.5
+    stored = collect_events(ingest.bus, INSTANCE_STORED, count=3)
+    assert [e.duplicate for e in stored] == [False, False, True]
+    key = f"dicom/{study}/{uids(second)[1]}/{uids(second)[2]}.dcm"
+    assert ingest.object_bytes(key) == second
+
+
+def test_same_uid_with_different_bytes_is_a_conflict(ingest: RunningIngest) -> None:
+    original = synthetic_instance(sop="1.2.3.4.5", study="1.2.3.4", series="1.2.3.4.1", seed=1)
+    altered = synthetic_instance(sop="1.2.3.4.5", study="1.2.3.4", series="1.2.3.4.1", seed=9)
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        assert app_upload(client, exam_id, original).status_code == 204
+        response = app_upload(client, exam_id, altered)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == "duplicate_conflict"
+    assert ingest.object_bytes("dicom/1.2.3.4/1.2.3.4.1/1.2.3.4.5.dcm") == original
+
+
+def test_operators_see_only_their_institution_and_physicians_their_consortium(
+    ingest: RunningIngest,
+) -> None:
+    with ingest.client() as nurse:
+        exam_id = new_exam(nurse)
+        assert app_upload(nurse, exam_id, synthetic_instance(seed=3)).status_code == 204
+    with ingest.client(user="nurse-b", institution="township-b") as other_nurse:
+        hidden = other_nurse.get(f"/v1/exams/{exam_id}")
+        foreign_create = other_nurse.post(
+            "/v1/exams",
+            json={
+                "exam_id": "0f0e7a52-91a5-4b52-9d1f-0b6f1e7b2a11",
+                "institution_id": "township-a",
+                "device_serial": "P",
+                "exam_type": "other",
+                "patient_ref": "x",
+            },
+        )
+        qido_other = other_nurse.get("/dicomweb/studies")
+    with ingest.client(user="dr-li", roles=("physician",), institution="county-hospital") as dr:
+        seen = dr.get(f"/v1/exams/{exam_id}")
+        qido_dr = dr.get("/dicomweb/studies")
+    with ingest.client(
+        user="dr-far", roles=("expert",), institution="elsewhere", consortium="county-2"
+    ) as far:
+        far_away = far.get(f"/v1/exams/{exam_id}")
+    anonymous = ingest.client().get(f"/v1/exams/{exam_id}", headers={"Authorization": ""})
+    assert hidden.status_code == 404
+    assert foreign_create.status_code == 403
+    assert qido_other.status_code == 204
+    assert seen.status_code == 200 and qido_dr.status_code == 200
+    assert far_away.status_code == 404
+    assert anonymous.status_code == 401
+
+
+def test_reads_and_writes_of_patient_data_are_audited(ingest: RunningIngest) -> None:
+    from sqlalchemy import text
+
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        app_upload(client, exam_id, synthetic_instance(seed=4))
+        client.get(f"/v1/exams/{exam_id}")
+        client.get("/dicomweb/studies")
+    with ingest.engine.connect() as conn:
+        actions = [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT actor, action, outcome FROM audit_log ORDER BY id")
+            ).all()
+        ]
+    performed = {a[1] for a in actions}
+    assert {"create_exam", "create_upload", "store_instance", "read_exam", "search_studies"} <= (
+        performed
+    )
+    assert all(actor == "nurse-1" for actor, _, _ in actions)
