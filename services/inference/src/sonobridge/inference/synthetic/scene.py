@@ -15,7 +15,7 @@ EXAM_TYPES: tuple[str, ...] = ("abdomen", "liver", "thyroid", "carotid", "kidney
 # Relative backscatter and attenuation (dB/cm/MHz) per lesion kind; cysts barely attenuate,
 # which is what produces posterior acoustic enhancement behind them.
 _LESION_ACOUSTICS: dict[str, tuple[float, float]] = {
-    "cystic": (0.005, 0.05),
+    "cystic": (0.0001, 0.05),
     "solid_hypo": (0.3, 0.7),
     "solid_hyper": (2.8, 0.9),
 }
@@ -163,7 +163,7 @@ class CarotidArtery:
         near_ma = top - self.near_imt_mm
         lumen = (z >= top) & (z < li)
         # Plaque sits on the far wall inside the lumen, so the lumen narrows where it grows.
-        maps.echo[lumen] = 0.004
+        maps.echo[lumen] = 0.0001
         maps.atten[lumen] = 0.02
         maps.specular[lumen] = 0.0
         intima_w = 0.25

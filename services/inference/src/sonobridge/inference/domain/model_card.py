@@ -1,0 +1,65 @@
+"""Model card: what a registered model does, expects, outputs and how well it did held-out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sonobridge.inference.domain.errors import ModelIntegrityError
+
+REQUIRED_FIELDS = (
+    "name",
+    "version",
+    "task",
+    "exam_types",
+    "input",
+    "labels",
+    "thresholds",
+    "calibration",
+    "training_data",
+    "held_out",
+    "intended_use",
+    "disclaimer",
+    "sha256",
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A parsed card.json; raw keeps every field for clients that download it."""
+
+    name: str
+    version: str
+    task: str
+    exam_types: tuple[str, ...]
+    labels: tuple[str, ...]
+    thresholds: dict[str, Any]
+    sha256: str
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> ModelCard:
+        """Parse and validate a card; a missing field is an integrity error naming it."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelIntegrityError(f"card.json is not valid JSON: {exc}") from exc
+        missing = [f for f in REQUIRED_FIELDS if f not in raw]
+        if missing:
+            raise ModelIntegrityError(f"card.json lacks required fields: {', '.join(missing)}")
+        return cls(
+            name=raw["name"],
+            version=raw["version"],
+            task=raw["task"],
+            exam_types=tuple(raw["exam_types"]),
+            labels=tuple(raw["labels"]),
+            thresholds=dict(raw["thresholds"]),
+            sha256=raw["sha256"],
+            raw=raw,
+        )
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Order versions numerically (1.10.0 after 1.9.0); non-numeric parts sort first."""
+    return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))

@@ -1,0 +1,1 @@
+"""Model serving: ONNX Runtime sessions, micro-batching and the model registry."""

@@ -1,0 +1,132 @@
+"""Serving runtime: batched results equal a plain session's, load shedding, registry rules."""
+
+import asyncio
+import shutil
+import threading
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from sonobridge.inference.domain.errors import (
+    InvalidInput,
+    ModelIntegrityError,
+    ModelNotLoaded,
+    Overloaded,
+)
+from sonobridge.inference.imaging.preprocess import to_tensor
+from sonobridge.inference.runtime.batcher import BatchPolicy, MicroBatcher
+from sonobridge.inference.runtime.providers import PREFERRED_PROVIDERS, choose_providers
+from sonobridge.inference.runtime.registry import (
+    PACKAGED_MODELS_ROOT,
+    LocalDirModelSource,
+    ModelRegistry,
+)
+from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_frame
+
+
+def _frames(n):
+    faults = [(), (Fault.LOW_GAIN,), (Fault.DEAD_ELEMENTS,), (Fault.MOTION_BLUR,)]
+    return np.stack(
+        [
+            generate_frame(300 + i, AcquisitionSpec(faults=frozenset(faults[i % 4]))).image
+            for i in range(n)
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", ["image-quality", "probe-health"])
+def test_batched_results_equal_a_plain_onnxruntime_session(loop, registry, name):
+    model = registry.get(name)
+    x = to_tensor(_frames(24), model.input_spec)
+    raw = PACKAGED_MODELS_ROOT / "models" / name / model.card.version / "model.onnx"
+    plain = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
+    expected = plain.run(["probabilities"], {"image": x})[0]
+
+    async def concurrent():
+        return await asyncio.gather(*(registry.infer(name, x[i : i + 1]) for i in range(len(x))))
+
+    served = np.concatenate([o["probabilities"] for o in loop.run_until_complete(concurrent())])
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_requests_are_grouped_into_batches(loop):
+    sizes = []
+
+    def run(x):
+        sizes.append(x.shape[0])
+        return {"y": x.sum(axis=(1, 2, 3))[:, None]}
+
+    async def scenario():
+        b = MicroBatcher("sum", run, BatchPolicy(max_batch_size=8, max_wait_ms=50, max_queue=64))
+        await b.start()
+        xs = [np.full((1, 1, 2, 2), i, dtype=np.float32) for i in range(20)]
+        outs = await asyncio.gather(*(b.infer(x) for x in xs))
+        await b.stop()
+        return outs
+
+    outs = loop.run_until_complete(scenario())
+    assert [float(o["y"][0, 0]) for o in outs] == [4.0 * i for i in range(20)]
+    assert sum(sizes) == 20 and max(sizes) <= 8 and len(sizes) < 20
+
+
+def test_full_queue_sheds_load_with_overloaded(loop):
+    release = threading.Event()
+
+    def run(x):
+        release.wait(5)
+        return {"y": x}
+
+    async def scenario():
+        b = MicroBatcher("slow", run, BatchPolicy(max_batch_size=1, max_wait_ms=0, max_queue=2))
+        await b.start()
+        first = asyncio.ensure_future(b.infer(np.zeros((1, 1), np.float32)))
+        await asyncio.sleep(0.05)  # the worker now holds `first` inside run()
+        queued = [asyncio.ensure_future(b.infer(np.zeros((1, 1), np.float32))) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="retry later"):
+            await b.infer(np.zeros((1, 1), np.float32))
+        release.set()
+        done = await asyncio.gather(first, *queued)
+        await b.stop()
+        return done
+
+    assert len(loop.run_until_complete(scenario())) == 3
+
+
+def test_providers_prefer_tensorrt_then_cuda_and_keep_cpu_as_fallback():
+    assert choose_providers(["CPUExecutionProvider"], PREFERRED_PROVIDERS) == [
+        "CPUExecutionProvider"
+    ]
+    gpu = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(gpu, PREFERRED_PROVIDERS) == gpu[1::-1] + ["CPUExecutionProvider"]
+    assert choose_providers(gpu, ("CUDAExecutionProvider",)) == gpu[:1] + ["CPUExecutionProvider"]
+
+
+def test_registry_lists_pins_and_unloads_versions(loop, registry, tmp_path):
+    assert registry.available() == {"image-quality": ["1.0.0"], "probe-health": ["1.0.0"]}
+    assert registry.is_ready(["image-quality", "probe-health"])
+    assert registry.get("probe-health").provider == "CPUExecutionProvider"
+    registry.pin("image-quality", "1.0.0")
+    with pytest.raises(ModelNotLoaded):
+        registry.pin("image-quality", "9.9.9")
+    loop.run_until_complete(registry.unload("probe-health"))
+    assert not registry.is_ready(["image-quality", "probe-health"])
+    with pytest.raises(ModelNotLoaded):
+        registry.get("probe-health")
+
+
+def test_wrong_tensor_shape_is_rejected_with_the_expected_spec(loop, registry):
+    with pytest.raises(InvalidInput, match=r"float32 \[N, 1, 128, 128\]"):
+        loop.run_until_complete(
+            registry.infer("image-quality", np.zeros((1, 1, 64, 64), np.float32))
+        )
+
+
+def test_tampered_model_file_fails_its_card_hash(loop, tmp_path):
+    shutil.copytree(PACKAGED_MODELS_ROOT / "models", tmp_path / "models")
+    onnx_path = tmp_path / "models" / "probe-health" / "1.0.0" / "model.onnx"
+    onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
+    reg = ModelRegistry(LocalDirModelSource(tmp_path))
+    with pytest.raises(ModelIntegrityError, match="does not match card"):
+        loop.run_until_complete(reg.load("probe-health"))
