@@ -849,7 +849,7 @@ def append_upload(
     if not moved:
         deps.store.delete(key)
         raise Conflict("another request appended to this upload first", reason="offset_mismatch")
-    if row.interrupted and offset > 0:
+    if row.interrupted:
         deps.metrics.upload_resumes.inc()
     with deps.sessions.begin() as session:
         row = repo.get_upload(session, session_id)
