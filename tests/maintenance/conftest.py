@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +26,25 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; tests copy it instead of migrating again."""
+    path = tmp_path_factory.mktemp("template") / "maintenance.sqlite3"
+    engine = create_db_engine(f"sqlite:///{path}")
+    migrate_database(Settings(data_dir=path.parent), engine)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
-def deps(tmp_path: Path, clock: FakeClock) -> Iterator[handlers.Dependencies]:
+def deps(
+    tmp_path: Path, clock: FakeClock, migrated_template: Path
+) -> Iterator[handlers.Dependencies]:
     """Handler dependencies on a migrated SQLite file and a local-directory object store."""
     settings = Settings(data_dir=tmp_path, maintenance=maintenance_config())
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'maintenance.sqlite3'}")
-    migrate_database(settings, engine)
+    db = tmp_path / "maintenance.sqlite3"
+    shutil.copyfile(migrated_template, db)
+    engine = create_db_engine(f"sqlite:///{db}")
     metrics = MaintenanceMetrics(ServiceMetrics("maintenance"))
     yield handlers.Dependencies(
         sessions=session_factory(engine),

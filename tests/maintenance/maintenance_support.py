@@ -89,3 +89,64 @@ def sample_value(registry, name: str, labels: dict[str, str] | None = None) -> f
     """Return a metric sample's value from a registry (0 when absent)."""
     value = registry.get_sample_value(name, labels or {})
     return 0.0 if value is None else value
+
+
+def inference_completed(  # type: ignore[no-untyped-def]
+    serial: str,
+    study: str,
+    at: datetime,
+    *,
+    fraction: float = 0.05,
+    suspected: bool = True,
+    institution: str = "township-a",
+):
+    """Return an InferenceCompleted with a probe-health verdict for one exam."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from sonobridge.api.events.v1 import events_pb2
+
+    done = Timestamp()
+    done.FromDatetime(at)
+    return events_pb2.InferenceCompleted(
+        context=events_pb2.ExamContext(
+            exam_id=f"exam-{study}",
+            study_instance_uid=study,
+            institution_id=institution,
+            device_serial=serial,
+            operator_id="nurse-1",
+        ),
+        inference_id=f"inf-{study}",
+        completed_at=done,
+        status=events_pb2.INFERENCE_STATUS_COMPLETED,
+        derived_object_keys=[f"derived/{study}/probe-health/1.0/columns.json"],
+        probe_health=events_pb2.ProbeHealth(
+            device_serial=serial,
+            dead_element_fraction=fraction,
+            dead_element_columns=int(fraction * 128),
+            suspected_fault=suspected,
+            confidence=0.9,
+        ),
+    )
+
+
+def exam_completed(  # type: ignore[no-untyped-def]
+    serial: str, study: str, at: datetime, scan_seconds: float, institution: str = "township-a"
+):
+    """Return an ExamCompleted for one exam scanned with `serial`."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from sonobridge.api.events.v1 import events_pb2
+
+    done = Timestamp()
+    done.FromDatetime(at)
+    return events_pb2.ExamCompleted(
+        context=events_pb2.ExamContext(
+            exam_id=f"exam-{study}",
+            study_instance_uid=study,
+            institution_id=institution,
+            device_serial=serial,
+            operator_id="nurse-1",
+        ),
+        completed_at=done,
+        scan_seconds=scan_seconds,
+    )

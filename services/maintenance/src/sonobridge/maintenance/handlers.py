@@ -1286,7 +1286,8 @@ def _apply_telemetry_rules(
         current = work.tickets.open_fault_ticket(device.serial)
         if current is not None:
             marker = f"telemetry {alarm.rule}:"
-            if not any(c.note.startswith(marker) for c in current.history):
+            opened_by_rule = work.tickets.rule_of(current.id) == alarm.rule
+            if not opened_by_rule and not any(c.note.startswith(marker) for c in current.history):
                 current.add_evidence([], at=now, actor=SERVICE, note=f"{marker} {alarm.symptom}")
                 work.tickets.save(current)
             continue
