@@ -15,3 +15,7 @@ up: infra-install ## Start local Kafka, MinIO and PostgreSQL on 127.0.0.1
 
 down: ## Stop the local servers (data in var/local is kept)
 	deploy/local/down.sh all
+
+.PHONY: k8s-validate
+k8s-validate: ## Render and strictly validate deploy/k8s, promtool-check and unit-test the alerts
+	scripts/k8s_tools.sh && uv run pytest tests/deploy_k8s -q -m "not e2e and not infra"

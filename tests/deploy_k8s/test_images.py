@@ -1,0 +1,114 @@
+"""Each service Dockerfile builds a locked, non-root, multi-stage image of the right module."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from deploy_k8s.k8s_support import REPO_ROOT, SERVICES
+
+
+def _dockerfile(service: str) -> str:
+    return (REPO_ROOT / "services" / service / "Dockerfile").read_text()
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    joined = re.sub(r"\\\n", " ", text)
+    lines = [line.strip() for line in joined.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_is_multi_stage_locked_and_non_root(service: str) -> None:
+    steps = _instructions(_dockerfile(service))
+    stages = [arg for op, arg in steps if op == "FROM"]
+    assert len(stages) == 2 and stages[0].endswith("AS build") and stages[1].endswith("AS runtime")
+    runs = " ".join(arg for op, arg in steps if op == "RUN")
+    assert f"uv sync --locked --no-dev --no-editable --package sonobridge-{service}" in runs
+    assert "--no-install-workspace" in runs, "dependencies get their own cached layer"
+    froms = [index for index, (op, _) in enumerate(steps) if op == "FROM"]
+    runtime = steps[froms[-1] :]
+    copies = [arg for op, arg in runtime if op == "COPY"]
+    assert copies == ["--from=build /app/.venv /app/.venv"], "the runtime gets the venv only"
+    (user,) = [arg for op, arg in runtime if op == "USER"]
+    uid, gid = (int(part) for part in user.split(":"))
+    # Numeric and equal to the manifests' runAsUser, so runAsNonRoot can be verified.
+    assert uid == gid == 10001
+    (entrypoint,) = [arg for op, arg in runtime if op == "ENTRYPOINT"]
+    assert entrypoint == f'["python", "-m", "sonobridge.{service}"]'
+    (expose,) = [arg for op, arg in runtime if op == "EXPOSE"]
+    assert expose.split()[:2] == ["8080", "50051"]
+    assert ("11112" in expose.split()) == (service == "ingest")
+
+
+def test_only_inference_has_a_gpu_variant() -> None:
+    for service in SERVICES:
+        text = _dockerfile(service)
+        assert ("ORT_FLAVOUR" in text) == (service == "inference"), service
+    text = _dockerfile("inference")
+    assert '"onnxruntime-gpu[cuda,cudnn]==${ort_version}"' in text
+    assert "--constraint /tmp/locked.txt" in text, "other packages stay at their locked versions"
+
+
+def test_dockerignore_keeps_the_context_to_what_the_images_need() -> None:
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*"
+    assert {"!uv.lock", "!pyproject.toml", "!proto", "!services"} <= set(patterns)
+    copied = {
+        arg.split()[0]
+        for service in SERVICES
+        for op, arg in _instructions(_dockerfile(service))
+        if op == "COPY" and not arg.startswith("--from")
+    }
+    assert all(
+        path.split("/")[0] in {"uv.lock", "pyproject.toml", "proto", "services"} for path in copied
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_install_step_gives_an_importable_service_without_dev_tools(
+    service: str, tmp_path: Path
+) -> None:
+    # Runs the Dockerfile's install command as the build stage would, minus Docker: it proves the
+    # lock file holds a complete, dev-free environment for the service.
+    uv = shutil.which("uv")
+    assert uv, "uv is not on PATH"
+    venv = tmp_path / "venv"
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_LINK_MODE": "copy"}
+    env.pop("VIRTUAL_ENV", None)
+    done = subprocess.run(
+        [uv, "sync", "--locked", "--no-dev", "--no-editable", "--package", f"sonobridge-{service}"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    python = venv / "bin" / "python"
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u, sys; "
+            f"import sonobridge.{service}; "
+            "sys.exit(0 if u.find_spec('pytest') is None else 3)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stdout + probe.stderr
