@@ -45,6 +45,7 @@ def _run_script(script: str, component: str, timeout_s: int) -> subprocess.Compl
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
+            env={**os.environ, "SONOBRIDGE_FIXTURE": "1"},
             timeout=timeout_s,
             check=False,
         )
@@ -154,11 +155,14 @@ class LocalServer:
 def _server_fixture(request: pytest.FixtureRequest, component: str) -> LocalServer:
     """Start a component for the session and register its conditional stop."""
     server = LocalServer(component)
+    failure = None
     try:
         server.ensure_up()
     except LocalInfraError as exc:
+        failure = str(exc)
+    if failure is not None:
         # A missing server must fail the tests that need it, never skip them.
-        pytest.fail(f"local {component} could not be started:\n{exc}", pytrace=False)
+        pytest.fail(f"local {component} could not be started:\n{failure}", pytrace=False)
     request.addfinalizer(server.release)
     return server
 

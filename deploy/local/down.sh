@@ -40,6 +40,8 @@ down_postgres() {
 main() {
     local component pids=() rc=0 pid
     for component in $(components_from_args "${1:-all}"); do
+        # Started or stopped by hand: pytest sessions must no longer stop it at their end.
+        [[ "${SONOBRIDGE_FIXTURE:-}" == 1 ]] || rm -f "$RUN_DIR/leases/$component.fixture-started"
         with_lock "$RUN_DIR/.up-$component.lock" "down_$component" &
         pids+=("$!")
     done

@@ -140,7 +140,7 @@ main() {
         set -e
     done
     if [[ -n "$minio_pid" ]]; then
-        log "waiting for the minio build to finish"
+        log "waiting for the minio install to finish"
         wait "$minio_pid" || rc=1
     fi
     return "$rc"
