@@ -11,6 +11,9 @@ import pytest
 from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.common.bus.ports import EventBus
+from sonobridge.common.objects.localdir import LocalDirObjectStore
+from sonobridge.common.objects.minio import MinioObjectStore
+from sonobridge.common.objects.ports import ObjectStore
 
 
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.infra)])
@@ -31,3 +34,43 @@ def topic(bus: EventBus) -> str:
     name = f"test.contract.{uuid.uuid4().hex[:12]}"
     bus.ensure_topics([name, f"{name}.dlq"])
     return name
+
+
+@pytest.fixture(params=["localdir", pytest.param("minio", marks=pytest.mark.infra)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """Each object store adapter: a local directory, then the real local MinIO (fresh bucket)."""
+    if request.param == "localdir":
+        return LocalDirObjectStore(tmp_path / "objects")
+    endpoint = request.getfixturevalue("minio_endpoint")
+    minio_store = MinioObjectStore(
+        endpoint.endpoint,
+        endpoint.access_key,
+        endpoint.secret_key,
+        f"contract-{uuid.uuid4().hex[:12]}",
+    )
+    minio_store.ensure_bucket()
+    return minio_store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.infra)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database: a SQLite file, then a fresh database on the real local PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'service.sqlite3'}"
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture(
+    params=["single-node", pytest.param("cluster", marks=pytest.mark.infra)],
+)
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, EventBus]]:
+    """A database URL with the bus of its edition: SQLite + embedded log, PostgreSQL + Kafka."""
+    bus_adapter: EventBus
+    if request.param == "single-node":
+        url = f"sqlite:///{tmp_path / 'service.sqlite3'}"
+        bus_adapter = EmbeddedEventBus(tmp_path / "events.sqlite3")
+    else:
+        url = str(request.getfixturevalue("pg_database"))
+        bus_adapter = KafkaEventBus(request.getfixturevalue("kafka_bootstrap"))
+    yield url, bus_adapter
+    bus_adapter.close()
