@@ -99,8 +99,8 @@ def test_providers_prefer_tensorrt_then_cuda_and_keep_cpu_as_fallback():
         "CPUExecutionProvider"
     ]
     gpu = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
-    assert choose_providers(gpu, PREFERRED_PROVIDERS) == gpu[1::-1] + ["CPUExecutionProvider"]
-    assert choose_providers(gpu, ("CUDAExecutionProvider",)) == gpu[:1] + ["CPUExecutionProvider"]
+    assert choose_providers(gpu, PREFERRED_PROVIDERS) == [*gpu[1::-1], "CPUExecutionProvider"]
+    assert choose_providers(gpu, ("CUDAExecutionProvider",)) == [*gpu[:1], "CPUExecutionProvider"]
 
 
 def test_registry_lists_pins_and_unloads_versions(loop, registry, tmp_path):

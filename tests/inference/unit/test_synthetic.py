@@ -3,8 +3,8 @@
 import numpy as np
 import pydicom
 import pytest
-from scipy import ndimage
 from pydicom.uid import UltrasoundImageStorage, UltrasoundMultiFrameImageStorage
+from scipy import ndimage
 
 from sonobridge.inference.imaging.decode import decode_image
 from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_exam, generate_frame

@@ -100,10 +100,9 @@ def decode_dataset(ds: Dataset, sampling: FrameSampling | None = None) -> Decode
             if photometric == "MONOCHROME1":
                 gray = 255 - gray
             frames.append(gray)
-    except (NotImplementedError, RuntimeError, ValueError) as exc:
-        syntax = (
-            ds.file_meta.get("TransferSyntaxUID", "unknown") if "file_meta" in ds else "unknown"
-        )
+    except (NotImplementedError, RuntimeError, ValueError, OSError) as exc:
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.get("TransferSyntaxUID", "unknown") if meta is not None else "unknown"
         name = getattr(syntax, "name", str(syntax))
         raise InvalidImage(f"cannot decode DICOM pixel data ({name}): {exc}") from exc
     stacked = np.stack(frames)

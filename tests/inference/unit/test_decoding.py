@@ -1,0 +1,85 @@
+"""Decoding and preprocessing: pydicom's ultrasound examples, JPEG/PNG and bad input."""
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
+
+from sonobridge.inference.domain.errors import InvalidImage
+from sonobridge.inference.imaging.decode import FrameSampling, decode_image
+from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
+from sonobridge.inference.synthetic import generate_frame
+from sonobridge.inference.synthetic.dicom import ultrasound_dicom_bytes
+
+
+def _bytes(name):
+    with open(get_testdata_file(name), "rb") as f:
+        return f.read()
+
+
+def test_ybr_jpeg_baseline_cine_is_sampled_and_calibrated():
+    decoded = decode_image(_bytes("examples_ybr_color.dcm"), FrameSampling(max_frames=8))
+    assert decoded.total_frames == 30 and decoded.frames.shape == (8, 240, 320)
+    assert decoded.frame_indices[0] < 4 and decoded.frame_indices[-1] > 26
+    assert decoded.spacing_mm is not None and all(s > 0 for s in decoded.spacing_mm)
+    assert decoded.frames.std() > 10
+
+
+def test_palette_color_ultrasound_is_mapped_through_its_lut():
+    decoded = decode_image(_bytes("examples_palette.dcm"))
+    ds = pydicom.dcmread(get_testdata_file("examples_palette.dcm"))
+    assert decoded.frames.shape == (1, 350, 800)
+    # The LUT output differs from the raw indices, so a plain index image would not match.
+    assert not np.array_equal(decoded.frames[0], ds.pixel_array.astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "name", ["examples_rgb_color.dcm", "SC_rgb_jpeg.dcm", "SC_rgb_rle_2frame.dcm"]
+)
+def test_rgb_dicom_decodes_to_grayscale_frames(name):
+    decoded = decode_image(_bytes(name))
+    ds = pydicom.dcmread(get_testdata_file(name))
+    assert decoded.frames.shape == (int(ds.get("NumberOfFrames", 1)), ds.Rows, ds.Columns)
+    assert decoded.frames.dtype == np.uint8
+
+
+def test_corrupt_compressed_pixel_data_names_its_transfer_syntax():
+    frame = generate_frame(1).image
+    data = ultrasound_dicom_bytes(frame, (0.3, 0.3), encoding="jpeg-baseline")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xdb" + b"\x00" * 64])
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    with pytest.raises(InvalidImage, match="JPEG Baseline"):
+        decode_image(buf.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_png_and_jpeg_frames_decode(fmt):
+    img = (np.arange(64 * 48) % 251).astype(np.uint8).reshape(48, 64)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=fmt)
+    decoded = decode_image(buf.getvalue())
+    assert decoded.frames.shape == (1, 48, 64) and decoded.source == fmt.lower()
+
+
+def test_garbage_and_empty_payloads_are_invalid_images():
+    with pytest.raises(InvalidImage):
+        decode_image(b"not an image at all")
+    with pytest.raises(InvalidImage, match="empty"):
+        decode_image(b"")
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, format="GIF")
+    with pytest.raises(InvalidImage, match="unsupported image format GIF"):
+        decode_image(buf.getvalue())
+
+
+def test_tensor_has_model_shape_and_unit_range():
+    frames = np.full((3, 240, 320), 255, dtype=np.uint8)
+    x = to_tensor(frames, InputSpec("image", 128, 128))
+    assert x.shape == (3, 1, 128, 128) and x.dtype == np.float32
+    assert float(x.max()) == pytest.approx(1.0)
