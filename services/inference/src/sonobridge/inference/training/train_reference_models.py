@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     """Train both reference models and print their held-out figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=MODELS_DIR)
-    parser.add_argument("--scale", type=float, default=1.0, help="shrink the sets (quick runs)")
+    parser.add_argument("--scale", type=float, default=0.6, help="grow or shrink the sets")
     parser.add_argument("--only", choices=["image-quality", "probe-health"])
     args = parser.parse_args(argv)
     print(f"generator {GENERATOR_VERSION}, writing to {args.out}")
