@@ -150,3 +150,17 @@ def exam_completed(  # type: ignore[no-untyped-def]
         completed_at=done,
         scan_seconds=scan_seconds,
     )
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll `condition` until it returns a truthy value; fail loudly on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

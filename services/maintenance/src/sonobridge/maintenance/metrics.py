@@ -78,6 +78,8 @@ class MaintenanceMetrics:
             ["clock"],
             registry=reg,
         )
+        for clock in ("acknowledge", "onsite"):
+            self.sla_breaches.labels(clock)
         self.scan_seconds = Counter(
             base.name("scan_seconds"),
             "Probe scan time reported, per institution.",
