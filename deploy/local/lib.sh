@@ -64,13 +64,17 @@ tcp_open() {
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
-# Succeed when the pid in the given file names a live process.
+# Succeed when the pid in the given file names a live process of ours. Our daemons carry their
+# run subdirectory (the pid file's directory) on the command line, which guards against a
+# recycled pid after a crash making us wait on, or kill, an unrelated process.
 pid_alive() {
-    local pidfile="$1" pid
+    local pidfile="$1" pid cmdline
     [[ -f "$pidfile" ]] || return 1
     pid="$(cat "$pidfile" 2>/dev/null)"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null
+    kill -0 "$pid" 2>/dev/null || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *"$(dirname "$pidfile")"* ]]
 }
 
 # Run a command with an exclusive lock so concurrent callers (parallel test sessions, two

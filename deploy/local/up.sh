@@ -11,7 +11,8 @@ wait_ready() {
         if "$ready_fn"; then
             return 0
         fi
-        if ! pid_alive "$pidfile"; then
+        # Plain kill -0: right after the fork the child may not have exec'd the daemon yet.
+        if ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
             show_log_tail "$logfile"
             die "$name exited during startup"
         fi
