@@ -1,0 +1,13 @@
+"""Load the packaged clinical modules with their cards (and ONNX sessions where used)."""
+
+from __future__ import annotations
+
+from sonobridge.inference.modules.base import ExamModule
+
+# Filled as each module lands; the order is the order the pipeline runs them.
+_FACTORIES: list = []
+
+
+def load_clinical_modules(runtime: object | None = None) -> list[ExamModule]:
+    """Return every packaged clinical module, loaded from its card (runtime: registry/config)."""
+    return [factory(runtime) for factory in _FACTORIES]
