@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import check_database, migrate, session_factory
@@ -31,6 +32,7 @@ from sonobridge.maintenance.metrics import SERVICE, MaintenanceMetrics
 from sonobridge.maintenance.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PRODUCED_TOPICS = (TICKET_OPENED, TICKET_UPDATED, DEVICE_STATUS_CHANGED)
 
 
 def utc_now() -> datetime:
@@ -97,13 +99,13 @@ def build(
         port=settings.grpc.port,
     )
 
-    bus.ensure_topics([*consumer.TOPICS])
+    bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
     relay = OutboxRelay(
         engine, orm.outbox, bus, base, batch_size=settings.delivery.relay_batch_size
     )
     worker = ConsumerWorker(
         bus=bus,
-        group=consumer.GROUP,
+        group=settings.maintenance.consumer_group,
         topics=consumer.TOPICS,
         handler=consumer.event_handler(deps),
         sessions=sessions,

@@ -121,6 +121,8 @@ class MaintenanceSettings(BaseModel):
     utilisation: UtilisationSettings = UtilisationSettings()
     preventive: list[ScheduleSettings] = []
     regions: list[RegionSettings] = []
+    # Tests on a shared broker pass a unique group; deployments keep the default.
+    consumer_group: str = "sonobridge-maintenance"
     timer_interval_seconds: float = Field(5.0, gt=0)
     max_photo_bytes: int = Field(20 * 1024 * 1024, gt=0)
 

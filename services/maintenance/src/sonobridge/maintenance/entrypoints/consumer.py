@@ -16,7 +16,6 @@ from sonobridge.maintenance import handlers
 
 log = logging.getLogger(__name__)
 
-GROUP = "sonobridge-maintenance"
 TOPICS = (EXAM_COMPLETED, INFERENCE_COMPLETED)
 
 
