@@ -1,5 +1,21 @@
 # Developer entry points. Each target is a one-liner; scripts hold the logic.
-.PHONY: protos protos-check infra-install up down
+.PHONY: demo test setup lint fmt protos protos-check infra-install up down
+
+demo: ## The main job: set up, start the single-node edition, run sample exams end to end
+	scripts/setup.sh && uv run sonobridge demo
+
+test: ## The whole test suite from nothing (installs uv, packages, Kafka, MinIO, PostgreSQL)
+	scripts/test.sh
+
+setup: ## Install uv, the locked Python environment and the local servers
+	scripts/setup.sh --infra
+
+lint: ## Lint, type-check the cores and check import boundaries
+	uv run ruff check . && uv run ruff format --check . && uv run lint-imports
+
+fmt: ## Format and auto-fix
+	uv run ruff format . && uv run ruff check --fix .
+
 
 protos: ## Regenerate Python code and stubs from proto/ with the pinned protoc
 	uv run python scripts/gen_protos.py

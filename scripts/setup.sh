@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: uv, the locked Python environment, and (with --infra) the pinned local
+# Kafka, MinIO, PostgreSQL and the Debian tools the tests use. Idempotent; caches outside the clone.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+UV_VERSION=0.13.9
+export PATH="$HOME/.local/bin:$PATH"
+
+if ! command -v uv >/dev/null || [[ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]]; then
+    echo "setup: installing uv $UV_VERSION"
+    python3 -m pip install --user --quiet --disable-pip-version-check "uv==$UV_VERSION" \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "uv==$UV_VERSION"
+fi
+echo "setup: $(uv --version)"
+uv sync --locked --quiet
+echo "setup: python environment synced from uv.lock"
+
+if [[ "${1:-}" == "--infra" ]]; then
+    apt_missing=()
+    command -v storescu >/dev/null || apt_missing+=(dcmtk)
+    command -v pdftoppm >/dev/null || apt_missing+=(poppler-utils)
+    if ((${#apt_missing[@]})); then
+        [[ $(id -u) -eq 0 ]] || { echo "setup: need root to apt-get install ${apt_missing[*]}" >&2; exit 1; }
+        echo "setup: apt-get install ${apt_missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${apt_missing[@]}" >/dev/null
+    fi
+    deploy/local/install.sh all
+    scripts/k8s_tools.sh
+fi

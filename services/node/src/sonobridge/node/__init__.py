@@ -1,0 +1,1 @@
+"""The single-node edition and the `sonobridge` admin command."""
