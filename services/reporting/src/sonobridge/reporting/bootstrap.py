@@ -111,12 +111,13 @@ def build(
     )
     app.include_router(rest.create_router(deps))
     app.state.deps = deps
-    grpc, _port, _health = create_grpc_server(
+    grpc, grpc_port, _health = create_grpc_server(
         metrics=metrics,
         register=grpc_server.register(deps, verifier),
         host=settings.grpc.host,
         port=settings.grpc.port,
     )
+    app.state.grpc_port = grpc_port
     relay = OutboxRelay(engine, orm.outbox, bus, metrics, settings.delivery.relay_batch_size)
     worker = ConsumerWorker(
         bus=bus,
