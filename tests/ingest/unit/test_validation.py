@@ -1,0 +1,121 @@
+"""Unit tests of the instance rules, manifests, access scopes and the multipart reader."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from ingest.ingest_support import pydicom_file, synthetic_instance
+
+from sonobridge.common.auth import Principal
+from sonobridge.ingest.adapters.dicomfile import read_instance
+from sonobridge.ingest.adapters.multipart import MalformedMultipart, read_parts
+from sonobridge.ingest.adapters.spool import Spool
+from sonobridge.ingest.domain.model import (
+    ManifestEntry,
+    Scope,
+    can_see,
+    is_valid_uid,
+    manifest_sha256,
+    missing_instances,
+)
+from sonobridge.ingest.domain.validation import Rejected, check_description
+
+
+def _check(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(data)
+    description, pixels, _ = read_instance(path)
+    check_description(description, pixels)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "examples_ybr_color.dcm",
+        "examples_rgb_color.dcm",
+        "examples_palette.dcm",
+        "examples_jpeg2k.dcm",
+    ],
+)
+def test_pydicom_ultrasound_files_pass_validation(tmp_path: Path, name: str) -> None:
+    _check(tmp_path, pydicom_file(name))
+
+
+def test_truncated_cine_loop_is_rejected_as_truncated(tmp_path: Path) -> None:
+    data = pydicom_file("examples_ybr_color.dcm")
+    with pytest.raises(Rejected) as caught:
+        _check(tmp_path, data[:-10_000])
+    assert caught.value.reason == "truncated"
+
+
+def test_native_pixel_data_shorter_than_declared_geometry_is_rejected(tmp_path: Path) -> None:
+    data = synthetic_instance(frames=2)
+    with pytest.raises(Rejected) as caught:
+        _check(tmp_path, data[:-100])
+    assert caught.value.reason == "truncated"
+
+
+def test_garbage_is_not_dicom(tmp_path: Path) -> None:
+    with pytest.raises(Rejected) as caught:
+        _check(tmp_path, b"\x00" * 128 + b"JUNK" + b"x" * 100)
+    assert caught.value.reason == "not_dicom"
+
+
+def test_uid_rules() -> None:
+    assert is_valid_uid("1.2.840.10008.1.2.1")
+    assert not is_valid_uid("1.2.03")
+    assert not is_valid_uid("1.2.a")
+    assert not is_valid_uid("1." + "2" * 70)
+
+
+def test_manifest_hash_is_order_independent_and_missing_are_reported() -> None:
+    a = ManifestEntry("1.2.3", "a" * 64)
+    b = ManifestEntry("1.2.4", "b" * 64)
+    assert manifest_sha256([a, b]) == manifest_sha256([b, a])
+    assert missing_instances([a, b], {"1.2.3": "a" * 64}) == (["1.2.4"], [])
+    assert missing_instances([a], {"1.2.3": "c" * 64}) == ([], ["1.2.3"])
+
+
+def test_scopes_follow_roles() -> None:
+    scope = Scope("township-a", "county-1")
+    nurse = Principal("n", frozenset({"operator"}), "township-a", "county-1")
+    other_nurse = Principal("m", frozenset({"operator"}), "township-b", "county-1")
+    doctor = Principal("d", frozenset({"physician"}), "county-hospital", "county-1")
+    engineer = Principal("e", frozenset({"engineer"}), "township-a", "county-1")
+    assert can_see(nurse, scope) and can_see(doctor, scope)
+    assert not can_see(other_nurse, scope) and not can_see(engineer, scope)
+
+
+def test_multipart_reader_splits_parts_across_any_chunking(tmp_path: Path) -> None:
+    body = (
+        b"preamble\r\n--BND\r\nContent-Type: application/dicom\r\n\r\nfirst\r\n--BNx"
+        b"\r\n--BND\r\nContent-Type: application/dicom\r\n\r\nsecond\r\n--BND--\r\n"
+    )
+
+    async def collect(size: int) -> list[bytes]:
+        async def chunks():
+            for i in range(0, len(body), size):
+                yield body[i : i + size]
+
+        found = []
+        async for part in read_parts(chunks(), "BND", Spool(tmp_path, 10_000)):
+            with part.body:
+                found.append(part.body.path.read_bytes())
+        return found
+
+    for size in (1, 3, 7, len(body)):
+        assert asyncio.run(collect(size)) == [b"first\r\n--BNx", b"second"]
+
+
+def test_multipart_without_closing_delimiter_is_malformed(tmp_path: Path) -> None:
+    async def run() -> None:
+        async def chunks():
+            yield b"--BND\r\n\r\nabc"
+
+        async for part in read_parts(chunks(), "BND", Spool(tmp_path, 100)):
+            part.body.discard()
+
+    with pytest.raises(MalformedMultipart):
+        asyncio.run(run())
