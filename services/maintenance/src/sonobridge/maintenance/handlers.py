@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1 import events_pb2
@@ -371,7 +371,7 @@ def list_devices(
             raise Forbidden(f"institution {institution_id} is outside your scope")
         scope = [institution_id]
     with unit(deps) as work:
-        found = work.devices.list(institutions=scope, status=status, after=after, limit=limit + 1)
+        found = work.devices.find(institutions=scope, status=status, after=after, limit=limit + 1)
         now = _now(deps)
         views = [_device_view(work, d, now) for d in found[:limit]]
     cursor = found[limit - 1].serial if len(found) > limit else ""
@@ -438,7 +438,7 @@ def _settle_breaches(work: Work, ticket: Ticket, now: datetime) -> list[str]:
                 target=ticket.id,
                 detail=note,
             )
-            work.after_commit.append(lambda n=name: work.deps.metrics.sla_breaches.labels(n).inc())
+            work.after_commit.append(work.deps.metrics.sla_breaches.labels(name).inc)
     return breached
 
 
@@ -821,7 +821,7 @@ def list_tickets(
     if not 1 <= limit <= 1000:
         raise InvalidRequest("page size must be between 1 and 1000")
     with unit(deps) as work:
-        found = work.tickets.list(
+        found = work.tickets.find(
             institutions=visible_institutions(principal),
             states=states,
             assignee=assignee,
@@ -851,11 +851,12 @@ def fire_due_timers(deps: Dependencies, limit: int = 100) -> int:
     for timer_id, ticket_id in due:
         with unit(deps) as work:
             # The conditional update is the exactly-once guard across replicas and restarts.
-            claimed = work.session.execute(
+            result = work.session.execute(
                 update(t)
                 .where(t.c.id == timer_id, t.c.status == "pending", t.c.due_at < now)
                 .values(status="fired", fired_at=now)
-            ).rowcount
+            )
+            claimed = cast(CursorResult[Any], result).rowcount
             if claimed != 1:
                 continue
             ticket = _ticket(work, ticket_id)
@@ -1319,7 +1320,7 @@ def utilisation_report(
     scope = visible_institutions(principal)
     u = orm.daily_usage
     with unit(deps) as work:
-        devices = work.devices.list(institutions=scope, limit=100_000)
+        devices = work.devices.find(institutions=scope, limit=100_000)
         rows = work.session.execute(
             select(u.c.device_serial, u.c.day, u.c.exam_seconds, u.c.telemetry_seconds).where(
                 u.c.day >= start, u.c.day <= end
@@ -1341,7 +1342,7 @@ def fleet_snapshot(deps: Dependencies) -> FleetSnapshot:
     now = _now(deps)
     with unit(deps) as work:
         tickets = work.tickets.open_tickets()
-        devices = work.devices.list(limit=1_000_000)
+        devices = work.devices.find(limit=1_000_000)
     counts: dict[tuple[str, str], int] = {}
     for ticket in tickets:
         label = (ticket.state.value, ticket.sla_status(now))

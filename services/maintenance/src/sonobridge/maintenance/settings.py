@@ -17,10 +17,10 @@ from sonobridge.maintenance.domain.utilisation import UtilisationPolicy
 class SlaSettings(BaseModel):
     """Acknowledge and on-site targets; preventive tickets get their own, looser ones."""
 
-    acknowledge_minutes: float = Field(60, gt=0)
-    onsite_hours: float = Field(24, gt=0)
-    preventive_acknowledge_hours: float = Field(24, gt=0)
-    preventive_onsite_hours: float = Field(168, gt=0)
+    acknowledge_minutes: float = Field(default=60, gt=0)
+    onsite_hours: float = Field(default=24, gt=0)
+    preventive_acknowledge_hours: float = Field(default=24, gt=0)
+    preventive_onsite_hours: float = Field(default=168, gt=0)
 
     def targets(self, preventive: bool = False) -> SlaTargets:
         """Return the targets for a fault or a preventive ticket."""
@@ -37,9 +37,9 @@ class SlaSettings(BaseModel):
 class ProbeHealthSettings(BaseModel):
     """How many exams with dead-element findings, within what window, open a ticket."""
 
-    min_findings: int = Field(3, ge=1)
-    window_hours: float = Field(72, gt=0)
-    min_dead_fraction: float = Field(0.02, gt=0, le=1)
+    min_findings: int = Field(default=3, ge=1)
+    window_hours: float = Field(default=72, gt=0)
+    min_dead_fraction: float = Field(default=0.02, gt=0, le=1)
 
     def rule(self) -> ProbeHealthRule:
         """Return the domain rule."""
@@ -51,12 +51,12 @@ class ProbeHealthSettings(BaseModel):
 class TelemetrySettings(BaseModel):
     """Drop and temperature thresholds."""
 
-    drops_threshold: int = Field(3, ge=1)
-    drops_window_hours: float = Field(24, gt=0)
+    drops_threshold: int = Field(default=3, ge=1)
+    drops_window_hours: float = Field(default=24, gt=0)
     max_temperature_celsius: float = 43.0
-    overheat_samples: int = Field(3, ge=1)
-    overheat_window_hours: float = Field(24, gt=0)
-    max_samples_per_batch: int = Field(5000, ge=1)
+    overheat_samples: int = Field(default=3, ge=1)
+    overheat_window_hours: float = Field(default=24, gt=0)
+    max_samples_per_batch: int = Field(default=5000, ge=1)
 
     def rules(self) -> TelemetryRules:
         """Return the domain rules."""
@@ -102,10 +102,10 @@ class RegionSettings(BaseModel):
 class UtilisationSettings(BaseModel):
     """Bands of scan hours per device and day."""
 
-    idle_hours_per_day: float = Field(2, ge=0)
-    overloaded_hours_per_day: float = Field(6, gt=0)
+    idle_hours_per_day: float = Field(default=2, ge=0)
+    overloaded_hours_per_day: float = Field(default=6, gt=0)
     # Days are counted in the consortium's local time (e.g. 8 for China Standard Time).
-    utc_offset_hours: float = Field(0, ge=-14, le=14)
+    utc_offset_hours: float = Field(default=0, ge=-14, le=14)
 
     def policy(self) -> UtilisationPolicy:
         """Return the domain policy."""
@@ -123,8 +123,8 @@ class MaintenanceSettings(BaseModel):
     regions: list[RegionSettings] = []
     # Tests on a shared broker pass a unique group; deployments keep the default.
     consumer_group: str = "sonobridge-maintenance"
-    timer_interval_seconds: float = Field(5.0, gt=0)
-    max_photo_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    timer_interval_seconds: float = Field(default=5.0, gt=0)
+    max_photo_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 
     def schedules(self) -> list[PreventiveSchedule]:
         """Return every preventive schedule."""

@@ -96,7 +96,7 @@ class DeviceRepository:
             .values(**self._values(device))
         )
 
-    def list(
+    def find(
         self,
         *,
         institutions: Sequence[str] | None = None,
@@ -362,7 +362,7 @@ class TicketRepository:
         ).scalar_one_or_none()
         return aware(value)
 
-    def list(
+    def find(
         self,
         *,
         institutions: Sequence[str] | None = None,

@@ -12,7 +12,10 @@ config = context.config
 
 def run() -> None:
     """Run migrations online against sqlalchemy.url."""
-    connectable = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("sqlalchemy.url is not set; run through sonobridge.common.db.migrate")
+    connectable = create_engine(url, poolclass=pool.NullPool)
     with connectable.connect() as connection:
         context.configure(
             connection=connection,
