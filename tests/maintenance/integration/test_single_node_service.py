@@ -128,6 +128,18 @@ def test_one_tap_report_to_closed_ticket_over_http(service: Service):
     done = service.http.post(f"/v1/tickets/{tid}/transitions", json={"to": "closed"}, headers=nurse)
     assert done.json()["state"] == "closed"
     assert done.json()["sla"]["time_to_acknowledge_seconds"] is not None
+    admin = service.token("admin-1", ["admin"])
+    trail = service.http.get("/v1/audit", params={"target": tid}, headers=admin).json()
+    assert [r["action"] for r in trail["records"]] == [
+        "ticket.open",
+        "ticket.photo",
+        "ticket.acknowledged",
+        "ticket.dispatched",
+        "ticket.on_site",
+        "ticket.resolved",
+        "ticket.closed",
+    ]
+    assert service.http.get("/v1/audit", headers=nurse).status_code == 403
     history = service.http.get(f"/v1/tickets/{tid}/history", headers=nurse).json()["history"]
     assert [h["kind"] for h in history][:2] == ["opened", "evidence"]
     assert [h["to_state"] for h in history if h["kind"] == "transition"] == [

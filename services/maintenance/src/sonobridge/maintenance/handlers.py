@@ -1305,6 +1305,36 @@ def _apply_telemetry_rules(
     return opened
 
 
+# -- audit --------------------------------------------------------------------------------------
+
+
+def read_audit(
+    deps: Dependencies, principal: Principal, *, target: str = "", after: int = 0, limit: int = 100
+) -> tuple[list[dict[str, Any]], int]:
+    """Return a page of audit records (administrators only) and the next cursor (0 at the end)."""
+    principal.require_role("admin")
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("page size must be between 1 and 1000")
+    a = orm.audit_log
+    query = select(a).where(a.c.id > after).order_by(a.c.id).limit(limit + 1)
+    if target:
+        query = query.where(a.c.target == target)
+    with unit(deps) as work:
+        rows = work.session.execute(query).fetchall()
+    records = [
+        {
+            "id": r.id,
+            "at": aware(r.at),
+            "actor": r.actor,
+            "action": r.action,
+            "target": r.target,
+            "detail": r.detail,
+        }
+        for r in rows[:limit]
+    ]
+    return records, rows[limit - 1].id if len(rows) > limit else 0
+
+
 # -- utilisation and metrics ---------------------------------------------------------------------
 
 

@@ -441,6 +441,23 @@ def build_router(deps: handlers.Dependencies) -> APIRouter:
             )
         return {"object_key": key, "size_bytes": size}
 
+    # -- audit -----------------------------------------------------------------------------
+
+    @router.get("/audit")
+    def audit(
+        principal: CurrentPrincipal,
+        target: str = "",
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+        page_token: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        records, cursor = handlers.read_audit(
+            deps, principal, target=target, after=page_token, limit=page_size
+        )
+        return {
+            "records": [{**r, "at": _iso(r["at"])} for r in records],
+            "next_page_token": cursor or None,
+        }
+
     # -- utilisation -----------------------------------------------------------------------
 
     @router.get("/utilisation")
