@@ -18,13 +18,17 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 def _shift(user: str, role: DutyRole, start_h: float, end_h: float) -> Shift:
-    return Shift(user, "county-thyroid", role, T0 + timedelta(hours=start_h),
-                 T0 + timedelta(hours=end_h))
+    return Shift(
+        user, "county-thyroid", role, T0 + timedelta(hours=start_h), T0 + timedelta(hours=end_h)
+    )
 
 
 def test_only_readers_on_duty_for_the_worklist_and_role_are_candidates():
-    shifts = [_shift("a", DutyRole.PRIMARY, 0, 12), _shift("b", DutyRole.PRIMARY, 12, 24),
-              _shift("c", DutyRole.BACKUP, 0, 24)]
+    shifts = [
+        _shift("a", DutyRole.PRIMARY, 0, 12),
+        _shift("b", DutyRole.PRIMARY, 12, 24),
+        _shift("c", DutyRole.BACKUP, 0, 24),
+    ]
     assert on_duty(shifts, "county-thyroid", DutyRole.PRIMARY, T0) == ["a"]
     # Shifts are half-open: the hand-over instant belongs to the next shift.
     assert on_duty(shifts, "county-thyroid", DutyRole.PRIMARY, T0 + timedelta(hours=12)) == ["b"]
@@ -40,8 +44,17 @@ def test_the_least_loaded_reader_gets_the_read_and_ties_are_repeatable():
 
 
 def _read(state: ReadState = ReadState.QUEUED, assigned: str | None = "a") -> Read:
-    return Read("r1", "1.2", "township-a", Route.EXPERT, "county-thyroid", Priority.ROUTINE,
-                state, assigned, T0)
+    return Read(
+        "r1",
+        "1.2",
+        "township-a",
+        Route.EXPERT,
+        "county-thyroid",
+        Priority.ROUTINE,
+        state,
+        assigned,
+        T0,
+    )
 
 
 def test_claim_release_and_reassign_follow_the_state_machine():
@@ -67,18 +80,33 @@ def test_claim_release_and_reassign_follow_the_state_machine():
 def test_a_missed_target_goes_to_the_backup_then_the_next_tier_then_stops():
     policy = read_policy()
     due = T0 + policy.target(Priority.PRIORITY)
-    first = escalate(policy, worklist="county-thyroid", priority=Priority.PRIORITY,
-                     fired=TimerKind.TARGET, at=due)
+    first = escalate(
+        policy,
+        worklist="county-thyroid",
+        priority=Priority.PRIORITY,
+        fired=TimerKind.TARGET,
+        at=due,
+    )
     assert first.action is EscalationAction.TO_BACKUP
     assert first.next_timer is TimerKind.BACKUP
     assert first.next_fire_at == due + timedelta(minutes=15)
-    second = escalate(policy, worklist="county-thyroid", priority=Priority.PRIORITY,
-                      fired=TimerKind.BACKUP, at=first.next_fire_at)
+    second = escalate(
+        policy,
+        worklist="county-thyroid",
+        priority=Priority.PRIORITY,
+        fired=TimerKind.BACKUP,
+        at=first.next_fire_at,
+    )
     assert (second.action, second.worklist) == (EscalationAction.TO_NEXT_TIER, "provincial")
     assert second.new_due_at == first.next_fire_at + timedelta(minutes=30)
     assert second.next_timer is TimerKind.TARGET
-    last = escalate(policy, worklist="provincial", priority=Priority.PRIORITY,
-                    fired=TimerKind.BACKUP, at=second.new_due_at)
+    last = escalate(
+        policy,
+        worklist="provincial",
+        priority=Priority.PRIORITY,
+        fired=TimerKind.BACKUP,
+        at=second.new_due_at,
+    )
     assert last.action is EscalationAction.NONE and last.next_timer is None
 
 

@@ -19,15 +19,24 @@ from sonobridge.reporting.domain.policy import (
 )
 
 DEFAULT = yaml.safe_load(
-    (Path(__file__).parents[3] / "services/reporting/src/sonobridge/reporting/policy/default.yaml")
-    .read_text(encoding="utf-8")
+    (
+        Path(__file__).parents[3]
+        / "services/reporting/src/sonobridge/reporting/policy/default.yaml"
+    ).read_text(encoding="utf-8")
 )
 
 
 def _facts(**kw) -> ExamFacts:
-    base = dict(exam_id="e1", exam_type="thyroid", institution="township-a", operator="nurse-li",
-                inference_status="completed", quality_acceptable=True, quality_score=0.9,
-                findings=())
+    base = dict(
+        exam_id="e1",
+        exam_type="thyroid",
+        institution="township-a",
+        operator="nurse-li",
+        inference_status="completed",
+        quality_acceptable=True,
+        quality_score=0.9,
+        findings=(),
+    )
     base.update(kw)
     return ExamFacts(**base)
 
@@ -49,10 +58,14 @@ def test_poor_quality_goes_back_to_the_operator_for_a_rescan():
 
 
 def test_a_critical_finding_is_urgent_whatever_else_holds():
-    routing = route_exam(read_policy(), _facts(exam_type="obstetric",
-                                               findings=[_f("34801009", 0.5, True)]))
+    routing = route_exam(
+        read_policy(), _facts(exam_type="obstetric", findings=[_f("34801009", 0.5, True)])
+    )
     assert (routing.route, routing.worklist, routing.priority) == (
-        Route.URGENT, "county-urgent", Priority.URGENT)
+        Route.URGENT,
+        "county-urgent",
+        Priority.URGENT,
+    )
 
 
 def test_abnormal_and_low_confidence_go_to_the_specialty_worklist():
@@ -61,23 +74,35 @@ def test_abnormal_and_low_confidence_go_to_the_specialty_worklist():
     assert (abnormal.worklist, abnormal.priority) == ("county-abdominal", Priority.PRIORITY)
     low = route_exam(policy, _facts(exam_type="carotid", findings=[_f("plaque", 0.55)]))
     assert (low.worklist, low.priority, low.rule) == (
-        "county-vascular", Priority.ROUTINE, "low-confidence")
+        "county-vascular",
+        Priority.ROUTINE,
+        "low-confidence",
+    )
     assert "'plaque' confidence 0.55" in low.reason
 
 
 def test_missing_ai_goes_to_an_expert_with_priority():
-    routing = route_exam(read_policy(), _facts(inference_status="missing",
-                                               quality_acceptable=None))
+    routing = route_exam(read_policy(), _facts(inference_status="missing", quality_acceptable=None))
     assert (routing.route, routing.priority, routing.rule) == (
-        Route.EXPERT, Priority.PRIORITY, "ai-unavailable")
+        Route.EXPERT,
+        Priority.PRIORITY,
+        "ai-unavailable",
+    )
 
 
 def test_confident_normal_by_a_credentialed_operator_is_self_confirmed_with_an_audit_sample():
-    doc = {**DEFAULT, "credentials": {"self-confirm": [f"op-{n}" for n in range(400)]},
-           "self_confirm_audit_rate": 0.25}
+    doc = {
+        **DEFAULT,
+        "credentials": {"self-confirm": [f"op-{n}" for n in range(400)]},
+        "self_confirm_audit_rate": 0.25,
+    }
     policy = load_policy(doc)
-    routings = [route_exam(policy, _facts(exam_id=f"exam-{n}", operator=f"op-{n}",
-                                          findings=[_f("normal", 0.97)])) for n in range(400)]
+    routings = [
+        route_exam(
+            policy, _facts(exam_id=f"exam-{n}", operator=f"op-{n}", findings=[_f("normal", 0.97)])
+        )
+        for n in range(400)
+    ]
     assert {r.route for r in routings} == {Route.SELF_CONFIRM}
     sampled = sum(r.audit_sampled for r in routings)
     assert 60 <= sampled <= 140
@@ -88,11 +113,20 @@ def test_confident_normal_by_a_credentialed_operator_is_self_confirmed_with_an_a
 
 
 def test_the_first_matching_rule_wins():
-    doc = {**DEFAULT, "rules": [
-        {"name": "township-b-provincial", "match": {"institutions": ["township-b"]},
-         "route": "provincial", "worklist": "provincial", "priority": "priority",
-         "reason": "pilot"},
-        *DEFAULT["rules"]]}
+    doc = {
+        **DEFAULT,
+        "rules": [
+            {
+                "name": "township-b-provincial",
+                "match": {"institutions": ["township-b"]},
+                "route": "provincial",
+                "worklist": "provincial",
+                "priority": "priority",
+                "reason": "pilot",
+            },
+            *DEFAULT["rules"],
+        ],
+    }
     policy = load_policy(doc)
     assert route_exam(policy, _facts(institution="township-b")).worklist == "provincial"
     assert route_exam(policy, _facts(institution="township-a")).worklist == "county-thyroid"
@@ -105,18 +139,59 @@ def test_the_first_matching_rule_wins():
         ({"rules": DEFAULT["rules"][:-1]}, "last rule must match everything"),
         ({"audit_worklist": "nowhere"}, "audit_worklist"),
         ({"self_confirm_audit_rate": 1.5}, "self_confirm_audit_rate"),
-        ({"rules": [{"name": "x", "route": "expert", "worklist": "county-{exam_type}",
-                     "reason": "r"}]}, "is not defined"),
-        ({"rules": [{"name": "x", "match": {"exam_types": ["brain"]}, "route": "expert",
-                     "worklist": "provincial", "reason": "r"}, DEFAULT["rules"][-1]]},
-         "unknown exam types"),
-        ({"worklists": [*DEFAULT["worklists"],
-                        {"name": "loop-a", "tier": "county", "next_tier": "loop-b"},
-                        {"name": "loop-b", "tier": "county", "next_tier": "loop-a"}]},
-         "loops"),
-        ({"rules": [{"name": "x", "match": {"quality_acceptable": False, "colour": "red"},
-                     "route": "rescan", "worklist": "rescan", "reason": "r"},
-                    DEFAULT["rules"][-1]]}, "colour"),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "x",
+                        "route": "expert",
+                        "worklist": "county-{exam_type}",
+                        "reason": "r",
+                    }
+                ]
+            },
+            "is not defined",
+        ),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "x",
+                        "match": {"exam_types": ["brain"]},
+                        "route": "expert",
+                        "worklist": "provincial",
+                        "reason": "r",
+                    },
+                    DEFAULT["rules"][-1],
+                ]
+            },
+            "unknown exam types",
+        ),
+        (
+            {
+                "worklists": [
+                    *DEFAULT["worklists"],
+                    {"name": "loop-a", "tier": "county", "next_tier": "loop-b"},
+                    {"name": "loop-b", "tier": "county", "next_tier": "loop-a"},
+                ]
+            },
+            "loops",
+        ),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "x",
+                        "match": {"quality_acceptable": False, "colour": "red"},
+                        "route": "rescan",
+                        "worklist": "rescan",
+                        "reason": "r",
+                    },
+                    DEFAULT["rules"][-1],
+                ]
+            },
+            "colour",
+        ),
     ],
 )
 def test_an_invalid_policy_is_refused_at_start_up_naming_the_problem(tmp_path, change, message):
