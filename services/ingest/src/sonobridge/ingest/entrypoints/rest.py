@@ -108,7 +108,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _http_date(value: datetime) -> str:
-    return format_datetime(value if value.tzinfo else value.replace(tzinfo=UTC), usegmt=True)
+    # PostgreSQL hands back aware times in the session zone, SQLite naive UTC ones.
+    aware = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return format_datetime(aware, usegmt=True)
 
 
 def _tus_headers(**extra: str) -> dict[str, str]:

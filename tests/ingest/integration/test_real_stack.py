@@ -1,0 +1,106 @@
+"""Ingest on the real stack: Kafka, MinIO and PostgreSQL started by deploy/local/."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ingest.ingest_support import (
+    EXAM_COMPLETED,
+    RunningIngest,
+    app_upload,
+    collect_events,
+    new_exam,
+    pydicom_file,
+    running_ingest,
+    tus_create,
+    tus_patch,
+    uids,
+)
+
+from sonobridge.common.bus.kafka import KafkaEventBus
+from sonobridge.common.db import create_db_engine
+from sonobridge.common.objects.minio import MinioObjectStore
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture
+def stack_ingest(
+    tmp_path: Path,
+    issuer,
+    kafka_bootstrap: str,
+    minio_endpoint,
+    pg_database: str,
+    unique_bucket: str,
+) -> Iterator[RunningIngest]:
+    store = MinioObjectStore(
+        minio_endpoint.endpoint,
+        minio_endpoint.access_key,
+        minio_endpoint.secret_key,
+        unique_bucket,
+    )
+    store.ensure_bucket()
+    bus = KafkaEventBus(kafka_bootstrap)
+    engine = create_db_engine(pg_database)
+    try:
+        with running_ingest(tmp_path, issuer, bus=bus, store=store, engine=engine) as running:
+            yield running
+    finally:
+        engine.dispose()
+        bus.close()
+
+
+def test_app_upload_completes_exam_on_kafka_minio_and_postgres(stack_ingest) -> None:
+    data = pydicom_file("examples_ybr_color.dcm")
+    study, series, sop = uids(data)
+    with stack_ingest.client() as client:
+        exam_id = new_exam(client)
+        url = tus_create(client, exam_id, len(data))
+        assert tus_patch(client, url, 0, data[:100_000]).status_code == 204
+        assert tus_patch(client, url, 100_000, data[100_000:]).status_code == 204
+        manifest = {
+            "instances": [{"sop_instance_uid": sop, "sha256": hashlib.sha256(data).hexdigest()}]
+        }
+        done = client.post(f"/v1/exams/{exam_id}/complete", json=manifest)
+    assert done.json()["state"] == "completed"
+    assert stack_ingest.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data
+    events = [
+        e
+        for e in collect_events(stack_ingest.bus, EXAM_COMPLETED, count=1, timeout=60)
+        if e.context.exam_id == exam_id
+    ]
+    assert len(events) == 1 and events[0].instances[0].sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_stow_and_wado_round_trip_and_malformed_leaves_nothing_on_the_real_stack(
+    stack_ingest,
+) -> None:
+    data = pydicom_file("examples_jpeg2k.dcm")
+    study, series, sop = uids(data)
+    boundary = uuid.uuid4().hex
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
+
+    def body(payload: bytes) -> bytes:
+        return (
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + payload
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+
+    with stack_ingest.client() as client:
+        bad = client.post("/dicomweb/studies", content=body(data[:-4000]), headers=headers)
+        assert bad.status_code == 409
+        assert stack_ingest.stored_keys("dicom/") == []
+        assert stack_ingest.count("instances") == 0
+        good = client.post("/dicomweb/studies", content=body(data), headers=headers)
+        assert good.status_code == 200, good.text
+        wado = client.get(f"/dicomweb/studies/{study}/series/{series}/instances/{sop}")
+        exam_id = new_exam(client)
+        again = app_upload(client, exam_id, data)
+    part = wado.content.split(b"\r\n\r\n", 1)[1]
+    assert part.startswith(data)
+    assert again.headers["SonoBridge-Duplicate"] == "true"
