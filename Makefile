@@ -11,7 +11,7 @@ setup: ## Install uv, the locked Python environment and the local servers
 	scripts/setup.sh --infra
 
 lint: ## Lint, type-check the cores and check import boundaries
-	uv run ruff check . && uv run ruff format --check . && uv run lint-imports
+	uv run ruff check . && uv run ruff format --check . && uv run lint-imports && uv run mypy services/common/src
 
 fmt: ## Format and auto-fix
 	uv run ruff format . && uv run ruff check --fix .

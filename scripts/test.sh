@@ -18,6 +18,7 @@ eval "$(deploy/local/env.sh)"
 
 uv run ruff check .
 uv run lint-imports
+uv run mypy services/common/src
 uv run python scripts/gen_protos.py --check
 
 # pytest exits 5 when it collects nothing; that must fail CI, never pass it.
