@@ -121,7 +121,7 @@ def build(
     relay = OutboxRelay(engine, orm.outbox, bus, metrics, settings.delivery.relay_batch_size)
     worker = ConsumerWorker(
         bus=bus,
-        group=consumer.GROUP,
+        group=settings.reporting.consumer_group,
         topics=consumer.TOPICS,
         handler=consumer.event_handler(deps),
         sessions=sessions,

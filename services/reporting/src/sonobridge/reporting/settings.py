@@ -28,6 +28,7 @@ class ReportingSettings(BaseModel):
     """The reporting section (`REPORTING__*`)."""
 
     policy_path: Path | None = None
+    consumer_group: str = "sonobridge-reporting"
     webhook_urls: list[str] = Field(default_factory=list)
     webhook_secret: SecretStr | None = None
     webhook_max_attempts: int = Field(8, ge=1)

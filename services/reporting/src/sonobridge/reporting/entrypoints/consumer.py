@@ -17,7 +17,6 @@ from sonobridge.reporting.handlers import (
 )
 
 TOPICS = (EXAM_COMPLETED, INFERENCE_COMPLETED)
-GROUP = "sonobridge-reporting"
 
 
 def event_handler(deps: Dependencies) -> EventHandler:
