@@ -5,32 +5,41 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.logging import configure_logging
-from sonobridge.node.edition import SingleNode
+from sonobridge.node.edition import SERVICES, SingleNode
 
 DEFAULT_DATA_DIR = Path("var/single-node")
+DEMO_DATA_DIR = Path("var/demo")
+ROLES = sorted(["operator", "physician", "expert", "coordinator", "engineer", "admin", "service"])
 
 
-def _wait_ready(node: SingleNode, timeout: float = 120.0) -> dict[str, str]:
+def wait_ready(node: SingleNode, timeout: float = 120.0) -> dict[str, str]:
     """Poll every service's /readyz until all answer 200; return their final state."""
+    return wait_urls_ready(node.urls(), timeout)
+
+
+def wait_urls_ready(urls: dict[str, str], timeout: float = 120.0) -> dict[str, str]:
+    """Poll `<url>/readyz` of every service until all answer 200."""
     deadline = time.monotonic() + timeout
     state: dict[str, str] = {}
     with httpx.Client(timeout=5.0) as client:
         while time.monotonic() < deadline:
-            for name, url in node.urls().items():
+            for name, url in urls.items():
                 try:
-                    state[name] = (
-                        "ready" if client.get(f"{url}/readyz").status_code == 200 else ("not ready")
-                    )
+                    ok = client.get(f"{url}/readyz").status_code == 200
+                    state[name] = "ready" if ok else "not ready"
                 except httpx.HTTPError as exc:
                     state[name] = f"unreachable: {exc}"
             if all(v == "ready" for v in state.values()):
@@ -39,16 +48,25 @@ def _wait_ready(node: SingleNode, timeout: float = 120.0) -> dict[str, str]:
     raise SystemExit(f"services not ready after {timeout:.0f}s: {json.dumps(state)}")
 
 
-def _print_endpoints(node: SingleNode) -> None:
-    print("\nSonoBridge single-node edition is serving (Ctrl-C to stop):")
+def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) -> None:
+    """Print where each service's REST API, docs, metrics and gRPC listen."""
+    printer("\nSonoBridge single-node edition is serving (Ctrl-C to stop):")
     for name, url in node.urls().items():
-        print(f"  {name:<12} REST {url}/v1  docs {url}/docs  metrics {url}/metrics")
+        printer(f"  {name:<12} REST {url}/v1  docs {url}/docs  metrics {url}/metrics")
     for name, host in node.hosts.items():
         grpc_port = getattr(host.app.state, "grpc_port", None)
         if grpc_port:
-            print(f"  {name:<12} gRPC {node.host}:{grpc_port}")
-    print(f"  data directory: {node.data_dir}")
-    print("  tokens: sonobridge token --user <id> --role <role> --institution <id>\n")
+            printer(f"  {name:<12} gRPC {node.host}:{grpc_port}")
+    dimse = getattr(node.hosts["ingest"].app.state, "dimse", None)
+    if dimse is not None and getattr(dimse, "port", None):
+        printer(f"  ingest       DICOM C-STORE {node.host}:{dimse.port} (AE SONOBRIDGE)")
+    printer(f"  ingest       DICOMweb {node.urls()['ingest']}/dicomweb")
+    printer(f"  data directory: {node.data_dir}")
+    printer(
+        f"  tokens: uv run sonobridge --data-dir {node.data_dir} token --user <id> "
+        "--role <role> --institution <id>\n",
+    )
+    sys.stdout.flush()
 
 
 def _serve(node: SingleNode) -> None:
@@ -57,26 +75,50 @@ def _serve(node: SingleNode) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     node.start()
     try:
-        _wait_ready(node)
-        _print_endpoints(node)
+        wait_ready(node)
+        print_endpoints(node)
         stop.wait()
     finally:
         node.stop()
 
 
+def _node(args: argparse.Namespace) -> SingleNode:
+    from sonobridge.node.consortium import load
+    from sonobridge.node.demo import node_settings_for
+    from sonobridge.node.edition import NodePorts
+
+    extra: dict[str, Any] = {}
+    seed_file = args.consortium_file or (args.data_dir / "consortium.json")
+    if Path(seed_file).exists():
+        extra = node_settings_for(load(Path(seed_file)))
+    ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else None
+    return SingleNode(args.data_dir, host=args.host, ports=ports, extra_settings=extra)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     """Start all four services and serve until stopped."""
-    _serve(SingleNode(args.data_dir, host=args.host))
+    _serve(_node(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """Start the single node, show it ready, and keep serving."""
-    _serve(SingleNode(args.data_dir, host=args.host))
+    """Run the main job: a fresh demo consortium, real uploads, the printed trail."""
+    from sonobridge.node.demo import run_demo
+
+    code = run_demo(
+        args.data_dir if args.data_dir != DEFAULT_DATA_DIR else DEMO_DATA_DIR,
+        host=args.host,
+        ephemeral_ports=args.ephemeral_ports,
+        exit_after=args.exit_after,
+        timeout=args.timeout,
+    )
+    sys.exit(code)
 
 
 def cmd_token(args: argparse.Namespace) -> None:
     """Print a bearer token signed by this node's local issuer."""
-    issuer = local_issuer(Path(args.data_dir).resolve())
+    from sonobridge.node.issuer import issuer_for
+
+    issuer = issuer_for(args.data_dir)
     print(
         issuer.issue(
             args.user,
@@ -88,6 +130,78 @@ def cmd_token(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_migrate(args: argparse.Namespace) -> None:
+    """Run each service's migrations (`python -m sonobridge.<svc> migrate`) on its database."""
+    env = {**os.environ}
+    if args.edition == "single":
+        env.update({"EDITION": "single", "DATA_DIR": str(Path(args.data_dir).resolve())})
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(args.services) - set(SERVICES))
+    if unknown:
+        raise SystemExit(f"unknown services {unknown}; choose from {', '.join(SERVICES)}")
+    failed = []
+    for service in args.services or SERVICES:
+        proc = subprocess.run(
+            [sys.executable, "-m", f"sonobridge.{service}", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+        print(f"  {service:<12} migrations {status}")
+        if proc.returncode != 0:
+            failed.append(service)
+            print(proc.stderr[-2000:], file=sys.stderr)
+    if failed:
+        sys.exit(1)
+
+
+def cmd_seed(args: argparse.Namespace) -> None:
+    """Register a consortium's probes and rosters through the running services' REST APIs."""
+    from sonobridge.node.consortium import demo_consortium, load, seed
+    from sonobridge.node.issuer import issuer_for
+
+    consortium = load(args.file) if args.file else demo_consortium()
+    if args.write_template:
+        Path(args.write_template).write_text(consortium.to_json(), encoding="utf-8")
+        print(f"wrote {args.write_template}")
+        return
+    urls = _urls_from_args(args)
+    issuer = issuer_for(args.data_dir)
+    admin = consortium.with_role("admin")
+    if not admin:
+        raise SystemExit("the consortium file names no admin")
+    wait_urls_ready(urls, timeout=30)
+    result = seed(consortium, urls, consortium.token(issuer, admin[0].user))
+    (Path(args.data_dir) / "consortium.json").write_text(consortium.to_json(), encoding="utf-8")
+    print(
+        f"consortium {consortium.id}: probes created {result.devices_created or '-'}, "
+        f"already present {result.devices_present or '-'}, rosters {result.rosters}"
+    )
+
+
+def cmd_issuer(args: argparse.Namespace) -> None:
+    """Serve this data dir's issuer JWKS until stopped (the cluster edition's AUTH__JWKS_URL)."""
+    from sonobridge.node.issuer import JwksServer, issuer_for
+
+    server = JwksServer(issuer_for(args.data_dir), host=args.host, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
+    print(f"JWKS at {server.jwks_url} (issuer {server.issuer.issuer})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+def _urls_from_args(args: argparse.Namespace) -> dict[str, str]:
+    urls = {}
+    for service in SERVICES:
+        value = getattr(args, f"{service}_url")
+        urls[service] = value.rstrip("/")
+    return urls
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen command."""
     parser = argparse.ArgumentParser(prog="sonobridge", description=__doc__)
@@ -97,26 +211,48 @@ def main(argv: list[str] | None = None) -> None:
 
     serve = sub.add_parser("serve", help="run the single-node edition")
     serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--consortium-file", type=Path, help="consortium seed file (JSON)")
+    serve.add_argument("--ephemeral-ports", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="run the single-node edition with the demo consortium")
+    demo = sub.add_parser("demo", help="the main job: demo consortium, uploads, trail")
     demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--exit-after", action="store_true", help="return once the trail is done")
+    demo.add_argument("--ephemeral-ports", action="store_true", help="listen on free ports")
+    demo.add_argument("--timeout", type=float, default=300.0, help="seconds to follow exams")
     demo.set_defaults(func=cmd_demo)
 
     token = sub.add_parser("token", help="issue a bearer token for local use")
     token.add_argument("--user", required=True)
-    token.add_argument(
-        "--role",
-        action="append",
-        required=True,
-        choices=sorted(
-            ["operator", "physician", "expert", "coordinator", "engineer", "admin", "service"]
-        ),
-    )
+    token.add_argument("--role", action="append", required=True, choices=ROLES)
     token.add_argument("--institution")
     token.add_argument("--consortium", default="default")
     token.add_argument("--ttl", type=int, default=8 * 3600)
     token.set_defaults(func=cmd_token)
+
+    migrate = sub.add_parser("migrate", help="run every service's database migrations")
+    migrate.add_argument(
+        "--edition",
+        choices=["single", "cluster"],
+        default="single",
+        help="single: SQLite files in --data-dir; cluster: each service's DB__URL from the env",
+    )
+    migrate.add_argument("services", nargs="*", help=f"some of {', '.join(SERVICES)} (default all)")
+    migrate.set_defaults(func=cmd_migrate)
+
+    seed_cmd = sub.add_parser(
+        "seed", help="register institutions' probes, people and rosters from a consortium file"
+    )
+    seed_cmd.add_argument("--file", type=Path, help="consortium JSON (default: the demo one)")
+    seed_cmd.add_argument("--write-template", type=Path, help="write the demo file and stop")
+    for n, service in enumerate(SERVICES):
+        seed_cmd.add_argument(f"--{service}-url", default=f"http://127.0.0.1:{8081 + n}")
+    seed_cmd.set_defaults(func=cmd_seed)
+
+    issuer = sub.add_parser("issuer", help="serve the local issuer's JWKS for the cluster edition")
+    issuer.add_argument("--host", default="127.0.0.1")
+    issuer.add_argument("--port", type=int, default=8089)
+    issuer.set_defaults(func=cmd_issuer)
 
     args = parser.parse_args(argv)
     configure_logging("sonobridge", args.log_level, json_format=not sys.stderr.isatty())

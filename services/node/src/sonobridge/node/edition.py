@@ -98,6 +98,7 @@ class SingleNode:
         ports: NodePorts | None = None,
         extra_settings: dict[str, Any] | None = None,
         clock: Any = None,
+        services: tuple[str, ...] = SERVICES,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ class SingleNode:
         self.store.purge_temp()
         verifier = self.issuer.verifier()
         self.hosts: dict[str, ServiceHost] = {}
-        for name in SERVICES:
+        for name in services:
             settings = _service_settings(
                 name, self.data_dir, host, self.ports, extra_settings or {}
             )

@@ -1,0 +1,264 @@
+"""A consortium's institutions, people, probes and rosters, seeded through the REST APIs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sonobridge.common.auth import ROLES, LocalIssuer
+
+
+@dataclass(frozen=True)
+class Institution:
+    """A hospital or township centre; `tier` is `county` or `township`."""
+
+    id: str
+    name: str
+    tier: str
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone who signs in: their user id, roles and home institution."""
+
+    user: str
+    name: str
+    roles: tuple[str, ...]
+    institution: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """A handheld probe held by an institution, with the operators who scan with it."""
+
+    serial: str
+    model: str
+    institution: str
+    operators: tuple[str, ...] = ()
+    manufacturer: str = "SonoBridge Synthetic"
+
+
+@dataclass(frozen=True)
+class Duty:
+    """A reader on a worklist's roster."""
+
+    worklist: str
+    user: str
+    role: str = "primary"
+
+
+@dataclass(frozen=True)
+class Consortium:
+    """Everything county IT sets up once: institutions, people, probes and reading rosters."""
+
+    id: str
+    institutions: tuple[Institution, ...]
+    people: tuple[Person, ...]
+    devices: tuple[Device, ...]
+    duties: tuple[Duty, ...] = ()
+    engineers_region: str = "county"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def person(self, user: str) -> Person:
+        """Return the person with user id `user`."""
+        for p in self.people:
+            if p.user == user:
+                return p
+        raise KeyError(f"no person {user!r} in consortium {self.id}")
+
+    def with_role(self, role: str) -> list[Person]:
+        """Return the people holding `role`."""
+        return [p for p in self.people if role in p.roles]
+
+    def token(self, issuer: LocalIssuer, user: str, ttl_seconds: int = 8 * 3600) -> str:
+        """Issue a bearer token for one of the consortium's people."""
+        p = self.person(user)
+        return issuer.issue(
+            p.user,
+            p.roles,
+            p.institution,
+            consortium=self.id,
+            name=p.name,
+            ttl_seconds=ttl_seconds,
+        )
+
+    def check(self) -> None:
+        """Raise ValueError naming the first inconsistency (unknown institution, role, person)."""
+        known = {i.id for i in self.institutions}
+        users = {p.user for p in self.people}
+        for p in self.people:
+            if p.institution not in known:
+                raise ValueError(f"{p.user}: unknown institution {p.institution!r}")
+            bad = set(p.roles) - ROLES
+            if bad:
+                raise ValueError(f"{p.user}: unknown roles {sorted(bad)}")
+        for d in self.devices:
+            if d.institution not in known:
+                raise ValueError(f"device {d.serial}: unknown institution {d.institution!r}")
+            for op in d.operators:
+                if op not in users:
+                    raise ValueError(f"device {d.serial}: unknown operator {op!r}")
+        for duty in self.duties:
+            if duty.user not in users:
+                raise ValueError(f"roster {duty.worklist}: unknown reader {duty.user!r}")
+            if duty.role not in ("primary", "backup"):
+                raise ValueError(f"roster {duty.worklist}: role must be primary or backup")
+
+    def to_json(self) -> str:
+        """Serialise as the seed-file format read by `load`."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+
+def load(path: Path) -> Consortium:
+    """Read a consortium seed file (JSON, the format `to_json` writes)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read consortium file {path}: {exc}") from exc
+    try:
+        consortium = Consortium(
+            id=raw["id"],
+            institutions=tuple(Institution(**i) for i in raw["institutions"]),
+            people=tuple(
+                Person(**{**p, "roles": tuple(p["roles"])}) for p in raw.get("people", [])
+            ),
+            devices=tuple(
+                Device(**{**d, "operators": tuple(d.get("operators", []))})
+                for d in raw.get("devices", [])
+            ),
+            duties=tuple(Duty(**d) for d in raw.get("duties", [])),
+            engineers_region=raw.get("engineers_region", "county"),
+            extra=raw.get("extra", {}),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"consortium file {path} is malformed: {exc}") from exc
+    consortium.check()
+    return consortium
+
+
+COUNTY = "county-hospital"
+TOWNSHIPS = ("township-east", "township-west", "township-river")
+
+# The three county worklists the demo's exams land on, each with one primary expert.
+_DEMO_WORKLISTS = {
+    "county-vascular": "dr-zhang",
+    "county-thyroid": "dr-wang",
+    "county-abdominal": "dr-chen",
+    "county-general": "dr-chen",
+    "county-urgent": "dr-zhang",
+    "county-obstetric": "dr-chen",
+    "county-cardiac": "dr-zhang",
+    "county-audit": "dr-wang",
+}
+
+
+def demo_consortium() -> Consortium:
+    """The demo consortium: a county hospital, three township centres, probes and experts."""
+    institutions = (
+        Institution(COUNTY, "Qingshan County People's Hospital", "county"),
+        Institution("township-east", "Dongxi Township Health Centre", "township"),
+        Institution("township-west", "Xishan Township Health Centre", "township"),
+        Institution("township-river", "Hebian Township Health Centre", "township"),
+    )
+    people = [
+        Person("county-admin", "County IT", ("admin",), COUNTY),
+        Person("dr-zhang", "Dr Zhang (vascular)", ("expert",), COUNTY),
+        Person("dr-wang", "Dr Wang (thyroid)", ("expert",), COUNTY),
+        Person("dr-chen", "Dr Chen (abdominal)", ("expert",), COUNTY),
+        Person("coord-liu", "Liu (follow-up coordinator)", ("coordinator",), COUNTY),
+        Person("eng-zhao", "Zhao (biomedical engineer)", ("engineer",), COUNTY),
+    ]
+    devices = []
+    for n, town in enumerate(TOWNSHIPS, start=1):
+        nurse = f"nurse-{town.removeprefix('township-')}"
+        people.append(Person(nurse, f"Nurse {n}", ("operator",), town))
+        people.append(
+            Person(f"dr-{town.removeprefix('township-')}", f"GP {n}", ("physician",), town)
+        )
+        devices.append(Device(f"PROBE-{n:02d}L", "SB-Linear-7", town, (nurse,)))
+        devices.append(Device(f"PROBE-{n:02d}C", "SB-Convex-3", town, (nurse,)))
+    duties = tuple(Duty(w, u) for w, u in _DEMO_WORKLISTS.items())
+    return Consortium(
+        id="qingshan-county",
+        institutions=institutions,
+        people=tuple(people),
+        devices=tuple(devices),
+        duties=duties,
+    )
+
+
+@dataclass
+class SeedResult:
+    """What seeding created and what was already there."""
+
+    devices_created: list[str] = field(default_factory=list)
+    devices_present: list[str] = field(default_factory=list)
+    rosters: list[str] = field(default_factory=list)
+
+
+def seed(
+    consortium: Consortium,
+    urls: dict[str, str],
+    admin_token: str,
+    *,
+    roster_days: int = 30,
+    now: datetime | None = None,
+    timeout: float = 30.0,
+) -> SeedResult:
+    """Register the probes (maintenance) and rosters (reporting) through their REST APIs.
+
+    Repeats are harmless: a probe already registered is left as it is, a roster is replaced.
+    Institutions and people have no registry service: they live in tokens and this file.
+    """
+    consortium.check()
+    result = SeedResult()
+    start = (now or datetime.now(UTC)) - timedelta(hours=1)
+    end = start + timedelta(days=roster_days)
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(headers=headers, timeout=timeout) as client:
+        for d in consortium.devices:
+            response = client.post(
+                f"{urls['maintenance']}/v1/devices",
+                json={
+                    "serial": d.serial,
+                    "model": d.model,
+                    "institution_id": d.institution,
+                    "manufacturer": d.manufacturer,
+                    "operators": list(d.operators),
+                },
+            )
+            if response.status_code == 201:
+                result.devices_created.append(d.serial)
+            elif response.status_code == 409:
+                result.devices_present.append(d.serial)
+            else:
+                raise RuntimeError(
+                    f"registering {d.serial} failed: {response.status_code} {response.text}"
+                )
+        by_worklist: dict[str, list[Duty]] = {}
+        for duty in consortium.duties:
+            by_worklist.setdefault(duty.worklist, []).append(duty)
+        for worklist, duties in by_worklist.items():
+            shifts = [
+                {
+                    "user": duty.user,
+                    "role": duty.role,
+                    "starts_at": start.isoformat(),
+                    "ends_at": end.isoformat(),
+                }
+                for duty in duties
+            ]
+            response = client.put(
+                f"{urls['reporting']}/v1/rosters/{worklist}", json={"shifts": shifts}
+            )
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"roster {worklist} failed: {response.status_code} {response.text}"
+                )
+            result.rosters.append(worklist)
+    return result

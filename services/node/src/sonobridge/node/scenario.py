@@ -1,0 +1,248 @@
+"""The demo's exams: pydicom's ultrasound examples and synthetic scans with known ground truth."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.uid import generate_uid
+
+from sonobridge.inference.synthetic import AcquisitionSpec, Fault, ProbeState, generate_exam
+from sonobridge.inference.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
+
+PYDICOM_EXAMPLES = ("examples_ybr_color.dcm", "examples_rgb_color.dcm", "examples_palette.dcm")
+
+# Faults: quality rules route to rescan; dead elements are also the probe-health signal.
+_BODY_PART = {"carotid": "NECK", "thyroid": "THYROID", "kidney": "KIDNEY", "abdomen": "ABDOMEN"}
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What should happen to an exam, checked by the trail and the e2e tests."""
+
+    rescan: bool = False
+    worklist: str | None = None
+    followup: bool = False
+    ticket_device: str | None = None
+
+
+@dataclass
+class PlannedExam:
+    """One exam the simulated township app will upload: its metadata and instance bytes."""
+
+    label: str
+    exam_type: str
+    institution: str
+    operator: str
+    device_serial: str
+    patient_ref: str
+    instances: list[bytes]
+    expect: Expect = field(default_factory=Expect)
+    # What the simulated expert writes after looking at the images (the scenario knows the truth).
+    expert_conclusion: str = "No abnormality seen."
+    truth: str = ""
+
+    @property
+    def study_instance_uid(self) -> str:
+        """The study all instances belong to."""
+        return str(
+            pydicom.dcmread(io.BytesIO(self.instances[0]), stop_before_pixels=True).StudyInstanceUID
+        )
+
+
+def _reidentify(data: bytes, study: str, series: str) -> bytes:
+    """Give an example file fresh UIDs so repeated runs on one cluster never collide."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def pydicom_example(name: str, study: str | None = None) -> bytes:
+    """Return one of pydicom's shipped ultrasound examples under fresh UIDs."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:
+        raise FileNotFoundError(f"pydicom test file {name} is not installed")
+    return _reidentify(Path(path).read_bytes(), study or generate_uid(), generate_uid())
+
+
+def synthetic_instance(
+    exam_type: str,
+    seed: int,
+    *,
+    faults: frozenset[Fault] = frozenset(),
+    probe_state: ProbeState | None = None,
+    n_lesions: int | None = None,
+    frames: int = 4,
+    device_serial: str = "SYN-PROBE-0001",
+    institution: str = "Synthetic Township Health Centre",
+    patient_id: str = "SYN-0001",
+) -> tuple[bytes, dict]:
+    """Return a synthetic US multi-frame instance (JPEG baseline) and its ground truth."""
+    spec = AcquisitionSpec(
+        exam_type=exam_type,
+        faults=faults,
+        probe_state=probe_state,
+        n_lesions=n_lesions,
+    )
+    exam = generate_exam(seed, spec, n_frames=frames)
+    truth = exam.frames[0].truth
+    context = SyntheticExamContext(
+        patient_id=patient_id,
+        institution=institution,
+        device_serial=device_serial,
+        body_part=_BODY_PART.get(exam_type, "ABDOMEN"),
+    )
+    data = ultrasound_dicom_bytes(
+        exam.pixels(), truth.pixel_spacing_mm, context=context, encoding="jpeg-baseline"
+    )
+    return data, {
+        "faults": list(truth.faults),
+        "anatomy": truth.anatomy,
+        "dead_lines": list(exam.probe_state.dead_lines),
+    }
+
+
+def _thickened_carotid_seed(start: int = 0, min_imt_mm: float = 1.1) -> tuple[int, float]:
+    """Find the first seed whose generated carotid has a far-wall IMT of at least `min_imt_mm`."""
+    for seed in range(start, start + 200):
+        exam = generate_exam(seed, AcquisitionSpec(exam_type="carotid"), n_frames=1)
+        imt = float(exam.frames[0].truth.anatomy["carotid"]["max_imt_mm"])
+        if imt >= min_imt_mm:
+            return seed, imt
+    raise RuntimeError("no thickened carotid among 200 seeds")
+
+
+def demo_exams(seed: int = 0) -> list[PlannedExam]:
+    """The demo scenario: examples, a rescan, a thick carotid, a thyroid nodule, a failing probe."""
+    exams: list[PlannedExam] = []
+    for n, name in enumerate(PYDICOM_EXAMPLES):
+        exams.append(
+            PlannedExam(
+                label=f"pydicom example {name}",
+                exam_type="other",
+                institution="township-east",
+                operator="nurse-east",
+                device_serial="PROBE-01C",
+                patient_ref=f"demo-east-{n + 1:03d}",
+                instances=[pydicom_example(name)],
+                expect=Expect(),
+                expert_conclusion="Images reviewed; no abnormality seen.",
+                truth="pydicom's shipped ultrasound example",
+            )
+        )
+    poor, truth = synthetic_instance(
+        "kidney", seed + 11, faults=frozenset({Fault.LOW_GAIN}), device_serial="PROBE-02C"
+    )
+    exams.append(
+        PlannedExam(
+            label="kidney, gain far too low (poor quality)",
+            exam_type="kidney",
+            institution="township-west",
+            operator="nurse-west",
+            device_serial="PROBE-02C",
+            patient_ref="demo-west-001",
+            instances=[poor],
+            expect=Expect(rescan=True, worklist="rescan"),
+            truth=f"faults {truth['faults']}",
+        )
+    )
+    carotid_seed, imt = _thickened_carotid_seed(seed)
+    carotid, _ = synthetic_instance("carotid", carotid_seed, device_serial="PROBE-01L")
+    exams.append(
+        PlannedExam(
+            label="carotid with intima-media thickening",
+            exam_type="carotid",
+            institution="township-east",
+            operator="nurse-east",
+            device_serial="PROBE-01L",
+            patient_ref="demo-east-010",
+            instances=[carotid],
+            expect=Expect(worklist="county-vascular"),
+            expert_conclusion=(
+                f"Far-wall intima-media thickening of the common carotid artery, IMT about "
+                f"{imt:.1f} mm; no stenosis. Vascular risk assessment advised."
+            ),
+            truth=f"far-wall IMT {imt:.2f} mm",
+        )
+    )
+    thyroid, truth = synthetic_instance(
+        "thyroid", seed + 21, n_lesions=1, device_serial="PROBE-03L"
+    )
+    lesions = truth["anatomy"].get("lesions") or truth["anatomy"].get("lesion") or []
+    exams.append(
+        PlannedExam(
+            label="thyroid with a nodule",
+            exam_type="thyroid",
+            institution="township-river",
+            operator="nurse-river",
+            device_serial="PROBE-03L",
+            patient_ref="demo-river-001",
+            instances=[thyroid],
+            expect=Expect(worklist="county-thyroid", followup=True),
+            expert_conclusion=(
+                "Solid hypoechoic nodule in the right thyroid lobe; follow-up ultrasound "
+                "in 6 months."
+            ),
+            truth=f"one lesion {lesions!r:.60}",
+        )
+    )
+    rng = np.random.default_rng(seed + 31)
+    broken = ProbeState.with_dead_elements(rng, 128)
+    for n in range(3):
+        data, truth = synthetic_instance(
+            "abdomen",
+            seed + 41 + n,
+            faults=frozenset({Fault.DEAD_ELEMENTS}),
+            probe_state=broken,
+            n_lesions=0,
+            device_serial="PROBE-03C",
+        )
+        exams.append(
+            PlannedExam(
+                label=f"abdomen on a probe with dead elements ({n + 1}/3)",
+                exam_type="abdomen",
+                institution="township-river",
+                operator="nurse-river",
+                device_serial="PROBE-03C",
+                patient_ref=f"demo-river-{n + 10:03d}",
+                instances=[data],
+                expect=Expect(ticket_device="PROBE-03C"),
+                truth=f"dead scan lines {truth['dead_lines']}",
+            )
+        )
+    return exams
+
+
+def routine_exams(count: int, seed: int = 1000) -> list[PlannedExam]:
+    """`count` ordinary synthetic exams spread over the townships (benchmarks)."""
+    kinds = ("kidney", "thyroid", "carotid", "abdomen")
+    towns = (("township-east", "01"), ("township-west", "02"), ("township-river", "03"))
+    exams = []
+    for n in range(count):
+        kind = kinds[n % len(kinds)]
+        town, probe = towns[n % len(towns)]
+        suffix = "L" if kind in ("thyroid", "carotid") else "C"
+        serial = f"PROBE-{probe}{suffix}"
+        data, _ = synthetic_instance(kind, seed + n, frames=2, device_serial=serial)
+        exams.append(
+            PlannedExam(
+                label=f"routine {kind} #{n + 1}",
+                exam_type=kind,
+                institution=town,
+                operator=f"nurse-{town.removeprefix('township-')}",
+                device_serial=serial,
+                patient_ref=f"bench-{n:04d}",
+                instances=[data],
+            )
+        )
+    return exams
