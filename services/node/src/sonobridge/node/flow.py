@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.envelope import unpack
 from sonobridge.node.consortium import Consortium
 from sonobridge.node.township import UploadedExam
+
+log = logging.getLogger(__name__)
 
 ALL_READ_STATES = ("queued", "claimed", "signed", "rescan_requested", "escalated", "cancelled")
 WATCHED_TOPICS = (
@@ -62,6 +65,8 @@ class EventWatch:
                     event = record.cloud_event()
                     message = unpack(event)
                 except Exception:
+                    # A foreign record is not ours to judge; the services dead-letter it.
+                    log.debug("skipping an unreadable record on %s", record.topic)
                     continue
                 key = (record.key or b"").decode(errors="replace")
                 seen = SeenEvent(record.topic, event.id, time.time(), message)
