@@ -1209,29 +1209,32 @@ def record_telemetry(
             at = sample.recorded_at.astimezone(UTC)
             if at not in stored and at not in fresh:
                 fresh[at] = sample
-        for at, sample in sorted(fresh.items()):
+        if fresh:
             work.session.execute(
-                insert(s).values(
-                    device_serial=device_serial,
-                    recorded_at=at,
-                    battery_percent=sample.battery_percent,
-                    temperature_c=sample.temperature_c,
-                    drops=sample.drops,
-                    scan_seconds=sample.scan_seconds,
-                    firmware_version=sample.firmware_version,
-                    error_codes=list(sample.error_codes),
-                    batch_id=batch_id,
-                )
+                insert(s),
+                [
+                    {
+                        "device_serial": device_serial,
+                        "recorded_at": at,
+                        "battery_percent": sample.battery_percent,
+                        "temperature_c": sample.temperature_c,
+                        "drops": sample.drops,
+                        "scan_seconds": sample.scan_seconds,
+                        "firmware_version": sample.firmware_version,
+                        "error_codes": list(sample.error_codes),
+                        "batch_id": batch_id,
+                    }
+                    for at, sample in sorted(fresh.items())
+                ],
             )
+        per_day: dict[date, float] = {}
+        for at, sample in sorted(fresh.items()):
             device.observe(at, sample.firmware_version)
             if sample.scan_seconds:
-                _add_usage(
-                    work,
-                    device_serial,
-                    device.holder,
-                    _day(deps, at),
-                    telemetry=sample.scan_seconds,
-                )
+                day = _day(deps, at)
+                per_day[day] = per_day.get(day, 0.0) + sample.scan_seconds
+        for day, seconds in sorted(per_day.items()):
+            _add_usage(work, device_serial, device.holder, day, telemetry=seconds)
         work.devices.save(device)
         opened = _apply_telemetry_rules(work, device, list(fresh), now) if fresh else []
         if batch_id:
