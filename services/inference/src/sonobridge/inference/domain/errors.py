@@ -1,29 +1,35 @@
-"""Domain errors raised by the inference core; transports map them to status codes."""
+"""Domain errors raised by the inference core; they are Problems, so transports map them."""
+
+from sonobridge.common import problems
 
 
-class InferenceError(Exception):
-    """Base of every error the inference core raises on purpose."""
+class InferenceError(problems.Problem):
+    """Base of every error the inference core raises on purpose (a model run failed)."""
+
+    status, title, type_slug = 500, "Inference failed", "inference-failed"
 
 
-class Overloaded(InferenceError):
+class Overloaded(problems.Unavailable, InferenceError):
     """The request queue is full; the caller should retry later (UNAVAILABLE / 503)."""
 
 
-class ModelNotFound(InferenceError):
+class ModelNotFound(problems.NotFound, InferenceError):
     """No model (or version) with that name exists in the registry (NOT_FOUND / 404)."""
 
 
-class ModelNotLoaded(InferenceError):
-    """The model exists but is not loaded in this process (FAILED_PRECONDITION / 409)."""
+class ModelNotLoaded(problems.Unavailable, InferenceError):
+    """The model exists but is not loaded in this replica (UNAVAILABLE / 503: try another)."""
 
 
 class ModelIntegrityError(InferenceError):
-    """A model file does not match the hash its card states (INTERNAL / 500)."""
+    """A model file does not match the hash its card states (500)."""
+
+    title, type_slug = "Model integrity", "model-integrity"
 
 
-class InvalidImage(InferenceError):
-    """The submitted bytes are not a decodable image or DICOM instance (INVALID_ARGUMENT / 400)."""
+class InvalidImage(problems.InvalidInput, InferenceError):
+    """The submitted bytes are not a decodable image or DICOM instance (INVALID_ARGUMENT / 422)."""
 
 
-class InvalidInput(InferenceError):
-    """A tensor does not match the model's input spec (INVALID_ARGUMENT / 400)."""
+class InvalidInput(problems.InvalidInput, InferenceError):
+    """A tensor does not match the model's input spec (INVALID_ARGUMENT / 422)."""

@@ -33,6 +33,22 @@ class FrameSampling:
         return [int((i + 0.5) * step) for i in range(self.max_frames)]
 
 
+@dataclass(frozen=True)
+class FrameSelection:
+    """Exactly one frame of a cine, by its index (the app asks about the frame on screen)."""
+
+    index: int = 0
+
+    def indices(self, n_frames: int) -> list[int]:
+        """Return [index], or raise InvalidImage when the object has no such frame."""
+        if not 0 <= self.index < n_frames:
+            raise InvalidImage(f"frame {self.index} requested but the object has {n_frames}")
+        return [self.index]
+
+
+Sampling = FrameSampling | FrameSelection
+
+
 @dataclass
 class DecodedImage:
     """Grayscale frames (N, H, W) uint8 plus what we know about their physical size."""
@@ -81,8 +97,14 @@ def dicom_spacing_mm(ds: Dataset) -> tuple[float, float] | None:
     return None
 
 
-def decode_dataset(ds: Dataset, sampling: FrameSampling | None = None) -> DecodedImage:
-    """Decode the sampled frames of a DICOM dataset to grayscale."""
+def decode_dataset(
+    ds: Dataset, sampling: Sampling | None = None, path: str | None = None
+) -> DecodedImage:
+    """Decode the sampled frames of a DICOM dataset to grayscale.
+
+    With `path` (the file `ds` was read from, pixels deferred), each sampled frame is read
+    from the file on its own, so a long cine is never held in memory whole.
+    """
     if "PixelData" not in ds:
         raise InvalidImage("the DICOM instance has no Pixel Data")
     sampling = sampling or FrameSampling()
@@ -93,7 +115,11 @@ def decode_dataset(ds: Dataset, sampling: FrameSampling | None = None) -> Decode
     try:
         for i in indices:
             # as_rgb converts YBR_FULL(_422) to RGB, so colour JPEG baseline reads right.
-            arr = dicom_pixel_array(ds, index=i if n_frames > 1 else None, as_rgb=True)
+            arr = dicom_pixel_array(
+                path if path is not None else ds,
+                index=i if n_frames > 1 else None,
+                as_rgb=True,
+            )
             if photometric == "PALETTE COLOR":
                 arr = apply_color_lut(arr, ds)
             gray = to_gray(arr)
@@ -111,7 +137,22 @@ def decode_dataset(ds: Dataset, sampling: FrameSampling | None = None) -> Decode
     return DecodedImage(stacked, indices, n_frames, dicom_spacing_mm(ds), "dicom")
 
 
-def decode_image(data: bytes, sampling: FrameSampling | None = None) -> DecodedImage:
+def decode_file(path: str, sampling: Sampling | None = None) -> DecodedImage:
+    """Decode a DICOM Part 10 file (or a JPEG/PNG file) on disk, reading only sampled frames."""
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if not is_dicom(head):
+        with open(path, "rb") as fh:
+            return decode_image(fh.read(), sampling)
+    try:
+        # Deferred: Pixel Data stays on disk until a frame is read from the file.
+        ds = dcmread(path, defer_size=1024)
+    except (InvalidDicomError, EOFError, ValueError) as exc:
+        raise InvalidImage(f"malformed DICOM file: {exc}") from exc
+    return decode_dataset(ds, sampling, path=path)
+
+
+def decode_image(data: bytes, sampling: Sampling | None = None) -> DecodedImage:
     """Decode a JPEG, PNG or DICOM Part 10 instance into grayscale frames."""
     if not data:
         raise InvalidImage("empty image payload")
@@ -130,4 +171,6 @@ def decode_image(data: bytes, sampling: FrameSampling | None = None) -> DecodedI
             pixels = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
     except (UnidentifiedImageError, OSError) as exc:
         raise InvalidImage(f"not a JPEG, PNG or DICOM image: {exc}") from exc
+    if sampling is not None:
+        sampling.indices(1)  # a still image has frame 0 only; ask the policy to say so
     return DecodedImage(to_gray(pixels)[None], [0], 1, None, fmt.lower())

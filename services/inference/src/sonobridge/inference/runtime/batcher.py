@@ -48,6 +48,8 @@ class MicroBatcher:
         metrics: InferenceMetrics | None = None,
     ) -> None:
         self.name = name
+        # Metrics are labelled by model name only: versions come and go, names are few.
+        self.label = name.split(":", 1)[0]
         self._run_batch = run_batch
         self.policy = policy
         self._metrics = metrics
@@ -92,12 +94,12 @@ class MicroBatcher:
             self._queue.put_nowait(req)
         except asyncio.QueueFull:
             if self._metrics:
-                self._metrics.rejected.labels(self.name).inc()
+                self._metrics.rejected.labels(self.label).inc()
             raise Overloaded(
                 f"model {self.name} has {self.policy.max_queue} requests waiting; retry later"
             ) from None
         if self._metrics:
-            self._metrics.queue_depth.labels(self.name).set(self._queue.qsize())
+            self._metrics.queue_depth.labels(self.label).set(self._queue.qsize())
         return await req.future
 
     async def _collect(self, first: _Request) -> tuple[list[_Request], _Request | None]:
@@ -130,7 +132,7 @@ class MicroBatcher:
             batch, carry = await self._collect(first)
             live = [r for r in batch if not r.future.done()]
             if self._metrics:
-                self._metrics.queue_depth.labels(self.name).set(self._queue.qsize())
+                self._metrics.queue_depth.labels(self.label).set(self._queue.qsize())
             if not live:
                 continue
             started = time.perf_counter()
@@ -139,17 +141,17 @@ class MicroBatcher:
                 outputs = await loop.run_in_executor(self._executor, self._run_batch, x)
             except Exception as exc:  # the batch's callers get the error; the loop goes on
                 if self._metrics:
-                    self._metrics.errors.labels(self.name).inc()
+                    self._metrics.errors.labels(self.label, "run").inc()
                 for r in live:
                     if not r.future.done():
                         r.future.set_exception(InferenceError(f"model {self.name} failed: {exc}"))
                 continue
             if self._metrics:
                 m = self._metrics
-                m.batch_size.labels(self.name).observe(x.shape[0])
-                m.stage_seconds.labels(self.name, "run").observe(time.perf_counter() - started)
+                m.batch_size.labels(self.label).observe(x.shape[0])
+                m.stage_seconds.labels(self.label, "run").observe(time.perf_counter() - started)
                 for r in live:
-                    m.stage_seconds.labels(self.name, "queue").observe(started - r.enqueued)
+                    m.stage_seconds.labels(self.label, "queue").observe(started - r.enqueued)
             offset = 0
             for r in live:
                 part = {k: v[offset : offset + r.rows] for k, v in outputs.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import onnxruntime as ort
@@ -22,6 +22,7 @@ class SessionConfig:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     trt_cache_dir: str | None = None
+    device_id: int = 0
 
 
 def choose_providers(available: Sequence[str], wanted: Sequence[str]) -> list[str]:
@@ -31,22 +32,43 @@ def choose_providers(available: Sequence[str], wanted: Sequence[str]) -> list[st
     return [*chosen, "CPUExecutionProvider"]
 
 
-def _provider_options(name: str, config: SessionConfig) -> dict[str, str]:
-    if name == "TensorrtExecutionProvider" and config.trt_cache_dir:
-        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": config.trt_cache_dir}
+def provider_options(name: str, config: SessionConfig) -> dict[str, str]:
+    """Return the options ONNX Runtime gets for one provider."""
+    if name == "TensorrtExecutionProvider":
+        opts = {"device_id": str(config.device_id)}
+        if config.trt_cache_dir:
+            opts["trt_engine_cache_enable"] = "True"
+            opts["trt_engine_cache_path"] = config.trt_cache_dir
+        return opts
+    if name == "CUDAExecutionProvider":
+        # Grow the arena only as needed: several models share one GPU.
+        return {"device_id": str(config.device_id), "arena_extend_strategy": "kSameAsRequested"}
     return {}
 
 
-def create_session(model_bytes: bytes, config: SessionConfig) -> ort.InferenceSession:
+def session_plan(
+    config: SessionConfig, available: Sequence[str] | None = None
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Return the providers (best first) and their options for this machine."""
+    have = ort.get_available_providers() if available is None else available
+    providers = choose_providers(have, config.providers)
+    return providers, [provider_options(p, config) for p in providers]
+
+
+SessionFactory = Callable[..., ort.InferenceSession]
+
+
+def create_session(
+    model_bytes: bytes,
+    config: SessionConfig,
+    *,
+    available: Sequence[str] | None = None,
+    factory: SessionFactory = ort.InferenceSession,
+) -> ort.InferenceSession:
     """Create an inference session on the best available provider."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = config.intra_op_threads
     opts.inter_op_num_threads = config.inter_op_threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = choose_providers(ort.get_available_providers(), config.providers)
-    return ort.InferenceSession(
-        model_bytes,
-        opts,
-        providers=providers,
-        provider_options=[_provider_options(p, config) for p in providers],
-    )
+    providers, options = session_plan(config, available)
+    return factory(model_bytes, opts, providers=providers, provider_options=options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +21,7 @@ from sonobridge.inference.domain.model_card import ModelCard, version_key
 from sonobridge.inference.imaging.preprocess import InputSpec
 from sonobridge.inference.metrics import InferenceMetrics
 from sonobridge.inference.runtime.batcher import BatchPolicy, MicroBatcher
-from sonobridge.inference.runtime.providers import SessionConfig, create_session
+from sonobridge.inference.runtime.providers import SessionConfig, SessionFactory, create_session
 
 PACKAGED_MODELS_ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,8 +104,14 @@ class ModelRegistry:
         session_config: SessionConfig | None = None,
         policy: BatchPolicy | None = None,
         metrics: InferenceMetrics | None = None,
+        *,
+        available_providers: Sequence[str] | None = None,
+        session_factory: SessionFactory | None = None,
     ) -> None:
         self._source = source
+        # Injected by tests to exercise provider choice on machines without an accelerator.
+        self._available_providers = available_providers
+        self._session_factory = session_factory
         self._session_config = session_config or SessionConfig()
         self._policy = policy or BatchPolicy()
         self._metrics = metrics
@@ -125,6 +132,13 @@ class ModelRegistry:
         version = version or self._latest_stored(name)
         try:
             return ModelCard.from_json(self._source.get_bytes(f"models/{name}/{version}/card.json"))
+        except KeyError:
+            raise ModelNotFound(f"model {name} version {version} is not in the registry") from None
+
+    def card_bytes(self, name: str, version: str) -> bytes:
+        """Return card.json exactly as stored."""
+        try:
+            return self._source.get_bytes(f"models/{name}/{version}/card.json")
         except KeyError:
             raise ModelNotFound(f"model {name} version {version} is not in the registry") from None
 
@@ -155,7 +169,13 @@ class ModelRegistry:
         if key in self._loaded:
             return self._loaded[key]
         card = self.card(name, version)
-        session = create_session(self.model_bytes(name, version), self._session_config)
+        extra = {"factory": self._session_factory} if self._session_factory else {}
+        session = create_session(
+            self.model_bytes(name, version),
+            self._session_config,
+            available=self._available_providers,
+            **extra,
+        )
         spec = InputSpec.from_card(card.raw["input"])
         outputs = [o.name for o in session.get_outputs()]
         holder: dict[str, LoadedModel] = {}
@@ -168,7 +188,7 @@ class ModelRegistry:
         await batcher.start()
         self._loaded[key] = model
         if self._metrics:
-            self._metrics.provider.labels(name, version, model.provider).set(1)
+            self._metrics.provider.labels(name, model.provider).set(1)
         return model
 
     def _warm_up(self, model: LoadedModel) -> None:
@@ -187,13 +207,21 @@ class ModelRegistry:
             model = self._loaded.pop(k)
             await model.batcher.stop()
             if self._metrics:
-                self._metrics.provider.labels(k[0], k[1], model.provider).set(0)
+                self._metrics.provider.labels(k[0], model.provider).set(0)
 
     def pin(self, name: str, version: str) -> None:
         """Serve this version of the model until unpinned (it must be loaded)."""
         if (name, version) not in self._loaded:
             raise ModelNotLoaded(f"load {name} {version} before pinning it")
         self._pins[name] = version
+
+    def pinned(self, name: str) -> str | None:
+        """Return the pinned version of a model, if any."""
+        return self._pins.get(name)
+
+    def is_loaded(self, name: str, version: str) -> bool:
+        """Return True when that exact version is loaded."""
+        return (name, version) in self._loaded
 
     def unpin(self, name: str) -> None:
         """Serve the newest loaded version again."""

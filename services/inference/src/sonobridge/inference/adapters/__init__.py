@@ -1,0 +1,1 @@
+"""Adapters of the inference service: tables, the object-store model registry, proto mapping."""

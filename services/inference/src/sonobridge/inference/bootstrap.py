@@ -1,0 +1,183 @@
+"""Composition root: build the inference service from settings (tests pass their own parts)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from sonobridge.api.events.v1.topics import INFERENCE_COMPLETED
+from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.bus.ports import EventBus
+from sonobridge.common.db import check_database, migrate, session_factory
+from sonobridge.common.delivery import ConsumerWorker, Outbox, OutboxRelay
+from sonobridge.common.grpc import create_grpc_server
+from sonobridge.common.host import ServiceHost
+from sonobridge.common.http import create_service_app
+from sonobridge.common.infrastructure import (
+    build_engine,
+    build_event_bus,
+    build_object_store,
+    build_verifier,
+)
+from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.inference import handlers
+from sonobridge.inference.adapters import orm
+from sonobridge.inference.adapters.model_store import (
+    ObjectStoreModelSource,
+    publish_missing_models,
+)
+from sonobridge.inference.entrypoints import consumer, grpc_server, rest
+from sonobridge.inference.imaging.decode import FrameSampling
+from sonobridge.inference.metrics import SERVICE, InferenceMetrics
+from sonobridge.inference.modules import load_clinical_modules
+from sonobridge.inference.runtime.batcher import BatchPolicy
+from sonobridge.inference.runtime.providers import SessionConfig
+from sonobridge.inference.runtime.registry import ModelRegistry, packaged_models
+from sonobridge.inference.runtime.server import ModelServer
+from sonobridge.inference.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PRODUCED_TOPICS = (INFERENCE_COMPLETED,)
+
+
+def utc_now() -> datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
+    """Bring the inference schema to the newest revision."""
+    url = (
+        engine.url.render_as_string(hide_password=False)
+        if engine is not None
+        else settings.database_url(SERVICE)
+    )
+    migrate(url, MIGRATIONS)
+
+
+def build_model_server(
+    settings: Settings, store: ObjectStore, metrics: InferenceMetrics
+) -> ModelServer:
+    """Publish missing reference models, then load, warm up and pin the configured ones."""
+    cfg = settings.inference
+    if cfg.publish_packaged_models:
+        publish_missing_models(packaged_models(), store)
+    registry = ModelRegistry(
+        ObjectStoreModelSource(store),
+        SessionConfig(
+            providers=cfg.provider_list(),
+            intra_op_threads=cfg.intra_op_threads,
+            inter_op_threads=cfg.inter_op_threads,
+            trt_cache_dir=cfg.trt_cache_dir,
+            device_id=cfg.device_id,
+        ),
+        BatchPolicy(
+            max_batch_size=cfg.max_batch_size,
+            max_wait_ms=cfg.max_wait_ms,
+            max_queue=cfg.queue_size,
+        ),
+        metrics,
+    )
+    server = ModelServer(registry)
+    server.load_and_pin(cfg.model_refs())
+    for model in registry.loaded():
+        log.info("model %s %s ready on %s", model.card.name, model.card.version, model.provider)
+    return server
+
+
+def build(
+    settings: Settings,
+    *,
+    bus: EventBus | None = None,
+    store: ObjectStore | None = None,
+    engine: Engine | None = None,
+    verifier: TokenVerifier | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> ServiceHost:
+    """Build adapters, migrate, load models, wire REST, gRPC, consumer and relay into a host."""
+    bus = bus or build_event_bus(settings)
+    store = store or build_object_store(settings)
+    engine = engine or build_engine(settings, SERVICE)
+    verifier = verifier or build_verifier(settings)
+    migrate_database(settings, engine)
+
+    base = ServiceMetrics(SERVICE)
+    metrics = InferenceMetrics(base.registry)
+    models = build_model_server(settings, store, metrics)
+    cfg = settings.inference
+    deps = handlers.Dependencies(
+        models=models,
+        store=store,
+        outbox=Outbox(orm.outbox),
+        metrics=metrics,
+        clock=clock,
+        sampling=FrameSampling(cfg.frames_per_instance),
+        modules=load_clinical_modules(models.registry),
+        instance_delay_seconds=cfg.instance_delay_seconds,
+    )
+
+    app = create_service_app(
+        service=SERVICE,
+        metrics=base,
+        verifier=verifier,
+        readiness={
+            "models": models.check_ready,
+            "database": lambda: check_database(engine),
+            "object_store": store.check,
+            "event_bus": bus.check,
+        },
+    )
+    app.include_router(rest.build_router(deps, cfg.max_image_bytes))
+    app.state.deps = deps
+
+    server, grpc_port, _ = create_grpc_server(
+        metrics=base,
+        register=grpc_server.register(deps, verifier),
+        host=settings.grpc.host,
+        port=settings.grpc.port,
+        max_workers=cfg.grpc_max_workers,
+    )
+
+    bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
+    relay = OutboxRelay(
+        engine, orm.outbox, bus, base, batch_size=settings.delivery.relay_batch_size
+    )
+    worker = ConsumerWorker(
+        bus=bus,
+        group=cfg.consumer_group,
+        topics=consumer.TOPICS,
+        handler=consumer.event_handler(deps),
+        sessions=session_factory(engine),
+        inbox=orm.inbox,
+        metrics=base,
+        max_attempts=settings.delivery.max_attempts,
+        retry_backoff=settings.delivery.retry_backoff_seconds,
+    )
+
+    def run_relay(stop: threading.Event) -> None:
+        relay.run(stop, settings.delivery.relay_interval_seconds)
+
+    def run_models(stop: threading.Event) -> None:
+        # Keeps the serving loop's lifetime tied to the host: unload models on stop.
+        stop.wait()
+        models.close()
+
+    host = ServiceHost(
+        SERVICE,
+        app=app,
+        http_host=settings.http.host,
+        http_port=settings.http.port,
+        grpc_server=server,
+        workers={"outbox-relay": run_relay, "consumer": worker.run, "models": run_models},
+    )
+    host.grpc_port = grpc_port  # type: ignore[attr-defined]
+    host.deps = deps  # type: ignore[attr-defined]
+    return host

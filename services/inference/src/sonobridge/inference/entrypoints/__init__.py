@@ -1,0 +1,1 @@
+"""Transports of the inference service: gRPC, REST and the ExamCompleted consumer."""

@@ -1,0 +1,152 @@
+"""gRPC InferenceService: translate requests, call the handlers, map results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import grpc
+import numpy as np
+
+from sonobridge.api.inference.v1 import inference_pb2, inference_pb2_grpc
+from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.grpc import principal_from_context
+from sonobridge.common.problems import InvalidInput
+from sonobridge.inference import handlers
+from sonobridge.inference.adapters import messages
+
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+_DTYPES = {
+    inference_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+    inference_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
+    inference_pb2.DATA_TYPE_UINT8: np.dtype("u1"),
+    inference_pb2.DATA_TYPE_INT32: np.dtype("<i4"),
+    inference_pb2.DATA_TYPE_INT64: np.dtype("<i8"),
+}
+_PB_DTYPES = {v: k for k, v in _DTYPES.items()}
+
+
+def tensor_to_array(tensor: inference_pb2.Tensor) -> np.ndarray:
+    """Decode a Tensor message; InvalidInput when dtype, shape and data disagree."""
+    dtype = _DTYPES.get(tensor.dtype)
+    if dtype is None:
+        raise InvalidInput(f"tensor {tensor.name!r}: dtype must be set")
+    shape = [int(d) for d in tensor.shape]
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"tensor {tensor.name!r}: negative dimension in {shape}")
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(tensor.data) != expected:
+        raise InvalidInput(
+            f"tensor {tensor.name!r}: shape {shape} {dtype} needs {expected} bytes, "
+            f"got {len(tensor.data)}"
+        )
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+
+
+def array_to_tensor(name: str, array: np.ndarray) -> inference_pb2.Tensor:
+    """Encode an array as a little-endian Tensor message."""
+    arr = np.asarray(array)
+    dtype = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
+    arr = arr.astype(dtype, copy=False)
+    return inference_pb2.Tensor(
+        name=name,
+        shape=list(arr.shape),
+        dtype=_PB_DTYPES.get(arr.dtype, inference_pb2.DATA_TYPE_UNSPECIFIED),
+        data=np.ascontiguousarray(arr).tobytes(),
+    )
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    """Implements sonobridge.api.inference.v1.InferenceService."""
+
+    def __init__(self, deps: handlers.Dependencies, verifier: TokenVerifier) -> None:
+        self.deps = deps
+        self.verifier = verifier
+
+    def Infer(  # noqa: N802
+        self, request: inference_pb2.InferRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.InferResponse:
+        principal_from_context(context, self.verifier)
+        if not request.model_name:
+            raise InvalidInput("model_name is required")
+        which = request.WhichOneof("input")
+        if which == "image":
+            result = handlers.infer_image(
+                self.deps,
+                request.model_name,
+                request.model_version,
+                request.image.data,
+                request.image.media_type,
+                request.image.frame_index,
+            )
+        elif which == "tensors":
+            arrays = {t.name: tensor_to_array(t) for t in request.tensors.tensors}
+            result = handlers.infer_tensors(
+                self.deps, request.model_name, request.model_version, arrays
+            )
+        else:
+            raise InvalidInput("set either image or tensors")
+        return inference_pb2.InferResponse(
+            model_name=result.card.name,
+            model_version=result.card.version,
+            outputs=[array_to_tensor(k, v) for k, v in result.outputs.items()],
+            labels=[inference_pb2.LabelScore(label=k, score=p) for k, p in result.labels],
+            latency_ms=result.latency_ms,
+            request_id=request.request_id,
+        )
+
+    def CheckQuality(  # noqa: N802
+        self, request: inference_pb2.CheckQualityRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.CheckQualityResponse:
+        principal = principal_from_context(context, self.verifier)
+        if not request.image.data:
+            raise InvalidInput("image.data is required")
+        check, latency_ms = handlers.check_image_quality(
+            self.deps,
+            request.image.data,
+            request.image.media_type,
+            request.frame_index or request.image.frame_index,
+            institution=principal.institution,
+            operator=principal.user,
+        )
+        return inference_pb2.CheckQualityResponse(
+            assessment=messages.quality_assessment(check.verdict, check.model_version),
+            model_version=check.model_version,
+            latency_ms=latency_ms,
+            request_id=request.request_id,
+        )
+
+    def ListModels(  # noqa: N802
+        self, request: inference_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.ListModelsResponse:
+        principal_from_context(context, self.verifier)
+        found = handlers.list_models(
+            self.deps, messages.exam_type_name(request.exam_type), request.task
+        )
+        return inference_pb2.ListModelsResponse(
+            models=[messages.model_summary(m.card, loaded=m.loaded, pinned=m.pinned) for m in found]
+        )
+
+    def GetModel(  # noqa: N802
+        self, request: inference_pb2.GetModelRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.GetModelResponse:
+        principal_from_context(context, self.verifier)
+        found = handlers.get_model(self.deps, request.name, request.version or None)
+        return inference_pb2.GetModelResponse(
+            summary=messages.model_summary(found.card, loaded=found.loaded, pinned=found.pinned),
+            card_json=handlers.card_json(self.deps, found.card),
+        )
+
+
+def register(
+    deps: handlers.Dependencies, verifier: TokenVerifier
+) -> Callable[[grpc.Server], Iterable[str]]:
+    """Return the registration callback for create_grpc_server."""
+
+    def _register(server: grpc.Server) -> Iterable[str]:
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+            InferenceServicer(deps, verifier), server
+        )
+        return [SERVICE_NAME]
+
+    return _register

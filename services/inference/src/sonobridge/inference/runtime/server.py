@@ -1,0 +1,84 @@
+"""Serve the asyncio model registry to threads (gRPC workers, REST threadpool, the consumer)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from sonobridge.inference.runtime.registry import LoadedModel, ModelRegistry
+
+T = TypeVar("T")
+
+
+def parse_model_refs(spec: str | Sequence[str]) -> list[tuple[str, str | None]]:
+    """Parse "name@version,name" into (name, version or None) pairs."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    refs = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        name, _, version = item.partition("@")
+        if not name:
+            raise ValueError(f"model reference {item!r} has no name")
+        refs.append((name, version or None))
+    return refs
+
+
+class ModelServer:
+    """Owns one event loop thread on which every batcher runs; callers block on results.
+
+    Preprocessing stays on the caller's thread, so the loop only groups requests and hands
+    batches to the session threads: one slow decode cannot stall other models' batches.
+    """
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="inference-serving-loop", daemon=True
+        )
+        self._thread.start()
+        self.required: list[str] = []
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the serving loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def infer(self, name: str, x: np.ndarray, version: str | None = None) -> dict[str, Any]:
+        """Run preprocessed rows through the model's micro-batcher."""
+        return self.call(self.registry.infer(name, x, version))
+
+    def get(self, name: str, version: str | None = None) -> LoadedModel:
+        """Return a loaded model (given version, else pinned, else newest)."""
+        return self.registry.get(name, version)
+
+    def load_and_pin(self, refs: Sequence[tuple[str, str | None]]) -> None:
+        """Load and warm up each model, pin it, and require it for readiness."""
+        for name, version in refs:
+            model = self.call(self.registry.load(name, version))
+            self.registry.pin(name, model.card.version)
+            if name not in self.required:
+                self.required.append(name)
+
+    def is_ready(self) -> bool:
+        """Return True when every required model is loaded and warmed up."""
+        return bool(self.required) and self.registry.is_ready(self.required)
+
+    def check_ready(self) -> None:
+        """Raise unless ready (a readiness check for /readyz)."""
+        if not self.is_ready():
+            missing = [n for n in self.required if not self.registry.is_ready([n])]
+            raise RuntimeError(f"models not loaded: {', '.join(missing) or 'none configured'}")
+
+    def close(self) -> None:
+        """Unload every model and stop the loop."""
+        if self._loop.is_closed():
+            return
+        self.call(self.registry.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

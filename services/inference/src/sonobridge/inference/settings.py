@@ -1,0 +1,62 @@
+"""Settings of the inference service: the shared sections plus `inference` (INFERENCE__*)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+from sonobridge.common.settings import ServiceSettings
+from sonobridge.inference.runtime.providers import PREFERRED_PROVIDERS
+from sonobridge.inference.runtime.server import parse_model_refs
+
+
+class InferenceSettings(BaseModel):
+    """Model serving, micro-batching, the exam pipeline and its consumer."""
+
+    # Comma-separated, best first; unavailable ones are skipped and CPU is always the fallback.
+    providers: str = ",".join(PREFERRED_PROVIDERS)
+    intra_op_threads: int = Field(1, ge=0)
+    inter_op_threads: int = Field(1, ge=0)
+    device_id: int = Field(0, ge=0)
+    trt_cache_dir: str | None = None
+    max_batch_size: int = Field(32, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0)
+    queue_size: int = Field(256, ge=1)
+    # name@version pairs loaded, warmed up and pinned at start; readiness waits for all of them.
+    models: str = "image-quality@1.0.0,probe-health@1.0.0"
+    # Copy the reference models shipped in the package into the object store when absent.
+    publish_packaged_models: bool = True
+    # Frame-sampling policy: frames analysed per cine, spread evenly over the loop.
+    frames_per_instance: int = Field(8, ge=1)
+    consumer_group: str = "sonobridge-inference"
+    grpc_max_workers: int = Field(64, ge=1)
+    max_image_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # Test hook for crash tests: sleep this long after each instance of an exam.
+    instance_delay_seconds: float = Field(0.0, ge=0)
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: str) -> str:
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        if not names:
+            raise ValueError("name at least one execution provider")
+        return ",".join(names)
+
+    @field_validator("models")
+    @classmethod
+    def _model_refs(cls, value: str) -> str:
+        parse_model_refs(value)
+        return value
+
+    def provider_list(self) -> tuple[str, ...]:
+        """Return the preferred providers, best first."""
+        return tuple(self.providers.split(","))
+
+    def model_refs(self) -> list[tuple[str, str | None]]:
+        """Return the (name, version) pairs to load and pin."""
+        return parse_model_refs(self.models)
+
+
+class Settings(ServiceSettings):
+    """Everything the inference service reads from the environment."""
+
+    inference: InferenceSettings = InferenceSettings()

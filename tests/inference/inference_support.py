@@ -1,0 +1,92 @@
+"""Helpers for inference tests: synthetic exams stored as DICOM, and their ExamCompleted."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydicom.uid import generate_uid
+
+from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_exam
+from sonobridge.inference.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
+
+
+def store_exam(
+    store: ObjectStore,
+    *,
+    exam_type: str = "abdomen",
+    instances: int = 2,
+    frames: int = 4,
+    faults: tuple[Fault, ...] = (),
+    seed: int = 7,
+    device_serial: str = "SYN-PROBE-0001",
+    encoding: str = "native",
+) -> events_pb2.ExamCompleted:
+    """Generate a synthetic exam, put its instances under dicom/..., return its ExamCompleted."""
+    study, series = generate_uid(), generate_uid()
+    refs = []
+    for i in range(instances):
+        exam = generate_exam(
+            seed + i, AcquisitionSpec(exam_type=exam_type, faults=frozenset(faults)), frames
+        )
+        spacing = exam.frames[0].truth.pixel_spacing_mm
+        data = ultrasound_dicom_bytes(
+            exam.pixels(),
+            spacing,
+            context=SyntheticExamContext(
+                study_uid=study, series_uid=series, device_serial=device_serial
+            ),
+            encoding=encoding,
+        )
+        from pydicom import dcmread
+
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+        key = f"dicom/{study}/{series}/{ds.SOPInstanceUID}.dcm"
+        store.put(key, io.BytesIO(data), length=len(data), content_type="application/dicom")
+        refs.append(
+            events_pb2.InstanceRef(
+                study_instance_uid=study,
+                series_instance_uid=series,
+                sop_instance_uid=str(ds.SOPInstanceUID),
+                sop_class_uid=str(ds.SOPClassUID),
+                object_key=key,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size_bytes=len(data),
+                transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+                number_of_frames=int(ds.get("NumberOfFrames", 1) or 1),
+                modality="US",
+            )
+        )
+    manifest = "\n".join(sorted(f"{r.sop_instance_uid}:{r.sha256}" for r in refs))
+    return events_pb2.ExamCompleted(
+        context=events_pb2.ExamContext(
+            exam_id=str(uuid.uuid4()),
+            study_instance_uid=study,
+            institution_id="township-a",
+            operator_id="nurse-1",
+            device_serial=device_serial,
+            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{exam_type.upper()}"),
+            patient_ref="synthetic-patient",
+        ),
+        instances=refs,
+        instance_count=len(refs),
+        total_bytes=sum(r.size_bytes for r in refs),
+        manifest_sha256=hashlib.sha256(manifest.encode()).hexdigest(),
+    )
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Poll until predicate returns something truthy; fail with the timeout otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
