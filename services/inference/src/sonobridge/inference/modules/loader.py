@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from sonobridge.inference.modules import carotid
 from sonobridge.inference.modules.base import ExamModule
 
-# Filled as each module lands; the order is the order the pipeline runs them.
-_FACTORIES: list = []
+# The order is the order the pipeline runs them.
+_FACTORIES = [carotid.load]
 
 
 def load_clinical_modules(runtime: object | None = None) -> list[ExamModule]:
