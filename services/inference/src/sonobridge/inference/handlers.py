@@ -553,7 +553,7 @@ def infer_exam(
     exam_quality = messages.exam_quality([iq.assessment for iq in run.instance_quality])
     refs = [(quality.card.name, quality.card.version, quality.card.sha256)]
     refs.append((probe.card.name, probe.card.version, probe.card.sha256))
-    refs += [(m.name, m.version, getattr(m, "sha256", "")) for m in modules]
+    refs += [(m.name, m.version, getattr(m, "sha256", "") or "") for m in modules]
     event = events_pb2.InferenceCompleted(
         context=ctx,
         exam_quality=exam_quality,

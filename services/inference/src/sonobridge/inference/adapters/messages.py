@@ -56,8 +56,11 @@ def model_task(card: ModelCard) -> int:
         return inference_pb2.MODEL_TASK_QUALITY
     if card.name == "probe-health" or "dead" in card.task.lower():
         return inference_pb2.MODEL_TASK_PROBE_HEALTH
-    key = card.raw.get("model_task", "")
-    return TASKS.get(key, inference_pb2.MODEL_TASK_OTHER)
+    kind = str(card.raw.get("kind", "")).lower()
+    for word, task in TASKS.items():
+        if kind.startswith(word):
+            return task
+    return inference_pb2.MODEL_TASK_OTHER
 
 
 def quality_assessment(verdict: QualityVerdict, model_version: str) -> events_pb2.QualityAssessment:
@@ -102,7 +105,7 @@ def model_summary(card: ModelCard, *, loaded: bool, pinned: bool) -> inference_p
         version=card.version,
         task=model_task(card),
         exam_types=[exam_type_value(t) for t in card.exam_types],
-        sha256=card.sha256,
+        sha256=card.sha256 or "",
         loaded=loaded,
         pinned=pinned,
         size_bytes=int(card.raw.get("size_bytes", 0)),

@@ -10,8 +10,8 @@ from sonobridge.inference.runtime.registry import ModelSource
 
 log = logging.getLogger(__name__)
 
-# Written first, so a half-published model (no card yet) is never listed by the registry.
-_PUBLISH_ORDER = ("model.onnx", "card.json")
+# The card is written last, so a half-published model (no card yet) is never listed.
+_CARD = "card.json"
 
 
 class ObjectStoreModelSource:
@@ -35,11 +35,15 @@ class ObjectStoreModelSource:
 def publish_missing_models(source: ModelSource, store: ObjectStore) -> list[str]:
     """Copy every model version of `source` the store lacks; return the keys written."""
     written: list[str] = []
-    versions = sorted({k.rsplit("/", 1)[0] for k in source.list("models/") if k.count("/") == 3})
-    for prefix in versions:
-        if store.stat(f"{prefix}/card.json") is not None:
+    files: dict[str, list[str]] = {}
+    for key in source.list("models/"):
+        if key.count("/") == 3:
+            files.setdefault(key.rsplit("/", 1)[0], []).append(key.rsplit("/", 1)[1])
+    for prefix, names in sorted(files.items()):
+        if _CARD not in names or store.stat(f"{prefix}/{_CARD}") is not None:
             continue
-        for name in _PUBLISH_ORDER:
+        # Measurement modules have a card and no network, so copy whatever the version holds.
+        for name in sorted(names, key=lambda n: (n == _CARD, n)):
             key = f"{prefix}/{name}"
             data = source.get_bytes(key)
             content_type = "application/json" if name.endswith(".json") else "application/onnx"

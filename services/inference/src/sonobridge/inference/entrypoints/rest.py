@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -14,7 +15,7 @@ from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.problems import PayloadTooLarge
 from sonobridge.inference import handlers
 from sonobridge.inference.adapters import messages
-from sonobridge.inference.domain.model_card import ModelCard
+from sonobridge.inference.domain.errors import ModelNotFound
 
 
 def _summary(found: handlers.StoredModel, base: str) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def _summary(found: handlers.StoredModel, base: str) -> dict[str, Any]:
         "version": card.version,
         "task": card.task,
         "exam_types": list(card.exam_types),
-        "sha256": card.sha256,
+        "sha256": card.sha256 or "",
         "size_bytes": int(card.raw.get("size_bytes", 0)),
         "loaded": found.loaded,
         "pinned": found.pinned,
@@ -33,10 +34,6 @@ def _summary(found: handlers.StoredModel, base: str) -> dict[str, Any]:
             "card": f"{base}/models/{card.name}/{card.version}/card.json",
         },
     }
-
-
-def _etag(card: ModelCard, part: str) -> str:
-    return f'"{card.sha256}-{part}"'
 
 
 def _not_modified(if_none_match: str | None, etag: str) -> bool:
@@ -105,11 +102,11 @@ def build_router(deps: handlers.Dependencies, max_image_bytes: int) -> APIRouter
     ) -> Response:
         """Download card.json exactly as stored."""
         found = handlers.get_model(deps, name, version)
-        etag = _etag(found.card, "card")
-        headers = {"ETag": etag, "X-Model-SHA256": found.card.sha256}
+        body = handlers.card_json(deps, found.card)
+        etag = f'"{hashlib.sha256(body.encode()).hexdigest()}"'
+        headers = {"ETag": etag}
         if _not_modified(if_none_match, etag):
             return Response(status_code=304, headers=headers)
-        body = handlers.card_json(deps, found.card)
         return Response(body, media_type="application/json", headers=headers)
 
     @router.get("/models/{name}/{version}/model.onnx")
@@ -121,7 +118,9 @@ def build_router(deps: handlers.Dependencies, max_image_bytes: int) -> APIRouter
     ) -> Response:
         """Download the ONNX file (hash-checked) so the app can run the same model offline."""
         found = handlers.get_model(deps, name, version)
-        etag = _etag(found.card, "onnx")
+        if not found.card.sha256:
+            raise ModelNotFound(f"model {name} {version} has no ONNX file (a measurement module)")
+        etag = f'"{found.card.sha256}"'
         headers = {
             "ETag": etag,
             "X-Model-SHA256": found.card.sha256,
