@@ -464,6 +464,7 @@ def infer_exam(
         return None
     inference_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{study}|{manifest}|{model_versions}"))
     started_at = deps.clock()
+    log.info("exam %s: inferring over %d instances", study, len(exam.instances))
 
     run = _ExamRun()
     for ref in exam.instances:
