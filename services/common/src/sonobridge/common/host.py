@@ -101,5 +101,8 @@ class ServiceHost:
         self.start()
         signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
-        self.stop_event.wait()
+        # Python runs signal handlers only on the main thread; when the kernel hands SIGTERM to
+        # a worker thread, an unbounded wait would never wake to run it. Wake up regularly.
+        while not self.stop_event.wait(0.5):
+            pass
         self.stop()

@@ -42,12 +42,9 @@ def utc_now() -> datetime:
 
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the maintenance schema to the newest revision."""
-    url = (
-        engine.url.render_as_string(hide_password=False)
-        if engine is not None
-        else settings.database_url(SERVICE)
-    )
-    migrate(url, MIGRATIONS)
+    # Building the engine first creates the single-node data directory SQLite needs.
+    engine = engine or build_engine(settings, SERVICE)
+    migrate(engine.url.render_as_string(hide_password=False), MIGRATIONS)
 
 
 def build(
