@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from sonobridge.common.logging import configure_logging
 from sonobridge.maintenance.bootstrap import build, migrate_database
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(SERVICE, settings.log.level, settings.log.json_format)
