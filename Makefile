@@ -35,3 +35,10 @@ down: ## Stop the local servers (data in var/local is kept)
 .PHONY: k8s-validate
 k8s-validate: ## Render and strictly validate deploy/k8s, promtool-check and unit-test the alerts
 	scripts/k8s_tools.sh && uv run pytest tests/deploy_k8s -q -m "not e2e and not infra"
+
+.PHONY: cluster-up cluster-down
+cluster-up: ## Start the cluster edition: each service its own process on local Kafka, MinIO, PostgreSQL
+	scripts/cluster.sh up
+
+cluster-down: ## Stop the cluster edition's processes (the local servers keep running)
+	scripts/cluster.sh down

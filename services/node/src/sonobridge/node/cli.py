@@ -194,6 +194,38 @@ def cmd_issuer(args: argparse.Namespace) -> None:
         server.stop()
 
 
+def cmd_cluster(args: argparse.Namespace) -> None:
+    """Start, stop or inspect the local cluster edition (one process per service)."""
+    from sonobridge.node.cluster import ClusterEdition, Infra
+    from sonobridge.node.consortium import demo_consortium, seed
+    from sonobridge.node.issuer import issuer_for
+
+    run_dir = args.data_dir if args.data_dir != DEFAULT_DATA_DIR else Path("var/cluster")
+    consortium = demo_consortium()
+    infra = Infra.from_env() if args.action == "up" else Infra("", "", "", "", "")
+    edition = ClusterEdition(run_dir, infra, consortium)
+    if args.action == "down":
+        print(f"stopped: {', '.join(edition.stop()) or 'nothing was running'}")
+        return
+    if args.action == "status":
+        state = edition.status()
+        for name, value in state.items():
+            print(f"  {name:<12} {value}")
+        sys.exit(0 if all(v == "ready" for v in state.values()) else 1)
+    edition.prepare(fresh=args.fresh)
+    edition.start()
+    if not args.no_seed:
+        admin = consortium.with_role("admin")[0].user
+        seed(consortium, edition.urls(), consortium.token(issuer_for(run_dir), admin))
+        (run_dir / "consortium.json").write_text(consortium.to_json(), encoding="utf-8")
+    print("SonoBridge cluster edition (one process per service on Kafka, MinIO, PostgreSQL):")
+    for name, url in edition.urls().items():
+        print(f"  {name:<12} REST {url}/v1  docs {url}/docs  metrics {url}/metrics")
+    print(f"  JWKS         {edition.jwks_url}")
+    print(f"  logs         {run_dir}/logs/")
+    print(f"  tokens: uv run sonobridge --data-dir {run_dir} token --user <id> --role <role>")
+
+
 def _urls_from_args(args: argparse.Namespace) -> dict[str, str]:
     urls = {}
     for service in SERVICES:
@@ -253,6 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     issuer.add_argument("--host", default="127.0.0.1")
     issuer.add_argument("--port", type=int, default=8089)
     issuer.set_defaults(func=cmd_issuer)
+
+    cluster = sub.add_parser("cluster", help="the cluster edition on this machine")
+    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.add_argument("--fresh", action="store_true", help="drop the databases first")
+    cluster.add_argument("--no-seed", action="store_true", help="skip the demo consortium")
+    cluster.set_defaults(func=cmd_cluster)
 
     args = parser.parse_args(argv)
     configure_logging("sonobridge", args.log_level, json_format=not sys.stderr.isatty())

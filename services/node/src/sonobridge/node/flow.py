@@ -316,6 +316,9 @@ class FlowTracker:
                 if tickets[serial]:
                     t.ticket = tickets[serial][0]
                     t.ticket_at = _ts(t.ticket["opened_at"]) or time.time()
+                    if t.ticket.get("study_instance_uid") not in (None, "", t.study):
+                        t.notes.append(f"evidence for ticket {t.ticket['ticket_id']}")
+                        continue
                     self._say(
                         t,
                         t.ticket_at,

@@ -178,7 +178,10 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
     thyroid, truth = synthetic_instance(
         "thyroid", seed + 21, n_lesions=1, device_serial="PROBE-03L"
     )
-    lesions = truth["anatomy"].get("lesions") or truth["anatomy"].get("lesion") or []
+    lesions = [
+        f"{lesion.get('kind')} {float(lesion.get('diameter_mm', 0)):.1f} mm"
+        for lesion in truth["anatomy"].get("lesions", [])
+    ]
     exams.append(
         PlannedExam(
             label="thyroid with a nodule",
@@ -193,7 +196,7 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
                 "Solid hypoechoic nodule in the right thyroid lobe; follow-up ultrasound "
                 "in 6 months."
             ),
-            truth=f"one lesion {lesions!r:.60}",
+            truth=f"lesions: {', '.join(lesions) or 'none'}",
         )
     )
     rng = np.random.default_rng(seed + 31)
