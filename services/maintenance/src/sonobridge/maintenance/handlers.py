@@ -837,7 +837,7 @@ def list_tickets(
 
 
 def fire_due_timers(deps: Dependencies, limit: int = 100) -> int:
-    """Flag and escalate every clock whose deadline passed; each timer fires exactly once."""
+    """Flag and escalate every clock whose deadline passed, exactly once; return the breaches."""
     now = _now(deps)
     t = orm.sla_timers
     with unit(deps) as work:
@@ -860,9 +860,10 @@ def fire_due_timers(deps: Dependencies, limit: int = 100) -> int:
             if claimed != 1:
                 continue
             ticket = _ticket(work, ticket_id)
-            if _settle_breaches(work, ticket, now):
+            recorded = _settle_breaches(work, ticket, now)
+            if recorded:
                 work.tickets.save(ticket)
-                fired += 1
+                fired += len(recorded)
             _sync_timers(work, ticket, now)
     return fired
 
