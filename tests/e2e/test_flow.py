@@ -1,0 +1,141 @@
+"""The demo scenario on each edition, checked fact by fact through the public REST APIs."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from sonobridge.api.events.v1 import topics
+from sonobridge.node.demo import ScenarioRun, run_scenario
+from sonobridge.node.flow import EventWatch, Trail
+from sonobridge.node.scenario import demo_exams
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def run(edition: Any) -> Any:
+    """Upload the scenario once per edition and follow it to the end."""
+    watch = EventWatch(edition.bus, f"e2e-watch-{edition.name}-{os.getpid()}")
+    lines: list[str] = []
+    try:
+        result = run_scenario(
+            demo_exams(),
+            edition.consortium,
+            edition.issuer,
+            edition.urls,
+            watch=watch,
+            printer=lines.append,
+            timeout=180,
+        )
+        yield result, watch, lines
+    finally:
+        watch.close()
+
+
+def _get(edition: Any, user: str, service: str, path: str, **params: Any) -> httpx.Response:
+    return httpx.get(
+        f"{edition.urls[service]}{path}",
+        params=params or None,
+        headers={"Authorization": f"Bearer {edition.token(user)}"},
+        timeout=30,
+    )
+
+
+def _trail(result: ScenarioRun, label_start: str) -> Trail:
+    return next(t for t in result.trails if t.uploaded.plan.label.startswith(label_start))
+
+
+def test_every_exam_reaches_the_end_the_scenario_expects(run: Any) -> None:
+    result, _watch, lines = run
+    assert result.finished, "\n".join(lines)
+    assert result.problems == [], "\n".join(lines)
+    assert len(result.trails) == 9
+
+
+def test_ingest_shows_every_exam_completed_with_its_instances(edition: Any, run: Any) -> None:
+    result, _watch, _lines = run
+    for t in result.trails:
+        body = _get(edition, t.uploaded.plan.operator, "ingest", f"/v1/exams/{t.uploaded.exam_id}")
+        assert body.status_code == 200, body.text
+        assert body.json()["state"] == "completed"
+        assert body.json()["received_instance_count"] == len(t.uploaded.plan.instances)
+        assert body.json()["study_instance_uid"] == t.study
+
+
+def test_the_poor_quality_scan_asks_its_operator_to_rescan(edition: Any, run: Any) -> None:
+    result, _watch, _lines = run
+    poor = _trail(result, "kidney, gain far too low")
+    assert poor.read is not None and poor.read["route"] == "rescan"
+    feed = _get(edition, "nurse-west", "reporting", "/v1/notifications").json()["notifications"]
+    mine = [n for n in feed if n["data"].get("study_instance_uid") == poor.study]
+    assert [n["kind"] for n in mine] == ["rescan_requested"]
+    assert mine[0]["data"]["advice"]
+
+
+def test_the_thick_carotid_goes_to_the_vascular_expert_and_is_signed(
+    edition: Any, run: Any
+) -> None:
+    result, _watch, _lines = run
+    carotid = _trail(result, "carotid")
+    assert carotid.read is not None and carotid.report is not None
+    assert carotid.read["worklist"] == "county-vascular"
+    quality = carotid.read["exam_quality"]
+    assert quality["acceptable"] is True
+    report = _get(edition, "dr-east", "reporting", f"/v1/reports/{carotid.report['report_id']}")
+    assert report.status_code == 200, report.text
+    assert "intima-media thickening" in report.text
+
+
+def test_the_thyroid_nodule_raises_one_follow_up_alert_for_its_township(
+    edition: Any, run: Any
+) -> None:
+    result, _watch, _lines = run
+    thyroid = _trail(result, "thyroid")
+    alerts = _get(edition, "dr-river", "reporting", "/v1/alerts").json()["alerts"]
+    mine = [a for a in alerts if a["study_instance_uid"] == thyroid.study]
+    assert len(mine) == 1
+    assert mine[0]["institution_id"] == "township-river"
+    assert "nodule" in mine[0]["matched_terms"]
+    other_town = _get(edition, "dr-east", "reporting", "/v1/alerts").json()["alerts"]
+    assert thyroid.study not in {a["study_instance_uid"] for a in other_town}
+
+
+def test_the_probe_with_dead_elements_gets_one_ticket_for_the_engineer(
+    edition: Any, run: Any
+) -> None:
+    result, _watch, _lines = run
+    tickets = _get(
+        edition, "eng-zhao", "maintenance", "/v1/tickets", device_serial="PROBE-03C"
+    ).json()["tickets"]
+    assert len(tickets) == 1
+    ticket = tickets[0]
+    assert ticket["source"] == "probe_health"
+    assert ticket["assignee"] == "eng-zhao"
+    assert ticket["institution_id"] == "township-river"
+    device = _get(edition, "eng-zhao", "maintenance", "/v1/devices/PROBE-03C").json()
+    assert device["open_ticket_id"] == ticket["ticket_id"]
+    healthy = _get(
+        edition, "eng-zhao", "maintenance", "/v1/tickets", device_serial="PROBE-03L"
+    ).json()["tickets"]
+    assert healthy == []
+
+
+def test_every_exam_produced_each_event_once(run: Any) -> None:
+    result, watch, _lines = run
+    expected_signed = sum(1 for t in result.trails if t.read and t.read["route"] != "rescan")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        seen = sum(watch.distinct(t.study, topics.REPORT_SIGNED) for t in result.trails)
+        if seen >= expected_signed:
+            break
+        time.sleep(0.2)
+    for t in result.trails:
+        for topic in (topics.EXAM_COMPLETED, topics.INFERENCE_COMPLETED, topics.REPORT_ROUTED):
+            assert watch.distinct(t.study, topic) == 1, (t.uploaded.plan.label, topic)
+        signed = watch.distinct(t.study, topics.REPORT_SIGNED)
+        assert signed == (0 if t.read and t.read["route"] == "rescan" else 1)
