@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REPORT_SIGNED
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import check_database, migrate, session_factory
@@ -61,12 +62,9 @@ def _begin_immediate(conn: Any) -> None:
 
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Upgrade the reporting schema to head."""
-    url = (
-        engine.url.render_as_string(hide_password=False)
-        if engine is not None
-        else settings.database_url(SERVICE)
-    )
-    migrate(url, MIGRATIONS)
+    # Building the engine first creates the single node's data directory for its SQLite file.
+    engine = engine or build_engine(settings, SERVICE)
+    migrate(engine.url.render_as_string(hide_password=False), MIGRATIONS)
 
 
 def build(
@@ -135,7 +133,8 @@ def build(
         secret=secret.get_secret_value().encode() if secret else None,
         timeout=settings.reporting.webhook_timeout_seconds,
     )
-    bus.ensure_topics(list(consumer.TOPICS))
+    # Produced topics too: a first publish to a missing topic can time out and be re-shipped.
+    bus.ensure_topics([*consumer.TOPICS, REPORT_ROUTED, REPORT_SIGNED, FOLLOWUP_ALERTED])
     return ServiceHost(
         SERVICE,
         app=app,
