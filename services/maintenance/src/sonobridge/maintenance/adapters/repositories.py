@@ -165,31 +165,36 @@ class TicketRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def _load(self, row: Any) -> Ticket:
-        pauses = [
-            Pause(_must(p.started_at), aware(p.ended_at), p.reason)
-            for p in self.session.execute(
-                select(orm.ticket_pauses)
-                .where(orm.ticket_pauses.c.ticket_id == row.id)
-                .order_by(orm.ticket_pauses.c.seq)
-            )
-        ]
-        history = [
-            TicketChange(
-                _must(h.at),
-                h.actor,
-                h.kind,
-                TicketState(h.from_state),
-                TicketState(h.to_state),
-                h.assignee,
-                h.note,
-            )
-            for h in self.session.execute(
-                select(orm.ticket_history)
-                .where(orm.ticket_history.c.ticket_id == row.id)
-                .order_by(orm.ticket_history.c.id)
-            )
-        ]
+    def _load(self, row: Any, pauses: list[Pause] | None = None, *, history: bool = True) -> Ticket:
+        if pauses is None:
+            pauses = [
+                Pause(_must(p.started_at), aware(p.ended_at), p.reason)
+                for p in self.session.execute(
+                    select(orm.ticket_pauses)
+                    .where(orm.ticket_pauses.c.ticket_id == row.id)
+                    .order_by(orm.ticket_pauses.c.seq)
+                )
+            ]
+        changes = (
+            [
+                TicketChange(
+                    _must(h.at),
+                    h.actor,
+                    h.kind,
+                    TicketState(h.from_state),
+                    TicketState(h.to_state),
+                    h.assignee,
+                    h.note,
+                )
+                for h in self.session.execute(
+                    select(orm.ticket_history)
+                    .where(orm.ticket_history.c.ticket_id == row.id)
+                    .order_by(orm.ticket_history.c.id)
+                )
+            ]
+            if history
+            else []
+        )
         ticket = Ticket(
             id=row.id,
             device_serial=row.device_serial,
@@ -218,7 +223,7 @@ class TicketRepository:
             onsite_breached=row.onsite_breached,
             loaner_serial=row.loaner_serial,
             updated_at=aware(row.updated_at),
-            history=history,
+            history=changes,
         )
         return ticket
 
@@ -386,10 +391,23 @@ class TicketRepository:
         return [self._load(r) for r in self.session.execute(query)]
 
     def open_tickets(self) -> list[Ticket]:
-        """Return every open ticket."""
+        """Return every open ticket with its pauses but without history (for the gauges)."""
         t = orm.tickets
-        rows = self.session.execute(select(t).where(t.c.state.in_([s.value for s in OPEN_STATES])))
-        return [self._load(r) for r in rows]
+        p = orm.ticket_pauses
+        open_values = [s.value for s in OPEN_STATES]
+        rows = self.session.execute(select(t).where(t.c.state.in_(open_values))).fetchall()
+        pauses: dict[str, list[Pause]] = {r.id: [] for r in rows}
+        # One query for every pause of every open ticket instead of one per ticket.
+        for pause in self.session.execute(
+            select(p)
+            .join(t, t.c.id == p.c.ticket_id)
+            .where(t.c.state.in_(open_values))
+            .order_by(p.c.ticket_id, p.c.seq)
+        ):
+            pauses[pause.ticket_id].append(
+                Pause(_must(pause.started_at), aware(pause.ended_at), pause.reason)
+            )
+        return [self._load(r, pauses[r.id], history=False) for r in rows]
 
 
 def audit(
