@@ -165,10 +165,14 @@ def build(
     def run_relay(stop: threading.Event) -> None:
         relay.run(stop, settings.delivery.relay_interval_seconds)
 
-    def run_models(stop: threading.Event) -> None:
-        # Keeps the serving loop's lifetime tied to the host: unload models on stop.
-        stop.wait()
-        models.close()
+    def run_consumer(stop: threading.Event) -> None:
+        # Models outlive the consumer: unloading them under a handler in flight would fail
+        # the exam on every retry and dead-letter it during an ordinary shutdown.
+        try:
+            worker.run(stop)
+        finally:
+            if stop.is_set():
+                models.close()
 
     host = ServiceHost(
         SERVICE,
@@ -176,7 +180,7 @@ def build(
         http_host=settings.http.host,
         http_port=settings.http.port,
         grpc_server=server,
-        workers={"outbox-relay": run_relay, "consumer": worker.run, "models": run_models},
+        workers={"outbox-relay": run_relay, "consumer": run_consumer},
     )
     host.grpc_port = grpc_port  # type: ignore[attr-defined]
     host.deps = deps  # type: ignore[attr-defined]
