@@ -84,13 +84,13 @@ def edition(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """Each edition in turn, started fresh and seeded with the demo consortium."""
     tmp = tmp_path_factory.mktemp(f"e2e-{request.param}")
     running = _single(tmp) if request.param == "single" else _cluster(tmp, request)
-    with _closing(running) as ed:
+    with _Closing(running) as ed:
         admin = ed.consortium.with_role("admin")[0].user
         seed(ed.consortium, ed.urls, ed.token(admin))
         yield ed
 
 
-class _closing:
+class _Closing:
     def __init__(self, gen: Iterator[Edition]) -> None:
         self.gen = gen
 

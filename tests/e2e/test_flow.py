@@ -108,7 +108,7 @@ def test_the_thyroid_nodule_raises_one_follow_up_alert_for_its_township(
 def test_the_probe_with_dead_elements_gets_one_ticket_for_the_engineer(
     edition: Any, run: Any
 ) -> None:
-    result, _watch, _lines = run
+    _result, _watch, _lines = run
     tickets = _get(
         edition, "eng-zhao", "maintenance", "/v1/tickets", device_serial="PROBE-03C"
     ).json()["tickets"]

@@ -1,0 +1,50 @@
+"""The README's main job, `sonobridge demo`, as a command: exit 0 only when the trail holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_demo_command_prints_a_true_trail_and_returns(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sonobridge.node",
+            "--data-dir",
+            str(data_dir),
+            "demo",
+            "--exit-after",
+            "--ephemeral-ports",
+            "--timeout",
+            "180",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=480,
+        check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
+    assert "All 9 exams followed end to end" in out
+    for fact in (
+        "routed: rescan",
+        "worklist county-vascular",
+        "worklist county-thyroid",
+        "signed by dr-zhang",
+        "follow-up alert",
+        "maintenance ticket",
+        "-> AI result",
+        "-> routed read",
+        "/docs",
+        "/metrics",
+    ):
+        assert fact in out, fact
+    assert (data_dir / "consortium.json").exists()
