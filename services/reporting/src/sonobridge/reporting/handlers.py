@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -110,7 +110,8 @@ def _ts(value: datetime | None) -> Timestamp:
 def _dt(message: Any, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
-    return getattr(message, field).ToDatetime(tzinfo=UTC)
+    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return value
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -123,7 +124,7 @@ def exam_type_name(value: int) -> str:
     return "other" if name == "unspecified" else name
 
 
-def _exam_type_pb(name: str) -> int:
+def _exam_type_pb(name: str) -> Any:
     return events_pb2.ExamType.Value(f"EXAM_TYPE_{name.upper()}")
 
 
@@ -239,7 +240,7 @@ def route_inference_result(session: Session, deps: Dependencies, msg: Any) -> st
     exam = repo.exam(ctx.study_instance_uid)
     quality = msg.exam_quality if msg.HasField("exam_quality") else None
     status = _INFERENCE_STATUS.get(msg.status, "completed")
-    ai = {
+    ai: dict[str, Any] = {
         "inference_id": msg.inference_id or None,
         "inference_status": status,
         "exam_quality": json_format.MessageToDict(quality, preserving_proto_field_name=True)
@@ -297,7 +298,7 @@ def route_without_ai(session: Session, deps: Dependencies, study_uid: str, at: d
         for k in ("exam_id", "institution", "operator", "device_serial", "exam_type", "patient_ref")
     }
     context["study_uid"] = study_uid
-    ai = {
+    ai: dict[str, Any] = {
         "inference_id": None,
         "inference_status": "missing",
         "exam_quality": None,
@@ -425,7 +426,7 @@ def _pick_reader(
     shifts = repo.shifts(spec.name)
     scope = institution if spec.institution_scoped else None
     candidates = on_duty(shifts, spec.name, role, at, institution=scope)
-    return least_loaded(candidates, repo.open_load(), exclude=exclude)
+    return cast(str | None, least_loaded(candidates, repo.open_load(), exclude=exclude))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,7 +595,7 @@ def _visible_read(
     read = repo.read(read_id, lock=lock)
     if read is None or not may_view(principal, _spec(deps, read["worklist"]), read["institution"]):
         raise NotFound(f"no read {read_id}")
-    return read
+    return cast(dict[str, Any], read)
 
 
 def _audit(
@@ -1477,7 +1478,7 @@ def report_object_key(
             report_id=report_id,
             detail=f"v{version}",
         )
-    return chosen["pdf_key"] if kind == "pdf" else chosen["json_key"]
+    return str(chosen["pdf_key"] if kind == "pdf" else chosen["json_key"])
 
 
 def report_fhir(
@@ -1504,7 +1505,9 @@ def report_fhir(
             report_id=report_id,
             detail=f"v{chosen['version']}",
         )
-    return build_bundle(_fhir_version(chosen), _fhir_read(read), _fhir_exam(exam))
+    return cast(
+        dict[str, Any], build_bundle(_fhir_version(chosen), _fhir_read(read), _fhir_exam(exam))
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1535,7 +1538,7 @@ def _alert_scope(principal: Principal) -> str | None:
     if principal.has_role("admin"):
         return None
     if principal.has_role("coordinator", "physician", "expert") and principal.institution:
-        return principal.institution
+        return cast(str, principal.institution)
     raise Forbidden("follow-up alerts are for coordinators, physicians and admins")
 
 

@@ -24,9 +24,9 @@ def may_read_on(principal: Principal, spec: WorklistSpec, institution: str) -> b
     """True when the caller may claim and sign reads of `spec` for `institution`."""
     if not principal.has_role(*spec.signer_roles):
         return False
-    return not spec.institution_scoped or principal.institution == institution
+    return not spec.institution_scoped or bool(principal.institution == institution)
 
 
 def may_dispatch(principal: Principal) -> bool:
     """True for callers who may reassign reads and edit rosters."""
-    return principal.has_role("admin")
+    return bool(principal.has_role("admin"))
