@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from sonobridge.api.events.v1 import events_pb2
@@ -36,7 +37,7 @@ def event_handler(deps: handlers.Dependencies) -> EventHandler:
         except Problem as problem:
             # Bad content never gets better by retrying: dead-letter it with the reason.
             raise PermanentFailure(problem.detail) from problem
-        session.flush()
-        handlers.finish(work)
+        # The worker commits after we return; count usage and breaches only once it has.
+        sa_event.listen(session, "after_commit", lambda _session: handlers.finish(work), once=True)
 
     return handle
