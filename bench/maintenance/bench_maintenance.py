@@ -130,8 +130,10 @@ def main() -> None:
         print(f"telemetry, 1 sample per batch (baseline): {baseline:8.1f} samples/s")
         for n, batch in enumerate((50, 500), start=1):
             rate = telemetry_rate(deps, f"P{n:05d}", batch, args.samples)
-            print(f"telemetry, {batch:3d} samples per batch: {rate:8.1f} samples/s "
-                  f"({rate / baseline:5.1f}x baseline)")
+            print(
+                f"telemetry, {batch:3d} samples per batch: {rate:8.1f} samples/s "
+                f"({rate / baseline:5.1f}x baseline)"
+            )
 
         began = time.perf_counter()
         outcomes: dict[str, int] = {}
@@ -147,8 +149,10 @@ def main() -> None:
         began = time.perf_counter()
         snapshot = handlers.fleet_snapshot(deps)
         scrape_s = time.perf_counter() - began
-        print(f"metrics scrape with {sum(snapshot.open_tickets.values())} open tickets and "
-              f"{args.devices} devices: {scrape_s * 1000:8.1f} ms")
+        print(
+            f"metrics scrape with {sum(snapshot.open_tickets.values())} open tickets and "
+            f"{args.devices} devices: {scrape_s * 1000:8.1f} ms"
+        )
 
         clock.now = START + timedelta(hours=30)
         began = time.perf_counter()
@@ -156,8 +160,10 @@ def main() -> None:
         while batch_fired := handlers.fire_due_timers(deps):
             fired += batch_fired
         timers_s = time.perf_counter() - began
-        print(f"breach timers: {fired} breaches for {len(opened)} tickets in {timers_s:.2f} s "
-              f"({fired / timers_s if timers_s else 0:8.1f} breaches/s)")
+        print(
+            f"breach timers: {fired} breaches for {len(opened)} tickets in {timers_s:.2f} s "
+            f"({fired / timers_s if timers_s else 0:8.1f} breaches/s)"
+        )
 
 
 if __name__ == "__main__":
