@@ -142,12 +142,15 @@ class ExamView:
     instances: list[Row[Any]] = field(default_factory=list)
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
+def _stamp(value: datetime) -> Timestamp:
     stamp = Timestamp()
+    # Naive values come from SQLite, which drops the zone; they were written as UTC.
     stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
     return stamp
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    return None if value is None else _stamp(value)
 
 
 def object_key(study: str, series: str, sop: str) -> str:
@@ -311,6 +314,14 @@ def create_exam(
             return existing, False
 
 
+def _locked_exam(session: Session, exam_id: str) -> Row[Any]:
+    """Re-read an exam the caller already found, holding its row lock until commit."""
+    exam = repo.get_exam(session, exam_id, for_update=True)
+    if exam is None:
+        raise NotFound(f"no exam {exam_id}")
+    return exam
+
+
 def _exam_view(session: Session, exam: Row[Any], with_instances: bool = False) -> ExamView:
     stored = repo.stored_instances_of_exam(session, exam.exam_id)
     manifest = repo.manifest_of(session, exam.exam_id)
@@ -352,9 +363,8 @@ def complete_exam(deps: IngestDeps, principal: Principal, command: CompleteExam)
     check_manifest(command.entries)
     completed_type: str | None = None
     with deps.sessions.begin() as session:
-        exam = _visible_exam(session, principal, command.exam_id)
-        exam = repo.get_exam(session, exam.exam_id, for_update=True)
-        assert exam is not None
+        visible = _visible_exam(session, principal, command.exam_id)
+        exam = _locked_exam(session, visible.exam_id)
         digest = manifest_sha256(command.entries)
         if exam.manifest_sha256 is None:
             repo.save_manifest(session, exam.exam_id, command.entries)
@@ -392,7 +402,7 @@ def complete_exam(deps: IngestDeps, principal: Principal, command: CompleteExam)
             institution_id=exam.institution_id,
             channel="rest",
         )
-        view = _exam_view(session, repo.get_exam(session, exam.exam_id))  # type: ignore[arg-type]
+        view = _exam_view(session, _locked_exam(session, exam.exam_id))
     if completed_type:
         deps.metrics.exams_completed.labels(completed_type).inc()
     return view
@@ -518,10 +528,10 @@ def _resolve_exam(
                     reason="uid_mismatch",
                 )
         return exam
-    exam = repo.exam_by_study(session, description.study_instance_uid)
-    if exam is not None and not can_see(principal, _scope_of(exam)):
+    by_study = repo.exam_by_study(session, description.study_instance_uid)
+    if by_study is not None and not can_see(principal, _scope_of(by_study)):
         raise Forbidden(f"study {description.study_instance_uid} belongs to another institution")
-    return exam
+    return by_study
 
 
 def _claim(
@@ -655,7 +665,7 @@ def _store_valid(
                 received_via=_RECEIVED_VIA[channel],
                 duplicate=True,
             )
-            event.stored_at.CopyFrom(_ts(deps.clock()))
+            event.stored_at.CopyFrom(_stamp(deps.clock()))
             deps.outbox.emit(session, event, source=SOURCE, key=existing.study_instance_uid)
             repo.record_audit(
                 session,
@@ -690,7 +700,7 @@ def _store_valid(
                 received_via=_RECEIVED_VIA[channel],
                 duplicate=False,
             )
-            event.stored_at.CopyFrom(_ts(now))
+            event.stored_at.CopyFrom(_stamp(now))
             deps.outbox.emit(session, event, source=SOURCE, key=row.study_instance_uid)
             repo.record_audit(
                 session,
@@ -852,11 +862,12 @@ def append_upload(
     if row.interrupted:
         deps.metrics.upload_resumes.inc()
     with deps.sessions.begin() as session:
-        row = repo.get_upload(session, session_id)
-    assert row is not None
-    if new_offset < row.upload_length:
-        return AppendResult(row)
-    return AppendResult(row, _finish_upload(deps, principal, row))
+        current = repo.get_upload(session, session_id)
+    if current is None:
+        raise Gone(f"upload {session_id} was terminated while the chunk arrived")
+    if new_offset < current.upload_length:
+        return AppendResult(current)
+    return AppendResult(current, _finish_upload(deps, principal, current))
 
 
 def _open_parts(deps: IngestDeps, session_id: str) -> Iterator[bytes]:
