@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Row
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.auth import Principal
@@ -21,6 +22,14 @@ from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.common.problems import UnsupportedMediaType as UnsupportedMedia
 from sonobridge.ingest import handlers
+from sonobridge.ingest.adapters.frames import (
+    OCTET_STREAM,
+    check_frames,
+    frame_media_type,
+    parse_frame_numbers,
+    read_frames,
+    served_transfer_syntax,
+)
 from sonobridge.ingest.adapters.multipart import read_parts
 from sonobridge.ingest.adapters.orm import instances as t
 from sonobridge.ingest.adapters.rendering import MEDIA_TYPES, render_frame
@@ -343,6 +352,67 @@ def _spool_object(deps: IngestDeps, row: Row[Any]) -> Path:
     return Path(name)
 
 
+def _media_range(candidate: str) -> tuple[str, dict[str, str]]:
+    main, *params = candidate.split(";")
+    values: dict[str, str] = {}
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        values[name.strip().lower()] = value.strip().strip('"')
+    return main.strip().lower(), values
+
+
+def _frame_representation(accept: str | None, stored_syntax: str) -> tuple[str, str]:
+    """Pick (media type, transfer syntax) for frames from Accept; frames are never transcoded."""
+    natural = frame_media_type(stored_syntax)
+    syntax = served_transfer_syntax(stored_syntax)
+    if not accept:
+        return natural, syntax
+    for candidate in accept.split(","):
+        main, params = _media_range(candidate)
+        kind = params.get("type", "*/*").lower() if main == "multipart/related" else main
+        wanted = params.get("transfer-syntax")
+        matches = kind == "*/*" or kind == natural
+        matches = matches or (kind.endswith("/*") and natural.startswith(kind[:-1]))
+        if matches and wanted in (None, "*", syntax):
+            return natural, syntax
+        if kind == OCTET_STREAM and natural != OCTET_STREAM and wanted in ("*", stored_syntax):
+            # Cornerstone (OHIF) asks for octet-stream with transfer-syntax=* and picks its
+            # decoder from the part's transfer-syntax, so the compressed bitstream suits it.
+            return OCTET_STREAM, stored_syntax
+    raise NotAcceptable(
+        f"frames of this instance are served as stored: {natural}; transfer-syntax={syntax} "
+        f"(or application/octet-stream; transfer-syntax=*); no transcoding",
+        reason="not_acceptable",
+    )
+
+
+def _frame_stream(
+    path: Path, numbers: Sequence[int], media_type: str, syntax: str, boundary: str
+) -> Iterator[bytes]:
+    try:
+        for data in read_frames(path, numbers):
+            yield (
+                f"--{boundary}\r\nContent-Type: {media_type}; transfer-syntax={syntax}\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            ).encode()
+            yield data
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _prepare_frames(deps: IngestDeps, row: Row[Any], numbers: Sequence[int]) -> Path:
+    """Spool the instance and check the frames exist, so errors come before streaming starts."""
+    path = _spool_object(deps, row)
+    try:
+        check_frames(path, numbers)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _render(deps: IngestDeps, row: Row[Any], frame: int, media_type: str) -> bytes:
     path = _spool_object(deps, row)
     try:
@@ -586,14 +656,57 @@ def build_router(deps: IngestDeps) -> APIRouter:
         return await metadata(principal, study, series, sop)
 
     async def rendered(
-        request: Request, principal: Principal, study: str, series: str, sop: str, frame: int
+        request: Request,
+        principal: Principal,
+        study: str,
+        series: str | None,
+        sop: str | None,
+        frame: int,
     ) -> Response:
+        # Study and series rendering show the first frame of the first instance in series and
+        # instance number order: enough for a viewer's preview, not a rendering of every image.
         media_type = _rendered_type(request.headers.get("accept"))
         rows = await run_in_threadpool(lookup, principal, "retrieve_rendered", study, series, sop)
         if not rows:
             raise NotFound("no such instance")
         image = await run_in_threadpool(_render, deps, rows[0], frame, media_type)
         return Response(image, media_type=media_type)
+
+    @router.get("/studies/{study}/rendered")
+    async def rendered_study(study: str, request: Request, principal: CurrentPrincipal) -> Response:
+        return await rendered(request, principal, study, None, None, 1)
+
+    @router.get("/studies/{study}/series/{series}/rendered")
+    async def rendered_series(
+        study: str, series: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        return await rendered(request, principal, study, series, None, 1)
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
+    async def retrieve_frames(
+        study: str,
+        series: str,
+        sop: str,
+        frames: str,
+        request: Request,
+        principal: CurrentPrincipal,
+    ) -> Response:
+        numbers = parse_frame_numbers(frames)
+        rows = await run_in_threadpool(lookup, principal, "retrieve_frames", study, series, sop)
+        if not rows:
+            raise NotFound("no such instance")
+        row = rows[0]
+        media_type, syntax = _frame_representation(
+            request.headers.get("accept"), row.transfer_syntax_uid
+        )
+        path = await run_in_threadpool(_prepare_frames, deps, row, numbers)
+        boundary = uuid.uuid4().hex
+        return StreamingResponse(
+            _frame_stream(path, numbers, media_type, syntax, boundary),
+            media_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
+            # A client gone before the body starts never runs the stream's own clean-up.
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
     async def rendered_instance(
