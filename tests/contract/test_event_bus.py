@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections import defaultdict
 
+import pytest
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
@@ -198,3 +199,18 @@ def test_concurrent_publishers_lose_nothing(bus: EventBus, topic: str) -> None:
     assert sorted(r.value for r in got) == sorted(
         f"{w}:{i}".encode() for w in range(4) for i in range(25)
     )
+
+
+def test_readiness_check_passes_when_the_bus_answers(bus: EventBus) -> None:
+    bus.check()
+
+
+def test_kafka_readiness_check_fails_when_no_broker_answers() -> None:
+    from sonobridge.common.bus.kafka import KafkaEventBus
+
+    unreachable = KafkaEventBus("127.0.0.1:9")  # discard port: nothing speaks Kafka there
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - kafka-python raises several types
+            unreachable.check()
+    finally:
+        unreachable.close()

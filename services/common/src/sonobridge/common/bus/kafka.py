@@ -35,6 +35,7 @@ class KafkaEventBus:
         self.partitions = partitions
         self.replication_factor = replication_factor
         self._producer: KafkaProducer | None = None
+        self._probe: KafkaConsumer | None = None
         self._lock = threading.Lock()
 
     def _get_producer(self) -> KafkaProducer:
@@ -79,17 +80,18 @@ class KafkaEventBus:
             admin.close()
 
     def check(self) -> None:
-        """Raise if no broker answers."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=f"{self.client_id}-probe",
-            request_timeout_ms=5000,
-            api_version_auto_timeout_ms=5000,
-        )
-        try:
-            consumer.topics()
-        finally:
-            consumer.close()
+        """Raise if no broker answers a metadata request."""
+        with self._lock:
+            # One long-lived probe client: readiness is polled every few seconds.
+            if self._probe is None:
+                self._probe = KafkaConsumer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=f"{self.client_id}-probe",
+                    request_timeout_ms=5000,
+                    bootstrap_timeout_ms=5000,
+                )
+            probe = self._probe
+        probe.topics()
 
     def close(self) -> None:
         """Flush and close the producer."""
@@ -97,6 +99,9 @@ class KafkaEventBus:
             if self._producer is not None:
                 self._producer.close(timeout=10)
                 self._producer = None
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
 
 
 class KafkaSubscription:
