@@ -100,11 +100,17 @@ def test_expert_reads_signs_and_amends_a_nodule_report_that_alerts_the_coordinat
     assert read_all(node.store, report["pdf_object_key"]).startswith(b"%PDF")
     assert expert.post(f"/v1/reads/{read['read_id']}/sign").status_code == 409
 
-    amended = expert.post(
-        f"/v1/reports/{report['report_id']}/amend",
-        json={"reason": "size corrected", "conclusion": "甲状腺右叶结节 9 mm，建议随访。"},
-    )
+    amend_body = {"reason": "size corrected", "conclusion": "甲状腺右叶结节 9 mm，建议随访。"}
+    key = {"Idempotency-Key": "amend-1"}
+    amended = expert.post(f"/v1/reports/{report['report_id']}/amend", json=amend_body, headers=key)
     assert amended.status_code == 201, amended.text
+    # A retry with the same key (say, after a dropped response) adds no third version.
+    retried = expert.post(f"/v1/reports/{report['report_id']}/amend", json=amend_body, headers=key)
+    assert retried.status_code == 201 and retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json() == amended.json()
+    assert expert.get(f"/v1/reports/{report['report_id']}").json()["versions"] == [1, 2]
+    reused = expert.post(f"/v1/reads/{read['read_id']}/draft", json={"language": "en"}, headers=key)
+    assert reused.status_code == 422
     assert amended.json()["version"] == 2 and amended.json()["amended_from_version"] == 1
     old = expert.get(f"/v1/reports/{report['report_id']}", params={"version": 1}).json()
     assert old["superseded"] and old["conclusion"].startswith("甲状腺右叶结节（TI-RADS 3类）")

@@ -22,7 +22,12 @@ from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.reporting.adapters.fhir import build_bundle
-from sonobridge.reporting.adapters.repository import ReportingRepository, after_commit
+from sonobridge.reporting.adapters.repository import (
+    ReportingRepository,
+    after_commit,
+    remember_response,
+    stored_response,
+)
 from sonobridge.reporting.domain import reads as read_rules
 from sonobridge.reporting.domain.access import may_dispatch, may_read_on, may_view
 from sonobridge.reporting.domain.assignment import DutyRole, Shift, least_loaded, on_duty
@@ -1780,3 +1785,42 @@ def deliver_due(deps: Dependencies, sender: Any, limit: int = 50) -> int:
                     next_attempt_at=deps.clock() + timedelta(seconds=wait),
                 )
     return len(due)
+
+
+# ---------------------------------------------------------------------------------------------
+# Idempotent creates
+# ---------------------------------------------------------------------------------------------
+
+
+def idempotent(
+    deps: Dependencies,
+    principal: Principal,
+    key: str | None,
+    request: str,
+    create: Callable[[], dict[str, Any]],
+) -> tuple[dict[str, Any], bool]:
+    """Run `create` once per Idempotency-Key; a retry gets the first response (and True)."""
+    if key is None:
+        return create(), False
+    if not 1 <= len(key) <= 255:
+        raise InvalidInput("Idempotency-Key must be 1 to 255 characters")
+    with deps.sessions.begin() as session:
+        stored = stored_response(session, principal.user, key)
+    if stored is not None:
+        if stored["request"] != request:
+            raise InvalidInput("Idempotency-Key was already used for a different request")
+        return cast(dict[str, Any], stored["body"]), True
+    body = create()
+    # Remembered after the create commits: a crash in between makes a retry act again, which
+    # sign refuses (409) and draft repeats harmlessly; only amend could add a second version.
+    with deps.sessions.begin() as session:
+        remember_response(
+            session,
+            user=principal.user,
+            key=key,
+            request=request,
+            status=201,
+            body=body,
+            at=deps.clock(),
+        )
+    return body, False

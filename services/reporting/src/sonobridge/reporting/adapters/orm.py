@@ -228,3 +228,14 @@ audit_log = Table(
     Column("report_id", String(64), nullable=True, index=True),
     Column("detail", Text, nullable=False, default=""),
 )
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user", String(128), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request", String(512), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+)

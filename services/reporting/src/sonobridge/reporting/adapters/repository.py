@@ -408,3 +408,20 @@ class ReportingRepository:
         if report_id:
             query = query.where(t.c.report_id == report_id)
         return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
+
+
+def stored_response(session: Session, user: str, key: str) -> dict[str, Any] | None:
+    """Return the response remembered for a user's Idempotency-Key."""
+    t = orm.idempotency_keys
+    return as_dict(session.execute(select(t).where(t.c.user == user, t.c.key == key)).first())
+
+
+def remember_response(
+    session: Session, *, user: str, key: str, request: str, status: int, body: Any, at: datetime
+) -> None:
+    """Remember the response to a create so a retry with the same key gets it again."""
+    session.execute(
+        insert(orm.idempotency_keys).values(
+            user=user, key=key, request=request, status=status, body=body, created_at=at
+        )
+    )

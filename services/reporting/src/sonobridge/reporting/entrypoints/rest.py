@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -89,6 +89,10 @@ class RosterRequest(BaseModel):
     shifts: list[ShiftIn]
 
 
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+"""Clients send one per create; a retry with the same key returns the first response."""
+
+
 def create_router(deps: Dependencies) -> APIRouter:
     """Build the /v1 routes over the use cases."""
     router = APIRouter(prefix="/v1")
@@ -150,9 +154,25 @@ def create_router(deps: Dependencies) -> APIRouter:
     ) -> dict[str, Any]:
         return handlers.reassign_read(deps, principal, read_id, body.to_user)
 
+    def created(principal: Any, key: str | None, request: str, create: Any) -> JSONResponse:
+        body, replayed = handlers.idempotent(deps, principal, key, request, create)
+        return JSONResponse(
+            body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None
+        )
+
     @router.post("/reads/{read_id}/draft", status_code=201)
-    def new_draft(read_id: str, body: DraftRequest, principal: CurrentPrincipal) -> dict[str, Any]:
-        return handlers.create_draft(deps, principal, read_id, body.language)
+    def new_draft(
+        read_id: str,
+        body: DraftRequest,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        return created(
+            principal,
+            idempotency_key,
+            f"draft:{read_id}:{body.language}",
+            lambda: handlers.create_draft(deps, principal, read_id, body.language),
+        )
 
     @router.patch("/reads/{read_id}/draft")
     def change_draft(read_id: str, body: DraftEdit, principal: CurrentPrincipal) -> dict[str, Any]:
@@ -171,8 +191,15 @@ def create_router(deps: Dependencies) -> APIRouter:
         return {"verdicts": stored}
 
     @router.post("/reads/{read_id}/sign", status_code=201)
-    def sign(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
-        return handlers.sign_read(deps, principal, read_id)
+    def sign(
+        read_id: str, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        return created(
+            principal,
+            idempotency_key,
+            f"sign:{read_id}",
+            lambda: handlers.sign_read(deps, principal, read_id),
+        )
 
     @router.get("/reports/{report_id}")
     def report(
@@ -181,15 +208,25 @@ def create_router(deps: Dependencies) -> APIRouter:
         return handlers.get_report(deps, principal, report_id, version)
 
     @router.post("/reports/{report_id}/amend", status_code=201)
-    def amend(report_id: str, body: AmendRequest, principal: CurrentPrincipal) -> dict[str, Any]:
-        return handlers.amend_report(
-            deps,
+    def amend(
+        report_id: str,
+        body: AmendRequest,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        return created(
             principal,
-            report_id,
-            conclusion=body.conclusion,
-            findings_text=body.findings_text,
-            findings=body.findings,
-            reason=body.reason,
+            idempotency_key,
+            f"amend:{report_id}",
+            lambda: handlers.amend_report(
+                deps,
+                principal,
+                report_id,
+                conclusion=body.conclusion,
+                findings_text=body.findings_text,
+                findings=body.findings,
+                reason=body.reason,
+            ),
         )
 
     @router.get("/reports/{report_id}/versions/{version}/pdf")
