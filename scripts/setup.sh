@@ -20,6 +20,8 @@ if [[ "${1:-}" == "--infra" ]]; then
     apt_missing=()
     command -v storescu >/dev/null || apt_missing+=(dcmtk)
     command -v pdftoppm >/dev/null || apt_missing+=(poppler-utils)
+    # A CJK TrueType font the report PDFs embed, so Chinese renders in any viewer.
+    [[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]] || apt_missing+=(fonts-wqy-zenhei)
     if ((${#apt_missing[@]})); then
         [[ $(id -u) -eq 0 ]] || { echo "setup: need root to apt-get install ${apt_missing[*]}" >&2; exit 1; }
         echo "setup: apt-get install ${apt_missing[*]}"
