@@ -113,6 +113,14 @@ def build(
     metrics = InferenceMetrics(base.registry)
     models = build_model_server(settings, store, metrics)
     cfg = settings.inference
+    try:
+        modules = load_clinical_modules(models.registry)
+    except Exception:
+        # The quality check and probe health must keep serving when a clinical module's card
+        # or model is broken; the error is logged and counted, exams run without modules.
+        log.exception("clinical modules failed to load; exams run without them")
+        metrics.errors.labels("clinical-modules", "load").inc()
+        modules = []
     deps = handlers.Dependencies(
         models=models,
         store=store,
@@ -120,7 +128,7 @@ def build(
         metrics=metrics,
         clock=clock,
         sampling=FrameSampling(cfg.frames_per_instance),
-        modules=load_clinical_modules(models.registry),
+        modules=modules,
         instance_delay_seconds=cfg.instance_delay_seconds,
     )
 
