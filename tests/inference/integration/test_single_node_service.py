@@ -298,3 +298,57 @@ def test_exam_completed_yields_one_inference_completed_even_when_redelivered(ser
     wait_for(marker_done, timeout=120)
     assert study not in later
     assert _results(service, study) == 1
+
+
+class _MeasuringModule:
+    """A hand-written clinical module (the ExamModule port) that measures mean brightness."""
+
+    name, version, exam_types = "test-brightness", "0.1.0", frozenset({"thyroid"})
+
+    def run(self, frames):
+        from sonobridge.inference.modules import ModuleFinding, ModuleOutput
+
+        first = frames[0]
+        finding = ModuleFinding(
+            code="TEST-1",
+            code_system="urn:test",
+            display="mean brightness",
+            value=float(np.mean([f.pixels.mean() for f in frames])),
+            unit="1",
+            confidence=0.4,
+            low_confidence=True,
+            abnormal=False,
+            sop_instance_uid=first.sop_instance_uid,
+            attributes={"frames": str(len(frames))},
+        )
+        return ModuleOutput(
+            self.name, self.version, [finding], {"overlay.png": _png(first.pixels)}, {}
+        )
+
+
+def test_clinical_module_findings_reach_the_event_with_their_evidence(service):
+    service.host.deps.modules = [_MeasuringModule()]
+    try:
+        exam = store_exam(service.store, exam_type="thyroid", instances=2, frames=2, seed=61)
+        study = exam.context.study_instance_uid
+        publish(service.bus, EXAM_COMPLETED, wrap(exam, source="ingest", key=study))
+        sub = service.bus.subscribe(f"test-{study}", [INFERENCE_COMPLETED])
+
+        def mine() -> list:
+            return [
+                m
+                for m in (unpack(r.cloud_event()) for r in sub.poll(0.5))
+                if m.context.study_instance_uid == study
+            ]
+
+        done = wait_for(mine, timeout=120)[0]
+    finally:
+        service.host.deps.modules = []
+    (finding,) = done.findings
+    assert finding.model_name == "test-brightness" and finding.model_version == "0.1.0"
+    assert finding.HasField("value") and finding.low_confidence and finding.confidence == 0.4
+    assert finding.attributes["frames"] == "4"
+    prefix = f"derived/{study}/test-brightness/0.1.0/"
+    assert set(finding.evidence_object_keys) == {f"{prefix}findings.json", f"{prefix}overlay.png"}
+    assert all(service.store.stat(k) is not None for k in finding.evidence_object_keys)
+    assert ("test-brightness", "0.1.0") in {(m.name, m.version) for m in done.models}
