@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -92,14 +93,43 @@ class RosterRequest(BaseModel):
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 """Clients send one per create; a retry with the same key returns the first response."""
 
+IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
+"""The ETags a polling client already holds."""
+
+
+def entity_tag(content: bytes) -> str:
+    """Return the strong ETag of a representation: a digest of exactly the bytes sent."""
+    return f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    """True when If-None-Match names `etag` (weak comparison, as RFC 9110 asks) or is `*`."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or etag in (t.removeprefix("W/") for t in tags)
+
+
+def polled(body: dict[str, Any], if_none_match: str | None) -> Response:
+    """Answer a polled read with its ETag; 304 without a body when the client's copy is current."""
+    # The tag hashes the representation itself, so it moves exactly when what the client would
+    # see moves: a claim, a new draft revision, an amendment, an `overdue` flag turning true.
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    etag = entity_tag(content)
+    # no-cache: shared caches must not answer for another reader; clients revalidate each poll.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type="application/json", headers=headers)
+
 
 def create_router(deps: Dependencies) -> APIRouter:
     """Build the /v1 routes over the use cases."""
     router = APIRouter(prefix="/v1")
 
     @router.get("/worklists")
-    def worklists(principal: CurrentPrincipal) -> dict[str, Any]:
-        return {"worklists": handlers.list_worklists(deps, principal)}
+    def worklists(principal: CurrentPrincipal, if_none_match: IfNoneMatch = None) -> Response:
+        return polled({"worklists": handlers.list_worklists(deps, principal)}, if_none_match)
 
     @router.get("/reads")
     def reads(
@@ -109,7 +139,8 @@ def create_router(deps: Dependencies) -> APIRouter:
         assigned_to: str | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
+        if_none_match: IfNoneMatch = None,
+    ) -> Response:
         offset = handlers.decode_cursor(cursor)
         page, next_offset = handlers.list_reads(
             deps,
@@ -120,10 +151,11 @@ def create_router(deps: Dependencies) -> APIRouter:
             offset=offset,
             limit=limit,
         )
-        return {
+        body = {
             "reads": page,
             "next_cursor": handlers.encode_cursor(next_offset) if next_offset else None,
         }
+        return polled(body, if_none_match)
 
     @router.get("/worklists/{worklist}/reads")
     def worklist_reads(
@@ -133,12 +165,15 @@ def create_router(deps: Dependencies) -> APIRouter:
         assigned_to: str | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
-        return reads(principal, worklist, state, assigned_to, cursor, limit)
+        if_none_match: IfNoneMatch = None,
+    ) -> Response:
+        return reads(principal, worklist, state, assigned_to, cursor, limit, if_none_match)
 
     @router.get("/reads/{read_id}")
-    def read(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
-        return handlers.view_read(deps, principal, read_id)
+    def read(
+        read_id: str, principal: CurrentPrincipal, if_none_match: IfNoneMatch = None
+    ) -> Response:
+        return polled(handlers.view_read(deps, principal, read_id), if_none_match)
 
     @router.post("/reads/{read_id}/claim")
     def claim(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
@@ -203,9 +238,12 @@ def create_router(deps: Dependencies) -> APIRouter:
 
     @router.get("/reports/{report_id}")
     def report(
-        report_id: str, principal: CurrentPrincipal, version: Annotated[int, Query(ge=0)] = 0
-    ) -> dict[str, Any]:
-        return handlers.get_report(deps, principal, report_id, version)
+        report_id: str,
+        principal: CurrentPrincipal,
+        version: Annotated[int, Query(ge=0)] = 0,
+        if_none_match: IfNoneMatch = None,
+    ) -> Response:
+        return polled(handlers.get_report(deps, principal, report_id, version), if_none_match)
 
     @router.post("/reports/{report_id}/amend", status_code=201)
     def amend(
@@ -248,9 +286,11 @@ def create_router(deps: Dependencies) -> APIRouter:
 
     @router.get("/alerts")
     def alerts(
-        principal: CurrentPrincipal, state: Annotated[list[str] | None, Query()] = None
-    ) -> dict[str, Any]:
-        return {"alerts": handlers.list_alerts(deps, principal, state)}
+        principal: CurrentPrincipal,
+        state: Annotated[list[str] | None, Query()] = None,
+        if_none_match: IfNoneMatch = None,
+    ) -> Response:
+        return polled({"alerts": handlers.list_alerts(deps, principal, state)}, if_none_match)
 
     @router.post("/alerts/{alert_id}/acknowledge")
     def acknowledge(
@@ -271,11 +311,13 @@ def create_router(deps: Dependencies) -> APIRouter:
         principal: CurrentPrincipal,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
+        if_none_match: IfNoneMatch = None,
+    ) -> Response:
         after = handlers.decode_cursor(cursor)
         items = handlers.notifications(deps, principal, after, limit)
         last = items[-1]["id"] if items else after
-        return {"notifications": items, "next_cursor": handlers.encode_cursor(last)}
+        body = {"notifications": items, "next_cursor": handlers.encode_cursor(last)}
+        return polled(body, if_none_match)
 
     @router.get("/notifications/stream")
     async def stream(
