@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
+import pydicom
 import pytest
+from dicomweb_client.api import DICOMwebClient
 from ingest.ingest_support import (
     EXAM_COMPLETED,
     RunningIngest,
@@ -20,7 +24,9 @@ from ingest.ingest_support import (
     tus_patch,
     uids,
 )
+from pydicom.encaps import generate_frames
 
+from sonobridge.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.common.db import create_db_engine
 from sonobridge.common.objects.minio import MinioObjectStore
@@ -104,3 +110,35 @@ def test_stow_and_wado_round_trip_and_malformed_leaves_nothing_on_the_real_stack
     part = wado.content.split(b"\r\n\r\n", 1)[1]
     assert part.startswith(data)
     assert again.headers["SonoBridge-Duplicate"] == "true"
+
+
+def test_frames_and_grpc_exam_state_on_the_real_stack(stack_ingest) -> None:
+    data = pydicom_file("examples_ybr_color.dcm")
+    study, series, sop = uids(data)
+    with stack_ingest.client() as client:
+        exam_id = new_exam(client)
+        assert app_upload(client, exam_id, data).status_code == 204
+    expected = list(
+        generate_frames(pydicom.dcmread(io.BytesIO(data)).PixelData, number_of_frames=30)
+    )
+    dicomweb = DICOMwebClient(
+        url=f"{stack_ingest.base_url}/dicomweb",
+        headers={"Authorization": f"Bearer {stack_ingest.token()}"},
+    )
+    frames = dicomweb.retrieve_instance_frames(
+        study, series, sop, frame_numbers=[1, 30], media_types=("image/jpeg",)
+    )
+    assert frames == [expected[0], expected[29]]
+    channel = grpc.insecure_channel(f"127.0.0.1:{stack_ingest.host.app.state.grpc_port}")
+    try:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        auth = (("authorization", f"Bearer {stack_ingest.token()}"),)
+        exam = stub.GetExam(ingest_pb2.GetExamRequest(exam_id=exam_id), metadata=auth).exam
+        listed = stub.ListExamInstances(
+            ingest_pb2.ListExamInstancesRequest(exam_id=exam_id), metadata=auth
+        )
+    finally:
+        channel.close()
+    assert exam.state == ingest_pb2.EXAM_STATE_RECEIVING
+    assert exam.received_instance_count == 1 and exam.received_bytes == len(data)
+    assert [i.sop_instance_uid for i in listed.instances] == [sop]
