@@ -173,3 +173,129 @@ def carotid_metrics(module: ExamModule, held_out: list[SyntheticCase]) -> dict[s
         "accuracy_when_confident": float(np.mean(hi_ok)) if hi_ok else float("nan"),
         "accuracy_when_low_confidence": float(np.mean(low_ok)) if low_ok else float("nan"),
     }
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = float((a & b).sum())
+    return inter / max(float((a | b).sum()), 1.0)
+
+
+def visible_lesions(case: SyntheticCase, frame_index: int, min_area_mm2: float) -> list[dict]:
+    """Return the frame's true lesions that show in the field of view, with visible masks."""
+    px_area = case.spacing_mm[0] * case.spacing_mm[1]
+    out = []
+    for lesion in case.anatomy[frame_index]["lesions"]:
+        full = lesion["mask"]
+        vis = full & case.fov_mask
+        if vis.sum() * px_area >= min_area_mm2:
+            whole = bool(vis.sum() >= 0.95 * full.sum())
+            kind = "cystic" if lesion["kind"] == "cystic" else "solid"
+            out.append({**lesion, "visible": vis, "whole": whole, "kind2": kind})
+    return out
+
+
+def match(detections: list, truths: list[dict]) -> list[tuple[Any, dict | None, float]]:
+    """Greedily pair detections (most confident first) with true lesions at IoU >= 0.1."""
+    used: set[int] = set()
+    pairs = []
+    for d in sorted(detections, key=lambda c: -c.confidence):
+        best, best_iou = None, 0.1
+        for j, t in enumerate(truths):
+            if j not in used and (iou := _iou(d.mask, t["visible"])) >= best_iou:
+                best, best_iou = j, iou
+        if best is not None:
+            used.add(best)
+        pairs.append((d, None if best is None else truths[best], best_iou))
+    return pairs
+
+
+def lesion_metrics(module: Any, held_out: list[SyntheticCase]) -> dict[str, Any]:
+    """Score detection P/R, Dice, size MAE, kind accuracy and ECEs on the module's key frames."""
+    min_area = float(module.params["min_area_mm2"])
+    n_true = n_rep = n_hit = 0
+    dice, size_err, kind_ok, kind_conf, det_conf, det_ok, count_ok, low = ([] for _ in range(8))
+    for case in held_out:
+        out = module.run(case.frames)
+        key, found = module.detect(case.frames)
+        idx = 0 if key is None else key.frame_index
+        truths = visible_lesions(case, idx, min_area)
+        reported = [c for c in found if c.confidence >= module.report_above]
+        count = next(f for f in out.findings if f.code == "focal-lesion-count")
+        count_ok.append(int(count.value) == len(truths))
+        low.append(any(f.low_confidence for f in out.findings))
+        n_true += len(truths)
+        n_rep += len(reported)
+        for d, t, _ in match(found, truths):
+            det_conf.append(d.confidence)
+            det_ok.append(t is not None)
+            if t is None or d.confidence < module.report_above:
+                continue
+            n_hit += 1
+            inter = float((d.mask & t["visible"]).sum())
+            dice.append(2 * inter / (d.mask.sum() + t["visible"].sum()))
+            if t["whole"] and not d.touches_edge:
+                size_err.append(abs(d.diameter_mm - t["diameter_mm"]))
+            kind_ok.append(d.kind == t["kind2"])
+            kind_conf.append(d.kind_confidence)
+    return {
+        "exams": len(held_out),
+        "true_lesions": n_true,
+        "reported_lesions": n_rep,
+        "precision": n_hit / max(n_rep, 1),
+        "recall": n_hit / max(n_true, 1),
+        "dice_mean_matched": float(np.mean(dice)) if dice else float("nan"),
+        "size_mae_mm": float(np.mean(size_err)) if size_err else float("nan"),
+        "size_pairs": len(size_err),
+        "kind_accuracy": float(np.mean(kind_ok)) if kind_ok else float("nan"),
+        "kind_ece": _ece(kind_conf, kind_ok),
+        "detection_ece": _ece(det_conf, det_ok),
+        "count_accuracy": float(np.mean(count_ok)),
+        "low_confidence_fraction": float(np.mean(low)),
+    }
+
+
+def kidney_metrics(module: Any, held_out: list[SyntheticCase]) -> dict[str, Any]:
+    """Score kidney length, small call, echogenicity ratio and call, mask Dice and ECEs."""
+    len_err, len_err_whole, small_c, small_ok, echo_err, echo_c, echo_ok, dice, low = (
+        [] for _ in range(9)
+    )
+    found = 0
+    for case in held_out:
+        out = module.run(case.frames)
+        truth = case.anatomy[0]["kidney"]
+        low.append(any(f.low_confidence for f in out.findings))
+        length = _finding(out, "kidney-length")
+        if length is None:
+            continue
+        found += 1
+        err = abs(length.value - truth["length_mm"])
+        len_err.append(err)
+        if length.attributes.get("cut_off_by_image_edge") == "false":
+            len_err_whole.append(err)
+        small_c.append(length.confidence)
+        small_ok.append(length.abnormal == (truth["length_mm"] < module.small_mm))
+        frame = out.details["overlay_frame"]["frame_index"]
+        view = next(v for v in module.views([case.frames[frame]]))
+        t_mask = case.anatomy[frame]["kidney"]["mask"] & case.fov_mask
+        dice.append(2 * float((view.mask & t_mask).sum()) / (view.mask.sum() + t_mask.sum()))
+        echo = _finding(out, "kidney-cortical-echogenicity-ratio")
+        ref = case.extra.get("reference_echo")
+        if echo is not None and ref:
+            true_ratio = truth["cortical_echogenicity"] / ref
+            echo_err.append(abs(np.log(echo.value) - np.log(true_ratio)))
+            echo_c.append(echo.confidence)
+            echo_ok.append(echo.abnormal == (true_ratio >= module.echogenic_ratio))
+    return {
+        "exams": len(held_out),
+        "kidney_found": found,
+        "length_mae_mm": float(np.mean(len_err)),
+        "length_mae_mm_not_cut_off": float(np.mean(len_err_whole)) if len_err_whole else None,
+        "not_cut_off": len(len_err_whole),
+        "small_accuracy": float(np.mean(small_ok)),
+        "small_ece": _ece(small_c, small_ok),
+        "echo_ratio_mae_log": float(np.mean(echo_err)) if echo_err else float("nan"),
+        "echogenic_accuracy": float(np.mean(echo_ok)) if echo_ok else float("nan"),
+        "echogenic_ece": _ece(echo_c, echo_ok),
+        "mask_dice_mean": float(np.mean(dice)) if dice else float("nan"),
+        "low_confidence_fraction": float(np.mean(low)),
+    }

@@ -11,9 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from sonobridge.inference.modules import carotid
+from sonobridge.inference.modules import carotid, kidney, lesions
 from sonobridge.inference.modules.common import LoadedCard
-from sonobridge.inference.modules.held_out import Recipe, carotid_metrics, cases
+from sonobridge.inference.modules.held_out import (
+    Recipe,
+    carotid_metrics,
+    cases,
+    kidney_metrics,
+    lesion_metrics,
+    match,
+    visible_lesions,
+)
 from sonobridge.inference.training.clinical_fit import (
     fit_gaussian_error,
     fit_linear,
@@ -179,12 +187,332 @@ def carotid_card(params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
     }
 
 
+LESION_TYPES = ("thyroid", "liver", "abdomen")
+LESION_RECIPES = {
+    "train": Recipe(LESION_TYPES, seed=61, count=240, n_frames=1, n_lesions=None),
+    "calibration": Recipe(LESION_TYPES, seed=62, count=150, n_frames=1),
+    "held_out": Recipe(LESION_TYPES, seed=63, count=150, n_frames=2),
+}
+SEG_SIZE = 128
+LESION_SCALES = (3, 7, 15, 31)
+LESION_MIN_AREA_MM2 = 4.0
+LESION_SEG_THRESHOLD = 0.5
+
+
+def _ort(model) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _pixel_labels(case, size: int) -> np.ndarray:
+    h, w = case.frames[0].pixels.shape
+    lab = np.zeros((h, w), dtype=np.int64)
+    if "kidney" in case.anatomy[0]:
+        lab[case.anatomy[0]["kidney"]["mask"] & case.fov_mask] = 1
+    for lesion in case.anatomy[0]["lesions"]:
+        lab[lesion["mask"] & case.fov_mask] = 1 if lesion["kind"] == "cystic" else 2
+    # Majority class per output cell (frames are a multiple of the network size).
+    f = h // size
+    onehot = np.stack([(lab == k) for k in range(3)]).reshape(3, size, f, size, f).mean((2, 4))
+    return onehot.argmax(0)
+
+
+def _pixel_set(case_list, feat_session, spec, rng, per_class=300, classes=3):
+    from sonobridge.inference.imaging.preprocess import to_tensor
+
+    xs, ys = [], []
+    for case in case_list:
+        x = to_tensor(case.frames[0].pixels, spec)
+        feats = feat_session.run(["features"], {"image": x})[0][0]
+        labels = _pixel_labels(case, spec.height)
+        flat_f = feats.reshape(feats.shape[0], -1).T
+        flat_y = labels.ravel()
+        for k, n in [(0, per_class * 2)] + [(c, per_class) for c in range(1, classes)]:
+            idx = np.flatnonzero(flat_y == k)
+            if idx.size:
+                pick = rng.choice(idx, size=min(n, idx.size), replace=False)
+                xs.append(flat_f[pick])
+                ys.append(flat_y[pick])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def fit_lesions() -> dict[str, Any]:
+    """Train the pixel head, calibrate it, fit detection confidence and size; evaluate."""
+    from sonobridge.inference.imaging.preprocess import InputSpec
+    from sonobridge.inference.training.clinical_graphs import (
+        pixel_feature_model,
+        segmentation_model,
+    )
+    from sonobridge.inference.training.mlp import fit_temperature, train_head
+
+    t0 = time.time()
+    spec = InputSpec("image", SEG_SIZE, SEG_SIZE)
+    feat_session = _ort(pixel_feature_model(SEG_SIZE, LESION_SCALES))
+    rng = np.random.default_rng(64)
+    train = cases(LESION_RECIPES["train"])
+    calib = cases(LESION_RECIPES["calibration"])
+    fx, fy = _pixel_set(train, feat_session, spec, rng)
+    head = train_head(fx, fy, 3, seed=65, hidden=24, epochs=500, lr=0.01)
+    cx, cy = _pixel_set(calib, feat_session, spec, rng)
+    temperature = fit_temperature(head.logits(cx), cy)
+    model = segmentation_model(SEG_SIZE, LESION_SCALES, head, temperature, doc=lesions.NAME)
+    onnx_bytes = model.SerializeToString()
+    params = {
+        "segment_threshold": LESION_SEG_THRESHOLD,
+        "min_area_mm2": LESION_MIN_AREA_MM2,
+        "detection_logistic": [0.0, 0.0, 0.0, 0.0, 0.0],
+        "size_calibration": [1.0, 0.0],
+    }
+    card = lesion_card(params, temperature)
+    module = lesions.FocalLesionModule(LoadedCard(card, onnx_bytes))
+    feats, hits, sizes = [], [], []
+    for case in calib:
+        found = module.frame_candidates(case.frames[0])
+        truths = visible_lesions(case, 0, LESION_MIN_AREA_MM2)
+        for d, t, _ in match(found, truths):
+            feats.append(d.features())
+            hits.append(t is not None)
+            if t is not None and t["whole"] and not d.touches_edge:
+                sizes.append((d.feret_mm, t["diameter_mm"]))
+    w = fit_logistic(np.array(feats), np.array(hits))
+    sz = np.array(sizes)
+    params["detection_logistic"] = [float(v) for v in w]
+    params["size_calibration"] = list(fit_linear(sz[:, 0], sz[:, 1]))
+    card["parameters"] = params
+    card["training_data"]["pixels"] = {"train": len(fy), "calibration": len(cy)}
+    card["training_data"]["calibration_candidates"] = len(feats)
+    module = lesions.FocalLesionModule(LoadedCard(card, onnx_bytes))
+    card["held_out"] = lesion_metrics(module, cases(LESION_RECIPES["held_out"]))
+    card["training_data"]["fit_seconds"] = round(time.time() - t0, 1)
+    _write(lesions.NAME, lesions.VERSION, card, onnx_bytes)
+    return card
+
+
+def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
+    """Return the focal-lesion card (held-out metrics are added after evaluation)."""
+    return {
+        "name": lesions.NAME,
+        "version": lesions.VERSION,
+        "task": "Detect and segment focal lesions; count, longest diameter in mm, cystic vs solid",
+        "kind": "pixel segmentation network (ONNX) plus fitted region post-processing",
+        "exam_types": list(LESION_TYPES),
+        "input": {
+            "name": "image",
+            "shape": ["N", 1, SEG_SIZE, SEG_SIZE],
+            "dtype": "float32",
+            "preprocessing": {
+                "resize": f"whole frame to {SEG_SIZE}x{SEG_SIZE} with Pillow bilinear",
+                "resample": "bilinear",
+                "scale": 1.0 / 255.0,
+                "probabilities": "resized back to frame size (bilinear) before thresholding",
+            },
+        },
+        "outputs": {"probabilities": f"float32 [N, 3, {SEG_SIZE}, {SEG_SIZE}] softmax"},
+        "network": {
+            "features": f"fixed: intensity, box means at {list(LESION_SCALES)}, local std, "
+            "centre-surround differences, below-vs-above means (enhancement/shadowing), "
+            "field-of-view fraction, depth",
+            "head": "per-pixel MLP (24 ReLU units) as 1x1 convolutions, numpy Adam, seed 65",
+        },
+        "labels": list(lesions.CLASSES),
+        "codes": {
+            "system": "urn:sonobridge:finding",
+            "note": CODES_NOTE,
+            "findings": ["focal-lesion-count", "focal-lesion-cystic", "focal-lesion-solid"],
+            "units": {"focal-lesion-count": "{count}", "focal-lesion-*": "mm"},
+        },
+        "thresholds": {
+            "segment_threshold": LESION_SEG_THRESHOLD,
+            "min_area_mm2": LESION_MIN_AREA_MM2,
+            "report_if_confidence_at_least": 0.5,
+            "low_confidence_below": 0.7,
+            "low_confidence_also_when": "lesion touches the image edge (size may be cut off)",
+            "kind": "cystic if mean P(cystic) / (P(cystic) + P(solid)) >= 0.5 in the region",
+        },
+        "parameters": params,
+        "calibration": {
+            "pixels": "temperature scaling on calibration-split pixels",
+            "temperature": temperature,
+            "detection": "logistic regression on region (mean p, max p, log area, at edge) "
+            "fitted on calibration-split candidates matched at IoU >= 0.1",
+            "size": "linear map of max Feret diameter to true diameter (calibration split)",
+            "ece_bins": 10,
+        },
+        "training_data": {
+            "description": "Synthetic thyroid (linear), liver and abdomen (convex) frames with "
+            "0-2 elliptical cystic, hypoechoic or hyperechoic solid lesions and their masks; 20% "
+            "of exams carry a low-gain or motion-blur fault.",
+            "splits": {k: r.describe() for k, r in LESION_RECIPES.items()},
+            "fit_command": FIT_COMMAND,
+        },
+        "held_out": {},
+        "intended_use": "Flag focal lesions for follow-up in township thyroid and abdominal "
+        "exams; low-confidence results go to a county expert.",
+        "disclaimer": DISCLAIMER,
+        "sha256": None,
+    }
+
+
+KIDNEY_RECIPES = {
+    "train": Recipe(("kidney",), seed=71, count=200, n_frames=1, n_lesions=0),
+    "calibration": Recipe(("kidney",), seed=72, count=100, n_frames=1, n_lesions=0),
+    "held_out": Recipe(("kidney",), seed=73, count=120, n_frames=2, n_lesions=0),
+}
+KIDNEY_SCALES = (7, 15, 31, 63)
+
+
+def fit_kidney() -> dict[str, Any]:
+    """Train the kidney pixel head, fit length/echogenicity maps and error models; evaluate."""
+    from sonobridge.inference.imaging.preprocess import InputSpec
+    from sonobridge.inference.training.clinical_graphs import (
+        pixel_feature_model,
+        segmentation_model,
+    )
+    from sonobridge.inference.training.mlp import fit_temperature, train_head
+
+    t0 = time.time()
+    spec = InputSpec("image", SEG_SIZE, SEG_SIZE)
+    feat_session = _ort(pixel_feature_model(SEG_SIZE, KIDNEY_SCALES))
+    rng = np.random.default_rng(74)
+    train = cases(KIDNEY_RECIPES["train"])
+    calib = cases(KIDNEY_RECIPES["calibration"])
+    fx, fy = _pixel_set(train, feat_session, spec, rng, per_class=400, classes=2)
+    head = train_head(fx, fy, 2, seed=75, hidden=24, epochs=500, lr=0.01)
+    cx, cy = _pixel_set(calib, feat_session, spec, rng, per_class=400, classes=2)
+    temperature = fit_temperature(head.logits(cx), cy)
+    onnx_bytes = segmentation_model(
+        SEG_SIZE, KIDNEY_SCALES, head, temperature, doc=kidney.NAME
+    ).SerializeToString()
+    params: dict[str, Any] = {
+        "segment_threshold": 0.5,
+        "length_calibration": [1.0, 0.0],
+        "length_sigma_mm": 5.0,
+        "length_sigma_edge_mm": 10.0,
+        "echo_calibration": [1.0, 0.0],
+        "echo_sigma": 0.2,
+    }
+    card = kidney_card(params, temperature)
+    module = kidney.KidneyModule(LoadedCard(card, onnx_bytes))
+
+    def rows(case_list):
+        out = []
+        for case in case_list:
+            v = module.views(case.frames)
+            if v:
+                t = case.anatomy[0]["kidney"]
+                ratio = np.log(t["cortical_echogenicity"] / case.extra["reference_echo"])
+                out.append(
+                    (v[0].raw_length_mm, t["length_mm"], v[0].touches_edge, v[0].contrast, ratio)
+                )
+        return np.array(out, dtype=float)
+
+    tr = rows(train)
+    whole = tr[tr[:, 2] == 0]
+    params["length_calibration"] = list(fit_linear(whole[:, 0], whole[:, 1]))
+    ok = np.isfinite(tr[:, 3])
+    params["echo_calibration"] = list(fit_linear(tr[ok, 3], tr[ok, 4]))
+    ca = rows(calib)
+    a, b = params["length_calibration"]
+    res = a * ca[:, 0] + b - ca[:, 1]
+    s0 = float(np.sqrt(np.mean(res[ca[:, 2] == 0] ** 2)))
+    edge_res = res[ca[:, 2] == 1]
+    s_edge = float(np.sqrt(max(np.mean(edge_res**2) - s0**2, 0))) if edge_res.size else 3 * s0
+    ea, eb = params["echo_calibration"]
+    ok = np.isfinite(ca[:, 3])
+    s_echo = float(np.sqrt(np.mean((ea * ca[ok, 3] + eb - ca[ok, 4]) ** 2)))
+    params.update(length_sigma_mm=s0, length_sigma_edge_mm=s_edge, echo_sigma=s_echo)
+    card["parameters"] = params
+    card["training_data"]["pixels"] = {"train": len(fy), "calibration": len(cy)}
+    module = kidney.KidneyModule(LoadedCard(card, onnx_bytes))
+    card["held_out"] = kidney_metrics(module, cases(KIDNEY_RECIPES["held_out"]))
+    card["training_data"]["fit_seconds"] = round(time.time() - t0, 1)
+    _write(kidney.NAME, kidney.VERSION, card, onnx_bytes)
+    return card
+
+
+def kidney_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
+    """Return the kidney card (held-out metrics are added after evaluation)."""
+    return {
+        "name": kidney.NAME,
+        "version": kidney.VERSION,
+        "task": "Kidney long-axis length (mm) and cortical echogenicity relative to adjacent "
+        "parenchyma, with small and echogenic calls",
+        "kind": "pixel segmentation network (ONNX) plus fitted measurement maps",
+        "exam_types": ["kidney"],
+        "input": {
+            "name": "image",
+            "shape": ["N", 1, SEG_SIZE, SEG_SIZE],
+            "dtype": "float32",
+            "preprocessing": {
+                "resize": f"whole frame to {SEG_SIZE}x{SEG_SIZE} with Pillow bilinear",
+                "resample": "bilinear",
+                "scale": 1.0 / 255.0,
+                "probabilities": "resized back to frame size (bilinear) before thresholding",
+            },
+        },
+        "outputs": {"probabilities": f"float32 [N, 2, {SEG_SIZE}, {SEG_SIZE}] softmax"},
+        "network": {
+            "features": f"fixed: intensity, box means at {list(KIDNEY_SCALES)}, local std, "
+            "centre-surround differences, below-vs-above means, field-of-view fraction, depth",
+            "head": "per-pixel MLP (24 ReLU units) as 1x1 convolutions, numpy Adam, seed 75",
+        },
+        "measurement": {
+            "length": "largest region, closed and hole-filled; 4*sqrt(major-axis variance) "
+            "(exact for a filled ellipse), then a fitted linear map; median over frames whose "
+            "kidney does not touch the image edge",
+            "echogenicity": f"median grey of the cortex band {list(kidney.CORTEX_MM)} "
+            f"mm inside the capsule minus that of a {list(kidney.REFERENCE_MM)} mm band of "
+            "adjacent parenchyma outside it at the same depths (log-compressed image, so a grey "
+            "difference is a log ratio); fitted linear map to log(cortex / reference backscatter)",
+        },
+        "labels": list(kidney.CLASSES),
+        "codes": {
+            "system": "urn:sonobridge:finding",
+            "note": CODES_NOTE,
+            "findings": ["kidney-length", "kidney-cortical-echogenicity-ratio"],
+            "units": {"kidney-length": "mm", "kidney-cortical-echogenicity-ratio": "1"},
+        },
+        "thresholds": {
+            "segment_threshold": 0.5,
+            "small_below_mm": 90.0,
+            "echogenic_ratio_at_least": 1.0,
+            "low_confidence_below": 0.8,
+            "low_confidence_also_when": "kidney touches the image edge (length may be cut off)",
+            "configurable": "edit thresholds in card.json (e.g. small_below_mm) and bump version",
+        },
+        "parameters": params,
+        "calibration": {
+            "pixels": "temperature scaling on calibration-split pixels",
+            "temperature": temperature,
+            "confidence": "Gaussian error models: length sigma from calibration residuals "
+            "(extra term when cut off), echogenicity sigma from calibration log-ratio residuals",
+            "ece_bins": 10,
+        },
+        "training_data": {
+            "description": "Synthetic long-axis kidney cines (convex probe) with known length, "
+            "width, cortical backscatter and mask; reference = backscatter of the parenchyma "
+            "layer around the kidney (liver proxy); 20% of exams carry a low-gain or "
+            "motion-blur fault.",
+            "splits": {k: r.describe() for k, r in KIDNEY_RECIPES.items()},
+            "fit_command": FIT_COMMAND,
+        },
+        "held_out": {},
+        "intended_use": "Diabetic / chronic kidney disease screening in township kidney exams; "
+        "low-confidence results go to a county expert.",
+        "disclaimer": DISCLAIMER,
+        "sha256": None,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     """Fit every clinical module (or the ones named) and write models/<name>/<version>/."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("modules", nargs="*", default=["carotid-imt", "kidney", "focal-lesions"])
     args = parser.parse_args(argv)
-    fitters = {"carotid-imt": fit_carotid}
+    fitters = {"carotid-imt": fit_carotid, "kidney": fit_kidney, "focal-lesions": fit_lesions}
     for name in args.modules:
         t = time.time()
         card = fitters[name]()

@@ -1,0 +1,59 @@
+"""Print per-module latency per exam on CPU for the clinical modules (synthetic exams)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from sonobridge.inference.modules import load_clinical_modules
+from sonobridge.inference.modules.held_out import Recipe, cases
+from sonobridge.inference.runtime.providers import SessionConfig
+
+EXAMS = {
+    "carotid-imt": ("carotid", 384),
+    "kidney": ("kidney", 256),
+    "focal-lesions": ("thyroid", 256),
+}
+
+
+def main() -> None:
+    """Time module.run on a few synthetic exams per module and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--exams", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=8, help="frames per exam (cine sampling)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    config = SessionConfig(("CPUExecutionProvider",), intra_op_threads=args.threads)
+    modules = load_clinical_modules(config)
+    print(f"CPU, {args.threads} onnxruntime thread(s), {args.frames} frames per exam")
+    print(
+        f"{'module':<15} {'exam':<9} {'size':>5} {'p50 ms':>8} {'mean ms':>8} {'max ms':>8} "
+        f"{'ms/frame':>9}"
+    )
+    for module in modules:
+        exam_type, size = EXAMS[module.name]
+        recipe = Recipe(
+            (exam_type,),
+            seed=4242,
+            count=args.exams,
+            size=size,
+            n_frames=args.frames,
+            fault_rate=0.0,
+        )
+        exams = cases(recipe)
+        module.run(exams[0].frames)  # warm-up: session arenas, caches
+        times = []
+        for case in exams:
+            t = time.perf_counter()
+            module.run(case.frames)
+            times.append((time.perf_counter() - t) * 1000)
+        print(
+            f"{module.name:<15} {exam_type:<9} {size:>5} {statistics.median(times):>8.1f} "
+            f"{statistics.mean(times):>8.1f} {max(times):>8.1f} "
+            f"{statistics.mean(times) / args.frames:>9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

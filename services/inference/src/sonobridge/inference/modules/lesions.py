@@ -1,0 +1,233 @@
+"""Focal lesions: segment, count, size (mm) and call cystic vs solid, with confidence."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from sonobridge.inference.modules.base import ModuleFinding, ModuleFrame, ModuleOutput
+from sonobridge.inference.modules.common import (
+    FINDING_SYSTEM,
+    LoadedCard,
+    canvas,
+    gray,
+    load_card,
+    png_bytes,
+    sigmoid,
+    spacing_of,
+)
+from sonobridge.inference.modules.segmentation import PixelSegmenter
+
+NAME = "focal-lesions"
+VERSION = "1.0.0"
+CLASSES = ("background", "cystic", "solid")
+
+
+@dataclass
+class Candidate:
+    """A connected region of lesion probability with its features and calls."""
+
+    mask: np.ndarray
+    frame: ModuleFrame
+    area_mm2: float
+    feret_mm: float
+    mean_p: float
+    max_p: float
+    p_cystic: float
+    touches_edge: bool
+    confidence: float = 0.0
+    diameter_mm: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        """Return cystic or solid, whichever the network favours inside the region."""
+        return "cystic" if self.p_cystic >= 0.5 else "solid"
+
+    @property
+    def kind_confidence(self) -> float:
+        """Return the probability share of the chosen kind."""
+        return max(self.p_cystic, 1 - self.p_cystic)
+
+    def features(self) -> list[float]:
+        """Return the inputs of the fitted detection-confidence model."""
+        return [self.mean_p, self.max_p, np.log(self.area_mm2 + 1), float(self.touches_edge)]
+
+
+def feret_mm(mask: np.ndarray, spacing: tuple[float, float]) -> float:
+    """Return the longest distance across a region in mm (max Feret diameter)."""
+    rr, cc = np.nonzero(mask)
+    pts = np.c_[rr * spacing[0], cc * spacing[1]]
+    if len(pts) > 3:
+        with contextlib.suppress(QhullError):
+            pts = pts[ConvexHull(pts).vertices]
+    if len(pts) > 400:
+        pts = pts[:: len(pts) // 400 + 1]
+    d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).max() if len(pts) > 1 else 0
+    # Pixel centres understate the extent by about one pixel.
+    return float(d + np.mean(spacing))
+
+
+def candidates(
+    probs: np.ndarray, frame: ModuleFrame, spacing: tuple[float, float], params: dict[str, Any]
+) -> list[Candidate]:
+    """Threshold the lesion probability, split into regions and describe each."""
+    p_lesion = probs[1] + probs[2]
+    mask = p_lesion >= params["segment_threshold"]
+    mask = ndimage.binary_opening(mask, iterations=1)
+    labels, n = ndimage.label(mask)
+    fov = ndimage.binary_erosion(gray(frame) > 2, iterations=3)
+    px_area = spacing[0] * spacing[1]
+    out = []
+    for k in range(1, n + 1):
+        m = labels == k
+        area = float(m.sum() * px_area)
+        if area < params["min_area_mm2"]:
+            continue
+        pc, ps = float(probs[1][m].mean()), float(probs[2][m].mean())
+        out.append(
+            Candidate(
+                mask=m,
+                frame=frame,
+                area_mm2=area,
+                feret_mm=feret_mm(m, spacing),
+                mean_p=float(p_lesion[m].mean()),
+                max_p=float(p_lesion[m].max()),
+                p_cystic=pc / max(pc + ps, 1e-9),
+                touches_edge=bool((m & ~fov).any()),
+            )
+        )
+    return out
+
+
+class FocalLesionModule:
+    """Detect and segment focal lesions in thyroid, liver and abdomen exams."""
+
+    name = NAME
+    version = VERSION
+    exam_types = frozenset({"thyroid", "liver", "abdomen"})
+
+    def __init__(self, card: LoadedCard, runtime: object | None = None) -> None:
+        if card.onnx is None:
+            raise ValueError("focal-lesions card has no model.onnx")
+        self.card = card.raw
+        self.params = card.parameters
+        self.segmenter = PixelSegmenter(card.onnx, card.raw["input"], runtime)
+        t = card.raw["thresholds"]
+        self.report_above = float(t["report_if_confidence_at_least"])
+        self.low_conf = float(t["low_confidence_below"])
+
+    def frame_candidates(self, frame: ModuleFrame) -> list[Candidate]:
+        """Return every candidate region in one frame with calibrated confidence and size."""
+        sp = spacing_of(frame)
+        if sp is None:
+            return []
+        probs = self.segmenter.probabilities(gray(frame).astype(np.uint8))
+        found = candidates(probs, frame, sp, self.params)
+        w = np.asarray(self.params["detection_logistic"])
+        a, b = self.params["size_calibration"]
+        for c in found:
+            c.confidence = float(sigmoid(w[0] + np.dot(w[1:], c.features())))
+            c.diameter_mm = float(a * c.feret_mm + b)
+        return found
+
+    def detect(self, frames: Sequence[ModuleFrame]) -> tuple[ModuleFrame | None, list[Candidate]]:
+        """Pick the key frame (most confident detections) and return its candidates."""
+        best: tuple[float, ModuleFrame | None, list[Candidate]] = (-1.0, None, [])
+        for frame in frames:
+            found = self.frame_candidates(frame)
+            score = sum(c.confidence for c in found if c.confidence >= self.report_above)
+            if score > best[0]:
+                best = (score, frame, found)
+        return best[1], best[2]
+
+    def run(self, frames: Sequence[ModuleFrame]) -> ModuleOutput:
+        """Report lesion count, and per lesion its size in mm and cystic vs solid."""
+        key, found = self.detect(frames)
+        reported = sorted(
+            (c for c in found if c.confidence >= self.report_above),
+            key=lambda c: -c.diameter_mm,
+        )
+        uid = key.sop_instance_uid if key else (frames[0].sop_instance_uid if frames else "")
+        findings = []
+        for i, c in enumerate(reported, start=1):
+            conf = c.confidence * c.kind_confidence
+            noun = "cyst" if c.kind == "cystic" else "nodule"
+            findings.append(
+                ModuleFinding(
+                    code=f"focal-lesion-{c.kind}",
+                    code_system=FINDING_SYSTEM,
+                    display=f"Focal lesion {i}: {noun} {c.diameter_mm:.0f} mm, {c.kind}",
+                    value=round(c.diameter_mm, 1),
+                    unit="mm",
+                    confidence=round(conf, 4),
+                    low_confidence=conf < self.low_conf or c.touches_edge,
+                    abnormal=True,
+                    sop_instance_uid=uid,
+                    attributes={
+                        "index": str(i),
+                        "kind": c.kind,
+                        "detection_confidence": f"{c.confidence:.3f}",
+                        "kind_confidence": f"{c.kind_confidence:.3f}",
+                        "area_mm2": f"{c.area_mm2:.1f}",
+                        "at_image_edge": str(c.touches_edge).lower(),
+                    },
+                )
+            )
+        doubtful = [c for c in found if self.low_conf * 0.5 <= c.confidence < self.report_above]
+        count_conf = float(
+            np.prod([max(c.confidence, 1 - c.confidence) for c in found]) if found else 1.0
+        )
+        findings.insert(
+            0,
+            ModuleFinding(
+                code="focal-lesion-count",
+                code_system=FINDING_SYSTEM,
+                display=f"Focal lesions: {len(reported)}",
+                value=float(len(reported)),
+                unit="{count}",
+                confidence=round(count_conf, 4),
+                low_confidence=count_conf < self.low_conf or key is None,
+                abnormal=bool(reported),
+                sop_instance_uid=uid,
+                attributes={"uncertain_regions": str(len(doubtful))},
+            ),
+        )
+        overlays = {f"{NAME}.png": self._overlay(key, reported)} if key is not None else {}
+        details = {
+            "frames": len(frames),
+            "key_frame": None
+            if key is None
+            else {"sop_instance_uid": uid, "frame_index": key.frame_index},
+            "candidates": [
+                {
+                    "diameter_mm": c.diameter_mm,
+                    "kind": c.kind,
+                    "confidence": c.confidence,
+                    "reported": c.confidence >= self.report_above,
+                }
+                for c in found
+            ],
+        }
+        return ModuleOutput(NAME, VERSION, findings, overlays, details)
+
+    def _overlay(self, frame: ModuleFrame, reported: list[Candidate]) -> bytes:
+        img, draw = canvas(gray(frame).astype(np.uint8))
+        for i, c in enumerate(reported, start=1):
+            edge = c.mask & ~ndimage.binary_erosion(c.mask)
+            rr, cc = np.nonzero(edge)
+            colour = (0, 200, 255) if c.kind == "cystic" else (255, 120, 0)
+            draw.point(list(zip(cc.tolist(), rr.tolist(), strict=True)), fill=colour)
+            r0, c0 = rr.min(), cc.min()
+            draw.text((c0, max(r0 - 12, 0)), f"{i}: {c.diameter_mm:.0f} mm {c.kind}", fill=colour)
+        return png_bytes(img)
+
+
+def load(runtime: object | None = None) -> FocalLesionModule:
+    """Load the focal-lesion module and its network from the card."""
+    return FocalLesionModule(load_card(NAME, VERSION, runtime), runtime)
