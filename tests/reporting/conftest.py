@@ -253,3 +253,43 @@ def start_node(tmp_path: Path, issuer: LocalIssuer) -> Iterator[Callable[..., No
     for node in started:
         if not node.host.stop_event.is_set():
             node.stop()
+
+
+NODULE = "237495005"
+
+
+def route_nodule_exam(node: Node, study: str, timeout: float = 20.0) -> tuple[httpx.Client, str]:
+    """Roster dr-wang on county-thyroid, route a thyroid-nodule exam; return his client and read."""
+    admin = node.client("admin-1", ["admin"], "county-hospital")
+    shift = {
+        "user": "dr-wang",
+        "role": "primary",
+        "starts_at": DAY0.isoformat(),
+        "ends_at": (DAY0 + timedelta(days=1)).isoformat(),
+    }
+    admin.put("/v1/rosters/county-thyroid", json={"shifts": [shift]}).raise_for_status()
+    send(node.bus, exam_completed(study), source="ingest")
+    nodule = finding(NODULE, "thyroid nodule", 0.91, abnormal=True)
+    send(node.bus, inference_completed(study, findings=[nodule]))
+    expert = node.client("dr-wang", ["expert"], "county-hospital")
+    found = wait_until(
+        lambda: [
+            r for r in expert.get("/v1/reads").json()["reads"] if r["study_instance_uid"] == study
+        ],
+        timeout=timeout,
+        what="routed read",
+    )
+    return expert, str(found[0]["read_id"])
+
+
+def prepare_to_sign(expert: httpx.Client, read_id: str) -> None:
+    """Claim the read, draft a nodule conclusion and agree with the AI finding."""
+    expert.post(f"/v1/reads/{read_id}/claim").raise_for_status()
+    expert.post(f"/v1/reads/{read_id}/draft", json={"language": "zh"}).raise_for_status()
+    expert.patch(
+        f"/v1/reads/{read_id}/draft", json={"conclusion": "甲状腺右叶结节，建议随访。"}
+    ).raise_for_status()
+    expert.put(
+        f"/v1/reads/{read_id}/verdicts",
+        json={"verdicts": [{"finding_code": NODULE, "verdict": "agree"}]},
+    ).raise_for_status()

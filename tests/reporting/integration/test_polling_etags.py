@@ -6,49 +6,17 @@ from datetime import timedelta
 
 import httpx
 
-from ..conftest import DAY0, exam_completed, finding, inference_completed, send, wait_until
+from ..conftest import prepare_to_sign, route_nodule_exam, wait_until
 
 STUDY = "1.2.826.0.1.3680043.10.9.1"
 
 
-def _roster(admin: httpx.Client) -> None:
-    body = {
-        "shifts": [
-            {
-                "user": "dr-wang",
-                "role": "primary",
-                "starts_at": DAY0.isoformat(),
-                "ends_at": (DAY0 + timedelta(days=1)).isoformat(),
-            }
-        ]
-    }
-    admin.put("/v1/rosters/county-thyroid", json=body).raise_for_status()
-
-
 def _route_nodule_exam(node) -> tuple[httpx.Client, str]:
-    _roster(node.client("admin-1", ["admin"], "county-hospital"))
-    send(node.bus, exam_completed(STUDY), source="ingest")
-    send(
-        node.bus,
-        inference_completed(
-            STUDY, findings=[finding("237495005", "thyroid nodule", 0.91, abnormal=True)]
-        ),
-    )
-    expert = node.client("dr-wang", ["expert"], "county-hospital")
-    reads = wait_until(lambda: expert.get("/v1/reads").json()["reads"], what="routed read")
-    return expert, reads[0]["read_id"]
+    return route_nodule_exam(node, STUDY)
 
 
 def _sign(expert: httpx.Client, read_id: str) -> str:
-    expert.post(f"/v1/reads/{read_id}/claim").raise_for_status()
-    expert.post(f"/v1/reads/{read_id}/draft", json={"language": "zh"}).raise_for_status()
-    expert.patch(
-        f"/v1/reads/{read_id}/draft", json={"conclusion": "甲状腺右叶结节，建议随访。"}
-    ).raise_for_status()
-    expert.put(
-        f"/v1/reads/{read_id}/verdicts",
-        json={"verdicts": [{"finding_code": "237495005", "verdict": "agree"}]},
-    ).raise_for_status()
+    prepare_to_sign(expert, read_id)
     signed = expert.post(f"/v1/reads/{read_id}/sign")
     assert signed.status_code == 201, signed.text
     return str(signed.json()["report_id"])

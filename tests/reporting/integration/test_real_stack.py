@@ -29,9 +29,12 @@ from ..conftest import (
     exam_completed,
     finding,
     inference_completed,
+    prepare_to_sign,
+    route_nodule_exam,
     send,
     wait_until,
 )
+from .test_idempotent_changes import amend_concurrently
 
 pytestmark = pytest.mark.infra
 
@@ -226,3 +229,19 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
 def _inbox_ids(node: Node) -> set[str]:
     with node.deps.sessions.begin() as s:
         return {r[0] for r in s.execute(select(orm.inbox.c.event_id)).all()}
+
+
+def test_concurrent_amendments_with_one_key_add_one_version_on_postgres(start_cluster_node):
+    node = start_cluster_node(FakeClock(DAY0))
+    study = f"1.2.826.0.1.3680043.10.12.{uuid.uuid4().int % 10**8}"
+    expert, read_id = route_nodule_exam(node, study, timeout=90)
+    prepare_to_sign(expert, read_id)
+    report_id = expert.post(f"/v1/reads/{read_id}/sign").json()["report_id"]
+
+    # PostgreSQL lets the racers run side by side: the losers wait on the key's row, fail on
+    # its primary key, roll back whole and replay the winner's answer.
+    responses = amend_concurrently(node, expert, report_id, 8)
+    assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
+    assert len({r.text for r in responses}) == 1
+    assert sum("Idempotent-Replayed" not in r.headers for r in responses) == 1
+    assert expert.get(f"/v1/reports/{report_id}").json()["versions"] == [1, 2]

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1 import events_pb2
@@ -26,6 +27,7 @@ from sonobridge.reporting.adapters.repository import (
     ReportingRepository,
     after_commit,
     remember_response,
+    reserve_key,
     stored_response,
 )
 from sonobridge.reporting.domain import reads as read_rules
@@ -795,9 +797,11 @@ def _change_read(
     read_id: str,
     action: str,
     change: Callable[[ReportingRepository, dict[str, Any], WorklistSpec], Read],
-) -> dict[str, Any]:
+    key: RequestKey | None,
+) -> Outcome:
     now = deps.clock()
-    with deps.sessions.begin() as session:
+
+    def work(session: Session) -> dict[str, Any]:
         repo = ReportingRepository(session)
         read = _visible_read(repo, deps, principal, read_id, lock=True)
         spec = deps.policy.worklist(read["worklist"])
@@ -825,11 +829,15 @@ def _change_read(
                 },
             )
         fresh = repo.read(read_id)
-    assert fresh is not None
-    return read_summary(fresh, now)
+        assert fresh is not None
+        return read_summary(fresh, now)
+
+    return once(deps, principal, key, 200, work)
 
 
-def claim_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[str, Any]:
+def claim_read(
+    deps: Dependencies, principal: Principal, read_id: str, key: RequestKey | None = None
+) -> Outcome:
     """Take a read to work on it."""
 
     def change(repo: ReportingRepository, read: dict[str, Any], spec: WorklistSpec) -> Read:
@@ -840,10 +848,12 @@ def claim_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[s
             )
         return read_rules.claim(_domain_read(read), principal.user)
 
-    return _change_read(deps, principal, read_id, "claimed", change)
+    return _change_read(deps, principal, read_id, "claimed", change, key)
 
 
-def release_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[str, Any]:
+def release_read(
+    deps: Dependencies, principal: Principal, read_id: str, key: RequestKey | None = None
+) -> Outcome:
     """Put a claimed read back on its worklist."""
 
     def change(repo: ReportingRepository, read: dict[str, Any], spec: WorklistSpec) -> Read:
@@ -851,12 +861,16 @@ def release_read(deps: Dependencies, principal: Principal, read_id: str) -> dict
             _domain_read(read), principal.user, may_override=may_dispatch(principal)
         )
 
-    return _change_read(deps, principal, read_id, "released", change)
+    return _change_read(deps, principal, read_id, "released", change, key)
 
 
 def reassign_read(
-    deps: Dependencies, principal: Principal, read_id: str, to_user: str
-) -> dict[str, Any]:
+    deps: Dependencies,
+    principal: Principal,
+    read_id: str,
+    to_user: str,
+    key: RequestKey | None = None,
+) -> Outcome:
     """Give a read to another reader (dispatchers), or pass one's own claim on."""
     if not to_user:
         raise InvalidInput("to_user must not be empty")
@@ -870,7 +884,7 @@ def reassign_read(
             raise InvalidInput(f"{to_user} is not on the roster of {spec.name}")
         return read_rules.reassign(_domain_read(read), to_user)
 
-    return _change_read(deps, principal, read_id, "reassigned", change)
+    return _change_read(deps, principal, read_id, "reassigned", change, key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -888,11 +902,16 @@ def _require_reader(principal: Principal, deps: Dependencies, read: dict[str, An
 
 
 def create_draft(
-    deps: Dependencies, principal: Principal, read_id: str, language: str
-) -> dict[str, Any]:
+    deps: Dependencies,
+    principal: Principal,
+    read_id: str,
+    language: str,
+    key: RequestKey | None = None,
+) -> Outcome:
     """Start a draft from the exam type's template and the AI findings (replaces a draft)."""
     now = deps.clock()
-    with deps.sessions.begin() as session:
+
+    def work(session: Session) -> dict[str, Any]:
         repo = ReportingRepository(session)
         read = _visible_read(repo, deps, principal, read_id, lock=True)
         _require_reader(principal, deps, read)
@@ -913,7 +932,9 @@ def create_draft(
         }
         repo.put_draft(values)
         _audit(repo, deps, principal, "draft_created", read_id=read_id, detail=language)
-    return _draft_view(values)
+        return _draft_view(values)
+
+    return once(deps, principal, key, 201, work)
 
 
 def edit_draft(
@@ -1002,10 +1023,13 @@ def record_verdicts(
     return [_verdict_view(v) for v in stored]
 
 
-def sign_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[str, Any]:
+def sign_read(
+    deps: Dependencies, principal: Principal, read_id: str, key: RequestKey | None = None
+) -> Outcome:
     """Sign the read's draft as report version 1: events, PDF, FHIR, webhooks, follow-up."""
     now = deps.clock()
-    with deps.sessions.begin() as session:
+
+    def work(session: Session) -> dict[str, Any]:
         repo = ReportingRepository(session)
         read = _visible_read(repo, deps, principal, read_id, lock=True)
         _require_reader(principal, deps, read)
@@ -1062,7 +1086,9 @@ def sign_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[st
                 ).inc()
 
         after_commit(session, count)
-    return version_view(version)
+        return version_view(version)
+
+    return once(deps, principal, key, 201, work)
 
 
 def amend_report(
@@ -1074,12 +1100,14 @@ def amend_report(
     findings_text: str | None,
     findings: list[dict[str, Any]] | None,
     reason: str,
-) -> dict[str, Any]:
+    key: RequestKey | None = None,
+) -> Outcome:
     """Sign a new version of a report; earlier versions stay as they were."""
     if not reason.strip():
         raise InvalidInput("an amendment needs a reason")
     now = deps.clock()
-    with deps.sessions.begin() as session:
+
+    def work(session: Session) -> dict[str, Any]:
         repo = ReportingRepository(session)
         versions = repo.report_versions(report_id)
         if not versions:
@@ -1130,7 +1158,9 @@ def amend_report(
             report_id=report_id,
             detail=reason,
         )
-    return version_view(version)
+        return version_view(version)
+
+    return once(deps, principal, key, 201, work)
 
 
 def _store_version(
@@ -1560,13 +1590,19 @@ def list_alerts(
 
 
 def change_alert(
-    deps: Dependencies, principal: Principal, alert_id: str, action: str, note: str = ""
-) -> dict[str, Any]:
+    deps: Dependencies,
+    principal: Principal,
+    alert_id: str,
+    action: str,
+    note: str = "",
+    key: RequestKey | None = None,
+) -> Outcome:
     """Acknowledge or close a follow-up alert (coordinators of its institution)."""
     if not principal.has_role("coordinator", "admin"):
         raise Forbidden("only a follow-up coordinator may acknowledge or close alerts")
     now = deps.clock()
-    with deps.sessions.begin() as session:
+
+    def work(session: Session) -> dict[str, Any]:
         repo = ReportingRepository(session)
         alert = repo.alert(alert_id)
         if alert is None or (
@@ -1605,8 +1641,10 @@ def change_alert(
             detail=note,
         )
         fresh = repo.alert(alert_id)
-    assert fresh is not None
-    return _alert_view(fresh)
+        assert fresh is not None
+        return _alert_view(fresh)
+
+    return once(deps, principal, key, 200, work)
 
 
 def encode_cursor(value: int) -> str:
@@ -1792,35 +1830,67 @@ def deliver_due(deps: Dependencies, sender: Any, limit: int = 50) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def idempotent(
+@dataclass(frozen=True)
+class RequestKey:
+    """A client's Idempotency-Key and a fingerprint of the request it came with."""
+
+    value: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a change answered, and whether it replays the first answer given to its key."""
+
+    body: dict[str, Any]
+    status: int
+    replayed: bool = False
+
+
+def _replay(stored: dict[str, Any], key: RequestKey) -> Outcome:
+    if stored["request"] != key.fingerprint:
+        raise InvalidInput(
+            "Idempotency-Key was already used for a different request",
+            idempotency_key=key.value,
+        )
+    return Outcome(cast(dict[str, Any], stored["body"]), int(stored["status"]), replayed=True)
+
+
+def once(
     deps: Dependencies,
     principal: Principal,
-    key: str | None,
-    request: str,
-    create: Callable[[], dict[str, Any]],
-) -> tuple[dict[str, Any], bool]:
-    """Run `create` once per Idempotency-Key; a retry gets the first response (and True)."""
+    key: RequestKey | None,
+    status: int,
+    work: Callable[[Session], dict[str, Any]],
+) -> Outcome:
+    """Run a change in one transaction with its Idempotency-Key, or replay the key's answer."""
     if key is None:
-        return create(), False
-    if not 1 <= len(key) <= 255:
+        with deps.sessions.begin() as session:
+            return Outcome(work(session), status)
+    if not 1 <= len(key.value) <= 255:
         raise InvalidInput("Idempotency-Key must be 1 to 255 characters")
-    with deps.sessions.begin() as session:
-        stored = stored_response(session, principal.user, key)
-    if stored is not None:
-        if stored["request"] != request:
-            raise InvalidInput("Idempotency-Key was already used for a different request")
-        return cast(dict[str, Any], stored["body"]), True
-    body = create()
-    # Remembered after the create commits: a crash in between makes a retry act again, which
-    # sign refuses (409) and draft repeats harmlessly; only amend could add a second version.
-    with deps.sessions.begin() as session:
-        remember_response(
-            session,
-            user=principal.user,
-            key=key,
-            request=request,
-            status=201,
-            body=body,
-            at=deps.clock(),
-        )
-    return body, False
+    try:
+        with deps.sessions.begin() as session:
+            stored = stored_response(session, principal.user, key.value)
+            if stored is not None:
+                return _replay(stored, key)
+            # The key row goes in first: a concurrent request with the same key then waits on
+            # it (PostgreSQL) or on the write lock (SQLite) rather than on the read, and fails
+            # on the primary key instead of acting twice. The change, its events and the answer
+            # commit together, so there is no moment where one exists without the other.
+            reserve_key(
+                session,
+                user=principal.user,
+                key=key.value,
+                request=key.fingerprint,
+                at=deps.clock(),
+            )
+            body = work(session)
+            remember_response(session, user=principal.user, key=key.value, status=status, body=body)
+        return Outcome(body, status)
+    except IntegrityError:
+        with deps.sessions.begin() as session:
+            stored = stored_response(session, principal.user, key.value)
+        if stored is None:
+            raise
+        return _replay(stored, key)

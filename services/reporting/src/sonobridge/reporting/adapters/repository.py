@@ -416,12 +416,18 @@ def stored_response(session: Session, user: str, key: str) -> dict[str, Any] | N
     return as_dict(session.execute(select(t).where(t.c.user == user, t.c.key == key)).first())
 
 
-def remember_response(
-    session: Session, *, user: str, key: str, request: str, status: int, body: Any, at: datetime
-) -> None:
-    """Remember the response to a create so a retry with the same key gets it again."""
+def reserve_key(session: Session, *, user: str, key: str, request: str, at: datetime) -> None:
+    """Insert a user's Idempotency-Key before the change it guards (IntegrityError if taken)."""
     session.execute(
         insert(orm.idempotency_keys).values(
-            user=user, key=key, request=request, status=status, body=body, created_at=at
+            user=user, key=key, request=request, status=0, body={}, created_at=at
         )
+    )
+
+
+def remember_response(session: Session, *, user: str, key: str, status: int, body: Any) -> None:
+    """Store the answer on a reserved key, in the transaction of the change it answers."""
+    t = orm.idempotency_keys
+    session.execute(
+        update(t).where(t.c.user == user, t.c.key == key).values(status=status, body=body)
     )

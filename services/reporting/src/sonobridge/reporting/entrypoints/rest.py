@@ -19,7 +19,7 @@ from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.objects.ports import read_all
 from sonobridge.common.problems import InvalidInput
 from sonobridge.reporting import handlers
-from sonobridge.reporting.handlers import Dependencies
+from sonobridge.reporting.handlers import Dependencies, Outcome, RequestKey
 
 
 class DraftRequest(BaseModel):
@@ -92,6 +92,24 @@ class RosterRequest(BaseModel):
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 """Clients send one per create; a retry with the same key returns the first response."""
+
+
+def request_key(key: str | None, request: Request, body: BaseModel | None) -> RequestKey | None:
+    """Pair an Idempotency-Key with a digest of the method, path and parsed body it came with."""
+    if key is None:
+        return None
+    payload = body.model_dump(mode="json") if body is not None else None
+    canonical = json.dumps(
+        [request.method, request.url.path, payload], sort_keys=True, separators=(",", ":")
+    )
+    return RequestKey(key, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def answer(outcome: Outcome) -> JSONResponse:
+    """Render a change's outcome; a replay says so in `Idempotent-Replayed`."""
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+
 
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
 """The ETags a polling client already holds."""
@@ -176,38 +194,46 @@ def create_router(deps: Dependencies) -> APIRouter:
         return polled(handlers.view_read(deps, principal, read_id), if_none_match)
 
     @router.post("/reads/{read_id}/claim")
-    def claim(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
-        return handlers.claim_read(deps, principal, read_id)
+    def claim(
+        read_id: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        key = request_key(idempotency_key, request, None)
+        return answer(handlers.claim_read(deps, principal, read_id, key))
 
     @router.post("/reads/{read_id}/release")
-    def release(read_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
-        return handlers.release_read(deps, principal, read_id)
+    def release(
+        read_id: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        key = request_key(idempotency_key, request, None)
+        return answer(handlers.release_read(deps, principal, read_id, key))
 
     @router.post("/reads/{read_id}/reassign")
     def reassign(
-        read_id: str, body: ReassignRequest, principal: CurrentPrincipal
-    ) -> dict[str, Any]:
-        return handlers.reassign_read(deps, principal, read_id, body.to_user)
-
-    def created(principal: Any, key: str | None, request: str, create: Any) -> JSONResponse:
-        body, replayed = handlers.idempotent(deps, principal, key, request, create)
-        return JSONResponse(
-            body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None
-        )
+        read_id: str,
+        body: ReassignRequest,
+        request: Request,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        key = request_key(idempotency_key, request, body)
+        return answer(handlers.reassign_read(deps, principal, read_id, body.to_user, key))
 
     @router.post("/reads/{read_id}/draft", status_code=201)
     def new_draft(
         read_id: str,
         body: DraftRequest,
+        request: Request,
         principal: CurrentPrincipal,
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        return created(
-            principal,
-            idempotency_key,
-            f"draft:{read_id}:{body.language}",
-            lambda: handlers.create_draft(deps, principal, read_id, body.language),
-        )
+        key = request_key(idempotency_key, request, body)
+        return answer(handlers.create_draft(deps, principal, read_id, body.language, key))
 
     @router.patch("/reads/{read_id}/draft")
     def change_draft(read_id: str, body: DraftEdit, principal: CurrentPrincipal) -> dict[str, Any]:
@@ -227,14 +253,13 @@ def create_router(deps: Dependencies) -> APIRouter:
 
     @router.post("/reads/{read_id}/sign", status_code=201)
     def sign(
-        read_id: str, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+        read_id: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        return created(
-            principal,
-            idempotency_key,
-            f"sign:{read_id}",
-            lambda: handlers.sign_read(deps, principal, read_id),
-        )
+        key = request_key(idempotency_key, request, None)
+        return answer(handlers.sign_read(deps, principal, read_id, key))
 
     @router.get("/reports/{report_id}")
     def report(
@@ -249,23 +274,22 @@ def create_router(deps: Dependencies) -> APIRouter:
     def amend(
         report_id: str,
         body: AmendRequest,
+        request: Request,
         principal: CurrentPrincipal,
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        return created(
+        key = request_key(idempotency_key, request, body)
+        outcome = handlers.amend_report(
+            deps,
             principal,
-            idempotency_key,
-            f"amend:{report_id}",
-            lambda: handlers.amend_report(
-                deps,
-                principal,
-                report_id,
-                conclusion=body.conclusion,
-                findings_text=body.findings_text,
-                findings=body.findings,
-                reason=body.reason,
-            ),
+            report_id,
+            conclusion=body.conclusion,
+            findings_text=body.findings_text,
+            findings=body.findings,
+            reason=body.reason,
+            key=key,
         )
+        return answer(outcome)
 
     @router.get("/reports/{report_id}/versions/{version}/pdf")
     def pdf(report_id: str, version: int, principal: CurrentPrincipal) -> Response:
@@ -294,17 +318,27 @@ def create_router(deps: Dependencies) -> APIRouter:
 
     @router.post("/alerts/{alert_id}/acknowledge")
     def acknowledge(
-        alert_id: str, principal: CurrentPrincipal, body: AlertAction | None = None
-    ) -> dict[str, Any]:
-        return handlers.change_alert(
-            deps, principal, alert_id, "acknowledge", body.note if body else ""
-        )
+        alert_id: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        body: AlertAction | None = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        key = request_key(idempotency_key, request, body)
+        note = body.note if body else ""
+        return answer(handlers.change_alert(deps, principal, alert_id, "acknowledge", note, key))
 
     @router.post("/alerts/{alert_id}/close")
     def close(
-        alert_id: str, principal: CurrentPrincipal, body: AlertAction | None = None
-    ) -> dict[str, Any]:
-        return handlers.change_alert(deps, principal, alert_id, "close", body.note if body else "")
+        alert_id: str,
+        request: Request,
+        principal: CurrentPrincipal,
+        body: AlertAction | None = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        key = request_key(idempotency_key, request, body)
+        note = body.note if body else ""
+        return answer(handlers.change_alert(deps, principal, alert_id, "close", note, key))
 
     @router.get("/notifications")
     def feed(
