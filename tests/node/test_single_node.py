@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_service_is_live_ready_and_exports_metrics(node: SingleNode, service: st
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_answers_grpc_health_and_reflection(node: SingleNode, service: str) -> None:
-    port = node.hosts[service].app.state.grpc_port
+    port = node.hosts[service].grpc_port
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         health = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=10
@@ -61,12 +62,10 @@ def test_service_answers_grpc_health_and_reflection(node: SingleNode, service: s
 def test_unauthenticated_calls_are_refused_with_problem_json(node: SingleNode) -> None:
     for service in SERVICES:
         with httpx.Client(base_url=node.urls()[service], timeout=30) as client:
-            openapi = client.get("/openapi.json").json()
-            path = next(
-                p
-                for p in openapi["paths"]
-                if p.startswith("/v1/") and "{" not in p and "get" in openapi["paths"][p]
-            )
+            paths = client.get("/openapi.json").json()["paths"]
+            gets = [p for p in paths if p.startswith("/v1/") and "get" in paths[p]]
+            assert gets, f"{service} publishes no GET under /v1"
+            path = re.sub(r"\{[^}]+\}", "00000000-0000-4000-8000-000000000000", gets[0])
             response = client.get(path)
-        assert response.status_code == 401, (service, path)
+        assert response.status_code == 401, (service, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"

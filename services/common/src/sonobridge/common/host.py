@@ -29,11 +29,15 @@ class ServiceHost:
         http_host: str,
         http_port: int,
         grpc_server: grpc.Server | None = None,
+        grpc_port: int | None = None,
         workers: dict[str, Worker] | None = None,
     ) -> None:
         self.name = name
         self.app = app
         self.grpc_server = grpc_server
+        self.grpc_port = grpc_port
+        if grpc_port is not None:
+            app.state.grpc_port = grpc_port
         self.workers = dict(workers or {})
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []

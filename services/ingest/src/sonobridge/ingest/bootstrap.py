@@ -104,7 +104,6 @@ def build(
         host=settings.grpc.host,
         port=settings.grpc.port,
     )
-    app.state.grpc_port = grpc_port
 
     relay = OutboxRelay(
         engine, outbox_table, bus, service_metrics, batch_size=settings.delivery.relay_batch_size
@@ -123,6 +122,7 @@ def build(
         http_host=settings.http.host,
         http_port=settings.http.port,
         grpc_server=grpc,
+        grpc_port=grpc_port,
         workers=workers,
     )
 

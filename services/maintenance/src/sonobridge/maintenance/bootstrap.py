@@ -121,12 +121,12 @@ def build(
         http_host=settings.http.host,
         http_port=settings.http.port,
         grpc_server=server,
+        grpc_port=grpc_port,
         workers={
             "outbox-relay": run_relay,
             "consumer": worker.run,
             "timers": lambda stop: timers.run(deps, stop),
         },
     )
-    host.grpc_port = grpc_port  # type: ignore[attr-defined]
     host.deps = deps  # type: ignore[attr-defined]
     return host

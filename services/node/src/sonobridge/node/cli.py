@@ -54,7 +54,7 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
     for name, url in node.urls().items():
         printer(f"  {name:<12} REST {url}/v1  docs {url}/docs  metrics {url}/metrics")
     for name, host in node.hosts.items():
-        grpc_port = getattr(host.app.state, "grpc_port", None)
+        grpc_port = host.grpc_port
         if grpc_port:
             printer(f"  {name:<12} gRPC {node.host}:{grpc_port}")
     dimse = getattr(node.hosts["ingest"].app.state, "dimse", None)

@@ -115,7 +115,6 @@ def build(
         host=settings.grpc.host,
         port=settings.grpc.port,
     )
-    app.state.grpc_port = grpc_port
     relay = OutboxRelay(engine, orm.outbox, bus, metrics, settings.delivery.relay_batch_size)
     worker = ConsumerWorker(
         bus=bus,
@@ -141,6 +140,7 @@ def build(
         http_host=settings.http.host,
         http_port=settings.http.port,
         grpc_server=grpc,
+        grpc_port=grpc_port,
         workers={
             "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
             "consumer": worker.run,
