@@ -24,19 +24,20 @@ from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.reporting.adapters.fhir import build_bundle
 from sonobridge.reporting.adapters.repository import (
+    ReadPosition,
     ReportingRepository,
     after_commit,
+    position,
     remember_response,
     reserve_key,
     stored_response,
 )
 from sonobridge.reporting.domain import reads as read_rules
-from sonobridge.reporting.domain.access import may_dispatch, may_read_on, may_view
+from sonobridge.reporting.domain.access import may_dispatch, may_read_on, may_view, read_scope
 from sonobridge.reporting.domain.assignment import DutyRole, Shift, least_loaded, on_duty
 from sonobridge.reporting.domain.clock import EscalationAction, TimerKind, escalate
 from sonobridge.reporting.domain.followup import TermSpec, match_terms
 from sonobridge.reporting.domain.policy import (
-    PRIORITY_RANK,
     AiFinding,
     ExamFacts,
     Policy,
@@ -628,12 +629,9 @@ def _audit(
 
 def list_worklists(deps: Dependencies, principal: Principal) -> list[dict[str, Any]]:
     """Return the worklists with how many open reads the caller may see on each."""
+    scope = read_scope(principal, deps.policy.worklists)
     with deps.sessions.begin() as session:
-        rows = ReportingRepository(session).reads(states=OPEN_STATES)
-    depth: dict[str, int] = {}
-    for r in rows:
-        if may_view(principal, _spec(deps, r["worklist"]), r["institution"]):
-            depth[r["worklist"]] = depth.get(r["worklist"], 0) + 1
+        depth = ReportingRepository(session).open_depth(scope)
     return [
         {
             "name": spec.name,
@@ -646,6 +644,27 @@ def list_worklists(deps: Dependencies, principal: Principal) -> list[dict[str, A
     ]
 
 
+def encode_read_cursor(at: ReadPosition) -> str:
+    """Return an opaque cursor for a place in worklist order."""
+    rank, due, read_id = at
+    raw = json.dumps([rank, due.astimezone(UTC).isoformat(), read_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_read_cursor(cursor: str | None) -> ReadPosition | None:
+    """Return the place in a worklist cursor; InvalidInput when it is not one of ours."""
+    if not cursor:
+        return None
+    try:
+        rank, due, read_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        at = datetime.fromisoformat(due)
+        if not isinstance(rank, int) or not isinstance(read_id, str) or at.tzinfo is None:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidInput("invalid cursor") from exc
+    return rank, at, read_id
+
+
 def list_reads(
     deps: Dependencies,
     principal: Principal,
@@ -653,32 +672,29 @@ def list_reads(
     worklist: str | None,
     states: Sequence[str] | None,
     assigned_to: str | None,
-    offset: int,
+    cursor: str | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], int | None]:
-    """Return visible reads, most urgent first (priority, then due), and the next offset."""
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Return a page of visible reads, most urgent first, and the cursor of the next page."""
     if worklist is not None and _spec(deps, worklist) is None:
         raise NotFound(f"no worklist {worklist}")
     wanted = list(states) if states else ["queued", "claimed", "escalated"]
     bad = [s for s in wanted if s not in {st.value for st in ReadState}]
     if bad:
         raise InvalidInput(f"unknown read states {bad}")
+    after = decode_read_cursor(cursor)
+    scope = read_scope(principal, deps.policy.worklists)
     with deps.sessions.begin() as session:
         repo = ReportingRepository(session)
-        rows = repo.reads(
-            worklists=[worklist] if worklist else None, states=wanted, assigned_to=assigned_to
+        rows = repo.read_page(
+            scope=scope,
+            worklists=[worklist] if worklist else None,
+            states=wanted,
+            assigned_to=assigned_to,
+            after=after,
+            limit=limit + 1,
         )
-        visible = [
-            r for r in rows if may_view(principal, _spec(deps, r["worklist"]), r["institution"])
-        ]
-        visible.sort(
-            key=lambda r: (
-                PRIORITY_RANK[Priority(r["priority"])],
-                r["due_at"] or datetime.max.replace(tzinfo=UTC),
-                r["read_id"],
-            )
-        )
-        page = visible[offset : offset + limit]
+        page = rows[:limit]
         _audit(
             repo,
             deps,
@@ -686,8 +702,8 @@ def list_reads(
             "list_reads",
             detail=f"worklist={worklist} states={','.join(wanted)} n={len(page)}",
         )
-    next_offset = offset + limit if offset + limit < len(visible) else None
-    return [read_summary(r, deps.clock()) for r in page], next_offset
+    following = encode_read_cursor(position(page[-1])) if len(rows) > limit else None
+    return [read_summary(r, deps.clock()) for r in page], following
 
 
 def read_summary(read: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -6,12 +6,61 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    case,
+    event,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from sonobridge.reporting.adapters import orm
+from sonobridge.reporting.domain.access import ReadScope
 from sonobridge.reporting.domain.assignment import DutyRole, Shift
+from sonobridge.reporting.domain.policy import PRIORITY_RANK, Priority
 from sonobridge.reporting.domain.reads import OPEN_STATES
+
+# Reads without a due time sort after every dated one.
+NEVER_DUE = datetime(9999, 12, 31, tzinfo=UTC)
+ReadPosition = tuple[int, datetime, str]
+"""Where a read sits in worklist order: priority rank, due time (or NEVER_DUE), read id."""
+
+
+def _worklist_order() -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]]:
+    t = orm.reads
+    rank = case(
+        {p.value: r for p, r in PRIORITY_RANK.items()}, value=t.c.priority, else_=len(PRIORITY_RANK)
+    )
+    due = func.coalesce(t.c.due_at, literal(NEVER_DUE, orm.TS))
+    return rank, due, t.c.read_id
+
+
+def in_scope(query: Select[Any], scope: ReadScope) -> Select[Any]:
+    """Narrow a query on reads to what `scope` admits."""
+    if scope.everything:
+        return query
+    t = orm.reads
+    allowed: list[ColumnElement[bool]] = []
+    if scope.institution is not None:
+        allowed.append(t.c.institution == scope.institution)
+    if scope.worklists:
+        allowed.append(t.c.worklist.in_(sorted(scope.worklists)))
+    return query.where(or_(*allowed) if allowed else false())
+
+
+def position(read: dict[str, Any]) -> ReadPosition:
+    """Return a read's place in worklist order (what a cursor remembers)."""
+    rank = PRIORITY_RANK[Priority(read["priority"])]
+    return rank, read["due_at"] or NEVER_DUE, read["read_id"]
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -112,6 +161,41 @@ class ReportingRepository:
         if institution:
             query = query.where(t.c.institution == institution)
         return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
+
+    def read_page(
+        self,
+        *,
+        scope: ReadScope,
+        worklists: Iterable[str] | None,
+        states: Iterable[str],
+        assigned_to: str | None,
+        after: ReadPosition | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Return up to `limit` reads in scope, most urgent first, strictly after `after`."""
+        t = orm.reads
+        rank, due, read_id = _worklist_order()
+        query = in_scope(select(t), scope).where(t.c.state.in_(list(states)))
+        if worklists is not None:
+            query = query.where(t.c.worklist.in_(list(worklists)))
+        if assigned_to:
+            query = query.where(t.c.assigned_to == assigned_to)
+        if after is not None:
+            # Keyset: rows that change or vanish before the cursor never shift the next page.
+            last_rank, last_due, last_id = after
+            query = query.where(
+                tuple_(rank, due, read_id)
+                > tuple_(literal(last_rank), literal(last_due, orm.TS), literal(last_id))
+            )
+        rows = self.session.execute(query.order_by(rank, due, read_id).limit(limit))
+        return [d for d in map(as_dict, rows) if d is not None]
+
+    def open_depth(self, scope: ReadScope) -> dict[str, int]:
+        """Return how many open reads in scope each worklist holds."""
+        t = orm.reads
+        query = select(t.c.worklist, func.count()).where(t.c.state.in_(OPEN_STATES))
+        rows = self.session.execute(in_scope(query, scope).group_by(t.c.worklist))
+        return {name: int(n) for name, n in rows}
 
     def open_load(self) -> dict[str, int]:
         """Return how many open reads each reader holds."""

@@ -92,18 +92,17 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
         if size > 500:
             raise InvalidInput("page_size is at most 500")
         states = [_STATE_BY_PB[s] for s in request.states if s in _STATE_BY_PB] or None
-        page, next_offset = handlers.list_reads(
+        page, following = handlers.list_reads(
             self.deps,
             principal,
             worklist=request.worklist or None,
             states=states,
             assigned_to=request.assigned_to or None,
-            offset=handlers.decode_cursor(request.page_token),
+            cursor=request.page_token or None,
             limit=size,
         )
         return reporting_pb2.ListWorklistResponse(
-            reads=[_read_pb(r) for r in page],
-            next_page_token=handlers.encode_cursor(next_offset) if next_offset else "",
+            reads=[_read_pb(r) for r in page], next_page_token=following or ""
         )
 
     def GetReport(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802

@@ -159,21 +159,16 @@ def create_router(deps: Dependencies) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         if_none_match: IfNoneMatch = None,
     ) -> Response:
-        offset = handlers.decode_cursor(cursor)
-        page, next_offset = handlers.list_reads(
+        page, following = handlers.list_reads(
             deps,
             principal,
             worklist=worklist,
             states=state,
             assigned_to=assigned_to,
-            offset=offset,
+            cursor=cursor,
             limit=limit,
         )
-        body = {
-            "reads": page,
-            "next_cursor": handlers.encode_cursor(next_offset) if next_offset else None,
-        }
-        return polled(body, if_none_match)
+        return polled({"reads": page, "next_cursor": following}, if_none_match)
 
     @router.get("/worklists/{worklist}/reads")
     def worklist_reads(
