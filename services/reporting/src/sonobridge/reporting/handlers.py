@@ -437,6 +437,49 @@ def _pick_reader(
     return cast(str | None, least_loaded(candidates, repo.open_load(), exclude=exclude))
 
 
+PROBE_ADVICE = "probe under repair: consider image quality"
+
+
+def flag_reads_of_faulty_probe(session: Session, deps: Dependencies, msg: Any) -> int:
+    """Flag the open reads of exams from a probe that just got a ticket; tell their readers."""
+    serial = msg.device_serial
+    if not serial or not msg.ticket_id:
+        raise InvalidInput("TicketOpened needs device_serial and ticket_id")
+    repo = ReportingRepository(session)
+    at = _dt(msg, "opened_at") or deps.clock()
+    detail = f"ticket {msg.ticket_id}: {msg.symptom or 'fault reported'}; {PROBE_ADVICE}"
+    flagged = 0
+    for read in repo.reads(states=OPEN_STATES, device_serial=serial):
+        # A re-published ticket event (new event id) must not flag a read twice.
+        if repo.has_history(read["read_id"], kind="probe_ticket", detail=detail):
+            continue
+        repo.add_history(
+            read["read_id"],
+            at=at,
+            kind="probe_ticket",
+            actor=SYSTEM,
+            worklist=read["worklist"],
+            assigned_to=read["assigned_to"],
+            detail=detail,
+        )
+        if read["assigned_to"]:
+            repo.notify(
+                kind="probe_under_repair",
+                at=at,
+                user=read["assigned_to"],
+                payload={
+                    "read_id": read["read_id"],
+                    "study_instance_uid": read["study_uid"],
+                    "device_serial": serial,
+                    "ticket_id": msg.ticket_id,
+                    "symptom": msg.symptom,
+                    "advice": PROBE_ADVICE,
+                },
+            )
+        flagged += 1
+    return flagged
+
+
 # ---------------------------------------------------------------------------------------------
 # The clock
 # ---------------------------------------------------------------------------------------------
@@ -767,6 +810,11 @@ def view_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[st
         "ai_findings": read["ai_findings"],
         "ai_models": read["ai_models"],
         "frames": frames,
+        "probe_warnings": [
+            {"at": _iso(h["at"]), "detail": h["detail"]}
+            for h in history
+            if h["kind"] == "probe_ticket"
+        ],
         "draft": _draft_view(draft) if draft else None,
         "verdicts": [_verdict_view(v) for v in verdicts],
         "history": [

@@ -148,6 +148,7 @@ class ReportingRepository:
         states: Iterable[str] | None = None,
         assigned_to: str | None = None,
         institution: str | None = None,
+        device_serial: str | None = None,
     ) -> list[dict[str, Any]]:
         """Return reads matching every given filter."""
         t = orm.reads
@@ -160,6 +161,8 @@ class ReportingRepository:
             query = query.where(t.c.assigned_to == assigned_to)
         if institution:
             query = query.where(t.c.institution == institution)
+        if device_serial:
+            query = query.where(t.c.device_serial == device_serial)
         return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
 
     def read_page(
@@ -239,6 +242,16 @@ class ReportingRepository:
                 assigned_to=assigned_to,
                 detail=detail,
             )
+        )
+
+    def has_history(self, read_id: str, *, kind: str, detail: str) -> bool:
+        """True when the read's history already holds this entry."""
+        t = orm.read_history
+        return (
+            self.session.execute(
+                select(t.c.id).where(t.c.read_id == read_id, t.c.kind == kind, t.c.detail == detail)
+            ).first()
+            is not None
         )
 
     def history(self, read_id: str) -> list[dict[str, Any]]:
