@@ -112,3 +112,19 @@ def test_image_install_step_gives_an_importable_service_without_dev_tools(
         check=False,
     )
     assert probe.returncode == 0, probe.stdout + probe.stderr
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dependency_layer_copies_every_workspace_members_pyproject(service: str) -> None:
+    # uv sync --locked fails in the image if any workspace member's pyproject is missing.
+    root = Path(__file__).resolve().parents[2]
+    members = {"proto/pyproject.toml"} | {
+        str(p.relative_to(root)) for p in (root / "services").glob("*/pyproject.toml")
+    }
+    dockerfile = (root / "services" / service / "Dockerfile").read_text()
+    copied = {
+        line.split()[1]
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and line.split()[1].endswith("pyproject.toml")
+    }
+    assert members <= copied, f"{service} image misses {sorted(members - copied)}"

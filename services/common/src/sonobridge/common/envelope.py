@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError, Message
 
@@ -18,7 +18,8 @@ PROTOBUF = "application/protobuf"
 class ProtoMessage(Protocol):
     """The parts of a protobuf message the envelope needs."""
 
-    DESCRIPTOR: object
+    @property
+    def DESCRIPTOR(self) -> Any: ...  # noqa: N802 - protobuf's name
 
     def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...  # noqa: N802
 
