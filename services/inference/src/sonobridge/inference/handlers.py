@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
 from sonobridge.common.problems import InvalidInput, Problem, UnsupportedMediaType
@@ -304,6 +305,28 @@ def get_model(deps: Dependencies, name: str, version: str | None = None) -> Stor
     version = _resolve_version(deps, name, version)
     card = registry.card(name, version)
     return StoredModel(card, registry.is_loaded(name, version), registry.pinned(name) == version)
+
+
+def load_model(deps: Dependencies, principal: Principal, name: str, version: str) -> StoredModel:
+    """Load and warm up a stored model version in this replica (admins only)."""
+    principal.require_role("admin")
+    deps.models.registry.card(name, version)  # 404 before any work when it is not stored
+    deps.models.load(name, version)
+    return get_model(deps, name, version)
+
+
+def unload_model(deps: Dependencies, principal: Principal, name: str, version: str) -> StoredModel:
+    """Unload a model version from this replica (admins only)."""
+    principal.require_role("admin")
+    deps.models.unload(name, version)
+    return get_model(deps, name, version)
+
+
+def pin_model(deps: Dependencies, principal: Principal, name: str, version: str) -> StoredModel:
+    """Serve this loaded version for requests that name no version (admins only)."""
+    principal.require_role("admin")
+    deps.models.registry.pin(name, version)
+    return get_model(deps, name, version)
 
 
 def card_json(deps: Dependencies, card: ModelCard) -> str:

@@ -93,6 +93,30 @@ def build_router(deps: handlers.Dependencies, max_image_bytes: int) -> APIRouter
         base = str(request.base_url).rstrip("/") + "/v1"
         return {**_summary(found, base), "card": found.card.raw}
 
+    @router.post("/models/{name}/{version}/load", summary="Load and warm up a version (admin)")
+    def load_model(
+        name: str, version: str, request: Request, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        """Load a stored model version into this replica at run time."""
+        found = handlers.load_model(deps, principal, name, version)
+        return _summary(found, str(request.base_url).rstrip("/") + "/v1")
+
+    @router.post("/models/{name}/{version}/unload", summary="Unload a version (admin)")
+    def unload_model(
+        name: str, version: str, request: Request, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        """Free a loaded model version; the pinned version of a required model is refused."""
+        found = handlers.unload_model(deps, principal, name, version)
+        return _summary(found, str(request.base_url).rstrip("/") + "/v1")
+
+    @router.post("/models/{name}/{version}/pin", summary="Pin a loaded version (admin)")
+    def pin_model(
+        name: str, version: str, request: Request, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        """Serve this version when a request names none."""
+        found = handlers.pin_model(deps, principal, name, version)
+        return _summary(found, str(request.base_url).rstrip("/") + "/v1")
+
     @router.get("/models/{name}/{version}/card.json")
     def model_card(
         name: str,

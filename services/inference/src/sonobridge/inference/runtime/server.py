@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sonobridge.common.problems import Conflict
 from sonobridge.inference.runtime.registry import LoadedModel, ModelRegistry
 
 T = TypeVar("T")
@@ -63,6 +64,16 @@ class ModelServer:
             self.registry.pin(name, model.card.version)
             if name not in self.required:
                 self.required.append(name)
+
+    def load(self, name: str, version: str | None = None) -> LoadedModel:
+        """Load and warm up a model version at run time (serving goes on meanwhile)."""
+        return self.call(self.registry.load(name, version))
+
+    def unload(self, name: str, version: str) -> None:
+        """Unload a version; the pinned version of a required model stays (it serves traffic)."""
+        if name in self.required and self.registry.pinned(name) == version:
+            raise Conflict(f"{name} {version} is pinned and required: pin another version first")
+        self.call(self.registry.unload(name, version))
 
     def is_ready(self) -> bool:
         """Return True when every required model is loaded and warmed up."""
