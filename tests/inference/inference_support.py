@@ -17,6 +17,22 @@ from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_exam
 from sonobridge.inference.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
 
 
+def exam_spec(
+    exam_type: str = "abdomen",
+    faults: tuple[Fault, ...] = (),
+    size: int = 256,
+    n_lesions: int | None = None,
+) -> AcquisitionSpec:
+    """Return the acquisition spec store_exam uses for these options."""
+    return AcquisitionSpec(
+        exam_type=exam_type,
+        faults=frozenset(faults),
+        height=size,
+        width=size,
+        n_lesions=n_lesions,
+    )
+
+
 def store_exam(
     store: ObjectStore,
     *,
@@ -27,14 +43,18 @@ def store_exam(
     seed: int = 7,
     device_serial: str = "SYN-PROBE-0001",
     encoding: str = "native",
+    size: int = 256,
+    n_lesions: int | None = None,
 ) -> events_pb2.ExamCompleted:
-    """Generate a synthetic exam, put its instances under dicom/..., return its ExamCompleted."""
+    """Generate a synthetic exam, put its instances under dicom/..., return its ExamCompleted.
+
+    Instance i is the cine generate_exam(seed + i, exam_spec(...)) gives, so a test can
+    regenerate its ground truth.
+    """
     study, series = generate_uid(), generate_uid()
     refs = []
     for i in range(instances):
-        exam = generate_exam(
-            seed + i, AcquisitionSpec(exam_type=exam_type, faults=frozenset(faults)), frames
-        )
+        exam = generate_exam(seed + i, exam_spec(exam_type, faults, size, n_lesions), frames)
         spacing = exam.frames[0].truth.pixel_spacing_mm
         data = ultrasound_dicom_bytes(
             exam.pixels(),

@@ -3,6 +3,8 @@ model registry, proto mapping of verdicts, single-frame selection."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -14,10 +16,11 @@ from sonobridge.inference.adapters.model_store import (
     ObjectStoreModelSource,
     publish_missing_models,
 )
-from sonobridge.inference.domain.errors import InvalidImage
+from sonobridge.inference.domain.errors import InvalidImage, ModelIntegrityError, ModelNotFound
 from sonobridge.inference.domain.probe_health import count_dark_columns
 from sonobridge.inference.domain.quality import QualityVerdict
 from sonobridge.inference.imaging.decode import FrameSelection, decode_image
+from sonobridge.inference.modules import load_clinical_modules
 from sonobridge.inference.runtime.batcher import BatchPolicy
 from sonobridge.inference.runtime.providers import SessionConfig, session_plan
 from sonobridge.inference.runtime.registry import ModelRegistry, packaged_models
@@ -84,6 +87,44 @@ def test_packaged_models_are_published_once_and_read_back_byte_for_byte(tmp_path
     assert source.get_bytes(key) == packaged_models().get_bytes(key)
     with pytest.raises(KeyError):
         source.get_bytes("models/absent/1.0.0/card.json")
+
+
+def test_clinical_modules_load_from_the_object_store_including_a_card_without_a_network(
+    tmp_path,
+):
+    store = LocalDirObjectStore(tmp_path)
+    written = publish_missing_models(packaged_models(), store)
+    # The carotid module is measurement only: its version holds a card and nothing else.
+    assert "models/carotid-imt/1.0.0/card.json" in written
+    assert not any(k.startswith("models/carotid-imt/1.0.0/model") for k in written)
+    assert {"models/kidney/1.0.0/model.onnx", "models/focal-lesions/1.0.0/model.onnx"} <= set(
+        written
+    )
+    registry = ModelRegistry(
+        ObjectStoreModelSource(store), SessionConfig(providers=("CPUExecutionProvider",))
+    )
+    assert {"carotid-imt", "kidney", "focal-lesions"} <= set(registry.available())
+    assert registry.card("carotid-imt", "1.0.0").sha256 is None
+    with pytest.raises(ModelNotFound, match=r"carotid-imt version 1\.0\.0 has no model\.onnx"):
+        registry.model_bytes("carotid-imt", "1.0.0")
+    modules = {m.name: m for m in load_clinical_modules(registry)}
+    assert set(modules) == {"carotid-imt", "kidney", "focal-lesions"}
+    assert modules["carotid-imt"].sha256 == ""
+    for name in ("kidney", "focal-lesions"):
+        assert len(modules[name].sha256) == 64
+        assert modules[name].sha256 == registry.card(name, "1.0.0").sha256
+
+
+def test_a_tampered_module_network_in_the_object_store_is_refused(tmp_path):
+    store = LocalDirObjectStore(tmp_path)
+    publish_missing_models(packaged_models(), store)
+    key = "models/kidney/1.0.0/model.onnx"
+    data = bytearray(ObjectStoreModelSource(store).get_bytes(key))
+    data[-1] ^= 0xFF
+    store.put(key, io.BytesIO(bytes(data)), length=len(data), content_type="application/onnx")
+    registry = ModelRegistry(ObjectStoreModelSource(store))
+    with pytest.raises(ModelIntegrityError, match=r"kidney 1\.0\.0: sha256"):
+        load_clinical_modules(registry)
 
 
 def test_quality_reasons_and_advice_map_to_the_contract():

@@ -159,6 +159,8 @@ class CarotidImtModule:
 
     def __init__(self, card: LoadedCard) -> None:
         self.card = card.raw
+        # Measurement-only modules have no network, so no hash to report.
+        self.sha256: str = card.raw.get("sha256") or ""
         p = card.parameters
         self.a, self.b = float(p["calibration_a"]), float(p["calibration_b"])
         self.sigma0, self.sigma_k = float(p["sigma0_mm"]), float(p["sigma_spread_k"])

@@ -10,6 +10,7 @@ import numpy as np
 
 from sonobridge.inference.evaluation import expected_calibration_error
 from sonobridge.inference.modules.base import ExamModule, ModuleFrame
+from sonobridge.inference.modules.kidney import Capsule
 from sonobridge.inference.synthetic import GENERATOR_VERSION, AcquisitionSpec, Fault, generate_exam
 from sonobridge.inference.synthetic.scene import Kidney, Layer, build_scene
 
@@ -275,9 +276,10 @@ def kidney_metrics(module: Any, held_out: list[SyntheticCase]) -> dict[str, Any]
         small_c.append(length.confidence)
         small_ok.append(length.abnormal == (truth["length_mm"] < module.small_mm))
         frame = out.details["overlay_frame"]["frame_index"]
-        view = next(v for v in module.views([case.frames[frame]]))
+        capsule = Capsule.from_description(out.details["capsule_mm"])
+        mask = capsule.inside(case.fov_mask.shape, case.spacing_mm) & case.fov_mask
         t_mask = case.anatomy[frame]["kidney"]["mask"] & case.fov_mask
-        dice.append(2 * float((view.mask & t_mask).sum()) / (view.mask.sum() + t_mask.sum()))
+        dice.append(2 * float((mask & t_mask).sum()) / (mask.sum() + t_mask.sum()))
         echo = _finding(out, "kidney-cortical-echogenicity-ratio")
         ref = case.extra.get("reference_echo")
         if echo is not None and ref:

@@ -27,6 +27,11 @@ from sonobridge.inference.modules.segmentation import PixelSegmenter
 NAME = "focal-lesions"
 VERSION = "1.0.0"
 CLASSES = ("background", "cystic", "solid")
+# Border refinement (geometry, not fitted).
+REFINE_CORE_QUANTILE = 0.7
+REFINE_MARGIN_MM = 3.0
+REFINE_SMOOTH_MM = 0.5
+REFINE_MIN_CONTRAST = 6.0
 
 
 @dataclass
@@ -73,19 +78,52 @@ def feret_mm(mask: np.ndarray, spacing: tuple[float, float]) -> float:
     return float(d + np.mean(spacing))
 
 
+def refine_region(
+    region: np.ndarray, p_lesion: np.ndarray, smooth: np.ndarray, spacing: tuple[float, float]
+) -> np.ndarray:
+    """Redraw a region's border where the grey level crosses midway between lesion and tissue.
+
+    The network's probabilities are blurred (and smeared along the beam behind cysts); the
+    lesion's own edge in the image is sharper, so the size comes from it.
+    """
+    px = float(np.mean(spacing))
+    core = region & (p_lesion >= np.quantile(p_lesion[region], REFINE_CORE_QUANTILE))
+    reach = ndimage.binary_dilation(region, iterations=max(round(REFINE_MARGIN_MM / px), 2))
+    ring = reach & ~ndimage.binary_dilation(region, iterations=max(round(1.0 / px), 1))
+    if core.sum() < 4 or ring.sum() < 20:
+        return region
+    inside, outside = float(np.median(smooth[core])), float(np.median(smooth[ring]))
+    if abs(inside - outside) < REFINE_MIN_CONTRAST:
+        return region
+    mid = (inside + outside) / 2
+    sel = reach & ((smooth < mid) if inside < outside else (smooth > mid))
+    labels, n = ndimage.label(sel)
+    if n == 0:
+        return region
+    overlap = ndimage.sum(core, labels, range(1, n + 1))
+    k = int(np.argmax(overlap)) + 1
+    if overlap[k - 1] < 0.5 * core.sum():
+        return region
+    refined = ndimage.binary_fill_holes(labels == k)
+    return refined if refined.sum() >= 4 else region
+
+
 def candidates(
     probs: np.ndarray, frame: ModuleFrame, spacing: tuple[float, float], params: dict[str, Any]
 ) -> list[Candidate]:
-    """Threshold the lesion probability, split into regions and describe each."""
+    """Threshold the lesion probability, split into regions, refine borders, describe each."""
     p_lesion = probs[1] + probs[2]
     mask = p_lesion >= params["segment_threshold"]
     mask = ndimage.binary_opening(mask, iterations=1)
     labels, n = ndimage.label(mask)
-    fov = ndimage.binary_erosion(gray(frame) > 2, iterations=3)
+    img = gray(frame)
+    fov = ndimage.binary_erosion(img > 2, iterations=3)
+    px = float(np.mean(spacing))
+    smooth = ndimage.gaussian_filter(img, max(REFINE_SMOOTH_MM / px, 1.0))
     px_area = spacing[0] * spacing[1]
     out = []
     for k in range(1, n + 1):
-        m = labels == k
+        m = refine_region(labels == k, p_lesion, smooth, spacing)
         area = float(m.sum() * px_area)
         if area < params["min_area_mm2"]:
             continue
@@ -116,6 +154,7 @@ class FocalLesionModule:
         if card.onnx is None:
             raise ValueError("focal-lesions card has no model.onnx")
         self.card = card.raw
+        self.sha256: str = card.raw["sha256"]
         self.params = card.parameters
         self.segmenter = PixelSegmenter(card.onnx, card.raw["input"], runtime)
         t = card.raw["thresholds"]

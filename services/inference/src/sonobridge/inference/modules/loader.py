@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from sonobridge.inference.modules import carotid
+from sonobridge.inference.modules import carotid, kidney, lesions
 from sonobridge.inference.modules.base import ExamModule
 
 # The order is the order the pipeline runs them.
-# kidney.load and lesions.load join once their fitted models/<name>/1.0.0 dirs are committed.
-_FACTORIES = [carotid.load]
+_FACTORIES = [carotid.load, kidney.load, lesions.load]
 
 
 def load_clinical_modules(runtime: object | None = None) -> list[ExamModule]:

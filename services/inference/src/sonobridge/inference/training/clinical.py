@@ -24,6 +24,7 @@ from sonobridge.inference.modules.held_out import (
 )
 from sonobridge.inference.training.clinical_fit import (
     fit_gaussian_error,
+    fit_least_absolute,
     fit_linear,
     fit_logistic,
 )
@@ -189,7 +190,7 @@ def carotid_card(params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
 
 LESION_TYPES = ("thyroid", "liver", "abdomen")
 LESION_RECIPES = {
-    "train": Recipe(LESION_TYPES, seed=61, count=240, n_frames=1, n_lesions=None),
+    "train": Recipe(LESION_TYPES, seed=61, count=180, n_frames=1, n_lesions=None),
     "calibration": Recipe(LESION_TYPES, seed=62, count=150, n_frames=1),
     "held_out": Recipe(LESION_TYPES, seed=63, count=150, n_frames=2),
 }
@@ -269,9 +270,11 @@ def fit_lesions() -> dict[str, Any]:
     card = lesion_card(params, temperature)
     module = lesions.FocalLesionModule(LoadedCard(card, onnx_bytes))
     feats, hits, sizes = [], [], []
+    n_true = 0
     for case in calib:
         found = module.frame_candidates(case.frames[0])
         truths = visible_lesions(case, 0, LESION_MIN_AREA_MM2)
+        n_true += len(truths)
         for d, t, _ in match(found, truths):
             feats.append(d.features())
             hits.append(t is not None)
@@ -280,7 +283,10 @@ def fit_lesions() -> dict[str, Any]:
     w = fit_logistic(np.array(feats), np.array(hits))
     sz = np.array(sizes)
     params["detection_logistic"] = [float(v) for v in w]
-    params["size_calibration"] = list(fit_linear(sz[:, 0], sz[:, 1]))
+    params["size_calibration"] = list(fit_least_absolute(sz[:, 0], sz[:, 1]))
+    card["thresholds"]["report_if_confidence_at_least"] = report_threshold(
+        np.array(feats), np.array(hits), w, n_true
+    )
     card["parameters"] = params
     card["training_data"]["pixels"] = {"train": len(fy), "calibration": len(cy)}
     card["training_data"]["calibration_candidates"] = len(feats)
@@ -291,13 +297,31 @@ def fit_lesions() -> dict[str, Any]:
     return card
 
 
+def report_threshold(feats: np.ndarray, hits: np.ndarray, w: np.ndarray, n_true: int) -> float:
+    """Return the detection confidence to report at: the F1 optimum on the calibration split.
+
+    F1: at the F2 optimum thyroid frames filled with doubtful "lesions" that only add noise to
+    the expert's read; doubtful regions still show in the count finding's uncertain_regions.
+    """
+    conf = 1 / (1 + np.exp(-(w[0] + feats @ w[1:])))
+    best, best_f1 = 0.5, -1.0
+    for th in np.round(np.arange(0.2, 0.71, 0.05), 2):
+        tp = float((hits & (conf >= th)).sum())
+        precision, recall = tp / max(float((conf >= th).sum()), 1), tp / max(n_true, 1)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+        if f1 > best_f1:
+            best, best_f1 = float(th), f1
+    return best
+
+
 def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
     """Return the focal-lesion card (held-out metrics are added after evaluation)."""
     return {
         "name": lesions.NAME,
         "version": lesions.VERSION,
         "task": "Detect and segment focal lesions; count, longest diameter in mm, cystic vs solid",
-        "kind": "pixel segmentation network (ONNX) plus fitted region post-processing",
+        "kind": "pixel segmentation network (ONNX) plus border refinement and fitted region "
+        "post-processing",
         "exam_types": list(LESION_TYPES),
         "input": {
             "name": "image",
@@ -317,6 +341,16 @@ def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "field-of-view fraction, depth",
             "head": "per-pixel MLP (24 ReLU units) as 1x1 convolutions, numpy Adam, seed 65",
         },
+        "regions": {
+            "threshold": "P(cystic) + P(solid) >= segment_threshold, 1-pixel opening, "
+            "connected regions",
+            "border": f"grey level smoothed {lesions.REFINE_SMOOTH_MM} mm; lesion level = median "
+            f"in the region's top {1 - lesions.REFINE_CORE_QUANTILE:.0%} probability, tissue "
+            f"level = median in a ring 1-{lesions.REFINE_MARGIN_MM} mm outside; new border "
+            "where the grey level crosses midway (component holding the core, holes filled); "
+            f"kept as is when the levels differ by < {lesions.REFINE_MIN_CONTRAST} grey levels",
+            "size": "max Feret diameter of the refined region, least-absolute-error linear map",
+        },
         "labels": list(lesions.CLASSES),
         "codes": {
             "system": "urn:sonobridge:finding",
@@ -328,6 +362,7 @@ def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "segment_threshold": LESION_SEG_THRESHOLD,
             "min_area_mm2": LESION_MIN_AREA_MM2,
             "report_if_confidence_at_least": 0.5,
+            "report_threshold_chosen": "F1 optimum over 0.20-0.70 on calibration-split candidates",
             "low_confidence_below": 0.7,
             "low_confidence_also_when": "lesion touches the image edge (size may be cut off)",
             "kind": "cystic if mean P(cystic) / (P(cystic) + P(solid)) >= 0.5 in the region",
@@ -338,7 +373,8 @@ def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "temperature": temperature,
             "detection": "logistic regression on region (mean p, max p, log area, at edge) "
             "fitted on calibration-split candidates matched at IoU >= 0.1",
-            "size": "linear map of max Feret diameter to true diameter (calibration split)",
+            "size": "least-absolute-error linear map of max Feret diameter to true diameter "
+            "(calibration split)",
             "ece_bins": 10,
         },
         "training_data": {
@@ -357,9 +393,9 @@ def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
 
 
 KIDNEY_RECIPES = {
-    "train": Recipe(("kidney",), seed=71, count=200, n_frames=1, n_lesions=0),
-    "calibration": Recipe(("kidney",), seed=72, count=100, n_frames=1, n_lesions=0),
-    "held_out": Recipe(("kidney",), seed=73, count=120, n_frames=2, n_lesions=0),
+    "train": Recipe(("kidney",), seed=71, count=100, n_frames=1, n_lesions=0),
+    "calibration": Recipe(("kidney",), seed=72, count=60, n_frames=1, n_lesions=0),
+    "held_out": Recipe(("kidney",), seed=73, count=80, n_frames=1, n_lesions=0),
 }
 KIDNEY_SCALES = (7, 15, 31, 63)
 
@@ -379,9 +415,9 @@ def fit_kidney() -> dict[str, Any]:
     rng = np.random.default_rng(74)
     train = cases(KIDNEY_RECIPES["train"])
     calib = cases(KIDNEY_RECIPES["calibration"])
-    fx, fy = _pixel_set(train, feat_session, spec, rng, per_class=400, classes=2)
-    head = train_head(fx, fy, 2, seed=75, hidden=24, epochs=500, lr=0.01)
-    cx, cy = _pixel_set(calib, feat_session, spec, rng, per_class=400, classes=2)
+    fx, fy = _pixel_set(train, feat_session, spec, rng, per_class=250, classes=2)
+    head = train_head(fx, fy, 2, seed=75, hidden=24, epochs=400, lr=0.01)
+    cx, cy = _pixel_set(calib, feat_session, spec, rng, per_class=250, classes=2)
     temperature = fit_temperature(head.logits(cx), cy)
     onnx_bytes = segmentation_model(
         SEG_SIZE, KIDNEY_SCALES, head, temperature, doc=kidney.NAME
@@ -391,6 +427,7 @@ def fit_kidney() -> dict[str, Any]:
         "length_calibration": [1.0, 0.0],
         "length_sigma_mm": 5.0,
         "length_sigma_edge_mm": 10.0,
+        "length_sigma_ring_k": 0.0,
         "echo_calibration": [1.0, 0.0],
         "echo_sigma": 0.2,
     }
@@ -405,25 +442,40 @@ def fit_kidney() -> dict[str, Any]:
                 t = case.anatomy[0]["kidney"]
                 ratio = np.log(t["cortical_echogenicity"] / case.extra["reference_echo"])
                 out.append(
-                    (v[0].raw_length_mm, t["length_mm"], v[0].touches_edge, v[0].contrast, ratio)
+                    (
+                        v[0].raw_length_mm,
+                        t["length_mm"],
+                        v[0].touches_edge,
+                        v[0].contrast,
+                        ratio,
+                        v[0].ring_contrast,
+                    )
                 )
         return np.array(out, dtype=float)
 
     tr = rows(train)
     whole = tr[tr[:, 2] == 0]
-    params["length_calibration"] = list(fit_linear(whole[:, 0], whole[:, 1]))
+    params["length_calibration"] = list(fit_least_absolute(whole[:, 0], whole[:, 1]))
     ok = np.isfinite(tr[:, 3])
     params["echo_calibration"] = list(fit_linear(tr[ok, 3], tr[ok, 4]))
     ca = rows(calib)
     a, b = params["length_calibration"]
     res = a * ca[:, 0] + b - ca[:, 1]
-    s0 = float(np.sqrt(np.mean(res[ca[:, 2] == 0] ** 2)))
-    edge_res = res[ca[:, 2] == 1]
-    s_edge = float(np.sqrt(max(np.mean(edge_res**2) - s0**2, 0))) if edge_res.size else 3 * s0
+    whole_c = ca[:, 2] == 0
+    # A faint capsule ring (blur, low gain) places the poles less surely: sigma grows as 1/ring.
+    s0, ring_k = fit_gaussian_error(res[whole_c], 1 / np.maximum(ca[whole_c, 5], 0.5))
+    edge_res = res[~whole_c]
+    base = s0**2 + (ring_k / np.maximum(ca[~whole_c, 5], 0.5)) ** 2
+    s_edge = float(np.sqrt(max(np.mean(edge_res**2 - base), 0))) if edge_res.size else 3 * s0
     ea, eb = params["echo_calibration"]
     ok = np.isfinite(ca[:, 3])
     s_echo = float(np.sqrt(np.mean((ea * ca[ok, 3] + eb - ca[ok, 4]) ** 2)))
-    params.update(length_sigma_mm=s0, length_sigma_edge_mm=s_edge, echo_sigma=s_echo)
+    params.update(
+        length_sigma_mm=s0,
+        length_sigma_edge_mm=s_edge,
+        length_sigma_ring_k=ring_k,
+        echo_sigma=s_echo,
+    )
     card["parameters"] = params
     card["training_data"]["pixels"] = {"train": len(fy), "calibration": len(cy)}
     module = kidney.KidneyModule(LoadedCard(card, onnx_bytes))
@@ -440,7 +492,8 @@ def kidney_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
         "version": kidney.VERSION,
         "task": "Kidney long-axis length (mm) and cortical echogenicity relative to adjacent "
         "parenchyma, with small and echogenic calls",
-        "kind": "pixel segmentation network (ONNX) plus fitted measurement maps",
+        "kind": "pixel segmentation network (ONNX) to locate the kidney, capsule ellipse search "
+        "to measure it, fitted calibration maps",
         "exam_types": ["kidney"],
         "input": {
             "name": "image",
@@ -460,9 +513,17 @@ def kidney_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "head": "per-pixel MLP (24 ReLU units) as 1x1 convolutions, numpy Adam, seed 75",
         },
         "measurement": {
-            "length": "largest region, closed and hole-filled; 4*sqrt(major-axis variance) "
-            "(exact for a filled ellipse), then a fitted linear map; median over frames whose "
-            "kidney does not touch the image edge",
+            "locate": "the network's largest kidney region (probability-weighted centre)",
+            "capsule": f"ellipse search within {kidney.CAPSULE_CENTRE_MM} mm of that centre, "
+            f"semi-minor {list(kidney.SEMI_MINOR_MM)} mm, aspect {list(kidney.ASPECT)}, angle "
+            "+-0.3 rad, maximising the mean over the perimeter of (ring grey - mean of grey "
+            f"{kidney.CAPSULE_SIDE_MM} mm inside and outside, clipped to "
+            f"+-{kidney.CAPSULE_CONTRAST_CAP}) on a {kidney.CAPSULE_SMOOTH_MM} mm "
+            f"smoothed frame; coarse grid, then the {kidney.CAPSULE_REFINE_STARTS} best refined; "
+            f">= {kidney.CAPSULE_MIN_VISIBLE:.0%} of the ring inside the field of view",
+            "length": "2 x capsule semi-major axis, least-absolute-error linear map (train); "
+            "median over up to "
+            f"{kidney.MAX_FRAMES} frames whose kidney does not touch the image edge",
             "echogenicity": f"median grey of the cortex band {list(kidney.CORTEX_MM)} "
             f"mm inside the capsule minus that of a {list(kidney.REFERENCE_MM)} mm band of "
             "adjacent parenchyma outside it at the same depths (log-compressed image, so a grey "
@@ -487,8 +548,9 @@ def kidney_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
         "calibration": {
             "pixels": "temperature scaling on calibration-split pixels",
             "temperature": temperature,
-            "confidence": "Gaussian error models: length sigma from calibration residuals "
-            "(extra term when cut off), echogenicity sigma from calibration log-ratio residuals",
+            "confidence": "Gaussian error models: length sigma^2 = s0^2 + (k / ring contrast)^2 "
+            "(+ edge term when cut off) fitted by maximum likelihood on calibration residuals; "
+            "echogenicity sigma from calibration log-ratio residuals",
             "ece_bins": 10,
         },
         "training_data": {
