@@ -121,6 +121,13 @@ def build(
         log.exception("clinical modules failed to load; exams run without them")
         metrics.errors.labels("clinical-modules", "load").inc()
         modules = []
+    for module in modules:
+        log.info(
+            "clinical module %s %s ready for %s",
+            module.name,
+            module.version,
+            ",".join(sorted(module.exam_types)),
+        )
     deps = handlers.Dependencies(
         models=models,
         store=store,
