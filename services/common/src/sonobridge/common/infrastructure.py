@@ -10,7 +10,8 @@ from sonobridge.common.auth import LocalIssuer, TokenVerifier
 from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import create_db_engine
+from sonobridge.common.db import check_database, create_db_engine
+from sonobridge.common.http import ReadinessCheck
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.minio import MinioObjectStore
 from sonobridge.common.objects.ports import ObjectStore
@@ -81,3 +82,14 @@ def build_verifier(settings: ServiceSettings) -> TokenVerifier:
             leeway_seconds=a.leeway_seconds,
         )
     return local_issuer(settings.data_dir).verifier(a.leeway_seconds)
+
+
+def dependency_checks(
+    engine: Engine, store: ObjectStore, bus: EventBus
+) -> dict[str, ReadinessCheck]:
+    """Readiness checks for the three dependencies every service has, named as in the metrics."""
+    return {
+        "database": lambda: check_database(engine),
+        "object_store": store.check,
+        "event_bus": bus.check,
+    }

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import check_database, migrate, session_factory
+from sonobridge.common.db import migrate, session_factory
 from sonobridge.common.delivery import Outbox, OutboxRelay
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
@@ -21,6 +21,7 @@ from sonobridge.common.infrastructure import (
     build_event_bus,
     build_object_store,
     build_verifier,
+    dependency_checks,
 )
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
@@ -88,9 +89,7 @@ def build(
         service=SERVICE,
         metrics=service_metrics,
         readiness={
-            "database": lambda: check_database(engine),
-            "object_store": store.check,
-            "event_bus": bus.check,
+            **dependency_checks(engine, store, bus),
         },
         verifier=verifier,
     )

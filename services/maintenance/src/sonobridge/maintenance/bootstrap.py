@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import check_database, migrate, session_factory
+from sonobridge.common.db import migrate, session_factory
 from sonobridge.common.delivery import ConsumerWorker, Outbox, OutboxRelay
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
@@ -22,6 +22,7 @@ from sonobridge.common.infrastructure import (
     build_event_bus,
     build_object_store,
     build_verifier,
+    dependency_checks,
 )
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
@@ -81,9 +82,7 @@ def build(
         metrics=base,
         verifier=verifier,
         readiness={
-            "database": lambda: check_database(engine),
-            "object_store": store.check,
-            "event_bus": bus.check,
+            **dependency_checks(engine, store, bus),
         },
     )
     app.include_router(rest.build_router(deps))
