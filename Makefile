@@ -1,4 +1,6 @@
 # Developer entry points. Each target is a one-liner; scripts hold the logic.
+# uv installed by scripts/setup.sh on a fresh machine lands in ~/.local/bin.
+export PATH := $(HOME)/.local/bin:$(PATH)
 .PHONY: demo test setup lint fmt protos protos-check infra-install up down
 
 demo: ## The main job: set up, start the single-node edition, run sample exams end to end
