@@ -51,6 +51,9 @@ class EventWatch:
 
     def __init__(self, bus: EventBus, group: str, topics_: tuple[str, ...] = WATCHED_TOPICS):
         self._bus = bus
+        # A consumer only learns of a topic created after it joined at its next metadata refresh
+        # (minutes on Kafka); create them first so the watch sees the very first event.
+        bus.ensure_topics(list(topics_))
         self._subscription = bus.subscribe(group, list(topics_))
         self._lock = threading.Lock()
         self._events: dict[str, list[SeenEvent]] = {}

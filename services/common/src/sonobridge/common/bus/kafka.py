@@ -118,6 +118,9 @@ class KafkaSubscription:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            # A topic created after the group joined (first deployment, a new event type) is only
+            # assigned at the next metadata refresh; the 5-minute default would stall it that long.
+            metadata_max_age_ms=5000,
             request_timeout_ms=max(bus.request_timeout_ms, 40_000),
         )
 
