@@ -86,7 +86,8 @@ def _truth(label: str, frame_index: int):
 
 
 def _findings(event, module: str) -> dict[str, events_pb2.Finding]:
-    return {f.code: f for f in event.findings if f.model_name == module}
+    """Return a module's findings by local code (the event code is SNOMED CT where one exists)."""
+    return {f.attributes["local_code"]: f for f in event.findings if f.model_name == module}
 
 
 def _mark_and_source(service, exam, event, label: str):
@@ -148,7 +149,10 @@ def test_carotid_exam_reports_thickened_imt_in_mm_and_the_overlay_marks_the_far_
     assert imt.attributes["threshold_mm"] == "0.9"
     assert 0.8 <= imt.confidence <= 1.0 and not imt.low_confidence
     assert plaque.unit == "mm" and not plaque.abnormal
-    assert imt.code_system == "urn:sonobridge:finding"
+    # IMT has no SNOMED CT concept: local code, coded site; an absent plaque keeps the local code.
+    assert (imt.code_system, imt.code) == ("urn:sonobridge:finding", "carotid-far-wall-imt")
+    assert imt.attributes["finding_site"] == "32062004"
+    assert (plaque.code_system, plaque.code) == ("urn:sonobridge:finding", "carotid-plaque")
     # The far wall: from the lumen-intima interface down through the adventitia.
     lumen = carotid["lumen_mask"]
     row_mm = truth.pixel_spacing_mm[0]
@@ -176,6 +180,8 @@ def test_kidney_exam_reports_length_and_echogenicity_and_the_overlay_outlines_th
     assert abs(length.value - kidney["length_mm"]) < 30
     assert 0.5 <= length.confidence <= 1.0
     assert length.attributes["threshold_mm"] == "90.0"
+    assert (length.code_system, length.code) == ("http://snomed.info/sct", "410668003")
+    assert length.attributes["finding_site"] == "64033007"
     assert echo.unit == "1" and echo.value > 0 and 0.5 <= echo.confidence <= 1.0
     px = float(np.mean(truth.pixel_spacing_mm))
     near = ndimage.binary_dilation(kidney["mask"], iterations=round(8 / px))
@@ -188,7 +194,11 @@ def test_thyroid_exam_reports_a_solid_nodule_in_mm_and_the_overlay_outlines_it(s
     count = found["focal-lesion-count"]
     assert count.unit == "{count}" and count.value >= 1 and count.abnormal
     # Lesion findings come largest first; the true nodule is the largest one reported.
-    nodule = next(f for f in event.findings if f.code == "focal-lesion-solid")
+    nodule = found["focal-lesion-solid"]
+    assert (nodule.code_system, nodule.code) == ("http://snomed.info/sct", "237495005")
+    assert nodule.attributes["finding_site"] == "69748006"
+    assert nodule.attributes["concept_display"] == "Thyroid nodule"
+    assert count.code == "246206008"
     assert nodule.attributes["index"] == "1"
     changed, _, frame_index = _mark_and_source(service, exam, event, "thyroid")
     truth = _truth("thyroid", frame_index)

@@ -33,6 +33,10 @@ def test_follow_up_terms_match_affirmed_mentions_in_chinese_and_english(text, ex
 
 def test_a_coded_finding_triggers_follow_up_without_words():
     assert match_terms(["正常"], ["237495005"], TERMS) == ["nodule"]
+    # Inference codes a solid liver or abdominal lesion as SNOMED CT 4147007 |Mass|.
+    assert match_terms(["正常"], ["4147007"], TERMS) == ["tumour"]
+    # A simple cyst (367643001) or a lesion count (246206008) alone asks for no follow-up.
+    assert match_terms(["正常"], ["367643001", "246206008"], TERMS) == []
 
 
 def test_drafts_come_from_the_exam_type_template_in_both_languages():

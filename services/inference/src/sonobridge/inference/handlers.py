@@ -43,6 +43,7 @@ from sonobridge.inference.imaging.decode import (
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.metrics import InferenceMetrics
 from sonobridge.inference.modules import ExamModule, ModuleFrame, ModuleOutput
+from sonobridge.inference.modules.terminology import bind
 from sonobridge.inference.runtime.registry import LoadedModel, ModelRegistry
 from sonobridge.inference.runtime.server import ModelServer
 
@@ -439,10 +440,13 @@ def _analyse_instance(
     )
 
 
-def _run_module(deps: Dependencies, module: ExamModule, run: _ExamRun) -> ModuleOutput | None:
+def _run_module(
+    deps: Dependencies, module: ExamModule, run: _ExamRun, exam_type: str
+) -> ModuleOutput | None:
     started = time.perf_counter()
     try:
         out = module.run(run.module_frames)
+        out.findings = [bind(f, exam_type) for f in out.findings]
     except Exception as exc:  # one module failing must not lose the others' results
         log.exception("module %s failed", module.name)
         deps.metrics.errors.labels(module.name, "module").inc()
@@ -530,7 +534,7 @@ def infer_exam(
             )
         )
         for module in modules:
-            out = _run_module(deps, module, run)
+            out = _run_module(deps, module, run, exam_type)
             if out is None:
                 continue
             prefix = f"derived/{study}/{out.module}/{out.version}"

@@ -19,7 +19,11 @@ class FollowupTerm(BaseModel):
 
 DEFAULT_FOLLOWUP_TERMS = [
     FollowupTerm(term="nodule", words=["结节", "nodule", "nodules"], codes=["237495005"]),
-    FollowupTerm(term="tumour", words=["肿瘤", "肿物", "占位", "tumour", "tumor", "mass"]),
+    # SNOMED CT 4147007 |Mass|: the inference service's code for a solid focal lesion outside
+    # the thyroid (a thyroid one is 237495005 |Thyroid nodule|).
+    FollowupTerm(
+        term="tumour", words=["肿瘤", "肿物", "占位", "tumour", "tumor", "mass"], codes=["4147007"]
+    ),
     FollowupTerm(term="cancer", words=["癌", "恶性", "cancer", "carcinoma", "malignant"]),
 ]
 

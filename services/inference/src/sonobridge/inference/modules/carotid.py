@@ -25,6 +25,9 @@ from sonobridge.inference.modules.common import (
 
 NAME = "carotid-imt"
 VERSION = "1.0.0"
+EXAM_TYPES = frozenset({"carotid"})
+# Local finding codes and their UCUM units; modules.terminology binds them to SNOMED CT.
+CODES = {"carotid-far-wall-imt": "mm", "carotid-plaque": "mm", "carotid-imt-not-measurable": ""}
 
 # Geometry of the measurement (not fitted): why these sizes is in the card.
 WINDOW_MM = 2.0
@@ -155,7 +158,7 @@ class CarotidImtModule:
 
     name = NAME
     version = VERSION
-    exam_types = frozenset({"carotid"})
+    exam_types = EXAM_TYPES
 
     def __init__(self, card: LoadedCard) -> None:
         self.card = card.raw

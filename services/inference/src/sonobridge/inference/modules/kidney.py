@@ -25,6 +25,13 @@ from sonobridge.inference.modules.segmentation import PixelSegmenter
 
 NAME = "kidney"
 VERSION = "1.0.0"
+EXAM_TYPES = frozenset({"kidney"})
+# Local finding codes and their UCUM units; modules.terminology binds them to SNOMED CT.
+CODES = {
+    "kidney-length": "mm",
+    "kidney-cortical-echogenicity-ratio": "1",
+    "kidney-not-measurable": "",
+}
 CLASSES = ("background", "kidney")
 CORTEX_MM = (1.5, 6.0)
 REFERENCE_MM = (4.0, 14.0)
@@ -270,7 +277,7 @@ class KidneyModule:
 
     name = NAME
     version = VERSION
-    exam_types = frozenset({"kidney"})
+    exam_types = EXAM_TYPES
 
     def __init__(self, card: LoadedCard, runtime: object | None = None) -> None:
         if card.onnx is None:

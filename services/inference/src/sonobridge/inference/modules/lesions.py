@@ -26,6 +26,9 @@ from sonobridge.inference.modules.segmentation import PixelSegmenter
 
 NAME = "focal-lesions"
 VERSION = "1.0.0"
+EXAM_TYPES = frozenset({"thyroid", "liver", "abdomen"})
+# Local finding codes and their UCUM units; modules.terminology binds them to SNOMED CT.
+CODES = {"focal-lesion-count": "{count}", "focal-lesion-solid": "mm", "focal-lesion-cystic": "mm"}
 CLASSES = ("background", "cystic", "solid")
 # Border refinement (geometry, not fitted).
 REFINE_CORE_QUANTILE = 0.7
@@ -148,7 +151,7 @@ class FocalLesionModule:
 
     name = NAME
     version = VERSION
-    exam_types = frozenset({"thyroid", "liver", "abdomen"})
+    exam_types = EXAM_TYPES
 
     def __init__(self, card: LoadedCard, runtime: object | None = None) -> None:
         if card.onnx is None:

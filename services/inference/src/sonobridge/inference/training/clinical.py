@@ -22,6 +22,7 @@ from sonobridge.inference.modules.held_out import (
     match,
     visible_lesions,
 )
+from sonobridge.inference.modules.terminology import card_codes
 from sonobridge.inference.training.clinical_fit import (
     fit_gaussian_error,
     fit_least_absolute,
@@ -34,11 +35,6 @@ DISCLAIMER = "reference model, not for clinical use"
 FIT_COMMAND = (
     "uv run --package sonobridge-inference --extra train "
     "python -m sonobridge.inference.training.clinical"
-)
-CODES_NOTE = (
-    "Findings use the local code system urn:sonobridge:finding. No SNOMED CT, RadLex or LOINC "
-    "code could be verified offline for these measurements, so none is claimed; map the local "
-    "codes after terminology review. Units are UCUM."
 )
 
 CAROTID_RECIPES = {
@@ -155,11 +151,7 @@ def carotid_card(params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
             "carotid-far-wall-imt": "mean far-wall IMT in mm; abnormal = thickened",
             "carotid-plaque": "max focal IMT in mm; abnormal = plaque present",
         },
-        "codes": {
-            "system": "urn:sonobridge:finding",
-            "note": CODES_NOTE,
-            "units": {"carotid-far-wall-imt": "mm", "carotid-plaque": "mm"},
-        },
+        "codes": card_codes(carotid.CODES, sorted(carotid.EXAM_TYPES)),
         "thresholds": carotid_thresholds(),
         "parameters": params,
         "calibration": {
@@ -352,12 +344,7 @@ def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "size": "max Feret diameter of the refined region, least-absolute-error linear map",
         },
         "labels": list(lesions.CLASSES),
-        "codes": {
-            "system": "urn:sonobridge:finding",
-            "note": CODES_NOTE,
-            "findings": ["focal-lesion-count", "focal-lesion-cystic", "focal-lesion-solid"],
-            "units": {"focal-lesion-count": "{count}", "focal-lesion-*": "mm"},
-        },
+        "codes": card_codes(lesions.CODES, sorted(lesions.EXAM_TYPES)),
         "thresholds": {
             "segment_threshold": LESION_SEG_THRESHOLD,
             "min_area_mm2": LESION_MIN_AREA_MM2,
@@ -530,12 +517,7 @@ def kidney_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "difference is a log ratio); fitted linear map to log(cortex / reference backscatter)",
         },
         "labels": list(kidney.CLASSES),
-        "codes": {
-            "system": "urn:sonobridge:finding",
-            "note": CODES_NOTE,
-            "findings": ["kidney-length", "kidney-cortical-echogenicity-ratio"],
-            "units": {"kidney-length": "mm", "kidney-cortical-echogenicity-ratio": "1"},
-        },
+        "codes": card_codes(kidney.CODES, sorted(kidney.EXAM_TYPES)),
         "thresholds": {
             "segment_threshold": 0.5,
             "small_below_mm": 90.0,

@@ -14,6 +14,7 @@ DICOM_UID = "urn:dicom:uid"
 PATIENT_SYSTEM = "urn:sonobridge:patient-ref"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 LOINC = "http://loinc.org"
+LOCAL_FINDING = "urn:sonobridge:finding"
 # LOINC document codes for ultrasound reports by region; the generic code otherwise.
 _LOINC_BY_EXAM = {
     "carotid": ("24547-2", "US Carotid artery"),
@@ -69,22 +70,30 @@ def build_imaging_study(exam: dict[str, Any], study_uid: str, patient_ref: str) 
     return ImagingStudy.parse_obj(body)
 
 
+def _finding_concept(f: dict[str, Any]) -> dict[str, Any]:
+    """Return a finding as a CodeableConcept: its code, the local code too when bound, its text."""
+    attributes = f.get("attributes") or {}
+    system = f.get("code_system") or LOCAL_FINDING
+    coding = [
+        {
+            "system": system,
+            "code": f["code"],
+            "display": attributes.get("concept_display") or f.get("display") or f["code"],
+        }
+    ]
+    local = attributes.get("local_code")
+    if local and (system, f["code"]) != (LOCAL_FINDING, local):
+        coding.append({"system": LOCAL_FINDING, "code": local})
+    concept: dict[str, Any] = {"coding": coding}
+    if f.get("display"):
+        concept["text"] = f["display"]
+    return concept
+
+
 def build_diagnostic_report(version: dict[str, Any], read: dict[str, Any]) -> DiagnosticReport:
     """Return the DiagnosticReport of one signed report version."""
     code, display = _LOINC_BY_EXAM.get(read["exam_type"], _GENERIC)
-    conclusion_codes = [
-        {
-            "coding": [
-                {
-                    "system": f.get("code_system") or "urn:sonobridge:finding",
-                    "code": f["code"],
-                    "display": f.get("display") or f["code"],
-                }
-            ]
-        }
-        for f in version["findings"]
-        if f.get("code")
-    ]
+    conclusion_codes = [_finding_concept(f) for f in version["findings"] if f.get("code")]
     body: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": _fhir_id(f"{version['report_id']}-v{version['version']}"),
