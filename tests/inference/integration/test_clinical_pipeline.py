@@ -31,12 +31,21 @@ EXAMS = {
     "carotid-borderline": {"exam_type": "carotid", "seed": 502, "size": 384},
     "kidney": {"exam_type": "kidney", "seed": 2108, "size": 256, "n_lesions": 0},
     "thyroid": {"exam_type": "thyroid", "seed": 3104, "size": 256, "n_lesions": 1},
+    # Every frame too dark to read: measured anyway, but every finding goes to an expert.
+    "kidney-low-gain": {
+        "exam_type": "kidney",
+        "seed": 2108,
+        "size": 256,
+        "n_lesions": 0,
+        "faults": ("low_gain",),
+    },
 }
 MODULE_OF = {
     "carotid": "carotid-imt",
     "carotid-borderline": "carotid-imt",
     "kidney": "kidney",
     "thyroid": "focal-lesions",
+    "kidney-low-gain": "kidney",
 }
 CAPTION_ROWS = 16
 
@@ -57,6 +66,7 @@ def completed(service):
             seed=o["seed"],
             size=o["size"],
             n_lesions=o.get("n_lesions"),
+            faults=o.get("faults", ()),
         )
         for label, o in EXAMS.items()
     }
@@ -81,7 +91,9 @@ def completed(service):
 
 def _truth(label: str, frame_index: int):
     o = EXAMS[label]
-    spec = exam_spec(o["exam_type"], size=o["size"], n_lesions=o.get("n_lesions"))
+    spec = exam_spec(
+        o["exam_type"], o.get("faults", ()), size=o["size"], n_lesions=o.get("n_lesions")
+    )
     return generate_exam(o["seed"], spec, FRAMES).frames[frame_index].truth
 
 
@@ -222,9 +234,28 @@ def test_uncertain_calls_are_labelled_low_confidence_by_each_cards_threshold(com
                 f.attributes.get("cut_off_by_image_edge"),
                 f.attributes.get("at_image_edge"),
             )
-            assert f.low_confidence == (f.confidence < threshold or at_edge), (label, f.code)
+            unreadable = f.attributes.get("image_quality") == "not acceptable"
+            assert f.low_confidence == (f.confidence < threshold or at_edge or unreadable), (
+                label,
+                f.code,
+            )
+            assert unreadable == (label == "kidney-low-gain"), (label, f.code)
     # IMT near the 0.9 mm threshold: the thickening call is a coin flip and goes to an expert.
     borderline = _findings(completed["carotid-borderline"][1], "carotid-imt")
     imt = borderline["carotid-far-wall-imt"]
     assert imt.low_confidence and imt.confidence < 0.8
     assert abs(imt.value - 0.9) < 0.1
+
+
+def test_findings_on_an_exam_with_no_readable_frame_all_go_to_an_expert(service, completed):
+    exam, event = completed["kidney-low-gain"]
+    assert not event.exam_quality.acceptable
+    found = _findings(event, "kidney")
+    assert found and all(f.low_confidence for f in found.values())
+    assert all(f.attributes["image_quality"] == "not acceptable" for f in found.values())
+    _, doc, _ = _mark_and_source(service, exam, event, "kidney-low-gain")
+    assert doc["details"]["all_frames_below_quality"] is True
+    # The readable twin of this exam measured every frame: nothing was skipped.
+    _, readable_doc, _ = _mark_and_source(service, *completed["kidney"], "kidney")
+    assert readable_doc["details"]["all_frames_below_quality"] is False
+    assert readable_doc["details"]["frames_skipped_for_quality"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -42,7 +43,7 @@ from sonobridge.inference.imaging.decode import (
 )
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.metrics import InferenceMetrics
-from sonobridge.inference.modules import ExamModule, ModuleFrame, ModuleOutput
+from sonobridge.inference.modules import ExamModule, ModuleFinding, ModuleFrame, ModuleOutput
 from sonobridge.inference.modules.terminology import bind
 from sonobridge.inference.runtime.registry import LoadedModel, ModelRegistry
 from sonobridge.inference.runtime.server import ModelServer
@@ -389,6 +390,8 @@ class _ExamRun:
     probe_scores: list[float] = field(default_factory=list)
     dark_columns: tuple[int, float] = (0, 0.0)
     module_frames: list[ModuleFrame] = field(default_factory=list)
+    # Parallel to module_frames: the quality model's per-frame verdict.
+    frame_acceptable: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     decoded: int = 0
 
@@ -438,15 +441,42 @@ def _analyse_instance(
         ModuleFrame(frame, decoded.spacing_mm, ref.sop_instance_uid, index)
         for frame, index in zip(decoded.frames, decoded.frame_indices, strict=True)
     )
+    verdicts = dict(zip(check.frame_indices, check.frames, strict=True))
+    run.frame_acceptable.extend(
+        verdicts[i].acceptable if i in verdicts else check.verdict.acceptable
+        for i in decoded.frame_indices
+    )
+
+
+def _readable_frames(run: _ExamRun) -> tuple[list[ModuleFrame], bool]:
+    """Return the frames to measure on and whether they are all below diagnostic quality.
+
+    An expert measures on readable frames only; when the quality model rejects every frame the
+    modules still run (the nurse sees what was attempted) but every finding goes to an expert.
+    """
+    readable = [f for f, ok in zip(run.module_frames, run.frame_acceptable, strict=True) if ok]
+    return (readable, False) if readable else (list(run.module_frames), True)
+
+
+def _unreadable(finding: ModuleFinding) -> ModuleFinding:
+    attributes = {**finding.attributes, "image_quality": "not acceptable"}
+    return dataclasses.replace(finding, low_confidence=True, attributes=attributes)
 
 
 def _run_module(
     deps: Dependencies, module: ExamModule, run: _ExamRun, exam_type: str
 ) -> ModuleOutput | None:
     started = time.perf_counter()
+    frames, unreadable = _readable_frames(run)
     try:
-        out = module.run(run.module_frames)
+        out = module.run(frames)
         out.findings = [bind(f, exam_type) for f in out.findings]
+        if unreadable:
+            out.findings = [_unreadable(f) for f in out.findings]
+        out.details["frames_skipped_for_quality"] = (
+            0 if unreadable else len(run.module_frames) - len(frames)
+        )
+        out.details["all_frames_below_quality"] = unreadable
     except Exception as exc:  # one module failing must not lose the others' results
         log.exception("module %s failed", module.name)
         deps.metrics.errors.labels(module.name, "module").inc()
