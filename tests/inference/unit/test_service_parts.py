@@ -17,7 +17,11 @@ from sonobridge.inference.adapters.model_store import (
     publish_missing_models,
 )
 from sonobridge.inference.domain.errors import InvalidImage, ModelIntegrityError, ModelNotFound
-from sonobridge.inference.domain.probe_health import count_dark_columns
+from sonobridge.inference.domain.probe_health import (
+    count_dark_columns,
+    count_dark_lines,
+    sector_apex,
+)
 from sonobridge.inference.domain.quality import QualityVerdict
 from sonobridge.inference.imaging.decode import FrameSelection, decode_image
 from sonobridge.inference.modules import load_clinical_modules
@@ -161,3 +165,29 @@ def test_dark_columns_are_found_only_on_a_probe_with_dead_elements():
     assert count_dark_columns(clean).columns == 0
     found = count_dark_columns(dead)
     assert found.columns > 0 and 0 < found.fraction < 0.5
+
+
+@pytest.mark.parametrize(("probe", "exam_type"), [("convex", "abdomen"), ("phased", "cardiac")])
+def test_dead_lines_of_a_sector_probe_are_counted_along_the_fan(probe, exam_type):
+    def exam(faults):
+        spec = AcquisitionSpec(exam_type=exam_type, probe=probe, faults=frozenset(faults))
+        return generate_exam(108, spec, n_frames=4)
+
+    clean, dead = exam(()), exam({Fault.DEAD_ELEMENTS})
+    # The apex is above the skin line, on the fan's axis (the image's middle column).
+    apex = sector_apex(clean.pixels().mean(axis=0).astype(np.float64))
+    assert apex is not None and apex[0] < 30 and abs(apex[1] - 128) < 8
+    assert count_dark_lines(clean.pixels()).columns == 0
+    truth = len(dead.frames[0].truth.dead_lines) / 128
+    found = count_dark_lines(dead.pixels())
+    # The rays cross many columns and fill none: counting columns misses what the fan shows.
+    assert found.columns > 0 and 0.3 * truth <= found.fraction <= 1.5 * truth
+    assert count_dark_columns(dead.pixels()).fraction < found.fraction
+
+
+def test_a_linear_view_has_no_apex_and_its_lines_are_its_columns():
+    dead = generate_exam(
+        5, AcquisitionSpec(probe="linear", faults=frozenset({Fault.DEAD_ELEMENTS})), n_frames=4
+    ).pixels()
+    assert sector_apex(dead.mean(axis=0).astype(np.float64)) is None
+    assert count_dark_lines(dead) == count_dark_columns(dead)

@@ -31,7 +31,7 @@ from sonobridge.inference.domain.model_card import ModelCard, version_key
 from sonobridge.inference.domain.probe_health import (
     ProbeHealthAssessment,
     assess_probe_health,
-    count_dark_columns,
+    count_dark_lines,
 )
 from sonobridge.inference.domain.quality import QualityVerdict, judge_cine, judge_quality
 from sonobridge.inference.imaging.decode import (
@@ -434,7 +434,7 @@ def _analyse_instance(
     x = _preprocess(deps, probe, decoded.frames)
     out = _run(deps, probe, x, time.perf_counter())
     run.probe_scores.extend(float(s) for s in out["probabilities"][:, 0])
-    dark = count_dark_columns(decoded.frames)
+    dark = count_dark_lines(decoded.frames)
     if dark.fraction > run.dark_columns[1]:
         run.dark_columns = (dark.columns, dark.fraction)
     run.module_frames.extend(
