@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 import uuid
@@ -230,12 +231,19 @@ def new_exam(client: httpx.Client, institution: str = "township-a", **extra: Any
     return exam_id
 
 
-def tus_create(client: httpx.Client, exam_id: str, length: int) -> str:
+def tus_metadata(values: dict[str, str]) -> str:
+    """Encode tus Upload-Metadata: `key base64value` pairs."""
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def tus_create(
+    client: httpx.Client, exam_id: str, length: int, metadata: dict[str, str] | None = None
+) -> str:
     """Open a tus upload; return its URL path."""
-    response = client.post(
-        f"/v1/exams/{exam_id}/uploads",
-        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(length)},
-    )
+    headers = {"Tus-Resumable": "1.0.0", "Upload-Length": str(length)}
+    if metadata:
+        headers["Upload-Metadata"] = tus_metadata(metadata)
+    response = client.post(f"/v1/exams/{exam_id}/uploads", headers=headers)
     assert response.status_code == 201, response.text
     return response.headers["Location"]
 
@@ -253,7 +261,9 @@ def tus_patch(client: httpx.Client, url: str, offset: int, chunk: bytes) -> http
     )
 
 
-def app_upload(client: httpx.Client, exam_id: str, data: bytes) -> httpx.Response:
+def app_upload(
+    client: httpx.Client, exam_id: str, data: bytes, metadata: dict[str, str] | None = None
+) -> httpx.Response:
     """Upload a whole instance in one tus PATCH; return the final response."""
-    url = tus_create(client, exam_id, len(data))
+    url = tus_create(client, exam_id, len(data), metadata)
     return tus_patch(client, url, 0, data)

@@ -4,6 +4,7 @@ model versions, low-confidence labels and overlays that mark where each was meas
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -259,3 +260,54 @@ def test_findings_on_an_exam_with_no_readable_frame_all_go_to_an_expert(service,
     _, readable_doc, _ = _mark_and_source(service, *completed["kidney"], "kidney")
     assert readable_doc["details"]["all_frames_below_quality"] is False
     assert readable_doc["details"]["frames_skipped_for_quality"] == 0
+
+
+def _without_calibration(service, exam: events_pb2.ExamCompleted, app_spacing=None):
+    """Return a copy of the exam whose DICOM carries no spacing, with the app's if given."""
+    exam = events_pb2.ExamCompleted.FromString(exam.SerializeToString())
+    exam.context.study_instance_uid = exam.context.study_instance_uid + ".9"
+    for ref in exam.instances:
+        ds = dcmread(io.BytesIO(read_all(service.store, ref.object_key)))
+        for keyword in ("SequenceOfUltrasoundRegions", "PixelSpacing"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+        ref.object_key = ref.object_key.replace(".dcm", ".uncalibrated.dcm")
+        service.store.put(ref.object_key, io.BytesIO(data), length=len(data))
+        ref.sha256, ref.size_bytes = hashlib.sha256(data).hexdigest(), len(data)
+        if app_spacing:
+            ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm = app_spacing
+    return exam
+
+
+def test_the_calibration_the_app_sent_measures_an_image_whose_dicom_has_none(service, completed):
+    exam, calibrated = completed["carotid"]
+    spacing = _truth("carotid", 0).pixel_spacing_mm
+    with_app = _without_calibration(service, exam, spacing)
+    without = _without_calibration(service, exam)
+    without.context.study_instance_uid += ".1"
+    sub = service.bus.subscribe("test-app-calibration", [INFERENCE_COMPLETED])
+    wanted = {e.context.study_instance_uid: e for e in (with_app, without)}
+    for e in wanted.values():
+        key = e.context.study_instance_uid
+        publish(service.bus, EXAM_COMPLETED, wrap(e, source="ingest", key=key))
+    done: dict[str, events_pb2.InferenceCompleted] = {}
+
+    def both_done() -> bool:
+        for record in sub.poll(0.5):
+            message = unpack(record.cloud_event())
+            if message.context.study_instance_uid in wanted:
+                done[message.context.study_instance_uid] = message
+        return len(done) == 2
+
+    wait_for(both_done, timeout=240)
+    measured = _findings(done[with_app.context.study_instance_uid], "carotid-imt")
+    reference = _findings(calibrated, "carotid-imt")["carotid-far-wall-imt"]
+    # Same pixels, same spacing (from the app instead of the DICOM): the same measurement.
+    assert measured["carotid-far-wall-imt"].value == pytest.approx(reference.value, abs=1e-6)
+    unmeasured = _findings(done[without.context.study_instance_uid], "carotid-imt")
+    (finding,) = unmeasured.values()
+    assert finding.attributes["local_code"] == "carotid-imt-not-measurable"
+    assert finding.attributes["reason"] == "no pixel spacing" and finding.low_confidence

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from ingest.ingest_support import (
     EXAM_COMPLETED,
     INSTANCE_STORED,
@@ -12,6 +13,7 @@ from ingest.ingest_support import (
     collect_events,
     new_exam,
     synthetic_instance,
+    tus_metadata,
     uids,
 )
 
@@ -147,3 +149,52 @@ def test_reads_and_writes_of_patient_data_are_audited(ingest: RunningIngest) -> 
         performed
     )
     assert all(actor == "nurse-1" for actor, _, _ in actions)
+
+
+def test_the_calibration_the_app_sends_reaches_exam_completed_with_its_instance(
+    ingest: RunningIngest,
+) -> None:
+    study = "1.2.826.0.1.3680043.8.498.77"
+    calibrated = synthetic_instance(study=study, seed=11)
+    plain = synthetic_instance(study=study, seed=12)
+    manifest = {
+        "instances": [
+            {"sop_instance_uid": uids(d)[2], "sha256": hashlib.sha256(d).hexdigest()}
+            for d in (calibrated, plain)
+        ]
+    }
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        sent = app_upload(client, exam_id, calibrated, {"pixel_spacing_mm": "0.12\\0.15"})
+        assert sent.status_code == 204, sent.text
+        assert app_upload(client, exam_id, plain).status_code == 204
+        assert client.post(f"/v1/exams/{exam_id}/complete", json=manifest).status_code == 200
+    (event,) = collect_events(ingest.bus, EXAM_COMPLETED, count=1, settle=1.0)
+    by_sop = {i.sop_instance_uid: i for i in event.instances}
+    with_spacing = by_sop[uids(calibrated)[2]]
+    assert with_spacing.HasField("app_pixel_spacing")
+    assert (with_spacing.app_pixel_spacing.row_mm, with_spacing.app_pixel_spacing.column_mm) == (
+        0.12,
+        0.15,
+    )
+    assert not by_sop[uids(plain)[2]].HasField("app_pixel_spacing")
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1\\0.1", "abc", "0.1\\0.2\\0.3", "12"])
+def test_an_unusable_calibration_is_refused_before_any_byte_is_sent(
+    ingest: RunningIngest, value: str
+) -> None:
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        response = client.post(
+            f"/v1/exams/{exam_id}/uploads",
+            headers={
+                "Tus-Resumable": "1.0.0",
+                "Upload-Length": "100",
+                "Upload-Metadata": tus_metadata({"pixel_spacing_mm": value}),
+            },
+        )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == "bad_pixel_spacing"
+    assert value in response.json()["detail"]

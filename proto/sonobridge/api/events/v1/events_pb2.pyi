@@ -155,7 +155,7 @@ DEVICE_STATUS_LOANED_OUT: DeviceStatus
 DEVICE_STATUS_RETIRED: DeviceStatus
 
 class InstanceRef(_message.Message):
-    __slots__ = ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid", "object_key", "sha256", "size_bytes", "transfer_syntax_uid", "number_of_frames", "modality")
+    __slots__ = ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid", "object_key", "sha256", "size_bytes", "transfer_syntax_uid", "number_of_frames", "modality", "app_pixel_spacing")
     STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,7 @@ class InstanceRef(_message.Message):
     TRANSFER_SYNTAX_UID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_OF_FRAMES_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
+    APP_PIXEL_SPACING_FIELD_NUMBER: _ClassVar[int]
     study_instance_uid: str
     series_instance_uid: str
     sop_instance_uid: str
@@ -176,7 +177,16 @@ class InstanceRef(_message.Message):
     transfer_syntax_uid: str
     number_of_frames: int
     modality: str
-    def __init__(self, study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ..., sop_class_uid: _Optional[str] = ..., object_key: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., transfer_syntax_uid: _Optional[str] = ..., number_of_frames: _Optional[int] = ..., modality: _Optional[str] = ...) -> None: ...
+    app_pixel_spacing: PixelSpacing
+    def __init__(self, study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ..., sop_class_uid: _Optional[str] = ..., object_key: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., transfer_syntax_uid: _Optional[str] = ..., number_of_frames: _Optional[int] = ..., modality: _Optional[str] = ..., app_pixel_spacing: _Optional[_Union[PixelSpacing, _Mapping]] = ...) -> None: ...
+
+class PixelSpacing(_message.Message):
+    __slots__ = ("row_mm", "column_mm")
+    ROW_MM_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_MM_FIELD_NUMBER: _ClassVar[int]
+    row_mm: float
+    column_mm: float
+    def __init__(self, row_mm: _Optional[float] = ..., column_mm: _Optional[float] = ...) -> None: ...
 
 class ExamContext(_message.Message):
     __slots__ = ("exam_id", "study_instance_uid", "institution_id", "operator_id", "device_serial", "exam_type", "patient_ref")

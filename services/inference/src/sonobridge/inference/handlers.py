@@ -437,8 +437,12 @@ def _analyse_instance(
     dark = count_dark_lines(decoded.frames)
     if dark.fraction > run.dark_columns[1]:
         run.dark_columns = (dark.columns, dark.fraction)
+    spacing = decoded.spacing_mm
+    if spacing is None and ref.HasField("app_pixel_spacing"):
+        # The DICOM's own calibration wins; the app's fills in for images that carry none.
+        spacing = (ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm)
     run.module_frames.extend(
-        ModuleFrame(frame, decoded.spacing_mm, ref.sop_instance_uid, index)
+        ModuleFrame(frame, spacing, ref.sop_instance_uid, index)
         for frame, index in zip(decoded.frames, decoded.frame_indices, strict=True)
     )
     verdicts = dict(zip(check.frame_indices, check.frames, strict=True))

@@ -43,10 +43,12 @@ from sonobridge.ingest.domain.model import (
     writer_scope,
 )
 from sonobridge.ingest.domain.validation import (
+    APP_PIXEL_SPACING_KEY,
     InstanceDescription,
     check_description,
     check_size,
     check_study,
+    parse_pixel_spacing,
 )
 from sonobridge.ingest.metrics import IngestMetrics
 
@@ -181,7 +183,7 @@ def exam_context(exam: Row[Any] | None, instance: Row[Any] | None = None) -> eve
 
 def instance_ref(row: Row[Any]) -> events_pb2.InstanceRef:
     """Build the event InstanceRef of an indexed instance."""
-    return events_pb2.InstanceRef(
+    ref = events_pb2.InstanceRef(
         study_instance_uid=row.study_instance_uid,
         series_instance_uid=row.series_instance_uid,
         sop_instance_uid=row.sop_instance_uid,
@@ -193,6 +195,10 @@ def instance_ref(row: Row[Any]) -> events_pb2.InstanceRef:
         number_of_frames=row.number_of_frames,
         modality=row.modality,
     )
+    if row.app_pixel_spacing:
+        row_mm, column_mm = parse_pixel_spacing(row.app_pixel_spacing)
+        ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm = row_mm, column_mm
+    return ref
 
 
 def _scope_of(row: Row[Any]) -> Scope:
@@ -469,6 +475,7 @@ def store_instance(
     exam_id: str | None = None,
     expected_study: str | None = None,
     scope: Scope | None = None,
+    app_pixel_spacing: tuple[float, float] | None = None,
 ) -> StoredInstance:
     """Validate, write once under dicom/{study}/{series}/{sop}.dcm, index, announce."""
     try:
@@ -476,7 +483,15 @@ def store_instance(
         description, metadata = validate_spooled(deps, spooled)
         check_study(description, expected_study, "the study in the request path")
         result, completed_type = _store_valid(
-            deps, principal, spooled, description, metadata, channel, exam_id, scope
+            deps,
+            principal,
+            spooled,
+            description,
+            metadata,
+            channel,
+            exam_id,
+            scope,
+            app_pixel_spacing,
         )
     except Problem as problem:
         _reject(deps, channel, problem)
@@ -534,6 +549,10 @@ def _resolve_exam(
     return by_study
 
 
+def _spacing_text(spacing: tuple[float, float] | None) -> str | None:
+    return "\\".join(f"{v:g}" for v in spacing) if spacing else None
+
+
 def _claim(
     deps: IngestDeps,
     principal: Principal,
@@ -543,6 +562,7 @@ def _claim(
     channel: Channel,
     exam_id: str | None,
     scope: Scope | None,
+    app_pixel_spacing: tuple[float, float] | None = None,
 ) -> Row[Any] | None:
     """Insert a pending index row (the write claim); return the stored row if already there."""
     deadline = time.monotonic() + _CLAIM_WAIT_S
@@ -620,6 +640,7 @@ def _claim(
                         "received_via": str(channel),
                         "stored_at": None,
                         "metadata_json": json.dumps(metadata),
+                        "app_pixel_spacing": _spacing_text(app_pixel_spacing),
                     },
                 )
             return None
@@ -646,15 +667,31 @@ def _store_valid(
     channel: Channel,
     exam_id: str | None,
     scope: Scope | None,
+    app_pixel_spacing: tuple[float, float] | None = None,
 ) -> tuple[StoredInstance, str | None]:
     sop = description.sop_instance_uid
-    existing = _claim(deps, principal, description, metadata, spooled, channel, exam_id, scope)
+    existing = _claim(
+        deps,
+        principal,
+        description,
+        metadata,
+        spooled,
+        channel,
+        exam_id,
+        scope,
+        app_pixel_spacing,
+    )
     if existing is not None:
         completed = None
         with deps.sessions.begin() as session:
             if exam_id is not None and existing.exam_id is None:
                 # Arrived earlier by STOW-RS or C-STORE: the app's copy links it to the exam.
-                repo.update_instance(session, sop, exam_id=parse_exam_id(exam_id))
+                repo.update_instance(
+                    session,
+                    sop,
+                    exam_id=parse_exam_id(exam_id),
+                    app_pixel_spacing=_spacing_text(app_pixel_spacing),
+                )
                 existing = repo.get_instance(session, sop)
                 assert existing is not None
                 completed = _settle_exam(deps, session, existing.exam_id)
@@ -758,6 +795,8 @@ def create_upload(
     check_size(length, deps.max_instance_bytes)
     if length <= 0:
         raise InvalidInput("Upload-Length must be positive", reason="bad_upload_length")
+    if APP_PIXEL_SPACING_KEY in upload_metadata:
+        parse_pixel_spacing(upload_metadata[APP_PIXEL_SPACING_KEY])
     now = deps.clock()
     session_id = str(uuid.uuid4())
     with deps.sessions.begin() as session:
@@ -886,8 +925,14 @@ def _finish_upload(deps: IngestDeps, principal: Principal, row: Row[Any]) -> Sto
                     f"assembled {spooled.size} bytes, expected {row.upload_length}",
                     reason="upload_incomplete",
                 )
+            sent = json.loads(row.upload_metadata).get(APP_PIXEL_SPACING_KEY)
             stored = store_instance(
-                deps, principal, spooled, channel=Channel.APP, exam_id=row.exam_id
+                deps,
+                principal,
+                spooled,
+                channel=Channel.APP,
+                exam_id=row.exam_id,
+                app_pixel_spacing=parse_pixel_spacing(sent) if sent else None,
             )
     except Problem:
         with deps.sessions.begin() as session:

@@ -89,6 +89,8 @@ instances = Table(
     Column("received_via", String(16), nullable=False),
     Column("stored_at", DateTime(timezone=True), nullable=True),
     Column("metadata_json", Text, nullable=False),
+    # Calibration the app sent with the upload ("row\\col" mm), for DICOM that carries none.
+    Column("app_pixel_spacing", String(64), nullable=True),
 )
 Index("ix_instances_study_series", instances.c.study_instance_uid, instances.c.series_instance_uid)
 

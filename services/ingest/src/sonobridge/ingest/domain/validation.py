@@ -178,3 +178,26 @@ def check_study(d: InstanceDescription, expected_study: str | None, what: str) -
             f"StudyInstanceUID {d.study_instance_uid} contradicts {what} ({expected_study})",
             "uid_mismatch",
         )
+
+
+# The largest pixel a handheld probe's image could have: a 30 cm depth on 60 rows.
+MAX_PIXEL_SPACING_MM = 5.0
+APP_PIXEL_SPACING_KEY = "pixel_spacing_mm"
+
+
+def parse_pixel_spacing(value: str) -> tuple[float, float]:
+    """Parse an app-sent calibration: `row\\col` (DICOM order), `row,col` or one isotropic value."""
+    parts = [p.strip() for p in value.replace(",", "\\").split("\\")]
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or not all(0 < n <= MAX_PIXEL_SPACING_MM for n in numbers):
+        raise InvalidInput(
+            f"{APP_PIXEL_SPACING_KEY} must be one or two positive numbers of mm per pixel up to "
+            f'{MAX_PIXEL_SPACING_MM} (row\\column), not "{value}"',
+            reason="bad_pixel_spacing",
+        )
+    return numbers[0], numbers[1]
