@@ -32,6 +32,7 @@ CONTRACT_FILES: tuple[FileDescriptor, ...] = (
 # Messages in events.proto that are parts of events, not events with a topic of their own.
 EVENT_PARTS = {
     "InstanceRef",
+    "PixelSpacing",
     "ExamContext",
     "Finding",
     "QualityAssessment",
