@@ -35,6 +35,11 @@ REFINE_CORE_QUANTILE = 0.7
 REFINE_MARGIN_MM = 3.0
 REFINE_SMOOTH_MM = 0.5
 REFINE_MIN_CONTRAST = 6.0
+# A solid region keeps its redrawn border only when it overlaps the network's region this much.
+SOLID_MIN_AGREEMENT = 0.5
+# Surroundings a region is compared with (geometry, not fitted).
+RING_INNER_MM = 1.0
+RING_OUTER_MM = 4.0
 
 
 @dataclass
@@ -49,6 +54,10 @@ class Candidate:
     max_p: float
     p_cystic: float
     touches_edge: bool
+    cnr: float = 0.0
+    compactness: float = 1.0
+    enhancement: float = 0.0
+    redrawn: bool = False
     confidence: float = 0.0
     diameter_mm: float = 0.0
 
@@ -64,7 +73,16 @@ class Candidate:
 
     def features(self) -> list[float]:
         """Return the inputs of the fitted detection-confidence model."""
-        return [self.mean_p, self.max_p, np.log(self.area_mm2 + 1), float(self.touches_edge)]
+        return [
+            self.mean_p,
+            self.max_p,
+            np.log(self.area_mm2 + 1),
+            float(self.touches_edge),
+            self.cnr,
+            self.compactness,
+            self.p_cystic,
+            self.enhancement,
+        ]
 
 
 def feret_mm(mask: np.ndarray, spacing: tuple[float, float]) -> float:
@@ -111,6 +129,40 @@ def refine_region(
     return refined if refined.sum() >= 4 else region
 
 
+def surround(
+    region: np.ndarray, img: np.ndarray, fov: np.ndarray, spacing: tuple[float, float]
+) -> tuple[float, float]:
+    """Return (contrast-to-noise, posterior enhancement) of a region against its surroundings.
+
+    A lesion differs from the tissue around it as a whole; a speckle cluster the network took
+    for a lesion barely does once averaged over the region. Fluid lets the beam through, so the
+    tissue right behind a cyst is brighter than the tissue beside it at the same depth.
+    """
+    px = float(np.mean(spacing))
+    near = ndimage.binary_dilation(region, iterations=max(round(RING_INNER_MM / px), 1))
+    far = ndimage.binary_dilation(region, iterations=max(round(RING_OUTER_MM / px), 2))
+    ring = far & ~near & fov
+    if ring.sum() < 10:
+        return 0.0, 0.0
+    inside, outside = float(img[region].mean()), float(img[ring].mean())
+    cnr = abs(inside - outside) / (float(img[ring].std()) + 1.0)
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    shift = max(height // 2, 2)
+    below = np.zeros_like(region)
+    below[shift:] = region[:-shift]
+    behind = below & ~region & fov
+    beside = np.zeros_like(region)
+    beside[:, width:] |= behind[:, :-width]
+    beside[:, :-width] |= behind[:, width:]
+    beside &= fov & ~far
+    if behind.sum() < 10 or beside.sum() < 10:
+        return cnr, 0.0
+    enhancement = (float(img[behind].mean()) - float(img[beside].mean())) / 255.0
+    return cnr, enhancement
+
+
 def candidates(
     probs: np.ndarray, frame: ModuleFrame, spacing: tuple[float, float], params: dict[str, Any]
 ) -> list[Candidate]:
@@ -126,21 +178,36 @@ def candidates(
     px_area = spacing[0] * spacing[1]
     out = []
     for k in range(1, n + 1):
-        m = refine_region(labels == k, p_lesion, smooth, spacing)
+        m = labels == k
+        # The network's solid regions often straddle a faint hyperechoic lesion and its
+        # shadow; redrawing them at the grey level crossing then follows the shadow instead.
+        refined = refine_region(m, p_lesion, smooth, spacing)
+        agreement = float((refined & m).sum()) / float((refined | m).sum())
+        redrawn = refined is not m and (
+            probs[1][m].sum() >= probs[2][m].sum() or agreement >= SOLID_MIN_AGREEMENT
+        )
+        if redrawn:
+            m = refined
         area = float(m.sum() * px_area)
         if area < params["min_area_mm2"]:
             continue
         pc, ps = float(probs[1][m].mean()), float(probs[2][m].mean())
+        cnr, enhancement = surround(m, smooth, fov, spacing)
+        feret = feret_mm(m, spacing)
         out.append(
             Candidate(
                 mask=m,
                 frame=frame,
                 area_mm2=area,
-                feret_mm=feret_mm(m, spacing),
+                feret_mm=feret,
                 mean_p=float(p_lesion[m].mean()),
                 max_p=float(p_lesion[m].max()),
                 p_cystic=pc / max(pc + ps, 1e-9),
                 touches_edge=bool((m & ~fov).any()),
+                cnr=cnr,
+                compactness=min(area / (np.pi / 4 * feret**2), 1.0),
+                enhancement=enhancement,
+                redrawn=redrawn,
             )
         )
     return out
@@ -172,9 +239,10 @@ class FocalLesionModule:
         probs = self.segmenter.probabilities(gray(frame).astype(np.uint8))
         found = candidates(probs, frame, sp, self.params)
         w = np.asarray(self.params["detection_logistic"])
-        a, b = self.params["size_calibration"]
         for c in found:
             c.confidence = float(sigmoid(w[0] + np.dot(w[1:], c.features())))
+            key = "size_calibration" if c.redrawn else "size_calibration_network_border"
+            a, b = self.params.get(key, self.params["size_calibration"])
             c.diameter_mm = float(a * c.feret_mm + b)
         return found
 

@@ -190,6 +190,18 @@ SEG_SIZE = 128
 LESION_SCALES = (3, 7, 15, 31)
 LESION_MIN_AREA_MM2 = 4.0
 LESION_SEG_THRESHOLD = 0.5
+LESION_MIN_SIZE_PAIRS = 8
+# Inputs of the detection-confidence logistic, in the order Candidate.features returns them.
+LESION_DETECTION_FEATURES = (
+    "mean P(lesion)",
+    "max P(lesion)",
+    "log(area mm2 + 1)",
+    "touches image edge",
+    "contrast-to-noise against a ring 1-4 mm outside",
+    "compactness (area / disc of the max Feret diameter)",
+    "P(cystic) share",
+    "posterior enhancement (grey behind minus beside, /255)",
+)
 
 
 def _ort(model) -> Any:
@@ -256,8 +268,9 @@ def fit_lesions() -> dict[str, Any]:
     params = {
         "segment_threshold": LESION_SEG_THRESHOLD,
         "min_area_mm2": LESION_MIN_AREA_MM2,
-        "detection_logistic": [0.0, 0.0, 0.0, 0.0, 0.0],
+        "detection_logistic": [0.0] * (1 + len(LESION_DETECTION_FEATURES)),
         "size_calibration": [1.0, 0.0],
+        "size_calibration_network_border": [1.0, 0.0],
     }
     card = lesion_card(params, temperature)
     module = lesions.FocalLesionModule(LoadedCard(card, onnx_bytes))
@@ -271,11 +284,17 @@ def fit_lesions() -> dict[str, Any]:
             feats.append(d.features())
             hits.append(t is not None)
             if t is not None and t["whole"] and not d.touches_edge:
-                sizes.append((d.feret_mm, t["diameter_mm"]))
+                sizes.append((d.feret_mm, t["diameter_mm"], d.redrawn))
     w = fit_logistic(np.array(feats), np.array(hits))
-    sz = np.array(sizes)
+    sz = np.array(sizes, dtype=float)
     params["detection_logistic"] = [float(v) for v in w]
-    params["size_calibration"] = list(fit_least_absolute(sz[:, 0], sz[:, 1]))
+    shared = list(fit_least_absolute(sz[:, 0], sz[:, 1]))
+    # Redrawn borders sit on the lesion's edge; the network's own borders are blurred, so
+    # each gets its own map (the shared one when a kind has too few pairs to fit).
+    for key, redrawn in (("size_calibration", 1.0), ("size_calibration_network_border", 0.0)):
+        part = sz[sz[:, 2] == redrawn]
+        fitted = len(part) >= LESION_MIN_SIZE_PAIRS
+        params[key] = list(fit_least_absolute(part[:, 0], part[:, 1])) if fitted else shared
     card["thresholds"]["report_if_confidence_at_least"] = report_threshold(
         np.array(feats), np.array(hits), w, n_true
     )
@@ -340,8 +359,17 @@ def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             f"in the region's top {1 - lesions.REFINE_CORE_QUANTILE:.0%} probability, tissue "
             f"level = median in a ring 1-{lesions.REFINE_MARGIN_MM} mm outside; new border "
             "where the grey level crosses midway (component holding the core, holes filled); "
-            f"kept as is when the levels differ by < {lesions.REFINE_MIN_CONTRAST} grey levels",
-            "size": "max Feret diameter of the refined region, least-absolute-error linear map",
+            f"kept as is when the levels differ by < {lesions.REFINE_MIN_CONTRAST} grey levels; "
+            "a solid (network) region keeps the new border only when it overlaps the network "
+            f"region at IoU >= {lesions.SOLID_MIN_AGREEMENT} (faint hyperechoic lesions shadow, "
+            "and the crossing then follows the shadow)",
+            "size": "max Feret diameter of the region, least-absolute-error linear map, one for "
+            "redrawn borders and one for network borders",
+            "surroundings": f"mean grey (smoothed frame) inside vs a ring {lesions.RING_INNER_MM}-"
+            f"{lesions.RING_OUTER_MM} mm outside, contrast-to-noise = |difference| / (ring std + "
+            "1); posterior enhancement = mean grey in the band half a region height below it "
+            "minus the same band shifted one region width sideways; speckle clusters the "
+            "network fires on barely differ from their ring, so the detection model weighs this",
         },
         "labels": list(lesions.CLASSES),
         "codes": card_codes(lesions.CODES, sorted(lesions.EXAM_TYPES)),
@@ -358,16 +386,19 @@ def lesion_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
         "calibration": {
             "pixels": "temperature scaling on calibration-split pixels",
             "temperature": temperature,
-            "detection": "logistic regression on region (mean p, max p, log area, at edge) "
-            "fitted on calibration-split candidates matched at IoU >= 0.1",
-            "size": "least-absolute-error linear map of max Feret diameter to true diameter "
-            "(calibration split)",
+            "detection": "logistic regression on the region features "
+            f"({'; '.join(LESION_DETECTION_FEATURES)}) fitted on calibration-split candidates "
+            "matched at IoU >= 0.1",
+            "size": "least-absolute-error linear maps of max Feret diameter to true diameter, "
+            "redrawn and network borders separately (calibration split)",
             "ece_bins": 10,
         },
         "training_data": {
             "description": "Synthetic thyroid (linear), liver and abdomen (convex) frames with "
             "0-2 elliptical cystic, hypoechoic or hyperechoic solid lesions and their masks; 20% "
-            "of exams carry a low-gain or motion-blur fault.",
+            "of exams carry a low-gain or motion-blur fault. Train split: pixel head; "
+            "calibration split: pixel temperature, detection-confidence logistic, report "
+            "threshold and size map; held-out split only scored.",
             "splits": {k: r.describe() for k, r in LESION_RECIPES.items()},
             "fit_command": FIT_COMMAND,
         },
