@@ -1103,7 +1103,7 @@ def record_probe_health(
         symptom=(
             f"dead transducer elements seen in {len(pending)} exams "
             f"(latest {health.dead_element_fraction:.1%}, "
-            f"{health.dead_element_columns} dark columns)"
+            f"{health.dead_element_columns} dark scan lines)"
         ),
         source=TicketSource.PROBE_HEALTH,
         opened_by=SERVICE,

@@ -358,13 +358,13 @@ def _describe_ai(message: Any) -> str:
         parts.append(f"advice '{quality.advice}'")
     for f in message.findings:
         value = f" {f.value:.2f} {f.unit}" if f.HasField("value") else ""
-        flag = " ABNORMAL" if f.abnormal else ""
+        flag = (" ABNORMAL" if f.abnormal else "") + (", to expert" if f.low_confidence else "")
         parts.append(f"{f.display or f.code}{value} (confidence {f.confidence:.2f}{flag})")
     if message.HasField("probe_health") and message.probe_health.suspected_fault:
         ph = message.probe_health
         parts.append(
             f"probe {ph.device_serial}: {ph.dead_element_fraction:.1%} dead elements "
-            f"({ph.dead_element_columns} dark columns)"
+            f"({ph.dead_element_columns} dark scan lines)"
         )
     return "AI: " + "; ".join(parts)
 

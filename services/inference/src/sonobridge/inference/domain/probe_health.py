@@ -53,7 +53,7 @@ class DarkColumns:
 
     @property
     def fraction(self) -> float:
-        """Return dark columns as a fraction of the columns that show the field of view."""
+        """Return dark lines as a fraction of the lines (columns or fan bins) in view."""
         return self.columns / self.columns_in_view if self.columns_in_view else 0.0
 
 
