@@ -1,11 +1,12 @@
 """Terminology binding: every SNOMED CT code is DICOM PS3.16's, and cards show the bindings."""
 
 import dataclasses
+import functools
 import json
 import re
 
 import pytest
-from pydicom.sr._concepts_dict import concepts
+from pydicom.sr.codedict import codes
 
 from sonobridge.inference.modules import carotid, kidney, lesions, terminology
 from sonobridge.inference.modules.base import ModuleFinding
@@ -15,14 +16,21 @@ from sonobridge.inference.modules.terminology import LOCAL, SNOMED, bind, bindin
 MODULES = [carotid, kidney, lesions]
 
 
-def _dicom_meanings(code: str) -> set[str]:
-    """Return the meanings DICOM PS3.16 (pydicom's copy) gives a SNOMED CT code, normalised."""
-    meanings = set()
-    for by_code in concepts["SCT"].values():
-        if code in by_code:
-            meaning = by_code[code][0]
-            meanings.add(re.sub(r"\s*\([^)]*\)$", "", meaning).strip().lower())
+@functools.cache
+def _dicom_sct() -> dict[str, set[str]]:
+    """Return DICOM PS3.16's SNOMED CT meanings (pydicom's copy) by code, normalised."""
+    meanings: dict[str, set[str]] = {}
+    for keyword in codes.SCT.dir():
+        code = getattr(codes.SCT, keyword)
+        # "Kidney structure (body structure)" and "Kidney" name the same concept.
+        meaning = re.sub(r"\s*\([^)]*\)$", "", code.meaning).strip().lower()
+        meanings.setdefault(code.value, set()).add(meaning)
     return meanings
+
+
+def _dicom_meanings(code: str) -> set[str]:
+    """Return the meanings DICOM PS3.16 gives a SNOMED CT code (empty when it has none)."""
+    return _dicom_sct().get(code, set())
 
 
 def _every_binding():
