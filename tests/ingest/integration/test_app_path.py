@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
+import pydicom
 import pytest
+from dicomweb_client.api import DICOMwebClient
 from ingest.ingest_support import (
     EXAM_COMPLETED,
     INSTANCE_STORED,
@@ -157,27 +160,36 @@ def test_the_calibration_the_app_sends_reaches_exam_completed_with_its_instance(
     study = "1.2.826.0.1.3680043.8.498.77"
     calibrated = synthetic_instance(study=study, seed=11)
     plain = synthetic_instance(study=study, seed=12)
+    # Sent to PACS first (STOW-RS), then by the app with its calibration: the app's copy both
+    # links the instance to the exam and brings the calibration.
+    stowed_first = synthetic_instance(study=study, seed=13)
     manifest = {
         "instances": [
             {"sop_instance_uid": uids(d)[2], "sha256": hashlib.sha256(d).hexdigest()}
-            for d in (calibrated, plain)
+            for d in (calibrated, plain, stowed_first)
         ]
     }
+    pacs = DICOMwebClient(
+        url=f"{ingest.base_url}/dicomweb",
+        headers={"Authorization": f"Bearer {ingest.token()}"},
+    )
+    pacs.store_instances([pydicom.dcmread(io.BytesIO(stowed_first))])
     with ingest.client() as client:
         exam_id = new_exam(client)
         sent = app_upload(client, exam_id, calibrated, {"pixel_spacing_mm": "0.12\\0.15"})
         assert sent.status_code == 204, sent.text
         assert app_upload(client, exam_id, plain).status_code == 204
+        again = app_upload(client, exam_id, stowed_first, {"pixel_spacing_mm": "0.2"})
+        assert again.status_code == 204 and again.headers["SonoBridge-Duplicate"] == "true"
         assert client.post(f"/v1/exams/{exam_id}/complete", json=manifest).status_code == 200
     (event,) = collect_events(ingest.bus, EXAM_COMPLETED, count=1, settle=1.0)
-    by_sop = {i.sop_instance_uid: i for i in event.instances}
-    with_spacing = by_sop[uids(calibrated)[2]]
-    assert with_spacing.HasField("app_pixel_spacing")
-    assert (with_spacing.app_pixel_spacing.row_mm, with_spacing.app_pixel_spacing.column_mm) == (
-        0.12,
-        0.15,
-    )
-    assert not by_sop[uids(plain)[2]].HasField("app_pixel_spacing")
+    spacing = {
+        i.sop_instance_uid: (i.app_pixel_spacing.row_mm, i.app_pixel_spacing.column_mm)
+        for i in event.instances
+        if i.HasField("app_pixel_spacing")
+    }
+    assert spacing == {uids(calibrated)[2]: (0.12, 0.15), uids(stowed_first)[2]: (0.2, 0.2)}
+    assert len(event.instances) == 3
 
 
 @pytest.mark.parametrize("value", ["0", "-0.1\\0.1", "abc", "0.1\\0.2\\0.3", "12"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -11,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +42,7 @@ from sonobridge.inference.imaging.decode import (
 )
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.metrics import InferenceMetrics
-from sonobridge.inference.modules import ExamModule, ModuleFinding, ModuleFrame, ModuleOutput
+from sonobridge.inference.modules import ExamModule, ModuleFrame, ModuleOutput
 from sonobridge.inference.modules.terminology import bind
 from sonobridge.inference.runtime.registry import LoadedModel, ModelRegistry
 from sonobridge.inference.runtime.server import ModelServer
@@ -452,42 +451,60 @@ def _analyse_instance(
     )
 
 
-def _readable_frames(run: _ExamRun) -> tuple[list[ModuleFrame], bool]:
-    """Return the frames to measure on and whether they are all below diagnostic quality.
+@dataclass(frozen=True)
+class _ModuleInput:
+    """The frames the clinical modules measure on, chosen once per exam."""
+
+    frames: list[ModuleFrame]
+    skipped: int
+    # True when the quality model rejected every frame: all findings then go to an expert.
+    unreadable: bool
+    exam_type: str
+
+
+def _module_input(run: _ExamRun, exam_type: str) -> _ModuleInput:
+    """Pick the frames to measure on: the readable ones, else all of them marked unreadable.
 
     An expert measures on readable frames only; when the quality model rejects every frame the
     modules still run (the nurse sees what was attempted) but every finding goes to an expert.
     """
     readable = [f for f, ok in zip(run.module_frames, run.frame_acceptable, strict=True) if ok]
-    return (readable, False) if readable else (list(run.module_frames), True)
+    if not readable:
+        return _ModuleInput(list(run.module_frames), 0, True, exam_type)
+    return _ModuleInput(readable, len(run.module_frames) - len(readable), False, exam_type)
 
 
-def _unreadable(finding: ModuleFinding) -> ModuleFinding:
-    attributes = {**finding.attributes, "image_quality": "not acceptable"}
-    return dataclasses.replace(finding, low_confidence=True, attributes=attributes)
+def _finish_findings(out: ModuleOutput, given: _ModuleInput) -> ModuleOutput:
+    """Code a module's findings in SNOMED CT and label those made on unreadable frames."""
+    findings = [bind(f, given.exam_type) for f in out.findings]
+    if given.unreadable:
+        findings = [
+            replace(
+                f,
+                low_confidence=True,
+                attributes={**f.attributes, "image_quality": "not acceptable"},
+            )
+            for f in findings
+        ]
+    out.findings = findings
+    out.details["frames_skipped_for_quality"] = given.skipped
+    out.details["all_frames_below_quality"] = given.unreadable
+    return out
 
 
 def _run_module(
-    deps: Dependencies, module: ExamModule, run: _ExamRun, exam_type: str
+    deps: Dependencies, module: ExamModule, given: _ModuleInput, errors: list[str]
 ) -> ModuleOutput | None:
     started = time.perf_counter()
-    frames, unreadable = _readable_frames(run)
     try:
-        out = module.run(frames)
-        out.findings = [bind(f, exam_type) for f in out.findings]
-        if unreadable:
-            out.findings = [_unreadable(f) for f in out.findings]
-        out.details["frames_skipped_for_quality"] = (
-            0 if unreadable else len(run.module_frames) - len(frames)
-        )
-        out.details["all_frames_below_quality"] = unreadable
+        out = module.run(given.frames)
     except Exception as exc:  # one module failing must not lose the others' results
         log.exception("module %s failed", module.name)
         deps.metrics.errors.labels(module.name, "module").inc()
-        run.errors.append(f"module {module.name}: {exc}")
+        errors.append(f"module {module.name}: {exc}")
         return None
     deps.metrics.stage_seconds.labels(module.name, "total").observe(time.perf_counter() - started)
-    return out
+    return _finish_findings(out, given)
 
 
 def infer_exam(
@@ -567,8 +584,9 @@ def infer_exam(
                 },
             )
         )
+        given = _module_input(run, exam_type)
         for module in modules:
-            out = _run_module(deps, module, run, exam_type)
+            out = _run_module(deps, module, given, run.errors)
             if out is None:
                 continue
             prefix = f"derived/{study}/{out.module}/{out.version}"

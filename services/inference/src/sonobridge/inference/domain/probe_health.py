@@ -71,6 +71,16 @@ def _dark_bins(profile: np.ndarray, ratio: float, window: int) -> DarkColumns:
     return DarkColumns(int(dark.sum()), last - first + 1)
 
 
+def _mean_frame(frames: np.ndarray) -> np.ndarray:
+    arr = np.asarray(frames, dtype=np.float32)
+    return arr.mean(axis=0) if arr.ndim == 3 else arr
+
+
+def _column_profile(mean: np.ndarray) -> np.ndarray:
+    # Skip the near field, where reverberation fills dead lines in.
+    return mean[mean.shape[0] // 5 :].mean(axis=0)
+
+
 def count_dark_columns(
     frames: np.ndarray, ratio: float = DARK_RATIO, window: int = 9
 ) -> DarkColumns:
@@ -79,13 +89,13 @@ def count_dark_columns(
     Dead elements of a linear array give vertical dark lines that persist across frames, so
     averaging frames removes speckle and keeps them.
     """
-    arr = np.asarray(frames, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[None]
-    mean = arr.mean(axis=0)
-    # Skip the near field, where reverberation fills dead lines in.
-    profile = mean[mean.shape[0] // 5 :].mean(axis=0)
-    return _dark_bins(profile, ratio, window)
+    return _dark_bins(_column_profile(_mean_frame(frames)), ratio, window)
+
+
+def _field_of_view(mean: np.ndarray) -> np.ndarray:
+    """Return the lit (imaged) part of a mean frame, smoothed so speckle leaves no holes."""
+    smooth = ndimage.uniform_filter(mean, 5)
+    return smooth > 0.1 * float(smooth.max(initial=0.0))
 
 
 def sector_apex(mean: np.ndarray) -> tuple[float, float] | None:
@@ -94,8 +104,10 @@ def sector_apex(mean: np.ndarray) -> tuple[float, float] | None:
     Convex and phased probes fan their scan lines out from a (virtual) apex; the straight side
     edges of the lit field of view point back to it.
     """
-    smooth = ndimage.uniform_filter(mean, 5)
-    lit = smooth > 0.1 * float(smooth.max(initial=0.0))
+    return _apex(_field_of_view(mean))
+
+
+def _apex(lit: np.ndarray) -> tuple[float, float] | None:
     rows = np.flatnonzero(lit.any(axis=1))
     if rows.size < 20:
         return None
@@ -127,14 +139,11 @@ def count_dark_lines(frames: np.ndarray, ratio: float = DARK_RATIO, window: int 
     On a sector view a dead element gives a dark ray from the apex, which crosses many columns
     and fills none, so the mean frame is resampled along rays (one bin per far-field pixel).
     """
-    arr = np.asarray(frames, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[None]
-    mean = arr.mean(axis=0)
-    apex = sector_apex(mean)
+    mean = _mean_frame(frames)
+    lit = _field_of_view(mean)
+    apex = _apex(lit)
     if apex is None:
-        return count_dark_columns(arr, ratio, window)
-    lit = ndimage.uniform_filter(mean, 5) > 0.1 * float(mean.max(initial=0.0))
+        return _dark_bins(_column_profile(mean), ratio, window)
     rr, cc = np.nonzero(lit)
     radius = np.hypot(rr - apex[0], cc - apex[1])
     angle = np.arctan2(cc - apex[1], rr - apex[0])
