@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sonobridge.common.auth import Principal, TokenVerifier
+from sonobridge.common.cors import install_cors
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import PROBLEM_JSON, Problem, Unauthenticated
 
@@ -52,6 +53,7 @@ def create_service_app(
     verifier: TokenVerifier | None = None,
     title: str | None = None,
     version: str = "0.1.0",
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """Build a FastAPI app with /healthz, /readyz, /metrics and the shared error mapping."""
     app = FastAPI(title=title or f"SonoBridge {service}", version=version)
@@ -77,6 +79,8 @@ def create_service_app(
                 metrics.http_latency.labels(request.method, route).observe(
                     time.perf_counter() - started
                 )
+
+    install_cors(app, cors_origins)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

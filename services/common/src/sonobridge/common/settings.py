@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +22,19 @@ class HttpSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Browser origins (scheme://host[:port]) allowed to call the API cross-origin, e.g. a viewer
+    # served elsewhere; empty means same-origin only. HTTP__CORS_ORIGINS='["https://viewer.x"]'.
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        # An origin has no path, query or trailing slash; a browser would never send one that
+        # does, so such an entry would silently match nothing.
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://viewer.example:8443")
+        return value
 
 
 class GrpcSettings(BaseModel):

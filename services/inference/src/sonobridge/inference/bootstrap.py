@@ -144,6 +144,7 @@ def build(
         service=SERVICE,
         metrics=base,
         verifier=verifier,
+        cors_origins=settings.http.cors_origins,
         readiness={
             "models": models.check_ready,
             **dependency_checks(engine, store, bus),

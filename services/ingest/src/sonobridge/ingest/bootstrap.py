@@ -92,6 +92,7 @@ def build(
             **dependency_checks(engine, store, bus),
         },
         verifier=verifier,
+        cors_origins=settings.http.cors_origins,
     )
     app.include_router(rest.build_router(deps, max_size=settings.ingest.max_instance_bytes))
     app.include_router(dicomweb.build_router(deps))

@@ -81,6 +81,7 @@ def build(
         service=SERVICE,
         metrics=base,
         verifier=verifier,
+        cors_origins=settings.http.cors_origins,
         readiness={
             **dependency_checks(engine, store, bus),
         },

@@ -91,6 +91,8 @@ def _node(args: argparse.Namespace) -> SingleNode:
     seed_file = args.consortium_file or (args.data_dir / "consortium.json")
     if Path(seed_file).exists():
         extra = node_settings_for(load(Path(seed_file)))
+    if getattr(args, "viewer_origin", None):
+        extra.setdefault("common", {})["http"] = {"cors_origins": args.viewer_origin}
     ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else None
     return SingleNode(args.data_dir, host=args.host, ports=ports, extra_settings=extra)
 
@@ -245,6 +247,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--consortium-file", type=Path, help="consortium seed file (JSON)")
     serve.add_argument("--ephemeral-ports", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--viewer-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser viewer's origin allowed cross-origin (repeatable; or HTTP__CORS_ORIGINS)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="the main job: demo consortium, uploads, trail")

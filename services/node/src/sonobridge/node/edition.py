@@ -49,12 +49,15 @@ class NodePorts:
 def _service_settings(
     name: str, data_dir: Path, host: str, ports: NodePorts, extra: dict[str, Any]
 ) -> Any:
+    shared = dict(extra.get("common", {}))
+    # Merged, not replaced: a viewer origin (http.cors_origins) keeps the node's host and port.
+    http = {"host": host, "port": ports.http[name], **shared.pop("http", {})}
     common = {
         "edition": "single",
         "data_dir": data_dir,
-        "http": {"host": host, "port": ports.http[name]},
+        "http": http,
         "grpc": {"host": host, "port": ports.grpc[name]},
-        **extra.get("common", {}),
+        **shared,
     }
     if name == "ingest":
         from sonobridge.ingest.settings import Settings as IngestSettings

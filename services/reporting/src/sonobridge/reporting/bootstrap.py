@@ -102,6 +102,7 @@ def build(
         service=SERVICE,
         metrics=metrics,
         verifier=verifier,
+        cors_origins=settings.http.cors_origins,
         readiness={
             **dependency_checks(engine, store, bus),
         },
