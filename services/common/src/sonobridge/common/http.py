@@ -27,12 +27,15 @@ ReadinessCheck = Callable[[], None]
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
     """Render a domain error as application/problem+json."""
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(problem, Unauthenticated) else None
+    # A protocol may require headers on its errors (tus: Tus-Version on a 412).
+    headers: dict[str, str] = dict(getattr(problem, "headers", None) or {})
+    if isinstance(problem, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(
         problem.to_dict(instance),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
-        headers=headers,
+        headers=headers or None,
     )
 
 

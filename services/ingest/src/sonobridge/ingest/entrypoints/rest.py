@@ -30,6 +30,8 @@ class TusPreconditionFailed(Problem):
     """The client speaks a tus version this server does not."""
 
     status, title, type_slug = 412, "Precondition failed", "tus-version"
+    # tus 1.0 core: a 412 for an unsupported version MUST carry the versions the server speaks.
+    headers = {"Tus-Version": TUS_VERSION}
 
 
 class ChecksumMismatch(Problem):
