@@ -6,9 +6,11 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Annotated, Any
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, Field
@@ -31,7 +33,7 @@ class TusPreconditionFailed(Problem):
 
     status, title, type_slug = 412, "Precondition failed", "tus-version"
     # tus 1.0 core: a 412 for an unsupported version MUST carry the versions the server speaks.
-    headers = {"Tus-Version": TUS_VERSION}
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType({"Tus-Version": TUS_VERSION})
 
 
 class ChecksumMismatch(Problem):
