@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -69,3 +70,38 @@ def test_unauthenticated_calls_are_refused_with_problem_json(node: SingleNode) -
             response = client.get(path)
         assert response.status_code == 401, (service, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_answers_grpc_reflection_v1(node: SingleNode, service: str) -> None:
+    # A v1 client (grpcurl and Postman ask v1 first); v1's messages are v1alpha's, wire for wire.
+    port = node.hosts[service].grpc_port
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        info = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        listed, described = list(
+            info(
+                iter(
+                    [
+                        reflection_pb2.ServerReflectionRequest(list_services=""),
+                        reflection_pb2.ServerReflectionRequest(
+                            file_containing_symbol="grpc.reflection.v1.ServerReflection"
+                        ),
+                    ]
+                ),
+                timeout=10,
+            )
+        )
+    names = {s.name for s in listed.list_services_response.service}
+    assert f"sonobridge.api.{service}.v1.{service.capitalize()}Service" in names
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.health.v1.Health"} <= names
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in described.file_descriptor_response.file_descriptor_proto
+    ]
+    assert any(
+        f.package == "grpc.reflection.v1" and f.service[0].name == "ServerReflection" for f in files
+    ), described
