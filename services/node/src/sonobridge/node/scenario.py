@@ -53,9 +53,37 @@ class PlannedExam:
         )
 
 
-def _reidentify(data: bytes, study: str, series: str) -> bytes:
+@dataclass(frozen=True)
+class DemoIdentity:
+    """Who an exam is about, as a viewer's study list shows it; synthetic, never a real person."""
+
+    patient_id: str
+    patient_name: str
+    accession_number: str
+    study_description: str
+
+    @classmethod
+    def of(cls, patient_ref: str, label: str, number: int) -> DemoIdentity:
+        """The identity of the `number`th exam, for `patient_ref`, described by its `label`."""
+        town, _, serial = patient_ref.rpartition("-")
+        return cls(
+            patient_id=patient_ref.upper(),
+            patient_name=f"SYNTHETIC^{town.replace('-', ' ').title()}^{serial}",
+            accession_number=f"SB{number:06d}",
+            study_description=f"US {label}"[:64],
+        )
+
+
+def _reidentify(
+    data: bytes, study: str, series: str, identity: DemoIdentity | None = None
+) -> bytes:
     """Give an example file fresh UIDs so repeated runs on one cluster never collide."""
     ds = pydicom.dcmread(io.BytesIO(data))
+    if identity is not None:
+        ds.PatientID = identity.patient_id
+        ds.PatientName = identity.patient_name
+        ds.AccessionNumber = identity.accession_number
+        ds.StudyDescription = identity.study_description
     ds.StudyInstanceUID = study
     ds.SeriesInstanceUID = series
     ds.SOPInstanceUID = generate_uid()
@@ -65,14 +93,16 @@ def _reidentify(data: bytes, study: str, series: str) -> bytes:
     return out.getvalue()
 
 
-def pydicom_example(name: str, study: str | None = None) -> bytes:
-    """Return one of pydicom's shipped ultrasound examples under fresh UIDs."""
+def pydicom_example(
+    name: str, study: str | None = None, identity: DemoIdentity | None = None
+) -> bytes:
+    """Return one of pydicom's shipped ultrasound examples under fresh UIDs (and `identity`)."""
     from pydicom.data import get_testdata_file
 
     path = get_testdata_file(name)
     if path is None:
         raise FileNotFoundError(f"pydicom test file {name} is not installed")
-    return _reidentify(Path(path).read_bytes(), study or generate_uid(), generate_uid())
+    return _reidentify(Path(path).read_bytes(), study or generate_uid(), generate_uid(), identity)
 
 
 def synthetic_instance(
@@ -86,6 +116,7 @@ def synthetic_instance(
     device_serial: str = "SYN-PROBE-0001",
     institution: str = "Synthetic Township Health Centre",
     patient_id: str = "SYN-0001",
+    identity: DemoIdentity | None = None,
 ) -> tuple[bytes, dict]:
     """Return a synthetic US multi-frame instance (JPEG baseline) and its ground truth."""
     spec = AcquisitionSpec(
@@ -97,10 +128,19 @@ def synthetic_instance(
     exam = generate_exam(seed, spec, n_frames=frames)
     truth = exam.frames[0].truth
     context = SyntheticExamContext(
-        patient_id=patient_id,
+        patient_id=identity.patient_id if identity else patient_id,
         institution=institution,
         device_serial=device_serial,
         body_part=_BODY_PART.get(exam_type, "ABDOMEN"),
+        **(
+            {
+                "patient_name": identity.patient_name,
+                "accession_number": identity.accession_number,
+                "study_description": identity.study_description,
+            }
+            if identity
+            else {}
+        ),
     )
     data = ultrasound_dicom_bytes(
         exam.pixels(), truth.pixel_spacing_mm, context=context, encoding="jpeg-baseline"
@@ -126,26 +166,32 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
     """The demo scenario: examples, a rescan, a thick carotid, a thyroid nodule, a failing probe."""
     exams: list[PlannedExam] = []
     for n, name in enumerate(PYDICOM_EXAMPLES):
+        label, ref = f"pydicom example {name}", f"demo-east-{n + 1:03d}"
         exams.append(
             PlannedExam(
-                label=f"pydicom example {name}",
+                label=label,
                 exam_type="other",
                 institution="township-east",
                 operator="nurse-east",
                 device_serial="PROBE-01C",
-                patient_ref=f"demo-east-{n + 1:03d}",
-                instances=[pydicom_example(name)],
+                patient_ref=ref,
+                instances=[pydicom_example(name, identity=DemoIdentity.of(ref, label, n + 1))],
                 expect=Expect(),
                 expert_conclusion="Images reviewed; no abnormality seen.",
                 truth="pydicom's shipped ultrasound example",
             )
         )
+    label = "kidney, gain far too low (poor quality)"
     poor, truth = synthetic_instance(
-        "kidney", seed + 11, faults=frozenset({Fault.LOW_GAIN}), device_serial="PROBE-02C"
+        "kidney",
+        seed + 11,
+        faults=frozenset({Fault.LOW_GAIN}),
+        device_serial="PROBE-02C",
+        identity=DemoIdentity.of("demo-west-001", label, 4),
     )
     exams.append(
         PlannedExam(
-            label="kidney, gain far too low (poor quality)",
+            label=label,
             exam_type="kidney",
             institution="township-west",
             operator="nurse-west",
@@ -157,10 +203,16 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
         )
     )
     carotid_seed, imt = _thickened_carotid_seed(seed)
-    carotid, _ = synthetic_instance("carotid", carotid_seed, device_serial="PROBE-01L")
+    label = "carotid with intima-media thickening"
+    carotid, _ = synthetic_instance(
+        "carotid",
+        carotid_seed,
+        device_serial="PROBE-01L",
+        identity=DemoIdentity.of("demo-east-010", label, 5),
+    )
     exams.append(
         PlannedExam(
-            label="carotid with intima-media thickening",
+            label=label,
             exam_type="carotid",
             institution="township-east",
             operator="nurse-east",
@@ -175,8 +227,13 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
             truth=f"far-wall IMT {imt:.2f} mm",
         )
     )
+    label = "thyroid with a nodule"
     thyroid, truth = synthetic_instance(
-        "thyroid", seed + 21, n_lesions=1, device_serial="PROBE-03L"
+        "thyroid",
+        seed + 21,
+        n_lesions=1,
+        device_serial="PROBE-03L",
+        identity=DemoIdentity.of("demo-river-001", label, 6),
     )
     lesions = [
         f"{lesion.get('kind')} {float(lesion.get('diameter_mm', 0)):.1f} mm"
@@ -184,7 +241,7 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
     ]
     exams.append(
         PlannedExam(
-            label="thyroid with a nodule",
+            label=label,
             exam_type="thyroid",
             institution="township-river",
             operator="nurse-river",
@@ -202,6 +259,10 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
     rng = np.random.default_rng(seed + 31)
     broken = ProbeState.with_dead_elements(rng, 128)
     for n in range(3):
+        label, ref = (
+            f"abdomen on a probe with dead elements ({n + 1}/3)",
+            f"demo-river-{n + 10:03d}",
+        )
         data, truth = synthetic_instance(
             "abdomen",
             seed + 41 + n,
@@ -209,15 +270,16 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
             probe_state=broken,
             n_lesions=0,
             device_serial="PROBE-03C",
+            identity=DemoIdentity.of(ref, label, 7 + n),
         )
         exams.append(
             PlannedExam(
-                label=f"abdomen on a probe with dead elements ({n + 1}/3)",
+                label=label,
                 exam_type="abdomen",
                 institution="township-river",
                 operator="nurse-river",
                 device_serial="PROBE-03C",
-                patient_ref=f"demo-river-{n + 10:03d}",
+                patient_ref=ref,
                 instances=[data],
                 expect=Expect(ticket_device="PROBE-03C"),
                 truth=f"dead scan lines {truth['dead_lines']}",
@@ -236,15 +298,22 @@ def routine_exams(count: int, seed: int = 1000) -> list[PlannedExam]:
         town, probe = towns[n % len(towns)]
         suffix = "L" if kind in ("thyroid", "carotid") else "C"
         serial = f"PROBE-{probe}{suffix}"
-        data, _ = synthetic_instance(kind, seed + n, frames=2, device_serial=serial)
+        label, ref = f"routine {kind} #{n + 1}", f"bench-{n:04d}"
+        data, _ = synthetic_instance(
+            kind,
+            seed + n,
+            frames=2,
+            device_serial=serial,
+            identity=DemoIdentity.of(ref, label, 1000 + n),
+        )
         exams.append(
             PlannedExam(
-                label=f"routine {kind} #{n + 1}",
+                label=label,
                 exam_type=kind,
                 institution=town,
                 operator=f"nurse-{town.removeprefix('township-')}",
                 device_serial=serial,
-                patient_ref=f"bench-{n:04d}",
+                patient_ref=ref,
                 instances=[data],
             )
         )

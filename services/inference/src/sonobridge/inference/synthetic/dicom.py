@@ -30,6 +30,9 @@ class SyntheticExamContext:
 
     patient_id: str = "SYN-0001"
     patient_name: str = "SYNTHETIC^PATIENT"
+    # A viewer's study list shows these; a demo gives each exam its own so they can be told apart.
+    accession_number: str = ""
+    study_description: str = ""
     institution: str = "Synthetic Township Health Centre"
     operator: str = "SYNTHETIC^OPERATOR"
     device_serial: str = "SYN-PROBE-0001"
@@ -87,7 +90,9 @@ def ultrasound_dataset(
     ds.PatientSex = ""
     ds.StudyDate = ds.ContentDate = ds.SeriesDate = when.strftime("%Y%m%d")
     ds.StudyTime = ds.ContentTime = ds.SeriesTime = when.strftime("%H%M%S")
-    ds.AccessionNumber = ""
+    ds.AccessionNumber = ctx.accession_number
+    if ctx.study_description:
+        ds.StudyDescription = ctx.study_description
     ds.ReferringPhysicianName = ""
     ds.StudyID = "1"
     ds.SeriesNumber = 1
