@@ -51,4 +51,6 @@ def test_demo_studies_are_told_apart_in_qido(tmp_path: Path) -> None:
         assert all(values), (keyword, values)
         assert len(set(values)) == len(values), f"{keyword} repeats in the study list: {values}"
     names = [_value(study, "00100010") for study in studies]
-    assert all(name.startswith("SYNTHETIC^") for name in names), names
+    assert all(name.endswith("^Synthetic Demo") for name in names), names
+    # A study list shows the family name first (and truncates the rest): it alone must differ.
+    assert len({name.split("^")[0] for name in names}) == len(names), names

@@ -68,7 +68,8 @@ class DemoIdentity:
         town, _, serial = patient_ref.rpartition("-")
         return cls(
             patient_id=patient_ref.upper(),
-            patient_name=f"SYNTHETIC^{town.replace('-', ' ').title()}^{serial}",
+            # Family name first and distinct: study lists show "East 010, Synthetic Demo".
+            patient_name=f"{town.rpartition('-')[2].title()} {serial}^Synthetic Demo",
             accession_number=f"SB{number:06d}",
             study_description=f"US {label}"[:64],
         )
