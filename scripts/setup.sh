@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: uv, the locked Python environment, and (with --infra) the pinned local
-# Kafka, MinIO, PostgreSQL and the Debian tools the tests use. Idempotent; caches outside the clone.
+# Kafka, MinIO, PostgreSQL, the Debian tools the tests use (dcmtk, chromium, ...) and the pinned
+# OHIF viewer. Idempotent; caches outside the clone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +23,8 @@ if [[ "${1:-}" == "--infra" ]]; then
     command -v pdftoppm >/dev/null || apt_missing+=(poppler-utils)
     # A CJK TrueType font the report PDFs embed, so Chinese renders in any viewer.
     [[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]] || apt_missing+=(fonts-wqy-zenhei)
+    # The browser the OHIF viewer test drives through Playwright (never `playwright install`).
+    command -v chromium >/dev/null || apt_missing+=(chromium)
     if ((${#apt_missing[@]})); then
         [[ $(id -u) -eq 0 ]] || { echo "setup: need root to apt-get install ${apt_missing[*]}" >&2; exit 1; }
         echo "setup: apt-get install ${apt_missing[*]}"
@@ -30,5 +33,6 @@ if [[ "${1:-}" == "--infra" ]]; then
             "${apt_missing[@]}" >/dev/null
     fi
     deploy/local/install.sh all
+    echo "setup: OHIF viewer in $(scripts/ohif.sh)"
     scripts/k8s_tools.sh
 fi
