@@ -18,6 +18,8 @@ from deploy_k8s.k8s_support import (
     render,
 )
 
+from sonobridge.common.settings import ServiceSettings
+
 # The oldest Kubernetes the manifests promise (gRPC probes GA in 1.27, matchLabelKeys beta in
 # 1.27) and the newest schema set bundled with kubernetes-validate.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -158,7 +160,7 @@ def test_services_probe_http_and_grpc_health(
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_services_get_settings_and_secrets_by_reference(
-    rendered: dict[str, list[dict[str, Any]]], overlay: str
+    rendered: dict[str, list[dict[str, Any]]], overlay: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = rendered[overlay]
     config_maps = _config_maps(docs)
@@ -178,6 +180,9 @@ def test_services_get_settings_and_secrets_by_reference(
     assert common["EDITION"] == "cluster"
     # The services default to loopback; in a pod they must listen on the pod address.
     assert common["HTTP__HOST"] == ANY_ADDRESS and common["GRPC__HOST"] == ANY_ADDRESS
+    # No browser origin is trusted until county IT names its viewer; the value must parse.
+    monkeypatch.setenv("HTTP__CORS_ORIGINS", common["HTTP__CORS_ORIGINS"])
+    assert ServiceSettings(_env_file=None).http.cors_origins == []
     ingest = next(v for k, v in config_maps.items() if re.fullmatch(r"sonobridge-ingest-\w+", k))
     assert ingest["INGEST__DIMSE_HOST"] == ANY_ADDRESS
     for name, data in config_maps.items():
