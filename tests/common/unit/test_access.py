@@ -156,3 +156,11 @@ def test_malformed_registry_is_refused_by_name(raw: object, tmp_path: Path) -> N
 def test_missing_registry_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read institution registry"):
         AccessPolicy.from_file(tmp_path / "absent.json")
+
+
+def test_reachable_is_what_queries_filter_on() -> None:
+    reach = POLICY.reachable(who("expert", COUNTY), Action.READ)
+    assert reach.institutions == {COUNTY, RIVER, EAST} and reach.consortium == CONSORTIUM
+    assert reach.admits(RIVER, CONSORTIUM) and reach.admits(RIVER)
+    assert not reach.admits(RIVER, "other-county") and not reach.admits(None)
+    assert POLICY.reachable(who("admin", COUNTY), Action.WRITE).everything

@@ -149,6 +149,28 @@ class InstitutionRegistry:
         return cls.from_dict(raw)
 
 
+@dataclass(frozen=True)
+class Reachable:
+    """What one caller reaches for one action: institutions (None: every one) in a consortium."""
+
+    institutions: frozenset[str] | None
+    consortium: str | None = None
+
+    @property
+    def everything(self) -> bool:
+        """True when nothing is filtered out."""
+        return self.institutions is None
+
+    def admits(self, institution: str | None, consortium: str | None = None) -> bool:
+        """True when data owned by `institution` (of `consortium`, if known) is reached."""
+        if self.institutions is None:
+            return True
+        if not institution or institution not in self.institutions:
+            return False
+        # Institution ids are only unique within a consortium: both sides must agree when known.
+        return not (consortium and self.consortium and consortium != self.consortium)
+
+
 class AccessPolicy:
     """Answers "may this caller read/change data of that institution" the same way everywhere."""
 
@@ -187,6 +209,11 @@ class AccessPolicy:
             return frozenset({principal.institution})
         return self.registry.served_by(principal.institution)
 
+    def reachable(self, principal: Principal, action: Action) -> Reachable:
+        """Return what the caller reaches for `action`, for queries to filter on."""
+        institutions = self.institutions(principal, action)
+        return Reachable(institutions, None if institutions is None else principal.consortium)
+
     def readable_institutions(self, principal: Principal) -> frozenset[str] | None:
         """Return the institutions whose data the caller may read (None: all), for queries."""
         return self.institutions(principal, Action.READ)
@@ -203,15 +230,7 @@ class AccessPolicy:
         owner_consortium: str | None = None,
     ) -> bool:
         """Return True when the caller may `action` data owned by that institution."""
-        allowed = self.institutions(principal, action)
-        if allowed is None:
-            return True
-        if not owner_institution or owner_institution not in allowed:
-            return False
-        # Institution ids are only unique within a consortium: both sides must agree when known.
-        return not (
-            owner_consortium and principal.consortium and owner_consortium != principal.consortium
-        )
+        return self.reachable(principal, action).admits(owner_institution, owner_consortium)
 
     def may_at_all(self, principal: Principal, action: Action) -> bool:
         """Return True when the caller may `action` some institution's data."""
