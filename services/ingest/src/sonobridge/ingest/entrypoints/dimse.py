@@ -82,9 +82,11 @@ class StoreScp:
 
     def _principal(self, calling: str) -> tuple[Principal, Scope]:
         institution = self.settings.calling_ae_institutions.get(calling, f"ae:{calling}")
+        # A device stores for its own institution only, like the operator who holds it: the
+        # access policy then refuses a C-STORE into a study of another institution.
         principal = Principal(
             user=f"ae:{calling}",
-            roles=frozenset({"service"}),
+            roles=frozenset({"operator"}),
             institution=institution,
             consortium=self.settings.consortium_id,
         )
