@@ -541,8 +541,8 @@ def _resolve_exam(
     """Find the exam an instance belongs to and check the instance agrees with it."""
     study = description.study_instance_uid
     # A study that arrived without an exam (STOW-RS, C-STORE) belongs to whoever stored it first.
-    for owner in repo.owners_of_study(session, study):
-        if not deps.access.may(principal, Action.WRITE, owner.institution_id, owner.consortium_id):
+    for institution, consortium in repo.owners_of_study(session, study):
+        if not deps.access.may(principal, Action.WRITE, institution, consortium):
             raise Forbidden(f"study {study} belongs to another institution")
     if exam_id is not None:
         exam = _visible_exam(deps, session, principal, exam_id, Action.WRITE)

@@ -182,14 +182,14 @@ def search_instances(
     return list(session.execute(query).all())
 
 
-def owners_of_study(session: Session, study_uid: str) -> Sequence[Row[Any]]:
+def owners_of_study(session: Session, study_uid: str) -> set[tuple[str, str]]:
     """Return the distinct (institution_id, consortium_id) of a study's indexed instances."""
     query = (
         select(instances.c.institution_id, instances.c.consortium_id)
         .where(instances.c.study_instance_uid == study_uid)
         .distinct()
     )
-    return session.execute(query).all()
+    return {(row.institution_id, row.consortium_id) for row in session.execute(query)}
 
 
 def get_upload(session: Session, session_id: str) -> Row[Any] | None:
