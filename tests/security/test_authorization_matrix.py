@@ -664,11 +664,10 @@ def _c_store(world: World, calling: str, data: bytes) -> int | None:
         assoc.release()
 
 
-def _study_instances(world: World, study: str) -> set[str]:
-    admin = world.token("admin", COUNTY)
+def _study_instances(world: World, study: str, role: str = "admin", home: str = COUNTY) -> set[str]:
     response = httpx.get(
         f"{world.node.urls()['ingest']}/dicomweb/studies/{study}/instances",
-        headers={"Authorization": f"Bearer {admin}"},
+        headers={"Authorization": f"Bearer {world.token(role, home)}"},
         timeout=30,
     )
     if response.status_code == 204:
@@ -695,12 +694,16 @@ def test_c_store_into_another_institutions_study_is_refused(world: World) -> Non
                 f"C-STORE by {calling} into river's study: status {status}, "
                 f"stored {stored}, expected {'stored' if allowed else 'refused'}"
             )
-    # A device of east stores its own new study.
-    own = _instance(generate_uid(), generate_uid(), world.seeded[EAST].patient_id)
-    status = _c_store(world, "EASTPROBE", own)
+    # A device of east stores a new study, which east's staff then see and river's do not.
+    study = generate_uid()
+    status = _c_store(world, "EASTPROBE", _instance(study, generate_uid(), "PID-EAST-DIMSE"))
     tally("dimse c-store", "C-STORE", "allowed" if status == 0 else "denied")
     if status != 0:
         problems.append(f"C-STORE by EASTPROBE of its own new study: status {status}")
+    if not _study_instances(world, study, "operator", EAST):
+        problems.append("east's operator does not see the study east's device stored")
+    if _study_instances(world, study, "operator", RIVER):
+        problems.append("river's operator sees the study east's device stored")
     assert problems == [], "\n".join(problems)
 
 
