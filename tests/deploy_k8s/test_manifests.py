@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -186,10 +187,35 @@ def test_services_get_settings_and_secrets_by_reference(
     ingest = next(v for k, v in config_maps.items() if re.fullmatch(r"sonobridge-ingest-\w+", k))
     assert ingest["INGEST__DIMSE_HOST"] == ANY_ADDRESS
     for name, data in config_maps.items():
-        if name.startswith("sonobridge-dashboard") or name.startswith("sonobridge-kafka-topics-"):
+        if name.startswith(
+            ("sonobridge-dashboard", "sonobridge-kafka-topics-", "sonobridge-access-")
+        ):
             continue
         bad = [key for key in data if not ENV_NAME.match(key)]
         assert not bad, f"ConfigMap {name}: keys must equal env names: {bad}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_holding_patient_data_mount_the_access_policys_institution_registry(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    docs = rendered[overlay]
+    config_maps = _config_maps(docs)
+    common = next(v for k, v in config_maps.items() if k.startswith("sonobridge-common"))
+    registry = Path(common["ACCESS__INSTITUTIONS_FILE"])
+    [access] = [k for k in config_maps if k.startswith("sonobridge-access-")]
+    institutions = json.loads(config_maps[access][registry.name])["institutions"]
+    assert {i["tier"] for i in institutions} <= {"township", "county", "provincial"}
+    for service in ("ingest", "reporting", "maintenance"):
+        spec = _deployments(docs)[f"sonobridge-{service}"]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        [mount] = [
+            m
+            for m in spec["containers"][0]["volumeMounts"]
+            if m["mountPath"] == str(registry.parent)
+        ]
+        assert mount.get("readOnly") is True, service
+        assert volumes[mount["name"]]["configMap"]["name"] == access, service
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

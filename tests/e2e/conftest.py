@@ -38,7 +38,7 @@ def _single(tmp: Path) -> Iterator[Edition]:
 
     consortium = demo_consortium()
     node = SingleNode(
-        tmp, ports=NodePorts.ephemeral(), extra_settings=node_settings_for(consortium)
+        tmp, ports=NodePorts.ephemeral(), extra_settings=node_settings_for(consortium, tmp)
     )
     node.start()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -97,6 +98,23 @@ class RunningIngest:
             return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())  # noqa: S608
 
 
+# Who serves whom in the tests' consortium: the county hospital reads for its townships.
+TEST_INSTITUTIONS = {
+    "institutions": [
+        {"id": "county-hospital", "tier": "county", "consortium": "county-1"},
+        *(
+            {
+                "id": town,
+                "tier": "township",
+                "consortium": "county-1",
+                "served_by": ["county-hospital"],
+            }
+            for town in ("township-a", "township-b")
+        ),
+    ]
+}
+
+
 @contextmanager
 def running_ingest(
     data_dir: Path,
@@ -105,11 +123,15 @@ def running_ingest(
     bus: EventBus | None = None,
     store: ObjectStore | None = None,
     engine: Any = None,
+    institutions: dict[str, Any] | None = None,
     **ingest: Any,
 ) -> Iterator[RunningIngest]:
     """Build and start ingest on the given adapters (single-node ones by default)."""
+    registry = data_dir / "institutions.json"
+    registry.write_text(json.dumps(institutions or TEST_INSTITUTIONS), encoding="utf-8")
     settings = Settings(
         data_dir=data_dir,
+        access={"institutions_file": registry},
         http={"host": "127.0.0.1", "port": 0},
         grpc={"host": "127.0.0.1", "port": 0},
         delivery={"relay_interval_seconds": 0.05},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -214,6 +215,24 @@ class Node:
         self.host.stop()
 
 
+# The county hospital reads for townships a to c; township-z is in no one's care.
+INSTITUTIONS = {
+    "institutions": [
+        {"id": "county-hospital", "tier": "county", "consortium": "pujiang"},
+        *(
+            {
+                "id": f"township-{town}",
+                "tier": "township",
+                "consortium": "pujiang",
+                "served_by": ["county-hospital"],
+            }
+            for town in "abc"
+        ),
+        {"id": "township-z", "tier": "township", "consortium": "pujiang"},
+    ]
+}
+
+
 @pytest.fixture
 def start_node(tmp_path: Path, issuer: LocalIssuer) -> Iterator[Callable[..., Node]]:
     """Start a reporting service on SQLite, the embedded log and a local directory store."""
@@ -221,8 +240,11 @@ def start_node(tmp_path: Path, issuer: LocalIssuer) -> Iterator[Callable[..., No
 
     def start(clock: FakeClock | None = None, **reporting: Any) -> Node:
         clock = clock or FakeClock(DAY0)
+        registry = tmp_path / "institutions.json"
+        registry.write_text(json.dumps(INSTITUTIONS), encoding="utf-8")
         settings = Settings(
             data_dir=tmp_path,
+            access={"institutions_file": registry},
             http={"host": "127.0.0.1", "port": 0},
             grpc={"host": "127.0.0.1", "port": 0},
             delivery={"relay_interval_seconds": 0.05, "retry_backoff_seconds": 0.01},

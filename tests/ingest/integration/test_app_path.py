@@ -97,7 +97,7 @@ def test_same_uid_with_different_bytes_is_a_conflict(ingest: RunningIngest) -> N
     assert ingest.object_bytes("dicom/1.2.3.4/1.2.3.4.1/1.2.3.4.5.dcm") == original
 
 
-def test_operators_see_only_their_institution_and_physicians_their_consortium(
+def test_township_staff_see_only_their_institution_and_county_physicians_the_served_ones(
     ingest: RunningIngest,
 ) -> None:
     with ingest.client() as nurse:
@@ -116,6 +116,9 @@ def test_operators_see_only_their_institution_and_physicians_their_consortium(
             },
         )
         qido_other = other_nurse.get("/dicomweb/studies")
+    with ingest.client(user="dr-b", roles=("physician",), institution="township-b") as gp:
+        township_gp = gp.get(f"/v1/exams/{exam_id}")
+        qido_gp = gp.get("/dicomweb/studies")
     with ingest.client(user="dr-li", roles=("physician",), institution="county-hospital") as dr:
         seen = dr.get(f"/v1/exams/{exam_id}")
         qido_dr = dr.get("/dicomweb/studies")
@@ -127,6 +130,7 @@ def test_operators_see_only_their_institution_and_physicians_their_consortium(
     assert hidden.status_code == 404
     assert foreign_create.status_code == 403
     assert qido_other.status_code == 204
+    assert township_gp.status_code == 404 and qido_gp.status_code == 204
     assert seen.status_code == 200 and qido_dr.status_code == 200
     assert far_away.status_code == 404
     assert anonymous.status_code == 401

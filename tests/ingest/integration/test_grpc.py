@@ -146,7 +146,7 @@ def test_calls_without_a_valid_token_are_unauthenticated(
             assert details
 
 
-def test_another_institutions_exam_is_not_found_but_the_consortium_physician_sees_it(
+def test_another_institutions_exam_is_not_found_but_the_serving_county_physician_sees_it(
     ingest: RunningIngest, stub: ingest_pb2_grpc.IngestServiceStub
 ) -> None:
     with ingest.client() as client:
@@ -162,6 +162,10 @@ def test_another_institutions_exam_is_not_found_but_the_consortium_physician_see
         code, details = _code(raised.value)
         assert code == grpc.StatusCode.NOT_FOUND
         assert exam_id in details
+    township_gp = _auth(ingest, user="dr-b", roles=("physician",), institution="township-b")
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.GetExam(ingest_pb2.GetExamRequest(exam_id=exam_id), metadata=township_gp)
+    assert _code(raised.value)[0] == grpc.StatusCode.NOT_FOUND
     physician = _auth(ingest, user="dr-li", roles=("physician",), institution="county-hospital")
     seen = stub.GetExam(ingest_pb2.GetExamRequest(exam_id=exam_id), metadata=physician)
     assert seen.exam.received_instance_count == 1

@@ -9,16 +9,17 @@ import pytest
 from ingest.ingest_support import pydicom_file, synthetic_instance
 
 from sonobridge.common.auth import Principal
+from sonobridge.common.problems import Forbidden
 from sonobridge.ingest.adapters.dicomfile import read_instance
 from sonobridge.ingest.adapters.multipart import MalformedMultipart, read_parts
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.domain.model import (
     ManifestEntry,
     Scope,
-    can_see,
     is_valid_uid,
     manifest_sha256,
     missing_instances,
+    writer_scope,
 )
 from sonobridge.ingest.domain.validation import Rejected, check_description
 
@@ -78,14 +79,11 @@ def test_manifest_hash_is_order_independent_and_missing_are_reported() -> None:
     assert missing_instances([a], {"1.2.3": "c" * 64}) == ([], ["1.2.3"])
 
 
-def test_scopes_follow_roles() -> None:
-    scope = Scope("township-a", "county-1")
+def test_writer_scope_is_the_callers_institution() -> None:
     nurse = Principal("n", frozenset({"operator"}), "township-a", "county-1")
-    other_nurse = Principal("m", frozenset({"operator"}), "township-b", "county-1")
-    doctor = Principal("d", frozenset({"physician"}), "county-hospital", "county-1")
-    engineer = Principal("e", frozenset({"engineer"}), "township-a", "county-1")
-    assert can_see(nurse, scope) and can_see(doctor, scope)
-    assert not can_see(other_nurse, scope) and not can_see(engineer, scope)
+    assert writer_scope(nurse) == Scope("township-a", "county-1")
+    with pytest.raises(Forbidden):
+        writer_scope(Principal("s", frozenset({"service"})))
 
 
 def test_multipart_reader_splits_parts_across_any_chunking(tmp_path: Path) -> None:

@@ -89,6 +89,14 @@ class AuthSettings(BaseModel):
     leeway_seconds: int = 30
 
 
+class AccessSettings(BaseModel):
+    """The institution registry the access policy reads (who serves whom)."""
+
+    # JSON file `{"institutions": [{id, tier, consortium, served_by}]}`; without it every
+    # reader reaches only its own institution.
+    institutions_file: Path | None = None
+
+
 class DeliverySettings(BaseModel):
     """Consumer retries, dead-lettering and the outbox relay."""
 
@@ -114,6 +122,7 @@ class ServiceSettings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     db: DbSettings = DbSettings()
     auth: AuthSettings = AuthSettings()
+    access: AccessSettings = AccessSettings()
     delivery: DeliverySettings = DeliverySettings()
 
     @model_validator(mode="after")

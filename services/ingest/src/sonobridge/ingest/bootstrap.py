@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import migrate, session_factory
@@ -83,6 +84,7 @@ def build(
         clock=clock or _utc_now,
         max_instance_bytes=settings.ingest.max_instance_bytes,
         upload_expiry=timedelta(seconds=settings.ingest.upload_expiry_seconds),
+        access=AccessPolicy.from_settings(settings.access),
     )
 
     app = create_service_app(

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.access import AccessPolicy, Action
 from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectStore
@@ -32,14 +33,11 @@ from sonobridge.ingest.domain.model import (
     ExamType,
     ManifestEntry,
     Scope,
-    can_see,
     check_manifest,
     manifest_sha256,
     missing_instances,
     parse_exam_id,
-    require_read,
     require_uid,
-    require_write,
     writer_scope,
 )
 from sonobridge.ingest.domain.validation import (
@@ -81,6 +79,7 @@ class IngestDeps:
     clock: Clock
     max_instance_bytes: int
     upload_expiry: timedelta
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
 
 @dataclass(frozen=True)
@@ -205,11 +204,23 @@ def _scope_of(row: Row[Any]) -> Scope:
     return Scope(row.institution_id, row.consortium_id)
 
 
-def _visible_exam(session: Session, principal: Principal, exam_id: str) -> Row[Any]:
+def _may(deps: IngestDeps, principal: Principal, action: Action, row: Row[Any]) -> bool:
+    return deps.access.may(principal, action, row.institution_id, row.consortium_id)
+
+
+def _visible_exam(
+    deps: IngestDeps,
+    session: Session,
+    principal: Principal,
+    exam_id: str,
+    action: Action = Action.READ,
+) -> Row[Any]:
     exam = repo.get_exam(session, parse_exam_id(exam_id))
     # Someone else's exam answers exactly like a missing one: its existence is not disclosed.
-    if exam is None or not can_see(principal, _scope_of(exam)):
+    if exam is None or not _may(deps, principal, Action.READ, exam):
         raise NotFound(f"no exam {exam_id}")
+    if action is Action.WRITE and not _may(deps, principal, Action.WRITE, exam):
+        raise Forbidden(f"exam {exam.exam_id} belongs to another institution")
     return exam
 
 
@@ -222,14 +233,10 @@ def create_exam(
     deps: IngestDeps, principal: Principal, command: CreateExam, idempotency_key: str | None
 ) -> tuple[Row[Any], bool]:
     """Open an exam under a client-generated id; a repeat returns the same exam."""
-    require_write(principal)
+    deps.access.require_any(principal, Action.WRITE)
     exam_id = parse_exam_id(command.exam_id)
-    if (
-        principal.has_role("operator")
-        and not principal.has_role("admin", "service")
-        and command.institution_id != principal.institution
-    ):
-        raise Forbidden("operators may only open exams for their own institution")
+    if not deps.access.may(principal, Action.WRITE, command.institution_id, principal.consortium):
+        raise Forbidden("exams may only be opened for an institution the caller writes for")
     if command.study_instance_uid:
         require_uid("study_instance_uid", command.study_instance_uid)
     for name, value in (
@@ -251,10 +258,10 @@ def create_exam(
                             "Idempotency-Key was already used for a different request",
                             reason="idempotency_key_reused",
                         )
-                    return _visible_exam(session, principal, known.exam_id), False
+                    return _visible_exam(deps, session, principal, known.exam_id), False
             existing = repo.get_exam(session, exam_id)
             if existing is not None:
-                if not can_see(principal, _scope_of(existing)):
+                if not _may(deps, principal, Action.WRITE, existing):
                     raise Conflict(f"exam id {exam_id} is taken")
                 if existing.request_sha256 != digest:
                     raise Conflict(
@@ -346,9 +353,9 @@ def get_exam(
     deps: IngestDeps, principal: Principal, exam_id: str, *, channel: str = "rest"
 ) -> ExamView:
     """Return what has arrived for an exam, audited."""
-    require_read(principal)
+    deps.access.require_any(principal, Action.READ)
     with deps.sessions.begin() as session:
-        exam = _visible_exam(session, principal, exam_id)
+        exam = _visible_exam(deps, session, principal, exam_id)
         view = _exam_view(session, exam, with_instances=True)
         repo.record_audit(
             session,
@@ -365,11 +372,11 @@ def get_exam(
 
 def complete_exam(deps: IngestDeps, principal: Principal, command: CompleteExam) -> ExamView:
     """Record the manifest; emit ExamCompleted once every listed instance is stored."""
-    require_write(principal)
+    deps.access.require_any(principal, Action.WRITE)
     check_manifest(command.entries)
     completed_type: str | None = None
     with deps.sessions.begin() as session:
-        visible = _visible_exam(session, principal, command.exam_id)
+        visible = _visible_exam(deps, session, principal, command.exam_id, Action.WRITE)
         exam = _locked_exam(session, visible.exam_id)
         digest = manifest_sha256(command.entries)
         if exam.manifest_sha256 is None:
@@ -479,7 +486,7 @@ def store_instance(
 ) -> StoredInstance:
     """Validate, write once under dicom/{study}/{series}/{sop}.dcm, index, announce."""
     try:
-        require_write(principal)
+        deps.access.require_any(principal, Action.WRITE)
         description, metadata = validate_spooled(deps, spooled)
         check_study(description, expected_study, "the study in the request path")
         result, completed_type = _store_valid(
@@ -525,14 +532,20 @@ def _audit_rejection(
 
 
 def _resolve_exam(
+    deps: IngestDeps,
     session: Session,
     principal: Principal,
     description: InstanceDescription,
     exam_id: str | None,
 ) -> Row[Any] | None:
     """Find the exam an instance belongs to and check the instance agrees with it."""
+    study = description.study_instance_uid
+    # A study that arrived without an exam (STOW-RS, C-STORE) belongs to whoever stored it first.
+    for institution, consortium in repo.owners_of_study(session, study):
+        if not deps.access.may(principal, Action.WRITE, institution, consortium):
+            raise Forbidden(f"study {study} belongs to another institution")
     if exam_id is not None:
-        exam = _visible_exam(session, principal, exam_id)
+        exam = _visible_exam(deps, session, principal, exam_id, Action.WRITE)
         if exam.study_instance_uid:
             check_study(description, exam.study_instance_uid, f"exam {exam.exam_id}")
         else:
@@ -543,9 +556,9 @@ def _resolve_exam(
                     reason="uid_mismatch",
                 )
         return exam
-    by_study = repo.exam_by_study(session, description.study_instance_uid)
-    if by_study is not None and not can_see(principal, _scope_of(by_study)):
-        raise Forbidden(f"study {description.study_instance_uid} belongs to another institution")
+    by_study = repo.exam_by_study(session, study)
+    if by_study is not None and not _may(deps, principal, Action.WRITE, by_study):
+        raise Forbidden(f"study {study} belongs to another institution")
     return by_study
 
 
@@ -571,7 +584,7 @@ def _claim(
         now = deps.clock()
         try:
             with deps.sessions.begin() as session:
-                exam = _resolve_exam(session, principal, description, exam_id)
+                exam = _resolve_exam(deps, session, principal, description, exam_id)
                 if exam is not None:
                     planned = repo.manifest_of(session, exam.exam_id)
                     listed = {e.sop_instance_uid: e.sha256 for e in planned}
@@ -589,7 +602,7 @@ def _claim(
                                 f"instance {sop} is already stored with different bytes",
                                 reason="duplicate_conflict",
                             )
-                        if not can_see(principal, _scope_of(existing)):
+                        if not _may(deps, principal, Action.WRITE, existing):
                             raise Conflict(f"instance {sop} is already stored", reason="taken")
                         return existing
                     claimed = existing.claimed_at
@@ -597,7 +610,7 @@ def _claim(
                     if now - claimed < _STALE_CLAIM:
                         raise _Busy()
                     repo.delete_instance(session, sop, "pending")
-                owner = scope or (_scope_of(exam) if exam else writer_scope(principal))
+                owner = _scope_of(exam) if exam else (scope or writer_scope(principal))
                 repo.insert_instance(
                     session,
                     {
@@ -791,7 +804,7 @@ def create_upload(
     upload_metadata: dict[str, str],
 ) -> Row[Any]:
     """Open a resumable upload of one instance into an exam."""
-    require_write(principal)
+    deps.access.require_any(principal, Action.WRITE)
     check_size(length, deps.max_instance_bytes)
     if length <= 0:
         raise InvalidInput("Upload-Length must be positive", reason="bad_upload_length")
@@ -800,7 +813,7 @@ def create_upload(
     now = deps.clock()
     session_id = str(uuid.uuid4())
     with deps.sessions.begin() as session:
-        exam = _visible_exam(session, principal, exam_id)
+        exam = _visible_exam(deps, session, principal, exam_id, Action.WRITE)
         repo.insert_upload(
             session,
             {
@@ -986,9 +999,10 @@ def find_instances(
     order: Sequence[Any] = (),
 ) -> list[Row[Any]]:
     """Return visible stored instances matching `conditions`, auditing the read."""
-    require_read(principal)
+    deps.access.require_any(principal, Action.READ)
+    reach = deps.access.reachable(principal, Action.READ)
     with deps.sessions.begin() as session:
-        rows = repo.search_instances(session, principal, conditions, order=order)
+        rows = repo.search_instances(session, reach, conditions, order=order)
         repo.record_audit(
             session,
             at=deps.clock(),

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
+from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import migrate, session_factory
@@ -74,6 +75,7 @@ def build(
         clock=clock,
         metrics=metrics,
         store=store,
+        access=AccessPolicy.from_settings(settings.access),
     )
     metrics.watch_fleet(lambda: handlers.fleet_snapshot(deps))
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, BinaryIO, cast
 
@@ -14,6 +15,7 @@ from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.access import AccessPolicy, Action
 from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectStore
@@ -64,6 +66,7 @@ class Dependencies:
     clock: Clock
     metrics: MaintenanceMetrics
     store: ObjectStore | None = None
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
 
 @dataclass
@@ -795,6 +798,23 @@ def return_loaner(deps: Dependencies, principal: Principal, ticket_id: str) -> T
         _after_change(work, ticket, ticket.state, principal.user, f"loaner {serial} returned", now)
         audit(work.session, at=now, actor=principal.user, action="loaner.return", target=serial)
     return ticket
+
+
+# Study UIDs in history notes ("dead elements in exam 1.2.840...").
+_UID_TEXT = re.compile(r"\b[0-9]+(?:\.[0-9]+){3,}\b")
+
+
+def shown_to(deps: Dependencies, principal: Principal, ticket: Ticket) -> Ticket:
+    """Return the ticket without exam references unless the caller may read its institution."""
+    if deps.access.may(principal, Action.READ, ticket.institution_id):
+        return ticket
+    return replace(
+        ticket,
+        study_instance_uid="",
+        evidence_keys=[k for k in ticket.evidence_keys if not k.startswith(("dicom/", "derived/"))],
+        history=[replace(c, note=_UID_TEXT.sub("[withheld]", c.note)) for c in ticket.history],
+        new_changes=[],
+    )
 
 
 def get_ticket(deps: Dependencies, principal: Principal, ticket_id: str) -> Ticket:

@@ -90,7 +90,7 @@ def _node(args: argparse.Namespace) -> SingleNode:
     extra: dict[str, Any] = {}
     seed_file = args.consortium_file or (args.data_dir / "consortium.json")
     if Path(seed_file).exists():
-        extra = node_settings_for(load(Path(seed_file)))
+        extra = node_settings_for(load(Path(seed_file)), args.data_dir)
     if getattr(args, "viewer_origin", None):
         extra.setdefault("common", {})["http"] = {"cors_origins": args.viewer_origin}
     ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else None

@@ -192,10 +192,13 @@ class ClusterEdition:
         if service == "ingest":
             env["INGEST__DIMSE_PORT"] = str(self.dimse)
             env["INGEST__DIMSE_HOST"] = "127.0.0.1"
-        for section, values in node_settings_for(self.consortium).items():
+        settings = node_settings_for(self.consortium, self.run_dir)
+        env["ACCESS__INSTITUTIONS_FILE"] = settings["common"]["access"]["institutions_file"]
+        for section, values in settings.items():
             if section == service:
                 for key, value in values.items():
-                    env[f"{section.upper()}__{key.upper()}"] = json.dumps(value)
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    env[f"{section.upper()}__{key.upper()}"] = text
         env.update(self.extra_env)
         return env
 

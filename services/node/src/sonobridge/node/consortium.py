@@ -15,11 +15,15 @@ from sonobridge.common.auth import ROLES, LocalIssuer
 
 @dataclass(frozen=True)
 class Institution:
-    """A hospital or township centre; `tier` is `county` or `township`."""
+    """A hospital or township centre; `tier` is `township`, `county` or `provincial`.
+
+    `served_by` names the institutions whose readers see this one's exams (the access policy).
+    """
 
     id: str
     name: str
     tier: str
+    served_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,12 @@ class Consortium:
         """Raise ValueError naming the first inconsistency (unknown institution, role, person)."""
         known = {i.id for i in self.institutions}
         users = {p.user for p in self.people}
+        for i in self.institutions:
+            if i.tier not in ("township", "county", "provincial"):
+                raise ValueError(f"{i.id}: unknown tier {i.tier!r}")
+            for reader in i.served_by:
+                if reader not in known or reader == i.id:
+                    raise ValueError(f"{i.id}: served_by names {reader!r}, not another institution")
         for p in self.people:
             if p.institution not in known:
                 raise ValueError(f"{p.user}: unknown institution {p.institution!r}")
@@ -109,6 +119,21 @@ class Consortium:
             if duty.role not in ("primary", "backup"):
                 raise ValueError(f"roster {duty.worklist}: role must be primary or backup")
 
+    def institution_registry(self) -> dict[str, Any]:
+        """Return the access policy's institution registry (ACCESS__INSTITUTIONS_FILE form)."""
+        return {
+            "institutions": [
+                {"id": i.id, "tier": i.tier, "consortium": self.id, "served_by": list(i.served_by)}
+                for i in self.institutions
+            ]
+        }
+
+    def write_institution_registry(self, path: Path) -> Path:
+        """Write the institution registry as JSON to `path`; return the path."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.institution_registry(), indent=2), encoding="utf-8")
+        return path
+
     def to_json(self) -> str:
         """Serialise as the seed-file format read by `load`."""
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
@@ -123,7 +148,7 @@ def load(path: Path) -> Consortium:
     try:
         consortium = Consortium(
             id=raw["id"],
-            institutions=tuple(Institution(**i) for i in raw["institutions"]),
+            institutions=_institutions(raw["institutions"]),
             people=tuple(
                 Person(**{**p, "roles": tuple(p["roles"])}) for p in raw.get("people", [])
             ),
@@ -139,6 +164,24 @@ def load(path: Path) -> Consortium:
         raise ValueError(f"consortium file {path} is malformed: {exc}") from exc
     consortium.check()
     return consortium
+
+
+def _institutions(raw: list[dict[str, Any]]) -> tuple[Institution, ...]:
+    # Files written before `served_by` existed: the county hospitals read for every township.
+    counties = tuple(i["id"] for i in raw if i.get("tier") == "county")
+    return tuple(
+        Institution(
+            **{
+                **i,
+                "served_by": tuple(
+                    i["served_by"]
+                    if "served_by" in i
+                    else (counties if i.get("tier") == "township" else ())
+                ),
+            }
+        )
+        for i in raw
+    )
 
 
 COUNTY = "county-hospital"
@@ -161,9 +204,9 @@ def demo_consortium() -> Consortium:
     """The demo consortium: a county hospital, three township centres, probes and experts."""
     institutions = (
         Institution(COUNTY, "Qingshan County People's Hospital", "county"),
-        Institution("township-east", "Dongxi Township Health Centre", "township"),
-        Institution("township-west", "Xishan Township Health Centre", "township"),
-        Institution("township-river", "Hebian Township Health Centre", "township"),
+        Institution("township-east", "Dongxi Township Health Centre", "township", (COUNTY,)),
+        Institution("township-west", "Xishan Township Health Centre", "township", (COUNTY,)),
+        Institution("township-river", "Hebian Township Health Centre", "township", (COUNTY,)),
     )
     people = [
         Person("county-admin", "County IT", ("admin",), COUNTY),

@@ -19,10 +19,14 @@ from sonobridge.node.township import TownshipApp
 Printer = Callable[[str], None]
 
 
-def node_settings_for(consortium: Consortium) -> dict[str, Any]:
-    """Per-service settings the consortium implies (the engineers' region for ticket routing)."""
+def node_settings_for(consortium: Consortium, data_dir: Path | None = None) -> dict[str, Any]:
+    """Return the settings a consortium implies (with `data_dir`: its institution registry)."""
     engineers = [p.user for p in consortium.with_role("engineer")]
-    return {
+    settings: dict[str, Any] = {"ingest": {"consortium_id": consortium.id}}
+    if data_dir is not None:
+        registry = consortium.write_institution_registry(Path(data_dir) / "institutions.json")
+        settings["common"] = {"access": {"institutions_file": str(registry)}}
+    return settings | {
         "maintenance": {
             "regions": [
                 {
@@ -172,7 +176,7 @@ def run_demo(
         data_dir,
         host=host,
         ports=NodePorts.ephemeral() if ephemeral_ports else None,
-        extra_settings=node_settings_for(consortium),
+        extra_settings=node_settings_for(consortium, data_dir),
     )
     node.start()
     watch = None

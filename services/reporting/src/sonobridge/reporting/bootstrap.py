@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REPORT_SIGNED
+from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import migrate, session_factory
@@ -97,6 +98,7 @@ def build(
         metrics=metrics,
         settings=settings.reporting,
         render_pdf=renderer,
+        access=AccessPolicy.from_settings(settings.access),
     )
     app = create_service_app(
         service=SERVICE,

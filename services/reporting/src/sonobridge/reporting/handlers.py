@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.access import AccessPolicy, Action
 from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectStore
@@ -96,6 +97,7 @@ class Dependencies:
     metrics: ReportingMetrics
     settings: ReportingSettings
     render_pdf: Callable[[dict[str, Any]], bytes]
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
     @property
     def terms(self) -> list[TermSpec]:
@@ -644,7 +646,9 @@ def _visible_read(
     lock: bool = False,
 ) -> dict[str, Any]:
     read = repo.read(read_id, lock=lock)
-    if read is None or not may_view(principal, _spec(deps, read["worklist"]), read["institution"]):
+    if read is None or not may_view(
+        principal, _spec(deps, read["worklist"]), read["institution"], deps.access
+    ):
         raise NotFound(f"no read {read_id}")
     return cast(dict[str, Any], read)
 
@@ -672,7 +676,7 @@ def _audit(
 
 def list_worklists(deps: Dependencies, principal: Principal) -> list[dict[str, Any]]:
     """Return the worklists with how many open reads the caller may see on each."""
-    scope = read_scope(principal, deps.policy.worklists)
+    scope = read_scope(principal, deps.policy.worklists, deps.access)
     with deps.sessions.begin() as session:
         depth = ReportingRepository(session).open_depth(scope)
     return [
@@ -726,7 +730,7 @@ def list_reads(
     if bad:
         raise InvalidInput(f"unknown read states {bad}")
     after = decode_read_cursor(cursor)
-    scope = read_scope(principal, deps.policy.worklists)
+    scope = read_scope(principal, deps.policy.worklists, deps.access)
     with deps.sessions.begin() as session:
         repo = ReportingRepository(session)
         rows = repo.read_page(
@@ -1525,7 +1529,9 @@ def _visible_versions(
     if not versions:
         raise NotFound(f"no report {report_id}")
     read = repo.read(versions[0]["read_id"])
-    if read is None or not may_view(principal, _spec(deps, read["worklist"]), read["institution"]):
+    if read is None or not may_view(
+        principal, _spec(deps, read["worklist"]), read["institution"], deps.access
+    ):
         raise NotFound(f"no report {report_id}")
     return versions, read
 
@@ -1633,22 +1639,20 @@ def _alert_view(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _alert_scope(principal: Principal) -> str | None:
-    if principal.has_role("admin"):
-        return None
-    if principal.has_role("coordinator", "physician", "expert") and principal.institution:
-        return cast(str, principal.institution)
-    raise Forbidden("follow-up alerts are for coordinators, physicians and admins")
+def _alert_scope(deps: Dependencies, principal: Principal) -> frozenset[str] | None:
+    if not principal.has_role("coordinator", "physician", "expert", "admin"):
+        raise Forbidden("follow-up alerts are for coordinators, physicians and admins")
+    return deps.access.readable_institutions(principal)
 
 
 def list_alerts(
     deps: Dependencies, principal: Principal, states: Sequence[str] | None
 ) -> list[dict[str, Any]]:
-    """Return follow-up alerts of the caller's institution."""
-    scope = _alert_scope(principal)
+    """Return follow-up alerts of the institutions the caller reads for."""
+    scope = _alert_scope(deps, principal)
     with deps.sessions.begin() as session:
         repo = ReportingRepository(session)
-        rows = repo.alerts(institution=scope, states=states or None)
+        rows = repo.alerts(institutions=scope, states=states or None)
         _audit(repo, deps, principal, "list_alerts", detail=f"n={len(rows)}")
     return [_alert_view(a) for a in rows]
 
@@ -1669,10 +1673,9 @@ def change_alert(
     def work(session: Session) -> dict[str, Any]:
         repo = ReportingRepository(session)
         alert = repo.alert(alert_id)
-        if alert is None or (
-            not principal.has_role("admin") and alert["institution"] != principal.institution
-        ):
+        if alert is None or not deps.access.may(principal, Action.READ, alert["institution"]):
             raise NotFound(f"no alert {alert_id}")
+        deps.access.require(principal, Action.WRITE, alert["institution"])
         if action == "acknowledge":
             if alert["state"] != "open":
                 raise Conflict(f"alert is {alert['state']}; only open alerts are acknowledged")

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, and_, delete, false, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from sonobridge.common.access import Reachable
 from sonobridge.common.auth import Principal
 from sonobridge.ingest.adapters.orm import (
     audit_log,
@@ -19,7 +20,7 @@ from sonobridge.ingest.adapters.orm import (
     manifest_items,
     upload_sessions,
 )
-from sonobridge.ingest.domain.model import CONSORTIUM_ROLES, UNRESTRICTED_ROLES, ManifestEntry
+from sonobridge.ingest.domain.model import ManifestEntry
 
 
 def record_audit(
@@ -154,32 +155,41 @@ def delete_instance(session: Session, sop_uid: str, status: str) -> None:
     )
 
 
-def visible_clause(principal: Principal) -> Any:
-    """Return a WHERE clause limiting instances to what `principal` may see."""
-    if principal.has_role(*UNRESTRICTED_ROLES):
-        return instances.c.status == "stored"
-    clauses = []
-    if principal.has_role(*CONSORTIUM_ROLES) and principal.consortium:
-        clauses.append(instances.c.consortium_id == principal.consortium)
-    if principal.has_role("operator") and principal.institution:
-        clauses.append(instances.c.institution_id == principal.institution)
-    if not clauses:
-        return and_(instances.c.status == "stored", False)  # type: ignore[arg-type]
-    return and_(instances.c.status == "stored", or_(*clauses))
+def visible_clause(reach: Reachable) -> Any:
+    """Return a WHERE clause limiting instances to stored ones the access policy reaches."""
+    stored = instances.c.status == "stored"
+    if reach.institutions is None:
+        return stored
+    if not reach.institutions:
+        return and_(stored, false())
+    clauses = [stored, instances.c.institution_id.in_(sorted(reach.institutions))]
+    if reach.consortium:
+        clauses.append(instances.c.consortium_id == reach.consortium)
+    return and_(*clauses)
 
 
 def search_instances(
     session: Session,
-    principal: Principal,
+    reach: Reachable,
     conditions: Sequence[Any],
     *,
     order: Sequence[Any] = (),
 ) -> list[Row[Any]]:
-    """Return visible stored instances matching every condition."""
-    query = select(instances).where(visible_clause(principal), *conditions)
+    """Return stored instances within `reach` matching every condition."""
+    query = select(instances).where(visible_clause(reach), *conditions)
     if order:
         query = query.order_by(*order)
     return list(session.execute(query).all())
+
+
+def owners_of_study(session: Session, study_uid: str) -> set[tuple[str, str]]:
+    """Return the distinct (institution_id, consortium_id) of a study's indexed instances."""
+    query = (
+        select(instances.c.institution_id, instances.c.consortium_id)
+        .where(instances.c.study_instance_uid == study_uid)
+        .distinct()
+    )
+    return {(row.institution_id, row.consortium_id) for row in session.execute(query)}
 
 
 def get_upload(session: Session, session_id: str) -> Row[Any] | None:

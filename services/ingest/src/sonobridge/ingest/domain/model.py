@@ -1,4 +1,4 @@
-"""Exams, manifests and who may see them."""
+"""Exams, manifests and the institution that owns stored data."""
 
 from __future__ import annotations
 
@@ -41,11 +41,6 @@ class Channel(StrEnum):
     STOW = "stow"
     CSTORE = "cstore"
 
-
-READ_ROLES = ("operator", "physician", "expert", "coordinator", "admin", "service")
-WRITE_ROLES = ("operator", "physician", "expert", "admin", "service")
-CONSORTIUM_ROLES = ("physician", "expert", "coordinator")
-UNRESTRICTED_ROLES = ("admin", "service")
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -127,25 +122,6 @@ class Scope:
 
     institution_id: str
     consortium_id: str
-
-
-def can_see(principal: Principal, scope: Scope) -> bool:
-    """Operators see their institution; physicians, experts, coordinators their consortium."""
-    if principal.has_role(*UNRESTRICTED_ROLES):
-        return True
-    if principal.has_role(*CONSORTIUM_ROLES) and principal.consortium == scope.consortium_id:
-        return True
-    return principal.has_role("operator") and principal.institution == scope.institution_id
-
-
-def require_write(principal: Principal) -> None:
-    """Raise Forbidden unless the caller may store patient data."""
-    principal.require_role(*WRITE_ROLES)
-
-
-def require_read(principal: Principal) -> None:
-    """Raise Forbidden unless the caller may read patient data at all."""
-    principal.require_role(*READ_ROLES)
 
 
 def writer_scope(principal: Principal) -> Scope:

@@ -82,13 +82,17 @@ class StoreScp:
 
     def _principal(self, calling: str) -> tuple[Principal, Scope]:
         institution = self.settings.calling_ae_institutions.get(calling, f"ae:{calling}")
+        known = self.deps.access.registry.get(institution)
+        consortium = known.consortium if known else self.settings.consortium_id
+        # A device stores for its own institution only, like the operator who holds it: the
+        # access policy then refuses a C-STORE into a study of another institution.
         principal = Principal(
             user=f"ae:{calling}",
-            roles=frozenset({"service"}),
+            roles=frozenset({"operator"}),
             institution=institution,
-            consortium=self.settings.consortium_id,
+            consortium=consortium,
         )
-        return principal, Scope(institution, self.settings.consortium_id)
+        return principal, Scope(institution, consortium)
 
     def handle_store(self, event: Any) -> Dataset:
         """Store one received dataset; answer a DICOM status naming any problem."""

@@ -50,7 +50,10 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             idempotency_key=request.request_id,
         )
         return maintenance_pb2.OpenTicketResponse(
-            ticket=messages.ticket_pb(ticket, self.deps.clock()), created=created
+            ticket=messages.ticket_pb(
+                handlers.shown_to(self.deps, principal, ticket), self.deps.clock()
+            ),
+            created=created,
         )
 
     def GetTicket(  # noqa: N802
@@ -61,7 +64,9 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             raise InvalidRequest("ticket_id is required")
         ticket = handlers.get_ticket(self.deps, principal, request.ticket_id)
         return maintenance_pb2.GetTicketResponse(
-            ticket=messages.ticket_pb(ticket, self.deps.clock())
+            ticket=messages.ticket_pb(
+                handlers.shown_to(self.deps, principal, ticket), self.deps.clock()
+            )
         )
 
     def ListDevices(  # noqa: N802

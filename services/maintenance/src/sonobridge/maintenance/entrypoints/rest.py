@@ -341,7 +341,7 @@ def build_router(deps: handlers.Dependencies) -> APIRouter:
         if not created:
             response.status_code = 200
         response.headers["Location"] = f"/v1/tickets/{ticket.id}"
-        return ticket_json(ticket, now())
+        return ticket_json(handlers.shown_to(deps, principal, ticket), now())
 
     @router.get("/tickets")
     def list_tickets(
@@ -362,7 +362,10 @@ def build_router(deps: handlers.Dependencies) -> APIRouter:
             limit=page_size,
         )
         at = now()
-        return {"tickets": [ticket_json(t, at) for t in found], "next_page_token": cursor}
+        return {
+            "tickets": [ticket_json(handlers.shown_to(deps, principal, t), at) for t in found],
+            "next_page_token": cursor,
+        }
 
     @router.get("/tickets/{ticket_id}")
     def get_ticket(
@@ -376,40 +379,54 @@ def build_router(deps: handlers.Dependencies) -> APIRouter:
         if if_none_match == tag:
             return Response(status_code=304, headers={"ETag": tag})
         response.headers["ETag"] = tag
-        return ticket_json(ticket, now())
+        return ticket_json(handlers.shown_to(deps, principal, ticket), now())
 
     @router.get("/tickets/{ticket_id}/history")
     def ticket_history(ticket_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
-        return {"history": history_json(handlers.get_ticket(deps, principal, ticket_id))}
+        ticket = handlers.get_ticket(deps, principal, ticket_id)
+        return {"history": history_json(handlers.shown_to(deps, principal, ticket))}
 
     @router.post("/tickets/{ticket_id}/transitions")
     def transition(
         ticket_id: str, body: TransitionIn, principal: CurrentPrincipal
     ) -> dict[str, Any]:
         ticket = handlers.transition_ticket(deps, principal, ticket_id, body.to, body.note)
-        return ticket_json(ticket, now())
+        return ticket_json(handlers.shown_to(deps, principal, ticket), now())
 
     @router.post("/tickets/{ticket_id}/pause")
     def pause(ticket_id: str, body: PauseIn, principal: CurrentPrincipal) -> dict[str, Any]:
-        return ticket_json(handlers.pause_ticket(deps, principal, ticket_id, body.reason), now())
+        return ticket_json(
+            handlers.shown_to(
+                deps, principal, handlers.pause_ticket(deps, principal, ticket_id, body.reason)
+            ),
+            now(),
+        )
 
     @router.post("/tickets/{ticket_id}/resume")
     def resume(ticket_id: str, body: NoteIn, principal: CurrentPrincipal) -> dict[str, Any]:
-        return ticket_json(handlers.resume_ticket(deps, principal, ticket_id, body.note), now())
+        return ticket_json(
+            handlers.shown_to(
+                deps, principal, handlers.resume_ticket(deps, principal, ticket_id, body.note)
+            ),
+            now(),
+        )
 
     @router.put("/tickets/{ticket_id}/assignee")
     def reassign(ticket_id: str, body: AssigneeIn, principal: CurrentPrincipal) -> dict[str, Any]:
         ticket = handlers.reassign_ticket(deps, principal, ticket_id, body.engineer, body.note)
-        return ticket_json(ticket, now())
+        return ticket_json(handlers.shown_to(deps, principal, ticket), now())
 
     @router.put("/tickets/{ticket_id}/loaner")
     def lend(ticket_id: str, body: LoanerIn, principal: CurrentPrincipal) -> dict[str, Any]:
         ticket = handlers.lend_loaner(deps, principal, ticket_id, body.device_serial)
-        return ticket_json(ticket, now())
+        return ticket_json(handlers.shown_to(deps, principal, ticket), now())
 
     @router.delete("/tickets/{ticket_id}/loaner")
     def take_back(ticket_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
-        return ticket_json(handlers.return_loaner(deps, principal, ticket_id), now())
+        return ticket_json(
+            handlers.shown_to(deps, principal, handlers.return_loaner(deps, principal, ticket_id)),
+            now(),
+        )
 
     @router.post("/tickets/{ticket_id}/photos", status_code=201)
     async def attach_photo(

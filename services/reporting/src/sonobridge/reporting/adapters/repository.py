@@ -48,13 +48,16 @@ def in_scope(query: Select[Any], scope: ReadScope) -> Select[Any]:
     """Narrow a query on reads to what `scope` admits."""
     if scope.everything:
         return query
+    if not scope.institutions:
+        return query.where(false())
     t = orm.reads
-    allowed: list[ColumnElement[bool]] = []
-    if scope.institution is not None:
-        allowed.append(t.c.institution == scope.institution)
-    if scope.worklists:
-        allowed.append(t.c.worklist.in_(sorted(scope.worklists)))
-    return query.where(or_(*allowed) if allowed else false())
+    query = query.where(t.c.institution.in_(sorted(scope.institutions)))
+    if scope.worklists is None:
+        return query
+    allowed: list[ColumnElement[bool]] = [t.c.worklist.in_(sorted(scope.worklists))]
+    if scope.home is not None:
+        allowed.append(t.c.institution == scope.home)
+    return query.where(or_(*allowed))
 
 
 def position(read: dict[str, Any]) -> ReadPosition:
@@ -391,12 +394,14 @@ class ReportingRepository:
         t = orm.alerts
         return as_dict(self.session.execute(select(t).where(t.c.alert_id == alert_id)).first())
 
-    def alerts(self, *, institution: str | None, states: Iterable[str] | None) -> list[dict]:
-        """Return alerts, newest first."""
+    def alerts(
+        self, *, institutions: frozenset[str] | None, states: Iterable[str] | None
+    ) -> list[dict]:
+        """Return alerts of `institutions` (None: all), newest first."""
         t = orm.alerts
         query = select(t).order_by(t.c.raised_at.desc())
-        if institution is not None:
-            query = query.where(t.c.institution == institution)
+        if institutions is not None:
+            query = query.where(t.c.institution.in_(sorted(institutions)))
         if states is not None:
             query = query.where(t.c.state.in_(list(states)))
         return [d for d in map(as_dict, self.session.execute(query)) if d is not None]

@@ -1,52 +1,60 @@
-"""Who may see and act on reads, reports and alerts: role plus institution scoping."""
+"""Who may see and act on reads and reports: the common access policy plus worklist tiers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import Principal
 from sonobridge.reporting.domain.policy import Tier, WorklistSpec
 
-SEE_ALL = ("admin", "service")
-HOME_ROLES = ("physician", "operator", "coordinator", "expert")
+# Experts see the reads of the institutions they reach only on shared (county, provincial)
+# worklists and their own institution's; other readers see every read of what they reach.
+WORKLIST_FILTERED = ("expert",)
+UNFILTERED = ("operator", "physician", "coordinator", "admin", "service")
 
 
 @dataclass(frozen=True)
 class ReadScope:
-    """The reads a caller may see: every one, or those of one institution or on some worklists."""
+    """The reads a caller may see: institution reach from the common policy, maybe by worklist."""
 
     everything: bool = False
-    institution: str | None = None
-    worklists: frozenset[str] = frozenset()
+    institutions: frozenset[str] = frozenset()
+    # None: no worklist filter; otherwise only reads of `home` or on these worklists.
+    worklists: frozenset[str] | None = None
+    home: str | None = None
 
     def admits(self, worklist: str, institution: str) -> bool:
         """True when a read on `worklist` for `institution` is in scope."""
-        return (
-            self.everything
-            or (self.institution is not None and institution == self.institution)
-            or worklist in self.worklists
-        )
+        if self.everything:
+            return True
+        if institution not in self.institutions:
+            return False
+        return self.worklists is None or institution == self.home or worklist in self.worklists
 
 
-def read_scope(principal: Principal, worklists: Iterable[WorklistSpec]) -> ReadScope:
+def read_scope(
+    principal: Principal, worklists: Iterable[WorklistSpec], access: AccessPolicy
+) -> ReadScope:
     """Return the scope of reads the caller may see, for queries to filter on."""
-    if principal.has_role(*SEE_ALL):
+    reach = access.readable_institutions(principal)
+    if reach is None:
         return ReadScope(everything=True)
-    home = principal.institution if principal.has_role(*HOME_ROLES) else None
-    # County and provincial experts read for every institution of the consortium.
-    shared = (
-        frozenset(s.name for s in worklists if s.tier is not Tier.TOWNSHIP)
-        if principal.has_role("expert")
-        else frozenset()
-    )
-    return ReadScope(institution=home, worklists=shared)
+    if not reach:
+        return ReadScope()
+    if principal.has_role(*WORKLIST_FILTERED) and not principal.has_role(*UNFILTERED):
+        shared = frozenset(s.name for s in worklists if s.tier is not Tier.TOWNSHIP)
+        return ReadScope(institutions=reach, worklists=shared, home=principal.institution)
+    return ReadScope(institutions=reach)
 
 
-def may_view(principal: Principal, spec: WorklistSpec | None, institution: str) -> bool:
+def may_view(
+    principal: Principal, spec: WorklistSpec | None, institution: str, access: AccessPolicy
+) -> bool:
     """True when the caller may see a read (or its report) on `spec` for `institution`."""
     specs = [spec] if spec is not None else []
-    return read_scope(principal, specs).admits(spec.name if spec else "", institution)
+    return read_scope(principal, specs, access).admits(spec.name if spec else "", institution)
 
 
 def may_read_on(principal: Principal, spec: WorklistSpec, institution: str) -> bool:
