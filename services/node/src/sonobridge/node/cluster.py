@@ -195,7 +195,8 @@ class ClusterEdition:
         for section, values in node_settings_for(self.consortium).items():
             if section == service:
                 for key, value in values.items():
-                    env[f"{section.upper()}__{key.upper()}"] = json.dumps(value)
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    env[f"{section.upper()}__{key.upper()}"] = text
         env.update(self.extra_env)
         return env
 

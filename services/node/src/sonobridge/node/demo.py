@@ -20,9 +20,10 @@ Printer = Callable[[str], None]
 
 
 def node_settings_for(consortium: Consortium) -> dict[str, Any]:
-    """Per-service settings the consortium implies (the engineers' region for ticket routing)."""
+    """Per-service settings the consortium implies (engineers' region, DIMSE consortium)."""
     engineers = [p.user for p in consortium.with_role("engineer")]
     return {
+        "ingest": {"consortium_id": consortium.id},
         "maintenance": {
             "regions": [
                 {
@@ -32,7 +33,7 @@ def node_settings_for(consortium: Consortium) -> dict[str, Any]:
                     "escalation_contact": consortium.with_role("admin")[0].user,
                 }
             ]
-        }
+        },
     }
 
 

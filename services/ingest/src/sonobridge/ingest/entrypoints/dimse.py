@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from io import BytesIO
 from pathlib import Path
@@ -50,11 +51,17 @@ REJECT_TRANSIENT = (0x02, 0x01, 0x01)
 _config.STORE_RECV_CHUNKED_DATASET = True
 
 
+# A UID quoted in a problem's detail; the peer knows which instance it sent.
+_QUOTED_UID = re.compile(r"'?\b[0-9]+(?:\.[0-9]+){2,}\b'? ?")
+
+
 def _status(code: int, comment: str = "") -> Dataset:
     status = Dataset()
     status.Status = code
+    if len(comment) > 64:
+        # ErrorComment is LO, 64 characters at most: keep the words, drop the UIDs.
+        comment = _QUOTED_UID.sub("", comment)
     if comment:
-        # ErrorComment is LO: 64 characters at most.
         status.ErrorComment = comment[:64]
     return status
 
