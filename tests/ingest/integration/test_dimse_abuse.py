@@ -25,7 +25,7 @@ import pydicom
 import pytest
 from ingest.ingest_support import synthetic_instance
 from pydicom.uid import generate_uid
-from pynetdicom import AE
+from pynetdicom import AE, _config
 from pynetdicom.sop_class import UltrasoundImageStorage, Verification  # type: ignore[attr-defined]
 from sqlalchemy import text
 
@@ -229,6 +229,20 @@ def test_a_township_device_cannot_store_into_another_townships_study(scp: Scp) -
     assert scp.rows("study_instance_uid", study) == 1
 
 
+def _file_with_meta(tmp: Path, ds: pydicom.Dataset, sop_class: str, sop: str) -> Path:
+    """Write `ds` with file meta (what a chunked C-STORE command is built from) of our choice."""
+    ds = copy.deepcopy(ds)
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.preamble = b"\x00" * 128
+    path = tmp / f"{generate_uid()}.dcm"
+    # Not enforce_file_format: that would rewrite the meta from the dataset.
+    ds.save_as(path, enforce_file_format=False)
+    meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+    assert (meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID) == (sop_class, sop)
+    return path
+
+
 def test_requests_without_valid_uids_get_a_failure_status_and_leave_nothing(scp: Scp) -> None:
     study = generate_uid()
     good = pydicom.dcmread(io.BytesIO(synthetic_instance(study=study, seed=24)))
@@ -240,11 +254,30 @@ def test_requests_without_valid_uids_get_a_failure_status_and_leave_nothing(scp:
     bad_study = copy.deepcopy(good)
     bad_study.SOPInstanceUID = generate_uid()
     bad_study.StudyInstanceUID = "1.2.03"
+    # Sent from files, the command carries the file meta's UIDs: valid ones that the dataset
+    # contradicts (another SOP class; no SOP Instance UID at all).
+    other_class = copy.deepcopy(good)
+    other_class.SOPInstanceUID = generate_uid()
+    other_class.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    blank_in_dataset = copy.deepcopy(good)
+    blank_in_dataset.SOPInstanceUID = ""
+    files = [
+        _file_with_meta(scp.temp_dir.parent, ds, UltrasoundImageStorage, sop)
+        for ds, sop in (
+            (other_class, other_class.SOPInstanceUID),
+            (blank_in_dataset, generate_uid()),
+        )
+    ]
     before = sorted(scp.spool.iterdir())
     device = scp.associate("EAST_US1")
     assert device.is_established
     try:
         statuses = [device.send_c_store(ds) for ds in (no_sop, no_series, bad_study)]
+        _config.STORE_SEND_CHUNKED_DATASET = True
+        try:
+            statuses += [device.send_c_store(path) for path in files]
+        finally:
+            _config.STORE_SEND_CHUNKED_DATASET = False
         # The association and its reader survive: the next instance on it is stored.
         last = device.send_c_store(good)
     finally:
@@ -252,6 +285,11 @@ def test_requests_without_valid_uids_get_a_failure_status_and_leave_nothing(scp:
     codes = [int(s.Status) for s in statuses]
     print(f"\nfailure statuses {[hex(c) for c in codes]}: {[s.ErrorComment for s in statuses]}")
     assert all(c in FAILURE_STATUSES for c in codes), codes
+    # The dataset is not of the class its request names.
+    assert (codes[3], statuses[3].ErrorComment) == (
+        0xA900,
+        "MediaStorageSOPClassUID contradicts SOPClassUID",
+    )
     assert last.Status == 0x0000
     assert scp.rows("study_instance_uid", study) == 1
     assert scp.rows("study_instance_uid", "1.2.03") == 0
