@@ -146,7 +146,7 @@ def _all_slots(scp: Scp, count: int) -> bool:
 
 
 def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) -> None:
-    slots = scp.scp.ae.maximum_associations
+    slots = scp.scp.settings.dimse_max_associations
     rng = random.Random(13)
     sockets = _garbage(scp.port, rng)
     started = time.monotonic()
@@ -181,6 +181,24 @@ def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) 
     finally:
         for s in sockets:
             s.close()
+
+
+def test_no_more_associations_than_the_setting_allows_are_served(scp: Scp) -> None:
+    slots = scp.scp.settings.dimse_max_associations
+    held = [scp.associate("EAST_US1") for _ in range(slots)]
+    try:
+        assert all(a.is_established for a in held)
+        extra = scp.associate("RIVER_US1")
+        answer = extra.acceptor.primitive
+        # A-ASSOCIATE-RJ: rejected transient, by the provider (presentation), local limit.
+        assert extra.is_rejected
+        assert (answer.result, answer.result_source, answer.diagnostic) == (0x02, 0x03, 0x02)
+    finally:
+        for a in held:
+            a.release()
+    again = scp.associate("RIVER_US1")
+    assert again.is_established
+    again.release()
 
 
 def test_an_unknown_calling_ae_is_rejected_and_stores_nothing(scp: Scp) -> None:
