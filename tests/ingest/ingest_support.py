@@ -81,6 +81,14 @@ class RunningIngest:
             timeout=60,
         )
 
+    def register_caller(self, ae_title: str, institution: str) -> None:
+        """Register a DIMSE calling AE title through the admin API, as county IT does."""
+        with self.client(user="county-admin", roles=("admin",), institution="county") as client:
+            response = client.put(
+                f"/v1/admin/dimse-callers/{ae_title}", json={"institution_id": institution}
+            )
+            assert response.status_code in (200, 201), response.text
+
     def stored_keys(self, prefix: str = "dicom/") -> list[str]:
         """Return object keys under `prefix`."""
         return list(self.store.list(prefix))

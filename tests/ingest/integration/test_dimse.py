@@ -26,13 +26,8 @@ def _dcmtk() -> None:
 @pytest.fixture
 def scp(tmp_path: Path, issuer):
     _dcmtk()
-    with running_ingest(
-        tmp_path,
-        issuer,
-        accepted_calling_ae_titles=["PROBE1"],
-        calling_ae_institutions={"PROBE1": "township-a"},
-        consortium_id="county-1",
-    ) as running:
+    with running_ingest(tmp_path, issuer, consortium_id="county-1") as running:
+        running.register_caller("PROBE1", "township-a")
         yield running
 
 

@@ -131,6 +131,7 @@ def test_malformed_c_store_gets_a_failure_status_and_leaves_nothing(
     bad_uid.SOPInstanceUID = "1.2.3.0004"
     bad_pixels = good.copy()
     bad_pixels.Rows = 999
+    ingest.register_caller("PROBE1", "township-a")
     ae = AE(ae_title="PROBE1")
     ae.add_requested_context(UltrasoundImageStorage, good.file_meta.TransferSyntaxUID)
     assoc = ae.associate("127.0.0.1", ingest.dimse_port, ae_title="SONOBRIDGE")

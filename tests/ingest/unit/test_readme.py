@@ -10,7 +10,7 @@ from typing import cast
 import pytest
 from fastapi.routing import APIRoute
 
-from sonobridge.ingest.entrypoints import dicomweb, rest
+from sonobridge.ingest.entrypoints import admin, dicomweb, rest
 from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.settings import IngestSettings, Settings
 
@@ -22,7 +22,11 @@ ENV_EXAMPLE = SERVICE / ".env.example"
 def _routes() -> set[str]:
     # Building the routers only declares paths; no dependency is touched until a request.
     deps = cast(IngestDeps, None)
-    routers = (dicomweb.build_router(deps), rest.build_router(deps, max_size=1))
+    routers = (
+        dicomweb.build_router(deps),
+        rest.build_router(deps, max_size=1),
+        admin.build_router(deps),
+    )
     return {
         f"{method} {route.path}"
         for router in routers
@@ -60,4 +64,5 @@ def test_env_example_loads_as_valid_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.ingest.ae_title == "SONOBRIDGE"
     assert settings.ingest.dimse_port == 11112
     assert settings.ingest.max_instance_bytes == 2 * 1024**3
-    assert settings.ingest.accepted_calling_ae_titles == []
+    assert settings.ingest.dimse_artim_timeout_seconds == 2
+    assert settings.ingest.dimse_max_associations == 10

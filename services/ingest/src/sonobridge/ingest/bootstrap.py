@@ -30,7 +30,7 @@ from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.ingest import handlers
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
 from sonobridge.ingest.adapters.spool import Spool
-from sonobridge.ingest.entrypoints import dicomweb, dimse, grpc_server, rest
+from sonobridge.ingest.entrypoints import admin, dicomweb, dimse, grpc_server, rest
 from sonobridge.ingest.handlers import Clock, IngestDeps
 from sonobridge.ingest.metrics import IngestMetrics
 from sonobridge.ingest.settings import Settings
@@ -98,6 +98,7 @@ def build(
     )
     app.include_router(rest.build_router(deps, max_size=settings.ingest.max_instance_bytes))
     app.include_router(dicomweb.build_router(deps))
+    app.include_router(admin.build_router(deps))
     app.state.deps = deps
 
     grpc, grpc_port, _health = create_grpc_server(

@@ -10,17 +10,24 @@ from sonobridge.common.settings import ServiceSettings
 
 
 class IngestSettings(BaseModel):
-    """What only ingest needs: DICOM identity, accepted callers, limits and upload expiry."""
+    """What only ingest needs: DICOM identity and timeouts, limits and upload expiry."""
 
     ae_title: str = Field("SONOBRIDGE", min_length=1, max_length=16)
     dimse_host: str = "127.0.0.1"
     dimse_port: int = Field(11112, ge=0, le=65535)
     dimse_enabled: bool = True
-    # Empty means any calling AE title may store; otherwise only these.
-    accepted_calling_ae_titles: list[str] = Field(default_factory=list)
-    # Institution that instances pushed by a calling AE belong to (AE title -> institution id).
-    calling_ae_institutions: dict[str, str] = Field(default_factory=dict)
-    # Consortium that DIMSE arrivals belong to; tokens carry it for the other paths.
+    # Associations served at once; garbage connections count until a timeout drops them.
+    dimse_max_associations: int = Field(10, ge=1, le=1000)
+    # Time a new connection has to send its A-ASSOCIATE-RQ (pynetdicom's ACSE timeout, which
+    # also runs the ARTIM timer): silent or half-open sockets free their slot after this.
+    dimse_artim_timeout_seconds: float = Field(2.0, gt=0, le=300)
+    # A socket read that sees nothing for this long aborts the association (half-sent PDUs,
+    # peers that went away, associations left idle between messages).
+    dimse_network_timeout_seconds: float = Field(5.0, gt=0, le=3600)
+    # How long a DIMSE exchange may wait for the peer's next message.
+    dimse_dimse_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Consortium that DIMSE arrivals belong to; tokens carry it for the other paths. The
+    # institution comes from the calling AE title's registration (/v1/admin/dimse-callers).
     consortium_id: str = "default"
     max_instance_bytes: int = Field(2 * 1024**3, gt=0)
     upload_expiry_seconds: int = Field(24 * 3600, gt=0)

@@ -160,7 +160,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_seed(args: argparse.Namespace) -> None:
-    """Register a consortium's probes and rosters through the running services' REST APIs."""
+    """Register a consortium's probes, rosters and DIMSE callers through the services' REST APIs."""
     from sonobridge.node.consortium import demo_consortium, load, seed
     from sonobridge.node.issuer import issuer_for
 
@@ -179,7 +179,8 @@ def cmd_seed(args: argparse.Namespace) -> None:
     (Path(args.data_dir) / "consortium.json").write_text(consortium.to_json(), encoding="utf-8")
     print(
         f"consortium {consortium.id}: probes created {result.devices_created or '-'}, "
-        f"already present {result.devices_present or '-'}, rosters {result.rosters}"
+        f"already present {result.devices_present or '-'}, rosters {result.rosters}, "
+        f"DIMSE callers {result.dimse_callers or '-'}"
     )
 
 
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     migrate.set_defaults(func=cmd_migrate)
 
     seed_cmd = sub.add_parser(
-        "seed", help="register institutions' probes, people and rosters from a consortium file"
+        "seed", help="register probes, rosters and DIMSE calling AE titles from a consortium file"
     )
     seed_cmd.add_argument("--file", type=Path, help="consortium JSON (default: the demo one)")
     seed_cmd.add_argument("--write-template", type=Path, help="write the demo file and stop")

@@ -7,10 +7,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from sonobridge.common.auth import ROLES, LocalIssuer
+from sonobridge.common.problems import InvalidInput
+from sonobridge.ingest.domain.callers import parse_ae_title
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,15 @@ class Duty:
 
 @dataclass(frozen=True)
 class Consortium:
-    """Everything county IT sets up once: institutions, people, probes and reading rosters."""
+    """Everything county IT sets up once: institutions, people, probes, rosters, DIMSE callers."""
 
     id: str
     institutions: tuple[Institution, ...]
     people: tuple[Person, ...]
     devices: tuple[Device, ...]
     duties: tuple[Duty, ...] = ()
+    # Calling AE titles of devices that push DIMSE -> the institution whose data they send.
+    dimse_callers: dict[str, str] = field(default_factory=dict)
     engineers_region: str = "county"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,6 +123,15 @@ class Consortium:
                 raise ValueError(f"roster {duty.worklist}: unknown reader {duty.user!r}")
             if duty.role not in ("primary", "backup"):
                 raise ValueError(f"roster {duty.worklist}: role must be primary or backup")
+        for title, institution in self.dimse_callers.items():
+            try:
+                canonical = parse_ae_title(title)
+            except InvalidInput as exc:
+                raise ValueError(f"DIMSE caller {title!r}: {exc.detail}") from exc
+            if canonical != title:
+                raise ValueError(f"DIMSE caller {title!r}: write it without outer spaces")
+            if institution not in known:
+                raise ValueError(f"DIMSE caller {title}: unknown institution {institution!r}")
 
     def institution_registry(self) -> dict[str, Any]:
         """Return the access policy's institution registry (ACCESS__INSTITUTIONS_FILE form)."""
@@ -157,6 +171,7 @@ def load(path: Path) -> Consortium:
                 for d in raw.get("devices", [])
             ),
             duties=tuple(Duty(**d) for d in raw.get("duties", [])),
+            dimse_callers=dict(raw.get("dimse_callers", {})),
             engineers_region=raw.get("engineers_region", "county"),
             extra=raw.get("extra", {}),
         )
@@ -232,6 +247,8 @@ def demo_consortium() -> Consortium:
         people=tuple(people),
         devices=tuple(devices),
         duties=duties,
+        # Cart scanners that push DIMSE alongside the handheld probes' app uploads.
+        dimse_callers={"EAST_US1": "township-east", "RIVER_US1": "township-river"},
     )
 
 
@@ -242,6 +259,7 @@ class SeedResult:
     devices_created: list[str] = field(default_factory=list)
     devices_present: list[str] = field(default_factory=list)
     rosters: list[str] = field(default_factory=list)
+    dimse_callers: list[str] = field(default_factory=list)
 
 
 def seed(
@@ -253,9 +271,10 @@ def seed(
     now: datetime | None = None,
     timeout: float = 30.0,
 ) -> SeedResult:
-    """Register the probes (maintenance) and rosters (reporting) through their REST APIs.
+    """Register probes (maintenance), rosters (reporting) and DIMSE callers (ingest) by REST.
 
-    Repeats are harmless: a probe already registered is left as it is, a roster is replaced.
+    Repeats are harmless: a probe already registered is left as it is, a roster and a DIMSE
+    caller are replaced.
     Institutions and people have no registry service: they live in tokens and this file.
     """
     consortium.check()
@@ -304,4 +323,14 @@ def seed(
                     f"roster {worklist} failed: {response.status_code} {response.text}"
                 )
             result.rosters.append(worklist)
+        for title, institution in consortium.dimse_callers.items():
+            response = client.put(
+                f"{urls['ingest']}/v1/admin/dimse-callers/{quote(title, safe='')}",
+                json={"institution_id": institution, "description": f"{consortium.id} seed"},
+            )
+            if response.status_code not in (200, 201):
+                raise RuntimeError(
+                    f"DIMSE caller {title} failed: {response.status_code} {response.text}"
+                )
+            result.dimse_callers.append(title)
     return result

@@ -36,7 +36,7 @@ def node_settings_for(consortium: Consortium, data_dir: Path | None = None) -> d
                     "escalation_contact": consortium.with_role("admin")[0].user,
                 }
             ]
-        }
+        },
     }
 
 

@@ -1,4 +1,4 @@
-"""Ingest's tables on one MetaData: exams, manifests, instances, uploads, audit, outbox, inbox."""
+"""Ingest's tables on one MetaData: exams, instances, uploads, audit, DIMSE callers, outbox."""
 
 from __future__ import annotations
 
@@ -136,6 +136,17 @@ audit_log = Table(
     Column("channel", String(16), nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("detail", Text, nullable=True),
+)
+
+# Calling AE titles allowed to push by DIMSE, each mapped to the institution its data belongs to.
+dimse_callers = Table(
+    "dimse_callers",
+    metadata,
+    Column("ae_title", String(16), primary_key=True),
+    Column("institution_id", String(128), nullable=False, index=True),
+    Column("description", String(255), nullable=False),
+    Column("updated_by", String(255), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 outbox, inbox = delivery_tables(metadata)

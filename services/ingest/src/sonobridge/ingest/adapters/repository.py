@@ -14,12 +14,14 @@ from sonobridge.common.access import Reachable
 from sonobridge.common.auth import Principal
 from sonobridge.ingest.adapters.orm import (
     audit_log,
+    dimse_callers,
     exams,
     idempotency_keys,
     instances,
     manifest_items,
     upload_sessions,
 )
+from sonobridge.ingest.domain.callers import DimseCaller
 from sonobridge.ingest.domain.model import ManifestEntry
 
 
@@ -246,3 +248,44 @@ def count_instances(session: Session) -> int:
 def metadata_of(row: Row[Any]) -> dict[str, Any]:
     """Return an instance's stored DICOM JSON."""
     return json.loads(row.metadata_json)
+
+
+def get_dimse_caller(session: Session, ae_title: str) -> DimseCaller | None:
+    """Return the registered caller with this (significant) AE title, or None."""
+    row = session.execute(select(dimse_callers).where(dimse_callers.c.ae_title == ae_title)).first()
+    return None if row is None else _caller(row)
+
+
+def list_dimse_callers(session: Session) -> list[DimseCaller]:
+    """Return every registered caller, by AE title."""
+    rows = session.execute(select(dimse_callers).order_by(dimse_callers.c.ae_title)).all()
+    return [_caller(row) for row in rows]
+
+
+def put_dimse_caller(session: Session, caller: DimseCaller, *, by: str, at: datetime) -> bool:
+    """Register or replace a caller; return True when it was new."""
+    values = {
+        "institution_id": caller.institution_id,
+        "description": caller.description,
+        "updated_by": by[:255],
+        "updated_at": at,
+    }
+    changed = session.execute(
+        update(dimse_callers).where(dimse_callers.c.ae_title == caller.ae_title).values(**values)
+    ).rowcount  # type: ignore[attr-defined]
+    if changed:
+        return False
+    session.execute(insert(dimse_callers).values(ae_title=caller.ae_title, **values))
+    return True
+
+
+def delete_dimse_caller(session: Session, ae_title: str) -> bool:
+    """Remove a caller; return True when it was registered."""
+    removed = session.execute(
+        delete(dimse_callers).where(dimse_callers.c.ae_title == ae_title)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(removed)
+
+
+def _caller(row: Row[Any]) -> DimseCaller:
+    return DimseCaller(row.ae_title, row.institution_id, row.description)

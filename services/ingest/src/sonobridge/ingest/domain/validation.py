@@ -71,6 +71,7 @@ class InstanceDescription:
     series_instance_uid: str
     transfer_syntax_uid: str
     media_sop_instance_uid: str = ""
+    media_sop_class_uid: str = ""
     modality: str = ""
     body_part: str = ""
     patient_id: str = ""
@@ -122,6 +123,13 @@ def check_description(d: InstanceDescription, pixels: PixelLayout | None) -> Non
         raise Rejected(
             f"MediaStorageSOPInstanceUID {d.media_sop_instance_uid} contradicts "
             f"SOPInstanceUID {d.sop_instance_uid}",
+            "uid_mismatch",
+        )
+    if d.media_sop_class_uid and d.media_sop_class_uid != d.sop_class_uid:
+        # A C-STORE's file meta is its command: a dataset of another class is not what was sent.
+        raise Rejected(
+            f"MediaStorageSOPClassUID {d.media_sop_class_uid} contradicts "
+            f"SOPClassUID {d.sop_class_uid}",
             "uid_mismatch",
         )
     if d.transfer_syntax_uid not in SUPPORTED_TRANSFER_SYNTAXES:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import decode
+from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
 from pynetdicom.presentation import StoragePresentationContexts, build_context
 from pynetdicom.sop_class import Verification
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, Problem
-from sonobridge.ingest import handlers
-from sonobridge.ingest.domain.model import Channel, Scope
+from sonobridge.ingest import callers, handlers
+from sonobridge.ingest.domain.callers import DimseCaller
+from sonobridge.ingest.domain.model import Channel, Scope, is_valid_uid
 from sonobridge.ingest.domain.validation import SUPPORTED_TRANSFER_SYNTAXES
 from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.settings import IngestSettings
@@ -30,16 +37,31 @@ DUPLICATE_CONFLICT = 0xC001
 NOT_AUTHORIZED = 0xC002
 PROCESSING_FAILURE = 0x0110
 
+# The role a registered calling AE acts with: a device writer of its own institution, exactly
+# like the institution's operators on the app path, so the same access rule decides.
+CALLER_ROLE = "operator"
+C_STORE_RQ = 0x0001
+NO_DATASET = 0x0101
+# A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4.
+REJECT_UNKNOWN_CALLER = (0x01, 0x01, 0x03)
+REJECT_TRANSIENT = (0x02, 0x01, 0x01)
+
 # Receive datasets straight to a temp file in DICOM file format instead of decoding them in
 # memory: instances can be hundreds of MB. This is a pynetdicom process-wide switch.
 _config.STORE_RECV_CHUNKED_DATASET = True
 
 
+# A UID quoted in a problem's detail; the peer knows which instance it sent.
+_QUOTED_UID = re.compile(r"'?\b[0-9]+(?:\.[0-9]+){2,}\b'? ?")
+
+
 def _status(code: int, comment: str = "") -> Dataset:
     status = Dataset()
     status.Status = code
+    if len(comment) > 64:
+        # ErrorComment is LO, 64 characters at most: keep the words, drop the UIDs.
+        comment = _QUOTED_UID.sub("", comment)
     if comment:
-        # ErrorComment is LO: 64 characters at most.
         status.ErrorComment = comment[:64]
     return status
 
@@ -60,6 +82,86 @@ def status_for(problem: Problem) -> int:
     return CANNOT_UNDERSTAND
 
 
+class GuardedDimse(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider, answering C-STORE requests without valid UIDs.
+
+    pynetdicom opens the request's temp file and then reads the command's Affected SOP
+    Instance UID; when that is missing its reader thread dies, the temp file stays and the
+    peer never gets a status. Here such a request is answered 0xC000 once its data set has
+    been read (and dropped), and any other undecodable message aborts the association.
+    """
+
+    def __init__(self, assoc: Any) -> None:
+        super().__init__(assoc)
+        # (presentation context id, response) of a refused request whose data set is arriving.
+        self._refused: tuple[int, C_STORE] | None = None
+
+    def receive_primitive(self, primitive: P_DATA) -> None:
+        """Feed the message assembler one PDV at a time, refusing bad C-STORE commands."""
+        for context_id, data in primitive.presentation_data_value_list:
+            single = P_DATA()
+            # pynetdicom checks for a list [id, pdv] at run time, though typed as a tuple.
+            single.presentation_data_value_list = [cast(Any, [context_id, data])]
+            self._receive(single, context_id, data)
+
+    def _receive(self, single: P_DATA, context_id: int, data: bytes) -> None:
+        header = data[0] if data else 0
+        is_command, is_last = bool(header & 1), bool(header & 2)
+        if self._refused is not None:
+            if not is_command:
+                if is_last:
+                    cx, response = self._refused
+                    self._refused = None
+                    self.send_msg(response, cx)
+                return
+            # A new command before the refused data set ended: the peer broke the protocol.
+            self._refused = None
+        if is_command and is_last and self._refuse(context_id, data):
+            return
+        try:
+            super().receive_primitive(single)
+        except Exception:
+            log.warning("undecodable DIMSE message; aborting the association", exc_info=True)
+            self._drop_message()
+            self.dul.event_queue.put("Evt19")
+
+    def _refuse(self, context_id: int, data: bytes) -> bool:
+        """Refuse a C-STORE-RQ whose command carries no valid SOP class or instance UID."""
+        earlier = self.message.encoded_command_set.getvalue() if self.message else b""
+        try:
+            command = decode(BytesIO(earlier + data[1:]), True, True)
+            field, message_id = int(command.CommandField), int(command.MessageID)
+        except Exception:
+            # Not a command we can read: pynetdicom's own path rejects it.
+            return False
+        if field != C_STORE_RQ:
+            return False
+        sop_class = str(command.get("AffectedSOPClassUID", "") or "").strip()
+        sop = str(command.get("AffectedSOPInstanceUID", "") or "").strip()
+        if is_valid_uid(sop_class) and is_valid_uid(sop):
+            return False
+        response = C_STORE()
+        response.MessageIDBeingRespondedTo = message_id
+        if is_valid_uid(sop_class):
+            response.AffectedSOPClassUID = sop_class  # type: ignore[assignment]
+        response.Status = CANNOT_UNDERSTAND
+        response.ErrorComment = "C-STORE request without a valid SOP Class/Instance UID"  # type: ignore[assignment]
+        log.info("C-STORE without a valid SOP Class/Instance UID refused")
+        self._drop_message()
+        if int(command.get("CommandDataSetType", NO_DATASET)) == NO_DATASET:
+            self.send_msg(response, context_id)
+        else:
+            self._refused = (context_id, response)
+        return True
+
+    def _drop_message(self) -> None:
+        message, self.message = self.message, None
+        handle = getattr(message, "_data_set_file", None)
+        if handle is not None:
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+
+
 class StoreScp:
     """A Storage and Verification SCP under the configured AE title."""
 
@@ -70,8 +172,10 @@ class StoreScp:
         self.ready = threading.Event()
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.require_called_aet = True
-        if settings.accepted_calling_ae_titles:
-            self.ae.require_calling_aet = list(settings.accepted_calling_ae_titles)
+        self.ae.maximum_associations = settings.dimse_max_associations
+        self.ae.acse_timeout = settings.dimse_artim_timeout_seconds
+        self.ae.network_timeout = settings.dimse_network_timeout_seconds
+        self.ae.dimse_timeout = settings.dimse_dimse_timeout_seconds
         syntaxes = sorted(SUPPORTED_TRANSFER_SYNTAXES)
         contexts = [build_context(Verification)]
         contexts += [
@@ -80,26 +184,70 @@ class StoreScp:
         self.ae.supported_contexts = contexts
         self.ae.maximum_pdu_size = 0
 
-    def _principal(self, calling: str) -> tuple[Principal, Scope]:
-        institution = self.settings.calling_ae_institutions.get(calling, f"ae:{calling}")
-        known = self.deps.access.registry.get(institution)
+    @property
+    def _network_timeout(self) -> float:
+        return self.settings.dimse_network_timeout_seconds
+
+    def _principal(self, caller: DimseCaller) -> tuple[Principal, Scope]:
+        known = self.deps.access.registry.get(caller.institution_id)
         consortium = known.consortium if known else self.settings.consortium_id
         # A device stores for its own institution only, like the operator who holds it: the
         # access policy then refuses a C-STORE into a study of another institution.
         principal = Principal(
-            user=f"ae:{calling}",
-            roles=frozenset({"operator"}),
-            institution=institution,
+            user=f"ae:{caller.ae_title}",
+            roles=frozenset({CALLER_ROLE}),
+            institution=caller.institution_id,
             consortium=consortium,
         )
-        return principal, Scope(institution, consortium)
+        return principal, Scope(caller.institution_id, consortium)
+
+    def handle_open(self, event: Any) -> None:
+        """Bound the new connection's reads and guard its DIMSE assembler before it reads."""
+        # Accepted sockets do not inherit the listener's timeout: without one a half-sent PDU
+        # blocks its reader (and holds an association slot) until the peer closes. Until the
+        # association is accepted no read may outlast the ARTIM timeout.
+        first = min(self.settings.dimse_artim_timeout_seconds, self._network_timeout)
+        event.assoc.dul.socket.socket.settimeout(first)
+        event.assoc.dimse = GuardedDimse(event.assoc)
+
+    def handle_accepted(self, event: Any) -> None:
+        """Give an accepted association the network timeout for its reads."""
+        event.assoc.dul.socket.socket.settimeout(self._network_timeout)
+
+    def handle_requested(self, event: Any) -> None:
+        """Reject an association whose calling AE title is not registered."""
+        request = event.assoc.requestor.primitive
+        if not isinstance(request, A_ASSOCIATE):
+            return
+        calling = str(request.calling_ae_title)
+        try:
+            caller = callers.resolve_caller(self.deps, calling)
+        except Exception:
+            log.exception("cannot read the DIMSE caller registry; rejecting the association")
+            self._reject(event.assoc, REJECT_TRANSIENT)
+            return
+        if caller is None:
+            log.info("association from unregistered calling AE %r rejected", calling.strip())
+            self._reject(event.assoc, REJECT_UNKNOWN_CALLER)
+
+    @staticmethod
+    def _reject(assoc: Any, reason: tuple[int, int, int]) -> None:
+        assoc.acse.send_reject(*reason)
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()
 
     def handle_store(self, event: Any) -> Dataset:
         """Store one received dataset; answer a DICOM status naming any problem."""
         calling = str(event.assoc.requestor.ae_title).strip()
-        principal, scope = self._principal(calling)
         path = Path(event.dataset_path)
         try:
+            # Registrations can be removed while an association is open: ask again.
+            caller = callers.resolve_caller(self.deps, calling)
+            if caller is None:
+                return _status(NOT_AUTHORIZED, "calling AE title is not registered")
+            if str(event.request.AffectedSOPClassUID) != str(event.context.abstract_syntax):
+                return _status(DATASET_MISMATCH, "SOP class differs from the presentation context")
+            principal, scope = self._principal(caller)
             spooled = self.deps.spool.adopt(path)
             handlers.store_instance(
                 self.deps, principal, spooled, channel=Channel.CSTORE, scope=scope
@@ -110,6 +258,9 @@ class StoreScp:
         except Exception:
             log.exception("C-STORE from %s failed", calling)
             return _status(PROCESSING_FAILURE, "internal error while storing")
+        finally:
+            # pynetdicom removes the file only when the handler returns; never leave it.
+            path.unlink(missing_ok=True)
         return _status(SUCCESS)
 
     def handle_echo(self, _event: Any) -> int:
@@ -121,7 +272,13 @@ class StoreScp:
         server = self.ae.start_server(
             (self.settings.dimse_host, self.settings.dimse_port),
             block=False,
-            evt_handlers=[(evt.EVT_C_STORE, self.handle_store), (evt.EVT_C_ECHO, self.handle_echo)],
+            evt_handlers=[
+                (evt.EVT_CONN_OPEN, self.handle_open),
+                (evt.EVT_REQUESTED, self.handle_requested),
+                (evt.EVT_ACCEPTED, self.handle_accepted),
+                (evt.EVT_C_STORE, self.handle_store),
+                (evt.EVT_C_ECHO, self.handle_echo),
+            ],
         )
         self.port = int(server.server_address[1])
         self.ready.set()
