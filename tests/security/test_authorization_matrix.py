@@ -11,6 +11,8 @@ read) where the table says deny; the suite asserts there are none.
 
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import hashlib
 import hmac
@@ -177,9 +179,9 @@ def _sha(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data_dir: Path = tmp_path_factory.mktemp("matrix-node")
-    consortium = demo_consortium()
+    # Each township's device AE is registered, so C-STORE is judged by the policy, not refused.
+    consortium = dataclasses.replace(demo_consortium(), dimse_callers=DIMSE_AES)
     extra = node_settings_for(consortium, data_dir)
-    extra["ingest"] = {**extra["ingest"], "calling_ae_institutions": DIMSE_AES}
     # The notification stream closes at once, so probing it costs no time.
     extra["reporting"] = {"sse_max_seconds": 1}
     node = SingleNode(data_dir, ports=NodePorts.ephemeral(), extra_settings=extra)
@@ -306,6 +308,7 @@ def build_request(world: World, route: Route, owner: str) -> dict[str, Any]:
         "name": world.model[0],
         "serial": "PROBE-03L" if owner == RIVER else "PROBE-01L",
         "ticket_id": world.ticket_id,
+        "ae_title": "MATRIXAE",
     }
 
     def fill(match: re.Match[str]) -> str:
@@ -677,8 +680,8 @@ def _study_instances(world: World, study: str, role: str = "admin", home: str = 
 
 def test_c_store_into_another_institutions_study_is_refused(world: World) -> None:
     river = world.seeded[RIVER]
-    # Calling AEs are mapped to institutions by INGEST__CALLING_AE_INSTITUTIONS; an AE that is
-    # not mapped stores for an institution of its own ("ae:<title>"), never for a township.
+    # Calling AEs are registered per institution (the consortium's `dimse_callers`); an AE that
+    # is not registered is refused at association, so it stores nothing anywhere.
     cases = [("RIVERPROBE", True), ("EASTPROBE", False), ("STRANGER", False)]
     problems = []
     for calling, allowed in cases:
