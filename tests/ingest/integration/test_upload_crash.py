@@ -25,7 +25,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ingest.ingest_support import synthetic_instance, uids
+from ingest.ingest_support import (
+    RunningIngest,
+    new_exam,
+    synthetic_instance,
+    tus_create,
+    tus_patch,
+    uids,
+)
 from pydicom.uid import generate_uid
 from tusclient import client as tus
 
@@ -301,3 +308,49 @@ def _check_no_false_completion(
                 assert offset == upload.final_offset
                 seen["reopened at the final chunk"] += 1
     return seen
+
+
+def _die_holding_the_lock(ingest: RunningIngest, path: str, at: int) -> None:
+    """Play a request on another replica that locked the upload 20 min ago, wrote a part, died."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    session_id = path.rsplit("/", 1)[1]
+    taken = datetime.now(UTC) - timedelta(minutes=20)
+    with ingest.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE upload_sessions SET status='appending', parts=parts+1, "
+                "expires_at=:expires WHERE session_id=:id"
+            ),
+            {"expires": taken + ingest.host.app.state.deps.upload_expiry, "id": session_id},
+        )
+    part = f"uploads/{session_id}/{at:020d}-{at + 10:020d}.g2.part"
+    ingest.store.put(part, io.BytesIO(b"0123456789"), length=10)
+
+
+def test_a_stale_lock_is_taken_over_and_a_dead_requests_part_swept(ingest: RunningIngest) -> None:
+    from sonobridge.ingest import handlers
+
+    study = generate_uid()
+    first, second = (synthetic_instance(study=study, seed=31 + n, frames=3) for n in range(2))
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        paths = [tus_create(client, exam_id, len(d)) for d in (first, second)]
+        cuts = [len(d) // 2 for d in (first, second)]
+        for path, data, cut in zip(paths, (first, second), cuts, strict=True):
+            assert tus_patch(client, path, 0, data[:cut]).status_code == 204
+            _die_holding_the_lock(ingest, path, cut)
+        # The next PATCH takes the stale lock over; the dead part never becomes upload bytes.
+        head = client.head(paths[0], headers=TUS)
+        assert (head.status_code, int(head.headers["Upload-Offset"])) == (200, cuts[0])
+        assert tus_patch(client, paths[0], cuts[0], first[cuts[0] :]).status_code == 204
+        # The sweep reopens the other one and deletes what its dead request wrote.
+        swept = handlers.recover_uploads(ingest.host.app.state.deps, sole_owner=False)
+        assert (swept.reopened, swept.parts_removed) == (1, 1)
+        assert tus_patch(client, paths[1], cuts[1], second[cuts[1] :]).status_code == 204
+    for data in (first, second):
+        study, series, sop = uids(data)
+        assert ingest.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data
+    assert ingest.stored_keys("uploads/") == []
