@@ -354,3 +354,37 @@ def test_a_stale_lock_is_taken_over_and_a_dead_requests_part_swept(ingest: Runni
         study, series, sop = uids(data)
         assert ingest.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data
     assert ingest.stored_keys("uploads/") == []
+
+
+def test_an_upload_left_complete_but_unstored_by_an_older_version_is_handed_back(
+    ingest: RunningIngest,
+) -> None:
+    from sqlalchemy import text
+
+    from sonobridge.ingest import handlers
+
+    data = synthetic_instance(seed=41, frames=3)
+    cut = len(data) // 2
+    with ingest.client() as client:
+        path = tus_create(client, new_exam(client), len(data))
+        session_id = path.rsplit("/", 1)[1]
+        # The state the issue found: both parts under the old names, offset at the end, open.
+        for start, end in ((0, cut), (cut, len(data))):
+            key = f"uploads/{session_id}/{start:020d}.part"
+            ingest.store.put(key, io.BytesIO(data[start:end]), length=end - start)
+        with ingest.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE upload_sessions SET upload_offset=:n WHERE session_id=:id"),
+                {"n": len(data), "id": session_id},
+            )
+        recovered = handlers.recover_uploads(ingest.host.app.state.deps, sole_owner=False)
+        assert (recovered.reopened, recovered.parts_removed) == (1, 1)
+        head = client.head(path, headers=TUS)
+        assert (int(head.headers["Upload-Offset"]), head.headers["SonoBridge-Upload-State"]) == (
+            cut,
+            "open",
+        )
+        assert tus_patch(client, path, cut, data[cut:]).status_code == 204
+    study, series, sop = uids(data)
+    assert ingest.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data
+    assert ingest.stored_keys("uploads/") == []

@@ -858,11 +858,18 @@ class UploadRejected(Gone):
 _OPEN, _APPENDING, _STORED, _REJECTED = "open", "appending", "stored", "rejected"
 # An append lock older than this belongs to a request that died; another may take it over.
 _STALE_LOCK = timedelta(minutes=15)
-_PART = re.compile(r"^uploads/([^/]+)/(\d{20})-(\d{20})\.g(\d+)\.part$")
+_PART = re.compile(r"^uploads/[^/]+/(?P<start>\d{20})-(?P<end>\d{20})\.g(?P<gen>\d+)\.part$")
+_LEGACY_PART = re.compile(r"^uploads/[^/]+/(?P<start>\d{20})\.part$")
 
 
 def _part_key(session_id: str, start: int, end: int, generation: int) -> str:
     return f"uploads/{session_id}/{start:020d}-{end:020d}.g{generation}.part"
+
+
+def _part_start(key: str) -> int:
+    match = _PART.match(key) or _LEGACY_PART.match(key)
+    assert match is not None, key
+    return int(match["start"])
 
 
 def _lock_taken_at(deps: IngestDeps, row: Row[Any]) -> datetime:
@@ -1015,14 +1022,21 @@ def _delete_quietly(deps: IngestDeps, key: str) -> None:
         log.exception("could not remove upload part %s; the sweep will", key)
 
 
-def _chain(keys: Sequence[str], upto: int) -> tuple[list[str], int]:
+def _chain(deps: IngestDeps, keys: Sequence[str], upto: int) -> tuple[list[str], int]:
     """Pick the committed part at each offset from 0 on; return them and where they end."""
     newest: dict[int, tuple[int, int, str]] = {}
     for key in keys:
-        match = _PART.match(key)
-        if match is None:
+        if match := _PART.match(key):
+            start, end, generation = int(match["start"]), int(match["end"]), int(match["gen"])
+        elif legacy := _LEGACY_PART.match(key):
+            # Written before parts carried their end and generation; committed ones are kept.
+            info = deps.store.stat(key)
+            if info is None:
+                continue
+            start, generation = int(legacy["start"]), 0
+            end = start + info.size
+        else:
             continue
-        start, end, generation = int(match[2]), int(match[3]), int(match[4])
         # A later generation at the same offset superseded a request that never committed.
         if start not in newest or generation > newest[start][0]:
             newest[start] = (generation, end, key)
@@ -1054,7 +1068,8 @@ def _finish_upload(
     The final chunk is never written as a part: until the instance is stored the session stays
     locked at the final chunk's offset, so a crash leaves it resumable from there.
     """
-    chain, reached = _chain(list(deps.store.list(f"uploads/{row.session_id}/")), row.upload_offset)
+    keys = list(deps.store.list(f"uploads/{row.session_id}/"))
+    chain, reached = _chain(deps, keys, row.upload_offset)
     if reached != row.upload_offset:
         # A committed part went missing: let the client resend from the last intact byte.
         _reopen(deps, row.session_id, generation, upload_offset=reached)
@@ -1153,6 +1168,18 @@ def recover_uploads(deps: IngestDeps, *, sole_owner: bool) -> Recovery:
         with deps.sessions.begin() as session:
             if repo.release_upload(session, row.session_id, row.parts, status=_OPEN):
                 done.reopened += 1
+    with deps.sessions.begin() as session:
+        full = repo.full_open_uploads(session)
+    for row in full:
+        # Before the final chunk stayed locked until stored, a crash could leave an upload
+        # "complete" with nothing stored: hand its never-acknowledged last part back.
+        keys = list(deps.store.list(f"uploads/{row.session_id}/"))
+        chain, reached = _chain(deps, keys, row.upload_offset)
+        if reached == row.upload_offset and chain:
+            reached = _part_start(chain[-1])
+        with deps.sessions.begin() as session:
+            repo.update_upload(session, row.session_id, upload_offset=reached)
+        done.reopened += 1
     if sole_owner:
         # Elsewhere a stale claim is taken over by the next writer of the instance (_claim);
         # here every claim is dead, and waiting out _STALE_CLAIM would stall resumed uploads.
@@ -1181,7 +1208,7 @@ def _sweep_parts(deps: IngestDeps) -> int:
         if row is None or row.status in (_STORED, _REJECTED):
             garbage = keys
         else:
-            chain, _ = _chain(keys, row.upload_offset)
+            chain, _ = _chain(deps, keys, row.upload_offset)
             live = f".g{row.parts}.part" if row.status == _APPENDING else None
             garbage = [
                 k for k in keys if k not in chain and not (live is not None and k.endswith(live))

@@ -247,6 +247,18 @@ def locked_uploads(session: Session, expiring_before: datetime) -> list[Row[Any]
     )
 
 
+def full_open_uploads(session: Session) -> list[Row[Any]]:
+    """Return open sessions whose offset reached their length (left by older versions)."""
+    return list(
+        session.execute(
+            select(upload_sessions).where(
+                upload_sessions.c.status == "open",
+                upload_sessions.c.upload_offset >= upload_sessions.c.upload_length,
+            )
+        ).all()
+    )
+
+
 def pending_instances(session: Session, claimed_before: datetime) -> list[Row[Any]]:
     """Return write claims (pending instance rows) taken before the cut."""
     return list(
