@@ -38,6 +38,8 @@ from sonobridge.ingest.settings import Settings
 SERVICE = "ingest"
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
+# A spool file untouched this long belongs to a request that died (live ones write or finish).
+_SPOOL_MAX_AGE_S = 3600.0
 
 
 def _utc_now() -> datetime:
@@ -66,7 +68,10 @@ def build(
     """Build the ingest service; callers may pass adapters they built (tests, single node)."""
     bus = bus or build_event_bus(settings)
     store = store or build_object_store(settings)
-    if isinstance(store, LocalDirObjectStore):
+    # A local-directory store belongs to this one process (the single node): whatever a
+    # request left half-done before start-up is dead. Shared stores only reclaim by age.
+    sole_owner = isinstance(store, LocalDirObjectStore)
+    if sole_owner:
         store.purge_temp()
     engine = engine or build_engine(settings, SERVICE)
     verifier = verifier or build_verifier(settings)
@@ -86,6 +91,18 @@ def build(
         upload_expiry=timedelta(seconds=settings.ingest.upload_expiry_seconds),
         access=AccessPolicy.from_settings(settings.access),
     )
+
+    recovered = handlers.recover_uploads(deps, sole_owner=sole_owner)
+    spooled = spool.reclaim(None if sole_owner else _SPOOL_MAX_AGE_S)
+    if recovered.reopened or recovered.claims_released or recovered.parts_removed or spooled:
+        log.info(
+            "start-up recovery: reopened %d upload(s), released %d claim(s), removed %d "
+            "part(s) and %d spool file(s)",
+            recovered.reopened,
+            recovered.claims_released,
+            recovered.parts_removed,
+            spooled,
+        )
 
     app = create_service_app(
         service=SERVICE,
@@ -136,6 +153,16 @@ def _expire_uploads(deps: IngestDeps, stop: threading.Event, settings: Settings)
             removed = handlers.expire_uploads(deps)
             if removed:
                 log.info("expired %d upload(s)", removed)
+            recovered = handlers.recover_uploads(deps, sole_owner=False)
+            spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
+            if recovered.reopened or recovered.parts_removed or spooled:
+                log.info(
+                    "upload sweep: reopened %d stale upload(s), removed %d part(s) and %d "
+                    "spool file(s)",
+                    recovered.reopened,
+                    recovered.parts_removed,
+                    spooled,
+                )
         except Exception:
             log.exception("upload expiry sweep failed; retrying")
         stop.wait(settings.ingest.expiry_sweep_seconds)

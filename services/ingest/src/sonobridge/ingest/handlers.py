@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.access import AccessPolicy, Action
 from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
-from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.ingest.adapters import repository as repo
 from sonobridge.ingest.adapters.dicomfile import read_instance
@@ -374,6 +375,15 @@ def complete_exam(deps: IngestDeps, principal: Principal, command: CompleteExam)
     """Record the manifest; emit ExamCompleted once every listed instance is stored."""
     deps.access.require_any(principal, Action.WRITE)
     check_manifest(command.entries)
+    try:
+        return _complete_exam(deps, principal, command)
+    except IntegrityError:
+        # An identical manifest raced this one in (SQLite takes no row lock on read): the
+        # retry sees it and answers like any repeat, or 409 if it differs.
+        return _complete_exam(deps, principal, command)
+
+
+def _complete_exam(deps: IngestDeps, principal: Principal, command: CompleteExam) -> ExamView:
     completed_type: str | None = None
     with deps.sessions.begin() as session:
         visible = _visible_exam(deps, session, principal, command.exam_id, Action.WRITE)
@@ -433,7 +443,8 @@ def _settle_exam(deps: IngestDeps, session: Session, exam_id: str) -> str | None
         repo.update_exam(session, exam_id, state=str(ExamState.AWAITING_INSTANCES))
         return None
     now = deps.clock()
-    repo.update_exam(session, exam_id, state=str(ExamState.COMPLETED), completed_at=now)
+    if not repo.complete_exam_state(session, exam_id, now):
+        return None  # a concurrent writer completed it and announced it first
     ordered = [rows[e.sop_instance_uid] for e in manifest]
     event = events_pb2.ExamCompleted(
         context=exam_context(exam),
@@ -846,13 +857,62 @@ def create_upload(
 
 
 def upload_status(deps: IngestDeps, principal: Principal, session_id: str) -> Row[Any]:
-    """Return an upload's offset, length and expiry."""
+    """Return an upload's offset, length, expiry and state."""
     with deps.sessions.begin() as session:
         return _upload_for(session, principal, session_id, deps.clock())
 
 
-def _part_key(session_id: str, offset: int) -> str:
-    return f"uploads/{session_id}/{offset:020d}.part"
+class UploadRejected(Gone):
+    """The upload's final chunk was refused; the session is over (tus answers 410)."""
+
+    type_slug = "upload-rejected"
+
+
+_OPEN, _APPENDING, _STORED, _REJECTED = "open", "appending", "stored", "rejected"
+# An append lock older than this belongs to a request that died; another may take it over.
+_STALE_LOCK = timedelta(minutes=15)
+_PART = re.compile(r"^uploads/[^/]+/(?P<start>\d{20})-(?P<end>\d{20})\.g(?P<gen>\d+)\.part$")
+_LEGACY_PART = re.compile(r"^uploads/[^/]+/(?P<start>\d{20})\.part$")
+
+
+def _part_key(session_id: str, start: int, end: int, generation: int) -> str:
+    return f"uploads/{session_id}/{start:020d}-{end:020d}.g{generation}.part"
+
+
+def _part_start(key: str) -> int:
+    match = _PART.match(key) or _LEGACY_PART.match(key)
+    assert match is not None, key
+    return int(match["start"])
+
+
+def _lock_taken_at(deps: IngestDeps, row: Row[Any]) -> datetime:
+    # Taking the lock sets expires_at to now + upload_expiry, so the lock's age is recoverable.
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    return expires - deps.upload_expiry
+
+
+def check_appendable(deps: IngestDeps, row: Row[Any], offset: int) -> None:
+    """Raise the tus answer for a PATCH at `offset` that cannot go ahead now."""
+    if row.status == _REJECTED:
+        raise UploadRejected(
+            f"upload {row.session_id} was rejected when its last chunk arrived; "
+            "the final PATCH answered why; start a new upload",
+            reason="upload_rejected",
+        )
+    if row.status == _STORED:
+        raise Conflict(f"upload {row.session_id} is already stored", reason="upload_closed")
+    if offset != row.upload_offset:
+        raise Conflict(
+            f"Upload-Offset {offset} does not match the server's offset {row.upload_offset}",
+            reason="offset_mismatch",
+            upload_offset=row.upload_offset,
+        )
+    if row.status == _APPENDING and deps.clock() - _lock_taken_at(deps, row) < _STALE_LOCK:
+        raise Conflict(
+            "another request is appending to this upload; ask HEAD for the offset and retry",
+            reason="upload_busy",
+            upload_offset=row.upload_offset,
+        )
 
 
 @dataclass(frozen=True)
@@ -872,72 +932,170 @@ def append_upload(
     *,
     interrupted: bool,
 ) -> AppendResult:
-    """Append a spooled chunk at `offset`; store the instance when the last byte arrives."""
+    """Append a spooled chunk at `offset`; store the instance when the last byte arrives.
+
+    One request at a time holds the session's append lock (compare-and-set on offset, state
+    and generation); the others answer 409 and change nothing. A chunk becomes part of the
+    upload only when its part object is written and the offset moves in one update.
+    """
     now = deps.clock()
     with deps.sessions.begin() as session:
         row = _upload_for(session, principal, session_id, now)
-    if row.status != "open":
-        raise Conflict(f"upload {session_id} is {row.status}", reason="upload_closed")
-    if offset != row.upload_offset:
-        raise Conflict(
-            f"Upload-Offset {offset} does not match the server's offset {row.upload_offset}",
-            reason="offset_mismatch",
-            upload_offset=row.upload_offset,
-        )
-    if offset + part.size > row.upload_length:
+    check_appendable(deps, row, offset)
+    end = offset + part.size
+    if end > row.upload_length:
         raise InvalidInput(
-            f"chunk ends at {offset + part.size}, past Upload-Length {row.upload_length}",
+            f"chunk ends at {end}, past Upload-Length {row.upload_length}",
             reason="beyond_length",
         )
     if part.size == 0:
-        if interrupted:
+        if interrupted and row.status == _OPEN:
             with deps.sessions.begin() as session:
                 repo.update_upload(session, session_id, interrupted=True)
         return AppendResult(row)
-    key = _part_key(session_id, offset)
-    with part.path.open("rb") as handle:
-        deps.store.put(key, handle, length=part.size)
-    new_offset = offset + part.size
     with deps.sessions.begin() as session:
-        moved = repo.advance_upload(
-            session,
-            session_id,
-            offset,
-            upload_offset=new_offset,
-            parts=row.parts + 1,
-            interrupted=interrupted,
-            expires_at=now + deps.upload_expiry,
+        locked = repo.lock_upload(
+            session, session_id, offset, row.parts, row.status, expires_at=now + deps.upload_expiry
         )
-    if not moved:
-        deps.store.delete(key)
-        raise Conflict("another request appended to this upload first", reason="offset_mismatch")
+    if not locked:
+        raise Conflict(
+            "another request appended to this upload first; ask HEAD for the offset",
+            reason="upload_busy",
+        )
+    generation = row.parts + 1
+    if end < row.upload_length:
+        return _commit_part(deps, row, offset, end, part, generation, interrupted)
+    try:
+        stored = _finish_upload(deps, principal, row, part, generation)
+    except BaseException:
+        _reopen(deps, session_id, generation)
+        raise
     if row.interrupted:
         deps.metrics.upload_resumes.inc()
     with deps.sessions.begin() as session:
         current = repo.get_upload(session, session_id)
+    assert current is not None
+    return AppendResult(current, stored)
+
+
+def _commit_part(
+    deps: IngestDeps,
+    row: Row[Any],
+    offset: int,
+    end: int,
+    part: SpooledFile,
+    generation: int,
+    interrupted: bool,
+) -> AppendResult:
+    """Write a middle chunk as its own part, then move the offset and let go of the lock."""
+    key = _part_key(row.session_id, offset, end, generation)
+    committed = False
+    try:
+        with part.path.open("rb") as handle:
+            deps.store.put(key, handle, length=part.size)
+        with deps.sessions.begin() as session:
+            committed = repo.release_upload(
+                session,
+                row.session_id,
+                generation,
+                status=_OPEN,
+                upload_offset=end,
+                interrupted=interrupted,
+                expires_at=deps.clock() + deps.upload_expiry,
+            )
+        if not committed:
+            raise Conflict(
+                "this request held the upload too long and another took it over; retry",
+                reason="upload_busy",
+            )
+    finally:
+        if not committed:
+            _reopen(deps, row.session_id, generation)
+            _delete_quietly(deps, key)
+    if row.interrupted:
+        deps.metrics.upload_resumes.inc()
+    with deps.sessions.begin() as session:
+        current = repo.get_upload(session, row.session_id)
     if current is None:
-        raise Gone(f"upload {session_id} was terminated while the chunk arrived")
-    if new_offset < current.upload_length:
-        return AppendResult(current)
-    return AppendResult(current, _finish_upload(deps, principal, current))
+        raise Gone(f"upload {row.session_id} was terminated while the chunk arrived")
+    return AppendResult(current)
 
 
-def _open_parts(deps: IngestDeps, session_id: str) -> Iterator[bytes]:
-    for key in deps.store.list(f"uploads/{session_id}/"):
+def _reopen(deps: IngestDeps, session_id: str, generation: int, **values: Any) -> None:
+    """Let go of an append lock this request still holds, leaving the offset where it was."""
+    with deps.sessions.begin() as session:
+        repo.release_upload(session, session_id, generation, status=_OPEN, **values)
+
+
+def _delete_quietly(deps: IngestDeps, key: str) -> None:
+    try:
+        deps.store.delete(key)
+    except Exception:
+        # The sweep removes parts no committed offset points to; nothing is lost by waiting.
+        log.exception("could not remove upload part %s; the sweep will", key)
+
+
+def _chain(deps: IngestDeps, keys: Sequence[str], upto: int) -> tuple[list[str], int]:
+    """Pick the committed part at each offset from 0 on; return them and where they end."""
+    newest: dict[int, tuple[int, int, str]] = {}
+    for key in keys:
+        if match := _PART.match(key):
+            start, end, generation = int(match["start"]), int(match["end"]), int(match["gen"])
+        elif legacy := _LEGACY_PART.match(key):
+            # Written before parts carried their end and generation; committed ones are kept.
+            info = deps.store.stat(key)
+            if info is None:
+                continue
+            start, generation = int(legacy["start"]), 0
+            end = start + info.size
+        else:
+            continue
+        # A later generation at the same offset superseded a request that never committed.
+        if start not in newest or generation > newest[start][0]:
+            newest[start] = (generation, end, key)
+    chain: list[str] = []
+    position = 0
+    while position < upto and position in newest:
+        _generation, end, key = newest[position]
+        if end > upto:
+            break
+        chain.append(key)
+        position = end
+    return chain, position
+
+
+def _assembled(deps: IngestDeps, chain: Sequence[str], final: SpooledFile) -> Iterator[bytes]:
+    for key in chain:
         with deps.store.open(key) as chunks:
             yield from chunks
+    with final.path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            yield chunk
 
 
-def _finish_upload(deps: IngestDeps, principal: Principal, row: Row[Any]) -> StoredInstance:
-    """Assemble the parts (streaming) and store the instance; drop the parts either way."""
+def _finish_upload(
+    deps: IngestDeps, principal: Principal, row: Row[Any], final: SpooledFile, generation: int
+) -> StoredInstance:
+    """Assemble committed parts plus the final chunk (streaming), store, then close the session.
+
+    The final chunk is never written as a part: until the instance is stored the session stays
+    locked at the final chunk's offset, so a crash leaves it resumable from there.
+    """
+    keys = list(deps.store.list(f"uploads/{row.session_id}/"))
+    chain, reached = _chain(deps, keys, row.upload_offset)
+    if reached != row.upload_offset:
+        # A committed part went missing: let the client resend from the last intact byte.
+        _reopen(deps, row.session_id, generation, upload_offset=reached)
+        raise Conflict(
+            f"the server holds {reached} bytes of this upload, not {row.upload_offset}; resume",
+            reason="offset_mismatch",
+            upload_offset=reached,
+        )
     try:
-        spooled = deps.spool.from_chunks(_open_parts(deps, row.session_id))
+        spooled = deps.spool.from_chunks(_assembled(deps, chain, final))
         with spooled:
             if spooled.size != row.upload_length:
-                raise InvalidInput(
-                    f"assembled {spooled.size} bytes, expected {row.upload_length}",
-                    reason="upload_incomplete",
-                )
+                raise RuntimeError(f"assembled {spooled.size} bytes, expected {row.upload_length}")
             sent = json.loads(row.upload_metadata).get(APP_PIXEL_SPACING_KEY)
             stored = store_instance(
                 deps,
@@ -947,14 +1105,26 @@ def _finish_upload(deps: IngestDeps, principal: Principal, row: Row[Any]) -> Sto
                 exam_id=row.exam_id,
                 app_pixel_spacing=parse_pixel_spacing(sent) if sent else None,
             )
-    except Problem:
+    except ObjectNotFound as exc:
+        # A committed part vanished under us: not the client's fault; the next try repairs.
+        raise Conflict(
+            "this upload's parts changed while it was assembled; ask HEAD and retry",
+            reason="upload_busy",
+        ) from exc
+    except Problem as problem:
+        if problem.extensions.get("reason") == "busy":
+            raise  # another channel is storing the same instance: the client may retry
         with deps.sessions.begin() as session:
-            repo.update_upload(session, row.session_id, status="rejected")
+            repo.release_upload(session, row.session_id, generation, status=_REJECTED)
         _drop_parts(deps, row.session_id)
         raise
     with deps.sessions.begin() as session:
         repo.update_upload(
-            session, row.session_id, status="stored", sop_instance_uid=stored.ref.sop_instance_uid
+            session,
+            row.session_id,
+            status=_STORED,
+            upload_offset=row.upload_length,
+            sop_instance_uid=stored.ref.sop_instance_uid,
         )
     _drop_parts(deps, row.session_id)
     return stored
@@ -982,6 +1152,84 @@ def expire_uploads(deps: IngestDeps) -> int:
         with deps.sessions.begin() as session:
             repo.delete_upload(session, session_id)
     return len(expired)
+
+
+@dataclass
+class Recovery:
+    """What a recovery pass put right."""
+
+    reopened: int = 0
+    parts_removed: int = 0
+    claims_released: int = 0
+
+
+def recover_uploads(deps: IngestDeps, *, sole_owner: bool) -> Recovery:
+    """Reopen uploads and free instance claims of requests that died; drop orphaned parts.
+
+    `sole_owner` (at start-up of a process that alone uses this database and store) treats
+    every lock and claim as dead; otherwise only those older than the stale limits are.
+    """
+    now = deps.clock()
+    done = Recovery()
+    lock_cut = now if sole_owner else now - _STALE_LOCK
+    with deps.sessions.begin() as session:
+        locked = repo.locked_uploads(session, lock_cut + deps.upload_expiry + timedelta(seconds=1))
+    for row in locked:
+        if not sole_owner and now - _lock_taken_at(deps, row) < _STALE_LOCK:
+            continue
+        # The request died before its chunk committed: nothing it held was acknowledged.
+        with deps.sessions.begin() as session:
+            if repo.release_upload(session, row.session_id, row.parts, status=_OPEN):
+                done.reopened += 1
+    with deps.sessions.begin() as session:
+        full = repo.full_open_uploads(session)
+    for row in full:
+        # Before the final chunk stayed locked until stored, a crash could leave an upload
+        # "complete" with nothing stored: hand its never-acknowledged last part back.
+        keys = list(deps.store.list(f"uploads/{row.session_id}/"))
+        chain, reached = _chain(deps, keys, row.upload_offset)
+        if reached == row.upload_offset and chain:
+            reached = _part_start(chain[-1])
+        with deps.sessions.begin() as session:
+            repo.update_upload(session, row.session_id, upload_offset=reached)
+        done.reopened += 1
+    if sole_owner:
+        # Elsewhere a stale claim is taken over by the next writer of the instance (_claim);
+        # here every claim is dead, and waiting out _STALE_CLAIM would stall resumed uploads.
+        with deps.sessions.begin() as session:
+            claims = repo.pending_instances(session, now + timedelta(seconds=1))
+        for claim in claims:
+            # A pending row's object can only come from the dead writer: stored ones are indexed.
+            deps.store.delete(claim.object_key)
+            with deps.sessions.begin() as session:
+                repo.delete_instance(session, claim.sop_instance_uid, "pending")
+            done.claims_released += 1
+    done.parts_removed = _sweep_parts(deps)
+    return done
+
+
+def _sweep_parts(deps: IngestDeps) -> int:
+    """Delete parts no committed offset points to and no live lock is writing."""
+    by_session: dict[str, list[str]] = {}
+    # List before reading the rows: a part listed here was written under a lock already taken.
+    for key in deps.store.list("uploads/"):
+        by_session.setdefault(key.split("/")[1], []).append(key)
+    removed = 0
+    for session_id, keys in by_session.items():
+        with deps.sessions.begin() as session:
+            row = repo.get_upload(session, session_id)
+        if row is None or row.status in (_STORED, _REJECTED):
+            garbage = keys
+        else:
+            chain, _ = _chain(deps, keys, row.upload_offset)
+            live = f".g{row.parts}.part" if row.status == _APPENDING else None
+            garbage = [
+                k for k in keys if k not in chain and not (live is not None and k.endswith(live))
+            ]
+        for key in garbage:
+            _delete_quietly(deps, key)
+            removed += 1
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,10 +57,11 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
         grpc_port = host.grpc_port
         if grpc_port:
             printer(f"  {name:<12} gRPC {node.host}:{grpc_port}")
-    dimse = getattr(node.hosts["ingest"].app.state, "dimse", None)
-    if dimse is not None and getattr(dimse, "port", None):
-        printer(f"  ingest       DICOM C-STORE {node.host}:{dimse.port} (AE SONOBRIDGE)")
-    printer(f"  ingest       DICOMweb {node.urls()['ingest']}/dicomweb")
+    if "ingest" in node.hosts:
+        dimse = getattr(node.hosts["ingest"].app.state, "dimse", None)
+        if dimse is not None and getattr(dimse, "port", None):
+            printer(f"  ingest       DICOM C-STORE {node.host}:{dimse.port} (AE SONOBRIDGE)")
+        printer(f"  ingest       DICOMweb {node.urls()['ingest']}/dicomweb")
     printer(f"  data directory: {node.data_dir}")
     printer(
         f"  tokens: uv run sonobridge --data-dir {node.data_dir} token --user <id> "
@@ -94,11 +95,14 @@ def _node(args: argparse.Namespace) -> SingleNode:
     if getattr(args, "viewer_origin", None):
         extra.setdefault("common", {})["http"] = {"cors_origins": args.viewer_origin}
     ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else None
-    return SingleNode(args.data_dir, host=args.host, ports=ports, extra_settings=extra)
+    services = tuple(getattr(args, "services", None) or SERVICES)
+    return SingleNode(
+        args.data_dir, host=args.host, ports=ports, extra_settings=extra, services=services
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    """Start all four services and serve until stopped."""
+    """Start the four services (or those named) and serve until stopped."""
     _serve(_node(args))
 
 
@@ -253,6 +257,13 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         metavar="ORIGIN",
         help="a browser viewer's origin allowed cross-origin (repeatable; or HTTP__CORS_ORIGINS)",
+    )
+    serve.add_argument(
+        "--service",
+        action="append",
+        dest="services",
+        choices=SERVICES,
+        help="run only this service (repeatable; default all four)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -25,6 +25,22 @@ _PIXEL_DATA = 0x7FE00010
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
+# Explicit-VR value representations with a 4-byte length after 2 reserved bytes (PS3.5 7.1.2).
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
 # Large values are left out of stored metadata; WADO-RS metadata omits bulk data.
 _JSON_BULK_BYTES = 16 * 1024
 
@@ -109,7 +125,43 @@ def _pixel_layout(fp: BinaryIO, size: int, transfer_syntax: str) -> PixelLayout 
             f"pixel data declares {length} bytes but the file ends {size - fp.tell()} bytes later",
             "truncated",
         )
+    fp.seek(length, os.SEEK_CUR)
     return PixelLayout(encapsulated=False, length=length)
+
+
+def _check_end(fp: BinaryIO, size: int, transfer_syntax: str) -> None:
+    """Refuse bytes after the pixel data unless they are well-formed elements in tag order.
+
+    A DICOM file is its meta header plus one dataset (PS3.10 7.1) whose elements ascend by tag
+    (PS3.5 7.1); what may follow the pixel data is more such elements, e.g. (FFFA,FFFA) Digital
+    Signatures or (FFFC,FFFC) Data Set Trailing Padding. Anything else is refused, not cut off:
+    instances are stored exactly as received and checked against the sender's SHA-256.
+    """
+    endian = ">" if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN else "<"
+    explicit = transfer_syntax != IMPLICIT_VR_LITTLE_ENDIAN
+    last = _PIXEL_DATA
+    while (start := fp.tell()) < size:
+        head = fp.read(8)
+        group, elem = struct.unpack(f"{endian}HH", head[:4]) if len(head) == 8 else (0, 0)
+        tag = group << 16 | elem
+        vr = head[4:6]
+        well_formed = tag > last and (not explicit or (vr.isalpha() and vr.isupper()))
+        length = _UNDEFINED
+        if well_formed and explicit and vr in _LONG_VRS:
+            extra = fp.read(4)
+            length = struct.unpack(f"{endian}L", extra)[0] if len(extra) == 4 else _UNDEFINED
+        elif well_formed:
+            length = struct.unpack(
+                f"{endian}{'H' if explicit else 'L'}", head[6:8] if explicit else head[4:8]
+            )[0]
+        if not well_formed or length == _UNDEFINED or fp.tell() + length > size:
+            raise Rejected(
+                f"{size - start} bytes after the dataset's last element (from offset {start}) "
+                "are not DICOM data elements; pad with (FFFC,FFFC) or send the file as written",
+                "trailing_data",
+            )
+        fp.seek(length, os.SEEK_CUR)
+        last = tag
 
 
 def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, dict[str, Any]]:
@@ -140,6 +192,8 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
                     "truncated",
                 )
         pixels = _pixel_layout(fp, size, transfer_syntax) if transfer_syntax else None
+        if pixels is not None:
+            _check_end(fp, size, transfer_syntax)
     try:
         description = InstanceDescription(
             sop_instance_uid=_text(ds, "SOPInstanceUID"),

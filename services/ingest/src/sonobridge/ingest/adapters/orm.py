@@ -103,8 +103,10 @@ upload_sessions = Table(
     Column("upload_length", BigInteger, nullable=False),
     Column("upload_offset", BigInteger, nullable=False),
     Column("upload_metadata", Text, nullable=False),
-    # "open", "stored" or "rejected"
+    # "open", "appending" (one request holds the append lock), "stored" or "rejected"
     Column("status", String(16), nullable=False),
+    # Append-lock generation: each lock taken adds one; part keys carry it, so a request only
+    # ever deletes its own part and the committed part at an offset is the newest one there.
     Column("parts", Integer, nullable=False),
     Column("interrupted", Boolean, nullable=False),
     Column("sop_instance_uid", String(64), nullable=True),

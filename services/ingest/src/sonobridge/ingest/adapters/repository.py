@@ -80,6 +80,16 @@ def update_exam(session: Session, exam_id: str, **values: Any) -> int:
     ).rowcount  # type: ignore[attr-defined]
 
 
+def complete_exam_state(session: Session, exam_id: str, at: datetime) -> bool:
+    """Mark an exam completed unless it already is; True if this call did it."""
+    result = session.execute(
+        update(exams)
+        .where(exams.c.exam_id == exam_id, exams.c.state != "completed")
+        .values(state="completed", completed_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def get_idempotency(session: Session, owner: str, key: str) -> Row[Any] | None:
     """Return a recorded Idempotency-Key, or None."""
     return session.execute(
@@ -206,18 +216,70 @@ def insert_upload(session: Session, values: dict[str, Any]) -> None:
     session.execute(insert(upload_sessions).values(**values))
 
 
-def advance_upload(session: Session, session_id: str, old_offset: int, **values: Any) -> bool:
-    """Move an open session on from `old_offset`; False if another request moved it first."""
+def lock_upload(
+    session: Session, session_id: str, offset: int, generation: int, status: str, **values: Any
+) -> bool:
+    """Take the append lock at `offset` (compare-and-set); False if another request holds it."""
     result = session.execute(
         update(upload_sessions)
         .where(
             upload_sessions.c.session_id == session_id,
-            upload_sessions.c.upload_offset == old_offset,
-            upload_sessions.c.status == "open",
+            upload_sessions.c.upload_offset == offset,
+            upload_sessions.c.status == status,
+            upload_sessions.c.parts == generation,
+        )
+        .values(status="appending", parts=generation + 1, **values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_upload(session: Session, session_id: str, generation: int, **values: Any) -> bool:
+    """Update a session still locked by `generation`; False if the lock was taken over."""
+    result = session.execute(
+        update(upload_sessions)
+        .where(
+            upload_sessions.c.session_id == session_id,
+            upload_sessions.c.status == "appending",
+            upload_sessions.c.parts == generation,
         )
         .values(**values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def locked_uploads(session: Session, expiring_before: datetime) -> list[Row[Any]]:
+    """Return sessions locked by an append whose expiry (set when locked) is before the cut."""
+    return list(
+        session.execute(
+            select(upload_sessions).where(
+                upload_sessions.c.status == "appending",
+                upload_sessions.c.expires_at < expiring_before,
+            )
+        ).all()
+    )
+
+
+def full_open_uploads(session: Session) -> list[Row[Any]]:
+    """Return open sessions whose offset reached their length (left by older versions)."""
+    return list(
+        session.execute(
+            select(upload_sessions).where(
+                upload_sessions.c.status == "open",
+                upload_sessions.c.upload_offset >= upload_sessions.c.upload_length,
+            )
+        ).all()
+    )
+
+
+def pending_instances(session: Session, claimed_before: datetime) -> list[Row[Any]]:
+    """Return write claims (pending instance rows) taken before the cut."""
+    return list(
+        session.execute(
+            select(instances.c.sop_instance_uid, instances.c.object_key).where(
+                instances.c.status == "pending", instances.c.claimed_at < claimed_before
+            )
+        ).all()
+    )
 
 
 def update_upload(session: Session, session_id: str, **values: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,19 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.limit = limit
+
+    def reclaim(self, older_than: float | None = None) -> int:
+        """Delete spool files of dead requests: all, or those untouched for `older_than` s."""
+        cut = None if older_than is None else time.time() - older_than
+        removed = 0
+        for path in self.directory.iterdir():
+            try:
+                if path.is_file() and (cut is None or path.stat().st_mtime < cut):
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # its request finished and removed it meanwhile
+        return removed
 
     def new(self) -> SpooledFile:
         """Return an empty spooled file."""

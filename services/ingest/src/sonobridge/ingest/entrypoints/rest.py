@@ -25,6 +25,8 @@ from sonobridge.ingest.handlers import ExamView, IngestDeps
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,expiration,checksum,termination"
+# Says whether an upload is still open, stored or rejected (HEAD cannot carry a problem body).
+UPLOAD_STATE = "SonoBridge-Upload-State"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
 
 
@@ -260,6 +262,12 @@ def build_router(deps: IngestDeps, *, max_size: int) -> APIRouter:
     ) -> Response:
         _require_tus(tus_resumable)
         row = await run_in_threadpool(handlers.upload_status, deps, principal, session_id)
+        if row.status == "rejected":
+            # HEAD carries no body: the header says why the offset is gone (tus: 410).
+            return Response(
+                status_code=410,
+                headers=_tus_headers(**{UPLOAD_STATE: "rejected", "Cache-Control": "no-store"}),
+            )
         return Response(
             status_code=200,
             headers=_tus_headers(
@@ -268,6 +276,7 @@ def build_router(deps: IngestDeps, *, max_size: int) -> APIRouter:
                     "Upload-Length": str(row.upload_length),
                     "Upload-Expires": _http_date(row.expires_at),
                     "Cache-Control": "no-store",
+                    UPLOAD_STATE: "stored" if row.status == "stored" else "open",
                 }
             ),
         )
@@ -287,18 +296,14 @@ def build_router(deps: IngestDeps, *, max_size: int) -> APIRouter:
             raise UnsupportedMediaType(
                 "PATCH body must be application/offset+octet-stream", reason="bad_content_type"
             )
-        if upload_offset is None or not upload_offset.isdigit():
+        # isdigit() alone accepts digits such as '²' that int() refuses.
+        if upload_offset is None or not (upload_offset.isascii() and upload_offset.isdigit()):
             raise InvalidInput("Upload-Offset must be a non-negative integer", reason="bad_offset")
         checksum = _parse_checksum(upload_checksum)
         current = await run_in_threadpool(handlers.upload_status, deps, principal, session_id)
         offset = int(upload_offset)
-        if offset != current.upload_offset:
-            raise handlers.Conflict(
-                f"Upload-Offset {offset} does not match the server's offset "
-                f"{current.upload_offset}",
-                reason="offset_mismatch",
-                upload_offset=current.upload_offset,
-            )
+        # Answer before reading the body when the chunk cannot be taken anyway.
+        handlers.check_appendable(deps, current, offset)
         part = deps.spool.new()
         part.limit = current.upload_length - offset
         digest = CHECKSUMS[checksum[0]]() if checksum else None
