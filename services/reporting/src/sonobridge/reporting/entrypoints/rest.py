@@ -7,7 +7,6 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.inputs import PlausibleDatetime
 from sonobridge.common.objects.ports import read_all
 from sonobridge.common.problems import InvalidInput
 from sonobridge.reporting import handlers
@@ -79,8 +79,8 @@ class ShiftIn(BaseModel):
 
     user: str = Field(min_length=1)
     role: Literal["primary", "backup"]
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: PlausibleDatetime
+    ends_at: PlausibleDatetime
     institution: str | None = None
 
 
