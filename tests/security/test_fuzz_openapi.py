@@ -33,6 +33,7 @@ from security.fuzz_support import (
     SEED,
     Tally,
     base_instance,
+    dataset_start,
     examples,
     fresh_uids,
     integer_header,
@@ -259,8 +260,11 @@ def test_malformed_dicom_gets_a_refusal_never_a_crash(
 
     def c_store(kind: str, data: bytes) -> None:
         nonlocal assoc
+        # DIMSE carries the dataset without the file meta, which pynetdicom reads to send:
+        # keep the meta intact and break only the dataset behind it.
+        start = dataset_start(base)
         path = spool / "instance.dcm"
-        path.write_bytes(data)
+        path.write_bytes(base[:start] + data[start:] if data[:start] != base[:start] else data)
         try:
             pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[(0x0002, 0x0010)])
         except Exception:
@@ -272,8 +276,10 @@ def test_malformed_dicom_gets_a_refusal_never_a_crash(
         started = time.monotonic()
         try:
             status = assoc.send_c_store(path)
-        except (ValueError, AttributeError, KeyError, TypeError):
-            tally.unsendable += 1  # pynetdicom refuses the file before anything is sent
+        except Exception:
+            # pynetdicom itself chokes on the file (its meta, its encoding) before sending; a
+            # server that drops the association answers an empty status instead, below.
+            tally.unsendable += 1
             return
         elapsed = time.monotonic() - started
         code = int(status.Status) if "Status" in status else -1
@@ -302,7 +308,8 @@ def test_malformed_dicom_gets_a_refusal_never_a_crash(
                 content=data,
                 headers={**auth, "Content-Type": "application/dicom"},
             )
-        tally.check_http(response, f"{channel} {kind} ({len(data)} bytes)")
+        stow_answer = ("application/dicom+json",) if channel == "stow" else ()
+        tally.check_http(response, f"{channel} {kind} ({len(data)} bytes)", stow_answer)
 
     try:
         run()

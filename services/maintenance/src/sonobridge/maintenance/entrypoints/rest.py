@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from sonobridge.common.http import CurrentPrincipal
-from sonobridge.common.inputs import Instant, Int32
+from sonobridge.common.inputs import INT64_MAX, Instant, Int32
 from sonobridge.common.problems import InvalidInput, PayloadTooLarge
 from sonobridge.maintenance import handlers
 from sonobridge.maintenance.domain.devices import DeviceStatus
@@ -449,7 +449,7 @@ def build_router(deps: handlers.Dependencies) -> APIRouter:
         principal: CurrentPrincipal,
         target: str = "",
         page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
-        page_token: Annotated[int, Query(ge=0)] = 0,
+        page_token: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     ) -> dict[str, Any]:
         records, cursor = handlers.read_audit(
             deps, principal, target=target, after=page_token, limit=page_size
