@@ -33,8 +33,11 @@ _PATIENT_ATTRIBUTE = re.compile(
     r"(?:\s+[A-Z]{2})?\s*[:=]\s*)(?P<value>[^,;\n)\]]+)"
 )
 # Runs longer than any DICOM short-text value (64) are what a wrong length byte makes pydicom
-# read: the value swallows the elements after it. Paths (leading '/') are kept.
-_OVERLONG = re.compile(r"(?<![\w/.])(?!/)[^\s'\"]{65,}")
+# read: the value swallows the elements after it. Runs of UID, path and URL characters stay.
+_OVERLONG = re.compile(r"[^\s'\"]{65,}")
+_PLAIN = re.compile(r"[0-9A-Za-z._\-/:=+,?&%#]+")
+# Loggers whose quoted text is protocol, not data ("HTTP/1.1 200 OK").
+_PROTOCOL_LOGGERS = ("httpx", "httpcore", "uvicorn")
 
 
 _SOURCE_PATH = re.compile(r"""['"]/[\w./\-]+\.pyi?['"]""")
@@ -47,11 +50,18 @@ def _quoted(match: re.Match[str]) -> str:
     return f"'<redacted {len(match.group(0))} chars>'"
 
 
-def redact(text: str) -> str:
+def _overlong(match: re.Match[str]) -> str:
+    if _PLAIN.fullmatch(match.group(0)):
+        return match.group(0)
+    return f"<redacted {len(match.group(0))} chars>"
+
+
+def redact(text: str, *, quoted: bool = True) -> str:
     """Replace patient-identifying values and over-long echoed DICOM values in `text`."""
     text = _PATIENT_ATTRIBUTE.sub(lambda m: f"{m.group('key')}<redacted>", text)
-    text = _QUOTED.sub(_quoted, text)
-    return _OVERLONG.sub(lambda m: f"<redacted {len(m.group(0))} chars>", text)
+    if quoted:
+        text = _QUOTED.sub(_quoted, text)
+    return _OVERLONG.sub(_overlong, text)
 
 
 class RedactingFilter(logging.Filter):
@@ -62,7 +72,8 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the line, nor its arguments' PHI
             message = f"unformattable log message from {record.name}"
-        record.msg, record.args = redact(message), None
+        quoted = not record.name.startswith(_PROTOCOL_LOGGERS)
+        record.msg, record.args = redact(message, quoted=quoted), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
