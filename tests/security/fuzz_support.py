@@ -109,8 +109,8 @@ class Tally:
         """One line for the CI log: cases run and the status spread."""
         spread = ", ".join(f"{k}:{v}" for k, v in sorted(self.statuses.items()))
         return (
-            f"fuzz {self.target}: {self.cases} cases ({self.unsendable} not sendable) "
-            f"statuses {{{spread}}}"
+            f"fuzz {self.target}: {self.cases} cases ({self.unsendable} not sendable, "
+            f"seed {SEED}) statuses {{{spread}}}"
         )
 
 
