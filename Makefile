@@ -1,13 +1,16 @@
 # Developer entry points. Each target is a one-liner; scripts hold the logic.
 # uv installed by scripts/setup.sh on a fresh machine lands in ~/.local/bin.
 export PATH := $(HOME)/.local/bin:$(PATH)
-.PHONY: demo test setup lint fmt protos protos-check infra-install up down
+.PHONY: demo test fuzz setup lint fmt protos protos-check infra-install up down
 
 demo: ## The main job: set up, start the single-node edition, run sample exams end to end
 	scripts/setup.sh && uv run sonobridge demo
 
 test: ## The whole test suite from nothing (installs uv, packages, Kafka, MinIO, PostgreSQL)
 	scripts/test.sh
+
+fuzz: ## The long form of the hostile-input suite: 20x the CI cases, a fresh seed
+	SONOBRIDGE_FUZZ_SCALE=$${SONOBRIDGE_FUZZ_SCALE:-20} SONOBRIDGE_FUZZ_SEED=$${SONOBRIDGE_FUZZ_SEED:-$$(date +%s)} uv run pytest tests/security -q --timeout=3600
 
 setup: ## Install uv, the locked Python environment and the local servers
 	scripts/setup.sh --infra

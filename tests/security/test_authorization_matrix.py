@@ -11,9 +11,8 @@ read) where the table says deny; the suite asserts there are none.
 
 from __future__ import annotations
 
-import dataclasses
-
 import base64
+import dataclasses
 import hashlib
 import hmac
 import io

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from typing import Any
@@ -14,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
 
 from sonobridge.common.auth import Principal, TokenVerifier
+from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import Problem
 
@@ -56,12 +58,31 @@ class ProblemInterceptor(grpc.ServerInterceptor):
             except Problem as problem:
                 self.metrics.grpc_requests.labels(method, status_for(problem).name).inc()
                 context.abort(status_for(problem), problem.detail)
-            except Exception:
+            except Exception as exc:
                 code = context.code() if hasattr(context, "code") else None
                 self.metrics.grpc_requests.labels(
                     method, (code or grpc.StatusCode.INTERNAL).name
                 ).inc()
-                raise
+                if code is not None:
+                    raise  # the servicer chose a status (context.abort): keep it
+                error_id = str(uuid.uuid4())
+                # Type and place only: messages of database and DICOM errors echo values.
+                log.error(
+                    "unexpected %s.%s answering %s (error id %s)",
+                    type(exc).__module__,
+                    type(exc).__qualname__,
+                    method,
+                    error_id,
+                    extra={
+                        "error_id": error_id,
+                        "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                        "stack": stack_summary(exc),
+                    },
+                )
+                context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"unexpected error; quote error id {error_id} when reporting it",
+                )
             self.metrics.grpc_requests.labels(method, "OK").inc()
             return response
 

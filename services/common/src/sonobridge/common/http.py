@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
@@ -13,9 +15,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sonobridge.common.auth import Principal, TokenVerifier
 from sonobridge.common.cors import install_cors
+from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import PROBLEM_JSON, Problem, Unauthenticated
 
@@ -37,6 +41,68 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
         media_type=PROBLEM_JSON,
         headers=headers or None,
     )
+
+
+class InternalErrors:
+    """Answer any unexpected exception with problem+json 500 and an error id the log carries.
+
+    The log line names the exception type and where it was raised, never its message: messages
+    of database and DICOM errors echo the values involved (patient names, IDs).
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            error_id = str(uuid.uuid4())
+            log.error(
+                "unexpected %s.%s answering %s %s (error id %s)",
+                type(exc).__module__,
+                type(exc).__qualname__,
+                scope.get("method", ""),
+                # The route template, not the path: paths carry UIDs.
+                getattr(scope.get("route"), "path", "unmatched"),
+                error_id,
+                extra={
+                    "error_id": error_id,
+                    "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                    "stack": stack_summary(exc),
+                },
+            )
+            if started:
+                # Headers are out; all that is left is to cut the response short.
+                raise
+            body = {
+                "type": "https://sonobridge.invalid/problems/internal",
+                "title": "Internal error",
+                "status": 500,
+                "detail": f"unexpected error; quote error id {error_id} when reporting it",
+                "instance": scope.get("path", ""),
+                "error_id": error_id,
+            }
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", PROBLEM_JSON.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
 def _route_template(request: Request) -> str:
@@ -83,6 +149,9 @@ def create_service_app(
                     time.perf_counter() - started
                 )
 
+    # Outside the metrics middleware, so it also sees what that re-raises; CORS goes outermost
+    # so a browser can read even an unexpected 500.
+    app.add_middleware(InternalErrors, service=service)
     install_cors(app, cors_origins)
 
     @app.exception_handler(Problem)

@@ -23,7 +23,7 @@ from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
-from sonobridge.common.problems import InvalidInput, Problem, UnsupportedMediaType
+from sonobridge.common.problems import Conflict, InvalidInput, Problem, UnsupportedMediaType
 from sonobridge.inference.adapters import messages, orm
 from sonobridge.inference.domain.errors import ModelNotFound
 from sonobridge.inference.domain.model_card import ModelCard, version_key
@@ -319,6 +319,9 @@ def load_model(deps: Dependencies, principal: Principal, name: str, version: str
 def unload_model(deps: Dependencies, principal: Principal, name: str, version: str) -> StoredModel:
     """Unload a model version from this replica (admins only)."""
     principal.require_role("admin")
+    deps.models.registry.card(name, version)  # 404 (or 422 for a bad name) before the replica
+    if not deps.models.registry.is_loaded(name, version):
+        raise Conflict(f"model {name} {version} is not loaded", reason="not_loaded")
     deps.models.unload(name, version)
     return get_model(deps, name, version)
 
@@ -326,6 +329,10 @@ def unload_model(deps: Dependencies, principal: Principal, name: str, version: s
 def pin_model(deps: Dependencies, principal: Principal, name: str, version: str) -> StoredModel:
     """Serve this loaded version for requests that name no version (admins only)."""
     principal.require_role("admin")
+    deps.models.registry.card(name, version)  # 404 (or 422 for a bad name) before the replica
+    if not deps.models.registry.is_loaded(name, version):
+        # An admin's request the replica's state contradicts (409), not an outage (503).
+        raise Conflict(f"load {name} {version} before pinning it", reason="not_loaded")
     deps.models.registry.pin(name, version)
     return get_model(deps, name, version)
 

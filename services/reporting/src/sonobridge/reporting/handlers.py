@@ -21,6 +21,7 @@ from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.access import AccessPolicy, Action
 from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
+from sonobridge.common.inputs import parse_int
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.reporting.adapters.fhir import build_bundle
@@ -1724,9 +1725,11 @@ def decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeError) as exc:
         raise InvalidInput("invalid cursor") from exc
+    # Bounded: a huge number would overflow the database's integer on the way in.
+    return parse_int(text, name="cursor", reason="invalid_cursor")
 
 
 def notifications(

@@ -1,5 +1,19 @@
 """Object store port with MinIO and local-directory adapters."""
 
-from sonobridge.common.objects.ports import ObjectInfo, ObjectNotFound, ObjectStore, validate_key
+from sonobridge.common.objects.ports import (
+    InvalidObjectKey,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    key_segment,
+    validate_key,
+)
 
-__all__ = ["ObjectInfo", "ObjectNotFound", "ObjectStore", "validate_key"]
+__all__ = [
+    "InvalidObjectKey",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "key_segment",
+    "validate_key",
+]

@@ -8,24 +8,49 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from sonobridge.common.problems import NotFound
+from sonobridge.common.problems import InvalidInput, NotFound
 
 CHUNK_SIZE = 1024 * 1024
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/=+]*$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-=+]*$")
+# File systems refuse longer names (ENAMETOOLONG); S3 allows them, but keys must fit both.
+MAX_SEGMENT = 255
+MAX_KEY = 1024
 
 
 class ObjectNotFound(NotFound):
     """No object under that key."""
 
 
+class InvalidObjectKey(InvalidInput, ValueError):
+    """A key, or a name that would become part of one, that no adapter can store (422)."""
+
+
 def validate_key(key: str) -> str:
     """Reject keys that could escape the bucket or directory (.., empty segments, odd bytes)."""
-    if not _KEY.match(key) or len(key) > 1024:
-        raise ValueError(f"invalid object key {key!r}")
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        raise ValueError(f"invalid object key {key!r}")
+    if not isinstance(key, str) or not _KEY.match(key) or len(key) > MAX_KEY:
+        raise InvalidObjectKey("invalid object key", reason="invalid_object_key")
+    for part in key.split("/"):
+        if part in ("", ".", "..") or len(part) > MAX_SEGMENT:
+            raise InvalidObjectKey("invalid object key", reason="invalid_object_key")
     return key
+
+
+def key_segment(value: str, *, what: str = "name") -> str:
+    """Return `value` if it can be one segment of an object key, else raise InvalidObjectKey."""
+    if (
+        not isinstance(value, str)
+        or not _SEGMENT.match(value)
+        or len(value) > MAX_SEGMENT
+        or value in (".", "..")
+    ):
+        raise InvalidObjectKey(
+            f"{what} must be 1-{MAX_SEGMENT} characters of A-Z a-z 0-9 . _ - = +, "
+            "starting with a letter or digit",
+            reason="invalid_name",
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.inputs import INT32_MAX
 from sonobridge.common.problems import PayloadTooLarge
 from sonobridge.inference import handlers
 from sonobridge.inference.adapters import messages
@@ -48,7 +49,7 @@ def build_router(deps: handlers.Dependencies, max_image_bytes: int) -> APIRouter
     async def check_quality(
         request: Request,
         principal: CurrentPrincipal,
-        frame_index: Annotated[int, Query(ge=0)] = 0,
+        frame_index: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
     ) -> dict[str, Any]:
         """Judge the frame in the body (JPEG, PNG or a DICOM instance); say why to rescan."""
         body = await _read_limited(request, max_image_bytes)

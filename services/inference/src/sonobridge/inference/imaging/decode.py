@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,52 @@ from pydicom.pixels import apply_color_lut
 from pydicom.pixels import pixel_array as dicom_pixel_array
 
 from sonobridge.inference.domain.errors import InvalidImage
+
+# What pydicom raises on a damaged file: a wrong length shifts every later element, so a value
+# of any VR can turn up anywhere; nested sequences recurse once per level.
+_MALFORMED = (
+    InvalidDicomError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    NotImplementedError,
+    struct.error,
+    UnicodeError,
+)
+# Pixel module attributes pydicom needs to decode (PS3.3 C.7.6.3); absent ones are the client's.
+_PIXEL_MODULE = {
+    "Rows": "(0028,0010)",
+    "Columns": "(0028,0011)",
+    "SamplesPerPixel": "(0028,0002)",
+    "BitsAllocated": "(0028,0100)",
+    "PhotometricInterpretation": "(0028,0004)",
+}
+
+
+def _read(source: str | io.BytesIO, **kwargs: object) -> Dataset:
+    try:
+        return dcmread(source, **kwargs)  # type: ignore[arg-type]
+    except RecursionError as exc:
+        raise InvalidImage("malformed DICOM file: sequences nested too deep") from exc
+    except _MALFORMED as exc:
+        raise InvalidImage(f"malformed DICOM file: {type(exc).__name__}") from exc
+
+
+def _require_pixel_module(ds: Dataset) -> None:
+    try:
+        missing = [f"{tag} {k}" for k, tag in _PIXEL_MODULE.items() if ds.get(k) in (None, "")]
+        if not missing and int(ds.SamplesPerPixel) > 1 and ds.get("PlanarConfiguration") is None:
+            missing.append("(0028,0006) PlanarConfiguration")
+    except RecursionError as exc:
+        raise InvalidImage("malformed DICOM file: sequences nested too deep") from exc
+    except _MALFORMED as exc:
+        raise InvalidImage(f"malformed pixel module: {type(exc).__name__}") from exc
+    if missing:
+        raise InvalidImage(f"the DICOM instance lacks {', '.join(missing)}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +154,12 @@ def decode_dataset(
     """
     if "PixelData" not in ds:
         raise InvalidImage("the DICOM instance has no Pixel Data")
+    _require_pixel_module(ds)
     sampling = sampling or FrameSampling()
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except _MALFORMED as exc:
+        raise InvalidImage("NumberOfFrames is not an integer") from exc
     indices = sampling.indices(n_frames)
     photometric = str(ds.get("PhotometricInterpretation", ""))
     frames = []
@@ -126,7 +177,9 @@ def decode_dataset(
             if photometric == "MONOCHROME1":
                 gray = 255 - gray
             frames.append(gray)
-    except (NotImplementedError, RuntimeError, ValueError, OSError) as exc:
+    except RecursionError as exc:
+        raise InvalidImage("malformed DICOM file: sequences nested too deep") from exc
+    except (*_MALFORMED, RuntimeError, OSError) as exc:
         meta = getattr(ds, "file_meta", None)
         syntax = meta.get("TransferSyntaxUID", "unknown") if meta is not None else "unknown"
         name = getattr(syntax, "name", str(syntax))
@@ -144,11 +197,8 @@ def decode_file(path: str, sampling: Sampling | None = None) -> DecodedImage:
     if not is_dicom(head):
         with open(path, "rb") as fh:
             return decode_image(fh.read(), sampling)
-    try:
-        # Deferred: Pixel Data stays on disk until a frame is read from the file.
-        ds = dcmread(path, defer_size=1024)
-    except (InvalidDicomError, EOFError, ValueError) as exc:
-        raise InvalidImage(f"malformed DICOM file: {exc}") from exc
+    # Deferred: Pixel Data stays on disk until a frame is read from the file.
+    ds = _read(path, defer_size=1024)
     return decode_dataset(ds, sampling, path=path)
 
 
@@ -157,11 +207,7 @@ def decode_image(data: bytes, sampling: Sampling | None = None) -> DecodedImage:
     if not data:
         raise InvalidImage("empty image payload")
     if is_dicom(data):
-        try:
-            ds = dcmread(io.BytesIO(data))
-        except (InvalidDicomError, EOFError, ValueError) as exc:
-            raise InvalidImage(f"malformed DICOM file: {exc}") from exc
-        return decode_dataset(ds, sampling)
+        return decode_dataset(_read(io.BytesIO(data)), sampling)
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format or "image"

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+from sonobridge.common.objects.ports import key_segment
 from sonobridge.inference.domain.errors import (
     InvalidInput,
     ModelIntegrityError,
@@ -58,6 +59,14 @@ class LocalDirModelSource:
             return []
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
         return sorted(k for k in keys if k.startswith(prefix))
+
+
+def _key(name: str, version: str, file: str) -> str:
+    # Names arrive from URLs: one that cannot be a key segment is the caller's error (422),
+    # never an OSError or ValueError from the store.
+    name = key_segment(name, what="model name")
+    version = key_segment(version, what="model version")
+    return f"models/{name}/{version}/{file}"
 
 
 def packaged_models() -> LocalDirModelSource:
@@ -131,14 +140,14 @@ class ModelRegistry:
         """Return a stored model's card without loading it."""
         version = version or self._latest_stored(name)
         try:
-            return ModelCard.from_json(self._source.get_bytes(f"models/{name}/{version}/card.json"))
+            return ModelCard.from_json(self._source.get_bytes(_key(name, version, "card.json")))
         except KeyError:
             raise ModelNotFound(f"model {name} version {version} is not in the registry") from None
 
     def card_bytes(self, name: str, version: str) -> bytes:
         """Return card.json exactly as stored."""
         try:
-            return self._source.get_bytes(f"models/{name}/{version}/card.json")
+            return self._source.get_bytes(_key(name, version, "card.json"))
         except KeyError:
             raise ModelNotFound(f"model {name} version {version} is not in the registry") from None
 
@@ -146,7 +155,7 @@ class ModelRegistry:
         """Return a stored model's ONNX bytes, verified against its card's sha256."""
         card = self.card(name, version)
         try:
-            data = self._source.get_bytes(f"models/{name}/{version}/model.onnx")
+            data = self._source.get_bytes(_key(name, version, "model.onnx"))
         except KeyError:
             raise ModelNotFound(f"model {name} version {version} has no model.onnx") from None
         digest = hashlib.sha256(data).hexdigest()
@@ -157,7 +166,7 @@ class ModelRegistry:
         return data
 
     def _latest_stored(self, name: str) -> str:
-        versions = self.available().get(name)
+        versions = self.available().get(key_segment(name, what="model name"))
         if not versions:
             raise ModelNotFound(f"no model named {name!r} in the registry")
         return versions[-1]

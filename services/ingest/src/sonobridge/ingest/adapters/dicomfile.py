@@ -11,6 +11,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.domain.validation import (
     EXPLICIT_VR_BIG_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -57,9 +58,13 @@ def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError) as exc:
-        raise Rejected(f"{keyword} {value!r} is not an integer", "malformed_attribute") from exc
+        raise Rejected(f"{keyword} is not an integer", "malformed_attribute") from exc
+    # IS is a 32-bit value (PS3.5 6.2); a larger one would overflow the index's columns.
+    if not INT32_MIN <= number <= INT32_MAX:
+        raise Rejected(f"{keyword} is outside the 32-bit range of IS", "malformed_attribute")
+    return number
 
 
 def _walk_fragments(fp: BinaryIO, end: int, endian: str) -> tuple[int, int]:

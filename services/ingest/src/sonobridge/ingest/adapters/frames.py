@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 from pydicom.encaps import get_frame
 
+from sonobridge.common.inputs import INT32_MAX, parse_int
 from sonobridge.common.problems import InvalidInput
 from sonobridge.ingest.domain.validation import (
     ENCAPSULATED_TRANSFER_SYNTAXES,
@@ -58,12 +59,11 @@ def parse_frame_numbers(raw: str) -> list[int]:
     numbers: list[int] = []
     for item in raw.split(","):
         item = item.strip()
-        if not item.isdigit() or int(item) < 1:
-            raise InvalidInput(
-                f"frame list {raw!r} must be comma-separated frame numbers starting at 1",
-                reason="bad_frame",
+        numbers.append(
+            parse_int(
+                item, name="each frame number", minimum=1, maximum=INT32_MAX, reason="bad_frame"
             )
-        numbers.append(int(item))
+        )
     return numbers
 
 

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.inputs import INT32_MAX, INT32_MIN, parse_int
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.common.problems import UnsupportedMediaType as UnsupportedMedia
 from sonobridge.ingest import handlers
@@ -174,9 +175,7 @@ def _condition(keyword: str, raw: str) -> Any:
             raise InvalidInput(f"StudyDate {raw!r} is not YYYYMMDD")
         return column == raw
     if keyword in _INT_KEYS:
-        if not raw.isdigit():
-            raise InvalidInput(f"{keyword} {raw!r} is not an integer")
-        return column == int(raw)
+        return column == parse_int(raw, name=keyword, minimum=INT32_MIN, maximum=INT32_MAX)
     if keyword in _WILDCARD_KEYS and ("*" in raw or "?" in raw):
         pattern = raw.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return column.like(pattern.replace("*", "%").replace("?", "_"), escape="\\")
@@ -192,12 +191,11 @@ def _query(request: Request) -> tuple[list[Any], set[str], int, int, list[str], 
     offset, limit = 0, 1000
     for name, value in request.query_params.multi_items():
         if name == "limit" or name == "offset":
-            if not value.isdigit():
-                raise InvalidInput(f"{name} must be a non-negative integer")
+            number = parse_int(value, name=name)
             if name == "limit":
-                limit = min(int(value), 1000)
+                limit = min(number, 1000)
             else:
-                offset = int(value)
+                offset = number
             continue
         if name == "includefield":
             includes.extend(v.strip() for v in value.split(",") if v.strip())
@@ -724,8 +722,9 @@ def build_router(deps: IngestDeps) -> APIRouter:
         principal: CurrentPrincipal,
     ) -> Response:
         numbers = [f.strip() for f in frames.split(",")]
-        if len(numbers) != 1 or not numbers[0].isdigit():
+        if len(numbers) != 1:
             raise InvalidInput("rendered retrieval takes exactly one frame number")
-        return await rendered(request, principal, study, series, sop, int(numbers[0]))
+        number = parse_int(numbers[0], name="frame number", minimum=1, maximum=INT32_MAX)
+        return await rendered(request, principal, study, series, sop, number)
 
     return router

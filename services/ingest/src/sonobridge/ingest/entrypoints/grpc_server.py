@@ -10,7 +10,7 @@ import grpc
 from sonobridge.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.grpc import principal_from_context
-from sonobridge.common.problems import InvalidInput
+from sonobridge.common.inputs import parse_int
 from sonobridge.ingest import handlers
 from sonobridge.ingest.domain.model import ExamState
 from sonobridge.ingest.handlers import ExamView, IngestDeps
@@ -62,12 +62,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> ingest_pb2.ListExamInstancesResponse:
         principal = principal_from_context(context, self.verifier)
         size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
-        try:
-            offset = int(request.page_token or "0")
-        except ValueError as exc:
-            raise InvalidInput("page_token is not one this service issued") from exc
-        if offset < 0:
-            raise InvalidInput("page_token is not one this service issued")
+        offset = parse_int(request.page_token or "0", name="page_token", reason="bad_page_token")
         rows, more = handlers.list_exam_instances(
             self.deps, principal, request.exam_id, offset, size
         )

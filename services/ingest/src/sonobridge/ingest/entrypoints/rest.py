@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.inputs import PlausibleDatetime, parse_int
 from sonobridge.common.problems import InvalidInput, Problem, UnsupportedMediaType
 from sonobridge.ingest import handlers
 from sonobridge.ingest.domain.model import ExamType, ManifestEntry
@@ -67,8 +68,8 @@ class ManifestIn(BaseModel):
     """Every instance of an exam, plus scan timing from the device."""
 
     instances: list[ManifestItemIn] = Field(min_length=1, max_length=10_000)
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    started_at: PlausibleDatetime | None = None
+    completed_at: PlausibleDatetime | None = None
     scan_seconds: float = Field(0.0, ge=0)
 
 
@@ -237,14 +238,10 @@ def build_router(deps: IngestDeps, *, max_size: int) -> APIRouter:
         upload_metadata: Annotated[str | None, Header()] = None,
     ) -> Response:
         _require_tus(tus_resumable)
-        if upload_length is None or not upload_length.isdigit():
-            raise InvalidInput(
-                "Upload-Length must be given as a non-negative integer",
-                reason="bad_upload_length",
-            )
+        length = parse_int(upload_length, name="Upload-Length", reason="bad_upload_length")
         metadata = parse_upload_metadata(upload_metadata)
         row = await run_in_threadpool(
-            handlers.create_upload, deps, principal, exam_id, int(upload_length), metadata
+            handlers.create_upload, deps, principal, exam_id, length, metadata
         )
         return Response(
             status_code=201,
@@ -296,12 +293,9 @@ def build_router(deps: IngestDeps, *, max_size: int) -> APIRouter:
             raise UnsupportedMediaType(
                 "PATCH body must be application/offset+octet-stream", reason="bad_content_type"
             )
-        # isdigit() alone accepts digits such as '²' that int() refuses.
-        if upload_offset is None or not (upload_offset.isascii() and upload_offset.isdigit()):
-            raise InvalidInput("Upload-Offset must be a non-negative integer", reason="bad_offset")
+        offset = parse_int(upload_offset, name="Upload-Offset", reason="bad_offset")
         checksum = _parse_checksum(upload_checksum)
         current = await run_in_threadpool(handlers.upload_status, deps, principal, session_id)
-        offset = int(upload_offset)
         # Answer before reading the body when the chunk cannot be taken anyway.
         handlers.check_appendable(deps, current, offset)
         part = deps.spool.new()

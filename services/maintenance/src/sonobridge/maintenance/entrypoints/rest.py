@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.inputs import INT64_MAX, Instant, Int32
 from sonobridge.common.problems import InvalidInput, PayloadTooLarge
 from sonobridge.maintenance import handlers
 from sonobridge.maintenance.domain.devices import DeviceStatus
@@ -93,10 +94,10 @@ class LoanerIn(BaseModel):
 class SampleIn(BaseModel):
     """One telemetry reading."""
 
-    recorded_at: AwareDatetime
+    recorded_at: Instant
     battery_percent: float | None = None
     temperature_celsius: float | None = None
-    drops: int = 0
+    drops: Int32 = 0
     scan_seconds: float = 0.0
     firmware_version: str = Field("", max_length=64)
     error_codes: list[str] = []
@@ -465,7 +466,7 @@ def build_router(deps: handlers.Dependencies) -> APIRouter:
         principal: CurrentPrincipal,
         target: str = "",
         page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
-        page_token: Annotated[int, Query(ge=0)] = 0,
+        page_token: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     ) -> dict[str, Any]:
         records, cursor = handlers.read_audit(
             deps, principal, target=target, after=page_token, limit=page_size

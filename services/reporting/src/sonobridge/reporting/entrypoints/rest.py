@@ -7,7 +7,6 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.inputs import INT32_MAX, Int64, PlausibleDatetime
 from sonobridge.common.objects.ports import read_all
 from sonobridge.common.problems import InvalidInput
 from sonobridge.reporting import handlers
@@ -35,7 +35,7 @@ class DraftEdit(BaseModel):
     findings_text: str | None = None
     conclusion: str | None = None
     findings: list[dict[str, Any]] | None = None
-    revision: int | None = Field(None, description="revision the edit is based on")
+    revision: Int64 | None = Field(None, description="revision the edit is based on")
 
 
 class Verdict(BaseModel):
@@ -79,8 +79,8 @@ class ShiftIn(BaseModel):
 
     user: str = Field(min_length=1)
     role: Literal["primary", "backup"]
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: PlausibleDatetime
+    ends_at: PlausibleDatetime
     institution: str | None = None
 
 
@@ -260,7 +260,7 @@ def create_router(deps: Dependencies) -> APIRouter:
     def report(
         report_id: str,
         principal: CurrentPrincipal,
-        version: Annotated[int, Query(ge=0)] = 0,
+        version: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
         if_none_match: IfNoneMatch = None,
     ) -> Response:
         return polled(handlers.get_report(deps, principal, report_id, version), if_none_match)
@@ -298,7 +298,9 @@ def create_router(deps: Dependencies) -> APIRouter:
 
     @router.get("/reports/{report_id}/fhir")
     def fhir(
-        report_id: str, principal: CurrentPrincipal, version: Annotated[int, Query(ge=0)] = 0
+        report_id: str,
+        principal: CurrentPrincipal,
+        version: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
     ) -> Response:
         bundle = handlers.report_fhir(deps, principal, report_id, version)
         return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")

@@ -1,0 +1,257 @@
+"""A canary patient sent through every channel never shows up in the node's logs.
+
+The node runs as its own process (`sonobridge serve`), as in production, so what reaches stderr is
+what a log shipper would get: Python warnings, pydicom's own logging, uncaught thread errors.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import UltrasoundImageStorage
+from security.fuzz_support import base_instance, element_offsets, stow_body, wrong_length
+
+from sonobridge.common.infrastructure import local_issuer
+from sonobridge.node.consortium import demo_consortium
+
+pytestmark = pytest.mark.slow
+
+CANARY = {
+    "PatientName": "QUIXOTRIX^ZEBULONIA",
+    "PatientID": "CANARY-ID-7731",
+    "PatientBirthDate": "19010203",
+}
+# What must never appear: each value, and the name's parts on their own.
+NEEDLES = ("QUIXOTRIX", "ZEBULONIA", "CANARY-ID-7731", "19010203")
+CANARY_AE = "CANARYPROBE"
+
+
+@dataclass
+class NodeProcess:
+    """The node as a child process: its URLs, DIMSE port, data directory and log files."""
+
+    urls: dict[str, str]
+    dimse_port: int
+    data_dir: Path
+    stderr: Path
+    stdout: Path
+
+
+@pytest.fixture(scope="module")
+def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    data_dir = tmp_path_factory.mktemp("canary-node")
+    local_issuer(data_dir)  # the key the tests sign with; the node reuses it
+    stderr, stdout = data_dir.parent / "canary-stderr.log", data_dir.parent / "canary-stdout.log"
+    env = {
+        **os.environ,
+        "INGEST__ACCEPTED_CALLING_AE_TITLES": json.dumps([CANARY_AE]),
+        "INGEST__CALLING_AE_INSTITUTIONS": json.dumps({CANARY_AE: "township-east"}),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with stderr.open("wb") as err, stdout.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "sonobridge.node", "--data-dir", str(data_dir)),
+                *("--log-level", "INFO", "serve", "--ephemeral-ports"),
+            ],
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+        try:
+            urls, dimse = _wait_for_banner(stdout, process)
+            yield NodeProcess(urls, dimse, data_dir, stderr, stdout)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_banner(stdout: Path, process: subprocess.Popen[bytes]) -> tuple[dict[str, str], int]:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        text = stdout.read_text(errors="replace")
+        if "data directory:" in text:
+            urls = dict(re.findall(r"^\s+(\w+)\s+REST (http://[\d.:]+)/v1", text, re.M))
+            dimse = int(re.search(r"DICOM C-STORE [\d.]+:(\d+)", text).group(1))  # type: ignore[union-attr]
+            return urls, dimse
+        if process.poll() is not None:
+            raise RuntimeError(f"node exited with {process.returncode}: {text}")
+        time.sleep(0.3)
+    raise TimeoutError("the node did not print its endpoints within 180 s")
+
+
+def _canary_instance(study: str, seed: int) -> bytes:
+    data = base_instance(seed=seed, **CANARY)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.StudyInstanceUID = study
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _swallowing(data: bytes, tag: bytes) -> bytes:
+    """Lengthen one element so its value runs on over the patient's name, ID and birth date.
+
+    The new length ends exactly where the element after the birth date starts, so the rest of
+    the file still parses: the broken element's value is what pydicom echoes in its warnings.
+    """
+    offsets = element_offsets(data)
+    [offset] = [o for o in offsets if data[o : o + 4] == tag]
+    birth_date = b"\x10\x00\x30\x00"
+    [end] = [n for o, n in itertools.pairwise(offsets) if data[o : o + 4] == birth_date]
+    return wrong_length(data, offset, end - (offset + 8))
+
+
+def _tus(client: httpx.Client, exam_id: str, data: bytes) -> httpx.Response:
+    created = client.post(
+        f"/v1/exams/{exam_id}/uploads",
+        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data))},
+    )
+    assert created.status_code == 201, created.text
+    return client.patch(
+        created.headers["Location"],
+        content=data,
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+
+
+def _c_store(port: int, data: bytes, tmp: Path) -> int:
+    path = tmp / f"{uuid.uuid4().hex}.dcm"
+    path.write_bytes(data)
+    ae = AE(ae_title=CANARY_AE)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.add_requested_context(UltrasoundImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="SONOBRIDGE")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(path)
+    except Exception:
+        return -2  # pynetdicom could not encode the broken file; nothing reached the node
+    finally:
+        assoc.release()
+    return int(status.Status) if "Status" in status else -1
+
+
+def test_canary_patient_never_appears_in_any_log_line(
+    node_process: NodeProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    consortium = demo_consortium()
+    issuer = local_issuer(node_process.data_dir)
+    nurse = consortium.token(issuer, "nurse-east")
+    headers = {"Authorization": f"Bearer {nurse}"}
+    study = generate_uid()
+    good = [_canary_instance(study, seed) for seed in range(4)]
+    broken = {
+        # Modality (CS) swallows the patient module: pydicom warns "Invalid value for VR CS:
+        # '...'" with the swallowed bytes, and that the value is over-long.
+        "study date": _swallowing(_canary_instance(study, 6), b"\x08\x00\x20\x00"),
+        "study time": _swallowing(_canary_instance(study, 7), b"\x08\x00\x30\x00"),
+        "accession": _swallowing(_canary_instance(study, 8), b"\x08\x00\x50\x00"),
+        "modality": _swallowing(_canary_instance(study, 9), b"\x08\x00\x60\x00"),
+    }
+    answers: dict[str, int] = {}
+    with httpx.Client(base_url=node_process.urls["ingest"], headers=headers, timeout=60) as ingest:
+        exam_id = str(uuid.uuid4())
+        opened = ingest.post(
+            "/v1/exams",
+            json={
+                "exam_id": exam_id,
+                "institution_id": "township-east",
+                "device_serial": "PROBE-01L",
+                "exam_type": "thyroid",
+                "patient_ref": "canary-ref",
+                "study_instance_uid": study,
+            },
+        )
+        assert opened.status_code == 201, opened.text
+        answers["tus"] = _tus(ingest, exam_id, good[0]).status_code
+        body, content_type = stow_body([good[1]])
+        answers["stow"] = ingest.post(
+            f"/dicomweb/studies/{study}", content=body, headers={"Content-Type": content_type}
+        ).status_code
+        answers["c-store"] = _c_store(node_process.dimse_port, good[2], tmp_path)
+        for name, data in broken.items():
+            answers[f"tus {name}"] = _tus(ingest, exam_id, data).status_code
+            body, content_type = stow_body([data])
+            answers[f"stow {name}"] = ingest.post(
+                "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
+            ).status_code
+            answers[f"c-store {name}"] = _c_store(node_process.dimse_port, data, tmp_path)
+        stored = ingest.get(f"/v1/exams/{exam_id}").json()["instances"]
+        manifest = [
+            {"sop_instance_uid": i["sop_instance_uid"], "sha256": i["sha256"]} for i in stored
+        ]
+        answers["complete"] = ingest.post(
+            f"/v1/exams/{exam_id}/complete", json={"instances": manifest}
+        ).status_code
+        answers["qido"] = ingest.get(
+            "/dicomweb/studies", params={"PatientID": CANARY["PatientID"]}
+        ).status_code
+        answers["qido instances"] = ingest.get(
+            f"/dicomweb/studies/{study}/instances", params={"includefield": "all"}
+        ).status_code
+        answers["metadata"] = ingest.get(f"/dicomweb/studies/{study}/metadata").status_code
+    with httpx.Client(
+        base_url=node_process.urls["inference"], headers=headers, timeout=60
+    ) as inference:
+        for name, data in {"good": good[3], **broken}.items():
+            answers[f"quality {name}"] = inference.post(
+                "/v1/quality-checks", content=data, headers={"Content-Type": "application/dicom"}
+            ).status_code
+    # Let the event consumers (inference, reporting) take the completed exam in.
+    time.sleep(3)
+
+    assert answers["tus"] == 204 and answers["stow"] == 200 and answers["c-store"] == 0, answers
+    assert answers["complete"] == 200 and answers["quality good"] == 200, answers
+    http = {k: v for k, v in answers.items() if not k.startswith("c-store")}
+    assert all(code < 500 for code in http.values()), json.dumps(answers)
+    assert -1 not in answers.values(), json.dumps(answers)  # every C-STORE got a status
+
+    lines = node_process.stderr.read_text(errors="replace").splitlines()
+    not_json, hits, warnings = [], [], 0
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            not_json.append(f"{number}: {line[:200]}")
+            continue
+        warnings += entry.get("logger") in ("py.warnings", "pydicom")
+        if any(needle.lower() in line.lower() for needle in NEEDLES):
+            hits.append(f"{number}: {line[:300]}")
+    banner = node_process.stdout.read_text(errors="replace")
+    with capsys.disabled():
+        print(
+            f"\nPHI canary: {len(lines)} log lines scanned, {warnings} library warnings, "
+            f"{len(hits)} canary hits, {len(not_json)} non-JSON lines; answers {answers}"
+        )
+    assert lines, "the node wrote no log lines at all"
+    assert warnings > 0, "the broken instances made no library warn: the canary proves nothing"
+    assert not_json == [], "\n".join(not_json[:10])
+    assert hits == [], "\n".join(hits[:10])
+    assert not any(needle in banner for needle in NEEDLES)
