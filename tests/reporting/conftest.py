@@ -233,6 +233,13 @@ INSTITUTIONS = {
 }
 
 
+def write_institutions(directory: Path) -> Path:
+    """Write the tests' institution registry into `directory`; return its path."""
+    registry = directory / "institutions.json"
+    registry.write_text(json.dumps(INSTITUTIONS), encoding="utf-8")
+    return registry
+
+
 @pytest.fixture
 def start_node(tmp_path: Path, issuer: LocalIssuer) -> Iterator[Callable[..., Node]]:
     """Start a reporting service on SQLite, the embedded log and a local directory store."""
@@ -240,11 +247,9 @@ def start_node(tmp_path: Path, issuer: LocalIssuer) -> Iterator[Callable[..., No
 
     def start(clock: FakeClock | None = None, **reporting: Any) -> Node:
         clock = clock or FakeClock(DAY0)
-        registry = tmp_path / "institutions.json"
-        registry.write_text(json.dumps(INSTITUTIONS), encoding="utf-8")
         settings = Settings(
             data_dir=tmp_path,
-            access={"institutions_file": registry},
+            access={"institutions_file": write_institutions(tmp_path)},
             http={"host": "127.0.0.1", "port": 0},
             grpc={"host": "127.0.0.1", "port": 0},
             delivery={"relay_interval_seconds": 0.05, "retry_backoff_seconds": 0.01},

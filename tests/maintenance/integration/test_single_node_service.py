@@ -369,3 +369,45 @@ def test_metrics_endpoint_exports_the_catalogue_names(service: Service):
     ):
         assert name in text, name
     assert service.http.get("/readyz").status_code == 200
+
+
+def test_exam_references_in_tickets_are_only_for_readers_of_the_institution(service: Service):
+    register(service, "HP-A1")
+    base = datetime.now(UTC) - timedelta(hours=12)
+    for i in range(10):
+        study = f"1.2.840.77.{i}"
+        event = inference_completed("HP-A1", study, base + timedelta(hours=i))
+        publish(service.bus, INFERENCE_COMPLETED, wrap(event, source="inference", key=study))
+    admin = service.token("admin-1", ["admin"])
+    found = wait_for(
+        lambda: [
+            t
+            for t in service.http.get("/v1/tickets", headers=admin).json()["tickets"]
+            if len(t["evidence_object_keys"]) == 10
+        ]
+    )
+    ticket_id = found[0]["ticket_id"]
+    seen = {}
+    for who, roles, institution in (
+        ("admin-1", ["admin"], None),
+        ("nurse-1", ["operator"], "township-a"),
+        ("eng-1", ["engineer"], None),
+    ):
+        headers = service.token(who, roles, institution)
+        body = service.http.get(f"/v1/tickets/{ticket_id}", headers=headers).json()
+        history = service.http.get(f"/v1/tickets/{ticket_id}/history", headers=headers).text
+        answer = service.grpc.GetTicket(
+            maintenance_pb2.GetTicketRequest(ticket_id=ticket_id),
+            metadata=(("authorization", headers["Authorization"]),),
+        )
+        seen[who] = (body, history, answer.SerializeToString())
+    for who in ("admin-1", "nurse-1"):
+        body, history, answer = seen[who]
+        assert body["study_instance_uid"].startswith("1.2.840.77.")
+        assert len(body["evidence_object_keys"]) == 10 and b"1.2.840.77." in answer
+        assert "1.2.840.77." in history
+    body, history, answer = seen["eng-1"]
+    assert body["study_instance_uid"] is None or body["study_instance_uid"] == ""
+    assert body["evidence_object_keys"] == []
+    assert "1.2.840.77." not in history and b"1.2.840.77." not in answer
+    assert body["device_serial"] == "HP-A1" and body["symptom"]

@@ -33,6 +33,7 @@ from ..conftest import (
     route_nodule_exam,
     send,
     wait_until,
+    write_institutions,
 )
 from .test_idempotent_changes import amend_concurrently
 
@@ -50,6 +51,7 @@ def start_cluster_node(
     def start(clock: FakeClock) -> Node:
         settings = Settings(
             data_dir=tmp_path,
+            access={"institutions_file": write_institutions(tmp_path)},
             http={"host": "127.0.0.1", "port": 0},
             grpc={"host": "127.0.0.1", "port": 0},
             delivery={"relay_interval_seconds": 0.05, "retry_backoff_seconds": 0.01},
