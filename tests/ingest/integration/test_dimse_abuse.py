@@ -183,6 +183,24 @@ def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) 
             s.close()
 
 
+def test_idle_and_half_open_associations_are_dropped_after_the_network_timeout(scp: Scp) -> None:
+    timeout = scp.scp.settings.dimse_network_timeout_seconds
+    idle, half = scp.associate("EAST_US1"), scp.associate("RIVER_US1")
+    assert idle.is_established and half.is_established
+    # A P-DATA-TF PDU announcing 400 bytes, of which 40 come: the reader waits for the rest.
+    half.dul.socket.socket.sendall(b"\x04\x00" + (400).to_bytes(4, "big") + bytes(40))
+    started = time.monotonic()
+    while time.monotonic() - started < timeout + 5 and scp.scp.ae.active_associations:
+        time.sleep(0.05)
+    dropped = time.monotonic() - started
+    print(f"\nidle and half-open associations dropped after {dropped:.2f} s (timeout {timeout} s)")
+    assert not scp.scp.ae.active_associations
+    assert dropped < timeout + 1.5
+    assert idle.is_aborted
+    for association in (idle, half):
+        association.abort()
+
+
 def test_no_more_associations_than_the_setting_allows_are_served(scp: Scp) -> None:
     slots = scp.scp.settings.dimse_max_associations
     held = [scp.associate("EAST_US1") for _ in range(slots)]
