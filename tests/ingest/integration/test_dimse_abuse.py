@@ -13,6 +13,7 @@ import random
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from sonobridge.node.demo import node_settings_for
 from sonobridge.node.edition import NodePorts, SingleNode
 
 DCMTK_BIN = Path("/usr/bin")
-GARBAGE_EACH = 4  # random-byte, silent and half-sent-PDU connections each: 12 > 10 slots
+GARBAGE_EACH = 4  # random-byte, silent and half-sent-PDU connections each, plus 2 tricklers
 SLOTS_BACK_WITHIN_S = 5.0
 FAILURE_STATUSES = range(0xA000, 0x10000)
 
@@ -121,6 +122,16 @@ def _storescu(port: int, calling: str, path: Path) -> subprocess.CompletedProces
     )
 
 
+def _trickle(sock: socket.socket, stop: threading.Event) -> None:
+    """Send an A-ASSOCIATE-RQ header, then one byte every half second: no read ever times out."""
+    try:
+        sock.sendall(b"\x01\x00" + (4000).to_bytes(4, "big"))
+        while not stop.wait(0.5):
+            sock.sendall(b"\x00")
+    except OSError:
+        return
+
+
 def _garbage(port: int, rng: random.Random) -> list[socket.socket]:
     sockets = []
     for _ in range(GARBAGE_EACH):
@@ -131,6 +142,13 @@ def _garbage(port: int, rng: random.Random) -> list[socket.socket]:
         # An A-ASSOCIATE-RQ header announcing 200 bytes, followed by 20 of them.
         half.sendall(b"\x01\x00" + (200).to_bytes(4, "big") + rng.randbytes(20))
         sockets += [noisy, silent, half]
+    return sockets
+
+
+def _tricklers(port: int, count: int, stop: threading.Event) -> list[socket.socket]:
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    for s in sockets:
+        threading.Thread(target=_trickle, args=(s, stop), daemon=True).start()
     return sockets
 
 
@@ -148,7 +166,8 @@ def _all_slots(scp: Scp, count: int) -> bool:
 def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) -> None:
     slots = scp.scp.settings.dimse_max_associations
     rng = random.Random(13)
-    sockets = _garbage(scp.port, rng)
+    stop = threading.Event()
+    sockets = _garbage(scp.port, rng) + _tricklers(scp.port, 2, stop)
     started = time.monotonic()
     try:
         # The abuse takes effect: the garbage holds every slot before the timeouts act.
@@ -179,6 +198,7 @@ def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) 
         sop = str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID)
         assert scp.rows("sop_instance_uid", sop) == 1
     finally:
+        stop.set()
         for s in sockets:
             s.close()
 

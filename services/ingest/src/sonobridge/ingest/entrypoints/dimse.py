@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 from io import BytesIO
 from pathlib import Path
@@ -162,6 +163,20 @@ class GuardedDimse(DIMSEServiceProvider):
             Path(handle.name).unlink(missing_ok=True)
 
 
+def _drop_unassociated(assoc: Any) -> None:
+    if assoc.is_established:
+        return
+    raw = assoc.dul.socket.socket if assoc.dul.socket else None
+    if raw is None:
+        return
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        # Already closed: the association ended by itself.
+        return
+    log.info("connection without an association after the ARTIM timeout dropped")
+
+
 class StoreScp:
     """A Storage and Verification SCP under the configured AE title."""
 
@@ -202,9 +217,14 @@ class StoreScp:
         # Accepted sockets do not inherit the listener's timeout: without one a half-sent PDU
         # blocks its reader (and holds an association slot) until the peer closes. Until the
         # association is accepted no read may outlast the ARTIM timeout.
-        first = min(self.settings.dimse_artim_timeout_seconds, self._network_timeout)
-        event.assoc.dul.socket.socket.settimeout(first)
+        artim = self.settings.dimse_artim_timeout_seconds
+        event.assoc.dul.socket.socket.settimeout(min(artim, self._network_timeout))
         event.assoc.dimse = GuardedDimse(event.assoc)
+        # A peer trickling its request a byte at a time never lets a read time out; once the
+        # ARTIM time has passed without an association, cut the connection under the reader.
+        watchdog = threading.Timer(artim + 0.5, _drop_unassociated, args=(event.assoc,))
+        watchdog.daemon = True
+        watchdog.start()
 
     def handle_accepted(self, event: Any) -> None:
         """Give an accepted association the network timeout for its reads."""
