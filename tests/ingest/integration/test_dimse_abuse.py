@@ -27,6 +27,10 @@ import pytest
 from ingest.ingest_support import synthetic_instance
 from pydicom.uid import generate_uid
 from pynetdicom import AE, _config
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import UltrasoundImageStorage, Verification  # type: ignore[attr-defined]
 from sqlalchemy import text
 
@@ -352,6 +356,41 @@ def test_requests_without_valid_uids_get_a_failure_status_and_leave_nothing(scp:
     assert scp.rows("sop_instance_uid", "") == 0
     assert list(scp.temp_dir.iterdir()) == []
     assert sorted(scp.spool.iterdir()) == before
+
+
+def test_a_c_store_cut_off_mid_data_set_leaves_no_temp_file(scp: Scp) -> None:
+    data = synthetic_instance(seed=25, rows=256, columns=256)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    device = scp.associate("EAST_US1")
+    assert device.is_established
+    context = next(
+        cx for cx in device.accepted_contexts if cx.abstract_syntax == UltrasoundImageStorage
+    )
+    request = C_STORE()
+    request.MessageID, request.Priority = 7, 2
+    request.AffectedSOPClassUID = UltrasoundImageStorage
+    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    request.DataSet = io.BytesIO(encode(ds, False, True))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    fragments = list(message.encode_msg(context.context_id, 16_384))
+    assert len(fragments) > 3
+    raw = device.dul.socket.socket
+    # The command and the first data set fragments, then the connection ends.
+    for fragment in fragments[:3]:
+        pdu = P_DATA_TF()
+        pdu.from_primitive(fragment)
+        raw.sendall(pdu.encode())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not list(scp.temp_dir.iterdir()):
+        time.sleep(0.02)
+    assert list(scp.temp_dir.iterdir()), "the SCP did not start receiving the data set"
+    raw.shutdown(socket.SHUT_RDWR)
+    while time.monotonic() < deadline and list(scp.temp_dir.iterdir()):
+        time.sleep(0.02)
+    device.abort()
+    assert list(scp.temp_dir.iterdir()) == []
+    assert scp.rows("sop_instance_uid", str(ds.SOPInstanceUID)) == 0
 
 
 def test_the_admin_api_round_trips_and_refuses_everyone_else(scp: Scp) -> None:

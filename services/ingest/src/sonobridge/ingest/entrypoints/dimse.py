@@ -155,6 +155,13 @@ class GuardedDimse(DIMSEServiceProvider):
             self._refused = (context_id, response)
         return True
 
+    def drop_partial(self) -> None:
+        """Remove the temp file of a message the peer stopped sending (called on close)."""
+        if self.message is not None:
+            log.info("connection closed in the middle of a DIMSE message; its data dropped")
+        self._drop_message()
+        self._refused = None
+
     def _drop_message(self) -> None:
         message, self.message = self.message, None
         handle = getattr(message, "_data_set_file", None)
@@ -226,6 +233,12 @@ class StoreScp:
         watchdog.daemon = True
         watchdog.start()
 
+    def handle_close(self, event: Any) -> None:
+        """Leave no temp file of a C-STORE cut off by the connection's end."""
+        dimse = event.assoc.dimse
+        if isinstance(dimse, GuardedDimse):
+            dimse.drop_partial()
+
     def handle_accepted(self, event: Any) -> None:
         """Give an accepted association the network timeout for its reads."""
         event.assoc.dul.socket.socket.settimeout(self._network_timeout)
@@ -292,6 +305,7 @@ class StoreScp:
                 (evt.EVT_CONN_OPEN, self.handle_open),
                 (evt.EVT_REQUESTED, self.handle_requested),
                 (evt.EVT_ACCEPTED, self.handle_accepted),
+                (evt.EVT_CONN_CLOSE, self.handle_close),
                 (evt.EVT_C_STORE, self.handle_store),
                 (evt.EVT_C_ECHO, self.handle_echo),
             ],
