@@ -185,7 +185,7 @@ def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) 
             if _all_slots(scp, slots):
                 recovered = time.monotonic() - started
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         print(
             f"\n{len(sockets)} garbage connections held {held} of {slots} slots; "
             f"all {slots} slots usable again after {recovered and round(recovered, 2)} s"

@@ -229,7 +229,7 @@ class StoreScp:
         event.assoc.dimse = GuardedDimse(event.assoc)
         # A peer trickling its request a byte at a time never lets a read time out; once the
         # ARTIM time has passed without an association, cut the connection under the reader.
-        watchdog = threading.Timer(artim + 0.5, _drop_unassociated, args=(event.assoc,))
+        watchdog = threading.Timer(artim + 0.25, _drop_unassociated, args=(event.assoc,))
         watchdog.daemon = True
         watchdog.start()
 
