@@ -13,6 +13,7 @@ import random
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,10 @@ import pytest
 from ingest.ingest_support import synthetic_instance
 from pydicom.uid import generate_uid
 from pynetdicom import AE, _config
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import UltrasoundImageStorage, Verification  # type: ignore[attr-defined]
 from sqlalchemy import text
 
@@ -34,7 +39,7 @@ from sonobridge.node.demo import node_settings_for
 from sonobridge.node.edition import NodePorts, SingleNode
 
 DCMTK_BIN = Path("/usr/bin")
-GARBAGE_EACH = 4  # random-byte, silent and half-sent-PDU connections each: 12 > 10 slots
+GARBAGE_EACH = 4  # random-byte, silent and half-sent-PDU connections each, plus 2 tricklers
 SLOTS_BACK_WITHIN_S = 5.0
 FAILURE_STATUSES = range(0xA000, 0x10000)
 
@@ -121,6 +126,16 @@ def _storescu(port: int, calling: str, path: Path) -> subprocess.CompletedProces
     )
 
 
+def _trickle(sock: socket.socket, stop: threading.Event) -> None:
+    """Send an A-ASSOCIATE-RQ header, then one byte every half second: no read ever times out."""
+    try:
+        sock.sendall(b"\x01\x00" + (4000).to_bytes(4, "big"))
+        while not stop.wait(0.5):
+            sock.sendall(b"\x00")
+    except OSError:
+        return
+
+
 def _garbage(port: int, rng: random.Random) -> list[socket.socket]:
     sockets = []
     for _ in range(GARBAGE_EACH):
@@ -131,6 +146,13 @@ def _garbage(port: int, rng: random.Random) -> list[socket.socket]:
         # An A-ASSOCIATE-RQ header announcing 200 bytes, followed by 20 of them.
         half.sendall(b"\x01\x00" + (200).to_bytes(4, "big") + rng.randbytes(20))
         sockets += [noisy, silent, half]
+    return sockets
+
+
+def _tricklers(port: int, count: int, stop: threading.Event) -> list[socket.socket]:
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    for s in sockets:
+        threading.Thread(target=_trickle, args=(s, stop), daemon=True).start()
     return sockets
 
 
@@ -148,7 +170,8 @@ def _all_slots(scp: Scp, count: int) -> bool:
 def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) -> None:
     slots = scp.scp.settings.dimse_max_associations
     rng = random.Random(13)
-    sockets = _garbage(scp.port, rng)
+    stop = threading.Event()
+    sockets = _garbage(scp.port, rng) + _tricklers(scp.port, 2, stop)
     started = time.monotonic()
     try:
         # The abuse takes effect: the garbage holds every slot before the timeouts act.
@@ -162,7 +185,7 @@ def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) 
             if _all_slots(scp, slots):
                 recovered = time.monotonic() - started
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         print(
             f"\n{len(sockets)} garbage connections held {held} of {slots} slots; "
             f"all {slots} slots usable again after {recovered and round(recovered, 2)} s"
@@ -179,8 +202,27 @@ def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) 
         sop = str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID)
         assert scp.rows("sop_instance_uid", sop) == 1
     finally:
+        stop.set()
         for s in sockets:
             s.close()
+
+
+def test_idle_and_half_open_associations_are_dropped_after_the_network_timeout(scp: Scp) -> None:
+    timeout = scp.scp.settings.dimse_network_timeout_seconds
+    idle, half = scp.associate("EAST_US1"), scp.associate("RIVER_US1")
+    assert idle.is_established and half.is_established
+    # A P-DATA-TF PDU announcing 400 bytes, of which 40 come: the reader waits for the rest.
+    half.dul.socket.socket.sendall(b"\x04\x00" + (400).to_bytes(4, "big") + bytes(40))
+    started = time.monotonic()
+    while time.monotonic() - started < timeout + 5 and scp.scp.ae.active_associations:
+        time.sleep(0.05)
+    dropped = time.monotonic() - started
+    print(f"\nidle and half-open associations dropped after {dropped:.2f} s (timeout {timeout} s)")
+    assert not scp.scp.ae.active_associations
+    assert dropped < timeout + 1.5
+    assert idle.is_aborted
+    for association in (idle, half):
+        association.abort()
 
 
 def test_no_more_associations_than_the_setting_allows_are_served(scp: Scp) -> None:
@@ -314,6 +356,41 @@ def test_requests_without_valid_uids_get_a_failure_status_and_leave_nothing(scp:
     assert scp.rows("sop_instance_uid", "") == 0
     assert list(scp.temp_dir.iterdir()) == []
     assert sorted(scp.spool.iterdir()) == before
+
+
+def test_a_c_store_cut_off_mid_data_set_leaves_no_temp_file(scp: Scp) -> None:
+    data = synthetic_instance(seed=25, rows=256, columns=256)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    device = scp.associate("EAST_US1")
+    assert device.is_established
+    context = next(
+        cx for cx in device.accepted_contexts if cx.abstract_syntax == UltrasoundImageStorage
+    )
+    request = C_STORE()
+    request.MessageID, request.Priority = 7, 2
+    request.AffectedSOPClassUID = UltrasoundImageStorage
+    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    request.DataSet = io.BytesIO(encode(ds, False, True))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    fragments = list(message.encode_msg(context.context_id, 16_384))
+    assert len(fragments) > 3
+    raw = device.dul.socket.socket
+    # The command and the first data set fragments, then the connection ends.
+    for fragment in fragments[:3]:
+        pdu = P_DATA_TF()
+        pdu.from_primitive(fragment)
+        raw.sendall(pdu.encode())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not list(scp.temp_dir.iterdir()):
+        time.sleep(0.02)
+    assert list(scp.temp_dir.iterdir()), "the SCP did not start receiving the data set"
+    raw.shutdown(socket.SHUT_RDWR)
+    while time.monotonic() < deadline and list(scp.temp_dir.iterdir()):
+        time.sleep(0.02)
+    device.abort()
+    assert list(scp.temp_dir.iterdir()) == []
+    assert scp.rows("sop_instance_uid", str(ds.SOPInstanceUID)) == 0
 
 
 def test_the_admin_api_round_trips_and_refuses_everyone_else(scp: Scp) -> None:

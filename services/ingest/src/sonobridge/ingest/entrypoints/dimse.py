@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 from io import BytesIO
 from pathlib import Path
@@ -154,12 +155,33 @@ class GuardedDimse(DIMSEServiceProvider):
             self._refused = (context_id, response)
         return True
 
+    def drop_partial(self) -> None:
+        """Remove the temp file of a message the peer stopped sending (called on close)."""
+        if self.message is not None:
+            log.info("connection closed in the middle of a DIMSE message; its data dropped")
+        self._drop_message()
+        self._refused = None
+
     def _drop_message(self) -> None:
         message, self.message = self.message, None
         handle = getattr(message, "_data_set_file", None)
         if handle is not None:
             handle.close()
             Path(handle.name).unlink(missing_ok=True)
+
+
+def _drop_unassociated(assoc: Any) -> None:
+    if assoc.is_established:
+        return
+    raw = assoc.dul.socket.socket if assoc.dul.socket else None
+    if raw is None:
+        return
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        # Already closed: the association ended by itself.
+        return
+    log.info("connection without an association after the ARTIM timeout dropped")
 
 
 class StoreScp:
@@ -206,9 +228,20 @@ class StoreScp:
         # Accepted sockets do not inherit the listener's timeout: without one a half-sent PDU
         # blocks its reader (and holds an association slot) until the peer closes. Until the
         # association is accepted no read may outlast the ARTIM timeout.
-        first = min(self.settings.dimse_artim_timeout_seconds, self._network_timeout)
-        event.assoc.dul.socket.socket.settimeout(first)
+        artim = self.settings.dimse_artim_timeout_seconds
+        event.assoc.dul.socket.socket.settimeout(min(artim, self._network_timeout))
         event.assoc.dimse = GuardedDimse(event.assoc)
+        # A peer trickling its request a byte at a time never lets a read time out; once the
+        # ARTIM time has passed without an association, cut the connection under the reader.
+        watchdog = threading.Timer(artim + 0.25, _drop_unassociated, args=(event.assoc,))
+        watchdog.daemon = True
+        watchdog.start()
+
+    def handle_close(self, event: Any) -> None:
+        """Leave no temp file of a C-STORE cut off by the connection's end."""
+        dimse = event.assoc.dimse
+        if isinstance(dimse, GuardedDimse):
+            dimse.drop_partial()
 
     def handle_accepted(self, event: Any) -> None:
         """Give an accepted association the network timeout for its reads."""
@@ -276,6 +309,7 @@ class StoreScp:
                 (evt.EVT_CONN_OPEN, self.handle_open),
                 (evt.EVT_REQUESTED, self.handle_requested),
                 (evt.EVT_ACCEPTED, self.handle_accepted),
+                (evt.EVT_CONN_CLOSE, self.handle_close),
                 (evt.EVT_C_STORE, self.handle_store),
                 (evt.EVT_C_ECHO, self.handle_echo),
             ],
