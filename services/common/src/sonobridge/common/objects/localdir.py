@@ -112,6 +112,13 @@ class LocalDirObjectStore:
             raise OSError(f"{self.root} is not writable")
 
     def purge_temp(self) -> None:
-        """Remove temp files a crash left behind (called at start-up)."""
+        """Remove temp files and orphaned metadata a crash left behind (called at start-up)."""
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(exist_ok=True)
+        # put() renames the metadata in before the data and delete() removes it after, so a
+        # kill between the two leaves metadata of an object that is not there; list() hides it.
+        for dirpath, _dirs, names in os.walk(self.root / "data"):
+            files = set(names)
+            for name in names:
+                if name.endswith(_META_SUFFIX) and name[: -len(_META_SUFFIX)] not in files:
+                    Path(dirpath, name).unlink(missing_ok=True)
