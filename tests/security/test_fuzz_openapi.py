@@ -55,9 +55,9 @@ from sonobridge.node.edition import SERVICES, SingleNode
 pytestmark = pytest.mark.slow
 
 # Cases per target in CI (about a minute and a half on two cores, all targets together).
-OPENAPI_CASES = {"ingest": 150, "inference": 100, "reporting": 150, "maintenance": 150}
-TUS_CASES = 150
-DICOM_CASES = {"stow": 60, "quality-checks": 60, "c-store": 60}
+OPENAPI_CASES = {"ingest": 120, "inference": 100, "reporting": 120, "maintenance": 120}
+TUS_CASES = 120
+DICOM_CASES = {"stow": 50, "quality-checks": 50, "c-store": 50}
 
 
 def _settings(count: int) -> settings:
@@ -529,3 +529,20 @@ def test_an_unexpected_error_answers_problem_json_with_an_error_id(
     [record] = [r for r in caplog.records if getattr(r, "error_id", None) == error_id]
     assert "RuntimeError" in record.getMessage() and "/boom" in record.getMessage()
     assert "CANARY" not in record.getMessage() and "CANARY" not in str(vars(record))
+
+
+def test_a_serial_that_differs_only_by_trailing_whitespace_is_the_same_device(
+    fuzz_node: tuple[SingleNode, Consortium], callers: dict[str, str]
+) -> None:
+    node, _ = fuzz_node
+    body = {"model": "SB-Linear-7", "institution_id": FUZZ_INSTITUTION}
+    with httpx.Client(
+        base_url=node.urls()["maintenance"],
+        timeout=REQUEST_TIMEOUT,
+        headers={"Authorization": f"Bearer {callers['county-admin']}"},
+    ) as client:
+        first = client.post("/v1/devices", json={**body, "serial": "FUZZ-DUP-1"})
+        again = client.post("/v1/devices", json={**body, "serial": "FUZZ-DUP-1\x1d"})
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409, again.text
+    assert again.headers["content-type"] == "application/problem+json"
