@@ -136,8 +136,13 @@ _PIXEL_MODULE = (
 
 
 def base_instance(seed: int = 0, **patient: str) -> bytes:
-    """A small valid ultrasound instance with fresh UIDs (and the given patient attributes)."""
-    data = synthetic_instance(seed=seed, rows=16, columns=16)
+    """A small valid ultrasound instance, UIDs derived from `seed` (so a seeded run repeats)."""
+    data = synthetic_instance(
+        seed=seed,
+        rows=16,
+        columns=16,
+        **{k: generate_uid(entropy_srcs=[f"fuzz-{k}-{seed}"]) for k in ("study", "series", "sop")},
+    )
     ds = pydicom.dcmread(io.BytesIO(data))
     for keyword, value in patient.items():
         setattr(ds, keyword, value)
