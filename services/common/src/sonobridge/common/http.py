@@ -46,9 +46,8 @@ class InternalErrors:
     of database and DICOM errors echo the values involved (patient names, IDs).
     """
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -145,7 +144,7 @@ def create_service_app(
                 )
 
     # Added last, so outermost: it also sees what the metrics middleware re-raises.
-    app.add_middleware(InternalErrors, service=service)
+    app.add_middleware(InternalErrors)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
