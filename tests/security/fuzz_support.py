@@ -136,8 +136,13 @@ _PIXEL_MODULE = (
 
 
 def base_instance(seed: int = 0, **patient: str) -> bytes:
-    """A small valid ultrasound instance with fresh UIDs (and the given patient attributes)."""
-    data = synthetic_instance(seed=seed, rows=16, columns=16)
+    """A small valid ultrasound instance, UIDs derived from `seed` (so a seeded run repeats)."""
+    data = synthetic_instance(
+        seed=seed,
+        rows=16,
+        columns=16,
+        **{k: generate_uid(entropy_srcs=[f"fuzz-{k}-{seed}"]) for k in ("study", "series", "sop")},
+    )
     ds = pydicom.dcmread(io.BytesIO(data))
     for keyword, value in patient.items():
         setattr(ds, keyword, value)
@@ -350,3 +355,88 @@ def partial_state(data_dir: Path) -> list[str]:
     finally:
         db.close()
     return problems
+
+
+# --- gRPC requests from the proto descriptors ------------------------------------------------
+
+_INT_RANGES = {
+    "int32": (-(2**31), 2**31 - 1),
+    "sint32": (-(2**31), 2**31 - 1),
+    "sfixed32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "sint64": (-(2**63), 2**63 - 1),
+    "sfixed64": (-(2**63), 2**63 - 1),
+    "uint32": (0, 2**32 - 1),
+    "fixed32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+    "fixed64": (0, 2**64 - 1),
+}
+
+
+def _field_strategy(field: Any, depth: int, strings: list[str]) -> st.SearchStrategy[Any] | None:
+    from google.protobuf.descriptor import FieldDescriptor
+    from google.protobuf.message_factory import GetMessageClass
+
+    kind = field.type
+    single: st.SearchStrategy[Any] | None
+    if kind == FieldDescriptor.TYPE_STRING:
+        single = st.one_of(st.sampled_from(strings or [""]), st.text(max_size=80))
+    elif kind == FieldDescriptor.TYPE_BYTES:
+        single = st.binary(max_size=512)
+    elif kind == FieldDescriptor.TYPE_BOOL:
+        single = st.booleans()
+    elif kind == FieldDescriptor.TYPE_DOUBLE:
+        single = st.floats()
+    elif kind == FieldDescriptor.TYPE_FLOAT:
+        single = st.floats(width=32)
+    elif kind == FieldDescriptor.TYPE_ENUM:
+        known = [v.number for v in field.enum_type.values]
+        single = st.one_of(st.sampled_from(known), st.integers(-3, 1000))
+    elif kind == FieldDescriptor.TYPE_MESSAGE:
+        if depth >= 2:
+            return None
+        single = message_strategy(GetMessageClass(field.message_type), depth + 1, strings)
+    else:
+        name = {
+            v: k.removeprefix("TYPE_").lower()
+            for k, v in vars(FieldDescriptor).items()
+            if k.startswith("TYPE_") and isinstance(v, int)
+        }[kind]
+        low, high = _INT_RANGES.get(name, (-(2**31), 2**31 - 1))
+        single = st.one_of(
+            st.integers(low, high), st.integers(-2, 1000).filter(lambda n: low <= n <= high)
+        )
+    if field.label == FieldDescriptor.LABEL_REPEATED:
+        return st.lists(single, max_size=3)
+    return single
+
+
+def message_strategy(
+    cls: Any, depth: int = 0, strings: list[str] | None = None
+) -> st.SearchStrategy[Any]:
+    """Any message of `cls`: every field optional, values anywhere in their type's range."""
+    fields = {}
+    for descriptor in cls.DESCRIPTOR.fields:
+        strategy = _field_strategy(descriptor, depth, strings or [])
+        if strategy is not None:
+            fields[descriptor.name] = strategy
+
+    def build(values: dict[str, Any]) -> Any:
+        message = cls()
+        for name, value in values.items():
+            target = getattr(message, name)
+            if isinstance(value, list):
+                for item in value:
+                    if hasattr(target, "add") and not isinstance(
+                        item, (int, float, str, bytes, bool)
+                    ):
+                        target.add().CopyFrom(item)
+                    else:
+                        target.append(item)
+            elif hasattr(value, "DESCRIPTOR"):
+                target.CopyFrom(value)
+            else:
+                setattr(message, name, value)
+        return message
+
+    return st.fixed_dictionaries({}, optional=fields).map(build)

@@ -8,6 +8,7 @@ lacks an instance.
 
 from __future__ import annotations
 
+import importlib
 import io
 import tempfile
 import time
@@ -16,11 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pydicom
 import pytest
 import requests
 import schemathesis
+from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -39,6 +42,7 @@ from security.fuzz_support import (
     fresh_uids,
     integer_header,
     malformed_dicom,
+    message_strategy,
     partial_state,
     start_node,
     stow_body,
@@ -55,9 +59,9 @@ from sonobridge.node.edition import SERVICES, SingleNode
 pytestmark = pytest.mark.slow
 
 # Cases per target in CI (about a minute and a half on two cores, all targets together).
-OPENAPI_CASES = {"ingest": 150, "inference": 100, "reporting": 150, "maintenance": 150}
-TUS_CASES = 150
-DICOM_CASES = {"stow": 60, "quality-checks": 60, "c-store": 60}
+OPENAPI_CASES = {"ingest": 120, "inference": 100, "reporting": 120, "maintenance": 120}
+TUS_CASES = 120
+DICOM_CASES = {"stow": 50, "quality-checks": 50, "c-store": 50}
 
 
 def _settings(count: int) -> settings:
@@ -388,6 +392,65 @@ def test_malformed_dicom_gets_a_refusal_never_a_crash(
     assert partial_state(node.data_dir) == []
 
 
+GRPC_CASES = {"ingest": 60, "inference": 40, "reporting": 60, "maintenance": 60}
+# A status that says the server broke, not that the request was wrong.
+_BROKEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_grpc_method_fails_internally_on_generated_requests(
+    fuzz_node: tuple[SingleNode, Consortium],
+    callers: dict[str, str],
+    real_ids: dict[str, dict[str, str]],
+    service: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    node, _ = fuzz_node
+    module = importlib.import_module(f"sonobridge.api.{service}.v1.{service}_pb2")
+    [descriptor] = module.DESCRIPTOR.services_by_name.values()
+    strings = sorted({*real_ids[service].values(), *callers.keys(), FUZZ_INSTITUTION})
+    methods = {
+        m.name: (GetMessageClass(m.input_type), GetMessageClass(m.output_type))
+        for m in descriptor.methods
+    }
+    requests_by_method = st.sampled_from(sorted(methods)).flatmap(
+        lambda name: st.tuples(st.just(name), message_strategy(methods[name][0], strings=strings))
+    )
+    tally = Tally(f"gRPC {service}")
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.hosts[service].grpc_port}")
+
+    @_settings(GRPC_CASES[service])
+    @seed(SEED)
+    @given(call=requests_by_method, caller=st.sampled_from(sorted(callers)))
+    def run(call: tuple[str, Any], caller: str) -> None:
+        name, request = call
+        tally.cases += 1
+        stub = channel.unary_unary(
+            f"/{descriptor.full_name}/{name}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=methods[name][1].FromString,
+        )
+        try:
+            stub(
+                request,
+                timeout=REQUEST_TIMEOUT,
+                metadata=[("authorization", f"Bearer {callers[caller]}")],
+            )
+        except grpc.RpcError as error:
+            tally.statuses[error.code().value[0]] += 1
+            if error.code() in _BROKEN:
+                tally.failures.append(f"{name} as {caller}: {error.code().name} {error.details()}")
+            return
+        tally.statuses[0] += 1
+
+    try:
+        run()
+    finally:
+        channel.close()
+    _report(tally, capsys)
+    assert partial_state(node.data_dir) == []
+
+
 # Inputs that answered 5xx before (issue 13), kept as fixed cases beside the generated ones.
 KNOWN_BAD = [
     ("ingest", "GET", "/dicomweb/studies?limit=%C2%B2", {}),
@@ -529,3 +592,20 @@ def test_an_unexpected_error_answers_problem_json_with_an_error_id(
     [record] = [r for r in caplog.records if getattr(r, "error_id", None) == error_id]
     assert "RuntimeError" in record.getMessage() and "/boom" in record.getMessage()
     assert "CANARY" not in record.getMessage() and "CANARY" not in str(vars(record))
+
+
+def test_a_serial_that_differs_only_by_trailing_whitespace_is_the_same_device(
+    fuzz_node: tuple[SingleNode, Consortium], callers: dict[str, str]
+) -> None:
+    node, _ = fuzz_node
+    body = {"model": "SB-Linear-7", "institution_id": FUZZ_INSTITUTION}
+    with httpx.Client(
+        base_url=node.urls()["maintenance"],
+        timeout=REQUEST_TIMEOUT,
+        headers={"Authorization": f"Bearer {callers['county-admin']}"},
+    ) as client:
+        first = client.post("/v1/devices", json={**body, "serial": "FUZZ-DUP-1"})
+        again = client.post("/v1/devices", json={**body, "serial": "FUZZ-DUP-1\x1d"})
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409, again.text
+    assert again.headers["content-type"] == "application/problem+json"

@@ -50,9 +50,8 @@ class InternalErrors:
     of database and DICOM errors echo the values involved (patient names, IDs).
     """
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,7 +150,7 @@ def create_service_app(
 
     # Outside the metrics middleware, so it also sees what that re-raises; CORS goes outermost
     # so a browser can read even an unexpected 500.
-    app.add_middleware(InternalErrors, service=service)
+    app.add_middleware(InternalErrors)
     install_cors(app, cors_origins)
 
     @app.exception_handler(Problem)

@@ -79,7 +79,8 @@ class RedactingFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and isinstance(value, str):
+            # `stack` (stack_summary) holds file names and source lines only, never values.
+            if key not in _STANDARD_ATTRS and key != "stack" and isinstance(value, str):
                 setattr(record, key, redact(value))
         return True
 

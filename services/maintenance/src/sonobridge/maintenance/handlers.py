@@ -196,13 +196,15 @@ def register_device(
     """Add a probe to the registry and schedule its preventive tasks."""
     principal.require_role("admin")
     now = _now(deps)
-    if not model.strip():
-        raise InvalidRequest("model must not be empty")
+    # Look up the serial as it will be stored: "X\x1d" and "X" are one device, not a 500.
+    serial = serial.strip()
+    if not serial or not model.strip():
+        raise InvalidRequest("serial and model must not be empty")
     with unit(deps) as work:
         if work.devices.get(serial) is not None:
             raise Conflict(f"device {serial} is already registered")
         device = Device(
-            serial=serial.strip(),
+            serial=serial,
             model=model.strip(),
             institution_id=institution_id.strip(),
             manufacturer=manufacturer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
+from sonobridge.common.problems import InvalidInput
 from sonobridge.inference.domain.model_card import ModelCard
 from sonobridge.inference.domain.quality import QualityVerdict
 
@@ -39,6 +40,9 @@ def exam_type_name(value: int) -> str:
     """Return the lower-case exam type name ("carotid") of an ExamType value; "" if unset."""
     if value == events_pb2.EXAM_TYPE_UNSPECIFIED:
         return ""
+    if value not in events_pb2.ExamType.values():
+        # proto3 enums are open: a newer client (or a fuzzer) can send any number.
+        raise InvalidInput(f"exam type {value} is not one this service knows", reason="bad_enum")
     return events_pb2.ExamType.Name(value).removeprefix(_EXAM_PREFIX).lower()
 
 

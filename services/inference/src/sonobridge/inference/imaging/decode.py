@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_color_lut
 from pydicom.pixels import pixel_array as dicom_pixel_array
 
@@ -20,6 +20,7 @@ from sonobridge.inference.domain.errors import InvalidImage
 # of any VR can turn up anywhere; nested sequences recurse once per level.
 _MALFORMED = (
     InvalidDicomError,
+    BytesLengthException,
     EOFError,
     ValueError,
     KeyError,

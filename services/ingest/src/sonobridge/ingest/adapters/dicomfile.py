@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -10,6 +11,7 @@ from typing import Any, BinaryIO
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.valuerep import MAX_VALUE_LEN
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.domain.validation import (
@@ -46,11 +48,25 @@ _LONG_VRS = {
 _JSON_BULK_BYTES = 16 * 1024
 
 
+# C0 controls other than ESC (ISO 2022 code extensions) never occur in the short string VRs
+# the index reads (PS3.5 6.2); finding one means a wrong length made a value swallow the
+# elements after it, patient name and ID included.
+_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f]")
+# Limits pydicom leaves out: date and time ranges, three PN component groups of 64.
+_RANGE_LIMITS = {"DA": 18, "TM": 28, "PN": 3 * 64 + 2}
+
+
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    if value is None:
+    element = ds.data_element(keyword) if keyword in ds else None
+    if element is None or element.value is None:
         return ""
-    return str(value).strip()
+    text = str(element.value).strip().rstrip("\x00")
+    limit = MAX_VALUE_LEN.get(element.VR) or _RANGE_LIMITS.get(element.VR, 0)
+    if _CONTROL.search(text) or (limit and any(len(v) > limit for v in text.split("\\"))):
+        raise Rejected(
+            f"{keyword} is not a valid {element.VR} value (a wrong length?)", "malformed_attribute"
+        )
+    return text
 
 
 def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:

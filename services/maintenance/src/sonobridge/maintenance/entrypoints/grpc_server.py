@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.maintenance.v1 import maintenance_pb2, maintenance_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.grpc import principal_from_context
+from sonobridge.common.inputs import INT32_MAX
 from sonobridge.maintenance import handlers
 from sonobridge.maintenance.adapters import messages
 from sonobridge.maintenance.domain.errors import InvalidRequest
@@ -36,7 +38,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
         source = (
             TicketSource.APP
             if request.source == events_pb2.TICKET_SOURCE_UNSPECIFIED
-            else messages.PB_TO_SOURCE[request.source]
+            else _known(messages.PB_TO_SOURCE, request.source, "source")
         )
         ticket, created = handlers.open_ticket(
             self.deps,
@@ -78,7 +80,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
         status = (
             None
             if request.status == events_pb2.DEVICE_STATUS_UNSPECIFIED
-            else messages.PB_TO_STATUS[request.status]
+            else _known(messages.PB_TO_STATUS, request.status, "status")
         )
         views, cursor = handlers.list_devices(
             self.deps,
@@ -112,15 +114,26 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
                 raise InvalidRequest("every sample needs recorded_at")
             extra: dict[str, Any] = dict(sample.extra) if sample.HasField("extra") else {}
             drops = extra.get("drops", 0)
-            if not isinstance(drops, int | float) or drops < 0 or drops != int(drops):
+            # Struct numbers are doubles: NaN, infinities and 1e300 are all on the wire.
+            if (
+                not isinstance(drops, int | float)
+                or not math.isfinite(drops)
+                or not 0 <= drops <= INT32_MAX
+                or drops != int(drops)
+            ):
                 raise InvalidRequest("extra.drops must be a non-negative whole number")
+            try:
+                recorded_at = messages.aware_datetime(sample.recorded_at)
+                scan_seconds = sample.scan_time.ToTimedelta().total_seconds()
+            except (ValueError, OverflowError) as exc:
+                raise InvalidRequest("recorded_at or scan_time is out of range") from exc
             samples.append(
                 handlers.TelemetrySampleIn(
-                    recorded_at=messages.aware_datetime(sample.recorded_at),
+                    recorded_at=recorded_at,
                     battery_percent=sample.battery_percent,
                     temperature_c=sample.probe_temperature_celsius,
                     drops=int(drops),
-                    scan_seconds=sample.scan_time.ToTimedelta().total_seconds(),
+                    scan_seconds=scan_seconds,
                     firmware_version=sample.firmware_version,
                     error_codes=tuple(sample.error_codes),
                 )
@@ -133,6 +146,14 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             duplicates=result.duplicates,
             opened_ticket_ids=result.opened_ticket_ids,
         )
+
+
+def _known(mapping: dict[int, Any], value: int, what: str) -> Any:
+    # proto3 enums are open: any number arrives, not only the ones the contract names.
+    try:
+        return mapping[value]
+    except KeyError:
+        raise InvalidRequest(f"{what} {value} is not one this service knows") from None
 
 
 def _seconds(value: float) -> timedelta:

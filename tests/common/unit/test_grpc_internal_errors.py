@@ -1,0 +1,53 @@
+"""An unexpected error in a gRPC method answers INTERNAL with an error id that the log carries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import grpc
+import pytest
+
+from sonobridge.common.grpc import create_grpc_server
+from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.common.problems import NotFound
+
+
+def _raise(request: bytes, context: grpc.ServicerContext) -> bytes:
+    patient = "-".join(["DOE^CANARY", "19010203"])  # built at run time: in no source line
+    if request == b"missing":
+        raise NotFound("no such exam")
+    raise KeyError(f"[parameters: ({patient!r},)]")
+
+
+def _register(server: grpc.Server) -> Iterable[str]:
+    handler = grpc.method_handlers_generic_handler(
+        "probe.Probe", {"Fail": grpc.unary_unary_rpc_method_handler(_raise)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    return ["probe.Probe"]
+
+
+def test_unexpected_grpc_error_is_internal_with_an_error_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, port, _ = create_grpc_server(
+        metrics=ServiceMetrics("probe"), register=_register, host="127.0.0.1", port=0
+    )
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/probe.Probe/Fail")
+            with pytest.raises(grpc.RpcError) as failed:
+                call(b"anything", timeout=10)
+            with pytest.raises(grpc.RpcError) as missing:
+                call(b"missing", timeout=10)
+    finally:
+        server.stop(None)
+    assert failed.value.code() is grpc.StatusCode.INTERNAL
+    match = re.search(r"error id ([0-9a-f-]{36})", failed.value.details())
+    assert match, failed.value.details()
+    [record] = [r for r in caplog.records if getattr(r, "error_id", None) == match.group(1)]
+    assert "KeyError" in record.getMessage()
+    assert "CANARY" not in str(vars(record)) and "CANARY" not in failed.value.details()
+    assert missing.value.code() is grpc.StatusCode.NOT_FOUND
