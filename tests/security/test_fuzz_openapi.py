@@ -58,10 +58,11 @@ from sonobridge.node.edition import SERVICES, SingleNode
 
 pytestmark = pytest.mark.slow
 
-# Cases per target in CI (about a minute and a half on two cores, all targets together).
+# Cases per target in CI: about a minute on two cores, every target of this module together.
 OPENAPI_CASES = {"ingest": 120, "inference": 100, "reporting": 120, "maintenance": 120}
 TUS_CASES = 120
 DICOM_CASES = {"stow": 50, "quality-checks": 50, "c-store": 50}
+GRPC_CASES = {"ingest": 60, "inference": 40, "reporting": 60, "maintenance": 60}
 
 
 def _settings(count: int) -> settings:
@@ -392,7 +393,6 @@ def test_malformed_dicom_gets_a_refusal_never_a_crash(
     assert partial_state(node.data_dir) == []
 
 
-GRPC_CASES = {"ingest": 60, "inference": 40, "reporting": 60, "maintenance": 60}
 # A status that says the server broke, not that the request was wrong.
 _BROKEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -609,3 +609,32 @@ def test_a_serial_that_differs_only_by_trailing_whitespace_is_the_same_device(
     assert first.status_code == 201, first.text
     assert again.status_code == 409, again.text
     assert again.headers["content-type"] == "application/problem+json"
+
+
+def test_tus_metadata_and_checksum_with_non_ascii_bytes_are_refused(
+    fuzz_node: tuple[SingleNode, Consortium], callers: dict[str, str]
+) -> None:
+    node, _ = fuzz_node
+    auth = {"Authorization": f"Bearer {callers['nurse-east']}", "Tus-Resumable": "1.0.0"}
+    with httpx.Client(base_url=node.urls()["ingest"], timeout=REQUEST_TIMEOUT) as client:
+        exam_id, _ = _open_exam(client, callers["nurse-east"])
+        metadata = client.post(
+            f"/v1/exams/{exam_id}/uploads",
+            headers={**auth, "Upload-Length": "10", "Upload-Metadata": b"filename I\xb7OB"},
+        )
+        created = client.post(
+            f"/v1/exams/{exam_id}/uploads", headers={**auth, "Upload-Length": "10"}
+        )
+        checksum = client.patch(
+            created.headers["Location"],
+            content=b"0123456789",
+            headers={
+                **auth,
+                "Upload-Offset": "0",
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Checksum": b"sha1 \xb7\xb7\xb7\xb7",
+            },
+        )
+    for answer in (metadata, checksum):
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"

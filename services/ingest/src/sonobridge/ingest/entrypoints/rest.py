@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -140,7 +139,7 @@ def parse_upload_metadata(raw: str | None) -> dict[str, str]:
             continue
         try:
             value = base64.b64decode(parts[1], validate=True).decode() if len(parts) > 1 else ""
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # bad base64, non-ASCII text (b64decode), non-UTF-8 bytes
             raise InvalidInput(
                 f"Upload-Metadata value for {parts[0]!r} is not base64 UTF-8",
                 reason="bad_upload_metadata",
@@ -160,7 +159,7 @@ def _parse_checksum(raw: str | None) -> tuple[str, bytes] | None:
         )
     try:
         return algorithm, base64.b64decode(encoded, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
         raise InvalidInput("Upload-Checksum value is not base64", reason="bad_checksum") from exc
 
 
