@@ -44,12 +44,20 @@ def node_settings(consortium: Consortium) -> dict[str, Any]:
     extra = node_settings_for(consortium)
     # Notification streams end after this long; the fuzzer reads each to its end.
     extra["reporting"] = {"sse_max_seconds": 0.3}
-    extra["ingest"] = {
-        "accepted_calling_ae_titles": [FUZZ_AE],
-        "calling_ae_institutions": {FUZZ_AE: FUZZ_INSTITUTION},
-        "consortium_id": consortium.id,
-    }
     return extra
+
+
+def register_dimse_caller(
+    ingest_url: str, admin_token: str, ae_title: str, institution: str
+) -> None:
+    """Register a calling AE title for an institution through ingest's admin API."""
+    response = httpx.put(
+        f"{ingest_url}/v1/admin/dimse-callers/{ae_title}",
+        json={"institution_id": institution, "description": "test caller"},
+        headers={"Authorization": f"Bearer {admin_token}"},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.status_code in (200, 201), response.text
 
 
 def start_node(data_dir: Path) -> tuple[SingleNode, Consortium]:
@@ -63,6 +71,8 @@ def start_node(data_dir: Path) -> tuple[SingleNode, Consortium]:
     node.start()
     try:
         wait_ready(node)
+        admin = consortium.token(node.issuer, "county-admin")
+        register_dimse_caller(node.urls()["ingest"], admin, FUZZ_AE, FUZZ_INSTITUTION)
     except BaseException:
         node.stop()
         raise

@@ -26,7 +26,13 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import UltrasoundImageStorage
-from security.fuzz_support import base_instance, element_offsets, stow_body, wrong_length
+from security.fuzz_support import (
+    base_instance,
+    element_offsets,
+    register_dimse_caller,
+    stow_body,
+    wrong_length,
+)
 
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.node.consortium import demo_consortium
@@ -61,8 +67,8 @@ def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProce
     stderr, stdout = data_dir.parent / "canary-stderr.log", data_dir.parent / "canary-stdout.log"
     env = {
         **os.environ,
-        "INGEST__ACCEPTED_CALLING_AE_TITLES": json.dumps([CANARY_AE]),
-        "INGEST__CALLING_AE_INSTITUTIONS": json.dumps({CANARY_AE: "township-east"}),
+        # The node runs without a consortium file: its DIMSE callers store for the demo's.
+        "INGEST__CONSORTIUM_ID": demo_consortium().id,
         "PYTHONUNBUFFERED": "1",
     }
     with stderr.open("wb") as err, stdout.open("wb") as out:
@@ -165,6 +171,8 @@ def test_canary_patient_never_appears_in_any_log_line(
     issuer = local_issuer(node_process.data_dir)
     nurse = consortium.token(issuer, "nurse-east")
     headers = {"Authorization": f"Bearer {nurse}"}
+    admin = consortium.token(issuer, "county-admin")
+    register_dimse_caller(node_process.urls["ingest"], admin, CANARY_AE, "township-east")
     study = generate_uid()
     good = [_canary_instance(study, seed) for seed in range(4)]
     broken = {
