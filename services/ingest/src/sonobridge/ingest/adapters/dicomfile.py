@@ -225,7 +225,8 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
             columns=_int(ds, "Columns", 0) or 0,
             samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 0,
             bits_allocated=_int(ds, "BitsAllocated", 0) or 0,
-            number_of_frames=_int(ds, "NumberOfFrames", 1) or 0,
+            # A non-image object (SR, waveform, document) has no frames for consumers to read.
+            number_of_frames=(_int(ds, "NumberOfFrames", 1) or 0) if pixels is not None else 0,
             photometric_interpretation=_text(ds, "PhotometricInterpretation"),
         )
         metadata = _metadata_json(ds)

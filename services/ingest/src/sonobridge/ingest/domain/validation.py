@@ -30,6 +30,16 @@ ENCAPSULATED_TRANSFER_SYNTAXES = frozenset(
     }
 )
 SUPPORTED_TRANSFER_SYNTAXES = NATIVE_TRANSFER_SYNTAXES | ENCAPSULATED_TRANSFER_SYNTAXES
+# Ultrasound image and multi-frame image storage, current and retired (PS3.4 B.5, PS3.6 A):
+# an instance of these without pixel data is a cut-off image, not a non-image object.
+ULTRASOUND_IMAGE_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.6.1",
+        "1.2.840.10008.5.1.4.1.1.3.1",
+        "1.2.840.10008.5.1.4.1.1.6",
+        "1.2.840.10008.5.1.4.1.1.3",
+    }
+)
 
 
 class Rejected(InvalidInput):
@@ -138,7 +148,11 @@ def check_description(d: InstanceDescription, pixels: PixelLayout | None) -> Non
             "unsupported_transfer_syntax",
         )
     if pixels is None:
-        raise Rejected("instance has no pixel data (truncated, or not an image)", "no_pixel_data")
+        if d.rows or d.columns or d.sop_class_uid in ULTRASOUND_IMAGE_SOP_CLASSES:
+            raise Rejected("image has no pixel data (truncated?)", "no_pixel_data")
+        # Structured reports, waveforms, documents and other non-image objects: nothing
+        # further to check (PS3.4 B.5 lists every storage class; not all carry pixels).
+        return
     if d.rows <= 0 or d.columns <= 0 or d.bits_allocated <= 0 or d.samples_per_pixel <= 0:
         raise Rejected(
             "Rows, Columns, BitsAllocated and SamplesPerPixel must be present and positive",
