@@ -247,6 +247,16 @@ def test_every_storage_sop_class_of_the_standard_is_accepted_and_non_images_are_
         # No frames for a consumer to decode: consumers skip it instead of failing on it.
         assert row.number_of_frames == 0
         assert _dataset_bytes(node.wado(data)) == _dataset_bytes(data)
+        study, series, sop = uids(data)
+        path = f"/dicomweb/studies/{study}/series/{series}/instances/{sop}"
+        with node.client() as client:
+            found = client.get(f"/dicomweb/studies/{study}/instances")
+            assert [i["00080018"]["Value"][0] for i in found.json()] == [sop]
+            assert client.get(f"{path}/metadata").status_code == 200
+            # Viewers asking an SR or ECG for pixels get a clear refusal, never a 5xx.
+            for pixels in (f"{path}/rendered", f"{path}/frames/1"):
+                answer = client.get(pixels, headers={"Accept": "*/*"})
+                assert 400 <= answer.status_code < 500, (pixels, answer.status_code)
 
 
 def test_a_context_offering_several_syntaxes_gets_the_compressed_one_else_explicit_vr(
