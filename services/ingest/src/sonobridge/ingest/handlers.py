@@ -610,7 +610,7 @@ def _claim(
                     if existing.status == "stored" or existing.sha256 != spooled.sha256:
                         if existing.sha256 != spooled.sha256:
                             if existing.status != "stored":
-                                raise _conflict(sop)
+                                raise _conflict(sop, "file")
                             # Compared outside the transaction: it reads the stored object.
                             raise _OtherFile(existing)
                         if not _may(deps, principal, Action.WRITE, existing):
@@ -669,8 +669,11 @@ def _claim(
                 )
             return None
         except _OtherFile as other:
+            if exam_id is not None:
+                # The app's manifest names each file's SHA-256: its upload must be the stored file.
+                raise _conflict(sop, "file") from None
             if not _same_dataset(deps, other.row, spooled):
-                raise _conflict(sop) from None
+                raise _conflict(sop, "dataset") from None
             if not _may(deps, principal, Action.WRITE, other.row):
                 raise Conflict(f"instance {sop} is already stored", reason="taken") from None
             return other.row
@@ -684,9 +687,9 @@ def _claim(
             time.sleep(0.05)
 
 
-def _conflict(sop: str) -> Conflict:
+def _conflict(sop: str, what: str) -> Conflict:
     return Conflict(
-        f"instance {sop} is already stored with a different dataset", reason="duplicate_conflict"
+        f"instance {sop} is already stored with a different {what}", reason="duplicate_conflict"
     )
 
 
