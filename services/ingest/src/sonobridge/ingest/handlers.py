@@ -26,7 +26,8 @@ from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.ingest.adapters import repository as repo
-from sonobridge.ingest.adapters.dicomfile import dataset_sha256, read_instance
+from sonobridge.ingest.adapters.dataset_hash import dataset_sha256
+from sonobridge.ingest.adapters.dicomfile import read_instance
 from sonobridge.ingest.adapters.spool import Spool, SpooledFile
 from sonobridge.ingest.domain.model import (
     Channel,

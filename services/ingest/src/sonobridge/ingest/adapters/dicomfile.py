@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.domain.validation import (
@@ -202,6 +201,7 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         if pixels is not None:
             _check_end(fp, size, transfer_syntax)
     try:
+        image = pixels is not None or _expects_pixels(ds)
         description = InstanceDescription(
             sop_instance_uid=_text(ds, "SOPInstanceUID"),
             sop_class_uid=_text(ds, "SOPClassUID"),
@@ -227,9 +227,10 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
             columns=_int(ds, "Columns", 0) or 0,
             samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 0,
             bits_allocated=_int(ds, "BitsAllocated", 0) or 0,
-            # A non-image object (SR, waveform, document) has no frames for consumers to read.
-            number_of_frames=(_int(ds, "NumberOfFrames", 1) or 0) if pixels is not None else 0,
+            # A structured report or a waveform has no frames at all.
+            number_of_frames=(_int(ds, "NumberOfFrames", 1) or 0) if image else 0,
             photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+            image=image,
         )
         metadata = _metadata_json(ds)
     except Rejected:
@@ -237,6 +238,14 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
     except Exception as exc:
         raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
     return description, pixels, metadata
+
+
+def _expects_pixels(ds: Dataset) -> bool:
+    """Tell whether the object is an image: an image SOP class, or a declared pixel module."""
+    name = UID(_text(ds, "SOPClassUID")).name
+    if "Image Storage" in name:
+        return True
+    return any(k in ds for k in ("Rows", "Columns", "BitsAllocated", "NumberOfFrames"))
 
 
 def _metadata_json(ds: Dataset) -> dict[str, Any]:
@@ -253,49 +262,3 @@ def _metadata_json(ds: Dataset) -> dict[str, Any]:
         for tag, value in body.items()
         if "BulkDataURI" not in value or value["BulkDataURI"]
     }
-
-
-def _meta_end(head: bytes) -> int | None:
-    """Return the offset where the File Meta group (0002) ends, or None if `head` is too short."""
-    # The File Meta Information is always explicit VR little endian after the preamble and
-    # 'DICM' (PS3.10 7.1); its group length may be absent or wrong, so the elements are walked.
-    position = 132
-    while True:
-        if len(head) < position + 8:
-            return None
-        (group,) = struct.unpack("<H", head[position : position + 2])
-        if group != 0x0002:
-            return position
-        if head[position + 4 : position + 6] in _LONG_VRS:
-            if len(head) < position + 12:
-                return None
-            (length,) = struct.unpack("<L", head[position + 8 : position + 12])
-            position += 12 + length
-        else:
-            (length,) = struct.unpack("<H", head[position + 6 : position + 8])
-            position += 8 + length
-
-
-def dataset_sha256(chunks: Iterable[bytes]) -> str:
-    """Hash a DICOM file's dataset without its preamble and File Meta Information.
-
-    The File Meta is written by whoever made the file (a STOW client, the C-STORE receiver
-    with its own implementation UID and source AE title): the same dataset received by two
-    channels has different files but one identity.
-    """
-    digest = hashlib.sha256()
-    head = b""
-    start: int | None = None
-    for chunk in chunks:
-        if start is None:
-            head += chunk
-            start = _meta_end(head)
-            if start is not None:
-                digest.update(head[start:])
-                head = b""
-        else:
-            digest.update(chunk)
-    if start is None:
-        # Shorter than its own File Meta: hash what there is, it matches nothing valid.
-        digest.update(head)
-    return digest.hexdigest()

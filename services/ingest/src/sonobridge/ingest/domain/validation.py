@@ -30,16 +30,6 @@ ENCAPSULATED_TRANSFER_SYNTAXES = frozenset(
     }
 )
 SUPPORTED_TRANSFER_SYNTAXES = NATIVE_TRANSFER_SYNTAXES | ENCAPSULATED_TRANSFER_SYNTAXES
-# Ultrasound image and multi-frame image storage, current and retired (PS3.4 B.5, PS3.6 A):
-# an instance of these without pixel data is a cut-off image, not a non-image object.
-ULTRASOUND_IMAGE_SOP_CLASSES = frozenset(
-    {
-        "1.2.840.10008.5.1.4.1.1.6.1",
-        "1.2.840.10008.5.1.4.1.1.3.1",
-        "1.2.840.10008.5.1.4.1.1.6",
-        "1.2.840.10008.5.1.4.1.1.3",
-    }
-)
 
 
 class Rejected(InvalidInput):
@@ -101,6 +91,8 @@ class InstanceDescription:
     bits_allocated: int = 0
     number_of_frames: int = 1
     photometric_interpretation: str = ""
+    # False for objects without pixels by nature (structured reports, waveforms, documents).
+    image: bool = True
 
 
 def expected_native_length(d: InstanceDescription) -> int:
@@ -148,10 +140,10 @@ def check_description(d: InstanceDescription, pixels: PixelLayout | None) -> Non
             "unsupported_transfer_syntax",
         )
     if pixels is None:
-        if d.rows or d.columns or d.sop_class_uid in ULTRASOUND_IMAGE_SOP_CLASSES:
-            raise Rejected("image has no pixel data (truncated?)", "no_pixel_data")
-        # Structured reports, waveforms, documents and other non-image objects: nothing
-        # further to check (PS3.4 B.5 lists every storage class; not all carry pixels).
+        if d.image:
+            # An image SOP class, or a pixel module without its pixels: cut short somewhere.
+            raise Rejected("image instance has no pixel data (truncated?)", "no_pixel_data")
+        # Any storage class is kept (PS3.18 10.5): reports, waveforms, documents have no pixels.
         return
     if d.rows <= 0 or d.columns <= 0 or d.bits_allocated <= 0 or d.samples_per_pixel <= 0:
         raise Rejected(
