@@ -10,7 +10,6 @@ from typing import Any, BinaryIO
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.domain.validation import (
@@ -242,7 +241,7 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
 
 def _expects_pixels(ds: Dataset) -> bool:
     """Tell whether the object is an image: an image SOP class, or a declared pixel module."""
-    name = UID(_text(ds, "SOPClassUID")).name
+    name = pydicom.uid.UID(_text(ds, "SOPClassUID")).name
     if "Image Storage" in name:
         return True
     return any(k in ds for k in ("Rows", "Columns", "BitsAllocated", "NumberOfFrames"))
