@@ -25,8 +25,8 @@ from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
+from sonobridge.ingest.adapters import dataset_hash
 from sonobridge.ingest.adapters import repository as repo
-from sonobridge.ingest.adapters.dataset_hash import dataset_sha256
 from sonobridge.ingest.adapters.dicomfile import read_instance
 from sonobridge.ingest.adapters.spool import Spool, SpooledFile
 from sonobridge.ingest.domain.model import (
@@ -699,9 +699,9 @@ def _same_dataset(deps: IngestDeps, stored: Row[Any], spooled: SpooledFile) -> b
     # An instance's identity is its dataset (PS3.10 7.1): the File Meta differs by channel
     # (STOW client, the C-STORE receiver's own implementation UID and source AE title).
     with spooled.path.open("rb") as handle:
-        received = dataset_sha256(iter(lambda: handle.read(1024 * 1024), b""))
+        received = dataset_hash.dataset_sha256(iter(lambda: handle.read(1024 * 1024), b""))
     with deps.store.open(stored.object_key) as chunks:
-        return dataset_sha256(chunks) == received
+        return dataset_hash.dataset_sha256(chunks) == received
 
 
 class _Busy(Exception):
