@@ -20,11 +20,15 @@ from ingest.ingest_support import (
     new_exam,
     pydicom_file,
     running_ingest,
+    synthetic_instance,
     tus_create,
     tus_patch,
     uids,
 )
 from pydicom.encaps import generate_frames
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import UltrasoundImageStorage  # type: ignore[attr-defined]
 
 from sonobridge.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sonobridge.common.bus.kafka import KafkaEventBus
@@ -142,3 +146,30 @@ def test_frames_and_grpc_exam_state_on_the_real_stack(stack_ingest) -> None:
     assert exam.state == ingest_pb2.EXAM_STATE_RECEIVING
     assert exam.received_instance_count == 1 and exam.received_bytes == len(data)
     assert [i.sop_instance_uid for i in listed.instances] == [sop]
+
+
+def test_one_dataset_by_stow_then_c_store_is_a_duplicate_on_the_real_stack(stack_ingest) -> None:
+    data = synthetic_instance(seed=5)
+    study, series, sop = uids(data)
+    stack_ingest.register_caller("PROBE1", "township-a")
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
+    with stack_ingest.client() as client:
+        assert client.post("/dicomweb/studies", content=body, headers=headers).status_code == 200
+    ae = AE(ae_title="PROBE1")
+    ae.add_requested_context(UltrasoundImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", stack_ingest.dimse_port, ae_title="SONOBRIDGE")
+    assert assoc.is_established
+    try:
+        # pynetdicom writes its own File Meta around the received dataset: not a conflict.
+        status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(data)))
+    finally:
+        assoc.release()
+    assert status.Status == 0x0000
+    assert stack_ingest.count("instances") == 1
+    assert stack_ingest.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data

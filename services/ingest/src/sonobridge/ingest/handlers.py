@@ -25,6 +25,7 @@ from sonobridge.common.auth import Principal
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
+from sonobridge.ingest.adapters import dataset_hash
 from sonobridge.ingest.adapters import repository as repo
 from sonobridge.ingest.adapters.dicomfile import read_instance
 from sonobridge.ingest.adapters.spool import Spool, SpooledFile
@@ -609,10 +610,10 @@ def _claim(
                 if existing is not None:
                     if existing.status == "stored" or existing.sha256 != spooled.sha256:
                         if existing.sha256 != spooled.sha256:
-                            raise Conflict(
-                                f"instance {sop} is already stored with different bytes",
-                                reason="duplicate_conflict",
-                            )
+                            if existing.status != "stored":
+                                raise _conflict(sop, "file")
+                            # Compared outside the transaction: it reads the stored object.
+                            raise _OtherFile(existing)
                         if not _may(deps, principal, Action.WRITE, existing):
                             raise Conflict(f"instance {sop} is already stored", reason="taken")
                         return existing
@@ -668,6 +669,15 @@ def _claim(
                     },
                 )
             return None
+        except _OtherFile as other:
+            if exam_id is not None:
+                # The app's manifest names each file's SHA-256: its upload must be the stored file.
+                raise _conflict(sop, "file") from None
+            if not _same_dataset(deps, other.row, spooled):
+                raise _conflict(sop, "dataset") from None
+            if not _may(deps, principal, Action.WRITE, other.row):
+                raise Conflict(f"instance {sop} is already stored", reason="taken") from None
+            return other.row
         except (_Busy, IntegrityError):
             # Another writer holds the claim for this SOP instance: wait for its outcome.
             if time.monotonic() > deadline:
@@ -678,8 +688,32 @@ def _claim(
             time.sleep(0.05)
 
 
+def _conflict(sop: str, what: str) -> Conflict:
+    return Conflict(
+        f"instance {sop} is already stored with a different {what}", reason="duplicate_conflict"
+    )
+
+
+def _same_dataset(deps: IngestDeps, stored: Row[Any], spooled: SpooledFile) -> bool:
+    """Tell whether a file differing from a stored one holds the same dataset."""
+    # An instance's identity is its dataset (PS3.10 7.1): the File Meta differs by channel
+    # (STOW client, the C-STORE receiver's own implementation UID and source AE title).
+    with spooled.path.open("rb") as handle:
+        received = dataset_hash.dataset_sha256(iter(lambda: handle.read(1024 * 1024), b""))
+    with deps.store.open(stored.object_key) as chunks:
+        return dataset_hash.dataset_sha256(chunks) == received
+
+
 class _Busy(Exception):
     """Another writer holds a fresh claim on the instance."""
+
+
+class _OtherFile(Exception):
+    """The instance is stored as another file; its dataset may still be the same."""
+
+    def __init__(self, row: Row[Any]) -> None:
+        super().__init__(row.sop_instance_uid)
+        self.row = row
 
 
 def _store_valid(

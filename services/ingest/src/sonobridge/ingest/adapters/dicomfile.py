@@ -219,6 +219,7 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         if pixels is not None:
             _check_end(fp, size, transfer_syntax)
     try:
+        image = pixels is not None or _expects_pixels(ds)
         description = InstanceDescription(
             sop_instance_uid=_text(ds, "SOPInstanceUID"),
             sop_class_uid=_text(ds, "SOPClassUID"),
@@ -244,8 +245,10 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
             columns=_int(ds, "Columns", 0) or 0,
             samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 0,
             bits_allocated=_int(ds, "BitsAllocated", 0) or 0,
-            number_of_frames=_int(ds, "NumberOfFrames", 1) or 0,
+            # A structured report or a waveform has no frames at all.
+            number_of_frames=(_int(ds, "NumberOfFrames", 1) or 0) if image else 0,
             photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+            image=image,
         )
         metadata = _metadata_json(ds)
     except Rejected:
@@ -253,6 +256,14 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
     except Exception as exc:
         raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
     return description, pixels, metadata
+
+
+def _expects_pixels(ds: Dataset) -> bool:
+    """Tell whether the object is an image: an image SOP class, or a declared pixel module."""
+    name = pydicom.uid.UID(_text(ds, "SOPClassUID")).name
+    if "Image Storage" in name:
+        return True
+    return any(k in ds for k in ("Rows", "Columns", "BitsAllocated", "NumberOfFrames"))
 
 
 def _metadata_json(ds: Dataset) -> dict[str, Any]:

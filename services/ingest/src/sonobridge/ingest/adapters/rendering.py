@@ -18,6 +18,9 @@ MEDIA_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
 def render_frame(path: Path, frame: int, media_type: str) -> bytes:
     """Decode frame `frame` (1-based) of the file at `path` and encode it as `media_type`."""
     header = pydicom.dcmread(path, stop_before_pixels=True)
+    if "Rows" not in header or "Columns" not in header:
+        # A structured report, waveform or document: stored, but nothing to render.
+        raise InvalidInput("instance has no pixel data to render", reason="no_pixel_data")
     frames = int(header.get("NumberOfFrames", 1) or 1)
     if not 1 <= frame <= frames:
         raise InvalidInput(

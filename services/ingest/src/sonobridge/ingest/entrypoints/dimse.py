@@ -16,15 +16,20 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
-from pynetdicom.presentation import StoragePresentationContexts, build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[attr-defined]
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, Problem
 from sonobridge.ingest import callers, handlers
 from sonobridge.ingest.domain.callers import DimseCaller
 from sonobridge.ingest.domain.model import Channel, Scope, is_valid_uid
-from sonobridge.ingest.domain.validation import SUPPORTED_TRANSFER_SYNTAXES
+from sonobridge.ingest.domain.validation import (
+    ENCAPSULATED_TRANSFER_SYNTAXES,
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+)
 from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.settings import IngestSettings
 
@@ -46,6 +51,21 @@ NO_DATASET = 0x0101
 # A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4.
 REJECT_UNKNOWN_CALLER = (0x01, 0x01, 0x03)
 REJECT_TRANSIENT = (0x02, 0x01, 0x01)
+
+# The SCP's order of preference when one presentation context offers several syntaxes
+# (pynetdicom accepts the first of these the requestor offers). A compressed syntax first: an
+# SCU offers one only for data already so encoded, which then travels and is stored unchanged
+# instead of being decompressed (or recompressed) on the way. Then explicit VR, whose VRs
+# survive, before implicit VR; big endian (retired) last.
+PREFERRED_TRANSFER_SYNTAXES = [
+    *sorted(ENCAPSULATED_TRANSFER_SYNTAXES, key=lambda uid: [int(n) for n in uid.split(".")]),
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+]
+# Every storage SOP class of the standard that pynetdicom knows (PS3.4 B.5), not only the 120
+# of StoragePresentationContexts, which an SCU's 128-context limit cut short.
+STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 
 # Receive datasets straight to a temp file in DICOM file format instead of decoding them in
 # memory: instances can be hundreds of MB. This is a pynetdicom process-wide switch.
@@ -198,10 +218,10 @@ class StoreScp:
         self.ae.acse_timeout = settings.dimse_artim_timeout_seconds
         self.ae.network_timeout = settings.dimse_network_timeout_seconds
         self.ae.dimse_timeout = settings.dimse_dimse_timeout_seconds
-        syntaxes = sorted(SUPPORTED_TRANSFER_SYNTAXES)
         contexts = [build_context(Verification)]
         contexts += [
-            build_context(cx.abstract_syntax, syntaxes) for cx in StoragePresentationContexts
+            build_context(sop_class, PREFERRED_TRANSFER_SYNTAXES)
+            for sop_class in STORAGE_SOP_CLASSES
         ]
         self.ae.supported_contexts = contexts
         self.ae.maximum_pdu_size = 0
