@@ -59,6 +59,10 @@ class PixelLayout:
     fragments: int = 0
     # Entries in the basic offset table (0 when empty or native).
     offset_table_entries: int = 0
+    # The element's VR: OB when encapsulated, OB or OW when native.
+    vr: str = "OW"
+    # File offset of a native value; None when encapsulated.
+    value_offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class InstanceDescription:
     bits_allocated: int = 0
     number_of_frames: int = 1
     photometric_interpretation: str = ""
+    # False for objects without pixels by nature (structured reports, waveforms, documents).
+    image: bool = True
 
 
 def expected_native_length(d: InstanceDescription) -> int:
@@ -138,7 +144,11 @@ def check_description(d: InstanceDescription, pixels: PixelLayout | None) -> Non
             "unsupported_transfer_syntax",
         )
     if pixels is None:
-        raise Rejected("instance has no pixel data (truncated, or not an image)", "no_pixel_data")
+        if d.image:
+            # An image SOP class, or a pixel module without its pixels: cut short somewhere.
+            raise Rejected("image instance has no pixel data (truncated?)", "no_pixel_data")
+        # Any storage class is kept (PS3.18 10.5): reports, waveforms, documents have no pixels.
+        return
     if d.rows <= 0 or d.columns <= 0 or d.bits_allocated <= 0 or d.samples_per_pixel <= 0:
         raise Rejected(
             "Rows, Columns, BitsAllocated and SamplesPerPixel must be present and positive",
