@@ -49,7 +49,9 @@ def record_audit(
             resource_id=resource_id[:255],
             institution_id=institution_id,
             channel=channel,
-            outcome=outcome,
+            # PostgreSQL refuses an over-long value (SQLite does not): a long rejection reason
+            # such as rejected:unsupported_transfer_syntax must not turn the refusal into a 500.
+            outcome=outcome[: audit_log.c.outcome.type.length],
             detail=(detail or "")[:2000] or None,
         )
     )

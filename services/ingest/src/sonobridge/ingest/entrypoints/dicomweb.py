@@ -48,6 +48,8 @@ from sonobridge.ingest.handlers import IngestDeps
 DICOM_JSON = "application/dicom+json"
 PREFIX = "/dicomweb"
 _PIXEL_DATA = 0x7FE00010
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_FORWARDING_HEADERS = ("forwarded", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-for")
 
 # PS3.18 Table 10.5.3-1 / PS3.4 Annex B failure reasons.
 _FAILURE_REASONS = {
@@ -313,6 +315,23 @@ def _query(request: Request) -> tuple[list[Any], set[str], int, int, list[str], 
         if clause is not None:
             conditions.append(clause)
     return conditions, modalities, offset, limit, includes, warnings
+
+
+def _request_base(request: Request) -> str:
+    """Return the URL the client called, with the port even when its Host header left it out.
+
+    dicomweb-client sends `Host: <host>` without the port; a client that reached us directly
+    came through our listening port, so that port belongs in the URLs we hand back. Through a
+    proxy (forwarding headers present) the Host header is taken as is.
+    """
+    url = request.base_url
+    server = request.scope.get("server")
+    forwarded = any(h in request.headers for h in _FORWARDING_HEADERS)
+    if url.port is None and server and not forwarded:
+        port = int(server[1])
+        if port != _DEFAULT_PORTS.get(url.scheme):
+            url = url.replace(port=port)
+    return str(url)
 
 
 def _instance_url(base: str, row: Row[Any]) -> str:
@@ -705,7 +724,7 @@ def build_router(deps: IngestDeps, public_base_url: str | None = None) -> APIRou
 
     def base_url(request: Request) -> str:
         # Behind a proxy or port mapping, the configured public URL is what clients can reach.
-        return (public_base_url or str(request.base_url)).rstrip("/") + PREFIX
+        return (public_base_url or _request_base(request)).rstrip("/") + PREFIX
 
     async def stow(request: Request, principal: Principal, study: str | None) -> Response:
         if study is not None:
