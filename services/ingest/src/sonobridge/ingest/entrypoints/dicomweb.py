@@ -827,18 +827,20 @@ def build_router(deps: IngestDeps, public_base_url: str | None = None) -> APIRou
             lookup, principal, f"search_{level}", study, series, None, conditions
         )
         base = base_url(request)
+        page = slice(offset, offset + limit)
         items: list[dict[str, Any]]
+        # The page is cut before rendering: study and series answers read stored metadata.
         if level == "studies":
-            groups = _group(rows, "study_instance_uid")
+            groups = list(_group(rows, "study_instance_uid").values())
             if modalities:
-                groups = {k: v for k, v in groups.items() if modalities & {r.modality for r in v}}
-            items = [_study_json(v, base, includes) for v in groups.values()]
+                groups = [g for g in groups if modalities & {r.modality for r in g}]
+            items = [_study_json(g, base, includes) for g in groups[page]]
         elif level == "series":
-            series_rows = _group(rows, "series_instance_uid").values()
-            items = [_series_json(v, base, includes) for v in series_rows]
+            series_rows = list(_group(rows, "series_instance_uid").values())
+            items = [_series_json(g, base, includes) for g in series_rows[page]]
         else:
-            items = [_instance_json(r, base, includes) for r in rows]
-        return _json_response(items[offset : offset + limit], warnings)
+            items = [_instance_json(r, base, includes) for r in rows[page]]
+        return _json_response(items, warnings)
 
     @router.get("/studies")
     async def search_studies(request: Request, principal: CurrentPrincipal) -> Response:
