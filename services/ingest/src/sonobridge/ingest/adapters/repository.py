@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from sonobridge.common.access import Reachable
 from sonobridge.common.auth import Principal
 from sonobridge.ingest.adapters.orm import (
+    AUDIT_OUTCOME_CHARS,
     audit_log,
     dimse_callers,
     exams,
@@ -51,7 +52,7 @@ def record_audit(
             channel=channel,
             # PostgreSQL refuses an over-long value (SQLite does not): a long rejection reason
             # such as rejected:unsupported_transfer_syntax must not turn the refusal into a 500.
-            outcome=outcome[: audit_log.c.outcome.type.length],
+            outcome=outcome[:AUDIT_OUTCOME_CHARS],
             detail=(detail or "")[:2000] or None,
         )
     )
