@@ -299,6 +299,7 @@ def build_request(world: World, route: Route, owner: str) -> dict[str, Any]:
         "series": s.series,
         "sop": s.sop,
         "frames": "1",
+        "key": "7FE00010",
         "read_id": s.read_id,
         "report_id": str(uuid.uuid5(uuid.NAMESPACE_OID, s.read_id)),
         "version": world.model[1] if route.service == "inference" else "1",

@@ -25,7 +25,7 @@ from sonobridge.common.delivery import Outbox
 from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
 from sonobridge.common.problems import Conflict, InvalidInput, Problem, UnsupportedMediaType
 from sonobridge.inference.adapters import messages, orm
-from sonobridge.inference.domain.errors import ModelNotFound
+from sonobridge.inference.domain.errors import ModelNotFound, NoPixelData
 from sonobridge.inference.domain.model_card import ModelCard, version_key
 from sonobridge.inference.domain.probe_health import (
     ProbeHealthAssessment,
@@ -400,6 +400,8 @@ class _ExamRun:
     frame_acceptable: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     decoded: int = 0
+    # Structured reports, waveforms and other objects without pixels, passed over.
+    skipped: int = 0
 
 
 def _analyse_instance(
@@ -412,6 +414,10 @@ def _analyse_instance(
     started = time.perf_counter()
     try:
         decoded = _read_instance(deps, ref)
+    except NoPixelData:
+        # An exam may carry a report or an ECG beside its images; there is nothing to infer on.
+        run.skipped += 1
+        return
     except (Problem, ObjectNotFound) as exc:
         # The other instances still count; the run ends PARTIAL with the reason.
         deps.metrics.errors.labels(QUALITY_MODEL, "instance").inc()
@@ -671,6 +677,7 @@ def infer_exam(
                 "findings": len(findings),
                 "instances": len(exam.instances),
                 "instances_analysed": run.decoded,
+                "instances_without_pixels": run.skipped,
                 "probe_suspected_fault": probe_health.suspected_fault,
             },
             derived_object_keys=derived,

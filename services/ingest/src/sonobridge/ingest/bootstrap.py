@@ -114,7 +114,7 @@ def build(
         cors_origins=settings.http.cors_origins,
     )
     app.include_router(rest.build_router(deps, max_size=settings.ingest.max_instance_bytes))
-    app.include_router(dicomweb.build_router(deps))
+    app.include_router(dicomweb.build_router(deps, settings.ingest.public_base_url))
     app.include_router(admin.build_router(deps))
     app.state.deps = deps
 

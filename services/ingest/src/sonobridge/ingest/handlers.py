@@ -27,7 +27,7 @@ from sonobridge.common.objects.ports import ObjectNotFound, ObjectStore
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.ingest.adapters import dataset_hash
 from sonobridge.ingest.adapters import repository as repo
-from sonobridge.ingest.adapters.dicomfile import read_instance
+from sonobridge.ingest.adapters.dicomfile import peek_uids, read_instance
 from sonobridge.ingest.adapters.spool import Spool, SpooledFile
 from sonobridge.ingest.domain.model import (
     Channel,
@@ -483,6 +483,11 @@ def validate_spooled(
     description, pixels, metadata = read_instance(spooled.path)
     check_description(description, pixels)
     return description, metadata
+
+
+def identify(spooled: SpooledFile) -> tuple[str, str]:
+    """Return the (SOP class, SOP instance) UIDs a refused file names, or empty strings."""
+    return peek_uids(spooled.path)
 
 
 def store_instance(

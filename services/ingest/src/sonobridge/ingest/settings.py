@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from sonobridge.common.settings import ServiceSettings
 
@@ -33,6 +34,17 @@ class IngestSettings(BaseModel):
     upload_expiry_seconds: int = Field(24 * 3600, gt=0)
     expiry_sweep_seconds: float = Field(60.0, gt=0)
     spool_dir: Path | None = None
+    # Where clients reach ingest's HTTP root when that is not the address they connected to
+    # (a reverse proxy, a port mapping), e.g. https://pacs.county.example:8443/sonobridge;
+    # DICOMweb RetrieveURLs and BulkDataURIs start with it. Unset: the request's own base URL.
+    public_base_url: str | None = None
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value):
+            raise ValueError(f"{value!r} is not an http(s) URL without query or fragment")
+        return value.rstrip("/") if value else None
 
 
 class Settings(ServiceSettings):

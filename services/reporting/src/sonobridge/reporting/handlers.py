@@ -793,6 +793,8 @@ def view_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[st
     base = deps.settings.wado_base_url.rstrip("/")
     frames = []
     for inst in (exam or {}).get("instances", []):
+        if not inst.get("number_of_frames"):
+            continue  # a structured report or a waveform in the exam: no frame to show
         path = (
             f"{base}/studies/{inst['study_instance_uid']}/series/"
             f"{inst['series_instance_uid']}/instances/{inst['sop_instance_uid']}"
@@ -800,7 +802,7 @@ def view_read(deps: Dependencies, principal: Principal, read_id: str) -> dict[st
         frames.append(
             {
                 "sop_instance_uid": inst["sop_instance_uid"],
-                "number_of_frames": int(inst.get("number_of_frames") or 1),
+                "number_of_frames": int(inst["number_of_frames"]),
                 "rendered": f"{path}/rendered",
                 "first_frame_rendered": f"{path}/frames/1/rendered",
             }

@@ -31,5 +31,9 @@ class InvalidImage(problems.InvalidInput, InferenceError):
     """The submitted bytes are not a decodable image or DICOM instance (INVALID_ARGUMENT / 422)."""
 
 
+class NoPixelData(InvalidImage):
+    """A DICOM object without pixels by nature (a report, a waveform): nothing to look at."""
+
+
 class InvalidInput(problems.InvalidInput, InferenceError):
     """A tensor does not match the model's input spec (INVALID_ARGUMENT / 422)."""

@@ -14,7 +14,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_color_lut
 from pydicom.pixels import pixel_array as dicom_pixel_array
 
-from sonobridge.inference.domain.errors import InvalidImage
+from sonobridge.inference.domain.errors import InvalidImage, NoPixelData
 
 # What pydicom raises on a damaged file: a wrong length shifts every later element, so a value
 # of any VR can turn up anywhere; nested sequences recurse once per level.
@@ -154,7 +154,7 @@ def decode_dataset(
     from the file on its own, so a long cine is never held in memory whole.
     """
     if "PixelData" not in ds:
-        raise InvalidImage("the DICOM instance has no Pixel Data")
+        raise NoPixelData("the DICOM instance has no Pixel Data")
     _require_pixel_module(ds)
     sampling = sampling or FrameSampling()
     try:

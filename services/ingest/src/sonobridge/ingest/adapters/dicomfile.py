@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 from pydicom.valuerep import MAX_VALUE_LEN
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
+from sonobridge.ingest.domain.model import is_valid_uid
 from sonobridge.ingest.domain.validation import (
     EXPLICIT_VR_BIG_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -44,8 +48,13 @@ _LONG_VRS = {
     b"UT",
     b"UV",
 }
-# Large values are left out of stored metadata; WADO-RS metadata omits bulk data.
-_JSON_BULK_BYTES = 16 * 1024
+# Binary values above this size are not inlined in metadata: they get a BulkDataURI instead.
+JSON_BULK_BYTES = 16 * 1024
+_BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+# Stored metadata names bulk data relative to the instance's URL (the base URL is the request's):
+# "bulkdata/{tag}-{file offset of the value}", or PIXEL_BULKDATA for encapsulated pixel data.
+BULKDATA = "bulkdata/"
+PIXEL_BULKDATA = f"{BULKDATA}{_PIXEL_DATA:08X}"
 
 
 # C0 controls other than ESC (ISO 2022 code extensions) never occur in the short string VRs
@@ -141,16 +150,21 @@ def _pixel_layout(fp: BinaryIO, size: int, transfer_syntax: str) -> PixelLayout 
         if vr not in (b"OB", b"OW"):
             raise Rejected(f"pixel data has VR {vr!r}, expected OB or OW", "pixel_mismatch")
         (length,) = struct.unpack(f"{endian}L", raw[4:])
+    # Implicit VR pixel data is OW (PS3.5 A.1).
+    vr_name = raw[:2].decode() if transfer_syntax != IMPLICIT_VR_LITTLE_ENDIAN else "OW"
     if length == _UNDEFINED:
         fragments, entries = _walk_fragments(fp, size, endian)
-        return PixelLayout(encapsulated=True, fragments=fragments, offset_table_entries=entries)
-    if fp.tell() + length > size:
+        return PixelLayout(
+            encapsulated=True, fragments=fragments, offset_table_entries=entries, vr="OB"
+        )
+    offset = fp.tell()
+    if offset + length > size:
         raise Rejected(
-            f"pixel data declares {length} bytes but the file ends {size - fp.tell()} bytes later",
+            f"pixel data declares {length} bytes but the file ends {size - offset} bytes later",
             "truncated",
         )
     fp.seek(length, os.SEEK_CUR)
-    return PixelLayout(encapsulated=False, length=length)
+    return PixelLayout(encapsulated=False, length=length, vr=vr_name, value_offset=offset)
 
 
 def _check_end(fp: BinaryIO, size: int, transfer_syntax: str) -> None:
@@ -218,65 +232,131 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         pixels = _pixel_layout(fp, size, transfer_syntax) if transfer_syntax else None
         if pixels is not None:
             _check_end(fp, size, transfer_syntax)
-    try:
-        image = pixels is not None or _expects_pixels(ds)
-        description = InstanceDescription(
-            sop_instance_uid=_text(ds, "SOPInstanceUID"),
-            sop_class_uid=_text(ds, "SOPClassUID"),
-            study_instance_uid=_text(ds, "StudyInstanceUID"),
-            series_instance_uid=_text(ds, "SeriesInstanceUID"),
-            transfer_syntax_uid=transfer_syntax,
-            media_sop_instance_uid=str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip(),
-            media_sop_class_uid=str(meta.get("MediaStorageSOPClassUID", "") or "").strip(),
-            modality=_text(ds, "Modality"),
-            body_part=_text(ds, "BodyPartExamined"),
-            patient_id=_text(ds, "PatientID"),
-            patient_name=_text(ds, "PatientName"),
-            study_date=_text(ds, "StudyDate"),
-            study_time=_text(ds, "StudyTime"),
-            accession_number=_text(ds, "AccessionNumber"),
-            study_description=_text(ds, "StudyDescription"),
-            study_id=_text(ds, "StudyID"),
-            series_number=_int(ds, "SeriesNumber"),
-            series_description=_text(ds, "SeriesDescription"),
-            instance_number=_int(ds, "InstanceNumber"),
-            device_serial=_text(ds, "DeviceSerialNumber"),
-            rows=_int(ds, "Rows", 0) or 0,
-            columns=_int(ds, "Columns", 0) or 0,
-            samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 0,
-            bits_allocated=_int(ds, "BitsAllocated", 0) or 0,
-            # A structured report or a waveform has no frames at all.
-            number_of_frames=(_int(ds, "NumberOfFrames", 1) or 0) if image else 0,
-            photometric_interpretation=_text(ds, "PhotometricInterpretation"),
-            image=image,
-        )
-        metadata = _metadata_json(ds)
-    except Rejected:
-        raise
-    except Exception as exc:
-        raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
+        try:
+            description = _describe(ds, transfer_syntax, pixels)
+            # Inside the `with`: values deferred while parsing are read from the open file.
+            metadata = _metadata_json(ds, pixels)
+        except Rejected:
+            raise
+        except Exception as exc:
+            raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
     return description, pixels, metadata
+
+
+def peek_uids(path: Path) -> tuple[str, str]:
+    """Return (SOP class, SOP instance) UIDs of a file that failed, as far as they are legible."""
+    try:
+        ds = pydicom.dcmread(
+            path,
+            stop_before_pixels=True,
+            specific_tags=["SOPClassUID", "SOPInstanceUID"],
+        )
+        meta = ds.file_meta
+        sop_class = _text(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", ""))
+        sop_instance = _text(ds, "SOPInstanceUID") or str(
+            meta.get("MediaStorageSOPInstanceUID", "")
+        )
+    except Exception:
+        # The file is already refused for being unreadable; its failure item stays anonymous.
+        return "", ""
+    sop_class, sop_instance = sop_class.strip(), sop_instance.strip()
+    return (
+        sop_class if is_valid_uid(sop_class) else "",
+        sop_instance if is_valid_uid(sop_instance) else "",
+    )
 
 
 def _expects_pixels(ds: Dataset) -> bool:
     """Tell whether the object is an image: an image SOP class, or a declared pixel module."""
-    name = pydicom.uid.UID(_text(ds, "SOPClassUID")).name
+    name = UID(_text(ds, "SOPClassUID")).name
     if "Image Storage" in name:
         return True
     return any(k in ds for k in ("Rows", "Columns", "BitsAllocated", "NumberOfFrames"))
 
 
-def _metadata_json(ds: Dataset) -> dict[str, Any]:
-    """Return the header as DICOM JSON (PS3.18 F.2), bulk values left out."""
-
-    def _skip_bulk(_element: Any) -> str:
-        return ""
-
-    body = ds.to_json_dict(
-        bulk_data_threshold=_JSON_BULK_BYTES, bulk_data_element_handler=_skip_bulk
+def _describe(ds: Dataset, transfer_syntax: str, pixels: PixelLayout | None) -> InstanceDescription:
+    meta = ds.file_meta
+    image = pixels is not None or _expects_pixels(ds)
+    return InstanceDescription(
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        sop_class_uid=_text(ds, "SOPClassUID"),
+        study_instance_uid=_text(ds, "StudyInstanceUID"),
+        series_instance_uid=_text(ds, "SeriesInstanceUID"),
+        transfer_syntax_uid=transfer_syntax,
+        media_sop_instance_uid=str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip(),
+        media_sop_class_uid=str(meta.get("MediaStorageSOPClassUID", "") or "").strip(),
+        modality=_text(ds, "Modality"),
+        body_part=_text(ds, "BodyPartExamined"),
+        patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"),
+        study_description=_text(ds, "StudyDescription"),
+        study_id=_text(ds, "StudyID"),
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        instance_number=_int(ds, "InstanceNumber"),
+        device_serial=_text(ds, "DeviceSerialNumber"),
+        rows=_int(ds, "Rows", 0) or 0,
+        columns=_int(ds, "Columns", 0) or 0,
+        samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 0,
+        bits_allocated=_int(ds, "BitsAllocated", 0) or 0,
+        # A structured report or a waveform has no frames at all.
+        number_of_frames=(_int(ds, "NumberOfFrames", 1) or 0) if image else 0,
+        photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+        image=image,
     )
-    return {
-        tag: value
-        for tag, value in body.items()
-        if "BulkDataURI" not in value or value["BulkDataURI"]
-    }
+
+
+def _bulk_vr(raw: RawDataElement) -> str | None:
+    """Return the VR under which a raw element is bulk data, or None if it is not binary."""
+    vr = raw.VR
+    if vr is None:  # implicit VR: the dictionary says, and ambiguous binary VRs are OW
+        try:
+            vr = dictionary_VR(raw.tag)
+        except KeyError:
+            vr = "UN"
+    if vr in _BULK_VRS:
+        return str(vr)
+    if "OW" in vr:
+        return "OW"
+    return "OB" if "OB" in vr else None
+
+
+def _json_dataset(ds: Dataset) -> dict[str, Any]:
+    """Render a dataset as DICOM JSON (PS3.18 F.2); large binary values become BulkDataURIs."""
+    body: dict[str, Any] = {}
+    for tag in sorted(ds.keys()):
+        key = f"{tag:08X}"
+        raw = ds.get_item(tag, keep_deferred=True)
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.length != _UNDEFINED
+            and raw.length > JSON_BULK_BYTES
+            and (vr := _bulk_vr(raw)) is not None
+        ):
+            # Only the raw element still knows where its value lies in the file.
+            body[key] = {"vr": vr, "BulkDataURI": f"{BULKDATA}{key}-{raw.value_tell}"}
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            body[key] = {"vr": "SQ", "Value": [_json_dataset(item) for item in element.value]}
+            continue
+        body[key] = element.to_json_dict(
+            bulk_data_element_handler=None, bulk_data_threshold=JSON_BULK_BYTES
+        )
+    return body
+
+
+def _metadata_json(ds: Dataset, pixels: PixelLayout | None) -> dict[str, Any]:
+    """Return the header as DICOM JSON with BulkDataURIs for large values and the pixel data."""
+    body = _json_dataset(ds)
+    if pixels is not None:
+        uri = (
+            PIXEL_BULKDATA
+            if pixels.encapsulated
+            else f"{BULKDATA}{_PIXEL_DATA:08X}-{pixels.value_offset}"
+        )
+        body[f"{_PIXEL_DATA:08X}"] = {"vr": pixels.vr, "BulkDataURI": uri}
+    return body

@@ -124,6 +124,8 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Outcomes are short codes (ok, rejected:<reason>); longer ones are clipped on insert.
+AUDIT_OUTCOME_CHARS = 32
 audit_log = Table(
     "audit_log",
     metadata,
@@ -136,7 +138,7 @@ audit_log = Table(
     Column("resource_id", String(255), nullable=False),
     Column("institution_id", String(128), nullable=True),
     Column("channel", String(16), nullable=False),
-    Column("outcome", String(32), nullable=False),
+    Column("outcome", String(AUDIT_OUTCOME_CHARS), nullable=False),
     Column("detail", Text, nullable=True),
 )
 

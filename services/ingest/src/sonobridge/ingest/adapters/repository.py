@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from sonobridge.common.access import Reachable
 from sonobridge.common.auth import Principal
 from sonobridge.ingest.adapters.orm import (
+    AUDIT_OUTCOME_CHARS,
     audit_log,
     dimse_callers,
     exams,
@@ -49,7 +50,9 @@ def record_audit(
             resource_id=resource_id[:255],
             institution_id=institution_id,
             channel=channel,
-            outcome=outcome,
+            # PostgreSQL refuses an over-long value (SQLite does not): a long rejection reason
+            # such as rejected:unsupported_transfer_syntax must not turn the refusal into a 500.
+            outcome=outcome[:AUDIT_OUTCOME_CHARS],
             detail=(detail or "")[:2000] or None,
         )
     )

@@ -59,6 +59,10 @@ class PixelLayout:
     fragments: int = 0
     # Entries in the basic offset table (0 when empty or native).
     offset_table_entries: int = 0
+    # The element's VR: OB when encapsulated, OB or OW when native.
+    vr: str = "OW"
+    # File offset of a native value; None when encapsulated.
+    value_offset: int | None = None
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ import re
 import tempfile
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from sqlalchemy import Row
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +25,8 @@ from sonobridge.common.inputs import INT32_MAX, INT32_MIN, parse_int
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.common.problems import UnsupportedMediaType as UnsupportedMedia
 from sonobridge.ingest import handlers
+from sonobridge.ingest.adapters.bulkdata import BulkKey, bulk_uri, open_element, parse_bulk_key
+from sonobridge.ingest.adapters.dicomfile import PIXEL_BULKDATA
 from sonobridge.ingest.adapters.frames import (
     OCTET_STREAM,
     check_frames,
@@ -35,13 +39,25 @@ from sonobridge.ingest.adapters.multipart import read_parts
 from sonobridge.ingest.adapters.orm import instances as t
 from sonobridge.ingest.adapters.rendering import MEDIA_TYPES, render_frame
 from sonobridge.ingest.domain.model import Channel, require_uid
+from sonobridge.ingest.domain.validation import (
+    ENCAPSULATED_TRANSFER_SYNTAXES,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+)
 from sonobridge.ingest.handlers import IngestDeps
 
 DICOM_JSON = "application/dicom+json"
 PREFIX = "/dicomweb"
+_PIXEL_DATA = 0x7FE00010
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_FORWARDING_HEADERS = ("forwarded", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-for")
 
 # PS3.18 Table 10.5.3-1 / PS3.4 Annex B failure reasons.
-_FAILURE_REASONS = {"oversize": 0xA700, "uid_mismatch": 0xA900}
+_FAILURE_REASONS = {
+    "oversize": 0xA700,
+    "uid_mismatch": 0xA900,
+    # PS3.18 I.2.2: Referenced Transfer Syntax not supported.
+    "unsupported_transfer_syntax": 0xC122,
+}
 _PROCESSING_FAILURE = 0x0110
 _CANNOT_UNDERSTAND = 0xC000
 _DUPLICATE_INSTANCE = 0x0111
@@ -52,6 +68,12 @@ class NotAcceptable(Problem):
     """No representation the client accepts can be produced."""
 
     status, title, type_slug = 406, "Not acceptable", "not-acceptable"
+
+
+class BadQuery(Problem):
+    """A QIDO-RS query the server cannot run as written (PS3.18 8.3.4: 400)."""
+
+    status, title, type_slug = 400, "Bad request", "bad-request"
 
 
 def _attr(vr: str, *values: Any) -> dict[str, Any]:
@@ -148,6 +170,84 @@ _WILDCARD_KEYS = {
 _INT_KEYS = {"SeriesNumber", "InstanceNumber"}
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 _DATE = re.compile(r"^\d{8}$")
+_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+_ALL = "all"
+
+
+def _tags(*keywords: str) -> frozenset[str]:
+    return frozenset(f"{tag_for_keyword(k):08X}" for k in keywords)
+
+
+# What includefield=all adds at study and series level: the patient, study and series modules
+# (PS3.3 C.7.1.1, C.7.2.1, C.7.2.2, C.7.3.1, C.7.5.1) as the first instance carries them.
+_STUDY_LEVEL = _tags(
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+    "OtherPatientIDsSequence",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "EthnicGroup",
+    "PatientComments",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "IssuerOfAccessionNumberSequence",
+    "StudyDescription",
+    "PhysiciansOfRecord",
+    "NameOfPhysiciansReadingStudy",
+    "ProcedureCodeSequence",
+    "AdmittingDiagnosesDescription",
+    "TimezoneOffsetFromUTC",
+)
+_SERIES_LEVEL = _tags(
+    "Modality",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "Laterality",
+    "SeriesDate",
+    "SeriesTime",
+    "PerformingPhysicianName",
+    "ProtocolName",
+    "SeriesDescription",
+    "OperatorsName",
+    "BodyPartExamined",
+    "PatientPosition",
+    "PerformedProcedureStepID",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "PerformedProcedureStepDescription",
+    "RequestAttributesSequence",
+    "Manufacturer",
+    "InstitutionName",
+    "StationName",
+    "ManufacturerModelName",
+    "DeviceSerialNumber",
+    "SoftwareVersions",
+    "TimezoneOffsetFromUTC",
+)
+# Returned by default at study level (PS3.18 Table 10.6.3-3), present even when empty.
+_STUDY_DEFAULTS = _tags("ReferringPhysicianName", "PatientBirthDate", "PatientSex")
+
+
+def _include_tag(name: str) -> str:
+    """Return the 8-digit tag an includefield value names (tag or keyword), or "all"."""
+    if name == _ALL or _TAG.match(name):
+        return name.upper() if name != _ALL else _ALL
+    tag = tag_for_keyword(name)
+    if tag is None:
+        raise BadQuery(
+            f"includefield {name!r} is neither a tag (8 hex digits) nor a DICOM keyword",
+            reason="bad_includefield",
+        )
+    return f"{tag:08X}"
 
 
 def _condition(keyword: str, raw: str) -> Any:
@@ -198,7 +298,7 @@ def _query(request: Request) -> tuple[list[Any], set[str], int, int, list[str], 
                 offset = number
             continue
         if name == "includefield":
-            includes.extend(v.strip() for v in value.split(",") if v.strip())
+            includes.extend(_include_tag(v.strip()) for v in value.split(",") if v.strip())
             continue
         if name in _CONTROL:
             continue
@@ -217,31 +317,99 @@ def _query(request: Request) -> tuple[list[Any], set[str], int, int, list[str], 
     return conditions, modalities, offset, limit, includes, warnings
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + PREFIX
+def _request_base(request: Request) -> str:
+    """Return the URL the client called, with the port even when its Host header left it out.
+
+    dicomweb-client sends `Host: <host>` without the port; a client that reached us directly
+    came through our listening port, so that port belongs in the URLs we hand back. Through a
+    proxy (forwarding headers present) the Host header is taken as is.
+    """
+    url = request.base_url
+    server = request.scope.get("server")
+    forwarded = any(h in request.headers for h in _FORWARDING_HEADERS)
+    if url.port is None and server and not forwarded:
+        port = int(server[1])
+        if port != _DEFAULT_PORTS.get(url.scheme):
+            url = url.replace(port=port)
+    return str(url)
 
 
-def _study_json(rows: Sequence[Row[Any]], base: str) -> dict[str, Any]:
+def _instance_url(base: str, row: Row[Any]) -> str:
+    return (
+        f"{base}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}"
+        f"/instances/{row.sop_instance_uid}"
+    )
+
+
+def _absolute_bulk_uris(body: dict[str, Any], instance_url: str) -> dict[str, Any]:
+    """Resolve stored relative BulkDataURIs against the instance's URL, in sequences too."""
+    for attribute in body.values():
+        if "BulkDataURI" in attribute:
+            attribute["BulkDataURI"] = bulk_uri(instance_url, attribute["BulkDataURI"])
+        elif attribute.get("vr") == "SQ":
+            for item in attribute.get("Value", ()):
+                _absolute_bulk_uris(item, instance_url)
+    return body
+
+
+def _instance_metadata(row: Row[Any], base: str) -> dict[str, Any]:
+    """Return an instance's DICOM JSON with its transfer syntax and absolute BulkDataURIs."""
+    url = _instance_url(base, row)
+    body = _absolute_bulk_uris(json.loads(row.metadata_json), url)
+    body["00020010"] = _attr("UI", row.transfer_syntax_uid)
+    if row.rows and "7FE00010" not in body:
+        # Indexed before pixel data got a BulkDataURI: the pixel route serves it without offset.
+        vr = "OB" if row.transfer_syntax_uid in ENCAPSULATED_TRANSFER_SYNTAXES else "OW"
+        body["7FE00010"] = {"vr": vr, "BulkDataURI": f"{url}/{PIXEL_BULKDATA}"}
+    return dict(sorted(body.items()))
+
+
+def _level_fields(
+    rows: Sequence[Row[Any]], base: str, includes: Sequence[str], level: frozenset[str]
+) -> dict[str, Any]:
+    """Return requested attributes as the first instance carries them (they are shared)."""
+    metadata = _instance_metadata(rows[0], base)
+    wanted = set(includes) | (level if _ALL in includes else set())
+    return {tag: value for tag, value in metadata.items() if tag in wanted}
+
+
+def _empty(tag: str) -> dict[str, Any]:
+    vr = dictionary_VR(int(tag, 16))
+    return {"vr": vr}
+
+
+def _study_json(
+    rows: Sequence[Row[Any]], base: str, includes: Sequence[str] = ()
+) -> dict[str, Any]:
     first = rows[0]
-    return {
-        "00080020": _attr("DA", first.study_date),
-        "00080030": _attr("TM", first.study_time),
-        "00080050": _attr("SH", first.accession_number),
-        "00080061": _attr("CS", *sorted({r.modality for r in rows if r.modality})),
-        "00081030": _attr("LO", first.study_description),
-        "00100010": _attr("PN", first.patient_name),
-        "00100020": _attr("LO", first.patient_id),
-        "0020000D": _attr("UI", first.study_instance_uid),
-        "00200010": _attr("SH", first.study_id),
-        "00201206": _attr("IS", len({r.series_instance_uid for r in rows})),
-        "00201208": _attr("IS", len(rows)),
-        "00081190": _attr("UR", f"{base}/studies/{first.study_instance_uid}"),
-    }
+    extra = _level_fields(rows, base, [*includes, *_STUDY_DEFAULTS], _STUDY_LEVEL)
+    defaults = {tag: extra.get(tag) or _empty(tag) for tag in _STUDY_DEFAULTS}
+    return (
+        extra
+        | defaults
+        | {
+            "00080020": _attr("DA", first.study_date),
+            "00080030": _attr("TM", first.study_time),
+            "00080050": _attr("SH", first.accession_number),
+            "00080061": _attr("CS", *sorted({r.modality for r in rows if r.modality})),
+            "00081030": _attr("LO", first.study_description),
+            "00100010": _attr("PN", first.patient_name),
+            "00100020": _attr("LO", first.patient_id),
+            "0020000D": _attr("UI", first.study_instance_uid),
+            "00200010": _attr("SH", first.study_id),
+            "00201206": _attr("IS", len({r.series_instance_uid for r in rows})),
+            "00201208": _attr("IS", len(rows)),
+            "00081190": _attr("UR", f"{base}/studies/{first.study_instance_uid}"),
+        }
+    )
 
 
-def _series_json(rows: Sequence[Row[Any]], base: str) -> dict[str, Any]:
+def _series_json(
+    rows: Sequence[Row[Any]], base: str, includes: Sequence[str] = ()
+) -> dict[str, Any]:
     first = rows[0]
-    return {
+    extra = _level_fields(rows, base, includes, _SERIES_LEVEL) if includes else {}
+    return extra | {
         "00080060": _attr("CS", first.modality),
         "0008103E": _attr("LO", first.series_description),
         "0020000D": _attr("UI", first.study_instance_uid),
@@ -258,8 +426,8 @@ def _series_json(rows: Sequence[Row[Any]], base: str) -> dict[str, Any]:
 def _instance_json(row: Row[Any], base: str, includes: Sequence[str]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if includes:
-        metadata = json.loads(row.metadata_json)
-        wanted = set(metadata) if "all" in includes else {i.upper() for i in includes}
+        metadata = _instance_metadata(row, base)
+        wanted = set(metadata) if _ALL in includes else set(includes)
         body.update({tag: value for tag, value in metadata.items() if tag in wanted})
     body.update(
         {
@@ -270,16 +438,18 @@ def _instance_json(row: Row[Any], base: str, includes: Sequence[str]) -> dict[st
             "0020000D": _attr("UI", row.study_instance_uid),
             "0020000E": _attr("UI", row.series_instance_uid),
             "00200013": _attr("IS", row.instance_number),
-            "00280008": _attr("IS", row.number_of_frames),
-            "00280010": _attr("US", row.rows),
-            "00280011": _attr("US", row.columns),
-            "00081190": _attr(
-                "UR",
-                f"{base}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}"
-                f"/instances/{row.sop_instance_uid}",
-            ),
+            "00081190": _attr("UR", _instance_url(base, row)),
         }
     )
+    if row.number_of_frames:
+        # Reports and waveforms have no image geometry to state.
+        body.update(
+            {
+                "00280008": _attr("IS", row.number_of_frames),
+                "00280010": _attr("US", row.rows),
+                "00280011": _attr("US", row.columns),
+            }
+        )
     return dict(sorted(body.items()))
 
 
@@ -288,6 +458,20 @@ def _group(rows: Sequence[Row[Any]], attribute: str) -> dict[str, list[Row[Any]]
     for row in rows:
         groups[getattr(row, attribute)].append(row)
     return groups
+
+
+def _check_accept_json(accept: str | None) -> None:
+    """Allow DICOM JSON (or anything); refuse application/dicom+xml and other formats."""
+    if not accept:
+        return
+    for candidate in accept.split(","):
+        main, _ = _media_range(candidate)
+        if main in ("*/*", "application/*", DICOM_JSON, "application/json"):
+            return
+    raise NotAcceptable(
+        f"search results and metadata are served as {DICOM_JSON} only (not application/dicom+xml)",
+        reason="not_acceptable",
+    )
 
 
 def _json_response(items: list[dict[str, Any]], warnings: Sequence[str] = ()) -> Response:
@@ -419,6 +603,76 @@ def _render(deps: IngestDeps, row: Row[Any], frame: int, media_type: str) -> byt
         path.unlink(missing_ok=True)
 
 
+def _check_accept_bulk(accept: str | None) -> None:
+    """Allow multipart/related with octet-stream (or any) parts: bulk data is never transcoded."""
+    if not accept:
+        return
+    for candidate in accept.split(","):
+        main, params = _media_range(candidate)
+        kind = params.get("type", "*/*").lower() if main == "multipart/related" else main
+        if main in ("*/*", "multipart/*") or kind in ("*/*", "application/*", OCTET_STREAM):
+            return
+    raise NotAcceptable(
+        f'bulk data is served as multipart/related; type="{OCTET_STREAM}"',
+        reason="not_acceptable",
+    )
+
+
+def _open_bulk(
+    deps: IngestDeps, row: Row[Any], key: BulkKey
+) -> tuple[int, Iterator[bytes], Callable[[], None]]:
+    """Open the stored object at the element; errors come before the response starts."""
+    stack = ExitStack()
+    try:
+        chunks = stack.enter_context(handlers.open_instance(deps, row))
+        length, body = open_element(chunks, key, row.transfer_syntax_uid)
+    except BaseException:
+        stack.close()
+        raise
+    return length, body, stack.close
+
+
+def _bulk_stream(
+    body: Iterator[bytes], length: int, boundary: str, close: Callable[[], None]
+) -> Iterator[bytes]:
+    try:
+        yield (
+            f"--{boundary}\r\nContent-Type: {OCTET_STREAM}\r\nContent-Length: {length}\r\n\r\n"
+        ).encode()
+        yield from body
+        yield f"\r\n--{boundary}--\r\n".encode()
+    finally:
+        close()
+
+
+def _prepare_pixels(deps: IngestDeps, row: Row[Any]) -> tuple[Path, int]:
+    """Spool the instance and count its frames, so errors come before streaming starts."""
+    path = _spool_object(deps, row)
+    try:
+        frames = check_frames(path, [])
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path, frames
+
+
+def _pixel_stream(path: Path, frames: int, stored_syntax: str, boundary: str) -> Iterator[bytes]:
+    """Native pixel data as one part; encapsulated pixel data as one part per frame (8.7.3)."""
+    numbers = list(range(1, frames + 1))
+    try:
+        if stored_syntax in ENCAPSULATED_TRANSFER_SYNTAXES:
+            yield from _frame_stream(path, numbers, OCTET_STREAM, stored_syntax, boundary)
+            return
+        yield (
+            f"--{boundary}\r\nContent-Type: {OCTET_STREAM}; "
+            f"transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}\r\n\r\n"
+        ).encode()
+        yield from read_frames(path, numbers)
+        yield f"\r\n--{boundary}--\r\n".encode()
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _rendered_type(accept: str | None) -> str:
     if not accept:
         return "image/jpeg"
@@ -431,8 +685,8 @@ def _rendered_type(accept: str | None) -> str:
     raise NotAcceptable("rendered frames are available as image/jpeg or image/png")
 
 
-def build_router(deps: IngestDeps) -> APIRouter:
-    """Return the DICOMweb router."""
+def build_router(deps: IngestDeps, public_base_url: str | None = None) -> APIRouter:
+    """Return the DICOMweb router; URLs in answers start with `public_base_url` when given."""
     router = APIRouter(prefix=PREFIX)
 
     def lookup(
@@ -468,11 +722,16 @@ def build_router(deps: IngestDeps) -> APIRouter:
 
     # --- STOW-RS ------------------------------------------------------------------------------
 
+    def base_url(request: Request) -> str:
+        # Behind a proxy or port mapping, the configured public URL is what clients can reach.
+        return (public_base_url or _request_base(request)).rstrip("/") + PREFIX
+
     async def stow(request: Request, principal: Principal, study: str | None) -> Response:
         if study is not None:
             require_uid("StudyInstanceUID", study)
         boundary, _ = _boundary_of(request.headers.get("content-type", ""))
-        base = _base_url(request)
+        base = base_url(request)
+        stored_studies: set[str] = set()
         referenced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         warnings: list[str] = []
@@ -495,10 +754,11 @@ def build_router(deps: IngestDeps) -> APIRouter:
                 except Problem as problem:
                     if isinstance(problem, (NotFound,)) or problem.status >= 500:
                         raise
+                    sop_class, sop_instance = await run_in_threadpool(handlers.identify, part.body)
                     failed.append(
                         {
-                            "00081150": _attr("UI"),
-                            "00081155": _attr("UI"),
+                            "00081150": _attr("UI", sop_class),
+                            "00081155": _attr("UI", sop_instance),
                             "00081197": _attr("US", _failure_code(problem)),
                         }
                     )
@@ -508,6 +768,7 @@ def build_router(deps: IngestDeps) -> APIRouter:
                     )
                     continue
                 ref = stored.ref
+                stored_studies.add(ref.study_instance_uid)
                 referenced.append(
                     {
                         "00081150": _attr("UI", ref.sop_class_uid),
@@ -522,8 +783,10 @@ def build_router(deps: IngestDeps) -> APIRouter:
         if not referenced and not failed:
             raise InvalidInput("STOW-RS request holds no parts", reason="empty_request")
         body: dict[str, Any] = {}
-        if study:
-            body["00081190"] = _attr("UR", f"{base}/studies/{study}")
+        # The study's URL, when the request names it or everything stored belongs to one.
+        target = study or (next(iter(stored_studies)) if len(stored_studies) == 1 else None)
+        if target:
+            body["00081190"] = _attr("UR", f"{base}/studies/{target}")
         if referenced:
             body["00081199"] = {"vr": "SQ", "Value": referenced}
         if failed:
@@ -551,22 +814,33 @@ def build_router(deps: IngestDeps) -> APIRouter:
         study: str | None = None,
         series: str | None = None,
     ) -> Response:
-        conditions, modalities, offset, limit, includes, warnings = _query(request)
+        _check_accept_json(request.headers.get("accept"))
+        try:
+            # A query the server cannot run is a bad request (PS3.18 8.3.4), not a domain error.
+            conditions, modalities, offset, limit, includes, warnings = _query(request)
+            for name, value in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)):
+                if value is not None:
+                    require_uid(name, value)
+        except InvalidInput as problem:
+            raise BadQuery(problem.detail, **problem.extensions) from problem
         rows = await run_in_threadpool(
             lookup, principal, f"search_{level}", study, series, None, conditions
         )
-        base = _base_url(request)
+        base = base_url(request)
+        page = slice(offset, offset + limit)
         items: list[dict[str, Any]]
+        # The page is cut before rendering: study and series answers read stored metadata.
         if level == "studies":
-            groups = _group(rows, "study_instance_uid")
+            groups = list(_group(rows, "study_instance_uid").values())
             if modalities:
-                groups = {k: v for k, v in groups.items() if modalities & {r.modality for r in v}}
-            items = [_study_json(v, base) for v in groups.values()]
+                groups = [g for g in groups if modalities & {r.modality for r in g}]
+            items = [_study_json(g, base, includes) for g in groups[page]]
         elif level == "series":
-            items = [_series_json(v, base) for v in _group(rows, "series_instance_uid").values()]
+            series_rows = list(_group(rows, "series_instance_uid").values())
+            items = [_series_json(g, base, includes) for g in series_rows[page]]
         else:
-            items = [_instance_json(r, base, includes) for r in rows]
-        return _json_response(items[offset : offset + limit], warnings)
+            items = [_instance_json(r, base, includes) for r in rows[page]]
+        return _json_response(items, warnings)
 
     @router.get("/studies")
     async def search_studies(request: Request, principal: CurrentPrincipal) -> Response:
@@ -616,12 +890,19 @@ def build_router(deps: IngestDeps) -> APIRouter:
         )
 
     async def metadata(
-        principal: Principal, study: str, series: str | None = None, sop: str | None = None
+        request: Request,
+        principal: Principal,
+        study: str,
+        series: str | None = None,
+        sop: str | None = None,
     ) -> Response:
+        _check_accept_json(request.headers.get("accept"))
         rows = await run_in_threadpool(lookup, principal, "retrieve_metadata", study, series, sop)
         if not rows:
             raise NotFound("no such instances")
-        return Response("[" + ",".join(r.metadata_json for r in rows) + "]", media_type=DICOM_JSON)
+        base = base_url(request)
+        body = [_instance_metadata(r, base) for r in rows]
+        return Response(json.dumps(body), media_type=DICOM_JSON)
 
     @router.get("/studies/{study}")
     async def retrieve_study(study: str, request: Request, principal: CurrentPrincipal) -> Response:
@@ -640,18 +921,48 @@ def build_router(deps: IngestDeps) -> APIRouter:
         return await retrieve(request, principal, study, series, sop)
 
     @router.get("/studies/{study}/metadata")
-    async def study_metadata(study: str, principal: CurrentPrincipal) -> Response:
-        return await metadata(principal, study)
+    async def study_metadata(study: str, request: Request, principal: CurrentPrincipal) -> Response:
+        return await metadata(request, principal, study)
 
     @router.get("/studies/{study}/series/{series}/metadata")
-    async def series_metadata(study: str, series: str, principal: CurrentPrincipal) -> Response:
-        return await metadata(principal, study, series)
+    async def series_metadata(
+        study: str, series: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        return await metadata(request, principal, study, series)
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
     async def instance_metadata(
-        study: str, series: str, sop: str, principal: CurrentPrincipal
+        study: str, series: str, sop: str, request: Request, principal: CurrentPrincipal
     ) -> Response:
-        return await metadata(principal, study, series, sop)
+        return await metadata(request, principal, study, series, sop)
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{key}")
+    async def retrieve_bulkdata(
+        study: str, series: str, sop: str, key: str, request: Request, principal: CurrentPrincipal
+    ) -> Response:
+        bulk = parse_bulk_key(key)
+        rows = await run_in_threadpool(lookup, principal, "retrieve_bulkdata", study, series, sop)
+        if not rows:
+            raise NotFound("no such instance")
+        row = rows[0]
+        _check_accept_bulk(request.headers.get("accept"))
+        boundary = uuid.uuid4().hex
+        media_type = f'multipart/related; type="{OCTET_STREAM}"; boundary={boundary}'
+        if bulk.offset is not None:
+            length, body, close = await run_in_threadpool(_open_bulk, deps, row, bulk)
+            return StreamingResponse(
+                _bulk_stream(body, length, boundary, close),
+                media_type=media_type,
+                background=BackgroundTask(close),
+            )
+        if bulk.tag != _PIXEL_DATA:
+            raise NotFound("no such bulk data in this instance")
+        path, frames = await run_in_threadpool(_prepare_pixels, deps, row)
+        return StreamingResponse(
+            _pixel_stream(path, frames, row.transfer_syntax_uid, boundary),
+            media_type=media_type,
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
     async def rendered(
         request: Request,
