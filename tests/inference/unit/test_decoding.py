@@ -1,6 +1,7 @@
 """Decoding and preprocessing: pydicom's ultrasound examples, JPEG/PNG and bad input."""
 
 import io
+import sys
 
 import numpy as np
 import pydicom
@@ -83,3 +84,31 @@ def test_tensor_has_model_shape_and_unit_range():
     x = to_tensor(frames, InputSpec("image", 128, 128))
     assert x.shape == (3, 1, 128, 128) and x.dtype == np.float32
     assert float(x.max()) == pytest.approx(1.0)
+
+
+def _nested(ds: pydicom.Dataset, depth: int) -> bytes:
+    item = pydicom.Dataset()
+    for _ in range(depth):
+        outer = pydicom.Dataset()
+        outer.ReferencedImageSequence = pydicom.Sequence([item])
+        item = outer
+    ds.ReferencedImageSequence = item.ReferencedImageSequence
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("recursion_limit", [1000, 50_000])
+def test_sequences_nested_past_the_limit_are_refused_whatever_the_recursion_limit(
+    recursion_limit,
+):
+    ds = pydicom.dcmread(get_testdata_file("examples_palette.dcm"))
+    shallow, deep = _nested(ds.copy(), 8), _nested(ds.copy(), 200)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        decode_image(shallow)
+        with pytest.raises(InvalidImage, match="nested"):
+            decode_image(deep)
+    finally:
+        sys.setrecursionlimit(old)

@@ -42,13 +42,39 @@ _PIXEL_MODULE = {
 }
 
 
+# Real objects nest sequences a handful of levels deep; deeper is refused whatever the
+# interpreter's recursion limit happens to be, so the answer does not depend on it.
+MAX_SEQUENCE_DEPTH = 64
+
+
+def _sequence_depth(ds: Dataset) -> int:
+    """Return how deep sequences nest in `ds`, walking iteratively (no recursion)."""
+    deepest, stack = 0, [(ds, 0)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_SEQUENCE_DEPTH:
+            break
+        for raw in current.elements():
+            # Items read lazily hold raw elements; converting a sequence parses its items.
+            if raw.VR in ("SQ", None) and (element := current[raw.tag]).VR == "SQ":
+                stack.extend((item, depth + 1) for item in element.value)
+    return deepest
+
+
 def _read(source: str | io.BytesIO, **kwargs: object) -> Dataset:
     try:
-        return dcmread(source, **kwargs)  # type: ignore[arg-type]
+        ds = dcmread(source, **kwargs)  # type: ignore[arg-type]
+        too_deep = _sequence_depth(ds) > MAX_SEQUENCE_DEPTH
     except RecursionError as exc:
         raise InvalidImage("malformed DICOM file: sequences nested too deep") from exc
     except _MALFORMED as exc:
         raise InvalidImage(f"malformed DICOM file: {type(exc).__name__}") from exc
+    if too_deep:
+        raise InvalidImage(
+            f"malformed DICOM file: sequences nested over {MAX_SEQUENCE_DEPTH} levels deep"
+        )
+    return ds
 
 
 def _require_pixel_module(ds: Dataset) -> None:
