@@ -55,6 +55,20 @@ class Server:
             timeout=60,
         )
 
+    def retrieve_file(self, study: str, series: str, sop: str) -> bytes:
+        """The stored instance as WADO-RS serves it, in the transfer syntax it was stored in."""
+        with self.http() as client:
+            response = client.get(
+                f"/dicomweb/studies/{study}/series/{series}/instances/{sop}",
+                headers={
+                    "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'
+                },
+            )
+        assert response.status_code == 200, response.text
+        boundary = response.headers["content-type"].split("boundary=")[1].strip('"')
+        part = response.content.split(f"--{boundary}".encode())[1]
+        return part.split(b"\r\n\r\n", 1)[1][:-2]
+
     @property
     def dimse_port(self) -> int:
         """The bound DICOM port of the C-STORE SCP."""

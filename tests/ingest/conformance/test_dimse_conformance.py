@@ -60,16 +60,7 @@ def _stow(server: Server, data: bytes) -> httpx.Response:
 
 
 def _wado(server: Server, data: bytes) -> bytes:
-    study, series, sop = uids(data)
-    with server.http() as client:
-        response = client.get(
-            f"/dicomweb/studies/{study}/series/{series}/instances/{sop}",
-            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
-        )
-    assert response.status_code == 200, response.text
-    boundary = response.headers["content-type"].split("boundary=")[1].strip('"')
-    part = response.content.split(f"--{boundary}".encode())[1]
-    return part.split(b"\r\n\r\n", 1)[1][:-2]
+    return server.retrieve_file(*uids(data))
 
 
 def _associate(server: Server, *contexts: tuple[str, list[str]], caller: str = CALLER) -> Any:
