@@ -1,8 +1,8 @@
 """tus 1.0 conformance as the stock tuspy client sees it, against both editions.
 
-Creation, an upload in several checksummed chunks resumed after the network cut one of them,
-a chunk refused for its checksum, termination, and a 412 naming Tus-Version for a version the
-server does not speak.
+Creation, an upload in several checksummed chunks resumed by URL fingerprint after the network
+cut two of them mid-body, a chunk refused for its checksum, termination, and a 412 naming
+Tus-Version for a version the server does not speak.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tusclient.storage.filestorage import FileStorage
 from tusclient.uploader import Uploader
 
 CHUNK = 48_000
-CUT = 17_321  # body bytes of the third chunk that get through before the network drops
+CUT = 17_321  # body bytes of a cut chunk that get through before the network drops
 V1 = {"Tus-Resumable": "1.0.0"}
 FADE_SECONDS = 1.0
 
