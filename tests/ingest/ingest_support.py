@@ -132,6 +132,7 @@ def running_ingest(
     store: ObjectStore | None = None,
     engine: Any = None,
     institutions: dict[str, Any] | None = None,
+    http: dict[str, Any] | None = None,
     **ingest: Any,
 ) -> Iterator[RunningIngest]:
     """Build and start ingest on the given adapters (single-node ones by default)."""
@@ -140,7 +141,7 @@ def running_ingest(
     settings = Settings(
         data_dir=data_dir,
         access={"institutions_file": registry},
-        http={"host": "127.0.0.1", "port": 0},
+        http={"host": "127.0.0.1", "port": 0, **(http or {})},
         grpc={"host": "127.0.0.1", "port": 0},
         delivery={"relay_interval_seconds": 0.05},
         ingest={"dimse_port": 0, **ingest},

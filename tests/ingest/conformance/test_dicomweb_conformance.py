@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pydicom
-import pytest
-from dicomweb_client.api import DICOMwebClient
-from infra_fixtures import unique_name
+from ingest.conformance.conformance_support import Server, single_server
 from ingest.ingest_support import (
     app_upload,
     collect_events,
     new_exam,
     pydicom_file,
-    running_ingest,
     synthetic_instance,
 )
 from pydicom.dataset import Dataset
@@ -33,91 +27,11 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
 from sonobridge.api.events.v1 import events_pb2, topics
-from sonobridge.common.auth import LocalIssuer
 from sonobridge.node.edition import NodePorts, SingleNode
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 TWELVE_LEAD_ECG = "1.2.840.10008.5.1.4.1.1.9.1.1"
 PALETTE_ENTRIES = 65536  # 16-bit entries: each table is 128 KiB, far over the 16 KiB inline limit
-IDENTITY = {"user": "nurse-1", "roles": ("operator",), "institution": "township-a"}
-
-
-@dataclass
-class Server:
-    """An ingest service under test: where it listens and how to get a token for it."""
-
-    edition: str
-    base_url: str
-    token: Callable[[], str]
-
-    def dicomweb(self) -> DICOMwebClient:
-        """A stock dicomweb-client with the bearer token."""
-        return DICOMwebClient(
-            url=f"{self.base_url}/dicomweb",
-            headers={"Authorization": f"Bearer {self.token()}"},
-        )
-
-    def http(self) -> httpx.Client:
-        """A plain HTTP client with the bearer token, for what dicomweb-client hides."""
-        return httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {self.token()}"},
-            timeout=60,
-        )
-
-
-def _node_token(node: SingleNode) -> Callable[[], str]:
-    return lambda: node.issuer.issue(
-        IDENTITY["user"], IDENTITY["roles"], IDENTITY["institution"], consortium="county-1"
-    )
-
-
-def _cluster(tmp: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Ingest on MinIO and PostgreSQL (the cluster adapters), with its own bucket and database."""
-    from sqlalchemy import create_engine, text
-
-    from sonobridge.common.db import create_db_engine
-    from sonobridge.common.objects.minio import MinioObjectStore
-
-    issuer: LocalIssuer = request.getfixturevalue("issuer")
-    minio = request.getfixturevalue("minio_endpoint")
-    postgres_url: str = request.getfixturevalue("postgres_url")
-    store = MinioObjectStore(
-        minio.endpoint, minio.access_key, minio.secret_key, unique_name("dicomweb")
-    )
-    store.ensure_bucket()
-    database = unique_name("dicomweb").replace("-", "_")
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{database}"'))
-    engine = create_db_engine(
-        admin.url.set(database=database).render_as_string(hide_password=False)
-    )
-    try:
-        with running_ingest(tmp, issuer, store=store, engine=engine) as running:
-            yield Server("cluster", running.base_url, lambda: running.token(**IDENTITY))
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="module", params=["single", pytest.param("cluster", marks=pytest.mark.infra)])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """One server per edition for the module; every test uses its own fresh UIDs."""
-    tmp = tmp_path_factory.mktemp(f"dicomweb-{request.param}")
-    if request.param == "cluster":
-        yield from _cluster(tmp, request)
-        return
-    node = SingleNode(tmp, ports=NodePorts.ephemeral(), services=("ingest",))
-    node.start()
-    try:
-        yield Server("single", node.urls()["ingest"], _node_token(node))
-    finally:
-        node.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,15 +156,7 @@ def test_post_studies_answers_the_study_retrieve_url(server: Server) -> None:
 
 def test_retrieve_urls_keep_the_port_or_use_the_public_base_url(tmp_path: Path) -> None:
     public = "https://pacs.county.example:8443/sonobridge"
-    node = SingleNode(
-        tmp_path,
-        ports=NodePorts.ephemeral(),
-        services=("ingest",),
-        extra_settings={"ingest": {"public_base_url": public}},
-    )
-    node.start()
-    try:
-        configured = Server("single", node.urls()["ingest"], _node_token(node))
+    with single_server(tmp_path, public_base_url=public) as configured:
         study = generate_uid()
         ds = _synthetic(study)
         result = configured.dicomweb().store_instances(datasets=[ds])
@@ -258,8 +164,6 @@ def test_retrieve_urls_keep_the_port_or_use_the_public_base_url(tmp_path: Path) 
             search_filters={"StudyInstanceUID": study}
         )
         metadata = configured.dicomweb().retrieve_instance_metadata(*_uids(ds))
-    finally:
-        node.stop()
     assert result.RetrieveURL == f"{public}/dicomweb/studies/{study}"
     assert result.ReferencedSOPSequence[0].RetrieveURL.startswith(f"{public}/dicomweb/studies/")
     assert _value(found, "00081190") == f"{public}/dicomweb/studies/{study}"
@@ -439,8 +343,8 @@ def test_an_exam_with_a_structured_report_is_inferred_without_errors(tmp_path: P
         image = synthetic_instance(study=study, seed=3, rows=96, columns=128)
         report = _file_bytes(_fresh("test-SR.dcm", study))
         url = node.urls()["ingest"]
-        headers = {"Authorization": f"Bearer {_node_token(node)()}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        server = Server("single", url, node.hosts["ingest"], node.issuer)
+        with server.http() as http:
             exam_id = new_exam(http, study_instance_uid=study)
             for data in (image, report):
                 answer = app_upload(http, exam_id, data)

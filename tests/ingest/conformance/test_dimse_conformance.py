@@ -1,10 +1,10 @@
-"""DIMSE conformance (PS3.4 Storage, PS3.8 negotiation) of the single node's C-STORE SCP.
+"""DIMSE conformance (PS3.4 Storage, PS3.8 negotiation) of the C-STORE SCP in both editions.
 
-Stock clients (pynetdicom, dcmtk storescu) over real TCP, calling with the AE titles the demo
-consortium registers through its `dimse_callers`: every storage SOP class of the standard is
-accepted, non-image objects are stored, a context offering several transfer syntaxes gets the
-compressed one (else explicit VR), one dataset by STOW-RS and C-STORE is a duplicate in either
-order, and the README's storescu line stores the JPEG cine unchanged.
+Stock clients (pynetdicom, dcmtk storescu and echoscu) over real TCP, calling with an AE title
+registered through ingest's admin API: only a registered caller is associated, every storage
+SOP class of the standard is accepted, non-image objects are stored, a context offering several
+transfer syntaxes gets the compressed one (else explicit VR), one dataset by STOW-RS and C-STORE
+is a duplicate in either order, and the README's storescu line stores the JPEG cine unchanged.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import re
 import shlex
 import subprocess
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
+from ingest.conformance.conformance_support import IDENTITY, Server
 from ingest.ingest_support import pydicom_file, synthetic_instance, uids
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -34,104 +33,57 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     TwelveLeadECGWaveformStorage,
     UltrasoundImageStorage,
     UltrasoundMultiFrameImageStorage,
+    Verification,
 )
-from sqlalchemy import text
-
-from sonobridge.node.consortium import Consortium, demo_consortium, seed
-from sonobridge.node.demo import node_settings_for
-from sonobridge.node.edition import NodePorts, SingleNode
 
 DCMTK_BIN = Path("/usr/bin")
 README = Path(__file__).resolve().parents[3] / "services/ingest/README.md"
 IMPLICIT = "1.2.840.10008.1.2"
 # pynetdicom's SCU proposes at most this many presentation contexts in one association (PS3.8).
 MAX_CONTEXTS = 128
-CALLER = "EAST_US1"  # the demo consortium's cart scanner at township-east
-NURSE = "nurse-east"  # the same institution on the DICOMweb side
+CALLER = "EAST_US1"  # the README's calling AE title (the demo consortium's cart scanner)
 JPEG_CINE = "examples_ybr_color.dcm"  # pydicom's multi-frame US in JPEG baseline
 
 
-@dataclass
-class Node:
-    """The single node (ingest only), seeded with the demo consortium's DIMSE callers."""
-
-    node: SingleNode
-    consortium: Consortium
-    port: int
-
-    def client(self, user: str = NURSE) -> httpx.Client:
-        token = self.consortium.token(self.node.issuer, user)
-        return httpx.Client(
-            base_url=self.node.urls()["ingest"],
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
+def _stow(server: Server, data: bytes) -> httpx.Response:
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    with server.http() as client:
+        return client.post(
+            "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
         )
 
-    def rows(self, sop: str) -> list[Any]:
-        deps = self.node.hosts["ingest"].app.state.deps
-        query = text("SELECT * FROM instances WHERE sop_instance_uid = :sop")
-        with deps.sessions() as session:
-            return list(session.execute(query, {"sop": sop}))
 
-    def stow(self, data: bytes) -> httpx.Response:
-        boundary = uuid.uuid4().hex
-        body = (
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-        with self.client() as client:
-            return client.post(
-                "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
-            )
+def _wado(server: Server, data: bytes) -> bytes:
+    return server.retrieve_file(*uids(data))
 
-    def wado(self, data: bytes) -> bytes:
-        study, series, sop = uids(data)
-        with self.client() as client:
-            response = client.get(
-                f"/dicomweb/studies/{study}/series/{series}/instances/{sop}",
-                headers={
-                    "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'
-                },
-            )
-        assert response.status_code == 200, response.text
-        boundary = response.headers["content-type"].split("boundary=")[1].strip('"')
-        part = response.content.split(f"--{boundary}".encode())[1]
-        return part.split(b"\r\n\r\n", 1)[1][:-2]
 
-    def associate(self, *contexts: tuple[str, list[str]]) -> Any:
-        ae = AE(ae_title=CALLER)
-        for sop_class, syntaxes in contexts:
-            ae.add_requested_context(sop_class, syntaxes)
-        assoc = ae.associate("127.0.0.1", self.port, ae_title="SONOBRIDGE")
-        assert assoc.is_established
-        return assoc
+def _associate(server: Server, *contexts: tuple[str, list[str]], caller: str = CALLER) -> Any:
+    ae = AE(ae_title=caller)
+    for sop_class, syntaxes in contexts:
+        ae.add_requested_context(sop_class, syntaxes)
+    return ae.associate("127.0.0.1", server.dimse_port, ae_title="SONOBRIDGE")
+
+
+def _established(server: Server, *contexts: tuple[str, list[str]]) -> Any:
+    assoc = _associate(server, *contexts)
+    assert assoc.is_established
+    return assoc
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def dimse(server: Server) -> Server:
+    """The module's server, with CALLER registered through the admin API for IDENTITY's township."""
     if not (DCMTK_BIN / "storescu").exists():
         # dcmtk is a client for the test, installed on demand from the distribution.
         subprocess.run(["apt-get", "install", "-y", "-q", "dcmtk"], check=True, timeout=600)
-    consortium = demo_consortium()
-    single = SingleNode(
-        tmp_path_factory.mktemp("dimse-conformance"),
-        ports=NodePorts.ephemeral(),
-        services=("ingest",),
-        extra_settings=node_settings_for(consortium),
-    )
-    single.start()
-    try:
-        # Only the ingest part of the seed: probes and rosters belong to services not started.
-        admin = consortium.token(single.issuer, "county-admin")
-        seeded = seed(replace(consortium, devices=(), duties=()), single.urls(), admin)
-        assert CALLER in seeded.dimse_callers
-        dimse = single.hosts["ingest"].app.state.dimse
-        assert dimse.ready.wait(10)
-        yield Node(single, consortium, int(dimse.port))
-    finally:
-        single.stop()
+    server.register_caller(CALLER, IDENTITY["institution"])
+    return server
 
 
 def _dataset_bytes(data: bytes) -> bytes:
@@ -215,10 +167,10 @@ def twelve_lead_ecg() -> bytes:
     return _file(ds)
 
 
-def _send(node: Node, data: bytes, syntaxes: list[str]) -> int:
+def _send(dimse: Server, data: bytes, syntaxes: list[str]) -> int:
     """C-STORE one file (its dataset bytes as they are) in a context of the given syntaxes."""
     ds = pydicom.dcmread(io.BytesIO(data))
-    assoc = node.associate((str(ds.SOPClassUID), syntaxes))
+    assoc = _established(dimse, (str(ds.SOPClassUID), syntaxes))
     try:
         status = assoc.send_c_store(ds)
         return int(status.Status)
@@ -226,14 +178,41 @@ def _send(node: Node, data: bytes, syntaxes: list[str]) -> int:
         assoc.release()
 
 
+def _echoscu(server: Server, caller: str) -> subprocess.CompletedProcess[str]:
+    argv = [str(DCMTK_BIN / "echoscu"), "-aet", caller, "-aec", "SONOBRIDGE"]
+    return subprocess.run(
+        [*argv, "127.0.0.1", str(server.dimse_port)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_only_callers_registered_through_the_admin_api_are_associated(dimse: Server) -> None:
+    echoed = _echoscu(dimse, CALLER)
+    assert echoed.returncode == 0, echoed.stdout + echoed.stderr
+    stranger = "CONF_STRANGER"
+    refused = _echoscu(dimse, stranger)
+    assert refused.returncode != 0
+    assert "reject" in (refused.stdout + refused.stderr).lower()
+    assert _associate(dimse, (Verification, [ExplicitVRLittleEndian]), caller=stranger).is_rejected
+
+    dimse.register_caller(stranger, IDENTITY["institution"])
+    assoc = _associate(dimse, (Verification, [ExplicitVRLittleEndian]), caller=stranger)
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+    with dimse.http(user="county-admin", roles=("admin",), institution="county") as admin:
+        assert admin.delete(f"/v1/admin/dimse-callers/{stranger}").status_code == 204
+    assert _echoscu(dimse, stranger).returncode != 0
+
+
 def test_every_storage_sop_class_of_the_standard_is_accepted_and_non_images_are_stored(
-    node: Node,
+    dimse: Server,
 ) -> None:
     standard = sorted(set(_STORAGE_CLASSES.values()))
     accepted = []
     for start in range(0, len(standard), MAX_CONTEXTS):
         chunk = standard[start : start + MAX_CONTEXTS]
-        assoc = node.associate(*[(uid, [ExplicitVRLittleEndian]) for uid in chunk])
+        assoc = _established(dimse, *[(uid, [ExplicitVRLittleEndian]) for uid in chunk])
         accepted += [cx.abstract_syntax for cx in assoc.accepted_contexts]
         assoc.release()
     missing = sorted(set(standard) - set(accepted))
@@ -241,15 +220,15 @@ def test_every_storage_sop_class_of_the_standard_is_accepted_and_non_images_are_
     print(f"{len(accepted)} of {len(standard)} storage SOP classes accepted")
 
     for data in (simplified_adult_echo_sr(), twelve_lead_ecg()):
-        assert _send(node, data, [ExplicitVRLittleEndian]) == 0x0000
-        (row,) = node.rows(uids(data)[2])
+        assert _send(dimse, data, [ExplicitVRLittleEndian]) == 0x0000
+        (row,) = dimse.rows(uids(data)[2])
         assert row.status == "stored"
         # No frames for a consumer to decode: consumers skip it instead of failing on it.
         assert row.number_of_frames == 0
-        assert _dataset_bytes(node.wado(data)) == _dataset_bytes(data)
+        assert _dataset_bytes(_wado(dimse, data)) == _dataset_bytes(data)
         study, series, sop = uids(data)
         path = f"/dicomweb/studies/{study}/series/{series}/instances/{sop}"
-        with node.client() as client:
+        with dimse.http() as client:
             found = client.get(f"/dicomweb/studies/{study}/instances")
             assert [i["00080018"]["Value"][0] for i in found.json()] == [sop]
             assert client.get(f"{path}/metadata").status_code == 200
@@ -260,12 +239,13 @@ def test_every_storage_sop_class_of_the_standard_is_accepted_and_non_images_are_
 
 
 def test_a_context_offering_several_syntaxes_gets_the_compressed_one_else_explicit_vr(
-    node: Node,
+    dimse: Server,
 ) -> None:
     cine = pydicom_file(JPEG_CINE)
     assert pydicom.dcmread(io.BytesIO(cine)).file_meta.TransferSyntaxUID == JPEGBaseline8Bit
     offered = [IMPLICIT, ExplicitVRLittleEndian, JPEGBaseline8Bit]
-    assoc = node.associate(
+    assoc = _established(
+        dimse,
         (UltrasoundMultiFrameImageStorage, offered),
         (UltrasoundImageStorage, [IMPLICIT, ExplicitVRLittleEndian]),
     )
@@ -282,44 +262,44 @@ def test_a_context_offering_several_syntaxes_gets_the_compressed_one_else_explic
         assoc.release()
     # Neither was decoded and re-encoded on the way: the stored datasets are the sent ones.
     for data, syntax in ((cine, JPEGBaseline8Bit), (image, ExplicitVRLittleEndian)):
-        stored = node.wado(data)
+        stored = _wado(dimse, data)
         assert pydicom.dcmread(io.BytesIO(stored)).file_meta.TransferSyntaxUID == syntax
         assert _dataset_bytes(stored) == _dataset_bytes(data)
 
 
 @pytest.mark.parametrize("first", ["stow", "cstore"])
 def test_one_dataset_by_stow_and_by_c_store_is_a_duplicate_in_either_order(
-    node: Node, first: str
+    dimse: Server, first: str
 ) -> None:
     data = synthetic_instance(seed=11)
     sop = uids(data)[2]
 
     def by_stow() -> None:
-        answer = node.stow(data)
+        answer = _stow(dimse, data)
         assert answer.status_code == 200, answer.text
         assert "00081198" not in answer.json(), answer.json()
 
     def by_cstore() -> None:
-        assert _send(node, data, [ExplicitVRLittleEndian]) == 0x0000
+        assert _send(dimse, data, [ExplicitVRLittleEndian]) == 0x0000
 
     steps = [by_stow, by_cstore] if first == "stow" else [by_cstore, by_stow]
     steps[0]()
-    kept = node.wado(data)
+    kept = _wado(dimse, data)
     steps[1]()
     # One instance, the first copy kept as it was: the files differ only in their File Meta.
-    assert len(node.rows(sop)) == 1
-    assert node.wado(data) == kept
+    assert len(dimse.rows(sop)) == 1
+    assert _wado(dimse, data) == kept
     assert _dataset_bytes(kept) == _dataset_bytes(data)
 
     # Another dataset under the same SOP Instance UID still conflicts on both channels.
     other = synthetic_instance(seed=12, sop=sop, study=uids(data)[0], series=uids(data)[1])
-    assert _send(node, other, [ExplicitVRLittleEndian]) == 0xC001
-    assert node.stow(other).status_code == 409
-    assert node.wado(data) == kept
+    assert _send(dimse, other, [ExplicitVRLittleEndian]) == 0xC001
+    assert _stow(dimse, other).status_code == 409
+    assert _wado(dimse, data) == kept
 
 
 def test_the_readme_storescu_line_stores_the_jpeg_cine_unchanged(
-    node: Node, tmp_path: Path
+    dimse: Server, tmp_path: Path
 ) -> None:
     lines = re.findall(r"`(storescu [^`]*)`", README.read_text().replace("\n", " "))
     (line,) = [line for line in lines if "-xy" in line]
@@ -336,13 +316,13 @@ def test_the_readme_storescu_line_stores_the_jpeg_cine_unchanged(
         [str(DCMTK_BIN / "dcmconv"), str(tmp_path / "pydicom.dcm"), str(cine)], timeout=60
     )
     assert converted.returncode == 0
-    # The README's host, port and file name stand for this node's and the pydicom cine.
-    argv = [str(DCMTK_BIN / "storescu"), *argv[1:-3], "127.0.0.1", str(node.port), str(cine)]
+    # The README's host, port and file name stand for this server's and the pydicom cine.
+    argv = [str(DCMTK_BIN / "storescu"), *argv[1:-3], "127.0.0.1", str(dimse.dimse_port), str(cine)]
     assert f"-aet {CALLER}" in " ".join(argv), "the README calls with a registered AE title"
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     data = cine.read_bytes()
-    stored = node.wado(data)
+    stored = _wado(dimse, data)
     assert pydicom.dcmread(io.BytesIO(stored)).file_meta.TransferSyntaxUID == JPEGBaseline8Bit
     assert _dataset_bytes(stored) == _dataset_bytes(data)
     # The frames are pydicom's JPEG-baseline fragments, never decoded and re-encoded.
