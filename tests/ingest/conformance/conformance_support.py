@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,9 +122,17 @@ def single_server(data_dir: Path, **ingest: Any) -> Iterator[Server]:
 
 @contextmanager
 def cluster_server(
-    data_dir: Path, issuer: LocalIssuer, minio: Any, postgres_url: str, name: str
+    data_dir: Path,
+    issuer: LocalIssuer,
+    minio: Any,
+    postgres_url: str,
+    name: str,
+    origins: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """Ingest on MinIO and PostgreSQL (the cluster adapters), with its own bucket and database."""
+    """Ingest on MinIO and PostgreSQL (the cluster adapters), with its own bucket and database.
+
+    `origins` are allowed besides the suite's viewer (a real viewer's port is only known late).
+    """
     from sqlalchemy import create_engine
 
     from sonobridge.common.db import create_db_engine
@@ -141,7 +149,12 @@ def cluster_server(
     )
     try:
         with running_ingest(
-            data_dir, issuer, store=store, engine=engine, http=HTTP_SETTINGS, **INGEST_SETTINGS
+            data_dir,
+            issuer,
+            store=store,
+            engine=engine,
+            http={**HTTP_SETTINGS, "cors_origins": [VIEWER, *origins]},
+            **INGEST_SETTINGS,
         ) as running:
             yield Server("cluster", running.base_url, running.host, issuer)
     finally:
