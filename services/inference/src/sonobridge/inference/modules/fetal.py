@@ -41,13 +41,16 @@ MAX_CONTOUR_POINTS = 1500
 # the skull ridge then places it on the full-resolution frame.
 WORK_MAX_SIDE = 400
 MIN_REGION_CELLS = 60
+OPENING_CELLS = 12
 PERIMETER_SAMPLES = 360
-# Skull ridge search: along normals of the network's ellipse, +-RIDGE_REACH of its mean radius.
+# Skull search: along normals of the network's ellipse, within a share of its mean radius.
 RIDGE_SMOOTH_MM = 0.6
 RIDGE_NORMALS = 180
-RIDGE_REACH = 0.12
 RIDGE_STEPS = 49
 RIDGE_AGREE = 0.03
+RIDGE_OUTER_EDGE = True
+RIDGE_FLOOR_MM = 4.0
+RIDGE_PASSES = (0.2, 0.06)
 # Hadlock FP et al. (1984) Radiology 152:497-501: menstrual age from HC (cm), cubic fit over
 # 14-42 weeks, with the paper's +-2 SD variability per age band.
 HADLOCK_HC = (8.96, 0.540, 0.0003)
@@ -167,7 +170,7 @@ def fit_ellipse(pts: np.ndarray) -> Ellipse | None:
 
 
 def skull_ridge(
-    img: np.ndarray, spacing: tuple[float, float], ellipse: Ellipse
+    img: np.ndarray, spacing: tuple[float, float], ellipse: Ellipse, reach_share: float = 0.12
 ) -> tuple[Ellipse, float] | None:
     """Refit the ellipse to the bright bone ridge found along normals near the network's outline.
 
@@ -185,7 +188,7 @@ def skull_ridge(
     pts = ellipse.centre + np.outer(a * np.cos(t), ellipse.axis) + np.outer(b * np.sin(t), minor)
     normal = np.outer(np.cos(t) / a, ellipse.axis) + np.outer(np.sin(t) / b, minor)
     normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-    reach = RIDGE_REACH * math.sqrt(a * b)
+    reach = reach_share * math.sqrt(a * b)
     offsets = np.linspace(-reach, reach, RIDGE_STEPS)
     samples = pts[:, None, :] + offsets[None, :, None] * normal[:, None, :]
     coords = (samples / sp).reshape(-1, 2).T
@@ -198,8 +201,22 @@ def skull_ridge(
     vals = ndimage.map_coordinates(g, coords, order=1, cval=0.0).reshape(n, -1)
     vals = np.where(inside, vals, -1.0)
     best = vals.argmax(axis=1)
-    ok = inside[np.arange(n), best] & (vals[np.arange(n), best] > 0)
-    ridge = pts + offsets[best][:, None] * normal
+    rows = np.arange(n)
+    ok = inside[rows, best] & (vals[rows, best] > 0)
+    edge_at = offsets[best].copy()
+    if RIDGE_OUTER_EDGE:
+        # The expert's ellipse follows the skull's outer border: half-way down the outward slope.
+        step = offsets[1] - offsets[0]
+        for i in np.flatnonzero(ok):
+            tail = vals[i, best[i] :]
+            floor = tail[: max(int(RIDGE_FLOOR_MM / step), 2)].min()
+            half = (tail[0] + floor) / 2
+            below = np.flatnonzero(tail <= half)
+            if below.size and below[0] > 0:
+                j = below[0]
+                frac = (tail[j - 1] - half) / max(tail[j - 1] - tail[j], 1e-6)
+                edge_at[i] = offsets[best[i]] + (j - 1 + frac) * step
+    ridge = pts + edge_at[:, None] * normal
     if ok.sum() < n // 3:
         return None
     fitted = fit_ellipse(ridge[ok])
@@ -252,7 +269,8 @@ def find_head(
     # probs may be on a coarser grid than the frame: its cells are this many mm.
     fh, fw = frame.pixels.shape[:2]
     sp = (full_sp[0] * fh / probs.shape[1], full_sp[1] * fw / probs.shape[2])
-    mask = probs[1] >= threshold
+    # Opening cuts the thin bridges by which the head region leaks into the uterine wall.
+    mask = ndimage.binary_opening(probs[1] >= threshold, iterations=OPENING_CELLS)
     labels, n = ndimage.label(mask)
     if n == 0:
         return None
@@ -285,12 +303,14 @@ def find_head(
     mask_hc = ramanujan(ellipse.semi_major, ellipse.semi_minor)
     agree, shift = 1.0, 0.0
     if ridge:
-        refined = skull_ridge(gray(frame), full_sp, ellipse)
-        if refined is not None:
+        img = gray(frame)
+        for reach in RIDGE_PASSES:
+            refined = skull_ridge(img, full_sp, ellipse, reach)
+            if refined is None:
+                agree = 0.0
+                break
             ellipse, agree = refined
-            shift = abs(ramanujan(ellipse.semi_major, ellipse.semi_minor) / mask_hc - 1)
-        else:
-            agree = 0.0
+        shift = abs(ramanujan(ellipse.semi_major, ellipse.semi_minor) / mask_hc - 1)
     per = ellipse.perimeter_points() / np.asarray(full_sp)
     outside = (per[:, 0] < 0) | (per[:, 0] > fh - 1) | (per[:, 1] < 0) | (per[:, 1] > fw - 1)
     ellipse_area = math.pi * ellipse.semi_major * ellipse.semi_minor

@@ -246,9 +246,16 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "outline per image)",
         },
         "measurement": {
-            "region": "largest connected region with P(head) >= segment_threshold, holes filled",
+            "region": f"P(head) resized to at most {fetal.WORK_MAX_SIDE} cells a side, "
+            f">= segment_threshold, opened by {fetal.OPENING_CELLS} cells (cuts leaks into the "
+            "uterine wall), largest connected region, holes filled",
             "ellipse": "direct least-squares ellipse fit (Fitzgibbon; Halir-Flusser) to the "
             "region's outline in mm, two rounds dropping outline points far off the ellipse",
+            "skull": f"{fetal.RIDGE_NORMALS} normals of that ellipse, searched within "
+            f"{list(fetal.RIDGE_PASSES)} of its mean radius (two passes) on the full-resolution "
+            f"frame smoothed {fetal.RIDGE_SMOOTH_MM} mm: the brightest point (bone), then the "
+            "half-maximum point of the outward slope (the skull's outer border, which the "
+            "expert's ellipse follows); the ellipse is refitted to those points",
             "hc": "Ramanujan's perimeter of the ellipse, least-absolute-error linear map to "
             "the expert's HC fitted on train images whose head is not cut off",
             "bpd_ofd": "minor and major axis of the ellipse scaled by the same calibration "
@@ -270,6 +277,9 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "low_confidence_below": 0.5,
             "cut_off_perimeter_share_above": 0.02,
             "plausible_hc_mm": [40.0, 400.0],
+            "poor_fit_residual_above": 1.0,
+            "plausible_minor_major_ratio": [0.0, 1.0],
+            "plausible_mean_probability_at_least": 0.0,
             "low_confidence_also_when": "head cut off by the image edge, poor ellipse fit "
             "(residual above the train 95th percentile), or the view is not a fetal head "
             "(axis ratio, HC or mean P(head) outside what training heads span)",
