@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from sonobridge.api.events.v1 import topics
+from sonobridge.inference.modules import hc18
 from sonobridge.node.demo import ScenarioRun, run_scenario
 from sonobridge.node.flow import EventWatch, Trail
-from sonobridge.inference.modules import hc18
 from sonobridge.node.scenario import demo_exams
 
 pytestmark = pytest.mark.e2e

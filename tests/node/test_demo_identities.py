@@ -6,10 +6,10 @@ from pathlib import Path
 
 import httpx
 
+from sonobridge.inference.modules import hc18
 from sonobridge.node.cli import wait_ready
 from sonobridge.node.consortium import demo_consortium
 from sonobridge.node.edition import NodePorts, SingleNode
-from sonobridge.inference.modules import hc18
 from sonobridge.node.scenario import demo_exams
 from sonobridge.node.township import TownshipApp
 
