@@ -42,6 +42,7 @@ MAX_CONTOUR_POINTS = 1500
 WORK_MAX_SIDE = 400
 MIN_REGION_CELLS = 60
 OPENING_CELLS = 12
+CUT_OFF_MARGIN = 0.1
 PERIMETER_SAMPLES = 360
 # Skull search: along normals of the network's ellipse, within a share of its mean radius.
 RIDGE_SMOOTH_MM = 0.6
@@ -312,7 +313,19 @@ def find_head(
             ellipse, agree = refined
         shift = abs(ramanujan(ellipse.semi_major, ellipse.semi_minor) / mask_hc - 1)
     per = ellipse.perimeter_points() / np.asarray(full_sp)
-    outside = (per[:, 0] < 0) | (per[:, 0] > fh - 1) | (per[:, 1] < 0) | (per[:, 1] > fw - 1)
+    # Within a margin of the frame counts as cut: the network tends to shrink a cut head to an
+    # ellipse just inside the frame rather than run its region along the border.
+    margin = CUT_OFF_MARGIN * math.sqrt(ellipse.semi_major * ellipse.semi_minor) / min(full_sp)
+    outside = (
+        (per[:, 0] < margin)
+        | (per[:, 0] > fh - 1 - margin)
+        | (per[:, 1] < margin)
+        | (per[:, 1] > fw - 1 - margin)
+    )
+    # A head cut by the frame may still yield an ellipse inside it (fitted to the visible arc or
+    # an inner ring): the region running along the frame's border says so too.
+    border = int(region[0].sum() + region[-1].sum() + region[:, 0].sum() + region[:, -1].sum())
+    on_border = border / max(border + int(edge.sum()), 1)
     ellipse_area = math.pi * ellipse.semi_major * ellipse.semi_minor
     return HeadView(
         frame=frame,
@@ -321,7 +334,7 @@ def find_head(
         residual=float(np.sqrt(np.mean(dev**2))),
         mean_p=float(probs[1][region].mean()),
         area_ratio=float(region.sum() * sp[0] * sp[1] / ellipse_area),
-        cut_off=float(outside.mean()),
+        cut_off=float(max(outside.mean(), on_border)),
         ridge_agree=agree,
         ridge_shift=shift,
     )

@@ -45,7 +45,7 @@ CONFIDENCE_FEATURES = (
     "RMS ellipse-fit residual (normalised radius)",
     "mean P(head) in the region",
     "|region area / ellipse area - 1|",
-    "share of the ellipse perimeter outside the image",
+    "cut-off share: max(ellipse perimeter outside the image, region outline on its border)",
     "minor / major axis",
     "share of normals whose skull ridge lies on the refined ellipse",
     "|ridge HC / network-outline HC - 1|",
@@ -283,6 +283,9 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "poor_fit_residual_above": 1.0,
             "plausible_minor_major_ratio": [0.0, 1.0],
             "plausible_mean_probability_at_least": 0.0,
+            "cut_off_means": "share of the ellipse perimeter outside the frame or within "
+            f"{fetal.CUT_OFF_MARGIN} x its mean radius of the frame's edge, or of the head "
+            "region's outline running along the frame border, whichever is larger",
             "low_confidence_also_when": "head cut off by the image edge, poor ellipse fit "
             "(residual above the train 95th percentile), or the view is not a fetal head "
             "(axis ratio, HC or mean P(head) outside what training heads span)",
