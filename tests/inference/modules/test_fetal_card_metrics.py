@@ -51,7 +51,7 @@ def test_development_subset_figures_in_the_card_are_reproduced_through_the_modul
 )
 def test_whole_development_split_figures_in_the_card_are_reproduced(development):
     module, dev = development
-    _assert_same(hc18.metrics(module, dev, ROOT), module.card["development"])
+    _assert_same(hc18.metrics(module, dev, ROOT), module.card["held_out"])
 
 
 @needs_hc18
@@ -69,7 +69,7 @@ def test_splits_keep_each_subject_in_one_split_and_cover_every_image():
 
 def test_card_states_the_figures_beside_the_paper_and_credits_the_authors(clinical_modules):
     card = clinical_modules["fetal-biometry"].card
-    dev = card["development"]
+    dev = card["held_out"]
     for key in ("hc_mean_abs_diff_mm", "hc_abs_diff_sd_mm", "dice", "hc_within_3mm"):
         assert isinstance(dev[key], float), key
     assert "confidence_ece" in dev
@@ -79,3 +79,11 @@ def test_card_states_the_figures_beside_the_paper_and_credits_the_authors(clinic
     assert "CC BY 4.0" in card["training_data"]["credit"]
     assert card["disclaimer"] == "reference model, not for clinical use"
     assert "Hadlock" in card["measurement"]["gestational_age"]
+
+
+def test_the_packaged_card_passes_the_registry_s_card_validation():
+    from sonobridge.inference.domain.model_card import ModelCard
+    from sonobridge.inference.modules.common import MODELS_DIR
+
+    card = ModelCard.from_json((MODELS_DIR / "fetal-biometry" / "1.0.0" / "card.json").read_text())
+    assert card.exam_types == ("obstetric",) and len(card.sha256) == 64

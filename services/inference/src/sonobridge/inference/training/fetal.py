@@ -193,7 +193,10 @@ def fit(root: Path, rebuild: bool = False) -> dict[str, Any]:
     module = fetal.FetalBiometryModule(LoadedCard(card, onnx_bytes))
     dev = parts["development"]
     rows = hc18.measure(module, dev, root)
-    card["development"] = hc18.summarise(rows)
+    card["held_out"] = {
+        "split": "development: subject-grouped, never trained or calibrated on",
+        **hc18.summarise(rows),
+    }
     chosen = {im.filename for im in hc18.subset(dev, TEST_SUBSET)}
     card["development_test_subset"] = {
         "how": "hc18.subset(development split, n): evenly spaced over the split in CSV order",
@@ -308,7 +311,7 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "PLoS ONE 13(8): e0200412; data doi 10.5281/zenodo.1327317, licence CC BY 4.0",
             "fit_command": FIT_COMMAND,
         },
-        "development": {},
+        "held_out": {},
         "published_reference": {
             "source": "van den Heuvel et al. 2018, their method on the 335-image HC18 test set",
             **hc18.PAPER,
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     card = fit(args.data.resolve(), rebuild=args.rebuild)
     print(
         f"{fetal.NAME}: {card['training_data']['fit_seconds']}s development "
-        f"{json.dumps(card['development'])}"
+        f"{json.dumps(card['held_out'])}"
     )
 
 
