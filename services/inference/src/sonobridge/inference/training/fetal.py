@@ -22,11 +22,11 @@ from sonobridge.inference.training.clinical import DISCLAIMER, MODELS_DIR
 from sonobridge.inference.training.clinical_fit import fit_least_absolute, fit_logistic
 
 HEIGHT, WIDTH = 128, 192
-HIDDEN = 32
-EPOCHS = 12
-PIXELS_PER_CLASS = 80
+HIDDEN = 48
+EPOCHS = 20
+PIXELS_PER_CLASS = 120
 # Extra samples within a few cells of the outline, where the ellipse is decided.
-PIXELS_NEAR_EDGE = 80
+PIXELS_NEAR_EDGE = 120
 # The HC calibration line needs a few hundred heads, not every training image.
 CALIBRATION_LINE_IMAGES = 240
 SEEDS = {"pixels": 82, "head": 83}

@@ -12,7 +12,7 @@ from sonobridge.inference.training.graphs import OPSET, MlpHead, _Graph
 
 SCALES = (3, 7, 15, 31, 61)
 # Cells along each direction that the "is there bright bone that way" features look.
-REACH = (12, 40)
+REACH = (12, 40, 80)
 
 
 def _pool(g: _Graph, x: str, k: int) -> str:
