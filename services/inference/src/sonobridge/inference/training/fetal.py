@@ -34,6 +34,7 @@ TEST_SUBSET = 40
 # Above one half: the head region's uncertain rim leaks into bright uterine wall (picked on 40
 # calibration images: 0.5, 0.65, 0.75 gave 46%, 50%, 45% within 3 mm).
 SEGMENT_THRESHOLD = 0.65
+GOAL_MAE_MM = 2.5
 REPO_ROOT = Path(__file__).resolve().parents[6]
 CACHE_DIR = REPO_ROOT / ".cache" / "hc18"
 FIT_COMMAND = (
@@ -197,6 +198,18 @@ def fit(root: Path, rebuild: bool = False) -> dict[str, Any]:
         "split": "development: subject-grouped, never trained or calibrated on",
         **hc18.summarise(rows),
     }
+    mae = card["held_out"]["hc_mean_abs_diff_mm"]
+    card["against_goal"] = {
+        "goal_hc_mean_abs_diff_mm_at_most": GOAL_MAE_MM,
+        "reached_hc_mean_abs_diff_mm": mae,
+        "met": bool(mae <= GOAL_MAE_MM),
+        "paper_hc_mean_abs_diff_mm": hc18.PAPER["mean_abs_diff_mm"],
+        "note": "The goal is not met by this reference model: the per-cell network on fixed "
+        "features mis-segments some heads (gross errors dominate the mean); measurements it "
+        "is confident about are closer (hc_mean_abs_diff_mm_not_low_confidence)."
+        if mae > GOAL_MAE_MM
+        else "Goal met on the development split; the product owner's held-back subjects decide.",
+    }
     chosen = {im.filename for im in hc18.subset(dev, TEST_SUBSET)}
     card["development_test_subset"] = {
         "how": "hc18.subset(development split, n): evenly spaced over the split in CSV order",
@@ -272,7 +285,8 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "3.4 (>36); derived over 14-42 weeks",
             "dates": "when the app sends a gestational age (ModuleFrame.app_gestational_age_"
             "weeks), a difference beyond the formula's +-2 SD marks the GA finding abnormal "
-            "(disagrees_with_app)",
+            "(disagrees_with_app). The exam events (InstanceRef) carry no gestational age yet, "
+            "so in the service the comparison waits for ingest to pass the app's dates through",
             "frames": f"up to {fetal.MAX_FRAMES} frames measured; the most confident "
             "measurement without concerns is reported",
         },
