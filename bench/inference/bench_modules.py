@@ -1,4 +1,5 @@
-"""Print per-module latency per exam on CPU for the clinical modules (synthetic exams)."""
+"""Print per-module latency per exam on CPU for the clinical modules (synthetic exams; real HC18
+heads for fetal biometry)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import statistics
 import time
 
-from sonobridge.inference.modules import load_clinical_modules
+from sonobridge.inference.modules import ModuleFrame, hc18, load_clinical_modules
 from sonobridge.inference.modules.held_out import Recipe, cases
 from sonobridge.inference.runtime.providers import SessionConfig
 
@@ -14,7 +15,20 @@ EXAMS = {
     "carotid-imt": ("carotid", 384),
     "kidney": ("kidney", 256),
     "focal-lesions": ("thyroid", 256),
+    "fetal-biometry": ("obstetric", 800),
 }
+
+
+def _hc18_exams(count: int, frames: int) -> list[list[ModuleFrame]] | None:
+    """Return `count` exams of `frames` HC18 development images each (None without HC18)."""
+    if not (hc18.DEFAULT_ROOT / "hc18.csv").exists():
+        return None
+    dev = hc18.splits(hc18.read_index())["development"]
+    picked = hc18.subset(dev, count * frames)
+    return [
+        [im.frame(hc18.DEFAULT_ROOT) for im in picked[i * frames : (i + 1) * frames]]
+        for i in range(count)
+    ]
 
 
 def main() -> None:
@@ -33,23 +47,29 @@ def main() -> None:
     )
     for module in modules:
         exam_type, size = EXAMS[module.name]
-        recipe = Recipe(
-            (exam_type,),
-            seed=4242,
-            count=args.exams,
-            size=size,
-            n_frames=args.frames,
-            fault_rate=0.0,
-        )
-        exams = cases(recipe)
-        module.run(exams[0].frames)  # warm-up: session arenas, caches
+        if exam_type == "obstetric":
+            exams = _hc18_exams(args.exams, args.frames)
+            if exams is None:
+                print(f"{module.name:<15} skipped: no HC18 images at {hc18.DEFAULT_ROOT}")
+                continue
+        else:
+            recipe = Recipe(
+                (exam_type,),
+                seed=4242,
+                count=args.exams,
+                size=size,
+                n_frames=args.frames,
+                fault_rate=0.0,
+            )
+            exams = [case.frames for case in cases(recipe)]
+        module.run(exams[0])  # warm-up: session arenas, caches
         times, measured = [], []
-        for case in exams:
+        for frames in exams:
             t = time.perf_counter()
-            out = module.run(case.frames)
+            out = module.run(frames)
             times.append((time.perf_counter() - t) * 1000)
             # The kidney module measures at most a few frames of a cine.
-            measured.append(out.details.get("measured_frames", len(case.frames)))
+            measured.append(out.details.get("measured_frames", len(frames)))
         used = statistics.mean(measured)
         print(
             f"{module.name:<15} {exam_type:<9} {size:>5} {statistics.median(times):>8.1f} "

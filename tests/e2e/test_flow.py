@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -10,11 +11,13 @@ import httpx
 import pytest
 
 from sonobridge.api.events.v1 import topics
+from sonobridge.inference.modules import hc18
 from sonobridge.node.demo import ScenarioRun, run_scenario
 from sonobridge.node.flow import EventWatch, Trail
 from sonobridge.node.scenario import demo_exams
 
 pytestmark = pytest.mark.e2e
+HAS_HC18 = (hc18.DEFAULT_ROOT / "hc18.csv").exists()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,18 @@ def test_every_exam_reaches_the_end_the_scenario_expects(run: Any) -> None:
     result, _watch, lines = run
     assert result.finished, "\n".join(lines)
     assert result.problems == [], "\n".join(lines)
-    assert len(result.trails) == 9
+    assert len(result.trails) == 9 + HAS_HC18
+
+
+@pytest.mark.skipif(not HAS_HC18, reason="no HC18 images in ../shared/datasets/hc18")
+def test_the_pregnancy_check_prints_head_circumference_and_age_with_confidence(run: Any) -> None:
+    result, _watch, lines = run
+    trail = _trail(result, "pregnancy check")
+    assert trail.read is not None and trail.read["worklist"] in ("county-obstetric", "rescan")
+    ai = [line for line in lines if "[pregnancy check" in line and "AI:" in line]
+    assert ai, "\n".join(lines)
+    assert re.search(r"Fetal head circumference \d+\.\d+ mm \(confidence \d\.\d\d", ai[0]), ai[0]
+    assert re.search(r"Gestational age by head circumference \d+\.\d+ wk", ai[0]), ai[0]
 
 
 def test_ingest_shows_every_exam_completed_with_its_instances(edition: Any, run: Any) -> None:

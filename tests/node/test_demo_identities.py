@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 
+from sonobridge.inference.modules import hc18
 from sonobridge.node.cli import wait_ready
 from sonobridge.node.consortium import demo_consortium
 from sonobridge.node.edition import NodePorts, SingleNode
@@ -45,7 +46,8 @@ def test_demo_studies_are_told_apart_in_qido(tmp_path: Path) -> None:
         ).json()
     finally:
         node.stop()
-    assert len(studies) == len(exams) == 9
+    # Nine synthetic and example exams, and the real HC18 head when ../shared/datasets has it.
+    assert len(studies) == len(exams) == 9 + (hc18.DEFAULT_ROOT / "hc18.csv").exists()
     for tag, keyword in SHOWN.items():
         values = [_value(study, tag) for study in studies]
         assert all(values), (keyword, values)

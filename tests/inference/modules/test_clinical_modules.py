@@ -36,7 +36,7 @@ def _coloured(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_every_packaged_module_meets_the_exam_module_contract(clinical_modules):
-    assert set(clinical_modules) == {"carotid-imt", "kidney", "focal-lesions"}
+    assert set(clinical_modules) == {"carotid-imt", "kidney", "focal-lesions", "fetal-biometry"}
     for module in clinical_modules.values():
         assert isinstance(module, ExamModule)
         assert module.exam_types <= EXAM_TYPES

@@ -1,4 +1,4 @@
-"""Terminology binding: every SNOMED CT code is DICOM PS3.16's, and cards show the bindings."""
+"""Terminology binding: every SNOMED CT and LOINC code is DICOM PS3.16's; cards show them."""
 
 import dataclasses
 import functools
@@ -8,29 +8,30 @@ import re
 import pytest
 from pydicom.sr.codedict import codes
 
-from sonobridge.inference.modules import carotid, kidney, lesions, terminology
+from sonobridge.inference.modules import carotid, fetal, kidney, lesions, terminology
 from sonobridge.inference.modules.base import ModuleFinding
 from sonobridge.inference.modules.common import MODELS_DIR
-from sonobridge.inference.modules.terminology import LOCAL, SNOMED, bind, binding, card_codes
+from sonobridge.inference.modules.terminology import LOCAL, LOINC, SNOMED, bind, binding, card_codes
 
-MODULES = [carotid, kidney, lesions]
+MODULES = [carotid, kidney, lesions, fetal]
 
 
 @functools.cache
-def _dicom_sct() -> dict[str, set[str]]:
-    """Return DICOM PS3.16's SNOMED CT meanings (pydicom's copy) by code, normalised."""
+def _dicom_meanings_by_code(scheme: str) -> dict[str, set[str]]:
+    """Return DICOM PS3.16's meanings in a scheme (pydicom's copy) by code, normalised."""
+    table = getattr(codes, scheme)
     meanings: dict[str, set[str]] = {}
-    for keyword in codes.SCT.dir():
-        code = getattr(codes.SCT, keyword)
+    for keyword in table.dir():
+        code = getattr(table, keyword)
         # "Kidney structure (body structure)" and "Kidney" name the same concept.
         meaning = re.sub(r"\s*\([^)]*\)$", "", code.meaning).strip().lower()
         meanings.setdefault(code.value, set()).add(meaning)
     return meanings
 
 
-def _dicom_meanings(code: str) -> set[str]:
-    """Return the meanings DICOM PS3.16 gives a SNOMED CT code (empty when it has none)."""
-    return _dicom_sct().get(code, set())
+def _dicom_meanings(code: str, system: str = SNOMED) -> set[str]:
+    """Return the meanings DICOM PS3.16 gives a SNOMED CT or LOINC code (empty when none)."""
+    return _dicom_meanings_by_code({SNOMED: "SCT", LOINC: "LN"}[system]).get(code, set())
 
 
 def _every_binding():
@@ -47,11 +48,31 @@ def test_every_bound_snomed_code_exists_in_dicom_with_the_same_meaning():
             if concept is None:
                 continue
             concepts_seen.add(concept.code)
-            meanings = _dicom_meanings(concept.code)
-            assert meanings, f"{name} {local} ({exam_type}): SCT {concept.code} not in PS3.16"
+            meanings = _dicom_meanings(concept.code, concept.system)
+            assert meanings, f"{name} {local} ({exam_type}): {concept} not in PS3.16"
             assert concept.display.lower() in meanings, (concept, meanings)
     # Findings and observables plus their sites: a table that lost entries would shrink this.
-    assert len(concepts_seen) == 12
+    assert len(concepts_seen) == 17
+
+
+def test_fetal_biometry_is_coded_in_loinc_as_ps3_16_uses_it_with_the_hadlock_equation():
+    expected = {
+        "fetal-head-circumference": "11984-2",
+        "fetal-biparietal-diameter": "11820-8",
+        "fetal-occipitofrontal-diameter": "11851-3",
+        "fetal-gestational-age": "18185-9",
+    }
+    for local, code in expected.items():
+        b = binding(local, "obstetric")
+        assert b.concept is not None and (b.concept.system, b.concept.code) == (LOINC, code)
+        assert b.site == terminology.HEAD
+    # The GA equation code is PS3.16's "HC, Hadlock 1984" (CID 12013), as the module computes.
+    eq = terminology.GA_EQUATION_HC_HADLOCK_1984
+    assert eq.display.lower() in _dicom_meanings(eq.code, LOINC)
+    ga = bind(_finding("fetal-gestational-age", False), "obstetric")
+    assert (ga.code_system, ga.code) == (LOINC, "18185-9")
+    assert ga.attributes["equation_code"] == "11932-1"
+    assert binding("fetal-biometry-not-measurable", "obstetric").concept is None
 
 
 def test_every_module_code_has_a_finding_site_and_measurements_a_concept_where_one_exists():

@@ -107,14 +107,14 @@ def test_clinical_modules_load_from_the_object_store_including_a_card_without_a_
     registry = ModelRegistry(
         ObjectStoreModelSource(store), SessionConfig(providers=("CPUExecutionProvider",))
     )
-    assert {"carotid-imt", "kidney", "focal-lesions"} <= set(registry.available())
+    assert {"carotid-imt", "kidney", "focal-lesions", "fetal-biometry"} <= set(registry.available())
     assert registry.card("carotid-imt", "1.0.0").sha256 is None
     with pytest.raises(ModelNotFound, match=r"carotid-imt version 1\.0\.0 has no model\.onnx"):
         registry.model_bytes("carotid-imt", "1.0.0")
     modules = {m.name: m for m in load_clinical_modules(registry)}
-    assert set(modules) == {"carotid-imt", "kidney", "focal-lesions"}
+    assert set(modules) == {"carotid-imt", "kidney", "focal-lesions", "fetal-biometry"}
     assert modules["carotid-imt"].sha256 == ""
-    for name in ("kidney", "focal-lesions"):
+    for name in ("kidney", "focal-lesions", "fetal-biometry"):
         assert len(modules[name].sha256) == 64
         assert modules[name].sha256 == registry.card(name, "1.0.0").sha256
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
+from sonobridge.inference.modules import hc18
 from sonobridge.node.consortium import Consortium, demo_consortium, seed
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
 from sonobridge.node.scenario import PlannedExam, demo_exams
@@ -193,6 +194,11 @@ def run_demo(
         watch = EventWatch(node.bus, "sonobridge-demo-trail")
         printer("  preparing exams (pydicom examples and synthetic scans)...")
         exams = demo_exams()
+        if not any(plan.exam_type == "obstetric" for plan in exams):
+            printer(
+                f"  obstetric exam skipped: no HC18 images at {hc18.DEFAULT_ROOT} "
+                "(../shared/datasets/hc18)"
+            )
         printer(f"\nA township app uploads {len(exams)} exams over HTTP (tus + manifest):")
         run = run_scenario(
             exams,

@@ -10,13 +10,20 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
+from sonobridge.inference.modules import hc18
 from sonobridge.inference.synthetic import AcquisitionSpec, Fault, ProbeState, generate_exam
 from sonobridge.inference.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
 
 PYDICOM_EXAMPLES = ("examples_ybr_color.dcm", "examples_rgb_color.dcm", "examples_palette.dcm")
 
 # Faults: quality rules route to rescan; dead elements are also the probe-health signal.
-_BODY_PART = {"carotid": "NECK", "thyroid": "THYROID", "kidney": "KIDNEY", "abdomen": "ABDOMEN"}
+_BODY_PART = {
+    "carotid": "NECK",
+    "thyroid": "THYROID",
+    "kidney": "KIDNEY",
+    "abdomen": "ABDOMEN",
+    "obstetric": "UTERUS",
+}
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,49 @@ def synthetic_instance(
     }
 
 
+def hc18_exam(number: int, root: Path = hc18.DEFAULT_ROOT) -> PlannedExam | None:
+    """Return an obstetric exam of one real HC18 head (development split), or None without HC18."""
+    if not (root / "hc18.csv").exists():
+        return None
+    dev = hc18.splits(hc18.read_index(root))["development"]
+    image = next(im for im in dev if 150 < im.hc_mm < 250)
+    label, ref = "pregnancy check, fetal head (real HC18 image)", "demo-west-020"
+    identity = DemoIdentity.of(ref, label, number)
+    data = ultrasound_dicom_bytes(
+        image.pixels(root)[None],
+        (image.pixel_mm, image.pixel_mm),
+        context=SyntheticExamContext(
+            patient_id=identity.patient_id,
+            patient_name=identity.patient_name,
+            accession_number=identity.accession_number,
+            study_description=identity.study_description,
+            institution="Synthetic Township Health Centre",
+            device_serial="PROBE-02C",
+            body_part=_BODY_PART["obstetric"],
+        ),
+    )
+    return PlannedExam(
+        label=label,
+        exam_type="obstetric",
+        institution="township-west",
+        operator="nurse-west",
+        device_serial="PROBE-02C",
+        patient_ref=ref,
+        instances=[data],
+        # The quality model, trained on synthetic scans, may call a real HC18 frame too dark:
+        # either route (county-obstetric or rescan) is accepted; the measurements show in both.
+        expect=Expect(),
+        expert_conclusion=(
+            f"Single intrauterine fetus; head circumference {image.hc_mm:.0f} mm, "
+            "biometry consistent with dates."
+        ),
+        truth=(
+            f"HC18 {image.filename}: expert HC {image.hc_mm:.1f} mm, "
+            f"{image.pixel_mm:.3f} mm/pixel (van den Heuvel et al. 2018, CC BY 4.0)"
+        ),
+    )
+
+
 def _thickened_carotid_seed(start: int = 0, min_imt_mm: float = 1.1) -> tuple[int, float]:
     """Find the first seed whose generated carotid has a far-wall IMT of at least `min_imt_mm`."""
     for seed in range(start, start + 200):
@@ -163,8 +213,9 @@ def _thickened_carotid_seed(start: int = 0, min_imt_mm: float = 1.1) -> tuple[in
     raise RuntimeError("no thickened carotid among 200 seeds")
 
 
-def demo_exams(seed: int = 0) -> list[PlannedExam]:
-    """The demo scenario: examples, a rescan, a thick carotid, a thyroid nodule, a failing probe."""
+def demo_exams(seed: int = 0, hc18_root: Path = hc18.DEFAULT_ROOT) -> list[PlannedExam]:
+    """The demo scenario: examples, a rescan, a thick carotid, a thyroid nodule, a failing probe,
+    and a real fetal head when the HC18 images are there."""
     exams: list[PlannedExam] = []
     for n, name in enumerate(PYDICOM_EXAMPLES):
         label, ref = f"pydicom example {name}", f"demo-east-{n + 1:03d}"
@@ -286,6 +337,9 @@ def demo_exams(seed: int = 0) -> list[PlannedExam]:
                 truth=f"dead scan lines {truth['dead_lines']}",
             )
         )
+    obstetric = hc18_exam(len(exams) + 1, hc18_root)
+    if obstetric is not None:
+        exams.append(obstetric)
     return exams
 
 

@@ -1,4 +1,4 @@
-"""Clinical exam modules: carotid IMT, kidney size and echogenicity, focal lesions."""
+"""Clinical exam modules: carotid IMT, kidney size and echogenicity, focal lesions, fetal head."""
 
 from __future__ import annotations
 

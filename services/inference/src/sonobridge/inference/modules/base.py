@@ -21,6 +21,8 @@ class ModuleFrame:
     spacing_mm: tuple[float, float] | None
     sop_instance_uid: str
     frame_index: int
+    # Gestational age (weeks) by the app's dates, for obstetric exams; None when not sent.
+    app_gestational_age_weeks: float | None = None
 
 
 @dataclass(frozen=True)

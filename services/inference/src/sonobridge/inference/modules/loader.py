@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sonobridge.inference.modules import carotid, kidney, lesions
+from sonobridge.inference.modules import carotid, fetal, kidney, lesions
 from sonobridge.inference.modules.base import ExamModule
 
 # The order is the order the pipeline runs them.
-_FACTORIES = [carotid.load, kidney.load, lesions.load]
+_FACTORIES = [carotid.load, kidney.load, lesions.load, fetal.load]
 
 
 def load_clinical_modules(runtime: object | None = None) -> list[ExamModule]:

@@ -16,11 +16,11 @@ class PixelSegmenter:
         self.spec = InputSpec.from_card(input_card)
         self.session = onnx_session(model, runtime)
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """Return class probabilities (C, H, W) at the frame's own size."""
+    def probabilities(self, pixels: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Return class probabilities (C, H, W) at the frame's own size (or at `shape`)."""
         x = to_tensor(pixels.astype(np.uint8), self.spec)
         probs = self.session.run(["probabilities"], {self.spec.name: x})[0][0]
-        h, w = pixels.shape
+        h, w = shape or pixels.shape
         return np.stack(
             [
                 np.asarray(Image.fromarray(p).resize((w, h), Image.Resampling.BILINEAR))

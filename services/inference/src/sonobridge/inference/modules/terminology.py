@@ -1,6 +1,6 @@
-"""Bind the modules' local finding codes to SNOMED CT concepts and finding sites.
+"""Bind the modules' local finding codes to SNOMED CT or LOINC concepts and finding sites.
 
-Every SNOMED CT code here is one that DICOM PS3.16 uses (pydicom ships those tables, and
+Every SNOMED CT and LOINC code here is one that DICOM PS3.16 uses (pydicom ships those tables, and
 `tests/inference/modules/test_terminology.py` checks each code and meaning against them), so no
 code is claimed from memory. Where no SNOMED CT or RadLex concept exists for a measurement
 (carotid intima-media thickness, a cortical echogenicity ratio), the finding keeps its local code
@@ -17,15 +17,17 @@ from typing import Any
 from sonobridge.inference.modules.base import ModuleFinding
 
 SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
 LOCAL = "urn:sonobridge:finding"
 
 
 @dataclass(frozen=True)
 class Concept:
-    """A SNOMED CT concept: code and the meaning DICOM PS3.16 gives it."""
+    """A SNOMED CT (or LOINC) concept: code and the meaning DICOM PS3.16 gives it."""
 
     code: str
     display: str
+    system: str = SNOMED
 
 
 # Findings and observables.
@@ -36,6 +38,13 @@ MASS = Concept("4147007", "Mass")
 CYST = Concept("367643001", "Cyst")
 NUMBER_OF_LESIONS = Concept("246206008", "Number of lesions")
 
+# Fetal biometry (LOINC, as PS3.16's CID 12005 / 12019 use them) and the GA equation (CID 12013).
+HEAD_CIRCUMFERENCE = Concept("11984-2", "Head Circumference", LOINC)
+BIPARIETAL_DIAMETER = Concept("11820-8", "Biparietal Diameter", LOINC)
+OCCIPITAL_FRONTAL_DIAMETER = Concept("11851-3", "Occipital-Frontal Diameter", LOINC)
+GESTATIONAL_AGE = Concept("18185-9", "Gestational Age", LOINC)
+GA_EQUATION_HC_HADLOCK_1984 = Concept("11932-1", "HC, Hadlock 1984", LOINC)
+
 # Finding sites.
 COMMON_CAROTID_ARTERY = Concept("32062004", "Common carotid artery")
 CAROTID_ARTERY = Concept("69105007", "Carotid artery")
@@ -43,6 +52,7 @@ KIDNEY = Concept("64033007", "Kidney")
 THYROID = Concept("69748006", "Thyroid")
 LIVER = Concept("10200004", "Liver")
 ABDOMEN = Concept("818981001", "Abdomen")
+HEAD = Concept("69536005", "Head")
 
 _LESION_SITES = {"thyroid": THYROID, "liver": LIVER, "abdomen": ABDOMEN}
 
@@ -80,11 +90,21 @@ def binding(local_code: str, exam_type: str) -> Binding:
             return Binding(CYST, lesion_site)
         case "focal-lesion-count":
             return Binding(NUMBER_OF_LESIONS, lesion_site)
+        case "fetal-head-circumference":
+            return Binding(HEAD_CIRCUMFERENCE, HEAD)
+        case "fetal-biparietal-diameter":
+            return Binding(BIPARIETAL_DIAMETER, HEAD)
+        case "fetal-occipitofrontal-diameter":
+            return Binding(OCCIPITAL_FRONTAL_DIAMETER, HEAD)
+        case "fetal-gestational-age":
+            return Binding(GESTATIONAL_AGE, HEAD)
+        case "fetal-biometry-not-measurable":
+            return Binding(None, HEAD)
     return Binding(None, None)
 
 
 def bind(finding: ModuleFinding, exam_type: str) -> ModuleFinding:
-    """Return the finding coded in SNOMED CT where a concept exists, with its finding site."""
+    """Return the finding coded in SNOMED CT or LOINC where a concept exists, with its site."""
     if finding.code_system != LOCAL:
         return finding
     b = binding(finding.code, exam_type)
@@ -98,8 +118,12 @@ def bind(finding: ModuleFinding, exam_type: str) -> ModuleFinding:
     if concept is None:
         return dataclasses.replace(finding, attributes=attributes)
     attributes["concept_display"] = concept.display
+    if concept == GESTATIONAL_AGE:
+        attributes["equation_code"] = GA_EQUATION_HC_HADLOCK_1984.code
+        attributes["equation_system"] = LOINC
+        attributes["equation_display"] = GA_EQUATION_HC_HADLOCK_1984.display
     return dataclasses.replace(
-        finding, code=concept.code, code_system=SNOMED, attributes=attributes
+        finding, code=concept.code, code_system=concept.system, attributes=attributes
     )
 
 
@@ -111,7 +135,7 @@ def card_codes(local_codes: dict[str, str], exam_types: list[str]) -> dict[str, 
         for exam_type in exam_types:
             b = binding(local, exam_type)
             per_type[exam_type] = {
-                "system": SNOMED if b.concept else LOCAL,
+                "system": b.concept.system if b.concept else LOCAL,
                 "code": b.concept.code if b.concept else local,
                 "display": b.concept.display if b.concept else None,
                 "finding_site": b.site.code if b.site else None,
@@ -127,6 +151,12 @@ def card_codes(local_codes: dict[str, str], exam_types: list[str]) -> dict[str, 
             "tables. Carotid IMT and the cortical echogenicity ratio have no SNOMED CT or RadLex "
             "concept there, so they keep the local code with a coded finding site. The local "
             "code is always kept in attributes.local_code. Units are UCUM."
+            + (
+                " LOINC concepts are those PS3.16 uses for fetal biometry (CID 12005, 12019), "
+                "checked the same way."
+                if any(v["system"] == LOINC for b in bindings.values() for v in b.values())
+                else ""
+            )
         ),
         "bindings": bindings,
         "units": local_codes,

@@ -55,6 +55,56 @@ def train_head(
     return MlpHead(mean, std, params["w1"], params["b1"], params["w2"], params["b2"])
 
 
+def train_head_minibatch(
+    feats: np.ndarray,
+    labels: np.ndarray,
+    n_out: int,
+    seed: int,
+    hidden: int = 32,
+    epochs: int = 20,
+    batch: int = 1024,
+    lr: float = 0.003,
+    l2: float = 1e-4,
+) -> MlpHead:
+    """Fit a softmax head with minibatch Adam in float32: far fewer passes than full batch."""
+    rng = np.random.default_rng(seed)
+    mean = feats.mean(axis=0)
+    std = feats.std(axis=0) + 1e-6
+    x = ((feats - mean) / std).astype(np.float32)
+    n, f = x.shape
+    params = {
+        "w1": rng.normal(0, np.sqrt(2 / f), (f, hidden)).astype(np.float32),
+        "b1": np.zeros(hidden, dtype=np.float32),
+        "w2": rng.normal(0, np.sqrt(1 / hidden), (hidden, n_out)).astype(np.float32),
+        "b2": np.zeros(n_out, dtype=np.float32),
+    }
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    target = np.eye(n_out, dtype=np.float32)[labels]
+    t = 0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            xb, yb = x[idx], target[idx]
+            pre = xb @ params["w1"] + params["b1"]
+            h = np.maximum(pre, 0)
+            p = _softmax(h @ params["w2"] + params["b2"])
+            dz = (p - yb) / len(idx)
+            grads = {"w2": h.T @ dz + l2 * params["w2"], "b2": dz.sum(axis=0)}
+            dh = dz @ params["w2"].T * (pre > 0)
+            grads["w1"] = xb.T @ dh + l2 * params["w1"]
+            grads["b1"] = dh.sum(axis=0)
+            t += 1
+            for k in params:
+                m[k] = 0.9 * m[k] + 0.1 * grads[k]
+                v[k] = 0.999 * v[k] + 0.001 * grads[k] ** 2
+                step = (m[k] / (1 - 0.9**t)) / (np.sqrt(v[k] / (1 - 0.999**t)) + 1e-8)
+                params[k] = params[k] - np.float32(lr) * step.astype(np.float32)
+    as64 = {k: val.astype(np.float64) for k, val in params.items()}
+    return MlpHead(mean, std, as64["w1"], as64["b1"], as64["w2"], as64["b2"])
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Return the softmax temperature minimising NLL on a calibration split (grid search)."""
     best_t, best_nll = 1.0, np.inf
