@@ -191,7 +191,9 @@ class GuardedDimse(DIMSEServiceProvider):
 
 
 def _drop_unassociated(assoc: Any) -> None:
-    if assoc.is_established:
+    # A request already in and awaiting this SCP's answer (state Sta3, PS3.8 9.2) is spared: what
+    # remains is this SCP's own work, which a loaded machine may take seconds over.
+    if assoc.is_established or assoc.dul.state_machine.current_state == "Sta3":
         return
     raw = assoc.dul.socket.socket if assoc.dul.socket else None
     if raw is None:
