@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterable
 
 # Explicit-VR value representations with a 4-byte length after 2 reserved bytes (PS3.5 7.1.2).
-_LONG_VRS = {
+LONG_VRS = {
     b"OB",
     b"OD",
     b"OF",
@@ -35,7 +35,7 @@ def _meta_end(head: bytes) -> int | None:
         (group,) = struct.unpack("<H", head[position : position + 2])
         if group != 0x0002:
             return position
-        if head[position + 4 : position + 6] in _LONG_VRS:
+        if head[position + 4 : position + 6] in LONG_VRS:
             if len(head) < position + 12:
                 return None
             (length,) = struct.unpack("<L", head[position + 8 : position + 12])

@@ -17,6 +17,7 @@ from pydicom.uid import UID
 from pydicom.valuerep import MAX_VALUE_LEN
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
+from sonobridge.ingest.adapters.dataset_hash import LONG_VRS as _LONG_VRS
 from sonobridge.ingest.domain.model import is_valid_uid
 from sonobridge.ingest.domain.validation import (
     EXPLICIT_VR_BIG_ENDIAN,
@@ -32,22 +33,6 @@ _PIXEL_DATA = 0x7FE00010
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
-# Explicit-VR value representations with a 4-byte length after 2 reserved bytes (PS3.5 7.1.2).
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}
 # Binary values above this size are not inlined in metadata: they get a BulkDataURI instead.
 JSON_BULK_BYTES = 16 * 1024
 _BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
