@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sonobridge.inference.evaluation import binary_metrics, multiclass_metrics
-from sonobridge.inference.handlers import assess_exam_probe_health, check_quality_frames
+from sonobridge.inference.handlers.quality import assess_exam_probe_health, check_quality_frames
 from sonobridge.inference.runtime.registry import PACKAGED_MODELS_ROOT
 from sonobridge.inference.training.datasets import build_set
 
