@@ -8,8 +8,14 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
-from sonobridge.inference.domain.exams import Finding, InferenceResult
+from sonobridge.inference.domain.exams import Finding, InferenceResult, InferenceStatus
 from sonobridge.inference.domain.quality import QualityAssessment
+
+STATUSES = {
+    InferenceStatus.COMPLETED: events_pb2.INFERENCE_STATUS_COMPLETED,
+    InferenceStatus.PARTIAL: events_pb2.INFERENCE_STATUS_PARTIAL,
+    InferenceStatus.FAILED: events_pb2.INFERENCE_STATUS_FAILED,
+}
 
 
 def quality_assessment(a: QualityAssessment) -> events_pb2.QualityAssessment:
@@ -72,7 +78,7 @@ def inference_completed(result: InferenceResult) -> events_pb2.InferenceComplete
         derived_object_keys=list(result.derived_object_keys),
         started_at=_timestamp(result.started_at),
         completed_at=_timestamp(result.completed_at),
-        status=events_pb2.InferenceStatus.Value(f"INFERENCE_STATUS_{result.status.value}"),
+        status=STATUSES[result.status],
         error_message=result.error_message,
         probe_health=events_pb2.ProbeHealth(**asdict(result.probe_health)),
         inference_id=result.inference_id,

@@ -12,7 +12,15 @@ from sonobridge.inference.domain.model_card import ModelCard, model_task
 from sonobridge.inference.domain.quality import QualityAssessment
 
 _EXAM_PREFIX = "EXAM_TYPE_"
-_TASK_PREFIX = "MODEL_TASK_"
+TASKS = {
+    "quality": inference_pb2.MODEL_TASK_QUALITY,
+    "classification": inference_pb2.MODEL_TASK_CLASSIFICATION,
+    "detection": inference_pb2.MODEL_TASK_DETECTION,
+    "segmentation": inference_pb2.MODEL_TASK_SEGMENTATION,
+    "measurement": inference_pb2.MODEL_TASK_MEASUREMENT,
+    "probe_health": inference_pb2.MODEL_TASK_PROBE_HEALTH,
+    "other": inference_pb2.MODEL_TASK_OTHER,
+}
 
 
 def exam_type_name(value: int) -> str:
@@ -37,15 +45,14 @@ def task_name(value: int) -> str:
     """Return the task name ("quality") a ModelTask filter asks for; "" when unset."""
     if value == inference_pb2.MODEL_TASK_UNSPECIFIED:
         return ""
-    if value not in inference_pb2.ModelTask.values():
-        # An unknown task matches no model, as before names replaced the numbers.
-        return f"unknown-{value}"
-    return inference_pb2.ModelTask.Name(value).removeprefix(_TASK_PREFIX).lower()
+    names: dict[int, str] = {int(v): k for k, v in TASKS.items()}
+    # An unknown task matches no model.
+    return names.get(value, f"unknown-{value}")
 
 
-def task_value(card: ModelCard) -> int:
+def task_value(card: ModelCard) -> inference_pb2.ModelTask:
     """Return the ModelTask of a card."""
-    return inference_pb2.ModelTask.Value(_TASK_PREFIX + model_task(card).upper())
+    return TASKS[model_task(card)]
 
 
 def completed_exam(message: events_pb2.ExamCompleted) -> CompletedExam:
