@@ -8,7 +8,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, text
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, pool, text
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -74,3 +74,34 @@ def migrate(url: str, script_location: Path, revision: str = "head") -> None:
     config.set_main_option("script_location", str(script_location))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, revision)
+
+
+def run_migrations(metadata: MetaData, *, version_table: str = "alembic_version") -> None:
+    """Run a service's Alembic scripts; each service's `migrations/env.py` calls only this."""
+    from alembic import context
+
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("sqlalchemy.url is not set; run through sonobridge.common.db.migrate")
+    if context.is_offline_mode():
+        context.configure(
+            url=url, target_metadata=metadata, literal_binds=True, version_table=version_table
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                version_table=version_table,
+                # Batch mode lets revisions alter tables on SQLite, which has no ALTER COLUMN.
+                render_as_batch=connection.dialect.name == "sqlite",
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
