@@ -1,1 +1,1 @@
-"""Training of the reference models on the synthetic generator (needs the `train` extra)."""
+"""Training of the reference models on the synthetic generator."""
