@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from sonobridge.common.conditional import IfNoneMatch, conditional, matches
 from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import INT32_MAX
 from sonobridge.common.problems import PayloadTooLarge
@@ -35,7 +35,6 @@ def max_image_bytes(request: Request) -> int:
 
 Deps = Annotated[Dependencies, Depends(dependencies)]
 ImageLimit = Annotated[int, Depends(max_image_bytes)]
-IfNoneMatch = Annotated[str | None, Header()]
 
 
 def _base(request: Request) -> str:
@@ -58,10 +57,6 @@ def _summary(found: StoredModel, base: str) -> dict[str, Any]:
             "card": f"{base}/models/{card.name}/{card.version}/card.json",
         },
     }
-
-
-def _not_modified(if_none_match: str | None, etag: str) -> bool:
-    return if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]
 
 
 @router.post("/quality-checks", summary="Judge one frame: acceptable or rescan")
@@ -147,12 +142,7 @@ def model_card(
 ) -> Response:
     """Download card.json exactly as stored."""
     found = models.get_model(deps, name, version)
-    body = models.card_json(deps, found.card)
-    etag = f'"{hashlib.sha256(body.encode()).hexdigest()}"'
-    headers = {"ETag": etag}
-    if _not_modified(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return conditional(models.card_json(deps, found.card).encode(), if_none_match)
 
 
 @router.get("/models/{name}/{version}/model.onnx")
@@ -167,6 +157,7 @@ def model_file(
     found = models.get_model(deps, name, version)
     if not found.card.sha256:
         raise ModelNotFound(f"model {name} {version} has no ONNX file (a measurement module)")
+    # The card's hash of the ONNX bytes is their strong ETag: no need to read them for a 304.
     etag = f'"{found.card.sha256}"'
     headers = {
         "ETag": etag,
@@ -174,7 +165,7 @@ def model_file(
         "Digest": f"sha-256={_b64_sha256(found.card.sha256)}",
         "Content-Disposition": f'attachment; filename="{name}-{version}.onnx"',
     }
-    if _not_modified(if_none_match, etag):
+    if matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     _, data = models.model_artifact(deps, name, version)
     return Response(data, media_type="application/octet-stream", headers=headers)
