@@ -100,14 +100,7 @@ def infer_exam(
     evidence = _Evidence()
     health = ProbeHealth(device_serial=exam.device_serial)
     if run.decoded:
-        evidence.derived.append(_store_quality(deps, run, study, quality))
-        health = _store_probe_health(deps, run, exam, probe, evidence)
-        given = choose_frames(run.module_frames, run.frame_acceptable, exam.exam_type)
-        for module in modules:
-            out = _run_module(deps, module, given, run.errors)
-            if out is not None:
-                _store_module_output(deps, out, study, evidence)
-
+        health = _conclude(deps, run, exam, (quality, probe), modules, evidence)
     result = InferenceResult(
         key=key,
         exam=exam,
@@ -128,6 +121,27 @@ def infer_exam(
     work.results.add(result)
     work.publish(result)
     return result.inference_id
+
+
+def _conclude(
+    deps: Dependencies,
+    run: _ExamRun,
+    exam: CompletedExam,
+    models: tuple[ServedModel, ServedModel],
+    modules: list[ExamModule],
+    evidence: _Evidence,
+) -> ProbeHealth:
+    """Store quality, probe health and module outputs as derived objects; decide probe health."""
+    quality, probe = models
+    study = exam.study_instance_uid
+    evidence.derived.append(_store_quality(deps, run, study, quality))
+    health = _store_probe_health(deps, run, exam, probe, evidence)
+    given = choose_frames(run.module_frames, run.frame_acceptable, exam.exam_type)
+    for module in modules:
+        out = _run_module(deps, module, given, run.errors)
+        if out is not None:
+            _store_module_output(deps, out, study, evidence)
+    return health
 
 
 def _use(model: ServedModel) -> ModelUse:
