@@ -1,4 +1,4 @@
-"""Load and store devices and tickets; ticket history is only ever appended."""
+"""SQL devices and tickets: rows in, domain aggregates out; history is only ever appended."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from sonobridge.maintenance.adapters import orm
-from sonobridge.maintenance.domain.devices import Device, DeviceStatus
+from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
 from sonobridge.maintenance.domain.sla import Pause
 from sonobridge.maintenance.domain.tickets import (
     OPEN_STATES,
@@ -35,8 +35,8 @@ def _must(value: datetime | None) -> datetime:
     return result
 
 
-class DeviceRepository:
-    """Devices in one unit of work."""
+class SqlDeviceRepository:
+    """Devices in one SQLAlchemy session."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -115,52 +115,41 @@ class DeviceRepository:
             query = query.where(t.c.status == status.value)
         return [self._from_row(r) for r in self.session.execute(query)]
 
-    def record(
-        self,
-        serial: str,
-        *,
-        at: datetime,
-        kind: str,
-        actor: str,
-        from_value: str = "",
-        to_value: str = "",
-        note: str = "",
-        ticket_id: str = "",
-    ) -> None:
+    def record(self, serial: str, entry: DeviceHistoryEntry) -> None:
         """Append to the device's history."""
         self.session.execute(
             insert(orm.device_history).values(
                 serial=serial,
-                at=at,
-                kind=kind,
-                from_value=from_value,
-                to_value=to_value,
-                actor=actor,
-                note=note,
-                ticket_id=ticket_id,
+                at=entry.at,
+                kind=entry.kind,
+                from_value=entry.from_value,
+                to_value=entry.to_value,
+                actor=entry.actor,
+                note=entry.note,
+                ticket_id=entry.ticket_id,
             )
         )
 
-    def history(self, serial: str) -> list[dict[str, Any]]:
+    def history(self, serial: str) -> list[DeviceHistoryEntry]:
         """Return the device's history, oldest first."""
         t = orm.device_history
         rows = self.session.execute(select(t).where(t.c.serial == serial).order_by(t.c.id))
         return [
-            {
-                "at": aware(r.at),
-                "kind": r.kind,
-                "from": r.from_value,
-                "to": r.to_value,
-                "actor": r.actor,
-                "note": r.note,
-                "ticket_id": r.ticket_id,
-            }
+            DeviceHistoryEntry(
+                at=_must(r.at),
+                kind=r.kind,
+                actor=r.actor,
+                from_value=r.from_value,
+                to_value=r.to_value,
+                note=r.note,
+                ticket_id=r.ticket_id,
+            )
             for r in rows
         ]
 
 
-class TicketRepository:
-    """Tickets in one unit of work."""
+class SqlTicketRepository:
+    """Tickets in one SQLAlchemy session."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -367,6 +356,16 @@ class TicketRepository:
         ).scalar_one_or_none()
         return aware(value)
 
+    def last_repair(self, serial: str) -> datetime | None:
+        """Return when the device's last fault ticket was resolved."""
+        t = orm.tickets
+        value = self.session.execute(
+            select(func.max(t.c.resolved_at)).where(
+                t.c.device_serial == serial, t.c.source != TicketSource.PREVENTIVE.value
+            )
+        ).scalar_one_or_none()
+        return aware(value)
+
     def find(
         self,
         *,
@@ -408,14 +407,3 @@ class TicketRepository:
                 Pause(_must(pause.started_at), aware(pause.ended_at), pause.reason)
             )
         return [self._load(r, pauses[r.id], history=False) for r in rows]
-
-
-def audit(
-    session: Session, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
-) -> None:
-    """Write an audit record in the caller's transaction."""
-    session.execute(
-        insert(orm.audit_log).values(
-            at=at, actor=actor, action=action, target=target, detail=detail[:4000]
-        )
-    )

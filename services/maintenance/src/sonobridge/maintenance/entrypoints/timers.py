@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 
-from sonobridge.maintenance import handlers
+from sonobridge.maintenance.handlers import Dependencies
+from sonobridge.maintenance.handlers.timers import fire_due_timers, open_due_preventive
 
 log = logging.getLogger(__name__)
 
 
-def tick(deps: handlers.Dependencies) -> tuple[int, int]:
+def tick(deps: Dependencies) -> tuple[int, int]:
     """Run one pass; return (breaches fired, preventive tickets opened)."""
-    fired = handlers.fire_due_timers(deps)
-    opened = handlers.open_due_preventive(deps)
+    fired = fire_due_timers(deps)
+    opened = open_due_preventive(deps)
     return fired, len(opened)
 
 
-def run(deps: handlers.Dependencies, stop: threading.Event) -> None:
+def run(deps: Dependencies, stop: threading.Event) -> None:
     """Tick every configured interval until `stop` is set."""
     interval = deps.config.timer_interval_seconds
     while not stop.is_set():
