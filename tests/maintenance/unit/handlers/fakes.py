@@ -12,6 +12,7 @@ from typing import Any
 from maintenance.maintenance_support import FakeClock, maintenance_config
 
 from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.maintenance import ports
 from sonobridge.maintenance.domain.audit import AuditRecord
 from sonobridge.maintenance.domain.devices import (
     Device,
@@ -436,16 +437,16 @@ class FakeUnitOfWork:
     """Every fake repository on one shared state."""
 
     def __init__(self, state: State) -> None:
-        self.devices = FakeDevices(state)
-        self.tickets = FakeTickets(state)
-        self.timers = FakeTimers(state)
-        self.preventive = FakePreventive(state)
-        self.usage = FakeUsage(state)
-        self.telemetry = FakeTelemetry(state)
-        self.findings = FakeFindings(state)
-        self.request_keys = FakeRequestKeys(state)
-        self.audit = FakeAudit(state)
-        self.events = FakeAnnouncements(state)
+        self.devices: ports.DeviceRepository = FakeDevices(state)
+        self.tickets: ports.TicketRepository = FakeTickets(state)
+        self.timers: ports.SlaTimers = FakeTimers(state)
+        self.preventive: ports.PreventiveTasks = FakePreventive(state)
+        self.usage: ports.UsageLedger = FakeUsage(state)
+        self.telemetry: ports.TelemetryLog = FakeTelemetry(state)
+        self.findings: ports.ProbeFindings = FakeFindings(state)
+        self.request_keys: ports.RequestKeys = FakeRequestKeys(state)
+        self.audit: ports.AuditLog = FakeAudit(state)
+        self.events: ports.Announcements = FakeAnnouncements(state)
         self.after_commit: list[Callable[[], None]] = []
 
 

@@ -10,6 +10,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common.delivery import Outbox
+from sonobridge.common.envelope import ProtoMessage
+from sonobridge.maintenance import ports
 from sonobridge.maintenance.adapters import messages, orm
 from sonobridge.maintenance.adapters.records import (
     SqlAuditLog,
@@ -37,7 +39,7 @@ class OutboxAnnouncements:
         self.session = session
         self.outbox = outbox
 
-    def _emit(self, message: object, key: str) -> None:
+    def _emit(self, message: ProtoMessage, key: str) -> None:
         self.outbox.emit(self.session, message, source=SOURCE, key=key)
 
     def ticket_opened(self, ticket: Ticket) -> None:
@@ -61,16 +63,17 @@ class SqlUnitOfWork:
 
     def __init__(self, session: Session, outbox: Outbox) -> None:
         self.session = session
-        self.devices = SqlDeviceRepository(session)
-        self.tickets = SqlTicketRepository(session)
-        self.timers = SqlSlaTimers(session)
-        self.preventive = SqlPreventiveTasks(session)
-        self.usage = SqlUsageLedger(session)
-        self.telemetry = SqlTelemetryLog(session)
-        self.findings = SqlProbeFindings(session)
-        self.request_keys = SqlRequestKeys(session)
-        self.audit = SqlAuditLog(session)
-        self.events = OutboxAnnouncements(session, outbox)
+        # Typed as the ports, so mypy checks every adapter against its Protocol.
+        self.devices: ports.DeviceRepository = SqlDeviceRepository(session)
+        self.tickets: ports.TicketRepository = SqlTicketRepository(session)
+        self.timers: ports.SlaTimers = SqlSlaTimers(session)
+        self.preventive: ports.PreventiveTasks = SqlPreventiveTasks(session)
+        self.usage: ports.UsageLedger = SqlUsageLedger(session)
+        self.telemetry: ports.TelemetryLog = SqlTelemetryLog(session)
+        self.findings: ports.ProbeFindings = SqlProbeFindings(session)
+        self.request_keys: ports.RequestKeys = SqlRequestKeys(session)
+        self.audit: ports.AuditLog = SqlAuditLog(session)
+        self.events: ports.Announcements = OutboxAnnouncements(session, outbox)
         self.after_commit: list[Callable[[], None]] = []
 
     def run_after_commit(self) -> None:

@@ -59,6 +59,11 @@ def _member(domain: type[E], contract: Any, value: int, prefix: str, what: str) 
         raise InvalidRequest(f"{what} {value} is not one this service knows") from None
 
 
+def _pb(contract: Any, prefix: str, member: Enum) -> Any:
+    # The generated enum wrappers return plain ints; the message constructors accept them.
+    return contract.Value(prefix + member.name)
+
+
 def ticket_pb(ticket: Ticket, now: datetime) -> maintenance_pb2.Ticket:
     """Return the gRPC view of a ticket."""
     msg = maintenance_pb2.Ticket(
@@ -66,8 +71,8 @@ def ticket_pb(ticket: Ticket, now: datetime) -> maintenance_pb2.Ticket:
         device_serial=ticket.device_serial,
         institution_id=ticket.institution_id,
         symptom=ticket.symptom,
-        source=events_pb2.TicketSource.Value(_SOURCE + ticket.source.name),
-        state=events_pb2.TicketState.Value(_STATE + ticket.state.name),
+        source=_pb(events_pb2.TicketSource, _SOURCE, ticket.source),
+        state=_pb(events_pb2.TicketState, _STATE, ticket.state),
         assignee=ticket.assignee,
         opened_by=ticket.opened_by,
         evidence_object_keys=ticket.evidence_keys,
@@ -100,7 +105,7 @@ def device_pb(view: DeviceView) -> maintenance_pb2.Device:
         manufacturer=device.manufacturer,
         model=device.model,
         institution_id=device.institution_id,
-        status=events_pb2.DeviceStatus.Value(_STATUS + device.status.name),
+        status=_pb(events_pb2.DeviceStatus, _STATUS, device.status),
         firmware_version=device.firmware_version,
         open_ticket_id=view.open_ticket_id,
         loaned_to_institution_id=device.loaned_to,
