@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
 from sonobridge.maintenance.adapters import orm
-from sonobridge.maintenance.adapters.repositories import aware
 from sonobridge.maintenance.domain.audit import AuditRecord
 from sonobridge.maintenance.domain.health import (
     ProbeFinding,
@@ -22,12 +21,6 @@ from sonobridge.maintenance.domain.health import (
 from sonobridge.maintenance.domain.preventive import PreventiveTask
 from sonobridge.maintenance.domain.sla import DueTimer
 from sonobridge.maintenance.domain.utilisation import DailyUsage, ExamScan
-
-
-def _must(value: datetime | None) -> datetime:
-    result = aware(value)
-    assert result is not None
-    return result
 
 
 class SqlSlaTimers:
@@ -81,8 +74,8 @@ def _task(row: Any) -> PreventiveTask:
     return PreventiveTask(
         row.device_serial,
         row.kind,
-        _must(row.next_due_at),
-        aware(row.last_done_at),
+        row.next_due_at,
+        row.last_done_at,
         row.open_ticket_id,
     )
 
@@ -242,7 +235,7 @@ class SqlTelemetryLog:
         return TelemetryBatch(
             row.batch_id,
             row.device_serial,
-            _must(row.received_at),
+            row.received_at,
             row.accepted,
             row.duplicates,
             tuple(row.opened_ticket_ids),
@@ -267,10 +260,10 @@ class SqlTelemetryLog:
         found = self.session.execute(
             select(s.c.recorded_at).where(
                 s.c.device_serial == serial,
-                s.c.recorded_at.in_([t.astimezone(UTC) for t in times]),
+                s.c.recorded_at.in_(list(times)),
             )
         ).scalars()
-        return {_must(t) for t in found}
+        return set(found)
 
     def add_samples(self, serial: str, batch_id: str, samples: Sequence[TelemetrySample]) -> None:
         """Store new samples."""
@@ -302,7 +295,7 @@ class SqlTelemetryLog:
                 s.c.device_serial == serial, s.c.recorded_at >= start, s.c.recorded_at <= end
             )
         )
-        return [TelemetryReading(_must(r.recorded_at), r.temperature_c, r.drops) for r in rows]
+        return [TelemetryReading(r.recorded_at, r.temperature_c, r.drops) for r in rows]
 
 
 class SqlProbeFindings:
@@ -343,7 +336,7 @@ class SqlProbeFindings:
         if after is not None:
             query = query.where(f.c.observed_at > after)
         return [
-            ProbeFinding(r.finding_id, _must(r.observed_at), tuple(r.evidence_keys))
+            ProbeFinding(r.finding_id, r.observed_at, tuple(r.evidence_keys))
             for r in self.session.execute(query)
         ]
 
@@ -401,6 +394,6 @@ class SqlAuditLog:
         if target:
             query = query.where(a.c.target == target)
         return [
-            AuditRecord(r.id, _must(r.at), r.actor, r.action, r.target, r.detail)
+            AuditRecord(r.id, r.at, r.actor, r.action, r.target, r.detail)
             for r in self.session.execute(query)
         ]

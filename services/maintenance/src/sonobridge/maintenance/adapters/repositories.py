@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -22,19 +22,6 @@ from sonobridge.maintenance.domain.tickets import (
 )
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """Attach UTC to datetimes SQLite hands back naive (they were written in UTC)."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _must(value: datetime | None) -> datetime:
-    result = aware(value)
-    assert result is not None
-    return result
-
-
 class SqlDeviceRepository:
     """Devices in one SQLAlchemy session."""
 
@@ -49,13 +36,13 @@ class SqlDeviceRepository:
             manufacturer=row.manufacturer,
             institution_id=row.institution_id,
             firmware_version=row.firmware_version,
-            firmware_seen_at=aware(row.firmware_seen_at),
+            firmware_seen_at=row.firmware_seen_at,
             status=DeviceStatus(row.status),
             spare=row.spare,
             loaned_to=row.loaned_to,
             operators=list(row.operators),
-            registered_at=aware(row.registered_at),
-            last_seen_at=aware(row.last_seen_at),
+            registered_at=row.registered_at,
+            last_seen_at=row.last_seen_at,
         )
 
     @staticmethod
@@ -136,7 +123,7 @@ class SqlDeviceRepository:
         rows = self.session.execute(select(t).where(t.c.serial == serial).order_by(t.c.id))
         return [
             DeviceHistoryEntry(
-                at=_must(r.at),
+                at=r.at,
                 kind=r.kind,
                 actor=r.actor,
                 from_value=r.from_value,
@@ -157,7 +144,7 @@ class SqlTicketRepository:
     def _load(self, row: Any, pauses: list[Pause] | None = None, *, history: bool = True) -> Ticket:
         if pauses is None:
             pauses = [
-                Pause(_must(p.started_at), aware(p.ended_at), p.reason)
+                Pause(p.started_at, p.ended_at, p.reason)
                 for p in self.session.execute(
                     select(orm.ticket_pauses)
                     .where(orm.ticket_pauses.c.ticket_id == row.id)
@@ -167,7 +154,7 @@ class SqlTicketRepository:
         changes = (
             [
                 TicketChange(
-                    _must(h.at),
+                    h.at,
                     h.actor,
                     h.kind,
                     TicketState(h.from_state),
@@ -191,7 +178,7 @@ class SqlTicketRepository:
             symptom=row.symptom,
             source=TicketSource(row.source),
             opened_by=row.opened_by,
-            opened_at=_must(row.opened_at),
+            opened_at=row.opened_at,
             targets=SlaTargets(
                 timedelta(seconds=row.ack_target_seconds),
                 timedelta(seconds=row.onsite_target_seconds),
@@ -201,17 +188,17 @@ class SqlTicketRepository:
             region=row.region,
             evidence_keys=list(row.evidence_keys),
             study_instance_uid=row.study_instance_uid,
-            acknowledged_at=aware(row.acknowledged_at),
-            dispatched_at=aware(row.dispatched_at),
-            on_site_at=aware(row.on_site_at),
-            resolved_at=aware(row.resolved_at),
-            closed_at=aware(row.closed_at),
-            cancelled_at=aware(row.cancelled_at),
+            acknowledged_at=row.acknowledged_at,
+            dispatched_at=row.dispatched_at,
+            on_site_at=row.on_site_at,
+            resolved_at=row.resolved_at,
+            closed_at=row.closed_at,
+            cancelled_at=row.cancelled_at,
             pauses=pauses,
             ack_breached=row.ack_breached,
             onsite_breached=row.onsite_breached,
             loaner_serial=row.loaner_serial,
-            updated_at=aware(row.updated_at),
+            updated_at=row.updated_at,
             history=changes,
         )
         return ticket
@@ -354,7 +341,7 @@ class SqlTicketRepository:
                 t.c.device_serial == serial, t.c.source == source.value, t.c.rule == rule
             )
         ).scalar_one_or_none()
-        return aware(value)
+        return value
 
     def last_repair(self, serial: str) -> datetime | None:
         """Return when the device's last fault ticket was resolved."""
@@ -364,7 +351,7 @@ class SqlTicketRepository:
                 t.c.device_serial == serial, t.c.source != TicketSource.PREVENTIVE.value
             )
         ).scalar_one_or_none()
-        return aware(value)
+        return value
 
     def find(
         self,
@@ -403,7 +390,5 @@ class SqlTicketRepository:
             .where(t.c.state.in_(open_values))
             .order_by(p.c.ticket_id, p.c.seq)
         ):
-            pauses[pause.ticket_id].append(
-                Pause(_must(pause.started_at), aware(pause.ended_at), pause.reason)
-            )
+            pauses[pause.ticket_id].append(Pause(pause.started_at, pause.ended_at, pause.reason))
         return [self._load(r, pauses[r.id], history=False) for r in rows]
