@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from datetime import date
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from sonobridge.common.conditional import IfNoneMatch, polled
 from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import INT64_MAX, Instant, Int32
 from sonobridge.common.problems import InvalidInput, PayloadTooLarge
@@ -134,11 +134,6 @@ class TelemetryBatchIn(BaseModel):
     batch_id: str = Field(min_length=1, max_length=128)
     device_serial: str = Field(min_length=1, max_length=128)
     samples: list[SampleIn] = Field(min_length=1)
-
-
-def _etag(ticket: Ticket) -> str:
-    stamp = f"{ticket.id}|{ticket.updated_at}|{ticket.state}|{len(ticket.history)}"
-    return '"' + hashlib.sha256(stamp.encode()).hexdigest()[:32] + '"'
 
 
 def _shown(deps: Dependencies, principal: CurrentPrincipal, ticket: Ticket) -> dict[str, Any]:
@@ -305,19 +300,11 @@ def list_tickets(
 
 @router.get("/tickets/{ticket_id}")
 def get_ticket(
-    ticket_id: str,
-    principal: CurrentPrincipal,
-    deps: Deps,
-    response: Response,
-    if_none_match: Annotated[str, Header(alias="If-None-Match")] = "",
-) -> Any:
+    ticket_id: str, principal: CurrentPrincipal, deps: Deps, if_none_match: IfNoneMatch = None
+) -> Response:
     """Return one ticket; 304 when the caller's copy is current."""
     ticket = tickets.get_ticket(deps, principal, ticket_id)
-    tag = _etag(ticket)
-    if if_none_match == tag:
-        return Response(status_code=304, headers={"ETag": tag})
-    response.headers["ETag"] = tag
-    return _shown(deps, principal, ticket)
+    return polled(_shown(deps, principal, ticket), if_none_match)
 
 
 @router.get("/tickets/{ticket_id}/history")
