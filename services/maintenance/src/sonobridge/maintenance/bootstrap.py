@@ -128,7 +128,7 @@ def build(
         workers={
             "outbox-relay": run_relay,
             "consumer": worker.run,
-            "timers": lambda stop: timers.run(deps, stop),
+            "timers": timers.worker(deps),
         },
     )
     host.deps = deps  # type: ignore[attr-defined]
