@@ -1,4 +1,4 @@
-"""Probe-health and exam-usage use cases on in-memory fakes (what the consumer calls)."""
+"""Probe-health use case on in-memory fakes (what the consumer calls for InferenceCompleted)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.health import ProbeVerdict
 from sonobridge.maintenance.domain.tickets import TicketSource, TicketState
-from sonobridge.maintenance.domain.utilisation import ExamScan
 from sonobridge.maintenance.handlers import Dependencies
 from sonobridge.maintenance.handlers.devices import register_device
 from sonobridge.maintenance.handlers.probe_health import record_probe_health
 from sonobridge.maintenance.handlers.repairs import transition_ticket
 from sonobridge.maintenance.handlers.tickets import open_ticket
-from sonobridge.maintenance.handlers.usage import record_exam_usage
 
 
 @pytest.fixture
@@ -96,26 +94,3 @@ def test_an_unknown_probe_is_registered_from_the_event(probe, clock):
     consume(deps, verdict("1.9", clock, device_serial="HP-NEW", institution_id="township-b"))
     device = units.state.devices["HP-NEW"]
     assert (device.model, device.institution_id) == ("unknown", "township-b")
-
-
-def test_exam_usage_counts_once_and_registers_unknown_probes(probe, clock):
-    deps, units = probe
-    scan = ExamScan("exam-1", "HP-A1", "", clock.now, 600)
-    for _ in range(3):
-        with deps.units() as work:
-            record_exam_usage(deps, work, scan)
-    (day,) = units.state.usage.values()
-    assert (day.exam_seconds, day.institution_id) == (600, "township-a")
-    reg = deps.metrics.base.registry
-    metric = "sonobridge_maintenance_scan_seconds_total"
-    assert reg.get_sample_value(metric, {"institution": "township-a"}) == 600
-    with deps.units() as work:
-        assert record_exam_usage(deps, work, ExamScan("e2", "", "x", clock.now, 5)) is False
-    with pytest.raises(InvalidRequest), deps.units() as work:
-        record_exam_usage(deps, work, ExamScan("e3", "HP-A1", "", clock.now, -1))
-    with pytest.raises(InvalidRequest), deps.units() as work:
-        record_exam_usage(deps, work, ExamScan("", "HP-A1", "", clock.now, 1))
-    with deps.units() as work:
-        record_exam_usage(deps, work, ExamScan("e4", "HP-X", "township-c", clock.now, 60))
-    assert units.state.devices["HP-X"].last_seen_at == clock.now
-    assert len(units.state.usage) == 2
