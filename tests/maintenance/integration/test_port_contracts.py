@@ -1,28 +1,41 @@
-"""One contract per port, run against the SQL adapters (SQLite) and the in-memory fakes alike."""
+"""One contract per port, run against the SQL adapters (SQLite, PostgreSQL) and the fakes alike."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from maintenance.maintenance_support import START
 from maintenance.unit.handlers.fakes import FakeUnits
 
+from sonobridge.common.db import create_db_engine, session_factory
+from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
+from sonobridge.maintenance.bootstrap import migrate_database
 from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
 from sonobridge.maintenance.domain.health import ProbeVerdict, TelemetryBatch, TelemetrySample
 from sonobridge.maintenance.domain.utilisation import DailyUsage, ExamScan
 from sonobridge.maintenance.ports import UnitsOfWork
+from sonobridge.maintenance.settings import Settings
 
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(params=["sql", "fake"])
-def units(request: pytest.FixtureRequest) -> UnitsOfWork:
+@pytest.fixture(params=["fake", "sqlite", pytest.param("postgresql", marks=pytest.mark.infra)])
+def units(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UnitsOfWork]:
     if request.param == "fake":
-        return FakeUnits()
-    deps = request.getfixturevalue("deps")
-    result: UnitsOfWork = deps.units
-    return result
+        yield FakeUnits()
+        return
+    if request.param == "sqlite":
+        result: UnitsOfWork = request.getfixturevalue("deps").units
+        yield result
+        return
+    engine = create_db_engine(request.getfixturevalue("pg_database"))
+    # Finalizers run last-in first-out: the pool closes before the database is dropped.
+    request.addfinalizer(engine.dispose)
+    migrate_database(Settings(data_dir=tmp_path), engine)
+    yield SqlUnitsOfWork(session_factory(engine))
 
 
 def test_devices_round_trip_filter_and_keep_history(units):
@@ -100,7 +113,7 @@ def test_usage_days_and_counted_exams(units):
         work.usage.save_day(DailyUsage("A", day, "township-a", 120, 10))
     with units() as work:
         assert work.usage.day("A", day) == DailyUsage("A", day, "township-a", 120, 10)
-        assert [u.device_serial for u in work.usage.days(day)] == ["A", "B"]
+        assert sorted(u.device_serial for u in work.usage.days(day)) == ["A", "B"]
         assert [u.device_serial for u in work.usage.days(day, day)] == ["A"]
         assert [u.device_serial for u in work.usage.days(day, serial="B")] == ["B"]
         assert work.usage.exam_counted("e1") and not work.usage.exam_counted("e2")
