@@ -27,11 +27,13 @@ from sonobridge.common.infrastructure import (
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.ports import ObjectStore
-from sonobridge.ingest import handlers
+from sonobridge.ingest.adapters.codec import PydicomCodec
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
+from sonobridge.ingest.adapters.repository import unit_of_work
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.entrypoints import admin, dicomweb, dimse, grpc_server, rest
 from sonobridge.ingest.handlers import Clock, IngestDeps
+from sonobridge.ingest.handlers.recovery import expire_uploads, recover_uploads
 from sonobridge.ingest.metrics import IngestMetrics
 from sonobridge.ingest.settings import Settings
 
@@ -81,10 +83,10 @@ def build(
     metrics = IngestMetrics(service_metrics)
     spool = Spool(settings.spool_path(), settings.ingest.max_instance_bytes)
     deps = IngestDeps(
-        sessions=session_factory(engine),
+        unit=unit_of_work(session_factory(engine), Outbox(outbox_table)),
         store=store,
-        outbox=Outbox(outbox_table),
         spool=spool,
+        codec=PydicomCodec(),
         metrics=metrics,
         clock=clock or _utc_now,
         max_instance_bytes=settings.ingest.max_instance_bytes,
@@ -92,7 +94,7 @@ def build(
         access=AccessPolicy.from_settings(settings.access),
     )
 
-    recovered = handlers.recover_uploads(deps, sole_owner=sole_owner)
+    recovered = recover_uploads(deps, sole_owner=sole_owner)
     spooled = spool.reclaim(None if sole_owner else _SPOOL_MAX_AGE_S)
     if recovered.reopened or recovered.claims_released or recovered.parts_removed or spooled:
         log.info(
@@ -113,10 +115,11 @@ def build(
         verifier=verifier,
         cors_origins=settings.http.cors_origins,
     )
-    app.include_router(rest.build_router(deps, max_size=settings.ingest.max_instance_bytes))
-    app.include_router(dicomweb.build_router(deps, settings.ingest.public_base_url))
-    app.include_router(admin.build_router(deps))
+    app.include_router(rest.router)
+    app.include_router(dicomweb.router)
+    app.include_router(admin.router)
     app.state.deps = deps
+    app.state.public_base_url = settings.ingest.public_base_url
 
     grpc, grpc_port, _health = create_grpc_server(
         metrics=service_metrics,
@@ -150,10 +153,10 @@ def build(
 def _expire_uploads(deps: IngestDeps, stop: threading.Event, settings: Settings) -> None:
     while not stop.is_set():
         try:
-            removed = handlers.expire_uploads(deps)
+            removed = expire_uploads(deps)
             if removed:
                 log.info("expired %d upload(s)", removed)
-            recovered = handlers.recover_uploads(deps, sole_owner=False)
+            recovered = recover_uploads(deps, sole_owner=False)
             spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
             if recovered.reopened or recovered.parts_removed or spooled:
                 log.info(
