@@ -13,8 +13,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from sonobridge.common.db import create_db_engine, session_factory
+from sonobridge.ingest.adapters.callers import SqlCallers
 from sonobridge.ingest.adapters.orm import metadata
-from sonobridge.ingest.adapters.repository import SqlCallers
 from sonobridge.ingest.bootstrap import MIGRATIONS
 from sonobridge.ingest.domain.callers import DimseCaller
 

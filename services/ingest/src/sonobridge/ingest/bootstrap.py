@@ -27,6 +27,7 @@ from sonobridge.common.infrastructure import (
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.ingest.adapters import messages
 from sonobridge.ingest.adapters.codec import PydicomCodec
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
 from sonobridge.ingest.adapters.repository import unit_of_work
@@ -123,7 +124,7 @@ def build(
 
     grpc, grpc_port, _health = create_grpc_server(
         metrics=service_metrics,
-        register=lambda server: grpc_server.register(server, deps, verifier),
+        register=lambda server: grpc_server.register(server, deps, verifier, messages),
         host=settings.grpc.host,
         port=settings.grpc.port,
     )
