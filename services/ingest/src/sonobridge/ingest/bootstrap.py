@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from sonobridge.common.infrastructure import (
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.common.periodic import Periodic
 from sonobridge.ingest.adapters import messages
 from sonobridge.ingest.adapters.codec import PydicomCodec
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
@@ -74,7 +76,7 @@ def build(
     # A local-directory store belongs to this one process (the single node): whatever a
     # request left half-done before start-up is dead. Shared stores only reclaim by age.
     sole_owner = isinstance(store, LocalDirObjectStore)
-    if sole_owner:
+    if isinstance(store, LocalDirObjectStore):
         store.purge_temp()
     engine = engine or build_engine(settings, SERVICE)
     verifier = verifier or build_verifier(settings)
@@ -132,9 +134,13 @@ def build(
     relay = OutboxRelay(
         engine, outbox_table, bus, service_metrics, batch_size=settings.delivery.relay_batch_size
     )
-    workers = {
+    workers: dict[str, Callable[[threading.Event], None]] = {
         "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
-        "upload-expiry": lambda stop: _expire_uploads(deps, stop, settings),
+        "upload-expiry": Periodic(
+            "upload-expiry",
+            lambda: _sweep_uploads(deps),
+            settings.ingest.expiry_sweep_seconds,
+        ),
     }
     if settings.ingest.dimse_enabled:
         scp = dimse.StoreScp(deps, settings.ingest)
@@ -151,22 +157,17 @@ def build(
     )
 
 
-def _expire_uploads(deps: IngestDeps, stop: threading.Event, settings: Settings) -> None:
-    while not stop.is_set():
-        try:
-            removed = expire_uploads(deps)
-            if removed:
-                log.info("expired %d upload(s)", removed)
-            recovered = recover_uploads(deps, sole_owner=False)
-            spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
-            if recovered.reopened or recovered.parts_removed or spooled:
-                log.info(
-                    "upload sweep: reopened %d stale upload(s), removed %d part(s) and %d "
-                    "spool file(s)",
-                    recovered.reopened,
-                    recovered.parts_removed,
-                    spooled,
-                )
-        except Exception:
-            log.exception("upload expiry sweep failed; retrying")
-        stop.wait(settings.ingest.expiry_sweep_seconds)
+def _sweep_uploads(deps: IngestDeps) -> None:
+    """Expire old uploads, recover what dead requests left and reclaim stale spool files."""
+    removed = expire_uploads(deps)
+    if removed:
+        log.info("expired %d upload(s)", removed)
+    recovered = recover_uploads(deps, sole_owner=False)
+    spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
+    if recovered.reopened or recovered.parts_removed or spooled:
+        log.info(
+            "upload sweep: reopened %d stale upload(s), removed %d part(s) and %d spool file(s)",
+            recovered.reopened,
+            recovered.parts_removed,
+            spooled,
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sonobridge.common.access import Reachable
-from sonobridge.common.auth import Principal
+from sonobridge.common.audit import AuditLog
 from sonobridge.ingest.domain.callers import DimseCaller
 from sonobridge.ingest.domain.events import Event
 from sonobridge.ingest.domain.media import BulkKey
@@ -103,24 +103,6 @@ class Callers(Protocol):
     def delete(self, ae_title: str) -> bool: ...
 
 
-class AuditTrail(Protocol):
-    """Who did what to which exam or instance."""
-
-    def record(
-        self,
-        *,
-        at: datetime,
-        actor: Principal,
-        action: str,
-        resource_type: str,
-        resource_id: str,
-        institution_id: str | None,
-        channel: str,
-        outcome: str = "ok",
-        detail: str | None = None,
-    ) -> None: ...
-
-
 class Work(Protocol):
     """One transaction: its repositories, its audit records and the events it emits."""
 
@@ -128,7 +110,7 @@ class Work(Protocol):
     instances: Instances
     uploads: Uploads
     callers: Callers
-    audit: AuditTrail
+    audit: AuditLog
 
     def emit(self, event: Event) -> None: ...
 

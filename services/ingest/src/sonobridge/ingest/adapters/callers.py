@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from sonobridge.common.auth import Principal
-from sonobridge.ingest.adapters.orm import AUDIT_OUTCOME_CHARS, audit_log, dimse_callers
+from sonobridge.common.audit import DETAIL_CHARS, ID_CHARS, OUTCOME_CHARS, AuditRecord
+from sonobridge.ingest.adapters.orm import audit_log, dimse_callers
 from sonobridge.ingest.adapters.rows import changed
 from sonobridge.ingest.domain.callers import DimseCaller
 
@@ -63,38 +63,24 @@ def _caller(row: Row[Any]) -> DimseCaller:
 
 
 @dataclass
-class SqlAuditTrail:
-    """Audit records in one session."""
+class SqlAuditLog:
+    """Ingest's audit table in one session (its columns predate the shared audit table)."""
 
     session: Session
 
-    def record(
-        self,
-        *,
-        at: datetime,
-        actor: Principal,
-        action: str,
-        resource_type: str,
-        resource_id: str,
-        institution_id: str | None,
-        channel: str,
-        outcome: str = "ok",
-        detail: str | None = None,
-    ) -> None:
-        """Append one audit record."""
+    def append(self, record: AuditRecord) -> None:
+        """Append one record, clipping the free-text fields to their columns."""
         self.session.execute(
             insert(audit_log).values(
-                at=at,
-                actor=actor.user,
-                roles=",".join(sorted(actor.roles)),
-                action=action,
-                resource_type=resource_type,
-                resource_id=resource_id[:255],
-                institution_id=institution_id,
-                channel=channel,
-                # PostgreSQL refuses an over-long value (SQLite does not): a long rejection
-                # reason must not turn the refusal into a 500.
-                outcome=outcome[:AUDIT_OUTCOME_CHARS],
-                detail=(detail or "")[:2000] or None,
+                at=record.at,
+                actor=record.actor[:ID_CHARS],
+                roles=",".join(sorted(record.roles)),
+                action=record.action,
+                resource_type=record.resource_type,
+                resource_id=record.resource_id[:ID_CHARS],
+                institution_id=record.institution_id,
+                channel=record.channel or "",
+                outcome=record.outcome[:OUTCOME_CHARS],
+                detail=record.detail[:DETAIL_CHARS] or None,
             )
         )

@@ -13,9 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common.access import Reachable
+from sonobridge.common.audit import AuditLog
 from sonobridge.common.delivery import Outbox
 from sonobridge.ingest.adapters import messages
-from sonobridge.ingest.adapters.callers import SqlAuditTrail, SqlCallers
+from sonobridge.ingest.adapters.callers import SqlAuditLog, SqlCallers
 from sonobridge.ingest.adapters.orm import (
     exams,
     idempotency_keys,
@@ -29,7 +30,6 @@ from sonobridge.ingest.domain.model import ManifestEntry, Scope
 from sonobridge.ingest.domain.query import Criterion
 from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance
 from sonobridge.ingest.ports import (
-    AuditTrail,
     Callers,
     Collision,
     Exams,
@@ -252,7 +252,7 @@ class SqlWork:
         self.instances: Instances = SqlInstances(session)
         self.uploads: Uploads = SqlUploads(session)
         self.callers: Callers = SqlCallers(session)
-        self.audit: AuditTrail = SqlAuditTrail(session)
+        self.audit: AuditLog = SqlAuditLog(session)
 
     def emit(self, event: Event) -> None:
         """Queue an event in the outbox, committed with everything else in this transaction."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Row
@@ -13,18 +12,10 @@ from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance, 
 _Record = TypeVar("_Record", Exam, Instance, UploadSession, IdempotencyRecord)
 
 
-def aware(value: Any) -> Any:
-    """Return `value`, with UTC attached when it is a naive datetime."""
-    # SQLite drops the zone of timestamps it stores; every one was written as UTC.
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def record(kind: type[_Record], row: Row[Any]) -> _Record:
     """Build a domain record from the row's columns of the same names."""
     values = row._mapping
-    return kind(**{f.name: aware(values[f.name]) for f in fields(kind) if f.name in values})
+    return kind(**{f.name: values[f.name] for f in fields(kind) if f.name in values})
 
 
 def optional(kind: type[_Record], row: Row[Any] | None) -> _Record | None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from sonobridge.common.conditional import IfNoneMatch, conditional
 from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import PlausibleDatetime, parse_int
 from sonobridge.common.problems import InvalidInput, Problem, UnsupportedMediaType
@@ -185,17 +186,10 @@ async def create_exam(
 
 @router.get("/exams/{exam_id}")
 async def get_exam(
-    exam_id: str,
-    principal: CurrentPrincipal,
-    deps: Deps,
-    if_none_match: Annotated[str | None, Header()] = None,
+    exam_id: str, principal: CurrentPrincipal, deps: Deps, if_none_match: IfNoneMatch = None
 ) -> Response:
     view = await run_in_threadpool(exams.get_exam, deps, principal, exam_id)
-    body = json.dumps(exam_json(view), sort_keys=True).encode()
-    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-    if if_none_match == etag:
-        return Response(status_code=304, headers={"ETag": etag})
-    return Response(body, media_type="application/json", headers={"ETag": etag})
+    return conditional(json.dumps(exam_json(view), sort_keys=True).encode(), if_none_match)
 
 
 @router.post("/exams/{exam_id}/complete")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sonobridge.common.access import AccessPolicy
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.auth import Principal
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.ingest.metrics import IngestMetrics
 from sonobridge.ingest.ports import DicomCodec, Spool, UnitOfWork
@@ -27,3 +29,30 @@ class IngestDeps:
     max_instance_bytes: int
     upload_expiry: timedelta
     access: AccessPolicy = field(default_factory=AccessPolicy)
+
+
+def audit_record(
+    *,
+    at: datetime,
+    actor: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    institution_id: str | None,
+    channel: str,
+    outcome: str = "ok",
+    detail: str | None = None,
+) -> AuditRecord:
+    """Build the audit record of an action `actor` took."""
+    return AuditRecord(
+        at=at,
+        actor=actor.user,
+        roles=frozenset(actor.roles),
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        institution_id=institution_id,
+        outcome=outcome,
+        channel=channel,
+        detail=detail or "",
+    )

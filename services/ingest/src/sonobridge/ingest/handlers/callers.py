@@ -5,7 +5,7 @@ from __future__ import annotations
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import InvalidInput, NotFound
 from sonobridge.ingest.domain.callers import DimseCaller, parse_ae_title
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.ports import Collision
 
 ADMIN_ROLE = "admin"
@@ -49,15 +49,17 @@ def register_caller(
 def _put(deps: IngestDeps, principal: Principal, caller: DimseCaller) -> bool:
     with deps.unit() as work:
         created = work.callers.put(caller, by=principal.user, at=deps.clock())
-        work.audit.record(
-            at=deps.clock(),
-            actor=principal,
-            action="register_dimse_caller",
-            resource_type="dimse_caller",
-            resource_id=caller.ae_title,
-            institution_id=caller.institution_id,
-            channel="rest",
-            outcome="created" if created else "replaced",
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=principal,
+                action="register_dimse_caller",
+                resource_type="dimse_caller",
+                resource_id=caller.ae_title,
+                institution_id=caller.institution_id,
+                channel="rest",
+                outcome="created" if created else "replaced",
+            )
         )
     return created
 
@@ -69,14 +71,16 @@ def remove_caller(deps: IngestDeps, principal: Principal, ae_title: str) -> None
     with deps.unit() as work:
         if not work.callers.delete(title):
             raise NotFound(f"no DIMSE caller {title!r} is registered")
-        work.audit.record(
-            at=deps.clock(),
-            actor=principal,
-            action="remove_dimse_caller",
-            resource_type="dimse_caller",
-            resource_id=title,
-            institution_id=None,
-            channel="rest",
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=principal,
+                action="remove_dimse_caller",
+                resource_type="dimse_caller",
+                resource_id=title,
+                institution_id=None,
+                channel="rest",
+            )
         )
 
 

@@ -18,7 +18,7 @@ from sonobridge.ingest.domain.model import (
     require_uid,
 )
 from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.ports import Collision, Work
 
 
@@ -124,14 +124,16 @@ def create_exam(
                 work.exams.remember(
                     IdempotencyRecord(principal.user, idempotency_key, digest, exam_id, now)
                 )
-            work.audit.record(
-                at=now,
-                actor=principal,
-                action="create_exam",
-                resource_type="exam",
-                resource_id=exam_id,
-                institution_id=command.institution_id,
-                channel="rest",
+            work.audit.append(
+                audit_record(
+                    at=now,
+                    actor=principal,
+                    action="create_exam",
+                    resource_type="exam",
+                    resource_id=exam_id,
+                    institution_id=command.institution_id,
+                    channel="rest",
+                )
             )
             return exam, True
     except Collision:
@@ -176,14 +178,16 @@ def get_exam(
     with deps.unit() as work:
         exam = visible_exam(deps, work, principal, exam_id)
         view = exam_view(work, exam, with_instances=True)
-        work.audit.record(
-            at=deps.clock(),
-            actor=principal,
-            action="read_exam",
-            resource_type="exam",
-            resource_id=exam.exam_id,
-            institution_id=exam.institution_id,
-            channel=channel,
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=principal,
+                action="read_exam",
+                resource_type="exam",
+                resource_id=exam.exam_id,
+                institution_id=exam.institution_id,
+                channel=channel,
+            )
         )
     return view
 
@@ -228,14 +232,16 @@ def _complete_exam(deps: IngestDeps, principal: Principal, command: CompleteExam
                 mismatched=mismatched,
             )
         completed_type = settle_exam(deps, work, exam.exam_id)
-        work.audit.record(
-            at=deps.clock(),
-            actor=principal,
-            action="complete_exam",
-            resource_type="exam",
-            resource_id=exam.exam_id,
-            institution_id=exam.institution_id,
-            channel="rest",
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=principal,
+                action="complete_exam",
+                resource_type="exam",
+                resource_id=exam.exam_id,
+                institution_id=exam.institution_id,
+                channel="rest",
+            )
         )
         view = exam_view(work, _locked_exam(work, exam.exam_id))
     if completed_type:

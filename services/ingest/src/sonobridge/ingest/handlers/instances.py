@@ -21,7 +21,7 @@ from sonobridge.ingest.domain.validation import (
     check_size,
     check_study,
 )
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.handlers.exams import may, settle_exam, visible_exam
 from sonobridge.ingest.ports import Collision, SpooledFile, Work
 
@@ -99,16 +99,18 @@ def _audit_rejection(
     deps: IngestDeps, principal: Principal, channel: Channel, exam_id: str | None, problem: Problem
 ) -> None:
     with deps.unit() as work:
-        work.audit.record(
-            at=deps.clock(),
-            actor=principal,
-            action="store_instance",
-            resource_type="exam" if exam_id else "instance",
-            resource_id=exam_id or "-",
-            institution_id=principal.institution,
-            channel=str(channel),
-            outcome=f"rejected:{problem.extensions.get('reason') or problem.type_slug}",
-            detail=problem.detail,
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=principal,
+                action="store_instance",
+                resource_type="exam" if exam_id else "instance",
+                resource_id=exam_id or "-",
+                institution_id=principal.institution,
+                channel=str(channel),
+                outcome=f"rejected:{problem.extensions.get('reason') or problem.type_slug}",
+                detail=problem.detail,
+            )
         )
 
 
@@ -315,14 +317,16 @@ def _store_valid(
                 work.exams.bind_study(exam.exam_id, claim.description.study_instance_uid)
                 exam = work.exams.get(exam.exam_id)
             work.emit(InstanceStored(stored, exam, claim.channel, False, now))
-            work.audit.record(
-                at=now,
-                actor=claim.principal,
-                action="store_instance",
-                resource_type="instance",
-                resource_id=sop,
-                institution_id=stored.institution_id,
-                channel=str(claim.channel),
+            work.audit.append(
+                audit_record(
+                    at=now,
+                    actor=claim.principal,
+                    action="store_instance",
+                    resource_type="instance",
+                    resource_id=sop,
+                    institution_id=stored.institution_id,
+                    channel=str(claim.channel),
+                )
             )
             completed = settle_exam(deps, work, exam.exam_id) if exam is not None else None
         return StoredInstance(stored, False), completed
@@ -352,14 +356,16 @@ def _store_duplicate(
             completed = settle_exam(deps, work, linked.exam_id)
         exam = work.exams.get(existing.exam_id) if existing.exam_id else None
         work.emit(InstanceStored(existing, exam, claim.channel, True, deps.clock()))
-        work.audit.record(
-            at=deps.clock(),
-            actor=claim.principal,
-            action="store_instance",
-            resource_type="instance",
-            resource_id=sop,
-            institution_id=existing.institution_id,
-            channel=str(claim.channel),
-            outcome="duplicate",
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=claim.principal,
+                action="store_instance",
+                resource_type="instance",
+                resource_id=sop,
+                institution_id=existing.institution_id,
+                channel=str(claim.channel),
+                outcome="duplicate",
+            )
         )
     return StoredInstance(existing, True), completed

@@ -12,7 +12,7 @@ from sonobridge.common.auth import Principal
 from sonobridge.ingest.domain.media import BulkKey
 from sonobridge.ingest.domain.query import Criterion
 from sonobridge.ingest.domain.records import Instance
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.handlers.exams import get_exam
 
 
@@ -29,15 +29,17 @@ def find_instances(
     reach = deps.access.reachable(principal, Action.READ)
     with deps.unit() as work:
         found = work.instances.search(reach, criteria)
-        work.audit.record(
-            at=deps.clock(),
-            actor=principal,
-            action=action,
-            resource_type="study",
-            resource_id=resource_id,
-            institution_id=principal.institution,
-            channel="dicomweb",
-            outcome=f"ok:{len(found)}",
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=principal,
+                action=action,
+                resource_type="study",
+                resource_id=resource_id,
+                institution_id=principal.institution,
+                channel="dicomweb",
+                outcome=f"ok:{len(found)}",
+            )
         )
     return found
 

@@ -34,7 +34,7 @@ from sonobridge.ingest.domain.validation import (
     check_size,
     parse_pixel_spacing,
 )
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.handlers.exams import visible_exam
 from sonobridge.ingest.handlers.instances import StoredInstance, store_instance
 from sonobridge.ingest.ports import SpooledFile, Work
@@ -90,14 +90,16 @@ def create_upload(
             expires_at=now + deps.upload_expiry,
         )
         work.uploads.add(upload)
-        work.audit.record(
-            at=now,
-            actor=principal,
-            action="create_upload",
-            resource_type="exam",
-            resource_id=exam.exam_id,
-            institution_id=exam.institution_id,
-            channel="rest",
+        work.audit.append(
+            audit_record(
+                at=now,
+                actor=principal,
+                action="create_upload",
+                resource_type="exam",
+                resource_id=exam.exam_id,
+                institution_id=exam.institution_id,
+                channel="rest",
+            )
         )
     return upload
 
