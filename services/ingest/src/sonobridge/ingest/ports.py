@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -143,7 +143,6 @@ class Spool(Protocol):
     def new(self) -> SpooledFile: ...
     def adopt(self, path: Path) -> SpooledFile: ...
     def from_chunks(self, chunks: Iterator[bytes]) -> SpooledFile: ...
-    async def from_stream(self, chunks: AsyncIterator[bytes]) -> SpooledFile: ...
     def reclaim(self, older_than: float | None = None) -> int: ...
 
 
