@@ -265,6 +265,7 @@ def unit_of_work(sessions: sessionmaker[Session], outbox: Outbox) -> UnitOfWork:
 
     @contextmanager
     def unit() -> Iterator[Work]:
+        """Open one transaction; a unique-key clash surfaces as Collision."""
         try:
             with sessions.begin() as session:
                 yield SqlWork(session, outbox)

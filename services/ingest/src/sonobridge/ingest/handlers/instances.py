@@ -132,10 +132,12 @@ class _Claim:
 
     @property
     def sop(self) -> str:
+        """Return the SOP Instance UID being stored."""
         return self.description.sop_instance_uid
 
     @property
     def key(self) -> str:
+        """Return the write-once object key of the instance."""
         d = self.description
         return object_key(d.study_instance_uid, d.series_instance_uid, d.sop_instance_uid)
 

@@ -15,6 +15,7 @@ from sonobridge.ingest.entrypoints.dicomweb.views import DICOM_JSON, NotAcceptab
 
 
 def media_range(candidate: str) -> tuple[str, dict[str, str]]:
+    """Split one Accept entry into its media range and lower-cased parameters."""
     main, *params = candidate.split(";")
     values: dict[str, str] = {}
     for param in params:
@@ -105,6 +106,7 @@ def check_accept_bulk(accept: str | None) -> None:
 
 
 def rendered_type(accept: str | None) -> str:
+    """Pick the rendered media type (JPEG or PNG) the client accepts."""
     if not accept:
         return "image/jpeg"
     for candidate in accept.split(","):

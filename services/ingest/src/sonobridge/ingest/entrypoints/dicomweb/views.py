@@ -33,6 +33,7 @@ class BadQuery(Problem):
 
 
 def attr(vr: str, *values: Any) -> dict[str, Any]:
+    """Return a DICOM JSON attribute of `vr` holding the non-empty values."""
     present = [v for v in values if v not in (None, "")]
     if not present:
         return {"vr": vr}
@@ -165,6 +166,7 @@ def _empty(tag: str) -> dict[str, Any]:
 
 
 def study_json(rows: Sequence[Instance], base: str, includes: Sequence[str] = ()) -> dict[str, Any]:
+    """Return the QIDO-RS study answer for one study's instances."""
     first = rows[0]
     extra = _level_fields(rows, base, [*includes, *_STUDY_DEFAULTS], _STUDY_LEVEL)
     defaults = {tag: extra.get(tag) or _empty(tag) for tag in _STUDY_DEFAULTS}
@@ -191,6 +193,7 @@ def study_json(rows: Sequence[Instance], base: str, includes: Sequence[str] = ()
 def series_json(
     rows: Sequence[Instance], base: str, includes: Sequence[str] = ()
 ) -> dict[str, Any]:
+    """Return the QIDO-RS series answer for one series' instances."""
     first = rows[0]
     extra = _level_fields(rows, base, includes, _SERIES_LEVEL) if includes else {}
     return extra | {
@@ -208,6 +211,7 @@ def series_json(
 
 
 def instance_json(row: Instance, base: str, includes: Sequence[str]) -> dict[str, Any]:
+    """Return the QIDO-RS instance answer, with the requested include fields."""
     body: dict[str, Any] = {}
     if includes:
         metadata = instance_metadata(row, base)
@@ -238,6 +242,7 @@ def instance_json(row: Instance, base: str, includes: Sequence[str]) -> dict[str
 
 
 def group(rows: Sequence[Instance], attribute: str) -> dict[str, list[Instance]]:
+    """Group instances by one of their UID fields, in the order found."""
     groups: dict[str, list[Instance]] = defaultdict(list)
     for row in rows:
         groups[getattr(row, attribute)].append(row)
@@ -245,6 +250,7 @@ def group(rows: Sequence[Instance], attribute: str) -> dict[str, list[Instance]]
 
 
 def json_response(items: list[dict[str, Any]], warnings: Sequence[str] = ()) -> Response:
+    """Answer DICOM JSON items, or 204 when there are none."""
     headers = {"Warning": ", ".join(warnings)} if warnings else None
     if not items:
         return Response(status_code=204, headers=headers)
