@@ -203,8 +203,10 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "").strip()
         for element in ds._dict.values():
             # Deferred elements were seeked over; a declared length past EOF means truncation.
-            if getattr(element, "value", 1) is None and (
-                element.value_tell + element.length > size
+            if (
+                isinstance(element, RawDataElement)
+                and element.value is None
+                and element.value_tell + element.length > size
             ):
                 raise Rejected(
                     f"element {element.tag} declares {element.length} bytes beyond the end of "

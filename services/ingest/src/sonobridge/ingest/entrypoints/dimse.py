@@ -335,6 +335,8 @@ class StoreScp:
                 (evt.EVT_C_ECHO, self.handle_echo),
             ],
         )
+        # start_server returns the server whenever block=False; None only when it blocked.
+        assert server is not None
         self.port = int(server.server_address[1])
         self.ready.set()
         log.info("DICOM SCP %s listening on port %d", self.settings.ae_title, self.port)

@@ -1,20 +1,15 @@
-"""Where DICOMweb lives: the URLs handed back, and finding the instances a path names."""
+"""Where DICOMweb lives: its router and the URLs handed back in answers."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from sonobridge.common.auth import Principal
-from sonobridge.ingest.domain.query import Criterion, within
 from sonobridge.ingest.domain.records import Instance
-from sonobridge.ingest.handlers import IngestDeps, reads
 
 PREFIX = "/dicomweb"
 # One router for every DICOMweb route; stow, qido and wado add theirs on import, in that order.
 router = APIRouter(prefix=PREFIX)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 _FORWARDING_HEADERS = ("forwarded", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-for")
 
 
@@ -47,17 +42,3 @@ def instance_url(base: str, instance: Instance) -> str:
         f"{base}/studies/{instance.study_instance_uid}/series/{instance.series_instance_uid}"
         f"/instances/{instance.sop_instance_uid}"
     )
-
-
-def lookup(
-    deps: IngestDeps,
-    principal: Principal,
-    action: str,
-    study: str | None = None,
-    series: str | None = None,
-    sop: str | None = None,
-    extra: list[Criterion] | None = None,
-) -> list[Instance]:
-    """Return the visible instances a request path (and query) names, audited as `action`."""
-    criteria = [*(extra or []), *within(study, series, sop)]
-    return reads.find_instances(deps, principal, criteria, action=action, resource_id=study or "*")

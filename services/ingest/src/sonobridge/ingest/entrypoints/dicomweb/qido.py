@@ -12,10 +12,10 @@ from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import parse_int
 from sonobridge.common.problems import InvalidInput
 from sonobridge.ingest.domain.model import require_uid
-from sonobridge.ingest.domain.query import FIELDS, Criterion, criteria_for
+from sonobridge.ingest.domain.query import FIELDS, Criterion, criteria_for, within
 from sonobridge.ingest.entrypoints.dependencies import Deps, PublicBaseUrl
 from sonobridge.ingest.entrypoints.dicomweb.negotiation import check_accept_json
-from sonobridge.ingest.entrypoints.dicomweb.paths import base_url, lookup, router
+from sonobridge.ingest.entrypoints.dicomweb.paths import base_url, router
 from sonobridge.ingest.entrypoints.dicomweb.views import (
     BadQuery,
     group,
@@ -25,7 +25,7 @@ from sonobridge.ingest.entrypoints.dicomweb.views import (
     series_json,
     study_json,
 )
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.handlers import IngestDeps, reads
 
 _KEYWORDS = {
     "0020000D": "StudyInstanceUID",
@@ -102,7 +102,12 @@ async def qido(
     except InvalidInput as problem:
         raise BadQuery(problem.detail, **problem.extensions) from problem
     found = await run_in_threadpool(
-        lookup, deps, principal, f"search_{level}", study, series, None, criteria
+        reads.find_instances,
+        deps,
+        principal,
+        [*criteria, *within(study, series)],
+        action=f"search_{level}",
+        resource_id=study or "*",
     )
     page = slice(offset, offset + limit)
     items: list[dict[str, Any]]

@@ -22,6 +22,7 @@ from sonobridge.ingest.domain.media import (
     parse_bulk_key,
     parse_frame_numbers,
 )
+from sonobridge.ingest.domain.query import within
 from sonobridge.ingest.domain.records import Instance
 from sonobridge.ingest.domain.validation import (
     ENCAPSULATED_TRANSFER_SYNTAXES,
@@ -35,7 +36,7 @@ from sonobridge.ingest.entrypoints.dicomweb.negotiation import (
     frame_representation,
     rendered_type,
 )
-from sonobridge.ingest.entrypoints.dicomweb.paths import base_url, lookup, router
+from sonobridge.ingest.entrypoints.dicomweb.paths import base_url, router
 from sonobridge.ingest.entrypoints.dicomweb.views import DICOM_JSON, instance_metadata
 from sonobridge.ingest.handlers import IngestDeps, reads
 
@@ -106,6 +107,20 @@ def _pixel_stream(
         path.unlink(missing_ok=True)
 
 
+async def _find(
+    deps: IngestDeps,
+    principal: Principal,
+    action: str,
+    study: str,
+    series: str | None,
+    sop: str | None,
+) -> list[Instance]:
+    criteria = within(study, series, sop)
+    return await run_in_threadpool(
+        reads.find_instances, deps, principal, criteria, action=action, resource_id=study
+    )
+
+
 async def _found(
     deps: IngestDeps,
     principal: Principal,
@@ -114,7 +129,7 @@ async def _found(
     series: str | None = None,
     sop: str | None = None,
 ) -> list[Instance]:
-    found = await run_in_threadpool(lookup, deps, principal, action, study, series, sop)
+    found = await _find(deps, principal, action, study, series, sop)
     if not found:
         raise NotFound("no such instance")
     return found
@@ -129,7 +144,7 @@ async def retrieve(
     sop: str | None = None,
 ) -> Response:
     """Stream the named instances as stored, one multipart part each."""
-    found = await run_in_threadpool(lookup, deps, principal, "retrieve", study, series, sop)
+    found = await _find(deps, principal, "retrieve", study, series, sop)
     if not found:
         raise NotFound("no such instances")
     check_accept_dicom(request.headers.get("accept"), found)
@@ -151,9 +166,7 @@ async def metadata(
 ) -> Response:
     """Answer the named instances' DICOM JSON."""
     check_accept_json(request.headers.get("accept"))
-    found = await run_in_threadpool(
-        lookup, deps, principal, "retrieve_metadata", study, series, sop
-    )
+    found = await _find(deps, principal, "retrieve_metadata", study, series, sop)
     if not found:
         raise NotFound("no such instances")
     body = [instance_metadata(i, base) for i in found]
