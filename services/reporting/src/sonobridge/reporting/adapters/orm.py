@@ -17,7 +17,7 @@ from sqlalchemy import (
 
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
-from sonobridge.common.idempotency import idempotency_table
+from sonobridge.common.sql_records import idempotency_table
 
 metadata = MetaData()
 
