@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from sonobridge.common.infrastructure import (
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.common.periodic import Periodic
 from sonobridge.ingest import handlers
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
 from sonobridge.ingest.adapters.spool import Spool
@@ -130,7 +130,11 @@ def build(
     )
     workers = {
         "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
-        "upload-expiry": lambda stop: _expire_uploads(deps, stop, settings),
+        "upload-expiry": Periodic(
+            "upload expiry sweep",
+            lambda: _sweep_uploads(deps),
+            settings.ingest.expiry_sweep_seconds,
+        ),
     }
     if settings.ingest.dimse_enabled:
         scp = dimse.StoreScp(deps, settings.ingest)
@@ -147,22 +151,16 @@ def build(
     )
 
 
-def _expire_uploads(deps: IngestDeps, stop: threading.Event, settings: Settings) -> None:
-    while not stop.is_set():
-        try:
-            removed = handlers.expire_uploads(deps)
-            if removed:
-                log.info("expired %d upload(s)", removed)
-            recovered = handlers.recover_uploads(deps, sole_owner=False)
-            spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
-            if recovered.reopened or recovered.parts_removed or spooled:
-                log.info(
-                    "upload sweep: reopened %d stale upload(s), removed %d part(s) and %d "
-                    "spool file(s)",
-                    recovered.reopened,
-                    recovered.parts_removed,
-                    spooled,
-                )
-        except Exception:
-            log.exception("upload expiry sweep failed; retrying")
-        stop.wait(settings.ingest.expiry_sweep_seconds)
+def _sweep_uploads(deps: IngestDeps) -> None:
+    removed = handlers.expire_uploads(deps)
+    if removed:
+        log.info("expired %d upload(s)", removed)
+    recovered = handlers.recover_uploads(deps, sole_owner=False)
+    spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
+    if recovered.reopened or recovered.parts_removed or spooled:
+        log.info(
+            "upload sweep: reopened %d stale upload(s), removed %d part(s) and %d spool file(s)",
+            recovered.reopened,
+            recovered.parts_removed,
+            spooled,
+        )
