@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -92,9 +93,9 @@ def test_dockerignore_keeps_the_context_to_what_the_images_need() -> None:
         for op, arg in _instructions(_dockerfile())
         if op == "COPY" and not arg.startswith("--from")
     }
-    assert all(
-        path.split("/")[0] in {"uv.lock", "pyproject.toml", "proto", "services"} for path in copied
-    )
+    roots = {"uv.lock", "pyproject.toml", "proto", "services"}
+    assert all(path.split("/")[0] in roots or path == "lab/pyproject.toml" for path in copied)
+    assert "!lab/pyproject.toml" in patterns and "!lab" not in patterns, "the lab's code stays out"
 
 
 @pytest.mark.slow
@@ -139,9 +140,13 @@ def test_image_install_step_gives_an_importable_service_without_dev_tools(
 
 def test_dependency_layer_copies_every_workspace_members_pyproject() -> None:
     # uv sync --locked fails in the image if any workspace member's pyproject is missing.
-    members = {"proto/pyproject.toml"} | {
-        str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "services").glob("*/pyproject.toml")
+    workspace = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["uv"]
+    members = {
+        str(p.relative_to(REPO_ROOT))
+        for pattern in workspace["workspace"]["members"]
+        for p in REPO_ROOT.glob(f"{pattern}/pyproject.toml")
     }
+    assert "services/ingest/pyproject.toml" in members
     copied = {
         line.split()[1]
         for line in _dockerfile().splitlines()
