@@ -127,3 +127,13 @@ def once(
         if stored is None:
             raise
         return replay(stored, key)
+
+
+def __getattr__(name: str) -> Any:
+    # The table and SQL adapter lived here in the first cut; importing them from here still
+    # works, lazily, so that importing the port alone never loads SQLAlchemy.
+    if name in {"idempotency_table", "SqlIdempotencyKeys"}:
+        from sonobridge.common import sql_records
+
+        return getattr(sql_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
