@@ -39,7 +39,7 @@ def test_0003_adds_the_registry_matching_the_tables_and_reverts(database_url: st
     engine = create_db_engine(database_url)
     try:
         assert "dimse_callers" not in inspect(engine).get_table_names()
-        command.upgrade(config, "head")
+        command.upgrade(config, "0003")
         with engine.connect() as conn:
             context = MigrationContext.configure(
                 conn, opts={"version_table": "alembic_version_ingest"}
