@@ -16,9 +16,9 @@ cleanup() { if [[ "$was_up" -eq 0 ]]; then deploy/local/down.sh all >/dev/null 2
 trap cleanup EXIT
 eval "$(deploy/local/env.sh)"
 
-uv run ruff check .
-uv run lint-imports
-uv run mypy services/common/src
+# The guardrails (ruff, import boundaries, mypy --strict on common and every domain and handlers
+# package) fail the run before any test does.
+scripts/lint.sh
 uv run python scripts/gen_protos.py --check
 
 # pytest exits 5 when it collects nothing; that must fail CI, never pass it.
