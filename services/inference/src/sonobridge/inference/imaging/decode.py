@@ -149,6 +149,20 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((arr - lo) * scale), 0, 255).astype(np.uint8)
 
 
+def palette_rgb(indices: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Map palette indices through the colour tables and scale their entries to 0..255."""
+    rgb = apply_color_lut(indices, ds)
+    # A table's entries span its own bit depth (Philips writes 16-bit tables); to_gray would
+    # clip anything above 255 and turn the image black and white.
+    descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
+    bits = int(descriptor[2]) if descriptor is not None and len(descriptor) == 3 else 0
+    if bits <= 0 and rgb.dtype.itemsize > 1:
+        bits = 8 * rgb.dtype.itemsize
+    if bits <= 8:
+        return rgb
+    return rgb.astype(np.float32) * (255.0 / float(2**bits - 1))
+
+
 def is_dicom(data: bytes) -> bool:
     """Return True when bytes look like a DICOM Part 10 file."""
     return len(data) >= 132 and data[128:132] == b"DICM"
@@ -199,7 +213,7 @@ def decode_dataset(
                 as_rgb=True,
             )
             if photometric == "PALETTE COLOR":
-                arr = apply_color_lut(arr, ds)
+                arr = palette_rgb(arr, ds)
             gray = to_gray(arr)
             if photometric == "MONOCHROME1":
                 gray = 255 - gray
