@@ -94,7 +94,14 @@ class QualityAssessment:
     confidence: float
     model_version: str
     advice: str
+    # Set by the validation gate: the device model's state and the model's own verdict.
+    validation: str = "gating"
+    model_acceptable: bool | None = None
+    device_model: str = ""
 
+
+# Weakest first: an exam is only as validated as its least validated instance.
+_STATES = ("shadow", "advisory", "gating")
 
 NO_ASSESSMENT = QualityAssessment(False, (), 0.0, 0.0, "", "")
 
@@ -124,6 +131,7 @@ def summarise_exam(assessments: list[QualityAssessment]) -> QualityAssessment:
             if r not in reasons:
                 reasons.append(r)
     advice = sorted({a.advice for a in assessments if a.advice})
+    devices = {a.device_model for a in assessments}
     return QualityAssessment(
         acceptable=all(a.acceptable for a in assessments),
         reasons=tuple(reasons),
@@ -131,4 +139,9 @@ def summarise_exam(assessments: list[QualityAssessment]) -> QualityAssessment:
         confidence=worst.confidence,
         model_version=worst.model_version,
         advice="; ".join(advice),
+        validation=min((a.validation for a in assessments), key=_STATES.index),
+        model_acceptable=all(
+            a.acceptable if a.model_acceptable is None else a.model_acceptable for a in assessments
+        ),
+        device_model=devices.pop() if len(devices) == 1 else "",
     )
