@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -54,11 +54,14 @@ class QualityCheck:
     frame_indices: list[int]
     model: str
     model_version: str
+    # The device model's validation state for this model; "gating" is today's behaviour.
+    validation: str = "gating"
+    device_model: str = ""
 
     @property
     def assessment(self) -> QualityAssessment:
         """Return what the operator is told about the image or cine."""
-        return assess(self.verdict, self.model_version)
+        return hold_to(assess(self.verdict, self.model_version), self.validation, self.device_model)
 
 
 def judge_frames(
@@ -118,6 +121,29 @@ def assess(verdict: QualityVerdict, model_version: str) -> QualityAssessment:
         model_version=model_version,
         advice="" if reason is None else ADVICE.get(reason, "rescan"),
     )
+
+
+NOT_ASSESSED = "quality not assessed for this device"
+
+
+def hold_to(assessment: QualityAssessment, validation: str, device_model: str) -> QualityAssessment:
+    """Return what the operator is held to: the verdict itself only when the model gates.
+
+    Shadow and advisory answer acceptable, so no consumer (older ones included) recalls an
+    exam on a verdict never validated on this device; the model's own stays recorded.
+    """
+    raw = replace(
+        assessment,
+        validation=validation,
+        model_acceptable=assessment.acceptable,
+        device_model=device_model,
+    )
+    if validation == "gating":
+        return raw
+    if validation == "advisory":
+        advice = f"advice, not validated for this device: {assessment.advice}"
+        return replace(raw, acceptable=True, advice=advice if assessment.advice else "")
+    return replace(raw, acceptable=True, reasons=(), advice=NOT_ASSESSED)
 
 
 def summarise_exam(assessments: list[QualityAssessment]) -> QualityAssessment:

@@ -11,11 +11,9 @@ from typing import Any
 
 from sonobridge.common import problems
 from sonobridge.inference.domain.exams import ProbeHealth
-from sonobridge.inference.domain.quality import QualityAssessment
 
 # The models whose verdicts can recall an exam or open a ticket.
 GATING_MODELS = ("image-quality", "probe-health")
-NOT_ASSESSED = "quality not assessed for this device"
 _SPACE = re.compile(r"\s+")
 
 
@@ -251,24 +249,6 @@ class StateChange:
             self.actor,
             self.reason,
         )
-
-
-def gate_quality(
-    assessment: QualityAssessment, state: ValidationState, device: DeviceModel
-) -> QualityAssessment:
-    """Return what the operator is held to: the verdict itself only when the model gates."""
-    raw = replace(
-        assessment,
-        validation=state.value,
-        model_acceptable=assessment.acceptable,
-        device_model=device.key,
-    )
-    if state is ValidationState.GATING:
-        return raw
-    if state is ValidationState.ADVISORY:
-        advice = f"advice, not validated for this device: {assessment.advice}"
-        return replace(raw, acceptable=True, advice=advice if assessment.advice else "")
-    return replace(raw, acceptable=True, reasons=(), advice=NOT_ASSESSED)
 
 
 def gate_probe_health(health: ProbeHealth, state: ValidationState) -> ProbeHealth:

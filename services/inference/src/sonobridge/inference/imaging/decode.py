@@ -132,6 +132,9 @@ class DecodedImage:
     total_frames: int
     spacing_mm: tuple[float, float] | None
     source: str
+    # As the DICOM names its device; JPEG/PNG carry none (the app says it instead).
+    manufacturer: str = ""
+    model_name: str = ""
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:
@@ -228,7 +231,15 @@ def decode_dataset(
     stacked = np.stack(frames)
     if stacked.ndim != 3:
         raise InvalidImage(f"unexpected decoded pixel shape {stacked.shape}")
-    return DecodedImage(stacked, indices, n_frames, dicom_spacing_mm(ds), "dicom")
+    return DecodedImage(
+        stacked,
+        indices,
+        n_frames,
+        dicom_spacing_mm(ds),
+        "dicom",
+        str(ds.get("Manufacturer", "") or ""),
+        str(ds.get("ManufacturerModelName", "") or ""),
+    )
 
 
 def decode_file(path: str, sampling: Sampling | None = None) -> DecodedImage:
