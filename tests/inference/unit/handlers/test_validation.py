@@ -18,7 +18,7 @@ from sonobridge.inference.domain.validation import (
     PromotionRefused,
     ValidationState,
 )
-from sonobridge.inference.handlers import exams, quality, validation
+from sonobridge.inference.handlers import exams, quality, reports, validation
 from sonobridge.lab.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
 
 ADMIN = Principal("admin-1", frozenset({"admin"}))
@@ -171,3 +171,29 @@ def test_operators_cannot_label():
     w = world(state=None)
     with pytest.raises(Forbidden):
         validation.record_quality_labels(w.deps, NURSE, [label("u1", flagged=False)])
+
+
+def test_the_report_counts_false_rescans_on_clean_frames_and_caught_faults():
+    w = world(acceptable=0.1, state=None)
+    frames = [reports.LabelledFrame(f"c{i}", png(), None) for i in range(3)]
+    frames += [reports.LabelledFrame("g", png(), "low_gain")]
+    body = reports.report_validation(w.deps, "image-quality", BUTTERFLY, frames)
+    assert (body["n_frames"], body["n_clean"], body["n_faulty"]) == (4, 3, 1)
+    assert body["false_rescan_rate"] == 1.0 and body["fault_catch_rate"] == 1.0
+    assert body["model"] == {"name": "image-quality", "version": "1.0.0"}
+    # The report reads back as the promotion use case expects it.
+    refused = "false-rescan rate 1.000 above"
+    with pytest.raises(PromotionRefused, match=refused):
+        validation.promote_device_model(w.deps, ADMIN, {**body, "n_frames": 100})
+
+
+def test_probe_health_reports_only_dead_elements_as_faults():
+    w = world(probe_score=0.9, state=None)
+    frames = [
+        reports.LabelledFrame("a", png(), None),
+        reports.LabelledFrame("b", png(), "low_gain"),
+        reports.LabelledFrame("c", png(), "dead_elements"),
+    ]
+    body = reports.report_validation(w.deps, "probe-health", BUTTERFLY, frames)
+    assert (body["n_clean"], body["n_faulty"]) == (2, 1)
+    assert body["false_rescan_rate"] == 1.0 and body["fault_catch_rate"] == 1.0

@@ -23,7 +23,7 @@ STATUSES = {
 }
 
 
-def validation_state(state: str) -> events_pb2.QualityValidation.ValueType:
+def validation_state(state: str) -> events_pb2.QualityValidation:
     """Return the contract's QualityValidation for a state name."""
     return events_pb2.QualityValidation.Value(f"QUALITY_VALIDATION_{state.upper()}")
 
