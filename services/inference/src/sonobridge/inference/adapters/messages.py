@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -25,7 +26,9 @@ STATUSES = {
 
 def validation_state(state: str) -> events_pb2.QualityValidation:
     """Return the contract's QualityValidation for a state name."""
-    return events_pb2.QualityValidation.Value(f"QUALITY_VALIDATION_{state.upper()}")
+    value = events_pb2.QualityValidation.Value(f"QUALITY_VALIDATION_{state.upper()}")
+    # The stubs type Value() as a plain int; it is one of this enum's numbers.
+    return cast(events_pb2.QualityValidation, value)
 
 
 def quality_assessment(a: QualityAssessment) -> events_pb2.QualityAssessment:
