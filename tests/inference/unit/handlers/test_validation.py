@@ -66,7 +66,7 @@ def test_an_unvalidated_device_is_shadow_and_never_asks_for_a_rescan():
     assert a.validation == "shadow" and a.model_acceptable is False
     # The model's own verdict is still counted and kept.
     assert not check.verdict.acceptable
-    unknown = {"model": "image-quality", "device_model": " / "}
+    unknown = {"model": "image-quality", "device_model": "unknown"}
     assert w.count(STATE, **unknown, state="shadow") == 1.0
     assert w.count(STATE, **unknown, state="gating") == 0.0
 

@@ -51,8 +51,8 @@ class DeviceModel:
 
     @property
     def key(self) -> str:
-        """Return the stored and displayed form, "manufacturer / model name"."""
-        return f"{self.manufacturer} / {self.model_name}"
+        """Return the displayed form, "manufacturer / model name" ("unknown" when unnamed)."""
+        return f"{self.manufacturer} / {self.model_name}" if self.known else "unknown"
 
     @property
     def known(self) -> bool:
