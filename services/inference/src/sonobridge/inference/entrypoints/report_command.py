@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.inference.domain.validation import GATING_MODELS, DeviceModel
 from sonobridge.inference.handlers import Dependencies
@@ -63,7 +65,8 @@ def run(argv: list[str]) -> int:
     """Write the report; the exit status is 0 when it was written."""
     args = _parser().parse_args(argv)
     source = LocalDirModelSource(args.models_dir) if args.models_dir else packaged_models()
-    metrics = InferenceMetrics()
+    # Its own registry: the command may run inside a process that serves (the demo's node).
+    metrics = InferenceMetrics(CollectorRegistry())
     server = ModelServer(ModelRegistry(source, SessionConfig(), metrics=metrics))
     try:
         server.load_and_pin([(args.model, args.version)])
