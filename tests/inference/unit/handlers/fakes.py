@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,13 @@ from sonobridge.inference.domain.exams import (
     ResultKey,
 )
 from sonobridge.inference.domain.model_card import ModelCard
+from sonobridge.inference.domain.validation import (
+    DeviceModel,
+    DeviceValidation,
+    ExpertLabel,
+    StateChange,
+    ValidationState,
+)
 from sonobridge.inference.handlers import Dependencies
 from sonobridge.inference.imaging.decode import FrameSampling
 from sonobridge.inference.imaging.preprocess import InputSpec
@@ -43,11 +50,14 @@ def card(
     exam_types: tuple[str, ...] = (),
     kind: str = "",
     task: str = "",
+    validation: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Return a model card with just the fields the use cases read."""
     raw: dict[str, Any] = {"name": name, "version": version, "size_bytes": 10}
     if kind:
         raw["kind"] = kind
+    if validation:
+        raw["validation"] = validation
     return ModelCard(
         name=name,
         version=version,
@@ -60,13 +70,70 @@ def card(
     )
 
 
+GATING_VALIDATION = {
+    "validated_device_models": [
+        {
+            "manufacturer": "SonoBridge Synthetic",
+            "model_name": "Handheld Synthetic Probe",
+            "state": "gating",
+        }
+    ],
+    "promotion": {"min_frames": 50, "max_false_rescan_rate": 0.15, "min_fault_catch_rate": 0.8},
+    "demotion": {
+        "window": 10,
+        "min_labels": 4,
+        "max_false_rescan_rate": 0.25,
+        "demote_to": "advisory",
+    },
+}
 QUALITY_CARD = card(
     "image-quality",
     labels=QUALITY_LABELS,
     thresholds={"rescan_if_acceptable_below": 0.5},
     task="frame quality",
+    validation=GATING_VALIDATION,
 )
-PROBE_CARD = card("probe-health", thresholds={"frame": 0.5, "exam": 0.5}, task="dead elements")
+PROBE_CARD = card(
+    "probe-health",
+    thresholds={"frame": 0.5, "exam": 0.5},
+    task="dead elements",
+    validation=GATING_VALIDATION,
+)
+
+
+class FakeDeviceValidations:
+    """Stored states and labels in dicts; `everywhere`: a state stored for every device."""
+
+    def __init__(self, everywhere: ValidationState | None = None) -> None:
+        self.everywhere = everywhere
+        self.states: dict[tuple[str, DeviceModel], DeviceValidation] = {}
+        self.changes: list[StateChange] = []
+        self.labels: dict[tuple[str, str], ExpertLabel] = {}
+
+    def find(self, model_name: str, device: DeviceModel) -> DeviceValidation | None:
+        found = self.states.get((model_name, device))
+        if found is None and self.everywhere is not None:
+            return DeviceValidation(model_name, device, self.everywhere)
+        return found
+
+    def all(self) -> list[DeviceValidation]:
+        return list(self.states.values())
+
+    def change(self, change: StateChange) -> None:
+        self.changes.append(change)
+        self.states[(change.model_name, change.device)] = change.validation
+
+    def add_labels(self, labels: Sequence[ExpertLabel]) -> None:
+        for label in labels:
+            # Re-inserted so a relabelled instance counts as the newest.
+            self.labels.pop((label.model_name, label.sop_instance_uid), None)
+            self.labels[(label.model_name, label.sop_instance_uid)] = label
+
+    def window(self, model_name: str, device: DeviceModel, size: int) -> list[ExpertLabel]:
+        mine = [
+            x for x in self.labels.values() if x.model_name == model_name and x.device == device
+        ]
+        return list(reversed(mine))[:size]
 
 
 SMALL_INPUT = InputSpec("x", 8, 8)
@@ -261,6 +328,7 @@ class World:
     work: FakeExamWork
     registry: CollectorRegistry
     deps: Dependencies
+    validations: FakeDeviceValidations
 
     def count(self, name: str, **labels: str) -> float:
         """Return a metric sample's value (0 when never counted)."""
@@ -273,8 +341,13 @@ def world(
     fault: str = "low_gain",
     probe_score: float = 0.1,
     cards: list[ModelCard] | None = None,
+    state: ValidationState | None = ValidationState.GATING,
 ) -> World:
-    """Return fakes with the quality and probe-health models loaded and pinned."""
+    """Return fakes with the quality and probe-health models loaded and pinned.
+
+    `state` is stored for every device model (gating: today's verdicts); None stores none,
+    so each device gets its card's default.
+    """
     catalog = FakeCatalog([QUALITY_CARD, PROBE_CARD, *(cards or [])])
     for c in (QUALITY_CARD, PROBE_CARD):
         catalog.loaded.add((c.name, c.version))
@@ -296,8 +369,9 @@ def world(
         clock=Clock(),
         exam_work=lambda _transaction: work,
         sampling=FrameSampling(4),
+        validations=(validations := FakeDeviceValidations(state)),
     )
-    return World(catalog, models, store, work, registry, deps)
+    return World(catalog, models, store, work, registry, deps, validations)
 
 
 def png(value: int = 120, size: int = 16) -> bytes:

@@ -32,6 +32,13 @@ class QualityReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QUALITY_REASON_WRONG_DEPTH: _ClassVar[QualityReason]
     QUALITY_REASON_OTHER: _ClassVar[QualityReason]
 
+class QualityValidation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUALITY_VALIDATION_UNSPECIFIED: _ClassVar[QualityValidation]
+    QUALITY_VALIDATION_SHADOW: _ClassVar[QualityValidation]
+    QUALITY_VALIDATION_ADVISORY: _ClassVar[QualityValidation]
+    QUALITY_VALIDATION_GATING: _ClassVar[QualityValidation]
+
 class AiVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AI_VERDICT_UNSPECIFIED: _ClassVar[AiVerdict]
@@ -112,6 +119,10 @@ QUALITY_REASON_DEAD_ELEMENTS: QualityReason
 QUALITY_REASON_MOTION_BLUR: QualityReason
 QUALITY_REASON_WRONG_DEPTH: QualityReason
 QUALITY_REASON_OTHER: QualityReason
+QUALITY_VALIDATION_UNSPECIFIED: QualityValidation
+QUALITY_VALIDATION_SHADOW: QualityValidation
+QUALITY_VALIDATION_ADVISORY: QualityValidation
+QUALITY_VALIDATION_GATING: QualityValidation
 AI_VERDICT_UNSPECIFIED: AiVerdict
 AI_VERDICT_AGREE: AiVerdict
 AI_VERDICT_MODIFY: AiVerdict
@@ -244,20 +255,26 @@ class Finding(_message.Message):
     def __init__(self, code: _Optional[str] = ..., code_system: _Optional[str] = ..., display: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., confidence: _Optional[float] = ..., low_confidence: bool = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., evidence_object_keys: _Optional[_Iterable[str]] = ..., sop_instance_uid: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., abnormal: bool = ...) -> None: ...
 
 class QualityAssessment(_message.Message):
-    __slots__ = ("acceptable", "reasons", "score", "confidence", "model_version", "advice")
+    __slots__ = ("acceptable", "reasons", "score", "confidence", "model_version", "advice", "validation", "model_acceptable", "device_model")
     ACCEPTABLE_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ADVICE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ACCEPTABLE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MODEL_FIELD_NUMBER: _ClassVar[int]
     acceptable: bool
     reasons: _containers.RepeatedScalarFieldContainer[QualityReason]
     score: float
     confidence: float
     model_version: str
     advice: str
-    def __init__(self, acceptable: bool = ..., reasons: _Optional[_Iterable[_Union[QualityReason, str]]] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., advice: _Optional[str] = ...) -> None: ...
+    validation: QualityValidation
+    model_acceptable: bool
+    device_model: str
+    def __init__(self, acceptable: bool = ..., reasons: _Optional[_Iterable[_Union[QualityReason, str]]] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., advice: _Optional[str] = ..., validation: _Optional[_Union[QualityValidation, str]] = ..., model_acceptable: bool = ..., device_model: _Optional[str] = ...) -> None: ...
 
 class InstanceQuality(_message.Message):
     __slots__ = ("sop_instance_uid", "assessment")
@@ -278,18 +295,22 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ProbeHealth(_message.Message):
-    __slots__ = ("device_serial", "dead_element_fraction", "dead_element_columns", "suspected_fault", "confidence")
+    __slots__ = ("device_serial", "dead_element_fraction", "dead_element_columns", "suspected_fault", "confidence", "validation", "model_suspected_fault")
     DEVICE_SERIAL_FIELD_NUMBER: _ClassVar[int]
     DEAD_ELEMENT_FRACTION_FIELD_NUMBER: _ClassVar[int]
     DEAD_ELEMENT_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     SUSPECTED_FAULT_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SUSPECTED_FAULT_FIELD_NUMBER: _ClassVar[int]
     device_serial: str
     dead_element_fraction: float
     dead_element_columns: int
     suspected_fault: bool
     confidence: float
-    def __init__(self, device_serial: _Optional[str] = ..., dead_element_fraction: _Optional[float] = ..., dead_element_columns: _Optional[int] = ..., suspected_fault: bool = ..., confidence: _Optional[float] = ...) -> None: ...
+    validation: QualityValidation
+    model_suspected_fault: bool
+    def __init__(self, device_serial: _Optional[str] = ..., dead_element_fraction: _Optional[float] = ..., dead_element_columns: _Optional[int] = ..., suspected_fault: bool = ..., confidence: _Optional[float] = ..., validation: _Optional[_Union[QualityValidation, str]] = ..., model_suspected_fault: bool = ...) -> None: ...
 
 class AiAgreement(_message.Message):
     __slots__ = ("finding_code", "model_name", "model_version", "verdict", "comment")

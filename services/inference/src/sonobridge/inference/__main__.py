@@ -1,4 +1,4 @@
-"""`python -m sonobridge.inference [serve|migrate]`, from the spec the node also runs."""
+"""`python -m sonobridge.inference [serve|migrate|validation-report ...]`, from the shared spec."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sonobridge.common import service
 from sonobridge.common.service import ServiceSpec
+from sonobridge.inference.entrypoints import report_command
 from sonobridge.inference.settings import Settings
 
 SPEC = ServiceSpec(
@@ -21,7 +22,11 @@ SPEC = ServiceSpec(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve, or only migrate the database (the `sonobridge-inference` command)."""
+    """Serve, migrate the database, or write a validation report (`sonobridge-inference`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["validation-report"]:
+        # Needs no settings: it reads labelled frames and the packaged or given models only.
+        return report_command.run(argv[1:])
     return service.main(SPEC, argv)
 
 

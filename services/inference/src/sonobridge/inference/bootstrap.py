@@ -33,8 +33,9 @@ from sonobridge.inference.adapters.model_store import (
     publish_missing_models,
 )
 from sonobridge.inference.adapters.repositories import SqlExamWork
+from sonobridge.inference.adapters.validation import SqlDeviceValidations
 from sonobridge.inference.entrypoints import consumer, grpc_server, rest
-from sonobridge.inference.handlers import Dependencies
+from sonobridge.inference.handlers import Dependencies, validation
 from sonobridge.inference.imaging.decode import FrameSampling
 from sonobridge.inference.metrics import SERVICE, InferenceMetrics
 from sonobridge.inference.modules import load_clinical_modules
@@ -140,7 +141,9 @@ def build(
         sampling=FrameSampling(cfg.frames_per_instance),
         modules=modules,
         instance_delay_seconds=cfg.instance_delay_seconds,
+        validations=SqlDeviceValidations(session_factory(engine)),
     )
+    validation.show_stored_states(deps)
 
     app = create_service_app(
         service=SERVICE,

@@ -58,3 +58,15 @@ class InferenceMetrics:
             ["institution", "operator", "outcome"],
             **kw,
         )
+        self.validation_state = Gauge(
+            "sonobridge_inference_validation_state",
+            "1 for the current validation state of a gating model on a device model.",
+            ["model", "device_model", "state"],
+            **kw,
+        )
+        self.validation_changes = Counter(
+            "sonobridge_inference_validation_state_changes",
+            "Validation state changes, by trigger (promotion or demotion).",
+            ["model", "from_state", "to_state", "trigger"],
+            **kw,
+        )

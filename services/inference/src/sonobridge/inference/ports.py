@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from sonobridge.inference.domain.exams import InferenceResult, RecordedResult, ResultKey
 from sonobridge.inference.domain.model_card import ModelCard
+from sonobridge.inference.domain.validation import (
+    DeviceModel,
+    DeviceValidation,
+    ExpertLabel,
+    StateChange,
+)
 from sonobridge.inference.imaging.preprocess import InputSpec
 
 
@@ -116,4 +123,28 @@ class ExamWork(Protocol):
 
     def publish(self, result: InferenceResult) -> None:
         """Stage the InferenceCompleted event of a result in this transaction's outbox."""
+        ...
+
+
+class DeviceValidations(Protocol):
+    """Stored validation states per (gating model, device model) and the experts' labels."""
+
+    def find(self, model_name: str, device: DeviceModel) -> DeviceValidation | None:
+        """Return the stored state, or None when nobody has promoted or demoted it."""
+        ...
+
+    def all(self) -> list[DeviceValidation]:
+        """Return every stored state."""
+        ...
+
+    def change(self, change: StateChange) -> None:
+        """Record the new state and its audit record (who, from, to, why) in one transaction."""
+        ...
+
+    def add_labels(self, labels: Sequence[ExpertLabel]) -> None:
+        """Keep expert quality labels; a label of the same instance and model replaces it."""
+        ...
+
+    def window(self, model_name: str, device: DeviceModel, size: int) -> list[ExpertLabel]:
+        """Return the newest `size` labels of a model on a device model, newest first."""
         ...

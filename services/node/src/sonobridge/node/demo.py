@@ -16,6 +16,7 @@ from sonobridge.node.consortium import Consortium, demo_consortium, seed
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
 from sonobridge.node.scenario import PlannedExam, demo_exams
 from sonobridge.node.township import TownshipApp
+from sonobridge.node.validation_demo import show_device_validation
 
 Printer = Callable[[str], None]
 
@@ -209,10 +210,16 @@ def run_demo(
             timeout=timeout,
         )
         print_summary(run, printer)
+        validated = show_device_validation(
+            node.urls()["inference"],
+            consortium.token(node.issuer, admin),
+            data_dir / "validation",
+            printer,
+        )
         print_endpoints(node, printer)
         if not exit_after:
             (wait_forever or _block)()
-        return 0 if run.finished and not run.problems else 1
+        return 0 if run.finished and not run.problems and validated else 1
     finally:
         if watch is not None:
             watch.close()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
-from sonobridge.inference.domain.exams import Finding, InferenceResult, InferenceStatus
+from sonobridge.inference.domain.exams import (
+    Finding,
+    InferenceResult,
+    InferenceStatus,
+    ProbeHealth,
+)
 from sonobridge.inference.domain.quality import QualityAssessment
 
 STATUSES = {
@@ -18,10 +24,33 @@ STATUSES = {
 }
 
 
+def validation_state(state: str) -> events_pb2.QualityValidation:
+    """Return the contract's QualityValidation for a state name."""
+    value = events_pb2.QualityValidation.Value(f"QUALITY_VALIDATION_{state.upper()}")
+    # The stubs type Value() as a plain int; it is one of this enum's numbers.
+    return cast(events_pb2.QualityValidation, value)
+
+
 def quality_assessment(a: QualityAssessment) -> events_pb2.QualityAssessment:
     """Build the QualityAssessment message of an assessment."""
     reasons = [events_pb2.QualityReason.Value(f"QUALITY_REASON_{r.upper()}") for r in a.reasons]
-    return events_pb2.QualityAssessment(**{**asdict(a), "reasons": reasons})
+    fields = asdict(a)
+    model_acceptable = fields.pop("model_acceptable")
+    return events_pb2.QualityAssessment(
+        **{
+            **fields,
+            "reasons": reasons,
+            "validation": validation_state(a.validation),
+            "model_acceptable": a.acceptable if model_acceptable is None else model_acceptable,
+        }
+    )
+
+
+def probe_health(health: ProbeHealth) -> events_pb2.ProbeHealth:
+    """Build the ProbeHealth message of an exam's probe verdict."""
+    return events_pb2.ProbeHealth(
+        **{**asdict(health), "validation": validation_state(health.validation)}
+    )
 
 
 def _finding(f: Finding) -> events_pb2.Finding:
@@ -80,6 +109,6 @@ def inference_completed(result: InferenceResult) -> events_pb2.InferenceComplete
         completed_at=_timestamp(result.completed_at),
         status=STATUSES[result.status],
         error_message=result.error_message,
-        probe_health=events_pb2.ProbeHealth(**asdict(result.probe_health)),
+        probe_health=probe_health(result.probe_health),
         inference_id=result.inference_id,
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
+    Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -12,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from sonobridge.common.audit import audit_table
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
 
@@ -45,3 +49,37 @@ inference_results = Table(
 )
 
 outbox, inbox = delivery_tables(metadata)
+
+# The state of a gating model per device model; a device model without a row has its card's
+# default (shadow unless the card's own evaluation covers it).
+device_validations = Table(
+    "device_validations",
+    metadata,
+    Column("model_name", String(64), primary_key=True),
+    Column("manufacturer", String(128), primary_key=True),
+    Column("device_model_name", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("model_version", String(32), nullable=False, default=""),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("changed_by", String(255), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+)
+
+# Experts' quality labels beside what the model said; the newest id ends a rolling window.
+quality_labels = Table(
+    "quality_labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(64), nullable=False),
+    Column("manufacturer", String(128), nullable=False),
+    Column("device_model_name", String(128), nullable=False),
+    Column("sop_instance_uid", String(128), nullable=False),
+    Column("expert_fault", String(32), nullable=True),
+    Column("model_flagged", Boolean, nullable=False),
+    Column("labelled_by", String(255), nullable=False),
+    Column("labelled_at", UtcDateTime, nullable=False),
+    UniqueConstraint("model_name", "sop_instance_uid", name="uq_quality_label_instance"),
+    Index("ix_quality_labels_window", "model_name", "manufacturer", "device_model_name", "id"),
+)
+
+audit_log = audit_table(metadata)

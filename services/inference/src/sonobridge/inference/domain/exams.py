@@ -151,6 +151,9 @@ class ProbeHealth:
     dead_element_fraction: float = 0.0
     dead_element_columns: int = 0
     confidence: float = 0.0
+    # Set by the validation gate: the device model's state and the model's own verdict.
+    validation: str = "gating"
+    model_suspected_fault: bool = False
 
 
 @dataclass(frozen=True)

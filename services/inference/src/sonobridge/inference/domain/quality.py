@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -54,11 +54,14 @@ class QualityCheck:
     frame_indices: list[int]
     model: str
     model_version: str
+    # The device model's validation state for this model; "gating" is today's behaviour.
+    validation: str = "gating"
+    device_model: str = ""
 
     @property
     def assessment(self) -> QualityAssessment:
         """Return what the operator is told about the image or cine."""
-        return assess(self.verdict, self.model_version)
+        return hold_to(assess(self.verdict, self.model_version), self.validation, self.device_model)
 
 
 def judge_frames(
@@ -94,7 +97,14 @@ class QualityAssessment:
     confidence: float
     model_version: str
     advice: str
+    # Set by the validation gate: the device model's state and the model's own verdict.
+    validation: str = "gating"
+    model_acceptable: bool | None = None
+    device_model: str = ""
 
+
+# Weakest first: an exam is only as validated as its least validated instance.
+_STATES = ("shadow", "advisory", "gating")
 
 NO_ASSESSMENT = QualityAssessment(False, (), 0.0, 0.0, "", "")
 
@@ -113,6 +123,29 @@ def assess(verdict: QualityVerdict, model_version: str) -> QualityAssessment:
     )
 
 
+NOT_ASSESSED = "quality not assessed for this device"
+
+
+def hold_to(assessment: QualityAssessment, validation: str, device_model: str) -> QualityAssessment:
+    """Return what the operator is held to: the verdict itself only when the model gates.
+
+    Shadow and advisory answer acceptable, so no consumer (older ones included) recalls an
+    exam on a verdict never validated on this device; the model's own stays recorded.
+    """
+    raw = replace(
+        assessment,
+        validation=validation,
+        model_acceptable=assessment.acceptable,
+        device_model=device_model,
+    )
+    if validation == "gating":
+        return raw
+    if validation == "advisory":
+        advice = f"advice, not validated for this device: {assessment.advice}"
+        return replace(raw, acceptable=True, advice=advice if assessment.advice else "")
+    return replace(raw, acceptable=True, reasons=(), advice=NOT_ASSESSED)
+
+
 def summarise_exam(assessments: list[QualityAssessment]) -> QualityAssessment:
     """Summarise instance assessments for the exam: it is as good as its worst instance."""
     if not assessments:
@@ -124,6 +157,7 @@ def summarise_exam(assessments: list[QualityAssessment]) -> QualityAssessment:
             if r not in reasons:
                 reasons.append(r)
     advice = sorted({a.advice for a in assessments if a.advice})
+    devices = {a.device_model for a in assessments}
     return QualityAssessment(
         acceptable=all(a.acceptable for a in assessments),
         reasons=tuple(reasons),
@@ -131,4 +165,9 @@ def summarise_exam(assessments: list[QualityAssessment]) -> QualityAssessment:
         confidence=worst.confidence,
         model_version=worst.model_version,
         advice="; ".join(advice),
+        validation=min((a.validation for a in assessments), key=_STATES.index),
+        model_acceptable=all(
+            a.acceptable if a.model_acceptable is None else a.model_acceptable for a in assessments
+        ),
+        device_model=devices.pop() if len(devices) == 1 else "",
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.problems import InvalidInput
+
+# The quality check answers with the same message the InferenceCompleted event carries.
+from sonobridge.inference.adapters.messages import quality_assessment as quality_assessment
 from sonobridge.inference.domain.exams import CompletedExam, ExamInstance
 from sonobridge.inference.domain.model_card import ModelCard, model_task
-from sonobridge.inference.domain.quality import QualityAssessment
 
 _EXAM_PREFIX = "EXAM_TYPE_"
 TASKS = {
@@ -75,12 +75,6 @@ def _instance(ref: events_pb2.InstanceRef) -> ExamInstance:
     if ref.HasField("app_pixel_spacing"):
         spacing = (ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm)
     return ExamInstance(ref.sop_instance_uid, ref.object_key, ref.sha256, spacing)
-
-
-def quality_assessment(a: QualityAssessment) -> events_pb2.QualityAssessment:
-    """Build the QualityAssessment message a quality check answers with."""
-    reasons = [events_pb2.QualityReason.Value(f"QUALITY_REASON_{r.upper()}") for r in a.reasons]
-    return events_pb2.QualityAssessment(**{**asdict(a), "reasons": reasons})
 
 
 def model_summary(card: ModelCard, *, loaded: bool, pinned: bool) -> inference_pb2.ModelSummary:

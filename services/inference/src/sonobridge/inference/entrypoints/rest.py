@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.conditional import IfNoneMatch, conditional, matches
@@ -14,7 +15,14 @@ from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import INT32_MAX
 from sonobridge.common.problems import PayloadTooLarge
 from sonobridge.inference.domain.errors import ModelNotFound
-from sonobridge.inference.handlers import Dependencies, models, quality
+from sonobridge.inference.domain.quality import REASONS
+from sonobridge.inference.domain.validation import (
+    DeviceModel,
+    DeviceValidation,
+    ExpertLabel,
+    StateChange,
+)
+from sonobridge.inference.handlers import Dependencies, models, quality, validation
 from sonobridge.inference.handlers.models import StoredModel
 
 # Sync routes run in FastAPI's threadpool, off the event loop.
@@ -66,8 +74,13 @@ async def check_quality(
     deps: Deps,
     limit: ImageLimit,
     frame_index: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    manufacturer: Annotated[str, Query(max_length=128)] = "",
+    model_name: Annotated[str, Query(max_length=128)] = "",
 ) -> dict[str, Any]:
-    """Judge the frame in the body (JPEG, PNG or a DICOM instance); say why to rescan."""
+    """Judge the frame in the body (JPEG, PNG or a DICOM instance); say why to rescan.
+
+    `manufacturer` and `model_name` name the app's device for images that carry none.
+    """
     body = await _read_limited(request, limit)
     media_type = request.headers.get("content-type", "")
     check, latency_ms = await run_in_threadpool(
@@ -78,6 +91,8 @@ async def check_quality(
         frame_index,
         institution=principal.institution,
         operator=principal.user,
+        manufacturer=manufacturer,
+        model_name=model_name,
     )
     a = check.assessment
     return {
@@ -86,6 +101,9 @@ async def check_quality(
         "score": a.score,
         "confidence": a.confidence,
         "advice": a.advice,
+        "validation": a.validation,
+        "model_acceptable": a.model_acceptable,
+        "device_model": a.device_model,
         "model": check.model,
         "model_version": check.model_version,
         "probabilities": check.verdict.probabilities,
@@ -169,6 +187,105 @@ def model_file(
         return Response(status_code=304, headers=headers)
     _, data = models.model_artifact(deps, name, version)
     return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+class DeviceModelBody(BaseModel):
+    """A device model as the DICOM or the app names it."""
+
+    manufacturer: str = Field(max_length=128)
+    model_name: str = Field(max_length=128)
+
+
+class PromotionBody(BaseModel):
+    """A validation report (as the report command wrote it) and the state asked for."""
+
+    report: dict[str, Any]
+    to_state: str = "gating"
+    reason: str = Field("", max_length=500)
+
+
+class QualityLabelBody(BaseModel):
+    """An expert's quality label of one instance and what the model said of it."""
+
+    model: str = Field(max_length=64)
+    device_model: DeviceModelBody
+    sop_instance_uid: str = Field(min_length=1, max_length=128)
+    label: str = Field(pattern="^(acceptable|rescan)$")
+    reason: str | None = Field(None, max_length=32)
+    model_flagged: bool
+
+
+class QualityLabelsBody(BaseModel):
+    """A batch of quality labels, as an expert's read produces them."""
+
+    labels: list[QualityLabelBody] = Field(min_length=1, max_length=1000)
+
+
+def _validation(v: DeviceValidation) -> dict[str, Any]:
+    return {
+        "model": v.model_name,
+        "device_model": v.device.key,
+        "state": v.state.value,
+        "model_version": v.model_version,
+        "changed_at": v.changed_at.isoformat() if v.changed_at else None,
+        "changed_by": v.changed_by,
+        "reason": v.reason,
+    }
+
+
+def _change(c: StateChange) -> dict[str, Any]:
+    return {
+        **_validation(c.validation),
+        "from_state": c.from_state.value,
+        "to_state": c.to_state.value,
+    }
+
+
+@router.get("/validation/device-models", summary="Validation states per device model")
+def list_device_validations(principal: CurrentPrincipal, deps: Deps) -> dict[str, Any]:
+    """List the stored states; a device model not listed has its card's default (shadow)."""
+    return {"device_models": [_validation(v) for v in validation.list_validations(deps)]}
+
+
+@router.post(
+    "/validation/promotions",
+    status_code=201,
+    summary="Promote a model on a device model on its validation report (admin)",
+)
+def promote_device_model(
+    body: PromotionBody, principal: CurrentPrincipal, deps: Deps
+) -> dict[str, Any]:
+    """Promote when the report meets the card's thresholds; 409 names what falls short."""
+    change = validation.promote_device_model(
+        deps, principal, body.report, to_state=body.to_state, reason=body.reason
+    )
+    return _change(change)
+
+
+@router.post("/validation/quality-labels", summary="Record experts' quality labels")
+def record_quality_labels(
+    body: QualityLabelsBody, principal: CurrentPrincipal, deps: Deps
+) -> dict[str, Any]:
+    """Keep the labels; answer with any demotion they caused."""
+    now = deps.clock()
+    labels = [
+        ExpertLabel(
+            model_name=item.model,
+            device=DeviceModel.of(item.device_model.manufacturer, item.device_model.model_name),
+            sop_instance_uid=item.sop_instance_uid,
+            expert_fault=None if item.label == "acceptable" else _reason(item.reason),
+            model_flagged=item.model_flagged,
+            labelled_by=principal.user,
+            labelled_at=now,
+        )
+        for item in body.labels
+    ]
+    changes = validation.record_quality_labels(deps, principal, labels)
+    return {"recorded": len(labels), "demotions": [_change(c) for c in changes]}
+
+
+def _reason(reason: str | None) -> str:
+    return reason if reason in REASONS else "other"
 
 
 def _b64_sha256(hex_digest: str) -> str:

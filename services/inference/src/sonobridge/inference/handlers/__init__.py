@@ -11,7 +11,7 @@ from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.inference.imaging.decode import FrameSampling
 from sonobridge.inference.metrics import InferenceMetrics
 from sonobridge.inference.modules.base import ExamModule
-from sonobridge.inference.ports import ExamWork, ModelServing
+from sonobridge.inference.ports import DeviceValidations, ExamWork, ModelServing
 
 Clock = Callable[[], datetime]
 
@@ -29,3 +29,5 @@ class Dependencies:
     sampling: FrameSampling = field(default_factory=FrameSampling)
     modules: list[ExamModule] = field(default_factory=list)
     instance_delay_seconds: float = 0.0
+    # Stored states per device model; without a store every device keeps its card's default.
+    validations: DeviceValidations | None = None

@@ -29,14 +29,22 @@ from sonobridge.inference.domain.exams import (
 from sonobridge.inference.domain.probe_health import count_dark_lines
 from sonobridge.inference.domain.quality import summarise_exam
 from sonobridge.inference.domain.readable import ModuleInput, choose_frames, finish_findings
+from sonobridge.inference.domain.validation import (
+    UNKNOWN_DEVICE,
+    DeviceModel,
+    ValidationState,
+    gate_probe_health,
+)
 from sonobridge.inference.handlers import Dependencies
 from sonobridge.inference.handlers.quality import (
     PROBE_HEALTH_MODEL,
     QUALITY_MODEL,
     assess_quality,
+    device_of,
     probe_health,
 )
 from sonobridge.inference.handlers.serving import preprocess, run_model
+from sonobridge.inference.handlers.validation import device_state
 from sonobridge.inference.imaging.decode import DecodedImage, decode_file
 from sonobridge.inference.modules.base import ExamModule, ModuleFrame, ModuleOutput
 from sonobridge.inference.ports import ExamWork, ServedModel
@@ -58,6 +66,8 @@ class _ExamRun:
     frame_acceptable: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     decoded: int = 0
+    # The probe's device model: the first decoded instance that names one.
+    device: DeviceModel = UNKNOWN_DEVICE
     # Structured reports, waveforms and other objects without pixels, passed over.
     skipped: int = 0
 
@@ -175,7 +185,10 @@ def _analyse_instance(
         run.errors.append(f"{uid}: {exc}")
         return
     run.decoded += 1
-    check = assess_quality(deps, decoded.frames, decoded.frame_indices, started)
+    device = device_of(decoded)
+    if not run.device.known:
+        run.device = device
+    check = assess_quality(deps, decoded.frames, decoded.frame_indices, started, device)
     run.instance_quality.append(InstanceQuality(uid, check.assessment))
     run.quality_detail.append(
         {
@@ -185,6 +198,8 @@ def _analyse_instance(
             "reason": check.verdict.reason,
             "confidence": check.verdict.confidence,
             "probabilities": check.verdict.probabilities,
+            "validation": check.validation,
+            "device_model": check.device_model,
             "frames": [
                 {"frame_index": i, "acceptable": v.acceptable, "reason": v.reason}
                 for i, v in zip(check.frame_indices, check.frames, strict=True)
@@ -205,8 +220,10 @@ def _analyse_instance(
         for frame, index in zip(decoded.frames, decoded.frame_indices, strict=True)
     )
     verdicts = dict(zip(check.frame_indices, check.frames, strict=True))
+    # Only a gating model may keep frames from the modules or mark their findings unreadable.
+    gates = check.validation == ValidationState.GATING
     run.frame_acceptable.extend(
-        verdicts[i].acceptable if i in verdicts else check.verdict.acceptable
+        (verdicts[i].acceptable if i in verdicts else check.verdict.acceptable) or not gates
         for i in decoded.frame_indices
     )
 
@@ -225,6 +242,7 @@ def _store_probe_health(
 ) -> ProbeHealth:
     verdict = probe_health(probe, np.asarray(run.probe_scores))
     suspected = verdict.dead_elements_suspected
+    state = device_state(deps, probe, run.device)
     prefix = f"derived/{exam.study_instance_uid}/{probe.card.name}/{probe.card.version}"
     key = _put_json(
         deps,
@@ -238,16 +256,19 @@ def _store_probe_health(
             "frame_scores": run.probe_scores,
             "dark_columns": run.dark_columns[0],
             "dark_column_fraction": run.dark_columns[1],
+            "validation": state.value,
+            "device_model": run.device.key,
         },
     )
     evidence.derived.append(key)
-    return ProbeHealth(
+    health = ProbeHealth(
         device_serial=exam.device_serial,
         suspected_fault=suspected,
         dead_element_fraction=run.dark_columns[1] if suspected else 0.0,
         dead_element_columns=run.dark_columns[0] if suspected else 0,
         confidence=verdict.score if suspected else 1.0 - verdict.score,
     )
+    return gate_probe_health(health, state)
 
 
 def _run_module(

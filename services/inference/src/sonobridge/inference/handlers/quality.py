@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from sonobridge.inference.domain.probe_health import ProbeHealthAssessment, assess_probe_health
 from sonobridge.inference.domain.quality import QualityCheck, judge_frames
+from sonobridge.inference.domain.validation import UNKNOWN_DEVICE, DeviceModel
 from sonobridge.inference.handlers import Dependencies
 from sonobridge.inference.handlers.serving import decode_upload, preprocess, run_model
+from sonobridge.inference.handlers.validation import device_state
+from sonobridge.inference.imaging.decode import DecodedImage
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.ports import ModelBatches, ServedModel
 
@@ -34,13 +38,20 @@ def probe_health(model: ServedModel, scores: np.ndarray) -> ProbeHealthAssessmen
 
 
 def assess_quality(
-    deps: Dependencies, frames: np.ndarray, frame_indices: list[int], started: float | None = None
+    deps: Dependencies,
+    frames: np.ndarray,
+    frame_indices: list[int],
+    started: float | None = None,
+    device: DeviceModel = UNKNOWN_DEVICE,
 ) -> QualityCheck:
-    """Judge decoded grayscale frames (N, H, W) with the pinned image-quality model."""
+    """Judge decoded grayscale frames (N, H, W) with the pinned image-quality model, held to
+    the model's validation state on the device model."""
     started = time.perf_counter() if started is None else started
     model = deps.models.get(QUALITY_MODEL)
     out = run_model(deps, model, preprocess(deps, model, frames), started)
-    return quality_check(model, out["probabilities"], frame_indices)
+    check = quality_check(model, out["probabilities"], frame_indices)
+    state = device_state(deps, model, device)
+    return replace(check, validation=state.value, device_model=device.key)
 
 
 def check_image_quality(
@@ -51,14 +62,28 @@ def check_image_quality(
     *,
     institution: str | None = None,
     operator: str = "",
+    manufacturer: str = "",
+    model_name: str = "",
 ) -> tuple[QualityCheck, float]:
-    """Judge one frame the app just captured; return the verdict and server time in ms."""
+    """Judge one frame the app just captured; return the verdict and server time in ms.
+
+    The device model is the DICOM's own when it names one, else what the app says.
+    """
     started = time.perf_counter()
     decoded = decode_upload(deps, QUALITY_MODEL, data, media_type, frame_index)
-    check = assess_quality(deps, decoded.frames, decoded.frame_indices, started)
+    device = device_of(decoded, manufacturer, model_name)
+    check = assess_quality(deps, decoded.frames, decoded.frame_indices, started, device)
+    # Counts the model's own verdict: what it would recall, whatever the device's state.
     outcome = "acceptable" if check.verdict.acceptable else "rescan"
     deps.metrics.quality_assessments.labels(institution or "", operator, outcome).inc()
     return check, (time.perf_counter() - started) * 1000
+
+
+def device_of(decoded: DecodedImage, manufacturer: str = "", model_name: str = "") -> DeviceModel:
+    """Return the device model of a decoded image: its own DICOM's, else the one given."""
+    if decoded.manufacturer or decoded.model_name:
+        return DeviceModel.of(decoded.manufacturer, decoded.model_name)
+    return DeviceModel.of(manufacturer, model_name)
 
 
 async def check_quality_frames(

@@ -132,6 +132,9 @@ class DecodedImage:
     total_frames: int
     spacing_mm: tuple[float, float] | None
     source: str
+    # As the DICOM names its device; JPEG/PNG carry none (the app says it instead).
+    manufacturer: str = ""
+    model_name: str = ""
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:
@@ -147,6 +150,20 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
     lo, hi = float(arr.min()), float(arr.max())
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     return np.clip(np.rint((arr - lo) * scale), 0, 255).astype(np.uint8)
+
+
+def palette_rgb(indices: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Map palette indices through the colour tables and scale their entries to 0..255."""
+    rgb = apply_color_lut(indices, ds)
+    # A table's entries span its own bit depth (Philips writes 16-bit tables); to_gray would
+    # clip anything above 255 and turn the image black and white.
+    descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
+    bits = int(descriptor[2]) if descriptor is not None and len(descriptor) == 3 else 0
+    if bits <= 0 and rgb.dtype.itemsize > 1:
+        bits = 8 * rgb.dtype.itemsize
+    if bits <= 8:
+        return rgb
+    return rgb.astype(np.float32) * (255.0 / float(2**bits - 1))
 
 
 def is_dicom(data: bytes) -> bool:
@@ -199,7 +216,7 @@ def decode_dataset(
                 as_rgb=True,
             )
             if photometric == "PALETTE COLOR":
-                arr = apply_color_lut(arr, ds)
+                arr = palette_rgb(arr, ds)
             gray = to_gray(arr)
             if photometric == "MONOCHROME1":
                 gray = 255 - gray
@@ -214,7 +231,15 @@ def decode_dataset(
     stacked = np.stack(frames)
     if stacked.ndim != 3:
         raise InvalidImage(f"unexpected decoded pixel shape {stacked.shape}")
-    return DecodedImage(stacked, indices, n_frames, dicom_spacing_mm(ds), "dicom")
+    return DecodedImage(
+        stacked,
+        indices,
+        n_frames,
+        dicom_spacing_mm(ds),
+        "dicom",
+        str(ds.get("Manufacturer", "") or ""),
+        str(ds.get("ManufacturerModelName", "") or ""),
+    )
 
 
 def decode_file(path: str, sampling: Sampling | None = None) -> DecodedImage:
