@@ -163,10 +163,10 @@ def test_request_keys_and_audit_pages(units):
         assert work.request_keys.ticket_for("nurse-1", "k1") == "t1"
         assert work.request_keys.ticket_for("nurse-2", "k1") is None
         first = work.audit.page(target="", after=0, limit=2)
-        assert [r.target for r in first] == ["A", "B"] and first[0].at == START
+        assert [r.resource_id for r in first] == ["A", "B"] and first[0].at == START
         rest = work.audit.page(target="", after=first[-1].id, limit=10)
-        assert [r.target for r in rest] == ["A"]
-        assert [r.target for r in work.audit.page(target="B", after=0, limit=10)] == ["B"]
+        assert [r.resource_id for r in rest] == ["A"]
+        assert [r.resource_id for r in work.audit.page(target="B", after=0, limit=10)] == ["B"]
 
 
 def test_a_block_that_raises_leaves_nothing_behind(units):

@@ -11,9 +11,10 @@ from typing import Any
 
 from maintenance.maintenance_support import FakeClock, maintenance_config
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.maintenance import ports
-from sonobridge.maintenance.domain.audit import AuditRecord
+from sonobridge.maintenance.domain.audit import change
 from sonobridge.maintenance.domain.devices import (
     Device,
     DeviceHistoryEntry,
@@ -407,11 +408,13 @@ class FakeAudit:
     def write(
         self, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
     ) -> None:
-        record = AuditRecord(len(self.state.audit) + 1, at, actor, action, target, detail)
-        self.state.audit.append(record)
+        record = change(at=at, actor=actor, action=action, target=target, detail=detail)
+        self.state.audit.append(replace(record, id=len(self.state.audit) + 1))
 
     def page(self, *, target: str, after: int, limit: int) -> list[AuditRecord]:
-        found = [r for r in self.state.audit if r.id > after and (not target or r.target == target)]
+        found = [
+            r for r in self.state.audit if r.id > after and (not target or r.resource_id == target)
+        ]
         return found[:limit]
 
 

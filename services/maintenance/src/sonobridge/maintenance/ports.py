@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol
 
-from sonobridge.maintenance.domain.audit import AuditRecord
+from sonobridge.common.audit import AuditRecord
 from sonobridge.maintenance.domain.devices import (
     Device,
     DeviceHistoryEntry,
@@ -261,7 +261,7 @@ class AuditLog(Protocol):
     def write(
         self, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
     ) -> None:
-        """Write an audit record in this transaction."""
+        """Write an audit record (`domain.audit.change`) in this transaction."""
         ...
 
     def page(self, *, target: str, after: int, limit: int) -> list[AuditRecord]:

@@ -9,8 +9,10 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.sql_records import SqlAuditLog as CommonAuditLog
 from sonobridge.maintenance.adapters import orm
-from sonobridge.maintenance.domain.audit import AuditRecord
+from sonobridge.maintenance.domain.audit import change
 from sonobridge.maintenance.domain.health import (
     ProbeFinding,
     ProbeVerdict,
@@ -372,28 +374,17 @@ class SqlRequestKeys:
 
 
 class SqlAuditLog:
-    """The audit trail in one session."""
+    """The audit trail in one session: common's audit table, addressed by target."""
 
     def __init__(self, session: Session) -> None:
-        self.session = session
+        self.log = CommonAuditLog(session, orm.audit_log)
 
     def write(
         self, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
     ) -> None:
         """Write an audit record in this transaction."""
-        self.session.execute(
-            insert(orm.audit_log).values(
-                at=at, actor=actor, action=action, target=target, detail=detail[:4000]
-            )
-        )
+        self.log.append(change(at=at, actor=actor, action=action, target=target, detail=detail))
 
     def page(self, *, target: str, after: int, limit: int) -> list[AuditRecord]:
         """Return up to `limit` records after id `after`, oldest first."""
-        a = orm.audit_log
-        query = select(a).where(a.c.id > after).order_by(a.c.id).limit(limit)
-        if target:
-            query = query.where(a.c.target == target)
-        return [
-            AuditRecord(r.id, r.at, r.actor, r.action, r.target, r.detail)
-            for r in self.session.execute(query)
-        ]
+        return self.log.trail(resource_id=target or None, after=after, limit=limit)
