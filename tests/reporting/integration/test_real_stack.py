@@ -137,7 +137,7 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
         send(producer, inference_completed(idle_study, findings=nodule))
 
         def read_of(study: str) -> dict | None:
-            with node.deps.sessions.begin() as s:
+            with node.sessions.begin() as s:
                 row = s.execute(select(orm.reads).where(orm.reads.c.study_uid == study)).first()
             return dict(row._mapping) if row else None
 
@@ -174,7 +174,7 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
         clock.advance(timedelta(minutes=50))
 
         def escalations() -> list[tuple[str, Any]]:
-            with node.deps.sessions.begin() as s:
+            with node.sessions.begin() as s:
                 rows = s.execute(
                     select(orm.read_history.c.kind, orm.read_history.c.at).where(
                         orm.read_history.c.read_id == idle["read_id"],
@@ -194,7 +194,7 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
             timeout=90,
             what="redelivered and re-published events consumed",
         )
-        with node.deps.sessions.begin() as s:
+        with node.sessions.begin() as s:
             reads = s.execute(
                 select(orm.reads.c.study_uid).where(
                     orm.reads.c.study_uid.in_([signed_study, idle_study])
@@ -229,7 +229,7 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
 
 
 def _inbox_ids(node: Node) -> set[str]:
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         return {r[0] for r in s.execute(select(orm.inbox.c.event_id)).all()}
 
 

@@ -112,7 +112,7 @@ def _rosters(admin) -> None:
 
 
 def _count(node, query) -> int:
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         return int(s.execute(query).scalar_one())
 
 
@@ -261,7 +261,7 @@ def test_a_simulated_day_routes_every_exam_once_and_escalates_exactly_on_time_ac
     )
     wait_until(lambda: _consumer_idle(node), what="consumer idle")
 
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         reads = [dict(r._mapping) for r in s.execute(select(orm.reads))]
         history = [dict(r._mapping) for r in s.execute(select(orm.read_history))]
         timers = [dict(r._mapping) for r in s.execute(select(orm.timers))]
@@ -344,7 +344,7 @@ def test_a_simulated_day_routes_every_exam_once_and_escalates_exactly_on_time_ac
 
 
 def _read_for(node, study: str) -> dict:
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         row = s.execute(
             select(orm.reads).where(orm.reads.c.study_uid == study, orm.reads.c.kind == "primary")
         ).first()

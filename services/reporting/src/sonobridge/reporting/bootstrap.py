@@ -26,13 +26,15 @@ from sonobridge.common.infrastructure import (
     dependency_checks,
 )
 from sonobridge.common.objects.ports import ObjectStore
-from sonobridge.reporting.adapters import orm
+from sonobridge.reporting.adapters import messages, orm
+from sonobridge.reporting.adapters.fhir import bundle_of
 from sonobridge.reporting.adapters.pdf import ReportPdfRenderer
 from sonobridge.reporting.adapters.policy_file import read_policy
+from sonobridge.reporting.adapters.unit import SqlUnits
 from sonobridge.reporting.adapters.webhooks import HttpSender
 from sonobridge.reporting.entrypoints import consumer, grpc_server, rest, timers
-from sonobridge.reporting.handlers import Dependencies
 from sonobridge.reporting.metrics import ReportingMetrics
+from sonobridge.reporting.ports import Dependencies
 from sonobridge.reporting.settings import Settings
 
 SERVICE = "reporting"
@@ -89,15 +91,20 @@ def build(
     verifier = verifier or build_verifier(settings)
     metrics = ReportingMetrics()
     sessions = session_factory(engine)
+    clock = clock or utc_now
+    units = SqlUnits(sessions, Outbox(orm.outbox), clock)
     deps = Dependencies(
-        sessions=sessions,
+        unit=units.unit,
+        joined=units.joined,
+        once=units.once,
         policy=policy,
-        clock=clock or utc_now,
-        outbox=Outbox(orm.outbox),
+        clock=clock,
         store=store,
         metrics=metrics,
         settings=settings.reporting,
         render_pdf=renderer,
+        fhir_bundle=bundle_of,
+        normalize_findings=messages.normalize_findings,
         access=AccessPolicy.from_settings(settings.access),
     )
     app = create_service_app(
@@ -109,8 +116,10 @@ def build(
             **dependency_checks(engine, store, bus),
         },
     )
-    app.include_router(rest.create_router(deps))
+    app.include_router(rest.router)
     app.state.deps = deps
+    # Tests and tools inspect the database through the same sessions.
+    app.state.sessions = sessions
     grpc, grpc_port, _health = create_grpc_server(
         metrics=metrics,
         register=grpc_server.register(deps, verifier),
@@ -122,7 +131,7 @@ def build(
         bus=bus,
         group=settings.reporting.consumer_group,
         topics=consumer.TOPICS,
-        handler=consumer.event_handler(deps),
+        handler=consumer.event_handler(deps, messages.consumed),
         sessions=sessions,
         inbox=orm.inbox,
         metrics=metrics,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 # The R4B models: R4B (4.3) keeps DiagnosticReport and ImagingStudy as in R4 (4.0.1).
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.imagingstudy import ImagingStudy
+
+from sonobridge.reporting.domain.records import Exam, ReadRecord, ReportVersion
 
 DICOM_UID = "urn:dicom:uid"
 PATIENT_SYSTEM = "urn:sonobridge:patient-ref"
@@ -158,3 +162,16 @@ def _fhir_id(value: str) -> str:
     # FHIR ids allow [A-Za-z0-9-.]{1,64}; DICOM UIDs fit, other ids are cleaned and trimmed.
     cleaned = "".join(c if c.isalnum() or c in "-." else "-" for c in value)
     return cleaned[:64]
+
+
+def bundle_of(version: ReportVersion, read: ReadRecord, exam: Exam | None) -> dict[str, Any]:
+    """Return the FHIR Bundle of a signed version (dates as ISO strings, as FHIR wants)."""
+    return build_bundle(
+        {**asdict(version), "signed_at": _iso(version.signed_at)},
+        {**asdict(read), "exam_completed_at": _iso(read.exam_completed_at)},
+        {**asdict(exam), "completed_at": _iso(exam.completed_at)} if exam else {"instances": []},
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None

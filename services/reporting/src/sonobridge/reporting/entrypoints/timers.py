@@ -6,13 +6,9 @@ import logging
 import threading
 
 from sonobridge.common.host import Worker
-from sonobridge.reporting.adapters.webhooks import HttpSender
-from sonobridge.reporting.handlers import (
-    Dependencies,
-    deliver_due,
-    fire_due_timers,
-    refresh_worklist_depth,
-)
+from sonobridge.reporting.handlers.clock import fire_due_timers, refresh_worklist_depth
+from sonobridge.reporting.handlers.deliveries import deliver_due
+from sonobridge.reporting.ports import Dependencies, Sender
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +29,7 @@ def timer_loop(deps: Dependencies, interval: float) -> Worker:
     return run
 
 
-def delivery_loop(deps: Dependencies, sender: HttpSender, interval: float) -> Worker:
+def delivery_loop(deps: Dependencies, sender: Sender, interval: float) -> Worker:
     """Return a worker that attempts due webhook and FHIR deliveries."""
 
     def run(stop: threading.Event) -> None:
