@@ -24,6 +24,7 @@ from sonobridge.reporting.domain.records import (
     HistoryEntry,
     JsonObject,
     Notification,
+    ReadPosition,
     ReadRecord,
     ReportVersion,
     Timer,
@@ -33,8 +34,6 @@ from sonobridge.reporting.metrics import ReportingMetrics
 from sonobridge.reporting.settings import ReportingSettings
 
 Clock = Callable[[], datetime]
-ReadPosition = tuple[int, datetime, str]
-"""Where a read sits in worklist order: priority rank, due time (or never), read id."""
 
 
 class Reporting(Protocol):

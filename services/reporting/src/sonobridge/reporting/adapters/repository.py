@@ -29,6 +29,7 @@ from sonobridge.reporting.domain.assignment import DutyRole, Shift
 from sonobridge.reporting.domain.policy import PRIORITY_RANK
 from sonobridge.reporting.domain.reads import OPEN_STATES
 from sonobridge.reporting.domain.records import (
+    NEVER_DUE,
     Alert,
     AuditRecord,
     Delivery,
@@ -36,17 +37,14 @@ from sonobridge.reporting.domain.records import (
     Exam,
     HistoryEntry,
     Notification,
+    ReadPosition,
     ReadRecord,
     ReportVersion,
     Timer,
     Verdict,
 )
-from sonobridge.reporting.ports import ReadPosition
 
 T = TypeVar("T")
-
-# Reads without a due time sort after every dated one.
-NEVER_DUE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def _worklist_order() -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]]:

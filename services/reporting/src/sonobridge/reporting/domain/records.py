@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sonobridge.reporting.domain.policy import Priority, Route
+from sonobridge.reporting.domain.policy import PRIORITY_RANK, Priority, Route
 from sonobridge.reporting.domain.reads import Read, ReadState
 
 JsonObject = dict[str, Any]
 """A JSON object kept as sent (an AI finding, a DICOM instance summary, an exam quality)."""
+
+ReadPosition = tuple[int, datetime, str]
+"""Where a read sits in worklist order: priority rank, due time (or NEVER_DUE), read id."""
+
+# Reads without a due time sort after every dated one.
+NEVER_DUE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,10 @@ class ReadRecord:
             due_at=self.due_at,
             escalation_level=self.escalation_level,
         )
+
+    def position(self) -> ReadPosition:
+        """Return the read's place in worklist order (what a cursor remembers)."""
+        return PRIORITY_RANK[Priority(self.priority)], self.due_at or NEVER_DUE, self.read_id
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,19 @@ from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden, InvalidInput, NotFound
 from sonobridge.reporting.domain import reads as read_rules
 from sonobridge.reporting.domain.access import may_dispatch, may_read_on, read_scope
-from sonobridge.reporting.domain.policy import PRIORITY_RANK, Priority, WorklistSpec
+from sonobridge.reporting.domain.policy import WorklistSpec
 from sonobridge.reporting.domain.reads import Read, ReadState
 from sonobridge.reporting.domain.records import (
     Draft,
     Exam,
     HistoryEntry,
+    ReadPosition,
     ReadRecord,
     Verdict,
 )
 from sonobridge.reporting.handlers.scope import audit, spec_of, visible_read
-from sonobridge.reporting.ports import Dependencies, ReadPosition, Work
+from sonobridge.reporting.ports import Dependencies, Work
 
-# Reads without a due time sort after every dated one.
-NEVER_DUE = datetime(9999, 12, 31, tzinfo=UTC)
 DEFAULT_STATES = ("queued", "claimed", "escalated")
 
 
@@ -38,12 +37,6 @@ class ReadDetail:
     draft: Draft | None
     verdicts: list[Verdict]
     history: list[HistoryEntry]
-
-
-def position(read: ReadRecord) -> ReadPosition:
-    """Return a read's place in worklist order (what a cursor remembers)."""
-    rank = PRIORITY_RANK[Priority(read.priority)]
-    return rank, read.due_at or NEVER_DUE, read.read_id
 
 
 def encode_read_cursor(at: ReadPosition) -> str:
@@ -112,7 +105,7 @@ def list_reads(
             "list_reads",
             detail=f"worklist={worklist} states={','.join(wanted)} n={len(page)}",
         )
-    following = encode_read_cursor(position(page[-1])) if len(rows) > limit else None
+    following = encode_read_cursor(page[-1].position()) if len(rows) > limit else None
     return page, following
 
 
