@@ -137,7 +137,9 @@ def build_diagnostic_report(version: dict[str, Any], read: dict[str, Any]) -> Di
     return DiagnosticReport.parse_obj(body)
 
 
-def build_bundle(version: dict[str, Any], read: dict[str, Any], exam: dict[str, Any]) -> dict:
+def build_bundle(
+    version: dict[str, Any], read: dict[str, Any], exam: dict[str, Any]
+) -> dict[str, Any]:
     """Return a validated transaction Bundle (ImagingStudy + DiagnosticReport) as JSON data."""
     study = build_imaging_study(exam, read["study_uid"], read["patient_ref"])
     report = build_diagnostic_report(version, read)
@@ -155,7 +157,8 @@ def build_bundle(version: dict[str, Any], read: dict[str, Any], exam: dict[str, 
             ],
         }
     )
-    return json.loads(bundle.json())
+    document: dict[str, Any] = json.loads(bundle.json())
+    return document
 
 
 def _fhir_id(value: str) -> str:

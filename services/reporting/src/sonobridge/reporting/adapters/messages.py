@@ -109,7 +109,8 @@ def _context_out(ctx: ExamContext) -> events_pb2.ExamContext:
         institution_id=ctx.institution,
         operator_id=ctx.operator,
         device_serial=ctx.device_serial,
-        exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{ctx.exam_type.upper()}"),
+        # The stubs type Value() as int, not as the enum's ValueType the constructor wants.
+        exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{ctx.exam_type.upper()}"),  # type: ignore[arg-type]
         patient_ref=ctx.patient_ref,
     )
 

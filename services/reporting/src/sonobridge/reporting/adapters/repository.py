@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     case,
     false,
@@ -79,11 +78,11 @@ def aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _mapping(row: Row[Any]) -> dict[str, Any]:
+def _mapping(row: Any) -> dict[str, Any]:
     return {k: aware(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
 
 
-def _one(kind: type[T], row: Row[Any] | None, *, drop: tuple[str, ...] = ()) -> T | None:
+def _one(kind: type[T], row: Any | None, *, drop: tuple[str, ...] = ()) -> T | None:
     """Return a row as a domain record with aware datetimes (None stays None)."""
     if row is None:
         return None
@@ -93,7 +92,7 @@ def _one(kind: type[T], row: Row[Any] | None, *, drop: tuple[str, ...] = ()) -> 
     return kind(**values)
 
 
-def _all(kind: type[T], rows: Iterable[Row[Any]], *, drop: tuple[str, ...] = ()) -> list[T]:
+def _all(kind: type[T], rows: Iterable[Any], *, drop: tuple[str, ...] = ()) -> list[T]:
     return [r for r in (_one(kind, row, drop=drop) for row in rows) if r is not None]
 
 
@@ -260,7 +259,7 @@ class ReportingRepository:
         result = self.session.execute(
             update(t).where(t.c.id == timer_id, t.c.fired_at.is_(None)).values(fired_at=now)
         )
-        return result.rowcount == 1
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     # -- rosters --------------------------------------------------------------------------
     def shifts(self, worklist: str) -> list[Shift]:

@@ -51,12 +51,12 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
             institution_id=view["institution_id"],
             operator_id=view.get("operator_id", ""),
             device_serial=view.get("device_serial", ""),
-            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{view['exam_type'].upper()}"),
+            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{view['exam_type'].upper()}"),  # type: ignore[arg-type]
             patient_ref=view.get("patient_ref", ""),
         ),
-        route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),
+        route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),  # type: ignore[arg-type]
         worklist=view["worklist"],
-        priority=events_pb2.ReadPriority.Value(f"READ_PRIORITY_{view['priority'].upper()}"),
+        priority=events_pb2.ReadPriority.Value(f"READ_PRIORITY_{view['priority'].upper()}"),  # type: ignore[arg-type]
         state=_STATE_NAMES[view["state"]],
         assigned_to=view["assigned_to"] or "",
         overdue=view["overdue"],
@@ -135,7 +135,7 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
                     finding_code=a["finding_code"],
                     model_name=a["model_name"],
                     model_version=a["model_version"],
-                    verdict=events_pb2.AiVerdict.Value(f"AI_VERDICT_{a['verdict'].upper()}"),
+                    verdict=events_pb2.AiVerdict.Value(f"AI_VERDICT_{a['verdict'].upper()}"),  # type: ignore[arg-type]
                     comment=a["comment"],
                 )
                 for a in view["ai_agreement"]
@@ -153,7 +153,7 @@ def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Serv
     """Return the create_grpc_server register callback for this service."""
 
     def add(server: grpc.Server) -> list[str]:
-        reporting_pb2_grpc.add_ReportingServiceServicer_to_server(
+        reporting_pb2_grpc.add_ReportingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ReportingServicer(deps, verifier), server
         )
         return [reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name]
