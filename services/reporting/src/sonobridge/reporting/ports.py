@@ -146,6 +146,17 @@ class Once(Protocol):
     ) -> Outcome: ...
 
 
+class Attempt(Protocol):
+    """How one delivery attempt went."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def retryable(self) -> bool: ...
+    @property
+    def error(self) -> str: ...
+
+
 class Sender(Protocol):
     """Posts one outbound delivery."""
 
@@ -158,7 +169,7 @@ class Sender(Protocol):
         event_type: str,
         delivery_id: str,
         timestamp: str,
-    ) -> Any: ...
+    ) -> Attempt: ...
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 # The R4B models: R4B (4.3) keeps DiagnosticReport and ImagingStudy as in R4 (4.0.1).
@@ -12,7 +11,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 
-from sonobridge.reporting.domain.records import Exam, ReadRecord, ReportVersion
+from sonobridge.reporting.domain.records import Exam, ReadRecord, ReportVersion, iso
 
 DICOM_UID = "urn:dicom:uid"
 PATIENT_SYSTEM = "urn:sonobridge:patient-ref"
@@ -170,11 +169,7 @@ def _fhir_id(value: str) -> str:
 def bundle_of(version: ReportVersion, read: ReadRecord, exam: Exam | None) -> dict[str, Any]:
     """Return the FHIR Bundle of a signed version (dates as ISO strings, as FHIR wants)."""
     return build_bundle(
-        {**asdict(version), "signed_at": _iso(version.signed_at)},
-        {**asdict(read), "exam_completed_at": _iso(read.exam_completed_at)},
-        {**asdict(exam), "completed_at": _iso(exam.completed_at)} if exam else {"instances": []},
+        {**asdict(version), "signed_at": iso(version.signed_at)},
+        {**asdict(read), "exam_completed_at": iso(read.exam_completed_at)},
+        {**asdict(exam), "completed_at": iso(exam.completed_at)} if exam else {"instances": []},
     )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None

@@ -19,6 +19,11 @@ ReadPosition = tuple[int, datetime, str]
 NEVER_DUE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    """Return a UTC ISO 8601 string, or None."""
+    return value.astimezone(UTC).isoformat() if value else None
+
+
 @dataclass(frozen=True)
 class Exam:
     """An exam as ExamCompleted described it."""

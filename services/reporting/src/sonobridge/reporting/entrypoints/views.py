@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sonobridge.reporting.domain.assignment import Shift
@@ -16,16 +16,12 @@ from sonobridge.reporting.domain.records import (
     ReadRecord,
     ReportVersion,
     Verdict,
+    iso,
 )
 from sonobridge.reporting.handlers.reads import ReadDetail
 from sonobridge.reporting.handlers.reports import ChosenVersion
 
 View = dict[str, Any]
-
-
-def iso(value: datetime | None) -> str | None:
-    """Return a UTC ISO 8601 string, or None."""
-    return value.astimezone(UTC).isoformat() if value else None
 
 
 def worklist_view(spec: WorklistSpec, depth: int) -> View:

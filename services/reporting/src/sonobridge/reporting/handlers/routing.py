@@ -17,9 +17,9 @@ from sonobridge.reporting.domain.events import (
 )
 from sonobridge.reporting.domain.policy import AiFinding, ExamFacts, Route, route_exam
 from sonobridge.reporting.domain.reads import ReadKind, ReadState
-from sonobridge.reporting.domain.records import Exam, HistoryEntry, JsonObject, ReadRecord
+from sonobridge.reporting.domain.records import Exam, HistoryEntry, JsonObject, ReadRecord, iso
 from sonobridge.reporting.handlers.deliveries import publish
-from sonobridge.reporting.handlers.scope import SYSTEM, context_of, iso, pick_reader
+from sonobridge.reporting.handlers.scope import SYSTEM, context_of, pick_reader
 from sonobridge.reporting.ports import Dependencies, Work
 
 PROBE_ADVICE = "probe under repair: consider image quality"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden, NotFound
@@ -97,8 +97,3 @@ def context_of(read: ReadRecord) -> ExamContext:
         exam_type=read.exam_type,
         patient_ref=read.patient_ref,
     )
-
-
-def iso(value: datetime | None) -> str | None:
-    """Return a UTC ISO 8601 string, or None."""
-    return value.astimezone(UTC).isoformat() if value else None

@@ -27,6 +27,7 @@ from sonobridge.reporting.domain.records import (
     ReadRecord,
     ReportVersion,
     Verdict,
+    iso,
 )
 from sonobridge.reporting.handlers.deliveries import publish
 from sonobridge.reporting.handlers.routing import announce_routing
@@ -34,7 +35,6 @@ from sonobridge.reporting.handlers.scope import (
     SYSTEM,
     audit,
     context_of,
-    iso,
     pick_reader,
     require_reader,
     visible_read,
