@@ -112,16 +112,11 @@ def claim(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     key = request_key(idempotency_key, request, None)
-    return answer(
-        deps.once(
-            principal.user,
-            key,
-            200,
-            lambda work: views.read_summary(
-                reads.claim_read(work, deps, principal, read_id), deps.clock()
-            ),
-        )
-    )
+
+    def change(work: Work) -> dict[str, Any]:
+        return views.read_summary(reads.claim_read(work, deps, principal, read_id), deps.clock())
+
+    return answer(deps.once(principal.user, key, 200, change))
 
 
 @router.post("/reads/{read_id}/release")
@@ -133,16 +128,11 @@ def release(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     key = request_key(idempotency_key, request, None)
-    return answer(
-        deps.once(
-            principal.user,
-            key,
-            200,
-            lambda work: views.read_summary(
-                reads.release_read(work, deps, principal, read_id), deps.clock()
-            ),
-        )
-    )
+
+    def change(work: Work) -> dict[str, Any]:
+        return views.read_summary(reads.release_read(work, deps, principal, read_id), deps.clock())
+
+    return answer(deps.once(principal.user, key, 200, change))
 
 
 @router.post("/reads/{read_id}/reassign")
@@ -155,16 +145,13 @@ def reassign(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     key = request_key(idempotency_key, request, body)
-    return answer(
-        deps.once(
-            principal.user,
-            key,
-            200,
-            lambda work: views.read_summary(
-                reads.reassign_read(work, deps, principal, read_id, body.to_user), deps.clock()
-            ),
+
+    def change(work: Work) -> dict[str, Any]:
+        return views.read_summary(
+            reads.reassign_read(work, deps, principal, read_id, body.to_user), deps.clock()
         )
-    )
+
+    return answer(deps.once(principal.user, key, 200, change))
 
 
 @router.post("/reads/{read_id}/draft", status_code=201)
@@ -177,16 +164,11 @@ def new_draft(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     key = request_key(idempotency_key, request, body)
-    return answer(
-        deps.once(
-            principal.user,
-            key,
-            201,
-            lambda work: views.draft_view(
-                drafts.create_draft(work, deps, principal, read_id, body.language)
-            ),
-        )
-    )
+
+    def change(work: Work) -> dict[str, Any]:
+        return views.draft_view(drafts.create_draft(work, deps, principal, read_id, body.language))
+
+    return answer(deps.once(principal.user, key, 201, change))
 
 
 @router.patch("/reads/{read_id}/draft")
@@ -216,14 +198,11 @@ def sign(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     key = request_key(idempotency_key, request, None)
-    return answer(
-        deps.once(
-            principal.user,
-            key,
-            201,
-            lambda work: views.version_view(signing.sign_read(work, deps, principal, read_id)),
-        )
-    )
+
+    def change(work: Work) -> dict[str, Any]:
+        return views.version_view(signing.sign_read(work, deps, principal, read_id))
+
+    return answer(deps.once(principal.user, key, 201, change))
 
 
 @router.get("/reports/{report_id}")
@@ -310,16 +289,11 @@ def _change_alert(
 ) -> JSONResponse:
     key = request_key(idempotency_key, request, body)
     note = body.note if body else ""
-    return answer(
-        deps.once(
-            principal.user,
-            key,
-            200,
-            lambda work: views.alert_view(
-                alerts.change_alert(work, deps, principal, alert_id, action, note)
-            ),
-        )
-    )
+
+    def change(work: Work) -> dict[str, Any]:
+        return views.alert_view(alerts.change_alert(work, deps, principal, alert_id, action, note))
+
+    return answer(deps.once(principal.user, key, 200, change))
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
