@@ -30,7 +30,7 @@ from sonobridge.inference.bootstrap import build
 from sonobridge.inference.entrypoints.grpc_server import array_to_tensor
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.settings import InferenceSettings, Settings
-from sonobridge.inference.synthetic import generate_frame
+from sonobridge.lab.synthetic import generate_frame
 
 
 def raw_throughput(model: bytes, x: np.ndarray, seconds: float, threads: int) -> float:

@@ -7,9 +7,10 @@ import argparse
 import statistics
 import time
 
-from sonobridge.inference.modules import ModuleFrame, hc18, load_clinical_modules
-from sonobridge.inference.modules.held_out import Recipe, cases
+from sonobridge.inference.modules import ModuleFrame, load_clinical_modules
 from sonobridge.inference.runtime.providers import SessionConfig
+from sonobridge.lab import hc18
+from sonobridge.lab.held_out import Recipe, cases
 
 EXAMS = {
     "carotid-imt": ("carotid", 384),

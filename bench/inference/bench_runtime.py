@@ -17,7 +17,7 @@ from sonobridge.inference.runtime.registry import (
     ModelRegistry,
     packaged_models,
 )
-from sonobridge.inference.synthetic import generate_frame
+from sonobridge.lab.synthetic import generate_frame
 
 
 def _raw(model_path: str, x: np.ndarray, seconds: float, batch: int, threads: int) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sonobridge.inference.modules import hc18
+from sonobridge.lab import hc18
 
 pytestmark = pytest.mark.e2e
 

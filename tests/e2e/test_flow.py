@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from sonobridge.api.events.v1 import topics
-from sonobridge.inference.modules import hc18
+from sonobridge.lab import hc18
 from sonobridge.node.demo import ScenarioRun, run_scenario
 from sonobridge.node.flow import EventWatch, Trail
 from sonobridge.node.scenario import demo_exams

@@ -13,8 +13,8 @@ from pydicom.uid import generate_uid
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.objects.ports import ObjectStore
-from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_exam
-from sonobridge.inference.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
+from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_exam
+from sonobridge.lab.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
 
 
 def exam_spec(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from sonobridge.inference.modules import hc18
+from sonobridge.lab import hc18
 from sonobridge.node.cli import wait_ready
 from sonobridge.node.consortium import demo_consortium
 from sonobridge.node.edition import NodePorts, SingleNode

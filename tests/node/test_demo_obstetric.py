@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from sonobridge.inference.modules import hc18
+from sonobridge.lab import hc18
 from sonobridge.node.scenario import demo_exams, hc18_exam
 
 

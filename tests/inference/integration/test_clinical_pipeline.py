@@ -22,7 +22,7 @@ from sonobridge.common.bus.ports import publish
 from sonobridge.common.envelope import unpack, wrap
 from sonobridge.common.objects.ports import read_all
 from sonobridge.inference.modules.common import MODELS_DIR
-from sonobridge.inference.synthetic import generate_exam
+from sonobridge.lab.synthetic import generate_exam
 
 FRAMES = 4
 # Seeds chosen once from the generator: a thickened carotid (IMT about 1.2 mm), a carotid with

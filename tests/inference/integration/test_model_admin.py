@@ -11,7 +11,7 @@ from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.objects.ports import ObjectStore, read_all
 from sonobridge.inference.entrypoints.grpc_server import array_to_tensor
 from sonobridge.inference.imaging.preprocess import to_tensor
-from sonobridge.inference.synthetic import AcquisitionSpec, generate_frame
+from sonobridge.lab.synthetic import AcquisitionSpec, generate_frame
 
 from .conftest import start_service
 

@@ -25,8 +25,8 @@ from sonobridge.common.objects.ports import read_all
 from sonobridge.inference.adapters import orm
 from sonobridge.inference.entrypoints.grpc_server import array_to_tensor, tensor_to_array
 from sonobridge.inference.imaging.preprocess import to_tensor
-from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_frame
-from sonobridge.inference.synthetic.dicom import ultrasound_dicom_bytes
+from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_frame
+from sonobridge.lab.synthetic.dicom import ultrasound_dicom_bytes
 
 from .conftest import start_service
 

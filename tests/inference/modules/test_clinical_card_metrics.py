@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sonobridge.inference.modules.held_out import (
+from sonobridge.lab.held_out import (
     Recipe,
     carotid_metrics,
     cases,

@@ -9,7 +9,7 @@ from PIL import Image
 from scipy import ndimage
 
 from sonobridge.inference.modules import EXAM_TYPES, ExamModule, ModuleFrame
-from sonobridge.inference.modules.held_out import Recipe, cases
+from sonobridge.lab.held_out import Recipe, cases
 
 
 def _exam(exam_type: str, seed: int, size: int = 256, n_lesions=None, frames: int = 2):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sonobridge.inference.modules import ModuleFrame, fetal, hc18
+from sonobridge.inference.modules import ModuleFrame, fetal
 from sonobridge.inference.modules.terminology import LOINC, bind
+from sonobridge.lab import hc18
 
 ROOT = Path(os.environ.get("SONOBRIDGE_HC18", hc18.DEFAULT_ROOT))
 needs_hc18 = pytest.mark.skipif(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sonobridge.inference.modules import hc18
+from sonobridge.lab import hc18
 
 ROOT = Path(os.environ.get("SONOBRIDGE_HC18", hc18.DEFAULT_ROOT))
 # Rates and ECEs may move by an image if float rounding differs across CPUs; mm by 0.05.

@@ -13,8 +13,8 @@ from pydicom.encaps import encapsulate
 from sonobridge.inference.domain.errors import InvalidImage
 from sonobridge.inference.imaging.decode import FrameSampling, decode_image
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
-from sonobridge.inference.synthetic import generate_frame
-from sonobridge.inference.synthetic.dicom import ultrasound_dicom_bytes
+from sonobridge.lab.synthetic import generate_frame
+from sonobridge.lab.synthetic.dicom import ultrasound_dicom_bytes
 
 
 def _bytes(name):

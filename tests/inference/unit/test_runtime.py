@@ -22,7 +22,7 @@ from sonobridge.inference.runtime.registry import (
     LocalDirModelSource,
     ModelRegistry,
 )
-from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_frame
+from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_frame
 
 
 def _frames(n):

@@ -29,8 +29,8 @@ from sonobridge.inference.runtime.batcher import BatchPolicy
 from sonobridge.inference.runtime.providers import SessionConfig, session_plan
 from sonobridge.inference.runtime.registry import ModelRegistry, packaged_models
 from sonobridge.inference.settings import InferenceSettings
-from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_exam
-from sonobridge.inference.synthetic.dicom import ultrasound_dicom_bytes
+from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_exam
+from sonobridge.lab.synthetic.dicom import ultrasound_dicom_bytes
 
 GPU_HOST = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 

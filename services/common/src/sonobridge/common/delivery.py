@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     Column,
-    DateTime,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1.topics import topic_for
 from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
+from sonobridge.common.db import UtcDateTime
 from sonobridge.common.envelope import CloudEvent, ProtoMessage, UnreadableEvent, wrap
 from sonobridge.common.metrics import ServiceMetrics
 
@@ -48,10 +48,10 @@ def delivery_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("key", String(255), nullable=False),
         Column("source", String(255), nullable=False),
         Column("type", String(255), nullable=False),
-        Column("time", DateTime(timezone=True), nullable=False),
+        Column("time", UtcDateTime, nullable=False),
         Column("data", LargeBinary, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+        Column("created_at", UtcDateTime, nullable=False, server_default=func.now()),
+        Column("published_at", UtcDateTime, nullable=True, index=True),
     )
     inbox = Table(
         "inbox",
@@ -60,7 +60,7 @@ def delivery_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("event_id", String(64), primary_key=True),
         Column("topic", String(255), nullable=False),
         Column("type", String(255), nullable=False),
-        Column("processed_at", DateTime(timezone=True), nullable=False),
+        Column("processed_at", UtcDateTime, nullable=False),
     )
     return outbox, inbox
 
@@ -127,7 +127,7 @@ class OutboxRelay:
                     id=row.event_id,
                     source=row.source,
                     type=row.type,
-                    time=_aware(row.time),
+                    time=row.time,
                     key=row.key,
                     data=row.data,
                 )
@@ -154,11 +154,6 @@ class OutboxRelay:
                 stop.wait(min(5.0, interval * 10))
                 continue
             stop.wait(interval)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 EventHandler = Callable[[Session, ReceivedEvent, CloudEvent], None]

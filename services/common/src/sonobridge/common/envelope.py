@@ -108,7 +108,7 @@ def wrap(
     return CloudEvent(
         id=event_id or str(uuid.uuid4()),
         source=source,
-        type=message.DESCRIPTOR.full_name,  # type: ignore[attr-defined]
+        type=message.DESCRIPTOR.full_name,
         time=time or datetime.now(UTC),
         key=key,
         data=message.SerializeToString(deterministic=True),

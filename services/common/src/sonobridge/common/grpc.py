@@ -39,7 +39,7 @@ def status_for(problem: Problem) -> grpc.StatusCode:
     return _STATUS_BY_HTTP.get(problem.status, grpc.StatusCode.UNKNOWN)
 
 
-class ProblemInterceptor(grpc.ServerInterceptor):
+class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Turn domain errors into gRPC statuses with their message, and count every call."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
-from sonobridge.inference.modules import hc18
+from sonobridge.lab.exams import HC18_ROOT
 from sonobridge.node.consortium import Consortium, demo_consortium, seed
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
 from sonobridge.node.scenario import PlannedExam, demo_exams
@@ -196,8 +196,7 @@ def run_demo(
         exams = demo_exams()
         if not any(plan.exam_type == "obstetric" for plan in exams):
             printer(
-                f"  obstetric exam skipped: no HC18 images at {hc18.DEFAULT_ROOT} "
-                "(../shared/datasets/hc18)"
+                f"  obstetric exam skipped: no HC18 images at {HC18_ROOT} (../shared/datasets/hc18)"
             )
         printer(f"\nA township app uploads {len(exams)} exams over HTTP (tus + manifest):")
         run = run_scenario(

@@ -10,9 +10,15 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
-from sonobridge.inference.modules import hc18
-from sonobridge.inference.synthetic import AcquisitionSpec, Fault, ProbeState, generate_exam
-from sonobridge.inference.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
+from sonobridge.lab.exams import (
+    HC18_ROOT,
+    Fault,
+    ProbeState,
+    SyntheticExamContext,
+    carotid_max_imt_mm,
+    hc18_head,
+    synthetic_exam,
+)
 
 PYDICOM_EXAMPLES = ("examples_ybr_color.dcm", "examples_rgb_color.dcm", "examples_palette.dcm")
 
@@ -127,14 +133,6 @@ def synthetic_instance(
     identity: DemoIdentity | None = None,
 ) -> tuple[bytes, dict]:
     """Return a synthetic US multi-frame instance (JPEG baseline) and its ground truth."""
-    spec = AcquisitionSpec(
-        exam_type=exam_type,
-        faults=faults,
-        probe_state=probe_state,
-        n_lesions=n_lesions,
-    )
-    exam = generate_exam(seed, spec, n_frames=frames)
-    truth = exam.frames[0].truth
     context = SyntheticExamContext(
         patient_id=identity.patient_id if identity else patient_id,
         institution=institution,
@@ -150,28 +148,28 @@ def synthetic_instance(
             else {}
         ),
     )
-    data = ultrasound_dicom_bytes(
-        exam.pixels(), truth.pixel_spacing_mm, context=context, encoding="jpeg-baseline"
+    exam = synthetic_exam(
+        exam_type,
+        seed,
+        context,
+        faults=faults,
+        probe_state=probe_state,
+        n_lesions=n_lesions,
+        frames=frames,
     )
-    return data, {
-        "faults": list(truth.faults),
-        "anatomy": truth.anatomy,
-        "dead_lines": list(exam.probe_state.dead_lines),
+    return exam.dicom, {
+        "faults": exam.faults,
+        "anatomy": exam.anatomy,
+        "dead_lines": exam.dead_lines,
     }
 
 
-def hc18_exam(number: int, root: Path = hc18.DEFAULT_ROOT) -> PlannedExam | None:
+def hc18_exam(number: int, root: Path = HC18_ROOT) -> PlannedExam | None:
     """Return an obstetric exam of one real HC18 head (development split), or None without HC18."""
-    if not (root / "hc18.csv").exists():
-        return None
-    dev = hc18.splits(hc18.read_index(root))["development"]
-    image = next(im for im in dev if 150 < im.hc_mm < 250)
     label, ref = "pregnancy check, fetal head (real HC18 image)", "demo-west-020"
     identity = DemoIdentity.of(ref, label, number)
-    data = ultrasound_dicom_bytes(
-        image.pixels(root)[None],
-        (image.pixel_mm, image.pixel_mm),
-        context=SyntheticExamContext(
+    head = hc18_head(
+        SyntheticExamContext(
             patient_id=identity.patient_id,
             patient_name=identity.patient_name,
             accession_number=identity.accession_number,
@@ -180,7 +178,10 @@ def hc18_exam(number: int, root: Path = hc18.DEFAULT_ROOT) -> PlannedExam | None
             device_serial="PROBE-02C",
             body_part=_BODY_PART["obstetric"],
         ),
+        root,
     )
+    if head is None:
+        return None
     return PlannedExam(
         label=label,
         exam_type="obstetric",
@@ -188,17 +189,17 @@ def hc18_exam(number: int, root: Path = hc18.DEFAULT_ROOT) -> PlannedExam | None
         operator="nurse-west",
         device_serial="PROBE-02C",
         patient_ref=ref,
-        instances=[data],
+        instances=[head.dicom],
         # The quality model, trained on synthetic scans, may call a real HC18 frame too dark:
         # either route (county-obstetric or rescan) is accepted; the measurements show in both.
         expect=Expect(),
         expert_conclusion=(
-            f"Single intrauterine fetus; head circumference {image.hc_mm:.0f} mm, "
+            f"Single intrauterine fetus; head circumference {head.hc_mm:.0f} mm, "
             "biometry consistent with dates."
         ),
         truth=(
-            f"HC18 {image.filename}: expert HC {image.hc_mm:.1f} mm, "
-            f"{image.pixel_mm:.3f} mm/pixel (van den Heuvel et al. 2018, CC BY 4.0)"
+            f"HC18 {head.filename}: expert HC {head.hc_mm:.1f} mm, "
+            f"{head.pixel_mm:.3f} mm/pixel (van den Heuvel et al. 2018, CC BY 4.0)"
         ),
     )
 
@@ -206,14 +207,13 @@ def hc18_exam(number: int, root: Path = hc18.DEFAULT_ROOT) -> PlannedExam | None
 def _thickened_carotid_seed(start: int = 0, min_imt_mm: float = 1.1) -> tuple[int, float]:
     """Find the first seed whose generated carotid has a far-wall IMT of at least `min_imt_mm`."""
     for seed in range(start, start + 200):
-        exam = generate_exam(seed, AcquisitionSpec(exam_type="carotid"), n_frames=1)
-        imt = float(exam.frames[0].truth.anatomy["carotid"]["max_imt_mm"])
+        imt = carotid_max_imt_mm(seed)
         if imt >= min_imt_mm:
             return seed, imt
     raise RuntimeError("no thickened carotid among 200 seeds")
 
 
-def demo_exams(seed: int = 0, hc18_root: Path = hc18.DEFAULT_ROOT) -> list[PlannedExam]:
+def demo_exams(seed: int = 0, hc18_root: Path = HC18_ROOT) -> list[PlannedExam]:
     """The demo scenario: examples, a rescan, a thick carotid, a thyroid nodule, a failing probe,
     and a real fetal head when the HC18 images are there."""
     exams: list[PlannedExam] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     MetaData,
     String,
     Table,
@@ -13,11 +12,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
 
 metadata = MetaData()
 
-TS = DateTime(timezone=True)
 
 # One row per exam, manifest and set of model versions: a redelivered or re-published
 # ExamCompleted for the same exam and models hits the unique key instead of a second result.
@@ -38,8 +37,8 @@ inference_results = Table(
     Column("derived_object_keys", JSON, nullable=False),
     Column("error_message", Text, nullable=False, default=""),
     Column("source_event_id", String(64), nullable=False),
-    Column("started_at", TS, nullable=False),
-    Column("completed_at", TS, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=False),
     UniqueConstraint(
         "study_instance_uid", "manifest_sha256", "model_versions", name="uq_inference_result"
     ),

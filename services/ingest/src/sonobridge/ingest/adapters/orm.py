@@ -6,7 +6,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     Float,
     Index,
     Integer,
@@ -16,6 +15,7 @@ from sqlalchemy import (
     Text,
 )
 
+from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
 
 metadata = MetaData()
@@ -35,11 +35,11 @@ exams = Table(
     # Hash of the creating request's body: a repeat with other values is a conflict.
     Column("request_sha256", String(64), nullable=False),
     Column("created_by", String(255), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True),
     Column("manifest_sha256", String(64), nullable=True),
-    Column("scan_started_at", DateTime(timezone=True), nullable=True),
-    Column("scan_completed_at", DateTime(timezone=True), nullable=True),
+    Column("scan_started_at", UtcDateTime, nullable=True),
+    Column("scan_completed_at", UtcDateTime, nullable=True),
     Column("scan_seconds", Float, nullable=True),
 )
 
@@ -58,7 +58,7 @@ instances = Table(
     Column("sop_instance_uid", String(64), primary_key=True),
     # "pending" while the object is being written, "stored" once indexed and announced.
     Column("status", String(16), nullable=False),
-    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
     Column("study_instance_uid", String(64), nullable=False, index=True),
     Column("series_instance_uid", String(64), nullable=False, index=True),
     Column("sop_class_uid", String(64), nullable=False),
@@ -87,7 +87,7 @@ instances = Table(
     Column("institution_id", String(128), nullable=False, index=True),
     Column("consortium_id", String(128), nullable=False, index=True),
     Column("received_via", String(16), nullable=False),
-    Column("stored_at", DateTime(timezone=True), nullable=True),
+    Column("stored_at", UtcDateTime, nullable=True),
     Column("metadata_json", Text, nullable=False),
     # Calibration the app sent with the upload ("row\\col" mm), for DICOM that carries none.
     Column("app_pixel_spacing", String(64), nullable=True),
@@ -110,8 +110,8 @@ upload_sessions = Table(
     Column("parts", Integer, nullable=False),
     Column("interrupted", Boolean, nullable=False),
     Column("sop_instance_uid", String(64), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
 
 idempotency_keys = Table(
@@ -121,7 +121,7 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("request_sha256", String(64), nullable=False),
     Column("exam_id", String(36), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 # Outcomes are short codes (ok, rejected:<reason>); longer ones are clipped on insert.
@@ -130,7 +130,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
     Column("actor", String(255), nullable=False, index=True),
     Column("roles", String(255), nullable=False),
     Column("action", String(64), nullable=False),
@@ -150,7 +150,7 @@ dimse_callers = Table(
     Column("institution_id", String(128), nullable=False, index=True),
     Column("description", String(255), nullable=False),
     Column("updated_by", String(255), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 outbox, inbox = delivery_tables(metadata)

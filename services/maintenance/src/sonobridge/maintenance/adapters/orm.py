@@ -7,7 +7,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     Float,
     Integer,
     MetaData,
@@ -17,11 +16,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
 
 metadata = MetaData()
 
-TS = DateTime(timezone=True)
 
 devices = Table(
     "devices",
@@ -31,13 +30,13 @@ devices = Table(
     Column("manufacturer", String(128), nullable=False, default=""),
     Column("institution_id", String(128), nullable=False, index=True),
     Column("firmware_version", String(64), nullable=False, default=""),
-    Column("firmware_seen_at", TS),
+    Column("firmware_seen_at", UtcDateTime),
     Column("status", String(32), nullable=False, index=True),
     Column("spare", Boolean, nullable=False, default=False),
     Column("loaned_to", String(128), nullable=False, default=""),
     Column("operators", JSON, nullable=False),
-    Column("registered_at", TS, nullable=False),
-    Column("last_seen_at", TS),
+    Column("registered_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime),
 )
 
 device_history = Table(
@@ -45,7 +44,7 @@ device_history = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("serial", String(128), nullable=False, index=True),
-    Column("at", TS, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("kind", String(32), nullable=False),
     Column("from_value", String(128), nullable=False, default=""),
     Column("to_value", String(128), nullable=False, default=""),
@@ -63,7 +62,7 @@ tickets = Table(
     Column("symptom", Text, nullable=False),
     Column("source", String(32), nullable=False),
     Column("opened_by", String(128), nullable=False),
-    Column("opened_at", TS, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
     Column("ack_target_seconds", Float, nullable=False),
     Column("onsite_target_seconds", Float, nullable=False),
     Column("state", String(32), nullable=False, index=True),
@@ -71,16 +70,16 @@ tickets = Table(
     Column("region", String(128), nullable=False, default=""),
     Column("evidence_keys", JSON, nullable=False),
     Column("study_instance_uid", String(128), nullable=False, default=""),
-    Column("acknowledged_at", TS),
-    Column("dispatched_at", TS),
-    Column("on_site_at", TS),
-    Column("resolved_at", TS),
-    Column("closed_at", TS),
-    Column("cancelled_at", TS),
+    Column("acknowledged_at", UtcDateTime),
+    Column("dispatched_at", UtcDateTime),
+    Column("on_site_at", UtcDateTime),
+    Column("resolved_at", UtcDateTime),
+    Column("closed_at", UtcDateTime),
+    Column("cancelled_at", UtcDateTime),
     Column("ack_breached", Boolean, nullable=False, default=False),
     Column("onsite_breached", Boolean, nullable=False, default=False),
     Column("loaner_serial", String(128), nullable=False, default=""),
-    Column("updated_at", TS, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
     # Which rule opened an automatic ticket (telemetry rule or preventive task), for dedupe.
     Column("rule", String(64), nullable=False, default=""),
     Column("version", Integer, nullable=False, default=1),
@@ -91,8 +90,8 @@ ticket_pauses = Table(
     metadata,
     Column("ticket_id", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("started_at", TS, nullable=False),
-    Column("ended_at", TS),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
     Column("reason", Text, nullable=False),
 )
 
@@ -101,7 +100,7 @@ ticket_history = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ticket_id", String(64), nullable=False, index=True),
-    Column("at", TS, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("actor", String(128), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("from_state", String(32), nullable=False),
@@ -117,9 +116,9 @@ sla_timers = Table(
     Column("ticket_id", String(64), nullable=False),
     Column("clock", String(16), nullable=False),
     # NULL while the ticket is paused: a suspended timer can never fire.
-    Column("due_at", TS, index=True),
+    Column("due_at", UtcDateTime, index=True),
     Column("status", String(16), nullable=False, index=True),
-    Column("fired_at", TS),
+    Column("fired_at", UtcDateTime),
     UniqueConstraint("ticket_id", "clock", name="uq_sla_timers_ticket_clock"),
 )
 
@@ -129,7 +128,7 @@ idempotency_keys = Table(
     Column("scope", String(128), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("ticket_id", String(64), nullable=False),
-    Column("created_at", TS, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 telemetry_batches = Table(
@@ -137,7 +136,7 @@ telemetry_batches = Table(
     metadata,
     Column("batch_id", String(128), primary_key=True),
     Column("device_serial", String(128), nullable=False),
-    Column("received_at", TS, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
     Column("accepted", Integer, nullable=False),
     Column("duplicates", Integer, nullable=False),
     Column("opened_ticket_ids", JSON, nullable=False),
@@ -147,7 +146,7 @@ telemetry_samples = Table(
     "telemetry_samples",
     metadata,
     Column("device_serial", String(128), primary_key=True),
-    Column("recorded_at", TS, primary_key=True),
+    Column("recorded_at", UtcDateTime, primary_key=True),
     Column("battery_percent", Float),
     Column("temperature_c", Float),
     Column("drops", Integer, nullable=False, default=0),
@@ -164,7 +163,7 @@ probe_findings = Table(
     Column("device_serial", String(128), nullable=False, index=True),
     Column("institution_id", String(128), nullable=False),
     Column("study_instance_uid", String(128), nullable=False),
-    Column("observed_at", TS, nullable=False),
+    Column("observed_at", UtcDateTime, nullable=False),
     Column("dead_element_fraction", Float, nullable=False),
     Column("dead_element_columns", Integer, nullable=False),
     Column("evidence_keys", JSON, nullable=False),
@@ -196,8 +195,8 @@ preventive_tasks = Table(
     metadata,
     Column("device_serial", String(128), primary_key=True),
     Column("kind", String(64), primary_key=True),
-    Column("next_due_at", TS, nullable=False, index=True),
-    Column("last_done_at", TS),
+    Column("next_due_at", UtcDateTime, nullable=False, index=True),
+    Column("last_done_at", UtcDateTime),
     Column("open_ticket_id", String(64)),
 )
 
@@ -205,7 +204,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", TS, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("actor", String(128), nullable=False),
     Column("action", String(64), nullable=False),
     Column("target", String(128), nullable=False),

@@ -6,7 +6,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -16,11 +15,14 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
 
 metadata = MetaData()
 
-TS = DateTime(timezone=True)
+# The column type repositories cast literals to, so they compare as timestamps.
+TS = UtcDateTime()
+
 
 outbox, inbox = delivery_tables(metadata)
 
@@ -34,8 +36,8 @@ exams = Table(
     Column("device_serial", String(128), nullable=False),
     Column("exam_type", String(32), nullable=False),
     Column("patient_ref", String(128), nullable=False),
-    Column("completed_at", TS, nullable=True),
-    Column("received_at", TS, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
     Column("instances", JSON, nullable=False),
 )
 
@@ -56,10 +58,10 @@ reads = Table(
     Column("priority", String(16), nullable=False),
     Column("state", String(32), nullable=False),
     Column("assigned_to", String(128), nullable=True),
-    Column("created_at", TS, nullable=False),
-    Column("due_at", TS, nullable=True),
-    Column("first_due_at", TS, nullable=True),
-    Column("exam_completed_at", TS, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime, nullable=True),
+    Column("first_due_at", UtcDateTime, nullable=True),
+    Column("exam_completed_at", UtcDateTime, nullable=True),
     Column("escalation_level", Integer, nullable=False, default=0),
     Column("policy_version", String(64), nullable=False),
     Column("rule", String(128), nullable=False),
@@ -72,7 +74,7 @@ reads = Table(
     Column("ai_findings", JSON, nullable=False),
     Column("ai_models", JSON, nullable=False),
     Column("report_id", String(64), nullable=True),
-    Column("signed_at", TS, nullable=True),
+    Column("signed_at", UtcDateTime, nullable=True),
     # One primary read per exam: redelivered or re-published AI results cannot add a second.
     UniqueConstraint("study_uid", "kind", name="uq_reads_study_kind"),
     Index("ix_reads_worklist_state", "worklist", "state"),
@@ -84,7 +86,7 @@ read_history = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("read_id", String(64), nullable=False, index=True),
-    Column("at", TS, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("kind", String(32), nullable=False),
     Column("actor", String(128), nullable=False),
     Column("worklist", String(128), nullable=False),
@@ -98,9 +100,9 @@ timers = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(32), nullable=False),
     Column("subject", String(128), nullable=False),
-    Column("fire_at", TS, nullable=False),
-    Column("fired_at", TS, nullable=True),
-    Column("created_at", TS, nullable=False),
+    Column("fire_at", UtcDateTime, nullable=False),
+    Column("fired_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
     # A deadline is armed once per subject, kind and instant, whatever re-arms it.
     UniqueConstraint("subject", "kind", "fire_at", name="uq_timers_subject_kind_at"),
     Index("ix_timers_due", "fired_at", "fire_at"),
@@ -114,8 +116,8 @@ shifts = Table(
     Column("user", String(128), nullable=False),
     Column("role", String(16), nullable=False),
     Column("institution", String(128), nullable=True),
-    Column("starts_at", TS, nullable=False),
-    Column("ends_at", TS, nullable=False),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("ends_at", UtcDateTime, nullable=False),
 )
 
 drafts = Table(
@@ -128,7 +130,7 @@ drafts = Table(
     Column("conclusion", Text, nullable=False),
     Column("findings", JSON, nullable=False),
     Column("updated_by", String(128), nullable=False),
-    Column("updated_at", TS, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
     Column("revision", Integer, nullable=False),
 )
 
@@ -142,7 +144,7 @@ ai_verdicts = Table(
     Column("verdict", String(16), nullable=False),
     Column("comment", Text, nullable=False, default=""),
     Column("decided_by", String(128), nullable=False),
-    Column("decided_at", TS, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
 )
 
 report_versions = Table(
@@ -160,7 +162,7 @@ report_versions = Table(
     Column("findings", JSON, nullable=False),
     Column("ai_agreement", JSON, nullable=False),
     Column("signed_by", String(128), nullable=False),
-    Column("signed_at", TS, nullable=False),
+    Column("signed_at", UtcDateTime, nullable=False),
     Column("amended_from_version", Integer, nullable=False, default=0),
     Column("amend_reason", Text, nullable=False, default=""),
     Column("pdf_key", String(255), nullable=False),
@@ -178,11 +180,11 @@ alerts = Table(
     Column("institution", String(128), nullable=False, index=True),
     Column("matched_terms", JSON, nullable=False),
     Column("state", String(16), nullable=False),
-    Column("raised_at", TS, nullable=False),
+    Column("raised_at", UtcDateTime, nullable=False),
     Column("acknowledged_by", String(128), nullable=True),
-    Column("acknowledged_at", TS, nullable=True),
+    Column("acknowledged_at", UtcDateTime, nullable=True),
     Column("closed_by", String(128), nullable=True),
-    Column("closed_at", TS, nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
     Column("note", Text, nullable=False, default=""),
     UniqueConstraint("report_id", "report_version", name="uq_alerts_report_version"),
 )
@@ -195,7 +197,7 @@ notifications = Table(
     Column("recipient_role", String(32), nullable=True),
     Column("recipient_institution", String(128), nullable=True),
     Column("kind", String(32), nullable=False),
-    Column("at", TS, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("payload", JSON, nullable=False),
 )
 
@@ -209,9 +211,9 @@ deliveries = Table(
     Column("delivery_id", String(64), nullable=False, unique=True),
     Column("body", Text, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", TS, nullable=False),
-    Column("delivered_at", TS, nullable=True),
-    Column("gave_up_at", TS, nullable=True),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("gave_up_at", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=False, default=""),
     Index("ix_deliveries_pending", "delivered_at", "gave_up_at", "next_attempt_at"),
 )
@@ -220,7 +222,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", TS, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("user", String(128), nullable=False),
     Column("roles", String(255), nullable=False),
     Column("action", String(64), nullable=False),
@@ -237,5 +239,5 @@ idempotency_keys = Table(
     Column("request", String(512), nullable=False),
     Column("status", Integer, nullable=False),
     Column("body", JSON, nullable=False),
-    Column("created_at", TS, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )

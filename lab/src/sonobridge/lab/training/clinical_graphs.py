@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from sonobridge.inference.training.graphs import OPSET, MlpHead, _Graph
+from sonobridge.lab.training.graphs import OPSET, MlpHead, _Graph
 
 
 def _pool(g: _Graph, x: str, k: int) -> str:

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from sonobridge.inference.modules import carotid, kidney, lesions
-from sonobridge.inference.modules.common import LoadedCard
-from sonobridge.inference.modules.held_out import (
+from sonobridge.inference.modules.common import MODELS_DIR, LoadedCard
+from sonobridge.inference.modules.terminology import card_codes
+from sonobridge.lab.held_out import (
     Recipe,
     carotid_metrics,
     cases,
@@ -22,20 +23,15 @@ from sonobridge.inference.modules.held_out import (
     match,
     visible_lesions,
 )
-from sonobridge.inference.modules.terminology import card_codes
-from sonobridge.inference.training.clinical_fit import (
+from sonobridge.lab.training.clinical_fit import (
     fit_gaussian_error,
     fit_least_absolute,
     fit_linear,
     fit_logistic,
 )
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DISCLAIMER = "reference model, not for clinical use"
-FIT_COMMAND = (
-    "uv run --package sonobridge-inference --extra train "
-    "python -m sonobridge.inference.training.clinical"
-)
+FIT_COMMAND = "uv run --package sonobridge-lab python -m sonobridge.lab.training.clinical"
 
 CAROTID_RECIPES = {
     "train": Recipe(("carotid",), seed=51, count=240, size=384),
@@ -247,11 +243,11 @@ def _pixel_set(case_list, feat_session, spec, rng, per_class=300, classes=3):
 def fit_lesions() -> dict[str, Any]:
     """Train the pixel head, calibrate it, fit detection confidence and size; evaluate."""
     from sonobridge.inference.imaging.preprocess import InputSpec
-    from sonobridge.inference.training.clinical_graphs import (
+    from sonobridge.lab.training.clinical_graphs import (
         pixel_feature_model,
         segmentation_model,
     )
-    from sonobridge.inference.training.mlp import fit_temperature, train_head
+    from sonobridge.lab.training.mlp import fit_temperature, train_head
 
     t0 = time.time()
     spec = InputSpec("image", SEG_SIZE, SEG_SIZE)
@@ -421,11 +417,11 @@ KIDNEY_SCALES = (7, 15, 31, 63)
 def fit_kidney() -> dict[str, Any]:
     """Train the kidney pixel head, fit length/echogenicity maps and error models; evaluate."""
     from sonobridge.inference.imaging.preprocess import InputSpec
-    from sonobridge.inference.training.clinical_graphs import (
+    from sonobridge.lab.training.clinical_graphs import (
         pixel_feature_model,
         segmentation_model,
     )
-    from sonobridge.inference.training.mlp import fit_temperature, train_head
+    from sonobridge.lab.training.mlp import fit_temperature, train_head
 
     t0 = time.time()
     spec = InputSpec("image", SEG_SIZE, SEG_SIZE)

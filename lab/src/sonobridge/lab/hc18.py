@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sonobridge.inference.evaluation import expected_calibration_error
 from sonobridge.inference.modules.base import ModuleFrame
+from sonobridge.lab.evaluation import expected_calibration_error
 
 # The project's datasets live beside the repository root (../shared/datasets).
-DEFAULT_ROOT = Path(__file__).resolve().parents[6].parent / "shared" / "datasets" / "hc18"
+DEFAULT_ROOT = Path(__file__).resolve().parents[4].parent / "shared" / "datasets" / "hc18"
 SPLIT_SEED = 81
 SPLIT_SHARES = (("train", 0.6), ("calibration", 0.2), ("development", 0.2))
 WITHIN_MM = 3.0

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from sonobridge.inference.evaluation import expected_calibration_error
 from sonobridge.inference.modules.base import ExamModule, ModuleFrame
 from sonobridge.inference.modules.kidney import Capsule
-from sonobridge.inference.synthetic import GENERATOR_VERSION, AcquisitionSpec, Fault, generate_exam
-from sonobridge.inference.synthetic.scene import Kidney, Layer, build_scene
+from sonobridge.lab.evaluation import expected_calibration_error
+from sonobridge.lab.synthetic import GENERATOR_VERSION, AcquisitionSpec, Fault, generate_exam
+from sonobridge.lab.synthetic.scene import Kidney, Layer, build_scene
 
 ECE_BINS = 10
 
@@ -33,7 +33,7 @@ class Recipe:
     def describe(self) -> dict[str, Any]:
         """Return the recipe as card JSON."""
         return {
-            "generator": "sonobridge.inference.synthetic.generate_exam",
+            "generator": "sonobridge.lab.synthetic.generate_exam",
             "generator_version": GENERATOR_VERSION,
             "exam_types": list(self.exam_types),
             "seed": self.seed,

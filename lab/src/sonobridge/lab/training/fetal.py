@@ -15,11 +15,12 @@ import onnxruntime as ort
 from PIL import Image
 
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
-from sonobridge.inference.modules import fetal, hc18
+from sonobridge.inference.modules import fetal
 from sonobridge.inference.modules.common import LoadedCard
 from sonobridge.inference.modules.terminology import card_codes
-from sonobridge.inference.training.clinical import DISCLAIMER, MODELS_DIR
-from sonobridge.inference.training.clinical_fit import fit_least_absolute, fit_logistic
+from sonobridge.lab import hc18
+from sonobridge.lab.training.clinical import DISCLAIMER, MODELS_DIR
+from sonobridge.lab.training.clinical_fit import fit_least_absolute, fit_logistic
 
 HEIGHT, WIDTH = 128, 192
 HIDDEN = 48
@@ -35,11 +36,12 @@ TEST_SUBSET = 40
 # calibration images: 0.5, 0.65, 0.75 gave 46%, 50%, 45% within 3 mm).
 SEGMENT_THRESHOLD = 0.65
 GOAL_MAE_MM = 2.5
-REPO_ROOT = Path(__file__).resolve().parents[6]
+# lab/src/sonobridge/lab/training/fetal.py: five folders below the repository root.
+REPO_ROOT = Path(__file__).resolve().parents[5]
 CACHE_DIR = REPO_ROOT / ".cache" / "hc18"
 FIT_COMMAND = (
-    "uv run --package sonobridge-inference --extra train "
-    "python -m sonobridge.inference.training.fetal [--data ../shared/datasets/hc18]"
+    "uv run --package sonobridge-lab "
+    "python -m sonobridge.lab.training.fetal [--data ../shared/datasets/hc18]"
 )
 CONFIDENCE_FEATURES = (
     "log(raw HC mm)",
@@ -116,8 +118,8 @@ def _views(module: fetal.FetalBiometryModule, images, root: Path):
 
 def fit(root: Path, rebuild: bool = False) -> dict[str, Any]:
     """Fit the network, the HC calibration and the confidence; write the card and weights."""
-    from sonobridge.inference.training.fetal_graphs import feature_model, segmentation_model
-    from sonobridge.inference.training.mlp import fit_temperature, train_head_minibatch
+    from sonobridge.lab.training.fetal_graphs import feature_model, segmentation_model
+    from sonobridge.lab.training.mlp import fit_temperature, train_head_minibatch
 
     t0 = time.time()
     parts = hc18.splits(hc18.read_index(root))

@@ -1,6 +1,6 @@
 """Synthetic B-mode ultrasound with ground truth, for training, tests and the demo."""
 
-from sonobridge.inference.synthetic.acquisition import (
+from sonobridge.lab.synthetic.acquisition import (
     FAULTS,
     GENERATOR_VERSION,
     AcquisitionSpec,
@@ -12,8 +12,8 @@ from sonobridge.inference.synthetic.acquisition import (
     generate_exam,
     generate_frame,
 )
-from sonobridge.inference.synthetic.geometry import ProbeGeometry
-from sonobridge.inference.synthetic.scene import EXAM_TYPES, Scene, build_scene
+from sonobridge.lab.synthetic.geometry import ProbeGeometry
+from sonobridge.lab.synthetic.scene import EXAM_TYPES, Scene, build_scene
 
 __all__ = [
     "EXAM_TYPES",

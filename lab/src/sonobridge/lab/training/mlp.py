@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sonobridge.inference.training.graphs import MlpHead
+from sonobridge.lab.training.graphs import MlpHead
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

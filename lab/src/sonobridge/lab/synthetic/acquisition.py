@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from sonobridge.inference.synthetic.geometry import ProbeGeometry, ProbeKind, scan_conversion
-from sonobridge.inference.synthetic.scene import Scene, build_scene
+from sonobridge.lab.synthetic.geometry import ProbeGeometry, ProbeKind, scan_conversion
+from sonobridge.lab.synthetic.scene import Scene, build_scene
 
 GENERATOR_VERSION = "1.0.0"
 

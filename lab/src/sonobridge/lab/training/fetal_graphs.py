@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from sonobridge.inference.training.graphs import OPSET, MlpHead, _Graph
+from sonobridge.lab.training.graphs import OPSET, MlpHead, _Graph
 
 SCALES = (3, 7, 15, 31, 61)
 # Cells along each direction that the "is there bright bone that way" features look.

@@ -11,28 +11,27 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from sonobridge.inference.evaluation import binary_metrics, multiclass_metrics
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
-from sonobridge.inference.synthetic import EXAM_TYPES, GENERATOR_VERSION
-from sonobridge.inference.training.datasets import (
+from sonobridge.inference.modules.common import MODELS_DIR
+from sonobridge.lab.evaluation import binary_metrics, multiclass_metrics
+from sonobridge.lab.synthetic import EXAM_TYPES, GENERATOR_VERSION
+from sonobridge.lab.training.datasets import (
     QUALITY_CLASSES,
     LabelledFrames,
     probe_health_set,
     quality_set,
 )
-from sonobridge.inference.training.graphs import (
+from sonobridge.lab.training.graphs import (
     OPSET,
     FeatureConfig,
     classifier_model,
     feature_model,
 )
-from sonobridge.inference.training.mlp import fit_platt, fit_temperature, train_head
+from sonobridge.lab.training.mlp import fit_platt, fit_temperature, train_head
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DISCLAIMER = "reference model, not for clinical use"
 TRAIN_COMMAND = (
-    "uv run --package sonobridge-inference --extra train "
-    "python -m sonobridge.inference.training.train_reference_models"
+    "uv run --package sonobridge-lab python -m sonobridge.lab.training.train_reference_models"
 )
 SEEDS = {"train": 11, "calibration": 12, "held_out": 13, "head": 7}
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sonobridge.inference.synthetic import (
+from sonobridge.lab.synthetic import (
     EXAM_TYPES,
     GENERATOR_VERSION,
     AcquisitionSpec,
@@ -42,7 +42,7 @@ def quality_set(seed: int, per_class: int) -> LabelledFrames:
         frames.append(generate_frame(_frame_seed(seed, i), spec).image)
         labels.append(label)
     recipe = {
-        "generator": "sonobridge.inference.synthetic",
+        "generator": "sonobridge.lab.synthetic",
         "generator_version": GENERATOR_VERSION,
         "recipe": "quality_set",
         "seed": seed,
@@ -79,7 +79,7 @@ def probe_health_set(seed: int, n: int) -> LabelledFrames:
         frames.append(generate_frame(_frame_seed(seed, i), spec).image)
         labels.append(int(dead))
     recipe = {
-        "generator": "sonobridge.inference.synthetic",
+        "generator": "sonobridge.lab.synthetic",
         "generator_version": GENERATOR_VERSION,
         "recipe": "probe_health_set",
         "seed": seed,

@@ -7,8 +7,8 @@ from pydicom.uid import UltrasoundImageStorage, UltrasoundMultiFrameImageStorage
 from scipy import ndimage
 
 from sonobridge.inference.imaging.decode import decode_image
-from sonobridge.inference.synthetic import AcquisitionSpec, Fault, generate_exam, generate_frame
-from sonobridge.inference.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
+from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_exam, generate_frame
+from sonobridge.lab.synthetic.dicom import SyntheticExamContext, ultrasound_dicom_bytes
 
 
 def _frame(seed, exam="abdomen", faults=(), **kw):

@@ -1,0 +1,1 @@
+"""The lab: training, the synthetic generator and held-out evaluation; never deployed."""

@@ -1,0 +1,71 @@
+"""The per-service spec that a service's `__main__` and the single-node edition both run from."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from sonobridge.common.host import ServiceHost
+from sonobridge.common.logging import configure_logging
+
+
+def _resolve(target: str) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What it takes to run one service: its settings, how to build and migrate it, its ports."""
+
+    name: str
+    settings: Callable[..., Any]
+    # "module:function" targets, imported only when used: reading the spec (for `--help`, or the
+    # node listing its services) must not pull in every service's web stack and models.
+    build: str
+    migrate: str
+    # The directory of the service's Alembic scripts.
+    migrations: Path
+    # Where the single-node edition listens for this service; the cluster uses 8080/50051 each.
+    http_port: int
+    grpc_port: int
+
+    def load_settings(self, **values: Any) -> Any:
+        """Build the settings from the environment, overridden by `values`."""
+        return self.settings(**values)
+
+    def build_host(self, settings: Any, **adapters: Any) -> ServiceHost:
+        """Compose the service from its settings, with shared adapters (the node's) if given."""
+        host: ServiceHost = _resolve(self.build)(settings, **adapters)
+        return host
+
+    def migrate_database(self, settings: Any) -> None:
+        """Upgrade the service's database schema to head."""
+        _resolve(self.migrate)(settings)
+
+
+def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
+    """Run `python -m sonobridge.<service> [serve|migrate]`: load settings once, then act."""
+    parser = argparse.ArgumentParser(prog=f"python -m sonobridge.{spec.name}")
+    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    args = parser.parse_args(argv)
+    try:
+        settings = spec.load_settings()
+    except (ValidationError, SettingsError) as exc:
+        # The field's name and the reason, not a traceback: this is an operator's typo.
+        print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(spec.name, settings.log.level, settings.log.json_format)
+    if args.command == "migrate":
+        spec.migrate_database(settings)
+        return 0
+    spec.build_host(settings).serve_forever()
+    return 0

@@ -1,1 +1,0 @@
-"""Training of the reference models on the synthetic generator (needs the `train` extra)."""
