@@ -18,7 +18,6 @@ from sonobridge.common.envelope import unpack, wrap
 from sonobridge.common.objects.minio import MinioObjectStore
 from sonobridge.common.objects.ports import read_all
 from sonobridge.reporting.adapters import orm
-from sonobridge.reporting.adapters.repository import aware
 from sonobridge.reporting.bootstrap import build
 from sonobridge.reporting.settings import Settings
 
@@ -181,9 +180,9 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
                         orm.read_history.c.kind.like("escalat%"),
                     )
                 ).all()
-            return sorted((k, aware(a)) for k, a in rows)
+            return sorted((k, a) for k, a in rows)
 
-        routed_at = aware(idle["created_at"])
+        routed_at = idle["created_at"]
         expected = [
             ("escalated_backup", routed_at + timedelta(minutes=30)),
             ("escalated_tier", routed_at + timedelta(minutes=45)),

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sonobridge.common.access import AccessPolicy
+from sonobridge.common.idempotency import Outcome, RequestKey
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.reporting.domain.access import ReadScope
 from sonobridge.reporting.domain.assignment import Shift
@@ -115,23 +116,6 @@ class Work(Protocol):
     def after_commit(self, effect: Callable[[], None]) -> None:
         """Run `effect` only if the transaction commits (metrics must not count rollbacks)."""
         ...
-
-
-@dataclass(frozen=True)
-class RequestKey:
-    """A client's Idempotency-Key and a fingerprint of the request it came with."""
-
-    value: str
-    fingerprint: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a change answered, and whether it replays the first answer given to its key."""
-
-    body: dict[str, Any]
-    status: int
-    replayed: bool = False
 
 
 class Once(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -71,22 +71,11 @@ def in_scope(query: Select[Any], scope: ReadScope) -> Select[Any]:
     return query.where(or_(*allowed))
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """Return `value` as an aware UTC datetime (SQLite hands back naive ones written in UTC)."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _mapping(row: Any) -> dict[str, Any]:
-    return {k: aware(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
-
-
 def _one(kind: type[T], row: Any | None, *, drop: tuple[str, ...] = ()) -> T | None:
-    """Return a row as a domain record with aware datetimes (None stays None)."""
+    """Return a row as a domain record (None stays None); UtcDateTime columns come back aware."""
     if row is None:
         return None
-    values = _mapping(row)
+    values = dict(row._mapping)
     for name in drop:
         values.pop(name, None)
     return kind(**values)
@@ -271,8 +260,8 @@ class ReportingRepository:
                 user=r.user,
                 worklist=r.worklist,
                 role=DutyRole(r.role),
-                starts_at=aware(r.starts_at),  # type: ignore[arg-type]
-                ends_at=aware(r.ends_at),  # type: ignore[arg-type]
+                starts_at=r.starts_at,
+                ends_at=r.ends_at,
                 institution=r.institution,
             )
             for r in rows
@@ -447,27 +436,3 @@ class ReportingRepository:
         if report_id:
             query = query.where(t.c.report_id == report_id)
         return _all(AuditRecord, self.session.execute(query), drop=("id",))
-
-
-def stored_response(session: Session, user: str, key: str) -> dict[str, Any] | None:
-    """Return the response remembered for a user's Idempotency-Key."""
-    t = orm.idempotency_keys
-    row = session.execute(select(t).where(t.c.user == user, t.c.key == key)).first()
-    return None if row is None else _mapping(row)
-
-
-def reserve_key(session: Session, *, user: str, key: str, request: str, at: datetime) -> None:
-    """Insert a user's Idempotency-Key before the change it guards (IntegrityError if taken)."""
-    session.execute(
-        insert(orm.idempotency_keys).values(
-            user=user, key=key, request=request, status=0, body={}, created_at=at
-        )
-    )
-
-
-def remember_response(session: Session, *, user: str, key: str, status: int, body: Any) -> None:
-    """Store the answer on a reserved key, in the transaction of the change it answers."""
-    t = orm.idempotency_keys
-    session.execute(
-        update(t).where(t.c.user == user, t.c.key == key).values(status=status, body=body)
-    )

@@ -7,21 +7,16 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sonobridge.common import idempotency
 from sonobridge.common.delivery import Outbox
-from sonobridge.common.problems import InvalidInput
-from sonobridge.reporting.adapters import messages
-from sonobridge.reporting.adapters.repository import (
-    ReportingRepository,
-    remember_response,
-    reserve_key,
-    stored_response,
-)
+from sonobridge.common.idempotency import Outcome, RequestKey, SqlIdempotencyKeys
+from sonobridge.reporting.adapters import messages, orm
+from sonobridge.reporting.adapters.repository import ReportingRepository
 from sonobridge.reporting.domain.events import Published
 from sonobridge.reporting.domain.records import JsonObject
-from sonobridge.reporting.ports import Clock, Outcome, RequestKey, Work
+from sonobridge.reporting.ports import Clock, Work
 
 SOURCE = "reporting"
 
@@ -84,38 +79,12 @@ class SqlUnits:
         change: Callable[[Work], dict[str, Any]],
     ) -> Outcome:
         """Run a change in one transaction with its Idempotency-Key, or replay the key's answer."""
-        if key is None:
-            with self.unit() as work:
-                return Outcome(change(work), status)
-        if not 1 <= len(key.value) <= 255:
-            raise InvalidInput("Idempotency-Key must be 1 to 255 characters")
-        try:
-            with self.sessions.begin() as session:
-                stored = stored_response(session, user, key.value)
-                if stored is not None:
-                    return _replay(stored, key)
-                # The key row goes in first: a concurrent request with the same key then waits
-                # on it (PostgreSQL) or on the write lock (SQLite) rather than on the read, and
-                # fails on the primary key instead of acting twice. The change, its events and
-                # the answer commit together, so neither exists without the other.
-                reserve_key(
-                    session, user=user, key=key.value, request=key.fingerprint, at=self.clock()
-                )
-                body = change(SqlWork(session, self.outbox))
-                remember_response(session, user=user, key=key.value, status=status, body=body)
-            return Outcome(body, status)
-        except IntegrityError:
-            with self.sessions.begin() as session:
-                stored = stored_response(session, user, key.value)
-            if stored is None:
-                raise
-            return _replay(stored, key)
-
-
-def _replay(stored: dict[str, Any], key: RequestKey) -> Outcome:
-    if stored["request"] != key.fingerprint:
-        raise InvalidInput(
-            "Idempotency-Key was already used for a different request",
-            idempotency_key=key.value,
+        return idempotency.once(
+            self.sessions.begin,
+            lambda session: SqlIdempotencyKeys(session, orm.idempotency_keys),
+            owner=user,
+            key=key,
+            status=status,
+            work=lambda session: change(SqlWork(session, self.outbox)),
+            now=self.clock,
         )
-    return Outcome(cast(dict[str, Any], stored["body"]), int(stored["status"]), replayed=True)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.auth import Principal
+from sonobridge.common.conditional import IfNoneMatch, polled
 from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import INT32_MAX
 from sonobridge.common.problems import InvalidInput
@@ -26,13 +27,7 @@ from sonobridge.reporting.entrypoints.bodies import (
     RosterRequest,
     VerdictsRequest,
 )
-from sonobridge.reporting.entrypoints.http import (
-    IdempotencyKey,
-    IfNoneMatch,
-    answer,
-    polled,
-    request_key,
-)
+from sonobridge.reporting.entrypoints.http import IdempotencyKey, answer, request_key
 from sonobridge.reporting.handlers import alerts, drafts, reads, reports, rosters, signing
 from sonobridge.reporting.ports import Dependencies, Work
 
