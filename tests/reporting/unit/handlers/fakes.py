@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
 from sonobridge.reporting.adapters.policy_file import read_policy
 from sonobridge.reporting.domain.access import ReadScope
@@ -18,7 +19,6 @@ from sonobridge.reporting.domain.policy import PRIORITY_RANK, Priority
 from sonobridge.reporting.domain.reads import OPEN_STATES
 from sonobridge.reporting.domain.records import (
     Alert,
-    AuditRecord,
     Delivery,
     Draft,
     Exam,
@@ -269,10 +269,16 @@ class FakeReporting:
         self.t.audit.append(record)
 
     def audit_trail(self, *, read_id: str | None, report_id: str | None) -> list[AuditRecord]:
+        def about(r: AuditRecord) -> tuple[str | None, str | None]:
+            if r.resource_type == "read":
+                return r.resource_id, r.related_id
+            return None, r.resource_id or None
+
         return [
             r
             for r in self.t.audit
-            if (not read_id or r.read_id == read_id) and (not report_id or r.report_id == report_id)
+            if (not read_id or about(r)[0] == read_id)
+            and (not report_id or about(r)[1] == report_id)
         ]
 
 

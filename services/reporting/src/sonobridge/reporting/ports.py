@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sonobridge.common.access import AccessPolicy
+from sonobridge.common.audit import AuditRecord
 from sonobridge.common.idempotency import Outcome, RequestKey
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.reporting.domain.access import ReadScope
@@ -18,7 +19,6 @@ from sonobridge.reporting.domain.followup import TermSpec
 from sonobridge.reporting.domain.policy import Policy
 from sonobridge.reporting.domain.records import (
     Alert,
-    AuditRecord,
     Delivery,
     Draft,
     Exam,

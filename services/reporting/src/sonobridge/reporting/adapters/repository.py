@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.reporting.adapters import orm
 from sonobridge.reporting.domain.access import ReadScope
 from sonobridge.reporting.domain.assignment import DutyRole, Shift
@@ -30,7 +31,6 @@ from sonobridge.reporting.domain.reads import OPEN_STATES
 from sonobridge.reporting.domain.records import (
     NEVER_DUE,
     Alert,
-    AuditRecord,
     Delivery,
     Draft,
     Exam,
@@ -424,8 +424,19 @@ class ReportingRepository:
         self.session.execute(update(t).where(t.c.id == delivery_pk).values(**values))
 
     def audit(self, record: AuditRecord) -> None:
-        """Write an audit record in the caller's transaction."""
-        self.session.execute(insert(orm.audit_log).values(**asdict(record)))
+        """Write an audit record in the caller's transaction (reporting's own columns)."""
+        read = record.resource_type == "read"
+        self.session.execute(
+            insert(orm.audit_log).values(
+                at=record.at,
+                user=record.actor,
+                roles=",".join(sorted(record.roles)),
+                action=record.action,
+                read_id=record.resource_id if read else None,
+                report_id=record.related_id if read else record.resource_id or None,
+                detail=record.detail,
+            )
+        )
 
     def audit_trail(self, *, read_id: str | None, report_id: str | None) -> list[AuditRecord]:
         """Return audit records about a read or report, oldest first."""
@@ -435,4 +446,17 @@ class ReportingRepository:
             query = query.where(t.c.read_id == read_id)
         if report_id:
             query = query.where(t.c.report_id == report_id)
-        return _all(AuditRecord, self.session.execute(query), drop=("id",))
+        return [
+            AuditRecord(
+                id=r.id,
+                at=r.at,
+                actor=r.user,
+                action=r.action,
+                resource_type="read" if r.read_id else "report" if r.report_id else "",
+                resource_id=r.read_id or r.report_id or "",
+                related_id=r.report_id if r.read_id else None,
+                roles=frozenset(role for role in r.roles.split(",") if role),
+                detail=r.detail,
+            )
+            for r in self.session.execute(query)
+        ]

@@ -213,16 +213,3 @@ class Delivery:
     attempts: int = 0
     last_error: str = ""
     id: int = 0
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """Who viewed or changed a read or report."""
-
-    at: datetime
-    user: str
-    roles: str
-    action: str
-    read_id: str | None
-    report_id: str | None
-    detail: str

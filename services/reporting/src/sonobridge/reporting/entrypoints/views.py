@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.reporting.domain.assignment import Shift
 from sonobridge.reporting.domain.policy import WorklistSpec
 from sonobridge.reporting.domain.reads import OPEN_STATES
 from sonobridge.reporting.domain.records import (
     Alert,
-    AuditRecord,
     Draft,
     Notification,
     ReadRecord,
@@ -208,10 +208,10 @@ def audit_view(r: AuditRecord) -> View:
     """Return one audit record."""
     return {
         "at": iso(r.at),
-        "user": r.user,
-        "roles": r.roles,
+        "user": r.actor,
+        "roles": ",".join(sorted(r.roles)),
         "action": r.action,
-        "read_id": r.read_id,
-        "report_id": r.report_id,
+        "read_id": r.resource_id if r.resource_type == "read" else None,
+        "report_id": r.related_id if r.resource_type == "read" else r.resource_id or None,
         "detail": r.detail,
     }

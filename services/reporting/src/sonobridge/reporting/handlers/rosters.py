@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden, InvalidInput, NotFound
 from sonobridge.reporting.domain.access import may_dispatch
 from sonobridge.reporting.domain.assignment import DutyRole, Shift
-from sonobridge.reporting.domain.records import AuditRecord
 from sonobridge.reporting.handlers.scope import audit, spec_of
 from sonobridge.reporting.ports import Dependencies
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden, NotFound
 from sonobridge.reporting.domain.access import may_read_on, may_view
 from sonobridge.reporting.domain.assignment import DutyRole, least_loaded, on_duty
 from sonobridge.reporting.domain.events import ExamContext
 from sonobridge.reporting.domain.policy import WorklistSpec
-from sonobridge.reporting.domain.records import AuditRecord, ReadRecord
+from sonobridge.reporting.domain.records import ReadRecord
 from sonobridge.reporting.ports import Dependencies, Reporting
 
 SYSTEM = "system:reporting"
@@ -58,14 +59,23 @@ def audit(
     detail: str = "",
 ) -> None:
     """Record who did what to which read or report, in the caller's transaction."""
+    # The read is the subject when there is one; its report is then the related resource.
+    if read_id:
+        kind, subject, related = "read", read_id, report_id
+    elif report_id:
+        kind, subject, related = "report", report_id, None
+    else:
+        kind, subject, related = "", "", None
     repo.audit(
         AuditRecord(
             at=deps.clock(),
-            user=principal.user,
-            roles=",".join(sorted(principal.roles)),
+            actor=principal.user,
             action=action,
-            read_id=read_id,
-            report_id=report_id,
+            resource_type=kind,
+            resource_id=subject,
+            roles=principal.roles,
+            institution_id=principal.institution,
+            related_id=related,
             detail=detail,
         )
     )
