@@ -1,4 +1,4 @@
-"""One contract for the Reporting port, run against the SQLAlchemy repository and the fake."""
+"""One contract for the Reporting port: the SQLAlchemy repository (SQLite, PostgreSQL), the fake."""
 
 from __future__ import annotations
 
@@ -30,13 +30,17 @@ from sonobridge.reporting.domain.records import (
 from ..unit.handlers.fakes import T0, FakeReporting, FakeTables
 
 
-@pytest.fixture(params=["sqlalchemy", "fake"])
+@pytest.fixture(params=["fake", "sqlite", pytest.param("postgresql", marks=pytest.mark.infra)])
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """The port's adapter under test, inside one open transaction."""
     if request.param == "fake":
         yield FakeReporting(FakeTables())
         return
-    engine = create_db_engine(f"sqlite:///{tmp_path}/contract.sqlite3")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/contract.sqlite3"
+    else:
+        url = request.getfixturevalue("pg_database")
+    engine = create_db_engine(url)
     orm.metadata.create_all(engine)
     with session_factory(engine).begin() as session:
         yield ReportingRepository(session)
