@@ -15,8 +15,8 @@ fuzz: ## The long form of the hostile-input suite: 20x the CI cases, a fresh see
 setup: ## Install uv, the locked Python environment and the local servers
 	scripts/setup.sh --infra
 
-lint: ## Lint, type-check the cores and check import boundaries
-	uv run ruff check . && uv run ruff format --check . && uv run lint-imports && uv run mypy services/common/src
+lint: ## Lint, check import boundaries, and mypy --strict on common and each domain and handlers
+	scripts/lint.sh
 
 fmt: ## Format and auto-fix
 	uv run ruff format . && uv run ruff check --fix .

@@ -19,11 +19,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.auth import Principal
 from sonobridge.common.db import create_db_engine, session_factory
-from sonobridge.common.delivery import Outbox
 from sonobridge.common.metrics import ServiceMetrics
-from sonobridge.maintenance import handlers
-from sonobridge.maintenance.adapters import orm
+from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
 from sonobridge.maintenance.bootstrap import migrate_database
+from sonobridge.maintenance.domain.health import TelemetrySample
+from sonobridge.maintenance.entrypoints.consumer import probe_verdict
+from sonobridge.maintenance.handlers import Dependencies
+from sonobridge.maintenance.handlers.devices import register_device
+from sonobridge.maintenance.handlers.fleet import fleet_snapshot
+from sonobridge.maintenance.handlers.probe_health import record_probe_health
+from sonobridge.maintenance.handlers.telemetry import record_telemetry
+from sonobridge.maintenance.handlers.tickets import list_tickets
+from sonobridge.maintenance.handlers.timers import fire_due_timers
 from sonobridge.maintenance.metrics import MaintenanceMetrics
 from sonobridge.maintenance.settings import MaintenanceSettings, RegionSettings, Settings
 
@@ -42,7 +49,7 @@ class Clock:
         return self.now
 
 
-def build(url: str, clock: Clock, tmp: Path) -> handlers.Dependencies:
+def build(url: str, clock: Clock, tmp: Path) -> Dependencies:
     settings = Settings(
         data_dir=tmp,
         maintenance=MaintenanceSettings(
@@ -58,23 +65,22 @@ def build(url: str, clock: Clock, tmp: Path) -> handlers.Dependencies:
     )
     engine = create_db_engine(url)
     migrate_database(settings, engine)
-    return handlers.Dependencies(
-        sessions=session_factory(engine),
-        outbox=Outbox(orm.outbox),
+    return Dependencies(
+        units=SqlUnitsOfWork(session_factory(engine)),
         config=settings.maintenance,
         clock=clock,
         metrics=MaintenanceMetrics(ServiceMetrics("maintenance")),
     )
 
 
-def telemetry_rate(deps: handlers.Dependencies, serial: str, batch: int, total: int) -> float:
+def telemetry_rate(deps: Dependencies, serial: str, batch: int, total: int) -> float:
     """Return samples stored per second when the app sends `batch` samples per request."""
     sent = 0
     began = time.perf_counter()
     base = START - timedelta(days=20)
     while sent < total:
         samples = [
-            handlers.TelemetrySampleIn(
+            TelemetrySample(
                 recorded_at=base + timedelta(seconds=30 * (sent + i)),
                 battery_percent=80,
                 temperature_c=36,
@@ -82,7 +88,7 @@ def telemetry_rate(deps: handlers.Dependencies, serial: str, batch: int, total: 
             )
             for i in range(min(batch, total - sent))
         ]
-        handlers.record_telemetry(
+        record_telemetry(
             deps, APP, device_serial=serial, samples=samples, batch_id=f"{serial}-{sent}"
         )
         sent += len(samples)
@@ -119,7 +125,7 @@ def main() -> None:
         deps = build(url, clock, Path(tmp))
         began = time.perf_counter()
         for i in range(args.devices):
-            handlers.register_device(
+            register_device(
                 deps, ADMIN, serial=f"P{i:05d}", model="HP-100", institution_id=f"centre-{i % 20}"
             )
         register_s = time.perf_counter() - began
@@ -139,15 +145,17 @@ def main() -> None:
         outcomes: dict[str, int] = {}
         for n in range(args.events):
             serial = f"P{3 + n % 50:05d}"
-            with handlers.unit(deps) as work:
-                outcome = handlers.record_probe_health(work, probe_event(serial, n), START)
+            with deps.units() as work:
+                outcome = record_probe_health(
+                    deps, work, probe_verdict(probe_event(serial, n), START)
+                )
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         events_s = time.perf_counter() - began
         print(f"probe-health events: {args.events / events_s:8.1f} events/s {outcomes}")
 
-        opened = handlers.list_tickets(deps, ADMIN, limit=1000)[0]
+        opened = list_tickets(deps, ADMIN, limit=1000)[0]
         began = time.perf_counter()
-        snapshot = handlers.fleet_snapshot(deps)
+        snapshot = fleet_snapshot(deps)
         scrape_s = time.perf_counter() - began
         print(
             f"metrics scrape with {sum(snapshot.open_tickets.values())} open tickets and "
@@ -157,7 +165,7 @@ def main() -> None:
         clock.now = START + timedelta(hours=30)
         began = time.perf_counter()
         fired = 0
-        while batch_fired := handlers.fire_due_timers(deps):
+        while batch_fired := fire_due_timers(deps):
             fired += batch_fired
         timers_s = time.perf_counter() - began
         print(

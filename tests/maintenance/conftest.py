@@ -10,12 +10,11 @@ import pytest
 from maintenance.maintenance_support import FakeClock, maintenance_config
 
 from sonobridge.common.db import create_db_engine, session_factory
-from sonobridge.common.delivery import Outbox
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
-from sonobridge.maintenance import handlers
-from sonobridge.maintenance.adapters import orm
+from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
 from sonobridge.maintenance.bootstrap import migrate_database
+from sonobridge.maintenance.handlers import Dependencies
 from sonobridge.maintenance.metrics import MaintenanceMetrics
 from sonobridge.maintenance.settings import Settings
 
@@ -37,18 +36,15 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def deps(
-    tmp_path: Path, clock: FakeClock, migrated_template: Path
-) -> Iterator[handlers.Dependencies]:
+def deps(tmp_path: Path, clock: FakeClock, migrated_template: Path) -> Iterator[Dependencies]:
     """Handler dependencies on a migrated SQLite file and a local-directory object store."""
     settings = Settings(data_dir=tmp_path, maintenance=maintenance_config())
     db = tmp_path / "maintenance.sqlite3"
     shutil.copyfile(migrated_template, db)
     engine = create_db_engine(f"sqlite:///{db}")
     metrics = MaintenanceMetrics(ServiceMetrics("maintenance"))
-    yield handlers.Dependencies(
-        sessions=session_factory(engine),
-        outbox=Outbox(orm.outbox),
+    yield Dependencies(
+        units=SqlUnitsOfWork(session_factory(engine)),
         config=settings.maintenance,
         clock=clock,
         metrics=metrics,

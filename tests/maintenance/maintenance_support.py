@@ -74,7 +74,7 @@ def outbox_events(deps, type_suffix: str) -> list:  # type: ignore[no-untyped-de
     from sonobridge.api.events.v1.topics import message_class_for
     from sonobridge.maintenance.adapters import orm
 
-    with deps.sessions.begin() as session:
+    with deps.units.sessions.begin() as session:
         rows = session.execute(select(orm.outbox).order_by(orm.outbox.c.id)).fetchall()
     found = []
     for row in rows:

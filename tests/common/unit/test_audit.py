@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import MetaData, create_engine
 from sqlalchemy.orm import Session
 
-from sonobridge.common.audit import AuditRecord, SqlAuditLog, audit_table
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.sql_records import SqlAuditLog, audit_table
 
 AT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 

@@ -15,14 +15,13 @@ from sonobridge.common.idempotency import (
     KeyTaken,
     Outcome,
     RequestKey,
-    SqlIdempotencyKeys,
     StoredAnswer,
     fingerprint,
-    idempotency_table,
     once,
     request_key,
 )
 from sonobridge.common.problems import InvalidInput
+from sonobridge.common.sql_records import SqlIdempotencyKeys, idempotency_table
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 

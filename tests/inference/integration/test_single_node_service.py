@@ -207,8 +207,13 @@ def test_models_are_listed_and_downloadable_with_their_hash(service):
         path, headers={**service.headers(), "If-None-Match": download.headers["ETag"]}
     )
     assert again.status_code == 304
-    card = service.http.get("/v1/models/image-quality/1.0.0/card.json", headers=service.headers())
+    card_path = "/v1/models/image-quality/1.0.0/card.json"
+    card = service.http.get(card_path, headers=service.headers())
     assert card.json()["disclaimer"] == "reference model, not for clinical use"
+    cached = service.http.get(
+        card_path, headers={**service.headers(), "If-None-Match": f"W/{card.headers['ETag']}"}
+    )
+    assert cached.status_code == 304 and cached.headers["ETag"] == card.headers["ETag"]
 
 
 def test_full_queue_answers_unavailable_with_a_message(tmp_path, issuer):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sonobridge.inference.handlers import assess_exam_probe_health, check_quality_frames
+from sonobridge.inference.handlers.quality import assess_exam_probe_health, check_quality_frames
 from sonobridge.inference.runtime.registry import PACKAGED_MODELS_ROOT
 from sonobridge.lab.evaluation import binary_metrics, multiclass_metrics
 from sonobridge.lab.training.datasets import build_set

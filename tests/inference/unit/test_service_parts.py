@@ -11,7 +11,6 @@ import pytest
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.objects.localdir import LocalDirObjectStore
-from sonobridge.inference.adapters import messages
 from sonobridge.inference.adapters.model_store import (
     ObjectStoreModelSource,
     publish_missing_models,
@@ -22,7 +21,8 @@ from sonobridge.inference.domain.probe_health import (
     count_dark_lines,
     sector_apex,
 )
-from sonobridge.inference.domain.quality import QualityVerdict
+from sonobridge.inference.domain.quality import QualityVerdict, assess, summarise_exam
+from sonobridge.inference.entrypoints import messages
 from sonobridge.inference.imaging.decode import FrameSelection, decode_image
 from sonobridge.inference.modules import load_clinical_modules
 from sonobridge.inference.runtime.batcher import BatchPolicy
@@ -134,12 +134,14 @@ def test_a_tampered_module_network_in_the_object_store_is_refused(tmp_path):
 def test_quality_reasons_and_advice_map_to_the_contract():
     bad = QualityVerdict(False, "lost_contact", 0.9, {"acceptable": 0.1, "lost_contact": 0.9})
     good = QualityVerdict(True, None, 0.95, {"acceptable": 0.95, "lost_contact": 0.05})
-    a_bad = messages.quality_assessment(bad, "1.0.0")
-    a_good = messages.quality_assessment(good, "1.0.0")
+    a_bad = messages.quality_assessment(assess(bad, "1.0.0"))
+    a_good = messages.quality_assessment(assess(good, "1.0.0"))
     assert list(a_bad.reasons) == [events_pb2.QUALITY_REASON_LOST_CONTACT]
     assert a_bad.score == pytest.approx(0.1) and a_bad.confidence == pytest.approx(0.9)
     assert a_good.acceptable and not a_good.reasons and not a_good.advice
-    exam = messages.exam_quality([a_good, a_bad])
+    exam = messages.quality_assessment(
+        summarise_exam([assess(good, "1.0.0"), assess(bad, "1.0.0")])
+    )
     assert not exam.acceptable
     assert list(exam.reasons) == [events_pb2.QUALITY_REASON_LOST_CONTACT]
     assert exam.score == pytest.approx(0.1)

@@ -87,8 +87,8 @@ class Server:
     def rows(self, sop: str) -> list[Any]:
         """The `instances` rows of one SOP Instance UID, read from the edition's database."""
         query = text("SELECT * FROM instances WHERE sop_instance_uid = :sop")
-        with self.host.app.state.deps.sessions() as session:
-            return list(session.execute(query, {"sop": sop}))
+        with self.host.app.state.deps.unit() as work:
+            return list(work.session.execute(query, {"sop": sop}))
 
     def stored_keys(self, prefix: str) -> list[str]:
         """Object keys under `prefix` in the edition's object store."""

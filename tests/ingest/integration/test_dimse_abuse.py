@@ -66,9 +66,9 @@ class Scp:
 
     def rows(self, column: str, value: str) -> int:
         deps = self.node.hosts["ingest"].app.state.deps
-        with deps.sessions() as session:
+        with deps.unit() as work:
             query = text(f"SELECT COUNT(*) FROM instances WHERE {column} = :v")  # noqa: S608
-            return int(session.execute(query, {"v": value}).scalar_one())
+            return int(work.session.execute(query, {"v": value}).scalar_one())
 
     def associate(self, calling: str) -> Any:
         ae = AE(ae_title=calling)

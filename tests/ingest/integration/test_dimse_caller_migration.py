@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from sonobridge.common.db import create_db_engine, session_factory
-from sonobridge.ingest.adapters import repository as repo
+from sonobridge.ingest.adapters.callers import SqlCallers
 from sonobridge.ingest.adapters.orm import metadata
 from sonobridge.ingest.bootstrap import MIGRATIONS
 from sonobridge.ingest.domain.callers import DimseCaller
@@ -39,7 +39,7 @@ def test_0003_adds_the_registry_matching_the_tables_and_reverts(database_url: st
     engine = create_db_engine(database_url)
     try:
         assert "dimse_callers" not in inspect(engine).get_table_names()
-        command.upgrade(config, "head")
+        command.upgrade(config, "0003")
         with engine.connect() as conn:
             context = MigrationContext.configure(
                 conn, opts={"version_table": "alembic_version_ingest"}
@@ -50,11 +50,11 @@ def test_0003_adds_the_registry_matching_the_tables_and_reverts(database_url: st
         caller = DimseCaller("EAST_US1", "township-east", "cart")
         now = datetime.now(UTC)
         with session_factory(engine).begin() as session:
-            assert repo.put_dimse_caller(session, caller, by="county-admin", at=now)
-            assert not repo.put_dimse_caller(session, caller, by="county-admin", at=now)
+            assert SqlCallers(session).put(caller, by="county-admin", at=now)
+            assert not SqlCallers(session).put(caller, by="county-admin", at=now)
         with session_factory(engine).begin() as session:
-            assert repo.get_dimse_caller(session, "EAST_US1") == caller
-            assert repo.list_dimse_callers(session) == [caller]
+            assert SqlCallers(session).get("EAST_US1") == caller
+            assert SqlCallers(session).all() == [caller]
         command.downgrade(config, "0002")
         assert "dimse_callers" not in inspect(engine).get_table_names()
         command.upgrade(config, "head")

@@ -323,7 +323,7 @@ def _die_holding_the_lock(ingest: RunningIngest, path: str, at: int) -> None:
 
 
 def test_a_stale_lock_is_taken_over_and_a_dead_requests_part_swept(ingest: RunningIngest) -> None:
-    from sonobridge.ingest import handlers
+    from sonobridge.ingest.handlers.recovery import recover_uploads
 
     study = generate_uid()
     first, second = (synthetic_instance(study=study, seed=31 + n, frames=3) for n in range(2))
@@ -339,7 +339,7 @@ def test_a_stale_lock_is_taken_over_and_a_dead_requests_part_swept(ingest: Runni
         assert (head.status_code, int(head.headers["Upload-Offset"])) == (200, cuts[0])
         assert tus_patch(client, paths[0], cuts[0], first[cuts[0] :]).status_code == 204
         # The sweep reopens the other one and deletes what its dead request wrote.
-        swept = handlers.recover_uploads(ingest.host.app.state.deps, sole_owner=False)
+        swept = recover_uploads(ingest.host.app.state.deps, sole_owner=False)
         assert (swept.reopened, swept.parts_removed) == (1, 1)
         assert tus_patch(client, paths[1], cuts[1], second[cuts[1] :]).status_code == 204
     for data in (first, second):
@@ -353,7 +353,7 @@ def test_an_upload_left_complete_but_unstored_by_an_older_version_is_handed_back
 ) -> None:
     from sqlalchemy import text
 
-    from sonobridge.ingest import handlers
+    from sonobridge.ingest.handlers.recovery import recover_uploads
 
     data = synthetic_instance(seed=41, frames=3)
     cut = len(data) // 2
@@ -369,7 +369,7 @@ def test_an_upload_left_complete_but_unstored_by_an_older_version_is_handed_back
                 text("UPDATE upload_sessions SET upload_offset=:n WHERE session_id=:id"),
                 {"n": len(data), "id": session_id},
             )
-        recovered = handlers.recover_uploads(ingest.host.app.state.deps, sole_owner=False)
+        recovered = recover_uploads(ingest.host.app.state.deps, sole_owner=False)
         assert (recovered.reopened, recovered.parts_removed) == (1, 1)
         head = client.head(path, headers=TUS)
         assert (int(head.headers["Upload-Offset"]), head.headers["SonoBridge-Upload-State"]) == (

@@ -12,8 +12,9 @@ import pytest
 from ingest.ingest_support import pydicom_file
 
 from sonobridge.common.problems import InvalidInput, NotFound
-from sonobridge.ingest.adapters.bulkdata import BulkKey, open_element, parse_bulk_key
+from sonobridge.ingest.adapters.bulkdata import open_element
 from sonobridge.ingest.adapters.dicomfile import read_instance
+from sonobridge.ingest.domain.media import BulkKey, parse_bulk_key
 from sonobridge.ingest.domain.validation import (
     InstanceDescription,
     PixelLayout,

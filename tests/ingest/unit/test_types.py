@@ -14,6 +14,6 @@ SRC = ROOT / "services/ingest/src/sonobridge/ingest"
 @pytest.mark.slow
 def test_domain_and_handlers_type_check_cleanly() -> None:
     stdout, stderr, status = api.run(
-        ["--no-error-summary", str(SRC / "domain"), str(SRC / "handlers.py")]
+        ["--strict", "--no-error-summary", str(SRC / "domain"), str(SRC / "handlers")]
     )
     assert status == 0, stdout + stderr

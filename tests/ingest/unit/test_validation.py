@@ -11,7 +11,6 @@ from ingest.ingest_support import pydicom_file, synthetic_instance
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden
 from sonobridge.ingest.adapters.dicomfile import read_instance
-from sonobridge.ingest.adapters.multipart import MalformedMultipart, read_parts
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.domain.model import (
     ManifestEntry,
@@ -22,6 +21,7 @@ from sonobridge.ingest.domain.model import (
     writer_scope,
 )
 from sonobridge.ingest.domain.validation import Rejected, check_description
+from sonobridge.ingest.entrypoints.dicomweb.multipart import MalformedMultipart, read_parts
 
 
 def _check(tmp_path: Path, data: bytes) -> None:

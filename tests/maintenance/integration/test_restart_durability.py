@@ -13,8 +13,10 @@ from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.db import create_db_engine
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.settings import GrpcSettings, HttpSettings
-from sonobridge.maintenance import handlers
 from sonobridge.maintenance.bootstrap import build
+from sonobridge.maintenance.handlers.devices import register_device
+from sonobridge.maintenance.handlers.tickets import list_tickets, open_ticket
+from sonobridge.maintenance.handlers.timers import fire_due_timers
 from sonobridge.maintenance.settings import Settings
 
 
@@ -81,18 +83,16 @@ def test_breach_timer_fires_once_after_a_restart(tmp_path: Path, issuer: LocalIs
 def test_two_timer_passes_racing_on_one_database_fire_once(deps, clock: FakeClock):
     from maintenance.maintenance_support import ADMIN
 
-    handlers.register_device(
-        deps, ADMIN, serial="HP-1", model="HP-100", institution_id="township-a"
-    )
+    register_device(deps, ADMIN, serial="HP-1", model="HP-100", institution_id="township-a")
     for _ in range(5):
-        handlers.open_ticket(deps, ADMIN, device_serial="HP-1", symptom="no image")
+        open_ticket(deps, ADMIN, device_serial="HP-1", symptom="no image")
     clock.advance(hours=30)
     results: list[int] = []
     barrier = threading.Barrier(2)
 
     def sweep() -> None:
         barrier.wait()
-        results.append(handlers.fire_due_timers(deps))
+        results.append(fire_due_timers(deps))
 
     threads = [threading.Thread(target=sweep) for _ in range(2)]
     for t in threads:
@@ -101,7 +101,7 @@ def test_two_timer_passes_racing_on_one_database_fire_once(deps, clock: FakeCloc
         t.join()
     # 5 tickets x 2 clocks (acknowledge and on site) = 10 breaches in total, whoever fired them
     assert sum(results) == 10
-    tickets, _ = handlers.list_tickets(deps, ADMIN)
+    tickets, _ = list_tickets(deps, ADMIN)
     assert all([c.kind for c in t.history].count("breach") == 2 for t in tickets)
     reg = deps.metrics.base.registry
     total = sum(

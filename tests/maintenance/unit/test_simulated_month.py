@@ -18,8 +18,18 @@ from maintenance.maintenance_support import (
     sample_value,
 )
 
-from sonobridge.maintenance import handlers
 from sonobridge.maintenance.domain.tickets import TicketState
+from sonobridge.maintenance.handlers import Dependencies
+from sonobridge.maintenance.handlers.devices import register_device
+from sonobridge.maintenance.handlers.fleet import fleet_snapshot
+from sonobridge.maintenance.handlers.repairs import (
+    pause_ticket,
+    reassign_ticket,
+    resume_ticket,
+    transition_ticket,
+)
+from sonobridge.maintenance.handlers.tickets import get_ticket, open_ticket
+from sonobridge.maintenance.handlers.timers import fire_due_timers
 
 S = TicketState
 MIN = timedelta(minutes=1)
@@ -33,7 +43,7 @@ def march(day: int, hour: int, minute: int = 0) -> datetime:
 class Month:
     """Drives the handlers through time, ticking the breach timers every hour."""
 
-    def __init__(self, deps: handlers.Dependencies, clock: FakeClock) -> None:
+    def __init__(self, deps: Dependencies, clock: FakeClock) -> None:
         self.deps = deps
         self.clock = clock
         self.fired = 0
@@ -44,13 +54,13 @@ class Month:
             tick += HOUR
         while tick < when:
             self.clock.at(tick)
-            self.fired += handlers.fire_due_timers(self.deps)
+            self.fired += fire_due_timers(self.deps)
             tick += HOUR
         self.clock.at(when)
 
     def report(self, when: datetime, serial: str, institution: str, symptom: str) -> str:
         self.until(when)
-        ticket, _ = handlers.open_ticket(
+        ticket, _ = open_ticket(
             self.deps,
             operator(f"nurse-{institution}", institution),
             device_serial=serial,
@@ -60,26 +70,26 @@ class Month:
 
     def step(self, when: datetime, ticket_id: str, to: TicketState, who: str = "") -> None:
         self.until(when)
-        actor = engineer(who or handlers.get_ticket(self.deps, ADMIN, ticket_id).assignee)
+        actor = engineer(who or get_ticket(self.deps, ADMIN, ticket_id).assignee)
         if to is S.CANCELLED:
             actor = ADMIN
-        handlers.transition_ticket(self.deps, actor, ticket_id, to)
+        transition_ticket(self.deps, actor, ticket_id, to)
 
     def pause(self, when: datetime, ticket_id: str, reason: str) -> None:
         self.until(when)
-        assignee = handlers.get_ticket(self.deps, ADMIN, ticket_id).assignee
-        handlers.pause_ticket(self.deps, engineer(assignee), ticket_id, reason)
+        assignee = get_ticket(self.deps, ADMIN, ticket_id).assignee
+        pause_ticket(self.deps, engineer(assignee), ticket_id, reason)
 
     def resume(self, when: datetime, ticket_id: str) -> None:
         self.until(when)
-        assignee = handlers.get_ticket(self.deps, ADMIN, ticket_id).assignee
-        handlers.resume_ticket(self.deps, engineer(assignee), ticket_id)
+        assignee = get_ticket(self.deps, ADMIN, ticket_id).assignee
+        resume_ticket(self.deps, engineer(assignee), ticket_id)
 
     def reassign(self, when: datetime, ticket_id: str) -> str:
         self.until(when)
-        current = handlers.get_ticket(self.deps, ADMIN, ticket_id).assignee
+        current = get_ticket(self.deps, ADMIN, ticket_id).assignee
         other = "eng-wang" if current == "eng-li" else "eng-li"
-        handlers.reassign_ticket(self.deps, ADMIN, ticket_id, other, "workload")
+        reassign_ticket(self.deps, ADMIN, ticket_id, other, "workload")
         return other
 
 
@@ -91,7 +101,7 @@ def test_a_month_of_faults_pauses_reassignments_and_breaches(deps, clock: FakeCl
         ("HP-B1", "township-b"),
         ("HP-C1", "township-c"),
     ):
-        handlers.register_device(deps, ADMIN, serial=serial, model="HP-100", institution_id=inst)
+        register_device(deps, ADMIN, serial=serial, model="HP-100", institution_id=inst)
     m = Month(deps, clock)
 
     # T1 routine: ack 09:20, on site 15:00 the same day.
@@ -153,7 +163,7 @@ def test_a_month_of_faults_pauses_reassignments_and_breaches(deps, clock: FakeCl
     month_end = datetime(2026, 4, 1, tzinfo=UTC)
     m.until(month_end)
 
-    got = {tid: handlers.get_ticket(deps, ADMIN, tid) for tid in (t1, t2, t3, t4, t5, t6, t7, t8)}
+    got = {tid: get_ticket(deps, ADMIN, tid) for tid in (t1, t2, t3, t4, t5, t6, t7, t8)}
 
     def minutes(value: timedelta | None) -> float | None:
         return None if value is None else value.total_seconds() / 60
@@ -234,7 +244,7 @@ def test_a_month_of_faults_pauses_reassignments_and_breaches(deps, clock: FakeCl
     assert sample_value(reg, "sonobridge_maintenance_time_to_onsite_seconds_count") == 5
 
     # The open-tickets gauge: only T8, dispatched and breached.
-    snapshot = handlers.fleet_snapshot(deps)
+    snapshot = fleet_snapshot(deps)
     assert snapshot.open_tickets == {("dispatched", "breached"): 1}
     # HP-A2 is faulty at month end, so township-a has 1 of 2 probes in service
     assert snapshot.availability == {

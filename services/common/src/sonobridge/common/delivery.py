@@ -29,6 +29,7 @@ from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, d
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.envelope import CloudEvent, ProtoMessage, UnreadableEvent, wrap
 from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.common.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +146,14 @@ class OutboxRelay:
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
         """Ship until `stop` is set; bus outages are retried, never dropped."""
-        while not stop.is_set():
-            try:
-                if self.ship_once() == self.batch_size:
-                    continue
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                stop.wait(min(5.0, interval * 10))
-                continue
-            stop.wait(interval)
+        Periodic(
+            "outbox relay",
+            self.ship_once,
+            interval,
+            retry_after=min(5.0, interval * 10),
+            # A full batch means more are waiting: ship the next one at once.
+            again=lambda shipped: shipped == self.batch_size,
+        )(stop)
 
 
 EventHandler = Callable[[Session, ReceivedEvent, CloudEvent], None]

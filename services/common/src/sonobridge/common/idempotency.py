@@ -8,13 +8,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
-from sonobridge.common.db import UtcDateTime
 from sonobridge.common.problems import InvalidInput
 
 MAX_KEY_CHARS = 255
@@ -134,51 +129,11 @@ def once(
         return replay(stored, key)
 
 
-def idempotency_table(metadata: MetaData, name: str = "idempotency_keys") -> Table:
-    """Declare the keys table on a service's metadata (the schema reporting's 0002 created)."""
-    return Table(
-        name,
-        metadata,
-        Column("user", String(128), primary_key=True),
-        Column("key", String(MAX_KEY_CHARS), primary_key=True),
-        Column("request", String(512), nullable=False),
-        Column("status", Integer, nullable=False),
-        Column("body", JSON, nullable=False),
-        Column("created_at", UtcDateTime, nullable=False),
-    )
+def __getattr__(name: str) -> Any:
+    # The table and SQL adapter lived here in the first cut; importing them from here still
+    # works, lazily, so that importing the port alone never loads SQLAlchemy.
+    if name in {"idempotency_table", "SqlIdempotencyKeys"}:
+        from sonobridge.common import sql_records
 
-
-class SqlIdempotencyKeys:
-    """Idempotency keys in a table made by `idempotency_table`, inside the caller's session."""
-
-    def __init__(self, session: Session, table: Table) -> None:
-        self.session = session
-        self.table = table
-
-    def find(self, owner: str, key: str) -> StoredAnswer | None:
-        """Return the answer remembered for an owner's key, if any."""
-        t = self.table
-        row = self.session.execute(
-            select(t.c.request, t.c.status, t.c.body).where(t.c.user == owner, t.c.key == key)
-        ).first()
-        if row is None:
-            return None
-        return StoredAnswer(row.request, int(row.status), cast(Body, row.body))
-
-    def reserve(self, owner: str, key: str, request: str, at: datetime) -> None:
-        """Insert the key before the change it guards; KeyTaken when the primary key is held."""
-        try:
-            self.session.execute(
-                insert(self.table).values(
-                    user=owner, key=key, request=request, status=0, body={}, created_at=at
-                )
-            )
-        except IntegrityError as exc:
-            raise KeyTaken(key) from exc
-
-    def remember(self, owner: str, key: str, status: int, body: Body) -> None:
-        """Store the answer on a reserved key, in the transaction of the change it answers."""
-        t = self.table
-        self.session.execute(
-            update(t).where(t.c.user == owner, t.c.key == key).values(status=status, body=body)
-        )
+        return getattr(sql_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -14,58 +16,53 @@ class ServiceMetrics:
         # One registry per service: the single-node edition runs several services in one process.
         self.service = service
         self.registry = registry or CollectorRegistry()
-        prefix = f"sonobridge_{service}"
-        reg = self.registry
-        self.http_requests = Counter(
-            f"{prefix}_http_requests",
-            "REST requests served.",
-            ["method", "route", "status"],
-            registry=reg,
+        self.http_requests = self.counter(
+            "http_requests", "REST requests served.", ["method", "route", "status"]
         )
-        self.http_latency = Histogram(
-            f"{prefix}_http_request_duration_seconds",
-            "REST request latency.",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
+        self.http_latency = self.histogram(
+            "http_request_duration_seconds", "REST request latency.", ["method", "route"]
         )
-        self.grpc_requests = Counter(
-            f"{prefix}_grpc_requests", "gRPC calls served.", ["method", "code"], registry=reg
+        self.grpc_requests = self.counter("grpc_requests", "gRPC calls served.", ["method", "code"])
+        self.events_published = self.counter(
+            "events_published", "Events shipped by the outbox relay.", ["topic"]
         )
-        self.events_published = Counter(
-            f"{prefix}_events_published",
-            "Events shipped by the outbox relay.",
-            ["topic"],
-            registry=reg,
+        self.events_consumed = self.counter(
+            "events_consumed", "Events handled, by outcome.", ["topic", "outcome"]
         )
-        self.events_consumed = Counter(
-            f"{prefix}_events_consumed",
-            "Events handled, by outcome.",
-            ["topic", "outcome"],
-            registry=reg,
+        self.events_dead_lettered = self.counter(
+            "events_dead_lettered", "Events moved to the dead-letter topic.", ["topic"]
         )
-        self.events_dead_lettered = Counter(
-            f"{prefix}_events_dead_lettered",
-            "Events moved to the dead-letter topic.",
-            ["topic"],
-            registry=reg,
+        self.consumer_lag = self.gauge(
+            "consumer_lag_messages", "Messages behind the log end.", ["topic"]
         )
-        self.consumer_lag = Gauge(
-            f"{prefix}_consumer_lag_messages",
-            "Messages behind the log end.",
-            ["topic"],
-            registry=reg,
-        )
-        self.outbox_pending = Gauge(
-            f"{prefix}_outbox_pending_events", "Outbox rows not yet shipped.", registry=reg
-        )
-        self.dependency_up = Gauge(
-            f"{prefix}_dependency_up",
+        self.outbox_pending = self.gauge("outbox_pending_events", "Outbox rows not yet shipped.")
+        self.dependency_up = self.gauge(
+            "dependency_up",
             "1 when the dependency answered the last readiness probe.",
             ["dependency"],
-            registry=reg,
         )
 
     def name(self, what: str) -> str:
         """Return the full metric name for a service-specific metric."""
         return f"sonobridge_{self.service}_{what}"
+
+    def counter(self, what: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        """Declare a service-specific counter on the service's registry."""
+        return Counter(self.name(what), documentation, labels, registry=self.registry)
+
+    def gauge(self, what: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        """Declare a service-specific gauge on the service's registry."""
+        return Gauge(self.name(what), documentation, labels, registry=self.registry)
+
+    def histogram(
+        self,
+        what: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        *,
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        """Declare a service-specific histogram on the service's registry."""
+        return Histogram(
+            self.name(what), documentation, labels, buckets=buckets, registry=self.registry
+        )

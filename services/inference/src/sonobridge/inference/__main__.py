@@ -1,34 +1,28 @@
-"""Command line: `python -m sonobridge.inference [serve|migrate]`."""
+"""`python -m sonobridge.inference [serve|migrate]`, from the spec the node also runs."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
-from pydantic import ValidationError
-
-from sonobridge.common.logging import configure_logging
-from sonobridge.inference.bootstrap import build, migrate_database
-from sonobridge.inference.metrics import SERVICE
+from sonobridge.common import service
+from sonobridge.common.service import ServiceSpec
 from sonobridge.inference.settings import Settings
+
+SPEC = ServiceSpec(
+    name="inference",
+    settings=Settings,
+    build="sonobridge.inference.bootstrap:build",
+    migrate="sonobridge.inference.bootstrap:migrate_database",
+    migrations=Path(__file__).parent / "migrations",
+    http_port=8082,
+    grpc_port=50062,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command, load settings once, then serve or migrate."""
-    parser = argparse.ArgumentParser(prog="python -m sonobridge.inference")
-    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"invalid settings:\n{exc}", file=sys.stderr)
-        return 2
-    configure_logging(SERVICE, settings.log.level, settings.log.json_format)
-    if args.command == "migrate":
-        migrate_database(settings)
-        return 0
-    build(settings).serve_forever()
-    return 0
+    """Serve, or only migrate the database (the `sonobridge-inference` command)."""
+    return service.main(SPEC, argv)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,14 @@ from sonobridge.common.infrastructure import (
 )
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
-from sonobridge.inference import handlers
 from sonobridge.inference.adapters import orm
 from sonobridge.inference.adapters.model_store import (
     ObjectStoreModelSource,
     publish_missing_models,
 )
+from sonobridge.inference.adapters.repositories import SqlExamWork
 from sonobridge.inference.entrypoints import consumer, grpc_server, rest
+from sonobridge.inference.handlers import Dependencies
 from sonobridge.inference.imaging.decode import FrameSampling
 from sonobridge.inference.metrics import SERVICE, InferenceMetrics
 from sonobridge.inference.modules import load_clinical_modules
@@ -129,12 +130,13 @@ def build(
             module.version,
             ",".join(sorted(module.exam_types)),
         )
-    deps = handlers.Dependencies(
+    outbox = Outbox(orm.outbox)
+    deps = Dependencies(
         models=models,
         store=store,
-        outbox=Outbox(orm.outbox),
         metrics=metrics,
         clock=clock,
+        exam_work=lambda session: SqlExamWork(session, outbox),
         sampling=FrameSampling(cfg.frames_per_instance),
         modules=modules,
         instance_delay_seconds=cfg.instance_delay_seconds,
@@ -150,8 +152,9 @@ def build(
             **dependency_checks(engine, store, bus),
         },
     )
-    app.include_router(rest.build_router(deps, cfg.max_image_bytes))
+    app.include_router(rest.router)
     app.state.deps = deps
+    app.state.max_image_bytes = cfg.max_image_bytes
 
     server, grpc_port, _ = create_grpc_server(
         metrics=base,

@@ -1,27 +1,29 @@
-"""Run the ingest service: `python -m sonobridge.ingest [serve|migrate]`."""
+"""`python -m sonobridge.ingest [serve|migrate]`, from the spec the node also runs."""
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
 
-from sonobridge.common.logging import configure_logging
+from sonobridge.common import service
+from sonobridge.common.service import ServiceSpec
 from sonobridge.ingest.settings import Settings
 
+SPEC = ServiceSpec(
+    name="ingest",
+    settings=Settings,
+    build="sonobridge.ingest.bootstrap:build",
+    migrate="sonobridge.ingest.bootstrap:run_migrations",
+    migrations=Path(__file__).parent / "migrations",
+    http_port=8081,
+    grpc_port=50061,
+)
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse the command, build settings once, then serve or migrate."""
-    parser = argparse.ArgumentParser(prog="python -m sonobridge.ingest")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
-    args = parser.parse_args(argv)
-    settings = Settings()
-    configure_logging("ingest", settings.log.level, settings.log.json_format)
-    from sonobridge.ingest import bootstrap
 
-    if args.command == "migrate":
-        bootstrap.run_migrations(settings)
-        return
-    bootstrap.build(settings).serve_forever()
+def main(argv: list[str] | None = None) -> int:
+    """Serve, or only migrate the database (the `sonobridge-ingest` command)."""
+    return service.main(SPEC, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

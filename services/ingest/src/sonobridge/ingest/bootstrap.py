@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,11 +28,15 @@ from sonobridge.common.infrastructure import (
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.ports import ObjectStore
-from sonobridge.ingest import handlers
+from sonobridge.common.periodic import Periodic
+from sonobridge.ingest.adapters import messages
+from sonobridge.ingest.adapters.codec import PydicomCodec
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
+from sonobridge.ingest.adapters.repository import unit_of_work
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.entrypoints import admin, dicomweb, dimse, grpc_server, rest
 from sonobridge.ingest.handlers import Clock, IngestDeps
+from sonobridge.ingest.handlers.recovery import expire_uploads, recover_uploads
 from sonobridge.ingest.metrics import IngestMetrics
 from sonobridge.ingest.settings import Settings
 
@@ -71,7 +76,7 @@ def build(
     # A local-directory store belongs to this one process (the single node): whatever a
     # request left half-done before start-up is dead. Shared stores only reclaim by age.
     sole_owner = isinstance(store, LocalDirObjectStore)
-    if sole_owner:
+    if isinstance(store, LocalDirObjectStore):
         store.purge_temp()
     engine = engine or build_engine(settings, SERVICE)
     verifier = verifier or build_verifier(settings)
@@ -81,10 +86,10 @@ def build(
     metrics = IngestMetrics(service_metrics)
     spool = Spool(settings.spool_path(), settings.ingest.max_instance_bytes)
     deps = IngestDeps(
-        sessions=session_factory(engine),
+        unit=unit_of_work(session_factory(engine), Outbox(outbox_table)),
         store=store,
-        outbox=Outbox(outbox_table),
         spool=spool,
+        codec=PydicomCodec(),
         metrics=metrics,
         clock=clock or _utc_now,
         max_instance_bytes=settings.ingest.max_instance_bytes,
@@ -92,7 +97,7 @@ def build(
         access=AccessPolicy.from_settings(settings.access),
     )
 
-    recovered = handlers.recover_uploads(deps, sole_owner=sole_owner)
+    recovered = recover_uploads(deps, sole_owner=sole_owner)
     spooled = spool.reclaim(None if sole_owner else _SPOOL_MAX_AGE_S)
     if recovered.reopened or recovered.claims_released or recovered.parts_removed or spooled:
         log.info(
@@ -113,14 +118,15 @@ def build(
         verifier=verifier,
         cors_origins=settings.http.cors_origins,
     )
-    app.include_router(rest.build_router(deps, max_size=settings.ingest.max_instance_bytes))
-    app.include_router(dicomweb.build_router(deps, settings.ingest.public_base_url))
-    app.include_router(admin.build_router(deps))
+    app.include_router(rest.router)
+    app.include_router(dicomweb.router)
+    app.include_router(admin.router)
     app.state.deps = deps
+    app.state.public_base_url = settings.ingest.public_base_url
 
     grpc, grpc_port, _health = create_grpc_server(
         metrics=service_metrics,
-        register=lambda server: grpc_server.register(server, deps, verifier),
+        register=lambda server: grpc_server.register(server, deps, verifier, messages),
         host=settings.grpc.host,
         port=settings.grpc.port,
     )
@@ -128,9 +134,13 @@ def build(
     relay = OutboxRelay(
         engine, outbox_table, bus, service_metrics, batch_size=settings.delivery.relay_batch_size
     )
-    workers = {
+    workers: dict[str, Callable[[threading.Event], None]] = {
         "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
-        "upload-expiry": lambda stop: _expire_uploads(deps, stop, settings),
+        "upload-expiry": Periodic(
+            "upload-expiry",
+            lambda: _sweep_uploads(deps),
+            settings.ingest.expiry_sweep_seconds,
+        ),
     }
     if settings.ingest.dimse_enabled:
         scp = dimse.StoreScp(deps, settings.ingest)
@@ -147,22 +157,17 @@ def build(
     )
 
 
-def _expire_uploads(deps: IngestDeps, stop: threading.Event, settings: Settings) -> None:
-    while not stop.is_set():
-        try:
-            removed = handlers.expire_uploads(deps)
-            if removed:
-                log.info("expired %d upload(s)", removed)
-            recovered = handlers.recover_uploads(deps, sole_owner=False)
-            spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
-            if recovered.reopened or recovered.parts_removed or spooled:
-                log.info(
-                    "upload sweep: reopened %d stale upload(s), removed %d part(s) and %d "
-                    "spool file(s)",
-                    recovered.reopened,
-                    recovered.parts_removed,
-                    spooled,
-                )
-        except Exception:
-            log.exception("upload expiry sweep failed; retrying")
-        stop.wait(settings.ingest.expiry_sweep_seconds)
+def _sweep_uploads(deps: IngestDeps) -> None:
+    """Expire old uploads, recover what dead requests left and reclaim stale spool files."""
+    removed = expire_uploads(deps)
+    if removed:
+        log.info("expired %d upload(s)", removed)
+    recovered = recover_uploads(deps, sole_owner=False)
+    spooled = deps.spool.reclaim(_SPOOL_MAX_AGE_S)
+    if recovered.reopened or recovered.parts_removed or spooled:
+        log.info(
+            "upload sweep: reopened %d stale upload(s), removed %d part(s) and %d spool file(s)",
+            recovered.reopened,
+            recovered.parts_removed,
+            spooled,
+        )

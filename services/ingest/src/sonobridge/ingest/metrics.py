@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
-
 from sonobridge.common.metrics import ServiceMetrics
 
 
@@ -12,24 +10,12 @@ class IngestMetrics:
 
     def __init__(self, service: ServiceMetrics) -> None:
         self.service = service
-        reg = service.registry
-        self.uploads = Counter(
-            service.name("uploads"),
-            "Instances received, by channel and outcome.",
-            ["channel", "outcome"],
-            registry=reg,
+        self.uploads = service.counter(
+            "uploads", "Instances received, by channel and outcome.", ["channel", "outcome"]
         )
-        self.uploaded_bytes = Counter(
-            service.name("uploaded_bytes"), "Bytes accepted.", ["channel"], registry=reg
+        self.uploaded_bytes = service.counter("uploaded_bytes", "Bytes accepted.", ["channel"])
+        self.upload_resumes = service.counter(
+            "upload_resumes", "Resumable uploads continued after a break."
         )
-        self.upload_resumes = Counter(
-            service.name("upload_resumes"),
-            "Resumable uploads continued after a break.",
-            registry=reg,
-        )
-        self.rejections = Counter(
-            service.name("rejections"), "Rejected inputs by reason.", ["reason"], registry=reg
-        )
-        self.exams_completed = Counter(
-            service.name("exams_completed"), "Exams completed.", ["exam_type"], registry=reg
-        )
+        self.rejections = service.counter("rejections", "Rejected inputs by reason.", ["reason"])
+        self.exams_completed = service.counter("exams_completed", "Exams completed.", ["exam_type"])

@@ -1,35 +1,28 @@
-"""Command line: `python -m sonobridge.maintenance [serve|migrate]`."""
+"""`python -m sonobridge.maintenance [serve|migrate]`, from the spec the node also runs."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
-from sonobridge.common.logging import configure_logging
-from sonobridge.maintenance.bootstrap import build, migrate_database
-from sonobridge.maintenance.metrics import SERVICE
+from sonobridge.common import service
+from sonobridge.common.service import ServiceSpec
 from sonobridge.maintenance.settings import Settings
+
+SPEC = ServiceSpec(
+    name="maintenance",
+    settings=Settings,
+    build="sonobridge.maintenance.bootstrap:build",
+    migrate="sonobridge.maintenance.bootstrap:migrate_database",
+    migrations=Path(__file__).parent / "migrations",
+    http_port=8084,
+    grpc_port=50064,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command, load settings once, then serve or migrate."""
-    parser = argparse.ArgumentParser(prog="python -m sonobridge.maintenance")
-    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except (ValidationError, SettingsError) as exc:
-        print(f"invalid settings:\n{exc}", file=sys.stderr)
-        return 2
-    configure_logging(SERVICE, settings.log.level, settings.log.json_format)
-    if args.command == "migrate":
-        migrate_database(settings)
-        return 0
-    build(settings).serve_forever()
-    return 0
+    """Serve, or only migrate the database (the `sonobridge-maintenance` command)."""
+    return service.main(SPEC, argv)
 
 
 if __name__ == "__main__":

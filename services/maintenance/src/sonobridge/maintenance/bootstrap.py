@@ -14,7 +14,7 @@ from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, Outbox, OutboxRelay
+from sonobridge.common.delivery import ConsumerWorker, OutboxRelay
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.http import create_service_app
@@ -27,9 +27,11 @@ from sonobridge.common.infrastructure import (
 )
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
-from sonobridge.maintenance import handlers
 from sonobridge.maintenance.adapters import orm
+from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
 from sonobridge.maintenance.entrypoints import consumer, grpc_server, rest, timers
+from sonobridge.maintenance.handlers import Dependencies
+from sonobridge.maintenance.handlers.fleet import fleet_snapshot
 from sonobridge.maintenance.metrics import SERVICE, MaintenanceMetrics
 from sonobridge.maintenance.settings import Settings
 
@@ -68,16 +70,15 @@ def build(
     base = ServiceMetrics(SERVICE)
     metrics = MaintenanceMetrics(base)
     sessions = session_factory(engine)
-    deps = handlers.Dependencies(
-        sessions=sessions,
-        outbox=Outbox(orm.outbox),
+    deps = Dependencies(
+        units=SqlUnitsOfWork(sessions),
         config=settings.maintenance,
         clock=clock,
         metrics=metrics,
         store=store,
         access=AccessPolicy.from_settings(settings.access),
     )
-    metrics.watch_fleet(lambda: handlers.fleet_snapshot(deps))
+    metrics.watch_fleet(lambda: fleet_snapshot(deps))
 
     app = create_service_app(
         service=SERVICE,
@@ -88,7 +89,7 @@ def build(
             **dependency_checks(engine, store, bus),
         },
     )
-    app.include_router(rest.build_router(deps))
+    app.include_router(rest.router)
     app.state.deps = deps
 
     server, grpc_port, _ = create_grpc_server(
@@ -127,7 +128,7 @@ def build(
         workers={
             "outbox-relay": run_relay,
             "consumer": worker.run,
-            "timers": lambda stop: timers.run(deps, stop),
+            "timers": timers.worker(deps),
         },
     )
     host.deps = deps  # type: ignore[attr-defined]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -59,32 +58,23 @@ class MaintenanceMetrics:
 
     def __init__(self, base: ServiceMetrics) -> None:
         self.base = base
-        reg = base.registry
-        self.time_to_acknowledge = Histogram(
-            base.name("time_to_acknowledge_seconds"),
+        self.time_to_acknowledge = base.histogram(
+            "time_to_acknowledge_seconds",
             "Ticket opened -> acknowledged, pauses excluded.",
             buckets=RESPONSE_BUCKETS,
-            registry=reg,
         )
-        self.time_to_onsite = Histogram(
-            base.name("time_to_onsite_seconds"),
+        self.time_to_onsite = base.histogram(
+            "time_to_onsite_seconds",
             "Ticket opened -> engineer on site, pauses excluded.",
             buckets=RESPONSE_BUCKETS,
-            registry=reg,
         )
-        self.sla_breaches = Counter(
-            base.name("ticket_sla_breaches"),
-            "Breaches of the acknowledge or onsite clock.",
-            ["clock"],
-            registry=reg,
+        self.sla_breaches = base.counter(
+            "ticket_sla_breaches", "Breaches of the acknowledge or onsite clock.", ["clock"]
         )
         for clock in ("acknowledge", "onsite"):
             self.sla_breaches.labels(clock)
-        self.scan_seconds = Counter(
-            base.name("scan_seconds"),
-            "Probe scan time reported, per institution.",
-            ["institution"],
-            registry=reg,
+        self.scan_seconds = base.counter(
+            "scan_seconds", "Probe scan time reported, per institution.", ["institution"]
         )
         self._collector: _FleetCollector | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,18 @@ from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.objects.localdir import LocalDirObjectStore
+from sonobridge.common.service import ServiceSpec
 
 log = logging.getLogger(__name__)
 
 SERVICES = ("ingest", "inference", "reporting", "maintenance")
+
+
+def spec(name: str) -> ServiceSpec:
+    """Return a service's spec, the one its own `python -m sonobridge.<name>` runs from."""
+    module = importlib.import_module(f"sonobridge.{name}.__main__")
+    found: ServiceSpec = module.SPEC
+    return found
 
 
 @dataclass(frozen=True)
@@ -23,20 +32,10 @@ class NodePorts:
     """Where each service listens; 0 asks the OS for a free port (tests)."""
 
     http: dict[str, int] = field(
-        default_factory=lambda: {
-            "ingest": 8081,
-            "inference": 8082,
-            "reporting": 8083,
-            "maintenance": 8084,
-        }
+        default_factory=lambda: {name: spec(name).http_port for name in SERVICES}
     )
     grpc: dict[str, int] = field(
-        default_factory=lambda: {
-            "ingest": 50061,
-            "inference": 50062,
-            "reporting": 50063,
-            "maintenance": 50064,
-        }
+        default_factory=lambda: {name: spec(name).grpc_port for name in SERVICES}
     )
     dimse: int = 11112
 
@@ -47,8 +46,9 @@ class NodePorts:
 
 
 def _service_settings(
-    name: str, data_dir: Path, host: str, ports: NodePorts, extra: dict[str, Any]
+    service: ServiceSpec, data_dir: Path, host: str, ports: NodePorts, extra: dict[str, Any]
 ) -> Any:
+    name = service.name
     shared = dict(extra.get("common", {}))
     # Merged, not replaced: a viewer origin (http.cors_origins) keeps the node's host and port.
     http = {"host": host, "port": ports.http[name], **shared.pop("http", {})}
@@ -59,35 +59,11 @@ def _service_settings(
         "grpc": {"host": host, "port": ports.grpc[name]},
         **shared,
     }
+    section = dict(extra.get(name, {}))
     if name == "ingest":
-        from sonobridge.ingest.settings import Settings as IngestSettings
-
-        section = {"dimse_host": host, "dimse_port": ports.dimse, **extra.get(name, {})}
-        return IngestSettings(**common, ingest=section)
-    if name == "inference":
-        from sonobridge.inference.settings import Settings as InferenceSettings
-
-        return InferenceSettings(**common, **({"inference": extra[name]} if name in extra else {}))
-    if name == "reporting":
-        from sonobridge.reporting.settings import Settings as ReportingSettings
-
-        return ReportingSettings(**common, **({"reporting": extra[name]} if name in extra else {}))
-    from sonobridge.maintenance.settings import Settings as MaintenanceSettings
-
-    return MaintenanceSettings(**common, **({"maintenance": extra[name]} if name in extra else {}))
-
-
-def _build(name: str, settings: Any, **adapters: Any) -> ServiceHost:
-    if name == "ingest":
-        from sonobridge.ingest.bootstrap import build
-    elif name == "inference":
-        from sonobridge.inference.bootstrap import build
-    elif name == "reporting":
-        from sonobridge.reporting.bootstrap import build
-    else:
-        from sonobridge.maintenance.bootstrap import build
-    host: ServiceHost = build(settings, **adapters)
-    return host
+        # The DIMSE listener is the node's, on the node's host.
+        section = {"dimse_host": host, "dimse_port": ports.dimse, **section}
+    return service.load_settings(**common, **({name: section} if section else {}))
 
 
 class SingleNode:
@@ -114,13 +90,14 @@ class SingleNode:
         verifier = self.issuer.verifier()
         self.hosts: dict[str, ServiceHost] = {}
         for name in services:
+            service = spec(name)
             settings = _service_settings(
-                name, self.data_dir, host, self.ports, extra_settings or {}
+                service, self.data_dir, host, self.ports, extra_settings or {}
             )
             adapters: dict[str, Any] = {"bus": self.bus, "store": self.store, "verifier": verifier}
             if clock is not None:
                 adapters["clock"] = clock
-            self.hosts[name] = _build(name, settings, **adapters)
+            self.hosts[name] = service.build_host(settings, **adapters)
 
     def start(self) -> None:
         """Start every service; on a failure, stop those already started."""

@@ -1,27 +1,28 @@
-"""Command line: `python -m sonobridge.reporting [serve|migrate]`."""
+"""`python -m sonobridge.reporting [serve|migrate]`, from the spec the node also runs."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
-from sonobridge.common.logging import configure_logging
-from sonobridge.reporting.bootstrap import SERVICE, build, migrate_database
+from sonobridge.common import service
+from sonobridge.common.service import ServiceSpec
 from sonobridge.reporting.settings import Settings
+
+SPEC = ServiceSpec(
+    name="reporting",
+    settings=Settings,
+    build="sonobridge.reporting.bootstrap:build",
+    migrate="sonobridge.reporting.bootstrap:migrate_database",
+    migrations=Path(__file__).parent / "migrations",
+    http_port=8083,
+    grpc_port=50063,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the reporting service, or only migrate its database."""
-    parser = argparse.ArgumentParser(prog="python -m sonobridge.reporting")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
-    args = parser.parse_args(argv)
-    settings = Settings()
-    configure_logging(SERVICE, settings.log.level, settings.log.json_format)
-    if args.command == "migrate":
-        migrate_database(settings)
-        return 0
-    build(settings).serve_forever()
-    return 0
+    """Serve, or only migrate the database (the `sonobridge-reporting` command)."""
+    return service.main(SPEC, argv)
 
 
 if __name__ == "__main__":

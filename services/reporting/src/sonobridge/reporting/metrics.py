@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from sonobridge.common.metrics import ServiceMetrics
 
 # Turnaround spans minutes to a day: buckets around the 15-minute benchmark and the targets.
@@ -15,29 +13,21 @@ class ReportingMetrics(ServiceMetrics):
 
     def __init__(self) -> None:
         super().__init__("reporting")
-        reg = self.registry
-        self.turnaround = Histogram(
-            self.name("turnaround_seconds"),
+        self.turnaround = self.histogram(
+            "turnaround_seconds",
             "Exam completed to report signed.",
             ["priority", "institution"],
             buckets=TURNAROUND_BUCKETS,
-            registry=reg,
         )
-        self.sla_breaches = Counter(
-            self.name("sla_breaches"),
-            "Reads past their turnaround target.",
-            ["priority"],
-            registry=reg,
+        self.sla_breaches = self.counter(
+            "sla_breaches", "Reads past their turnaround target.", ["priority"]
         )
-        self.worklist_depth = Gauge(
-            self.name("worklist_depth"), "Reads waiting, per worklist.", ["worklist"], registry=reg
+        self.worklist_depth = self.gauge(
+            "worklist_depth", "Reads waiting, per worklist.", ["worklist"]
         )
-        self.reads_routed = Counter(
-            self.name("reads_routed"), "Reads routed, by route.", ["route"], registry=reg
-        )
-        self.ai_verdicts = Counter(
-            self.name("ai_verdicts"),
+        self.reads_routed = self.counter("reads_routed", "Reads routed, by route.", ["route"])
+        self.ai_verdicts = self.counter(
+            "ai_verdicts",
             "Reader verdicts on AI findings.",
             ["model", "model_version", "verdict"],
-            registry=reg,
         )

@@ -1,116 +1,85 @@
-"""Translate between inference domain values and the protobuf contracts."""
+"""Translate inference results into the InferenceCompleted event of the contract."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from sonobridge.api.events.v1 import events_pb2
-from sonobridge.api.inference.v1 import inference_pb2
-from sonobridge.common.problems import InvalidInput
-from sonobridge.inference.domain.model_card import ModelCard
-from sonobridge.inference.domain.quality import QualityVerdict
+from sonobridge.inference.domain.exams import Finding, InferenceResult, InferenceStatus
+from sonobridge.inference.domain.quality import QualityAssessment
 
-REASONS = {
-    "low_gain": events_pb2.QUALITY_REASON_LOW_GAIN,
-    "lost_contact": events_pb2.QUALITY_REASON_LOST_CONTACT,
-    "dead_elements": events_pb2.QUALITY_REASON_DEAD_ELEMENTS,
-    "motion_blur": events_pb2.QUALITY_REASON_MOTION_BLUR,
-    "wrong_depth": events_pb2.QUALITY_REASON_WRONG_DEPTH,
+STATUSES = {
+    InferenceStatus.COMPLETED: events_pb2.INFERENCE_STATUS_COMPLETED,
+    InferenceStatus.PARTIAL: events_pb2.INFERENCE_STATUS_PARTIAL,
+    InferenceStatus.FAILED: events_pb2.INFERENCE_STATUS_FAILED,
 }
 
-ADVICE = {
-    "low_gain": "increase gain",
-    "lost_contact": "apply gel and keep the whole probe face on the skin",
-    "dead_elements": "dark stripes: report the probe and rescan with another one",
-    "motion_blur": "hold the probe and ask the patient to stay still",
-    "wrong_depth": "adjust depth so the organ fills the image",
-}
 
-TASKS = {
-    "quality": inference_pb2.MODEL_TASK_QUALITY,
-    "classification": inference_pb2.MODEL_TASK_CLASSIFICATION,
-    "detection": inference_pb2.MODEL_TASK_DETECTION,
-    "segmentation": inference_pb2.MODEL_TASK_SEGMENTATION,
-    "measurement": inference_pb2.MODEL_TASK_MEASUREMENT,
-    "probe_health": inference_pb2.MODEL_TASK_PROBE_HEALTH,
-}
-
-_EXAM_PREFIX = "EXAM_TYPE_"
+def quality_assessment(a: QualityAssessment) -> events_pb2.QualityAssessment:
+    """Build the QualityAssessment message of an assessment."""
+    reasons = [events_pb2.QualityReason.Value(f"QUALITY_REASON_{r.upper()}") for r in a.reasons]
+    return events_pb2.QualityAssessment(**{**asdict(a), "reasons": reasons})
 
 
-def exam_type_name(value: int) -> str:
-    """Return the lower-case exam type name ("carotid") of an ExamType value; "" if unset."""
-    if value == events_pb2.EXAM_TYPE_UNSPECIFIED:
-        return ""
-    if value not in events_pb2.ExamType.values():
-        # proto3 enums are open: a newer client (or a fuzzer) can send any number.
-        raise InvalidInput(f"exam type {value} is not one this service knows", reason="bad_enum")
-    return events_pb2.ExamType.Name(value).removeprefix(_EXAM_PREFIX).lower()
-
-
-def exam_type_value(name: str) -> int:
-    """Return the ExamType value of a lower-case name; OTHER for names the contract lacks."""
-    try:
-        return events_pb2.ExamType.Value(_EXAM_PREFIX + name.upper())
-    except ValueError:
-        return events_pb2.EXAM_TYPE_OTHER
-
-
-def model_task(card: ModelCard) -> int:
-    """Return the ModelTask of a card, from its name or free-text task."""
-    if card.name in ("image-quality",) or card.task.lower().startswith("frame quality"):
-        return inference_pb2.MODEL_TASK_QUALITY
-    if card.name == "probe-health" or "dead" in card.task.lower():
-        return inference_pb2.MODEL_TASK_PROBE_HEALTH
-    kind = str(card.raw.get("kind", "")).lower()
-    for word, task in TASKS.items():
-        if kind.startswith(word):
-            return task
-    return inference_pb2.MODEL_TASK_OTHER
-
-
-def quality_assessment(verdict: QualityVerdict, model_version: str) -> events_pb2.QualityAssessment:
-    """Build the QualityAssessment of one frame or instance verdict."""
-    reason = verdict.reason
-    reasons = [] if reason is None else [REASONS.get(reason, events_pb2.QUALITY_REASON_OTHER)]
-    return events_pb2.QualityAssessment(
-        acceptable=verdict.acceptable,
-        reasons=reasons,
-        score=float(verdict.probabilities.get("acceptable", verdict.confidence)),
-        confidence=float(verdict.confidence),
-        model_version=model_version,
-        advice="" if reason is None else ADVICE.get(reason, "rescan"),
+def _finding(f: Finding) -> events_pb2.Finding:
+    message = events_pb2.Finding(
+        code=f.code,
+        code_system=f.code_system,
+        display=f.display,
+        unit=f.unit,
+        confidence=f.confidence,
+        low_confidence=f.low_confidence,
+        model_name=f.model_name,
+        model_version=f.model_version,
+        evidence_object_keys=list(f.evidence_object_keys),
+        sop_instance_uid=f.sop_instance_uid,
+        attributes=f.attributes,
+        abnormal=f.abnormal,
     )
+    if f.value is not None:
+        message.value = f.value
+    return message
 
 
-def exam_quality(assessments: list[events_pb2.QualityAssessment]) -> events_pb2.QualityAssessment:
-    """Summarise instance verdicts for the exam: it is as good as its worst instance."""
-    if not assessments:
-        return events_pb2.QualityAssessment()
-    worst = min(assessments, key=lambda a: (a.acceptable, a.score))
-    reasons: list[int] = []
-    for a in assessments:
-        for r in a.reasons:
-            if r not in reasons:
-                reasons.append(r)
-    advice = sorted({a.advice for a in assessments if a.advice})
-    return events_pb2.QualityAssessment(
-        acceptable=all(a.acceptable for a in assessments),
-        reasons=reasons,
-        score=worst.score,
-        confidence=worst.confidence,
-        model_version=worst.model_version,
-        advice="; ".join(advice),
-    )
+def _timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
 
 
-def model_summary(card: ModelCard, *, loaded: bool, pinned: bool) -> inference_pb2.ModelSummary:
-    """Build the ModelSummary of a stored model version."""
-    return inference_pb2.ModelSummary(
-        name=card.name,
-        version=card.version,
-        task=model_task(card),
-        exam_types=[exam_type_value(t) for t in card.exam_types],
-        sha256=card.sha256 or "",
-        loaded=loaded,
-        pinned=pinned,
-        size_bytes=int(card.raw.get("size_bytes", 0)),
+def inference_completed(result: InferenceResult) -> events_pb2.InferenceCompleted:
+    """Build the InferenceCompleted event of a recorded result."""
+    context = result.exam.context
+    if not isinstance(context, events_pb2.ExamContext):
+        context = events_pb2.ExamContext(
+            exam_id=result.exam.exam_id,
+            study_instance_uid=result.exam.study_instance_uid,
+            institution_id=result.exam.institution_id,
+            device_serial=result.exam.device_serial,
+        )
+    return events_pb2.InferenceCompleted(
+        context=context,
+        exam_quality=quality_assessment(result.exam_quality),
+        instance_quality=[
+            events_pb2.InstanceQuality(
+                sop_instance_uid=iq.sop_instance_uid,
+                assessment=quality_assessment(iq.assessment),
+            )
+            for iq in result.instance_quality
+        ],
+        findings=[_finding(f) for f in result.findings],
+        models=[
+            events_pb2.ModelRef(name=m.name, version=m.version, sha256=m.sha256)
+            for m in result.models
+        ],
+        derived_object_keys=list(result.derived_object_keys),
+        started_at=_timestamp(result.started_at),
+        completed_at=_timestamp(result.completed_at),
+        status=STATUSES[result.status],
+        error_message=result.error_message,
+        probe_health=events_pb2.ProbeHealth(**asdict(result.probe_health)),
+        inference_id=result.inference_id,
     )

@@ -63,3 +63,34 @@ class ModelCard:
 def version_key(version: str) -> tuple[int, ...]:
     """Order versions numerically (1.10.0 after 1.9.0); non-numeric parts sort first."""
     return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
+
+
+# Kinds a card's "kind" field may start with, as the contract's ModelTask names them.
+TASKS = ("quality", "classification", "detection", "segmentation", "measurement", "probe_health")
+
+
+def model_task(card: ModelCard) -> str:
+    """Return what a model does ("quality", "segmentation", ...; "other"), from name or task."""
+    if card.name == "image-quality" or card.task.lower().startswith("frame quality"):
+        return "quality"
+    if card.name == "probe-health" or "dead" in card.task.lower():
+        return "probe_health"
+    kind = str(card.raw.get("kind", "")).lower()
+    for word in TASKS:
+        if kind.startswith(word):
+            return word
+    return "other"
+
+
+def rank_labels(card: ModelCard, outputs: dict[str, Any]) -> list[tuple[str, float]]:
+    """Return the card's labels with one image's probabilities, best first; [] if not that."""
+    probs = outputs.get("probabilities")
+    if probs is None or probs.ndim != 2 or probs.shape[0] != 1:
+        return []
+    row = probs[0]
+    if row.shape[0] != len(card.labels):
+        return []
+    return sorted(
+        ((label, float(p)) for label, p in zip(card.labels, row, strict=True)),
+        key=lambda lp: -lp[1],
+    )

@@ -73,12 +73,12 @@ def _dark_bins(profile: np.ndarray, ratio: float, window: int) -> DarkColumns:
 
 def _mean_frame(frames: np.ndarray) -> np.ndarray:
     arr = np.asarray(frames, dtype=np.float32)
-    return arr.mean(axis=0) if arr.ndim == 3 else arr
+    return np.asarray(arr.mean(axis=0)) if arr.ndim == 3 else arr
 
 
 def _column_profile(mean: np.ndarray) -> np.ndarray:
     # Skip the near field, where reverberation fills dead lines in.
-    return mean[mean.shape[0] // 5 :].mean(axis=0)
+    return np.asarray(mean[mean.shape[0] // 5 :].mean(axis=0))
 
 
 def count_dark_columns(
@@ -94,7 +94,7 @@ def count_dark_columns(
 
 def _field_of_view(mean: np.ndarray) -> np.ndarray:
     """Return the lit (imaged) part of a mean frame, smoothed so speckle leaves no holes."""
-    smooth = ndimage.uniform_filter(mean, 5)
+    smooth: np.ndarray = ndimage.uniform_filter(mean, 5)
     return smooth > 0.1 * float(smooth.max(initial=0.0))
 
 

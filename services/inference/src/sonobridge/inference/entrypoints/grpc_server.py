@@ -11,8 +11,8 @@ from sonobridge.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.grpc import principal_from_context
 from sonobridge.common.problems import InvalidInput
-from sonobridge.inference import handlers
-from sonobridge.inference.adapters import messages
+from sonobridge.inference.entrypoints import messages
+from sonobridge.inference.handlers import Dependencies, models, quality, serving
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
@@ -59,7 +59,7 @@ def array_to_tensor(name: str, array: np.ndarray) -> inference_pb2.Tensor:
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     """Implements sonobridge.api.inference.v1.InferenceService."""
 
-    def __init__(self, deps: handlers.Dependencies, verifier: TokenVerifier) -> None:
+    def __init__(self, deps: Dependencies, verifier: TokenVerifier) -> None:
         self.deps = deps
         self.verifier = verifier
 
@@ -71,7 +71,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             raise InvalidInput("model_name is required")
         which = request.WhichOneof("input")
         if which == "image":
-            result = handlers.infer_image(
+            result = serving.infer_image(
                 self.deps,
                 request.model_name,
                 request.model_version,
@@ -81,7 +81,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             )
         elif which == "tensors":
             arrays = {t.name: tensor_to_array(t) for t in request.tensors.tensors}
-            result = handlers.infer_tensors(
+            result = serving.infer_tensors(
                 self.deps, request.model_name, request.model_version, arrays
             )
         else:
@@ -101,7 +101,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         principal = principal_from_context(context, self.verifier)
         if not request.image.data:
             raise InvalidInput("image.data is required")
-        check, latency_ms = handlers.check_image_quality(
+        check, latency_ms = quality.check_image_quality(
             self.deps,
             request.image.data,
             request.image.media_type,
@@ -110,7 +110,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             operator=principal.user,
         )
         return inference_pb2.CheckQualityResponse(
-            assessment=messages.quality_assessment(check.verdict, check.model_version),
+            assessment=messages.quality_assessment(check.assessment),
             model_version=check.model_version,
             latency_ms=latency_ms,
             request_id=request.request_id,
@@ -120,8 +120,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> inference_pb2.ListModelsResponse:
         principal_from_context(context, self.verifier)
-        found = handlers.list_models(
-            self.deps, messages.exam_type_name(request.exam_type), request.task
+        found = models.list_models(
+            self.deps,
+            messages.exam_type_name(request.exam_type),
+            messages.task_name(request.task),
         )
         return inference_pb2.ListModelsResponse(
             models=[messages.model_summary(m.card, loaded=m.loaded, pinned=m.pinned) for m in found]
@@ -131,16 +133,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.GetModelRequest, context: grpc.ServicerContext
     ) -> inference_pb2.GetModelResponse:
         principal_from_context(context, self.verifier)
-        found = handlers.get_model(self.deps, request.name, request.version or None)
+        found = models.get_model(self.deps, request.name, request.version or None)
         return inference_pb2.GetModelResponse(
             summary=messages.model_summary(found.card, loaded=found.loaded, pinned=found.pinned),
-            card_json=handlers.card_json(self.deps, found.card),
+            card_json=models.card_json(self.deps, found.card),
         )
 
 
-def register(
-    deps: handlers.Dependencies, verifier: TokenVerifier
-) -> Callable[[grpc.Server], Iterable[str]]:
+def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Server], Iterable[str]]:
     """Return the registration callback for create_grpc_server."""
 
     def _register(server: grpc.Server) -> Iterable[str]:

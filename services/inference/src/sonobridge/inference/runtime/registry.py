@@ -219,7 +219,7 @@ class ModelRegistry:
                 self._metrics.provider.labels(k[0], model.provider).set(0)
 
     def pin(self, name: str, version: str) -> None:
-        """Serve this version of the model until unpinned (it must be loaded)."""
+        """Serve this version of the model until another is pinned (it must be loaded)."""
         if (name, version) not in self._loaded:
             raise ModelNotLoaded(f"load {name} {version} before pinning it")
         self._pins[name] = version
@@ -231,10 +231,6 @@ class ModelRegistry:
     def is_loaded(self, name: str, version: str) -> bool:
         """Return True when that exact version is loaded."""
         return (name, version) in self._loaded
-
-    def unpin(self, name: str) -> None:
-        """Serve the newest loaded version again."""
-        self._pins.pop(name, None)
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         """Return the loaded model: the given version, else the pinned one, else the newest."""

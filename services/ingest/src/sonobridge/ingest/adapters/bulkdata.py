@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from sonobridge.common.problems import InvalidInput, NotFound
-from sonobridge.ingest.adapters.dicomfile import BULKDATA
+from sonobridge.common.problems import NotFound
+from sonobridge.ingest.domain.media import BulkKey
 from sonobridge.ingest.domain.validation import EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 
-_KEY = re.compile(r"^(?P<tag>[0-9A-F]{8})(?:-(?P<offset>[0-9]{1,15}))?$")
 # Bytes per value of each binary VR, for turning big endian values little endian (PS3.18 8.7.3).
 _WIDTHS = {b"OW": 2, b"OF": 4, b"OL": 4, b"OD": 8, b"OV": 8, b"OB": 1, b"UN": 1}
-
-
-@dataclass(frozen=True)
-class BulkKey:
-    """What a BulkDataURI's last segment names: a tag, and where its value starts if known."""
-
-    tag: int
-    offset: int | None
-
-
-def parse_bulk_key(raw: str) -> BulkKey:
-    """Parse `{tag}` or `{tag}-{offset}` as written into stored metadata."""
-    match = _KEY.match(raw.upper())
-    if match is None:
-        raise InvalidInput(
-            f"bulk data key {raw!r} is not TAG or TAG-OFFSET; use the BulkDataURI from metadata",
-            reason="bad_bulkdata",
-        )
-    offset = match["offset"]
-    return BulkKey(int(match["tag"], 16), None if offset is None else int(offset))
-
-
-def bulk_uri(instance_url: str, relative: str) -> str:
-    """Turn a stored relative bulk data reference into the absolute BulkDataURI."""
-    return f"{instance_url}/{relative}" if relative.startswith(BULKDATA) else relative
 
 
 class _Reader:

@@ -18,6 +18,7 @@ from pydicom.valuerep import MAX_VALUE_LEN
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.adapters.dataset_hash import LONG_VRS as _LONG_VRS
+from sonobridge.ingest.domain.media import BULKDATA, PIXEL_BULKDATA
 from sonobridge.ingest.domain.model import is_valid_uid
 from sonobridge.ingest.domain.validation import (
     EXPLICIT_VR_BIG_ENDIAN,
@@ -36,10 +37,6 @@ _UNDEFINED = 0xFFFFFFFF
 # Binary values above this size are not inlined in metadata: they get a BulkDataURI instead.
 JSON_BULK_BYTES = 16 * 1024
 _BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
-# Stored metadata names bulk data relative to the instance's URL (the base URL is the request's):
-# "bulkdata/{tag}-{file offset of the value}", or PIXEL_BULKDATA for encapsulated pixel data.
-BULKDATA = "bulkdata/"
-PIXEL_BULKDATA = f"{BULKDATA}{_PIXEL_DATA:08X}"
 
 
 # C0 controls other than ESC (ISO 2022 code extensions) never occur in the short string VRs
@@ -206,8 +203,10 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "").strip()
         for element in ds._dict.values():
             # Deferred elements were seeked over; a declared length past EOF means truncation.
-            if getattr(element, "value", 1) is None and (
-                element.value_tell + element.length > size
+            if (
+                isinstance(element, RawDataElement)
+                and element.value is None
+                and element.value_tell + element.length > size
             ):
                 raise Rejected(
                     f"element {element.tag} declares {element.length} bytes beyond the end of "

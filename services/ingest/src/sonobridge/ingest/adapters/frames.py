@@ -12,59 +12,13 @@ import numpy as np
 import pydicom
 from pydicom.encaps import get_frame
 
-from sonobridge.common.inputs import INT32_MAX, parse_int
 from sonobridge.common.problems import InvalidInput
-from sonobridge.ingest.domain.validation import (
-    ENCAPSULATED_TRANSFER_SYNTAXES,
-    EXPLICIT_VR_BIG_ENDIAN,
-    EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLICIT_VR_LITTLE_ENDIAN,
-)
+from sonobridge.ingest.domain.validation import EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 # Header elements above this size are seeked over rather than read (same as on ingest).
 _DEFER_BYTES = 64 * 1024
-
-OCTET_STREAM = "application/octet-stream"
-# PS3.18 Table 8.7.3-2/-3: the media type of each encapsulated transfer syntax's bitstream.
-FRAME_MEDIA_TYPES = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-}
-assert set(FRAME_MEDIA_TYPES) == ENCAPSULATED_TRANSFER_SYNTAXES
-
-
-def frame_media_type(transfer_syntax_uid: str) -> str:
-    """Return the media type frames of this stored syntax are served in without transcoding."""
-    return FRAME_MEDIA_TYPES.get(transfer_syntax_uid, OCTET_STREAM)
-
-
-def served_transfer_syntax(transfer_syntax_uid: str) -> str:
-    """Return the syntax frames are labelled with: native data always goes out little endian."""
-    if transfer_syntax_uid in ENCAPSULATED_TRANSFER_SYNTAXES:
-        return transfer_syntax_uid
-    return EXPLICIT_VR_LITTLE_ENDIAN
-
-
-def parse_frame_numbers(raw: str) -> list[int]:
-    """Parse a PS3.18 frame list ("1,3,5"): 1-based, at least one, as given (repeats allowed)."""
-    numbers: list[int] = []
-    for item in raw.split(","):
-        item = item.strip()
-        numbers.append(
-            parse_int(
-                item, name="each frame number", minimum=1, maximum=INT32_MAX, reason="bad_frame"
-            )
-        )
-    return numbers
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from sqlalchemy import (
     Text,
 )
 
+from sonobridge.common.audit import OUTCOME_CHARS
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
+from sonobridge.common.sql_records import audit_table
 
 metadata = MetaData()
 
@@ -124,23 +126,9 @@ idempotency_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
-# Outcomes are short codes (ok, rejected:<reason>); longer ones are clipped on insert.
-AUDIT_OUTCOME_CHARS = 32
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", UtcDateTime, nullable=False, index=True),
-    Column("actor", String(255), nullable=False, index=True),
-    Column("roles", String(255), nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("resource_type", String(32), nullable=False),
-    Column("resource_id", String(255), nullable=False),
-    Column("institution_id", String(128), nullable=True),
-    Column("channel", String(16), nullable=False),
-    Column("outcome", String(AUDIT_OUTCOME_CHARS), nullable=False),
-    Column("detail", Text, nullable=True),
-)
+# The common audit record's table; outcomes longer than the column are clipped on insert.
+AUDIT_OUTCOME_CHARS = OUTCOME_CHARS
+audit_log = audit_table(metadata)
 
 # Calling AE titles allowed to push by DIMSE, each mapped to the institution its data belongs to.
 dimse_callers = Table(

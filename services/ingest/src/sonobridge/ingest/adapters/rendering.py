@@ -11,8 +11,7 @@ from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_voi_lut, pixel_array
 
 from sonobridge.common.problems import InvalidInput
-
-MEDIA_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
+from sonobridge.ingest.domain.media import MEDIA_TYPES
 
 
 def render_frame(path: Path, frame: int, media_type: str) -> bytes:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -89,18 +89,6 @@ class Spool:
         spooled = self.new()
         try:
             for chunk in chunks:
-                spooled.write(chunk)
-        except BaseException:
-            spooled.discard()
-            raise
-        spooled.close()
-        return spooled
-
-    async def from_stream(self, chunks: AsyncIterator[bytes]) -> SpooledFile:
-        """Spool every chunk of an async iterator (a request body)."""
-        spooled = self.new()
-        try:
-            async for chunk in chunks:
                 spooled.write(chunk)
         except BaseException:
             spooled.discard()

@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.http import CurrentPrincipal
-from sonobridge.ingest import callers
 from sonobridge.ingest.domain.callers import DimseCaller
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.entrypoints.dependencies import Deps
+from sonobridge.ingest.handlers import callers
 
 
 class DimseCallerIn(BaseModel):
@@ -30,39 +30,41 @@ def caller_json(caller: DimseCaller) -> dict[str, Any]:
     }
 
 
-def build_router(deps: IngestDeps) -> APIRouter:
-    """Return the admin router bound to the ingest dependencies."""
-    router = APIRouter(prefix="/v1/admin")
+router = APIRouter(prefix="/v1/admin")
 
-    @router.get("/dimse-callers")
-    async def list_dimse_callers(principal: CurrentPrincipal) -> dict[str, Any]:
-        found = await run_in_threadpool(callers.list_callers, deps, principal)
-        return {"callers": [caller_json(c) for c in found]}
 
-    @router.get("/dimse-callers/{ae_title}")
-    async def get_dimse_caller(ae_title: str, principal: CurrentPrincipal) -> dict[str, Any]:
-        caller = await run_in_threadpool(callers.get_caller, deps, principal, ae_title)
-        return caller_json(caller)
+@router.get("/dimse-callers")
+async def list_dimse_callers(principal: CurrentPrincipal, deps: Deps) -> dict[str, Any]:
+    found = await run_in_threadpool(callers.list_callers, deps, principal)
+    return {"callers": [caller_json(c) for c in found]}
 
-    @router.put("/dimse-callers/{ae_title}")
-    async def put_dimse_caller(
-        ae_title: str, body: DimseCallerIn, principal: CurrentPrincipal, response: Response
-    ) -> dict[str, Any]:
-        caller, created = await run_in_threadpool(
-            callers.register_caller,
-            deps,
-            principal,
-            ae_title,
-            body.institution_id,
-            body.description,
-        )
-        if created:
-            response.status_code = 201
-        return caller_json(caller)
 
-    @router.delete("/dimse-callers/{ae_title}", status_code=204)
-    async def delete_dimse_caller(ae_title: str, principal: CurrentPrincipal) -> Response:
-        await run_in_threadpool(callers.remove_caller, deps, principal, ae_title)
-        return Response(status_code=204)
+@router.get("/dimse-callers/{ae_title}")
+async def get_dimse_caller(
+    ae_title: str, principal: CurrentPrincipal, deps: Deps
+) -> dict[str, Any]:
+    caller = await run_in_threadpool(callers.get_caller, deps, principal, ae_title)
+    return caller_json(caller)
 
-    return router
+
+@router.put("/dimse-callers/{ae_title}")
+async def put_dimse_caller(
+    ae_title: str, body: DimseCallerIn, principal: CurrentPrincipal, response: Response, deps: Deps
+) -> dict[str, Any]:
+    caller, created = await run_in_threadpool(
+        callers.register_caller,
+        deps,
+        principal,
+        ae_title,
+        body.institution_id,
+        body.description,
+    )
+    if created:
+        response.status_code = 201
+    return caller_json(caller)
+
+
+@router.delete("/dimse-callers/{ae_title}", status_code=204)
+async def delete_dimse_caller(ae_title: str, principal: CurrentPrincipal, deps: Deps) -> Response:
+    await run_in_threadpool(callers.remove_caller, deps, principal, ae_title)
+    return Response(status_code=204)

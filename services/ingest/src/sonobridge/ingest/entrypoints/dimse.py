@@ -21,7 +21,6 @@ from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, Problem
-from sonobridge.ingest import callers, handlers
 from sonobridge.ingest.domain.callers import DimseCaller
 from sonobridge.ingest.domain.model import Channel, Scope, is_valid_uid
 from sonobridge.ingest.domain.validation import (
@@ -30,7 +29,7 @@ from sonobridge.ingest.domain.validation import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
-from sonobridge.ingest.handlers import IngestDeps
+from sonobridge.ingest.handlers import IngestDeps, callers, instances
 from sonobridge.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -304,7 +303,7 @@ class StoreScp:
                 return _status(DATASET_MISMATCH, "SOP class differs from the presentation context")
             principal, scope = self._principal(caller)
             spooled = self.deps.spool.adopt(path)
-            handlers.store_instance(
+            instances.store_instance(
                 self.deps, principal, spooled, channel=Channel.CSTORE, scope=scope
             )
         except Problem as problem:
@@ -336,6 +335,8 @@ class StoreScp:
                 (evt.EVT_C_ECHO, self.handle_echo),
             ],
         )
+        # start_server returns the server whenever block=False; None only when it blocked.
+        assert server is not None
         self.port = int(server.server_address[1])
         self.ready.set()
         log.info("DICOM SCP %s listening on port %d", self.settings.ae_title, self.port)

@@ -16,12 +16,15 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from sonobridge.common.conditional import IfNoneMatch, conditional
 from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import PlausibleDatetime, parse_int
 from sonobridge.common.problems import InvalidInput, Problem, UnsupportedMediaType
-from sonobridge.ingest import handlers
+from sonobridge.ingest.domain.commands import CompleteExam, CreateExam
 from sonobridge.ingest.domain.model import ExamType, ManifestEntry
-from sonobridge.ingest.handlers import ExamView, IngestDeps
+from sonobridge.ingest.entrypoints.dependencies import Deps
+from sonobridge.ingest.handlers import exams, uploads
+from sonobridge.ingest.handlers.exams import ExamView
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,expiration,checksum,termination"
@@ -74,7 +77,7 @@ class ManifestIn(BaseModel):
 
 def exam_json(view: ExamView) -> dict[str, Any]:
     """Render an exam's status for the app."""
-    exam = view.row
+    exam = view.exam
     return {
         "exam_id": exam.exam_id,
         "study_instance_uid": exam.study_instance_uid,
@@ -108,15 +111,11 @@ def exam_json(view: ExamView) -> dict[str, Any]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return None if value is None else value.isoformat()
 
 
 def _http_date(value: datetime) -> str:
-    # PostgreSQL hands back aware times in the session zone, SQLite naive UTC ones.
-    aware = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return format_datetime(aware, usegmt=True)
+    return format_datetime(value.astimezone(UTC), usegmt=True)
 
 
 def _tus_headers(**extra: str) -> dict[str, str]:
@@ -163,55 +162,53 @@ def _parse_checksum(raw: str | None) -> tuple[str, bytes] | None:
         raise InvalidInput("Upload-Checksum value is not base64", reason="bad_checksum") from exc
 
 
-def build_router(deps: IngestDeps, *, max_size: int) -> APIRouter:
-    """Return the /v1 router bound to the ingest dependencies."""
-    router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1")
 
-    @router.post("/exams", status_code=201)
-    async def create_exam(
-        body: ExamIn,
-        principal: CurrentPrincipal,
-        response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-    ) -> dict[str, Any]:
-        command = handlers.CreateExam(**body.model_dump())
-        row, created = await run_in_threadpool(
-            handlers.create_exam, deps, principal, command, idempotency_key
-        )
-        if not created:
-            response.status_code = 200
-        response.headers["Location"] = f"/v1/exams/{row.exam_id}"
-        view = await run_in_threadpool(handlers.get_exam, deps, principal, row.exam_id)
-        return exam_json(view)
 
-    @router.get("/exams/{exam_id}")
-    async def get_exam(
-        exam_id: str,
-        principal: CurrentPrincipal,
-        if_none_match: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        view = await run_in_threadpool(handlers.get_exam, deps, principal, exam_id)
-        body = json.dumps(exam_json(view), sort_keys=True).encode()
-        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-        if if_none_match == etag:
-            return Response(status_code=304, headers={"ETag": etag})
-        return Response(body, media_type="application/json", headers={"ETag": etag})
+@router.post("/exams", status_code=201)
+async def create_exam(
+    body: ExamIn,
+    principal: CurrentPrincipal,
+    deps: Deps,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
+    command = CreateExam(**body.model_dump())
+    exam, created = await run_in_threadpool(
+        exams.create_exam, deps, principal, command, idempotency_key
+    )
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/exams/{exam.exam_id}"
+    view = await run_in_threadpool(exams.get_exam, deps, principal, exam.exam_id)
+    return exam_json(view)
 
-    @router.post("/exams/{exam_id}/complete")
-    async def complete_exam(
-        exam_id: str, body: ManifestIn, principal: CurrentPrincipal
-    ) -> dict[str, Any]:
-        command = handlers.CompleteExam(
-            exam_id=exam_id,
-            entries=[ManifestEntry(i.sop_instance_uid, i.sha256) for i in body.instances],
-            started_at=body.started_at,
-            completed_at=body.completed_at,
-            scan_seconds=body.scan_seconds,
-        )
-        view = await run_in_threadpool(handlers.complete_exam, deps, principal, command)
-        return exam_json(view)
 
-    discovery = _tus_headers(
+@router.get("/exams/{exam_id}")
+async def get_exam(
+    exam_id: str, principal: CurrentPrincipal, deps: Deps, if_none_match: IfNoneMatch = None
+) -> Response:
+    view = await run_in_threadpool(exams.get_exam, deps, principal, exam_id)
+    return conditional(json.dumps(exam_json(view), sort_keys=True).encode(), if_none_match)
+
+
+@router.post("/exams/{exam_id}/complete")
+async def complete_exam(
+    exam_id: str, body: ManifestIn, principal: CurrentPrincipal, deps: Deps
+) -> dict[str, Any]:
+    command = CompleteExam(
+        exam_id=exam_id,
+        entries=[ManifestEntry(i.sop_instance_uid, i.sha256) for i in body.instances],
+        started_at=body.started_at,
+        completed_at=body.completed_at,
+        scan_seconds=body.scan_seconds,
+    )
+    view = await run_in_threadpool(exams.complete_exam, deps, principal, command)
+    return exam_json(view)
+
+
+def _discovery(max_size: int) -> dict[str, str]:
+    return _tus_headers(
         **{
             "Tus-Version": TUS_VERSION,
             "Tus-Extension": TUS_EXTENSIONS,
@@ -220,141 +217,149 @@ def build_router(deps: IngestDeps, *, max_size: int) -> APIRouter:
         }
     )
 
-    @router.options("/exams/{exam_id}/uploads")
-    async def upload_options(exam_id: str, principal: CurrentPrincipal) -> Response:
-        return Response(status_code=204, headers=discovery)
 
-    @router.options("/uploads/{session_id}")
-    async def session_options(session_id: str, principal: CurrentPrincipal) -> Response:
-        return Response(status_code=204, headers=discovery)
+@router.options("/exams/{exam_id}/uploads")
+async def upload_options(exam_id: str, principal: CurrentPrincipal, deps: Deps) -> Response:
+    return Response(status_code=204, headers=_discovery(deps.max_instance_bytes))
 
-    @router.post("/exams/{exam_id}/uploads", status_code=201)
-    async def create_upload(
-        exam_id: str,
-        principal: CurrentPrincipal,
-        tus_resumable: Annotated[str | None, Header()] = None,
-        upload_length: Annotated[str | None, Header()] = None,
-        upload_metadata: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        _require_tus(tus_resumable)
-        length = parse_int(upload_length, name="Upload-Length", reason="bad_upload_length")
-        metadata = parse_upload_metadata(upload_metadata)
-        row = await run_in_threadpool(
-            handlers.create_upload, deps, principal, exam_id, length, metadata
-        )
+
+@router.options("/uploads/{session_id}")
+async def session_options(session_id: str, principal: CurrentPrincipal, deps: Deps) -> Response:
+    return Response(status_code=204, headers=_discovery(deps.max_instance_bytes))
+
+
+@router.post("/exams/{exam_id}/uploads", status_code=201)
+async def create_upload(
+    exam_id: str,
+    principal: CurrentPrincipal,
+    deps: Deps,
+    tus_resumable: Annotated[str | None, Header()] = None,
+    upload_length: Annotated[str | None, Header()] = None,
+    upload_metadata: Annotated[str | None, Header()] = None,
+) -> Response:
+    _require_tus(tus_resumable)
+    length = parse_int(upload_length, name="Upload-Length", reason="bad_upload_length")
+    metadata = parse_upload_metadata(upload_metadata)
+    upload = await run_in_threadpool(
+        uploads.create_upload, deps, principal, exam_id, length, metadata
+    )
+    return Response(
+        status_code=201,
+        headers=_tus_headers(
+            Location=f"/v1/uploads/{upload.session_id}",
+            **{"Upload-Expires": _http_date(upload.expires_at), "Upload-Offset": "0"},
+        ),
+    )
+
+
+@router.head("/uploads/{session_id}")
+async def upload_offset(
+    session_id: str,
+    principal: CurrentPrincipal,
+    deps: Deps,
+    tus_resumable: Annotated[str | None, Header()] = None,
+) -> Response:
+    _require_tus(tus_resumable)
+    upload = await run_in_threadpool(uploads.upload_status, deps, principal, session_id)
+    if upload.status == "rejected":
+        # HEAD carries no body: the header says why the offset is gone (tus: 410).
         return Response(
-            status_code=201,
-            headers=_tus_headers(
-                Location=f"/v1/uploads/{row.session_id}",
-                **{"Upload-Expires": _http_date(row.expires_at), "Upload-Offset": "0"},
-            ),
+            status_code=410,
+            headers=_tus_headers(**{UPLOAD_STATE: "rejected", "Cache-Control": "no-store"}),
         )
-
-    @router.head("/uploads/{session_id}")
-    async def upload_offset(
-        session_id: str,
-        principal: CurrentPrincipal,
-        tus_resumable: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        _require_tus(tus_resumable)
-        row = await run_in_threadpool(handlers.upload_status, deps, principal, session_id)
-        if row.status == "rejected":
-            # HEAD carries no body: the header says why the offset is gone (tus: 410).
-            return Response(
-                status_code=410,
-                headers=_tus_headers(**{UPLOAD_STATE: "rejected", "Cache-Control": "no-store"}),
-            )
-        return Response(
-            status_code=200,
-            headers=_tus_headers(
-                **{
-                    "Upload-Offset": str(row.upload_offset),
-                    "Upload-Length": str(row.upload_length),
-                    "Upload-Expires": _http_date(row.expires_at),
-                    "Cache-Control": "no-store",
-                    UPLOAD_STATE: "stored" if row.status == "stored" else "open",
-                }
-            ),
-        )
-
-    @router.patch("/uploads/{session_id}")
-    async def upload_chunk(
-        session_id: str,
-        request: Request,
-        principal: CurrentPrincipal,
-        tus_resumable: Annotated[str | None, Header()] = None,
-        upload_offset: Annotated[str | None, Header()] = None,
-        upload_checksum: Annotated[str | None, Header()] = None,
-        content_type: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        _require_tus(tus_resumable)
-        if content_type != "application/offset+octet-stream":
-            raise UnsupportedMediaType(
-                "PATCH body must be application/offset+octet-stream", reason="bad_content_type"
-            )
-        offset = parse_int(upload_offset, name="Upload-Offset", reason="bad_offset")
-        checksum = _parse_checksum(upload_checksum)
-        current = await run_in_threadpool(handlers.upload_status, deps, principal, session_id)
-        # Answer before reading the body when the chunk cannot be taken anyway.
-        handlers.check_appendable(deps, current, offset)
-        part = deps.spool.new()
-        part.limit = current.upload_length - offset
-        digest = CHECKSUMS[checksum[0]]() if checksum else None
-        interrupted = False
-        try:
-            try:
-                async for chunk in request.stream():
-                    part.write(chunk)
-                    if digest is not None:
-                        digest.update(chunk)
-            except ClientDisconnect:
-                # tus: keep what arrived so the client resumes from here, unless it cannot be
-                # verified against the checksum the client announced for the whole chunk.
-                interrupted = True
-                if checksum is not None:
-                    part.discard()
-                    part = deps.spool.new()
-            part.close()
-            if (
-                not interrupted
-                and checksum is not None
-                and digest is not None
-                and digest.digest() != checksum[1]
-            ):
-                raise ChecksumMismatch(
-                    f"chunk does not match its {checksum[0]} Upload-Checksum",
-                    reason="checksum_mismatch",
-                )
-            result = await run_in_threadpool(
-                handlers.append_upload,
-                deps,
-                principal,
-                session_id,
-                offset,
-                part,
-                interrupted=interrupted,
-            )
-        finally:
-            part.discard()
-        headers = _tus_headers(
+    return Response(
+        status_code=200,
+        headers=_tus_headers(
             **{
-                "Upload-Offset": str(result.upload.upload_offset),
-                "Upload-Expires": _http_date(result.upload.expires_at),
+                "Upload-Offset": str(upload.upload_offset),
+                "Upload-Length": str(upload.upload_length),
+                "Upload-Expires": _http_date(upload.expires_at),
+                "Cache-Control": "no-store",
+                UPLOAD_STATE: "stored" if upload.status == "stored" else "open",
             }
+        ),
+    )
+
+
+@router.patch("/uploads/{session_id}")
+async def upload_chunk(
+    session_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    deps: Deps,
+    tus_resumable: Annotated[str | None, Header()] = None,
+    upload_offset: Annotated[str | None, Header()] = None,
+    upload_checksum: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
+) -> Response:
+    _require_tus(tus_resumable)
+    if content_type != "application/offset+octet-stream":
+        raise UnsupportedMediaType(
+            "PATCH body must be application/offset+octet-stream", reason="bad_content_type"
         )
-        if result.stored is not None:
-            headers["SonoBridge-SOP-Instance-UID"] = result.stored.ref.sop_instance_uid
-            headers["SonoBridge-Duplicate"] = "true" if result.stored.duplicate else "false"
-        return Response(status_code=204, headers=headers)
+    offset = parse_int(upload_offset, name="Upload-Offset", reason="bad_offset")
+    checksum = _parse_checksum(upload_checksum)
+    current = await run_in_threadpool(uploads.upload_status, deps, principal, session_id)
+    # Answer before reading the body when the chunk cannot be taken anyway.
+    uploads.check_appendable(deps, current, offset)
+    part = deps.spool.new()
+    part.limit = current.upload_length - offset
+    digest = CHECKSUMS[checksum[0]]() if checksum else None
+    interrupted = False
+    try:
+        try:
+            async for chunk in request.stream():
+                part.write(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+        except ClientDisconnect:
+            # tus: keep what arrived so the client resumes from here, unless it cannot be
+            # verified against the checksum the client announced for the whole chunk.
+            interrupted = True
+            if checksum is not None:
+                part.discard()
+                part = deps.spool.new()
+        part.close()
+        if (
+            not interrupted
+            and checksum is not None
+            and digest is not None
+            and digest.digest() != checksum[1]
+        ):
+            raise ChecksumMismatch(
+                f"chunk does not match its {checksum[0]} Upload-Checksum",
+                reason="checksum_mismatch",
+            )
+        result = await run_in_threadpool(
+            uploads.append_upload,
+            deps,
+            principal,
+            session_id,
+            offset,
+            part,
+            interrupted=interrupted,
+        )
+    finally:
+        part.discard()
+    headers = _tus_headers(
+        **{
+            "Upload-Offset": str(result.upload.upload_offset),
+            "Upload-Expires": _http_date(result.upload.expires_at),
+        }
+    )
+    if result.stored is not None:
+        headers["SonoBridge-SOP-Instance-UID"] = result.stored.instance.sop_instance_uid
+        headers["SonoBridge-Duplicate"] = "true" if result.stored.duplicate else "false"
+    return Response(status_code=204, headers=headers)
 
-    @router.delete("/uploads/{session_id}", status_code=204)
-    async def terminate_upload(
-        session_id: str,
-        principal: CurrentPrincipal,
-        tus_resumable: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        _require_tus(tus_resumable)
-        await run_in_threadpool(handlers.terminate_upload, deps, principal, session_id)
-        return Response(status_code=204, headers=_tus_headers())
 
-    return router
+@router.delete("/uploads/{session_id}", status_code=204)
+async def terminate_upload(
+    session_id: str,
+    principal: CurrentPrincipal,
+    deps: Deps,
+    tus_resumable: Annotated[str | None, Header()] = None,
+) -> Response:
+    _require_tus(tus_resumable)
+    await run_in_threadpool(uploads.terminate_upload, deps, principal, session_id)
+    return Response(status_code=204, headers=_tus_headers())

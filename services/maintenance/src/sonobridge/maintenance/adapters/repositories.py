@@ -1,16 +1,16 @@
-"""Load and store devices and tickets; ticket history is only ever appended."""
+"""SQL devices and tickets: rows in, domain aggregates out; history is only ever appended."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from sonobridge.maintenance.adapters import orm
-from sonobridge.maintenance.domain.devices import Device, DeviceStatus
+from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
 from sonobridge.maintenance.domain.sla import Pause
 from sonobridge.maintenance.domain.tickets import (
     OPEN_STATES,
@@ -22,21 +22,8 @@ from sonobridge.maintenance.domain.tickets import (
 )
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """Attach UTC to datetimes SQLite hands back naive (they were written in UTC)."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _must(value: datetime | None) -> datetime:
-    result = aware(value)
-    assert result is not None
-    return result
-
-
-class DeviceRepository:
-    """Devices in one unit of work."""
+class SqlDeviceRepository:
+    """Devices in one SQLAlchemy session."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -49,13 +36,13 @@ class DeviceRepository:
             manufacturer=row.manufacturer,
             institution_id=row.institution_id,
             firmware_version=row.firmware_version,
-            firmware_seen_at=aware(row.firmware_seen_at),
+            firmware_seen_at=row.firmware_seen_at,
             status=DeviceStatus(row.status),
             spare=row.spare,
             loaned_to=row.loaned_to,
             operators=list(row.operators),
-            registered_at=aware(row.registered_at),
-            last_seen_at=aware(row.last_seen_at),
+            registered_at=row.registered_at,
+            last_seen_at=row.last_seen_at,
         )
 
     @staticmethod
@@ -115,52 +102,41 @@ class DeviceRepository:
             query = query.where(t.c.status == status.value)
         return [self._from_row(r) for r in self.session.execute(query)]
 
-    def record(
-        self,
-        serial: str,
-        *,
-        at: datetime,
-        kind: str,
-        actor: str,
-        from_value: str = "",
-        to_value: str = "",
-        note: str = "",
-        ticket_id: str = "",
-    ) -> None:
+    def record(self, serial: str, entry: DeviceHistoryEntry) -> None:
         """Append to the device's history."""
         self.session.execute(
             insert(orm.device_history).values(
                 serial=serial,
-                at=at,
-                kind=kind,
-                from_value=from_value,
-                to_value=to_value,
-                actor=actor,
-                note=note,
-                ticket_id=ticket_id,
+                at=entry.at,
+                kind=entry.kind,
+                from_value=entry.from_value,
+                to_value=entry.to_value,
+                actor=entry.actor,
+                note=entry.note,
+                ticket_id=entry.ticket_id,
             )
         )
 
-    def history(self, serial: str) -> list[dict[str, Any]]:
+    def history(self, serial: str) -> list[DeviceHistoryEntry]:
         """Return the device's history, oldest first."""
         t = orm.device_history
         rows = self.session.execute(select(t).where(t.c.serial == serial).order_by(t.c.id))
         return [
-            {
-                "at": aware(r.at),
-                "kind": r.kind,
-                "from": r.from_value,
-                "to": r.to_value,
-                "actor": r.actor,
-                "note": r.note,
-                "ticket_id": r.ticket_id,
-            }
+            DeviceHistoryEntry(
+                at=r.at,
+                kind=r.kind,
+                actor=r.actor,
+                from_value=r.from_value,
+                to_value=r.to_value,
+                note=r.note,
+                ticket_id=r.ticket_id,
+            )
             for r in rows
         ]
 
 
-class TicketRepository:
-    """Tickets in one unit of work."""
+class SqlTicketRepository:
+    """Tickets in one SQLAlchemy session."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -168,7 +144,7 @@ class TicketRepository:
     def _load(self, row: Any, pauses: list[Pause] | None = None, *, history: bool = True) -> Ticket:
         if pauses is None:
             pauses = [
-                Pause(_must(p.started_at), aware(p.ended_at), p.reason)
+                Pause(p.started_at, p.ended_at, p.reason)
                 for p in self.session.execute(
                     select(orm.ticket_pauses)
                     .where(orm.ticket_pauses.c.ticket_id == row.id)
@@ -178,7 +154,7 @@ class TicketRepository:
         changes = (
             [
                 TicketChange(
-                    _must(h.at),
+                    h.at,
                     h.actor,
                     h.kind,
                     TicketState(h.from_state),
@@ -202,7 +178,7 @@ class TicketRepository:
             symptom=row.symptom,
             source=TicketSource(row.source),
             opened_by=row.opened_by,
-            opened_at=_must(row.opened_at),
+            opened_at=row.opened_at,
             targets=SlaTargets(
                 timedelta(seconds=row.ack_target_seconds),
                 timedelta(seconds=row.onsite_target_seconds),
@@ -212,17 +188,17 @@ class TicketRepository:
             region=row.region,
             evidence_keys=list(row.evidence_keys),
             study_instance_uid=row.study_instance_uid,
-            acknowledged_at=aware(row.acknowledged_at),
-            dispatched_at=aware(row.dispatched_at),
-            on_site_at=aware(row.on_site_at),
-            resolved_at=aware(row.resolved_at),
-            closed_at=aware(row.closed_at),
-            cancelled_at=aware(row.cancelled_at),
+            acknowledged_at=row.acknowledged_at,
+            dispatched_at=row.dispatched_at,
+            on_site_at=row.on_site_at,
+            resolved_at=row.resolved_at,
+            closed_at=row.closed_at,
+            cancelled_at=row.cancelled_at,
             pauses=pauses,
             ack_breached=row.ack_breached,
             onsite_breached=row.onsite_breached,
             loaner_serial=row.loaner_serial,
-            updated_at=aware(row.updated_at),
+            updated_at=row.updated_at,
             history=changes,
         )
         return ticket
@@ -365,7 +341,17 @@ class TicketRepository:
                 t.c.device_serial == serial, t.c.source == source.value, t.c.rule == rule
             )
         ).scalar_one_or_none()
-        return aware(value)
+        return value
+
+    def last_repair(self, serial: str) -> datetime | None:
+        """Return when the device's last fault ticket was resolved."""
+        t = orm.tickets
+        value = self.session.execute(
+            select(func.max(t.c.resolved_at)).where(
+                t.c.device_serial == serial, t.c.source != TicketSource.PREVENTIVE.value
+            )
+        ).scalar_one_or_none()
+        return value
 
     def find(
         self,
@@ -404,18 +390,5 @@ class TicketRepository:
             .where(t.c.state.in_(open_values))
             .order_by(p.c.ticket_id, p.c.seq)
         ):
-            pauses[pause.ticket_id].append(
-                Pause(_must(pause.started_at), aware(pause.ended_at), pause.reason)
-            )
+            pauses[pause.ticket_id].append(Pause(pause.started_at, pause.ended_at, pause.reason))
         return [self._load(r, pauses[r.id], history=False) for r in rows]
-
-
-def audit(
-    session: Session, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
-) -> None:
-    """Write an audit record in the caller's transaction."""
-    session.execute(
-        insert(orm.audit_log).values(
-            at=at, actor=actor, action=action, target=target, detail=detail[:4000]
-        )
-    )

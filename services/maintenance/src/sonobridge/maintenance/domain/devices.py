@@ -120,3 +120,16 @@ class Device:
         if firmware and (self.firmware_seen_at is None or at >= self.firmware_seen_at):
             self.firmware_version = firmware
             self.firmware_seen_at = at
+
+
+@dataclass(frozen=True)
+class DeviceHistoryEntry:
+    """One registration, transfer, operator or status change in a device's history."""
+
+    at: datetime
+    kind: str
+    actor: str
+    from_value: str = ""
+    to_value: str = ""
+    note: str = ""
+    ticket_id: str = ""

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sonobridge.maintenance.domain.errors import InvalidRequest
+
 
 @dataclass(frozen=True)
 class ProbeHealthRule:
@@ -98,3 +100,70 @@ def evaluate_telemetry(
             )
         )
     return alarms
+
+
+@dataclass(frozen=True)
+class TelemetrySample:
+    """One telemetry reading as the app sends it."""
+
+    recorded_at: datetime
+    battery_percent: float | None = None
+    temperature_c: float | None = None
+    drops: int = 0
+    scan_seconds: float = 0.0
+    firmware_version: str = ""
+    error_codes: tuple[str, ...] = ()
+
+
+def check_sample(sample: TelemetrySample, now: datetime) -> None:
+    """Reject a reading no real probe can produce."""
+    if sample.recorded_at.tzinfo is None:
+        raise InvalidRequest("recorded_at must carry a time zone")
+    if sample.recorded_at > now + timedelta(days=1):
+        raise InvalidRequest(
+            f"sample recorded_at {sample.recorded_at.isoformat()} is in the future"
+        )
+    if sample.battery_percent is not None and not 0 <= sample.battery_percent <= 100:
+        raise InvalidRequest("battery_percent must be within 0..100")
+    if sample.temperature_c is not None and not -40 <= sample.temperature_c <= 120:
+        raise InvalidRequest("temperature must be within -40..120 °C")
+    if sample.drops < 0 or sample.scan_seconds < 0:
+        raise InvalidRequest("drops and scan_seconds must not be negative")
+    if sample.scan_seconds > 86400:
+        raise InvalidRequest("scan_seconds of one sample must not exceed a day")
+
+
+@dataclass(frozen=True)
+class TelemetryBatch:
+    """What one telemetry batch changed, kept so that a resent batch is answered the same."""
+
+    batch_id: str
+    device_serial: str
+    received_at: datetime
+    accepted: int
+    duplicates: int
+    opened_ticket_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    """One exam's probe-health verdict from inference."""
+
+    finding_id: str
+    device_serial: str
+    institution_id: str
+    study_instance_uid: str
+    observed_at: datetime
+    suspected_fault: bool
+    dead_element_fraction: float
+    dead_element_columns: int
+    evidence_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbeFinding:
+    """A stored fault signal of one exam, waiting for enough company to open a ticket."""
+
+    finding_id: str
+    observed_at: datetime
+    evidence_keys: tuple[str, ...]

@@ -27,3 +27,14 @@ class PreventiveSchedule:
 def schedules_for(schedules: list[PreventiveSchedule], model: str) -> list[PreventiveSchedule]:
     """Return the schedules that apply to `model`."""
     return [s for s in schedules if s.model == model]
+
+
+@dataclass(frozen=True)
+class PreventiveTask:
+    """A scheduled task of one device, and the ticket that carries it out while one is open."""
+
+    device_serial: str
+    kind: str
+    next_due_at: datetime
+    last_done_at: datetime | None = None
+    open_ticket_id: str | None = None

@@ -60,3 +60,11 @@ class SlaClock:
     def remaining(self, pauses: Sequence[Pause], now: datetime) -> timedelta:
         """Return target minus elapsed (negative once breached)."""
         return self.target - self.elapsed(pauses, now)
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A breach timer whose deadline has passed and that nobody has fired yet."""
+
+    id: int
+    ticket_id: str

@@ -224,11 +224,6 @@ class Ticket:
             return "breached"
         return "ok"
 
-    @property
-    def is_open(self) -> bool:
-        """True until resolved, closed or cancelled."""
-        return self.state in OPEN_STATES
-
     # -- changes ------------------------------------------------------------------------------
 
     def _record(

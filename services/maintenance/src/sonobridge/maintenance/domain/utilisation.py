@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 
 def daily_seconds(exam_seconds: float, telemetry_seconds: float) -> float:
@@ -167,3 +167,30 @@ def _suggest_moves(
             )
         )
     return moves
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    """Scan seconds of one device on one local day, as exams and as telemetry reported them."""
+
+    device_serial: str
+    day: date
+    institution_id: str
+    exam_seconds: float = 0.0
+    telemetry_seconds: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """Return the day's scan time (see daily_seconds)."""
+        return daily_seconds(self.exam_seconds, self.telemetry_seconds)
+
+
+@dataclass(frozen=True)
+class ExamScan:
+    """A completed exam's scan time for its probe, counted once per exam key."""
+
+    exam_key: str
+    device_serial: str
+    institution_id: str
+    completed_at: datetime
+    scan_seconds: float

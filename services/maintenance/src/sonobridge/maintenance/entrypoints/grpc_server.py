@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC
 from typing import Any
 
 import grpc
 
-from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.maintenance.v1 import maintenance_pb2, maintenance_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.grpc import principal_from_context
 from sonobridge.common.inputs import INT32_MAX
-from sonobridge.maintenance import handlers
-from sonobridge.maintenance.adapters import messages
 from sonobridge.maintenance.domain.errors import InvalidRequest
-from sonobridge.maintenance.domain.tickets import TicketSource
+from sonobridge.maintenance.domain.health import TelemetrySample
+from sonobridge.maintenance.entrypoints.grpc_views import device_pb, source_of, status_of, ticket_pb
+from sonobridge.maintenance.handlers import Dependencies
+from sonobridge.maintenance.handlers.devices import list_devices
+from sonobridge.maintenance.handlers.telemetry import record_telemetry
+from sonobridge.maintenance.handlers.tickets import get_ticket, open_ticket, shown_to
 
 SERVICE_NAME = maintenance_pb2.DESCRIPTOR.services_by_name["MaintenanceService"].full_name
 
@@ -25,7 +27,7 @@ SERVICE_NAME = maintenance_pb2.DESCRIPTOR.services_by_name["MaintenanceService"]
 class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
     """Implements sonobridge.api.maintenance.v1.MaintenanceService."""
 
-    def __init__(self, deps: handlers.Dependencies, verifier: TokenVerifier) -> None:
+    def __init__(self, deps: Dependencies, verifier: TokenVerifier) -> None:
         self.deps = deps
         self.verifier = verifier
 
@@ -35,12 +37,8 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
         principal = principal_from_context(context, self.verifier)
         if not request.device_serial:
             raise InvalidRequest("device_serial is required")
-        source = (
-            TicketSource.APP
-            if request.source == events_pb2.TICKET_SOURCE_UNSPECIFIED
-            else _known(messages.PB_TO_SOURCE, request.source, "source")
-        )
-        ticket, created = handlers.open_ticket(
+        source = source_of(request.source)
+        ticket, created = open_ticket(
             self.deps,
             principal,
             device_serial=request.device_serial,
@@ -52,9 +50,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             idempotency_key=request.request_id,
         )
         return maintenance_pb2.OpenTicketResponse(
-            ticket=messages.ticket_pb(
-                handlers.shown_to(self.deps, principal, ticket), self.deps.clock()
-            ),
+            ticket=ticket_pb(shown_to(self.deps, principal, ticket), self.deps.clock()),
             created=created,
         )
 
@@ -64,11 +60,9 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
         principal = principal_from_context(context, self.verifier)
         if not request.ticket_id:
             raise InvalidRequest("ticket_id is required")
-        ticket = handlers.get_ticket(self.deps, principal, request.ticket_id)
+        ticket = get_ticket(self.deps, principal, request.ticket_id)
         return maintenance_pb2.GetTicketResponse(
-            ticket=messages.ticket_pb(
-                handlers.shown_to(self.deps, principal, ticket), self.deps.clock()
-            )
+            ticket=ticket_pb(shown_to(self.deps, principal, ticket), self.deps.clock())
         )
 
     def ListDevices(  # noqa: N802
@@ -77,12 +71,8 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
         principal = principal_from_context(context, self.verifier)
         if request.page_size > 1000:
             raise InvalidRequest("page_size must be at most 1000")
-        status = (
-            None
-            if request.status == events_pb2.DEVICE_STATUS_UNSPECIFIED
-            else _known(messages.PB_TO_STATUS, request.status, "status")
-        )
-        views, cursor = handlers.list_devices(
+        status = status_of(request.status)
+        views, cursor = list_devices(
             self.deps,
             principal,
             institution_id=request.institution_id,
@@ -91,14 +81,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             limit=request.page_size or 100,
         )
         return maintenance_pb2.ListDevicesResponse(
-            devices=[
-                messages.device_pb(
-                    v.device,
-                    open_ticket_id=v.open_ticket_id,
-                    scan_time_7d=_seconds(v.scan_seconds_7d),
-                )
-                for v in views
-            ],
+            devices=[device_pb(v) for v in views],
             next_page_token=cursor,
         )
 
@@ -123,12 +106,12 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             ):
                 raise InvalidRequest("extra.drops must be a non-negative whole number")
             try:
-                recorded_at = messages.aware_datetime(sample.recorded_at)
+                recorded_at = sample.recorded_at.ToDatetime(tzinfo=UTC)
                 scan_seconds = sample.scan_time.ToTimedelta().total_seconds()
             except (ValueError, OverflowError) as exc:
                 raise InvalidRequest("recorded_at or scan_time is out of range") from exc
             samples.append(
-                handlers.TelemetrySampleIn(
+                TelemetrySample(
                     recorded_at=recorded_at,
                     battery_percent=sample.battery_percent,
                     temperature_c=sample.probe_temperature_celsius,
@@ -138,7 +121,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
                     error_codes=tuple(sample.error_codes),
                 )
             )
-        result = handlers.record_telemetry(
+        result = record_telemetry(
             self.deps, principal, device_serial=request.device_serial, samples=samples
         )
         return maintenance_pb2.RecordTelemetryResponse(
@@ -148,21 +131,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
         )
 
 
-def _known(mapping: dict[int, Any], value: int, what: str) -> Any:
-    # proto3 enums are open: any number arrives, not only the ones the contract names.
-    try:
-        return mapping[value]
-    except KeyError:
-        raise InvalidRequest(f"{what} {value} is not one this service knows") from None
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
-
-
-def register(
-    deps: handlers.Dependencies, verifier: TokenVerifier
-) -> Callable[[grpc.Server], list[str]]:
+def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Server], list[str]]:
     """Return a `register` callback for create_grpc_server."""
 
     def add(server: grpc.Server) -> list[str]:

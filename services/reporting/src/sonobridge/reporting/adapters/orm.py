@@ -17,6 +17,7 @@ from sqlalchemy import (
 
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
+from sonobridge.common.sql_records import idempotency_table
 
 metadata = MetaData()
 
@@ -231,13 +232,4 @@ audit_log = Table(
     Column("detail", Text, nullable=False, default=""),
 )
 
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("user", String(128), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("request", String(512), nullable=False),
-    Column("status", Integer, nullable=False),
-    Column("body", JSON, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-)
+idempotency_keys = idempotency_table(metadata)

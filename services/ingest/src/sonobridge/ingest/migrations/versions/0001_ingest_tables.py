@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sonobridge.common.ddl import create_delivery_tables, drop_delivery_tables
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -75,15 +77,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("owner", "key"),
     )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer_group", sa.String(length=255), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("consumer_group", "event_id"),
-    )
+    create_delivery_tables()
     op.create_table(
         "instances",
         sa.Column("sop_instance_uid", sa.String(length=64), nullable=False),
@@ -148,28 +142,6 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("exam_id", "sop_instance_uid"),
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("source", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-    )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_outbox_published_at"), ["published_at"], unique=False)
 
     op.create_table(
         "upload_sessions",
@@ -202,10 +174,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_upload_sessions_exam_id"))
 
     op.drop_table("upload_sessions")
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_published_at"))
 
-    op.drop_table("outbox")
+    drop_delivery_tables()
     op.drop_table("manifest_items")
     with op.batch_alter_table("instances", schema=None) as batch_op:
         batch_op.drop_index("ix_instances_study_series")
@@ -217,7 +187,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_instances_consortium_id"))
 
     op.drop_table("instances")
-    op.drop_table("inbox")
     op.drop_table("idempotency_keys")
     with op.batch_alter_table("exams", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_exams_institution_id"))

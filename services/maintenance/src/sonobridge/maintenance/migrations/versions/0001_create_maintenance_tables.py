@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sonobridge.common.ddl import create_delivery_tables, drop_delivery_tables
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -93,37 +95,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("scope", "key"),
     )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer_group", sa.String(length=255), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("consumer_group", "event_id"),
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("source", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-    )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_outbox_published_at"), ["published_at"], unique=False)
+    create_delivery_tables()
 
     op.create_table(
         "preventive_tasks",
@@ -295,11 +267,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_preventive_tasks_next_due_at"))
 
     op.drop_table("preventive_tasks")
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_published_at"))
 
-    op.drop_table("outbox")
-    op.drop_table("inbox")
+    drop_delivery_tables()
     op.drop_table("idempotency_keys")
     op.drop_table("exam_usage")
     with op.batch_alter_table("devices", schema=None) as batch_op:

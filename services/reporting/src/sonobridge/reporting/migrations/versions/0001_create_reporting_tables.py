@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sonobridge.common.ddl import create_delivery_tables, drop_delivery_tables
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -116,15 +118,7 @@ def upgrade() -> None:
         sa.Column("instances", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("study_uid"),
     )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer_group", sa.String(length=255), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("consumer_group", "event_id"),
-    )
+    create_delivery_tables()
     op.create_table(
         "notifications",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -140,29 +134,6 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_notifications_recipient_user"), ["recipient_user"], unique=False
         )
-
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("source", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-    )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_outbox_published_at"), ["published_at"], unique=False)
 
     op.create_table(
         "read_history",
@@ -297,15 +268,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_read_history_read_id"))
 
     op.drop_table("read_history")
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_published_at"))
 
-    op.drop_table("outbox")
+    drop_delivery_tables()
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_notifications_recipient_user"))
 
     op.drop_table("notifications")
-    op.drop_table("inbox")
     op.drop_table("exams")
     op.drop_table("drafts")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sonobridge.common.problems import InvalidInput
-from sonobridge.ingest.adapters.spool import Spool, SpooledFile
+from sonobridge.ingest.ports import Spool, SpooledFile
 
 _MAX_HEADER_BYTES = 16 * 1024
 

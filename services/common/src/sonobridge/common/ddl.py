@@ -1,0 +1,105 @@
+"""Alembic DDL for the tables every service shares in shape: the outbox and the inbox."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+def create_delivery_tables() -> None:
+    """Create the outbox and inbox exactly as `common.delivery.delivery_tables` declares them."""
+    op.create_table(
+        "inbox",
+        sa.Column("consumer_group", sa.String(length=255), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("topic", sa.String(length=255), nullable=False),
+        sa.Column("type", sa.String(length=255), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer_group", "event_id"),
+    )
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("topic", sa.String(length=255), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("source", sa.String(length=255), nullable=False),
+        sa.Column("type", sa.String(length=255), nullable=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("event_id"),
+    )
+    op.create_index("ix_outbox_published_at", "outbox", ["published_at"], unique=False)
+
+
+def drop_delivery_tables() -> None:
+    """Drop the outbox and inbox."""
+    op.drop_index("ix_outbox_published_at", table_name="outbox")
+    op.drop_table("outbox")
+    op.drop_table("inbox")
+
+
+def create_audit_table(name: str = "audit_log") -> None:
+    """Create the audit table exactly as `common.sql_records.audit_table` declares it."""
+    op.create_table(
+        name,
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=255), nullable=False),
+        sa.Column("roles", sa.String(length=255), nullable=False),
+        sa.Column("institution_id", sa.String(length=128), nullable=True),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=32), nullable=False),
+        sa.Column("resource_id", sa.String(length=255), nullable=False),
+        sa.Column("related_id", sa.String(length=255), nullable=True),
+        sa.Column("outcome", sa.String(length=32), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=True),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    for column in ("at", "actor", "resource_id", "related_id"):
+        op.create_index(f"ix_{name}_{column}", name, [column], unique=False)
+
+
+AUDIT_COLUMNS = (
+    "id, at, actor, roles, institution_id, action, resource_type, resource_id, related_id, "
+    "outcome, channel, request_id, detail"
+)
+
+
+def move_audit_log(select_common_columns: str, *, old_indexes: tuple[str, ...] = ()) -> None:
+    """Replace a service's own audit table by the common one, copying every row.
+
+    `select_common_columns` is a SELECT over the old `audit_log` giving, in order, the columns
+    of AUDIT_COLUMNS; ids are kept, so cursors handed out before the move stay valid.
+    """
+    create_audit_table("audit_log_common")
+    op.execute(f"INSERT INTO audit_log_common ({AUDIT_COLUMNS}) {select_common_columns}")
+    for index in old_indexes:
+        op.drop_index(index, table_name="audit_log")
+    op.drop_table("audit_log")
+    _rename_audit_table("audit_log_common", "audit_log")
+
+
+def _rename_audit_table(old: str, new: str) -> None:
+    op.rename_table(old, new)
+    for column in ("at", "actor", "resource_id", "related_id"):
+        # Index names follow the table's, as `audit_table` declares them on `audit_log`.
+        op.drop_index(f"ix_{old}_{column}", table_name=new)
+        op.create_index(f"ix_{new}_{column}", new, [column], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        # The key and the id sequence keep their old names, and the sequence must continue
+        # after the copied ids. Table names here are this module's constants, never input.
+        op.execute(f"ALTER TABLE {new} RENAME CONSTRAINT {old}_pkey TO {new}_pkey")
+        op.execute(f"ALTER SEQUENCE {old}_id_seq RENAME TO {new}_id_seq")
+        last = f"COALESCE((SELECT max(id) FROM {new}), 0) + 1"  # noqa: S608
+        op.execute(f"SELECT setval('{new}_id_seq', {last}, false)")

@@ -1,0 +1,83 @@
+"""SQLAlchemy implementations of the inference ports, in the consumer worker's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from sonobridge.common.delivery import Outbox
+from sonobridge.inference.adapters import messages
+from sonobridge.inference.adapters.orm import inference_results
+from sonobridge.inference.domain.exams import (
+    InferenceResult,
+    InferenceStatus,
+    RecordedResult,
+    ResultKey,
+)
+
+SOURCE = "inference"
+
+
+class SqlInferenceResults:
+    """Inference results in the inference_results table."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def find(self, key: ResultKey) -> RecordedResult | None:
+        """Return the result recorded for this key, if any."""
+        t = inference_results
+        row = self.session.execute(
+            select(t.c.inference_id, t.c.status).where(
+                t.c.study_instance_uid == key.study_instance_uid,
+                t.c.manifest_sha256 == key.manifest_sha256,
+                t.c.model_versions == key.model_versions,
+            )
+        ).first()
+        if row is None:
+            return None
+        return RecordedResult(row.inference_id, key, InferenceStatus(row.status))
+
+    def add(self, result: InferenceResult) -> None:
+        """Record a new result."""
+        exam = result.exam
+        self.session.execute(
+            insert(inference_results).values(
+                inference_id=result.inference_id,
+                study_instance_uid=result.key.study_instance_uid,
+                manifest_sha256=result.key.manifest_sha256,
+                model_versions=result.key.model_versions,
+                exam_id=exam.exam_id,
+                exam_type=exam.exam_type,
+                institution_id=exam.institution_id,
+                device_serial=exam.device_serial,
+                status=result.status.value,
+                exam_acceptable="yes" if result.exam_quality.acceptable else "no",
+                summary=result.summary(),
+                derived_object_keys=list(result.derived_object_keys),
+                error_message=result.error_message,
+                source_event_id=result.source_event_id,
+                started_at=result.started_at,
+                completed_at=result.completed_at,
+            )
+        )
+
+
+@dataclass
+class SqlExamWork:
+    """The exam pipeline's unit of work: results and outbox in one session."""
+
+    session: Session
+    outbox: Outbox
+
+    @property
+    def results(self) -> SqlInferenceResults:
+        """Results in this transaction."""
+        return SqlInferenceResults(self.session)
+
+    def publish(self, result: InferenceResult) -> None:
+        """Stage the InferenceCompleted event of a result in this transaction's outbox."""
+        event = messages.inference_completed(result)
+        self.outbox.emit(self.session, event, source=SOURCE, key=result.key.study_instance_uid)

@@ -1,0 +1,97 @@
+"""Protobuf the transports receive and answer with, as the use cases' values and back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from sonobridge.api.events.v1 import events_pb2
+from sonobridge.api.inference.v1 import inference_pb2
+from sonobridge.common.problems import InvalidInput
+from sonobridge.inference.domain.exams import CompletedExam, ExamInstance
+from sonobridge.inference.domain.model_card import ModelCard, model_task
+from sonobridge.inference.domain.quality import QualityAssessment
+
+_EXAM_PREFIX = "EXAM_TYPE_"
+TASKS = {
+    "quality": inference_pb2.MODEL_TASK_QUALITY,
+    "classification": inference_pb2.MODEL_TASK_CLASSIFICATION,
+    "detection": inference_pb2.MODEL_TASK_DETECTION,
+    "segmentation": inference_pb2.MODEL_TASK_SEGMENTATION,
+    "measurement": inference_pb2.MODEL_TASK_MEASUREMENT,
+    "probe_health": inference_pb2.MODEL_TASK_PROBE_HEALTH,
+    "other": inference_pb2.MODEL_TASK_OTHER,
+}
+
+
+def exam_type_name(value: int) -> str:
+    """Return the lower-case exam type name ("carotid") of an ExamType value; "" if unset."""
+    if value == events_pb2.EXAM_TYPE_UNSPECIFIED:
+        return ""
+    if value not in events_pb2.ExamType.values():
+        # proto3 enums are open: a newer client (or a fuzzer) can send any number.
+        raise InvalidInput(f"exam type {value} is not one this service knows", reason="bad_enum")
+    return events_pb2.ExamType.Name(value).removeprefix(_EXAM_PREFIX).lower()
+
+
+def exam_type_value(name: str) -> int:
+    """Return the ExamType value of a lower-case name; OTHER for names the contract lacks."""
+    try:
+        return events_pb2.ExamType.Value(_EXAM_PREFIX + name.upper())
+    except ValueError:
+        return events_pb2.EXAM_TYPE_OTHER
+
+
+def task_name(value: int) -> str:
+    """Return the task name ("quality") a ModelTask filter asks for; "" when unset."""
+    if value == inference_pb2.MODEL_TASK_UNSPECIFIED:
+        return ""
+    names: dict[int, str] = {int(v): k for k, v in TASKS.items()}
+    # An unknown task matches no model.
+    return names.get(value, f"unknown-{value}")
+
+
+def task_value(card: ModelCard) -> inference_pb2.ModelTask:
+    """Return the ModelTask of a card."""
+    return TASKS[model_task(card)]
+
+
+def completed_exam(message: events_pb2.ExamCompleted) -> CompletedExam:
+    """Return what the exam pipeline needs of an ExamCompleted event."""
+    ctx = message.context
+    return CompletedExam(
+        study_instance_uid=ctx.study_instance_uid,
+        exam_id=ctx.exam_id,
+        exam_type=exam_type_name(ctx.exam_type),
+        institution_id=ctx.institution_id,
+        device_serial=ctx.device_serial,
+        instances=tuple(_instance(i) for i in message.instances),
+        manifest_sha256=message.manifest_sha256,
+        context=ctx,
+    )
+
+
+def _instance(ref: events_pb2.InstanceRef) -> ExamInstance:
+    spacing = None
+    if ref.HasField("app_pixel_spacing"):
+        spacing = (ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm)
+    return ExamInstance(ref.sop_instance_uid, ref.object_key, ref.sha256, spacing)
+
+
+def quality_assessment(a: QualityAssessment) -> events_pb2.QualityAssessment:
+    """Build the QualityAssessment message a quality check answers with."""
+    reasons = [events_pb2.QualityReason.Value(f"QUALITY_REASON_{r.upper()}") for r in a.reasons]
+    return events_pb2.QualityAssessment(**{**asdict(a), "reasons": reasons})
+
+
+def model_summary(card: ModelCard, *, loaded: bool, pinned: bool) -> inference_pb2.ModelSummary:
+    """Build the ModelSummary of a stored model version."""
+    return inference_pb2.ModelSummary(
+        name=card.name,
+        version=card.version,
+        task=task_value(card),
+        exam_types=[exam_type_value(t) for t in card.exam_types],
+        sha256=card.sha256 or "",
+        loaded=loaded,
+        pinned=pinned,
+        size_bytes=int(card.raw.get("size_bytes", 0)),
+    )

@@ -1,0 +1,311 @@
+"""The exam pipeline: one completed exam in, one recorded result and its event out."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sonobridge.common.objects.ports import ObjectNotFound
+from sonobridge.common.problems import Problem
+from sonobridge.inference.domain.errors import NoPixelData
+from sonobridge.inference.domain.exams import (
+    CompletedExam,
+    ExamInstance,
+    Finding,
+    InferenceResult,
+    InferenceStatus,
+    InstanceQuality,
+    ModelUse,
+    ProbeHealth,
+    ResultKey,
+)
+from sonobridge.inference.domain.probe_health import count_dark_lines
+from sonobridge.inference.domain.quality import summarise_exam
+from sonobridge.inference.domain.readable import ModuleInput, choose_frames, finish_findings
+from sonobridge.inference.handlers import Dependencies
+from sonobridge.inference.handlers.quality import (
+    PROBE_HEALTH_MODEL,
+    QUALITY_MODEL,
+    assess_quality,
+    probe_health,
+)
+from sonobridge.inference.handlers.serving import preprocess, run_model
+from sonobridge.inference.imaging.decode import DecodedImage, decode_file
+from sonobridge.inference.modules.base import ExamModule, ModuleFrame, ModuleOutput
+from sonobridge.inference.ports import ExamWork, ServedModel
+
+log = logging.getLogger(__name__)
+
+# The whole error text would not fit the event or the table; the first errors say enough.
+_ERROR_CHARS = 4000
+
+
+@dataclass
+class _ExamRun:
+    instance_quality: list[InstanceQuality] = field(default_factory=list)
+    quality_detail: list[dict[str, Any]] = field(default_factory=list)
+    probe_scores: list[float] = field(default_factory=list)
+    dark_columns: tuple[int, float] = (0, 0.0)
+    module_frames: list[ModuleFrame] = field(default_factory=list)
+    # Parallel to module_frames: the quality model's per-frame verdict.
+    frame_acceptable: list[bool] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    decoded: int = 0
+    # Structured reports, waveforms and other objects without pixels, passed over.
+    skipped: int = 0
+
+
+@dataclass
+class _Evidence:
+    findings: list[Finding] = field(default_factory=list)
+    derived: list[str] = field(default_factory=list)
+
+
+def infer_exam(
+    deps: Dependencies, work: ExamWork, exam: CompletedExam, event_id: str
+) -> str | None:
+    """Run every applicable model over a completed exam and record one result with its event.
+
+    Returns the inference id, or None when this exam already has a result for these models
+    (a redelivery or a re-published event): nothing is written twice.
+    """
+    exam.require_instances()
+    study = exam.study_instance_uid
+    quality = deps.models.get(QUALITY_MODEL)
+    probe = deps.models.get(PROBE_HEALTH_MODEL)
+    modules = [m for m in deps.modules if exam.exam_type and exam.exam_type in m.exam_types]
+    used = [_use(quality), _use(probe)]
+    used += [ModelUse(m.name, m.version, getattr(m, "sha256", "") or "") for m in modules]
+    key = ResultKey.of(exam, used)
+    recorded = work.results.find(key)
+    if recorded is not None:
+        log.info("exam %s already has inference %s; skipping", study, recorded.inference_id)
+        return None
+    started_at = deps.clock()
+    log.info("exam %s: inferring over %d instances", study, len(exam.instances))
+
+    run = _ExamRun()
+    for instance in exam.instances:
+        _analyse_instance(deps, run, instance, probe)
+        if deps.instance_delay_seconds:
+            time.sleep(deps.instance_delay_seconds)
+
+    evidence = _Evidence()
+    health = ProbeHealth(device_serial=exam.device_serial)
+    if run.decoded:
+        health = _conclude(deps, run, exam, (quality, probe), modules, evidence)
+    result = InferenceResult(
+        key=key,
+        exam=exam,
+        status=InferenceStatus.of(run.decoded, run.errors),
+        exam_quality=summarise_exam([iq.assessment for iq in run.instance_quality]),
+        instance_quality=tuple(run.instance_quality),
+        findings=tuple(evidence.findings),
+        models=tuple(used),
+        derived_object_keys=tuple(evidence.derived),
+        probe_health=health,
+        error_message="; ".join(run.errors)[:_ERROR_CHARS],
+        source_event_id=event_id,
+        started_at=started_at,
+        completed_at=deps.clock(),
+        instances_analysed=run.decoded,
+        instances_without_pixels=run.skipped,
+    )
+    work.results.add(result)
+    work.publish(result)
+    return result.inference_id
+
+
+def _conclude(
+    deps: Dependencies,
+    run: _ExamRun,
+    exam: CompletedExam,
+    models: tuple[ServedModel, ServedModel],
+    modules: list[ExamModule],
+    evidence: _Evidence,
+) -> ProbeHealth:
+    """Store quality, probe health and module outputs as derived objects; decide probe health."""
+    quality, probe = models
+    study = exam.study_instance_uid
+    evidence.derived.append(_store_quality(deps, run, study, quality))
+    health = _store_probe_health(deps, run, exam, probe, evidence)
+    given = choose_frames(run.module_frames, run.frame_acceptable, exam.exam_type)
+    for module in modules:
+        out = _run_module(deps, module, given, run.errors)
+        if out is not None:
+            _store_module_output(deps, out, study, evidence)
+    return health
+
+
+def _use(model: ServedModel) -> ModelUse:
+    return ModelUse(model.card.name, model.card.version, model.card.sha256)
+
+
+def _read_instance(deps: Dependencies, instance: ExamInstance) -> DecodedImage:
+    # Stream to a temp file: a cine can be hundreds of MB and only sampled frames are needed.
+    with tempfile.NamedTemporaryFile(prefix="sonobridge-inference-", suffix=".dcm") as tmp:
+        with deps.store.open(instance.object_key) as chunks:
+            for chunk in chunks:
+                tmp.write(chunk)
+        tmp.flush()
+        return decode_file(tmp.name, deps.sampling)
+
+
+def _analyse_instance(
+    deps: Dependencies, run: _ExamRun, instance: ExamInstance, probe: ServedModel
+) -> None:
+    started = time.perf_counter()
+    uid = instance.sop_instance_uid
+    try:
+        decoded = _read_instance(deps, instance)
+    except NoPixelData:
+        # An exam may carry a report or an ECG beside its images; there is nothing to infer on.
+        run.skipped += 1
+        return
+    except (Problem, ObjectNotFound) as exc:
+        # The other instances still count; the run ends PARTIAL with the reason.
+        deps.metrics.errors.labels(QUALITY_MODEL, "instance").inc()
+        run.errors.append(f"{uid}: {exc}")
+        return
+    run.decoded += 1
+    check = assess_quality(deps, decoded.frames, decoded.frame_indices, started)
+    run.instance_quality.append(InstanceQuality(uid, check.assessment))
+    run.quality_detail.append(
+        {
+            "sop_instance_uid": uid,
+            "object_key": instance.object_key,
+            "acceptable": check.verdict.acceptable,
+            "reason": check.verdict.reason,
+            "confidence": check.verdict.confidence,
+            "probabilities": check.verdict.probabilities,
+            "frames": [
+                {"frame_index": i, "acceptable": v.acceptable, "reason": v.reason}
+                for i, v in zip(check.frame_indices, check.frames, strict=True)
+            ],
+        }
+    )
+    out = run_model(deps, probe, preprocess(deps, probe, decoded.frames), time.perf_counter())
+    run.probe_scores.extend(float(s) for s in out["probabilities"][:, 0])
+    dark = count_dark_lines(decoded.frames)
+    if dark.fraction > run.dark_columns[1]:
+        run.dark_columns = (dark.columns, dark.fraction)
+    # The DICOM's own calibration wins; the app's fills in for images that carry none.
+    spacing = decoded.spacing_mm
+    if spacing is None:
+        spacing = instance.app_spacing_mm
+    run.module_frames.extend(
+        ModuleFrame(frame, spacing, uid, index)
+        for frame, index in zip(decoded.frames, decoded.frame_indices, strict=True)
+    )
+    verdicts = dict(zip(check.frame_indices, check.frames, strict=True))
+    run.frame_acceptable.extend(
+        verdicts[i].acceptable if i in verdicts else check.verdict.acceptable
+        for i in decoded.frame_indices
+    )
+
+
+def _store_quality(deps: Dependencies, run: _ExamRun, study: str, quality: ServedModel) -> str:
+    prefix = f"derived/{study}/{quality.card.name}/{quality.card.version}"
+    return _put_json(deps, f"{prefix}/quality.json", {"instances": run.quality_detail})
+
+
+def _store_probe_health(
+    deps: Dependencies,
+    run: _ExamRun,
+    exam: CompletedExam,
+    probe: ServedModel,
+    evidence: _Evidence,
+) -> ProbeHealth:
+    verdict = probe_health(probe, np.asarray(run.probe_scores))
+    suspected = verdict.dead_elements_suspected
+    prefix = f"derived/{exam.study_instance_uid}/{probe.card.name}/{probe.card.version}"
+    key = _put_json(
+        deps,
+        f"{prefix}/probe-health.json",
+        {
+            "device_serial": exam.device_serial,
+            "suspected_fault": suspected,
+            "score": verdict.score,
+            "frames": verdict.frames,
+            "frames_flagged": verdict.frames_flagged,
+            "frame_scores": run.probe_scores,
+            "dark_columns": run.dark_columns[0],
+            "dark_column_fraction": run.dark_columns[1],
+        },
+    )
+    evidence.derived.append(key)
+    return ProbeHealth(
+        device_serial=exam.device_serial,
+        suspected_fault=suspected,
+        dead_element_fraction=run.dark_columns[1] if suspected else 0.0,
+        dead_element_columns=run.dark_columns[0] if suspected else 0,
+        confidence=verdict.score if suspected else 1.0 - verdict.score,
+    )
+
+
+def _run_module(
+    deps: Dependencies, module: ExamModule, given: ModuleInput, errors: list[str]
+) -> ModuleOutput | None:
+    started = time.perf_counter()
+    try:
+        out = module.run(given.frames)
+    except Exception as exc:  # one module failing must not lose the others' results
+        log.exception("module %s failed", module.name)
+        deps.metrics.errors.labels(module.name, "module").inc()
+        errors.append(f"module {module.name}: {exc}")
+        return None
+    deps.metrics.stage_seconds.labels(module.name, "total").observe(time.perf_counter() - started)
+    return finish_findings(out, given)
+
+
+def _store_module_output(
+    deps: Dependencies, out: ModuleOutput, study: str, evidence: _Evidence
+) -> None:
+    prefix = f"derived/{study}/{out.module}/{out.version}"
+    overlays = [_put(deps, f"{prefix}/{n}", png, "image/png") for n, png in out.overlays.items()]
+    findings_key = _put_json(
+        deps,
+        f"{prefix}/findings.json",
+        {
+            "module": out.module,
+            "version": out.version,
+            "findings": [f.__dict__ for f in out.findings],
+            "details": out.details,
+        },
+    )
+    evidence.derived += [*overlays, findings_key]
+    evidence.findings += [
+        Finding(
+            code=f.code,
+            code_system=f.code_system,
+            display=f.display,
+            value=None if f.value is None else float(f.value),
+            unit=f.unit,
+            confidence=f.confidence,
+            low_confidence=f.low_confidence,
+            abnormal=f.abnormal,
+            sop_instance_uid=f.sop_instance_uid,
+            attributes=dict(f.attributes),
+            model_name=out.module,
+            model_version=out.version,
+            evidence_object_keys=(findings_key, *overlays),
+        )
+        for f in out.findings
+    ]
+
+
+def _put_json(deps: Dependencies, key: str, body: Any) -> str:
+    data = json.dumps(body, indent=2, sort_keys=True, default=float).encode()
+    return _put(deps, key, data, "application/json")
+
+
+def _put(deps: Dependencies, key: str, data: bytes, content_type: str) -> str:
+    deps.store.put(key, io.BytesIO(data), length=len(data), content_type=content_type)
+    return key

@@ -1,0 +1,86 @@
+"""SQLAlchemy repositories of the DIMSE caller registry and the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from sonobridge.common.audit import DETAIL_CHARS, ID_CHARS, OUTCOME_CHARS, AuditRecord
+from sonobridge.ingest.adapters.orm import audit_log, dimse_callers
+from sonobridge.ingest.adapters.rows import changed
+from sonobridge.ingest.domain.callers import DimseCaller
+
+
+@dataclass
+class SqlCallers:
+    """The DIMSE caller registry in one session."""
+
+    session: Session
+
+    def get(self, ae_title: str) -> DimseCaller | None:
+        """Return the registered caller with this (significant) AE title."""
+        query = select(dimse_callers).where(dimse_callers.c.ae_title == ae_title)
+        row = self.session.execute(query).first()
+        return None if row is None else _caller(row)
+
+    def all(self) -> list[DimseCaller]:
+        """Return every registered caller, by AE title."""
+        query = select(dimse_callers).order_by(dimse_callers.c.ae_title)
+        return [_caller(row) for row in self.session.execute(query)]
+
+    def put(self, caller: DimseCaller, *, by: str, at: datetime) -> bool:
+        """Register or replace a caller; return True when it was new."""
+        values = {
+            "institution_id": caller.institution_id,
+            "description": caller.description,
+            "updated_by": by[:255],
+            "updated_at": at,
+        }
+        if changed(
+            self.session.execute(
+                update(dimse_callers)
+                .where(dimse_callers.c.ae_title == caller.ae_title)
+                .values(**values)
+            )
+        ):
+            return False
+        self.session.execute(insert(dimse_callers).values(ae_title=caller.ae_title, **values))
+        return True
+
+    def delete(self, ae_title: str) -> bool:
+        """Remove a caller; return True when it was registered."""
+        return changed(
+            self.session.execute(delete(dimse_callers).where(dimse_callers.c.ae_title == ae_title))
+        )
+
+
+def _caller(row: Row[Any]) -> DimseCaller:
+    return DimseCaller(row.ae_title, row.institution_id, row.description)
+
+
+@dataclass
+class SqlAuditLog:
+    """Ingest's audit table in one session (its columns predate the shared audit table)."""
+
+    session: Session
+
+    def append(self, record: AuditRecord) -> None:
+        """Append one record, clipping the free-text fields to their columns."""
+        self.session.execute(
+            insert(audit_log).values(
+                at=record.at,
+                actor=record.actor[:ID_CHARS],
+                roles=",".join(sorted(record.roles)),
+                action=record.action,
+                resource_type=record.resource_type,
+                resource_id=record.resource_id[:ID_CHARS],
+                institution_id=record.institution_id,
+                channel=record.channel or "",
+                outcome=record.outcome[:OUTCOME_CHARS],
+                detail=record.detail[:DETAIL_CHARS] or None,
+            )
+        )

@@ -1,0 +1,131 @@
+"""Protobuf mapping: ingest's domain records and events to events.v1 and ingest.v1 messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from sonobridge.api.events.v1 import events_pb2
+from sonobridge.api.ingest.v1 import ingest_pb2
+from sonobridge.ingest.domain.events import Event, ExamCompleted, InstanceStored
+from sonobridge.ingest.domain.model import Channel, ExamState, ExamType
+from sonobridge.ingest.domain.records import Exam, Instance
+from sonobridge.ingest.domain.validation import parse_pixel_spacing
+
+_EXAM_TYPES = {t: getattr(events_pb2, f"EXAM_TYPE_{t.name}") for t in ExamType}
+_RECEIVED_VIA = {
+    Channel.APP: events_pb2.RECEIVED_VIA_APP_UPLOAD,
+    Channel.STOW: events_pb2.RECEIVED_VIA_STOW_RS,
+    Channel.CSTORE: events_pb2.RECEIVED_VIA_C_STORE,
+}
+_STATES = {
+    ExamState.RECEIVING: ingest_pb2.EXAM_STATE_RECEIVING,
+    ExamState.AWAITING_INSTANCES: ingest_pb2.EXAM_STATE_AWAITING_INSTANCES,
+    ExamState.COMPLETED: ingest_pb2.EXAM_STATE_COMPLETED,
+}
+
+
+def _stamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def exam_context(exam: Exam | None, instance: Instance | None = None) -> events_pb2.ExamContext:
+    """Build the ExamContext of an exam, or of an instance arriving without one."""
+    if exam is not None:
+        return events_pb2.ExamContext(
+            exam_id=exam.exam_id,
+            study_instance_uid=exam.study_instance_uid or "",
+            institution_id=exam.institution_id,
+            operator_id=exam.operator_id,
+            device_serial=exam.device_serial,
+            exam_type=_EXAM_TYPES[ExamType(exam.exam_type)],
+            patient_ref=exam.patient_ref,
+        )
+    assert instance is not None
+    return events_pb2.ExamContext(
+        study_instance_uid=instance.study_instance_uid,
+        institution_id=instance.institution_id,
+        operator_id=instance.operator_id,
+        device_serial=instance.device_serial,
+    )
+
+
+def instance_ref(instance: Instance) -> events_pb2.InstanceRef:
+    """Build the InstanceRef of an indexed instance."""
+    ref = events_pb2.InstanceRef(
+        study_instance_uid=instance.study_instance_uid,
+        series_instance_uid=instance.series_instance_uid,
+        sop_instance_uid=instance.sop_instance_uid,
+        sop_class_uid=instance.sop_class_uid,
+        object_key=instance.object_key,
+        sha256=instance.sha256,
+        size_bytes=instance.size_bytes,
+        transfer_syntax_uid=instance.transfer_syntax_uid,
+        number_of_frames=instance.number_of_frames,
+        modality=instance.modality,
+    )
+    if instance.app_pixel_spacing:
+        row_mm, column_mm = parse_pixel_spacing(instance.app_pixel_spacing)
+        ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm = row_mm, column_mm
+    return ref
+
+
+def instance_stored(event: InstanceStored) -> events_pb2.InstanceStored:
+    """Build the InstanceStored event."""
+    message = events_pb2.InstanceStored(
+        context=exam_context(event.exam, event.instance),
+        instance=instance_ref(event.instance),
+        received_via=_RECEIVED_VIA[event.channel],
+        duplicate=event.duplicate,
+    )
+    message.stored_at.CopyFrom(_stamp(event.stored_at))
+    return message
+
+
+def exam_completed(event: ExamCompleted) -> events_pb2.ExamCompleted:
+    """Build the ExamCompleted event."""
+    exam, ordered = event.exam, event.instances
+    message = events_pb2.ExamCompleted(
+        context=exam_context(exam),
+        instances=[instance_ref(i) for i in ordered],
+        instance_count=len(ordered),
+        total_bytes=sum(i.size_bytes for i in ordered),
+        scan_seconds=exam.scan_seconds or 0.0,
+        manifest_sha256=exam.manifest_sha256,
+    )
+    if exam.scan_started_at is not None:
+        message.started_at.CopyFrom(_stamp(exam.scan_started_at))
+    if exam.scan_completed_at is not None:
+        message.completed_at.CopyFrom(_stamp(exam.scan_completed_at))
+    return message
+
+
+def event_message(event: Event) -> tuple[Message, str]:
+    """Return an event's message and its partition key (the study)."""
+    if isinstance(event, InstanceStored):
+        return instance_stored(event), event.instance.study_instance_uid
+    key = event.exam.study_instance_uid or event.instances[0].study_instance_uid
+    return exam_completed(event), key
+
+
+def exam_message(
+    exam: Exam, *, expected: int, received: int, missing: list[str], received_bytes: int
+) -> ingest_pb2.Exam:
+    """Build the API message of an exam's upload state."""
+    message = ingest_pb2.Exam(
+        context=exam_context(exam),
+        state=_STATES[ExamState(exam.state)],
+        expected_instance_count=expected,
+        received_instance_count=received,
+        missing_sop_instance_uids=missing,
+        received_bytes=received_bytes,
+        manifest_sha256=exam.manifest_sha256 or "",
+    )
+    for field, value in (("created_at", exam.created_at), ("completed_at", exam.completed_at)):
+        if value is not None:
+            getattr(message, field).FromDatetime(value)
+    return message

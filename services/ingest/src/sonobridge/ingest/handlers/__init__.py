@@ -1,0 +1,58 @@
+"""Ingest's use cases, one module per family; `IngestDeps` is what they all take."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sonobridge.common.access import AccessPolicy
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.auth import Principal
+from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.ingest.metrics import IngestMetrics
+from sonobridge.ingest.ports import DicomCodec, Spool, UnitOfWork
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class IngestDeps:
+    """Everything the use cases need, built once by bootstrap (or by a test, with fakes)."""
+
+    unit: UnitOfWork
+    store: ObjectStore
+    spool: Spool
+    codec: DicomCodec
+    metrics: IngestMetrics
+    clock: Clock
+    max_instance_bytes: int
+    upload_expiry: timedelta
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+
+
+def audit_record(
+    *,
+    at: datetime,
+    actor: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    institution_id: str | None,
+    channel: str,
+    outcome: str = "ok",
+    detail: str | None = None,
+) -> AuditRecord:
+    """Build the audit record of an action `actor` took."""
+    return AuditRecord(
+        at=at,
+        actor=actor.user,
+        roles=frozenset(actor.roles),
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        institution_id=institution_id,
+        outcome=outcome,
+        channel=channel,
+        detail=detail or "",
+    )

@@ -1,0 +1,373 @@
+"""Storing one instance from any channel: validate, claim, write once, index, announce."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sonobridge.common.access import Action
+from sonobridge.common.auth import Principal
+from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, Problem
+from sonobridge.ingest.domain.events import InstanceStored
+from sonobridge.ingest.domain.model import Channel, Scope, parse_exam_id, writer_scope
+from sonobridge.ingest.domain.records import Exam, Instance
+from sonobridge.ingest.domain.validation import (
+    InstanceDescription,
+    check_description,
+    check_size,
+    check_study,
+)
+from sonobridge.ingest.handlers import IngestDeps, audit_record
+from sonobridge.ingest.handlers.exams import may, settle_exam, visible_exam
+from sonobridge.ingest.ports import Collision, SpooledFile, Work
+
+log = logging.getLogger(__name__)
+
+# A pending claim older than this is from a writer that died; another writer may take it over.
+STALE_CLAIM = timedelta(minutes=10)
+# How long a writer waits for a concurrent writer of the same instance to finish.
+_CLAIM_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """The outcome of storing one instance."""
+
+    instance: Instance
+    duplicate: bool
+
+    @property
+    def exam_id(self) -> str | None:
+        """Return the exam the instance belongs to, if any."""
+        return self.instance.exam_id
+
+
+def object_key(study: str, series: str, sop: str) -> str:
+    """Return the write-once object key of an instance."""
+    return f"dicom/{study}/{series}/{sop}.dcm"
+
+
+def identify(deps: IngestDeps, spooled: SpooledFile) -> tuple[str, str]:
+    """Return the (SOP class, SOP instance) UIDs a refused file names, or empty strings."""
+    return deps.codec.peek_uids(spooled.path)
+
+
+def _validate(deps: IngestDeps, spooled: SpooledFile) -> tuple[InstanceDescription, dict[str, Any]]:
+    check_size(spooled.size, deps.max_instance_bytes)
+    description, pixels, metadata = deps.codec.read_instance(spooled.path)
+    check_description(description, pixels)
+    return description, metadata
+
+
+def store_instance(
+    deps: IngestDeps,
+    principal: Principal,
+    spooled: SpooledFile,
+    *,
+    channel: Channel,
+    exam_id: str | None = None,
+    expected_study: str | None = None,
+    scope: Scope | None = None,
+    app_pixel_spacing: tuple[float, float] | None = None,
+) -> StoredInstance:
+    """Validate, write once under dicom/{study}/{series}/{sop}.dcm, index, announce."""
+    try:
+        deps.access.require_any(principal, Action.WRITE)
+        description, metadata = _validate(deps, spooled)
+        check_study(description, expected_study, "the study in the request path")
+        claim = _Claim(deps, principal, spooled, description, channel, exam_id, scope)
+        result, completed_type = _store_valid(claim, metadata, _spacing_text(app_pixel_spacing))
+    except Problem as problem:
+        reason = str(problem.extensions.get("reason") or problem.type_slug)
+        deps.metrics.rejections.labels(reason).inc()
+        deps.metrics.uploads.labels(str(channel), "rejected").inc()
+        _audit_rejection(deps, principal, channel, exam_id, problem)
+        raise
+    deps.metrics.uploads.labels(str(channel), "duplicate" if result.duplicate else "stored").inc()
+    if not result.duplicate:
+        deps.metrics.uploaded_bytes.labels(str(channel)).inc(spooled.size)
+    if completed_type:
+        deps.metrics.exams_completed.labels(completed_type).inc()
+    return result
+
+
+def _audit_rejection(
+    deps: IngestDeps, principal: Principal, channel: Channel, exam_id: str | None, problem: Problem
+) -> None:
+    with deps.unit() as work:
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=principal,
+                action="store_instance",
+                resource_type="exam" if exam_id else "instance",
+                resource_id=exam_id or "-",
+                institution_id=principal.institution,
+                channel=str(channel),
+                outcome=f"rejected:{problem.extensions.get('reason') or problem.type_slug}",
+                detail=problem.detail,
+            )
+        )
+
+
+def _spacing_text(spacing: tuple[float, float] | None) -> str | None:
+    return "\\".join(f"{v:g}" for v in spacing) if spacing else None
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """One writer's attempt at storing one instance."""
+
+    deps: IngestDeps
+    principal: Principal
+    spooled: SpooledFile
+    description: InstanceDescription
+    channel: Channel
+    exam_id: str | None
+    scope: Scope | None
+
+    @property
+    def sop(self) -> str:
+        """Return the SOP Instance UID being stored."""
+        return self.description.sop_instance_uid
+
+    @property
+    def key(self) -> str:
+        """Return the write-once object key of the instance."""
+        d = self.description
+        return object_key(d.study_instance_uid, d.series_instance_uid, d.sop_instance_uid)
+
+
+def _resolve_exam(claim: _Claim, work: Work) -> Exam | None:
+    """Find the exam an instance belongs to and check the instance agrees with it."""
+    deps, principal, description = claim.deps, claim.principal, claim.description
+    study = description.study_instance_uid
+    # A study that arrived without an exam (STOW-RS, C-STORE) belongs to whoever stored it first.
+    for owner in work.instances.owners_of_study(study):
+        if not deps.access.may(principal, Action.WRITE, owner.institution_id, owner.consortium_id):
+            raise Forbidden(f"study {study} belongs to another institution")
+    if claim.exam_id is not None:
+        exam = visible_exam(deps, work, principal, claim.exam_id, Action.WRITE)
+        if exam.study_instance_uid:
+            check_study(description, exam.study_instance_uid, f"exam {exam.exam_id}")
+        else:
+            other = work.exams.by_study(study)
+            if other is not None and other.exam_id != exam.exam_id:
+                raise InvalidInput(
+                    f"StudyInstanceUID {study} belongs to another exam", reason="uid_mismatch"
+                )
+        return exam
+    by_study = work.exams.by_study(study)
+    if by_study is not None and not may(deps, principal, Action.WRITE, by_study):
+        raise Forbidden(f"study {study} belongs to another institution")
+    return by_study
+
+
+def _pending(
+    claim: _Claim, exam: Exam | None, metadata: dict[str, Any], spacing: str | None, now: datetime
+) -> Instance:
+    d, spooled = claim.description, claim.spooled
+    owner = exam.scope if exam else (claim.scope or writer_scope(claim.principal))
+    return Instance(
+        sop_instance_uid=d.sop_instance_uid,
+        status="pending",
+        claimed_at=now,
+        study_instance_uid=d.study_instance_uid,
+        series_instance_uid=d.series_instance_uid,
+        sop_class_uid=d.sop_class_uid,
+        exam_id=exam.exam_id if exam else None,
+        object_key=claim.key,
+        sha256=spooled.sha256,
+        size_bytes=spooled.size,
+        transfer_syntax_uid=d.transfer_syntax_uid,
+        number_of_frames=d.number_of_frames,
+        rows=d.rows,
+        columns=d.columns,
+        modality=d.modality[:16],
+        body_part=d.body_part[:64],
+        patient_id=d.patient_id[:64],
+        patient_name=d.patient_name[:324],
+        study_date=d.study_date[:8],
+        study_time=d.study_time[:32],
+        accession_number=d.accession_number[:64],
+        study_description=d.study_description[:255],
+        study_id=d.study_id[:32],
+        series_number=d.series_number,
+        series_description=d.series_description[:255],
+        instance_number=d.instance_number,
+        device_serial=(exam.device_serial if exam else d.device_serial)[:128],
+        operator_id=exam.operator_id if exam else claim.principal.user,
+        institution_id=owner.institution_id,
+        consortium_id=owner.consortium_id,
+        received_via=str(claim.channel),
+        stored_at=None,
+        metadata_json=json.dumps(metadata),
+        app_pixel_spacing=spacing,
+    )
+
+
+def _take(claim: _Claim, metadata: dict[str, Any], spacing: str | None) -> Instance | None:
+    """Insert a pending index row (the write claim); return the stored instance if there."""
+    deps, sop = claim.deps, claim.sop
+    deadline = time.monotonic() + _CLAIM_WAIT_S
+    while True:
+        now = deps.clock()
+        try:
+            with deps.unit() as work:
+                exam = _resolve_exam(claim, work)
+                if exam is not None:
+                    listed = {
+                        e.sop_instance_uid: e.sha256 for e in work.exams.manifest(exam.exam_id)
+                    }
+                    if sop in listed and listed[sop] != claim.spooled.sha256:
+                        raise Conflict(
+                            f"instance {sop} differs from the SHA-256 in exam "
+                            f"{exam.exam_id}'s manifest",
+                            reason="manifest_mismatch",
+                        )
+                existing = work.instances.get(sop)
+                if existing is not None:
+                    if existing.status == "stored" or existing.sha256 != claim.spooled.sha256:
+                        return _already_stored(claim, existing)
+                    if now - existing.claimed_at < STALE_CLAIM:
+                        raise _Busy()
+                    work.instances.release(sop)
+                work.instances.claim(_pending(claim, exam, metadata, spacing, now))
+            return None
+        except _OtherFile as other:
+            if claim.exam_id is not None:
+                # The app's manifest names each file's SHA-256: its upload must be the stored file.
+                raise _conflict(sop, "file") from None
+            if not _same_dataset(deps, other.instance, claim.spooled):
+                raise _conflict(sop, "dataset") from None
+            if not may(deps, claim.principal, Action.WRITE, other.instance):
+                raise Conflict(f"instance {sop} is already stored", reason="taken") from None
+            return other.instance
+        except (_Busy, Collision):
+            # Another writer holds the claim for this SOP instance: wait for its outcome.
+            if time.monotonic() > deadline:
+                raise Conflict(
+                    f"instance {sop} is being stored by another request; retry later",
+                    reason="busy",
+                ) from None
+            time.sleep(0.05)
+
+
+def _already_stored(claim: _Claim, existing: Instance) -> Instance:
+    """Answer for an instance indexed before, or claimed with other bytes."""
+    if existing.sha256 != claim.spooled.sha256:
+        if existing.status != "stored":
+            raise _conflict(claim.sop, "file")
+        # Compared outside the transaction: it reads the stored object.
+        raise _OtherFile(existing)
+    if not may(claim.deps, claim.principal, Action.WRITE, existing):
+        raise Conflict(f"instance {claim.sop} is already stored", reason="taken")
+    return existing
+
+
+def _conflict(sop: str, what: str) -> Conflict:
+    return Conflict(
+        f"instance {sop} is already stored with a different {what}", reason="duplicate_conflict"
+    )
+
+
+def _same_dataset(deps: IngestDeps, stored: Instance, spooled: SpooledFile) -> bool:
+    """Tell whether a file differing from a stored one holds the same dataset."""
+    # An instance's identity is its dataset (PS3.10 7.1): the File Meta differs by channel
+    # (STOW client, the C-STORE receiver's own implementation UID and source AE title).
+    with spooled.path.open("rb") as handle:
+        received = deps.codec.dataset_sha256(iter(lambda: handle.read(1024 * 1024), b""))
+    with deps.store.open(stored.object_key) as chunks:
+        return deps.codec.dataset_sha256(chunks) == received
+
+
+class _Busy(Exception):
+    """Another writer holds a fresh claim on the instance."""
+
+
+class _OtherFile(Exception):
+    """The instance is stored as another file; its dataset may still be the same."""
+
+    def __init__(self, instance: Instance) -> None:
+        super().__init__(instance.sop_instance_uid)
+        self.instance = instance
+
+
+def _store_valid(
+    claim: _Claim, metadata: dict[str, Any], spacing: str | None
+) -> tuple[StoredInstance, str | None]:
+    existing = _take(claim, metadata, spacing)
+    if existing is not None:
+        return _store_duplicate(claim, existing, spacing)
+    deps, sop = claim.deps, claim.sop
+    try:
+        with claim.spooled.path.open("rb") as handle:
+            deps.store.put(
+                claim.key, handle, length=claim.spooled.size, content_type="application/dicom"
+            )
+        with deps.unit() as work:
+            now = deps.clock()
+            work.instances.mark_stored(sop, now)
+            stored = work.instances.get(sop)
+            assert stored is not None
+            exam = work.exams.get(stored.exam_id) if stored.exam_id else None
+            if exam is not None and not exam.study_instance_uid:
+                work.exams.bind_study(exam.exam_id, claim.description.study_instance_uid)
+                exam = work.exams.get(exam.exam_id)
+            work.emit(InstanceStored(stored, exam, claim.channel, False, now))
+            work.audit.append(
+                audit_record(
+                    at=now,
+                    actor=claim.principal,
+                    action="store_instance",
+                    resource_type="instance",
+                    resource_id=sop,
+                    institution_id=stored.institution_id,
+                    channel=str(claim.channel),
+                )
+            )
+            completed = settle_exam(deps, work, exam.exam_id) if exam is not None else None
+        return StoredInstance(stored, False), completed
+    except BaseException:
+        # Leave nothing behind: neither the claim nor an object no index row points to.
+        with deps.unit() as work:
+            work.instances.release(sop)
+        try:
+            deps.store.delete(claim.key)
+        except Exception:
+            log.exception("could not remove object %s after a failed store", claim.key)
+        raise
+
+
+def _store_duplicate(
+    claim: _Claim, existing: Instance, spacing: str | None
+) -> tuple[StoredInstance, str | None]:
+    deps, sop = claim.deps, claim.sop
+    completed = None
+    with deps.unit() as work:
+        if claim.exam_id is not None and existing.exam_id is None:
+            # Arrived earlier by STOW-RS or C-STORE: the app's copy links it to the exam.
+            work.instances.link(sop, parse_exam_id(claim.exam_id), spacing)
+            linked = work.instances.get(sop)
+            assert linked is not None and linked.exam_id is not None
+            existing = linked
+            completed = settle_exam(deps, work, linked.exam_id)
+        exam = work.exams.get(existing.exam_id) if existing.exam_id else None
+        work.emit(InstanceStored(existing, exam, claim.channel, True, deps.clock()))
+        work.audit.append(
+            audit_record(
+                at=deps.clock(),
+                actor=claim.principal,
+                action="store_instance",
+                resource_type="instance",
+                resource_id=sop,
+                institution_id=existing.institution_id,
+                channel=str(claim.channel),
+                outcome="duplicate",
+            )
+        )
+    return StoredInstance(existing, True), completed

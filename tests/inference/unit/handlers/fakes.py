@@ -1,0 +1,347 @@
+"""Hand-written fakes of the inference ports, and a Dependencies built from them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+from prometheus_client import CollectorRegistry
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from sonobridge.common.objects.ports import ObjectInfo, ObjectNotFound
+from sonobridge.inference.domain.errors import ModelNotFound, ModelNotLoaded
+from sonobridge.inference.domain.exams import (
+    CompletedExam,
+    ExamInstance,
+    InferenceResult,
+    RecordedResult,
+    ResultKey,
+)
+from sonobridge.inference.domain.model_card import ModelCard
+from sonobridge.inference.handlers import Dependencies
+from sonobridge.inference.imaging.decode import FrameSampling
+from sonobridge.inference.imaging.preprocess import InputSpec
+from sonobridge.inference.metrics import InferenceMetrics
+
+QUALITY_LABELS = ("acceptable", "low_gain", "lost_contact")
+Outputs = Callable[[np.ndarray], dict[str, Any]]
+
+
+def card(
+    name: str,
+    version: str = "1.0.0",
+    *,
+    labels: tuple[str, ...] = (),
+    thresholds: dict[str, Any] | None = None,
+    exam_types: tuple[str, ...] = (),
+    kind: str = "",
+    task: str = "",
+) -> ModelCard:
+    """Return a model card with just the fields the use cases read."""
+    raw: dict[str, Any] = {"name": name, "version": version, "size_bytes": 10}
+    if kind:
+        raw["kind"] = kind
+    return ModelCard(
+        name=name,
+        version=version,
+        task=task,
+        exam_types=exam_types,
+        labels=labels,
+        thresholds=thresholds or {},
+        sha256=f"{name}-{version}-sha",
+        raw=raw,
+    )
+
+
+QUALITY_CARD = card(
+    "image-quality",
+    labels=QUALITY_LABELS,
+    thresholds={"rescan_if_acceptable_below": 0.5},
+    task="frame quality",
+)
+PROBE_CARD = card("probe-health", thresholds={"frame": 0.5, "exam": 0.5}, task="dead elements")
+
+
+SMALL_INPUT = InputSpec("x", 8, 8)
+
+
+@dataclass(frozen=True)
+class FakeModel:
+    """A loaded model: its card and a small input."""
+
+    card: ModelCard
+    input_spec: InputSpec = SMALL_INPUT
+
+
+def quality_outputs(acceptable: float, fault: str = "low_gain") -> Outputs:
+    """Return a quality model that gives every frame `acceptable`, the rest to `fault`."""
+    row = [acceptable if label == "acceptable" else 0.0 for label in QUALITY_LABELS]
+    row[QUALITY_LABELS.index(fault)] = 1.0 - acceptable
+
+    def run(x: np.ndarray) -> dict[str, Any]:
+        return {"probabilities": np.tile(np.asarray(row, np.float32), (len(x), 1))}
+
+    return run
+
+
+def probe_outputs(score: float) -> Outputs:
+    """Return a probe-health model that scores every frame `score`."""
+
+    def run(x: np.ndarray) -> dict[str, Any]:
+        return {"probabilities": np.full((len(x), 1), score, np.float32)}
+
+    return run
+
+
+class FakeCatalog:
+    """Stored cards by name and version; loaded and pinned versions in sets and dicts."""
+
+    def __init__(self, cards: list[ModelCard]) -> None:
+        self.cards = {(c.name, c.version): c for c in cards}
+        self.loaded: set[tuple[str, str]] = set()
+        self.pins: dict[str, str] = {}
+
+    def available(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for name, version in sorted(self.cards):
+            found.setdefault(name, []).append(version)
+        return found
+
+    def card(self, name: str, version: str | None = None) -> ModelCard:
+        version = version or self.available().get(name, [""])[-1]
+        try:
+            return self.cards[(name, version)]
+        except KeyError:
+            raise ModelNotFound(f"model {name} version {version} is not in the registry") from None
+
+    def card_bytes(self, name: str, version: str) -> bytes:
+        return f'{{"name": "{self.card(name, version).name}"}}'.encode()
+
+    def model_bytes(self, name: str, version: str) -> bytes:
+        return f"onnx:{self.card(name, version).name}".encode()
+
+    def pinned(self, name: str) -> str | None:
+        return self.pins.get(name)
+
+    def is_loaded(self, name: str, version: str) -> bool:
+        return (name, version) in self.loaded
+
+    def pin(self, name: str, version: str) -> None:
+        self.pins[name] = version
+
+
+class FakeModels:
+    """Serving over a FakeCatalog; each model's outputs come from a function of its input."""
+
+    def __init__(self, catalog: FakeCatalog, outputs: dict[str, Outputs]) -> None:
+        self.catalog = catalog
+        self.outputs = outputs
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+
+    @property
+    def registry(self) -> FakeCatalog:
+        return self.catalog
+
+    def get(self, name: str, version: str | None = None) -> FakeModel:
+        version = version or self.catalog.pins.get(name)
+        loaded = [v for n, v in sorted(self.catalog.loaded) if n == name]
+        if version is None and loaded:
+            version = loaded[-1]
+        if version is None or (name, version) not in self.catalog.loaded:
+            raise ModelNotLoaded(f"model {name} {version} is not loaded")
+        return FakeModel(self.catalog.cards[(name, version)])
+
+    def infer(self, name: str, x: np.ndarray, version: str | None = None) -> dict[str, Any]:
+        self.calls.append((name, tuple(x.shape)))
+        return self.outputs[name](x)
+
+    def load(self, name: str, version: str | None = None) -> FakeModel:
+        c = self.catalog.card(name, version)
+        self.catalog.loaded.add((c.name, c.version))
+        return FakeModel(c)
+
+    def unload(self, name: str, version: str) -> None:
+        self.catalog.loaded.discard((name, version))
+
+
+class FakeStore:
+    """Objects in a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def put(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        length: int | None = None,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        data = stream.read()
+        self.objects[key] = (data, content_type)
+        return ObjectInfo(key, len(data), content_type, metadata or {})
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[Iterator[bytes]]:
+        if key not in self.objects:
+            raise ObjectNotFound(f"no object {key}")
+        data = self.objects[key][0]
+        yield iter([data[:100], data[100:]])
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        if key not in self.objects:
+            return None
+        data, content_type = self.objects[key]
+        return ObjectInfo(key, len(data), content_type, {})
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return iter(sorted(k for k in self.objects if k.startswith(prefix)))
+
+    def check(self) -> None:
+        return None
+
+
+class FakeResults:
+    """Recorded results in a list."""
+
+    def __init__(self) -> None:
+        self.added: list[InferenceResult] = []
+
+    def find(self, key: ResultKey) -> RecordedResult | None:
+        for r in self.added:
+            if r.key == key:
+                return RecordedResult(r.inference_id, key, r.status)
+        return None
+
+    def add(self, result: InferenceResult) -> None:
+        self.added.append(result)
+
+
+@dataclass
+class FakeExamWork:
+    """The exam pipeline's unit of work: results and published events in memory."""
+
+    results: FakeResults = field(default_factory=FakeResults)
+    published: list[InferenceResult] = field(default_factory=list)
+
+    def publish(self, result: InferenceResult) -> None:
+        self.published.append(result)
+
+
+class Clock:
+    """A clock that moves one second per reading."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@dataclass
+class World:
+    """The fakes a test drives and inspects, and the Dependencies built from them."""
+
+    catalog: FakeCatalog
+    models: FakeModels
+    store: FakeStore
+    work: FakeExamWork
+    registry: CollectorRegistry
+    deps: Dependencies
+
+    def count(self, name: str, **labels: str) -> float:
+        """Return a metric sample's value (0 when never counted)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+def world(
+    *,
+    acceptable: float = 0.9,
+    fault: str = "low_gain",
+    probe_score: float = 0.1,
+    cards: list[ModelCard] | None = None,
+) -> World:
+    """Return fakes with the quality and probe-health models loaded and pinned."""
+    catalog = FakeCatalog([QUALITY_CARD, PROBE_CARD, *(cards or [])])
+    for c in (QUALITY_CARD, PROBE_CARD):
+        catalog.loaded.add((c.name, c.version))
+        catalog.pins[c.name] = c.version
+    models = FakeModels(
+        catalog,
+        {
+            "image-quality": quality_outputs(acceptable, fault),
+            "probe-health": probe_outputs(probe_score),
+        },
+    )
+    store = FakeStore()
+    work = FakeExamWork()
+    registry = CollectorRegistry()
+    deps = Dependencies(
+        models=models,
+        store=store,
+        metrics=InferenceMetrics(registry),
+        clock=Clock(),
+        exam_work=lambda _transaction: work,
+        sampling=FrameSampling(4),
+    )
+    return World(catalog, models, store, work, registry, deps)
+
+
+def png(value: int = 120, size: int = 16) -> bytes:
+    """Return a grey PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size), value, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def report_dicom() -> bytes:
+    """Return a DICOM object without Pixel Data (a report beside the images)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "SR"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def exam(
+    store: FakeStore,
+    objects: list[bytes | None],
+    *,
+    exam_type: str = "thyroid",
+    study: str = "1.2.3",
+    spacing: tuple[float, float] | None = None,
+) -> CompletedExam:
+    """Store the objects (None: listed but never stored) and return their completed exam."""
+    instances = []
+    for i, data in enumerate(objects):
+        key = f"studies/{study}/{i}.dcm"
+        if data is not None:
+            store.objects[key] = (data, "application/dicom")
+        instances.append(ExamInstance(f"{study}.{i}", key, f"sha-{i}", spacing))
+    return CompletedExam(
+        study_instance_uid=study,
+        exam_id="exam-1",
+        exam_type=exam_type,
+        institution_id="township-a",
+        device_serial="PROBE-1",
+        instances=tuple(instances),
+    )

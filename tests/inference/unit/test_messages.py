@@ -1,0 +1,68 @@
+"""Protobuf mapping: ExamCompleted in, InferenceCompleted out, without a database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from inference.unit.handlers.fakes import exam, png, world
+
+from sonobridge.api.events.v1 import events_pb2
+from sonobridge.api.inference.v1 import inference_pb2
+from sonobridge.common.problems import InvalidInput
+from sonobridge.inference.adapters.messages import inference_completed
+from sonobridge.inference.entrypoints import messages
+from sonobridge.inference.handlers import exams
+
+
+def test_an_exam_completed_event_becomes_the_exam_the_pipeline_reads():
+    event = events_pb2.ExamCompleted(
+        context=events_pb2.ExamContext(
+            study_instance_uid="1.2.3",
+            exam_type=events_pb2.EXAM_TYPE_KIDNEY,
+            device_serial="PROBE-1",
+        ),
+        instances=[
+            events_pb2.InstanceRef(sop_instance_uid="1.2.3.1", object_key="k1", sha256="a"),
+            events_pb2.InstanceRef(
+                sop_instance_uid="1.2.3.2",
+                object_key="k2",
+                sha256="b",
+                app_pixel_spacing=events_pb2.PixelSpacing(row_mm=0.2, column_mm=0.3),
+            ),
+        ],
+    )
+    completed = messages.completed_exam(event)
+    assert completed.exam_type == "kidney" and completed.device_serial == "PROBE-1"
+    assert [i.app_spacing_mm for i in completed.instances] == [None, (0.2, 0.3)]
+    # An older producer sends no manifest hash: it is derived from the instances, stably.
+    assert completed.manifest() == messages.completed_exam(event).manifest() != ""
+    assert completed.context == event.context
+
+
+def test_an_exam_type_the_contract_lacks_is_refused():
+    event = events_pb2.ExamCompleted(context=events_pb2.ExamContext(exam_type=999))
+    with pytest.raises(InvalidInput, match="exam type 999"):
+        messages.completed_exam(event)
+
+
+def test_a_result_becomes_an_inference_completed_event_with_its_context():
+    w = world(acceptable=0.2, fault="lost_contact")
+    completed = exam(w.store, [png(), None])
+    context = events_pb2.ExamContext(study_instance_uid="1.2.3", exam_id="exam-1")
+    completed = replace(completed, context=context)
+    exams.infer_exam(w.deps, w.work, completed, "event-1")
+    event = inference_completed(w.work.published[0])
+    assert event.context == context and event.status == events_pb2.INFERENCE_STATUS_PARTIAL
+    assert event.inference_id == w.work.published[0].inference_id
+    assert list(event.exam_quality.reasons) == [events_pb2.QUALITY_REASON_LOST_CONTACT]
+    assert [iq.sop_instance_uid for iq in event.instance_quality] == ["1.2.3.0"]
+    assert [m.name for m in event.models] == ["image-quality", "probe-health"]
+    assert event.probe_health.device_serial == "PROBE-1"
+    assert event.started_at.ToDatetime() < event.completed_at.ToDatetime()
+
+
+def test_model_tasks_map_both_ways():
+    assert messages.task_name(inference_pb2.MODEL_TASK_PROBE_HEALTH) == "probe_health"
+    assert messages.task_name(0) == "" and messages.task_name(99) == "unknown-99"
+    assert messages.exam_type_value("not-in-contract") == events_pb2.EXAM_TYPE_OTHER

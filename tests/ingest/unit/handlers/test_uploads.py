@@ -1,0 +1,103 @@
+"""tus upload use cases against fakes of the ports: open, append, finish, reject, terminate."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from ingest.unit.handlers.fakes import Fakes, dicom_file, fakes, operator
+
+from sonobridge.common.problems import Conflict, InvalidInput, NotFound
+from sonobridge.ingest.domain.commands import CreateExam
+from sonobridge.ingest.domain.model import ExamType
+from sonobridge.ingest.domain.uploads import Gone, UploadRejected
+from sonobridge.ingest.handlers import exams, uploads
+
+EXAM = str(uuid.UUID(int=7))
+DATA = dicom_file()
+
+
+@pytest.fixture
+def f(tmp_path: Path) -> Fakes:
+    f = fakes(tmp_path)
+    exams.create_exam(
+        f.deps,
+        operator(),
+        CreateExam(EXAM, "east", "probe-7", ExamType.KIDNEY, "p-1"),
+        None,
+    )
+    return f
+
+
+def _append(f: Fakes, session_id: str, offset: int, chunk: bytes) -> uploads.AppendResult:
+    with f.spooled(chunk) as part:
+        return uploads.append_upload(
+            f.deps, operator(), session_id, offset, part, interrupted=False
+        )
+
+
+def test_chunks_move_the_offset_and_the_last_one_stores_the_instance(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    middle = _append(f, upload.session_id, 0, DATA[:10])
+    assert middle.upload.upload_offset == 10 and middle.stored is None
+    assert list(f.store.list(f"uploads/{upload.session_id}/")) != []
+    done = _append(f, upload.session_id, 10, DATA[10:])
+    assert done.stored is not None and done.stored.instance.exam_id == EXAM
+    assert done.upload.status == "stored" and done.upload.upload_offset == len(DATA)
+    assert list(f.store.list("uploads/")) == []
+    assert f.store.objects["dicom/1.2.3/1.2.3.9/1.2.3.1.dcm"] == DATA
+
+
+def test_a_chunk_at_the_wrong_offset_or_past_the_length_is_refused(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    with pytest.raises(Conflict) as caught:
+        _append(f, upload.session_id, 5, DATA[:10])
+    assert caught.value.extensions["reason"] == "offset_mismatch"
+    with pytest.raises(InvalidInput):
+        _append(f, upload.session_id, 0, DATA + b"extra")
+    assert f.tables.uploads[upload.session_id].upload_offset == 0
+
+
+def test_someone_elses_or_an_expired_upload_is_not_there(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    with pytest.raises(NotFound):
+        uploads.upload_status(f.deps, operator(user="sono-2"), upload.session_id)
+    f.clock.advance(hours=25)
+    with pytest.raises(Gone):
+        uploads.upload_status(f.deps, operator(), upload.session_id)
+
+
+def test_a_refused_final_chunk_ends_the_upload(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    with pytest.raises(InvalidInput):
+        _append(f, upload.session_id, 0, DATA.replace(b"1.2.3.9", b"1.2.x.9"))
+    assert f.tables.uploads[upload.session_id].status == "rejected"
+    with pytest.raises(UploadRejected):
+        _append(f, upload.session_id, 0, DATA)
+
+
+def test_an_upload_into_a_bad_exam_or_of_bad_length_is_not_opened(f: Fakes) -> None:
+    with pytest.raises(NotFound):
+        uploads.create_upload(f.deps, operator("west", "sono-9"), EXAM, 10, {})
+    with pytest.raises(InvalidInput):
+        uploads.create_upload(f.deps, operator(), EXAM, 0, {})
+    with pytest.raises(InvalidInput):
+        uploads.create_upload(f.deps, operator(), EXAM, 10, {"pixel_spacing_mm": "wide"})
+    assert f.tables.uploads == {}
+
+
+def test_terminating_drops_the_session_and_its_parts(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    _append(f, upload.session_id, 0, DATA[:10])
+    uploads.terminate_upload(f.deps, operator(), upload.session_id)
+    assert f.tables.uploads == {} and list(f.store.list("uploads/")) == []
+
+
+def test_a_live_append_lock_makes_a_second_request_wait(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    with f.db.unit() as work:
+        work.uploads.lock(upload.session_id, 0, 0, "open", f.clock() + f.deps.upload_expiry)
+    with pytest.raises(Conflict) as caught:
+        _append(f, upload.session_id, 0, DATA[:10])
+    assert caught.value.extensions["reason"] == "upload_busy"
