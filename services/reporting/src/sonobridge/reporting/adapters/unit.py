@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common import idempotency
 from sonobridge.common.delivery import Outbox
-from sonobridge.common.idempotency import Outcome, RequestKey, SqlIdempotencyKeys
+from sonobridge.common.idempotency import Outcome, RequestKey
+from sonobridge.common.sql_records import SqlIdempotencyKeys
 from sonobridge.reporting.adapters import messages, orm
 from sonobridge.reporting.adapters.repository import ReportingRepository
 from sonobridge.reporting.domain.events import Published
