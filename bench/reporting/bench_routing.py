@@ -15,16 +15,19 @@ from pathlib import Path
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.bus.ports import ReceivedEvent
 from sonobridge.common.db import create_db_engine, session_factory
-from sonobridge.common.delivery import ConsumerWorker, Outbox
+from sonobridge.common.delivery import ConsumerWorker
 from sonobridge.common.envelope import wrap
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.reporting.adapters import orm
 from sonobridge.reporting.adapters.fhir import build_bundle
 from sonobridge.reporting.adapters.pdf import ReportPdfRenderer
 from sonobridge.reporting.adapters.policy_file import read_policy
-from sonobridge.reporting.bootstrap import _immediate_sqlite_transactions, migrate_database
-from sonobridge.reporting.entrypoints.consumer import event_handler
-from sonobridge.reporting.handlers import Dependencies
+from sonobridge.reporting.bootstrap import (
+    _immediate_sqlite_transactions,
+    dependencies,
+    event_handler,
+    migrate_database,
+)
 from sonobridge.reporting.metrics import ReportingMetrics
 from sonobridge.reporting.settings import Settings
 
@@ -99,14 +102,13 @@ def main() -> None:
         migrate_database(settings, engine)
         sessions = session_factory(engine)
         metrics = ReportingMetrics()
-        deps = Dependencies(
-            sessions=sessions,
+        deps = dependencies(
+            settings,
+            sessions,
             policy=read_policy(),
             clock=lambda: NOW,
-            outbox=Outbox(orm.outbox),
             store=LocalDirObjectStore(Path(tmp) / "o"),
             metrics=metrics,
-            settings=settings.reporting,
             render_pdf=ReportPdfRenderer(),
         )
 

@@ -205,8 +205,13 @@ class Node:
 
     @property
     def deps(self) -> Any:
-        """The use cases' dependencies (to inspect the database in assertions)."""
+        """The use cases' dependencies."""
         return self.host.app.state.deps
+
+    @property
+    def sessions(self) -> Any:
+        """The service's session factory (to inspect the database in assertions)."""
+        return self.host.app.state.sessions
 
     def stop(self) -> None:
         """Stop the service and close clients."""

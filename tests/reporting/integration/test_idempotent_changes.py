@@ -17,7 +17,7 @@ STUDY = "1.2.826.0.1.3680043.10.11.1"
 
 
 def _count(node: Node, table, *where) -> int:
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         return int(s.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
@@ -112,7 +112,7 @@ def test_a_key_reused_for_a_different_request_is_refused_with_a_problem(start_no
 @contextmanager
 def _crash_on_key_save(node: Node) -> Iterator[list[str]]:
     """Fail the write that saves a 201 answer under its key, after the change itself ran."""
-    engine = node.deps.sessions.kw["bind"]
+    engine = node.sessions.kw["bind"]
     hits: list[str] = []
 
     def crash(conn, cursor, statement, parameters, context, executemany) -> None:

@@ -80,7 +80,7 @@ def receiver():
 
 def _fhir_attempts(node) -> int:
     t = orm.deliveries
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         return int(s.execute(select(t.c.attempts).where(t.c.channel == "fhir")).scalar_one())
 
 

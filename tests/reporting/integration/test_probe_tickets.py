@@ -66,6 +66,6 @@ def test_a_ticket_on_the_probe_flags_its_open_read_and_tells_the_reader_once(sta
 
 def _tickets_consumed(node) -> int:
     inbox = orm.inbox
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         query = select(func.count()).select_from(inbox).where(inbox.c.topic == TICKET_OPENED)
         return int(s.execute(query).scalar_one())

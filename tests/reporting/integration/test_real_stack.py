@@ -18,7 +18,6 @@ from sonobridge.common.envelope import unpack, wrap
 from sonobridge.common.objects.minio import MinioObjectStore
 from sonobridge.common.objects.ports import read_all
 from sonobridge.reporting.adapters import orm
-from sonobridge.reporting.adapters.repository import aware
 from sonobridge.reporting.bootstrap import build
 from sonobridge.reporting.settings import Settings
 
@@ -137,7 +136,7 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
         send(producer, inference_completed(idle_study, findings=nodule))
 
         def read_of(study: str) -> dict | None:
-            with node.deps.sessions.begin() as s:
+            with node.sessions.begin() as s:
                 row = s.execute(select(orm.reads).where(orm.reads.c.study_uid == study)).first()
             return dict(row._mapping) if row else None
 
@@ -174,16 +173,16 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
         clock.advance(timedelta(minutes=50))
 
         def escalations() -> list[tuple[str, Any]]:
-            with node.deps.sessions.begin() as s:
+            with node.sessions.begin() as s:
                 rows = s.execute(
                     select(orm.read_history.c.kind, orm.read_history.c.at).where(
                         orm.read_history.c.read_id == idle["read_id"],
                         orm.read_history.c.kind.like("escalat%"),
                     )
                 ).all()
-            return sorted((k, aware(a)) for k, a in rows)
+            return sorted((k, a) for k, a in rows)
 
-        routed_at = aware(idle["created_at"])
+        routed_at = idle["created_at"]
         expected = [
             ("escalated_backup", routed_at + timedelta(minutes=30)),
             ("escalated_tier", routed_at + timedelta(minutes=45)),
@@ -194,7 +193,7 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
             timeout=90,
             what="redelivered and re-published events consumed",
         )
-        with node.deps.sessions.begin() as s:
+        with node.sessions.begin() as s:
             reads = s.execute(
                 select(orm.reads.c.study_uid).where(
                     orm.reads.c.study_uid.in_([signed_study, idle_study])
@@ -229,7 +228,7 @@ def test_routing_escalation_and_signing_survive_a_restart_on_kafka_minio_and_pos
 
 
 def _inbox_ids(node: Node) -> set[str]:
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         return {r[0] for r in s.execute(select(orm.inbox.c.event_id)).all()}
 
 

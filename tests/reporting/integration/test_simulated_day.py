@@ -14,7 +14,6 @@ from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.bus.ports import publish
 from sonobridge.common.envelope import unpack, wrap
 from sonobridge.reporting.adapters import orm
-from sonobridge.reporting.adapters.repository import aware
 
 from ..conftest import (
     DAY0,
@@ -112,7 +111,7 @@ def _rosters(admin) -> None:
 
 
 def _count(node, query) -> int:
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         return int(s.execute(query).scalar_one())
 
 
@@ -261,7 +260,7 @@ def test_a_simulated_day_routes_every_exam_once_and_escalates_exactly_on_time_ac
     )
     wait_until(lambda: _consumer_idle(node), what="consumer idle")
 
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         reads = [dict(r._mapping) for r in s.execute(select(orm.reads))]
         history = [dict(r._mapping) for r in s.execute(select(orm.read_history))]
         timers = [dict(r._mapping) for r in s.execute(select(orm.timers))]
@@ -287,21 +286,21 @@ def test_a_simulated_day_routes_every_exam_once_and_escalates_exactly_on_time_ac
 
     by_study = {r["study_uid"]: r for r in primary}
     assert by_study[no_ai_study]["inference_status"] == "missing"
-    assert aware(by_study[no_ai_study]["created_at"]) == no_ai_at + timedelta(minutes=10)
+    assert by_study[no_ai_study]["created_at"] == no_ai_at + timedelta(minutes=10)
 
     escalations = ("sla_breached", "escalated_backup", "escalated_tier", "escalation_exhausted")
-    seen = Counter((h["read_id"], h["kind"], aware(h["at"])) for h in history)
+    seen = Counter((h["read_id"], h["kind"], h["at"]) for h in history)
     assert max(seen.values()) == 1, "an escalation fired twice"
     never_signed_checked = 0
     for i, study in studies.items():
         read = by_study[study]
         _, _, _, worklist = _kind(i)
         events = sorted(
-            (h["kind"], aware(h["at"]))
+            (h["kind"], h["at"])
             for h in history
             if h["read_id"] == read["read_id"] and h["kind"] in escalations
         )
-        routed_at = aware(read["created_at"])
+        routed_at = read["created_at"]
         if worklist == "rescan":
             assert read["state"] == "rescan_requested" and events == []
             continue
@@ -322,9 +321,9 @@ def test_a_simulated_day_routes_every_exam_once_and_escalates_exactly_on_time_ac
     # Timers fire exactly once, never early; only those due while the service was down late.
     for t in timers:
         if t["fired_at"] is None:
-            assert aware(t["fire_at"]) > END
+            assert t["fire_at"] > END
             continue
-        fire_at, fired_at = aware(t["fire_at"]), aware(t["fired_at"])
+        fire_at, fired_at = t["fire_at"], t["fired_at"]
         assert fired_at >= fire_at
         if not RESTART_AT < fire_at <= BACK_AT:
             assert fired_at == fire_at
@@ -344,7 +343,7 @@ def test_a_simulated_day_routes_every_exam_once_and_escalates_exactly_on_time_ac
 
 
 def _read_for(node, study: str) -> dict:
-    with node.deps.sessions.begin() as s:
+    with node.sessions.begin() as s:
         row = s.execute(
             select(orm.reads).where(orm.reads.c.study_uid == study, orm.reads.c.kind == "primary")
         ).first()

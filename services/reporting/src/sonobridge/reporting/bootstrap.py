@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REPORT_SIGNED
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, Outbox, OutboxRelay
+from sonobridge.common.delivery import ConsumerWorker, EventHandler, Outbox, OutboxRelay
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.http import create_service_app
@@ -26,13 +27,16 @@ from sonobridge.common.infrastructure import (
     dependency_checks,
 )
 from sonobridge.common.objects.ports import ObjectStore
-from sonobridge.reporting.adapters import orm
+from sonobridge.reporting.adapters import messages, orm
+from sonobridge.reporting.adapters.fhir import bundle_of
 from sonobridge.reporting.adapters.pdf import ReportPdfRenderer
 from sonobridge.reporting.adapters.policy_file import read_policy
+from sonobridge.reporting.adapters.unit import SqlUnits
 from sonobridge.reporting.adapters.webhooks import HttpSender
+from sonobridge.reporting.domain.policy import Policy
 from sonobridge.reporting.entrypoints import consumer, grpc_server, rest, timers
-from sonobridge.reporting.handlers import Dependencies
 from sonobridge.reporting.metrics import ReportingMetrics
+from sonobridge.reporting.ports import Dependencies
 from sonobridge.reporting.settings import Settings
 
 SERVICE = "reporting"
@@ -69,6 +73,39 @@ def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     migrate(engine.url.render_as_string(hide_password=False), MIGRATIONS)
 
 
+def dependencies(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    *,
+    policy: Policy,
+    clock: Callable[[], datetime],
+    store: ObjectStore,
+    metrics: ReportingMetrics,
+    render_pdf: Callable[[dict[str, Any]], bytes],
+) -> Dependencies:
+    """Wire the use cases' ports to their SQLAlchemy, protobuf and FHIR adapters."""
+    units = SqlUnits(sessions, Outbox(orm.outbox), clock)
+    return Dependencies(
+        unit=units.unit,
+        joined=units.joined,
+        once=units.once,
+        policy=policy,
+        clock=clock,
+        store=store,
+        metrics=metrics,
+        settings=settings.reporting,
+        render_pdf=render_pdf,
+        fhir_bundle=bundle_of,
+        normalize_findings=messages.normalize_findings,
+        access=AccessPolicy.from_settings(settings.access),
+    )
+
+
+def event_handler(deps: Dependencies) -> EventHandler:
+    """Return the consumer's handler, decoding protobuf events into the domain's."""
+    return consumer.event_handler(deps, messages.consumed)
+
+
 def build(
     settings: Settings,
     *,
@@ -89,16 +126,14 @@ def build(
     verifier = verifier or build_verifier(settings)
     metrics = ReportingMetrics()
     sessions = session_factory(engine)
-    deps = Dependencies(
-        sessions=sessions,
+    deps = dependencies(
+        settings,
+        sessions,
         policy=policy,
         clock=clock or utc_now,
-        outbox=Outbox(orm.outbox),
         store=store,
         metrics=metrics,
-        settings=settings.reporting,
         render_pdf=renderer,
-        access=AccessPolicy.from_settings(settings.access),
     )
     app = create_service_app(
         service=SERVICE,
@@ -109,8 +144,10 @@ def build(
             **dependency_checks(engine, store, bus),
         },
     )
-    app.include_router(rest.create_router(deps))
+    app.include_router(rest.router)
     app.state.deps = deps
+    # Tests and tools inspect the database through the same sessions.
+    app.state.sessions = sessions
     grpc, grpc_port, _health = create_grpc_server(
         metrics=metrics,
         register=grpc_server.register(deps, verifier),
@@ -122,7 +159,7 @@ def build(
         bus=bus,
         group=settings.reporting.consumer_group,
         topics=consumer.TOPICS,
-        handler=consumer.event_handler(deps),
+        handler=event_handler(deps),
         sessions=sessions,
         inbox=orm.inbox,
         metrics=metrics,

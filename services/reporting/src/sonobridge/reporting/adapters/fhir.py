@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 # The R4B models: R4B (4.3) keeps DiagnosticReport and ImagingStudy as in R4 (4.0.1).
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.imagingstudy import ImagingStudy
+
+from sonobridge.reporting.domain.records import Exam, ReadRecord, ReportVersion, iso
 
 DICOM_UID = "urn:dicom:uid"
 PATIENT_SYSTEM = "urn:sonobridge:patient-ref"
@@ -133,7 +136,9 @@ def build_diagnostic_report(version: dict[str, Any], read: dict[str, Any]) -> Di
     return DiagnosticReport.parse_obj(body)
 
 
-def build_bundle(version: dict[str, Any], read: dict[str, Any], exam: dict[str, Any]) -> dict:
+def build_bundle(
+    version: dict[str, Any], read: dict[str, Any], exam: dict[str, Any]
+) -> dict[str, Any]:
     """Return a validated transaction Bundle (ImagingStudy + DiagnosticReport) as JSON data."""
     study = build_imaging_study(exam, read["study_uid"], read["patient_ref"])
     report = build_diagnostic_report(version, read)
@@ -151,10 +156,20 @@ def build_bundle(version: dict[str, Any], read: dict[str, Any], exam: dict[str, 
             ],
         }
     )
-    return json.loads(bundle.json())
+    document: dict[str, Any] = json.loads(bundle.json())
+    return document
 
 
 def _fhir_id(value: str) -> str:
     # FHIR ids allow [A-Za-z0-9-.]{1,64}; DICOM UIDs fit, other ids are cleaned and trimmed.
     cleaned = "".join(c if c.isalnum() or c in "-." else "-" for c in value)
     return cleaned[:64]
+
+
+def bundle_of(version: ReportVersion, read: ReadRecord, exam: Exam | None) -> dict[str, Any]:
+    """Return the FHIR Bundle of a signed version (dates as ISO strings, as FHIR wants)."""
+    return build_bundle(
+        {**asdict(version), "signed_at": iso(version.signed_at)},
+        {**asdict(read), "exam_completed_at": iso(read.exam_completed_at)},
+        {**asdict(exam), "completed_at": iso(exam.completed_at)} if exam else {"instances": []},
+    )

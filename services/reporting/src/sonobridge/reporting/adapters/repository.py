@@ -1,17 +1,16 @@
-"""Queries and writes on the reporting tables, inside the caller's session."""
+"""SQLAlchemy implementation of the Reporting port, inside the caller's session."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     case,
-    event,
     false,
     func,
     insert,
@@ -23,16 +22,28 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.reporting.adapters import orm
 from sonobridge.reporting.domain.access import ReadScope
 from sonobridge.reporting.domain.assignment import DutyRole, Shift
-from sonobridge.reporting.domain.policy import PRIORITY_RANK, Priority
+from sonobridge.reporting.domain.policy import PRIORITY_RANK
 from sonobridge.reporting.domain.reads import OPEN_STATES
+from sonobridge.reporting.domain.records import (
+    NEVER_DUE,
+    Alert,
+    Delivery,
+    Draft,
+    Exam,
+    HistoryEntry,
+    Notification,
+    ReadPosition,
+    ReadRecord,
+    ReportVersion,
+    Timer,
+    Verdict,
+)
 
-# Reads without a due time sort after every dated one.
-NEVER_DUE = datetime(9999, 12, 31, tzinfo=UTC)
-ReadPosition = tuple[int, datetime, str]
-"""Where a read sits in worklist order: priority rank, due time (or NEVER_DUE), read id."""
+T = TypeVar("T")
 
 
 def _worklist_order() -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]]:
@@ -60,42 +71,18 @@ def in_scope(query: Select[Any], scope: ReadScope) -> Select[Any]:
     return query.where(or_(*allowed))
 
 
-def position(read: dict[str, Any]) -> ReadPosition:
-    """Return a read's place in worklist order (what a cursor remembers)."""
-    rank = PRIORITY_RANK[Priority(read["priority"])]
-    return rank, read["due_at"] or NEVER_DUE, read["read_id"]
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """Return `value` as an aware UTC datetime (SQLite hands back naive ones written in UTC)."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
-    """Return a row as a plain dict with aware datetimes."""
+def _one(kind: type[T], row: Any | None, *, drop: tuple[str, ...] = ()) -> T | None:
+    """Return a row as a domain record (None stays None); UtcDateTime columns come back aware."""
     if row is None:
         return None
-    return {k: aware(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+    values = dict(row._mapping)
+    for name in drop:
+        values.pop(name, None)
+    return kind(**values)
 
 
-def after_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run `callback` once the session's transaction commits (metrics must not count rollbacks)."""
-    pending: list[Callable[[], None]] = session.info.setdefault("after_commit", [])
-    if not pending:
-
-        def _run(_session: Session) -> None:
-            callbacks = session.info.pop("after_commit", [])
-            for fn in callbacks:
-                fn()
-
-        def _drop(_session: Session) -> None:
-            session.info.pop("after_commit", None)
-
-        event.listen(session, "after_commit", _run, once=True)
-        event.listen(session, "after_rollback", _drop, once=True)
-    pending.append(callback)
+def _all(kind: type[T], rows: Iterable[Any], *, drop: tuple[str, ...] = ()) -> list[T]:
+    return [r for r in (_one(kind, row, drop=drop) for row in rows) if r is not None]
 
 
 class ReportingRepository:
@@ -105,38 +92,35 @@ class ReportingRepository:
         self.session = session
 
     # -- exams and reads ------------------------------------------------------------------
-    def exam(self, study_uid: str) -> dict[str, Any] | None:
+    def exam(self, study_uid: str) -> Exam | None:
         """Return the exam recorded from ExamCompleted, if any."""
         t = orm.exams
-        return as_dict(self.session.execute(select(t).where(t.c.study_uid == study_uid)).first())
+        return _one(Exam, self.session.execute(select(t).where(t.c.study_uid == study_uid)).first())
 
-    def add_exam(self, values: dict[str, Any]) -> bool:
+    def add_exam(self, exam: Exam) -> bool:
         """Record an exam once; return False when it was already known."""
-        if self.exam(values["study_uid"]) is not None:
+        if self.exam(exam.study_uid) is not None:
             return False
-        self.session.execute(insert(orm.exams).values(**values))
+        self.session.execute(insert(orm.exams).values(**asdict(exam)))
         return True
 
-    def read(self, read_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    def read(self, read_id: str, *, lock: bool = False) -> ReadRecord | None:
         """Return one read."""
         t = orm.reads
         query = select(t).where(t.c.read_id == read_id)
         if lock:
             query = query.with_for_update()
-        return as_dict(self.session.execute(query).first())
+        return _one(ReadRecord, self.session.execute(query).first())
 
-    def read_for_study(self, study_uid: str, kind: str = "primary") -> dict[str, Any] | None:
+    def read_for_study(self, study_uid: str, kind: str = "primary") -> ReadRecord | None:
         """Return the exam's read of `kind`."""
         t = orm.reads
-        return as_dict(
-            self.session.execute(
-                select(t).where(t.c.study_uid == study_uid, t.c.kind == kind)
-            ).first()
-        )
+        query = select(t).where(t.c.study_uid == study_uid, t.c.kind == kind)
+        return _one(ReadRecord, self.session.execute(query).first())
 
-    def add_read(self, values: dict[str, Any]) -> None:
+    def add_read(self, read: ReadRecord) -> None:
         """Insert a read."""
-        self.session.execute(insert(orm.reads).values(**values))
+        self.session.execute(insert(orm.reads).values(**asdict(read)))
 
     def update_read(self, read_id: str, **values: Any) -> None:
         """Change fields of a read."""
@@ -144,29 +128,11 @@ class ReportingRepository:
             update(orm.reads).where(orm.reads.c.read_id == read_id).values(**values)
         )
 
-    def reads(
-        self,
-        *,
-        worklists: Iterable[str] | None = None,
-        states: Iterable[str] | None = None,
-        assigned_to: str | None = None,
-        institution: str | None = None,
-        device_serial: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Return reads matching every given filter."""
+    def open_reads_of_device(self, device_serial: str) -> list[ReadRecord]:
+        """Return the open reads of exams made with a device."""
         t = orm.reads
-        query = select(t)
-        if worklists is not None:
-            query = query.where(t.c.worklist.in_(list(worklists)))
-        if states is not None:
-            query = query.where(t.c.state.in_(list(states)))
-        if assigned_to:
-            query = query.where(t.c.assigned_to == assigned_to)
-        if institution:
-            query = query.where(t.c.institution == institution)
-        if device_serial:
-            query = query.where(t.c.device_serial == device_serial)
-        return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
+        query = select(t).where(t.c.state.in_(OPEN_STATES), t.c.device_serial == device_serial)
+        return _all(ReadRecord, self.session.execute(query))
 
     def read_page(
         self,
@@ -177,7 +143,7 @@ class ReportingRepository:
         assigned_to: str | None,
         after: ReadPosition | None,
         limit: int,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ReadRecord]:
         """Return up to `limit` reads in scope, most urgent first, strictly after `after`."""
         t = orm.reads
         rank, due, read_id = _worklist_order()
@@ -194,7 +160,7 @@ class ReportingRepository:
                 > tuple_(literal(last_rank), literal(last_due, orm.TS), literal(last_id))
             )
         rows = self.session.execute(query.order_by(rank, due, read_id).limit(limit))
-        return [d for d in map(as_dict, rows) if d is not None]
+        return _all(ReadRecord, rows)
 
     def open_depth(self, scope: ReadScope) -> dict[str, int]:
         """Return how many open reads in scope each worklist holds."""
@@ -223,29 +189,9 @@ class ReportingRepository:
         )
         return {name: int(n) for name, n in rows}
 
-    def add_history(
-        self,
-        read_id: str,
-        *,
-        at: datetime,
-        kind: str,
-        actor: str,
-        worklist: str,
-        assigned_to: str | None,
-        detail: str = "",
-    ) -> None:
+    def add_history(self, read_id: str, entry: HistoryEntry) -> None:
         """Append to a read's history."""
-        self.session.execute(
-            insert(orm.read_history).values(
-                read_id=read_id,
-                at=at,
-                kind=kind,
-                actor=actor,
-                worklist=worklist,
-                assigned_to=assigned_to,
-                detail=detail,
-            )
-        )
+        self.session.execute(insert(orm.read_history).values(read_id=read_id, **asdict(entry)))
 
     def has_history(self, read_id: str, *, kind: str, detail: str) -> bool:
         """True when the read's history already holds this entry."""
@@ -257,11 +203,11 @@ class ReportingRepository:
             is not None
         )
 
-    def history(self, read_id: str) -> list[dict[str, Any]]:
+    def history(self, read_id: str) -> list[HistoryEntry]:
         """Return a read's history, oldest first."""
         t = orm.read_history
         rows = self.session.execute(select(t).where(t.c.read_id == read_id).order_by(t.c.id))
-        return [d for d in map(as_dict, rows) if d is not None]
+        return _all(HistoryEntry, rows, drop=("id", "read_id"))
 
     # -- timers ---------------------------------------------------------------------------
     def arm_timer(self, kind: str, subject: str, fire_at: datetime, now: datetime) -> None:
@@ -286,16 +232,15 @@ class ReportingRepository:
         )
         return [int(r[0]) for r in rows]
 
-    def claim_timer(self, timer_id: int) -> dict[str, Any] | None:
+    def claim_timer(self, timer_id: int) -> Timer | None:
         """Lock an unfired timer for firing; None when another worker has it or it fired."""
         t = orm.timers
-        return as_dict(
-            self.session.execute(
-                select(t)
-                .where(t.c.id == timer_id, t.c.fired_at.is_(None))
-                .with_for_update(skip_locked=True)
-            ).first()
+        query = (
+            select(t.c.id, t.c.kind, t.c.subject, t.c.fire_at)
+            .where(t.c.id == timer_id, t.c.fired_at.is_(None))
+            .with_for_update(skip_locked=True)
         )
+        return _one(Timer, self.session.execute(query).first())
 
     def mark_fired(self, timer_id: int, now: datetime) -> bool:
         """Mark a timer fired; False when it was already (the caller must roll back)."""
@@ -303,7 +248,7 @@ class ReportingRepository:
         result = self.session.execute(
             update(t).where(t.c.id == timer_id, t.c.fired_at.is_(None)).values(fired_at=now)
         )
-        return result.rowcount == 1
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     # -- rosters --------------------------------------------------------------------------
     def shifts(self, worklist: str) -> list[Shift]:
@@ -315,8 +260,8 @@ class ReportingRepository:
                 user=r.user,
                 worklist=r.worklist,
                 role=DutyRole(r.role),
-                starts_at=aware(r.starts_at),  # type: ignore[arg-type]
-                ends_at=aware(r.ends_at),  # type: ignore[arg-type]
+                starts_at=r.starts_at,
+                ends_at=r.ends_at,
                 institution=r.institution,
             )
             for r in rows
@@ -339,64 +284,63 @@ class ReportingRepository:
             )
 
     # -- drafts, verdicts, reports --------------------------------------------------------
-    def draft(self, read_id: str) -> dict[str, Any] | None:
+    def draft(self, read_id: str) -> Draft | None:
         """Return the read's draft."""
         t = orm.drafts
-        return as_dict(self.session.execute(select(t).where(t.c.read_id == read_id)).first())
+        return _one(Draft, self.session.execute(select(t).where(t.c.read_id == read_id)).first())
 
-    def put_draft(self, values: dict[str, Any]) -> None:
+    def put_draft(self, draft: Draft) -> None:
         """Create or replace a draft."""
         t = orm.drafts
-        self.session.execute(t.delete().where(t.c.read_id == values["read_id"]))
-        self.session.execute(insert(t).values(**values))
+        self.session.execute(t.delete().where(t.c.read_id == draft.read_id))
+        self.session.execute(insert(t).values(**asdict(draft)))
 
     def delete_draft(self, read_id: str) -> None:
         """Remove a draft once signed."""
         self.session.execute(orm.drafts.delete().where(orm.drafts.c.read_id == read_id))
 
-    def verdicts(self, read_id: str) -> list[dict[str, Any]]:
+    def verdicts(self, read_id: str) -> list[Verdict]:
         """Return the reader's verdicts on the read's AI findings."""
         t = orm.ai_verdicts
-        rows = self.session.execute(select(t).where(t.c.read_id == read_id))
-        return [d for d in map(as_dict, rows) if d is not None]
+        return _all(Verdict, self.session.execute(select(t).where(t.c.read_id == read_id)))
 
-    def put_verdict(self, values: dict[str, Any]) -> None:
+    def put_verdict(self, verdict: Verdict) -> None:
         """Create or replace one verdict."""
         t = orm.ai_verdicts
         self.session.execute(
             t.delete().where(
-                t.c.read_id == values["read_id"],
-                t.c.finding_code == values["finding_code"],
-                t.c.model_name == values["model_name"],
+                t.c.read_id == verdict.read_id,
+                t.c.finding_code == verdict.finding_code,
+                t.c.model_name == verdict.model_name,
             )
         )
-        self.session.execute(insert(t).values(**values))
+        self.session.execute(insert(t).values(**asdict(verdict)))
 
-    def report_versions(self, report_id: str) -> list[dict[str, Any]]:
+    def report_versions(self, report_id: str) -> list[ReportVersion]:
         """Return every version of a report, oldest first."""
         t = orm.report_versions
         rows = self.session.execute(
             select(t).where(t.c.report_id == report_id).order_by(t.c.version)
         )
-        return [d for d in map(as_dict, rows) if d is not None]
+        return _all(ReportVersion, rows)
 
-    def add_report_version(self, values: dict[str, Any]) -> None:
+    def add_report_version(self, version: ReportVersion) -> None:
         """Insert a signed report version (versions are never changed afterwards)."""
-        self.session.execute(insert(orm.report_versions).values(**values))
+        self.session.execute(insert(orm.report_versions).values(**asdict(version)))
 
     # -- alerts and notifications ---------------------------------------------------------
-    def add_alert(self, values: dict[str, Any]) -> None:
+    def add_alert(self, alert: Alert) -> None:
         """Open a follow-up alert."""
-        self.session.execute(insert(orm.alerts).values(**values))
+        self.session.execute(insert(orm.alerts).values(**asdict(alert)))
 
-    def alert(self, alert_id: str) -> dict[str, Any] | None:
+    def alert(self, alert_id: str) -> Alert | None:
         """Return one alert."""
         t = orm.alerts
-        return as_dict(self.session.execute(select(t).where(t.c.alert_id == alert_id)).first())
+        return _one(Alert, self.session.execute(select(t).where(t.c.alert_id == alert_id)).first())
 
     def alerts(
         self, *, institutions: frozenset[str] | None, states: Iterable[str] | None
-    ) -> list[dict]:
+    ) -> list[Alert]:
         """Return alerts of `institutions` (None: all), newest first."""
         t = orm.alerts
         query = select(t).order_by(t.c.raised_at.desc())
@@ -404,7 +348,7 @@ class ReportingRepository:
             query = query.where(t.c.institution.in_(sorted(institutions)))
         if states is not None:
             query = query.where(t.c.state.in_(list(states)))
-        return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
+        return _all(Alert, self.session.execute(query))
 
     def alerted_terms(self, report_id: str) -> set[str]:
         """Return terms already alerted for any version of a report."""
@@ -441,7 +385,7 @@ class ReportingRepository:
 
     def notifications_after(
         self, *, user: str, roles: Iterable[str], institution: str | None, after: int, limit: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[Notification]:
         """Return a user's notifications with ids above `after`, oldest first."""
         t = orm.notifications
         role_list = list(roles)
@@ -449,19 +393,21 @@ class ReportingRepository:
             t.c.recipient_institution.is_(None) | (t.c.recipient_institution == institution)
         )
         rows = self.session.execute(
-            select(t)
+            select(t.c.id, t.c.kind, t.c.at, t.c.payload)
             .where(t.c.id > after, (t.c.recipient_user == user) | to_role)
             .order_by(t.c.id)
             .limit(limit)
         )
-        return [d for d in map(as_dict, rows) if d is not None]
+        return _all(Notification, rows)
 
     # -- deliveries and audit -------------------------------------------------------------
-    def add_delivery(self, values: dict[str, Any]) -> None:
+    def add_delivery(self, delivery: Delivery) -> None:
         """Queue an outbound HTTP delivery."""
+        values = asdict(delivery)
+        del values["id"]
         self.session.execute(insert(orm.deliveries).values(**values))
 
-    def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Return deliveries to attempt now."""
         t = orm.deliveries
         rows = self.session.execute(
@@ -470,38 +416,29 @@ class ReportingRepository:
             .order_by(t.c.next_attempt_at, t.c.id)
             .limit(limit)
         )
-        return [d for d in map(as_dict, rows) if d is not None]
+        return _all(Delivery, rows, drop=("delivered_at", "gave_up_at"))
 
     def update_delivery(self, delivery_pk: int, **values: Any) -> None:
         """Record a delivery attempt."""
         t = orm.deliveries
         self.session.execute(update(t).where(t.c.id == delivery_pk).values(**values))
 
-    def audit(
-        self,
-        *,
-        at: datetime,
-        user: str,
-        roles: Iterable[str],
-        action: str,
-        read_id: str | None = None,
-        report_id: str | None = None,
-        detail: str = "",
-    ) -> None:
-        """Write an audit record in the caller's transaction."""
+    def audit(self, record: AuditRecord) -> None:
+        """Write an audit record in the caller's transaction (reporting's own columns)."""
+        read = record.resource_type == "read"
         self.session.execute(
             insert(orm.audit_log).values(
-                at=at,
-                user=user,
-                roles=",".join(sorted(roles)),
-                action=action,
-                read_id=read_id,
-                report_id=report_id,
-                detail=detail,
+                at=record.at,
+                user=record.actor,
+                roles=",".join(sorted(record.roles)),
+                action=record.action,
+                read_id=record.resource_id if read else None,
+                report_id=record.related_id if read else record.resource_id or None,
+                detail=record.detail,
             )
         )
 
-    def audit_trail(self, *, read_id: str | None, report_id: str | None) -> list[dict]:
+    def audit_trail(self, *, read_id: str | None, report_id: str | None) -> list[AuditRecord]:
         """Return audit records about a read or report, oldest first."""
         t = orm.audit_log
         query = select(t).order_by(t.c.id)
@@ -509,27 +446,17 @@ class ReportingRepository:
             query = query.where(t.c.read_id == read_id)
         if report_id:
             query = query.where(t.c.report_id == report_id)
-        return [d for d in map(as_dict, self.session.execute(query)) if d is not None]
-
-
-def stored_response(session: Session, user: str, key: str) -> dict[str, Any] | None:
-    """Return the response remembered for a user's Idempotency-Key."""
-    t = orm.idempotency_keys
-    return as_dict(session.execute(select(t).where(t.c.user == user, t.c.key == key)).first())
-
-
-def reserve_key(session: Session, *, user: str, key: str, request: str, at: datetime) -> None:
-    """Insert a user's Idempotency-Key before the change it guards (IntegrityError if taken)."""
-    session.execute(
-        insert(orm.idempotency_keys).values(
-            user=user, key=key, request=request, status=0, body={}, created_at=at
-        )
-    )
-
-
-def remember_response(session: Session, *, user: str, key: str, status: int, body: Any) -> None:
-    """Store the answer on a reserved key, in the transaction of the change it answers."""
-    t = orm.idempotency_keys
-    session.execute(
-        update(t).where(t.c.user == user, t.c.key == key).values(status=status, body=body)
-    )
+        return [
+            AuditRecord(
+                id=r.id,
+                at=r.at,
+                actor=r.user,
+                action=r.action,
+                resource_type="read" if r.read_id else "report" if r.report_id else "",
+                resource_id=r.read_id or r.report_id or "",
+                related_id=r.report_id if r.read_id else None,
+                roles=frozenset(role for role in r.roles.split(",") if role),
+                detail=r.detail,
+            )
+            for r in self.session.execute(query)
+        ]

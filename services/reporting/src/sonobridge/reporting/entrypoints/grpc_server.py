@@ -15,8 +15,9 @@ from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.grpc import principal_from_context
 from sonobridge.common.problems import InvalidInput
-from sonobridge.reporting import handlers
-from sonobridge.reporting.handlers import Dependencies
+from sonobridge.reporting.entrypoints import views
+from sonobridge.reporting.handlers import reads, reports
+from sonobridge.reporting.ports import Dependencies
 
 _STATE_NAMES = {
     "queued": reporting_pb2.READ_STATE_QUEUED,
@@ -37,6 +38,10 @@ def _ts(value: str | None) -> Timestamp | None:
     return ts
 
 
+def _finding_pb(finding: dict[str, Any]) -> events_pb2.Finding:
+    return json_format.ParseDict(finding, events_pb2.Finding(), ignore_unknown_fields=True)
+
+
 def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
     message = reporting_pb2.Read(
         read_id=view["read_id"],
@@ -46,12 +51,12 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
             institution_id=view["institution_id"],
             operator_id=view.get("operator_id", ""),
             device_serial=view.get("device_serial", ""),
-            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{view['exam_type'].upper()}"),
+            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{view['exam_type'].upper()}"),  # type: ignore[arg-type]
             patient_ref=view.get("patient_ref", ""),
         ),
-        route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),
+        route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),  # type: ignore[arg-type]
         worklist=view["worklist"],
-        priority=events_pb2.ReadPriority.Value(f"READ_PRIORITY_{view['priority'].upper()}"),
+        priority=events_pb2.ReadPriority.Value(f"READ_PRIORITY_{view['priority'].upper()}"),  # type: ignore[arg-type]
         state=_STATE_NAMES[view["state"]],
         assigned_to=view["assigned_to"] or "",
         overdue=view["overdue"],
@@ -68,7 +73,7 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
             view["exam_quality"], message.exam_quality, ignore_unknown_fields=True
         )
     for finding in view.get("ai_findings", []):
-        message.ai_findings.append(handlers.finding_pb(finding))
+        message.ai_findings.append(_finding_pb(finding))
     return message
 
 
@@ -83,7 +88,8 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
         principal = principal_from_context(context, self.verifier)
         if not request.read_id:
             raise InvalidInput("read_id is required")
-        view = handlers.view_read(self.deps, principal, request.read_id)
+        detail = reads.view_read(self.deps, principal, request.read_id)
+        view = views.read_detail(detail, self.deps.clock(), self.deps.settings.wado_base_url)
         return reporting_pb2.GetReadResponse(read=_read_pb(view))
 
     def ListWorklist(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -92,7 +98,7 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
         if size > 500:
             raise InvalidInput("page_size is at most 500")
         states = [_STATE_BY_PB[s] for s in request.states if s in _STATE_BY_PB] or None
-        page, following = handlers.list_reads(
+        page, following = reads.list_reads(
             self.deps,
             principal,
             worklist=request.worklist or None,
@@ -101,15 +107,18 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
             cursor=request.page_token or None,
             limit=size,
         )
+        now = self.deps.clock()
         return reporting_pb2.ListWorklistResponse(
-            reads=[_read_pb(r) for r in page], next_page_token=following or ""
+            reads=[_read_pb(views.read_summary(r, now)) for r in page],
+            next_page_token=following or "",
         )
 
     def GetReport(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         principal = principal_from_context(context, self.verifier)
         if not request.report_id:
             raise InvalidInput("report_id is required")
-        view = handlers.get_report(self.deps, principal, request.report_id, request.version)
+        chosen = reports.get_report(self.deps, principal, request.report_id, request.version)
+        view = views.chosen_view(chosen)
         report = reporting_pb2.Report(
             report_id=view["report_id"],
             read_id=view["read_id"],
@@ -120,13 +129,13 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
             json_object_key=view["json_object_key"],
             amended_from_version=view["amended_from_version"],
             superseded=view["superseded"],
-            findings=[handlers.finding_pb(f) for f in view["findings"]],
+            findings=[_finding_pb(f) for f in view["findings"]],
             ai_agreement=[
                 events_pb2.AiAgreement(
                     finding_code=a["finding_code"],
                     model_name=a["model_name"],
                     model_version=a["model_version"],
-                    verdict=events_pb2.AiVerdict.Value(f"AI_VERDICT_{a['verdict'].upper()}"),
+                    verdict=events_pb2.AiVerdict.Value(f"AI_VERDICT_{a['verdict'].upper()}"),  # type: ignore[arg-type]
                     comment=a["comment"],
                 )
                 for a in view["ai_agreement"]
@@ -144,7 +153,7 @@ def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Serv
     """Return the create_grpc_server register callback for this service."""
 
     def add(server: grpc.Server) -> list[str]:
-        reporting_pb2_grpc.add_ReportingServiceServicer_to_server(
+        reporting_pb2_grpc.add_ReportingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ReportingServicer(deps, verifier), server
         )
         return [reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name]

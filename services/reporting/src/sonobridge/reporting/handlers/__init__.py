@@ -1,0 +1,1 @@
+"""Reporting use cases, one module per family; transports import the family they need."""
