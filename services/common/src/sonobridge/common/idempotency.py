@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sonobridge.common.problems import InvalidInput
+from sonobridge.common.problems import Conflict, InvalidInput
 
 MAX_KEY_CHARS = 255
 
@@ -60,8 +60,16 @@ class Outcome:
     replayed: bool = False
 
 
-class KeyTaken(Exception):
+class KeyTaken(Conflict):
     """Another request holds this key: it committed, or is committing, first."""
+
+    # Still committing when re-read: the client retries later (409, as the RFC draft says).
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "a request with this Idempotency-Key is still being processed",
+            reason="idempotency_key_in_use",
+            idempotency_key=key,
+        )
 
 
 class IdempotencyKeys(Protocol):
@@ -127,13 +135,3 @@ def once(
         if stored is None:
             raise
         return replay(stored, key)
-
-
-def __getattr__(name: str) -> Any:
-    # The table and SQL adapter lived here in the first cut; importing them from here still
-    # works, lazily, so that importing the port alone never loads SQLAlchemy.
-    if name in {"idempotency_table", "SqlIdempotencyKeys"}:
-        from sonobridge.common import sql_records
-
-        return getattr(sql_records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
