@@ -90,7 +90,9 @@ class IdempotencyKeys(Protocol):
 
 def replay(stored: StoredAnswer, key: RequestKey) -> Outcome:
     """Replay a stored answer; a key reused for a different request is refused."""
-    if stored.request != key.fingerprint:
+    # An empty fingerprint marks a key migrated from a table that stored none (maintenance's
+    # before 0003): it replays for any request, as it did when it was issued.
+    if stored.request and stored.request != key.fingerprint:
         raise InvalidInput(
             "Idempotency-Key was already used for a different request",
             idempotency_key=key.value,

@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
-from sonobridge.common.sql_records import audit_table
+from sonobridge.common.sql_records import audit_table, idempotency_table
 
 metadata = MetaData()
 
@@ -123,14 +123,7 @@ sla_timers = Table(
     UniqueConstraint("ticket_id", "clock", name="uq_sla_timers_ticket_clock"),
 )
 
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("scope", String(128), primary_key=True),
-    Column("key", String(128), primary_key=True),
-    Column("ticket_id", String(64), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-)
+idempotency_keys = idempotency_table(metadata)
 
 telemetry_batches = Table(
     "telemetry_batches",

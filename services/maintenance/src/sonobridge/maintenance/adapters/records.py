@@ -1,4 +1,4 @@
-"""SQL timers, preventive tasks, usage, telemetry, probe findings, request keys and audit."""
+"""SQL timers, preventive tasks, usage, telemetry, probe findings and the audit trail."""
 
 from __future__ import annotations
 
@@ -347,29 +347,6 @@ class SqlProbeFindings:
         f = orm.probe_findings
         self.session.execute(
             update(f).where(f.c.finding_id.in_(list(finding_ids))).values(ticket_id=ticket_id)
-        )
-
-
-class SqlRequestKeys:
-    """Idempotency keys in one session."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def ticket_for(self, scope: str, key: str) -> str | None:
-        """Return the ticket a repeated request opened, or None."""
-        k = orm.idempotency_keys
-        value = self.session.execute(
-            select(k.c.ticket_id).where(k.c.scope == scope, k.c.key == key)
-        ).scalar_one_or_none()
-        return None if value is None else str(value)
-
-    def remember(self, scope: str, key: str, ticket_id: str, at: datetime) -> None:
-        """Remember the ticket a request opened."""
-        self.session.execute(
-            insert(orm.idempotency_keys).values(
-                scope=scope, key=key, ticket_id=ticket_id, created_at=at
-            )
         )
 
 

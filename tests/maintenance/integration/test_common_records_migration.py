@@ -1,4 +1,4 @@
-"""Revision 0002 moves maintenance's audit rows to the common audit table, ids and all."""
+"""Revisions 0002 and 0003 move maintenance's audit rows and request keys to common tables."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 
 import sonobridge.maintenance
 from sonobridge.common.db import create_db_engine, migrate
+from sonobridge.common.idempotency import RequestKey, StoredAnswer, replay
+from sonobridge.common.sql_records import SqlIdempotencyKeys
+from sonobridge.maintenance.adapters import orm
 from sonobridge.maintenance.adapters.records import SqlAuditLog
 
 AT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -58,5 +61,29 @@ def test_old_audit_rows_survive_the_move_with_their_kind_and_cursor(database_url
         with Session(engine) as session:
             # New records continue after the moved ids, so old cursors stay valid.
             assert [r.id for r in SqlAuditLog(session).page(target="", after=11, limit=10)] == [12]
+    finally:
+        engine.dispose()
+
+
+def test_keys_taken_before_0003_move_and_still_replay_their_ticket(database_url: str) -> None:
+    migrate(database_url, SCRIPTS, "0002")
+    engine = create_db_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO idempotency_keys (scope, key, ticket_id, created_at)"
+                    " VALUES ('nurse-1', 'tap-1', 'T-7', :at)"
+                ),
+                {"at": AT},
+            )
+        migrate(database_url, SCRIPTS)
+        with Session(engine) as session, session.begin():
+            keys = SqlIdempotencyKeys(session, orm.idempotency_keys)
+            stored = keys.find("nurse-1", "tap-1")
+            assert stored == StoredAnswer("", 201, {"ticket_id": "T-7"})
+            # Never fingerprinted: a retry of any request gets its ticket back, as before.
+            assert replay(stored, RequestKey("tap-1", "any")).body == {"ticket_id": "T-7"}
+            assert keys.find("nurse-2", "tap-1") is None
     finally:
         engine.dispose()
