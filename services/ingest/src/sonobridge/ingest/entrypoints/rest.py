@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import time
@@ -345,31 +346,33 @@ async def upload_chunk(
         with UPLOAD_HOLDS.holding(session_id) as hold:
             since = time.monotonic()
             try:
-                async for chunk in _body_until_released(request, hold):
-                    part.write(chunk)
-                    if digest is not None:
-                        digest.update(chunk)
-                    elapsed = time.monotonic() - since
-                    length = current.upload_length
-                    if uploads.commit_due(
-                        deps, offset, part.size, length, elapsed, checksummed=digest is not None
-                    ):
-                        # Commit the piece so that a cut connection loses at most this much.
-                        part.close()
-                        piece = await run_in_threadpool(
-                            uploads.append_upload,
-                            deps,
-                            principal,
-                            session_id,
-                            offset,
-                            part,
-                            interrupted=False,
-                        )
-                        part.discard()
-                        offset = piece.upload.upload_offset
-                        part = deps.spool.new()
-                        part.limit = length - offset
-                        since = time.monotonic()
+                # aclosing: a failed piece commit must not leave the release waiter pending.
+                async with contextlib.aclosing(_body_until_released(request, hold)) as body:
+                    async for chunk in body:
+                        part.write(chunk)
+                        if digest is not None:
+                            digest.update(chunk)
+                        elapsed = time.monotonic() - since
+                        length = current.upload_length
+                        if uploads.commit_due(
+                            deps, offset, part.size, length, elapsed, checksummed=digest is not None
+                        ):
+                            # Commit the piece so that a cut connection loses at most this much.
+                            part.close()
+                            piece = await run_in_threadpool(
+                                uploads.append_upload,
+                                deps,
+                                principal,
+                                session_id,
+                                offset,
+                                part,
+                                interrupted=False,
+                            )
+                            part.discard()
+                            offset = piece.upload.upload_offset
+                            part = deps.spool.new()
+                            part.limit = length - offset
+                            since = time.monotonic()
             except ClientDisconnect:
                 interrupted = True
             if hold.release.is_set():
