@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from types import MappingProxyType
@@ -292,7 +292,7 @@ async def upload_offset(
     )
 
 
-async def _body_until_released(request: Request, hold: Hold) -> AsyncIterator[bytes]:
+async def _body_until_released(request: Request, hold: Hold) -> AsyncGenerator[bytes]:
     """Yield the request body until it ends, or until another request asks this one to stop."""
     chunks = request.stream().__aiter__()
     released = asyncio.ensure_future(hold.release.wait())
