@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ingest.ingest_support import (
@@ -21,17 +22,33 @@ from ingest.ingest_support import (
 from sqlalchemy import text
 
 from sonobridge.common.auth import LocalIssuer
+from sonobridge.common.db import create_db_engine
+from sonobridge.common.objects.minio import MinioObjectStore
 
 PIECE = 64 * 1024
 
 
-@pytest.fixture
-def ingest(tmp_path: Path, issuer: LocalIssuer) -> Iterator[RunningIngest]:
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.infra)])
+def ingest(
+    request: pytest.FixtureRequest, tmp_path: Path, issuer: LocalIssuer
+) -> Iterator[RunningIngest]:
     """Ingest committing a streaming PATCH every 64 KiB (time alone never triggers it here)."""
-    with running_ingest(
-        tmp_path, issuer, upload_commit_bytes=PIECE, upload_commit_seconds=3600
-    ) as running:
-        yield running
+    commits: dict[str, Any] = {"upload_commit_bytes": PIECE, "upload_commit_seconds": 3600}
+    if request.param == "single":
+        with running_ingest(tmp_path, issuer, **commits) as running:
+            yield running
+        return
+    minio = request.getfixturevalue("minio_endpoint")
+    store = MinioObjectStore(
+        minio.endpoint, minio.access_key, minio.secret_key, request.getfixturevalue("unique_bucket")
+    )
+    store.ensure_bucket()
+    engine = create_db_engine(request.getfixturevalue("pg_database"))
+    try:
+        with running_ingest(tmp_path, issuer, store=store, engine=engine, **commits) as running:
+            yield running
+    finally:
+        engine.dispose()
 
 
 def _open_patch(
