@@ -12,6 +12,9 @@ from torch.nn import functional as F  # noqa: N812
 
 from sonobridge.lab.training.fetal_graphs import UnetWeights
 
+# Share of training images cut by the frame's edge.
+CUT_SHARE = 0.2
+
 
 class _Block(nn.Sequential):
     """Two 3x3 convolutions, each batch-normalised and rectified."""
@@ -89,7 +92,12 @@ class Unet(nn.Module):
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, max_turn: float, scales):
-    """Flip, turn, scale and shift a batch together with its labels; jitter gain and gamma."""
+    """Flip, turn, scale, shift and sometimes cut a batch with its labels; jitter gain and gamma.
+
+    A cut keeps one side of the frame (40-75% of its width or height) stretched back to the full
+    grid, as serving sees a frame that cuts the head: the network then runs the head region
+    along the frame's border, which is how the module tells a cut-off head.
+    """
     n = x.shape[0]
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -104,6 +112,15 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, max_turn: f
     theta[:, 0, 0], theta[:, 0, 1] = cos * flip_x, -sin
     theta[:, 1, 0], theta[:, 1, 1] = sin, cos * flip_y
     theta[:, 0, 2], theta[:, 1, 2] = uniform(-0.1, 0.1), uniform(-0.1, 0.1)
+    cut = torch.rand(n, generator=gen) < CUT_SHARE
+    across = torch.rand(n, generator=gen) < 0.5
+    keep = torch.where(cut, uniform(0.4, 0.75), torch.ones(n))
+    side = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    # Input coordinates = crop(turn(output)): the crop scales and offsets one axis.
+    for axis, chosen in ((0, across), (1, ~across)):
+        k = torch.where(chosen, keep, torch.ones(n))
+        theta[:, axis] = theta[:, axis] * k[:, None]
+        theta[:, axis, 2] += side * (1 - k)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     xa = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     ya = F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
