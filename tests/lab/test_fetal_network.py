@@ -1,4 +1,4 @@
-"""The fetal-skull U-Net's ONNX graph: the serving contract, and torch's numbers when torch is here."""
+"""The fetal-skull U-Net's ONNX graph: the serving contract, and torch's numbers where torch is."""
 
 import numpy as np
 import onnxruntime as ort
