@@ -263,7 +263,7 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             f"widths {list(WIDTHS)} (two 3x3 convolutions each, batch norm folded in, ReLU), "
             "2x2 max-pool down, 2x2 transposed convolutions up with skip concatenation, 1x1 "
             "head, bilinear back to the input grid, tempered softmax",
-            "training": f"PyTorch on CPU ({THREADS} threads, deterministic algorithms), seed "
+            "training": f"PyTorch on CPU (threads: {THREADS}, deterministic algorithms), seed "
             f"{SEEDS['network']}, {EPOCHS} epochs of AdamW (one-cycle, peak {LEARNING_RATE}), "
             f"batches of {BATCH}, cross-entropy + soft Dice on the expert's filled ellipse; "
             f"augmented by flips, turns within +-{MAX_TURN_DEGREES:g} degrees, scales "
