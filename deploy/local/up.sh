@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start local test servers on 127.0.0.1: up.sh [kafka|minio|postgres|all]. No-op when already up.
+# Start local test servers on 127.0.0.1: up.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all].
+# No-op when already up.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -131,6 +132,50 @@ up_minio() {
     log "minio starting (pid $(cat "$MINIO_PIDFILE"), log $MINIO_LOG)"
     wait_ready minio minio_ready "$MINIO_PIDFILE" "$MINIO_LOG"
     log "minio up on $BIND_HOST:$MINIO_PORT"
+}
+
+up_toxiproxy() {
+    [[ -x "$TOXIPROXY_SERVER_BIN" ]] || die "toxiproxy is not installed; run deploy/local/install.sh toxiproxy"
+    if pid_alive "$TOXIPROXY_PIDFILE"; then
+        wait_ready toxiproxy toxiproxy_ready "$TOXIPROXY_PIDFILE" "$TOXIPROXY_LOG"
+        log "toxiproxy already up on $BIND_HOST:$TOXIPROXY_PORT"
+        return 0
+    fi
+    require_free_port toxiproxy "$TOXIPROXY_PORT"
+    mkdir -p "$TOXIPROXY_RUN"
+    # No proxies at start: each test creates its own.
+    echo '[]' >"$TOXIPROXY_RUN/proxies.json"
+    rotate_log "$TOXIPROXY_LOG"
+    # The run dir on the command line lets pid_alive recognise the daemon; proxies are created by
+    # the tests through the API, each listening on 127.0.0.1 only.
+    (cd "$TOXIPROXY_RUN" && exec setsid nohup "$TOXIPROXY_SERVER_BIN" -host "$BIND_HOST" \
+        -port "$TOXIPROXY_PORT" -config "$TOXIPROXY_RUN/proxies.json" -proxy-metrics \
+        >"$TOXIPROXY_LOG" 2>&1 </dev/null 9>&-) &
+    echo $! >"$TOXIPROXY_PIDFILE"
+    log "toxiproxy starting (pid $(cat "$TOXIPROXY_PIDFILE"), log $TOXIPROXY_LOG)"
+    wait_ready toxiproxy toxiproxy_ready "$TOXIPROXY_PIDFILE" "$TOXIPROXY_LOG"
+    log "toxiproxy up on $BIND_HOST:$TOXIPROXY_PORT"
+}
+
+up_seaweedfs() {
+    [[ -x "$SEAWEEDFS_BIN" ]] || die "seaweedfs is not installed; run deploy/local/install.sh seaweedfs"
+    if pid_alive "$SEAWEEDFS_PIDFILE"; then
+        wait_ready seaweedfs seaweedfs_ready "$SEAWEEDFS_PIDFILE" "$SEAWEEDFS_LOG"
+        log "seaweedfs already up on $BIND_HOST:$SEAWEEDFS_S3_PORT"
+        return 0
+    fi
+    local port
+    for port in "$SEAWEEDFS_S3_PORT" "$SEAWEEDFS_MASTER_PORT" "$SEAWEEDFS_VOLUME_PORT" "$SEAWEEDFS_FILER_PORT"; do
+        require_free_port seaweedfs "$port"
+    done
+    mkdir -p "$SEAWEEDFS_RUN/data"
+    write_seaweedfs_s3_config
+    rotate_log "$SEAWEEDFS_LOG"
+    SEAWEEDFS_ARGS_PLACEHOLDER
+    echo $! >"$SEAWEEDFS_PIDFILE"
+    log "seaweedfs starting (pid $(cat "$SEAWEEDFS_PIDFILE"), log $SEAWEEDFS_LOG)"
+    wait_ready seaweedfs seaweedfs_ready "$SEAWEEDFS_PIDFILE" "$SEAWEEDFS_LOG"
+    log "seaweedfs S3 up on $BIND_HOST:$SEAWEEDFS_S3_PORT"
 }
 
 ensure_pg_app_role() {
