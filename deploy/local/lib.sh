@@ -43,8 +43,8 @@ MINIO_PORT="${SONOBRIDGE_MINIO_PORT:-19000}"
 MINIO_CONSOLE_PORT="${SONOBRIDGE_MINIO_CONSOLE_PORT:-19001}"
 PG_PORT="${SONOBRIDGE_PG_PORT:-15432}"
 TOXIPROXY_PORT="${SONOBRIDGE_TOXIPROXY_PORT:-18474}"
-# SeaweedFS listens on several ports; each is pinned so nothing lands on a default another
-# engineer's server may hold.
+# SeaweedFS listens on several ports, each pinned (its gRPC ports are these + 10) so nothing
+# lands on a default that another server may hold.
 SEAWEEDFS_S3_PORT="${SONOBRIDGE_SEAWEEDFS_S3_PORT:-18333}"
 SEAWEEDFS_MASTER_PORT="${SONOBRIDGE_SEAWEEDFS_MASTER_PORT:-18334}"
 SEAWEEDFS_VOLUME_PORT="${SONOBRIDGE_SEAWEEDFS_VOLUME_PORT:-18335}"

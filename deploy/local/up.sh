@@ -157,6 +157,15 @@ up_toxiproxy() {
     log "toxiproxy up on $BIND_HOST:$TOXIPROXY_PORT"
 }
 
+# One identity with the MinIO test keys, so tests reach either server the same way.
+write_seaweedfs_s3_config() {
+    cat >"$SEAWEEDFS_RUN/s3.json" <<JSON
+{"identities": [{"name": "$MINIO_ROOT_USER_VALUE",
+  "credentials": [{"accessKey": "$MINIO_ROOT_USER_VALUE", "secretKey": "$MINIO_ROOT_PASSWORD_VALUE"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+}
+
 up_seaweedfs() {
     [[ -x "$SEAWEEDFS_BIN" ]] || die "seaweedfs is not installed; run deploy/local/install.sh seaweedfs"
     if pid_alive "$SEAWEEDFS_PIDFILE"; then
@@ -165,13 +174,27 @@ up_seaweedfs() {
         return 0
     fi
     local port
-    for port in "$SEAWEEDFS_S3_PORT" "$SEAWEEDFS_MASTER_PORT" "$SEAWEEDFS_VOLUME_PORT" "$SEAWEEDFS_FILER_PORT"; do
+    for port in "$SEAWEEDFS_S3_PORT" "$SEAWEEDFS_MASTER_PORT" "$SEAWEEDFS_VOLUME_PORT" \
+        "$SEAWEEDFS_FILER_PORT"; do
         require_free_port seaweedfs "$port"
+        require_free_port "seaweedfs grpc" "$((port + 10))"
     done
     mkdir -p "$SEAWEEDFS_RUN/data"
     write_seaweedfs_s3_config
     rotate_log "$SEAWEEDFS_LOG"
-    SEAWEEDFS_ARGS_PLACEHOLDER
+    # Master, volume, filer and S3 gateway in one process; every listener on 127.0.0.1 and a
+    # pinned port (gRPC ports too, else they default to port+10000), extras off, no telemetry.
+    # Small volumes and an automatic volume count: each contract test makes a bucket, and each
+    # bucket is a collection with volumes of its own.
+    (cd "$SEAWEEDFS_RUN" && exec setsid nohup "$SEAWEEDFS_BIN" server \
+        -ip "$BIND_HOST" -ip.bind "$BIND_HOST" -dir "$SEAWEEDFS_RUN/data" -volume.max 0 \
+        -master.port "$SEAWEEDFS_MASTER_PORT" -master.port.grpc "$((SEAWEEDFS_MASTER_PORT + 10))" \
+        -master.volumeSizeLimitMB 64 -master.telemetry=false \
+        -volume.port "$SEAWEEDFS_VOLUME_PORT" -volume.port.grpc "$((SEAWEEDFS_VOLUME_PORT + 10))" \
+        -filer.port "$SEAWEEDFS_FILER_PORT" -filer.port.grpc "$((SEAWEEDFS_FILER_PORT + 10))" \
+        -s3 -s3.port "$SEAWEEDFS_S3_PORT" -s3.port.grpc "$((SEAWEEDFS_S3_PORT + 10))" \
+        -s3.port.iceberg 0 -s3.port.lance 0 -s3.config "$SEAWEEDFS_RUN/s3.json" \
+        >"$SEAWEEDFS_LOG" 2>&1 </dev/null 9>&-) &
     echo $! >"$SEAWEEDFS_PIDFILE"
     log "seaweedfs starting (pid $(cat "$SEAWEEDFS_PIDFILE"), log $SEAWEEDFS_LOG)"
     wait_ready seaweedfs seaweedfs_ready "$SEAWEEDFS_PIDFILE" "$SEAWEEDFS_LOG"

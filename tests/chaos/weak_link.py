@@ -48,6 +48,8 @@ class LinkShape:
     max_cuts: int = 1_000
     # How long the proxy stays down at a cut: a phone losing its cell for a moment.
     cut_down_s: float = 0.2
+    # How late the server learns of a cut (0: at once, as when the phone's RST gets through).
+    server_notices_after_s: float = 0.0
 
 
 @dataclass
@@ -104,12 +106,15 @@ class ByteMeter:
     """A loopback TCP relay in front of the server that counts the bytes reaching it.
 
     Toxiproxy's own counters lose the bytes of connections it closes at a cut, so the count is
-    taken behind the link, where what arrived is what the radio carried.
+    taken behind the link, where what arrived is what the radio carried. With `notice_after_s`
+    the server's side of a cut connection stays open that long: a phone that vanished off a
+    lossy cell, which the server notices only when TCP gives up, not at once.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, notice_after_s: float = 0.0) -> None:
         host, _, port = upstream.rpartition(":")
         self._upstream = (host, int(port))
+        self.notice_after_s = notice_after_s
         self.upstream_bytes = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -128,6 +133,8 @@ class ByteMeter:
         except (ConnectionError, OSError):
             pass  # a cut: the other pump sees it too and both ends get closed below
         finally:
+            if count and self.notice_after_s:
+                await asyncio.sleep(self.notice_after_s)
             writer.close()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -148,6 +155,13 @@ class ByteMeter:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        # Relays still lingering on a cut are cancelled and awaited, so none is left dangling.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
 
     def __enter__(self) -> ByteMeter:
         self._thread.start()
@@ -165,7 +179,7 @@ def shaped_proxy(
 ) -> Iterator[tuple[str, str, ByteMeter]]:
     """A shaped proxy, metered behind, in front of `upstream`; yields name, address, meter."""
     name = f"weak-link-{uuid.uuid4().hex[:8]}"
-    with ByteMeter(upstream) as meter:
+    with ByteMeter(upstream, link.server_notices_after_s) as meter:
         address = toxiproxy.create_proxy(name, meter.address)
         try:
             toxiproxy.shape(name, link)
@@ -313,6 +327,7 @@ def tus_upload(
 class WeakLinkResult:
     """Both runs on the same link and what the server stored."""
 
+    link: LinkShape
     baseline: LinkRun
     resumable: LinkRun
     exam: dict[str, Any]
@@ -334,7 +349,8 @@ class WeakLinkResult:
         """The figures, printed not asserted: speed targets belong in benchmarks."""
         b, r = self.baseline, self.resumable
         return [
-            f"weak link: {r.size / MB:.1f} MB exam",
+            f"weak link: {r.size / MB:.1f} MB exam, server notices a cut after "
+            f"{self.link.server_notices_after_s:g}s",
             f"  curl, no cuts:  {b.seconds:6.1f}s  {b.goodput_kbytes_s:6.1f} KB/s  "
             f"{b.upstream_bytes} bytes up",
             f"  tuspy, {r.cuts} cuts: {r.seconds:6.1f}s  {r.goodput_kbytes_s:6.1f} KB/s  "
@@ -386,7 +402,7 @@ def run_weak_link(
             again = app.complete(exam_id, plan, scan_seconds=60.0)
             exam = app.client.get(f"/v1/exams/{exam_id}").json()
             exam["completion_states"] = [first["state"], again["state"]]
-    result = WeakLinkResult(baseline, resumable, exam, hashlib.sha256(data).hexdigest())
+    result = WeakLinkResult(link, baseline, resumable, exam, hashlib.sha256(data).hexdigest())
     for line in result.lines():
         printer(line)
     return result
