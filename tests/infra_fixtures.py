@@ -1,4 +1,4 @@
-"""Pytest plugin that starts the real local servers (Kafka, MinIO, PostgreSQL, ...) once per session."""
+"""Pytest plugin that starts the real local servers (Kafka, MinIO, PostgreSQL...) per session."""
 
 from __future__ import annotations
 
