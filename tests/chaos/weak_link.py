@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -230,14 +230,13 @@ def padded_exam(size: int, seed: int = 7000) -> PlannedExam:
 
 @dataclass
 class LinkRun:
-    """What one upload across the link cost and what the server ended up with."""
+    """What one upload across the link cost: time, bytes that reached the server, cuts."""
 
     size: int
     seconds: float
     upstream_bytes: int
     cuts: int = 0
     restarts: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def goodput_kbytes_s(self) -> float:
