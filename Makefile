@@ -28,7 +28,7 @@ protos: ## Regenerate Python code and stubs from proto/ with the pinned protoc
 protos-check: ## Fail if the generated code under proto/ is stale
 	uv run python scripts/gen_protos.py --check
 
-infra-install: ## Install pinned Kafka, MinIO and PostgreSQL into ~/.cache/sonobridge
+infra-install: ## Install pinned Kafka, MinIO, PostgreSQL, Toxiproxy, SeaweedFS into ~/.cache/sonobridge
 	deploy/local/install.sh all
 
 up: infra-install ## Start local Kafka, MinIO and PostgreSQL on 127.0.0.1
@@ -47,3 +47,7 @@ cluster-up: ## Start the cluster edition: each service its own process on local 
 
 cluster-down: ## Stop the cluster edition's processes (the local servers keep running)
 	scripts/cluster.sh down
+
+.PHONY: weak-link
+weak-link: ## Issue 20's long weak-link form: 50 MB by tus over a 5 Mbit/s link cut every 30 s
+	SONOBRIDGE_WEAK_LINK_MB=50 uv run pytest tests/chaos/test_weak_link.py -q -s --timeout=3600

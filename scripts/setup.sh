@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: uv, the locked Python environment, and (with --infra) the pinned local
-# Kafka, MinIO, PostgreSQL, the Debian tools the tests use (dcmtk, chromium, ...) and the pinned
-# OHIF viewer. Idempotent; caches outside the clone.
+# Kafka, MinIO, PostgreSQL, Toxiproxy (link emulator), SeaweedFS (second S3 server, opt-in), the
+# Debian tools the tests use (dcmtk, chromium, curl, ...) and the pinned OHIF viewer. Idempotent;
+# caches outside the clone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,6 +22,8 @@ if [[ "${1:-}" == "--infra" ]]; then
     apt_missing=()
     command -v storescu >/dev/null || apt_missing+=(dcmtk)
     command -v pdftoppm >/dev/null || apt_missing+=(poppler-utils)
+    # The weak-link test's baseline is one plain curl upload.
+    command -v curl >/dev/null || apt_missing+=(curl)
     # A CJK TrueType font the report PDFs embed, so Chinese renders in any viewer.
     [[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]] || apt_missing+=(fonts-wqy-zenhei)
     # The browser the OHIF viewer test drives through Playwright (never `playwright install`).
@@ -32,6 +35,7 @@ if [[ "${1:-}" == "--infra" ]]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "${apt_missing[@]}" >/dev/null
     fi
+    # "all" includes Toxiproxy, and SeaweedFS with SONOBRIDGE_SEAWEEDFS=1 (a long Go build).
     deploy/local/install.sh all
     echo "setup: OHIF viewer in $(scripts/ohif.sh)"
     scripts/k8s_tools.sh

@@ -1,4 +1,4 @@
-"""Pytest plugin that starts the real local Kafka, MinIO and PostgreSQL once per test session."""
+"""Pytest plugin that starts the real local servers (Kafka, MinIO, PostgreSQL...) per session."""
 
 from __future__ import annotations
 
@@ -188,6 +188,26 @@ def minio_endpoint(
     _server_fixture(request, "minio")
     return MinioEndpoint(
         endpoint=local_infra_env["SONOBRIDGE_TEST_MINIO"],
+        access_key=local_infra_env["SONOBRIDGE_TEST_MINIO_ACCESS_KEY"],
+        secret_key=local_infra_env["SONOBRIDGE_TEST_MINIO_SECRET_KEY"],
+    )
+
+
+@pytest.fixture(scope="session")
+def toxiproxy_api(request: pytest.FixtureRequest, local_infra_env: dict[str, str]) -> str:
+    """Return host:port of the API of a running local Toxiproxy (the link emulator)."""
+    _server_fixture(request, "toxiproxy")
+    return local_infra_env["SONOBRIDGE_TEST_TOXIPROXY"]
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_s3_endpoint(
+    request: pytest.FixtureRequest, local_infra_env: dict[str, str]
+) -> MinioEndpoint:
+    """Return the S3 endpoint and keys of a running local SeaweedFS (the second S3 server)."""
+    _server_fixture(request, "seaweedfs")
+    return MinioEndpoint(
+        endpoint=local_infra_env["SONOBRIDGE_TEST_SEAWEEDFS_S3"],
         access_key=local_infra_env["SONOBRIDGE_TEST_MINIO_ACCESS_KEY"],
         secret_key=local_infra_env["SONOBRIDGE_TEST_MINIO_SECRET_KEY"],
     )

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stop local test servers started by up.sh: down.sh [kafka|minio|postgres|all]. Data is kept.
+# Stop local test servers started by up.sh: down.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all].
+# Data is kept.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -21,6 +22,26 @@ down_minio() {
     else
         rm -f "$MINIO_PIDFILE"
         log "minio not running"
+    fi
+}
+
+down_toxiproxy() {
+    if pid_alive "$TOXIPROXY_PIDFILE"; then
+        log "stopping toxiproxy (pid $(cat "$TOXIPROXY_PIDFILE"))"
+        stop_pidfile "$TOXIPROXY_PIDFILE" 10
+    else
+        rm -f "$TOXIPROXY_PIDFILE"
+        log "toxiproxy not running"
+    fi
+}
+
+down_seaweedfs() {
+    if pid_alive "$SEAWEEDFS_PIDFILE"; then
+        log "stopping seaweedfs (pid $(cat "$SEAWEEDFS_PIDFILE"))"
+        stop_pidfile "$SEAWEEDFS_PIDFILE" 30
+    else
+        rm -f "$SEAWEEDFS_PIDFILE"
+        log "seaweedfs not running"
     fi
 }
 

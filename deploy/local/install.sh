@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install pinned Kafka, MinIO and PostgreSQL for local tests: install.sh [kafka|minio|postgres|all]
+# Install pinned local test servers: install.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all]
 # Idempotent: a finished install is detected by a marker and skipped in well under a second.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -98,6 +98,68 @@ install_minio() {
     log "minio installed at $MINIO_BIN ($((SECONDS - started))s)"
 }
 
+# Go builds keep module, build caches and GOPATH in the cache dir, like MinIO's.
+go_in_cache() {
+    env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-buildvcs=false -trimpath" \
+        GOPATH="$CACHE_DIR/go" GOMODCACHE="$CACHE_DIR/go/pkg/mod" GOCACHE="$CACHE_DIR/go-build" \
+        go "$@"
+}
+
+install_toxiproxy() {
+    if [[ -x "$TOXIPROXY_SERVER_BIN" && -x "$TOXIPROXY_CLI_BIN" ]]; then
+        log "toxiproxy $TOXIPROXY_VERSION already installed in $TOXIPROXY_HOME"
+        return 0
+    fi
+    command -v go >/dev/null || die "go not found; Toxiproxy is built from source"
+    local stage="$TOXIPROXY_HOME.partial" started=$SECONDS
+    local build_log="$CACHE_DIR/logs/toxiproxy-$TOXIPROXY_VERSION-build.log"
+    mkdir -p "$CACHE_DIR/logs" "$stage"
+    log "building toxiproxy $TOXIPROXY_VERSION from source (log: $build_log)"
+    if ! (cd "$CACHE_DIR" && GOBIN="$stage" go_in_cache install -ldflags "-s -w" \
+        "$TOXIPROXY_MODULE/cmd/server@$TOXIPROXY_VERSION" \
+        "$TOXIPROXY_MODULE/cmd/cli@$TOXIPROXY_VERSION") >"$build_log" 2>&1; then
+        show_log_tail "$build_log"
+        die "go install $TOXIPROXY_MODULE@$TOXIPROXY_VERSION failed"
+    fi
+    [[ -x "$stage/server" && -x "$stage/cli" ]] || die "go install finished but $stage lacks server/cli"
+    mkdir -p "$TOXIPROXY_HOME"
+    # go install names binaries after their directory; give them the names upstream ships.
+    mv -f "$stage/cli" "$TOXIPROXY_CLI_BIN"
+    mv -f "$stage/server" "$TOXIPROXY_SERVER_BIN"
+    rmdir "$stage" 2>/dev/null || true
+    log "toxiproxy installed in $TOXIPROXY_HOME ($((SECONDS - started))s)"
+}
+
+install_seaweedfs() {
+    if [[ -x "$SEAWEEDFS_BIN" ]]; then
+        log "seaweedfs $SEAWEEDFS_VERSION already installed at $SEAWEEDFS_BIN"
+        return 0
+    fi
+    command -v go >/dev/null || die "go not found; SeaweedFS is built from source"
+    local stage="$SEAWEEDFS_HOME.partial" src="$SEAWEEDFS_HOME.src" started=$SECONDS dir
+    local build_log="$CACHE_DIR/logs/seaweedfs-$SEAWEEDFS_VERSION-build.log"
+    mkdir -p "$CACHE_DIR/logs" "$stage"
+    log "building seaweedfs $SEAWEEDFS_VERSION from source; takes many minutes when cold (log: $build_log)"
+    # `go install weed@version` refuses a module whose go.mod has replace directives, so the
+    # module is downloaded and built in a writable copy, where its go.mod is the main one.
+    if ! dir="$(cd "$CACHE_DIR" && go_in_cache mod download -json "$SEAWEEDFS_MODULE@$SEAWEEDFS_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || [[ -z "$dir" ]]; then
+        die "go mod download $SEAWEEDFS_MODULE@$SEAWEEDFS_VERSION failed"
+    fi
+    rm -rf "$src"
+    cp -r "$dir" "$src" && chmod -R u+w "$src"
+    # Niced: the build takes minutes of both cores and must not starve running tests.
+    if ! (cd "$src" && renice -n 10 "$BASHPID" >/dev/null &&
+        go_in_cache build -ldflags "-s -w" -o "$stage/weed" ./weed) >"$build_log" 2>&1; then
+        show_log_tail "$build_log"
+        die "go build of $SEAWEEDFS_MODULE@$SEAWEEDFS_VERSION failed"
+    fi
+    mkdir -p "$SEAWEEDFS_HOME"
+    mv -f "$stage/weed" "$SEAWEEDFS_BIN"
+    rm -rf "$stage" "$src"
+    log "seaweedfs installed at $SEAWEEDFS_BIN ($((SECONDS - started))s)"
+}
+
 install_postgres() {
     if [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]]; then
         log "postgresql $PG_MAJOR already installed in $PG_BIN"
@@ -123,16 +185,26 @@ install_postgres() {
 }
 
 main() {
-    local components component minio_pid="" rc=0
+    local components component minio_pid="" seaweedfs_pid="" rc=0
     components="$(components_from_args "${1:-all}")"
+    # "all" here also installs the tools only some tests start, so a CI machine has them.
+    # SeaweedFS only on request: its first build ran past 18 minutes on two busy cores unfinished.
+    if [[ "${1:-all}" == all ]]; then
+        components="$components toxiproxy"
+        [[ "${SONOBRIDGE_SEAWEEDFS:-0}" == 1 ]] && components="$components seaweedfs"
+    fi
     mkdir -p "$CACHE_DIR"
     # The MinIO build is by far the slowest step, so it starts first and runs beside the others.
     if [[ " $components " == *" minio "* ]]; then
         with_lock "$CACHE_DIR/.install-minio.lock" install_minio &
         minio_pid=$!
     fi
+    if [[ " $components " == *" seaweedfs "* ]]; then
+        with_lock "$CACHE_DIR/.install-seaweedfs.lock" install_seaweedfs &
+        seaweedfs_pid=$!
+    fi
     for component in $components; do
-        [[ "$component" == minio ]] && continue
+        [[ "$component" == minio || "$component" == seaweedfs ]] && continue
         # Not in an "||" context, so errexit still applies inside the installer.
         set +e
         (with_lock "$CACHE_DIR/.install-$component.lock" "install_$component")
@@ -142,6 +214,10 @@ main() {
     if [[ -n "$minio_pid" ]]; then
         log "waiting for the minio install to finish"
         wait "$minio_pid" || rc=1
+    fi
+    if [[ -n "$seaweedfs_pid" ]]; then
+        log "waiting for the seaweedfs install to finish"
+        wait "$seaweedfs_pid" || rc=1
     fi
     return "$rc"
 }

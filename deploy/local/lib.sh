@@ -11,6 +11,13 @@ MAVEN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 MINIO_VERSION="${SONOBRIDGE_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 MINIO_MODULE="github.com/minio/minio"
 PG_MAJOR="15"
+# Toxiproxy: the userspace link emulator for the weak-link test (the kernel here has no netem).
+TOXIPROXY_VERSION="${SONOBRIDGE_TOXIPROXY_VERSION:-v2.12.0}"
+TOXIPROXY_MODULE="github.com/Shopify/toxiproxy/v2"
+# SeaweedFS: a second, maintained S3-compatible server for the object-store contract suite. The
+# module proxy here serves this pseudo-version of the main module (command weed).
+SEAWEEDFS_VERSION="${SONOBRIDGE_SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
+SEAWEEDFS_MODULE="github.com/seaweedfs/seaweedfs"
 
 # --- Locations -------------------------------------------------------------------------------
 DEPLOY_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +28,11 @@ RUN_DIR="${SONOBRIDGE_RUN_DIR:-$REPO_ROOT/var/local}"
 KAFKA_HOME="$CACHE_DIR/kafka-$KAFKA_VERSION"
 MINIO_HOME="$CACHE_DIR/minio-$MINIO_VERSION"
 MINIO_BIN="$MINIO_HOME/minio"
+TOXIPROXY_HOME="$CACHE_DIR/toxiproxy-$TOXIPROXY_VERSION"
+TOXIPROXY_SERVER_BIN="$TOXIPROXY_HOME/toxiproxy-server"
+TOXIPROXY_CLI_BIN="$TOXIPROXY_HOME/toxiproxy-cli"
+SEAWEEDFS_HOME="$CACHE_DIR/seaweedfs-$SEAWEEDFS_VERSION"
+SEAWEEDFS_BIN="$SEAWEEDFS_HOME/weed"
 PG_BIN="${SONOBRIDGE_PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}"
 
 # --- Ports and credentials (127.0.0.1 only) --------------------------------------------------
@@ -30,6 +42,13 @@ KAFKA_CONTROLLER_PORT="${SONOBRIDGE_KAFKA_CONTROLLER_PORT:-19093}"
 MINIO_PORT="${SONOBRIDGE_MINIO_PORT:-19000}"
 MINIO_CONSOLE_PORT="${SONOBRIDGE_MINIO_CONSOLE_PORT:-19001}"
 PG_PORT="${SONOBRIDGE_PG_PORT:-15432}"
+TOXIPROXY_PORT="${SONOBRIDGE_TOXIPROXY_PORT:-18474}"
+# SeaweedFS listens on several ports, each pinned (its gRPC ports are these + 10) so nothing
+# lands on a default that another server may hold.
+SEAWEEDFS_S3_PORT="${SONOBRIDGE_SEAWEEDFS_S3_PORT:-18333}"
+SEAWEEDFS_MASTER_PORT="${SONOBRIDGE_SEAWEEDFS_MASTER_PORT:-18334}"
+SEAWEEDFS_VOLUME_PORT="${SONOBRIDGE_SEAWEEDFS_VOLUME_PORT:-18335}"
+SEAWEEDFS_FILER_PORT="${SONOBRIDGE_SEAWEEDFS_FILER_PORT:-18336}"
 
 MINIO_ROOT_USER_VALUE="sonobridge"
 MINIO_ROOT_PASSWORD_VALUE="sonobridge-secret"
@@ -110,13 +129,15 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
-# Validate the component argument; "all" expands to every component.
+# Validate the component argument; "all" expands to the servers every test session needs.
+# Toxiproxy and SeaweedFS serve only the weak-link and second-S3 tests, so they are named alone
+# (install.sh all still installs them, so CI has them).
 components_from_args() {
     local arg="${1:-all}"
     case "$arg" in
     all) echo "kafka minio postgres" ;;
-    kafka | minio | postgres) echo "$arg" ;;
-    *) die "unknown component '$arg' (expected kafka, minio, postgres or all)" ;;
+    kafka | minio | postgres | toxiproxy | seaweedfs) echo "$arg" ;;
+    *) die "unknown component '$arg' (expected kafka, minio, postgres, toxiproxy, seaweedfs or all)" ;;
     esac
 }
 
@@ -157,6 +178,12 @@ KAFKA_LOG="$KAFKA_RUN/kafka.log"
 MINIO_RUN="$RUN_DIR/minio"
 MINIO_PIDFILE="$MINIO_RUN/minio.pid"
 MINIO_LOG="$MINIO_RUN/minio.log"
+TOXIPROXY_RUN="$RUN_DIR/toxiproxy"
+TOXIPROXY_PIDFILE="$TOXIPROXY_RUN/toxiproxy.pid"
+TOXIPROXY_LOG="$TOXIPROXY_RUN/toxiproxy.log"
+SEAWEEDFS_RUN="$RUN_DIR/seaweedfs"
+SEAWEEDFS_PIDFILE="$SEAWEEDFS_RUN/seaweedfs.pid"
+SEAWEEDFS_LOG="$SEAWEEDFS_RUN/seaweedfs.log"
 
 kafka_ready() {
     pid_alive "$KAFKA_PIDFILE" &&
@@ -175,4 +202,15 @@ postgres_ready() {
     [[ -f "$base/data/postmaster.pid" ]] &&
         as_pg_user "$PG_BIN/pg_ctl" -D "$base/data" status >/dev/null 2>&1 &&
         "$PG_BIN/pg_isready" -q -h "$BIND_HOST" -p "$PG_PORT" -t 2 2>/dev/null
+}
+
+toxiproxy_ready() {
+    pid_alive "$TOXIPROXY_PIDFILE" &&
+        curl -fsS -o /dev/null --max-time 2 "http://$BIND_HOST:$TOXIPROXY_PORT/version" 2>/dev/null
+}
+
+# The S3 gateway answers only once master, volume and filer are up behind it.
+seaweedfs_ready() {
+    pid_alive "$SEAWEEDFS_PIDFILE" &&
+        curl -fsS -o /dev/null --max-time 2 "http://$BIND_HOST:$SEAWEEDFS_S3_PORT/healthz" 2>/dev/null
 }

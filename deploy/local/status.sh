@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Report whether local test servers are up: status.sh [kafka|minio|postgres|all]; exit 0 if all are.
+# Report whether local test servers are up: status.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all];
+# exit 0 if all are.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start local test servers on 127.0.0.1: up.sh [kafka|minio|postgres|all]. No-op when already up.
+# Start local test servers on 127.0.0.1: up.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all].
+# No-op when already up.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -131,6 +132,73 @@ up_minio() {
     log "minio starting (pid $(cat "$MINIO_PIDFILE"), log $MINIO_LOG)"
     wait_ready minio minio_ready "$MINIO_PIDFILE" "$MINIO_LOG"
     log "minio up on $BIND_HOST:$MINIO_PORT"
+}
+
+up_toxiproxy() {
+    [[ -x "$TOXIPROXY_SERVER_BIN" ]] || die "toxiproxy is not installed; run deploy/local/install.sh toxiproxy"
+    if pid_alive "$TOXIPROXY_PIDFILE"; then
+        wait_ready toxiproxy toxiproxy_ready "$TOXIPROXY_PIDFILE" "$TOXIPROXY_LOG"
+        log "toxiproxy already up on $BIND_HOST:$TOXIPROXY_PORT"
+        return 0
+    fi
+    require_free_port toxiproxy "$TOXIPROXY_PORT"
+    mkdir -p "$TOXIPROXY_RUN"
+    # No proxies at start: each test creates its own.
+    echo '[]' >"$TOXIPROXY_RUN/proxies.json"
+    rotate_log "$TOXIPROXY_LOG"
+    # The run dir on the command line lets pid_alive recognise the daemon; proxies are created by
+    # the tests through the API, each listening on 127.0.0.1 only.
+    (cd "$TOXIPROXY_RUN" && exec setsid nohup "$TOXIPROXY_SERVER_BIN" -host "$BIND_HOST" \
+        -port "$TOXIPROXY_PORT" -config "$TOXIPROXY_RUN/proxies.json" -proxy-metrics \
+        >"$TOXIPROXY_LOG" 2>&1 </dev/null 9>&-) &
+    echo $! >"$TOXIPROXY_PIDFILE"
+    log "toxiproxy starting (pid $(cat "$TOXIPROXY_PIDFILE"), log $TOXIPROXY_LOG)"
+    wait_ready toxiproxy toxiproxy_ready "$TOXIPROXY_PIDFILE" "$TOXIPROXY_LOG"
+    log "toxiproxy up on $BIND_HOST:$TOXIPROXY_PORT"
+}
+
+# One identity with the MinIO test keys, so tests reach either server the same way.
+write_seaweedfs_s3_config() {
+    cat >"$SEAWEEDFS_RUN/s3.json" <<JSON
+{"identities": [{"name": "$MINIO_ROOT_USER_VALUE",
+  "credentials": [{"accessKey": "$MINIO_ROOT_USER_VALUE", "secretKey": "$MINIO_ROOT_PASSWORD_VALUE"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+}
+
+up_seaweedfs() {
+    [[ -x "$SEAWEEDFS_BIN" ]] || die "seaweedfs is not installed; run deploy/local/install.sh seaweedfs"
+    if pid_alive "$SEAWEEDFS_PIDFILE"; then
+        wait_ready seaweedfs seaweedfs_ready "$SEAWEEDFS_PIDFILE" "$SEAWEEDFS_LOG"
+        log "seaweedfs already up on $BIND_HOST:$SEAWEEDFS_S3_PORT"
+        return 0
+    fi
+    local port
+    for port in "$SEAWEEDFS_S3_PORT" "$SEAWEEDFS_MASTER_PORT" "$SEAWEEDFS_VOLUME_PORT" \
+        "$SEAWEEDFS_FILER_PORT"; do
+        require_free_port seaweedfs "$port"
+        require_free_port "seaweedfs grpc" "$((port + 10))"
+    done
+    mkdir -p "$SEAWEEDFS_RUN/data"
+    write_seaweedfs_s3_config
+    rotate_log "$SEAWEEDFS_LOG"
+    # Master, volume, filer and S3 gateway in one process; every listener on 127.0.0.1 and a
+    # pinned port (gRPC ports too, else they default to port+10000), extras off, no telemetry.
+    # Small volumes and an automatic volume count: each contract test makes a bucket, and each
+    # bucket is a collection with volumes of its own.
+    (cd "$SEAWEEDFS_RUN" && exec setsid nohup "$SEAWEEDFS_BIN" server \
+        -ip "$BIND_HOST" -ip.bind "$BIND_HOST" -dir "$SEAWEEDFS_RUN/data" -volume.max 0 \
+        -master.port "$SEAWEEDFS_MASTER_PORT" -master.port.grpc "$((SEAWEEDFS_MASTER_PORT + 10))" \
+        -master.volumeSizeLimitMB 64 -master.telemetry=false \
+        -volume.port "$SEAWEEDFS_VOLUME_PORT" -volume.port.grpc "$((SEAWEEDFS_VOLUME_PORT + 10))" \
+        -filer.port "$SEAWEEDFS_FILER_PORT" -filer.port.grpc "$((SEAWEEDFS_FILER_PORT + 10))" \
+        -s3 -s3.port "$SEAWEEDFS_S3_PORT" -s3.port.grpc "$((SEAWEEDFS_S3_PORT + 10))" \
+        -s3.port.iceberg 0 -s3.port.lance 0 -s3.config "$SEAWEEDFS_RUN/s3.json" \
+        >"$SEAWEEDFS_LOG" 2>&1 </dev/null 9>&-) &
+    echo $! >"$SEAWEEDFS_PIDFILE"
+    log "seaweedfs starting (pid $(cat "$SEAWEEDFS_PIDFILE"), log $SEAWEEDFS_LOG)"
+    wait_ready seaweedfs seaweedfs_ready "$SEAWEEDFS_PIDFILE" "$SEAWEEDFS_LOG"
+    log "seaweedfs S3 up on $BIND_HOST:$SEAWEEDFS_S3_PORT"
 }
 
 ensure_pg_app_role() {

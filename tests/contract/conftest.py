@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +37,19 @@ def topic(bus: EventBus) -> str:
     return name
 
 
-@pytest.fixture(params=["localdir", pytest.param("minio", marks=pytest.mark.infra)])
+# The second S3 server runs where it was built on request (deploy/local/install.sh seaweedfs).
+S3_SERVERS = ["minio"] + (["seaweedfs"] if os.environ.get("SONOBRIDGE_SEAWEEDFS") == "1" else [])
+
+
+@pytest.fixture(
+    params=["localdir", *(pytest.param(name, marks=pytest.mark.infra) for name in S3_SERVERS)]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    """Each object store adapter: a local directory, then the real local MinIO (fresh bucket)."""
+    """Each adapter: a local directory, then the S3 one (fresh bucket) on MinIO and SeaweedFS."""
     if request.param == "localdir":
         return LocalDirObjectStore(tmp_path / "objects")
-    endpoint = request.getfixturevalue("minio_endpoint")
+    server = "minio_endpoint" if request.param == "minio" else "seaweedfs_s3_endpoint"
+    endpoint = request.getfixturevalue(server)
     minio_store = MinioObjectStore(
         endpoint.endpoint,
         endpoint.access_key,

@@ -1,4 +1,4 @@
-"""Contract suite for the object store port, run against a local directory and real MinIO."""
+"""Contract suite for the object store port: a local directory, real MinIO and SeaweedFS (S3)."""
 
 from __future__ import annotations
 

@@ -101,3 +101,34 @@ def test_a_live_append_lock_makes_a_second_request_wait(f: Fakes) -> None:
     with pytest.raises(Conflict) as caught:
         _append(f, upload.session_id, 0, DATA[:10])
     assert caught.value.extensions["reason"] == "upload_busy"
+
+
+def test_a_streaming_body_commits_only_middle_pieces_that_are_due(f: Fakes) -> None:
+    f.deps.upload_commit_bytes, f.deps.upload_commit_seconds = 100, 5.0
+    due = uploads.commit_due
+    assert due(f.deps, 0, 100, 1000, 0.0, checksummed=False)
+    assert due(f.deps, 0, 1, 1000, 5.0, checksummed=False)  # slow link: time decides
+    assert not due(f.deps, 0, 99, 1000, 4.9, checksummed=False)
+    assert not due(f.deps, 0, 0, 1000, 60.0, checksummed=False)
+    assert not due(f.deps, 900, 100, 1000, 0.0, checksummed=False)  # the final byte: store whole
+    assert not due(f.deps, 0, 500, 1000, 60.0, checksummed=True)  # verifiable only when whole
+
+
+def test_pieces_committed_while_streaming_assemble_the_same_instance_once(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    offset = 0
+    for size in (3, 5, 8):
+        offset = _append(
+            f, upload.session_id, offset, DATA[offset : offset + size]
+        ).upload.upload_offset
+    # A newcomer that took over at the committed offset wins; the old holder's next piece,
+    # at the offset it still believes in, changes nothing.
+    taken = _append(f, upload.session_id, offset, DATA[offset : offset + 4]).upload.upload_offset
+    with pytest.raises(Conflict) as caught:
+        _append(f, upload.session_id, offset, DATA[offset : offset + 6])
+    assert caught.value.extensions["reason"] == "offset_mismatch"
+    assert f.tables.uploads[upload.session_id].upload_offset == taken
+    done = _append(f, upload.session_id, taken, DATA[taken:])
+    assert done.stored is not None
+    assert f.store.objects["dicom/1.2.3/1.2.3.9/1.2.3.1.dcm"] == DATA
+    assert list(f.store.list("uploads/")) == []

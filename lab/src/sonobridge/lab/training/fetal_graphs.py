@@ -1,81 +1,113 @@
-"""ONNX graph of the fetal-skull segmenter: fixed local and directional features, 1x1-conv MLP."""
+"""ONNX graph of the fetal-skull segmenter: a compact U-Net written from its folded weights."""
 
 from __future__ import annotations
 
-import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from sonobridge.lab.training.graphs import OPSET, MlpHead, _Graph
+from sonobridge.lab.training.graphs import OPSET, _Graph
 
-SCALES = (3, 7, 15, 31, 61)
-# Cells along each direction that the "is there bright bone that way" features look.
-REACH = (12, 40, 80)
+Conv = tuple[np.ndarray, np.ndarray]
 
 
-def _pool(g: _Graph, x: str, k: int) -> str:
-    return g.op(
-        "AveragePool",
-        [x],
-        kernel_shape=[k, k],
-        strides=[1, 1],
-        pads=[k // 2] * 4,
-        count_include_pad=0,
+@dataclass
+class UnetWeights:
+    """U-Net weights with batch norm folded in: per level two 3x3 convolutions (weight, bias)."""
+
+    down: list[list[Conv]]
+    up: list[Conv]
+    merge: list[list[Conv]]
+    head: Conv
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return the weights as named arrays (for caching with numpy)."""
+        out: dict[str, np.ndarray] = {}
+        for part, blocks in (("down", self.down), ("merge", self.merge)):
+            for i, block in enumerate(blocks):
+                for j, (w, b) in enumerate(block):
+                    out[f"{part}.{i}.{j}.w"], out[f"{part}.{i}.{j}.b"] = w, b
+        for i, (w, b) in enumerate(self.up):
+            out[f"up.{i}.w"], out[f"up.{i}.b"] = w, b
+        out["head.w"], out["head.b"] = self.head
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> UnetWeights:
+        """Rebuild from arrays()."""
+        levels = sum(1 for k in a if k.startswith("down.") and k.endswith(".0.w"))
+
+        def blocks(part: str, n: int) -> list[list[Conv]]:
+            return [
+                [(a[f"{part}.{i}.{j}.w"], a[f"{part}.{i}.{j}.b"]) for j in (0, 1)] for i in range(n)
+            ]
+
+        return cls(
+            down=blocks("down", levels),
+            up=[(a[f"up.{i}.w"], a[f"up.{i}.b"]) for i in range(levels - 1)],
+            merge=blocks("merge", levels - 1),
+            head=(a["head.w"], a["head.b"]),
+        )
+
+    def parameter_count(self) -> int:
+        """Return the number of weights (after folding)."""
+        return int(sum(v.size for v in self.arrays().values()))
+
+
+def _conv_relu(g: _Graph, x: str, conv: Conv) -> str:
+    w, b = conv
+    y = g.op(
+        "Conv", [x, g.const(w.astype(np.float32)), g.const(b.astype(np.float32))], pads=[1] * 4
     )
+    return g.op("Relu", [y])
 
 
-def _directional_max(g: _Graph, x: str, reach: int) -> list[str]:
-    """Return the max of x over the next `reach` cells right, left, down and up of each cell."""
-    r = reach - 1
-    # pads are [top, left, bottom, right]; MaxPool pads with -inf so borders stay honest.
-    shapes = [
-        ([1, reach], [0, 0, 0, r]),
-        ([1, reach], [0, r, 0, 0]),
-        ([reach, 1], [0, 0, r, 0]),
-        ([reach, 1], [r, 0, 0, 0]),
-    ]
-    return [
-        g.op("MaxPool", [x], kernel_shape=kernel, strides=[1, 1], pads=pads)
-        for kernel, pads in shapes
-    ]
-
-
-def _features(g: _Graph, x: str, height: int, width: int) -> str:
-    """Append per-cell features; return the [N, F, H, W] tensor name."""
-    parts = [x]
-    means = {k: _pool(g, x, k) for k in SCALES}
-    parts += list(means.values())
-    sq = g.op("Mul", [x, x])
-    for k in (7, 15):
-        var = g.op("Sub", [_pool(g, sq, k), g.op("Mul", [means[k], means[k]])])
-        parts.append(g.op("Sqrt", [g.op("Add", [g.op("Relu", [var]), g.const(np.float32(1e-6))])]))
-    for small, big in itertools.pairwise(SCALES):
-        parts.append(g.op("Sub", [means[small], means[big]]))
-    # Inside the skull there is bright bone in every direction; outside, fluid lies some way.
-    for reach in REACH:
-        maxima = _directional_max(g, means[3], reach)
-        parts += maxima
-        lo = g.op("Min", [g.op("Min", [maxima[0], maxima[1]]), g.op("Min", [maxima[2], maxima[3]])])
-        parts.append(lo)
-    rows = np.broadcast_to(np.linspace(0, 1, height, dtype=np.float32)[:, None], (height, width))
-    cols = np.broadcast_to(np.linspace(0, 1, width, dtype=np.float32)[None, :], (height, width))
-    zero = g.op("Mul", [x, g.const(np.float32(0.0))])
-    for grid in (rows, cols):
-        parts.append(g.op("Add", [zero, g.const(np.ascontiguousarray(grid)[None, None])]))
-    return g.op("Concat", parts, axis=1, prefix="features")
-
-
-def _model(
-    g: _Graph, height: int, width: int, tensor: str, name: str, channels: int | None, doc=""
-):
-    g.nodes.append(helper.make_node("Identity", [tensor], [name]))
+def segmentation_model(
+    height: int, width: int, weights: UnetWeights, temperature: float, doc: str = ""
+) -> onnx.ModelProto:
+    """Return the half-resolution U-Net with a tempered softmax: [N,1,H,W] -> [N,2,H,W]."""
+    g = _Graph()
+    x = g.op("AveragePool", ["image"], kernel_shape=[2, 2], strides=[2, 2])
+    skips = []
+    for i, block in enumerate(weights.down):
+        if i:
+            x = g.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        for conv in block:
+            x = _conv_relu(g, x, conv)
+        skips.append(x)
+    for (uw, ub), block, skip in zip(weights.up, weights.merge, reversed(skips[:-1]), strict=True):
+        up = g.op(
+            "ConvTranspose",
+            [x, g.const(uw.astype(np.float32)), g.const(ub.astype(np.float32))],
+            kernel_shape=[2, 2],
+            strides=[2, 2],
+        )
+        x = g.op("Concat", [skip, up], axis=1)
+        for conv in block:
+            x = _conv_relu(g, x, conv)
+    hw, hb = weights.head
+    logits = g.op("Conv", [x, g.const(hw.astype(np.float32)), g.const(hb.astype(np.float32))])
+    # Bilinear with half-pixel centres: what torch's interpolate(align_corners=False) does.
+    full = g.op(
+        "Resize",
+        [logits, "", g.const(np.array([1, 1, 2, 2], dtype=np.float32))],
+        mode="linear",
+        coordinate_transformation_mode="half_pixel",
+    )
+    scaled = g.op("Div", [full, g.const(np.float32(temperature))])
+    probs = g.op("Softmax", [scaled], axis=1)
+    g.nodes.append(helper.make_node("Identity", [probs], ["probabilities"]))
     graph = helper.make_graph(
         g.nodes,
         "sonobridge-fetal-skull",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, height, width])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", channels, height, width])],
+        [
+            helper.make_tensor_value_info(
+                "probabilities", TensorProto.FLOAT, ["N", 2, height, width]
+            )
+        ],
         initializer=g.inits,
     )
     model = helper.make_model(
@@ -85,26 +117,3 @@ def _model(
     model.doc_string = doc
     onnx.checker.check_model(model, full_check=True)
     return model
-
-
-def feature_model(height: int, width: int) -> onnx.ModelProto:
-    """Return the graph mapping [N,1,H,W] images to [N,F,H,W] per-cell features."""
-    g = _Graph()
-    return _model(g, height, width, _features(g, "image", height, width), "features", None)
-
-
-def segmentation_model(
-    height: int, width: int, head: MlpHead, temperature: float, doc: str = ""
-) -> onnx.ModelProto:
-    """Return features + per-cell MLP (as 1x1 convolutions) + tempered softmax over classes."""
-    g = _Graph()
-    feats = _features(g, "image", height, width)
-    # Standardisation folds into the first layer: w' = w / std, b' = b - (mean / std) @ w.
-    w1 = (head.w1 / head.std[:, None]).T.astype(np.float32)[:, :, None, None]
-    b1 = (head.b1 - (head.mean / head.std) @ head.w1).astype(np.float32)
-    h = g.op("Relu", [g.op("Conv", [feats, g.const(w1, "w1"), g.const(b1, "b1")])])
-    w2 = head.w2.T.astype(np.float32)[:, :, None, None]
-    logits = g.op("Conv", [h, g.const(w2, "w2"), g.const(head.b2.astype(np.float32), "b2")])
-    scaled = g.op("Div", [logits, g.const(np.float32(temperature))])
-    probs = g.op("Softmax", [scaled], axis=1, prefix="probabilities")
-    return _model(g, height, width, probs, "probabilities", head.w2.shape[1], doc)

@@ -95,6 +95,8 @@ def build(
         max_instance_bytes=settings.ingest.max_instance_bytes,
         upload_expiry=timedelta(seconds=settings.ingest.upload_expiry_seconds),
         access=AccessPolicy.from_settings(settings.access),
+        upload_commit_bytes=settings.ingest.upload_commit_bytes,
+        upload_commit_seconds=settings.ingest.upload_commit_seconds,
     )
 
     recovered = recover_uploads(deps, sole_owner=sole_owner)

@@ -33,6 +33,9 @@ class IngestSettings(BaseModel):
     max_instance_bytes: int = Field(2 * 1024**3, gt=0)
     upload_expiry_seconds: int = Field(24 * 3600, gt=0)
     expiry_sweep_seconds: float = Field(60.0, gt=0)
+    # A streaming PATCH commits a part every this many bytes or seconds (a cut loses at most one).
+    upload_commit_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    upload_commit_seconds: float = Field(5.0, gt=0)
     spool_dir: Path | None = None
     # Where clients reach ingest's HTTP root when that is not the address they connected to
     # (a reverse proxy, a port mapping), e.g. https://pacs.county.example:8443/sonobridge;

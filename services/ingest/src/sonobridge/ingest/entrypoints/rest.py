@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from types import MappingProxyType
@@ -19,10 +22,11 @@ from starlette.requests import ClientDisconnect
 from sonobridge.common.conditional import IfNoneMatch, conditional
 from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import PlausibleDatetime, parse_int
-from sonobridge.common.problems import InvalidInput, Problem, UnsupportedMediaType
+from sonobridge.common.problems import Conflict, InvalidInput, Problem, UnsupportedMediaType
 from sonobridge.ingest.domain.commands import CompleteExam, CreateExam
 from sonobridge.ingest.domain.model import ExamType, ManifestEntry
 from sonobridge.ingest.entrypoints.dependencies import Deps
+from sonobridge.ingest.entrypoints.upload_holds import UPLOAD_HOLDS, Hold
 from sonobridge.ingest.handlers import exams, uploads
 from sonobridge.ingest.handlers.exams import ExamView
 
@@ -30,6 +34,8 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,expiration,checksum,termination"
 # Says whether an upload is still open, stored or rejected (HEAD cannot carry a problem body).
 UPLOAD_STATE = "SonoBridge-Upload-State"
+# How long a HEAD waits for a PATCH still reading the upload to commit and let go.
+RELEASE_WAIT_SECONDS = 10.0
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
 
 
@@ -261,6 +267,11 @@ async def upload_offset(
 ) -> Response:
     _require_tus(tus_resumable)
     upload = await run_in_threadpool(uploads.upload_status, deps, principal, session_id)
+    if UPLOAD_HOLDS.held(session_id):
+        # A PATCH may still be reading from a client that is gone: ask it to commit what it
+        # received and stop, so the offset answered is what the server truly holds.
+        await UPLOAD_HOLDS.ask_release(session_id, RELEASE_WAIT_SECONDS)
+        upload = await run_in_threadpool(uploads.upload_status, deps, principal, session_id)
     if upload.status == "rejected":
         # HEAD carries no body: the header says why the offset is gone (tus: 410).
         return Response(
@@ -279,6 +290,31 @@ async def upload_offset(
             }
         ),
     )
+
+
+async def _body_until_released(request: Request, hold: Hold) -> AsyncGenerator[bytes]:
+    """Yield the request body until it ends, or until another request asks this one to stop."""
+    chunks = request.stream().__aiter__()
+    released = asyncio.ensure_future(hold.release.wait())
+
+    async def following() -> bytes:
+        return await chunks.__anext__()
+
+    try:
+        while not released.done():
+            reading = asyncio.ensure_future(following())
+            await asyncio.wait({reading, released}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                # A client that vanished without a FIN would keep this read waiting forever.
+                reading.cancel()
+                return
+            try:
+                chunk = reading.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        released.cancel()
 
 
 @router.patch("/uploads/{session_id}")
@@ -307,40 +343,74 @@ async def upload_chunk(
     digest = CHECKSUMS[checksum[0]]() if checksum else None
     interrupted = False
     try:
-        try:
-            async for chunk in request.stream():
-                part.write(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-        except ClientDisconnect:
-            # tus: keep what arrived so the client resumes from here, unless it cannot be
-            # verified against the checksum the client announced for the whole chunk.
-            interrupted = True
-            if checksum is not None:
+        with UPLOAD_HOLDS.holding(session_id) as hold:
+            since = time.monotonic()
+            try:
+                # aclosing: a failed piece commit must not leave the release waiter pending.
+                async with contextlib.aclosing(_body_until_released(request, hold)) as body:
+                    async for chunk in body:
+                        part.write(chunk)
+                        if digest is not None:
+                            digest.update(chunk)
+                        elapsed = time.monotonic() - since
+                        length = current.upload_length
+                        if uploads.commit_due(
+                            deps, offset, part.size, length, elapsed, checksummed=digest is not None
+                        ):
+                            # Commit the piece so that a cut connection loses at most this much.
+                            part.close()
+                            piece = await run_in_threadpool(
+                                uploads.append_upload,
+                                deps,
+                                principal,
+                                session_id,
+                                offset,
+                                part,
+                                interrupted=False,
+                            )
+                            part.discard()
+                            offset = piece.upload.upload_offset
+                            part = deps.spool.new()
+                            part.limit = length - offset
+                            since = time.monotonic()
+            except ClientDisconnect:
+                interrupted = True
+            if hold.release.is_set():
+                interrupted = True
+            if interrupted and checksum is not None:
+                # tus: keep what arrived so the client resumes from here, unless it cannot be
+                # verified against the checksum the client announced for the whole chunk.
                 part.discard()
                 part = deps.spool.new()
-        part.close()
-        if (
-            not interrupted
-            and checksum is not None
-            and digest is not None
-            and digest.digest() != checksum[1]
-        ):
-            raise ChecksumMismatch(
-                f"chunk does not match its {checksum[0]} Upload-Checksum",
-                reason="checksum_mismatch",
+            part.close()
+            if (
+                not interrupted
+                and checksum is not None
+                and digest is not None
+                and digest.digest() != checksum[1]
+            ):
+                raise ChecksumMismatch(
+                    f"chunk does not match its {checksum[0]} Upload-Checksum",
+                    reason="checksum_mismatch",
+                )
+            result = await run_in_threadpool(
+                uploads.append_upload,
+                deps,
+                principal,
+                session_id,
+                offset,
+                part,
+                interrupted=interrupted,
             )
-        result = await run_in_threadpool(
-            uploads.append_upload,
-            deps,
-            principal,
-            session_id,
-            offset,
-            part,
-            interrupted=interrupted,
-        )
+            released = hold.release.is_set()
     finally:
         part.discard()
+    if released:
+        raise Conflict(
+            "a newer request for this upload asked this one to stop; what arrived is kept",
+            reason="upload_released",
+            upload_offset=result.upload.upload_offset,
+        )
     headers = _tus_headers(
         **{
             "Upload-Offset": str(result.upload.upload_offset),

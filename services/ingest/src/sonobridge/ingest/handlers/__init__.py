@@ -29,6 +29,10 @@ class IngestDeps:
     max_instance_bytes: int
     upload_expiry: timedelta
     access: AccessPolicy = field(default_factory=AccessPolicy)
+    # A PATCH body commits what it has received every this many bytes or seconds, so a cut
+    # connection loses at most one such piece.
+    upload_commit_bytes: int = 8 * 1024 * 1024
+    upload_commit_seconds: float = 5.0
 
 
 def audit_record(

@@ -135,6 +135,19 @@ def check_appendable(deps: IngestDeps, upload: UploadSession, offset: int) -> No
         )
 
 
+def commit_due(
+    deps: IngestDeps, offset: int, received: int, length: int, seconds: float, *, checksummed: bool
+) -> bool:
+    """Say whether a PATCH still streaming should commit the `received` bytes as a part now.
+
+    Only a middle piece is committed early (the final one is stored whole), and never one of a
+    checksummed chunk, which can be verified only once it has fully arrived.
+    """
+    if checksummed or received == 0 or offset + received >= length:
+        return False
+    return received >= deps.upload_commit_bytes or seconds >= deps.upload_commit_seconds
+
+
 def append_upload(
     deps: IngestDeps,
     principal: Principal,
