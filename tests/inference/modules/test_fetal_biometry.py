@@ -8,8 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inference.unit.handlers.fakes import world
 from PIL import Image
 
+from sonobridge.api.events.v1 import events_pb2
+from sonobridge.inference.entrypoints import messages
+from sonobridge.inference.handlers import exams
 from sonobridge.inference.modules import ModuleFrame, fetal
 from sonobridge.inference.modules.terminology import LOINC, bind
 from sonobridge.lab import hc18
@@ -156,3 +160,36 @@ def test_frames_without_spacing_are_not_measurable(module):
     (finding,) = out.findings
     assert finding.code == "fetal-biometry-not-measurable"
     assert finding.attributes["reason"] == "no pixel spacing" and finding.low_confidence
+
+
+@needs_hc18
+def test_the_apps_dates_on_the_exam_event_reach_the_module_and_flag_a_disagreement(
+    module, dev_image
+):
+    # The exam event as ingest announces it: the app's calibration and dates on the instance.
+    measured = module.run([dev_image.frame(ROOT)]).details["ga_weeks"]
+    w = world()
+    w.deps.modules = [module]
+    buf = io.BytesIO()
+    Image.fromarray(dev_image.pixels(ROOT)).save(buf, format="PNG")
+    w.store.objects["studies/1.2.3/0.png"] = (buf.getvalue(), "image/png")
+    ref = events_pb2.InstanceRef(
+        sop_instance_uid="1.2.3.1",
+        object_key="studies/1.2.3/0.png",
+        sha256="a",
+        app_pixel_spacing=events_pb2.PixelSpacing(
+            row_mm=dev_image.pixel_mm, column_mm=dev_image.pixel_mm
+        ),
+        app_gestational_age_weeks=measured + 6,
+    )
+    event = events_pb2.ExamCompleted(
+        context=events_pb2.ExamContext(
+            study_instance_uid="1.2.3", exam_type=events_pb2.EXAM_TYPE_OBSTETRIC
+        ),
+        instances=[ref],
+    )
+    exams.infer_exam(w.deps, w.work, messages.completed_exam(event), "event-1")
+    (result,) = w.work.results.added
+    ga = next(f for f in result.findings if f.attributes["local_code"] == "fetal-gestational-age")
+    assert ga.abnormal and ga.attributes["disagrees_with_app"] == "true"
+    assert ga.attributes["app_gestational_age_weeks"] == f"{measured + 6:.1f}"

@@ -40,6 +40,25 @@ def test_an_exam_completed_event_becomes_the_exam_the_pipeline_reads():
     assert completed.context == event.context
 
 
+def test_the_apps_gestational_age_on_an_instance_reaches_the_exam_and_absence_stays_none():
+    event = events_pb2.ExamCompleted(
+        context=events_pb2.ExamContext(
+            study_instance_uid="1.2.3", exam_type=events_pb2.EXAM_TYPE_OBSTETRIC
+        ),
+        instances=[
+            events_pb2.InstanceRef(sop_instance_uid="1.2.3.1", object_key="k1", sha256="a"),
+            events_pb2.InstanceRef(
+                sop_instance_uid="1.2.3.2",
+                object_key="k2",
+                sha256="b",
+                app_gestational_age_weeks=21.5,
+            ),
+        ],
+    )
+    completed = messages.completed_exam(event)
+    assert [i.app_gestational_age_weeks for i in completed.instances] == [None, 21.5]
+
+
 def test_an_exam_type_the_contract_lacks_is_refused():
     event = events_pb2.ExamCompleted(context=events_pb2.ExamContext(exam_type=999))
     with pytest.raises(InvalidInput, match="exam type 999"):

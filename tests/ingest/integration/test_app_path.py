@@ -214,3 +214,60 @@ def test_an_unusable_calibration_is_refused_before_any_byte_is_sent(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["reason"] == "bad_pixel_spacing"
     assert value in response.json()["detail"]
+
+
+def test_the_gestational_age_the_app_sends_is_kept_and_reaches_exam_completed(
+    ingest: RunningIngest,
+) -> None:
+    study = "1.2.826.0.1.3680043.8.498.78"
+    dated = synthetic_instance(study=study, seed=21)
+    plain = synthetic_instance(study=study, seed=22)
+    # Stored through PACS first: the app's copy links it and brings the dating.
+    stowed_first = synthetic_instance(study=study, seed=23)
+    manifest = {
+        "instances": [
+            {"sop_instance_uid": uids(d)[2], "sha256": hashlib.sha256(d).hexdigest()}
+            for d in (dated, plain, stowed_first)
+        ]
+    }
+    pacs = DICOMwebClient(
+        url=f"{ingest.base_url}/dicomweb",
+        headers={"Authorization": f"Bearer {ingest.token()}"},
+    )
+    pacs.store_instances([pydicom.dcmread(io.BytesIO(stowed_first))])
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        sent = app_upload(client, exam_id, dated, {"gestational_age_weeks": "24.5"})
+        assert sent.status_code == 204, sent.text
+        assert app_upload(client, exam_id, plain).status_code == 204
+        again = app_upload(client, exam_id, stowed_first, {"gestational_age_weeks": "31"})
+        assert again.status_code == 204 and again.headers["SonoBridge-Duplicate"] == "true"
+        assert client.post(f"/v1/exams/{exam_id}/complete", json=manifest).status_code == 200
+    (event,) = collect_events(ingest.bus, EXAM_COMPLETED, count=1, settle=1.0)
+    ages = {
+        i.sop_instance_uid: i.app_gestational_age_weeks
+        for i in event.instances
+        if i.HasField("app_gestational_age_weeks")
+    }
+    assert ages == {uids(dated)[2]: 24.5, uids(stowed_first)[2]: 31.0}
+    assert len(event.instances) == 3
+
+
+@pytest.mark.parametrize("value", ["9", "45", "twenty", "nan"])
+def test_an_implausible_gestational_age_is_refused_before_any_byte_is_sent(
+    ingest: RunningIngest, value: str
+) -> None:
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+        response = client.post(
+            f"/v1/exams/{exam_id}/uploads",
+            headers={
+                "Tus-Resumable": "1.0.0",
+                "Upload-Length": "100",
+                "Upload-Metadata": tus_metadata({"gestational_age_weeks": value}),
+            },
+        )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == "bad_gestational_age"
+    assert value in response.json()["detail"]

@@ -132,9 +132,18 @@ class FakeInstances:
             self.t.instances[sop_uid], status="stored", stored_at=at
         )
 
-    def link(self, sop_uid: str, exam_id: str, app_pixel_spacing: str | None) -> None:
+    def link(
+        self,
+        sop_uid: str,
+        exam_id: str,
+        app_pixel_spacing: str | None,
+        app_gestational_age_weeks: float | None,
+    ) -> None:
         self.t.instances[sop_uid] = replace(
-            self.t.instances[sop_uid], exam_id=exam_id, app_pixel_spacing=app_pixel_spacing
+            self.t.instances[sop_uid],
+            exam_id=exam_id,
+            app_pixel_spacing=app_pixel_spacing,
+            app_gestational_age_weeks=app_gestational_age_weeks,
         )
 
     def release(self, sop_uid: str) -> None:

@@ -9,7 +9,9 @@ import pytest
 from ingest.unit.handlers.fakes import Fakes, dicom_file, fakes, operator
 
 from sonobridge.common.problems import Conflict, InvalidInput, NotFound
+from sonobridge.ingest.adapters.messages import instance_ref
 from sonobridge.ingest.domain.commands import CreateExam
+from sonobridge.ingest.domain.events import InstanceStored
 from sonobridge.ingest.domain.model import ExamType
 from sonobridge.ingest.domain.uploads import Gone, UploadRejected
 from sonobridge.ingest.handlers import exams, uploads
@@ -132,3 +134,31 @@ def test_pieces_committed_while_streaming_assemble_the_same_instance_once(f: Fak
     assert done.stored is not None
     assert f.store.objects["dicom/1.2.3/1.2.3.9/1.2.3.1.dcm"] == DATA
     assert list(f.store.list("uploads/")) == []
+
+
+def test_the_apps_gestational_age_is_kept_on_the_instance_and_its_event(f: Fakes) -> None:
+    sent = {"gestational_age_weeks": "22.5", "pixel_spacing_mm": "0.2"}
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), sent)
+    done = _append(f, upload.session_id, 0, DATA)
+    assert done.stored is not None
+    assert done.stored.instance.app_gestational_age_weeks == 22.5
+    announced = [e for e in f.tables.events if isinstance(e, InstanceStored)]
+    ref = instance_ref(announced[-1].instance)
+    assert ref.HasField("app_gestational_age_weeks") and ref.app_gestational_age_weeks == 22.5
+
+
+def test_an_upload_without_a_gestational_age_announces_none(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    done = _append(f, upload.session_id, 0, DATA)
+    assert done.stored is not None and done.stored.instance.app_gestational_age_weeks is None
+    assert not instance_ref(done.stored.instance).HasField("app_gestational_age_weeks")
+
+
+@pytest.mark.parametrize("weeks", ["9.9", "44.1", "150", "twenty", "nan", "-3"])
+def test_an_implausible_gestational_age_is_refused_before_the_upload_opens(
+    f: Fakes, weeks: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        uploads.create_upload(f.deps, operator(), EXAM, 10, {"gestational_age_weeks": weeks})
+    assert caught.value.extensions["reason"] == "bad_gestational_age"
+    assert f.tables.uploads == {}

@@ -291,10 +291,10 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "152:497-501: GA (weeks) = 8.96 + 0.540 HC + 0.0003 HC^3, HC in cm; stated "
             "variability +-2 SD: 1.3 wk (<18 wk), 1.6 (18-24), 2.3 (24-30), 2.7 (30-36), "
             "3.4 (>36); derived over 14-42 weeks",
-            "dates": "when the app sends a gestational age (ModuleFrame.app_gestational_age_"
-            "weeks), a difference beyond the formula's +-2 SD marks the GA finding abnormal "
-            "(disagrees_with_app). The exam events (InstanceRef) carry no gestational age yet, "
-            "so in the service the comparison waits for ingest to pass the app's dates through",
+            "dates": "when the app sends a gestational age (the gestational_age_weeks key of "
+            "its upload, carried on InstanceRef.app_gestational_age_weeks into "
+            "ModuleFrame.app_gestational_age_weeks), a difference beyond the formula's +-2 SD "
+            "marks the GA finding abnormal (disagrees_with_app)",
             "frames": f"up to {fetal.MAX_FRAMES} frames measured; the most confident "
             "measurement without concerns is reported",
         },

@@ -166,7 +166,7 @@ DEVICE_STATUS_LOANED_OUT: DeviceStatus
 DEVICE_STATUS_RETIRED: DeviceStatus
 
 class InstanceRef(_message.Message):
-    __slots__ = ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid", "object_key", "sha256", "size_bytes", "transfer_syntax_uid", "number_of_frames", "modality", "app_pixel_spacing")
+    __slots__ = ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid", "object_key", "sha256", "size_bytes", "transfer_syntax_uid", "number_of_frames", "modality", "app_pixel_spacing", "app_gestational_age_weeks")
     STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +178,7 @@ class InstanceRef(_message.Message):
     NUMBER_OF_FRAMES_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     APP_PIXEL_SPACING_FIELD_NUMBER: _ClassVar[int]
+    APP_GESTATIONAL_AGE_WEEKS_FIELD_NUMBER: _ClassVar[int]
     study_instance_uid: str
     series_instance_uid: str
     sop_instance_uid: str
@@ -189,7 +190,8 @@ class InstanceRef(_message.Message):
     number_of_frames: int
     modality: str
     app_pixel_spacing: PixelSpacing
-    def __init__(self, study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ..., sop_class_uid: _Optional[str] = ..., object_key: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., transfer_syntax_uid: _Optional[str] = ..., number_of_frames: _Optional[int] = ..., modality: _Optional[str] = ..., app_pixel_spacing: _Optional[_Union[PixelSpacing, _Mapping]] = ...) -> None: ...
+    app_gestational_age_weeks: float
+    def __init__(self, study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ..., sop_class_uid: _Optional[str] = ..., object_key: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., transfer_syntax_uid: _Optional[str] = ..., number_of_frames: _Optional[int] = ..., modality: _Optional[str] = ..., app_pixel_spacing: _Optional[_Union[PixelSpacing, _Mapping]] = ..., app_gestational_age_weeks: _Optional[float] = ...) -> None: ...
 
 class PixelSpacing(_message.Message):
     __slots__ = ("row_mm", "column_mm")

@@ -359,6 +359,11 @@ def _describe_ai(message: Any) -> str:
     for f in message.findings:
         value = f" {f.value:.2f} {f.unit}" if f.HasField("value") else ""
         flag = (" ABNORMAL" if f.abnormal else "") + (", to expert" if f.low_confidence else "")
+        dates = f.attributes.get("app_gestational_age_weeks")
+        if dates:
+            verdict = "disagree" if f.attributes.get("disagrees_with_app") == "true" else "agree"
+            difference = f.attributes.get("difference_weeks", "?")
+            flag += f"; app's dates {dates} wk, {difference} wk: {verdict}"
         parts.append(f"{f.display or f.code}{value} (confidence {f.confidence:.2f}{flag})")
     if message.HasField("probe_health") and message.probe_health.suspected_fault:
         ph = message.probe_health

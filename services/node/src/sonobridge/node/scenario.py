@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
+from sonobridge.inference.modules.fetal_geometry import hadlock_ga_weeks
 from sonobridge.lab.exams import (
     HC18_ROOT,
     Fault,
@@ -57,6 +58,8 @@ class PlannedExam:
     # What the simulated expert writes after looking at the images (the scenario knows the truth).
     expert_conclusion: str = "No abnormality seen."
     truth: str = ""
+    # The pregnancy's dating the app sends with each upload (obstetric exams), in weeks.
+    app_gestational_age_weeks: float | None = None
 
     @property
     def study_instance_uid(self) -> str:
@@ -182,6 +185,8 @@ def hc18_exam(number: int, root: Path = HC18_ROOT) -> PlannedExam | None:
     )
     if head is None:
         return None
+    # The mother's dates agree with the expert's head size, in whole days as an app records them.
+    dates = round(hadlock_ga_weeks(head.hc_mm) * 7) / 7
     return PlannedExam(
         label=label,
         exam_type="obstetric",
@@ -199,8 +204,10 @@ def hc18_exam(number: int, root: Path = HC18_ROOT) -> PlannedExam | None:
         ),
         truth=(
             f"HC18 {head.filename}: expert HC {head.hc_mm:.1f} mm, "
-            f"{head.pixel_mm:.3f} mm/pixel (van den Heuvel et al. 2018, CC BY 4.0)"
+            f"{head.pixel_mm:.3f} mm/pixel, app's dates {dates:.1f} wk "
+            "(van den Heuvel et al. 2018, CC BY 4.0)"
         ),
+        app_gestational_age_weeks=dates,
     )
 
 

@@ -81,13 +81,13 @@ class TownshipApp:
         _raise_for(response, f"opening exam {plan.label}")
         return exam_id
 
-    def upload_instance(self, exam_id: str, data: bytes) -> None:
+    def upload_instance(
+        self, exam_id: str, data: bytes, declared: dict[str, str] | None = None
+    ) -> None:
         """Send one instance by tus in checksummed chunks, resuming from HEAD after a break."""
         sop = _sop_uid(data)
-        metadata = ",".join(
-            f"{k} {base64.b64encode(v.encode()).decode()}"
-            for k, v in (("filename", f"{sop}.dcm"), ("sop_instance_uid", sop))
-        )
+        sent = {"filename": f"{sop}.dcm", "sop_instance_uid": sop, **(declared or {})}
+        metadata = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in sent.items())
         created = self.client.post(
             f"/v1/exams/{exam_id}/uploads",
             headers={
@@ -144,8 +144,11 @@ class TownshipApp:
         """Open, upload every instance and complete one exam."""
         started = time.time()
         exam_id = self.open_exam(plan)
+        declared = {}
+        if plan.app_gestational_age_weeks is not None:
+            declared["gestational_age_weeks"] = f"{plan.app_gestational_age_weeks:.2f}"
         for data in plan.instances:
-            self.upload_instance(exam_id, data)
+            self.upload_instance(exam_id, data, declared)
         status = self.complete(exam_id, plan, scan_seconds)
         return UploadedExam(
             plan=plan,

@@ -25,6 +25,8 @@ class ExamInstance:
     sha256: str
     # The app's calibration, for images that carry none of their own.
     app_spacing_mm: tuple[float, float] | None = None
+    # The app's dating of the pregnancy (weeks), for obstetric exams; None when not sent.
+    app_gestational_age_weeks: float | None = None
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def _instance(ref: events_pb2.InstanceRef) -> ExamInstance:
     spacing = None
     if ref.HasField("app_pixel_spacing"):
         spacing = (ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm)
-    return ExamInstance(ref.sop_instance_uid, ref.object_key, ref.sha256, spacing)
+    age = ref.app_gestational_age_weeks if ref.HasField("app_gestational_age_weeks") else None
+    return ExamInstance(ref.sop_instance_uid, ref.object_key, ref.sha256, spacing, age)
 
 
 def model_summary(card: ModelCard, *, loaded: bool, pinned: bool) -> inference_pb2.ModelSummary:

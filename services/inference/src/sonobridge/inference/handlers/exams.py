@@ -216,7 +216,7 @@ def _analyse_instance(
     if spacing is None:
         spacing = instance.app_spacing_mm
     run.module_frames.extend(
-        ModuleFrame(frame, spacing, uid, index)
+        ModuleFrame(frame, spacing, uid, index, instance.app_gestational_age_weeks)
         for frame, index in zip(decoded.frames, decoded.frame_indices, strict=True)
     )
     verdicts = dict(zip(check.frame_indices, check.frames, strict=True))

@@ -71,6 +71,8 @@ def instance_ref(instance: Instance) -> events_pb2.InstanceRef:
     if instance.app_pixel_spacing:
         row_mm, column_mm = parse_pixel_spacing(instance.app_pixel_spacing)
         ref.app_pixel_spacing.row_mm, ref.app_pixel_spacing.column_mm = row_mm, column_mm
+    if instance.app_gestational_age_weeks is not None:
+        ref.app_gestational_age_weeks = instance.app_gestational_age_weeks
     return ref
 
 

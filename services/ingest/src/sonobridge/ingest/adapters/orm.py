@@ -93,6 +93,7 @@ instances = Table(
     Column("metadata_json", Text, nullable=False),
     # Calibration the app sent with the upload ("row\\col" mm), for DICOM that carries none.
     Column("app_pixel_spacing", String(64), nullable=True),
+    Column("app_gestational_age_weeks", Float, nullable=True),
 )
 Index("ix_instances_study_series", instances.c.study_instance_uid, instances.c.series_instance_uid)
 

@@ -199,9 +199,20 @@ class SqlInstances:
         """Turn a claim into a stored instance."""
         self._update(sop_uid, status="stored", stored_at=at)
 
-    def link(self, sop_uid: str, exam_id: str, app_pixel_spacing: str | None) -> None:
+    def link(
+        self,
+        sop_uid: str,
+        exam_id: str,
+        app_pixel_spacing: str | None,
+        app_gestational_age_weeks: float | None,
+    ) -> None:
         """Link an instance that arrived without an exam to one."""
-        self._update(sop_uid, exam_id=exam_id, app_pixel_spacing=app_pixel_spacing)
+        self._update(
+            sop_uid,
+            exam_id=exam_id,
+            app_pixel_spacing=app_pixel_spacing,
+            app_gestational_age_weeks=app_gestational_age_weeks,
+        )
 
     def release(self, sop_uid: str) -> None:
         """Drop a write claim (a stored instance is left alone)."""

@@ -74,6 +74,7 @@ class Instance:
     stored_at: datetime | None
     metadata_json: str
     app_pixel_spacing: str | None = None
+    app_gestational_age_weeks: float | None = None
 
 
 @dataclass(frozen=True)

@@ -219,3 +219,25 @@ def parse_pixel_spacing(value: str) -> tuple[float, float]:
             reason="bad_pixel_spacing",
         )
     return numbers[0], numbers[1]
+
+
+# Plausible dating of a pregnancy scanned for biometry: Hadlock's head formulas are fitted from
+# about 14 weeks, and an app sending under 10 or over 44 weeks has mistyped or sent days.
+MIN_GESTATIONAL_AGE_WEEKS = 10.0
+MAX_GESTATIONAL_AGE_WEEKS = 44.0
+APP_GESTATIONAL_AGE_KEY = "gestational_age_weeks"
+
+
+def parse_gestational_age(value: str) -> float:
+    """Parse an app-sent gestational age in (decimal) weeks."""
+    try:
+        weeks = float(value.strip())
+    except ValueError:
+        weeks = float("nan")
+    if not MIN_GESTATIONAL_AGE_WEEKS <= weeks <= MAX_GESTATIONAL_AGE_WEEKS:
+        raise InvalidInput(
+            f"{APP_GESTATIONAL_AGE_KEY} must be a number of weeks from "
+            f'{MIN_GESTATIONAL_AGE_WEEKS:g} to {MAX_GESTATIONAL_AGE_WEEKS:g}, not "{value}"',
+            reason="bad_gestational_age",
+        )
+    return weeks

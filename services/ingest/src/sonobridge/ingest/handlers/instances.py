@@ -73,13 +73,23 @@ def store_instance(
     expected_study: str | None = None,
     scope: Scope | None = None,
     app_pixel_spacing: tuple[float, float] | None = None,
+    app_gestational_age_weeks: float | None = None,
 ) -> StoredInstance:
     """Validate, write once under dicom/{study}/{series}/{sop}.dcm, index, announce."""
     try:
         deps.access.require_any(principal, Action.WRITE)
         description, metadata = _validate(deps, spooled)
         check_study(description, expected_study, "the study in the request path")
-        claim = _Claim(deps, principal, spooled, description, channel, exam_id, scope)
+        claim = _Claim(
+            deps,
+            principal,
+            spooled,
+            description,
+            channel,
+            exam_id,
+            scope,
+            app_gestational_age_weeks,
+        )
         result, completed_type = _store_valid(claim, metadata, _spacing_text(app_pixel_spacing))
     except Problem as problem:
         reason = str(problem.extensions.get("reason") or problem.type_slug)
@@ -129,6 +139,7 @@ class _Claim:
     channel: Channel
     exam_id: str | None
     scope: Scope | None
+    app_gestational_age_weeks: float | None = None
 
     @property
     def sop(self) -> str:
@@ -207,6 +218,7 @@ def _pending(
         stored_at=None,
         metadata_json=json.dumps(metadata),
         app_pixel_spacing=spacing,
+        app_gestational_age_weeks=claim.app_gestational_age_weeks,
     )
 
 
@@ -351,7 +363,9 @@ def _store_duplicate(
     with deps.unit() as work:
         if claim.exam_id is not None and existing.exam_id is None:
             # Arrived earlier by STOW-RS or C-STORE: the app's copy links it to the exam.
-            work.instances.link(sop, parse_exam_id(claim.exam_id), spacing)
+            work.instances.link(
+                sop, parse_exam_id(claim.exam_id), spacing, claim.app_gestational_age_weeks
+            )
             linked = work.instances.get(sop)
             assert linked is not None and linked.exam_id is not None
             existing = linked

@@ -30,8 +30,10 @@ from sonobridge.ingest.domain.uploads import (
     parts_prefix,
 )
 from sonobridge.ingest.domain.validation import (
+    APP_GESTATIONAL_AGE_KEY,
     APP_PIXEL_SPACING_KEY,
     check_size,
+    parse_gestational_age,
     parse_pixel_spacing,
 )
 from sonobridge.ingest.handlers import IngestDeps, audit_record
@@ -73,6 +75,8 @@ def create_upload(
         raise InvalidInput("Upload-Length must be positive", reason="bad_upload_length")
     if APP_PIXEL_SPACING_KEY in upload_metadata:
         parse_pixel_spacing(upload_metadata[APP_PIXEL_SPACING_KEY])
+    if APP_GESTATIONAL_AGE_KEY in upload_metadata:
+        parse_gestational_age(upload_metadata[APP_GESTATIONAL_AGE_KEY])
     now = deps.clock()
     with deps.unit() as work:
         exam = visible_exam(deps, work, principal, exam_id, Action.WRITE)
@@ -329,7 +333,9 @@ def _finish_upload(
                 raise RuntimeError(
                     f"assembled {spooled.size} bytes, expected {upload.upload_length}"
                 )
-            sent = json.loads(upload.upload_metadata).get(APP_PIXEL_SPACING_KEY)
+            declared = json.loads(upload.upload_metadata)
+            sent = declared.get(APP_PIXEL_SPACING_KEY)
+            sent_age = declared.get(APP_GESTATIONAL_AGE_KEY)
             stored = store_instance(
                 deps,
                 principal,
@@ -337,6 +343,7 @@ def _finish_upload(
                 channel=Channel.APP,
                 exam_id=upload.exam_id,
                 app_pixel_spacing=parse_pixel_spacing(sent) if sent else None,
+                app_gestational_age_weeks=parse_gestational_age(sent_age) if sent_age else None,
             )
     except ObjectNotFound as exc:
         # A committed part vanished under us: not the client's fault; the next try repairs.
