@@ -20,7 +20,7 @@ from sonobridge.common.idempotency import (
     once,
     request_key,
 )
-from sonobridge.common.problems import InvalidInput
+from sonobridge.common.problems import Conflict, InvalidInput
 from sonobridge.common.sql_records import SqlIdempotencyKeys, idempotency_table
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -121,6 +121,21 @@ def test_a_key_taken_by_a_concurrent_request_replays_its_answer() -> None:
     outcome = _run(racing, RequestKey("k1", "f1"), calls)
     assert not calls
     assert outcome.replayed and outcome.body == {"id": 7}
+
+
+def test_a_key_still_held_by_a_concurrent_request_is_a_409_conflict() -> None:
+    class Held(FakeKeys):
+        """The other request reserved the key and has not committed: nothing to replay yet."""
+
+        def reserve(self, owner: str, key: str, request: str, at: datetime) -> None:
+            raise KeyTaken(key)
+
+    calls: list[int] = []
+    with pytest.raises(Conflict) as caught:
+        _run(Held(), RequestKey("k1", "f1"), calls)
+    assert not calls
+    assert caught.value.status == 409
+    assert caught.value.extensions["reason"] == "idempotency_key_in_use"
 
 
 @pytest.fixture

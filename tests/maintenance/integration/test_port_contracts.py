@@ -11,6 +11,7 @@ from maintenance.maintenance_support import START
 from maintenance.unit.handlers.fakes import FakeUnits
 
 from sonobridge.common.db import create_db_engine, session_factory
+from sonobridge.common.idempotency import StoredAnswer
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
 from sonobridge.maintenance.bootstrap import migrate_database
 from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
@@ -156,17 +157,20 @@ def test_probe_findings_wait_unticketed_until_linked(units):
 
 def test_request_keys_and_audit_pages(units):
     with units() as work:
-        work.request_keys.remember("nurse-1", "k1", "t1", START)
+        work.request_keys.reserve("nurse-1", "k1", "f1", START)
+        work.request_keys.remember("nurse-1", "k1", 201, {"ticket_id": "t1"})
         for target in ("A", "B", "A"):
             work.audit.write(at=START, actor="admin", action="device.register", target=target)
     with units() as work:
-        assert work.request_keys.ticket_for("nurse-1", "k1") == "t1"
-        assert work.request_keys.ticket_for("nurse-2", "k1") is None
+        assert work.request_keys.find("nurse-1", "k1") == StoredAnswer(
+            "f1", 201, {"ticket_id": "t1"}
+        )
+        assert work.request_keys.find("nurse-2", "k1") is None
         first = work.audit.page(target="", after=0, limit=2)
-        assert [r.target for r in first] == ["A", "B"] and first[0].at == START
+        assert [r.resource_id for r in first] == ["A", "B"] and first[0].at == START
         rest = work.audit.page(target="", after=first[-1].id, limit=10)
-        assert [r.target for r in rest] == ["A"]
-        assert [r.target for r in work.audit.page(target="B", after=0, limit=10)] == ["B"]
+        assert [r.resource_id for r in rest] == ["A"]
+        assert [r.resource_id for r in work.audit.page(target="B", after=0, limit=10)] == ["B"]
 
 
 def test_a_block_that_raises_leaves_nothing_behind(units):

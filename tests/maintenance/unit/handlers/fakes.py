@@ -11,9 +11,11 @@ from typing import Any
 
 from maintenance.maintenance_support import FakeClock, maintenance_config
 
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.idempotency import Body, IdempotencyKeys, KeyTaken, StoredAnswer
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.maintenance import ports
-from sonobridge.maintenance.domain.audit import AuditRecord
+from sonobridge.maintenance.domain.audit import change
 from sonobridge.maintenance.domain.devices import (
     Device,
     DeviceHistoryEntry,
@@ -66,7 +68,7 @@ class State:
     batches: dict[str, TelemetryBatch] = field(default_factory=dict)
     samples: dict[tuple[str, datetime], TelemetrySample] = field(default_factory=dict)
     findings: dict[str, tuple[ProbeVerdict, str | None]] = field(default_factory=dict)
-    request_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    request_keys: dict[tuple[str, str], StoredAnswer] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
     events: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -386,16 +388,22 @@ class FakeFindings:
 
 
 class FakeRequestKeys:
-    """Idempotency keys in memory."""
+    """Idempotency keys in memory, with the request fingerprint and the answer."""
 
     def __init__(self, state: State) -> None:
         self.state = state
 
-    def ticket_for(self, scope: str, key: str) -> str | None:
-        return self.state.request_keys.get((scope, key))
+    def find(self, owner: str, key: str) -> StoredAnswer | None:
+        return self.state.request_keys.get((owner, key))
 
-    def remember(self, scope: str, key: str, ticket_id: str, at: datetime) -> None:
-        self.state.request_keys[(scope, key)] = ticket_id
+    def reserve(self, owner: str, key: str, request: str, at: datetime) -> None:
+        if (owner, key) in self.state.request_keys:
+            raise KeyTaken(key)
+        self.state.request_keys[(owner, key)] = StoredAnswer(request, 0, {})
+
+    def remember(self, owner: str, key: str, status: int, body: Body) -> None:
+        request = self.state.request_keys[(owner, key)].request
+        self.state.request_keys[(owner, key)] = StoredAnswer(request, status, body)
 
 
 class FakeAudit:
@@ -407,11 +415,13 @@ class FakeAudit:
     def write(
         self, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
     ) -> None:
-        record = AuditRecord(len(self.state.audit) + 1, at, actor, action, target, detail)
-        self.state.audit.append(record)
+        record = change(at=at, actor=actor, action=action, target=target, detail=detail)
+        self.state.audit.append(replace(record, id=len(self.state.audit) + 1))
 
     def page(self, *, target: str, after: int, limit: int) -> list[AuditRecord]:
-        found = [r for r in self.state.audit if r.id > after and (not target or r.target == target)]
+        found = [
+            r for r in self.state.audit if r.id > after and (not target or r.resource_id == target)
+        ]
         return found[:limit]
 
 
@@ -444,7 +454,7 @@ class FakeUnitOfWork:
         self.usage: ports.UsageLedger = FakeUsage(state)
         self.telemetry: ports.TelemetryLog = FakeTelemetry(state)
         self.findings: ports.ProbeFindings = FakeFindings(state)
-        self.request_keys: ports.RequestKeys = FakeRequestKeys(state)
+        self.request_keys: IdempotencyKeys = FakeRequestKeys(state)
         self.audit: ports.AuditLog = FakeAudit(state)
         self.events: ports.Announcements = FakeAnnouncements(state)
         self.after_commit: list[Callable[[], None]] = []

@@ -22,10 +22,10 @@ def test_audit_pages_with_a_cursor_for_administrators_only():
     for serial in ("A", "B", "C"):
         register_device(deps, ADMIN, serial=serial, model="HP-100", institution_id="township-a")
     page, cursor = read_audit(deps, ADMIN, limit=2)
-    assert [r.target for r in page] == ["A", "B"] and cursor == page[-1].id
+    assert [r.resource_id for r in page] == ["A", "B"] and cursor == page[-1].id
     rest, cursor = read_audit(deps, ADMIN, after=cursor, limit=2)
-    assert [r.target for r in rest] == ["C"] and cursor == 0
-    assert [r.target for r in read_audit(deps, ADMIN, target="B")[0]] == ["B"]
+    assert [r.resource_id for r in rest] == ["C"] and cursor == 0
+    assert [r.resource_id for r in read_audit(deps, ADMIN, target="B")[0]] == ["B"]
     with pytest.raises(Forbidden):
         read_audit(deps, engineer("eng-li"))
     with pytest.raises(InvalidRequest):

@@ -6,10 +6,11 @@ import io
 
 import pytest
 from maintenance.maintenance_support import ADMIN, SERVICE, engineer, operator
-from maintenance.unit.handlers.fakes import FakeUnits, fake_dependencies
+from maintenance.unit.handlers.fakes import FakeRequestKeys, FakeUnits, fake_dependencies
 
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.problems import Conflict, Forbidden, NotFound
+from sonobridge.common.idempotency import StoredAnswer
+from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.tickets import TicketSource, TicketState
@@ -77,6 +78,26 @@ def test_a_repeated_idempotency_key_returns_the_first_ticket(fleet):
     assert len(units.state.tickets) == 1
     with pytest.raises(InvalidRequest):
         open_ticket(deps, NURSE, device_serial="HP-A1", symptom="x", idempotency_key="k" * 129)
+
+
+def test_an_idempotency_key_reused_for_another_report_is_refused_and_acts_once(fleet):
+    deps, units = fleet
+    open_ticket(deps, NURSE, device_serial="HP-A1", symptom="noise", idempotency_key="k-1")
+    with pytest.raises(InvalidInput) as caught:
+        open_ticket(deps, NURSE, device_serial="HP-A1", symptom="dark", idempotency_key="k-1")
+    assert caught.value.status == 422
+    assert len(units.state.tickets) == 1
+
+
+def test_a_key_still_held_by_a_concurrent_report_is_a_conflict(fleet, monkeypatch):
+    deps, units = fleet
+    # Another request reserved the key and has not committed: its row is not visible yet.
+    units.state.request_keys[(NURSE.user, "k-1")] = StoredAnswer("other", 0, {})
+    monkeypatch.setattr(FakeRequestKeys, "find", lambda self, owner, key: None)
+    with pytest.raises(Conflict) as caught:
+        open_ticket(deps, NURSE, device_serial="HP-A1", symptom="noise", idempotency_key="k-1")
+    assert caught.value.status == 409
+    assert not units.state.tickets
 
 
 def test_opening_is_refused_outside_scope_for_retired_devices_and_for_automatic_sources(fleet):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 # Outcomes are short codes (ok, denied, rejected:<reason>); longer ones are clipped on insert:
 # PostgreSQL refuses an over-long value (SQLite does not), which would turn a refusal into a 500.
@@ -58,13 +58,3 @@ class AuditTrail(Protocol):
     ) -> list[AuditRecord]:
         """Return records after id `after`, about one resource when named (or related to it)."""
         ...
-
-
-def __getattr__(name: str) -> Any:
-    # The table and SQL adapter lived here in the first cut; importing them from here still
-    # works, lazily, so that importing the record alone never loads SQLAlchemy.
-    if name in {"audit_table", "SqlAuditLog"}:
-        from sonobridge.common import sql_records
-
-        return getattr(sql_records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sonobridge.common.problems import InvalidInput
+from sonobridge.common.problems import Conflict, InvalidInput
 
 MAX_KEY_CHARS = 255
 
@@ -60,8 +60,16 @@ class Outcome:
     replayed: bool = False
 
 
-class KeyTaken(Exception):
+class KeyTaken(Conflict):
     """Another request holds this key: it committed, or is committing, first."""
+
+    # Still committing when re-read: the client retries later (409, as the RFC draft says).
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "a request with this Idempotency-Key is still being processed",
+            reason="idempotency_key_in_use",
+            idempotency_key=key,
+        )
 
 
 class IdempotencyKeys(Protocol):
@@ -82,7 +90,9 @@ class IdempotencyKeys(Protocol):
 
 def replay(stored: StoredAnswer, key: RequestKey) -> Outcome:
     """Replay a stored answer; a key reused for a different request is refused."""
-    if stored.request != key.fingerprint:
+    # An empty fingerprint marks a key migrated from a table that stored none (maintenance's
+    # before 0003): it replays for any request, as it did when it was issued.
+    if stored.request and stored.request != key.fingerprint:
         raise InvalidInput(
             "Idempotency-Key was already used for a different request",
             idempotency_key=key.value,
@@ -127,13 +137,3 @@ def once(
         if stored is None:
             raise
         return replay(stored, key)
-
-
-def __getattr__(name: str) -> Any:
-    # The table and SQL adapter lived here in the first cut; importing them from here still
-    # works, lazily, so that importing the port alone never loads SQLAlchemy.
-    if name in {"idempotency_table", "SqlIdempotencyKeys"}:
-        from sonobridge.common import sql_records
-
-        return getattr(sql_records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,10 +27,11 @@ from sonobridge.common.infrastructure import (
 )
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.common.periodic import Periodic
 from sonobridge.maintenance.adapters import orm
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
-from sonobridge.maintenance.entrypoints import consumer, grpc_server, rest, timers
-from sonobridge.maintenance.handlers import Dependencies
+from sonobridge.maintenance.entrypoints import consumer, grpc_server, rest
+from sonobridge.maintenance.handlers import Dependencies, timers
 from sonobridge.maintenance.handlers.fleet import fleet_snapshot
 from sonobridge.maintenance.metrics import SERVICE, MaintenanceMetrics
 from sonobridge.maintenance.settings import Settings
@@ -128,7 +129,9 @@ def build(
         workers={
             "outbox-relay": run_relay,
             "consumer": worker.run,
-            "timers": timers.worker(deps),
+            "timers": Periodic(
+                "timers", lambda: timers.tick(deps), deps.config.timer_interval_seconds
+            ),
         },
     )
     host.deps = deps  # type: ignore[attr-defined]

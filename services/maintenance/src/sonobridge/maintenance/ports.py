@@ -7,7 +7,8 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol
 
-from sonobridge.maintenance.domain.audit import AuditRecord
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.idempotency import IdempotencyKeys
 from sonobridge.maintenance.domain.devices import (
     Device,
     DeviceHistoryEntry,
@@ -243,25 +244,13 @@ class ProbeFindings(Protocol):
         ...
 
 
-class RequestKeys(Protocol):
-    """Idempotency keys of ticket-opening requests, per caller."""
-
-    def ticket_for(self, scope: str, key: str) -> str | None:
-        """Return the ticket a repeated request opened, or None."""
-        ...
-
-    def remember(self, scope: str, key: str, ticket_id: str, at: datetime) -> None:
-        """Remember the ticket a request opened."""
-        ...
-
-
 class AuditLog(Protocol):
     """The audit trail."""
 
     def write(
         self, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
     ) -> None:
-        """Write an audit record in this transaction."""
+        """Write an audit record (`domain.audit.change`) in this transaction."""
         ...
 
     def page(self, *, target: str, after: int, limit: int) -> list[AuditRecord]:
@@ -297,7 +286,7 @@ class UnitOfWork(Protocol):
     usage: UsageLedger
     telemetry: TelemetryLog
     findings: ProbeFindings
-    request_keys: RequestKeys
+    request_keys: IdempotencyKeys
     audit: AuditLog
     events: Announcements
     after_commit: list[Callable[[], None]]

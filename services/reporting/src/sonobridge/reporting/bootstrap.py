@@ -27,6 +27,7 @@ from sonobridge.common.infrastructure import (
     dependency_checks,
 )
 from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.common.periodic import Periodic
 from sonobridge.reporting.adapters import messages, orm
 from sonobridge.reporting.adapters.fhir import bundle_of
 from sonobridge.reporting.adapters.pdf import ReportPdfRenderer
@@ -34,7 +35,9 @@ from sonobridge.reporting.adapters.policy_file import read_policy
 from sonobridge.reporting.adapters.unit import SqlUnits
 from sonobridge.reporting.adapters.webhooks import HttpSender
 from sonobridge.reporting.domain.policy import Policy
-from sonobridge.reporting.entrypoints import consumer, grpc_server, rest, timers
+from sonobridge.reporting.entrypoints import consumer, grpc_server, rest
+from sonobridge.reporting.handlers.clock import tick
+from sonobridge.reporting.handlers.deliveries import deliver_due
 from sonobridge.reporting.metrics import ReportingMetrics
 from sonobridge.reporting.ports import Dependencies
 from sonobridge.reporting.settings import Settings
@@ -183,9 +186,13 @@ def build(
         workers={
             "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
             "consumer": worker.run,
-            "timers": timers.timer_loop(deps, settings.reporting.timer_interval_seconds),
-            "deliveries": timers.delivery_loop(
-                deps, sender, settings.reporting.delivery_interval_seconds
+            "timers": Periodic(
+                "timers", lambda: tick(deps), settings.reporting.timer_interval_seconds
+            ),
+            "deliveries": Periodic(
+                "deliveries",
+                lambda: deliver_due(deps, sender),
+                settings.reporting.delivery_interval_seconds,
             ),
         },
     )

@@ -15,9 +15,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from sonobridge.common.audit import audit_table
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
+from sonobridge.common.sql_records import audit_table
 
 metadata = MetaData()
 

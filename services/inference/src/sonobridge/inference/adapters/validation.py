@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sonobridge.common.audit import AuditRecord, SqlAuditLog
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.sql_records import SqlAuditLog
 from sonobridge.inference.adapters.orm import audit_log, device_validations, quality_labels
 from sonobridge.inference.domain.validation import (
     DeviceModel,

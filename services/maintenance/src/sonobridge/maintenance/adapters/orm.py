@@ -18,6 +18,7 @@ from sqlalchemy import (
 
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
+from sonobridge.common.sql_records import audit_table, idempotency_table
 
 metadata = MetaData()
 
@@ -122,14 +123,7 @@ sla_timers = Table(
     UniqueConstraint("ticket_id", "clock", name="uq_sla_timers_ticket_clock"),
 )
 
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("scope", String(128), primary_key=True),
-    Column("key", String(128), primary_key=True),
-    Column("ticket_id", String(64), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-)
+idempotency_keys = idempotency_table(metadata)
 
 telemetry_batches = Table(
     "telemetry_batches",
@@ -200,15 +194,6 @@ preventive_tasks = Table(
     Column("open_ticket_id", String(64)),
 )
 
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", UtcDateTime, nullable=False),
-    Column("actor", String(128), nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("target", String(128), nullable=False),
-    Column("detail", Text, nullable=False, default=""),
-)
+audit_log = audit_table(metadata)
 
 outbox, inbox = delivery_tables(metadata)

@@ -1,4 +1,4 @@
-"""SQL timers, preventive tasks, usage, telemetry, probe findings, request keys and audit."""
+"""SQL timers, preventive tasks, usage, telemetry, probe findings and the audit trail."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.sql_records import SqlAuditLog as CommonAuditLog
 from sonobridge.maintenance.adapters import orm
-from sonobridge.maintenance.domain.audit import AuditRecord
+from sonobridge.maintenance.domain.audit import change
 from sonobridge.maintenance.domain.health import (
     ProbeFinding,
     ProbeVerdict,
@@ -348,52 +350,18 @@ class SqlProbeFindings:
         )
 
 
-class SqlRequestKeys:
-    """Idempotency keys in one session."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def ticket_for(self, scope: str, key: str) -> str | None:
-        """Return the ticket a repeated request opened, or None."""
-        k = orm.idempotency_keys
-        value = self.session.execute(
-            select(k.c.ticket_id).where(k.c.scope == scope, k.c.key == key)
-        ).scalar_one_or_none()
-        return None if value is None else str(value)
-
-    def remember(self, scope: str, key: str, ticket_id: str, at: datetime) -> None:
-        """Remember the ticket a request opened."""
-        self.session.execute(
-            insert(orm.idempotency_keys).values(
-                scope=scope, key=key, ticket_id=ticket_id, created_at=at
-            )
-        )
-
-
 class SqlAuditLog:
-    """The audit trail in one session."""
+    """The audit trail in one session: common's audit table, addressed by target."""
 
     def __init__(self, session: Session) -> None:
-        self.session = session
+        self.log = CommonAuditLog(session, orm.audit_log)
 
     def write(
         self, *, at: datetime, actor: str, action: str, target: str, detail: str = ""
     ) -> None:
         """Write an audit record in this transaction."""
-        self.session.execute(
-            insert(orm.audit_log).values(
-                at=at, actor=actor, action=action, target=target, detail=detail[:4000]
-            )
-        )
+        self.log.append(change(at=at, actor=actor, action=action, target=target, detail=detail))
 
     def page(self, *, target: str, after: int, limit: int) -> list[AuditRecord]:
         """Return up to `limit` records after id `after`, oldest first."""
-        a = orm.audit_log
-        query = select(a).where(a.c.id > after).order_by(a.c.id).limit(limit)
-        if target:
-            query = query.where(a.c.target == target)
-        return [
-            AuditRecord(r.id, r.at, r.actor, r.action, r.target, r.detail)
-            for r in self.session.execute(query)
-        ]
+        return self.log.trail(resource_id=target or None, after=after, limit=limit)

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.envelope import ProtoMessage
+from sonobridge.common.idempotency import IdempotencyKeys
+from sonobridge.common.sql_records import SqlIdempotencyKeys
 from sonobridge.maintenance import ports
 from sonobridge.maintenance.adapters import messages, orm
 from sonobridge.maintenance.adapters.records import (
     SqlAuditLog,
     SqlPreventiveTasks,
     SqlProbeFindings,
-    SqlRequestKeys,
     SqlSlaTimers,
     SqlTelemetryLog,
     SqlUsageLedger,
@@ -71,7 +72,7 @@ class SqlUnitOfWork:
         self.usage: ports.UsageLedger = SqlUsageLedger(session)
         self.telemetry: ports.TelemetryLog = SqlTelemetryLog(session)
         self.findings: ports.ProbeFindings = SqlProbeFindings(session)
-        self.request_keys: ports.RequestKeys = SqlRequestKeys(session)
+        self.request_keys: IdempotencyKeys = SqlIdempotencyKeys(session, orm.idempotency_keys)
         self.audit: ports.AuditLog = SqlAuditLog(session)
         self.events: ports.Announcements = OutboxAnnouncements(session, outbox)
         self.after_commit: list[Callable[[], None]] = []

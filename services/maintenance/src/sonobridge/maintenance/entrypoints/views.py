@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sonobridge.maintenance.domain.audit import AuditRecord
+from sonobridge.common.audit import AuditRecord
 from sonobridge.maintenance.domain.devices import DeviceHistoryEntry
 from sonobridge.maintenance.domain.tickets import Ticket
 from sonobridge.maintenance.domain.utilisation import UtilisationReport
@@ -149,6 +149,6 @@ def audit_json(record: AuditRecord) -> dict[str, Any]:
         "at": iso(record.at),
         "actor": record.actor,
         "action": record.action,
-        "target": record.target,
+        "target": record.resource_id,
         "detail": record.detail,
     }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
-from sonobridge.maintenance.domain.audit import AuditRecord
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.utilisation import DeviceUsage, UtilisationReport, analyse
@@ -22,7 +22,7 @@ def read_audit(
         raise InvalidRequest("page size must be between 1 and 1000")
     with deps.units() as work:
         records = work.audit.page(target=target, after=after, limit=limit + 1)
-    return records[:limit], records[limit - 1].id if len(records) > limit else 0
+    return records[:limit], (records[limit - 1].id or 0) if len(records) > limit else 0
 
 
 def utilisation_report(

@@ -10,12 +10,14 @@ from typing import BinaryIO
 
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
+from sonobridge.common.idempotency import Body, once, request_key
 from sonobridge.common.problems import Conflict, Forbidden, NotFound
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.tickets import Ticket, TicketSource, TicketState
 from sonobridge.maintenance.handlers import Dependencies, scope
 from sonobridge.maintenance.handlers.lifecycle import open_ticket_for
+from sonobridge.maintenance.ports import UnitOfWork
 
 PHOTO_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 # Study UIDs in history notes ("dead elements in exam 1.2.840...").
@@ -41,11 +43,22 @@ def open_ticket(
     if len(idempotency_key) > 128:
         raise InvalidRequest("idempotency key must be at most 128 characters")
     now = deps.now()
-    with deps.units() as work:
-        if idempotency_key:
-            known = work.request_keys.ticket_for(principal.user, idempotency_key)
-            if known is not None:
-                return scope.ticket(work, known, principal), False
+    key = request_key(
+        idempotency_key or None,
+        "POST",
+        "/v1/tickets",
+        {
+            "device_serial": device_serial,
+            "symptom": symptom,
+            "institution_id": institution_id,
+            "source": source.value,
+            "evidence_keys": list(evidence_keys),
+            "opened_by": opened_by,
+        },
+    )
+    opened: list[Ticket] = []
+
+    def open_in(work: UnitOfWork) -> Body:
         device = scope.device(work, device_serial, principal)
         if device.status is DeviceStatus.RETIRED:
             raise Conflict(f"device {device_serial} is retired")
@@ -65,9 +78,23 @@ def open_ticket(
             institution_id=institution_id,
             evidence=evidence_keys,
         )
-        if idempotency_key:
-            work.request_keys.remember(principal.user, idempotency_key, ticket.id, now)
-    return ticket, True
+        opened.append(ticket)
+        return {"ticket_id": ticket.id}
+
+    outcome = once(
+        deps.units,
+        lambda work: work.request_keys,
+        owner=principal.user,
+        key=key,
+        status=201,
+        work=open_in,
+        now=lambda: now,
+    )
+    if not outcome.replayed:
+        return opened[0], True
+    # A retry answers with the ticket as it is now, as before keys were fingerprinted.
+    with deps.units() as work:
+        return scope.ticket(work, str(outcome.body["ticket_id"]), principal), False
 
 
 def attach_photo(

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.preventive import schedules_for
 from sonobridge.maintenance.domain.tickets import TicketSource
 from sonobridge.maintenance.handlers import SERVICE, Dependencies, scope
 from sonobridge.maintenance.handlers.lifecycle import open_ticket_for, settle_breaches, sync_timers
+
+log = logging.getLogger(__name__)
+
+
+def tick(deps: Dependencies) -> tuple[int, int]:
+    """One pass of the timer worker; return (breaches fired, preventive tickets opened)."""
+    # The timers table is durable: a failed pass rolled back and is retried on the next one.
+    fired = fire_due_timers(deps)
+    opened = len(open_due_preventive(deps))
+    if fired or opened:
+        log.info("timers: %d breaches, %d preventive tickets", fired, opened)
+    return fired, opened
 
 
 def fire_due_timers(deps: Dependencies, limit: int = 100) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy import (
 
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
-from sonobridge.common.sql_records import idempotency_table
+from sonobridge.common.sql_records import audit_table, idempotency_table
 
 metadata = MetaData()
 
@@ -219,17 +219,6 @@ deliveries = Table(
     Index("ix_deliveries_pending", "delivered_at", "gave_up_at", "next_attempt_at"),
 )
 
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", UtcDateTime, nullable=False),
-    Column("user", String(128), nullable=False),
-    Column("roles", String(255), nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("read_id", String(64), nullable=True, index=True),
-    Column("report_id", String(64), nullable=True, index=True),
-    Column("detail", Text, nullable=False, default=""),
-)
+audit_log = audit_table(metadata)
 
 idempotency_keys = idempotency_table(metadata)

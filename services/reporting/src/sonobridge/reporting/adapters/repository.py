@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from sonobridge.common.audit import AuditRecord
+from sonobridge.common.sql_records import SqlAuditLog
 from sonobridge.reporting.adapters import orm
 from sonobridge.reporting.domain.access import ReadScope
 from sonobridge.reporting.domain.assignment import DutyRole, Shift
@@ -424,39 +425,18 @@ class ReportingRepository:
         self.session.execute(update(t).where(t.c.id == delivery_pk).values(**values))
 
     def audit(self, record: AuditRecord) -> None:
-        """Write an audit record in the caller's transaction (reporting's own columns)."""
-        read = record.resource_type == "read"
-        self.session.execute(
-            insert(orm.audit_log).values(
-                at=record.at,
-                user=record.actor,
-                roles=",".join(sorted(record.roles)),
-                action=record.action,
-                read_id=record.resource_id if read else None,
-                report_id=record.related_id if read else record.resource_id or None,
-                detail=record.detail,
-            )
-        )
+        """Write an audit record in the caller's transaction."""
+        SqlAuditLog(self.session, orm.audit_log).append(record)
 
     def audit_trail(self, *, read_id: str | None, report_id: str | None) -> list[AuditRecord]:
-        """Return audit records about a read or report, oldest first."""
-        t = orm.audit_log
-        query = select(t).order_by(t.c.id)
+        """Return audit records about a read or report (or both at once), oldest first."""
+        log = SqlAuditLog(self.session, orm.audit_log)
         if read_id:
-            query = query.where(t.c.read_id == read_id)
-        if report_id:
-            query = query.where(t.c.report_id == report_id)
-        return [
-            AuditRecord(
-                id=r.id,
-                at=r.at,
-                actor=r.user,
-                action=r.action,
-                resource_type="read" if r.read_id else "report" if r.report_id else "",
-                resource_id=r.read_id or r.report_id or "",
-                related_id=r.report_id if r.read_id else None,
-                roles=frozenset(role for role in r.roles.split(",") if role),
-                detail=r.detail,
-            )
-            for r in self.session.execute(query)
-        ]
+            # A read's records name the read as subject and its report as the related resource.
+            records = log.trail(resource_type="read", resource_id=read_id)
+            about_read = [r for r in records if r.resource_id == read_id]
+            if report_id:
+                return [r for r in about_read if r.related_id == report_id]
+            return about_read
+        # A report's records: the report as subject, or as the report of an audited read.
+        return log.trail(resource_id=report_id) if report_id else log.trail()

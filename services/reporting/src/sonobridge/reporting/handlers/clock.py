@@ -157,3 +157,10 @@ def refresh_worklist_depth(deps: Dependencies) -> None:
         depth = work.reporting.depth_by_worklist()
     for spec in deps.policy.worklists:
         deps.metrics.worklist_depth.labels(spec.name).set(depth.get(spec.name, 0))
+
+
+def tick(deps: Dependencies) -> None:
+    """One pass of the timer worker: fire due timers, then refresh the worklist gauges."""
+    # A failed timer rolled back and stays unfired: the next pass retries it.
+    fire_due_timers(deps)
+    refresh_worklist_depth(deps)

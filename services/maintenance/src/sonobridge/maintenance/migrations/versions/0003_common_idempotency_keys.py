@@ -1,0 +1,111 @@
+"""Move ticket-opening Idempotency-Keys to the common keys table (every key kept).
+
+The common table stores the request's fingerprint and the answer. Keys taken before this
+revision were never fingerprinted: they move with an empty fingerprint, which replays their
+ticket for any retry, exactly as they did when they were issued.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-30 03:55:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def _common_table(name: str) -> None:
+    op.create_table(
+        name,
+        sa.Column("user", sa.String(length=128), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request", sa.String(length=512), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("user", "key"),
+    )
+
+
+def upgrade() -> None:
+    """Apply this revision."""
+    keys = sa.table(
+        "idempotency_keys",
+        sa.column("scope", sa.String()),
+        sa.column("key", sa.String()),
+        sa.column("ticket_id", sa.String()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    rows = op.get_bind().execute(sa.select(keys)).all()
+    op.drop_table("idempotency_keys")
+    _common_table("idempotency_keys")
+    common = sa.table(
+        "idempotency_keys",
+        sa.column("user", sa.String()),
+        sa.column("key", sa.String()),
+        sa.column("request", sa.String()),
+        sa.column("status", sa.Integer()),
+        sa.column("body", sa.JSON()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    if rows:
+        op.bulk_insert(
+            common,
+            [
+                {
+                    "user": r.scope,
+                    "key": r.key,
+                    "request": "",
+                    "status": 201,
+                    "body": {"ticket_id": r.ticket_id},
+                    "created_at": r.created_at,
+                }
+                for r in rows
+            ],
+        )
+
+
+def downgrade() -> None:
+    """Revert this revision (keys longer than the old column are dropped)."""
+    common = sa.table(
+        "idempotency_keys",
+        sa.column("user", sa.String()),
+        sa.column("key", sa.String()),
+        sa.column("body", sa.JSON()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    rows = op.get_bind().execute(sa.select(common)).all()
+    op.drop_table("idempotency_keys")
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.String(length=128), nullable=False),
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("ticket_id", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "key"),
+    )
+    old = sa.table(
+        "idempotency_keys",
+        sa.column("scope", sa.String()),
+        sa.column("key", sa.String()),
+        sa.column("ticket_id", sa.String()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    kept = [
+        {
+            "scope": r.user,
+            "key": r.key,
+            "ticket_id": r.body["ticket_id"],
+            "created_at": r.created_at,
+        }
+        for r in rows
+        if len(r.key) <= 128 and "ticket_id" in r.body
+    ]
+    if kept:
+        op.bulk_insert(old, kept)
