@@ -9,7 +9,7 @@ from typing import Any
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.events.v1.topics import EXAM_COMPLETED
 from sonobridge.common.bus.ports import ReceivedEvent
-from sonobridge.common.delivery import EventCommit, EventHandler, EventStage, PermanentFailure
+from sonobridge.common.delivery import EventCommit, EventStage, PermanentFailure
 from sonobridge.common.envelope import CloudEvent, unpack
 from sonobridge.inference.domain.exams import CompletedExam, InvalidExam, RecordedResult, ResultKey
 from sonobridge.inference.entrypoints import messages
@@ -18,24 +18,6 @@ from sonobridge.inference.handlers import Dependencies, exams
 log = logging.getLogger(__name__)
 
 TOPICS = (EXAM_COMPLETED,)
-
-
-def event_handler(deps: Dependencies) -> EventHandler:
-    """Return the ConsumerWorker handler for ExamCompleted."""
-
-    def handle(transaction: Any, record: ReceivedEvent, event: CloudEvent) -> None:
-        exam = _completed_exam(record, event)
-        try:
-            inference_id = exams.infer_exam(deps, deps.exam_work(transaction), exam, event.id)
-        except InvalidExam as exc:
-            raise PermanentFailure(str(exc)) from exc
-        log.info(
-            "exam %s: %s",
-            exam.study_instance_uid,
-            f"inference {inference_id}" if inference_id else "already inferred",
-        )
-
-    return handle
 
 
 def event_stage(deps: Dependencies, sessions: Callable[[], Any]) -> EventStage:
