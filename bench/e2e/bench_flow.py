@@ -1,6 +1,10 @@
 """End-to-end latency on CPU: upload complete -> AI result, -> routed read, on both editions.
 
     uv run python bench/e2e/bench_flow.py [--exams 50] [--editions single,cluster]
+    uv run python bench/e2e/bench_flow.py --editions single-locked,single --pairs 2
+
+"single-locked" is the single node as before #18, inference inside the consumer's write
+transaction (kept here as the baseline); "--pairs" repeats the editions interleaved.
 
 The cluster edition needs the local servers: `deploy/local/up.sh all` and
 `eval "$(deploy/local/env.sh)"` first. Exams are uploaded one after another, as a township app
@@ -15,8 +19,10 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sonobridge.common.delivery import ConsumerWorker
 from sonobridge.node.consortium import demo_consortium, seed
 from sonobridge.node.demo import node_settings_for
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
@@ -65,6 +71,34 @@ def _measure(urls: dict[str, str], issuer, bus, exams, timeout: float) -> dict[s
     }
 
 
+def _infer_inside_the_transaction() -> None:
+    """Make the consumer run its stage inside the write transaction, as before #18."""
+    from sqlalchemy import insert
+
+    from sonobridge.common.delivery import ConsumerWorker
+
+    def apply(self: ConsumerWorker, record, event) -> bool:
+        with self.sessions.begin() as session:
+            if self._seen(session, event.id):
+                return False
+            session.execute(
+                insert(self.inbox).values(
+                    consumer_group=self.group,
+                    event_id=event.id,
+                    topic=record.topic,
+                    type=event.type,
+                    processed_at=datetime.now(UTC),
+                )
+            )
+            if self.stage is not None:
+                self.stage(record, event)(session)
+            else:
+                self.handler(session, record, event)
+        return True
+
+    ConsumerWorker._apply = apply  # type: ignore[method-assign]
+
+
 def bench_single(exams, timeout: float) -> dict[str, list[float]]:
     """Run the exams through a fresh single node."""
     from sonobridge.node.cli import wait_ready
@@ -111,14 +145,26 @@ def main() -> None:
     parser.add_argument("--exams", type=int, default=50)
     parser.add_argument("--editions", default="single,cluster")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--pairs", type=int, default=1)
     args = parser.parse_args()
     print(f"preparing {args.exams} synthetic exams...", flush=True)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name in args.editions.split(","):
+    runs = [(n, i) for i in range(args.pairs) for n in args.editions.split(",")]
+    for name, pair in runs:
         exams = routine_exams(args.exams, seed=2000)  # fresh UIDs per edition
         started = time.monotonic()
-        raw = (bench_single if name == "single" else bench_cluster)(exams, args.timeout)
-        results[name] = {k: _figures(v) for k, v in raw.items() if v}
+        if name == "single-locked":
+            original = ConsumerWorker._apply
+            _infer_inside_the_transaction()
+            try:
+                raw = bench_single(exams, args.timeout)
+            finally:
+                ConsumerWorker._apply = original  # type: ignore[method-assign]
+        else:
+            raw = (bench_single if name == "single" else bench_cluster)(exams, args.timeout)
+        label = name if args.pairs == 1 else f"{name}#{pair + 1}"
+        results[label] = {k: _figures(v) for k, v in raw.items() if v}
+        name = label
         print(f"\n{name} edition ({args.exams} exams, {time.monotonic() - started:.0f}s):")
         for stage, label in (
             ("ai", "upload complete -> AI result"),
@@ -131,6 +177,16 @@ def main() -> None:
                     f"max {f['max']:6.2f}s  (n={len(raw[stage])})",
                     flush=True,
                 )
+    for pair in range(args.pairs):
+        suffix = "" if args.pairs == 1 else f"#{pair + 1}"
+        before, after = results.get(f"single-locked{suffix}"), results.get(f"single{suffix}")
+        if before and after and before.get("ai") and after.get("ai"):
+            b, a = before["ai"], after["ai"]
+            print(
+                f"\nupload complete -> AI result, single node{suffix}: "
+                f"p50 {b['p50']:.2f}s -> {a['p50']:.2f}s (x{b['p50'] / a['p50']:.1f} faster), "
+                f"p90 {b['p90']:.2f}s -> {a['p90']:.2f}s (x{b['p90'] / a['p90']:.1f} faster)"
+            )
     if "single" in results and "cluster" in results:
         print("\nsingle/cluster ratio (p50, p90):")
         for stage in ("ai", "routed"):

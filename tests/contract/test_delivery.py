@@ -159,3 +159,58 @@ def test_redelivered_event_through_the_bus_has_one_effect(stack: tuple[str, Even
     assert metrics.events_consumed.labels(topic, "duplicate")._value.get() == 1
     with engine.connect() as conn:
         assert conn.execute(select(exams.c.completions).where(exams.c.id == study)).scalar() == 1
+
+
+def test_a_staged_event_works_outside_the_transaction_and_has_one_effect(
+    stack: tuple[str, EventBus],
+) -> None:
+    url, bus = stack
+    topic = f"test.staged.{uuid.uuid4().hex[:10]}"
+    bus.ensure_topics([topic, f"{topic}.dlq"])
+    engine, exams, _, inbox = _schema(url)
+    study = f"1.2.999.{uuid.uuid4().int % 10**12}"
+    with engine.begin() as conn:
+        conn.execute(insert(exams).values(id=study, completions=0))
+    event = wrap(_exam_completed(study), source="ingest", key=study)
+    publish(bus, topic, event)
+    publish(bus, topic, event)
+    staged: list[str] = []
+
+    def infer(record: ReceivedEvent, ev: CloudEvent) -> Any:
+        staged.append(ev.id)
+        # Another writer commits while the slow work runs: no write lock is held now.
+        with session_factory(engine).begin() as other:
+            other.execute(insert(exams).values(id=f"{study}.other", completions=0))
+
+        def commit(session: Session) -> None:
+            session.execute(
+                update(exams)
+                .where(exams.c.id == ev.key)
+                .values(completions=exams.c.completions + 1)
+            )
+
+        return commit
+
+    metrics = ServiceMetrics("test")
+    worker = ConsumerWorker(
+        bus=bus,
+        group=f"g-{uuid.uuid4().hex[:8]}",
+        topics=[topic],
+        stage=infer,
+        sessions=session_factory(engine),
+        inbox=inbox,
+        metrics=metrics,
+        retry_backoff=0,
+    )
+    try:
+        for _ in range(60):
+            worker.run_once(1.0)
+            if metrics.events_consumed.labels(topic, "duplicate")._value.get() >= 1:
+                break
+    finally:
+        worker.close()
+    assert metrics.events_consumed.labels(topic, "processed")._value.get() == 1
+    assert metrics.events_consumed.labels(topic, "duplicate")._value.get() == 1
+    assert staged == [event.id]  # the redelivery was recognised before any work
+    with engine.connect() as conn:
+        assert conn.execute(select(exams.c.completions).where(exams.c.id == study)).scalar() == 1

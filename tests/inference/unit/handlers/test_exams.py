@@ -73,6 +73,18 @@ def test_a_redelivered_exam_is_not_inferred_twice():
     assert len(w.models.calls) == calls and first is not None
 
 
+def test_a_result_analysed_concurrently_with_another_is_recorded_once():
+    w = world()
+    completed = exam(w.store, [png()])
+    # Two deliveries both analyse before either records (the work runs outside transactions).
+    first = exams.analyse_exam(w.deps, completed, "event-1", w.work.results.find)
+    second = exams.analyse_exam(w.deps, completed, "event-2", w.work.results.find)
+    assert first is not None and second is not None
+    assert exams.record_result(w.work, first) == first.inference_id
+    assert exams.record_result(w.work, second) is None
+    assert len(w.work.results.added) == 1 and len(w.work.published) == 1
+
+
 def test_the_result_id_is_the_same_for_the_same_exam_and_models():
     one, other = world(), world()
     a = exams.infer_exam(one.deps, one.work, exam(one.store, [png()]), "event-1")

@@ -159,6 +159,12 @@ class OutboxRelay:
 EventHandler = Callable[[Session, ReceivedEvent, CloudEvent], None]
 """Apply one event's effects in the given session (the worker commits it)."""
 
+EventCommit = Callable[[Session], None]
+"""Record effects worked out before the transaction, in the given session."""
+
+EventStage = Callable[[ReceivedEvent, CloudEvent], EventCommit]
+"""Do an event's slow work outside any transaction; return what records its effects."""
+
 
 class ConsumerWorker:
     """Consume `topics` as `group`: dedupe by event id, retry, dead-letter, then commit."""
@@ -169,18 +175,22 @@ class ConsumerWorker:
         bus: EventBus,
         group: str,
         topics: Sequence[str],
-        handler: EventHandler,
+        handler: EventHandler | None = None,
         sessions: sessionmaker[Session],
         inbox: Table,
         metrics: ServiceMetrics,
         max_attempts: int = 5,
         retry_backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
+        stage: EventStage | None = None,
     ) -> None:
+        if (handler is None) == (stage is None):
+            raise ValueError("give the worker a handler or a stage, not both")
         self.bus = bus
         self.group = group
         self.topics = list(topics)
         self.handler = handler
+        self.stage = stage
         self.sessions = sessions
         self.inbox = inbox
         self.metrics = metrics
@@ -196,16 +206,33 @@ class ConsumerWorker:
             self._subscription = self.bus.subscribe(self.group, self.topics)
         return self._subscription
 
+    def _seen(self, session: Session, event_id: str) -> bool:
+        found = session.execute(
+            select(self.inbox.c.event_id).where(
+                self.inbox.c.consumer_group == self.group,
+                self.inbox.c.event_id == event_id,
+            )
+        ).first()
+        return found is not None
+
     def _apply(self, record: ReceivedEvent, event: CloudEvent) -> bool:
         """Run the handler and record the event id in one transaction; False if seen before."""
+        handler = self.handler
+        if self.stage is not None:
+            # The slow work (a whole exam's inference) runs before the write transaction, so
+            # SQLite's single write lock is not held across it; the inbox row and the effects
+            # still commit together below, and a redelivery seen meanwhile records nothing.
+            with self.sessions() as session:
+                if self._seen(session, event.id):
+                    return False
+            commit = self.stage(record, event)
+
+            def handler(session: Session, _record: ReceivedEvent, _event: CloudEvent) -> None:
+                commit(session)
+
+        assert handler is not None
         with self.sessions.begin() as session:
-            seen = session.execute(
-                select(self.inbox.c.event_id).where(
-                    self.inbox.c.consumer_group == self.group,
-                    self.inbox.c.event_id == event.id,
-                )
-            ).first()
-            if seen:
+            if self._seen(session, event.id):
                 return False
             session.execute(
                 insert(self.inbox).values(
@@ -216,7 +243,7 @@ class ConsumerWorker:
                     processed_at=datetime.now(UTC),
                 )
             )
-            self.handler(session, record, event)
+            handler(session, record, event)
         return True
 
     def handle(self, record: ReceivedEvent) -> str:

@@ -175,7 +175,7 @@ def build(
         bus=bus,
         group=cfg.consumer_group,
         topics=consumer.TOPICS,
-        handler=consumer.event_handler(deps),
+        stage=consumer.event_stage(deps, session_factory(engine)),
         sessions=session_factory(engine),
         inbox=orm.inbox,
         metrics=base,

@@ -94,16 +94,28 @@ class LocalDirObjectStore:
         Path(str(path) + _META_SUFFIX).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> Iterator[str]:
-        """Yield keys under `prefix`, sorted."""
+        """Yield keys under `prefix`, sorted; walks only the directories the prefix can name."""
         base = self.root / "data"
-        keys = []
-        for dirpath, _dirs, files in os.walk(base):
-            for name in files:
-                if name.endswith(_META_SUFFIX):
-                    continue
-                key = Path(dirpath, name).relative_to(base).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
+        # The prefix names a directory up to its last "/" and the start of a name after it,
+        # so only that directory's matching entries are visited, not the whole store.
+        folder, _, partial = prefix.rpartition("/")
+        if folder and any(part in ("", ".", "..") for part in folder.split("/")):
+            return  # no stored key has such a segment, so nothing can match
+        parent = base / folder if folder else base
+        keys: list[str] = []
+        try:
+            entries = list(os.scandir(parent))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        head = f"{folder}/" if folder else ""
+        for entry in entries:
+            if not entry.name.startswith(partial):
+                continue
+            if entry.is_dir():
+                if not entry.is_symlink():  # os.walk did not follow links either
+                    keys.extend(_keys_below(Path(entry.path), base))
+            elif not entry.name.endswith(_META_SUFFIX):
+                keys.append(head + entry.name)
         yield from sorted(keys)
 
     def check(self) -> None:
@@ -122,3 +134,11 @@ class LocalDirObjectStore:
             for name in names:
                 if name.endswith(_META_SUFFIX) and name[: -len(_META_SUFFIX)] not in files:
                     Path(dirpath, name).unlink(missing_ok=True)
+
+
+def _keys_below(folder: Path, base: Path) -> Iterator[str]:
+    """Yield the keys of every object in `folder`'s subtree, relative to `base`."""
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            if not name.endswith(_META_SUFFIX):
+                yield Path(dirpath, name).relative_to(base).as_posix()

@@ -7,6 +7,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from sonobridge.inference.domain.exams import (
     InstanceQuality,
     ModelUse,
     ProbeHealth,
+    RecordedResult,
     ResultKey,
 )
 from sonobridge.inference.domain.probe_health import count_dark_lines
@@ -86,6 +88,17 @@ def infer_exam(
     Returns the inference id, or None when this exam already has a result for these models
     (a redelivery or a re-published event): nothing is written twice.
     """
+    result = analyse_exam(deps, exam, event_id, work.results.find)
+    return None if result is None else record_result(work, result)
+
+
+def analyse_exam(
+    deps: Dependencies,
+    exam: CompletedExam,
+    event_id: str,
+    find: Callable[[ResultKey], RecordedResult | None],
+) -> InferenceResult | None:
+    """Run every applicable model over a completed exam; None when it already has a result."""
     exam.require_instances()
     study = exam.study_instance_uid
     quality = deps.models.get(QUALITY_MODEL)
@@ -94,7 +107,7 @@ def infer_exam(
     used = [_use(quality), _use(probe)]
     used += [ModelUse(m.name, m.version, getattr(m, "sha256", "") or "") for m in modules]
     key = ResultKey.of(exam, used)
-    recorded = work.results.find(key)
+    recorded = find(key)
     if recorded is not None:
         log.info("exam %s already has inference %s; skipping", study, recorded.inference_id)
         return None
@@ -128,6 +141,19 @@ def infer_exam(
         instances_analysed=run.decoded,
         instances_without_pixels=run.skipped,
     )
+    return result
+
+
+def record_result(work: ExamWork, result: InferenceResult) -> str | None:
+    """Record the result with its event; None when a result for the same key got there first."""
+    recorded = work.results.find(result.key)
+    if recorded is not None:
+        log.info(
+            "exam %s already has inference %s; not recording another",
+            result.exam.study_instance_uid,
+            recorded.inference_id,
+        )
+        return None
     work.results.add(result)
     work.publish(result)
     return result.inference_id
