@@ -1,6 +1,7 @@
 """Serving runtime: batched results equal a plain session's, load shedding, registry rules."""
 
 import asyncio
+import json
 import shutil
 import threading
 
@@ -105,7 +106,10 @@ def test_providers_prefer_tensorrt_then_cuda_and_keep_cpu_as_fallback():
 
 def test_registry_lists_pins_and_unloads_versions(loop, registry, tmp_path):
     available = registry.available()
-    assert available["image-quality"] == available["probe-health"] == ["1.0.0"]
+    assert available["probe-health"] == ["1.0.0"]
+    # The adapted image-quality version sits beside 1.0.0 in shadow; 1.0.0 stays the default.
+    assert available["image-quality"][0] == "1.0.0"
+    assert registry.card("image-quality").version == "1.0.0"
     assert registry.is_ready(["image-quality", "probe-health"])
     assert registry.get("probe-health").provider == "CPUExecutionProvider"
     registry.pin("image-quality", "1.0.0")
@@ -131,3 +135,20 @@ def test_tampered_model_file_fails_its_card_hash(loop, tmp_path):
     reg = ModelRegistry(LocalDirModelSource(tmp_path))
     with pytest.raises(ModelIntegrityError, match="does not match card"):
         loop.run_until_complete(reg.load("probe-health"))
+
+
+def test_a_version_registered_in_shadow_is_served_only_when_named(loop, tmp_path):
+    shutil.copytree(PACKAGED_MODELS_ROOT / "models", tmp_path / "models")
+    base = tmp_path / "models" / "probe-health" / "1.0.0"
+    shadow = tmp_path / "models" / "probe-health" / "2.0.0"
+    shutil.copytree(base, shadow)
+    card = json.loads((shadow / "card.json").read_text())
+    card["version"] = "2.0.0"
+    card["registration"] = {"stage": "shadow"}
+    (shadow / "card.json").write_text(json.dumps(card))
+    reg = ModelRegistry(LocalDirModelSource(tmp_path))
+    assert reg.available()["probe-health"] == ["1.0.0", "2.0.0"]
+    assert reg.card("probe-health").version == "1.0.0"
+    assert loop.run_until_complete(reg.load("probe-health")).card.version == "1.0.0"
+    assert loop.run_until_complete(reg.load("probe-health", "2.0.0")).card.version == "2.0.0"
+    loop.run_until_complete(reg.unload("probe-health"))

@@ -49,6 +49,7 @@ from sonobridge.inference.handlers.serving import preprocess, run_model
 from sonobridge.inference.handlers.validation import device_state
 from sonobridge.inference.imaging.decode import DecodedImage, decode_file
 from sonobridge.inference.modules.base import ExamModule, ModuleFrame, ModuleOutput
+from sonobridge.inference.modules.bounds import within_physical_bounds
 from sonobridge.inference.ports import ExamWork, ServedModel
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,8 @@ def _run_module(
         errors.append(f"module {module.name}: {exc}")
         return None
     deps.metrics.stage_seconds.labels(module.name, "total").observe(time.perf_counter() - started)
-    return finish_findings(out, given)
+    # A value no anatomy can have is an artefact of a wrong frame, never a finding.
+    return finish_findings(within_physical_bounds(out), given)
 
 
 def _store_module_output(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +181,17 @@ class ModelRegistry:
         versions = self.available().get(key_segment(name, what="model name"))
         if not versions:
             raise ModelNotFound(f"no model named {name!r} in the registry")
-        return versions[-1]
+        # A version registered in shadow (the lab's adapt) runs only when asked for by number,
+        # so registering one never changes what a request without a version gets.
+        released = [v for v in versions if not self._in_shadow(name, v)]
+        return (released or versions)[-1]
+
+    def _in_shadow(self, name: str, version: str) -> bool:
+        try:
+            card = json.loads(self._source.get_bytes(_key(name, version, "card.json")))
+        except (KeyError, ValueError):
+            return False
+        return (card.get("registration") or {}).get("stage") == "shadow"
 
     async def load(self, name: str, version: str | None = None) -> LoadedModel:
         """Load, verify and warm up a model version (latest stored when version is None)."""
