@@ -32,12 +32,18 @@ def test_creating_an_exam_twice_gives_the_same_exam(ingest: RunningIngest) -> No
         }
         first = client.post("/v1/exams", json=body, headers={"Idempotency-Key": "k1"})
         second = client.post("/v1/exams", json=body, headers={"Idempotency-Key": "k1"})
+        reused = client.post(
+            "/v1/exams", json={**body, "patient_ref": "p-2"}, headers={"Idempotency-Key": "k1"}
+        )
         again = client.post("/v1/exams", json=body)
         changed = client.post("/v1/exams", json={**body, "exam_type": "kidney"})
     assert first.status_code == 201
     assert second.status_code == 200 and again.status_code == 200
     assert first.json()["exam_id"] == second.json()["exam_id"] == body["exam_id"]
     assert changed.status_code == 409
+    # The same key with another request is refused like in every service: 422 problem+json.
+    assert reused.status_code == 422
+    assert reused.headers["content-type"].startswith("application/problem+json")
     assert ingest.count("exams") == 1
 
 

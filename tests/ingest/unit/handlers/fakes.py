@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from sonobridge.common.access import Reachable
 from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
+from sonobridge.common.idempotency import Body, KeyTaken, StoredAnswer
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectInfo, ObjectNotFound
 from sonobridge.ingest.adapters.spool import Spool
@@ -24,7 +25,7 @@ from sonobridge.ingest.domain.events import Event
 from sonobridge.ingest.domain.media import BulkKey
 from sonobridge.ingest.domain.model import ManifestEntry, Scope
 from sonobridge.ingest.domain.query import Criterion
-from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance, UploadSession
+from sonobridge.ingest.domain.records import Exam, Instance, UploadSession
 from sonobridge.ingest.domain.validation import InstanceDescription, PixelLayout
 from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.metrics import IngestMetrics
@@ -40,7 +41,9 @@ class Tables:
 
     exams: dict[str, Exam] = field(default_factory=dict)
     manifests: dict[str, list[ManifestEntry]] = field(default_factory=dict)
-    keys: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
+    keys: dict[tuple[str, str], StoredAnswer] = field(default_factory=dict)
+    # Keys a concurrent request has reserved but not yet committed: invisible, yet taken.
+    held_keys: set[tuple[str, str]] = field(default_factory=set)
     instances: dict[str, Instance] = field(default_factory=dict)
     uploads: dict[str, UploadSession] = field(default_factory=dict)
     callers: dict[str, DimseCaller] = field(default_factory=dict)
@@ -100,11 +103,24 @@ class FakeExams:
         self.t.exams[exam_id] = replace(exam, state="completed", completed_at=at)
         return True
 
-    def idempotency(self, owner: str, key: str) -> IdempotencyRecord | None:
+
+class FakeRequestKeys:
+    """Idempotency keys in memory, with the request fingerprint and the answer."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.t = tables
+
+    def find(self, owner: str, key: str) -> StoredAnswer | None:
         return self.t.keys.get((owner, key))
 
-    def remember(self, record: IdempotencyRecord) -> None:
-        self.t.keys[(record.owner, record.key)] = record
+    def reserve(self, owner: str, key: str, request: str, at: datetime) -> None:
+        if (owner, key) in self.t.keys or (owner, key) in self.t.held_keys:
+            raise KeyTaken(key)
+        self.t.keys[(owner, key)] = StoredAnswer(request, 0, {})
+
+    def remember(self, owner: str, key: str, status: int, body: Body) -> None:
+        request = self.t.keys[(owner, key)].request
+        self.t.keys[(owner, key)] = StoredAnswer(request, status, body)
 
 
 class FakeInstances:
@@ -311,6 +327,7 @@ class FakeWork:
         self.uploads = FakeUploads(tables)
         self.callers = FakeCallers(tables)
         self.audit = FakeAuditLog(tables)
+        self.request_keys = FakeRequestKeys(tables)
 
     def emit(self, event: Event) -> None:
         self.tables.events.append(event)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from ingest.unit.handlers.fakes import Fakes, dicom_file, fakes, operator
 
+from sonobridge.common.idempotency import KeyTaken, StoredAnswer
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.ingest.domain.commands import CompleteExam, CreateExam
 from sonobridge.ingest.domain.events import ExamCompleted
@@ -51,14 +52,34 @@ def test_a_repeat_returns_the_same_exam_and_changed_values_conflict(f: Fakes) ->
     assert caught.value.extensions["reason"] == "exam_differs"
 
 
-def test_an_idempotency_key_reused_for_another_request_conflicts(f: Fakes) -> None:
-    exams.create_exam(f.deps, operator(), _create(), "key-1")
-    _, created = exams.create_exam(f.deps, operator(), _create(), "key-1")
-    assert not created
+def test_an_idempotency_key_replays_its_exam_and_refuses_another_request(f: Fakes) -> None:
+    first, _ = exams.create_exam(f.deps, operator(), _create(), "key-1")
+    again, created = exams.create_exam(f.deps, operator(), _create(), "key-1")
+    assert again == first and not created
     other = _create(exam_id=str(uuid.UUID(int=2)))
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(InvalidInput) as caught:
         exams.create_exam(f.deps, operator(), other, "key-1")
-    assert caught.value.extensions["reason"] == "idempotency_key_reused"
+    assert caught.value.status == 422
+    assert caught.value.extensions["idempotency_key"] == "key-1"
+    assert str(uuid.UUID(int=2)) not in f.tables.exams
+
+
+def test_a_key_stored_before_the_move_replays_its_exam(f: Fakes) -> None:
+    first, _ = exams.create_exam(f.deps, operator(), _create(), None)
+    # What migration 0006 makes of an old row: the command's digest and the exam it opened.
+    f.tables.keys[(operator().user, "old-key")] = StoredAnswer(
+        _create().digest(), 201, {"exam_id": EXAM}
+    )
+    again, created = exams.create_exam(f.deps, operator(), _create(), "old-key")
+    assert again == first and not created
+
+
+def test_a_key_held_by_a_concurrent_request_conflicts(f: Fakes) -> None:
+    f.tables.held_keys.add((operator().user, "key-1"))
+    with pytest.raises(KeyTaken) as caught:
+        exams.create_exam(f.deps, operator(), _create(), "key-1")
+    assert caught.value.status == 409
+    assert EXAM not in f.tables.exams
 
 
 def test_exams_open_only_for_the_callers_institution_with_valid_values(f: Fakes) -> None:

@@ -10,12 +10,13 @@ from typing import Any, Protocol
 
 from sonobridge.common.access import Reachable
 from sonobridge.common.audit import AuditLog
+from sonobridge.common.idempotency import IdempotencyKeys
 from sonobridge.ingest.domain.callers import DimseCaller
 from sonobridge.ingest.domain.events import Event
 from sonobridge.ingest.domain.media import BulkKey
 from sonobridge.ingest.domain.model import ManifestEntry, Scope
 from sonobridge.ingest.domain.query import Criterion
-from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance, UploadSession
+from sonobridge.ingest.domain.records import Exam, Instance, UploadSession
 from sonobridge.ingest.domain.validation import InstanceDescription, PixelLayout
 
 
@@ -24,7 +25,7 @@ class Collision(Exception):
 
 
 class Exams(Protocol):
-    """Exams, their manifests and the Idempotency-Keys that opened them."""
+    """Exams and their manifests."""
 
     def get(self, exam_id: str, *, for_update: bool = False) -> Exam | None: ...
     def by_study(self, study_uid: str) -> Exam | None: ...
@@ -43,8 +44,6 @@ class Exams(Protocol):
     def set_state(self, exam_id: str, state: str) -> None: ...
     def bind_study(self, exam_id: str, study_uid: str) -> None: ...
     def complete(self, exam_id: str, at: datetime) -> bool: ...
-    def idempotency(self, owner: str, key: str) -> IdempotencyRecord | None: ...
-    def remember(self, record: IdempotencyRecord) -> None: ...
 
 
 class Instances(Protocol):
@@ -117,6 +116,7 @@ class Work(Protocol):
     uploads: Uploads
     callers: Callers
     audit: AuditLog
+    request_keys: IdempotencyKeys
 
     def emit(self, event: Event) -> None: ...
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sonobridge.common.audit import OUTCOME_CHARS
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
-from sonobridge.common.sql_records import audit_table
+from sonobridge.common.sql_records import audit_table, idempotency_table
 
 metadata = MetaData()
 
@@ -117,15 +117,8 @@ upload_sessions = Table(
     Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
 
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("owner", String(255), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("request_sha256", String(64), nullable=False),
-    Column("exam_id", String(36), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-)
+# Exam-opening Idempotency-Keys, on the schema every service shares.
+idempotency_keys = idempotency_table(metadata)
 
 # The common audit record's table; outcomes longer than the column are clipped on insert.
 AUDIT_OUTCOME_CHARS = OUTCOME_CHARS

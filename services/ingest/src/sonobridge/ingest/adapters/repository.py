@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sonobridge.common.access import Reachable
 from sonobridge.common.audit import AuditLog
 from sonobridge.common.delivery import Outbox
+from sonobridge.common.idempotency import IdempotencyKeys
+from sonobridge.common.sql_records import SqlIdempotencyKeys
 from sonobridge.ingest.adapters import messages
 from sonobridge.ingest.adapters.callers import SqlAuditLog, SqlCallers
 from sonobridge.ingest.adapters.orm import (
@@ -28,7 +30,7 @@ from sonobridge.ingest.adapters.uploads import SqlUploads
 from sonobridge.ingest.domain.events import Event
 from sonobridge.ingest.domain.model import ManifestEntry, Scope
 from sonobridge.ingest.domain.query import Criterion
-from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance
+from sonobridge.ingest.domain.records import Exam, Instance
 from sonobridge.ingest.ports import (
     Callers,
     Collision,
@@ -52,7 +54,7 @@ _SEARCH_ORDER = (
 
 @dataclass
 class SqlExams:
-    """Exams, manifests and Idempotency-Keys in one session."""
+    """Exams and their manifests in one session."""
 
     session: Session
 
@@ -129,17 +131,6 @@ class SqlExams:
                 .values(state="completed", completed_at=at)
             )
         )
-
-    def idempotency(self, owner: str, key: str) -> IdempotencyRecord | None:
-        """Return a recorded Idempotency-Key."""
-        query = select(idempotency_keys).where(
-            idempotency_keys.c.owner == owner, idempotency_keys.c.key == key
-        )
-        return optional(IdempotencyRecord, self.session.execute(query).first())
-
-    def remember(self, record: IdempotencyRecord) -> None:
-        """Record an Idempotency-Key."""
-        self.session.execute(insert(idempotency_keys).values(**values_of(record)))
 
     def _update(self, exam_id: str, **values: Any) -> None:
         self.session.execute(update(exams).where(exams.c.exam_id == exam_id).values(**values))
@@ -264,6 +255,7 @@ class SqlWork:
         self.uploads: Uploads = SqlUploads(session)
         self.callers: Callers = SqlCallers(session)
         self.audit: AuditLog = SqlAuditLog(session)
+        self.request_keys: IdempotencyKeys = SqlIdempotencyKeys(session, idempotency_keys)
 
     def emit(self, event: Event) -> None:
         """Queue an event in the outbox, committed with everything else in this transaction."""

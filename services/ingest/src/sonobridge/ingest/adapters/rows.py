@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Row
 
-from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance, UploadSession
+from sonobridge.ingest.domain.records import Exam, Instance, UploadSession
 
-_Record = TypeVar("_Record", Exam, Instance, UploadSession, IdempotencyRecord)
+_Record = TypeVar("_Record", Exam, Instance, UploadSession)
 
 
 def record(kind: type[_Record], row: Row[Any]) -> _Record:

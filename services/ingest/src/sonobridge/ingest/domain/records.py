@@ -1,4 +1,4 @@
-"""The aggregates ingest keeps: exams, indexed instances, upload sessions, Idempotency-Keys."""
+"""The aggregates ingest keeps: exams, indexed instances, upload sessions."""
 
 from __future__ import annotations
 
@@ -93,14 +93,3 @@ class UploadSession:
     created_at: datetime
     expires_at: datetime
     sop_instance_uid: str | None = None
-
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    """An Idempotency-Key a caller used to open an exam, and the request it named."""
-
-    owner: str
-    key: str
-    request_sha256: str
-    exam_id: str
-    created_at: datetime

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
+from sonobridge.common.idempotency import Body, RequestKey, once
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.ingest.domain.commands import CompleteExam, CreateExam
 from sonobridge.ingest.domain.events import ExamCompleted
@@ -17,7 +19,7 @@ from sonobridge.ingest.domain.model import (
     parse_exam_id,
     require_uid,
 )
-from sonobridge.ingest.domain.records import Exam, IdempotencyRecord, Instance
+from sonobridge.ingest.domain.records import Exam, Instance
 from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.ports import Collision, Work
 
@@ -79,63 +81,25 @@ def create_exam(
     """Open an exam under a client-generated id; a repeat returns the same exam."""
     exam_id = _check_create(deps, principal, command)
     digest = command.digest()
+    # The command's digest is the fingerprint: keys stored before 0006 carry it, so they replay.
+    key = RequestKey(idempotency_key, digest) if idempotency_key else None
     now = deps.clock()
+    opened: list[tuple[Exam, bool]] = []
+
+    def open_in(work: Work) -> Body:
+        opened.append(_open_exam(deps, work, principal, command, exam_id, digest, now))
+        return {"exam_id": exam_id}
+
     try:
-        with deps.unit() as work:
-            if idempotency_key:
-                known = work.exams.idempotency(principal.user, idempotency_key)
-                if known is not None:
-                    if known.request_sha256 != digest:
-                        raise Conflict(
-                            "Idempotency-Key was already used for a different request",
-                            reason="idempotency_key_reused",
-                        )
-                    return visible_exam(deps, work, principal, known.exam_id), False
-            existing = work.exams.get(exam_id)
-            if existing is not None:
-                if not may(deps, principal, Action.WRITE, existing):
-                    raise Conflict(f"exam id {exam_id} is taken")
-                if existing.request_sha256 != digest:
-                    raise Conflict(
-                        f"exam {exam_id} exists with different values", reason="exam_differs"
-                    )
-                return existing, False
-            if command.study_instance_uid and work.exams.by_study(command.study_instance_uid):
-                raise Conflict(
-                    f"study {command.study_instance_uid} already belongs to another exam",
-                    reason="study_taken",
-                )
-            exam = Exam(
-                exam_id=exam_id,
-                study_instance_uid=command.study_instance_uid or None,
-                institution_id=command.institution_id,
-                consortium_id=principal.consortium or "default",
-                operator_id=command.operator_id or principal.user,
-                device_serial=command.device_serial,
-                exam_type=str(command.exam_type),
-                patient_ref=command.patient_ref,
-                state=str(ExamState.RECEIVING),
-                request_sha256=digest,
-                created_by=principal.user,
-                created_at=now,
-            )
-            work.exams.add(exam)
-            if idempotency_key:
-                work.exams.remember(
-                    IdempotencyRecord(principal.user, idempotency_key, digest, exam_id, now)
-                )
-            work.audit.append(
-                audit_record(
-                    at=now,
-                    actor=principal,
-                    action="create_exam",
-                    resource_type="exam",
-                    resource_id=exam_id,
-                    institution_id=command.institution_id,
-                    channel="rest",
-                )
-            )
-            return exam, True
+        outcome = once(
+            deps.unit,
+            lambda work: work.request_keys,
+            owner=principal.user,
+            key=key,
+            status=201,
+            work=open_in,
+            now=lambda: now,
+        )
     except Collision:
         # Two identical creates raced; the loser answers with the winner's exam.
         with deps.unit() as work:
@@ -145,6 +109,60 @@ def create_exam(
                     f"exam {exam_id} was created concurrently with other values"
                 ) from None
             return found, False
+    if not outcome.replayed:
+        return opened[0]
+    with deps.unit() as work:
+        return visible_exam(deps, work, principal, str(outcome.body["exam_id"])), False
+
+
+def _open_exam(
+    deps: IngestDeps,
+    work: Work,
+    principal: Principal,
+    command: CreateExam,
+    exam_id: str,
+    digest: str,
+    now: datetime,
+) -> tuple[Exam, bool]:
+    existing = work.exams.get(exam_id)
+    if existing is not None:
+        if not may(deps, principal, Action.WRITE, existing):
+            raise Conflict(f"exam id {exam_id} is taken")
+        if existing.request_sha256 != digest:
+            raise Conflict(f"exam {exam_id} exists with different values", reason="exam_differs")
+        return existing, False
+    if command.study_instance_uid and work.exams.by_study(command.study_instance_uid):
+        raise Conflict(
+            f"study {command.study_instance_uid} already belongs to another exam",
+            reason="study_taken",
+        )
+    exam = Exam(
+        exam_id=exam_id,
+        study_instance_uid=command.study_instance_uid or None,
+        institution_id=command.institution_id,
+        consortium_id=principal.consortium or "default",
+        operator_id=command.operator_id or principal.user,
+        device_serial=command.device_serial,
+        exam_type=str(command.exam_type),
+        patient_ref=command.patient_ref,
+        state=str(ExamState.RECEIVING),
+        request_sha256=digest,
+        created_by=principal.user,
+        created_at=now,
+    )
+    work.exams.add(exam)
+    work.audit.append(
+        audit_record(
+            at=now,
+            actor=principal,
+            action="create_exam",
+            resource_type="exam",
+            resource_id=exam_id,
+            institution_id=command.institution_id,
+            channel="rest",
+        )
+    )
+    return exam, True
 
 
 def _locked_exam(work: Work, exam_id: str) -> Exam:
