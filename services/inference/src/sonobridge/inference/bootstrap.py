@@ -13,18 +13,12 @@ from sqlalchemy import Engine
 from sonobridge.api.events.v1.topics import INFERENCE_COMPLETED
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, Outbox, OutboxRelay
+from sonobridge.common.db import session_factory
+from sonobridge.common.delivery import Outbox
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import (
-    build_engine,
-    build_event_bus,
-    build_object_store,
-    build_verifier,
-    dependency_checks,
-)
+from sonobridge.common.infrastructure import Plumbing, migrate_service
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.inference.adapters import orm
@@ -58,12 +52,7 @@ def utc_now() -> datetime:
 
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the inference schema to the newest revision."""
-    url = (
-        engine.url.render_as_string(hide_password=False)
-        if engine is not None
-        else settings.database_url(SERVICE)
-    )
-    migrate(url, MIGRATIONS)
+    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build_model_server(
@@ -106,10 +95,10 @@ def build(
     clock: Callable[[], datetime] = utc_now,
 ) -> ServiceHost:
     """Build adapters, migrate, load models, wire REST, gRPC, consumer and relay into a host."""
-    bus = bus or build_event_bus(settings)
-    store = store or build_object_store(settings)
-    engine = engine or build_engine(settings, SERVICE)
-    verifier = verifier or build_verifier(settings)
+    plumbing = Plumbing.build(
+        SERVICE, settings, bus=bus, store=store, engine=engine, verifier=verifier
+    )
+    bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
     migrate_database(settings, engine)
 
     base = ServiceMetrics(SERVICE)
@@ -152,14 +141,14 @@ def build(
         cors_origins=settings.http.cors_origins,
         readiness={
             "models": models.check_ready,
-            **dependency_checks(engine, store, bus),
+            **plumbing.readiness(),
         },
     )
     app.include_router(rest.router)
     app.state.deps = deps
     app.state.max_image_bytes = cfg.max_image_bytes
 
-    server, grpc_port, _ = create_grpc_server(
+    grpc = create_grpc_server(
         metrics=base,
         register=grpc_server.register(deps, verifier),
         host=settings.grpc.host,
@@ -168,23 +157,14 @@ def build(
     )
 
     bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
-    relay = OutboxRelay(
-        engine, orm.outbox, bus, base, batch_size=settings.delivery.relay_batch_size
-    )
-    worker = ConsumerWorker(
-        bus=bus,
+    worker = plumbing.consumer(
         group=cfg.consumer_group,
         topics=consumer.TOPICS,
         handler=consumer.event_handler(deps),
         sessions=session_factory(engine),
         inbox=orm.inbox,
         metrics=base,
-        max_attempts=settings.delivery.max_attempts,
-        retry_backoff=settings.delivery.retry_backoff_seconds,
     )
-
-    def run_relay(stop: threading.Event) -> None:
-        relay.run(stop, settings.delivery.relay_interval_seconds)
 
     def run_consumer(stop: threading.Event) -> None:
         # Models outlive the consumer: unloading them under a handler in flight would fail
@@ -195,14 +175,8 @@ def build(
             if stop.is_set():
                 models.close()
 
-    host = ServiceHost(
-        SERVICE,
-        app=app,
-        http_host=settings.http.host,
-        http_port=settings.http.port,
-        grpc_server=server,
-        grpc_port=grpc_port,
-        workers={"outbox-relay": run_relay, "consumer": run_consumer},
+    host = plumbing.host(
+        app, grpc, {"outbox-relay": plumbing.relay(orm.outbox, base), "consumer": run_consumer}
     )
     host.deps = deps  # type: ignore[attr-defined]
     return host

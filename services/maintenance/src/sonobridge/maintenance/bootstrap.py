@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,18 +12,11 @@ from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, OutboxRelay
+from sonobridge.common.db import session_factory
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import (
-    build_engine,
-    build_event_bus,
-    build_object_store,
-    build_verifier,
-    dependency_checks,
-)
+from sonobridge.common.infrastructure import Plumbing, migrate_service
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.maintenance.adapters import orm
@@ -46,9 +38,7 @@ def utc_now() -> datetime:
 
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the maintenance schema to the newest revision."""
-    # Building the engine first creates the single-node data directory SQLite needs.
-    engine = engine or build_engine(settings, SERVICE)
-    migrate(engine.url.render_as_string(hide_password=False), MIGRATIONS)
+    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build(
@@ -61,10 +51,10 @@ def build(
     clock: Callable[[], datetime] = utc_now,
 ) -> ServiceHost:
     """Build adapters, migrate, wire REST, gRPC, consumer, relay and timers into a host."""
-    bus = bus or build_event_bus(settings)
-    store = store or build_object_store(settings)
-    engine = engine or build_engine(settings, SERVICE)
-    verifier = verifier or build_verifier(settings)
+    plumbing = Plumbing.build(
+        SERVICE, settings, bus=bus, store=store, engine=engine, verifier=verifier
+    )
+    bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
     migrate_database(settings, engine)
 
     base = ServiceMetrics(SERVICE)
@@ -85,14 +75,12 @@ def build(
         metrics=base,
         verifier=verifier,
         cors_origins=settings.http.cors_origins,
-        readiness={
-            **dependency_checks(engine, store, bus),
-        },
+        readiness=plumbing.readiness(),
     )
     app.include_router(rest.router)
     app.state.deps = deps
 
-    server, grpc_port, _ = create_grpc_server(
+    grpc = create_grpc_server(
         metrics=base,
         register=grpc_server.register(deps, verifier),
         host=settings.grpc.host,
@@ -100,33 +88,19 @@ def build(
     )
 
     bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
-    relay = OutboxRelay(
-        engine, orm.outbox, bus, base, batch_size=settings.delivery.relay_batch_size
-    )
-    worker = ConsumerWorker(
-        bus=bus,
+    worker = plumbing.consumer(
         group=settings.maintenance.consumer_group,
         topics=consumer.TOPICS,
         handler=consumer.event_handler(deps),
         sessions=sessions,
         inbox=orm.inbox,
         metrics=base,
-        max_attempts=settings.delivery.max_attempts,
-        retry_backoff=settings.delivery.retry_backoff_seconds,
     )
-
-    def run_relay(stop: threading.Event) -> None:
-        relay.run(stop, settings.delivery.relay_interval_seconds)
-
-    host = ServiceHost(
-        SERVICE,
-        app=app,
-        http_host=settings.http.host,
-        http_port=settings.http.port,
-        grpc_server=server,
-        grpc_port=grpc_port,
-        workers={
-            "outbox-relay": run_relay,
+    host = plumbing.host(
+        app,
+        grpc,
+        {
+            "outbox-relay": plumbing.relay(orm.outbox, base),
             "consumer": worker.run,
             "timers": timers.worker(deps),
         },

@@ -14,18 +14,12 @@ from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REP
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, EventHandler, Outbox, OutboxRelay
+from sonobridge.common.db import session_factory
+from sonobridge.common.delivery import EventHandler, Outbox
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import (
-    build_engine,
-    build_event_bus,
-    build_object_store,
-    build_verifier,
-    dependency_checks,
-)
+from sonobridge.common.infrastructure import Plumbing, migrate_service
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.reporting.adapters import messages, orm
 from sonobridge.reporting.adapters.fhir import bundle_of
@@ -68,9 +62,7 @@ def _begin_immediate(conn: Any) -> None:
 
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Upgrade the reporting schema to head."""
-    # Building the engine first creates the single node's data directory for its SQLite file.
-    engine = engine or build_engine(settings, SERVICE)
-    migrate(engine.url.render_as_string(hide_password=False), MIGRATIONS)
+    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def dependencies(
@@ -118,12 +110,12 @@ def build(
     """Build the reporting service; callers may pass adapters, otherwise settings decide."""
     policy = read_policy(settings.reporting.policy_path)
     renderer = ReportPdfRenderer(settings.reporting.pdf_font_path)
-    engine = engine or build_engine(settings, SERVICE)
+    plumbing = Plumbing.build(
+        SERVICE, settings, bus=bus, store=store, engine=engine, verifier=verifier
+    )
+    bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
     _immediate_sqlite_transactions(engine)
     migrate_database(settings, engine)
-    bus = bus or build_event_bus(settings)
-    store = store or build_object_store(settings)
-    verifier = verifier or build_verifier(settings)
     metrics = ReportingMetrics()
     sessions = session_factory(engine)
     deps = dependencies(
@@ -140,31 +132,25 @@ def build(
         metrics=metrics,
         verifier=verifier,
         cors_origins=settings.http.cors_origins,
-        readiness={
-            **dependency_checks(engine, store, bus),
-        },
+        readiness=plumbing.readiness(),
     )
     app.include_router(rest.router)
     app.state.deps = deps
     # Tests and tools inspect the database through the same sessions.
     app.state.sessions = sessions
-    grpc, grpc_port, _health = create_grpc_server(
+    grpc = create_grpc_server(
         metrics=metrics,
         register=grpc_server.register(deps, verifier),
         host=settings.grpc.host,
         port=settings.grpc.port,
     )
-    relay = OutboxRelay(engine, orm.outbox, bus, metrics, settings.delivery.relay_batch_size)
-    worker = ConsumerWorker(
-        bus=bus,
+    worker = plumbing.consumer(
         group=settings.reporting.consumer_group,
         topics=consumer.TOPICS,
         handler=event_handler(deps),
         sessions=sessions,
         inbox=orm.inbox,
         metrics=metrics,
-        max_attempts=settings.delivery.max_attempts,
-        retry_backoff=settings.delivery.retry_backoff_seconds,
     )
     secret = settings.reporting.webhook_secret
     sender = HttpSender(
@@ -173,15 +159,11 @@ def build(
     )
     # Produced topics too: a first publish to a missing topic can time out and be re-shipped.
     bus.ensure_topics([*consumer.TOPICS, REPORT_ROUTED, REPORT_SIGNED, FOLLOWUP_ALERTED])
-    return ServiceHost(
-        SERVICE,
-        app=app,
-        http_host=settings.http.host,
-        http_port=settings.http.port,
-        grpc_server=grpc,
-        grpc_port=grpc_port,
-        workers={
-            "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
+    return plumbing.host(
+        app,
+        grpc,
+        {
+            "outbox-relay": plumbing.relay(orm.outbox, metrics),
             "consumer": worker.run,
             "timers": timers.timer_loop(deps, settings.reporting.timer_interval_seconds),
             "deliveries": timers.delivery_loop(
