@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC
 from typing import Any
 
 import grpc
@@ -13,6 +12,7 @@ from sonobridge.api.maintenance.v1 import maintenance_pb2, maintenance_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.grpc import principal_from_context
 from sonobridge.common.inputs import INT32_MAX
+from sonobridge.common.timestamps import aware
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.health import TelemetrySample
 from sonobridge.maintenance.entrypoints.grpc_views import device_pb, source_of, status_of, ticket_pb
@@ -106,7 +106,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             ):
                 raise InvalidRequest("extra.drops must be a non-negative whole number")
             try:
-                recorded_at = sample.recorded_at.ToDatetime(tzinfo=UTC)
+                recorded_at = aware(sample.recorded_at)
                 scan_seconds = sample.scan_time.ToTimedelta().total_seconds()
             except (ValueError, OverflowError) as exc:
                 raise InvalidRequest("recorded_at or scan_time is out of range") from exc

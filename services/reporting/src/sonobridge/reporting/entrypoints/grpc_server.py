@@ -15,6 +15,7 @@ from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.grpc import principal_from_context
 from sonobridge.common.problems import InvalidInput
+from sonobridge.common.timestamps import timestamp
 from sonobridge.reporting.entrypoints import views
 from sonobridge.reporting.handlers import reads, reports
 from sonobridge.reporting.ports import Dependencies
@@ -33,9 +34,7 @@ _STATE_BY_PB = {v: k for k, v in _STATE_NAMES.items()}
 def _ts(value: str | None) -> Timestamp | None:
     if not value:
         return None
-    ts = Timestamp()
-    ts.FromDatetime(datetime.fromisoformat(value))
-    return ts
+    return timestamp(datetime.fromisoformat(value))
 
 
 def _finding_pb(finding: dict[str, Any]) -> events_pb2.Finding:
