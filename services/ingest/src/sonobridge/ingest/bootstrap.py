@@ -111,7 +111,7 @@ def build(
 
     grpc = create_grpc_server(
         metrics=service_metrics,
-        register=lambda server: grpc_server.register(server, deps, plumbing.verifier, messages),
+        register=grpc_server.register(deps, plumbing.verifier, messages),
         host=settings.grpc.host,
         port=settings.grpc.port,
     )
