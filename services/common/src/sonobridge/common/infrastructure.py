@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import grpc
 from fastapi import FastAPI
@@ -18,8 +20,9 @@ from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import check_database, create_db_engine, migrate
 from sonobridge.common.delivery import ConsumerWorker, EventHandler, OutboxRelay
+from sonobridge.common.grpc import Registration, create_grpc_server
 from sonobridge.common.host import ServiceHost, Worker
-from sonobridge.common.http import ReadinessCheck
+from sonobridge.common.http import ReadinessCheck, create_service_app
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.minio import MinioObjectStore
@@ -104,6 +107,20 @@ def dependency_checks(
     }
 
 
+def utc_now() -> datetime:
+    """The production clock: the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Adapters(TypedDict, total=False):
+    """Adapters a caller built itself (tests, the single node): `build` uses them as given."""
+
+    bus: EventBus
+    store: ObjectStore
+    engine: Engine
+    verifier: TokenVerifier
+
+
 @dataclass(frozen=True)
 class Plumbing:
     """The adapters one service runs on, built from settings unless tests or the node pass them."""
@@ -117,28 +134,43 @@ class Plumbing:
 
     @classmethod
     def build(
-        cls,
-        service: str,
-        settings: ServiceSettings,
-        *,
-        bus: EventBus | None = None,
-        store: ObjectStore | None = None,
-        engine: Engine | None = None,
-        verifier: TokenVerifier | None = None,
+        cls, service: str, settings: ServiceSettings, **adapters: Unpack[Adapters]
     ) -> Plumbing:
         """Build whichever adapter the caller did not pass, as the settings' edition says."""
         return cls(
             service=service,
             settings=settings,
-            bus=bus or build_event_bus(settings),
-            store=store or build_object_store(settings),
-            engine=engine or build_engine(settings, service),
-            verifier=verifier or build_verifier(settings),
+            bus=adapters.get("bus") or build_event_bus(settings),
+            store=adapters.get("store") or build_object_store(settings),
+            engine=adapters.get("engine") or build_engine(settings, service),
+            verifier=adapters.get("verifier") or build_verifier(settings),
         )
 
     def readiness(self) -> dict[str, ReadinessCheck]:
         """Readiness checks of the database, object store and event bus."""
         return dependency_checks(self.engine, self.store, self.bus)
+
+    def app(self, metrics: ServiceMetrics, **checks: ReadinessCheck) -> FastAPI:
+        """The service's FastAPI app, ready when `checks` and its dependencies all pass."""
+        return create_service_app(
+            service=self.service,
+            metrics=metrics,
+            verifier=self.verifier,
+            cors_origins=self.settings.http.cors_origins,
+            readiness={**checks, **self.readiness()},
+        )
+
+    def grpc_server(
+        self, metrics: ServiceMetrics, register: Registration, *, max_workers: int = 8
+    ) -> tuple[grpc.Server, int, object]:
+        """The service's gRPC server on the configured address, with health and reflection."""
+        return create_grpc_server(
+            metrics=metrics,
+            register=register,
+            host=self.settings.grpc.host,
+            port=self.settings.grpc.port,
+            max_workers=max_workers,
+        )
 
     def relay(self, outbox: Table, metrics: ServiceMetrics) -> Worker:
         """The worker that ships the service's outbox to the bus at the configured pace."""

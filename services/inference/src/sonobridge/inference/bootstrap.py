@@ -5,20 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import INFERENCE_COMPLETED
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import Outbox
-from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import Plumbing, migrate_service
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.inference.adapters import orm
@@ -43,11 +40,6 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCED_TOPICS = (INFERENCE_COMPLETED,)
-
-
-def utc_now() -> datetime:
-    """Return the current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
@@ -88,16 +80,11 @@ def build_model_server(
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Callable[[], datetime] = utc_now,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build adapters, migrate, load models, wire REST, gRPC, consumer and relay into a host."""
-    plumbing = Plumbing.build(
-        SERVICE, settings, bus=bus, store=store, engine=engine, verifier=verifier
-    )
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
     bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
     migrate_database(settings, engine)
 
@@ -134,26 +121,13 @@ def build(
     )
     validation.show_stored_states(deps)
 
-    app = create_service_app(
-        service=SERVICE,
-        metrics=base,
-        verifier=verifier,
-        cors_origins=settings.http.cors_origins,
-        readiness={
-            "models": models.check_ready,
-            **plumbing.readiness(),
-        },
-    )
+    app = plumbing.app(base, models=models.check_ready)
     app.include_router(rest.router)
     app.state.deps = deps
     app.state.max_image_bytes = cfg.max_image_bytes
 
-    grpc = create_grpc_server(
-        metrics=base,
-        register=grpc_server.register(deps, verifier),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
-        max_workers=cfg.grpc_max_workers,
+    grpc = plumbing.grpc_server(
+        base, grpc_server.register(deps, verifier), max_workers=cfg.grpc_max_workers
     )
 
     bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy import Engine
 
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import Outbox
-from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost, Worker
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import Plumbing, migrate_service
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
-from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.ingest.adapters import messages
 from sonobridge.ingest.adapters.codec import PydicomCodec
@@ -39,10 +35,6 @@ log = logging.getLogger(__name__)
 _SPOOL_MAX_AGE_S = 3600.0
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the ingest schema to the latest revision."""
     migrate_service(settings, SERVICE, MIGRATIONS, engine)
@@ -51,16 +43,11 @@ def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Clock | None = None,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build the ingest service; callers may pass adapters they built (tests, single node)."""
-    plumbing = Plumbing.build(
-        SERVICE, settings, bus=bus, store=store, engine=engine, verifier=verifier
-    )
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
     store = plumbing.store
     # A local-directory store belongs to this one process (the single node): whatever a
     # request left half-done before start-up is dead. Shared stores only reclaim by age.
@@ -78,7 +65,7 @@ def build(
         spool=spool,
         codec=PydicomCodec(),
         metrics=metrics,
-        clock=clock or _utc_now,
+        clock=clock or utc_now,
         max_instance_bytes=settings.ingest.max_instance_bytes,
         upload_expiry=timedelta(seconds=settings.ingest.upload_expiry_seconds),
         access=AccessPolicy.from_settings(settings.access),
@@ -96,24 +83,15 @@ def build(
             spooled,
         )
 
-    app = create_service_app(
-        service=SERVICE,
-        metrics=service_metrics,
-        readiness=plumbing.readiness(),
-        verifier=plumbing.verifier,
-        cors_origins=settings.http.cors_origins,
-    )
+    app = plumbing.app(service_metrics)
     app.include_router(rest.router)
     app.include_router(dicomweb.router)
     app.include_router(admin.router)
     app.state.deps = deps
     app.state.public_base_url = settings.ingest.public_base_url
 
-    grpc = create_grpc_server(
-        metrics=service_metrics,
-        register=grpc_server.register(deps, plumbing.verifier, messages),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
+    grpc = plumbing.grpc_server(
+        service_metrics, grpc_server.register(deps, plumbing.verifier, messages)
     )
 
     workers: dict[str, Worker] = {

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import session_factory
-from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import Plumbing, migrate_service
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.metrics import ServiceMetrics
-from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.maintenance.adapters import orm
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
 from sonobridge.maintenance.entrypoints import consumer, grpc_server, rest, timers
@@ -31,11 +27,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCED_TOPICS = (TICKET_OPENED, TICKET_UPDATED, DEVICE_STATUS_CHANGED)
 
 
-def utc_now() -> datetime:
-    """Return the current time, aware, in UTC."""
-    return datetime.now(UTC)
-
-
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the maintenance schema to the newest revision."""
     migrate_service(settings, SERVICE, MIGRATIONS, engine)
@@ -44,16 +35,11 @@ def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Callable[[], datetime] = utc_now,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build adapters, migrate, wire REST, gRPC, consumer, relay and timers into a host."""
-    plumbing = Plumbing.build(
-        SERVICE, settings, bus=bus, store=store, engine=engine, verifier=verifier
-    )
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
     bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
     migrate_database(settings, engine)
 
@@ -70,22 +56,11 @@ def build(
     )
     metrics.watch_fleet(lambda: fleet_snapshot(deps))
 
-    app = create_service_app(
-        service=SERVICE,
-        metrics=base,
-        verifier=verifier,
-        cors_origins=settings.http.cors_origins,
-        readiness=plumbing.readiness(),
-    )
+    app = plumbing.app(base)
     app.include_router(rest.router)
     app.state.deps = deps
 
-    grpc = create_grpc_server(
-        metrics=base,
-        register=grpc_server.register(deps, verifier),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
-    )
+    grpc = plumbing.grpc_server(base, grpc_server.register(deps, verifier))
 
     bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
     worker = plumbing.consumer(

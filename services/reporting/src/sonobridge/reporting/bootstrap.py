@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REPORT_SIGNED
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import EventHandler, Outbox
-from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import Plumbing, migrate_service
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.reporting.adapters import messages, orm
 from sonobridge.reporting.adapters.fhir import bundle_of
@@ -35,11 +31,6 @@ from sonobridge.reporting.settings import Settings
 
 SERVICE = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def utc_now() -> datetime:
-    """The production clock."""
-    return datetime.now(UTC)
 
 
 def _immediate_sqlite_transactions(engine: Engine) -> None:
@@ -101,18 +92,13 @@ def event_handler(deps: Dependencies) -> EventHandler:
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Callable[[], datetime] | None = None,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build the reporting service; callers may pass adapters, otherwise settings decide."""
     policy = read_policy(settings.reporting.policy_path)
     renderer = ReportPdfRenderer(settings.reporting.pdf_font_path)
-    plumbing = Plumbing.build(
-        SERVICE, settings, bus=bus, store=store, engine=engine, verifier=verifier
-    )
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
     bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
     _immediate_sqlite_transactions(engine)
     migrate_database(settings, engine)
@@ -127,23 +113,12 @@ def build(
         metrics=metrics,
         render_pdf=renderer,
     )
-    app = create_service_app(
-        service=SERVICE,
-        metrics=metrics,
-        verifier=verifier,
-        cors_origins=settings.http.cors_origins,
-        readiness=plumbing.readiness(),
-    )
+    app = plumbing.app(metrics)
     app.include_router(rest.router)
     app.state.deps = deps
     # Tests and tools inspect the database through the same sessions.
     app.state.sessions = sessions
-    grpc = create_grpc_server(
-        metrics=metrics,
-        register=grpc_server.register(deps, verifier),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
-    )
+    grpc = plumbing.grpc_server(metrics, grpc_server.register(deps, verifier))
     worker = plumbing.consumer(
         group=settings.reporting.consumer_group,
         topics=consumer.TOPICS,
