@@ -18,7 +18,7 @@ from sonobridge.common.auth import LocalIssuer, TokenVerifier
 from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import check_database, create_db_engine, migrate
+from sonobridge.common.db import check_database, create_db_engine, migrate, session_factory
 from sonobridge.common.delivery import ConsumerWorker, EventHandler, OutboxRelay
 from sonobridge.common.grpc import Registration, create_grpc_server
 from sonobridge.common.host import ServiceHost, Worker
@@ -145,6 +145,10 @@ class Plumbing:
             engine=adapters.get("engine") or build_engine(settings, service),
             verifier=adapters.get("verifier") or build_verifier(settings),
         )
+
+    def sessions(self) -> sessionmaker[Session]:
+        """A session factory on the service's database."""
+        return session_factory(self.engine)
 
     def readiness(self) -> dict[str, ReadinessCheck]:
         """Readiness checks of the database, object store and event bus."""

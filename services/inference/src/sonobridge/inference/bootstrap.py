@@ -12,7 +12,6 @@ from typing import Unpack
 from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import INFERENCE_COMPLETED
-from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
@@ -85,12 +84,11 @@ def build(
 ) -> ServiceHost:
     """Build adapters, migrate, load models, wire REST, gRPC, consumer and relay into a host."""
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
-    bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
-    migrate_database(settings, engine)
+    migrate_database(settings, plumbing.engine)
 
     base = ServiceMetrics(SERVICE)
     metrics = InferenceMetrics(base.registry)
-    models = build_model_server(settings, store, metrics)
+    models = build_model_server(settings, plumbing.store, metrics)
     cfg = settings.inference
     try:
         modules = load_clinical_modules(models.registry)
@@ -110,14 +108,14 @@ def build(
     outbox = Outbox(orm.outbox)
     deps = Dependencies(
         models=models,
-        store=store,
+        store=plumbing.store,
         metrics=metrics,
         clock=clock,
         exam_work=lambda session: SqlExamWork(session, outbox),
         sampling=FrameSampling(cfg.frames_per_instance),
         modules=modules,
         instance_delay_seconds=cfg.instance_delay_seconds,
-        validations=SqlDeviceValidations(session_factory(engine)),
+        validations=SqlDeviceValidations(plumbing.sessions()),
     )
     validation.show_stored_states(deps)
 
@@ -127,15 +125,15 @@ def build(
     app.state.max_image_bytes = cfg.max_image_bytes
 
     grpc = plumbing.grpc_server(
-        base, grpc_server.register(deps, verifier), max_workers=cfg.grpc_max_workers
+        base, grpc_server.register(deps, plumbing.verifier), max_workers=cfg.grpc_max_workers
     )
 
-    bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
+    plumbing.bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
     worker = plumbing.consumer(
         group=cfg.consumer_group,
         topics=consumer.TOPICS,
         handler=consumer.event_handler(deps),
-        sessions=session_factory(engine),
+        sessions=plumbing.sessions(),
         inbox=orm.inbox,
         metrics=base,
     )

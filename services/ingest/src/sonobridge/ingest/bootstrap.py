@@ -10,7 +10,6 @@ from typing import Unpack
 from sqlalchemy import Engine
 
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.host import ServiceHost, Worker
 from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
@@ -60,8 +59,8 @@ def build(
     metrics = IngestMetrics(service_metrics)
     spool = Spool(settings.spool_path(), settings.ingest.max_instance_bytes)
     deps = IngestDeps(
-        unit=unit_of_work(session_factory(plumbing.engine), Outbox(outbox_table)),
-        store=store,
+        unit=unit_of_work(plumbing.sessions(), Outbox(outbox_table)),
+        store=plumbing.store,
         spool=spool,
         codec=PydicomCodec(),
         metrics=metrics,

@@ -11,7 +11,6 @@ from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.db import session_factory
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.metrics import ServiceMetrics
@@ -40,18 +39,17 @@ def build(
 ) -> ServiceHost:
     """Build adapters, migrate, wire REST, gRPC, consumer, relay and timers into a host."""
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
-    bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
-    migrate_database(settings, engine)
+    migrate_database(settings, plumbing.engine)
 
     base = ServiceMetrics(SERVICE)
     metrics = MaintenanceMetrics(base)
-    sessions = session_factory(engine)
+    sessions = plumbing.sessions()
     deps = Dependencies(
         units=SqlUnitsOfWork(sessions),
         config=settings.maintenance,
         clock=clock,
         metrics=metrics,
-        store=store,
+        store=plumbing.store,
         access=AccessPolicy.from_settings(settings.access),
     )
     metrics.watch_fleet(lambda: fleet_snapshot(deps))
@@ -60,9 +58,9 @@ def build(
     app.include_router(rest.router)
     app.state.deps = deps
 
-    grpc = plumbing.grpc_server(base, grpc_server.register(deps, verifier))
+    grpc = plumbing.grpc_server(base, grpc_server.register(deps, plumbing.verifier))
 
-    bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
+    plumbing.bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
     worker = plumbing.consumer(
         group=settings.maintenance.consumer_group,
         topics=consumer.TOPICS,

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REPORT_SIGNED
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import EventHandler, Outbox
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
@@ -99,17 +98,16 @@ def build(
     policy = read_policy(settings.reporting.policy_path)
     renderer = ReportPdfRenderer(settings.reporting.pdf_font_path)
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
-    bus, store, engine, verifier = plumbing.bus, plumbing.store, plumbing.engine, plumbing.verifier
-    _immediate_sqlite_transactions(engine)
-    migrate_database(settings, engine)
+    _immediate_sqlite_transactions(plumbing.engine)
+    migrate_database(settings, plumbing.engine)
     metrics = ReportingMetrics()
-    sessions = session_factory(engine)
+    sessions = plumbing.sessions()
     deps = dependencies(
         settings,
         sessions,
         policy=policy,
         clock=clock or utc_now,
-        store=store,
+        store=plumbing.store,
         metrics=metrics,
         render_pdf=renderer,
     )
@@ -118,7 +116,7 @@ def build(
     app.state.deps = deps
     # Tests and tools inspect the database through the same sessions.
     app.state.sessions = sessions
-    grpc = plumbing.grpc_server(metrics, grpc_server.register(deps, verifier))
+    grpc = plumbing.grpc_server(metrics, grpc_server.register(deps, plumbing.verifier))
     worker = plumbing.consumer(
         group=settings.reporting.consumer_group,
         topics=consumer.TOPICS,
@@ -133,7 +131,7 @@ def build(
         timeout=settings.reporting.webhook_timeout_seconds,
     )
     # Produced topics too: a first publish to a missing topic can time out and be re-shipped.
-    bus.ensure_topics([*consumer.TOPICS, REPORT_ROUTED, REPORT_SIGNED, FOLLOWUP_ALERTED])
+    plumbing.bus.ensure_topics([*consumer.TOPICS, REPORT_ROUTED, REPORT_SIGNED, FOLLOWUP_ALERTED])
     return plumbing.host(
         app,
         grpc,
