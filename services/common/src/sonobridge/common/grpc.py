@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent import futures
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -174,3 +174,31 @@ def create_grpc_server(
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
     return server, bound, health_servicer
+
+
+Registration = Callable[[grpc.Server], Iterable[str]]
+D = TypeVar("D")
+
+
+def registration(
+    add_to_server: Callable[[Any, grpc.Server], None], servicer: object, service_name: str
+) -> Registration:
+    """The `register` callback of create_grpc_server for one generated servicer."""
+
+    def register(server: grpc.Server) -> list[str]:
+        add_to_server(servicer, server)
+        return [service_name]
+
+    return register
+
+
+class AuthenticatedServicer(Generic[D]):
+    """A servicer's use-case dependencies and the verifier of its callers' bearer tokens."""
+
+    def __init__(self, deps: D, verifier: TokenVerifier) -> None:
+        self.deps = deps
+        self.verifier = verifier
+
+    def principal(self, context: grpc.ServicerContext) -> Principal:
+        """Verify the caller of this call."""
+        return principal_from_context(context, self.verifier)

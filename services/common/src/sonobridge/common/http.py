@@ -229,3 +229,8 @@ def current_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def app_deps(request: Request) -> Any:
+    """The use cases' dependencies that the service's bootstrap put on the app."""
+    return request.app.state.deps

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
-from sqlalchemy import Engine
+import grpc
+from fastapi import FastAPI
+from sqlalchemy import Engine, Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common.auth import LocalIssuer, TokenVerifier
 from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import check_database, create_db_engine
-from sonobridge.common.http import ReadinessCheck
+from sonobridge.common.db import check_database, create_db_engine, migrate, session_factory
+from sonobridge.common.delivery import ConsumerWorker, EventHandler, EventStage, OutboxRelay
+from sonobridge.common.grpc import Registration, create_grpc_server
+from sonobridge.common.host import ServiceHost, Worker
+from sonobridge.common.http import ReadinessCheck, create_service_app
+from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.minio import MinioObjectStore
 from sonobridge.common.objects.ports import ObjectStore
@@ -93,3 +105,135 @@ def dependency_checks(
         "object_store": store.check,
         "event_bus": bus.check,
     }
+
+
+def utc_now() -> datetime:
+    """The production clock: the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Adapters(TypedDict, total=False):
+    """Adapters a caller built itself (tests, the single node): `build` uses them as given."""
+
+    bus: EventBus
+    store: ObjectStore
+    engine: Engine
+    verifier: TokenVerifier
+
+
+@dataclass(frozen=True)
+class Plumbing:
+    """The adapters one service runs on, built from settings unless tests or the node pass them."""
+
+    service: str
+    settings: ServiceSettings
+    bus: EventBus
+    store: ObjectStore
+    engine: Engine
+    verifier: TokenVerifier
+
+    @classmethod
+    def build(
+        cls, service: str, settings: ServiceSettings, **adapters: Unpack[Adapters]
+    ) -> Plumbing:
+        """Build whichever adapter the caller did not pass, as the settings' edition says."""
+        return cls(
+            service=service,
+            settings=settings,
+            bus=adapters.get("bus") or build_event_bus(settings),
+            store=adapters.get("store") or build_object_store(settings),
+            engine=adapters.get("engine") or build_engine(settings, service),
+            verifier=adapters.get("verifier") or build_verifier(settings),
+        )
+
+    def sessions(self) -> sessionmaker[Session]:
+        """A session factory on the service's database."""
+        return session_factory(self.engine)
+
+    def readiness(self) -> dict[str, ReadinessCheck]:
+        """Readiness checks of the database, object store and event bus."""
+        return dependency_checks(self.engine, self.store, self.bus)
+
+    def app(self, metrics: ServiceMetrics, **checks: ReadinessCheck) -> FastAPI:
+        """The service's FastAPI app, ready when `checks` and its dependencies all pass."""
+        return create_service_app(
+            service=self.service,
+            metrics=metrics,
+            verifier=self.verifier,
+            cors_origins=self.settings.http.cors_origins,
+            readiness={**checks, **self.readiness()},
+        )
+
+    def grpc_server(
+        self, metrics: ServiceMetrics, register: Registration, *, max_workers: int = 8
+    ) -> tuple[grpc.Server, int, object]:
+        """The service's gRPC server on the configured address, with health and reflection."""
+        return create_grpc_server(
+            metrics=metrics,
+            register=register,
+            host=self.settings.grpc.host,
+            port=self.settings.grpc.port,
+            max_workers=max_workers,
+        )
+
+    def relay(self, outbox: Table, metrics: ServiceMetrics) -> Worker:
+        """The worker that ships the service's outbox to the bus at the configured pace."""
+        delivery = self.settings.delivery
+        relay = OutboxRelay(self.engine, outbox, self.bus, metrics, delivery.relay_batch_size)
+
+        def run(stop: threading.Event) -> None:
+            relay.run(stop, delivery.relay_interval_seconds)
+
+        return run
+
+    def consumer(
+        self,
+        *,
+        group: str,
+        topics: Sequence[str],
+        handler: EventHandler | None = None,
+        stage: EventStage | None = None,
+        sessions: sessionmaker[Session],
+        inbox: Table,
+        metrics: ServiceMetrics,
+    ) -> ConsumerWorker:
+        """A consumer of `topics` that records each event in `inbox`, retrying as configured."""
+        return ConsumerWorker(
+            bus=self.bus,
+            group=group,
+            topics=topics,
+            handler=handler,
+            stage=stage,
+            sessions=sessions,
+            inbox=inbox,
+            metrics=metrics,
+            max_attempts=self.settings.delivery.max_attempts,
+            retry_backoff=self.settings.delivery.retry_backoff_seconds,
+        )
+
+    def host(
+        self,
+        app: FastAPI,
+        grpc_server: tuple[grpc.Server, int, object],
+        workers: dict[str, Worker],
+    ) -> ServiceHost:
+        """Serve `app`, the gRPC server and the workers on the configured addresses."""
+        server, grpc_port, _health = grpc_server
+        return ServiceHost(
+            self.service,
+            app=app,
+            http_host=self.settings.http.host,
+            http_port=self.settings.http.port,
+            grpc_server=server,
+            grpc_port=grpc_port,
+            workers=workers,
+        )
+
+
+def migrate_service(
+    settings: ServiceSettings, service: str, migrations: Path, engine: Engine | None = None
+) -> None:
+    """Upgrade the service's schema to head on `engine`, or on the database its settings name."""
+    # Building the engine first creates the single node's data directory for its SQLite file.
+    engine = engine or build_engine(settings, service)
+    migrate(engine.url.render_as_string(hide_password=False), migrations)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,28 @@ class ServiceSpec:
     # Where the single-node edition listens for this service; the cluster uses 8080/50051 each.
     http_port: int
     grpc_port: int
+
+    @classmethod
+    def of(
+        cls, name: str, settings: Callable[..., Any], *, http_port: int, grpc_port: int
+    ) -> ServiceSpec:
+        """The spec of `sonobridge.<name>`, laid out as every service is: bootstrap, migrations."""
+        package = f"sonobridge.{name}.bootstrap"
+        origin = importlib.util.find_spec(f"sonobridge.{name}")
+        assert origin is not None and origin.origin is not None, name
+        return cls(
+            name=name,
+            settings=settings,
+            build=f"{package}:build",
+            migrate=f"{package}:migrate_database",
+            migrations=Path(origin.origin).parent / "migrations",
+            http_port=http_port,
+            grpc_port=grpc_port,
+        )
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """Serve, or only migrate the database (the `sonobridge-<name>` command)."""
+        return main(self, argv)
 
     def load_settings(self, **values: Any) -> Any:
         """Build the settings from the environment, overridden by `values`."""

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from sonobridge.common import service
 from sonobridge.common.service import ServiceSpec
 from sonobridge.inference.entrypoints import report_command
 from sonobridge.inference.settings import Settings
 
-SPEC = ServiceSpec(
-    name="inference",
-    settings=Settings,
-    build="sonobridge.inference.bootstrap:build",
-    migrate="sonobridge.inference.bootstrap:migrate_database",
-    migrations=Path(__file__).parent / "migrations",
-    http_port=8082,
-    grpc_port=50062,
-)
+SPEC = ServiceSpec.of("inference", Settings, http_port=8082, grpc_port=50062)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["validation-report"]:
         # Needs no settings: it reads labelled frames and the packaged or given models only.
         return report_command.run(argv[1:])
-    return service.main(SPEC, argv)
+    return SPEC.main(argv)
 
 
 if __name__ == "__main__":

@@ -5,26 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import INFERENCE_COMPLETED
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, Outbox, OutboxRelay
-from sonobridge.common.grpc import create_grpc_server
+from sonobridge.common.delivery import Outbox
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import (
-    build_engine,
-    build_event_bus,
-    build_object_store,
-    build_verifier,
-    dependency_checks,
-)
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.inference.adapters import orm
@@ -51,19 +41,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCED_TOPICS = (INFERENCE_COMPLETED,)
 
 
-def utc_now() -> datetime:
-    """Return the current time, aware, in UTC."""
-    return datetime.now(UTC)
-
-
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the inference schema to the newest revision."""
-    url = (
-        engine.url.render_as_string(hide_password=False)
-        if engine is not None
-        else settings.database_url(SERVICE)
-    )
-    migrate(url, MIGRATIONS)
+    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build_model_server(
@@ -99,22 +79,16 @@ def build_model_server(
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Callable[[], datetime] = utc_now,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build adapters, migrate, load models, wire REST, gRPC, consumer and relay into a host."""
-    bus = bus or build_event_bus(settings)
-    store = store or build_object_store(settings)
-    engine = engine or build_engine(settings, SERVICE)
-    verifier = verifier or build_verifier(settings)
-    migrate_database(settings, engine)
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
+    migrate_database(settings, plumbing.engine)
 
     base = ServiceMetrics(SERVICE)
     metrics = InferenceMetrics(base.registry)
-    models = build_model_server(settings, store, metrics)
+    models = build_model_server(settings, plumbing.store, metrics)
     cfg = settings.inference
     try:
         modules = load_clinical_modules(models.registry)
@@ -134,57 +108,35 @@ def build(
     outbox = Outbox(orm.outbox)
     deps = Dependencies(
         models=models,
-        store=store,
+        store=plumbing.store,
         metrics=metrics,
         clock=clock,
         exam_work=lambda session: SqlExamWork(session, outbox),
         sampling=FrameSampling(cfg.frames_per_instance),
         modules=modules,
         instance_delay_seconds=cfg.instance_delay_seconds,
-        validations=SqlDeviceValidations(session_factory(engine)),
+        validations=SqlDeviceValidations(plumbing.sessions()),
     )
     validation.show_stored_states(deps)
 
-    app = create_service_app(
-        service=SERVICE,
-        metrics=base,
-        verifier=verifier,
-        cors_origins=settings.http.cors_origins,
-        readiness={
-            "models": models.check_ready,
-            **dependency_checks(engine, store, bus),
-        },
-    )
+    app = plumbing.app(base, models=models.check_ready)
     app.include_router(rest.router)
     app.state.deps = deps
     app.state.max_image_bytes = cfg.max_image_bytes
 
-    server, grpc_port, _ = create_grpc_server(
-        metrics=base,
-        register=grpc_server.register(deps, verifier),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
-        max_workers=cfg.grpc_max_workers,
+    grpc = plumbing.grpc_server(
+        base, grpc_server.register(deps, plumbing.verifier), max_workers=cfg.grpc_max_workers
     )
 
-    bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
-    relay = OutboxRelay(
-        engine, orm.outbox, bus, base, batch_size=settings.delivery.relay_batch_size
-    )
-    worker = ConsumerWorker(
-        bus=bus,
+    plumbing.bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
+    worker = plumbing.consumer(
         group=cfg.consumer_group,
         topics=consumer.TOPICS,
-        stage=consumer.event_stage(deps, session_factory(engine)),
-        sessions=session_factory(engine),
+        stage=consumer.event_stage(deps, plumbing.sessions()),
+        sessions=plumbing.sessions(),
         inbox=orm.inbox,
         metrics=base,
-        max_attempts=settings.delivery.max_attempts,
-        retry_backoff=settings.delivery.retry_backoff_seconds,
     )
-
-    def run_relay(stop: threading.Event) -> None:
-        relay.run(stop, settings.delivery.relay_interval_seconds)
 
     def run_consumer(stop: threading.Event) -> None:
         # Models outlive the consumer: unloading them under a handler in flight would fail
@@ -195,14 +147,8 @@ def build(
             if stop.is_set():
                 models.close()
 
-    host = ServiceHost(
-        SERVICE,
-        app=app,
-        http_host=settings.http.host,
-        http_port=settings.http.port,
-        grpc_server=server,
-        grpc_port=grpc_port,
-        workers={"outbox-relay": run_relay, "consumer": run_consumer},
+    host = plumbing.host(
+        app, grpc, {"outbox-relay": plumbing.relay(orm.outbox, base), "consumer": run_consumer}
     )
     host.deps = deps  # type: ignore[attr-defined]
     return host

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy import Engine
 
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import Outbox, OutboxRelay
-from sonobridge.common.grpc import create_grpc_server
-from sonobridge.common.host import ServiceHost
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import (
-    build_engine,
-    build_event_bus,
-    build_object_store,
-    build_verifier,
-    dependency_checks,
-)
+from sonobridge.common.delivery import Outbox
+from sonobridge.common.host import ServiceHost, Worker
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
-from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.ingest.adapters import messages
 from sonobridge.ingest.adapters.codec import PydicomCodec
@@ -47,51 +34,37 @@ log = logging.getLogger(__name__)
 _SPOOL_MAX_AGE_S = 3600.0
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def run_migrations(settings: Settings, engine: Engine | None = None) -> None:
+def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the ingest schema to the latest revision."""
-    url = (
-        engine.url.render_as_string(hide_password=False)
-        if engine is not None
-        else settings.database_url(SERVICE)
-    )
-    migrate(url, MIGRATIONS)
+    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Clock | None = None,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build the ingest service; callers may pass adapters they built (tests, single node)."""
-    bus = bus or build_event_bus(settings)
-    store = store or build_object_store(settings)
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
+    store = plumbing.store
     # A local-directory store belongs to this one process (the single node): whatever a
     # request left half-done before start-up is dead. Shared stores only reclaim by age.
     sole_owner = isinstance(store, LocalDirObjectStore)
     if isinstance(store, LocalDirObjectStore):
         store.purge_temp()
-    engine = engine or build_engine(settings, SERVICE)
-    verifier = verifier or build_verifier(settings)
-    run_migrations(settings, engine)
+    migrate_database(settings, plumbing.engine)
 
     service_metrics = ServiceMetrics(SERVICE)
     metrics = IngestMetrics(service_metrics)
     spool = Spool(settings.spool_path(), settings.ingest.max_instance_bytes)
     deps = IngestDeps(
-        unit=unit_of_work(session_factory(engine), Outbox(outbox_table)),
-        store=store,
+        unit=unit_of_work(plumbing.sessions(), Outbox(outbox_table)),
+        store=plumbing.store,
         spool=spool,
         codec=PydicomCodec(),
         metrics=metrics,
-        clock=clock or _utc_now,
+        clock=clock or utc_now,
         max_instance_bytes=settings.ingest.max_instance_bytes,
         upload_expiry=timedelta(seconds=settings.ingest.upload_expiry_seconds),
         access=AccessPolicy.from_settings(settings.access),
@@ -111,33 +84,19 @@ def build(
             spooled,
         )
 
-    app = create_service_app(
-        service=SERVICE,
-        metrics=service_metrics,
-        readiness={
-            **dependency_checks(engine, store, bus),
-        },
-        verifier=verifier,
-        cors_origins=settings.http.cors_origins,
-    )
+    app = plumbing.app(service_metrics)
     app.include_router(rest.router)
     app.include_router(dicomweb.router)
     app.include_router(admin.router)
     app.state.deps = deps
     app.state.public_base_url = settings.ingest.public_base_url
 
-    grpc, grpc_port, _health = create_grpc_server(
-        metrics=service_metrics,
-        register=lambda server: grpc_server.register(server, deps, verifier, messages),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
+    grpc = plumbing.grpc_server(
+        service_metrics, grpc_server.register(deps, plumbing.verifier, messages)
     )
 
-    relay = OutboxRelay(
-        engine, outbox_table, bus, service_metrics, batch_size=settings.delivery.relay_batch_size
-    )
-    workers: dict[str, Callable[[threading.Event], None]] = {
-        "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
+    workers: dict[str, Worker] = {
+        "outbox-relay": plumbing.relay(outbox_table, service_metrics),
         "upload-expiry": Periodic(
             "upload-expiry",
             lambda: _sweep_uploads(deps),
@@ -148,15 +107,7 @@ def build(
         scp = dimse.StoreScp(deps, settings.ingest)
         app.state.dimse = scp
         workers["dimse-scp"] = scp.run
-    return ServiceHost(
-        SERVICE,
-        app=app,
-        http_host=settings.http.host,
-        http_port=settings.http.port,
-        grpc_server=grpc,
-        grpc_port=grpc_port,
-        workers=workers,
-    )
+    return plumbing.host(app, grpc, workers)
 
 
 def _sweep_uploads(deps: IngestDeps) -> None:

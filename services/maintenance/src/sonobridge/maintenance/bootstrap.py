@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, OutboxRelay
-from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import (
-    build_engine,
-    build_event_bus,
-    build_object_store,
-    build_verifier,
-    dependency_checks,
-)
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.metrics import ServiceMetrics
-from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.maintenance.adapters import orm
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
@@ -40,94 +27,54 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCED_TOPICS = (TICKET_OPENED, TICKET_UPDATED, DEVICE_STATUS_CHANGED)
 
 
-def utc_now() -> datetime:
-    """Return the current time, aware, in UTC."""
-    return datetime.now(UTC)
-
-
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Bring the maintenance schema to the newest revision."""
-    # Building the engine first creates the single-node data directory SQLite needs.
-    engine = engine or build_engine(settings, SERVICE)
-    migrate(engine.url.render_as_string(hide_password=False), MIGRATIONS)
+    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Callable[[], datetime] = utc_now,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build adapters, migrate, wire REST, gRPC, consumer, relay and timers into a host."""
-    bus = bus or build_event_bus(settings)
-    store = store or build_object_store(settings)
-    engine = engine or build_engine(settings, SERVICE)
-    verifier = verifier or build_verifier(settings)
-    migrate_database(settings, engine)
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
+    migrate_database(settings, plumbing.engine)
 
     base = ServiceMetrics(SERVICE)
     metrics = MaintenanceMetrics(base)
-    sessions = session_factory(engine)
+    sessions = plumbing.sessions()
     deps = Dependencies(
         units=SqlUnitsOfWork(sessions),
         config=settings.maintenance,
         clock=clock,
         metrics=metrics,
-        store=store,
+        store=plumbing.store,
         access=AccessPolicy.from_settings(settings.access),
     )
     metrics.watch_fleet(lambda: fleet_snapshot(deps))
 
-    app = create_service_app(
-        service=SERVICE,
-        metrics=base,
-        verifier=verifier,
-        cors_origins=settings.http.cors_origins,
-        readiness={
-            **dependency_checks(engine, store, bus),
-        },
-    )
+    app = plumbing.app(base)
     app.include_router(rest.router)
     app.state.deps = deps
 
-    server, grpc_port, _ = create_grpc_server(
-        metrics=base,
-        register=grpc_server.register(deps, verifier),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
-    )
+    grpc = plumbing.grpc_server(base, grpc_server.register(deps, plumbing.verifier))
 
-    bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
-    relay = OutboxRelay(
-        engine, orm.outbox, bus, base, batch_size=settings.delivery.relay_batch_size
-    )
-    worker = ConsumerWorker(
-        bus=bus,
+    plumbing.bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
+    worker = plumbing.consumer(
         group=settings.maintenance.consumer_group,
         topics=consumer.TOPICS,
         handler=consumer.event_handler(deps),
         sessions=sessions,
         inbox=orm.inbox,
         metrics=base,
-        max_attempts=settings.delivery.max_attempts,
-        retry_backoff=settings.delivery.retry_backoff_seconds,
     )
-
-    def run_relay(stop: threading.Event) -> None:
-        relay.run(stop, settings.delivery.relay_interval_seconds)
-
-    host = ServiceHost(
-        SERVICE,
-        app=app,
-        http_host=settings.http.host,
-        http_port=settings.http.port,
-        grpc_server=server,
-        grpc_port=grpc_port,
-        workers={
-            "outbox-relay": run_relay,
+    host = plumbing.host(
+        app,
+        grpc,
+        {
+            "outbox-relay": plumbing.relay(orm.outbox, base),
             "consumer": worker.run,
             "timers": Periodic(
                 "timers", lambda: timers.tick(deps), deps.config.timer_interval_seconds

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REPORT_SIGNED
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.bus.ports import EventBus
-from sonobridge.common.db import migrate, session_factory
-from sonobridge.common.delivery import ConsumerWorker, EventHandler, Outbox, OutboxRelay
-from sonobridge.common.grpc import create_grpc_server
+from sonobridge.common.delivery import EventHandler, Outbox
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.http import create_service_app
-from sonobridge.common.infrastructure import (
-    build_engine,
-    build_event_bus,
-    build_object_store,
-    build_verifier,
-    dependency_checks,
-)
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.reporting.adapters import messages, orm
@@ -44,11 +33,6 @@ from sonobridge.reporting.settings import Settings
 
 SERVICE = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def utc_now() -> datetime:
-    """The production clock."""
-    return datetime.now(UTC)
 
 
 def _immediate_sqlite_transactions(engine: Engine) -> None:
@@ -71,9 +55,7 @@ def _begin_immediate(conn: Any) -> None:
 
 def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     """Upgrade the reporting schema to head."""
-    # Building the engine first creates the single node's data directory for its SQLite file.
-    engine = engine or build_engine(settings, SERVICE)
-    migrate(engine.url.render_as_string(hide_password=False), MIGRATIONS)
+    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def dependencies(
@@ -112,62 +94,39 @@ def event_handler(deps: Dependencies) -> EventHandler:
 def build(
     settings: Settings,
     *,
-    bus: EventBus | None = None,
-    store: ObjectStore | None = None,
-    engine: Engine | None = None,
-    verifier: TokenVerifier | None = None,
     clock: Callable[[], datetime] | None = None,
+    **adapters: Unpack[Adapters],
 ) -> ServiceHost:
     """Build the reporting service; callers may pass adapters, otherwise settings decide."""
     policy = read_policy(settings.reporting.policy_path)
     renderer = ReportPdfRenderer(settings.reporting.pdf_font_path)
-    engine = engine or build_engine(settings, SERVICE)
-    _immediate_sqlite_transactions(engine)
-    migrate_database(settings, engine)
-    bus = bus or build_event_bus(settings)
-    store = store or build_object_store(settings)
-    verifier = verifier or build_verifier(settings)
+    plumbing = Plumbing.build(SERVICE, settings, **adapters)
+    _immediate_sqlite_transactions(plumbing.engine)
+    migrate_database(settings, plumbing.engine)
     metrics = ReportingMetrics()
-    sessions = session_factory(engine)
+    sessions = plumbing.sessions()
     deps = dependencies(
         settings,
         sessions,
         policy=policy,
         clock=clock or utc_now,
-        store=store,
+        store=plumbing.store,
         metrics=metrics,
         render_pdf=renderer,
     )
-    app = create_service_app(
-        service=SERVICE,
-        metrics=metrics,
-        verifier=verifier,
-        cors_origins=settings.http.cors_origins,
-        readiness={
-            **dependency_checks(engine, store, bus),
-        },
-    )
+    app = plumbing.app(metrics)
     app.include_router(rest.router)
     app.state.deps = deps
     # Tests and tools inspect the database through the same sessions.
     app.state.sessions = sessions
-    grpc, grpc_port, _health = create_grpc_server(
-        metrics=metrics,
-        register=grpc_server.register(deps, verifier),
-        host=settings.grpc.host,
-        port=settings.grpc.port,
-    )
-    relay = OutboxRelay(engine, orm.outbox, bus, metrics, settings.delivery.relay_batch_size)
-    worker = ConsumerWorker(
-        bus=bus,
+    grpc = plumbing.grpc_server(metrics, grpc_server.register(deps, plumbing.verifier))
+    worker = plumbing.consumer(
         group=settings.reporting.consumer_group,
         topics=consumer.TOPICS,
         handler=event_handler(deps),
         sessions=sessions,
         inbox=orm.inbox,
         metrics=metrics,
-        max_attempts=settings.delivery.max_attempts,
-        retry_backoff=settings.delivery.retry_backoff_seconds,
     )
     secret = settings.reporting.webhook_secret
     sender = HttpSender(
@@ -175,16 +134,12 @@ def build(
         timeout=settings.reporting.webhook_timeout_seconds,
     )
     # Produced topics too: a first publish to a missing topic can time out and be re-shipped.
-    bus.ensure_topics([*consumer.TOPICS, REPORT_ROUTED, REPORT_SIGNED, FOLLOWUP_ALERTED])
-    return ServiceHost(
-        SERVICE,
-        app=app,
-        http_host=settings.http.host,
-        http_port=settings.http.port,
-        grpc_server=grpc,
-        grpc_port=grpc_port,
-        workers={
-            "outbox-relay": lambda stop: relay.run(stop, settings.delivery.relay_interval_seconds),
+    plumbing.bus.ensure_topics([*consumer.TOPICS, REPORT_ROUTED, REPORT_SIGNED, FOLLOWUP_ALERTED])
+    return plumbing.host(
+        app,
+        grpc,
+        {
+            "outbox-relay": plumbing.relay(orm.outbox, metrics),
             "consumer": worker.run,
             "timers": Periodic(
                 "timers", lambda: tick(deps), settings.reporting.timer_interval_seconds

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import cast
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.timestamps import timestamp
 from sonobridge.inference.domain.exams import (
     Finding,
     InferenceResult,
@@ -73,12 +71,6 @@ def _finding(f: Finding) -> events_pb2.Finding:
     return message
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def inference_completed(result: InferenceResult) -> events_pb2.InferenceCompleted:
     """Build the InferenceCompleted event of a recorded result."""
     context = result.exam.context
@@ -105,8 +97,8 @@ def inference_completed(result: InferenceResult) -> events_pb2.InferenceComplete
             for m in result.models
         ],
         derived_object_keys=list(result.derived_object_keys),
-        started_at=_timestamp(result.started_at),
-        completed_at=_timestamp(result.completed_at),
+        started_at=timestamp(result.started_at),
+        completed_at=timestamp(result.completed_at),
         status=STATUSES[result.status],
         error_message=result.error_message,
         probe_health=probe_health(result.probe_health),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import grpc
 import numpy as np
 
 from sonobridge.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.grpc import principal_from_context
+from sonobridge.common.grpc import (
+    AuthenticatedServicer,
+    Registration,
+    registration,
+)
 from sonobridge.common.problems import InvalidInput
 from sonobridge.inference.entrypoints import messages
 from sonobridge.inference.handlers import Dependencies, models, quality, serving
@@ -56,17 +58,15 @@ def array_to_tensor(name: str, array: np.ndarray) -> inference_pb2.Tensor:
     )
 
 
-class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+class InferenceServicer(
+    AuthenticatedServicer[Dependencies], inference_pb2_grpc.InferenceServiceServicer
+):
     """Implements sonobridge.api.inference.v1.InferenceService."""
-
-    def __init__(self, deps: Dependencies, verifier: TokenVerifier) -> None:
-        self.deps = deps
-        self.verifier = verifier
 
     def Infer(  # noqa: N802
         self, request: inference_pb2.InferRequest, context: grpc.ServicerContext
     ) -> inference_pb2.InferResponse:
-        principal_from_context(context, self.verifier)
+        self.principal(context)
         if not request.model_name:
             raise InvalidInput("model_name is required")
         which = request.WhichOneof("input")
@@ -98,7 +98,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def CheckQuality(  # noqa: N802
         self, request: inference_pb2.CheckQualityRequest, context: grpc.ServicerContext
     ) -> inference_pb2.CheckQualityResponse:
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         if not request.image.data:
             raise InvalidInput("image.data is required")
         check, latency_ms = quality.check_image_quality(
@@ -119,7 +119,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def ListModels(  # noqa: N802
         self, request: inference_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> inference_pb2.ListModelsResponse:
-        principal_from_context(context, self.verifier)
+        self.principal(context)
         found = models.list_models(
             self.deps,
             messages.exam_type_name(request.exam_type),
@@ -132,7 +132,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def GetModel(  # noqa: N802
         self, request: inference_pb2.GetModelRequest, context: grpc.ServicerContext
     ) -> inference_pb2.GetModelResponse:
-        principal_from_context(context, self.verifier)
+        self.principal(context)
         found = models.get_model(self.deps, request.name, request.version or None)
         return inference_pb2.GetModelResponse(
             summary=messages.model_summary(found.card, loaded=found.loaded, pinned=found.pinned),
@@ -140,13 +140,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         )
 
 
-def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Server], Iterable[str]]:
+def register(deps: Dependencies, verifier: TokenVerifier) -> Registration:
     """Return the registration callback for create_grpc_server."""
-
-    def _register(server: grpc.Server) -> Iterable[str]:
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-            InferenceServicer(deps, verifier), server
-        )
-        return [SERVICE_NAME]
-
-    return _register
+    return registration(
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+        InferenceServicer(deps, verifier),
+        SERVICE_NAME,
+    )

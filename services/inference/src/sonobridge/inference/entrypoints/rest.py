@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.conditional import IfNoneMatch, conditional, matches
-from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.http import CurrentPrincipal, app_deps
 from sonobridge.common.inputs import INT32_MAX
 from sonobridge.common.problems import PayloadTooLarge
 from sonobridge.inference.domain.errors import ModelNotFound
@@ -29,19 +29,13 @@ from sonobridge.inference.handlers.models import StoredModel
 router = APIRouter(prefix="/v1", tags=["inference"])
 
 
-def dependencies(request: Request) -> Dependencies:
-    """Return the use cases' dependencies that bootstrap put on the app."""
-    deps: Dependencies = request.app.state.deps
-    return deps
-
-
 def max_image_bytes(request: Request) -> int:
     """Return the largest image body the quality check accepts."""
     limit: int = request.app.state.max_image_bytes
     return limit
 
 
-Deps = Annotated[Dependencies, Depends(dependencies)]
+Deps = Annotated[Dependencies, Depends(app_deps)]
 ImageLimit = Annotated[int, Depends(max_image_bytes)]
 
 

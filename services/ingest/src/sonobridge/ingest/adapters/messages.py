@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.ingest.v1 import ingest_pb2
+from sonobridge.common.timestamps import timestamp
 from sonobridge.ingest.domain.events import Event, ExamCompleted, InstanceStored
 from sonobridge.ingest.domain.model import Channel, ExamState, ExamType
 from sonobridge.ingest.domain.records import Exam, Instance
@@ -25,12 +23,6 @@ _STATES = {
     ExamState.AWAITING_INSTANCES: ingest_pb2.EXAM_STATE_AWAITING_INSTANCES,
     ExamState.COMPLETED: ingest_pb2.EXAM_STATE_COMPLETED,
 }
-
-
-def _stamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def exam_context(exam: Exam | None, instance: Instance | None = None) -> events_pb2.ExamContext:
@@ -84,7 +76,7 @@ def instance_stored(event: InstanceStored) -> events_pb2.InstanceStored:
         received_via=_RECEIVED_VIA[event.channel],
         duplicate=event.duplicate,
     )
-    message.stored_at.CopyFrom(_stamp(event.stored_at))
+    message.stored_at.CopyFrom(timestamp(event.stored_at))
     return message
 
 
@@ -100,9 +92,9 @@ def exam_completed(event: ExamCompleted) -> events_pb2.ExamCompleted:
         manifest_sha256=exam.manifest_sha256,
     )
     if exam.scan_started_at is not None:
-        message.started_at.CopyFrom(_stamp(exam.scan_started_at))
+        message.started_at.CopyFrom(timestamp(exam.scan_started_at))
     if exam.scan_completed_at is not None:
-        message.completed_at.CopyFrom(_stamp(exam.scan_completed_at))
+        message.completed_at.CopyFrom(timestamp(exam.scan_completed_at))
     return message
 
 

@@ -6,12 +6,8 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from sonobridge.common.http import app_deps
 from sonobridge.ingest.handlers import IngestDeps
-
-
-def dependencies(request: Request) -> IngestDeps:
-    """Return the dependencies bootstrap built for this app."""
-    return cast(IngestDeps, request.app.state.deps)
 
 
 def public_base_url(request: Request) -> str | None:
@@ -19,5 +15,5 @@ def public_base_url(request: Request) -> str | None:
     return cast(str | None, getattr(request.app.state, "public_base_url", None))
 
 
-Deps = Annotated[IngestDeps, Depends(dependencies)]
+Deps = Annotated[IngestDeps, Depends(app_deps)]
 PublicBaseUrl = Annotated[str | None, Depends(public_base_url)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
 import grpc
@@ -10,7 +9,11 @@ import grpc
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.grpc import principal_from_context
+from sonobridge.common.grpc import (
+    AuthenticatedServicer,
+    Registration,
+    registration,
+)
 from sonobridge.common.inputs import parse_int
 from sonobridge.ingest.domain.records import Exam, Instance
 from sonobridge.ingest.handlers import IngestDeps, exams, reads
@@ -40,25 +43,24 @@ def exam_message(messages: Messages, view: ExamView) -> ingest_pb2.Exam:
     )
 
 
-class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+class IngestServicer(AuthenticatedServicer[IngestDeps], ingest_pb2_grpc.IngestServiceServicer):
     """Translate gRPC calls to the same handlers REST uses."""
 
     def __init__(self, deps: IngestDeps, verifier: TokenVerifier, messages: Messages) -> None:
-        self.deps = deps
-        self.verifier = verifier
+        super().__init__(deps, verifier)
         self.messages = messages
 
     def GetExam(  # noqa: N802
         self, request: ingest_pb2.GetExamRequest, context: grpc.ServicerContext
     ) -> ingest_pb2.GetExamResponse:
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         view = exams.get_exam(self.deps, principal, request.exam_id, channel="grpc")
         return ingest_pb2.GetExamResponse(exam=exam_message(self.messages, view))
 
     def ListExamInstances(  # noqa: N802
         self, request: ingest_pb2.ListExamInstancesRequest, context: grpc.ServicerContext
     ) -> ingest_pb2.ListExamInstancesResponse:
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
         offset = parse_int(request.page_token or "0", name="page_token", reason="bad_page_token")
         found, more = reads.list_exam_instances(self.deps, principal, request.exam_id, offset, size)
@@ -68,10 +70,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         )
 
 
-def register(
-    server: grpc.Server, deps: IngestDeps, verifier: TokenVerifier, messages: Messages
-) -> Iterable[str]:
-    """Add the ingest servicer to `server`; return its service name."""
-    servicer = IngestServicer(deps, verifier, messages)
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
-    return [ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name]
+def register(deps: IngestDeps, verifier: TokenVerifier, messages: Messages) -> Registration:
+    """Return the create_grpc_server register callback for the ingest servicer."""
+    return registration(
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+        IngestServicer(deps, verifier, messages),
+        ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.timestamps import timestamp
 from sonobridge.maintenance.domain.devices import DeviceStatus, StatusChange
 from sonobridge.maintenance.domain.tickets import Ticket, TicketSource, TicketState
 
@@ -32,13 +31,6 @@ STATUS_TO_PB = {
     DeviceStatus.LOANED_OUT: events_pb2.DEVICE_STATUS_LOANED_OUT,
     DeviceStatus.RETIRED: events_pb2.DEVICE_STATUS_RETIRED,
 }
-
-
-def timestamp(value: datetime) -> Timestamp:
-    """Return a protobuf Timestamp."""
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def ticket_opened(ticket: Ticket) -> events_pb2.TicketOpened:

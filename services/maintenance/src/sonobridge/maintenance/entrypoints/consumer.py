@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -13,6 +13,7 @@ from sonobridge.common.bus.ports import ReceivedEvent
 from sonobridge.common.delivery import EventHandler, PermanentFailure
 from sonobridge.common.envelope import CloudEvent, unpack
 from sonobridge.common.problems import Problem
+from sonobridge.common.timestamps import aware
 from sonobridge.maintenance.domain.health import ProbeVerdict
 from sonobridge.maintenance.domain.utilisation import ExamScan
 from sonobridge.maintenance.handlers import Dependencies
@@ -27,7 +28,7 @@ TOPICS = (EXAM_COMPLETED, INFERENCE_COMPLETED)
 def _completed_at(ts: Timestamp, fallback: datetime) -> datetime:
     # An unset completion time falls back to the envelope's time.
     if ts.seconds or ts.nanos:
-        return ts.ToDatetime(tzinfo=UTC)
+        return aware(ts)
     return fallback
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from datetime import UTC
 from typing import Any
 
 import grpc
 
 from sonobridge.api.maintenance.v1 import maintenance_pb2, maintenance_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.grpc import principal_from_context
+from sonobridge.common.grpc import (
+    AuthenticatedServicer,
+    Registration,
+    registration,
+)
 from sonobridge.common.inputs import INT32_MAX
+from sonobridge.common.timestamps import aware
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.health import TelemetrySample
 from sonobridge.maintenance.entrypoints.grpc_views import device_pb, source_of, status_of, ticket_pb
@@ -24,17 +27,15 @@ from sonobridge.maintenance.handlers.tickets import get_ticket, open_ticket, sho
 SERVICE_NAME = maintenance_pb2.DESCRIPTOR.services_by_name["MaintenanceService"].full_name
 
 
-class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
+class MaintenanceServicer(
+    AuthenticatedServicer[Dependencies], maintenance_pb2_grpc.MaintenanceServiceServicer
+):
     """Implements sonobridge.api.maintenance.v1.MaintenanceService."""
-
-    def __init__(self, deps: Dependencies, verifier: TokenVerifier) -> None:
-        self.deps = deps
-        self.verifier = verifier
 
     def OpenTicket(  # noqa: N802
         self, request: maintenance_pb2.OpenTicketRequest, context: grpc.ServicerContext
     ) -> maintenance_pb2.OpenTicketResponse:
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         if not request.device_serial:
             raise InvalidRequest("device_serial is required")
         source = source_of(request.source)
@@ -57,7 +58,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
     def GetTicket(  # noqa: N802
         self, request: maintenance_pb2.GetTicketRequest, context: grpc.ServicerContext
     ) -> maintenance_pb2.GetTicketResponse:
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         if not request.ticket_id:
             raise InvalidRequest("ticket_id is required")
         ticket = get_ticket(self.deps, principal, request.ticket_id)
@@ -68,7 +69,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
     def ListDevices(  # noqa: N802
         self, request: maintenance_pb2.ListDevicesRequest, context: grpc.ServicerContext
     ) -> maintenance_pb2.ListDevicesResponse:
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         if request.page_size > 1000:
             raise InvalidRequest("page_size must be at most 1000")
         status = status_of(request.status)
@@ -88,7 +89,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
     def RecordTelemetry(  # noqa: N802
         self, request: maintenance_pb2.RecordTelemetryRequest, context: grpc.ServicerContext
     ) -> maintenance_pb2.RecordTelemetryResponse:
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         if not request.device_serial:
             raise InvalidRequest("device_serial is required")
         samples = []
@@ -106,7 +107,7 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
             ):
                 raise InvalidRequest("extra.drops must be a non-negative whole number")
             try:
-                recorded_at = sample.recorded_at.ToDatetime(tzinfo=UTC)
+                recorded_at = aware(sample.recorded_at)
                 scan_seconds = sample.scan_time.ToTimedelta().total_seconds()
             except (ValueError, OverflowError) as exc:
                 raise InvalidRequest("recorded_at or scan_time is out of range") from exc
@@ -131,13 +132,10 @@ class MaintenanceServicer(maintenance_pb2_grpc.MaintenanceServiceServicer):
         )
 
 
-def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Server], list[str]]:
+def register(deps: Dependencies, verifier: TokenVerifier) -> Registration:
     """Return a `register` callback for create_grpc_server."""
-
-    def add(server: grpc.Server) -> list[str]:
-        maintenance_pb2_grpc.add_MaintenanceServiceServicer_to_server(
-            MaintenanceServicer(deps, verifier), server
-        )
-        return [SERVICE_NAME]
-
-    return add
+    return registration(
+        maintenance_pb2_grpc.add_MaintenanceServiceServicer_to_server,
+        MaintenanceServicer(deps, verifier),
+        SERVICE_NAME,
+    )

@@ -7,10 +7,10 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.maintenance.v1 import maintenance_pb2
+from sonobridge.common.timestamps import timestamp
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.tickets import Ticket, TicketSource
@@ -21,13 +21,6 @@ _SOURCE = "TICKET_SOURCE_"
 _STATE = "TICKET_STATE_"
 _STATUS = "DEVICE_STATUS_"
 E = TypeVar("E", bound=Enum)
-
-
-def timestamp(value: datetime) -> Timestamp:
-    """Return a protobuf Timestamp."""
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def duration(value: timedelta) -> Duration:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from sonobridge.common.conditional import IfNoneMatch, polled
-from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.http import CurrentPrincipal, app_deps
 from sonobridge.common.inputs import INT64_MAX
 from sonobridge.common.problems import InvalidInput, PayloadTooLarge
 from sonobridge.maintenance.domain.devices import DeviceStatus
@@ -46,14 +46,7 @@ from sonobridge.maintenance.handlers import (
     tickets,
 )
 
-
-def dependencies(request: Request) -> Dependencies:
-    """Return the handler dependencies bootstrap put on the app."""
-    deps: Dependencies = request.app.state.deps
-    return deps
-
-
-Deps = Annotated[Dependencies, Depends(dependencies)]
+Deps = Annotated[Dependencies, Depends(app_deps)]
 router = APIRouter(prefix="/v1", tags=["maintenance"])
 
 

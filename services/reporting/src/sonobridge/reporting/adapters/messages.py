@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.timestamps import aware, timestamp
 from sonobridge.reporting.domain.events import (
     Consumed,
     ExamCompleted,
@@ -50,17 +51,13 @@ _INFERENCE_STATUS = {
 
 
 def _ts(value: datetime | None) -> Timestamp:
-    ts = Timestamp()
-    if value is not None:
-        ts.FromDatetime(value.astimezone(UTC))
-    return ts
+    return Timestamp() if value is None else timestamp(value.astimezone(UTC))
 
 
 def _dt(message: Any, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
-    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
-    return value
+    return aware(getattr(message, field))
 
 
 def _dict(message: Any) -> JsonObject:

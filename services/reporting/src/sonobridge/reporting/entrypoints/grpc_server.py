@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +12,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
-from sonobridge.common.grpc import principal_from_context
+from sonobridge.common.grpc import (
+    AuthenticatedServicer,
+    Registration,
+    registration,
+)
 from sonobridge.common.problems import InvalidInput
+from sonobridge.common.timestamps import timestamp
 from sonobridge.reporting.entrypoints import views
 from sonobridge.reporting.handlers import reads, reports
 from sonobridge.reporting.ports import Dependencies
@@ -33,9 +37,7 @@ _STATE_BY_PB = {v: k for k, v in _STATE_NAMES.items()}
 def _ts(value: str | None) -> Timestamp | None:
     if not value:
         return None
-    ts = Timestamp()
-    ts.FromDatetime(datetime.fromisoformat(value))
-    return ts
+    return timestamp(datetime.fromisoformat(value))
 
 
 def _finding_pb(finding: dict[str, Any]) -> events_pb2.Finding:
@@ -77,15 +79,13 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
     return message
 
 
-class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
+class ReportingServicer(
+    AuthenticatedServicer[Dependencies], reporting_pb2_grpc.ReportingServiceServicer
+):
     """Calls the same use cases as REST, with the caller's token from metadata."""
 
-    def __init__(self, deps: Dependencies, verifier: TokenVerifier) -> None:
-        self.deps = deps
-        self.verifier = verifier
-
     def GetRead(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         if not request.read_id:
             raise InvalidInput("read_id is required")
         detail = reads.view_read(self.deps, principal, request.read_id)
@@ -93,7 +93,7 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
         return reporting_pb2.GetReadResponse(read=_read_pb(view))
 
     def ListWorklist(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         size = request.page_size or 50
         if size > 500:
             raise InvalidInput("page_size is at most 500")
@@ -114,7 +114,7 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
         )
 
     def GetReport(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        principal = principal_from_context(context, self.verifier)
+        principal = self.principal(context)
         if not request.report_id:
             raise InvalidInput("report_id is required")
         chosen = reports.get_report(self.deps, principal, request.report_id, request.version)
@@ -149,13 +149,10 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
         return reporting_pb2.GetReportResponse(report=report)
 
 
-def register(deps: Dependencies, verifier: TokenVerifier) -> Callable[[grpc.Server], list[str]]:
+def register(deps: Dependencies, verifier: TokenVerifier) -> Registration:
     """Return the create_grpc_server register callback for this service."""
-
-    def add(server: grpc.Server) -> list[str]:
-        reporting_pb2_grpc.add_ReportingServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            ReportingServicer(deps, verifier), server
-        )
-        return [reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name]
-
-    return add
+    return registration(
+        reporting_pb2_grpc.add_ReportingServiceServicer_to_server,
+        ReportingServicer(deps, verifier),
+        reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name,
+    )

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.conditional import IfNoneMatch, polled
-from sonobridge.common.http import CurrentPrincipal
+from sonobridge.common.http import CurrentPrincipal, app_deps
 from sonobridge.common.inputs import INT32_MAX
 from sonobridge.common.problems import InvalidInput
 from sonobridge.reporting.entrypoints import views
@@ -31,14 +31,7 @@ from sonobridge.reporting.entrypoints.http import IdempotencyKey, answer, reques
 from sonobridge.reporting.handlers import alerts, drafts, reads, reports, rosters, signing
 from sonobridge.reporting.ports import Dependencies, Work
 
-
-def dependencies(request: Request) -> Dependencies:
-    """Return the use cases' dependencies that bootstrap put on the app."""
-    deps: Dependencies = request.app.state.deps
-    return deps
-
-
-Deps = Annotated[Dependencies, Depends(dependencies)]
+Deps = Annotated[Dependencies, Depends(app_deps)]
 router = APIRouter(prefix="/v1")
 
 
