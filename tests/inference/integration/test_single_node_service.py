@@ -187,9 +187,15 @@ def test_models_are_listed_and_downloadable_with_their_hash(service):
     md = service.metadata()
     listed = service.grpc.ListModels(inference_pb2.ListModelsRequest(), metadata=md).models
     assert [(m.name, m.version) for m in listed] == sorted((m.name, m.version) for m in listed)
-    served = {m.name: m for m in listed if m.name in ("image-quality", "probe-health")}
+    gating = [m for m in listed if m.name in ("image-quality", "probe-health")]
+    served = {m.name: m for m in gating if m.pinned}
     assert len(served) == 2
-    assert all(m.loaded and m.pinned and m.version == "1.0.0" for m in served.values())
+    assert all(m.loaded and m.version == "1.0.0" for m in served.values())
+    # A version registered in shadow (adapted on labelled frames) is listed beside, never pinned.
+    assert [(m.version, m.pinned) for m in gating if m.name == "image-quality"] == [
+        ("1.0.0", True),
+        ("1.1.0", False),
+    ]
     only = service.grpc.ListModels(
         inference_pb2.ListModelsRequest(task=inference_pb2.MODEL_TASK_PROBE_HEALTH), metadata=md
     ).models
