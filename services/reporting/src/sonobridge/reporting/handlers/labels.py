@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sonobridge.common.auth import Principal
@@ -18,9 +19,6 @@ from sonobridge.reporting.domain.records import (
 )
 from sonobridge.reporting.handlers.scope import audit, require_reader, visible_read
 from sonobridge.reporting.ports import Dependencies
-
-# Reporting learns no device model from ExamCompleted; inference fills it from its own result.
-UNKNOWN_DEVICE = ("", "")
 
 
 def label_quality(
@@ -72,7 +70,7 @@ def _label(
     given: dict[str, Any],
     user: str,
     role: str,
-    now: Any,
+    now: datetime,
 ) -> QualityLabel:
     sop = str(given.get("sop_instance_uid") or "")
     instance = instances.get(sop)
@@ -99,15 +97,15 @@ def _label(
 
 
 def _event(read: ReadRecord, label: QualityLabel) -> QualityLabelled:
-    manufacturer, model_name = UNKNOWN_DEVICE
     return QualityLabelled(
         exam_id=read.exam_id,
         study_uid=read.study_uid,
         read_id=read.read_id,
         series_uid=label.series_instance_uid,
         sop_uid=label.sop_instance_uid,
-        device_manufacturer=manufacturer,
-        device_model_name=model_name,
+        # ExamCompleted names no device model; inference takes it from its own result.
+        device_manufacturer="",
+        device_model_name="",
         label=label.label,
         reason=label.reason,
         labelled_role=label.labelled_role,
