@@ -22,6 +22,7 @@ from sonobridge.reporting.domain.records import (
     Draft,
     Exam,
     HistoryEntry,
+    QualityLabel,
     ReadRecord,
     ReportVersion,
     Verdict,
@@ -182,6 +183,18 @@ def test_drafts_and_verdicts_are_replaced_not_duplicated(repo):
     repo.put_verdict(verdict)
     repo.put_verdict(replace(verdict, verdict="reject"))
     assert repo.verdicts("r1") == [replace(verdict, verdict="reject")]
+
+
+def test_a_quality_label_is_replaced_per_instance_and_keeps_its_time_in_utc(repo):
+    label = QualityLabel("r1", "1.2.3.1", "1.2.3.9", "acceptable", "", "dr-a", "expert", T0)
+    repo.put_quality_label(label)
+    rescan = replace(label, label="rescan", reason="low_gain")
+    repo.put_quality_label(rescan)
+    repo.put_quality_label(replace(label, sop_instance_uid="1.2.3.2"))
+    got = sorted(repo.quality_labels("r1"), key=lambda lb: lb.sop_instance_uid)
+    assert got == [rescan, replace(label, sop_instance_uid="1.2.3.2")]
+    assert got[0].labelled_at.tzinfo is not None
+    assert repo.quality_labels("r2") == []
 
 
 def test_report_versions_come_back_oldest_first(repo):

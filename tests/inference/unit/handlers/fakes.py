@@ -21,6 +21,7 @@ from sonobridge.inference.domain.exams import (
     CompletedExam,
     ExamInstance,
     InferenceResult,
+    RecordedQuality,
     RecordedResult,
     ResultKey,
 )
@@ -294,6 +295,16 @@ class FakeResults:
 
     def add(self, result: InferenceResult) -> None:
         self.added.append(result)
+
+    def quality_of(self, study_instance_uid: str, sop_instance_uid: str) -> RecordedQuality | None:
+        for r in reversed(self.added):
+            if r.exam.study_instance_uid != study_instance_uid:
+                continue
+            for q in r.instance_quality:
+                if q.sop_instance_uid == sop_instance_uid:
+                    device = q.assessment.device_model
+                    return RecordedQuality(sop_instance_uid, device, q.model_flagged)
+        return None
 
 
 @dataclass

@@ -25,6 +25,7 @@ from sonobridge.reporting.domain.records import (
     HistoryEntry,
     JsonObject,
     Notification,
+    QualityLabel,
     ReadPosition,
     ReadRecord,
     ReportVersion,
@@ -50,6 +51,7 @@ class FakeTables:
     shifts: dict[str, list[Shift]] = field(default_factory=dict)
     drafts: dict[str, Draft] = field(default_factory=dict)
     verdicts: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
+    quality_labels: dict[tuple[str, str], QualityLabel] = field(default_factory=dict)
     versions: list[ReportVersion] = field(default_factory=list)
     alerts: dict[str, Alert] = field(default_factory=dict)
     notifications: list[tuple[Notification, str | None, str | None, str | None]] = field(
@@ -189,6 +191,12 @@ class FakeReporting:
 
     def put_verdict(self, verdict: Verdict) -> None:
         self.t.verdicts[(verdict.read_id, verdict.finding_code, verdict.model_name)] = verdict
+
+    def quality_labels(self, read_id: str) -> list[QualityLabel]:
+        return [lb for lb in self.t.quality_labels.values() if lb.read_id == read_id]
+
+    def put_quality_label(self, label: QualityLabel) -> None:
+        self.t.quality_labels[(label.read_id, label.sop_instance_uid)] = label
 
     def report_versions(self, report_id: str) -> list[ReportVersion]:
         return sorted(

@@ -460,6 +460,32 @@ class FollowupAlerted(_message.Message):
     report_version: int
     def __init__(self, context: _Optional[_Union[ExamContext, _Mapping]] = ..., alert_id: _Optional[str] = ..., report_id: _Optional[str] = ..., matched_terms: _Optional[_Iterable[str]] = ..., coordinator_institution_id: _Optional[str] = ..., raised_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_version: _Optional[int] = ...) -> None: ...
 
+class QualityLabelled(_message.Message):
+    __slots__ = ("exam_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid", "device_manufacturer", "device_model_name", "acceptable", "reason", "labelled_by_role", "labelled_at", "read_id")
+    EXAM_ID_FIELD_NUMBER: _ClassVar[int]
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MANUFACTURER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_BY_ROLE_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_AT_FIELD_NUMBER: _ClassVar[int]
+    READ_ID_FIELD_NUMBER: _ClassVar[int]
+    exam_id: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    device_manufacturer: str
+    device_model_name: str
+    acceptable: bool
+    reason: QualityReason
+    labelled_by_role: str
+    labelled_at: _timestamp_pb2.Timestamp
+    read_id: str
+    def __init__(self, exam_id: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ..., device_manufacturer: _Optional[str] = ..., device_model_name: _Optional[str] = ..., acceptable: bool = ..., reason: _Optional[_Union[QualityReason, str]] = ..., labelled_by_role: _Optional[str] = ..., labelled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., read_id: _Optional[str] = ...) -> None: ...
+
 class TicketOpened(_message.Message):
     __slots__ = ("ticket_id", "device_serial", "institution_id", "symptom", "source", "opened_at", "ack_due_at", "onsite_due_at", "evidence_object_keys", "opened_by", "study_instance_uid")
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]

@@ -16,6 +16,7 @@ INFERENCE_COMPLETED = "sonobridge.inference.inference-completed.v1"
 REPORT_ROUTED = "sonobridge.reporting.report-routed.v1"
 REPORT_SIGNED = "sonobridge.reporting.report-signed.v1"
 FOLLOWUP_ALERTED = "sonobridge.reporting.followup-alerted.v1"
+QUALITY_LABELLED = "sonobridge.reporting.quality-labelled.v1"
 TICKET_OPENED = "sonobridge.maintenance.ticket-opened.v1"
 TICKET_UPDATED = "sonobridge.maintenance.ticket-updated.v1"
 DEVICE_STATUS_CHANGED = "sonobridge.maintenance.device-status-changed.v1"
@@ -29,6 +30,7 @@ _EVENTS: tuple[tuple[type[Message], str], ...] = (
     (events_pb2.ReportRouted, REPORT_ROUTED),
     (events_pb2.ReportSigned, REPORT_SIGNED),
     (events_pb2.FollowupAlerted, FOLLOWUP_ALERTED),
+    (events_pb2.QualityLabelled, QUALITY_LABELLED),
     (events_pb2.TicketOpened, TICKET_OPENED),
     (events_pb2.TicketUpdated, TICKET_UPDATED),
     (events_pb2.DeviceStatusChanged, DEVICE_STATUS_CHANGED),

@@ -7,7 +7,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sonobridge.inference.domain.exams import InferenceResult, RecordedResult, ResultKey
+from sonobridge.inference.domain.exams import (
+    InferenceResult,
+    RecordedQuality,
+    RecordedResult,
+    ResultKey,
+)
 from sonobridge.inference.domain.model_card import ModelCard
 from sonobridge.inference.domain.validation import (
     DeviceModel,
@@ -110,6 +115,10 @@ class InferenceResults(Protocol):
 
     def add(self, result: InferenceResult) -> None:
         """Record a new result."""
+        ...
+
+    def quality_of(self, study_instance_uid: str, sop_instance_uid: str) -> RecordedQuality | None:
+        """Return what the newest result of the study said of the instance's quality, if any."""
         ...
 
 

@@ -13,6 +13,7 @@ from sonobridge.inference.adapters.orm import inference_results
 from sonobridge.inference.domain.exams import (
     InferenceResult,
     InferenceStatus,
+    RecordedQuality,
     RecordedResult,
     ResultKey,
 )
@@ -39,6 +40,22 @@ class SqlInferenceResults:
         if row is None:
             return None
         return RecordedResult(row.inference_id, key, InferenceStatus(row.status))
+
+    def quality_of(self, study_instance_uid: str, sop_instance_uid: str) -> RecordedQuality | None:
+        """Return what the newest result of the study said of the instance's quality, if any."""
+        t = inference_results
+        rows = self.session.execute(
+            select(t.c.summary)
+            .where(t.c.study_instance_uid == study_instance_uid)
+            .order_by(t.c.completed_at.desc())
+        )
+        for (summary,) in rows:
+            found = (summary or {}).get("instance_quality", {}).get(sop_instance_uid)
+            if found is not None:
+                return RecordedQuality(
+                    sop_instance_uid, found["device_model"], bool(found["model_flagged"])
+                )
+        return None
 
     def add(self, result: InferenceResult) -> None:
         """Record a new result."""

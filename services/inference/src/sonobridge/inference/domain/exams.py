@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sonobridge.common import problems
 from sonobridge.inference.domain.quality import QualityAssessment
@@ -109,6 +110,16 @@ class InferenceStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class RecordedQuality:
+    """What a recorded result said of one instance's quality: on which device, and the verdict."""
+
+    sop_instance_uid: str
+    device_model: str
+    # The model's own verdict, before the validation gate: what an expert label judges.
+    model_flagged: bool
+
+
+@dataclass(frozen=True)
 class RecordedResult:
     """A result already recorded for a key."""
 
@@ -123,6 +134,12 @@ class InstanceQuality:
 
     sop_instance_uid: str
     assessment: QualityAssessment
+
+    @property
+    def model_flagged(self) -> bool:
+        """Return True when the model itself (before the validation gate) asked for a rescan."""
+        own = self.assessment.model_acceptable
+        return not (self.assessment.acceptable if own is None else own)
 
 
 @dataclass(frozen=True)
@@ -183,7 +200,7 @@ class InferenceResult:
         """Return the result's id."""
         return self.key.inference_id
 
-    def summary(self) -> dict[str, int | bool]:
+    def summary(self) -> dict[str, Any]:
         """Return the counts a reader of the results table wants at a glance."""
         return {
             "findings": len(self.findings),
@@ -191,4 +208,12 @@ class InferenceResult:
             "instances_analysed": self.instances_analysed,
             "instances_without_pixels": self.instances_without_pixels,
             "probe_suspected_fault": self.probe_health.suspected_fault,
+            # Kept so that an expert's later quality label can be judged against the model.
+            "instance_quality": {
+                q.sop_instance_uid: {
+                    "device_model": q.assessment.device_model,
+                    "model_flagged": q.model_flagged,
+                }
+                for q in self.instance_quality
+            },
         }

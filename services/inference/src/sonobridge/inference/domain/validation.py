@@ -59,6 +59,14 @@ class DeviceModel:
         """Return True when the source named the device at all."""
         return bool(self.manufacturer or self.model_name)
 
+    @classmethod
+    def of_key(cls, key: str) -> DeviceModel:
+        """Return the device model a displayed key names (the inverse of `key`)."""
+        if key in ("", "unknown"):
+            return cls("", "")
+        manufacturer, _, model_name = key.partition(" / ")
+        return cls(manufacturer, model_name)
+
 
 UNKNOWN_DEVICE = DeviceModel("", "")
 

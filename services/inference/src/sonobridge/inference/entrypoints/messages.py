@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.problems import InvalidInput
 
 # The quality check answers with the same message the InferenceCompleted event carries.
 from sonobridge.inference.adapters.messages import quality_assessment as quality_assessment
-from sonobridge.inference.domain.exams import CompletedExam, ExamInstance
+from sonobridge.inference.domain.exams import CompletedExam, ExamInstance, RecordedQuality
 from sonobridge.inference.domain.model_card import ModelCard, model_task
+from sonobridge.inference.domain.validation import DeviceModel, ExpertLabel
 
 _EXAM_PREFIX = "EXAM_TYPE_"
+_REASON_PREFIX = "QUALITY_REASON_"
+# The gating model an expert's image-quality label judges.
+LABELLED_MODEL = "image-quality"
 TASKS = {
     "quality": inference_pb2.MODEL_TASK_QUALITY,
     "classification": inference_pb2.MODEL_TASK_CLASSIFICATION,
@@ -90,3 +96,32 @@ def model_summary(card: ModelCard, *, loaded: bool, pinned: bool) -> inference_p
         pinned=pinned,
         size_bytes=int(card.raw.get("size_bytes", 0)),
     )
+
+
+def expert_label(message: events_pb2.QualityLabelled, recorded: RecordedQuality) -> ExpertLabel:
+    """Return the expert label a QualityLabelled event gives, judged against the stored result.
+
+    The event's device model wins; reporting rarely knows it, so the one inference saw in
+    the instance (kept with its result) fills in.
+    """
+    named = DeviceModel.of(message.device_manufacturer, message.device_model_name)
+    device = named if named.known else DeviceModel.of_key(recorded.device_model)
+    return ExpertLabel(
+        model_name=LABELLED_MODEL,
+        device=device,
+        sop_instance_uid=message.sop_instance_uid,
+        expert_fault=None if message.acceptable else _fault(message.reason),
+        model_flagged=recorded.model_flagged,
+        # The role, never the expert's name: the event carries none.
+        labelled_by=f"{message.labelled_by_role or 'expert'} (reporting)",
+        labelled_at=message.labelled_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+def _fault(value: int) -> str:
+    if (
+        value == events_pb2.QUALITY_REASON_UNSPECIFIED
+        or value not in events_pb2.QualityReason.values()
+    ):
+        return "other"
+    return events_pb2.QualityReason.Name(value).removeprefix(_REASON_PREFIX).lower()

@@ -18,6 +18,7 @@ from sonobridge.reporting.domain.events import (
     FollowupAlerted,
     InferenceCompleted,
     Published,
+    QualityLabelled,
     ReadRouted,
     ReportSigned,
     TicketOpened,
@@ -140,6 +141,17 @@ def consumed(message: Any) -> Consumed | None:
     return None
 
 
+# A rescan reason the contract lacks is sent as OTHER; acceptable carries none.
+_QUALITY_REASON_PB = {
+    "low_gain": events_pb2.QUALITY_REASON_LOW_GAIN,
+    "lost_contact": events_pb2.QUALITY_REASON_LOST_CONTACT,
+    "dead_elements": events_pb2.QUALITY_REASON_DEAD_ELEMENTS,
+    "motion_blur": events_pb2.QUALITY_REASON_MOTION_BLUR,
+    "wrong_depth": events_pb2.QUALITY_REASON_WRONG_DEPTH,
+    "other": events_pb2.QUALITY_REASON_OTHER,
+}
+
+
 def published(event: Published) -> Any:
     """Return the protobuf message of an event reporting publishes."""
     if isinstance(event, ReadRouted):
@@ -180,6 +192,20 @@ def published(event: Published) -> Any:
             ],
             amended_from_version=event.amended_from_version,
             read_id=event.read_id,
+        )
+    if isinstance(event, QualityLabelled):
+        return events_pb2.QualityLabelled(
+            exam_id=event.exam_id,
+            study_instance_uid=event.study_uid,
+            read_id=event.read_id,
+            series_instance_uid=event.series_uid,
+            sop_instance_uid=event.sop_uid,
+            device_manufacturer=event.device_manufacturer,
+            device_model_name=event.device_model_name,
+            acceptable=event.label == "acceptable",
+            reason=_QUALITY_REASON_PB.get(event.reason, events_pb2.QUALITY_REASON_UNSPECIFIED),
+            labelled_by_role=event.labelled_role,
+            labelled_at=_ts(event.labelled_at),
         )
     assert isinstance(event, FollowupAlerted)
     return events_pb2.FollowupAlerted(

@@ -148,6 +148,19 @@ ai_verdicts = Table(
     Column("decided_at", UtcDateTime, nullable=False),
 )
 
+quality_labels = Table(
+    "quality_labels",
+    metadata,
+    Column("read_id", String(64), primary_key=True),
+    Column("sop_instance_uid", String(128), primary_key=True),
+    Column("series_instance_uid", String(128), nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("reason", String(32), nullable=False, default=""),
+    Column("labelled_by", String(128), nullable=False),
+    Column("labelled_role", String(32), nullable=False),
+    Column("labelled_at", UtcDateTime, nullable=False),
+)
+
 report_versions = Table(
     "report_versions",
     metadata,

@@ -37,6 +37,7 @@ from sonobridge.reporting.domain.records import (
     Exam,
     HistoryEntry,
     Notification,
+    QualityLabel,
     ReadPosition,
     ReadRecord,
     ReportVersion,
@@ -316,6 +317,22 @@ class ReportingRepository:
             )
         )
         self.session.execute(insert(t).values(**asdict(verdict)))
+
+    def quality_labels(self, read_id: str) -> list[QualityLabel]:
+        """Return the expert's quality labels of the read's instances."""
+        t = orm.quality_labels
+        rows = self.session.execute(select(t).where(t.c.read_id == read_id))
+        return _all(QualityLabel, rows)
+
+    def put_quality_label(self, label: QualityLabel) -> None:
+        """Create or replace the label of one instance on a read."""
+        t = orm.quality_labels
+        self.session.execute(
+            t.delete().where(
+                t.c.read_id == label.read_id, t.c.sop_instance_uid == label.sop_instance_uid
+            )
+        )
+        self.session.execute(insert(t).values(**asdict(label)))
 
     def report_versions(self, report_id: str) -> list[ReportVersion]:
         """Return every version of a report, oldest first."""

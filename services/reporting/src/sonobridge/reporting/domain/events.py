@@ -98,5 +98,22 @@ class FollowupAlerted:
     raised_at: datetime
 
 
-Published = ReadRouted | ReportSigned | FollowupAlerted
+@dataclass(frozen=True)
+class QualityLabelled:
+    """An expert labelled one instance's quality; carries no patient data."""
+
+    exam_id: str
+    study_uid: str
+    read_id: str
+    series_uid: str
+    sop_uid: str
+    device_manufacturer: str
+    device_model_name: str
+    label: str
+    reason: str
+    labelled_role: str
+    labelled_at: datetime
+
+
+Published = ReadRouted | ReportSigned | FollowupAlerted | QualityLabelled
 Consumed = ExamCompleted | InferenceCompleted | TicketOpened

@@ -147,6 +147,33 @@ class Verdict:
     decided_at: datetime
 
 
+# Mirrors inference's quality reasons (the QualityReason of the event contract).
+QUALITY_REASONS = (
+    "low_gain",
+    "lost_contact",
+    "dead_elements",
+    "motion_blur",
+    "wrong_depth",
+    "other",
+)
+QUALITY_LABELS = ("acceptable", "rescan")
+
+
+@dataclass(frozen=True)
+class QualityLabel:
+    """An expert's quality label of one instance of a read's exam."""
+
+    read_id: str
+    sop_instance_uid: str
+    series_instance_uid: str
+    # "acceptable" or "rescan"; a rescan names the fault the expert saw.
+    label: str
+    reason: str
+    labelled_by: str
+    labelled_role: str
+    labelled_at: datetime
+
+
 @dataclass(frozen=True)
 class ReportVersion:
     """One signed version of a report; versions never change once signed."""

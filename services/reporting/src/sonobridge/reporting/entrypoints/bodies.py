@@ -40,6 +40,20 @@ class VerdictsRequest(BaseModel):
     verdicts: list[Verdict] = Field(min_length=1)
 
 
+class QualityLabelBody(BaseModel):
+    """The expert's quality label of one instance of the read's exam."""
+
+    sop_instance_uid: str = Field(min_length=1, max_length=128)
+    label: Literal["acceptable", "rescan"]
+    reason: str | None = Field(None, max_length=32, description="the fault seen, for rescan")
+
+
+class QualityLabelsRequest(BaseModel):
+    """Quality labels of the read's instances."""
+
+    labels: list[QualityLabelBody] = Field(min_length=1, max_length=1000)
+
+
 class ReassignRequest(BaseModel):
     """Who should take the read."""
 

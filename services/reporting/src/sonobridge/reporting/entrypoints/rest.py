@@ -23,12 +23,13 @@ from sonobridge.reporting.entrypoints.bodies import (
     AmendRequest,
     DraftEdit,
     DraftRequest,
+    QualityLabelsRequest,
     ReassignRequest,
     RosterRequest,
     VerdictsRequest,
 )
 from sonobridge.reporting.entrypoints.http import IdempotencyKey, answer, request_key
-from sonobridge.reporting.handlers import alerts, drafts, reads, reports, rosters, signing
+from sonobridge.reporting.handlers import alerts, drafts, labels, reads, reports, rosters, signing
 from sonobridge.reporting.ports import Dependencies, Work
 
 Deps = Annotated[Dependencies, Depends(app_deps)]
@@ -175,6 +176,15 @@ def verdicts(
     given = [v.model_dump() for v in body.verdicts]
     stored = drafts.record_verdicts(deps, principal, read_id, given)
     return {"verdicts": [views.verdict_view(v) for v in stored]}
+
+
+@router.put("/reads/{read_id}/quality-labels")
+def quality_labels(
+    read_id: str, body: QualityLabelsRequest, deps: Deps, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    given = [label.model_dump() for label in body.labels]
+    stored = labels.label_quality(deps, principal, read_id, given)
+    return {"labels": [views.quality_label_view(label) for label in stored]}
 
 
 @router.post("/reads/{read_id}/sign", status_code=201)

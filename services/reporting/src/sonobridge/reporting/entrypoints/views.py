@@ -13,6 +13,7 @@ from sonobridge.reporting.domain.records import (
     Alert,
     Draft,
     Notification,
+    QualityLabel,
     ReadRecord,
     ReportVersion,
     Verdict,
@@ -133,6 +134,18 @@ def verdict_view(v: Verdict) -> View:
         "verdict": v.verdict,
         "comment": v.comment,
         "decided_by": v.decided_by,
+    }
+
+
+def quality_label_view(label: QualityLabel) -> View:
+    """Return the API view of an instance's quality label."""
+    return {
+        "sop_instance_uid": label.sop_instance_uid,
+        "series_instance_uid": label.series_instance_uid,
+        "label": label.label,
+        "reason": label.reason or None,
+        "labelled_by": label.labelled_by,
+        "labelled_at": label.labelled_at.isoformat(),
     }
 
 
