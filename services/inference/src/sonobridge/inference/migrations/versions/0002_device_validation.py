@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sonobridge.common.ddl import create_audit_table
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -50,25 +52,7 @@ def upgrade() -> None:
         ["model_name", "manufacturer", "device_model_name", "id"],
         unique=False,
     )
-    op.create_table(
-        "audit_log",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("actor", sa.String(length=255), nullable=False),
-        sa.Column("roles", sa.String(length=255), nullable=False),
-        sa.Column("institution_id", sa.String(length=128), nullable=True),
-        sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("resource_type", sa.String(length=32), nullable=False),
-        sa.Column("resource_id", sa.String(length=255), nullable=False),
-        sa.Column("related_id", sa.String(length=255), nullable=True),
-        sa.Column("outcome", sa.String(length=32), nullable=False),
-        sa.Column("channel", sa.String(length=16), nullable=True),
-        sa.Column("request_id", sa.String(length=64), nullable=True),
-        sa.Column("detail", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    for column in ("at", "actor", "resource_id", "related_id"):
-        op.create_index(f"ix_audit_log_{column}", "audit_log", [column], unique=False)
+    create_audit_table()
 
 
 def downgrade() -> None:
