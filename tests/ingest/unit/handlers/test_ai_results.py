@@ -214,3 +214,10 @@ def test_dcmtk_reads_the_stored_report(f: Fakes, tmp_path: Path) -> None:
     assert "101.4" in out.stdout and "(mm,UCUM" in out.stdout
     assert "(POLYLINE," in out.stdout
     assert "E:" not in out.stderr
+
+
+def test_derived_objects_join_the_study_but_not_the_exams_instances(f: Fakes) -> None:
+    outcome = store_ai_results(f.deps, HighdicomAiRenderer(), messages.ai_result(_event()))
+    assert outcome.report is not None
+    assert outcome.report.exam_id is None
+    assert outcome.report.instance.study_instance_uid == STUDY
