@@ -4,15 +4,18 @@
 # source: sonobridge/api/events/v1/events.proto
 # Protobuf Python Version: 6.31.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 6, 31, 1, "", "sonobridge/api/events/v1/events.proto"
+    _runtime_version.Domain.PUBLIC,
+    6,
+    31,
+    1,
+    '',
+    'sonobridge/api/events/v1/events.proto'
 )
 # @@protoc_insertion_point(imports)
 
@@ -22,77 +25,75 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n%sonobridge/api/events/v1/events.proto\x12\x18sonobridge.api.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\x81\x03\n\x0bInstanceRef\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x02 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x03 \x01(\t\x12\x15\n\rsop_class_uid\x18\x04 \x01(\t\x12\x12\n\nobject_key\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x1b\n\x13transfer_syntax_uid\x18\x08 \x01(\t\x12\x18\n\x10number_of_frames\x18\t \x01(\r\x12\x10\n\x08modality\x18\n \x01(\t\x12\x41\n\x11\x61pp_pixel_spacing\x18\x0b \x01(\x0b\x32&.sonobridge.api.events.v1.PixelSpacing\x12&\n\x19\x61pp_gestational_age_weeks\x18\x0c \x01(\x01H\x00\x88\x01\x01\x42\x1c\n\x1a_app_gestational_age_weeks"1\n\x0cPixelSpacing\x12\x0e\n\x06row_mm\x18\x01 \x01(\x01\x12\x11\n\tcolumn_mm\x18\x02 \x01(\x01"\xca\x01\n\x0b\x45xamContext\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x13\n\x0boperator_id\x18\x04 \x01(\t\x12\x15\n\rdevice_serial\x18\x05 \x01(\t\x12\x35\n\texam_type\x18\x06 \x01(\x0e\x32".sonobridge.api.events.v1.ExamType\x12\x13\n\x0bpatient_ref\x18\x07 \x01(\t"\x84\x03\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x02 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x16\n\x0elow_confidence\x18\x07 \x01(\x08\x12\x12\n\nmodel_name\x18\x08 \x01(\t\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x1c\n\x14\x65vidence_object_keys\x18\n \x03(\t\x12\x18\n\x10sop_instance_uid\x18\x0b \x01(\t\x12\x45\n\nattributes\x18\x0c \x03(\x0b\x32\x31.sonobridge.api.events.v1.Finding.AttributesEntry\x12\x10\n\x08\x61\x62normal\x18\r \x01(\x08\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_value"\x9c\x02\n\x11QualityAssessment\x12\x12\n\nacceptable\x18\x01 \x01(\x08\x12\x38\n\x07reasons\x18\x02 \x03(\x0e\x32\'.sonobridge.api.events.v1.QualityReason\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x64vice\x18\x06 \x01(\t\x12?\n\nvalidation\x18\x07 \x01(\x0e\x32+.sonobridge.api.events.v1.QualityValidation\x12\x18\n\x10model_acceptable\x18\x08 \x01(\x08\x12\x14\n\x0c\x64\x65vice_model\x18\t \x01(\t"l\n\x0fInstanceQuality\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12?\n\nassessment\x18\x02 \x01(\x0b\x32+.sonobridge.api.events.v1.QualityAssessment"9\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t"\xee\x01\n\x0bProbeHealth\x12\x15\n\rdevice_serial\x18\x01 \x01(\t\x12\x1d\n\x15\x64\x65\x61\x64_element_fraction\x18\x02 \x01(\x01\x12\x1c\n\x14\x64\x65\x61\x64_element_columns\x18\x03 \x01(\r\x12\x17\n\x0fsuspected_fault\x18\x04 \x01(\x08\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12?\n\nvalidation\x18\x06 \x01(\x0e\x32+.sonobridge.api.events.v1.QualityValidation\x12\x1d\n\x15model_suspected_fault\x18\x07 \x01(\x08"\x95\x01\n\x0b\x41iAgreement\x12\x14\n\x0c\x66inding_code\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x34\n\x07verdict\x18\x04 \x01(\x0e\x32#.sonobridge.api.events.v1.AiVerdict\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t"\xbf\x02\n\rExamCompleted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x38\n\tinstances\x18\x02 \x03(\x0b\x32%.sonobridge.api.events.v1.InstanceRef\x12\x16\n\x0einstance_count\x18\x03 \x01(\r\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x03\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cscan_seconds\x18\x07 \x01(\x01\x12\x17\n\x0fmanifest_sha256\x18\x08 \x01(\t"\x80\x02\n\x0eInstanceStored\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x37\n\x08instance\x18\x02 \x01(\x0b\x32%.sonobridge.api.events.v1.InstanceRef\x12-\n\tstored_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0creceived_via\x18\x04 \x01(\x0e\x32%.sonobridge.api.events.v1.ReceivedVia\x12\x11\n\tduplicate\x18\x05 \x01(\x08"\xe1\x04\n\x12InferenceCompleted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x41\n\x0c\x65xam_quality\x18\x02 \x01(\x0b\x32+.sonobridge.api.events.v1.QualityAssessment\x12\x43\n\x10instance_quality\x18\x03 \x03(\x0b\x32).sonobridge.api.events.v1.InstanceQuality\x12\x33\n\x08\x66indings\x18\x04 \x03(\x0b\x32!.sonobridge.api.events.v1.Finding\x12\x32\n\x06models\x18\x05 \x03(\x0b\x32".sonobridge.api.events.v1.ModelRef\x12\x1b\n\x13\x64\x65rived_object_keys\x18\x06 \x03(\t\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x06status\x18\t \x01(\x0e\x32).sonobridge.api.events.v1.InferenceStatus\x12\x15\n\rerror_message\x18\n \x01(\t\x12;\n\x0cprobe_health\x18\x0b \x01(\x0b\x32%.sonobridge.api.events.v1.ProbeHealth\x12\x14\n\x0cinference_id\x18\x0c \x01(\t"\xef\x02\n\x0cReportRouted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x0f\n\x07read_id\x18\x02 \x01(\t\x12\x32\n\x05route\x18\x03 \x01(\x0e\x32#.sonobridge.api.events.v1.ReadRoute\x12\x10\n\x08worklist\x18\x04 \x01(\t\x12\x38\n\x08priority\x18\x05 \x01(\x0e\x32&.sonobridge.api.events.v1.ReadPriority\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61ssigned_to\x18\x07 \x01(\t\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12-\n\trouted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp"\x92\x03\n\x0cReportSigned\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x11\n\tsigned_by\x18\x04 \x01(\t\x12-\n\tsigned_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epdf_object_key\x18\x06 \x01(\t\x12\x17\n\x0fjson_object_key\x18\x07 \x01(\t\x12\x12\n\nconclusion\x18\x08 \x01(\t\x12\x33\n\x08\x66indings\x18\t \x03(\x0b\x32!.sonobridge.api.events.v1.Finding\x12;\n\x0c\x61i_agreement\x18\n \x03(\x0b\x32%.sonobridge.api.events.v1.AiAgreement\x12\x1c\n\x14\x61mended_from_version\x18\x0b \x01(\r\x12\x0f\n\x07read_id\x18\x0c \x01(\t"\xf0\x01\n\x0f\x46ollowupAlerted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x11\n\treport_id\x18\x03 \x01(\t\x12\x15\n\rmatched_terms\x18\x04 \x03(\t\x12"\n\x1a\x63oordinator_institution_id\x18\x05 \x01(\t\x12-\n\traised_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ereport_version\x18\x07 \x01(\r"\xd6\x02\n\x0fQualityLabelled\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x03 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x04 \x01(\t\x12\x1b\n\x13\x64\x65vice_manufacturer\x18\x05 \x01(\t\x12\x19\n\x11\x64\x65vice_model_name\x18\x06 \x01(\t\x12\x12\n\nacceptable\x18\x07 \x01(\x08\x12\x37\n\x06reason\x18\x08 \x01(\x0e\x32\'.sonobridge.api.events.v1.QualityReason\x12\x18\n\x10labelled_by_role\x18\t \x01(\t\x12/\n\x0blabelled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07read_id\x18\x0b \x01(\t"\xf8\x02\n\x0cTicketOpened\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x15\n\rdevice_serial\x18\x02 \x01(\t\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x0f\n\x07symptom\x18\x04 \x01(\t\x12\x36\n\x06source\x18\x05 \x01(\x0e\x32&.sonobridge.api.events.v1.TicketSource\x12-\n\topened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nack_due_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ronsite_due_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x65vidence_object_keys\x18\t \x03(\t\x12\x11\n\topened_by\x18\n \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x0b \x01(\t"\xeb\x02\n\rTicketUpdated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x15\n\rdevice_serial\x18\x02 \x01(\t\x12\x39\n\nfrom_state\x18\x03 \x01(\x0e\x32%.sonobridge.api.events.v1.TicketState\x12\x37\n\x08to_state\x18\x04 \x01(\x0e\x32%.sonobridge.api.events.v1.TicketState\x12\x10\n\x08\x61ssignee\x18\x05 \x01(\t\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x18\n\x10\x61\x63k_sla_breached\x18\x07 \x01(\x08\x12\x1b\n\x13onsite_sla_breached\x18\x08 \x01(\x08\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\x12\x0c\n\x04note\x18\x0b \x01(\t\x12\x16\n\x0einstitution_id\x18\x0c \x01(\t"\x8f\x02\n\x13\x44\x65viceStatusChanged\x12\x15\n\rdevice_serial\x18\x01 \x01(\t\x12\x16\n\x0einstitution_id\x18\x02 \x01(\t\x12;\n\x0b\x66rom_status\x18\x03 \x01(\x0e\x32&.sonobridge.api.events.v1.DeviceStatus\x12\x39\n\tto_status\x18\x04 \x01(\x0e\x32&.sonobridge.api.events.v1.DeviceStatus\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tticket_id\x18\x07 \x01(\t*\xda\x01\n\x08\x45xamType\x12\x19\n\x15\x45XAM_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XAM_TYPE_CAROTID\x10\x01\x12\x15\n\x11\x45XAM_TYPE_THYROID\x10\x02\x12\x15\n\x11\x45XAM_TYPE_ABDOMEN\x10\x03\x12\x14\n\x10\x45XAM_TYPE_KIDNEY\x10\x04\x12\x17\n\x13\x45XAM_TYPE_OBSTETRIC\x10\x05\x12\x15\n\x11\x45XAM_TYPE_CARDIAC\x10\x06\x12\x13\n\x0f\x45XAM_TYPE_LIVER\x10\x07\x12\x13\n\x0f\x45XAM_TYPE_OTHER\x10\x08*\xe9\x01\n\rQualityReason\x12\x1e\n\x1aQUALITY_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17QUALITY_REASON_LOW_GAIN\x10\x01\x12\x1f\n\x1bQUALITY_REASON_LOST_CONTACT\x10\x02\x12 \n\x1cQUALITY_REASON_DEAD_ELEMENTS\x10\x03\x12\x1e\n\x1aQUALITY_REASON_MOTION_BLUR\x10\x04\x12\x1e\n\x1aQUALITY_REASON_WRONG_DEPTH\x10\x05\x12\x18\n\x14QUALITY_REASON_OTHER\x10\x06*\x96\x01\n\x11QualityValidation\x12"\n\x1eQUALITY_VALIDATION_UNSPECIFIED\x10\x00\x12\x1d\n\x19QUALITY_VALIDATION_SHADOW\x10\x01\x12\x1f\n\x1bQUALITY_VALIDATION_ADVISORY\x10\x02\x12\x1d\n\x19QUALITY_VALIDATION_GATING\x10\x03*k\n\tAiVerdict\x12\x1a\n\x16\x41I_VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41I_VERDICT_AGREE\x10\x01\x12\x15\n\x11\x41I_VERDICT_MODIFY\x10\x02\x12\x15\n\x11\x41I_VERDICT_REJECT\x10\x03*\x98\x01\n\x0bReceivedVia\x12\x1c\n\x18RECEIVED_VIA_UNSPECIFIED\x10\x00\x12\x1b\n\x17RECEIVED_VIA_APP_UPLOAD\x10\x01\x12\x18\n\x14RECEIVED_VIA_STOW_RS\x10\x02\x12\x18\n\x14RECEIVED_VIA_C_STORE\x10\x03\x12\x1a\n\x16RECEIVED_VIA_AI_RESULT\x10\x04*\x8e\x01\n\x0fInferenceStatus\x12 \n\x1cINFERENCE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINFERENCE_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18INFERENCE_STATUS_PARTIAL\x10\x02\x12\x1b\n\x17INFERENCE_STATUS_FAILED\x10\x03*\xa4\x01\n\tReadRoute\x12\x1a\n\x16READ_ROUTE_UNSPECIFIED\x10\x00\x12\x15\n\x11READ_ROUTE_RESCAN\x10\x01\x12\x1b\n\x17READ_ROUTE_SELF_CONFIRM\x10\x02\x12\x15\n\x11READ_ROUTE_EXPERT\x10\x03\x12\x15\n\x11READ_ROUTE_URGENT\x10\x04\x12\x19\n\x15READ_ROUTE_PROVINCIAL\x10\x05*~\n\x0cReadPriority\x12\x1d\n\x19READ_PRIORITY_UNSPECIFIED\x10\x00\x12\x19\n\x15READ_PRIORITY_ROUTINE\x10\x01\x12\x1a\n\x16READ_PRIORITY_PRIORITY\x10\x02\x12\x18\n\x14READ_PRIORITY_URGENT\x10\x03*\x9f\x01\n\x0cTicketSource\x12\x1d\n\x19TICKET_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11TICKET_SOURCE_APP\x10\x01\x12\x1e\n\x1aTICKET_SOURCE_PROBE_HEALTH\x10\x02\x12\x1b\n\x17TICKET_SOURCE_TELEMETRY\x10\x03\x12\x1c\n\x18TICKET_SOURCE_PREVENTIVE\x10\x04*\xea\x01\n\x0bTicketState\x12\x1c\n\x18TICKET_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13TICKET_STATE_OPENED\x10\x01\x12\x1d\n\x19TICKET_STATE_ACKNOWLEDGED\x10\x02\x12\x1b\n\x17TICKET_STATE_DISPATCHED\x10\x03\x12\x18\n\x14TICKET_STATE_ON_SITE\x10\x04\x12\x19\n\x15TICKET_STATE_RESOLVED\x10\x05\x12\x17\n\x13TICKET_STATE_CLOSED\x10\x06\x12\x1a\n\x16TICKET_STATE_CANCELLED\x10\x07*\xbb\x01\n\x0c\x44\x65viceStatus\x12\x1d\n\x19\x44\x45VICE_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45VICE_STATUS_IN_SERVICE\x10\x01\x12\x18\n\x14\x44\x45VICE_STATUS_FAULTY\x10\x02\x12\x1b\n\x17\x44\x45VICE_STATUS_IN_REPAIR\x10\x03\x12\x1c\n\x18\x44\x45VICE_STATUS_LOANED_OUT\x10\x04\x12\x19\n\x15\x44\x45VICE_STATUS_RETIRED\x10\x05\x62\x06proto3'
-)
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%sonobridge/api/events/v1/events.proto\x12\x18sonobridge.api.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x03\n\x0bInstanceRef\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x02 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x03 \x01(\t\x12\x15\n\rsop_class_uid\x18\x04 \x01(\t\x12\x12\n\nobject_key\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x1b\n\x13transfer_syntax_uid\x18\x08 \x01(\t\x12\x18\n\x10number_of_frames\x18\t \x01(\r\x12\x10\n\x08modality\x18\n \x01(\t\x12\x41\n\x11\x61pp_pixel_spacing\x18\x0b \x01(\x0b\x32&.sonobridge.api.events.v1.PixelSpacing\x12&\n\x19\x61pp_gestational_age_weeks\x18\x0c \x01(\x01H\x00\x88\x01\x01\x42\x1c\n\x1a_app_gestational_age_weeks\"1\n\x0cPixelSpacing\x12\x0e\n\x06row_mm\x18\x01 \x01(\x01\x12\x11\n\tcolumn_mm\x18\x02 \x01(\x01\"\xca\x01\n\x0b\x45xamContext\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x13\n\x0boperator_id\x18\x04 \x01(\t\x12\x15\n\rdevice_serial\x18\x05 \x01(\t\x12\x35\n\texam_type\x18\x06 \x01(\x0e\x32\".sonobridge.api.events.v1.ExamType\x12\x13\n\x0bpatient_ref\x18\x07 \x01(\t\"\x84\x03\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x63ode_system\x18\x02 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x16\n\x0elow_confidence\x18\x07 \x01(\x08\x12\x12\n\nmodel_name\x18\x08 \x01(\t\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x1c\n\x14\x65vidence_object_keys\x18\n \x03(\t\x12\x18\n\x10sop_instance_uid\x18\x0b \x01(\t\x12\x45\n\nattributes\x18\x0c \x03(\x0b\x32\x31.sonobridge.api.events.v1.Finding.AttributesEntry\x12\x10\n\x08\x61\x62normal\x18\r \x01(\x08\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_value\"\x9c\x02\n\x11QualityAssessment\x12\x12\n\nacceptable\x18\x01 \x01(\x08\x12\x38\n\x07reasons\x18\x02 \x03(\x0e\x32\'.sonobridge.api.events.v1.QualityReason\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x64vice\x18\x06 \x01(\t\x12?\n\nvalidation\x18\x07 \x01(\x0e\x32+.sonobridge.api.events.v1.QualityValidation\x12\x18\n\x10model_acceptable\x18\x08 \x01(\x08\x12\x14\n\x0c\x64\x65vice_model\x18\t \x01(\t\"l\n\x0fInstanceQuality\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12?\n\nassessment\x18\x02 \x01(\x0b\x32+.sonobridge.api.events.v1.QualityAssessment\"9\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xee\x01\n\x0bProbeHealth\x12\x15\n\rdevice_serial\x18\x01 \x01(\t\x12\x1d\n\x15\x64\x65\x61\x64_element_fraction\x18\x02 \x01(\x01\x12\x1c\n\x14\x64\x65\x61\x64_element_columns\x18\x03 \x01(\r\x12\x17\n\x0fsuspected_fault\x18\x04 \x01(\x08\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12?\n\nvalidation\x18\x06 \x01(\x0e\x32+.sonobridge.api.events.v1.QualityValidation\x12\x1d\n\x15model_suspected_fault\x18\x07 \x01(\x08\"\x95\x01\n\x0b\x41iAgreement\x12\x14\n\x0c\x66inding_code\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x34\n\x07verdict\x18\x04 \x01(\x0e\x32#.sonobridge.api.events.v1.AiVerdict\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\"\xbf\x02\n\rExamCompleted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x38\n\tinstances\x18\x02 \x03(\x0b\x32%.sonobridge.api.events.v1.InstanceRef\x12\x16\n\x0einstance_count\x18\x03 \x01(\r\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x03\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cscan_seconds\x18\x07 \x01(\x01\x12\x17\n\x0fmanifest_sha256\x18\x08 \x01(\t\"\x80\x02\n\x0eInstanceStored\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x37\n\x08instance\x18\x02 \x01(\x0b\x32%.sonobridge.api.events.v1.InstanceRef\x12-\n\tstored_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0creceived_via\x18\x04 \x01(\x0e\x32%.sonobridge.api.events.v1.ReceivedVia\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"\xe1\x04\n\x12InferenceCompleted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x41\n\x0c\x65xam_quality\x18\x02 \x01(\x0b\x32+.sonobridge.api.events.v1.QualityAssessment\x12\x43\n\x10instance_quality\x18\x03 \x03(\x0b\x32).sonobridge.api.events.v1.InstanceQuality\x12\x33\n\x08\x66indings\x18\x04 \x03(\x0b\x32!.sonobridge.api.events.v1.Finding\x12\x32\n\x06models\x18\x05 \x03(\x0b\x32\".sonobridge.api.events.v1.ModelRef\x12\x1b\n\x13\x64\x65rived_object_keys\x18\x06 \x03(\t\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x06status\x18\t \x01(\x0e\x32).sonobridge.api.events.v1.InferenceStatus\x12\x15\n\rerror_message\x18\n \x01(\t\x12;\n\x0cprobe_health\x18\x0b \x01(\x0b\x32%.sonobridge.api.events.v1.ProbeHealth\x12\x14\n\x0cinference_id\x18\x0c \x01(\t\"\xef\x02\n\x0cReportRouted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x0f\n\x07read_id\x18\x02 \x01(\t\x12\x32\n\x05route\x18\x03 \x01(\x0e\x32#.sonobridge.api.events.v1.ReadRoute\x12\x10\n\x08worklist\x18\x04 \x01(\t\x12\x38\n\x08priority\x18\x05 \x01(\x0e\x32&.sonobridge.api.events.v1.ReadPriority\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61ssigned_to\x18\x07 \x01(\t\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12-\n\trouted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x92\x03\n\x0cReportSigned\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x11\n\tsigned_by\x18\x04 \x01(\t\x12-\n\tsigned_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epdf_object_key\x18\x06 \x01(\t\x12\x17\n\x0fjson_object_key\x18\x07 \x01(\t\x12\x12\n\nconclusion\x18\x08 \x01(\t\x12\x33\n\x08\x66indings\x18\t \x03(\x0b\x32!.sonobridge.api.events.v1.Finding\x12;\n\x0c\x61i_agreement\x18\n \x03(\x0b\x32%.sonobridge.api.events.v1.AiAgreement\x12\x1c\n\x14\x61mended_from_version\x18\x0b \x01(\r\x12\x0f\n\x07read_id\x18\x0c \x01(\t\"\xf0\x01\n\x0f\x46ollowupAlerted\x12\x36\n\x07\x63ontext\x18\x01 \x01(\x0b\x32%.sonobridge.api.events.v1.ExamContext\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x11\n\treport_id\x18\x03 \x01(\t\x12\x15\n\rmatched_terms\x18\x04 \x03(\t\x12\"\n\x1a\x63oordinator_institution_id\x18\x05 \x01(\t\x12-\n\traised_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ereport_version\x18\x07 \x01(\r\"\xd6\x02\n\x0fQualityLabelled\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x03 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x04 \x01(\t\x12\x1b\n\x13\x64\x65vice_manufacturer\x18\x05 \x01(\t\x12\x19\n\x11\x64\x65vice_model_name\x18\x06 \x01(\t\x12\x12\n\nacceptable\x18\x07 \x01(\x08\x12\x37\n\x06reason\x18\x08 \x01(\x0e\x32\'.sonobridge.api.events.v1.QualityReason\x12\x18\n\x10labelled_by_role\x18\t \x01(\t\x12/\n\x0blabelled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07read_id\x18\x0b \x01(\t\"\xf8\x02\n\x0cTicketOpened\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x15\n\rdevice_serial\x18\x02 \x01(\t\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x0f\n\x07symptom\x18\x04 \x01(\t\x12\x36\n\x06source\x18\x05 \x01(\x0e\x32&.sonobridge.api.events.v1.TicketSource\x12-\n\topened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nack_due_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ronsite_due_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x65vidence_object_keys\x18\t \x03(\t\x12\x11\n\topened_by\x18\n \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x0b \x01(\t\"\xeb\x02\n\rTicketUpdated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x15\n\rdevice_serial\x18\x02 \x01(\t\x12\x39\n\nfrom_state\x18\x03 \x01(\x0e\x32%.sonobridge.api.events.v1.TicketState\x12\x37\n\x08to_state\x18\x04 \x01(\x0e\x32%.sonobridge.api.events.v1.TicketState\x12\x10\n\x08\x61ssignee\x18\x05 \x01(\t\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x18\n\x10\x61\x63k_sla_breached\x18\x07 \x01(\x08\x12\x1b\n\x13onsite_sla_breached\x18\x08 \x01(\x08\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\x12\x0c\n\x04note\x18\x0b \x01(\t\x12\x16\n\x0einstitution_id\x18\x0c \x01(\t\"\x8f\x02\n\x13\x44\x65viceStatusChanged\x12\x15\n\rdevice_serial\x18\x01 \x01(\t\x12\x16\n\x0einstitution_id\x18\x02 \x01(\t\x12;\n\x0b\x66rom_status\x18\x03 \x01(\x0e\x32&.sonobridge.api.events.v1.DeviceStatus\x12\x39\n\tto_status\x18\x04 \x01(\x0e\x32&.sonobridge.api.events.v1.DeviceStatus\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tticket_id\x18\x07 \x01(\t*\xda\x01\n\x08\x45xamType\x12\x19\n\x15\x45XAM_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XAM_TYPE_CAROTID\x10\x01\x12\x15\n\x11\x45XAM_TYPE_THYROID\x10\x02\x12\x15\n\x11\x45XAM_TYPE_ABDOMEN\x10\x03\x12\x14\n\x10\x45XAM_TYPE_KIDNEY\x10\x04\x12\x17\n\x13\x45XAM_TYPE_OBSTETRIC\x10\x05\x12\x15\n\x11\x45XAM_TYPE_CARDIAC\x10\x06\x12\x13\n\x0f\x45XAM_TYPE_LIVER\x10\x07\x12\x13\n\x0f\x45XAM_TYPE_OTHER\x10\x08*\xe9\x01\n\rQualityReason\x12\x1e\n\x1aQUALITY_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17QUALITY_REASON_LOW_GAIN\x10\x01\x12\x1f\n\x1bQUALITY_REASON_LOST_CONTACT\x10\x02\x12 \n\x1cQUALITY_REASON_DEAD_ELEMENTS\x10\x03\x12\x1e\n\x1aQUALITY_REASON_MOTION_BLUR\x10\x04\x12\x1e\n\x1aQUALITY_REASON_WRONG_DEPTH\x10\x05\x12\x18\n\x14QUALITY_REASON_OTHER\x10\x06*\x96\x01\n\x11QualityValidation\x12\"\n\x1eQUALITY_VALIDATION_UNSPECIFIED\x10\x00\x12\x1d\n\x19QUALITY_VALIDATION_SHADOW\x10\x01\x12\x1f\n\x1bQUALITY_VALIDATION_ADVISORY\x10\x02\x12\x1d\n\x19QUALITY_VALIDATION_GATING\x10\x03*k\n\tAiVerdict\x12\x1a\n\x16\x41I_VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41I_VERDICT_AGREE\x10\x01\x12\x15\n\x11\x41I_VERDICT_MODIFY\x10\x02\x12\x15\n\x11\x41I_VERDICT_REJECT\x10\x03*\x98\x01\n\x0bReceivedVia\x12\x1c\n\x18RECEIVED_VIA_UNSPECIFIED\x10\x00\x12\x1b\n\x17RECEIVED_VIA_APP_UPLOAD\x10\x01\x12\x18\n\x14RECEIVED_VIA_STOW_RS\x10\x02\x12\x18\n\x14RECEIVED_VIA_C_STORE\x10\x03\x12\x1a\n\x16RECEIVED_VIA_AI_RESULT\x10\x04*\x8e\x01\n\x0fInferenceStatus\x12 \n\x1cINFERENCE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINFERENCE_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18INFERENCE_STATUS_PARTIAL\x10\x02\x12\x1b\n\x17INFERENCE_STATUS_FAILED\x10\x03*\xa4\x01\n\tReadRoute\x12\x1a\n\x16READ_ROUTE_UNSPECIFIED\x10\x00\x12\x15\n\x11READ_ROUTE_RESCAN\x10\x01\x12\x1b\n\x17READ_ROUTE_SELF_CONFIRM\x10\x02\x12\x15\n\x11READ_ROUTE_EXPERT\x10\x03\x12\x15\n\x11READ_ROUTE_URGENT\x10\x04\x12\x19\n\x15READ_ROUTE_PROVINCIAL\x10\x05*~\n\x0cReadPriority\x12\x1d\n\x19READ_PRIORITY_UNSPECIFIED\x10\x00\x12\x19\n\x15READ_PRIORITY_ROUTINE\x10\x01\x12\x1a\n\x16READ_PRIORITY_PRIORITY\x10\x02\x12\x18\n\x14READ_PRIORITY_URGENT\x10\x03*\x9f\x01\n\x0cTicketSource\x12\x1d\n\x19TICKET_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11TICKET_SOURCE_APP\x10\x01\x12\x1e\n\x1aTICKET_SOURCE_PROBE_HEALTH\x10\x02\x12\x1b\n\x17TICKET_SOURCE_TELEMETRY\x10\x03\x12\x1c\n\x18TICKET_SOURCE_PREVENTIVE\x10\x04*\xea\x01\n\x0bTicketState\x12\x1c\n\x18TICKET_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13TICKET_STATE_OPENED\x10\x01\x12\x1d\n\x19TICKET_STATE_ACKNOWLEDGED\x10\x02\x12\x1b\n\x17TICKET_STATE_DISPATCHED\x10\x03\x12\x18\n\x14TICKET_STATE_ON_SITE\x10\x04\x12\x19\n\x15TICKET_STATE_RESOLVED\x10\x05\x12\x17\n\x13TICKET_STATE_CLOSED\x10\x06\x12\x1a\n\x16TICKET_STATE_CANCELLED\x10\x07*\xbb\x01\n\x0c\x44\x65viceStatus\x12\x1d\n\x19\x44\x45VICE_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45VICE_STATUS_IN_SERVICE\x10\x01\x12\x18\n\x14\x44\x45VICE_STATUS_FAULTY\x10\x02\x12\x1b\n\x17\x44\x45VICE_STATUS_IN_REPAIR\x10\x03\x12\x1c\n\x18\x44\x45VICE_STATUS_LOANED_OUT\x10\x04\x12\x19\n\x15\x44\x45VICE_STATUS_RETIRED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "sonobridge.api.events.v1.events_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sonobridge.api.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_FINDING_ATTRIBUTESENTRY"]._loaded_options = None
-    _globals["_FINDING_ATTRIBUTESENTRY"]._serialized_options = b"8\001"
-    _globals["_EXAMTYPE"]._serialized_start = 5560
-    _globals["_EXAMTYPE"]._serialized_end = 5778
-    _globals["_QUALITYREASON"]._serialized_start = 5781
-    _globals["_QUALITYREASON"]._serialized_end = 6014
-    _globals["_QUALITYVALIDATION"]._serialized_start = 6017
-    _globals["_QUALITYVALIDATION"]._serialized_end = 6167
-    _globals["_AIVERDICT"]._serialized_start = 6169
-    _globals["_AIVERDICT"]._serialized_end = 6276
-    _globals["_RECEIVEDVIA"]._serialized_start = 6279
-    _globals["_RECEIVEDVIA"]._serialized_end = 6431
-    _globals["_INFERENCESTATUS"]._serialized_start = 6434
-    _globals["_INFERENCESTATUS"]._serialized_end = 6576
-    _globals["_READROUTE"]._serialized_start = 6579
-    _globals["_READROUTE"]._serialized_end = 6743
-    _globals["_READPRIORITY"]._serialized_start = 6745
-    _globals["_READPRIORITY"]._serialized_end = 6871
-    _globals["_TICKETSOURCE"]._serialized_start = 6874
-    _globals["_TICKETSOURCE"]._serialized_end = 7033
-    _globals["_TICKETSTATE"]._serialized_start = 7036
-    _globals["_TICKETSTATE"]._serialized_end = 7270
-    _globals["_DEVICESTATUS"]._serialized_start = 7273
-    _globals["_DEVICESTATUS"]._serialized_end = 7460
-    _globals["_INSTANCEREF"]._serialized_start = 101
-    _globals["_INSTANCEREF"]._serialized_end = 486
-    _globals["_PIXELSPACING"]._serialized_start = 488
-    _globals["_PIXELSPACING"]._serialized_end = 537
-    _globals["_EXAMCONTEXT"]._serialized_start = 540
-    _globals["_EXAMCONTEXT"]._serialized_end = 742
-    _globals["_FINDING"]._serialized_start = 745
-    _globals["_FINDING"]._serialized_end = 1133
-    _globals["_FINDING_ATTRIBUTESENTRY"]._serialized_start = 1074
-    _globals["_FINDING_ATTRIBUTESENTRY"]._serialized_end = 1123
-    _globals["_QUALITYASSESSMENT"]._serialized_start = 1136
-    _globals["_QUALITYASSESSMENT"]._serialized_end = 1420
-    _globals["_INSTANCEQUALITY"]._serialized_start = 1422
-    _globals["_INSTANCEQUALITY"]._serialized_end = 1530
-    _globals["_MODELREF"]._serialized_start = 1532
-    _globals["_MODELREF"]._serialized_end = 1589
-    _globals["_PROBEHEALTH"]._serialized_start = 1592
-    _globals["_PROBEHEALTH"]._serialized_end = 1830
-    _globals["_AIAGREEMENT"]._serialized_start = 1833
-    _globals["_AIAGREEMENT"]._serialized_end = 1982
-    _globals["_EXAMCOMPLETED"]._serialized_start = 1985
-    _globals["_EXAMCOMPLETED"]._serialized_end = 2304
-    _globals["_INSTANCESTORED"]._serialized_start = 2307
-    _globals["_INSTANCESTORED"]._serialized_end = 2563
-    _globals["_INFERENCECOMPLETED"]._serialized_start = 2566
-    _globals["_INFERENCECOMPLETED"]._serialized_end = 3175
-    _globals["_REPORTROUTED"]._serialized_start = 3178
-    _globals["_REPORTROUTED"]._serialized_end = 3545
-    _globals["_REPORTSIGNED"]._serialized_start = 3548
-    _globals["_REPORTSIGNED"]._serialized_end = 3950
-    _globals["_FOLLOWUPALERTED"]._serialized_start = 3953
-    _globals["_FOLLOWUPALERTED"]._serialized_end = 4193
-    _globals["_QUALITYLABELLED"]._serialized_start = 4196
-    _globals["_QUALITYLABELLED"]._serialized_end = 4538
-    _globals["_TICKETOPENED"]._serialized_start = 4541
-    _globals["_TICKETOPENED"]._serialized_end = 4917
-    _globals["_TICKETUPDATED"]._serialized_start = 4920
-    _globals["_TICKETUPDATED"]._serialized_end = 5283
-    _globals["_DEVICESTATUSCHANGED"]._serialized_start = 5286
-    _globals["_DEVICESTATUSCHANGED"]._serialized_end = 5557
+  DESCRIPTOR._loaded_options = None
+  _globals['_FINDING_ATTRIBUTESENTRY']._loaded_options = None
+  _globals['_FINDING_ATTRIBUTESENTRY']._serialized_options = b'8\001'
+  _globals['_EXAMTYPE']._serialized_start=5560
+  _globals['_EXAMTYPE']._serialized_end=5778
+  _globals['_QUALITYREASON']._serialized_start=5781
+  _globals['_QUALITYREASON']._serialized_end=6014
+  _globals['_QUALITYVALIDATION']._serialized_start=6017
+  _globals['_QUALITYVALIDATION']._serialized_end=6167
+  _globals['_AIVERDICT']._serialized_start=6169
+  _globals['_AIVERDICT']._serialized_end=6276
+  _globals['_RECEIVEDVIA']._serialized_start=6279
+  _globals['_RECEIVEDVIA']._serialized_end=6431
+  _globals['_INFERENCESTATUS']._serialized_start=6434
+  _globals['_INFERENCESTATUS']._serialized_end=6576
+  _globals['_READROUTE']._serialized_start=6579
+  _globals['_READROUTE']._serialized_end=6743
+  _globals['_READPRIORITY']._serialized_start=6745
+  _globals['_READPRIORITY']._serialized_end=6871
+  _globals['_TICKETSOURCE']._serialized_start=6874
+  _globals['_TICKETSOURCE']._serialized_end=7033
+  _globals['_TICKETSTATE']._serialized_start=7036
+  _globals['_TICKETSTATE']._serialized_end=7270
+  _globals['_DEVICESTATUS']._serialized_start=7273
+  _globals['_DEVICESTATUS']._serialized_end=7460
+  _globals['_INSTANCEREF']._serialized_start=101
+  _globals['_INSTANCEREF']._serialized_end=486
+  _globals['_PIXELSPACING']._serialized_start=488
+  _globals['_PIXELSPACING']._serialized_end=537
+  _globals['_EXAMCONTEXT']._serialized_start=540
+  _globals['_EXAMCONTEXT']._serialized_end=742
+  _globals['_FINDING']._serialized_start=745
+  _globals['_FINDING']._serialized_end=1133
+  _globals['_FINDING_ATTRIBUTESENTRY']._serialized_start=1074
+  _globals['_FINDING_ATTRIBUTESENTRY']._serialized_end=1123
+  _globals['_QUALITYASSESSMENT']._serialized_start=1136
+  _globals['_QUALITYASSESSMENT']._serialized_end=1420
+  _globals['_INSTANCEQUALITY']._serialized_start=1422
+  _globals['_INSTANCEQUALITY']._serialized_end=1530
+  _globals['_MODELREF']._serialized_start=1532
+  _globals['_MODELREF']._serialized_end=1589
+  _globals['_PROBEHEALTH']._serialized_start=1592
+  _globals['_PROBEHEALTH']._serialized_end=1830
+  _globals['_AIAGREEMENT']._serialized_start=1833
+  _globals['_AIAGREEMENT']._serialized_end=1982
+  _globals['_EXAMCOMPLETED']._serialized_start=1985
+  _globals['_EXAMCOMPLETED']._serialized_end=2304
+  _globals['_INSTANCESTORED']._serialized_start=2307
+  _globals['_INSTANCESTORED']._serialized_end=2563
+  _globals['_INFERENCECOMPLETED']._serialized_start=2566
+  _globals['_INFERENCECOMPLETED']._serialized_end=3175
+  _globals['_REPORTROUTED']._serialized_start=3178
+  _globals['_REPORTROUTED']._serialized_end=3545
+  _globals['_REPORTSIGNED']._serialized_start=3548
+  _globals['_REPORTSIGNED']._serialized_end=3950
+  _globals['_FOLLOWUPALERTED']._serialized_start=3953
+  _globals['_FOLLOWUPALERTED']._serialized_end=4193
+  _globals['_QUALITYLABELLED']._serialized_start=4196
+  _globals['_QUALITYLABELLED']._serialized_end=4538
+  _globals['_TICKETOPENED']._serialized_start=4541
+  _globals['_TICKETOPENED']._serialized_end=4917
+  _globals['_TICKETUPDATED']._serialized_start=4920
+  _globals['_TICKETUPDATED']._serialized_end=5283
+  _globals['_DEVICESTATUSCHANGED']._serialized_start=5286
+  _globals['_DEVICESTATUSCHANGED']._serialized_end=5557
 # @@protoc_insertion_point(module_scope)
