@@ -230,3 +230,16 @@ def test_derived_objects_join_the_study_but_not_the_exams_instances(f: Fakes) ->
     assert outcome.report is not None
     assert outcome.report.exam_id is None
     assert outcome.report.instance.study_instance_uid == STUDY
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy not installed")
+def test_dciodvfy_finds_no_error_in_the_report_or_the_capture(f: Fakes, tmp_path: Path) -> None:
+    store_ai_results(f.deps, HighdicomAiRenderer(), messages.ai_result(_event()))
+    for modality in ("SR", "OT"):
+        (ds,) = _stored(f, modality)
+        path = tmp_path / f"{modality}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        verdict = out.stdout + out.stderr
+        assert "Error" not in verdict, verdict
+        assert ("ComprehensiveSR" if modality == "SR" else "SCImage") in verdict

@@ -16,6 +16,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from sonobridge.ingest.domain.ai_results import (
+    LOCAL_SCHEME,
     OVERLAY_SERIES_NUMBER,
     REPORT_SERIES_NUMBER,
     UCUM_MEANINGS,
@@ -136,6 +137,13 @@ class HighdicomAiRenderer:
             is_complete=True,
             series_description=f"AI measurements ({DISCLAIMER})"[:64],
         )
+        if any(m.scheme == LOCAL_SCHEME for m in result.measurements):
+            # A private coding scheme is named in the header (PS3.3 C.12.1.1.8).
+            scheme = Dataset()
+            scheme.CodingSchemeDesignator = LOCAL_SCHEME
+            scheme.CodingSchemeName = "SonoBridge finding codes (no PS3.16 concept exists)"
+            scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
+            sr.CodingSchemeIdentificationSequence = [scheme]
         _stamp(sr, result.completed_at)
         return _part10(sr)
 
@@ -252,6 +260,8 @@ class HighdicomAiRenderer:
         sc.ImageType = ["DERIVED", "SECONDARY"]
         sc.BurnedInAnnotation = "YES"
         sc.PatientOrientation = None
+        # Type 2C (paired body parts): the source's when it says, else empty, not a guess.
+        sc.Laterality = ref.get("Laterality")
         sc.Rows, sc.Columns = int(pixels.shape[0]), int(pixels.shape[1])
         sc.SamplesPerPixel = 3
         sc.PhotometricInterpretation = "RGB"

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+# The project's own codes, for measurements PS3.16 has no concept for (e.g. carotid IMT).
+LOCAL_SCHEME = "99SONOBRIDGE"
 # Coding scheme designators (PS3.16 8) for the code systems the inference modules emit.
 SCHEME_OF_SYSTEM = {
     "http://snomed.info/sct": "SCT",
     "http://loinc.org": "LN",
     "http://dicom.nema.org/resources/ontology/DCM": "DCM",
-    "urn:sonobridge:finding": "99SONOBRIDGE",
+    "urn:sonobridge:finding": LOCAL_SCHEME,
 }
 # Meanings of the UCUM units the modules emit; an unknown unit keeps its code as meaning.
 UCUM_MEANINGS = {
@@ -73,7 +75,7 @@ class AiMeasurement:
     @property
     def scheme(self) -> str:
         """Return the coding scheme designator of the finding's code."""
-        return SCHEME_OF_SYSTEM.get(self.code_system, "99SONOBRIDGE")
+        return SCHEME_OF_SYSTEM.get(self.code_system, LOCAL_SCHEME)
 
     @property
     def measured(self) -> bool:
