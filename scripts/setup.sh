@@ -21,6 +21,8 @@ echo "setup: python environment synced from uv.lock"
 if [[ "${1:-}" == "--infra" ]]; then
     apt_missing=()
     command -v storescu >/dev/null || apt_missing+=(dcmtk)
+    # dciodvfy checks the AI's SR and secondary captures against the IODs.
+    command -v dciodvfy >/dev/null || apt_missing+=(dicom3tools)
     command -v pdftoppm >/dev/null || apt_missing+=(poppler-utils)
     # The weak-link test's baseline is one plain curl upload.
     command -v curl >/dev/null || apt_missing+=(curl)
