@@ -138,8 +138,10 @@ def test_every_exam_completes_with_the_module_for_its_exam_type_and_its_version(
         module = MODULE_OF[label]
         assert event.status == events_pb2.INFERENCE_STATUS_COMPLETED, event.error_message
         refs = {m.name: m for m in event.models}
-        assert set(refs) == {"image-quality", "probe-health", module}
+        assert set(refs) == {"image-quality", "probe-health", "view-check", module}
         assert refs[module].version == "1.0.0"
+        # The view check routed every frame of these exams to the module of their anatomy.
+        assert all(f.attributes["view"] != "other" for f in event.findings), label
         assert refs[module].sha256 == (_card(module)["sha256"] or "")
         assert all(f.model_name == module and f.model_version == "1.0.0" for f in event.findings)
     # Networks are identified by hash; the carotid module is measurement only (no network).

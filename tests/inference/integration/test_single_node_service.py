@@ -280,8 +280,13 @@ def test_exam_completed_yields_one_inference_completed_even_when_redelivered(ser
     done = first[0]
     assert done.status == events_pb2.INFERENCE_STATUS_COMPLETED
     assert done.context == exam.context
-    # Abdomen exams also run the focal-lesion module.
-    assert {m.name for m in done.models} == {"image-quality", "probe-health", "focal-lesions"}
+    # Abdomen exams also run the focal-lesion module, on the frames the view check routes to it.
+    assert {m.name for m in done.models} == {
+        "image-quality",
+        "probe-health",
+        "view-check",
+        "focal-lesions",
+    }
     assert all(len(m.sha256) == 64 for m in done.models)
     assert [q.sop_instance_uid for q in done.instance_quality] == [
         i.sop_instance_uid for i in exam.instances

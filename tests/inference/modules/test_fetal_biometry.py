@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inference.unit.handlers.fakes import world
+from inference.unit.handlers.fakes import see_view, world
 from PIL import Image
 
 from sonobridge.api.events.v1 import events_pb2
@@ -169,6 +169,7 @@ def test_the_apps_dates_on_the_exam_event_reach_the_module_and_flag_a_disagreeme
     # The exam event as ingest announces it: the app's calibration and dates on the instance.
     measured = module.run([dev_image.frame(ROOT)]).details["ga_weeks"]
     w = world()
+    see_view(w, "fetal-head")
     w.deps.modules = [module]
     buf = io.BytesIO()
     Image.fromarray(dev_image.pixels(ROOT)).save(buf, format="PNG")

@@ -430,3 +430,15 @@ def exam(
         device_serial="PROBE-1",
         instances=tuple(instances),
     )
+
+
+def see_view(w: World, view: str) -> None:
+    """Load a fake view check that gives every frame `view`, so anatomy-bound modules run."""
+    labels = (view, "other")
+    view_card = card("view-check", labels=labels, thresholds={"min_confidence": 0.5})
+    w.catalog.cards[(view_card.name, view_card.version)] = view_card
+    w.catalog.loaded.add((view_card.name, view_card.version))
+    w.catalog.pins[view_card.name] = view_card.version
+    w.models.outputs["view-check"] = lambda x: {
+        "probabilities": np.tile(np.asarray([0.95, 0.05], np.float32), (len(x), 1))
+    }

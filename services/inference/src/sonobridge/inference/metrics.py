@@ -70,3 +70,9 @@ class InferenceMetrics:
             ["model", "from_state", "to_state", "trigger"],
             **kw,
         )
+        self.frame_views = Counter(
+            "sonobridge_inference_frame_views",
+            "Exam frames by the view the view check gave them (what the clinical modules may see).",
+            ["view"],
+            **kw,
+        )

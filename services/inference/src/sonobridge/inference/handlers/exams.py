@@ -47,9 +47,10 @@ from sonobridge.inference.handlers.quality import (
 )
 from sonobridge.inference.handlers.serving import preprocess, run_model
 from sonobridge.inference.handlers.validation import device_state
+from sonobridge.inference.handlers.views import check_views, frames_for, view_model, with_views
 from sonobridge.inference.imaging.decode import DecodedImage, decode_file
 from sonobridge.inference.modules.base import ExamModule, ModuleFrame, ModuleOutput
-from sonobridge.inference.modules.bounds import within_physical_bounds
+from sonobridge.inference.modules.bounds import field_of, within_physical_bounds
 from sonobridge.inference.ports import ExamWork, ServedModel
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ def analyse_exam(
     probe = deps.models.get(PROBE_HEALTH_MODEL)
     modules = [m for m in deps.modules if exam.exam_type and exam.exam_type in m.exam_types]
     used = [_use(quality), _use(probe)]
+    views = view_model(deps) if modules else None
+    if views is not None:
+        used.append(_use(views))
     used += [ModelUse(m.name, m.version, getattr(m, "sha256", "") or "") for m in modules]
     key = ResultKey.of(exam, used)
     recorded = find(key)
@@ -174,10 +178,23 @@ def _conclude(
     evidence.derived.append(_store_quality(deps, run, study, quality))
     health = _store_probe_health(deps, run, exam, probe, evidence)
     given = choose_frames(run.module_frames, run.frame_acceptable, exam.exam_type)
+    if not modules:
+        return health
+    # A module measures only frames whose view is its anatomy: never a kidney on a lung.
+    views = check_views(deps, view_model(deps), given)
+    measured: dict[str, int] = {}
     for module in modules:
-        out = _run_module(deps, module, given, run.errors)
+        mine = frames_for(module, given, views)
+        measured[module.name] = len(mine.frames)
+        if not mine.frames:
+            continue
+        out = _run_module(deps, module, mine, run.errors)
         if out is not None:
-            _store_module_output(deps, out, study, evidence)
+            _store_module_output(deps, with_views(out, mine, views), study, evidence)
+    if views.model is not None:
+        card = views.model.card
+        key = f"derived/{study}/{card.name}/{card.version}/views.json"
+        evidence.derived.append(_put_json(deps, key, views.record(measured)))
     return health
 
 
@@ -311,7 +328,7 @@ def _run_module(
         return None
     deps.metrics.stage_seconds.labels(module.name, "total").observe(time.perf_counter() - started)
     # A value no anatomy can have is an artefact of a wrong frame, never a finding.
-    return finish_findings(within_physical_bounds(out), given)
+    return finish_findings(within_physical_bounds(out, field_of(given.frames)), given)
 
 
 def _store_module_output(
