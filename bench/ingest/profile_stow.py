@@ -1,0 +1,162 @@
+"""Profile the small-instance STOW-RS path with py-spy and print where store_instance spends time.
+
+Starts ingest in this process on the single node's adapters (SQLite, a directory, the embedded
+log) or the cluster edition's (PostgreSQL, MinIO, Kafka; started on demand as the tests do),
+sends pydicom's 0.22 MB US example with fresh UIDs from 4 clients, samples this process with
+`py-spy record --format raw` (py-spy is in the dev group) and prints the share of the
+store_instance samples under each frame, plus instances/s. Figures, never a pass/fail:
+
+    uv run python bench/ingest/profile_stow.py [--edition single|cluster] [--instances 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench" / "ingest"))
+sys.path.insert(0, str(REPO / "tests"))
+
+from bench_vs_orthanc import _send, _small_instances  # noqa: E402
+from ingest.ingest_support import running_ingest  # noqa: E402
+
+from sonobridge.common.auth import LocalIssuer  # noqa: E402
+
+ROOT_FRAME = "store_instance"
+
+
+@contextlib.contextmanager
+def _cluster_adapters() -> Iterator[dict[str, Any]]:
+    """A fresh bucket and database on the local MinIO and PostgreSQL, and the Kafka bus."""
+    from bench_vs_orthanc import local_servers
+
+    with local_servers() as env:
+        yield from _fresh_adapters(env)
+
+
+def _fresh_adapters(env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from sonobridge.common.bus.kafka import KafkaEventBus
+    from sonobridge.common.db import create_db_engine
+    from sonobridge.common.objects.minio import MinioObjectStore
+
+    name = f"profile{uuid.uuid4().hex[:10]}"
+    store = MinioObjectStore(
+        env["SONOBRIDGE_TEST_MINIO"],
+        env["SONOBRIDGE_TEST_MINIO_ACCESS_KEY"],
+        env["SONOBRIDGE_TEST_MINIO_SECRET_KEY"],
+        name,
+    )
+    store.ensure_bucket()
+    admin = create_engine(env["SONOBRIDGE_TEST_PG_URL"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(env["SONOBRIDGE_TEST_PG_URL"]).set(database=name)
+    engine = create_db_engine(url.render_as_string(hide_password=False))
+    bus = KafkaEventBus(env["SONOBRIDGE_TEST_KAFKA"])
+    try:
+        yield {"store": store, "engine": engine, "bus": bus}
+    finally:
+        bus.close()
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        for key in list(store.list("")):
+            store.delete(key)
+
+
+def _report(raw: Path, top: int) -> None:
+    """Print the inclusive share of store_instance samples under each frame, and self time."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        names = [
+            f.split(" (")[0] + " " + f.split(" (")[-1].split("/")[-1].rstrip(")") for f in frames
+        ]
+        try:
+            root = next(i for i, f in enumerate(frames) if f.startswith(ROOT_FRAME + " "))
+        except StopIteration:
+            continue
+        n = int(count)
+        total += n
+        for name in set(names[root:]):
+            inclusive[name] += n
+        own[names[-1]] += n
+    if not total:
+        print("no store_instance samples")
+        return
+    print(f"{total} samples in {ROOT_FRAME}; inclusive share of them:")
+    for name, n in inclusive.most_common(top):
+        print(f"  {100 * n / total:5.1f}%  {name}")
+    print("self time (leaf frames):")
+    for name, n in own.most_common(top // 2):
+        print(f"  {100 * n / total:5.1f}%  {name}")
+
+
+def main() -> None:
+    """Run the load under py-spy and print the profile and the rate."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edition", choices=("single", "cluster"), default="single")
+    parser.add_argument("--instances", type=int, default=300)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    issuer = LocalIssuer("bench", audience="sonobridge")
+    adapters = _cluster_adapters() if args.edition == "cluster" else contextlib.nullcontext({})
+    with (
+        tempfile.TemporaryDirectory(prefix="profile-stow-") as tmp,
+        adapters as chosen,
+        running_ingest(Path(tmp), issuer, dimse_enabled=False, **chosen) as ingest,
+    ):
+        url = f"{ingest.base_url}/dicomweb/studies"
+        headers = {"Authorization": f"Bearer {ingest.token(roles=('service',))}"}
+        _send(url, headers, _small_instances(8), 4, lambda body: body)  # warm
+        bodies = _small_instances(args.instances)
+        raw = Path(tmp) / "profile.txt"
+        recorder = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(os.getpid()),
+                "--format",
+                "raw",
+                "--rate",
+                str(args.rate),
+                "--threads",
+                "--output",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # py-spy attaches
+        elapsed, _ = _send(url, headers, bodies, 4, lambda body: body)
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+        print(f"{args.edition}: {len(bodies) / elapsed:.1f} instances/s (4 clients, under py-spy)")
+        _report(raw, args.top)
+
+
+if __name__ == "__main__":
+    main()
