@@ -4,9 +4,14 @@ Starts ingest in this process on the single node's adapters (SQLite, a directory
 log) or the cluster edition's (PostgreSQL, MinIO, Kafka; started on demand as the tests do),
 sends pydicom's 0.22 MB US example with fresh UIDs from 4 clients, samples this process with
 `py-spy record --format raw` (py-spy is in the dev group) and prints the share of the
-store_instance samples under each frame, plus instances/s. Figures, never a pass/fail:
+store_instance samples under each frame, plus instances/s and latency. Variants, run in
+interleaved turns, each on a fresh ingest: "before" is the path before #18 (a claim and an
+update, two write transactions, SQLite writers polling in its busy handler); "gated" adds the
+in-process SQLite write gate; "after" is the code as built (gate, and one transaction for
+instances up to SMALL_INSTANCE_BYTES). Figures, never a pass/fail:
 
     uv run python bench/ingest/profile_stow.py [--edition single|cluster] [--instances 300]
+        [--variants before,gated,after] [--pairs 1]
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ sys.path.insert(0, str(REPO / "tests"))
 from bench_vs_orthanc import _send, _small_instances  # noqa: E402
 from ingest.ingest_support import running_ingest  # noqa: E402
 
+from sonobridge.common import db  # noqa: E402
 from sonobridge.common.auth import LocalIssuer  # noqa: E402
+from sonobridge.ingest.handlers import instances  # noqa: E402
+
+SMALL_AS_BUILT = instances.SMALL_INSTANCE_BYTES
+GATE_AS_BUILT = db._GatedConnection.enter
 
 ROOT_FRAME = "store_instance"
 
@@ -112,14 +122,10 @@ def _report(raw: Path, top: int) -> None:
         print(f"  {100 * n / total:5.1f}%  {name}")
 
 
-def main() -> None:
-    """Run the load under py-spy and print the profile and the rate."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--edition", choices=("single", "cluster"), default="single")
-    parser.add_argument("--instances", type=int, default=300)
-    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    parser.add_argument("--top", type=int, default=30)
-    args = parser.parse_args()
+def _profile(args: argparse.Namespace, variant: str) -> float:
+    """Profile one fresh ingest in the given variant (see the module's docstring)."""
+    instances.SMALL_INSTANCE_BYTES = SMALL_AS_BUILT if variant == "after" else -1
+    db._GatedConnection.enter = GATE_AS_BUILT if variant != "before" else lambda _c, _s: None
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     issuer = LocalIssuer("bench", audience="sonobridge")
     adapters = _cluster_adapters() if args.edition == "cluster" else contextlib.nullcontext({})
@@ -133,29 +139,46 @@ def main() -> None:
         _send(url, headers, _small_instances(8), 4, lambda body: body)  # warm
         bodies = _small_instances(args.instances)
         raw = Path(tmp) / "profile.txt"
+        command = [spy, "record", "--pid", str(os.getpid()), "--format", "raw", "--threads"]
         recorder = subprocess.Popen(
-            [
-                spy,
-                "record",
-                "--pid",
-                str(os.getpid()),
-                "--format",
-                "raw",
-                "--rate",
-                str(args.rate),
-                "--threads",
-                "--output",
-                str(raw),
-            ],
+            [*command, "--rate", str(args.rate), "--output", str(raw)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)  # py-spy attaches
-        elapsed, _ = _send(url, headers, bodies, 4, lambda body: body)
+        elapsed, lat = _send(url, headers, bodies, 4, lambda body: body)
         recorder.send_signal(signal.SIGINT)
         recorder.wait(60)
-        print(f"{args.edition}: {len(bodies) / elapsed:.1f} instances/s (4 clients, under py-spy)")
+        rate = len(bodies) / elapsed
+        lat.sort()
+        print(
+            f"== {args.edition} {variant}: {rate:.1f} instances/s, p50 "
+            f"{1000 * lat[len(lat) // 2]:.0f} ms, p99 {1000 * lat[int(len(lat) * 0.99)]:.0f} ms "
+            "(4 clients, under py-spy)"
+        )
         _report(raw, args.top)
+        return rate
+
+
+def main() -> None:
+    """Run the variants in interleaved turns under py-spy; print profiles and rates."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edition", choices=("single", "cluster"), default="single")
+    parser.add_argument("--instances", type=int, default=300)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--variants", default="before,gated,after")
+    parser.add_argument("--pairs", type=int, default=1)
+    args = parser.parse_args()
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    rates: dict[str, list[float]] = {v: [] for v in args.variants.split(",")}
+    for _ in range(args.pairs):
+        for variant, seen in rates.items():
+            seen.append(_profile(args, variant))
+    print(
+        "instances/s: " + ", ".join(f"{v} {sorted(r)[len(r) // 2]:.1f}" for v, r in rates.items())
+    )
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
