@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,8 @@ from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, pool, text
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from sonobridge.common.sqlite_writers import gated_connection_class
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -48,7 +47,7 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"timeout": 30}
         if path and path != ":memory:":
-            connect_args["factory"] = _gated_factory(path)
+            connect_args["factory"] = gated_connection_class(path)
         engine = create_engine(url, echo=echo, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
@@ -56,95 +55,13 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=FULL")
+            # NORMAL: the commit itself does not fsync; GatedConnection.commit fsyncs the WAL
+            # before returning, once for all the commits of a burst (group commit).
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         return engine
     return create_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
-
-
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
-_GATES: dict[str, threading.Lock] = {}
-
-
-class _GatedCursor(sqlite3.Cursor):
-    """A cursor whose writes first pass its connection's write gate."""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> _GatedCursor:
-        """Run `sql`, through the gate when it writes."""
-        return self._through_gate(sql, lambda: sqlite3.Cursor.execute(self, sql, parameters))
-
-    def executemany(self, sql: str, seq: Any, /) -> _GatedCursor:
-        """Run `sql` for each parameter set, through the gate when it writes."""
-        return self._through_gate(sql, lambda: sqlite3.Cursor.executemany(self, sql, seq))
-
-    def _through_gate(self, sql: str, run: Callable[[], Any]) -> _GatedCursor:
-        conn = self.connection
-        assert isinstance(conn, _GatedConnection)
-        conn.enter(sql)
-        try:
-            run()
-            return self
-        finally:
-            # A statement that left no transaction open (autocommit, or one that failed before
-            # its BEGIN) must not keep the gate.
-            if not conn.in_transaction:
-                conn.leave()
-
-
-class _GatedConnection(sqlite3.Connection):
-    """Queue this process's writers of one SQLite file on a lock, held from first write to end.
-
-    SQLite admits one writer; the others poll in its busy handler with sleeps of up to 100 ms,
-    so under a burst the lock sits idle while waiters sleep. Waiting here hands it over as soon
-    as the holder commits. Reads never take it (WAL readers do not block). A writer that waited
-    past SQLite's own busy timeout goes on to SQLite, which decides as before (another process,
-    a second writer on one thread).
-    """
-
-    gate: threading.Lock
-    holding = False
-
-    def cursor(self, factory: Any = _GatedCursor) -> Any:
-        """Return a gated cursor (SQLAlchemy and Connection.execute both come through here)."""
-        return super().cursor(factory)
-
-    def enter(self, sql: str) -> None:
-        """Take the gate if `sql` writes and this connection does not hold it yet."""
-        if not self.holding and sql.lstrip()[:7].upper().startswith(_WRITES):
-            self.holding = self.gate.acquire(timeout=30)
-
-    def leave(self) -> None:
-        """Hand the gate to the next writer."""
-        if self.holding:
-            self.holding = False
-            self.gate.release()
-
-    def commit(self) -> None:
-        """Commit, then let the next writer in (it would wait on SQLite's lock meanwhile)."""
-        try:
-            super().commit()
-        finally:
-            self.leave()
-
-    def rollback(self) -> None:
-        """Roll back, then let the next writer in."""
-        try:
-            super().rollback()
-        finally:
-            self.leave()
-
-    def close(self) -> None:
-        """Close; a transaction still open is rolled back by SQLite."""
-        try:
-            super().close()
-        finally:
-            self.leave()
-
-
-def _gated_factory(path: str) -> type[_GatedConnection]:
-    gate = _GATES.setdefault(str(Path(path).resolve()), threading.Lock())
-    return type("GatedConnection", (_GatedConnection,), {"gate": gate})
 
 
 def session_factory(engine: Engine) -> sessionmaker[Any]:
