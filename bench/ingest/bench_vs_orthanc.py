@@ -13,7 +13,10 @@ tests do; export SONOBRIDGE_RUN_DIR to share them). Orthanc keeps its defaults (
 synced storage); SonoBridge acknowledges each instance only after it is durable.
 
     uv run python bench/ingest/bench_vs_orthanc.py [--pairs 3] [--small 200] [--cines 4]
-        [--systems orthanc,single,cluster]
+        [--systems orthanc,single,cluster] [--grpc-seconds 5]
+
+Then, unless --grpc-seconds 0, it runs the serving pair, bench/inference/bench_grpc.py: the
+image-quality model over gRPC with 1, 8 and 32 clients vs raw InferenceSession.run in-process.
 
 Figures are ratios measured in the same run; nothing here passes or fails.
 """
@@ -371,6 +374,9 @@ def main() -> None:
     parser.add_argument("--cines", type=int, default=4, help="cines per run")
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before RSS")
     parser.add_argument("--systems", default="orthanc,single,cluster")
+    parser.add_argument(
+        "--grpc-seconds", type=float, default=5.0, help="per row of the gRPC pair; 0 skips it"
+    )
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--serve-single", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -409,6 +415,14 @@ def main() -> None:
             )
         print(line)
     print("ratios are SonoBridge / Orthanc: above 1 is better for throughput, worse for the rest")
+    if args.grpc_seconds > 0:
+        # The serving pair: image quality over gRPC vs a plain InferenceSession, one process.
+        grpc_bench = REPO / "bench" / "inference" / "bench_grpc.py"
+        print(f"\n{grpc_bench.relative_to(REPO)} --seconds {args.grpc_seconds:g}", flush=True)
+        subprocess.run(
+            [sys.executable, str(grpc_bench), "--seconds", str(args.grpc_seconds)], check=True
+        )
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ sends pydicom's 0.22 MB US example with fresh UIDs from 4 clients, samples this 
 `py-spy record --format raw` (py-spy is in the dev group) and prints the share of the
 store_instance samples under each frame, plus instances/s and latency. Variants, run in
 interleaved turns, each on a fresh ingest: "before" is the path before #18 (a claim and an
-update, two write transactions, SQLite writers polling in its busy handler); "gated" adds the
-in-process SQLite write gate; "after" is the code as built (gate, and one transaction for
-instances up to SMALL_INSTANCE_BYTES). Figures, never a pass/fail:
+update, two write transactions; SQLite with synchronous=FULL and writers polling in its busy
+handler); "claim" is the SQLite writers as built (gate, grouped WAL fsync) with the two
+transactions; "after" is the code as built (one transaction for instances up to
+SMALL_INSTANCE_BYTES). On the cluster edition (PostgreSQL) only the transactions differ.
+Figures, never a pass/fail:
 
     uv run python bench/ingest/profile_stow.py [--edition single|cluster] [--instances 300]
-        [--variants before,gated,after] [--pairs 1]
+        [--variants before,claim,after] [--pairs 1]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import event
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench" / "ingest"))
@@ -43,7 +48,27 @@ from sonobridge.common.auth import LocalIssuer  # noqa: E402
 from sonobridge.ingest.handlers import instances  # noqa: E402
 
 SMALL_AS_BUILT = instances.SMALL_INSTANCE_BYTES
-GATE_AS_BUILT = db._GatedConnection.enter
+CONNECTION_AS_BUILT = db.gated_connection_class
+
+
+@contextlib.contextmanager
+def _single_adapters(data_dir: Path, variant: str) -> Iterator[dict[str, Any]]:
+    """The single node's SQLite engine; for "before" as it was: plain connections, FULL sync."""
+    db.gated_connection_class = (
+        (lambda _path: sqlite3.Connection) if variant == "before" else CONNECTION_AS_BUILT
+    )
+    engine = db.create_db_engine(f"sqlite:///{data_dir / 'ingest.sqlite3'}")
+    if variant == "before":
+        # Registered after the engine's own pragmas, so it runs after them.
+        event.listen(
+            engine, "connect", lambda conn, _record: conn.execute("PRAGMA synchronous=FULL")
+        )
+    try:
+        yield {"engine": engine}
+    finally:
+        engine.dispose()
+        db.gated_connection_class = CONNECTION_AS_BUILT
+
 
 ROOT_FRAME = "store_instance"
 
@@ -125,13 +150,15 @@ def _report(raw: Path, top: int) -> None:
 def _profile(args: argparse.Namespace, variant: str) -> float:
     """Profile one fresh ingest in the given variant (see the module's docstring)."""
     instances.SMALL_INSTANCE_BYTES = SMALL_AS_BUILT if variant == "after" else -1
-    db._GatedConnection.enter = GATE_AS_BUILT if variant != "before" else lambda _c, _s: None
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     issuer = LocalIssuer("bench", audience="sonobridge")
-    adapters = _cluster_adapters() if args.edition == "cluster" else contextlib.nullcontext({})
     with (
         tempfile.TemporaryDirectory(prefix="profile-stow-") as tmp,
-        adapters as chosen,
+        (
+            _cluster_adapters()
+            if args.edition == "cluster"
+            else _single_adapters(Path(tmp), variant)
+        ) as chosen,
         running_ingest(Path(tmp), issuer, dimse_enabled=False, **chosen) as ingest,
     ):
         url = f"{ingest.base_url}/dicomweb/studies"
@@ -167,7 +194,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=300)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--variants", default="before,gated,after")
+    parser.add_argument("--variants", default="before,after")
     parser.add_argument("--pairs", type=int, default=1)
     args = parser.parse_args()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
