@@ -172,9 +172,7 @@ def main() -> None:
             f"intra-op threads {args.threads}, max batch {args.max_batch}, "
             f"max wait {args.max_wait_ms} ms, {args.seconds:.0f} s per row"
         )
-        print(
-            f"raw onnxruntime, one caller, batch {args.max_batch} (the ceiling): {rawb:.1f} f/s"
-        )
+        print(f"raw onnxruntime, one caller, batch {args.max_batch} (the ceiling): {rawb:.1f} f/s")
         target = f"127.0.0.1:{host.grpc_port}"
         token = issuer.issue("bench", ["service"])
         # Each row is a pair measured back to back, `--pairs` times, in interleaved turns: raw
