@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -50,14 +51,10 @@ def raw_batched(model: bytes, x: np.ndarray, seconds: float, threads: int, batch
     return n / (time.perf_counter() - t0)
 
 
-def raw_concurrent(
-    model: bytes, x: np.ndarray, clients: int, seconds: float, threads: int
+def concurrently(
+    call: Callable[[int], object], clients: int, seconds: float
 ) -> tuple[float, float, float]:
-    """(frames/s, p50 ms, p99 ms) of `clients` threads calling one plain session, a frame each."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    sess.run(None, {"image": x[:1]})
+    """(calls/s, p50 ms, p99 ms) of `clients` threads each calling call(j) for `seconds`."""
     lat: list[float] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -66,7 +63,7 @@ def raw_concurrent(
         mine, j = [], i
         while time.perf_counter() < stop:
             t = time.perf_counter()
-            sess.run(None, {"image": x[j % len(x) : j % len(x) + 1]})
+            call(j)
             mine.append(time.perf_counter() - t)
             j += clients
         with lock:
@@ -82,6 +79,19 @@ def raw_concurrent(
     return len(lat) / elapsed, np.percentile(lat, 50) * 1000, np.percentile(lat, 99) * 1000
 
 
+def raw_concurrent(
+    model: bytes, x: np.ndarray, clients: int, seconds: float, threads: int
+) -> tuple[float, float, float]:
+    """(frames/s, p50 ms, p99 ms) of `clients` threads calling one plain session, a frame each."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    sess.run(None, {"image": x[:1]})
+    return concurrently(
+        lambda j: sess.run(None, {"image": x[j % len(x) : j % len(x) + 1]}), clients, seconds
+    )
+
+
 def served(
     target: str, token: str, name: str, requests: list, clients: int, seconds: float
 ) -> tuple[float, float, float]:
@@ -90,30 +100,12 @@ def served(
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
     md = [("authorization", f"Bearer {token}")]
     stub.Infer(requests[0], metadata=md)
-    lat: list[float] = []
-    lock = threading.Lock()
-    stop = time.perf_counter() + seconds
-
-    def caller(i: int) -> None:
-        mine = []
-        j = i
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            stub.Infer(requests[j % len(requests)], metadata=md)
-            mine.append(time.perf_counter() - t)
-            j += clients
-        with lock:
-            lat.extend(mine)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    channel.close()
-    return len(lat) / elapsed, np.percentile(lat, 50) * 1000, np.percentile(lat, 99) * 1000
+    try:
+        return concurrently(
+            lambda j: stub.Infer(requests[j % len(requests)], metadata=md), clients, seconds
+        )
+    finally:
+        channel.close()
 
 
 def main() -> None:
