@@ -1,18 +1,22 @@
-"""Benchmark: raw onnxruntime throughput vs the service through gRPC with 1, 8, 32 clients.
+"""Benchmark: raw onnxruntime vs the service through gRPC, with 1, 8 and 32 clients.
 
 Starts the real service (single-node adapters in a temp dir, CPU provider unless told
-otherwise), sends the same preprocessed frames as Infer tensor requests, and prints frames/s,
-p50/p99 latency and the ratio service/raw, all measured in this one run.
+otherwise) and, for each client count, measures a pair back to back: as many threads calling
+InferenceSession.run on one in-process session with one frame each, then as many gRPC clients
+sending the same frames as Infer tensor requests. Prints frames/s, p50/p99, served/raw and the
+p50 the service adds; all measured in this one run, pairs interleaved.
 
-    uv run python bench/inference/bench_grpc.py [--model image-quality] [--seconds 5]
+    uv run python bench/inference/bench_grpc.py [--model image-quality] [--seconds 5] [--pairs 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -33,19 +37,6 @@ from sonobridge.inference.settings import InferenceSettings, Settings
 from sonobridge.lab.synthetic import generate_frame
 
 
-def raw_throughput(model: bytes, x: np.ndarray, seconds: float, threads: int) -> float:
-    """Frames/s of a plain session fed one frame per call (what one client would see)."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    sess.run(None, {"image": x[:1]})
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        sess.run(None, {"image": x[n % len(x) : n % len(x) + 1]})
-        n += 1
-    return n / (time.perf_counter() - t0)
-
-
 def raw_batched(model: bytes, x: np.ndarray, seconds: float, threads: int, batch: int) -> float:
     """Frames/s of a plain session fed whole batches (the ceiling micro-batching aims at)."""
     opts = ort.SessionOptions()
@@ -60,6 +51,47 @@ def raw_batched(model: bytes, x: np.ndarray, seconds: float, threads: int, batch
     return n / (time.perf_counter() - t0)
 
 
+def concurrently(
+    call: Callable[[int], object], clients: int, seconds: float
+) -> tuple[float, float, float]:
+    """(calls/s, p50 ms, p99 ms) of `clients` threads each calling call(j) for `seconds`."""
+    lat: list[float] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def caller(i: int) -> None:
+        mine, j = [], i
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            call(j)
+            mine.append(time.perf_counter() - t)
+            j += clients
+        with lock:
+            lat.extend(mine)
+
+    t0 = time.perf_counter()
+    workers = [threading.Thread(target=caller, args=(i,)) for i in range(clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t0
+    return len(lat) / elapsed, np.percentile(lat, 50) * 1000, np.percentile(lat, 99) * 1000
+
+
+def raw_concurrent(
+    model: bytes, x: np.ndarray, clients: int, seconds: float, threads: int
+) -> tuple[float, float, float]:
+    """(frames/s, p50 ms, p99 ms) of `clients` threads calling one plain session, a frame each."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    sess.run(None, {"image": x[:1]})
+    return concurrently(
+        lambda j: sess.run(None, {"image": x[j % len(x) : j % len(x) + 1]}), clients, seconds
+    )
+
+
 def served(
     target: str, token: str, name: str, requests: list, clients: int, seconds: float
 ) -> tuple[float, float, float]:
@@ -68,30 +100,12 @@ def served(
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
     md = [("authorization", f"Bearer {token}")]
     stub.Infer(requests[0], metadata=md)
-    lat: list[float] = []
-    lock = threading.Lock()
-    stop = time.perf_counter() + seconds
-
-    def caller(i: int) -> None:
-        mine = []
-        j = i
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            stub.Infer(requests[j % len(requests)], metadata=md)
-            mine.append(time.perf_counter() - t)
-            j += clients
-        with lock:
-            lat.extend(mine)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    channel.close()
-    return len(lat) / elapsed, np.percentile(lat, 50) * 1000, np.percentile(lat, 99) * 1000
+    try:
+        return concurrently(
+            lambda j: stub.Infer(requests[j % len(requests)], metadata=md), clients, seconds
+        )
+    finally:
+        channel.close()
 
 
 def main() -> None:
@@ -103,6 +117,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--providers", default="CPUExecutionProvider")
+    parser.add_argument("--pairs", type=int, default=1)
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-inference-"))
@@ -143,27 +158,35 @@ def main() -> None:
             for i in range(len(x))
         ]
         onnx = read_all(store, f"models/{args.model}/{model.card.version}/model.onnx")
-        raw1 = raw_throughput(onnx, x, args.seconds, args.threads)
         rawb = raw_batched(onnx, x, args.seconds, args.threads, args.max_batch)
         print(
             f"model {args.model} {model.card.version} on {model.provider}, "
             f"intra-op threads {args.threads}, max batch {args.max_batch}, "
             f"max wait {args.max_wait_ms} ms, {args.seconds:.0f} s per row"
         )
-        print(f"raw onnxruntime, batch 1:            {raw1:9.1f} frames/s")
-        print(f"raw onnxruntime, batch {args.max_batch:<3}:          {rawb:9.1f} frames/s")
-        print(
-            "clients  frames/s    p50 ms   p99 ms   service/raw(b1)  "
-            f"service/raw(b{args.max_batch})"
-        )
+        print(f"raw onnxruntime, one caller, batch {args.max_batch} (the ceiling): {rawb:.1f} f/s")
         target = f"127.0.0.1:{host.grpc_port}"
         token = issuer.issue("bench", ["service"])
-        for clients in (1, 8, 32):
-            fps, p50, p99 = served(target, token, args.model, requests, clients, args.seconds)
+        # Each row is a pair measured back to back, `--pairs` times, in interleaved turns: raw
+        # with as many threads calling one session as the service has clients, then the service.
+        rows: dict[int, list[tuple[float, ...]]] = {c: [] for c in (1, 8, 32)}
+        for _ in range(args.pairs):
+            for clients, seen in rows.items():
+                raw = raw_concurrent(onnx, x, clients, args.seconds, args.threads)
+                svc = served(target, token, args.model, requests, clients, args.seconds)
+                seen.append((*raw, *svc))
+        print(f"pairs of raw InferenceSession.run and the service, median of {args.pairs}")
+        print(
+            "clients  raw f/s  raw p50  served f/s  served p50  served p99  "
+            "served/raw  added p50 ms"
+        )
+        for clients, seen in rows.items():
+            m = [float(np.median([r[k] for r in seen])) for k in range(6)]
             print(
-                f"{clients:7d} {fps:9.1f} {p50:9.2f} {p99:8.2f} {fps / raw1:16.2f} "
-                f"{fps / rawb:16.2f}"
+                f"{clients:7d} {m[0]:8.1f} {m[1]:8.2f} {m[3]:11.1f} {m[4]:11.2f} {m[5]:11.2f} "
+                f"{m[3] / m[0]:11.2f} {m[4] - m[1]:13.2f}"
             )
+        print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     finally:
         host.stop()
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install pinned local test servers: install.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all]
+# Install pinned local test servers: install.sh [kafka|minio|postgres|toxiproxy|seaweedfs|orthanc|all]
 # Idempotent: a finished install is detected by a marker and skipped in well under a second.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -184,8 +184,49 @@ install_postgres() {
     log "postgresql $PG_MAJOR installed ($((SECONDS - started))s)"
 }
 
+# Orthanc and its DICOMweb plugin for the side-by-side benchmark only (opt-in, never in "all"):
+# the Debian packages and the libraries they need that this machine lacks, unpacked without root.
+install_orthanc() {
+    if [[ -f "$ORTHANC_HOME/.installed" ]]; then
+        log "orthanc $ORTHANC_VERSION already installed in $ORTHANC_HOME"
+        return 0
+    fi
+    command -v apt-get >/dev/null || die "apt-get not found; Orthanc is taken from Debian's packages"
+    local stage="$ORTHANC_HOME.partial" started=$SECONDS pkg missing
+    rm -rf "$stage"
+    mkdir -p "$stage/debs"
+    local -a packages=(orthanc orthanc-dicomweb)
+    # Direct dependencies only: the rest of their closure is in any Debian image with dcmtk.
+    while read -r pkg; do
+        [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] ||
+            packages+=("$pkg")
+    done < <(apt-cache depends orthanc orthanc-dicomweb | sed -n 's/^ *Depends: \(lib[^<]*\)$/\1/p' | sort -u)
+    log "fetching ${packages[*]}"
+    (cd "$stage/debs" && apt-get download "${packages[@]}") >/dev/null 2>&1 ||
+        die "apt-get download ${packages[*]} failed"
+    for pkg in "$stage"/debs/*.deb; do
+        dpkg-deb -x "$pkg" "$stage/root"
+    done
+    rm -rf "$stage/debs"
+    [[ -x "$stage/root/usr/sbin/Orthanc" ]] || die "the orthanc package holds no usr/sbin/Orthanc"
+    missing="$(LD_LIBRARY_PATH="$stage/root/usr/lib/x86_64-linux-gnu:$stage/root/usr/lib/orthanc" \
+        ldd "$stage/root/usr/sbin/Orthanc" "$stage"/root/usr/share/orthanc/plugins/*.so |
+        sed -n 's/^\t\(.*\) => not found$/\1/p' | sort -u)"
+    [[ -z "$missing" ]] || die "Orthanc still lacks shared libraries: $missing"
+    touch "$stage/.installed"
+    rm -rf "$ORTHANC_HOME"
+    mv "$stage" "$ORTHANC_HOME"
+    log "orthanc $ORTHANC_VERSION installed in $ORTHANC_HOME ($((SECONDS - started))s)"
+}
+
 main() {
     local components component minio_pid="" seaweedfs_pid="" rc=0
+    # Not a server the scripts start: the benchmark runs it in a network namespace of its own.
+    if [[ "${1:-}" == orthanc ]]; then
+        mkdir -p "$CACHE_DIR"
+        with_lock "$CACHE_DIR/.install-orthanc.lock" install_orthanc
+        return
+    fi
     components="$(components_from_args "${1:-all}")"
     # "all" here also installs the tools only some tests start, so a CI machine has them.
     # SeaweedFS only on request: its first build ran past 18 minutes on two busy cores unfinished.

@@ -18,6 +18,8 @@ TOXIPROXY_MODULE="github.com/Shopify/toxiproxy/v2"
 # module proxy here serves this pseudo-version of the main module (command weed).
 SEAWEEDFS_VERSION="${SONOBRIDGE_SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
 SEAWEEDFS_MODULE="github.com/seaweedfs/seaweedfs"
+# Orthanc: the peer in bench/ingest/bench_vs_orthanc.py, unpacked from Debian's packages (no root).
+ORTHANC_VERSION="1.10.1"
 
 # --- Locations -------------------------------------------------------------------------------
 DEPLOY_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,6 +35,7 @@ TOXIPROXY_SERVER_BIN="$TOXIPROXY_HOME/toxiproxy-server"
 TOXIPROXY_CLI_BIN="$TOXIPROXY_HOME/toxiproxy-cli"
 SEAWEEDFS_HOME="$CACHE_DIR/seaweedfs-$SEAWEEDFS_VERSION"
 SEAWEEDFS_BIN="$SEAWEEDFS_HOME/weed"
+ORTHANC_HOME="$CACHE_DIR/orthanc-$ORTHANC_VERSION"
 PG_BIN="${SONOBRIDGE_PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}"
 
 # --- Ports and credentials (127.0.0.1 only) --------------------------------------------------

@@ -18,8 +18,11 @@ from sonobridge.ingest.handlers import instances
 KEY = "dicom/1.2.3/1.2.3.9/1.2.3.1.dcm"
 
 
-@pytest.fixture
-def f(tmp_path: Path) -> Fakes:
+@pytest.fixture(params=["one transaction", "claim then update"])
+def f(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fakes:
+    # Every behaviour holds on both paths: small instances' and those over the size limit.
+    if request.param == "claim then update":
+        monkeypatch.setattr(instances, "SMALL_INSTANCE_BYTES", -1)
     return fakes(tmp_path)
 
 
@@ -120,6 +123,19 @@ def test_a_failed_object_write_leaves_neither_claim_nor_object(
     with pytest.raises(OSError):
         _stow(f, dicom_file())
     assert f.tables.instances == {} and f.store.objects == {}
+
+
+def test_a_small_instance_costs_one_commit_a_large_one_a_claim_and_an_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = fakes(tmp_path / "small")
+    _stow(small, dicom_file())
+    monkeypatch.setattr(instances, "SMALL_INSTANCE_BYTES", len(dicom_file()) - 1)
+    large = fakes(tmp_path / "large")
+    _stow(large, dicom_file())
+    assert (small.db.commits, large.db.commits) == (1, 2)
+    assert small.tables.instances == large.tables.instances
+    assert small.store.objects == large.store.objects
 
 
 def _pending(f: Fakes) -> Instance:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,8 @@ from sonobridge.common.problems import Forbidden, Unauthenticated
 ROLES = frozenset(
     {"operator", "physician", "expert", "coordinator", "engineer", "admin", "service"}
 )
+# How many distinct verified tokens a verifier remembers (least recently used go first).
+VERIFIED_TOKENS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class TokenVerifier:
             jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
         )
         self._keys = jwt.PyJWKSet.from_dict(jwks) if jwks else None
+        # Tokens already verified, by their exact text, until they expire: a client sends the
+        # same token with every call, and the RS256 check costs more than a small model's run.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def _signing_key(self, token: str) -> Any:
         try:
@@ -103,6 +111,20 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Return the principal for a valid token; raise Unauthenticated saying why otherwise."""
+        now = time.time()
+        with self._verified_lock:
+            hit = self._verified.get(token)
+            if hit is not None and now < hit[1]:
+                self._verified.move_to_end(token)
+                return hit[0]
+        principal = self._decode(token)
+        with self._verified_lock:
+            self._verified[token] = (principal, float(principal.claims["exp"]))
+            while len(self._verified) > VERIFIED_TOKENS_KEPT:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> Principal:
         key = self._signing_key(token)
         try:
             claims = jwt.decode(

@@ -12,6 +12,8 @@ from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from sonobridge.common.sqlite_writers import gated_connection_class
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp column that stores UTC and always returns an aware UTC datetime."""
@@ -43,14 +45,19 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        connect_args: dict[str, Any] = {"timeout": 30}
+        if path and path != ":memory:":
+            connect_args["factory"] = gated_connection_class(path)
+        engine = create_engine(url, echo=echo, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=FULL")
+            # NORMAL: the commit itself does not fsync; GatedConnection.commit fsyncs the WAL
+            # before returning, once for all the commits of a burst (group commit).
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         return engine

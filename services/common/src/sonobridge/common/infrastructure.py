@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common.auth import LocalIssuer, TokenVerifier
 from sonobridge.common.bus.embedded import EmbeddedEventBus
-from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import check_database, create_db_engine, migrate, session_factory
 from sonobridge.common.delivery import ConsumerWorker, EventHandler, EventStage, OutboxRelay
@@ -25,7 +24,6 @@ from sonobridge.common.host import ServiceHost, Worker
 from sonobridge.common.http import ReadinessCheck, create_service_app
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
-from sonobridge.common.objects.minio import MinioObjectStore
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.settings import Edition, ServiceSettings
 
@@ -35,6 +33,9 @@ LOCAL_ISSUER = "sonobridge-local"
 def build_event_bus(settings: ServiceSettings) -> EventBus:
     """Kafka for the cluster edition, the embedded log for a single node."""
     if settings.edition is Edition.CLUSTER:
+        # Imported here: a single node never loads the Kafka client (its start-up time).
+        from sonobridge.common.bus.kafka import KafkaEventBus
+
         return KafkaEventBus(
             settings.kafka.bootstrap_servers,
             client_id=settings.kafka.client_id,
@@ -46,6 +47,9 @@ def build_event_bus(settings: ServiceSettings) -> EventBus:
 def build_object_store(settings: ServiceSettings) -> ObjectStore:
     """MinIO for the cluster edition, a local directory for a single node."""
     if settings.edition is Edition.CLUSTER:
+        # Imported here: a single node never loads the S3 client (its start-up time).
+        from sonobridge.common.objects.minio import MinioObjectStore
+
         s = settings.storage
         assert s.access_key is not None and s.secret_key is not None
         store = MinioObjectStore(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,10 @@ class MicroBatcher:
         # One thread per model: batches run one after another while the event loop keeps
         # accepting and grouping the next requests.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
+        # Held while the session runs, by the batch thread or by a caller taking the fast path.
+        self._session = threading.Lock()
+        # Rows of the last batch: a lone request last time means nobody to wait for now.
+        self._last_rows = 0
 
     async def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -84,6 +89,37 @@ class MicroBatcher:
         """Return the number of requests waiting."""
         return self._queue.qsize() if self._queue is not None else 0
 
+    def try_run_now(self, x: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Run `x` on the caller's thread when the model is idle, else None (use infer).
+
+        An idle model has nobody to batch with: the hops to the loop and the batch thread and
+        the wait for company would be all of the added latency.
+        """
+        if self._worker is None or self._queue is None or not self._queue.empty():
+            return None
+        if not self._session.acquire(blocking=False):
+            return None
+        started = time.perf_counter()
+        try:
+            outputs = self._run_batch(x)
+        except Exception as exc:
+            if self._metrics:
+                self._metrics.errors.labels(self.label, "run").inc()
+            raise InferenceError(f"model {self.name} failed: {exc}") from exc
+        finally:
+            self._session.release()
+        self._last_rows = int(x.shape[0])
+        if self._metrics:
+            self._metrics.batch_size.labels(self.label).observe(x.shape[0])
+            self._metrics.stage_seconds.labels(self.label, "run").observe(
+                time.perf_counter() - started
+            )
+        return outputs
+
+    def _run_locked(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with self._session:
+            return self._run_batch(x)
+
     async def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Queue rows x [k, ...] and return the model outputs for exactly those rows."""
         if self._queue is None:
@@ -106,8 +142,12 @@ class MicroBatcher:
         assert self._queue is not None
         batch, rows = [first], first.rows
         deadline = time.perf_counter() + self.policy.max_wait_ms / 1000
+        # Company is only worth waiting for when requests have been arriving together.
+        alone = self._last_rows <= first.rows
         while rows < self.policy.max_batch_size:
             if self._queue.empty():
+                if alone and len(batch) == 1:
+                    break
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
@@ -137,8 +177,9 @@ class MicroBatcher:
                 continue
             started = time.perf_counter()
             x = live[0].x if len(live) == 1 else np.concatenate([r.x for r in live])
+            self._last_rows = int(x.shape[0])
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run_batch, x)
+                outputs = await loop.run_in_executor(self._executor, self._run_locked, x)
             except Exception as exc:  # the batch's callers get the error; the loop goes on
                 if self._metrics:
                     self._metrics.errors.labels(self.label, "run").inc()

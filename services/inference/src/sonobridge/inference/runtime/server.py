@@ -50,7 +50,12 @@ class ModelServer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def infer(self, name: str, x: np.ndarray, version: str | None = None) -> dict[str, Any]:
-        """Run preprocessed rows through the model's micro-batcher."""
+        """Run preprocessed rows on the idle model at once, else through its micro-batcher."""
+        model = self.registry.get(name, version)
+        model.check_input(x)
+        now = model.batcher.try_run_now(x)
+        if now is not None:
+            return now
         return self.call(self.registry.infer(name, x, version))
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 STALE_CLAIM = timedelta(minutes=10)
 # How long a writer waits for a concurrent writer of the same instance to finish.
 _CLAIM_WAIT_S = 30.0
+# Up to this size an instance is written while its index row's transaction is open: one
+# transaction and one commit instead of a claim and an update. Larger ones hold no transaction
+# while their object streams, so their claim is committed first.
+SMALL_INSTANCE_BYTES = 8 * 1024 * 1024
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -225,34 +232,34 @@ def _pending(
     )
 
 
-def _take(claim: _Claim, metadata: dict[str, Any], spacing: str | None) -> Instance | None:
-    """Insert a pending index row (the write claim); return the stored instance if there."""
+def _admit(claim: _Claim, work: Work, now: datetime) -> tuple[Exam | None, Instance | None]:
+    """Check the instance against its exam and the index; return (exam, indexed instance)."""
+    exam = _resolve_exam(claim, work)
+    sop = claim.sop
+    if exam is not None:
+        listed = {e.sop_instance_uid: e.sha256 for e in work.exams.manifest(exam.exam_id)}
+        if sop in listed and listed[sop] != claim.spooled.sha256:
+            raise Conflict(
+                f"instance {sop} differs from the SHA-256 in exam {exam.exam_id}'s manifest",
+                reason="manifest_mismatch",
+            )
+    existing = work.instances.get(sop)
+    if existing is not None:
+        if existing.status == "stored" or existing.sha256 != claim.spooled.sha256:
+            return exam, _already_stored(claim, existing)
+        if now - existing.claimed_at < STALE_CLAIM:
+            raise _Busy()
+        work.instances.release(sop)
+    return exam, None
+
+
+def _claimed(claim: _Claim, attempt: Callable[[], _T]) -> _T | Instance:
+    """Run `attempt` until no other writer holds the instance; an indexed twin is returned."""
     deps, sop = claim.deps, claim.sop
     deadline = time.monotonic() + _CLAIM_WAIT_S
     while True:
-        now = deps.clock()
         try:
-            with deps.unit() as work:
-                exam = _resolve_exam(claim, work)
-                if exam is not None:
-                    listed = {
-                        e.sop_instance_uid: e.sha256 for e in work.exams.manifest(exam.exam_id)
-                    }
-                    if sop in listed and listed[sop] != claim.spooled.sha256:
-                        raise Conflict(
-                            f"instance {sop} differs from the SHA-256 in exam "
-                            f"{exam.exam_id}'s manifest",
-                            reason="manifest_mismatch",
-                        )
-                existing = work.instances.get(sop)
-                if existing is not None:
-                    if existing.status == "stored" or existing.sha256 != claim.spooled.sha256:
-                        return _already_stored(claim, existing)
-                    if now - existing.claimed_at < STALE_CLAIM:
-                        raise _Busy()
-                    work.instances.release(sop)
-                work.instances.claim(_pending(claim, exam, metadata, spacing, now))
-            return None
+            return attempt()
         except _OtherFile as other:
             if claim.exam_id is not None:
                 # The app's manifest names each file's SHA-256: its upload must be the stored file.
@@ -270,6 +277,21 @@ def _take(claim: _Claim, metadata: dict[str, Any], spacing: str | None) -> Insta
                     reason="busy",
                 ) from None
             time.sleep(0.05)
+
+
+def _take(claim: _Claim, metadata: dict[str, Any], spacing: str | None) -> Instance | None:
+    """Insert a pending index row (the write claim); return the stored instance if there."""
+
+    def attempt() -> Instance | None:
+        now = claim.deps.clock()
+        with claim.deps.unit() as work:
+            exam, existing = _admit(claim, work, now)
+            if existing is not None:
+                return existing
+            work.instances.claim(_pending(claim, exam, metadata, spacing, now))
+        return None
+
+    return _claimed(claim, attempt)
 
 
 def _already_stored(claim: _Claim, existing: Instance) -> Instance:
@@ -315,47 +337,98 @@ class _OtherFile(Exception):
 def _store_valid(
     claim: _Claim, metadata: dict[str, Any], spacing: str | None
 ) -> tuple[StoredInstance, str | None]:
+    if claim.spooled.size <= SMALL_INSTANCE_BYTES:
+        return _store_small(claim, metadata, spacing)
     existing = _take(claim, metadata, spacing)
     if existing is not None:
         return _store_duplicate(claim, existing, spacing)
     deps, sop = claim.deps, claim.sop
     try:
-        with claim.spooled.path.open("rb") as handle:
-            deps.store.put(
-                claim.key, handle, length=claim.spooled.size, content_type="application/dicom"
-            )
+        _put(claim)
         with deps.unit() as work:
             now = deps.clock()
             work.instances.mark_stored(sop, now)
             stored = work.instances.get(sop)
             assert stored is not None
-            exam = work.exams.get(stored.exam_id) if stored.exam_id else None
-            if exam is not None and not exam.study_instance_uid:
-                work.exams.bind_study(exam.exam_id, claim.description.study_instance_uid)
-                exam = work.exams.get(exam.exam_id)
-            work.emit(InstanceStored(stored, exam, claim.channel, False, now))
-            work.audit.append(
-                audit_record(
-                    at=now,
-                    actor=claim.principal,
-                    action="store_instance",
-                    resource_type="instance",
-                    resource_id=sop,
-                    institution_id=stored.institution_id,
-                    channel=str(claim.channel),
-                )
-            )
-            completed = settle_exam(deps, work, exam.exam_id) if exam is not None else None
+            completed = _announce(claim, work, stored, now)
         return StoredInstance(stored, False), completed
     except BaseException:
         # Leave nothing behind: neither the claim nor an object no index row points to.
         with deps.unit() as work:
             work.instances.release(sop)
-        try:
-            deps.store.delete(claim.key)
-        except Exception:
-            log.exception("could not remove object %s after a failed store", claim.key)
+        _drop_object(claim)
         raise
+
+
+def _store_small(
+    claim: _Claim, metadata: dict[str, Any], spacing: str | None
+) -> tuple[StoredInstance, str | None]:
+    """Insert the row as stored, write the object and announce it, all in one transaction."""
+    deps = claim.deps
+
+    def attempt() -> tuple[StoredInstance, str | None] | Instance:
+        now = deps.clock()
+        owned = False
+        try:
+            with deps.unit() as work:
+                exam, existing = _admit(claim, work, now)
+                if existing is not None:
+                    return existing
+                pending = _pending(claim, exam, metadata, spacing, now)
+                stored = replace(pending, status="stored", stored_at=now)
+                # The row first: its unique key keeps a concurrent writer of the same
+                # instance (waiting on it) from ever writing this object.
+                work.instances.claim(stored)
+                owned = True
+                _put(claim)
+                completed = _announce(claim, work, stored, now)
+        except BaseException:
+            if owned:
+                # Nothing committed: no index row points to the object.
+                _drop_object(claim)
+            raise
+        return StoredInstance(stored, False), completed
+
+    outcome = _claimed(claim, attempt)
+    if isinstance(outcome, Instance):
+        return _store_duplicate(claim, outcome, spacing)
+    return outcome
+
+
+def _put(claim: _Claim) -> None:
+    with claim.spooled.path.open("rb") as handle:
+        claim.deps.store.put(
+            claim.key, handle, length=claim.spooled.size, content_type="application/dicom"
+        )
+
+
+def _drop_object(claim: _Claim) -> None:
+    try:
+        claim.deps.store.delete(claim.key)
+    except Exception:
+        log.exception("could not remove object %s after a failed store", claim.key)
+
+
+def _announce(claim: _Claim, work: Work, stored: Instance, now: datetime) -> str | None:
+    """Bind the exam's study, queue InstanceStored, audit; return the completed exam type."""
+    deps = claim.deps
+    exam = work.exams.get(stored.exam_id) if stored.exam_id else None
+    if exam is not None and not exam.study_instance_uid:
+        work.exams.bind_study(exam.exam_id, claim.description.study_instance_uid)
+        exam = work.exams.get(exam.exam_id)
+    work.emit(InstanceStored(stored, exam, claim.channel, False, now))
+    work.audit.append(
+        audit_record(
+            at=now,
+            actor=claim.principal,
+            action="store_instance",
+            resource_type="instance",
+            resource_id=claim.sop,
+            institution_id=stored.institution_id,
+            channel=str(claim.channel),
+        )
+    )
+    return settle_exam(deps, work, exam.exam_id) if exam is not None else None
 
 
 def _store_duplicate(

@@ -1,0 +1,168 @@
+"""SQLite writers in one process: queued on a gate, and made durable by one WAL fsync per group."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_LOCK = threading.Lock()
+_FILES: dict[str, tuple[threading.Lock, WalSync]] = {}
+
+
+class WalSync:
+    """fsync a database's write-ahead log once for every commit that finished before it began.
+
+    With synchronous=NORMAL SQLite's commit writes the WAL without fsync; each committer then
+    calls sync() before acknowledging anything. One caller fsyncs while those arriving
+    meanwhile wait for the next round, which covers them all: a burst of commits shares fsyncs.
+    """
+
+    def __init__(self, wal: Path) -> None:
+        self.wal = wal
+        self._cond = threading.Condition()
+        self._requested = 0
+        self._synced = 0
+        self._syncing = False
+
+    def sync(self) -> None:
+        """Return once the WAL holds every commit made before this call, on disk."""
+        with self._cond:
+            self._requested += 1
+            mine = self._requested
+            while self._synced < mine:
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing, target = True, self._requested
+                try:
+                    self._cond.release()
+                    try:
+                        self._fsync()
+                    finally:
+                        self._cond.acquire()
+                finally:
+                    self._syncing = False
+                    self._cond.notify_all()
+                self._synced = max(self._synced, target)
+
+    def _fsync(self) -> None:
+        try:
+            fd = os.open(self.wal, os.O_RDONLY)
+        except FileNotFoundError:
+            # No WAL: the last connection checkpointed it into the database, synced by SQLite.
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _GatedCursor(sqlite3.Cursor):
+    """A cursor whose writes first pass its connection's write gate."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _GatedCursor:
+        """Run `sql`, through the gate when it writes."""
+        return self._through_gate(sql, lambda: sqlite3.Cursor.execute(self, sql, parameters))
+
+    def executemany(self, sql: str, seq: Any, /) -> _GatedCursor:
+        """Run `sql` for each parameter set, through the gate when it writes."""
+        return self._through_gate(sql, lambda: sqlite3.Cursor.executemany(self, sql, seq))
+
+    def _through_gate(self, sql: str, run: Callable[[], Any]) -> _GatedCursor:
+        conn = self.connection
+        assert isinstance(conn, GatedConnection)
+        conn.enter(sql)
+        try:
+            run()
+            return self
+        finally:
+            # A statement that left no transaction open (autocommit, or one that failed before
+            # its BEGIN) must not keep the gate; an autocommitted write is made durable here.
+            if not conn.in_transaction:
+                conn.finish()
+
+
+class GatedConnection(sqlite3.Connection):
+    """Queue this process's writers of one SQLite file on a lock, held from first write to end.
+
+    SQLite admits one writer; the others poll in its busy handler with sleeps of up to 100 ms,
+    so under a burst the lock sits idle while waiters sleep. Waiting here hands it over as soon
+    as the holder commits, before the holder's fsync (WalSync), so the next writer works while
+    the log syncs. Reads never take it (WAL readers do not block). A writer that waited past
+    SQLite's own busy timeout goes on to SQLite, which decides as before (another process, a
+    second writer on one thread).
+    """
+
+    gate: threading.Lock
+    wal: WalSync
+    holding = False
+    wrote = False
+
+    def cursor(self, factory: Any = _GatedCursor) -> Any:
+        """Return a gated cursor (SQLAlchemy and Connection.execute both come through here)."""
+        return super().cursor(factory)
+
+    def enter(self, sql: str) -> None:
+        """Take the gate if `sql` writes and this connection does not hold it yet."""
+        if sql.lstrip()[:7].upper().startswith(_WRITES):
+            self.wrote = True
+            if not self.holding:
+                self.holding = self.gate.acquire(timeout=30)
+
+    def leave(self) -> None:
+        """Hand the gate to the next writer."""
+        if self.holding:
+            self.holding = False
+            self.gate.release()
+
+    def finish(self) -> None:
+        """Hand the gate on, then make what this connection committed durable."""
+        self.leave()
+        if self.wrote:
+            self.wrote = False
+            self.wal.sync()
+
+    def commit(self) -> None:
+        """Commit; return only once the commit is on disk."""
+        try:
+            super().commit()
+        except BaseException:
+            self.leave()
+            raise
+        self.finish()
+
+    def rollback(self) -> None:
+        """Roll back, then let the next writer in."""
+        self.wrote = False
+        try:
+            super().rollback()
+        finally:
+            self.leave()
+
+    def close(self) -> None:
+        """Close; a transaction still open is rolled back by SQLite."""
+        self.wrote = False
+        try:
+            super().close()
+        finally:
+            self.leave()
+
+
+def gated_connection_class(database: str) -> type[GatedConnection]:
+    """Return the sqlite3 connection class for `database`: one gate and WAL per file."""
+    path = Path(database).resolve()
+    with _LOCK:
+        gate, wal = _FILES.setdefault(
+            str(path), (threading.Lock(), WalSync(path.with_name(path.name + "-wal")))
+        )
+    return type("GatedConnection", (GatedConnection,), {"gate": gate, "wal": wal})
+
+
+def gate_of(database: str) -> threading.Lock:
+    """Return the write gate of `database` (tests look at it)."""
+    return _FILES[str(Path(database).resolve())][0]
