@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from sonobridge.common.ddl import create_audit_table
+from sonobridge.common.ddl import create_audit_table, drop_audit_table
 
 revision = "0002"
 down_revision = "0001"
@@ -57,9 +57,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Revert this revision."""
-    for column in ("at", "actor", "resource_id", "related_id"):
-        op.drop_index(f"ix_audit_log_{column}", table_name="audit_log")
-    op.drop_table("audit_log")
+    drop_audit_table()
     op.drop_index("ix_quality_labels_window", table_name="quality_labels")
     op.drop_table("quality_labels")
     op.drop_table("device_validations")
