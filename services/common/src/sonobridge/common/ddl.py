@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.schema import SchemaItem
+from sqlalchemy.sql.elements import ColumnElement
 
 
-def create_delivery_tables() -> None:
-    """Create the outbox and inbox exactly as `common.delivery.delivery_tables` declares them."""
+def create_delivery_tables(outbox_created_default: ColumnElement[Any] | None = None) -> None:
+    """Create the outbox and inbox exactly as `common.delivery.delivery_tables` declares them.
+
+    Inference's first revision stamped outbox rows with `now()`; it passes that default so its
+    applied schema stays as it was.
+    """
+    created_default: ColumnElement[Any] | sa.TextClause = (
+        sa.text("(CURRENT_TIMESTAMP)") if outbox_created_default is None else outbox_created_default
+    )
     op.create_table(
         "inbox",
         sa.Column("consumer_group", sa.String(length=255), nullable=False),
@@ -31,7 +41,7 @@ def create_delivery_tables() -> None:
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=created_default,
             nullable=False,
         ),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),

@@ -1,7 +1,5 @@
 """device validation states, expert quality labels and the audit log
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-11-30 03:10:00.000000
 """
 
@@ -14,8 +12,6 @@ from sonobridge.common.ddl import create_audit_table, drop_audit_table
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

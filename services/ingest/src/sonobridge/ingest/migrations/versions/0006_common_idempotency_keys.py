@@ -7,8 +7,6 @@ request under the key is refused (now 422, like the other services). Owners long
 common column (128) cannot move and are dropped: losing such a key is harmless, because a retry
 names its exam id and is answered as a repeat of that exam.
 
-Revision ID: 0006
-Revises: 0005
 Create Date: 2026-11-30 04:05:00
 """
 
@@ -21,8 +19,6 @@ from sonobridge.common.ddl import create_idempotency_table, idempotency_rows
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 TABLE = "idempotency_keys"
 OWNER_CHARS = 128

@@ -3,8 +3,6 @@
 The target becomes the resource id, its kind comes from the action's family (`ticket.open`
 targets a ticket), and an empty detail becomes NULL, as the common writer stores it.
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-11-30 03:45:00
 """
 
@@ -16,8 +14,6 @@ from sonobridge.common.ddl import move_audit_log, restore_own_audit_log
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 COMMON_COLUMNS = (
     "SELECT id, at, actor, '', NULL, action,"

@@ -4,8 +4,6 @@ The common table stores the request's fingerprint and the answer. Keys taken bef
 revision were never fingerprinted: they move with an empty fingerprint, which replays their
 ticket for any retry, exactly as they did when they were issued.
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-11-30 03:55:00
 """
 
@@ -18,8 +16,6 @@ from sonobridge.common.ddl import create_idempotency_table, idempotency_rows
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

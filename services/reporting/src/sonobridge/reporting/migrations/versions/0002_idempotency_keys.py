@@ -1,7 +1,5 @@
 """idempotency keys
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-11-22 10:07:39.702238
 """
 
@@ -13,8 +11,6 @@ from sonobridge.common.ddl import create_idempotency_table
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

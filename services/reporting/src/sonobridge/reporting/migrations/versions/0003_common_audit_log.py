@@ -3,8 +3,6 @@
 A record about a read names the read as its resource and the read's report as the related
 one; a record about a report alone names the report; the user becomes the actor.
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-11-30 03:50:00
 """
 
@@ -17,8 +15,6 @@ from sonobridge.common.ddl import move_audit_log, restore_own_audit_log
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 COMMON_COLUMNS = (
     'SELECT id, at, "user", roles, NULL, action,'
