@@ -120,9 +120,12 @@ def test_a_rolled_back_change_publishes_nothing(stack: tuple[str, EventBus]) -> 
     assert OutboxRelay(engine, outbox_table, bus, ServiceMetrics("test")).ship_once() == 0
 
 
-def test_redelivered_event_through_the_bus_has_one_effect(stack: tuple[str, EventBus]) -> None:
+def _published_twice(
+    stack: tuple[str, EventBus], prefix: str
+) -> tuple[Any, Table, Table, str, CloudEvent]:
+    """Publish one exam's ExamCompleted twice, as a producer retry would, on a fresh topic."""
     url, bus = stack
-    topic = f"test.delivery.{uuid.uuid4().hex[:10]}"
+    topic = f"{prefix}.{uuid.uuid4().hex[:10]}"
     bus.ensure_topics([topic, f"{topic}.dlq"])
     engine, exams, _, inbox = _schema(url)
     study = f"1.2.999.{uuid.uuid4().int % 10**12}"
@@ -131,22 +134,23 @@ def test_redelivered_event_through_the_bus_has_one_effect(stack: tuple[str, Even
     event = wrap(_exam_completed(study), source="ingest", key=study)
     publish(bus, topic, event)
     publish(bus, topic, event)  # a producer retry after a lost acknowledgement
+    return engine, exams, inbox, topic, event
 
-    def count_completion(session: Session, record: ReceivedEvent, ev: CloudEvent) -> None:
-        session.execute(
-            update(exams).where(exams.c.id == ev.key).values(completions=exams.c.completions + 1)
-        )
 
+def _consume_both_copies(
+    bus: EventBus, topic: str, engine: Any, inbox: Table, **handling: Any
+) -> None:
+    """Consume `topic` until the copy is recognised: one processed, one duplicate."""
     metrics = ServiceMetrics("test")
     worker = ConsumerWorker(
         bus=bus,
         group=f"g-{uuid.uuid4().hex[:8]}",
         topics=[topic],
-        handler=count_completion,
         sessions=session_factory(engine),
         inbox=inbox,
         metrics=metrics,
         retry_backoff=0,
+        **handling,
     )
     try:
         for _ in range(60):
@@ -157,30 +161,36 @@ def test_redelivered_event_through_the_bus_has_one_effect(stack: tuple[str, Even
         worker.close()
     assert metrics.events_consumed.labels(topic, "processed")._value.get() == 1
     assert metrics.events_consumed.labels(topic, "duplicate")._value.get() == 1
+
+
+def _completions(engine: Any, exams: Table, study: str) -> Any:
     with engine.connect() as conn:
-        assert conn.execute(select(exams.c.completions).where(exams.c.id == study)).scalar() == 1
+        return conn.execute(select(exams.c.completions).where(exams.c.id == study)).scalar()
+
+
+def test_redelivered_event_through_the_bus_has_one_effect(stack: tuple[str, EventBus]) -> None:
+    engine, exams, inbox, topic, event = _published_twice(stack, "test.delivery")
+
+    def count_completion(session: Session, record: ReceivedEvent, ev: CloudEvent) -> None:
+        session.execute(
+            update(exams).where(exams.c.id == ev.key).values(completions=exams.c.completions + 1)
+        )
+
+    _consume_both_copies(stack[1], topic, engine, inbox, handler=count_completion)
+    assert _completions(engine, exams, event.key) == 1
 
 
 def test_a_staged_event_works_outside_the_transaction_and_has_one_effect(
     stack: tuple[str, EventBus],
 ) -> None:
-    url, bus = stack
-    topic = f"test.staged.{uuid.uuid4().hex[:10]}"
-    bus.ensure_topics([topic, f"{topic}.dlq"])
-    engine, exams, _, inbox = _schema(url)
-    study = f"1.2.999.{uuid.uuid4().int % 10**12}"
-    with engine.begin() as conn:
-        conn.execute(insert(exams).values(id=study, completions=0))
-    event = wrap(_exam_completed(study), source="ingest", key=study)
-    publish(bus, topic, event)
-    publish(bus, topic, event)
+    engine, exams, inbox, topic, event = _published_twice(stack, "test.staged")
     staged: list[str] = []
 
     def infer(record: ReceivedEvent, ev: CloudEvent) -> Any:
         staged.append(ev.id)
         # Another writer commits while the slow work runs: no write lock is held now.
         with session_factory(engine).begin() as other:
-            other.execute(insert(exams).values(id=f"{study}.other", completions=0))
+            other.execute(insert(exams).values(id=f"{ev.key}.other", completions=0))
 
         def commit(session: Session) -> None:
             session.execute(
@@ -191,26 +201,6 @@ def test_a_staged_event_works_outside_the_transaction_and_has_one_effect(
 
         return commit
 
-    metrics = ServiceMetrics("test")
-    worker = ConsumerWorker(
-        bus=bus,
-        group=f"g-{uuid.uuid4().hex[:8]}",
-        topics=[topic],
-        stage=infer,
-        sessions=session_factory(engine),
-        inbox=inbox,
-        metrics=metrics,
-        retry_backoff=0,
-    )
-    try:
-        for _ in range(60):
-            worker.run_once(1.0)
-            if metrics.events_consumed.labels(topic, "duplicate")._value.get() >= 1:
-                break
-    finally:
-        worker.close()
-    assert metrics.events_consumed.labels(topic, "processed")._value.get() == 1
-    assert metrics.events_consumed.labels(topic, "duplicate")._value.get() == 1
+    _consume_both_copies(stack[1], topic, engine, inbox, stage=infer)
     assert staged == [event.id]  # the redelivery was recognised before any work
-    with engine.connect() as conn:
-        assert conn.execute(select(exams.c.completions).where(exams.c.id == study)).scalar() == 1
+    assert _completions(engine, exams, event.key) == 1

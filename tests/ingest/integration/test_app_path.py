@@ -20,6 +20,8 @@ from ingest.ingest_support import (
     uids,
 )
 
+from sonobridge.api.events.v1 import events_pb2
+
 
 def test_creating_an_exam_twice_gives_the_same_exam(ingest: RunningIngest) -> None:
     with ingest.client() as client:
@@ -164,19 +166,22 @@ def test_reads_and_writes_of_patient_data_are_audited(ingest: RunningIngest) -> 
     assert all(actor == "nurse-1" for actor, _, _ in actions)
 
 
-def test_the_calibration_the_app_sends_reaches_exam_completed_with_its_instance(
-    ingest: RunningIngest,
-) -> None:
-    study = "1.2.826.0.1.3680043.8.498.77"
-    calibrated = synthetic_instance(study=study, seed=11)
-    plain = synthetic_instance(study=study, seed=12)
-    # Sent to PACS first (STOW-RS), then by the app with its calibration: the app's copy both
-    # links the instance to the exam and brings the calibration.
-    stowed_first = synthetic_instance(study=study, seed=13)
+def _exam_with_app_metadata(
+    ingest: RunningIngest, study: str, seed: int, key: str, sent: str, resent: str
+) -> tuple[events_pb2.ExamCompleted, str, str]:
+    """Complete an exam whose app sends `key` with one instance and again with one PACS had.
+
+    Three instances: one the app sends with `key` = `sent`, one without, and one stored through
+    STOW-RS first that the app then sends with `key` = `resent` (the app's copy both links it
+    to the exam and brings the value). Return the ExamCompleted and those two instances' UIDs.
+    """
+    tagged = synthetic_instance(study=study, seed=seed)
+    plain = synthetic_instance(study=study, seed=seed + 1)
+    stowed_first = synthetic_instance(study=study, seed=seed + 2)
     manifest = {
         "instances": [
             {"sop_instance_uid": uids(d)[2], "sha256": hashlib.sha256(d).hexdigest()}
-            for d in (calibrated, plain, stowed_first)
+            for d in (tagged, plain, stowed_first)
         ]
     }
     pacs = DICOMwebClient(
@@ -186,20 +191,29 @@ def test_the_calibration_the_app_sends_reaches_exam_completed_with_its_instance(
     pacs.store_instances([pydicom.dcmread(io.BytesIO(stowed_first))])
     with ingest.client() as client:
         exam_id = new_exam(client)
-        sent = app_upload(client, exam_id, calibrated, {"pixel_spacing_mm": "0.12\\0.15"})
-        assert sent.status_code == 204, sent.text
+        first = app_upload(client, exam_id, tagged, {key: sent})
+        assert first.status_code == 204, first.text
         assert app_upload(client, exam_id, plain).status_code == 204
-        again = app_upload(client, exam_id, stowed_first, {"pixel_spacing_mm": "0.2"})
+        again = app_upload(client, exam_id, stowed_first, {key: resent})
         assert again.status_code == 204 and again.headers["SonoBridge-Duplicate"] == "true"
         assert client.post(f"/v1/exams/{exam_id}/complete", json=manifest).status_code == 200
     (event,) = collect_events(ingest.bus, EXAM_COMPLETED, count=1, settle=1.0)
+    assert len(event.instances) == 3
+    return event, uids(tagged)[2], uids(stowed_first)[2]
+
+
+def test_the_calibration_the_app_sends_reaches_exam_completed_with_its_instance(
+    ingest: RunningIngest,
+) -> None:
+    event, tagged, stowed = _exam_with_app_metadata(
+        ingest, "1.2.826.0.1.3680043.8.498.77", 11, "pixel_spacing_mm", "0.12\\0.15", "0.2"
+    )
     spacing = {
         i.sop_instance_uid: (i.app_pixel_spacing.row_mm, i.app_pixel_spacing.column_mm)
         for i in event.instances
         if i.HasField("app_pixel_spacing")
     }
-    assert spacing == {uids(calibrated)[2]: (0.12, 0.15), uids(stowed_first)[2]: (0.2, 0.2)}
-    assert len(event.instances) == 3
+    assert spacing == {tagged: (0.12, 0.15), stowed: (0.2, 0.2)}
 
 
 @pytest.mark.parametrize("value", ["0", "-0.1\\0.1", "abc", "0.1\\0.2\\0.3", "12"])
@@ -225,38 +239,15 @@ def test_an_unusable_calibration_is_refused_before_any_byte_is_sent(
 def test_the_gestational_age_the_app_sends_is_kept_and_reaches_exam_completed(
     ingest: RunningIngest,
 ) -> None:
-    study = "1.2.826.0.1.3680043.8.498.78"
-    dated = synthetic_instance(study=study, seed=21)
-    plain = synthetic_instance(study=study, seed=22)
-    # Stored through PACS first: the app's copy links it and brings the dating.
-    stowed_first = synthetic_instance(study=study, seed=23)
-    manifest = {
-        "instances": [
-            {"sop_instance_uid": uids(d)[2], "sha256": hashlib.sha256(d).hexdigest()}
-            for d in (dated, plain, stowed_first)
-        ]
-    }
-    pacs = DICOMwebClient(
-        url=f"{ingest.base_url}/dicomweb",
-        headers={"Authorization": f"Bearer {ingest.token()}"},
+    event, tagged, stowed = _exam_with_app_metadata(
+        ingest, "1.2.826.0.1.3680043.8.498.78", 21, "gestational_age_weeks", "24.5", "31"
     )
-    pacs.store_instances([pydicom.dcmread(io.BytesIO(stowed_first))])
-    with ingest.client() as client:
-        exam_id = new_exam(client)
-        sent = app_upload(client, exam_id, dated, {"gestational_age_weeks": "24.5"})
-        assert sent.status_code == 204, sent.text
-        assert app_upload(client, exam_id, plain).status_code == 204
-        again = app_upload(client, exam_id, stowed_first, {"gestational_age_weeks": "31"})
-        assert again.status_code == 204 and again.headers["SonoBridge-Duplicate"] == "true"
-        assert client.post(f"/v1/exams/{exam_id}/complete", json=manifest).status_code == 200
-    (event,) = collect_events(ingest.bus, EXAM_COMPLETED, count=1, settle=1.0)
     ages = {
         i.sop_instance_uid: i.app_gestational_age_weeks
         for i in event.instances
         if i.HasField("app_gestational_age_weeks")
     }
-    assert ages == {uids(dated)[2]: 24.5, uids(stowed_first)[2]: 31.0}
-    assert len(event.instances) == 3
+    assert ages == {tagged: 24.5, stowed: 31.0}
 
 
 @pytest.mark.parametrize("value", ["9", "45", "twenty", "nan"])

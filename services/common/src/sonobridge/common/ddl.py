@@ -1,13 +1,24 @@
-"""Alembic DDL for the tables every service shares in shape: the outbox and the inbox."""
+"""Alembic DDL for the tables every service shares in shape: outbox, inbox, audit log, keys."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.schema import SchemaItem
+from sqlalchemy.sql.elements import ColumnElement
 
 
-def create_delivery_tables() -> None:
-    """Create the outbox and inbox exactly as `common.delivery.delivery_tables` declares them."""
+def create_delivery_tables(outbox_created_default: ColumnElement[Any] | None = None) -> None:
+    """Create the outbox and inbox exactly as `common.delivery.delivery_tables` declares them.
+
+    Inference's first revision stamped outbox rows with `now()`; it passes that default so its
+    applied schema stays as it was.
+    """
+    created_default: ColumnElement[Any] | sa.TextClause = (
+        sa.text("(CURRENT_TIMESTAMP)") if outbox_created_default is None else outbox_created_default
+    )
     op.create_table(
         "inbox",
         sa.Column("consumer_group", sa.String(length=255), nullable=False),
@@ -30,7 +41,7 @@ def create_delivery_tables() -> None:
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=created_default,
             nullable=False,
         ),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
@@ -70,6 +81,40 @@ def create_audit_table(name: str = "audit_log") -> None:
         op.create_index(f"ix_{name}_{column}", name, [column], unique=False)
 
 
+def drop_audit_table() -> None:
+    """Drop the audit table `create_audit_table` made, with its indexes."""
+    for column in ("at", "actor", "resource_id", "related_id"):
+        op.drop_index(f"ix_audit_log_{column}", table_name="audit_log")
+    op.drop_table("audit_log")
+
+
+def create_idempotency_table(name: str = "idempotency_keys") -> None:
+    """Create the keys table exactly as `common.sql_records.idempotency_table` declares it."""
+    op.create_table(
+        name,
+        sa.Column("user", sa.String(length=128), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request", sa.String(length=512), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("user", "key"),
+    )
+
+
+def idempotency_rows(name: str = "idempotency_keys") -> sa.TableClause:
+    """Return the keys table's columns for a data move (select or bulk insert)."""
+    return sa.table(
+        name,
+        sa.column("user", sa.String()),
+        sa.column("key", sa.String()),
+        sa.column("request", sa.String()),
+        sa.column("status", sa.Integer()),
+        sa.column("body", sa.JSON()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+
+
 AUDIT_COLUMNS = (
     "id, at, actor, roles, institution_id, action, resource_type, resource_id, related_id, "
     "outcome, channel, request_id, detail"
@@ -88,6 +133,18 @@ def move_audit_log(select_common_columns: str, *, old_indexes: tuple[str, ...] =
         op.drop_index(index, table_name="audit_log")
     op.drop_table("audit_log")
     _rename_audit_table("audit_log_common", "audit_log")
+
+
+def restore_own_audit_log(columns: list[SchemaItem], insert_from_common: str) -> None:
+    """Undo `move_audit_log`: rebuild a service's own audit table from the common one.
+
+    `columns` declare the old table; `insert_from_common` is the INSERT INTO `audit_log_own`
+    that reads the common `audit_log`.
+    """
+    op.create_table("audit_log_own", *columns)
+    op.execute(insert_from_common)
+    drop_audit_table()
+    op.rename_table("audit_log_own", "audit_log")
 
 
 def _rename_audit_table(old: str, new: str) -> None:

@@ -137,3 +137,31 @@ def once(
         if stored is None:
             raise
         return replay(stored, key)
+
+
+class KeyedUnit(Protocol):
+    """A unit of work that holds its service's Idempotency-Keys."""
+
+    @property
+    def request_keys(self) -> IdempotencyKeys:
+        """The keys table, in this unit's transaction."""
+        ...
+
+
+K = TypeVar("K", bound=KeyedUnit)
+
+
+def _request_keys(unit: KeyedUnit) -> IdempotencyKeys:
+    return unit.request_keys
+
+
+def create_once(
+    begin: Callable[[], AbstractContextManager[K]],
+    *,
+    owner: str,
+    key: RequestKey | None,
+    work: Callable[[K], Body],
+    at: datetime,
+) -> Outcome:
+    """Create something (201) once per Idempotency-Key, or replay the key's first answer."""
+    return once(begin, _request_keys, owner=owner, key=key, status=201, work=work, now=lambda: at)

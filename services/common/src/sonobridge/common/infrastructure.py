@@ -154,6 +154,10 @@ class Plumbing:
         """A session factory on the service's database."""
         return session_factory(self.engine)
 
+    def migrate(self, migrations: Path) -> None:
+        """Upgrade the service's schema to head with the Alembic scripts in `migrations`."""
+        migrate_service(self.settings, self.service, migrations, self.engine)
+
     def readiness(self) -> dict[str, ReadinessCheck]:
         """Readiness checks of the database, object store and event bus."""
         return dependency_checks(self.engine, self.store, self.bus)

@@ -84,7 +84,7 @@ def build(
 ) -> ServiceHost:
     """Build adapters, migrate, load models, wire REST, gRPC, consumer and relay into a host."""
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
-    migrate_database(settings, plumbing.engine)
+    plumbing.migrate(MIGRATIONS)
 
     base = ServiceMetrics(SERVICE)
     metrics = InferenceMetrics(base.registry)

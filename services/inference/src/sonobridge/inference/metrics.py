@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 SERVICE = "inference"
 
@@ -13,62 +13,63 @@ class InferenceMetrics:
     """Prometheus collectors for serving; one instance per registry (tests pass their own)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        kw = {"registry": registry} if registry is not None else {}
+        # Without a registry of their own, the collectors go to the process-wide default one.
+        registry = REGISTRY if registry is None else registry
         self.stage_seconds = Histogram(
             "sonobridge_inference_model_latency_seconds",
             "Time spent per model and stage (preprocess, queue, run, total).",
             ["model", "stage"],
             buckets=_LATENCY_BUCKETS,
-            **kw,
+            registry=registry,
         )
         self.batch_size = Histogram(
             "sonobridge_inference_batch_size",
             "Rows per executed micro-batch.",
             ["model"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-            **kw,
+            registry=registry,
         )
         self.queue_depth = Gauge(
             "sonobridge_inference_queue_depth",
             "Requests waiting in a model's batching queue.",
             ["model"],
-            **kw,
+            registry=registry,
         )
         self.rejected = Counter(
             "sonobridge_inference_requests_shed",
             "Requests refused because the queue was full.",
             ["model"],
-            **kw,
+            registry=registry,
         )
         self.errors = Counter(
             "sonobridge_inference_errors",
             "Failed inferences, by kind (run, decode, input, instance).",
             ["model", "kind"],
-            **kw,
+            registry=registry,
         )
         self.provider = Gauge(
             "sonobridge_inference_provider_info",
             "Execution provider serving each loaded model (1 = in use).",
             ["model", "provider"],
-            **kw,
+            registry=registry,
         )
         self.quality_assessments = Counter(
             "sonobridge_inference_quality_assessments",
             "Real-time quality checks, by outcome (acceptable or rescan).",
             ["institution", "operator", "outcome"],
-            **kw,
+            registry=registry,
         )
         self.validation_state = Gauge(
             "sonobridge_inference_validation_state",
             "1 for the current validation state of a gating model on a device model.",
             ["model", "device_model", "state"],
-            **kw,
+            registry=registry,
         )
         self.validation_changes = Counter(
             "sonobridge_inference_validation_state_changes",
             "Validation state changes, by trigger (promotion or demotion).",
             ["model", "from_state", "to_state", "trigger"],
-            **kw,
+            registry=registry,
         )
         self.frame_views = Counter(
             "sonobridge_inference_frame_views",

@@ -55,7 +55,7 @@ def build(
     sole_owner = isinstance(store, LocalDirObjectStore)
     if isinstance(store, LocalDirObjectStore):
         store.purge_temp()
-    migrate_database(settings, plumbing.engine)
+    plumbing.migrate(MIGRATIONS)
 
     service_metrics = ServiceMetrics(SERVICE)
     metrics = IngestMetrics(service_metrics)

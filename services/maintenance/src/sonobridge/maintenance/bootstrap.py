@@ -40,7 +40,7 @@ def build(
 ) -> ServiceHost:
     """Build adapters, migrate, wire REST, gRPC, consumer, relay and timers into a host."""
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
-    migrate_database(settings, plumbing.engine)
+    plumbing.migrate(MIGRATIONS)
 
     base = ServiceMetrics(SERVICE)
     metrics = MaintenanceMetrics(base)

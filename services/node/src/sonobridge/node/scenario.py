@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,16 +141,15 @@ def synthetic_instance(
         institution=institution,
         device_serial=device_serial,
         body_part=_BODY_PART.get(exam_type, "ABDOMEN"),
-        **(
-            {
-                "patient_name": identity.patient_name,
-                "accession_number": identity.accession_number,
-                "study_description": identity.study_description,
-            }
-            if identity
-            else {}
-        ),
     )
+    if identity:
+        # A demo identity names the patient and study as a viewer's study list shows them.
+        context = replace(
+            context,
+            patient_name=identity.patient_name,
+            accession_number=identity.accession_number,
+            study_description=identity.study_description,
+        )
     exam = synthetic_exam(
         exam_type,
         seed,

@@ -102,7 +102,7 @@ def build(
     renderer = ReportPdfRenderer(settings.reporting.pdf_font_path)
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
     _immediate_sqlite_transactions(plumbing.engine)
-    migrate_database(settings, plumbing.engine)
+    plumbing.migrate(MIGRATIONS)
     metrics = ReportingMetrics()
     sessions = plumbing.sessions()
     deps = dependencies(

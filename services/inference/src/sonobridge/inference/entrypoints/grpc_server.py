@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import numpy as np
 
@@ -18,7 +20,7 @@ from sonobridge.inference.handlers import Dependencies, models, quality, serving
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
-_DTYPES = {
+_DTYPES: dict[inference_pb2.DataType, np.dtype[Any]] = {
     inference_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
     inference_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
     inference_pb2.DATA_TYPE_UINT8: np.dtype("u1"),

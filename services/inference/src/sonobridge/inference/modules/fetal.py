@@ -30,7 +30,7 @@ from sonobridge.inference.modules.fetal_geometry import (
     hadlock_ga_weeks,
     ramanujan,
 )
-from sonobridge.inference.modules.segmentation import PixelSegmenter
+from sonobridge.inference.modules.segmentation import SegmentingModule
 
 NAME = "fetal-biometry"
 VERSION = "1.0.0"
@@ -232,20 +232,12 @@ def find_head(
     )
 
 
-class FetalBiometryModule:
+class FetalBiometryModule(SegmentingModule, name=NAME, version=VERSION, exam_types=EXAM_TYPES):
     """Fetal head biometry with a gestational-age estimate and a dates comparison."""
 
-    name = NAME
-    version = VERSION
-    exam_types = EXAM_TYPES
-
     def __init__(self, card: LoadedCard, runtime: object | None = None) -> None:
-        if card.onnx is None:
-            raise ValueError("fetal-biometry card has no model.onnx")
-        self.card = card.raw
-        self.sha256: str = card.raw["sha256"]
+        super().__init__(card, runtime)
         p = card.parameters
-        self.segmenter = PixelSegmenter(card.onnx, card.raw["input"], runtime)
         self.seg_threshold = float(p["segment_threshold"])
         self.ridge = bool(p.get("skull_ridge", True))
         self.hc_a, self.hc_b = p["hc_calibration"]

@@ -22,7 +22,7 @@ from sonobridge.inference.modules.common import (
     png_bytes,
     spacing_of,
 )
-from sonobridge.inference.modules.segmentation import PixelSegmenter
+from sonobridge.inference.modules.segmentation import SegmentingModule
 
 NAME = "kidney"
 VERSION = "1.0.0"
@@ -273,20 +273,12 @@ def find_kidney(frame: ModuleFrame, probs: np.ndarray, threshold: float) -> Kidn
     )
 
 
-class KidneyModule:
+class KidneyModule(SegmentingModule, name=NAME, version=VERSION, exam_types=EXAM_TYPES):
     """Kidney length and cortical echogenicity with small and echogenic calls."""
 
-    name = NAME
-    version = VERSION
-    exam_types = EXAM_TYPES
-
     def __init__(self, card: LoadedCard, runtime: object | None = None) -> None:
-        if card.onnx is None:
-            raise ValueError("kidney card has no model.onnx")
-        self.card = card.raw
-        self.sha256: str = card.raw["sha256"]
+        super().__init__(card, runtime)
         p = card.parameters
-        self.segmenter = PixelSegmenter(card.onnx, card.raw["input"], runtime)
         self.seg_threshold = float(p["segment_threshold"])
         self.len_a, self.len_b = p["length_calibration"]
         self.len_s0, self.len_edge = float(p["length_sigma_mm"]), float(p["length_sigma_edge_mm"])

@@ -23,7 +23,7 @@ from sonobridge.inference.modules.common import (
     sigmoid,
     spacing_of,
 )
-from sonobridge.inference.modules.segmentation import PixelSegmenter
+from sonobridge.inference.modules.segmentation import SegmentingModule
 
 NAME = "focal-lesions"
 VERSION = "1.0.0"
@@ -214,20 +214,12 @@ def candidates(
     return out
 
 
-class FocalLesionModule:
+class FocalLesionModule(SegmentingModule, name=NAME, version=VERSION, exam_types=EXAM_TYPES):
     """Detect and segment focal lesions in thyroid, liver and abdomen exams."""
 
-    name = NAME
-    version = VERSION
-    exam_types = EXAM_TYPES
-
     def __init__(self, card: LoadedCard, runtime: object | None = None) -> None:
-        if card.onnx is None:
-            raise ValueError("focal-lesions card has no model.onnx")
-        self.card = card.raw
-        self.sha256: str = card.raw["sha256"]
+        super().__init__(card, runtime)
         self.params = card.parameters
-        self.segmenter = PixelSegmenter(card.onnx, card.raw["input"], runtime)
         t = card.raw["thresholds"]
         self.report_above = float(t["report_if_confidence_at_least"])
         self.low_conf = float(t["low_confidence_below"])

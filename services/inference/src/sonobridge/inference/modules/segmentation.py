@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
-from sonobridge.inference.modules.common import onnx_session
+from sonobridge.inference.modules.common import LoadedCard, onnx_session
 
 
 class PixelSegmenter:
@@ -27,3 +29,24 @@ class PixelSegmenter:
                 for p in probs.astype(np.float32)
             ]
         )
+
+
+class SegmentingModule:
+    """A clinical module run by its card's segmentation network: identity, card and digest."""
+
+    name: str
+    version: str
+    exam_types: frozenset[str]
+
+    def __init_subclass__(
+        cls, *, name: str, version: str, exam_types: frozenset[str], **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name, cls.version, cls.exam_types = name, version, exam_types
+
+    def __init__(self, card: LoadedCard, runtime: object | None = None) -> None:
+        if card.onnx is None:
+            raise ValueError(f"{self.name} card has no model.onnx")
+        self.card = card.raw
+        self.sha256: str = card.raw["sha256"]
+        self.segmenter = PixelSegmenter(card.onnx, card.raw["input"], runtime)

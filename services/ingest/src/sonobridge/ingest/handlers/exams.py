@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
-from sonobridge.common.idempotency import Body, RequestKey, once
+from sonobridge.common.idempotency import Body, RequestKey, create_once
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.ingest.domain.commands import CompleteExam, CreateExam
 from sonobridge.ingest.domain.events import ExamCompleted
@@ -91,15 +91,7 @@ def create_exam(
         return {"exam_id": exam_id}
 
     try:
-        outcome = once(
-            deps.unit,
-            lambda work: work.request_keys,
-            owner=principal.user,
-            key=key,
-            status=201,
-            work=open_in,
-            now=lambda: now,
-        )
+        outcome = create_once(deps.unit, owner=principal.user, key=key, work=open_in, at=now)
     except Collision:
         # Two identical creates raced; the loser answers with the winner's exam.
         with deps.unit() as work:

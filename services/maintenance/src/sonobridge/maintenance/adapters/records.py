@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
 from sonobridge.common.audit import AuditRecord
+from sonobridge.common.record_rows import record_from_row, row_values
 from sonobridge.common.sql_records import SqlAuditLog as CommonAuditLog
 from sonobridge.maintenance.adapters import orm
 from sonobridge.maintenance.domain.audit import change
@@ -234,25 +235,13 @@ class SqlTelemetryLog:
         row = self.session.execute(select(b).where(b.c.batch_id == batch_id)).first()
         if row is None:
             return None
-        return TelemetryBatch(
-            row.batch_id,
-            row.device_serial,
-            row.received_at,
-            row.accepted,
-            row.duplicates,
-            tuple(row.opened_ticket_ids),
-        )
+        return record_from_row(TelemetryBatch, row, opened_ticket_ids=tuple(row.opened_ticket_ids))
 
     def add_batch(self, batch: TelemetryBatch) -> None:
         """Remember a batch."""
         self.session.execute(
             insert(orm.telemetry_batches).values(
-                batch_id=batch.batch_id,
-                device_serial=batch.device_serial,
-                received_at=batch.received_at,
-                accepted=batch.accepted,
-                duplicates=batch.duplicates,
-                opened_ticket_ids=list(batch.opened_ticket_ids),
+                **row_values(batch, opened_ticket_ids=list(batch.opened_ticket_ids))
             )
         )
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from sonobridge.common.record_rows import record_from_row, row_values
 from sonobridge.maintenance.adapters import orm
 from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
 from sonobridge.maintenance.domain.sla import Pause
@@ -30,36 +31,13 @@ class SqlDeviceRepository:
 
     @staticmethod
     def _from_row(row: Any) -> Device:
-        return Device(
-            serial=row.serial,
-            model=row.model,
-            manufacturer=row.manufacturer,
-            institution_id=row.institution_id,
-            firmware_version=row.firmware_version,
-            firmware_seen_at=row.firmware_seen_at,
-            status=DeviceStatus(row.status),
-            spare=row.spare,
-            loaned_to=row.loaned_to,
-            operators=list(row.operators),
-            registered_at=row.registered_at,
-            last_seen_at=row.last_seen_at,
+        return record_from_row(
+            Device, row, status=DeviceStatus(row.status), operators=list(row.operators)
         )
 
     @staticmethod
     def _values(d: Device) -> dict[str, Any]:
-        return {
-            "model": d.model,
-            "manufacturer": d.manufacturer,
-            "institution_id": d.institution_id,
-            "firmware_version": d.firmware_version,
-            "firmware_seen_at": d.firmware_seen_at,
-            "status": d.status.value,
-            "spare": d.spare,
-            "loaned_to": d.loaned_to,
-            "operators": list(d.operators),
-            "registered_at": d.registered_at,
-            "last_seen_at": d.last_seen_at,
-        }
+        return row_values(d, exclude={"serial"}, status=d.status.value, operators=list(d.operators))
 
     def get(self, serial: str, *, lock: bool = False) -> Device | None:
         """Return the device, or None."""
@@ -104,35 +82,13 @@ class SqlDeviceRepository:
 
     def record(self, serial: str, entry: DeviceHistoryEntry) -> None:
         """Append to the device's history."""
-        self.session.execute(
-            insert(orm.device_history).values(
-                serial=serial,
-                at=entry.at,
-                kind=entry.kind,
-                from_value=entry.from_value,
-                to_value=entry.to_value,
-                actor=entry.actor,
-                note=entry.note,
-                ticket_id=entry.ticket_id,
-            )
-        )
+        self.session.execute(insert(orm.device_history).values(serial=serial, **row_values(entry)))
 
     def history(self, serial: str) -> list[DeviceHistoryEntry]:
         """Return the device's history, oldest first."""
         t = orm.device_history
         rows = self.session.execute(select(t).where(t.c.serial == serial).order_by(t.c.id))
-        return [
-            DeviceHistoryEntry(
-                at=r.at,
-                kind=r.kind,
-                actor=r.actor,
-                from_value=r.from_value,
-                to_value=r.to_value,
-                note=r.note,
-                ticket_id=r.ticket_id,
-            )
-            for r in rows
-        ]
+        return [record_from_row(DeviceHistoryEntry, r) for r in rows]
 
 
 class SqlTicketRepository:
@@ -171,37 +127,19 @@ class SqlTicketRepository:
             if history
             else []
         )
-        ticket = Ticket(
-            id=row.id,
-            device_serial=row.device_serial,
-            institution_id=row.institution_id,
-            symptom=row.symptom,
+        return record_from_row(
+            Ticket,
+            row,
             source=TicketSource(row.source),
-            opened_by=row.opened_by,
-            opened_at=row.opened_at,
             targets=SlaTargets(
                 timedelta(seconds=row.ack_target_seconds),
                 timedelta(seconds=row.onsite_target_seconds),
             ),
             state=TicketState(row.state),
-            assignee=row.assignee,
-            region=row.region,
             evidence_keys=list(row.evidence_keys),
-            study_instance_uid=row.study_instance_uid,
-            acknowledged_at=row.acknowledged_at,
-            dispatched_at=row.dispatched_at,
-            on_site_at=row.on_site_at,
-            resolved_at=row.resolved_at,
-            closed_at=row.closed_at,
-            cancelled_at=row.cancelled_at,
             pauses=pauses,
-            ack_breached=row.ack_breached,
-            onsite_breached=row.onsite_breached,
-            loaner_serial=row.loaner_serial,
-            updated_at=row.updated_at,
             history=changes,
         )
-        return ticket
 
     def get(self, ticket_id: str, *, lock: bool = False) -> Ticket | None:
         """Return the ticket, or None."""

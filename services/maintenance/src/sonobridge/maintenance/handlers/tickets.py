@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
-from sonobridge.common.idempotency import Body, once, request_key
+from sonobridge.common.idempotency import Body, create_once, request_key
 from sonobridge.common.problems import Conflict, Forbidden, NotFound
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
@@ -81,15 +81,7 @@ def open_ticket(
         opened.append(ticket)
         return {"ticket_id": ticket.id}
 
-    outcome = once(
-        deps.units,
-        lambda work: work.request_keys,
-        owner=principal.user,
-        key=key,
-        status=201,
-        work=open_in,
-        now=lambda: now,
-    )
+    outcome = create_once(deps.units, owner=principal.user, key=key, work=open_in, at=now)
     if not outcome.replayed:
         return opened[0], True
     # A retry answers with the ticket as it is now, as before keys were fingerprinted.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from sonobridge.common.audit import AuditRecord
+from sonobridge.common.record_rows import record_from_row, row_values
 from sonobridge.common.sql_records import SqlAuditLog
 from sonobridge.reporting.adapters import orm
 from sonobridge.reporting.domain.access import ReadScope
@@ -45,7 +46,10 @@ from sonobridge.reporting.domain.records import (
     Verdict,
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _worklist_order() -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]]:
@@ -73,18 +77,13 @@ def in_scope(query: Select[Any], scope: ReadScope) -> Select[Any]:
     return query.where(or_(*allowed))
 
 
-def _one(kind: type[T], row: Any | None, *, drop: tuple[str, ...] = ()) -> T | None:
+def _one(kind: type[T], row: Any | None) -> T | None:
     """Return a row as a domain record (None stays None); UtcDateTime columns come back aware."""
-    if row is None:
-        return None
-    values = dict(row._mapping)
-    for name in drop:
-        values.pop(name, None)
-    return kind(**values)
+    return None if row is None else record_from_row(kind, row)
 
 
-def _all(kind: type[T], rows: Iterable[Any], *, drop: tuple[str, ...] = ()) -> list[T]:
-    return [r for r in (_one(kind, row, drop=drop) for row in rows) if r is not None]
+def _all(kind: type[T], rows: Iterable[Any]) -> list[T]:
+    return [record_from_row(kind, row) for row in rows]
 
 
 class ReportingRepository:
@@ -209,7 +208,7 @@ class ReportingRepository:
         """Return a read's history, oldest first."""
         t = orm.read_history
         rows = self.session.execute(select(t).where(t.c.read_id == read_id).order_by(t.c.id))
-        return _all(HistoryEntry, rows, drop=("id", "read_id"))
+        return _all(HistoryEntry, rows)
 
     # -- timers ---------------------------------------------------------------------------
     def arm_timer(self, kind: str, subject: str, fire_at: datetime, now: datetime) -> None:
@@ -257,17 +256,7 @@ class ReportingRepository:
         """Return the roster of a worklist."""
         t = orm.shifts
         rows = self.session.execute(select(t).where(t.c.worklist == worklist).order_by(t.c.id))
-        return [
-            Shift(
-                user=r.user,
-                worklist=r.worklist,
-                role=DutyRole(r.role),
-                starts_at=r.starts_at,
-                ends_at=r.ends_at,
-                institution=r.institution,
-            )
-            for r in rows
-        ]
+        return [record_from_row(Shift, r, role=DutyRole(r.role)) for r in rows]
 
     def replace_shifts(self, worklist: str, shifts: Iterable[Shift]) -> None:
         """Replace a worklist's roster."""
@@ -276,12 +265,7 @@ class ReportingRepository:
         for s in shifts:
             self.session.execute(
                 insert(t).values(
-                    worklist=worklist,
-                    user=s.user,
-                    role=s.role.value,
-                    institution=s.institution,
-                    starts_at=s.starts_at,
-                    ends_at=s.ends_at,
+                    worklist=worklist, **row_values(s, exclude={"worklist"}, role=s.role.value)
                 )
             )
 
@@ -434,7 +418,7 @@ class ReportingRepository:
             .order_by(t.c.next_attempt_at, t.c.id)
             .limit(limit)
         )
-        return _all(Delivery, rows, drop=("delivered_at", "gave_up_at"))
+        return _all(Delivery, rows)
 
     def update_delivery(self, delivery_pk: int, **values: Any) -> None:
         """Record a delivery attempt."""

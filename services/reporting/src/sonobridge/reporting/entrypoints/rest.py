@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from sonobridge.common.auth import Principal
 from sonobridge.common.conditional import IfNoneMatch, polled
 from sonobridge.common.http import CurrentPrincipal, app_deps
 from sonobridge.common.inputs import INT32_MAX
@@ -28,7 +27,7 @@ from sonobridge.reporting.entrypoints.bodies import (
     RosterRequest,
     VerdictsRequest,
 )
-from sonobridge.reporting.entrypoints.http import IdempotencyKey, answer, request_key
+from sonobridge.reporting.entrypoints.http import Keyed, KeyedRequest
 from sonobridge.reporting.handlers import alerts, drafts, labels, reads, reports, rosters, signing
 from sonobridge.reporting.ports import Dependencies, Work
 
@@ -93,71 +92,44 @@ def read(
 
 
 @router.post("/reads/{read_id}/claim")
-def claim(
-    read_id: str,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    key = request_key(idempotency_key, request, None)
+def claim(read_id: str, keyed: Keyed) -> JSONResponse:
+    deps, principal = keyed.deps, keyed.principal
 
     def change(work: Work) -> dict[str, Any]:
         return views.read_summary(reads.claim_read(work, deps, principal, read_id), deps.clock())
 
-    return answer(deps.once(principal.user, key, 200, change))
+    return keyed.run(200, change)
 
 
 @router.post("/reads/{read_id}/release")
-def release(
-    read_id: str,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    key = request_key(idempotency_key, request, None)
+def release(read_id: str, keyed: Keyed) -> JSONResponse:
+    deps, principal = keyed.deps, keyed.principal
 
     def change(work: Work) -> dict[str, Any]:
         return views.read_summary(reads.release_read(work, deps, principal, read_id), deps.clock())
 
-    return answer(deps.once(principal.user, key, 200, change))
+    return keyed.run(200, change)
 
 
 @router.post("/reads/{read_id}/reassign")
-def reassign(
-    read_id: str,
-    body: ReassignRequest,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    key = request_key(idempotency_key, request, body)
+def reassign(read_id: str, body: ReassignRequest, keyed: Keyed) -> JSONResponse:
+    deps, principal = keyed.deps, keyed.principal
 
     def change(work: Work) -> dict[str, Any]:
-        return views.read_summary(
-            reads.reassign_read(work, deps, principal, read_id, body.to_user), deps.clock()
-        )
+        moved = reads.reassign_read(work, deps, principal, read_id, body.to_user)
+        return views.read_summary(moved, deps.clock())
 
-    return answer(deps.once(principal.user, key, 200, change))
+    return keyed.run(200, change, body)
 
 
 @router.post("/reads/{read_id}/draft", status_code=201)
-def new_draft(
-    read_id: str,
-    body: DraftRequest,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    key = request_key(idempotency_key, request, body)
+def new_draft(read_id: str, body: DraftRequest, keyed: Keyed) -> JSONResponse:
+    deps, principal = keyed.deps, keyed.principal
 
     def change(work: Work) -> dict[str, Any]:
         return views.draft_view(drafts.create_draft(work, deps, principal, read_id, body.language))
 
-    return answer(deps.once(principal.user, key, 201, change))
+    return keyed.run(201, change, body)
 
 
 @router.patch("/reads/{read_id}/draft")
@@ -188,19 +160,13 @@ def quality_labels(
 
 
 @router.post("/reads/{read_id}/sign", status_code=201)
-def sign(
-    read_id: str,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    key = request_key(idempotency_key, request, None)
+def sign(read_id: str, keyed: Keyed) -> JSONResponse:
+    deps, principal = keyed.deps, keyed.principal
 
     def change(work: Work) -> dict[str, Any]:
         return views.version_view(signing.sign_read(work, deps, principal, read_id))
 
-    return answer(deps.once(principal.user, key, 201, change))
+    return keyed.run(201, change)
 
 
 @router.get("/reports/{report_id}")
@@ -216,15 +182,8 @@ def report(
 
 
 @router.post("/reports/{report_id}/amend", status_code=201)
-def amend(
-    report_id: str,
-    body: AmendRequest,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    key = request_key(idempotency_key, request, body)
+def amend(report_id: str, body: AmendRequest, keyed: Keyed) -> JSONResponse:
+    deps, principal = keyed.deps, keyed.principal
 
     def change(work: Work) -> dict[str, Any]:
         amended = signing.amend_report(
@@ -239,7 +198,7 @@ def amend(
         )
         return views.version_view(amended)
 
-    return answer(deps.once(principal.user, key, 201, change))
+    return keyed.run(201, change, body)
 
 
 @router.get("/reports/{report_id}/versions/{version}/pdf")
@@ -277,45 +236,25 @@ def list_alerts(
 
 
 def _change_alert(
-    alert_id: str,
-    action: str,
-    request: Request,
-    deps: Dependencies,
-    principal: Principal,
-    body: AlertAction | None,
-    idempotency_key: str | None,
+    alert_id: str, action: str, keyed: KeyedRequest, body: AlertAction | None
 ) -> JSONResponse:
-    key = request_key(idempotency_key, request, body)
+    deps, principal = keyed.deps, keyed.principal
     note = body.note if body else ""
 
     def change(work: Work) -> dict[str, Any]:
         return views.alert_view(alerts.change_alert(work, deps, principal, alert_id, action, note))
 
-    return answer(deps.once(principal.user, key, 200, change))
+    return keyed.run(200, change, body)
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
-def acknowledge(
-    alert_id: str,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    body: AlertAction | None = None,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    return _change_alert(alert_id, "acknowledge", request, deps, principal, body, idempotency_key)
+def acknowledge(alert_id: str, keyed: Keyed, body: AlertAction | None = None) -> JSONResponse:
+    return _change_alert(alert_id, "acknowledge", keyed, body)
 
 
 @router.post("/alerts/{alert_id}/close")
-def close(
-    alert_id: str,
-    request: Request,
-    deps: Deps,
-    principal: CurrentPrincipal,
-    body: AlertAction | None = None,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    return _change_alert(alert_id, "close", request, deps, principal, body, idempotency_key)
+def close(alert_id: str, keyed: Keyed, body: AlertAction | None = None) -> JSONResponse:
+    return _change_alert(alert_id, "close", keyed, body)
 
 
 @router.get("/notifications")

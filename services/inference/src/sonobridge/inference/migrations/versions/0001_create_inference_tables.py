@@ -1,7 +1,5 @@
 """create inference tables
 
-Revision ID: 0001
-Revises:
 Create Date: 2026-11-22 09:50:31.012632
 """
 
@@ -10,24 +8,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sonobridge.common.ddl import create_delivery_tables, drop_delivery_tables
+
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     """Apply this revision."""
 
-    op.create_table(
-        "inbox",
-        sa.Column("consumer_group", sa.String(length=255), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("consumer_group", "event_id"),
-    )
+    create_delivery_tables(outbox_created_default=sa.func.now())
     op.create_table(
         "inference_results",
         sa.Column("inference_id", sa.String(length=64), nullable=False),
@@ -58,36 +48,12 @@ def upgrade() -> None:
             unique=False,
         )
 
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=255), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("source", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=255), nullable=False),
-        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-    )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_outbox_published_at"), ["published_at"], unique=False)
-
 
 def downgrade() -> None:
     """Revert this revision."""
 
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_published_at"))
-
-    op.drop_table("outbox")
+    drop_delivery_tables()
     with op.batch_alter_table("inference_results", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_inference_results_study_instance_uid"))
 
     op.drop_table("inference_results")
-    op.drop_table("inbox")

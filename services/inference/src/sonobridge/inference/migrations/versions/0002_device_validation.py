@@ -1,7 +1,5 @@
 """device validation states, expert quality labels and the audit log
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-11-30 03:10:00.000000
 """
 
@@ -10,12 +8,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from sonobridge.common.ddl import create_audit_table
+from sonobridge.common.ddl import create_audit_table, drop_audit_table
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -57,9 +53,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Revert this revision."""
-    for column in ("at", "actor", "resource_id", "related_id"):
-        op.drop_index(f"ix_audit_log_{column}", table_name="audit_log")
-    op.drop_table("audit_log")
+    drop_audit_table()
     op.drop_index("ix_quality_labels_window", table_name="quality_labels")
     op.drop_table("quality_labels")
     op.drop_table("device_validations")

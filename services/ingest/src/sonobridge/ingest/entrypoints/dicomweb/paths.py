@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, Request
+
+from sonobridge.common.auth import Principal
+from sonobridge.common.http import CurrentPrincipal
 from sonobridge.ingest.domain.records import Instance
+from sonobridge.ingest.entrypoints.dependencies import Deps, PublicBaseUrl
+from sonobridge.ingest.handlers import IngestDeps
 
 PREFIX = "/dicomweb"
 # One router for every DICOMweb route; stow, qido and wado add theirs on import, in that order.
@@ -42,3 +49,33 @@ def instance_url(base: str, instance: Instance) -> str:
         f"{base}/studies/{instance.study_instance_uid}/series/{instance.series_instance_uid}"
         f"/instances/{instance.sop_instance_uid}"
     )
+
+
+@dataclass(frozen=True)
+class DicomWebRequest:
+    """One QIDO-RS or WADO-RS request: who asks, the use cases, and the root answers link to."""
+
+    request: Request
+    principal: Principal
+    deps: IngestDeps
+    public_base_url: str | None
+
+    @property
+    def base(self) -> str:
+        """The DICOMweb root URL for answers to this request."""
+        return base_url(self.request, self.public_base_url)
+
+    @property
+    def accept(self) -> str | None:
+        """The request's Accept header."""
+        return self.request.headers.get("accept")
+
+
+def dicomweb_request(
+    request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
+) -> DicomWebRequest:
+    """Collect what every QIDO-RS and WADO-RS route needs, as one dependency."""
+    return DicomWebRequest(request, principal, deps, public)
+
+
+Call = Annotated[DicomWebRequest, Depends(dicomweb_request)]

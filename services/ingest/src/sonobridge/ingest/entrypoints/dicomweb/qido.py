@@ -7,15 +7,12 @@ from typing import Any
 from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sonobridge.common.auth import Principal
-from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import parse_int
 from sonobridge.common.problems import InvalidInput
 from sonobridge.ingest.domain.model import require_uid
 from sonobridge.ingest.domain.query import FIELDS, Criterion, criteria_for, within
-from sonobridge.ingest.entrypoints.dependencies import Deps, PublicBaseUrl
 from sonobridge.ingest.entrypoints.dicomweb.negotiation import check_accept_json
-from sonobridge.ingest.entrypoints.dicomweb.paths import base_url, router
+from sonobridge.ingest.entrypoints.dicomweb.paths import Call, DicomWebRequest, router
 from sonobridge.ingest.entrypoints.dicomweb.views import (
     BadQuery,
     group,
@@ -25,7 +22,7 @@ from sonobridge.ingest.entrypoints.dicomweb.views import (
     series_json,
     study_json,
 )
-from sonobridge.ingest.handlers import IngestDeps, reads
+from sonobridge.ingest.handlers import reads
 
 _KEYWORDS = {
     "0020000D": "StudyInstanceUID",
@@ -83,19 +80,13 @@ def _query(
 
 
 async def qido(
-    request: Request,
-    principal: Principal,
-    deps: IngestDeps,
-    base: str,
-    level: str,
-    study: str | None = None,
-    series: str | None = None,
+    call: DicomWebRequest, level: str, study: str | None = None, series: str | None = None
 ) -> Response:
     """Answer one QIDO-RS search at `level`, a page of DICOM JSON (204 when empty)."""
-    check_accept_json(request.headers.get("accept"))
+    check_accept_json(call.accept)
     try:
         # A query the server cannot run is a bad request (PS3.18 8.3.4), not a domain error.
-        criteria, modalities, offset, limit, includes, warnings = _query(request)
+        criteria, modalities, offset, limit, includes, warnings = _query(call.request)
         for name, value in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)):
             if value is not None:
                 require_uid(name, value)
@@ -103,12 +94,13 @@ async def qido(
         raise BadQuery(problem.detail, **problem.extensions) from problem
     found = await run_in_threadpool(
         reads.find_instances,
-        deps,
-        principal,
+        call.deps,
+        call.principal,
         [*criteria, *within(study, series)],
         action=f"search_{level}",
         resource_id=study or "*",
     )
+    base = call.base
     page = slice(offset, offset + limit)
     items: list[dict[str, Any]]
     # The page is cut before rendering: study and series answers read stored metadata.
@@ -126,48 +118,30 @@ async def qido(
 
 
 @router.get("/studies")
-async def search_studies(
-    request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
-) -> Response:
-    return await qido(request, principal, deps, base_url(request, public), "studies")
+async def search_studies(call: Call) -> Response:
+    return await qido(call, "studies")
 
 
 @router.get("/series")
-async def search_all_series(
-    request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
-) -> Response:
-    return await qido(request, principal, deps, base_url(request, public), "series")
+async def search_all_series(call: Call) -> Response:
+    return await qido(call, "series")
 
 
 @router.get("/studies/{study}/series")
-async def search_series(
-    study: str, request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
-) -> Response:
-    return await qido(request, principal, deps, base_url(request, public), "series", study)
+async def search_series(study: str, call: Call) -> Response:
+    return await qido(call, "series", study)
 
 
 @router.get("/instances")
-async def search_all_instances(
-    request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
-) -> Response:
-    return await qido(request, principal, deps, base_url(request, public), "instances")
+async def search_all_instances(call: Call) -> Response:
+    return await qido(call, "instances")
 
 
 @router.get("/studies/{study}/instances")
-async def search_study_instances(
-    study: str, request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
-) -> Response:
-    return await qido(request, principal, deps, base_url(request, public), "instances", study)
+async def search_study_instances(study: str, call: Call) -> Response:
+    return await qido(call, "instances", study)
 
 
 @router.get("/studies/{study}/series/{series}/instances")
-async def search_instances(
-    study: str,
-    series: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    deps: Deps,
-    public: PublicBaseUrl,
-) -> Response:
-    base = base_url(request, public)
-    return await qido(request, principal, deps, base, "instances", study, series)
+async def search_instances(study: str, series: str, call: Call) -> Response:
+    return await qido(call, "instances", study, series)

@@ -7,13 +7,11 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from fastapi import Request, Response
+from fastapi import Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from sonobridge.common.auth import Principal
-from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.inputs import INT32_MAX, parse_int
 from sonobridge.common.problems import InvalidInput, NotFound
 from sonobridge.ingest.domain.media import (
@@ -28,7 +26,6 @@ from sonobridge.ingest.domain.validation import (
     ENCAPSULATED_TRANSFER_SYNTAXES,
     EXPLICIT_VR_LITTLE_ENDIAN,
 )
-from sonobridge.ingest.entrypoints.dependencies import Deps, PublicBaseUrl
 from sonobridge.ingest.entrypoints.dicomweb.negotiation import (
     check_accept_bulk,
     check_accept_dicom,
@@ -36,7 +33,7 @@ from sonobridge.ingest.entrypoints.dicomweb.negotiation import (
     frame_representation,
     rendered_type,
 )
-from sonobridge.ingest.entrypoints.dicomweb.paths import base_url, router
+from sonobridge.ingest.entrypoints.dicomweb.paths import Call, DicomWebRequest, router
 from sonobridge.ingest.entrypoints.dicomweb.views import DICOM_JSON, instance_metadata
 from sonobridge.ingest.handlers import IngestDeps, reads
 
@@ -108,140 +105,89 @@ def _pixel_stream(
 
 
 async def _find(
-    deps: IngestDeps,
-    principal: Principal,
-    action: str,
-    study: str,
-    series: str | None,
-    sop: str | None,
+    call: DicomWebRequest, action: str, study: str, series: str | None, sop: str | None
 ) -> list[Instance]:
     criteria = within(study, series, sop)
     return await run_in_threadpool(
-        reads.find_instances, deps, principal, criteria, action=action, resource_id=study
+        reads.find_instances, call.deps, call.principal, criteria, action=action, resource_id=study
     )
 
 
 async def _found(
-    deps: IngestDeps,
-    principal: Principal,
+    call: DicomWebRequest,
     action: str,
     study: str,
     series: str | None = None,
     sop: str | None = None,
+    missing: str = "no such instance",
 ) -> list[Instance]:
-    found = await _find(deps, principal, action, study, series, sop)
+    found = await _find(call, action, study, series, sop)
     if not found:
-        raise NotFound("no such instance")
+        raise NotFound(missing)
     return found
 
 
 async def retrieve(
-    request: Request,
-    principal: Principal,
-    deps: IngestDeps,
-    study: str,
-    series: str | None = None,
-    sop: str | None = None,
+    call: DicomWebRequest, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
     """Stream the named instances as stored, one multipart part each."""
-    found = await _find(deps, principal, "retrieve", study, series, sop)
-    if not found:
-        raise NotFound("no such instances")
-    check_accept_dicom(request.headers.get("accept"), found)
+    found = await _found(call, "retrieve", study, series, sop, missing="no such instances")
+    check_accept_dicom(call.accept, found)
     boundary = uuid.uuid4().hex
     return StreamingResponse(
-        _multipart_stream(deps, found, boundary),
+        _multipart_stream(call.deps, found, boundary),
         media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
     )
 
 
 async def metadata(
-    request: Request,
-    principal: Principal,
-    deps: IngestDeps,
-    base: str,
-    study: str,
-    series: str | None = None,
-    sop: str | None = None,
+    call: DicomWebRequest, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
     """Answer the named instances' DICOM JSON."""
-    check_accept_json(request.headers.get("accept"))
-    found = await _find(deps, principal, "retrieve_metadata", study, series, sop)
-    if not found:
-        raise NotFound("no such instances")
+    check_accept_json(call.accept)
+    found = await _found(call, "retrieve_metadata", study, series, sop, missing="no such instances")
+    base = call.base
     body = [instance_metadata(i, base) for i in found]
     return Response(json.dumps(body), media_type=DICOM_JSON)
 
 
 @router.get("/studies/{study}")
-async def retrieve_study(
-    study: str, request: Request, principal: CurrentPrincipal, deps: Deps
-) -> Response:
-    return await retrieve(request, principal, deps, study)
+async def retrieve_study(study: str, call: Call) -> Response:
+    return await retrieve(call, study)
 
 
 @router.get("/studies/{study}/series/{series}")
-async def retrieve_series(
-    study: str, series: str, request: Request, principal: CurrentPrincipal, deps: Deps
-) -> Response:
-    return await retrieve(request, principal, deps, study, series)
+async def retrieve_series(study: str, series: str, call: Call) -> Response:
+    return await retrieve(call, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}")
-async def retrieve_instance(
-    study: str, series: str, sop: str, request: Request, principal: CurrentPrincipal, deps: Deps
-) -> Response:
-    return await retrieve(request, principal, deps, study, series, sop)
+async def retrieve_instance(study: str, series: str, sop: str, call: Call) -> Response:
+    return await retrieve(call, study, series, sop)
 
 
 @router.get("/studies/{study}/metadata")
-async def study_metadata(
-    study: str, request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
-) -> Response:
-    return await metadata(request, principal, deps, base_url(request, public), study)
+async def study_metadata(study: str, call: Call) -> Response:
+    return await metadata(call, study)
 
 
 @router.get("/studies/{study}/series/{series}/metadata")
-async def series_metadata(
-    study: str,
-    series: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    deps: Deps,
-    public: PublicBaseUrl,
-) -> Response:
-    base = base_url(request, public)
-    return await metadata(request, principal, deps, base, study, series)
+async def series_metadata(study: str, series: str, call: Call) -> Response:
+    return await metadata(call, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
-async def instance_metadata_route(
-    study: str,
-    series: str,
-    sop: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    deps: Deps,
-    public: PublicBaseUrl,
-) -> Response:
-    base = base_url(request, public)
-    return await metadata(request, principal, deps, base, study, series, sop)
+async def instance_metadata_route(study: str, series: str, sop: str, call: Call) -> Response:
+    return await metadata(call, study, series, sop)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{key}")
-async def retrieve_bulkdata(
-    study: str,
-    series: str,
-    sop: str,
-    key: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    deps: Deps,
-) -> Response:
+async def retrieve_bulkdata(study: str, series: str, sop: str, key: str, call: Call) -> Response:
     bulk = parse_bulk_key(key)
-    found = await _found(deps, principal, "retrieve_bulkdata", study, series, sop)
+    deps = call.deps
+    found = await _found(call, "retrieve_bulkdata", study, series, sop)
     instance = found[0]
-    check_accept_bulk(request.headers.get("accept"))
+    check_accept_bulk(call.accept)
     boundary = uuid.uuid4().hex
     media_type = f'multipart/related; type="{OCTET_STREAM}"; boundary={boundary}'
     if bulk.offset is not None:
@@ -262,53 +208,34 @@ async def retrieve_bulkdata(
 
 
 async def rendered(
-    request: Request,
-    principal: Principal,
-    deps: IngestDeps,
-    study: str,
-    series: str | None,
-    sop: str | None,
-    frame: int,
+    call: DicomWebRequest, study: str, series: str | None, sop: str | None, frame: int
 ) -> Response:
     """Render one frame of the first instance the path names."""
     # Study and series rendering show the first frame of the first instance in series and
     # instance number order: enough for a viewer's preview, not a rendering of every image.
-    media_type = rendered_type(request.headers.get("accept"))
-    found = await _found(deps, principal, "retrieve_rendered", study, series, sop)
-    image = await run_in_threadpool(reads.render, deps, found[0], frame, media_type)
+    media_type = rendered_type(call.accept)
+    found = await _found(call, "retrieve_rendered", study, series, sop)
+    image = await run_in_threadpool(reads.render, call.deps, found[0], frame, media_type)
     return Response(image, media_type=media_type)
 
 
 @router.get("/studies/{study}/rendered")
-async def rendered_study(
-    study: str, request: Request, principal: CurrentPrincipal, deps: Deps
-) -> Response:
-    return await rendered(request, principal, deps, study, None, None, 1)
+async def rendered_study(study: str, call: Call) -> Response:
+    return await rendered(call, study, None, None, 1)
 
 
 @router.get("/studies/{study}/series/{series}/rendered")
-async def rendered_series(
-    study: str, series: str, request: Request, principal: CurrentPrincipal, deps: Deps
-) -> Response:
-    return await rendered(request, principal, deps, study, series, None, 1)
+async def rendered_series(study: str, series: str, call: Call) -> Response:
+    return await rendered(call, study, series, None, 1)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
-async def retrieve_frames(
-    study: str,
-    series: str,
-    sop: str,
-    frames: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    deps: Deps,
-) -> Response:
+async def retrieve_frames(study: str, series: str, sop: str, frames: str, call: Call) -> Response:
     numbers = parse_frame_numbers(frames)
-    found = await _found(deps, principal, "retrieve_frames", study, series, sop)
+    deps = call.deps
+    found = await _found(call, "retrieve_frames", study, series, sop)
     instance = found[0]
-    media_type, syntax = frame_representation(
-        request.headers.get("accept"), instance.transfer_syntax_uid
-    )
+    media_type, syntax = frame_representation(call.accept, instance.transfer_syntax_uid)
     path = await run_in_threadpool(reads.prepare_frames, deps, instance, numbers)
     boundary = uuid.uuid4().hex
     return StreamingResponse(
@@ -320,24 +247,14 @@ async def retrieve_frames(
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
-async def rendered_instance(
-    study: str, series: str, sop: str, request: Request, principal: CurrentPrincipal, deps: Deps
-) -> Response:
-    return await rendered(request, principal, deps, study, series, sop, 1)
+async def rendered_instance(study: str, series: str, sop: str, call: Call) -> Response:
+    return await rendered(call, study, series, sop, 1)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered")
-async def rendered_frame(
-    study: str,
-    series: str,
-    sop: str,
-    frames: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    deps: Deps,
-) -> Response:
+async def rendered_frame(study: str, series: str, sop: str, frames: str, call: Call) -> Response:
     numbers = [f.strip() for f in frames.split(",")]
     if len(numbers) != 1:
         raise InvalidInput("rendered retrieval takes exactly one frame number")
     number = parse_int(numbers[0], name="frame number", minimum=1, maximum=INT32_MAX)
-    return await rendered(request, principal, deps, study, series, sop, number)
+    return await rendered(call, study, series, sop, number)

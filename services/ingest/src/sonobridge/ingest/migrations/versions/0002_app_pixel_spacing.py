@@ -1,7 +1,5 @@
 """Keep the calibration the app sends with an upload on its instance.
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-11-22 12:55:00
 """
 
@@ -12,8 +10,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

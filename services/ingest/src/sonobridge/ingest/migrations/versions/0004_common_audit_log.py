@@ -3,8 +3,6 @@
 Ingest's audit table already had the shared columns; it gains the related resource and the
 request id, its channel becomes optional, and records are indexed by resource.
 
-Revision ID: 0004
-Revises: 0003
 Create Date: 2026-11-30 03:05:00
 """
 
@@ -15,8 +13,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -7,8 +7,6 @@ request under the key is refused (now 422, like the other services). Owners long
 common column (128) cannot move and are dropped: losing such a key is harmless, because a retry
 names its exam id and is answered as a repeat of that exam.
 
-Revision ID: 0006
-Revises: 0005
 Create Date: 2026-11-30 04:05:00
 """
 
@@ -17,10 +15,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sonobridge.common.ddl import create_idempotency_table, idempotency_rows
+
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 TABLE = "idempotency_keys"
 OWNER_CHARS = 128
@@ -34,31 +32,14 @@ _old = sa.table(
     sa.column("exam_id", sa.String()),
     sa.column("created_at", sa.DateTime(timezone=True)),
 )
-_common = sa.table(
-    TABLE,
-    sa.column("user", sa.String()),
-    sa.column("key", sa.String()),
-    sa.column("request", sa.String()),
-    sa.column("status", sa.Integer()),
-    sa.column("body", sa.JSON()),
-    sa.column("created_at", sa.DateTime(timezone=True)),
-)
+_common = idempotency_rows(TABLE)
 
 
 def upgrade() -> None:
     """Apply this revision."""
     rows = op.get_bind().execute(sa.select(_old)).all()
     op.drop_table(TABLE)
-    op.create_table(
-        TABLE,
-        sa.Column("user", sa.String(length=OWNER_CHARS), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("request", sa.String(length=512), nullable=False),
-        sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("body", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("user", "key"),
-    )
+    create_idempotency_table(TABLE)
     moved = [
         {
             "user": r.owner,

@@ -1,7 +1,5 @@
 """create maintenance tables
 
-Revision ID: 0001
-Revises:
 Create Date: 2026-11-22 09:36:01.238603
 """
 
@@ -14,8 +12,6 @@ from sonobridge.common.ddl import create_delivery_tables, drop_delivery_tables
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

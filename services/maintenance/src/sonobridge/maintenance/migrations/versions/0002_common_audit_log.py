@@ -3,22 +3,17 @@
 The target becomes the resource id, its kind comes from the action's family (`ticket.open`
 targets a ticket), and an empty detail becomes NULL, as the common writer stores it.
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-11-30 03:45:00
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
 
-from sonobridge.common.ddl import move_audit_log
+from sonobridge.common.ddl import move_audit_log, restore_own_audit_log
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 COMMON_COLUMNS = (
     "SELECT id, at, actor, '', NULL, action,"
@@ -36,22 +31,17 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Revert this revision (the columns maintenance never wrote are dropped)."""
-    op.create_table(
-        "audit_log_own",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("actor", sa.String(length=128), nullable=False),
-        sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("target", sa.String(length=128), nullable=False),
-        sa.Column("detail", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.execute(
+    restore_own_audit_log(
+        [
+            sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+            sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("actor", sa.String(length=128), nullable=False),
+            sa.Column("action", sa.String(length=64), nullable=False),
+            sa.Column("target", sa.String(length=128), nullable=False),
+            sa.Column("detail", sa.Text(), nullable=False),
+            sa.PrimaryKeyConstraint("id"),
+        ],
         "INSERT INTO audit_log_own (id, at, actor, action, target, detail)"
         " SELECT id, at, substr(actor, 1, 128), action, substr(resource_id, 1, 128),"
-        " COALESCE(detail, '') FROM audit_log"
+        " COALESCE(detail, '') FROM audit_log",
     )
-    for column in ("at", "actor", "resource_id", "related_id"):
-        op.drop_index(f"ix_audit_log_{column}", table_name="audit_log")
-    op.drop_table("audit_log")
-    op.rename_table("audit_log_own", "audit_log")

@@ -4,8 +4,6 @@ The common table stores the request's fingerprint and the answer. Keys taken bef
 revision were never fingerprinted: they move with an empty fingerprint, which replays their
 ticket for any retry, exactly as they did when they were issued.
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-11-30 03:55:00
 """
 
@@ -14,23 +12,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from sonobridge.common.ddl import create_idempotency_table, idempotency_rows
+
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-
-def _common_table(name: str) -> None:
-    op.create_table(
-        name,
-        sa.Column("user", sa.String(length=128), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("request", sa.String(length=512), nullable=False),
-        sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("body", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("user", "key"),
-    )
 
 
 def upgrade() -> None:
@@ -44,19 +29,10 @@ def upgrade() -> None:
     )
     rows = op.get_bind().execute(sa.select(keys)).all()
     op.drop_table("idempotency_keys")
-    _common_table("idempotency_keys")
-    common = sa.table(
-        "idempotency_keys",
-        sa.column("user", sa.String()),
-        sa.column("key", sa.String()),
-        sa.column("request", sa.String()),
-        sa.column("status", sa.Integer()),
-        sa.column("body", sa.JSON()),
-        sa.column("created_at", sa.DateTime(timezone=True)),
-    )
+    create_idempotency_table()
     if rows:
         op.bulk_insert(
-            common,
+            idempotency_rows(),
             [
                 {
                     "user": r.scope,
@@ -73,14 +49,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Revert this revision (keys longer than the old column are dropped)."""
-    common = sa.table(
-        "idempotency_keys",
-        sa.column("user", sa.String()),
-        sa.column("key", sa.String()),
-        sa.column("body", sa.JSON()),
-        sa.column("created_at", sa.DateTime(timezone=True)),
-    )
-    rows = op.get_bind().execute(sa.select(common)).all()
+    rows = op.get_bind().execute(sa.select(idempotency_rows())).all()
     op.drop_table("idempotency_keys")
     op.create_table(
         "idempotency_keys",

@@ -3,8 +3,6 @@
 A record about a read names the read as its resource and the read's report as the related
 one; a record about a report alone names the report; the user becomes the actor.
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-11-30 03:50:00
 """
 
@@ -13,12 +11,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from sonobridge.common.ddl import move_audit_log
+from sonobridge.common.ddl import move_audit_log, restore_own_audit_log
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 COMMON_COLUMNS = (
     'SELECT id, at, "user", roles, NULL, action,'
@@ -36,29 +32,24 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Revert this revision (the columns reporting never wrote are dropped)."""
-    op.create_table(
-        "audit_log_own",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("user", sa.String(length=128), nullable=False),
-        sa.Column("roles", sa.String(length=255), nullable=False),
-        sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("read_id", sa.String(length=64), nullable=True),
-        sa.Column("report_id", sa.String(length=64), nullable=True),
-        sa.Column("detail", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.execute(
+    restore_own_audit_log(
+        [
+            sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+            sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("user", sa.String(length=128), nullable=False),
+            sa.Column("roles", sa.String(length=255), nullable=False),
+            sa.Column("action", sa.String(length=64), nullable=False),
+            sa.Column("read_id", sa.String(length=64), nullable=True),
+            sa.Column("report_id", sa.String(length=64), nullable=True),
+            sa.Column("detail", sa.Text(), nullable=False),
+            sa.PrimaryKeyConstraint("id"),
+        ],
         'INSERT INTO audit_log_own (id, at, "user", roles, action, read_id, report_id, detail)'
         " SELECT id, at, substr(actor, 1, 128), roles, action,"
         " CASE WHEN resource_type = 'read' THEN resource_id END,"
         " CASE WHEN resource_type = 'read' THEN related_id"
         " WHEN resource_type = 'report' THEN resource_id END,"
-        " COALESCE(detail, '') FROM audit_log"
+        " COALESCE(detail, '') FROM audit_log",
     )
-    for column in ("at", "actor", "resource_id", "related_id"):
-        op.drop_index(f"ix_audit_log_{column}", table_name="audit_log")
-    op.drop_table("audit_log")
-    op.rename_table("audit_log_own", "audit_log")
     op.create_index("ix_audit_log_read_id", "audit_log", ["read_id"], unique=False)
     op.create_index("ix_audit_log_report_id", "audit_log", ["report_id"], unique=False)

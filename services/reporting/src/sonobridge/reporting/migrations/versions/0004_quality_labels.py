@@ -1,7 +1,5 @@
 """Experts' quality labels of a read's instances.
 
-Revision ID: 0004
-Revises: 0003
 Create Date: 2026-11-30 04:40:00
 """
 
@@ -14,8 +12,6 @@ from sonobridge.common.db import UtcDateTime
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
