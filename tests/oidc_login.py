@@ -98,11 +98,20 @@ def authorization_url(
     return f"{discovery['authorization_endpoint']}?{urlencode(params)}"
 
 
+def _loopback_counts_as_secure(client: httpx.Client) -> None:
+    # Browsers treat http://127.0.0.1 as a secure context and send `Secure` cookies there
+    # (Keycloak marks its login cookies so); Python's cookie jar does not, so relax them.
+    for cookie in client.cookies.jar:
+        if cookie.secure and cookie.domain.lstrip(".") in ("127.0.0.1", "localhost"):
+            cookie.secure = False
+
+
 def follow_to_redirect(
     client: httpx.Client, response: httpx.Response, redirect_uri: str
 ) -> LoginResult:
     """Follow redirects until one lands on `redirect_uri`; return its code, state or error."""
     for _ in range(10):
+        _loopback_counts_as_secure(client)
         location = response.headers.get("location")
         if response.status_code not in (301, 302, 303, 307) or location is None:
             return LoginResult(None, None, None, response)
