@@ -159,3 +159,32 @@ def exchange_code(
     if verifier is not None:
         form["code_verifier"] = verifier
     return client.post(discovery["token_endpoint"], data=form)
+
+
+def log_in_with_pkce(
+    client: httpx.Client,
+    discovery: dict[str, Any],
+    *,
+    client_id: str,
+    redirect_uri: str,
+    user: str,
+    password: str,
+    **extra: str,
+) -> dict[str, Any]:
+    """Run the whole code + PKCE flow through the login form; return the token answer."""
+    pkce = Pkce.new()
+    url = authorization_url(discovery, client_id, redirect_uri, pkce, **extra)
+    landed = log_in(client, url, redirect_uri, user, password)
+    assert landed.code, landed.last_response.text[:800]
+    assert landed.state == "state-1"
+    answer = exchange_code(
+        client,
+        discovery,
+        client_id=client_id,
+        code=landed.code,
+        redirect_uri=redirect_uri,
+        verifier=pkce.verifier,
+    )
+    assert answer.status_code == 200, answer.text
+    tokens: dict[str, Any] = answer.json()
+    return tokens

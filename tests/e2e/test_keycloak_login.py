@@ -12,7 +12,7 @@ import jwt
 import pytest
 from infra_fixtures import KeycloakRealm
 from ingest.ingest_support import synthetic_instance, uids
-from oidc_login import Pkce, authorization_url, exchange_code, log_in
+from oidc_login import Pkce, authorization_url, log_in, log_in_with_pkce
 from sqlalchemy import create_engine, text
 
 from sonobridge.common.auth import LocalIssuer, TokenVerifier
@@ -29,23 +29,15 @@ def keycloak_login(
     realm: KeycloakRealm, user: str, client_id: str = "reading-station"
 ) -> dict[str, str]:
     """Log `user` in through Keycloak's login page with code + PKCE; return the token answer."""
-    discovery = realm.discovery()
-    pkce = Pkce.new()
     with httpx.Client(timeout=60) as client:
-        url = authorization_url(discovery, client_id, REDIRECT, pkce)
-        landed = log_in(client, url, REDIRECT, user, DEMO_PASSWORD)
-        assert landed.code, landed.last_response.text[:800]
-        answer = exchange_code(
+        return log_in_with_pkce(
             client,
-            discovery,
+            realm.discovery(),
             client_id=client_id,
-            code=landed.code,
             redirect_uri=REDIRECT,
-            verifier=pkce.verifier,
+            user=user,
+            password=DEMO_PASSWORD,
         )
-    assert answer.status_code == 200, answer.text
-    tokens: dict[str, str] = answer.json()
-    return tokens
 
 
 @pytest.fixture(scope="module")
