@@ -243,3 +243,15 @@ def test_a_token_from_sonobridge_token_is_still_accepted(node: SingleNode) -> No
     assert node.login.verifier.verify(token).user == "ci-bot"
     with pytest.raises(Unauthenticated):
         node.login.verifier.verify(node.issuer.issue("x", ["admin"], audience="elsewhere"))
+
+
+def test_browser_apps_on_loopback_may_call_the_token_endpoint_but_other_sites_may_not(
+    discovery: dict[str, object],
+) -> None:
+    token_url = str(discovery["token_endpoint"])
+    preflight = {"Access-Control-Request-Method": "POST"}
+    with httpx.Client(timeout=30) as client:
+        local = client.options(token_url, headers={**preflight, "Origin": "http://127.0.0.1:3000"})
+        foreign = client.options(token_url, headers={**preflight, "Origin": "https://evil.example"})
+    assert local.headers["access-control-allow-origin"] == "http://127.0.0.1:3000"
+    assert "access-control-allow-origin" not in foreign.headers

@@ -110,7 +110,9 @@ class LoginServer:
         self.verifier = TokenVerifier(
             audience=AUDIENCE, issuer=[self.issuer_url, LOCAL_ISSUER], jwks=signer.jwks()
         )
-        app = build_app(self.provider, self.verifier, throttle or LoginThrottle())
+        app = build_app(
+            self.provider, self.verifier, throttle or LoginThrottle(), redirects.origins
+        )
         self._server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -13,6 +14,7 @@ from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import OAuth2Error, OAuth2Payload
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.middleware.cors import CORSMiddleware
 
 from sonobridge.common.auth import TokenVerifier
 from sonobridge.common.problems import Unauthenticated
@@ -30,6 +32,7 @@ audit = logging.getLogger("sonobridge.identity.audit")
 SESSION_COOKIE = "sonobridge_login"
 CSRF_COOKIE = "sonobridge_login_csrf"
 _LOGIN_FIELDS = frozenset({"username", "password", "csrf"})
+LOOPBACK_ORIGIN = r"https?://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -96,10 +99,22 @@ def _event(action: str, outcome: str, **fields: Any) -> None:
 
 
 def build_app(
-    provider: OpenIDProvider, verifier: TokenVerifier, throttle: LoginThrottle
+    provider: OpenIDProvider,
+    verifier: TokenVerifier,
+    throttle: LoginThrottle,
+    origins: Iterable[str] = (),
 ) -> FastAPI:
-    """Return the provider's ASGI app."""
+    """Return the provider's ASGI app; browser clients on loopback or `origins` may call it."""
     app = FastAPI(title="SonoBridge single-node login", docs_url=None, redoc_url=None)
+    # Browser apps (OHIF, the reading page) fetch discovery, keys, tokens and userinfo by XHR
+    # from their own origin; the login page itself is a top-level navigation and needs none.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_origin_regex=LOOPBACK_ORIGIN,
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type"],
+    )
     issuer = provider.issuer_url
     secure_cookies = issuer.startswith("https://")
 
