@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,9 @@ def _node(args: argparse.Namespace) -> SingleNode:
         extra = node_settings_for(load(Path(seed_file)), args.data_dir)
     if getattr(args, "viewer_origin", None):
         extra.setdefault("common", {})["http"] = {"cors_origins": args.viewer_origin}
-    ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else None
+    ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else NodePorts()
+    if getattr(args, "login_port", None) is not None:
+        ports = replace(ports, login=args.login_port)
     services = tuple(getattr(args, "services", None) or SERVICES)
     return SingleNode(
         args.data_dir,
@@ -322,6 +325,9 @@ def main(argv: list[str] | None = None) -> None:
         dest="services",
         choices=SERVICES,
         help="run only this service (repeatable; default all four)",
+    )
+    serve.add_argument(
+        "--login-port", type=int, help="the login provider's port (default 8090; 0: any free)"
     )
     serve.add_argument(
         "--redirect-origin",
