@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,8 +200,9 @@ def test_an_unknown_client_or_foreign_redirect_gets_an_oauth_error_not_a_page(
 
 
 def test_wrong_passwords_are_refused_then_throttled(
-    node: SingleNode, discovery: dict[str, object]
+    node: SingleNode, discovery: dict[str, object], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="sonobridge.identity.audit")
     with httpx.Client(timeout=30) as client:
         url = authorization_url(discovery, "township-app", REDIRECT, Pkce.new())
         statuses = []
@@ -211,6 +213,13 @@ def test_wrong_passwords_are_refused_then_throttled(
         chinese = client.get(url + "&ui_locales=zh-CN")
     assert statuses == [401] * 5 + [429]
     assert "密码" in chinese.text and 'lang="zh-CN"' in chinese.text
+    audited = [
+        (r.__dict__.get("user"), r.__dict__.get("outcome"))
+        for r in caplog.records
+        if r.name == "sonobridge.identity.audit"
+    ]
+    assert audited == [("nurse-east", "rejected")] * 5 + [("nurse-east", "throttled")]
+    assert not any("not-her-password" in r.getMessage() for r in caplog.records)
 
 
 def test_a_machine_client_gets_a_service_token_by_client_credentials(
