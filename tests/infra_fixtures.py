@@ -252,6 +252,34 @@ class KeycloakRealm:
         ).json()
         return found
 
+    def allow_origin(self, client_id: str, origin: str) -> None:
+        """Let a browser app on `origin` (e.g. a test's OHIF port) use `client_id`.
+
+        The realm allows loopback redirects on any port, but Keycloak checks a browser's
+        `Origin` exactly; this adds it (and its redirects) as county IT does in the console.
+        """
+        import httpx
+
+        admin = httpx.post(
+            f"{self.base_url}/realms/master/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": "admin-cli",
+                "username": "admin",
+                "password": "sonobridge-admin",
+            },
+            timeout=60,
+        )
+        admin.raise_for_status()
+        headers = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+        clients = f"{self.base_url}/admin/realms/{self.realm}/clients"
+        with httpx.Client(headers=headers, timeout=60) as api:
+            [client] = api.get(clients, params={"clientId": client_id}).json()
+            origins = set(client.get("webOrigins", [])) | {origin}
+            redirects = set(client.get("redirectUris", [])) | {f"{origin}/*"}
+            client |= {"webOrigins": sorted(origins), "redirectUris": sorted(redirects)}
+            api.put(f"{clients}/{client['id']}", json=client).raise_for_status()
+
 
 @pytest.fixture(scope="session")
 def keycloak(request: pytest.FixtureRequest, local_infra_env: dict[str, str]) -> KeycloakRealm:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +211,23 @@ def test_tokens_from_another_realm_or_issuer_are_refused_with_problem_json(
             )
             assert answer.status_code == 401, answer.text
             assert answer.headers["content-type"].startswith(PROBLEM)
+
+
+def test_a_browser_origin_is_refused_until_allowed_for_its_client(
+    keycloak: KeycloakRealm,
+) -> None:
+    # The test Keycloak keeps its database between sessions: a port no earlier run allowed.
+    origin = f"http://127.0.0.1:{20000 + secrets.randbelow(40000)}"
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": "ohif",
+        "code": "not-a-code",
+        "redirect_uri": f"{origin}/callback",
+    }
+    token_url = keycloak.discovery()["token_endpoint"]
+    before = httpx.post(token_url, data=form, headers={"Origin": origin}, timeout=60)
+    keycloak.allow_origin("ohif", origin)
+    after = httpx.post(token_url, data=form, headers={"Origin": origin}, timeout=60)
+    assert before.status_code == 403 and "access-control-allow-origin" not in before.headers
+    assert after.headers["access-control-allow-origin"] == origin
+    assert after.json()["error"] == "invalid_grant"
