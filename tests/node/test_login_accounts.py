@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,23 @@ def test_the_throttle_locks_an_account_then_forgets_after_the_window() -> None:
     assert throttle.retry_after("user:b", "address:y") == 0
     now[0] = 61.0
     assert throttle.retry_after("user:a", "address:x") == 0
+
+
+def test_a_broken_consortium_file_keeps_the_last_good_people(tmp_path: Path) -> None:
+    path = _consortium_file(tmp_path)
+    people = PeopleDirectory(path)
+    assert people.person("dr-wang") is not None
+    path.write_text("{ half-edited", encoding="utf-8")
+    os.utime(path, ns=(1, 1))
+    assert people.person("dr-wang") is not None
+
+
+def test_the_throttle_forgets_stale_made_up_names() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(window_seconds=60, clock=lambda: now[0])
+    for n in range(10_001):
+        throttle.failed(f"user:made-up-{n}")
+    now[0] = 120.0
+    throttle.failed("user:latest")
+    assert throttle.retry_after("user:latest") == 0
+    assert throttle.tracked() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,7 +16,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from sonobridge.node.consortium import Consortium, Person, load
 
+log = logging.getLogger(__name__)
+
 MIN_PASSWORD_CHARS = 10
+MAX_TRACKED_KEYS = 10_000
 _HASHER = PasswordHasher()
 # Verified against when the user is unknown, so a wrong user name costs as long as a wrong password.
 _DECOY_HASH = _HASHER.hash("decoy password that matches nobody")
@@ -82,8 +86,14 @@ class PeopleDirectory:
             return None
         with self._lock:
             if stamp != self._stamp:
-                self._consortium = load(self.path)
                 self._stamp = stamp
+                try:
+                    self._consortium = load(self.path)
+                except ValueError:
+                    # A half-edited file must not lock everyone out: keep the last good one.
+                    log.exception(
+                        "consortium file %s is unreadable; keeping the last one", self.path
+                    )
             return self._consortium
 
     def person(self, user: str) -> Person | None:
@@ -142,6 +152,15 @@ class LoginThrottle:
             now = self._clock()
             for key in keys:
                 self._recent(key).append(now)
+            # Made-up user names must not grow the table without bound: sweep the stale ones.
+            if len(self._failures) > MAX_TRACKED_KEYS:
+                for key in [k for k in self._failures if not self._recent(k)]:
+                    del self._failures[key]
+
+    def tracked(self) -> int:
+        """How many user names and addresses have failures on record."""
+        with self._lock:
+            return len(self._failures)
 
     def succeeded(self, user_key: str) -> None:
         """Forget an account's failures once its owner logs in."""
