@@ -213,6 +213,8 @@ def test_wrong_passwords_are_refused_then_throttled(
         chinese = client.get(url + "&ui_locales=zh-CN")
     assert statuses == [401] * 5 + [429]
     assert "密码" in chinese.text and 'lang="zh-CN"' in chinese.text
+    assert "frame-ancestors 'none'" in chinese.headers["content-security-policy"]
+    assert not any(tag in chinese.text for tag in ("<script", "<link", "<img", "src="))
     audited = [
         (r.__dict__.get("user"), r.__dict__.get("outcome"))
         for r in caplog.records

@@ -34,6 +34,16 @@ CSRF_COOKIE = "sonobridge_login_csrf"
 _LOGIN_FIELDS = frozenset({"username", "password", "csrf"})
 LOOPBACK_ORIGIN = r"https?://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The pages load nothing and may not be framed (clickjacking). No form-action: browsers apply it
+# to the redirect back to the client after the login POST.
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class _Payload(OAuth2Payload):  # type: ignore[misc]
@@ -140,7 +150,7 @@ def build_app(
             user=params.get("username", ""),
             error=error,
         )
-        response = HTMLResponse(page, status_code=status, headers=_NO_STORE)
+        response = HTMLResponse(page, status_code=status, headers=_PAGE_HEADERS)
         response.set_cookie(
             CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=secure_cookies
         )
@@ -273,7 +283,7 @@ def build_app(
         elif target:
             return _oauth_error(400, "invalid_request", "post_logout_redirect_uri is not allowed")
         else:
-            response = HTMLResponse(logged_out_page(lang), headers=_NO_STORE)
+            response = HTMLResponse(logged_out_page(lang), headers=_PAGE_HEADERS)
         response.delete_cookie(SESSION_COOKIE)
         user = ended.person.user if ended else None
         _event("logout", "ok" if ended else "no-session", user=user, client_id=client_id)
