@@ -252,12 +252,8 @@ class KeycloakRealm:
         ).json()
         return found
 
-    def allow_origin(self, client_id: str, origin: str) -> None:
-        """Let a browser app on `origin` (e.g. a test's OHIF port) use `client_id`.
-
-        The realm allows loopback redirects on any port, but Keycloak checks a browser's
-        `Origin` exactly; this adds it (and its redirects) as county IT does in the console.
-        """
+    def _admin(self) -> Any:
+        """An HTTP client on the admin API, logged in as the local bootstrap admin."""
         import httpx
 
         admin = httpx.post(
@@ -271,14 +267,37 @@ class KeycloakRealm:
             timeout=60,
         )
         admin.raise_for_status()
-        headers = {"Authorization": f"Bearer {admin.json()['access_token']}"}
-        clients = f"{self.base_url}/admin/realms/{self.realm}/clients"
-        with httpx.Client(headers=headers, timeout=60) as api:
-            [client] = api.get(clients, params={"clientId": client_id}).json()
+        return httpx.Client(
+            base_url=f"{self.base_url}/admin/realms/{self.realm}",
+            headers={"Authorization": f"Bearer {admin.json()['access_token']}"},
+            timeout=60,
+        )
+
+    def _client(self, api: Any, client_id: str) -> dict[str, Any]:
+        [client] = api.get("/clients", params={"clientId": client_id}).json()
+        found: dict[str, Any] = client
+        return found
+
+    def allow_origin(self, client_id: str, origin: str) -> None:
+        """Let a browser app on `origin` (e.g. a test's OHIF port) use `client_id`.
+
+        The realm allows loopback redirects on any port, but Keycloak checks a browser's
+        `Origin` exactly; this adds it (and its redirects) as county IT does in the console.
+        """
+        with self._admin() as api:
+            client = self._client(api, client_id)
             origins = set(client.get("webOrigins", [])) | {origin}
             redirects = set(client.get("redirectUris", [])) | {f"{origin}/*"}
             client |= {"webOrigins": sorted(origins), "redirectUris": sorted(redirects)}
-            api.put(f"{clients}/{client['id']}", json=client).raise_for_status()
+            api.put(f"/clients/{client['id']}", json=client).raise_for_status()
+
+    def client_secret(self, client_id: str) -> str:
+        """The secret Keycloak generated for a confidential client at import."""
+        with self._admin() as api:
+            client = self._client(api, client_id)
+            answer = api.get(f"/clients/{client['id']}/client-secret")
+            answer.raise_for_status()
+            return str(answer.json()["value"])
 
 
 @pytest.fixture(scope="session")

@@ -231,3 +231,25 @@ def test_a_browser_origin_is_refused_until_allowed_for_its_client(
     assert before.status_code == 403 and "access-control-allow-origin" not in before.headers
     assert after.headers["access-control-allow-origin"] == origin
     assert after.json()["error"] == "invalid_grant"
+
+
+def test_the_machine_client_gets_a_service_token_the_services_accept(
+    keycloak: KeycloakRealm, cluster: ClusterEdition
+) -> None:
+    secret = keycloak.client_secret("sonobridge-service")
+    answer = httpx.post(
+        keycloak.discovery()["token_endpoint"],
+        data={"grant_type": "client_credentials"},
+        auth=("sonobridge-service", secret),
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["roles"] == ["service"] and claims["azp"] == "sonobridge-service"
+    listed = httpx.get(
+        f"{cluster.urls()['reporting']}/v1/worklists",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert listed.status_code == 200, listed.text
