@@ -252,8 +252,8 @@ class KeycloakRealm:
         ).json()
         return found
 
-    def _admin(self) -> Any:
-        """An HTTP client on the admin API, logged in as the local bootstrap admin."""
+    def master_admin_token(self) -> str:
+        """An access token of the local bootstrap admin, from the `master` realm."""
         import httpx
 
         admin = httpx.post(
@@ -267,9 +267,15 @@ class KeycloakRealm:
             timeout=60,
         )
         admin.raise_for_status()
+        return str(admin.json()["access_token"])
+
+    def _admin(self) -> Any:
+        """An HTTP client on the realm's admin API, as the local bootstrap admin."""
+        import httpx
+
         return httpx.Client(
             base_url=f"{self.base_url}/admin/realms/{self.realm}",
-            headers={"Authorization": f"Bearer {admin.json()['access_token']}"},
+            headers={"Authorization": f"Bearer {self.master_admin_token()}"},
             timeout=60,
         )
 

@@ -188,19 +188,8 @@ def test_cluster_services_accept_keycloak_logins_and_scope_by_institution(
 def test_tokens_from_another_realm_or_issuer_are_refused_with_problem_json(
     keycloak: KeycloakRealm, cluster: ClusterEdition
 ) -> None:
-    master = httpx.post(
-        f"{keycloak.base_url}/realms/master/protocol/openid-connect/token",
-        data={
-            "grant_type": "password",
-            "client_id": "admin-cli",
-            "username": "admin",
-            "password": "sonobridge-admin",
-        },
-        timeout=60,
-    )
-    assert master.status_code == 200, master.text
     foreign = LocalIssuer(keycloak.issuer).issue("dr-zhang", ["expert"], "county-hospital")
-    for token in (master.json()["access_token"], foreign):
+    for token in (keycloak.master_admin_token(), foreign):
         for service in ("ingest", "reporting"):
             answer = httpx.get(
                 f"{cluster.urls()[service]}/v1/worklists"
