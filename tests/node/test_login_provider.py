@@ -196,7 +196,7 @@ def test_an_unknown_client_or_foreign_redirect_gets_an_oauth_error_not_a_page(
         garbage = client.post(str(discovery["token_endpoint"]), content=b"\xff\xfe=%%%")
     assert unknown.status_code in (400, 401) and unknown.json()["error"] == "invalid_client"
     assert foreign.status_code == 400 and foreign.json()["error"] == "invalid_request"
-    assert garbage.status_code == 400 and garbage.json()["error"] == "unsupported_grant_type"
+    assert garbage.status_code == 400 and garbage.json()["error"] == "invalid_request"
 
 
 def test_wrong_passwords_are_refused_then_throttled(
@@ -266,3 +266,37 @@ def test_browser_apps_on_loopback_may_call_the_token_endpoint_but_other_sites_ma
         foreign = client.options(token_url, headers={**preflight, "Origin": "https://evil.example"})
     assert local.headers["access-control-allow-origin"] == "http://127.0.0.1:3000"
     assert "access-control-allow-origin" not in foreign.headers
+
+
+HOSTILE = [
+    ("GET", "/authorize", {}, None),
+    ("GET", "/authorize?response_type=token&client_id=ohif", {}, None),
+    ("GET", "/authorize?response_type=code&client_id=ohif&redirect_uri=%ff%fe", {}, None),
+    ("GET", "/authorize?client_id=ohif&client_id=reading-station&response_type=code", {}, None),
+    ("POST", "/authorize", {"Content-Type": "application/x-www-form-urlencoded"}, b"\xff\x00=%"),
+    ("POST", "/authorize", {}, b"username=a&password=b&csrf=c"),
+    ("POST", "/token", {"Content-Type": "application/json"}, b'{"grant_type": "password"}'),
+    ("POST", "/token", {}, b"grant_type=authorization_code&client_id=ohif&code=" + b"A" * 5000),
+    ("POST", "/token", {}, b"grant_type=refresh_token&client_id=ohif&refresh_token=x"),
+    ("POST", "/token", {"Authorization": "Basic !!!"}, b"grant_type=client_credentials"),
+    ("GET", "/userinfo", {"Authorization": "Bearer a.b.c"}, None),
+    (
+        "GET",
+        "/logout?id_token_hint=not.a.jwt&post_logout_redirect_uri=javascript:alert(1)",
+        {},
+        None,
+    ),
+    ("GET", "/logout?client_id=ohif&post_logout_redirect_uri=http://127.0.0.1:9/x", {}, None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body"), HOSTILE)
+def test_hostile_requests_get_an_oauth_error_or_a_page_never_a_5xx(
+    node: SingleNode, method: str, path: str, headers: dict[str, str], body: bytes | None
+) -> None:
+    answer = httpx.request(
+        method, f"{node.login.issuer_url}{path}", headers=headers, content=body, timeout=30
+    )
+    assert answer.status_code < 500, answer.text
+    if answer.status_code >= 400 and answer.headers["content-type"].startswith("application/json"):
+        assert "error" in answer.json()

@@ -85,6 +85,15 @@ async def _pairs(request: Request) -> list[tuple[str, str]]:
     return parse_qsl(body, keep_blank_values=True)
 
 
+_NOT_PRINTABLE = "OAuth parameters must be printable ASCII"
+
+
+def _printable(pairs: list[tuple[str, str]]) -> bool:
+    # Authlib refuses to describe an error that quotes other characters (a ValueError, so a 500):
+    # OAuth parameters are ASCII (RFC 6749 appendix A), so such a request is malformed anyway.
+    return all(" " <= c <= "~" for k, v in pairs for c in k + v)
+
+
 def _authlib_response(result: tuple[int, Any, list[tuple[str, str]]]) -> Response:
     status, body, headers = result
     merged = {**dict(headers), **_NO_STORE}
@@ -202,6 +211,8 @@ def build_app(
         pairs = await _pairs(request)
         params = dict(reversed(pairs))
         oauth_pairs = [(k, v) for k, v in pairs if k not in _LOGIN_FIELDS]
+        if not _printable(oauth_pairs):
+            return _oauth_error(400, "invalid_request", _NOT_PRINTABLE)
         oauth = _Request(request.method, str(request.url), request.headers, oauth_pairs)
         session = current_session(request)
         logging_in = request.method == "POST" and "username" in params
@@ -243,7 +254,10 @@ def build_app(
 
     @app.post("/token")
     async def token(request: Request) -> Response:
-        oauth = _Request("POST", str(request.url), request.headers, await _pairs(request))
+        pairs = await _pairs(request)
+        if not _printable(pairs):
+            return _oauth_error(400, "invalid_request", _NOT_PRINTABLE)
+        oauth = _Request("POST", str(request.url), request.headers, pairs)
         response = _authlib_response(provider.create_token_response(oauth))
         grant_type = oauth.payload.grant_type
         outcome = "ok" if response.status_code == 200 else f"rejected:{response.status_code}"
