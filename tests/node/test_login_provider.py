@@ -279,6 +279,10 @@ HOSTILE = [
     ("POST", "/token", {}, b"grant_type=authorization_code&client_id=ohif&code=" + b"A" * 5000),
     ("POST", "/token", {}, b"grant_type=refresh_token&client_id=ohif&refresh_token=x"),
     ("POST", "/token", {"Authorization": "Basic !!!"}, b"grant_type=client_credentials"),
+    ("POST", "/token", {"Authorization": "Basic /w=="}, b"grant_type=client_credentials"),
+    ("POST", "/token", {"Authorization": "Basic Og=="}, b"grant_type=client_credentials"),
+    ("POST", "/token", {}, b"grant_type=client_credentials&client_id=ohif&client_secret=x"),
+    ("POST", "/authorize", {}, "username=张&password=密码&client_id=ohif".encode()),
     ("GET", "/userinfo", {"Authorization": "Bearer a.b.c"}, None),
     (
         "GET",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import secrets
 from collections import defaultdict
@@ -92,6 +94,18 @@ def _printable(pairs: list[tuple[str, str]]) -> bool:
     # Authlib refuses to describe an error that quotes other characters (a ValueError, so a 500):
     # OAuth parameters are ASCII (RFC 6749 appendix A), so such a request is malformed anyway.
     return all(" " <= c <= "~" for k, v in pairs for c in k + v)
+
+
+def _readable_basic(authorization: str | None) -> bool:
+    # Authlib decodes Basic credentials as UTF-8 unguarded: anything else would be a 500.
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return True
+    try:
+        base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _authlib_response(result: tuple[int, Any, list[tuple[str, str]]]) -> Response:
@@ -257,6 +271,8 @@ def build_app(
         pairs = await _pairs(request)
         if not _printable(pairs):
             return _oauth_error(400, "invalid_request", _NOT_PRINTABLE)
+        if not _readable_basic(request.headers.get("authorization")):
+            return _oauth_error(401, "invalid_client", "unreadable Basic credentials")
         oauth = _Request("POST", str(request.url), request.headers, pairs)
         response = _authlib_response(provider.create_token_response(oauth))
         grant_type = oauth.payload.grant_type
