@@ -12,7 +12,18 @@ echo "test: set-up took $((SECONDS - started)) s"
 # Leave servers that were already running (make up) as they were; stop those started here.
 was_up=$(deploy/local/status.sh 2>/dev/null | grep -c ': up' || true)
 deploy/local/up.sh all
-cleanup() { if [[ "$was_up" -eq 0 ]]; then deploy/local/down.sh all >/dev/null 2>&1 || true; fi; }
+# Keycloak (the login tests) takes minutes to start on two cores: for the whole suite, start it
+# now so it comes up beside the lint; its fixture then finds it up or waits for this start.
+keycloak_was_up=1
+if [[ $# -eq 0 ]] && ! deploy/local/status.sh keycloak >/dev/null 2>&1; then
+    keycloak_was_up=0
+    mkdir -p var
+    deploy/local/up.sh keycloak >var/test-keycloak-up.log 2>&1 &
+fi
+cleanup() {
+    if [[ "$was_up" -eq 0 ]]; then deploy/local/down.sh all >/dev/null 2>&1 || true; fi
+    if [[ "$keycloak_was_up" -eq 0 ]]; then deploy/local/down.sh keycloak >/dev/null 2>&1 || true; fi
+}
 trap cleanup EXIT
 eval "$(deploy/local/env.sh)"
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sonobridge.common.auth import LocalIssuer, TokenVerifier
 from sonobridge.common.http import CurrentPrincipal, create_service_app
 from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.common.problems import Unauthenticated
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,27 @@ def test_garbage_token_is_refused(client: httpx.Client) -> None:
 def test_unknown_roles_are_dropped(issuer: LocalIssuer) -> None:
     principal = issuer.verifier().verify(issuer.issue("u", ["operator", "superuser"], "t"))
     assert principal.roles == frozenset({"operator"})
+
+
+def test_a_verifier_may_trust_several_issuers_and_no_others(issuer: LocalIssuer) -> None:
+    verifier = TokenVerifier(
+        audience="sonobridge",
+        issuer=["http://127.0.0.1:8090", "sonobridge-local"],
+        jwks=issuer.jwks(),
+    )
+    for iss in ("http://127.0.0.1:8090", "sonobridge-local"):
+        assert verifier.verify(issuer.issue("u", ["expert"], issuer=iss)).user == "u"
+    with pytest.raises(Unauthenticated, match="another issuer"):
+        verifier.verify(issuer.issue("u", ["expert"], issuer="http://elsewhere"))
+
+
+def test_extra_claims_never_override_the_signed_identity(issuer: LocalIssuer) -> None:
+    token = issuer.issue(
+        "u",
+        ["operator"],
+        "township-east",
+        extra_claims={"sub": "admin", "roles": ["admin"], "preferred_username": "u"},
+    )
+    principal = issuer.verifier().verify(token)
+    assert (principal.user, principal.roles) == ("u", frozenset({"operator"}))
+    assert principal.claims["preferred_username"] == "u"

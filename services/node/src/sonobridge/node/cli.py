@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +64,11 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
         if dimse is not None and getattr(dimse, "port", None):
             printer(f"  ingest       DICOM C-STORE {node.host}:{dimse.port} (AE SONOBRIDGE)")
         printer(f"  ingest       DICOMweb {node.urls()['ingest']}/dicomweb")
+    printer(f"  login (OpenID issuer) {node.login.issuer_url}")
     printer(f"  data directory: {node.data_dir}")
     printer(
-        f"  tokens: uv run sonobridge --data-dir {node.data_dir} token --user <id> "
-        "--role <role> --institution <id>\n",
+        f"  people log in at the issuer (passwords: uv run sonobridge --data-dir {node.data_dir} "
+        "users set-password <user>); machines and tests may mint tokens with `sonobridge token`\n",
     )
     sys.stdout.flush()
 
@@ -94,10 +97,22 @@ def _node(args: argparse.Namespace) -> SingleNode:
         extra = node_settings_for(load(Path(seed_file)), args.data_dir)
     if getattr(args, "viewer_origin", None):
         extra.setdefault("common", {})["http"] = {"cors_origins": args.viewer_origin}
-    ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else None
+    ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else NodePorts()
+    if getattr(args, "login_port", None) is not None:
+        ports = replace(ports, login=args.login_port)
     services = tuple(getattr(args, "services", None) or SERVICES)
     return SingleNode(
-        args.data_dir, host=args.host, ports=ports, extra_settings=extra, services=services
+        args.data_dir,
+        host=args.host,
+        ports=ports,
+        extra_settings=extra,
+        services=services,
+        consortium_file=Path(seed_file),
+        # A viewer allowed cross-origin is also where its login sends people back.
+        redirect_origins=(
+            *(getattr(args, "redirect_origin", None) or ()),
+            *(getattr(args, "viewer_origin", None) or ()),
+        ),
     )
 
 
@@ -134,6 +149,50 @@ def cmd_token(args: argparse.Namespace) -> None:
             ttl_seconds=args.ttl,
         )
     )
+
+
+def cmd_users(args: argparse.Namespace) -> None:
+    """Set a person's login password in the consortium file (read from the terminal or stdin)."""
+    from sonobridge.node.identity.accounts import set_password
+
+    consortium_file = args.consortium_file or (args.data_dir / "consortium.json")
+    if not Path(consortium_file).exists():
+        raise SystemExit(f"no consortium file at {consortium_file} (sonobridge seed writes one)")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"new password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            raise SystemExit("the two passwords differ; nothing changed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        set_password(Path(consortium_file), args.user, password)
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(str(exc).strip("'\"")) from exc
+    print(f"password set for {args.user} in {consortium_file}")
+
+
+def cmd_users_export(args: argparse.Namespace) -> None:
+    """Print the consortium's people as a Keycloak users import (no passwords unless --demo)."""
+    from sonobridge.node.consortium import DEMO_PASSWORD, demo_consortium, load
+    from sonobridge.node.identity.keycloak_users import keycloak_users
+
+    consortium = demo_consortium() if args.demo else load(args.consortium_file)
+    body = keycloak_users(consortium, DEMO_PASSWORD if args.demo else None)
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+def cmd_clients(args: argparse.Namespace) -> None:
+    """Register a machine client (client credentials) and print its new secret once."""
+    import secrets
+
+    from sonobridge.node.identity.server import add_machine_client
+
+    secret = secrets.token_urlsafe(32)
+    try:
+        add_machine_client(args.data_dir, args.client_id, secret, args.role, args.institution)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    print(f"client {args.client_id} registered; its secret (shown once): {secret}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -230,7 +289,9 @@ def cmd_cluster(args: argparse.Namespace) -> None:
         print(f"  {name:<12} REST {url}/v1  docs {url}/docs  metrics {url}/metrics")
     print(f"  JWKS         {edition.jwks_url}")
     print(f"  logs         {run_dir}/logs/")
-    print(f"  tokens: uv run sonobridge --data-dir {run_dir} token --user <id> --role <role>")
+    print(f"  test tokens  uv run sonobridge --data-dir {run_dir} token --user <id> --role <role>")
+    # This local run trusts the JWKS above; a real cluster trusts the consortium's Keycloak.
+    print("  people log in at Keycloak in a real cluster: deploy/keycloak/README.md")
 
 
 def _urls_from_args(args: argparse.Namespace) -> dict[str, str]:
@@ -265,6 +326,15 @@ def main(argv: list[str] | None = None) -> None:
         choices=SERVICES,
         help="run only this service (repeatable; default all four)",
     )
+    serve.add_argument(
+        "--login-port", type=int, help="the login provider's port (default 8090; 0: any free)"
+    )
+    serve.add_argument(
+        "--redirect-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="an origin (scheme://host:port) the login may send people back to, beyond loopback",
+    )
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="the main job: demo consortium, uploads, trail")
@@ -274,13 +344,39 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to follow exams")
     demo.set_defaults(func=cmd_demo)
 
-    token = sub.add_parser("token", help="issue a bearer token for local use")
+    token = sub.add_parser(
+        "token", help="issue a bearer token for machines and tests (people log in instead)"
+    )
     token.add_argument("--user", required=True)
     token.add_argument("--role", action="append", required=True, choices=ROLES)
     token.add_argument("--institution")
     token.add_argument("--consortium", default="default")
     token.add_argument("--ttl", type=int, default=8 * 3600)
     token.set_defaults(func=cmd_token)
+
+    users = sub.add_parser("users", help="people's logins (passwords in the consortium file)")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    set_pw = users_sub.add_parser(
+        "set-password", help="set a person's password, read from the terminal or stdin"
+    )
+    set_pw.add_argument("user")
+    set_pw.add_argument("--consortium-file", type=Path, help="default: <data-dir>/consortium.json")
+    set_pw.set_defaults(func=cmd_users)
+    export = users_sub.add_parser(
+        "export-keycloak", help="print the people as a Keycloak users import (sonobridge realm)"
+    )
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--consortium-file", type=Path, help="people, without passwords")
+    source.add_argument("--demo", action="store_true", help="the demo's people and password")
+    export.set_defaults(func=cmd_users_export)
+
+    clients = sub.add_parser("clients", help="machine clients of the single node's login")
+    clients_sub = clients.add_subparsers(dest="clients_command", required=True)
+    add_client = clients_sub.add_parser("add", help="register a client-credentials client")
+    add_client.add_argument("client_id")
+    add_client.add_argument("--role", action="append", required=True, choices=ROLES)
+    add_client.add_argument("--institution")
+    add_client.set_defaults(func=cmd_clients)
 
     migrate = sub.add_parser("migrate", help="run every service's database migrations")
     migrate.add_argument(

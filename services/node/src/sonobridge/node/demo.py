@@ -12,8 +12,9 @@ from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.lab.exams import HC18_ROOT
-from sonobridge.node.consortium import Consortium, demo_consortium, seed
+from sonobridge.node.consortium import DEMO_PASSWORD, Consortium, demo_consortium, seed
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
+from sonobridge.node.identity.accounts import with_passwords
 from sonobridge.node.scenario import PlannedExam, demo_exams
 from sonobridge.node.township import TownshipApp
 from sonobridge.node.validation_demo import show_device_validation
@@ -170,7 +171,7 @@ def run_demo(
     from sonobridge.node.edition import NodePorts, SingleNode
 
     reset_data_dir(data_dir)
-    consortium = demo_consortium()
+    consortium = with_passwords(demo_consortium(), DEMO_PASSWORD)
     (data_dir / "consortium.json").write_text(consortium.to_json(), encoding="utf-8")
     printer(f"SonoBridge demo: fresh single-node edition in {data_dir}")
     t0 = time.monotonic()
@@ -217,6 +218,7 @@ def run_demo(
             printer,
         )
         print_endpoints(node, printer)
+        print_demo_accounts(consortium, node.login.issuer_url, printer)
         if not exit_after:
             (wait_forever or _block)()
         return 0 if run.finished and not run.problems and validated else 1
@@ -224,6 +226,14 @@ def run_demo(
         if watch is not None:
             watch.close()
         node.stop()
+
+
+def print_demo_accounts(consortium: Consortium, issuer_url: str, printer: Printer) -> None:
+    """Print the demo's accounts, their shared demo password and where they log in."""
+    printer(f"Demo accounts (password {DEMO_PASSWORD!r}, demo only) log in at {issuer_url}:")
+    for person in consortium.people:
+        roles = ", ".join(person.roles)
+        printer(f"  {person.user:<14} {roles:<12} {person.institution:<16} {person.name}")
 
 
 def _block() -> None:

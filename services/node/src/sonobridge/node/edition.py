@@ -14,6 +14,8 @@ from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.service import ServiceSpec
+from sonobridge.node.identity.server import DEFAULT_PORT as DEFAULT_LOGIN_PORT
+from sonobridge.node.identity.server import LoginServer
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,14 @@ class NodePorts:
         default_factory=lambda: {name: spec(name).grpc_port for name in SERVICES}
     )
     dimse: int = 11112
+    login: int = DEFAULT_LOGIN_PORT
 
     @classmethod
     def ephemeral(cls) -> NodePorts:
         """Every listener on a free port."""
-        return cls(http=dict.fromkeys(SERVICES, 0), grpc=dict.fromkeys(SERVICES, 0), dimse=0)
+        return cls(
+            http=dict.fromkeys(SERVICES, 0), grpc=dict.fromkeys(SERVICES, 0), dimse=0, login=0
+        )
 
 
 def _service_settings(
@@ -67,7 +72,11 @@ def _service_settings(
 
 
 class SingleNode:
-    """Owns the shared embedded log, object directory and token issuer, and the four hosts."""
+    """Owns the shared embedded log, object directory, login provider and the four hosts.
+
+    People log in at the provider (`login.issuer_url`) with passwords from the consortium file;
+    the services trust its tokens and those of `sonobridge token` (machines and tests).
+    """
 
     def __init__(
         self,
@@ -78,6 +87,8 @@ class SingleNode:
         extra_settings: dict[str, Any] | None = None,
         clock: Any = None,
         services: tuple[str, ...] = SERVICES,
+        consortium_file: Path | None = None,
+        redirect_origins: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +98,15 @@ class SingleNode:
         self.bus = EmbeddedEventBus(self.data_dir / "events.sqlite3")
         self.store = LocalDirObjectStore(self.data_dir / "objects")
         self.store.purge_temp()
-        verifier = self.issuer.verifier()
+        self.login = LoginServer(
+            self.issuer,
+            self.data_dir,
+            consortium_file=consortium_file or self.data_dir / "consortium.json",
+            host=host,
+            port=self.ports.login,
+            redirect_origins=redirect_origins,
+        )
+        verifier = self.login.verifier
         self.hosts: dict[str, ServiceHost] = {}
         for name in services:
             service = spec(name)
@@ -101,8 +120,10 @@ class SingleNode:
 
     def start(self) -> None:
         """Start every service; on a failure, stop those already started."""
-        started: list[ServiceHost] = []
+        started: list[ServiceHost | LoginServer] = []
         try:
+            self.login.start()
+            started.append(self.login)
             for host in self.hosts.values():
                 host.start()
                 started.append(host)
@@ -115,6 +136,7 @@ class SingleNode:
         """Stop every service, then close the shared log."""
         for host in reversed(list(self.hosts.values())):
             host.stop()
+        self.login.stop()
         self.bus.close()
 
     def urls(self) -> dict[str, str]:
