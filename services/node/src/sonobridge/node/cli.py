@@ -62,6 +62,11 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
         if dimse is not None and getattr(dimse, "port", None):
             printer(f"  ingest       DICOM C-STORE {node.host}:{dimse.port} (AE SONOBRIDGE)")
         printer(f"  ingest       DICOMweb {node.urls()['ingest']}/dicomweb")
+    station = node.station_url()
+    if station:
+        printer(f"  reading station (log in there) {station}")
+    if node.viewer is not None:
+        printer(f"  OHIF viewer  {node.viewer.origin}/viewer")
     printer(f"  data directory: {node.data_dir}")
     printer(
         f"  tokens: uv run sonobridge --data-dir {node.data_dir} token --user <id> "
@@ -97,7 +102,31 @@ def _node(args: argparse.Namespace) -> SingleNode:
     ports = NodePorts.ephemeral() if getattr(args, "ephemeral_ports", False) else None
     services = tuple(getattr(args, "services", None) or SERVICES)
     return SingleNode(
-        args.data_dir, host=args.host, ports=ports, extra_settings=extra, services=services
+        args.data_dir,
+        host=args.host,
+        ports=ports,
+        extra_settings=extra,
+        services=services,
+        viewer_dist=_viewer_dist(args),
+        login_issuer=getattr(args, "login_issuer", None),
+    )
+
+
+def _viewer_dist(args: argparse.Namespace) -> Path | None:
+    from sonobridge.node.viewer import find_dist
+
+    if getattr(args, "no_viewer", False):
+        return None
+    return find_dist(getattr(args, "viewer_dist", None))
+
+
+def _add_viewer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--viewer-dist", type=Path, help="OHIF dist to serve (default: the setup's cache)"
+    )
+    parser.add_argument("--no-viewer", action="store_true", help="do not serve OHIF")
+    parser.add_argument(
+        "--login-issuer", help="OIDC issuer people log in at (the reading station and OHIF)"
     )
 
 
@@ -116,6 +145,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         ephemeral_ports=args.ephemeral_ports,
         exit_after=args.exit_after,
         timeout=args.timeout,
+        viewer_dist=_viewer_dist(args),
+        login_issuer=args.login_issuer,
     )
     sys.exit(code)
 
@@ -265,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=SERVICES,
         help="run only this service (repeatable; default all four)",
     )
+    _add_viewer_options(serve)
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="the main job: demo consortium, uploads, trail")
@@ -272,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--exit-after", action="store_true", help="return once the trail is done")
     demo.add_argument("--ephemeral-ports", action="store_true", help="listen on free ports")
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to follow exams")
+    _add_viewer_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     token = sub.add_parser("token", help="issue a bearer token for local use")

@@ -164,6 +164,8 @@ def run_demo(
     timeout: float = 300.0,
     printer: Printer = print,
     wait_forever: Callable[[], None] | None = None,
+    viewer_dist: Path | None = None,
+    login_issuer: str | None = None,
 ) -> int:
     """Reset the data dir, start the single node, seed, run the scenario; 0 when the trail holds."""
     from sonobridge.node.cli import print_endpoints, wait_ready
@@ -179,6 +181,8 @@ def run_demo(
         host=host,
         ports=NodePorts.ephemeral() if ephemeral_ports else None,
         extra_settings=node_settings_for(consortium, data_dir),
+        viewer_dist=viewer_dist,
+        login_issuer=login_issuer,
     )
     node.start()
     watch = None
@@ -217,6 +221,7 @@ def run_demo(
             printer,
         )
         print_endpoints(node, printer)
+        print_accounts(consortium, printer)
         if not exit_after:
             (wait_forever or _block)()
         return 0 if run.finished and not run.problems and validated else 1
@@ -224,6 +229,13 @@ def run_demo(
         if watch is not None:
             watch.close()
         node.stop()
+
+
+def print_accounts(consortium: Consortium, printer: Printer) -> None:
+    """Print the demo consortium's people: who logs in where, with which roles."""
+    printer("Demo accounts (log in at the reading station or OHIF; demo only):")
+    for p in consortium.people:
+        printer(f"  {p.user:<16} {','.join(sorted(p.roles)):<22} {p.institution:<14} {p.name}")
 
 
 def _block() -> None:

@@ -14,6 +14,7 @@ from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.service import ServiceSpec
+from sonobridge.node.viewer import ViewerLogin, ViewerServer
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,14 @@ class NodePorts:
         default_factory=lambda: {name: spec(name).grpc_port for name in SERVICES}
     )
     dimse: int = 11112
+    viewer: int = 8088
 
     @classmethod
     def ephemeral(cls) -> NodePorts:
         """Every listener on a free port."""
-        return cls(http=dict.fromkeys(SERVICES, 0), grpc=dict.fromkeys(SERVICES, 0), dimse=0)
+        return cls(
+            http=dict.fromkeys(SERVICES, 0), grpc=dict.fromkeys(SERVICES, 0), dimse=0, viewer=0
+        )
 
 
 def _service_settings(
@@ -66,6 +70,27 @@ def _service_settings(
     return service.load_settings(**common, **({name: section} if section else {}))
 
 
+def _with_station(
+    extra: dict[str, Any], viewer: ViewerServer | None, issuer: str | None
+) -> dict[str, Any]:
+    """Point the reading station at the viewer and the issuer; let the viewer call DICOMweb."""
+    extra = {**extra}
+    reading: dict[str, Any] = {}
+    if viewer is not None:
+        common = dict(extra.get("common", {}))
+        http = dict(common.get("http", {}))
+        http["cors_origins"] = [*http.get("cors_origins", []), viewer.origin]
+        extra["common"] = {**common, "http": http}
+        reading["viewer_url"] = viewer.origin
+    if issuer:
+        reading["issuer_url"] = issuer
+    if reading:
+        reporting = dict(extra.get("reporting", {}))
+        reporting["reading"] = {**reading, **reporting.get("reading", {})}
+        extra["reporting"] = reporting
+    return extra
+
+
 class SingleNode:
     """Owns the shared embedded log, object directory and token issuer, and the four hosts."""
 
@@ -78,11 +103,15 @@ class SingleNode:
         extra_settings: dict[str, Any] | None = None,
         clock: Any = None,
         services: tuple[str, ...] = SERVICES,
+        viewer_dist: Path | None = None,
+        login_issuer: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.ports = ports or NodePorts()
+        self.viewer = self._viewer(viewer_dist, login_issuer)
+        extra_settings = _with_station(extra_settings or {}, self.viewer, login_issuer)
         self.issuer: LocalIssuer = local_issuer(self.data_dir)
         self.bus = EmbeddedEventBus(self.data_dir / "events.sqlite3")
         self.store = LocalDirObjectStore(self.data_dir / "objects")
@@ -99,8 +128,15 @@ class SingleNode:
                 adapters["clock"] = clock
             self.hosts[name] = service.build_host(settings, **adapters)
 
+    def _viewer(self, dist: Path | None, issuer: str | None) -> ViewerServer | None:
+        if dist is None:
+            return None
+        viewer = ViewerServer(dist, self.host, self.ports.viewer)
+        viewer.login = ViewerLogin(issuer) if issuer else None
+        return viewer
+
     def start(self) -> None:
-        """Start every service; on a failure, stop those already started."""
+        """Start every service and the viewer; on a failure, stop those already started."""
         started: list[ServiceHost] = []
         try:
             for host in self.hosts.values():
@@ -110,12 +146,22 @@ class SingleNode:
             for host in reversed(started):
                 host.stop()
             raise
+        if self.viewer is not None and "ingest" in self.hosts:
+            # Known only now: an ephemeral ingest port is bound when ingest starts.
+            self.viewer.dicomweb_root = f"{self.urls()['ingest']}/dicomweb"
+            self.viewer.start()
 
     def stop(self) -> None:
-        """Stop every service, then close the shared log."""
+        """Stop the viewer and every service, then close the shared log."""
+        if self.viewer is not None:
+            self.viewer.stop()
         for host in reversed(list(self.hosts.values())):
             host.stop()
         self.bus.close()
+
+    def station_url(self) -> str | None:
+        """The reading station's worklist, when reporting runs here."""
+        return f"{self.urls()['reporting']}/reading/" if "reporting" in self.hosts else None
 
     def urls(self) -> dict[str, str]:
         """Base HTTP URL of each service."""
