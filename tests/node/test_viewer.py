@@ -13,8 +13,6 @@ from sonobridge.node.cli import wait_ready
 from sonobridge.node.edition import NodePorts, SingleNode
 from sonobridge.node.viewer import app_config
 
-ISSUER = "http://127.0.0.1:9/realms/sonobridge"
-
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNode]:
@@ -28,7 +26,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNode]:
         ports=NodePorts.ephemeral(),
         services=("ingest", "reporting"),
         viewer_dist=dist,
-        login_issuer=ISSUER,
     )
     single.start()
     try:
@@ -62,7 +59,7 @@ def test_the_app_config_names_this_nodes_dicomweb_and_the_ohif_oidc_client(
     [source] = config["dataSources"]
     assert source["configuration"]["qidoRoot"] == f"{node.urls()['ingest']}/dicomweb"
     [oidc] = config["oidc"]
-    assert (oidc["authority"], oidc["client_id"]) == (ISSUER, "ohif")
+    assert (oidc["authority"], oidc["client_id"]) == (node.login.issuer_url, "ohif")
     assert oidc["redirect_uri"] == f"{origin}/callback"
     assert oidc["response_type"] == "code"
 
@@ -84,7 +81,7 @@ def test_dicomweb_allows_the_viewer_origin_and_the_station_links_to_the_viewer(
     assert preflight.status_code in (200, 204)
     assert preflight.headers["access-control-allow-origin"] == origin
     reading = node.hosts["reporting"].app.state.station.settings
-    assert (reading.viewer_url, reading.issuer_url) == (origin, ISSUER)
+    assert (reading.viewer_url, reading.issuer_url) == (origin, node.login.issuer_url)
     to_login = httpx.get(f"{node.station_url()}", timeout=10)
     assert to_login.status_code == 303
     assert to_login.headers["location"] == "/reading/login?next=/reading/"

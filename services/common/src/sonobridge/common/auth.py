@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ class TokenVerifier:
         self,
         *,
         audience: str,
-        issuer: str | None = None,
+        issuer: str | Sequence[str] | None = None,
         jwks_url: str | None = None,
         jwks: dict[str, Any] | None = None,
         leeway_seconds: int = 30,
@@ -76,7 +76,8 @@ class TokenVerifier:
         if (jwks_url is None) == (jwks is None):
             raise ValueError("give exactly one of jwks_url or jwks")
         self.audience = audience
-        self.issuer = issuer or None
+        # Several issuers: the single node trusts its login provider's URL and `sonobridge token`.
+        self.issuer = (issuer if isinstance(issuer, str) else list(issuer)) if issuer else None
         self.leeway = leeway_seconds
         self._client = (
             jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
@@ -174,13 +175,16 @@ class LocalIssuer:
         consortium: str | None = None,
         name: str | None = None,
         ttl_seconds: int = 3600,
-        audience: str | None = None,
+        audience: str | list[str] | None = None,
         now: float | None = None,
+        issuer: str | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """Sign a token for `user`."""
+        """Sign a token for `user`; `issuer` overrides `iss` (the login provider's URL)."""
         issued = int(now if now is not None else time.time())
         claims: dict[str, Any] = {
-            "iss": self.issuer,
+            **(extra_claims or {}),
+            "iss": issuer or self.issuer,
             "aud": audience or self.audience,
             "sub": user,
             "iat": issued,
@@ -195,7 +199,11 @@ class LocalIssuer:
         ):
             if value is not None:
                 claims[claim] = value
-        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
+        return self.sign(claims)
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        """Sign `claims` as an RS256 JWT with this issuer's key and key id."""
+        return jwt.encode(dict(claims), self._key, algorithm="RS256", headers={"kid": self.kid})
 
     def verifier(self, leeway_seconds: int = 30) -> TokenVerifier:
         """Return a verifier that trusts this issuer's keys directly."""

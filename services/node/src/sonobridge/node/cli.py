@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -62,15 +63,16 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
         if dimse is not None and getattr(dimse, "port", None):
             printer(f"  ingest       DICOM C-STORE {node.host}:{dimse.port} (AE SONOBRIDGE)")
         printer(f"  ingest       DICOMweb {node.urls()['ingest']}/dicomweb")
+    printer(f"  login (OpenID issuer) {node.login.issuer_url}")
     station = node.station_url()
     if station:
-        printer(f"  reading station (log in there) {station}")
+        printer(f"  reading station {station}")
     if node.viewer is not None:
         printer(f"  OHIF viewer  {node.viewer.origin}/viewer")
     printer(f"  data directory: {node.data_dir}")
     printer(
-        f"  tokens: uv run sonobridge --data-dir {node.data_dir} token --user <id> "
-        "--role <role> --institution <id>\n",
+        f"  people log in at the issuer (passwords: uv run sonobridge --data-dir {node.data_dir} "
+        "users set-password <user>); machines and tests may mint tokens with `sonobridge token`\n",
     )
     sys.stdout.flush()
 
@@ -107,8 +109,13 @@ def _node(args: argparse.Namespace) -> SingleNode:
         ports=ports,
         extra_settings=extra,
         services=services,
+        consortium_file=Path(seed_file),
         viewer_dist=_viewer_dist(args),
-        login_issuer=getattr(args, "login_issuer", None),
+        # A viewer allowed cross-origin is also where its login sends people back.
+        redirect_origins=(
+            *(getattr(args, "redirect_origin", None) or ()),
+            *(getattr(args, "viewer_origin", None) or ()),
+        ),
     )
 
 
@@ -125,9 +132,6 @@ def _add_viewer_options(parser: argparse.ArgumentParser) -> None:
         "--viewer-dist", type=Path, help="OHIF dist to serve (default: the setup's cache)"
     )
     parser.add_argument("--no-viewer", action="store_true", help="do not serve OHIF")
-    parser.add_argument(
-        "--login-issuer", help="OIDC issuer people log in at (the reading station and OHIF)"
-    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -146,7 +150,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
         exit_after=args.exit_after,
         timeout=args.timeout,
         viewer_dist=_viewer_dist(args),
-        login_issuer=args.login_issuer,
     )
     sys.exit(code)
 
@@ -165,6 +168,40 @@ def cmd_token(args: argparse.Namespace) -> None:
             ttl_seconds=args.ttl,
         )
     )
+
+
+def cmd_users(args: argparse.Namespace) -> None:
+    """Set a person's login password in the consortium file (read from the terminal or stdin)."""
+    from sonobridge.node.identity.accounts import set_password
+
+    consortium_file = args.consortium_file or (args.data_dir / "consortium.json")
+    if not Path(consortium_file).exists():
+        raise SystemExit(f"no consortium file at {consortium_file} (sonobridge seed writes one)")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"new password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            raise SystemExit("the two passwords differ; nothing changed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        set_password(Path(consortium_file), args.user, password)
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(str(exc).strip("'\"")) from exc
+    print(f"password set for {args.user} in {consortium_file}")
+
+
+def cmd_clients(args: argparse.Namespace) -> None:
+    """Register a machine client (client credentials) and print its new secret once."""
+    import secrets
+
+    from sonobridge.node.identity.server import add_machine_client
+
+    secret = secrets.token_urlsafe(32)
+    try:
+        add_machine_client(args.data_dir, args.client_id, secret, args.role, args.institution)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    print(f"client {args.client_id} registered; its secret (shown once): {secret}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -296,6 +333,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=SERVICES,
         help="run only this service (repeatable; default all four)",
     )
+    serve.add_argument(
+        "--redirect-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="an origin (scheme://host:port) the login may send people back to, beyond loopback",
+    )
     _add_viewer_options(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -307,13 +350,32 @@ def main(argv: list[str] | None = None) -> None:
     _add_viewer_options(demo)
     demo.set_defaults(func=cmd_demo)
 
-    token = sub.add_parser("token", help="issue a bearer token for local use")
+    token = sub.add_parser(
+        "token", help="issue a bearer token for machines and tests (people log in instead)"
+    )
     token.add_argument("--user", required=True)
     token.add_argument("--role", action="append", required=True, choices=ROLES)
     token.add_argument("--institution")
     token.add_argument("--consortium", default="default")
     token.add_argument("--ttl", type=int, default=8 * 3600)
     token.set_defaults(func=cmd_token)
+
+    users = sub.add_parser("users", help="people's logins (passwords in the consortium file)")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    set_pw = users_sub.add_parser(
+        "set-password", help="set a person's password, read from the terminal or stdin"
+    )
+    set_pw.add_argument("user")
+    set_pw.add_argument("--consortium-file", type=Path, help="default: <data-dir>/consortium.json")
+    set_pw.set_defaults(func=cmd_users)
+
+    clients = sub.add_parser("clients", help="machine clients of the single node's login")
+    clients_sub = clients.add_subparsers(dest="clients_command", required=True)
+    add_client = clients_sub.add_parser("add", help="register a client-credentials client")
+    add_client.add_argument("client_id")
+    add_client.add_argument("--role", action="append", required=True, choices=ROLES)
+    add_client.add_argument("--institution")
+    add_client.set_defaults(func=cmd_clients)
 
     migrate = sub.add_parser("migrate", help="run every service's database migrations")
     migrate.add_argument(

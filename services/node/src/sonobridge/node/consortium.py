@@ -31,12 +31,16 @@ class Institution:
 
 @dataclass(frozen=True)
 class Person:
-    """Someone who signs in: their user id, roles and home institution."""
+    """Someone who signs in: their user id, roles, home institution and argon2 password hash.
+
+    No hash means no login page for them (`sonobridge users set-password` sets one).
+    """
 
     user: str
     name: str
     roles: tuple[str, ...]
     institution: str
+    password_hash: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,10 @@ _DEMO_WORKLISTS = {
     "county-cardiac": "dr-zhang",
     "county-audit": "dr-wang",
 }
+
+
+# The demo's accounts all log in with this password; only the demo sets it (see demo.py).
+DEMO_PASSWORD = "qingshan-demo"  # noqa: S105 - the demo's published password, never a default
 
 
 def demo_consortium() -> Consortium:

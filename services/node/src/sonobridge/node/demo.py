@@ -12,8 +12,9 @@ from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.lab.exams import HC18_ROOT
-from sonobridge.node.consortium import Consortium, demo_consortium, seed
+from sonobridge.node.consortium import DEMO_PASSWORD, Consortium, demo_consortium, seed
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
+from sonobridge.node.identity.accounts import with_passwords
 from sonobridge.node.scenario import PlannedExam, demo_exams
 from sonobridge.node.township import TownshipApp
 from sonobridge.node.validation_demo import show_device_validation
@@ -165,14 +166,13 @@ def run_demo(
     printer: Printer = print,
     wait_forever: Callable[[], None] | None = None,
     viewer_dist: Path | None = None,
-    login_issuer: str | None = None,
 ) -> int:
     """Reset the data dir, start the single node, seed, run the scenario; 0 when the trail holds."""
     from sonobridge.node.cli import print_endpoints, wait_ready
     from sonobridge.node.edition import NodePorts, SingleNode
 
     reset_data_dir(data_dir)
-    consortium = demo_consortium()
+    consortium = with_passwords(demo_consortium(), DEMO_PASSWORD)
     (data_dir / "consortium.json").write_text(consortium.to_json(), encoding="utf-8")
     printer(f"SonoBridge demo: fresh single-node edition in {data_dir}")
     t0 = time.monotonic()
@@ -182,7 +182,6 @@ def run_demo(
         ports=NodePorts.ephemeral() if ephemeral_ports else None,
         extra_settings=node_settings_for(consortium, data_dir),
         viewer_dist=viewer_dist,
-        login_issuer=login_issuer,
     )
     node.start()
     watch = None
@@ -221,7 +220,7 @@ def run_demo(
             printer,
         )
         print_endpoints(node, printer)
-        print_accounts(consortium, printer)
+        print_demo_accounts(consortium, node.login.issuer_url, printer)
         if not exit_after:
             (wait_forever or _block)()
         return 0 if run.finished and not run.problems and validated else 1
@@ -231,11 +230,12 @@ def run_demo(
         node.stop()
 
 
-def print_accounts(consortium: Consortium, printer: Printer) -> None:
-    """Print the demo consortium's people: who logs in where, with which roles."""
-    printer("Demo accounts (log in at the reading station or OHIF; demo only):")
-    for p in consortium.people:
-        printer(f"  {p.user:<16} {','.join(sorted(p.roles)):<22} {p.institution:<14} {p.name}")
+def print_demo_accounts(consortium: Consortium, issuer_url: str, printer: Printer) -> None:
+    """Print the demo's accounts, their shared demo password and where they log in."""
+    printer(f"Demo accounts (password {DEMO_PASSWORD!r}, demo only) log in at {issuer_url}:")
+    for person in consortium.people:
+        roles = ", ".join(person.roles)
+        printer(f"  {person.user:<14} {roles:<12} {person.institution:<16} {person.name}")
 
 
 def _block() -> None:

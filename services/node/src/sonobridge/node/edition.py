@@ -14,6 +14,8 @@ from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.service import ServiceSpec
+from sonobridge.node.identity.server import DEFAULT_PORT as DEFAULT_LOGIN_PORT
+from sonobridge.node.identity.server import LoginServer
 from sonobridge.node.viewer import ViewerLogin, ViewerServer
 
 log = logging.getLogger(__name__)
@@ -39,13 +41,18 @@ class NodePorts:
         default_factory=lambda: {name: spec(name).grpc_port for name in SERVICES}
     )
     dimse: int = 11112
+    login: int = DEFAULT_LOGIN_PORT
     viewer: int = 8088
 
     @classmethod
     def ephemeral(cls) -> NodePorts:
         """Every listener on a free port."""
         return cls(
-            http=dict.fromkeys(SERVICES, 0), grpc=dict.fromkeys(SERVICES, 0), dimse=0, viewer=0
+            http=dict.fromkeys(SERVICES, 0),
+            grpc=dict.fromkeys(SERVICES, 0),
+            dimse=0,
+            login=0,
+            viewer=0,
         )
 
 
@@ -71,28 +78,29 @@ def _service_settings(
 
 
 def _with_station(
-    extra: dict[str, Any], viewer: ViewerServer | None, issuer: str | None
+    extra: dict[str, Any], viewer: ViewerServer | None, issuer: str
 ) -> dict[str, Any]:
     """Point the reading station at the viewer and the issuer; let the viewer call DICOMweb."""
     extra = {**extra}
-    reading: dict[str, Any] = {}
+    reading: dict[str, Any] = {"issuer_url": issuer}
     if viewer is not None:
         common = dict(extra.get("common", {}))
         http = dict(common.get("http", {}))
         http["cors_origins"] = [*http.get("cors_origins", []), viewer.origin]
         extra["common"] = {**common, "http": http}
         reading["viewer_url"] = viewer.origin
-    if issuer:
-        reading["issuer_url"] = issuer
-    if reading:
-        reporting = dict(extra.get("reporting", {}))
-        reporting["reading"] = {**reading, **reporting.get("reading", {})}
-        extra["reporting"] = reporting
+    reporting = dict(extra.get("reporting", {}))
+    reporting["reading"] = {**reading, **reporting.get("reading", {})}
+    extra["reporting"] = reporting
     return extra
 
 
 class SingleNode:
-    """Owns the shared embedded log, object directory and token issuer, and the four hosts."""
+    """Owns the shared embedded log, object directory, login provider and the four hosts.
+
+    People log in at the provider (`login.issuer_url`) with passwords from the consortium file;
+    the services trust its tokens and those of `sonobridge token` (machines and tests).
+    """
 
     def __init__(
         self,
@@ -103,20 +111,29 @@ class SingleNode:
         extra_settings: dict[str, Any] | None = None,
         clock: Any = None,
         services: tuple[str, ...] = SERVICES,
+        consortium_file: Path | None = None,
+        redirect_origins: tuple[str, ...] = (),
         viewer_dist: Path | None = None,
-        login_issuer: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.ports = ports or NodePorts()
-        self.viewer = self._viewer(viewer_dist, login_issuer)
-        extra_settings = _with_station(extra_settings or {}, self.viewer, login_issuer)
         self.issuer: LocalIssuer = local_issuer(self.data_dir)
         self.bus = EmbeddedEventBus(self.data_dir / "events.sqlite3")
         self.store = LocalDirObjectStore(self.data_dir / "objects")
         self.store.purge_temp()
-        verifier = self.issuer.verifier()
+        self.login = LoginServer(
+            self.issuer,
+            self.data_dir,
+            consortium_file=consortium_file or self.data_dir / "consortium.json",
+            host=host,
+            port=self.ports.login,
+            redirect_origins=redirect_origins,
+        )
+        verifier = self.login.verifier
+        self.viewer = self._viewer(viewer_dist, self.login.issuer_url)
+        extra_settings = _with_station(extra_settings or {}, self.viewer, self.login.issuer_url)
         self.hosts: dict[str, ServiceHost] = {}
         for name in services:
             service = spec(name)
@@ -128,17 +145,19 @@ class SingleNode:
                 adapters["clock"] = clock
             self.hosts[name] = service.build_host(settings, **adapters)
 
-    def _viewer(self, dist: Path | None, issuer: str | None) -> ViewerServer | None:
+    def _viewer(self, dist: Path | None, issuer: str) -> ViewerServer | None:
         if dist is None:
             return None
         viewer = ViewerServer(dist, self.host, self.ports.viewer)
-        viewer.login = ViewerLogin(issuer) if issuer else None
+        viewer.login = ViewerLogin(issuer)
         return viewer
 
     def start(self) -> None:
-        """Start every service and the viewer; on a failure, stop those already started."""
-        started: list[ServiceHost] = []
+        """Start the login, every service and the viewer; on a failure, stop those started."""
+        started: list[ServiceHost | LoginServer] = []
         try:
+            self.login.start()
+            started.append(self.login)
             for host in self.hosts.values():
                 host.start()
                 started.append(host)
@@ -157,6 +176,7 @@ class SingleNode:
             self.viewer.stop()
         for host in reversed(list(self.hosts.values())):
             host.stop()
+        self.login.stop()
         self.bus.close()
 
     def station_url(self) -> str | None:

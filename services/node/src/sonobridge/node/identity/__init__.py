@@ -1,0 +1,1 @@
+"""The single node's OpenID provider: login page, tokens, JWKS, logout."""

@@ -1,0 +1,252 @@
+"""People log in to the single node at its OpenID provider: code + PKCE, refresh, logout."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from oidc_login import Pkce, authorization_url, exchange_code, log_in
+
+from sonobridge.common.problems import Unauthenticated
+from sonobridge.node.consortium import demo_consortium
+from sonobridge.node.edition import NodePorts, SingleNode
+from sonobridge.node.identity.accounts import with_password
+from sonobridge.node.identity.server import add_machine_client
+
+PASSWORDS = {"dr-zhang": "zhang-reads-vessels", "nurse-east": "east-scans-necks"}
+REDIRECT = "http://127.0.0.1:9/callback"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNode]:
+    data_dir: Path = tmp_path_factory.mktemp("login-node")
+    consortium = demo_consortium()
+    for user, password in PASSWORDS.items():
+        consortium = with_password(consortium, user, password)
+    (data_dir / "consortium.json").write_text(consortium.to_json(), encoding="utf-8")
+    (data_dir / "institutions.json").write_text(
+        json.dumps(consortium.institution_registry()), encoding="utf-8"
+    )
+    add_machine_client(data_dir, "pacs-bridge", "bridge-secret-0123456789", ["service"], None)
+    single = SingleNode(
+        data_dir,
+        ports=NodePorts.ephemeral(),
+        services=("reporting",),
+        extra_settings={
+            "common": {"access": {"institutions_file": str(data_dir / "institutions.json")}}
+        },
+    )
+    single.start()
+    yield single
+    single.stop()
+
+
+@pytest.fixture
+def discovery(node: SingleNode) -> dict[str, object]:
+    url = f"{node.login.issuer_url}/.well-known/openid-configuration"
+    found: dict[str, object] = httpx.get(url, timeout=10).json()
+    return found
+
+
+def _logged_in(
+    node: SingleNode, discovery: dict[str, object], user: str, client: httpx.Client
+) -> dict[str, str]:
+    pkce = Pkce.new()
+    url = authorization_url(discovery, "reading-station", REDIRECT, pkce, nonce="n-1")
+    landed = log_in(client, url, REDIRECT, user, PASSWORDS[user])
+    assert landed.code, landed.last_response.text[:300]
+    assert landed.state == "state-1"
+    answer = exchange_code(
+        client,
+        discovery,
+        client_id="reading-station",
+        code=landed.code,
+        redirect_uri=REDIRECT,
+        verifier=pkce.verifier,
+    )
+    assert answer.status_code == 200, answer.text
+    tokens: dict[str, str] = answer.json()
+    return tokens
+
+
+def test_discovery_names_every_endpoint_on_the_issuer(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    issuer = node.login.issuer_url
+    assert discovery["issuer"] == issuer
+    for endpoint in ("authorization", "token", "userinfo", "end_session"):
+        assert str(discovery[f"{endpoint}_endpoint"]).startswith(issuer)
+    assert discovery["code_challenge_methods_supported"] == ["S256"]
+    keys = httpx.get(str(discovery["jwks_uri"]), timeout=10).json()["keys"]
+    assert [k["kid"] for k in keys] == [node.issuer.kid]
+
+
+def test_an_expert_logs_in_with_pkce_and_reporting_accepts_the_token(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        tokens = _logged_in(node, discovery, "dr-zhang", client)
+        principal = node.login.verifier.verify(tokens["access_token"])
+        assert principal.user == "dr-zhang"
+        assert principal.roles == frozenset({"expert"})
+        assert principal.institution == "county-hospital"
+        assert principal.consortium == "qingshan-county"
+        assert principal.claims["preferred_username"] == "dr-zhang"
+        assert "sonobridge" in principal.claims["aud"]
+        id_token = jwt.decode(
+            tokens["id_token"],
+            jwt.PyJWKSet.from_dict(node.issuer.jwks()).keys[0].key,
+            algorithms=["RS256"],
+            audience="reading-station",
+            issuer=node.login.issuer_url,
+        )
+        assert id_token["nonce"] == "n-1" and id_token["sub"] == "dr-zhang"
+        worklists = client.get(
+            f"{node.urls()['reporting']}/v1/worklists",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+        assert worklists.status_code == 200, worklists.text
+        me = client.get(
+            str(discovery["userinfo_endpoint"]),
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+        assert me.json()["institution"] == "county-hospital"
+
+
+def test_a_township_operator_gets_the_operator_role_only(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        tokens = _logged_in(node, discovery, "nurse-east", client)
+        principal = node.login.verifier.verify(tokens["access_token"])
+        assert principal.roles == frozenset({"operator"})
+        assert principal.institution == "township-east"
+        # Rosters are county IT's: an operator's token is refused by the service's policy.
+        roster = client.put(
+            f"{node.urls()['reporting']}/v1/rosters/county-vascular",
+            json={"shifts": []},
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+    assert roster.status_code == 403, roster.text
+    assert roster.headers["content-type"].startswith("application/problem+json")
+
+
+def test_refresh_rotates_and_logout_revokes(node: SingleNode, discovery: dict[str, object]) -> None:
+    token_url = str(discovery["token_endpoint"])
+    with httpx.Client(timeout=30) as client:
+        tokens = _logged_in(node, discovery, "dr-zhang", client)
+        refresh = {"grant_type": "refresh_token", "client_id": "reading-station"}
+        renewed = client.post(token_url, data=refresh | {"refresh_token": tokens["refresh_token"]})
+        assert renewed.status_code == 200, renewed.text
+        fresh = renewed.json()
+        assert node.login.verifier.verify(fresh["access_token"]).user == "dr-zhang"
+        reused = client.post(token_url, data=refresh | {"refresh_token": tokens["refresh_token"]})
+        assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+
+        logout = client.get(
+            str(discovery["end_session_endpoint"]),
+            params={
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": "http://127.0.0.1:9/signed-out",
+                "state": "bye",
+            },
+        )
+        assert logout.status_code == 302
+        assert logout.headers["location"] == "http://127.0.0.1:9/signed-out?state=bye"
+        after = client.post(token_url, data=refresh | {"refresh_token": fresh["refresh_token"]})
+        assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
+        # The login session is gone too: the next authorization shows the form again.
+        again = client.get(authorization_url(discovery, "reading-station", REDIRECT, Pkce.new()))
+        assert again.status_code == 200 and 'type="password"' in again.text
+
+
+def test_a_code_without_the_right_pkce_verifier_is_refused(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        pkce = Pkce.new()
+        url = authorization_url(discovery, "reading-station", REDIRECT, pkce)
+        landed = log_in(client, url, REDIRECT, "dr-zhang", PASSWORDS["dr-zhang"])
+        assert landed.code is not None
+        common = {"client_id": "reading-station", "code": landed.code, "redirect_uri": REDIRECT}
+        missing = exchange_code(client, discovery, **common, verifier=None)
+        wrong = exchange_code(client, discovery, **common, verifier=Pkce.new().verifier)
+        right = exchange_code(client, discovery, **common, verifier=pkce.verifier)
+    assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
+    assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_grant")
+    assert right.status_code == 200
+
+
+def test_an_authorization_request_without_pkce_is_sent_back_with_an_error(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        answer = client.get(authorization_url(discovery, "ohif", REDIRECT, None))
+    assert answer.status_code == 302
+    assert answer.headers["location"].startswith(f"{REDIRECT}?error=invalid_request")
+
+
+def test_an_unknown_client_or_foreign_redirect_gets_an_oauth_error_not_a_page(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        unknown = client.get(authorization_url(discovery, "nobody", REDIRECT, Pkce.new()))
+        foreign = client.get(
+            authorization_url(discovery, "ohif", "https://evil.example/cb", Pkce.new())
+        )
+        garbage = client.post(str(discovery["token_endpoint"]), content=b"\xff\xfe=%%%")
+    assert unknown.status_code in (400, 401) and unknown.json()["error"] == "invalid_client"
+    assert foreign.status_code == 400 and foreign.json()["error"] == "invalid_request"
+    assert garbage.status_code == 400 and garbage.json()["error"] == "unsupported_grant_type"
+
+
+def test_wrong_passwords_are_refused_then_throttled(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        url = authorization_url(discovery, "township-app", REDIRECT, Pkce.new())
+        statuses = []
+        for _ in range(6):
+            landed = log_in(client, url, REDIRECT, "nurse-east", "not-her-password")
+            assert landed.code is None
+            statuses.append(landed.last_response.status_code)
+        chinese = client.get(url + "&ui_locales=zh-CN")
+    assert statuses == [401] * 5 + [429]
+    assert "密码" in chinese.text and 'lang="zh-CN"' in chinese.text
+
+
+def test_a_machine_client_gets_a_service_token_by_client_credentials(
+    node: SingleNode, discovery: dict[str, object]
+) -> None:
+    basic = base64.b64encode(b"pacs-bridge:bridge-secret-0123456789").decode()
+    with httpx.Client(timeout=30) as client:
+        good = client.post(
+            str(discovery["token_endpoint"]),
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        bad = client.post(
+            str(discovery["token_endpoint"]),
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "pacs-bridge",
+                "client_secret": "guess-guess-guess",
+            },
+        )
+    assert good.status_code == 200, good.text
+    assert "refresh_token" not in good.json()
+    principal = node.login.verifier.verify(good.json()["access_token"])
+    assert (principal.user, principal.roles) == ("pacs-bridge", frozenset({"service"}))
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+
+
+def test_a_token_from_sonobridge_token_is_still_accepted(node: SingleNode) -> None:
+    token = node.issuer.issue("ci-bot", ["service"])
+    assert node.login.verifier.verify(token).user == "ci-bot"
+    with pytest.raises(Unauthenticated):
+        node.login.verifier.verify(node.issuer.issue("x", ["admin"], audience="elsewhere"))
