@@ -134,6 +134,14 @@ def _add_viewer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-viewer", action="store_true", help="do not serve OHIF")
 
 
+def cmd_viewer_config(args: argparse.Namespace) -> None:
+    """Print OHIF's app-config.js for a deployment (the k8s ConfigMap's file)."""
+    from sonobridge.node.viewer import ViewerLogin, app_config
+
+    login = ViewerLogin(args.issuer, args.client_id) if args.issuer else None
+    print(app_config(args.dicomweb, args.origin.rstrip("/"), login), end="")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     """Start the four services (or those named) and serve until stopped."""
     _serve(_node(args))
@@ -341,6 +349,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     _add_viewer_options(serve)
     serve.set_defaults(func=cmd_serve)
+
+    viewer = sub.add_parser("viewer-config", help="print OHIF's app-config.js for a deployment")
+    viewer.add_argument("--dicomweb", required=True, help="DICOMweb root the browser calls")
+    viewer.add_argument("--origin", required=True, help="the viewer's own origin")
+    viewer.add_argument("--issuer", help="OIDC issuer OHIF logs in at")
+    viewer.add_argument("--client-id", default="ohif")
+    viewer.set_defaults(func=cmd_viewer_config)
 
     demo = sub.add_parser("demo", help="the main job: demo consortium, uploads, trail")
     demo.add_argument("--host", default="127.0.0.1")
