@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -82,6 +83,15 @@ def app_config(dicomweb_root: str, origin: str, login: ViewerLogin | None) -> st
     return f"window.config = {json.dumps(config, indent=2)};\n"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that navigates away mid-download resets the connection; nothing to report.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class ViewerServer:
     """Serve the OHIF dist on its own origin with an SPA fallback and a generated app-config."""
 
@@ -125,7 +135,7 @@ class ViewerServer:
                 pass
 
         # Bound now, so the origin the services must allow is known before they start.
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _QuietServer((host, port), Handler)
         self._thread: threading.Thread | None = None
 
     @property
