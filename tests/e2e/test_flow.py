@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
+import highdicom as hd
 import httpx
+import pydicom
 import pytest
+from dicomweb_client.api import DICOMwebClient
 
 from sonobridge.api.events.v1 import topics
 from sonobridge.lab import hc18
@@ -153,3 +160,66 @@ def test_every_exam_produced_each_event_once(run: Any) -> None:
             assert watch.distinct(t.study, topic) == 1, (t.uploaded.plan.label, topic)
         signed = watch.distinct(t.study, topics.REPORT_SIGNED)
         assert signed == (0 if t.read and t.read["route"] == "rescan" else 1)
+
+
+def _series(client: DICOMwebClient, study: str, modality: str, timeout: float = 60) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = client.search_for_series(study, search_filters={"Modality": modality})
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def _only_instance(client: DICOMwebClient, study: str, modality: str) -> pydicom.Dataset:
+    (series,) = _series(client, study, modality)
+    series_uid = series["0020000E"]["Value"][0]
+    (instance,) = client.search_for_instances(study, series_uid)
+    return client.retrieve_instance(study, series_uid, instance["00080018"]["Value"][0])
+
+
+def _expert_dicomweb(edition: Any) -> DICOMwebClient:
+    expert = edition.consortium.with_role("expert")[0].user
+    return DICOMwebClient(
+        url=f"{edition.urls['ingest']}/dicomweb",
+        headers={"Authorization": f"Bearer {edition.token(expert)}"},
+    )
+
+
+def test_the_ai_run_is_a_measurement_report_in_the_exams_study_on_its_image(
+    edition: Any, run: Any, tmp_path: Path
+) -> None:
+    result, _watch, _lines = run
+    plan, client = _trail(result, "carotid").uploaded.plan, _expert_dicomweb(edition)
+    study = plan.study_instance_uid
+    sr = _only_instance(client, study, "SR")
+    assert sr.StudyInstanceUID == study
+    images = {
+        i["00080018"]["Value"][0]
+        for i in client.search_for_instances(study, search_filters={"Modality": "US"})
+    }
+    report = hd.sr.ComprehensiveSR.from_dataset(sr)
+    groups = report.content.get_planar_roi_measurement_groups()
+    assert groups, "no measurement group with an image region"
+    names = {m.name.value for g in groups for m in g.get_measurements()}
+    assert "carotid-far-wall-imt" in names
+    for group in groups:
+        for measurement in group.get_measurements():
+            assert measurement.unit.scheme_designator == "UCUM"
+        referenced = group.roi.ContentSequence[0].ReferencedSOPSequence[0]
+        assert referenced.ReferencedSOPInstanceUID in images
+    if shutil.which("dsrdump"):
+        path = tmp_path / "sr.dcm"
+        sr.save_as(path, enforce_file_format=True)
+        dumped = subprocess.run(["dsrdump", str(path)], capture_output=True, text=True)
+        assert dumped.returncode == 0 and "Imaging Measurement Report" in dumped.stdout
+
+
+def test_the_ai_overlay_is_a_secondary_capture_in_the_exams_study(edition: Any, run: Any) -> None:
+    result, _watch, _lines = run
+    plan, client = _trail(result, "carotid").uploaded.plan, _expert_dicomweb(edition)
+    sc = _only_instance(client, plan.study_instance_uid, "OT")
+    assert sc.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage
+    assert sc.pixel_array.ndim == 3 and sc.pixel_array.shape[2] == 3
+    source = sc.SourceImageSequence[0].ReferencedSOPInstanceUID
+    assert source in {pydicom.dcmread(io.BytesIO(d)).SOPInstanceUID for d in plan.instances}

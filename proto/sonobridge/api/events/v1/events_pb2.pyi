@@ -52,6 +52,7 @@ class ReceivedVia(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECEIVED_VIA_APP_UPLOAD: _ClassVar[ReceivedVia]
     RECEIVED_VIA_STOW_RS: _ClassVar[ReceivedVia]
     RECEIVED_VIA_C_STORE: _ClassVar[ReceivedVia]
+    RECEIVED_VIA_AI_RESULT: _ClassVar[ReceivedVia]
 
 class InferenceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -131,6 +132,7 @@ RECEIVED_VIA_UNSPECIFIED: ReceivedVia
 RECEIVED_VIA_APP_UPLOAD: ReceivedVia
 RECEIVED_VIA_STOW_RS: ReceivedVia
 RECEIVED_VIA_C_STORE: ReceivedVia
+RECEIVED_VIA_AI_RESULT: ReceivedVia
 INFERENCE_STATUS_UNSPECIFIED: InferenceStatus
 INFERENCE_STATUS_COMPLETED: InferenceStatus
 INFERENCE_STATUS_PARTIAL: InferenceStatus

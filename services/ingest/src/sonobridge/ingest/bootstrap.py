@@ -17,11 +17,13 @@ from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.ingest.adapters import messages
+from sonobridge.ingest.adapters.ai_dicom import HighdicomAiRenderer
 from sonobridge.ingest.adapters.codec import PydicomCodec
+from sonobridge.ingest.adapters.orm import inbox as inbox_table
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
 from sonobridge.ingest.adapters.repository import unit_of_work
 from sonobridge.ingest.adapters.spool import Spool
-from sonobridge.ingest.entrypoints import admin, dicomweb, dimse, grpc_server, rest
+from sonobridge.ingest.entrypoints import admin, consumer, dicomweb, dimse, grpc_server, rest
 from sonobridge.ingest.handlers import Clock, IngestDeps
 from sonobridge.ingest.handlers.recovery import expire_uploads, recover_uploads
 from sonobridge.ingest.metrics import IngestMetrics
@@ -103,6 +105,16 @@ def build(
             settings.ingest.expiry_sweep_seconds,
         ),
     }
+    if settings.ingest.ai_results_enabled:
+        plumbing.bus.ensure_topics(list(consumer.TOPICS))
+        workers["ai-results"] = plumbing.consumer(
+            group=settings.ingest.consumer_group,
+            topics=consumer.TOPICS,
+            stage=consumer.event_stage(deps, HighdicomAiRenderer()),
+            sessions=plumbing.sessions(),
+            inbox=inbox_table,
+            metrics=service_metrics,
+        ).run
     if settings.ingest.dimse_enabled:
         scp = dimse.StoreScp(deps, settings.ingest)
         app.state.dimse = scp

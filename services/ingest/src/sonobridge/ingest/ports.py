@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sonobridge.common.access import Reachable
 from sonobridge.common.audit import AuditLog
 from sonobridge.common.idempotency import IdempotencyKeys
+from sonobridge.ingest.domain.ai_results import AiResult, OverlayImage
 from sonobridge.ingest.domain.callers import DimseCaller
 from sonobridge.ingest.domain.events import Event
 from sonobridge.ingest.domain.media import BulkKey
@@ -166,3 +167,19 @@ class DicomCodec(Protocol):
     def open_element(
         self, chunks: Iterator[bytes], key: BulkKey, transfer_syntax: str
     ) -> tuple[int, Iterator[bytes]]: ...
+
+
+class AiResultRenderer(Protocol):
+    """Renders an inference run as DICOM objects of the exam's study (Part 10 bytes)."""
+
+    def measurement_report(
+        self, result: AiResult, sources: Mapping[str, Mapping[str, Any]]
+    ) -> bytes: ...
+    def overlay_capture(
+        self,
+        result: AiResult,
+        overlay: OverlayImage,
+        png: bytes,
+        source: Mapping[str, Any],
+        instance_number: int,
+    ) -> bytes: ...

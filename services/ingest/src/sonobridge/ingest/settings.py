@@ -37,6 +37,9 @@ class IngestSettings(BaseModel):
     upload_commit_bytes: int = Field(8 * 1024 * 1024, gt=0)
     upload_commit_seconds: float = Field(5.0, gt=0)
     spool_dir: Path | None = None
+    # Each InferenceCompleted becomes a DICOM measurement report and overlays in its study.
+    ai_results_enabled: bool = True
+    consumer_group: str = "sonobridge-ingest"
     # Where clients reach ingest's HTTP root when that is not the address they connected to
     # (a reverse proxy, a port mapping), e.g. https://pacs.county.example:8443/sonobridge;
     # DICOMweb RetrieveURLs and BulkDataURIs start with it. Unset: the request's own base URL.

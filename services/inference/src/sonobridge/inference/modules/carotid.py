@@ -15,6 +15,7 @@ from sonobridge.inference.modules.common import (
     LoadedCard,
     call_confidence,
     canvas,
+    graphic,
     gray,
     load_card,
     normal_cdf,
@@ -264,6 +265,7 @@ class CarotidImtModule:
             "p_thickened": est["p_thickened"],
             "p_plaque": est["p_plaque"],
             "overlay_frame": {"sop_instance_uid": uid, "frame_index": ex.best.frame.frame_index},
+            "graphics": _imt_graphics(ex),
         }
         return ModuleOutput(NAME, VERSION, findings, {f"{NAME}.png": overlay}, details)
 
@@ -286,6 +288,18 @@ class CarotidImtModule:
             fill=(255, 255, 0),
         )
         return png_bytes(img)
+
+
+def _imt_graphics(ex: ExamWall) -> list[dict[str, Any]]:
+    """Return the IMT caliper (middle window) and the plaque caliper (thickest) in pixels."""
+    wl = ex.best
+    mid = len(wl.cols) // 2
+    lines = []
+    for code, i in (("carotid-far-wall-imt", mid), ("carotid-plaque", ex.max_index)):
+        c = float(wl.cols[i])
+        points = np.array([[wl.li_rows[i], c], [wl.ma_rows[i], c]], dtype=float)
+        lines.append(graphic(code, "POLYLINE", points, wl.frame))
+    return lines
 
 
 def load(runtime: object | None = None) -> CarotidImtModule:

@@ -111,3 +111,21 @@ def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def graphic(
+    local_code: str, kind: str, points_rc: np.ndarray, frame: ModuleFrame
+) -> dict[str, Any]:
+    """Return a measurement's outline as JSON for the DICOM SR: image pixels, (column, row).
+
+    DICOM SCOORDs put the column first and count from the top-left pixel's corner; the modules
+    work in (row, column) pixel centres, hence the swap and the half-pixel shift.
+    """
+    pts = np.asarray(points_rc, dtype=float).reshape(-1, 2)
+    return {
+        "local_code": local_code,
+        "graphic_type": kind,
+        "points": [[round(c + 0.5, 2), round(r + 0.5, 2)] for r, c in pts],
+        "sop_instance_uid": frame.sop_instance_uid,
+        "frame_index": frame.frame_index,
+    }

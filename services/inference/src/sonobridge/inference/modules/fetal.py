@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -14,6 +15,7 @@ from sonobridge.inference.modules.common import (
     FINDING_SYSTEM,
     LoadedCard,
     canvas,
+    graphic,
     gray,
     load_card,
     png_bytes,
@@ -392,9 +394,32 @@ class FetalBiometryModule:
             "ellipse_mm": view.ellipse.describe(),
             "spacing_mm": list(spacing_of(view.frame) or ()),
             "overlay_frame": {"sop_instance_uid": uid, "frame_index": view.frame.frame_index},
+            "graphics": self._graphics(view, k),
         }
         overlay = self._overlay(view, k, hc, ga, conf)
         return ModuleOutput(NAME, VERSION, findings, {f"{NAME}.png": overlay}, details)
+
+    def _graphics(self, view: HeadView, k: float) -> list[dict[str, Any]]:
+        """Return the HC ellipse and the BPD / OFD axes in pixels, for the DICOM SR."""
+        sp = np.asarray(spacing_of(view.frame) or (1.0, 1.0))
+        e = view.ellipse
+        minor = np.array([-e.axis[1], e.axis[0]])
+        major_ends = np.stack(
+            [e.centre - e.axis * e.semi_major * k, e.centre + e.axis * e.semi_major * k]
+        )
+        minor_ends = np.stack(
+            [e.centre - minor * e.semi_minor * k, e.centre + minor * e.semi_minor * k]
+        )
+        return [
+            graphic(
+                "fetal-head-circumference",
+                "ELLIPSE",
+                np.vstack([major_ends, minor_ends]) / sp,
+                view.frame,
+            ),
+            graphic("fetal-biparietal-diameter", "POLYLINE", minor_ends / sp, view.frame),
+            graphic("fetal-occipitofrontal-diameter", "POLYLINE", major_ends / sp, view.frame),
+        ]
 
     def _overlay(self, view: HeadView, k: float, hc: float, ga: float, conf: float) -> bytes:
         sp = np.asarray(spacing_of(view.frame) or (1.0, 1.0))

@@ -15,6 +15,7 @@ from sonobridge.inference.modules.common import (
     LoadedCard,
     call_confidence,
     canvas,
+    graphic,
     gray,
     load_card,
     normal_cdf,
@@ -420,25 +421,27 @@ class KidneyModule:
             "overlay_frame": {"sop_instance_uid": uid, "frame_index": best.frame.frame_index},
             "ring_contrast": est["ring_contrast"],
             "capsule_mm": best.capsule.describe() if best.capsule else None,
+            "graphics": [
+                graphic("kidney-length", "POLYLINE", self._length_line(best, est), best.frame)
+            ],
         }
         return ModuleOutput(
             NAME, VERSION, findings, {f"{NAME}.png": self._overlay(best, est)}, details
         )
 
+    def _length_line(self, v: KidneyView, est: dict[str, Any]) -> np.ndarray:
+        """Return the reported length's end points in pixels (row, column)."""
+        sp = np.asarray(spacing_of(v.frame) or (1.0, 1.0))
+        half = est["length_mm"] / 2
+        return np.stack([v.centre - v.axis * half, v.centre + v.axis * half]) / sp
+
     def _overlay(self, v: KidneyView, est: dict[str, Any]) -> bytes:
-        sp = spacing_of(v.frame) or (1.0, 1.0)
         img, draw = canvas(gray(v.frame).astype(np.uint8))
         edge = v.mask & ~ndimage.binary_erosion(v.mask)
         rr, cc = np.nonzero(edge)
         draw.point(list(zip(cc.tolist(), rr.tolist(), strict=True)), fill=(0, 255, 0))
-        half = est["length_mm"] / 2
-        p0 = v.centre - v.axis * half
-        p1 = v.centre + v.axis * half
-        draw.line(
-            [(p0[1] / sp[1], p0[0] / sp[0]), (p1[1] / sp[1], p1[0] / sp[0])],
-            fill=(255, 220, 0),
-            width=2,
-        )
+        (r0, c0), (r1, c1) = self._length_line(v, est)
+        draw.line([(c0, r0), (c1, r1)], fill=(255, 220, 0), width=2)
         ratio = est["echo_ratio"]
         label = f"L {est['length_mm']:.0f} mm" + (f"  echo x{ratio:.2f}" if ratio else "")
         draw.text((4, 4), label, fill=(255, 255, 0))

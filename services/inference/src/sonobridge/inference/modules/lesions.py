@@ -16,6 +16,7 @@ from sonobridge.inference.modules.common import (
     FINDING_SYSTEM,
     LoadedCard,
     canvas,
+    graphic,
     gray,
     load_card,
     png_bytes,
@@ -323,6 +324,7 @@ class FocalLesionModule:
                 }
                 for c in found
             ],
+            "graphics": [_outline(c, i) for i, c in enumerate(reported, start=1)],
         }
         return ModuleOutput(NAME, VERSION, findings, overlays, details)
 
@@ -336,6 +338,17 @@ class FocalLesionModule:
             r0, c0 = rr.min(), cc.min()
             draw.text((c0, max(r0 - 12, 0)), f"{i}: {c.diameter_mm:.0f} mm {c.kind}", fill=colour)
         return png_bytes(img)
+
+
+def _outline(c: Candidate, index: int) -> dict[str, Any]:
+    """Return a lesion's outline (convex hull of its region, closed) in pixels."""
+    rr, cc = np.nonzero(c.mask)
+    pts = np.stack([rr, cc], axis=1).astype(float)
+    if len(pts) >= 3 and np.linalg.matrix_rank(pts - pts.mean(axis=0)) == 2:
+        pts = pts[ConvexHull(pts).vertices]
+    out = graphic(f"focal-lesion-{c.kind}", "POLYLINE", np.vstack([pts, pts[:1]]), c.frame)
+    out["index"] = index
+    return out
 
 
 def load(runtime: object | None = None) -> FocalLesionModule:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from google.protobuf.message import Message
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.ingest.v1 import ingest_pb2
 from sonobridge.common.timestamps import timestamp
+from sonobridge.ingest.domain.ai_results import AiMeasurement, AiResult, OverlayImage
 from sonobridge.ingest.domain.events import Event, ExamCompleted, InstanceStored
 from sonobridge.ingest.domain.model import Channel, ExamState, ExamType
 from sonobridge.ingest.domain.records import Exam, Instance
@@ -17,6 +20,7 @@ _RECEIVED_VIA = {
     Channel.APP: events_pb2.RECEIVED_VIA_APP_UPLOAD,
     Channel.STOW: events_pb2.RECEIVED_VIA_STOW_RS,
     Channel.CSTORE: events_pb2.RECEIVED_VIA_C_STORE,
+    Channel.AI: events_pb2.RECEIVED_VIA_AI_RESULT,
 }
 _STATES = {
     ExamState.RECEIVING: ingest_pb2.EXAM_STATE_RECEIVING,
@@ -123,3 +127,47 @@ def exam_message(
         if value is not None:
             getattr(message, field).FromDatetime(value)
     return message
+
+
+def ai_result(message: events_pb2.InferenceCompleted) -> AiResult:
+    """Translate an InferenceCompleted into the run ingest renders as DICOM."""
+    study = message.context.study_instance_uid
+    measurements = tuple(_measurement(f) for f in message.findings)
+    overlays = tuple(
+        OverlayImage(key, *key.split("/")[2:4], sop_instance_uid="", frame_index=None)
+        for key in message.derived_object_keys
+        if key.startswith(f"derived/{study}/") and key.endswith(".png") and key.count("/") >= 4
+    )
+    details = tuple(k for k in message.derived_object_keys if k.endswith("/findings.json"))
+    return AiResult(
+        inference_id=message.inference_id,
+        study_instance_uid=study,
+        completed_at=message.completed_at.ToDatetime(tzinfo=UTC),
+        measurements=measurements,
+        overlays=overlays,
+        details_keys=details,
+    )
+
+
+def _measurement(f: events_pb2.Finding) -> AiMeasurement:
+    attrs = dict(f.attributes)
+    site = None
+    if attrs.get("finding_site"):
+        site = (attrs["finding_site"], "SCT", attrs.get("finding_site_display", ""))
+    frame = attrs.get("frame_index")
+    return AiMeasurement(
+        code=f.code,
+        code_system=f.code_system,
+        display=attrs.get("concept_display") or f.display,
+        value=f.value if f.HasField("value") else None,
+        unit=f.unit,
+        confidence=f.confidence,
+        low_confidence=f.low_confidence,
+        abnormal=f.abnormal,
+        model_name=f.model_name,
+        model_version=f.model_version,
+        sop_instance_uid=f.sop_instance_uid,
+        frame_index=int(frame) if frame and frame.isdigit() else None,
+        finding_site=site,
+        local_code=attrs.get("local_code", ""),
+    )

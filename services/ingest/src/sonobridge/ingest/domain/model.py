@@ -40,6 +40,8 @@ class Channel(StrEnum):
     APP = "app"
     STOW = "stow"
     CSTORE = "cstore"
+    # Ingest's own rendition of an inference run (measurement report, overlays).
+    AI = "ai"
 
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")

@@ -161,6 +161,9 @@ def _resolve_exam(claim: _Claim, work: Work) -> Exam | None:
     for owner in work.instances.owners_of_study(study):
         if not deps.access.may(principal, Action.WRITE, owner.institution_id, owner.consortium_id):
             raise Forbidden(f"study {study} belongs to another institution")
+    if claim.channel == Channel.AI:
+        # Derived objects join the study, not the exam: its manifest and counts are the app's.
+        return None
     if claim.exam_id is not None:
         exam = visible_exam(deps, work, principal, claim.exam_id, Action.WRITE)
         if exam.study_instance_uid:
