@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,8 @@ RUN_DIR = Path(os.environ.get("SONOBRIDGE_RUN_DIR") or REPO_ROOT / "var" / "loca
 # Cold installs build MinIO from source (minutes); starting is seconds.
 INSTALL_TIMEOUT_S = int(os.environ.get("SONOBRIDGE_INSTALL_TIMEOUT", "3600"))
 UP_TIMEOUT_S = int(os.environ.get("SONOBRIDGE_UP_TIMEOUT", "120")) + 60
+# Keycloak's first start on a fresh unpack rebuilds Quarkus (80-140 s on two cores).
+KEYCLOAK_UP_TIMEOUT_S = int(os.environ.get("SONOBRIDGE_KEYCLOAK_UP_TIMEOUT", "300")) + 60
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,9 @@ class LocalServer:
     never stopped here.
     """
 
-    def __init__(self, component: str) -> None:
+    def __init__(self, component: str, up_timeout_s: int = UP_TIMEOUT_S) -> None:
         self.component = component
+        self.up_timeout_s = up_timeout_s
         self._leases = RUN_DIR / "leases"
         self._lease = self._leases / f"{component}.{os.getpid()}"
         self._started_marker = self._leases / f"{component}.fixture-started"
@@ -116,7 +120,7 @@ class LocalServer:
         with self._locked():
             if not self.is_up():
                 _checked("install.sh", self.component, INSTALL_TIMEOUT_S)
-                _checked("up.sh", self.component, UP_TIMEOUT_S)
+                _checked("up.sh", self.component, self.up_timeout_s)
                 self._started_marker.touch()
             self._lease.touch()
             self._held = True
@@ -152,9 +156,11 @@ class LocalServer:
                 self._started_marker.unlink(missing_ok=True)
 
 
-def _server_fixture(request: pytest.FixtureRequest, component: str) -> LocalServer:
+def _server_fixture(
+    request: pytest.FixtureRequest, component: str, up_timeout_s: int = UP_TIMEOUT_S
+) -> LocalServer:
     """Start a component for the session and register its conditional stop."""
-    server = LocalServer(component)
+    server = LocalServer(component, up_timeout_s)
     failure = None
     try:
         server.ensure_up()
@@ -218,6 +224,40 @@ def postgres_url(request: pytest.FixtureRequest, local_infra_env: dict[str, str]
     """Return the SQLAlchemy URL (psycopg 3 driver) of the local sonobridge database."""
     _server_fixture(request, "postgres")
     return local_infra_env["SONOBRIDGE_TEST_PG_URL"]
+
+
+@dataclass(frozen=True)
+class KeycloakRealm:
+    """The local Keycloak's `sonobridge` realm (deploy/keycloak), with the demo users imported."""
+
+    base_url: str
+    realm: str = "sonobridge"
+
+    @property
+    def issuer(self) -> str:
+        """The realm's issuer URL (the `iss` of its tokens)."""
+        return f"{self.base_url}/realms/{self.realm}"
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the realm publishes its signing keys (AUTH__JWKS_URL)."""
+        return f"{self.issuer}/protocol/openid-connect/certs"
+
+    def discovery(self) -> dict[str, Any]:
+        """Fetch the realm's OpenID discovery document."""
+        import httpx
+
+        found: dict[str, Any] = httpx.get(
+            f"{self.issuer}/.well-known/openid-configuration", timeout=30
+        ).json()
+        return found
+
+
+@pytest.fixture(scope="session")
+def keycloak(request: pytest.FixtureRequest, local_infra_env: dict[str, str]) -> KeycloakRealm:
+    """Start the local Keycloak once per session (deploy/local, realm from deploy/keycloak)."""
+    _server_fixture(request, "keycloak", KEYCLOAK_UP_TIMEOUT_S)
+    return KeycloakRealm(local_infra_env["SONOBRIDGE_TEST_KEYCLOAK"])
 
 
 def unique_name(prefix: str) -> str:

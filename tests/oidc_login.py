@@ -98,11 +98,20 @@ def authorization_url(
     return f"{discovery['authorization_endpoint']}?{urlencode(params)}"
 
 
+def _loopback_counts_as_secure(client: httpx.Client) -> None:
+    # Browsers treat http://127.0.0.1 as a secure context and send `Secure` cookies there
+    # (Keycloak marks its login cookies so); Python's cookie jar does not, so relax them.
+    for cookie in client.cookies.jar:
+        if cookie.secure and cookie.domain.lstrip(".") in ("127.0.0.1", "localhost"):
+            cookie.secure = False
+
+
 def follow_to_redirect(
     client: httpx.Client, response: httpx.Response, redirect_uri: str
 ) -> LoginResult:
     """Follow redirects until one lands on `redirect_uri`; return its code, state or error."""
     for _ in range(10):
+        _loopback_counts_as_secure(client)
         location = response.headers.get("location")
         if response.status_code not in (301, 302, 303, 307) or location is None:
             return LoginResult(None, None, None, response)
@@ -150,3 +159,32 @@ def exchange_code(
     if verifier is not None:
         form["code_verifier"] = verifier
     return client.post(discovery["token_endpoint"], data=form)
+
+
+def log_in_with_pkce(
+    client: httpx.Client,
+    discovery: dict[str, Any],
+    *,
+    client_id: str,
+    redirect_uri: str,
+    user: str,
+    password: str,
+    **extra: str,
+) -> dict[str, Any]:
+    """Run the whole code + PKCE flow through the login form; return the token answer."""
+    pkce = Pkce.new()
+    url = authorization_url(discovery, client_id, redirect_uri, pkce, **extra)
+    landed = log_in(client, url, redirect_uri, user, password)
+    assert landed.code, landed.last_response.text[:800]
+    assert landed.state == "state-1"
+    answer = exchange_code(
+        client,
+        discovery,
+        client_id=client_id,
+        code=landed.code,
+        redirect_uri=redirect_uri,
+        verifier=pkce.verifier,
+    )
+    assert answer.status_code == 200, answer.text
+    tokens: dict[str, Any] = answer.json()
+    return tokens

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop local test servers started by up.sh: down.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all].
+# Stop local test servers started by up.sh: down.sh [kafka|minio|postgres|toxiproxy|seaweedfs|keycloak|all].
 # Data is kept.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -42,6 +42,16 @@ down_seaweedfs() {
     else
         rm -f "$SEAWEEDFS_PIDFILE"
         log "seaweedfs not running"
+    fi
+}
+
+down_keycloak() {
+    if pid_alive "$KEYCLOAK_PIDFILE"; then
+        log "stopping keycloak (pid $(cat "$KEYCLOAK_PIDFILE"))"
+        stop_pidfile "$KEYCLOAK_PIDFILE" 30
+    else
+        rm -f "$KEYCLOAK_PIDFILE"
+        log "keycloak not running"
     fi
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install pinned local test servers: install.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all]
+# Install pinned local test servers: install.sh [kafka|minio|postgres|toxiproxy|seaweedfs|keycloak|all]
 # Idempotent: a finished install is detected by a marker and skipped in well under a second.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -160,6 +160,37 @@ install_seaweedfs() {
     log "seaweedfs installed at $SEAWEEDFS_BIN ($((SECONDS - started))s)"
 }
 
+install_keycloak() {
+    if [[ -f "$KEYCLOAK_HOME/.installed" ]]; then
+        log "keycloak $KEYCLOAK_VERSION already installed in $KEYCLOAK_HOME"
+        return 0
+    fi
+    command -v java >/dev/null || die "java not found; Keycloak $KEYCLOAK_VERSION needs Java 17+"
+    command -v mvn >/dev/null || die "mvn not found; it fetches the Keycloak distribution"
+    command -v unzip >/dev/null || die "unzip not found; it unpacks the Keycloak distribution"
+    local stage="$KEYCLOAK_HOME.partial" started=$SECONDS
+    local mvn_log="$CACHE_DIR/logs/keycloak-$KEYCLOAK_VERSION-install.log"
+    rm -rf "$stage"
+    mkdir -p "$stage" "$CACHE_DIR/logs"
+    log "fetching keycloak-quarkus-dist $KEYCLOAK_VERSION (169 MB) with Maven (log: $mvn_log)"
+    if ! mvn -B "$MAVEN_DEPENDENCY_PLUGIN:copy" \
+        -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
+        -DoutputDirectory="$stage" >"$mvn_log" 2>&1; then
+        show_log_tail "$mvn_log"
+        die "Maven could not fetch Keycloak $KEYCLOAK_VERSION"
+    fi
+    local zip="$stage/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip"
+    [[ -f "$zip" ]] || die "Maven finished but $zip is missing"
+    unzip -q "$zip" -d "$stage" || die "unzip of $zip failed"
+    [[ -x "$stage/keycloak-$KEYCLOAK_VERSION/bin/kc.sh" ]] || die "no bin/kc.sh in the Keycloak zip"
+    # The zip stays in Maven's local repository; the cache keeps only the unpacked server.
+    rm -rf "$KEYCLOAK_HOME"
+    mv "$stage/keycloak-$KEYCLOAK_VERSION" "$KEYCLOAK_HOME"
+    rm -rf "$stage"
+    touch "$KEYCLOAK_HOME/.installed"
+    log "keycloak $KEYCLOAK_VERSION installed in $KEYCLOAK_HOME ($((SECONDS - started))s)"
+}
+
 install_postgres() {
     if [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]]; then
         log "postgresql $PG_MAJOR already installed in $PG_BIN"
@@ -190,7 +221,7 @@ main() {
     # "all" here also installs the tools only some tests start, so a CI machine has them.
     # SeaweedFS only on request: its first build ran past 18 minutes on two busy cores unfinished.
     if [[ "${1:-all}" == all ]]; then
-        components="$components toxiproxy"
+        components="$components toxiproxy keycloak"
         [[ "${SONOBRIDGE_SEAWEEDFS:-0}" == 1 ]] && components="$components seaweedfs"
     fi
     mkdir -p "$CACHE_DIR"

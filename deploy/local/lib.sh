@@ -18,6 +18,8 @@ TOXIPROXY_MODULE="github.com/Shopify/toxiproxy/v2"
 # module proxy here serves this pseudo-version of the main module (command weed).
 SEAWEEDFS_VERSION="${SONOBRIDGE_SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
 SEAWEEDFS_MODULE="github.com/seaweedfs/seaweedfs"
+# Keycloak: the cluster edition's identity provider, for the login tests (Quarkus distribution).
+KEYCLOAK_VERSION="${SONOBRIDGE_KEYCLOAK_VERSION:-26.7.3}"
 
 # --- Locations -------------------------------------------------------------------------------
 DEPLOY_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,6 +35,7 @@ TOXIPROXY_SERVER_BIN="$TOXIPROXY_HOME/toxiproxy-server"
 TOXIPROXY_CLI_BIN="$TOXIPROXY_HOME/toxiproxy-cli"
 SEAWEEDFS_HOME="$CACHE_DIR/seaweedfs-$SEAWEEDFS_VERSION"
 SEAWEEDFS_BIN="$SEAWEEDFS_HOME/weed"
+KEYCLOAK_HOME="$CACHE_DIR/keycloak-$KEYCLOAK_VERSION"
 PG_BIN="${SONOBRIDGE_PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}"
 
 # --- Ports and credentials (127.0.0.1 only) --------------------------------------------------
@@ -49,14 +52,23 @@ SEAWEEDFS_S3_PORT="${SONOBRIDGE_SEAWEEDFS_S3_PORT:-18333}"
 SEAWEEDFS_MASTER_PORT="${SONOBRIDGE_SEAWEEDFS_MASTER_PORT:-18334}"
 SEAWEEDFS_VOLUME_PORT="${SONOBRIDGE_SEAWEEDFS_VOLUME_PORT:-18335}"
 SEAWEEDFS_FILER_PORT="${SONOBRIDGE_SEAWEEDFS_FILER_PORT:-18336}"
+KEYCLOAK_PORT="${SONOBRIDGE_KEYCLOAK_PORT:-18080}"
+# Keycloak's health/metrics listener, pinned off its default 9000.
+KEYCLOAK_MANAGEMENT_PORT="${SONOBRIDGE_KEYCLOAK_MANAGEMENT_PORT:-18079}"
+KEYCLOAK_REALM="sonobridge"
 
 MINIO_ROOT_USER_VALUE="sonobridge"
 MINIO_ROOT_PASSWORD_VALUE="sonobridge-secret"
 PG_APP_USER="sonobridge"
 PG_APP_PASSWORD="sonobridge"
 PG_APP_DB="sonobridge"
+# The local test Keycloak's bootstrap admin (loopback only, like the MinIO keys above).
+KEYCLOAK_ADMIN_USER="admin"
+KEYCLOAK_ADMIN_PASSWORD_VALUE="sonobridge-admin"
 
 UP_TIMEOUT="${SONOBRIDGE_UP_TIMEOUT:-120}"
+# A fresh unpack re-augments Quarkus on its first start: 80-140 s on two busy cores.
+KEYCLOAK_UP_TIMEOUT="${SONOBRIDGE_KEYCLOAK_UP_TIMEOUT:-300}"
 
 # --- Helpers ---------------------------------------------------------------------------------
 log() { printf '[deploy/local] %s\n' "$*" >&2; }
@@ -136,8 +148,8 @@ components_from_args() {
     local arg="${1:-all}"
     case "$arg" in
     all) echo "kafka minio postgres" ;;
-    kafka | minio | postgres | toxiproxy | seaweedfs) echo "$arg" ;;
-    *) die "unknown component '$arg' (expected kafka, minio, postgres, toxiproxy, seaweedfs or all)" ;;
+    kafka | minio | postgres | toxiproxy | seaweedfs | keycloak) echo "$arg" ;;
+    *) die "unknown component '$arg' (expected kafka, minio, postgres, toxiproxy, seaweedfs, keycloak or all)" ;;
     esac
 }
 
@@ -184,6 +196,9 @@ TOXIPROXY_LOG="$TOXIPROXY_RUN/toxiproxy.log"
 SEAWEEDFS_RUN="$RUN_DIR/seaweedfs"
 SEAWEEDFS_PIDFILE="$SEAWEEDFS_RUN/seaweedfs.pid"
 SEAWEEDFS_LOG="$SEAWEEDFS_RUN/seaweedfs.log"
+KEYCLOAK_RUN="$RUN_DIR/keycloak"
+KEYCLOAK_PIDFILE="$KEYCLOAK_RUN/keycloak.pid"
+KEYCLOAK_LOG="$KEYCLOAK_RUN/keycloak.log"
 
 kafka_ready() {
     pid_alive "$KAFKA_PIDFILE" &&
@@ -213,4 +228,11 @@ toxiproxy_ready() {
 seaweedfs_ready() {
     pid_alive "$SEAWEEDFS_PIDFILE" &&
         curl -fsS -o /dev/null --max-time 2 "http://$BIND_HOST:$SEAWEEDFS_S3_PORT/healthz" 2>/dev/null
+}
+
+# Ready once the realm is imported and its discovery document answers.
+keycloak_ready() {
+    pid_alive "$KEYCLOAK_PIDFILE" &&
+        curl -fsS -o /dev/null --max-time 3 \
+            "http://$BIND_HOST:$KEYCLOAK_PORT/realms/$KEYCLOAK_REALM/.well-known/openid-configuration" 2>/dev/null
 }

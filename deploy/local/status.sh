@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Report whether local test servers are up: status.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all];
+# Report whether local test servers are up: status.sh [kafka|minio|postgres|toxiproxy|seaweedfs|keycloak|all];
 # exit 0 if all are.
 set -euo pipefail
 # shellcheck source=lib.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start local test servers on 127.0.0.1: up.sh [kafka|minio|postgres|toxiproxy|seaweedfs|all].
+# Start local test servers on 127.0.0.1: up.sh [kafka|minio|postgres|toxiproxy|seaweedfs|keycloak|all].
 # No-op when already up.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -155,6 +155,45 @@ up_toxiproxy() {
     log "toxiproxy starting (pid $(cat "$TOXIPROXY_PIDFILE"), log $TOXIPROXY_LOG)"
     wait_ready toxiproxy toxiproxy_ready "$TOXIPROXY_PIDFILE" "$TOXIPROXY_LOG"
     log "toxiproxy up on $BIND_HOST:$TOXIPROXY_PORT"
+}
+
+up_keycloak() {
+    [[ -x "$KEYCLOAK_HOME/bin/kc.sh" ]] || die "keycloak is not installed; run deploy/local/install.sh keycloak"
+    # Its first start on a fresh unpack rebuilds Quarkus: allow it longer than the others.
+    local UP_TIMEOUT="$KEYCLOAK_UP_TIMEOUT" started=$SECONDS
+    if pid_alive "$KEYCLOAK_PIDFILE"; then
+        wait_ready keycloak keycloak_ready "$KEYCLOAK_PIDFILE" "$KEYCLOAK_LOG"
+        log "keycloak already up on $BIND_HOST:$KEYCLOAK_PORT"
+        return 0
+    fi
+    require_free_port keycloak "$KEYCLOAK_PORT"
+    mkdir -p "$KEYCLOAK_RUN"
+    # The realm export holds no users; the demo users come from deploy/keycloak/demo. Keycloak
+    # imports a realm only into a database without it, so when those files change the H2
+    # database starts afresh (schema and import: minutes on two cores); otherwise it is kept.
+    local sources=("$REPO_ROOT/deploy/keycloak/sonobridge-realm.json" "$REPO_ROOT/deploy/keycloak/demo/"*.json)
+    local digest
+    digest="$(cat "${sources[@]}" | sha256sum | cut -d' ' -f1)"
+    if [[ "$(cat "$KEYCLOAK_HOME/data/import.sha256" 2>/dev/null)" != "$digest" ]]; then
+        log "keycloak: realm files changed; starting from a fresh database"
+        rm -rf "$KEYCLOAK_HOME/data"
+        mkdir -p "$KEYCLOAK_HOME/data/import"
+        cp "${sources[@]}" "$KEYCLOAK_HOME/data/import/"
+        echo "$digest" >"$KEYCLOAK_HOME/data/import.sha256"
+    fi
+    rotate_log "$KEYCLOAK_LOG"
+    # The run dir as a system property on kc.sh's command line (it forwards TERM to its JVM)
+    # lets pid_alive recognise it; the heap stays small.
+    (cd "$KEYCLOAK_RUN" && exec env KC_BOOTSTRAP_ADMIN_USERNAME="$KEYCLOAK_ADMIN_USER" \
+        KC_BOOTSTRAP_ADMIN_PASSWORD="$KEYCLOAK_ADMIN_PASSWORD_VALUE" \
+        JAVA_OPTS_KC_HEAP="-Xms64m -Xmx384m" \
+        setsid nohup "$KEYCLOAK_HOME/bin/kc.sh" "-Dsonobridge.run=$KEYCLOAK_RUN" start-dev --http-host="$BIND_HOST" \
+        --http-port="$KEYCLOAK_PORT" --http-management-port="$KEYCLOAK_MANAGEMENT_PORT" \
+        --import-realm >"$KEYCLOAK_LOG" 2>&1 </dev/null 9>&-) &
+    echo $! >"$KEYCLOAK_PIDFILE"
+    log "keycloak starting (pid $(cat "$KEYCLOAK_PIDFILE"), log $KEYCLOAK_LOG)"
+    wait_ready keycloak keycloak_ready "$KEYCLOAK_PIDFILE" "$KEYCLOAK_LOG"
+    log "keycloak up on $BIND_HOST:$KEYCLOAK_PORT, realm $KEYCLOAK_REALM ($((SECONDS - started))s)"
 }
 
 # One identity with the MinIO test keys, so tests reach either server the same way.

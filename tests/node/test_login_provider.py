@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from oidc_login import Pkce, authorization_url, exchange_code, log_in
+from oidc_login import Pkce, authorization_url, exchange_code, log_in, log_in_with_pkce
 
 from sonobridge.common.problems import Unauthenticated
 from sonobridge.node.consortium import demo_consortium
@@ -56,22 +56,15 @@ def discovery(node: SingleNode) -> dict[str, object]:
 def _logged_in(
     node: SingleNode, discovery: dict[str, object], user: str, client: httpx.Client
 ) -> dict[str, str]:
-    pkce = Pkce.new()
-    url = authorization_url(discovery, "reading-station", REDIRECT, pkce, nonce="n-1")
-    landed = log_in(client, url, REDIRECT, user, PASSWORDS[user])
-    assert landed.code, landed.last_response.text[:300]
-    assert landed.state == "state-1"
-    answer = exchange_code(
+    return log_in_with_pkce(
         client,
         discovery,
         client_id="reading-station",
-        code=landed.code,
         redirect_uri=REDIRECT,
-        verifier=pkce.verifier,
+        user=user,
+        password=PASSWORDS[user],
+        nonce="n-1",
     )
-    assert answer.status_code == 200, answer.text
-    tokens: dict[str, str] = answer.json()
-    return tokens
 
 
 def test_discovery_names_every_endpoint_on_the_issuer(

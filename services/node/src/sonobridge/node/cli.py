@@ -198,6 +198,16 @@ def cmd_users(args: argparse.Namespace) -> None:
     print(f"password set for {args.user} in {consortium_file}")
 
 
+def cmd_users_export(args: argparse.Namespace) -> None:
+    """Print the consortium's people as a Keycloak users import (no passwords unless --demo)."""
+    from sonobridge.node.consortium import DEMO_PASSWORD, demo_consortium, load
+    from sonobridge.node.identity.keycloak_users import keycloak_users
+
+    consortium = demo_consortium() if args.demo else load(args.consortium_file)
+    body = keycloak_users(consortium, DEMO_PASSWORD if args.demo else None)
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+
+
 def cmd_clients(args: argparse.Namespace) -> None:
     """Register a machine client (client credentials) and print its new secret once."""
     import secrets
@@ -306,7 +316,9 @@ def cmd_cluster(args: argparse.Namespace) -> None:
         print(f"  {name:<12} REST {url}/v1  docs {url}/docs  metrics {url}/metrics")
     print(f"  JWKS         {edition.jwks_url}")
     print(f"  logs         {run_dir}/logs/")
-    print(f"  tokens: uv run sonobridge --data-dir {run_dir} token --user <id> --role <role>")
+    print(f"  test tokens  uv run sonobridge --data-dir {run_dir} token --user <id> --role <role>")
+    # This local run trusts the JWKS above; a real cluster trusts the consortium's Keycloak.
+    print("  people log in at Keycloak in a real cluster: deploy/keycloak/README.md")
 
 
 def _urls_from_args(args: argparse.Namespace) -> dict[str, str]:
@@ -383,6 +395,13 @@ def main(argv: list[str] | None = None) -> None:
     set_pw.add_argument("user")
     set_pw.add_argument("--consortium-file", type=Path, help="default: <data-dir>/consortium.json")
     set_pw.set_defaults(func=cmd_users)
+    export = users_sub.add_parser(
+        "export-keycloak", help="print the people as a Keycloak users import (sonobridge realm)"
+    )
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--consortium-file", type=Path, help="people, without passwords")
+    source.add_argument("--demo", action="store_true", help="the demo's people and password")
+    export.set_defaults(func=cmd_users_export)
 
     clients = sub.add_parser("clients", help="machine clients of the single node's login")
     clients_sub = clients.add_subparsers(dest="clients_command", required=True)
