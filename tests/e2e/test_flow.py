@@ -199,15 +199,18 @@ def test_the_ai_run_is_a_measurement_report_in_the_exams_study_on_its_image(
         for i in client.search_for_instances(study, search_filters={"Modality": "US"})
     }
     report = hd.sr.ComprehensiveSR.from_dataset(sr)
-    groups = report.content.get_planar_roi_measurement_groups()
-    assert groups, "no measurement group with an image region"
-    names = {m.name.value for g in groups for m in g.get_measurements()}
-    assert "carotid-far-wall-imt" in names
-    for group in groups:
-        for measurement in group.get_measurements():
-            assert measurement.unit.scheme_designator == "UCUM"
-        referenced = group.roi.ContentSequence[0].ReferencedSOPSequence[0]
-        assert referenced.ReferencedSOPInstanceUID in images
+    measurements = [
+        m for g in report.content.get_image_measurement_groups() for m in g.get_measurements()
+    ]
+    assert "carotid-far-wall-imt" in {m.name.value for m in measurements}
+    outlined = 0
+    for measurement in measurements:
+        assert measurement.unit.scheme_designator == "UCUM"
+        for scoord in measurement.referenced_coordinates:
+            referenced = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+            assert referenced.ReferencedSOPInstanceUID in images
+            outlined += 1
+    assert outlined, "no measurement drawn on its image"
     if shutil.which("dsrdump"):
         path = tmp_path / "sr.dcm"
         sr.save_as(path, enforce_file_format=True)

@@ -6,22 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inference.modules.test_clinical_modules import _exam
 
 from sonobridge.lab import hc18
-from sonobridge.lab.held_out import Recipe, cases
-
-
-def _exam(exam_type: str, seed: int, size: int = 384, frames: int = 2, n_lesions=None):
-    recipe = Recipe(
-        (exam_type,),
-        seed=seed,
-        count=1,
-        size=size,
-        n_frames=frames,
-        fault_rate=0.0,
-        n_lesions=n_lesions,
-    )
-    return cases(recipe)[0]
 
 
 def _length_mm(points, spacing) -> float:
@@ -49,7 +36,7 @@ def _on_frame(graphic, frames) -> None:
 def test_line_measurements_carry_a_caliper_as_long_as_their_value(
     clinical_modules, name, exam_type, seed, code
 ):
-    case = _exam(exam_type, seed)
+    case = _exam(exam_type, seed, size=384)
     out = clinical_modules[name].run(case.frames)
     graphics = out.details["graphics"]
     assert graphics
@@ -69,7 +56,7 @@ def test_line_measurements_carry_a_caliper_as_long_as_their_value(
 
 
 def test_thyroid_lesions_carry_a_closed_outline_per_reported_lesion(clinical_modules):
-    case = _exam("thyroid", 9201, size=256, n_lesions=1)
+    case = _exam("thyroid", 9201, n_lesions=1)
     out = clinical_modules["focal-lesions"].run(case.frames)
     lesions = [
         f for f in out.findings if f.code.startswith("focal-lesion-") and "count" not in f.code

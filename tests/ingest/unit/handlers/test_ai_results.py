@@ -136,22 +136,31 @@ def test_a_run_becomes_one_sr_and_one_overlay_capture_in_the_exams_study(f: Fake
     assert indexed.received_via == "ai" and indexed.institution_id == "east"
 
 
+def _scoord(measurement: hd.sr.Measurement) -> pydicom.Dataset:
+    """Return the SCOORD a measurement is inferred from (where OHIF reads its geometry)."""
+    (scoord,) = measurement.referenced_coordinates
+    return scoord
+
+
 def test_measurements_carry_code_ucum_unit_image_frame_and_outline(f: Fakes) -> None:
     store_ai_results(f.deps, HighdicomAiRenderer(), messages.ai_result(_event()))
     (sr,) = _stored(f, "SR")
     report = hd.sr.ComprehensiveSR.from_dataset(sr)
-    (length,) = report.content.get_planar_roi_measurement_groups(
-        graphic_type=hd.sr.GraphicTypeValues.POLYLINE
-    )
+    groups = report.content.get_image_measurement_groups()
+    (length,) = [g for g in groups if g.finding_sites]
     (num,) = length.get_measurements()
     assert num.name == codes.SCT.Length
     assert num.value == pytest.approx(101.4)
     assert num.unit == hd.sr.CodedConcept("mm", "UCUM", "millimeter")
     assert num.qualifier is None
     assert length.finding_sites[0].value.value == "64033007"
-    region = length.roi
-    assert list(region.GraphicData) == [20.5, 30.5, 120.5, 90.5]
-    ref = region.ContentSequence[0].ReferencedSOPSequence[0]
+    assert length.finding_type.value == "410668003"
+    # Cornerstone3D's adapter name: OHIF hydrates the group into its Length tool.
+    assert length.tracking_identifier == "Cornerstone3DTools@^0.1.0:Length"
+    scoord = _scoord(num)
+    assert scoord.GraphicType == "POLYLINE"
+    assert list(scoord.GraphicData) == [20.5, 30.5, 120.5, 90.5]
+    ref = scoord.ContentSequence[0].ReferencedSOPSequence[0]
     assert ref.ReferencedSOPInstanceUID == SOP and ref.ReferencedFrameNumber == 3
 
 

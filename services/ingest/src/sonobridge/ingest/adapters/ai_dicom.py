@@ -26,6 +26,8 @@ from sonobridge.ingest.domain.ai_results import (
 )
 
 MANUFACTURER = "SonoBridge"
+# Tracking identifier prefix Cornerstone3D's SR adapters (OHIF 3.x) map to their tools.
+CORNERSTONE_3D = "Cornerstone3DTools@^0.1.0"
 # Shown wherever a viewer lists the series: these are reference models.
 DISCLAIMER = "AI reference model output, not for clinical use"
 # Findings whose code names what was found (a nodule, a plaque): the value is its size.
@@ -71,6 +73,22 @@ def _coded(code: str, scheme: str, meaning: str) -> hd.sr.CodedConcept:
 
 def _unit(unit: str) -> hd.sr.CodedConcept:
     return _coded(unit or "1", "UCUM", UCUM_MEANINGS.get(unit or "1", unit))
+
+
+def _tracking_text(m: AiMeasurement, index: int) -> str:
+    """Return the group's tracking identifier: a viewer tool name where one fits the outline.
+
+    OHIF (Cornerstone3D's SR adapters) hydrates a group into an editable measurement only when
+    the identifier names its tool; other groups it shows read-only.
+    """
+    outline = m.outline
+    if outline is not None and m.value is not None:
+        if outline.graphic_type == "ELLIPSE":
+            return f"{CORNERSTONE_3D}:EllipticalROI"
+        if outline.graphic_type == "POLYLINE":
+            tool = "Length" if len(outline.points) == 2 else "PlanarFreehandROI"
+            return f"{CORNERSTONE_3D}:{tool}"
+    return f"{m.model_name} {m.local_code or m.code} #{index + 1}"[:64]
 
 
 def _frame_numbers(m: AiMeasurement, source: Dataset) -> list[int] | None:
@@ -128,19 +146,25 @@ class HighdicomAiRenderer:
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ):
         local = m.local_code or m.code
-        tracking = hd.sr.TrackingIdentifier(
-            uid=derived_uid(result.inference_id, "tracking", str(index)),
-            identifier=f"{m.model_name} {local} #{index + 1}"[:64],
-        )
         concept = _coded(m.code, m.scheme, m.display)
         name = _SIZED_FINDINGS.get(local)
-        finding_type = concept if name is not None else None
         sites = (
             [hd.sr.FindingSite(anatomic_location=_coded(*m.finding_site))]
             if m.finding_site
             else None
         )
-        algorithm = hd.sr.AlgorithmIdentification(name=m.model_name, version=m.model_version)
+        frames = _frame_numbers(m, source)
+        image = hd.sr.SourceImageForRegion(
+            referenced_sop_class_uid=source.SOPClassUID,
+            referenced_sop_instance_uid=source.SOPInstanceUID,
+            referenced_frame_numbers=frames,
+        )
+        outline = m.outline if m.outline is not None and m.outline.points else None
+        points = None if outline is None else np.asarray(outline.points, dtype=float)
+        tracking = hd.sr.TrackingIdentifier(
+            uid=derived_uid(result.inference_id, "tracking", str(index)),
+            identifier=_tracking_text(m, index),
+        )
         measurements: list[hd.sr.Measurement] = []
         evaluations: list[hd.sr.QualitativeEvaluation] = []
         if m.value is not None:
@@ -151,7 +175,20 @@ class HighdicomAiRenderer:
                     unit=_unit(m.unit),
                     # A low-confidence figure is never stated as a plain number.
                     qualifier=None if m.measured else codes.DCM.ValueIndeterminate,
-                    algorithm_id=algorithm,
+                    algorithm_id=hd.sr.AlgorithmIdentification(
+                        name=m.model_name, version=m.model_version
+                    ),
+                    # TID 300 "inferred from" SCOORD: where OHIF's hydration reads a
+                    # measurement's geometry (a TID 1410 group-level region it shows read-only).
+                    referenced_coordinates=None
+                    if outline is None
+                    else [
+                        hd.sr.CoordinatesForMeasurement(
+                            graphic_type=_GRAPHIC_TYPES[outline.graphic_type],
+                            graphic_data=points,
+                            source_image=image,
+                        )
+                    ],
                 )
             )
         else:
@@ -163,30 +200,14 @@ class HighdicomAiRenderer:
                     else (codes.SCT.Present if m.abnormal else codes.SCT.Absent),
                 )
             )
-        frames = _frame_numbers(m, source)
-        if m.outline is not None and m.outline.points:
-            region = hd.sr.ImageRegion(
-                graphic_type=_GRAPHIC_TYPES[m.outline.graphic_type],
-                graphic_data=np.asarray(m.outline.points, dtype=float),
-                source_image=hd.sr.SourceImageForRegion(
-                    referenced_sop_class_uid=source.SOPClassUID,
-                    referenced_sop_instance_uid=source.SOPInstanceUID,
-                    referenced_frame_numbers=frames,
-                ),
-            )
-            return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=tracking,
-                referenced_region=region,
-                finding_type=finding_type,
-                finding_sites=sites,
-                measurements=measurements or None,
-                qualitative_evaluations=evaluations or None,
-            )
         return hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking,
-            finding_type=finding_type,
+            finding_type=concept,
             finding_sites=sites,
-            source_images=[
+            # With an outline, the measurement's SCOORD names the image (and frame).
+            source_images=None
+            if outline is not None and measurements
+            else [
                 hd.sr.SourceImageForMeasurementGroup(
                     referenced_sop_class_uid=source.SOPClassUID,
                     referenced_sop_instance_uid=source.SOPInstanceUID,
