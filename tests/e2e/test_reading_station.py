@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pydicom
 import pytest
-from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, ohif_dist
+from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, REPO, ohif_dist
 from e2e.test_ohif_viewer import MIN_CORRELATION, _rendered_score
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -46,7 +50,7 @@ class Journey:
     viewer_origin: str
     reporting_url: str
     exams: dict[str, PlannedExam]
-    admin_token: str
+    admin_token: Callable[[], str]
     browser: Browser
     shots: Path
 
@@ -55,7 +59,7 @@ class Journey:
         page.screenshot(path=str(self.shots / f"{self.edition}-{name}.png"), full_page=True)
 
 
-def _wait_routed(reporting: str, token: str, studies: set[str], timeout: float = 180) -> None:
+def _wait_routed(reporting: str, token: str, studies: set[str], timeout: float = 300) -> None:
     """Poll the reads API until every study has a read (AI done and routed)."""
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
@@ -100,13 +104,146 @@ def _single(
             "station": node.station_url() or "",
             "viewer": node.viewer.origin,
             "reporting": node.urls()["reporting"],
-            "admin": admin,
+            "admin": lambda: admin,
         }
     finally:
         node.stop()
 
 
-@pytest.fixture(scope="module", params=["single"])
+def _realm_token(realm: Any, user: str, client_id: str) -> str:
+    """Log a person in through Keycloak's real form (code + PKCE) and return the access token."""
+    from oidc_login import Pkce, authorization_url, exchange_code, log_in
+
+    redirect = "http://127.0.0.1:9/callback"
+    discovery = realm.discovery()
+    pkce = Pkce.new()
+    with httpx.Client(timeout=60) as client:
+        url = authorization_url(discovery, client_id, redirect, pkce)
+        landed = log_in(client, url, redirect, user, DEMO_PASSWORD)
+        assert landed.code, landed.last_response.text[:800]
+        answer = exchange_code(
+            client,
+            discovery,
+            client_id=client_id,
+            code=landed.code,
+            redirect_uri=redirect,
+            verifier=pkce.verifier,
+        )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+@contextmanager
+def _viewer_origin_allowed(realm: Any, origin: str) -> Iterator[None]:
+    """Add OHIF's origin to the realm's `ohif` client (as county IT does), then take it away.
+
+    OHIF redeems its code from the browser, so Keycloak must answer the viewer's origin with
+    CORS; the realm export lists origins per deployment, and this viewer's port is a free one.
+    """
+    lib = (REPO / "deploy" / "local" / "lib.sh").read_text()
+    user = re.search(r'^KEYCLOAK_ADMIN_USER="([^"]+)"', lib, re.M)
+    password = re.search(r'^KEYCLOAK_ADMIN_PASSWORD_VALUE="([^"]+)"', lib, re.M)
+    assert user and password, "deploy/local/lib.sh names the local Keycloak's admin"
+    base = realm.issuer.rsplit("/realms/", 1)[0]
+    with httpx.Client(base_url=base, timeout=60) as admin:
+        token = admin.post(
+            "/realms/master/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": "admin-cli",
+                "username": user.group(1),
+                "password": password.group(1),
+            },
+        ).json()["access_token"]
+        admin.headers["Authorization"] = f"Bearer {token}"
+        clients = f"/admin/realms/{realm.realm}/clients"
+        [client] = admin.get(clients, params={"clientId": "ohif"}).json()
+        before = list(client.get("webOrigins", []))
+        changed = admin.put(
+            f"{clients}/{client['id']}", json={**client, "webOrigins": [*before, origin]}
+        )
+        assert changed.status_code == 204, changed.text
+        try:
+            yield
+        finally:
+            admin.put(f"{clients}/{client['id']}", json={**client, "webOrigins": before})
+
+
+@contextmanager
+def _cluster(
+    tmp: Path, consortium: Consortium, exams: list[PlannedExam], request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """The cluster edition's processes and OHIF, trusting the Keycloak realm people log in at."""
+    from sqlalchemy import create_engine, text
+
+    from sonobridge.node.cluster import ClusterEdition, Infra
+    from sonobridge.node.viewer import ViewerLogin, ViewerServer
+
+    if os.environ.get("SONOBRIDGE_STATION_CLUSTER") != "1":
+        pytest.skip(
+            "pending in CI: the cluster journey (Keycloak login, worklist, claim verified) "
+            "runs with SONOBRIDGE_STATION_CLUSTER=1 until its routing wait is stable on 2 cores"
+        )
+    try:
+        realm = request.getfixturevalue("keycloak")
+    except pytest.FixtureLookupError:
+        pytest.skip("pending: branch identity's session-scoped `keycloak` fixture")
+    minio = request.getfixturevalue("minio_endpoint")
+    pg_url = request.getfixturevalue("postgres_url")
+    infra = Infra(
+        request.getfixturevalue("kafka_bootstrap"),
+        minio.endpoint,
+        minio.access_key,
+        minio.secret_key,
+        pg_url,
+    )
+    viewer = ViewerServer(ohif_dist())
+    viewer.login = ViewerLogin(realm.issuer)
+    edition = ClusterEdition.ephemeral(tmp, infra, consortium, deployment=f"st{os.getpid()}")
+    edition.extra_env.update(
+        {
+            "AUTH__JWKS_URL": realm.jwks_url,
+            "AUTH__ISSUER": realm.issuer,
+            "HTTP__CORS_ORIGINS": json.dumps([viewer.origin]),
+            "REPORTING__READING__ISSUER_URL": realm.issuer,
+            "REPORTING__READING__VIEWER_URL": viewer.origin,
+        }
+    )
+    edition.prepare(fresh=True)
+    try:
+        with _viewer_origin_allowed(realm, viewer.origin):
+            edition.start()
+            urls = edition.urls()
+            viewer.dicomweb_root = f"{urls['ingest']}/dicomweb"
+            viewer.start()
+            admin = consortium.with_role("admin")[0].user
+            seed(consortium, urls, _realm_token(realm, admin, "reading-station"))
+            for plan in exams:
+                token = _realm_token(realm, plan.operator, "township-app")
+                with TownshipApp(urls["ingest"], token) as app:
+                    app.send(plan)
+            yield {
+                "station": f"{urls['reporting']}/reading/",
+                "viewer": viewer.origin,
+                "reporting": urls["reporting"],
+                "admin": lambda: _realm_token(realm, admin, "reading-station"),
+            }
+    finally:
+        viewer.stop()
+        edition.stop()
+        engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            for service in ("ingest", "inference", "reporting", "maintenance"):
+                conn.execute(
+                    text(f'DROP DATABASE IF EXISTS "{edition.database(service)}" WITH (FORCE)')
+                )
+        engine.dispose()
+
+
+@pytest.fixture(
+    scope="module",
+    params=["single", pytest.param("cluster", marks=pytest.mark.infra)],
+)
 def journey(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Journey]:
@@ -118,9 +255,14 @@ def journey(
     consortium = with_passwords(demo_consortium(), DEMO_PASSWORD)
     exams = {e.label: e for e in demo_exams() if e.label in (THYROID, CAROTID)}
     tmp = tmp_path_factory.mktemp(f"station-{request.param}")
-    with _single(tmp, consortium, list(exams.values())) as urls, sync_playwright() as playwright:
+    running = (
+        _single(tmp, consortium, list(exams.values()))
+        if request.param == "single"
+        else _cluster(tmp, consortium, list(exams.values()), request)
+    )
+    with running as urls, sync_playwright() as playwright:
         _wait_routed(
-            urls["reporting"], urls["admin"], {e.study_instance_uid for e in exams.values()}
+            urls["reporting"], urls["admin"](), {e.study_instance_uid for e in exams.values()}
         )
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -237,7 +379,7 @@ def test_an_expert_logs_in_reads_in_ohif_judges_signs_and_downloads_the_pdf(
     checked = httpx.get(
         f"{journey.reporting_url}/v1/reads",
         params={"state": "signed"},
-        headers={"Authorization": f"Bearer {journey.admin_token}"},
+        headers={"Authorization": f"Bearer {journey.admin_token()}"},
     ).json()["reads"]
     [signed] = [r for r in checked if r["study_instance_uid"] == thyroid.study_instance_uid]
     assert signed["assigned_to"] == EXPERT
@@ -283,7 +425,30 @@ def test_a_township_operator_sees_no_worklist_and_no_other_institutions_images(
     context.close()
 
 
+def test_ohif_lists_the_ai_report_and_overlays_in_the_exams_study(journey: Journey) -> None:
+    context = journey.browser.new_context(viewport=LAPTOP, locale="en-US")
+    viewer = context.new_page()
+    thyroid = journey.exams[THYROID]
+    link = f"{journey.viewer_origin}/viewer?StudyInstanceUIDs={thyroid.study_instance_uid}"
+    _open_in_ohif(journey, viewer, link, EXPERT)
+    # Branch sr's TID 1500 report (no pixels: a thumbnail without an image) and its overlay
+    # capture are series of the exam's study, beside the scan.
+    report = viewer.locator(
+        '[data-cy="study-browser-thumbnail-no-image"]', has_text="AI measurements"
+    )
+    report.wait_for(timeout=WAIT_MS)
+    assert "SR" in report.inner_text()
+    labels = viewer.locator('[data-cy="series-modality-label"]').all_inner_texts()
+    journey.shot(viewer, "10-ohif-ai-series")
+    assert {"US", "OT"} <= {label.strip() for label in labels}, labels
+    overlays = viewer.locator('[data-cy^="study-browser-thumbnail"]', has_text="AI overlays")
+    assert overlays.count() >= 1
+    context.close()
+
+
 def test_the_sr_measurements_show_in_ohifs_measurement_panel(journey: Journey) -> None:
     pytest.skip(
-        "pending: needs branch sr's DICOM SR (TID 1500) objects stored into the exam's study"
+        "pending: opening the AI report of the demo's 4-frame thyroid cine leaves OHIF 3.13's "
+        "viewport blank and its '9.60 mm' never shows (branch sr's test_ohif_sr shows a "
+        "single-frame report and its panel); to settle with branch sr"
     )
