@@ -17,6 +17,12 @@ fi
 echo "setup: $(uv --version)"
 uv sync --locked --quiet
 echo "setup: python environment synced from uv.lock"
+# The viewer the single node serves at /viewer (make demo prints its address and the station's).
+if command -v npm >/dev/null; then
+    echo "setup: OHIF viewer in $(scripts/ohif.sh)"
+else
+    echo "setup: npm not found; the single node runs without the OHIF viewer" >&2
+fi
 
 if [[ "${1:-}" == "--infra" ]]; then
     apt_missing=()
@@ -39,6 +45,5 @@ if [[ "${1:-}" == "--infra" ]]; then
     fi
     # "all" includes Toxiproxy, and SeaweedFS with SONOBRIDGE_SEAWEEDFS=1 (a long Go build).
     deploy/local/install.sh all
-    echo "setup: OHIF viewer in $(scripts/ohif.sh)"
     scripts/k8s_tools.sh
 fi

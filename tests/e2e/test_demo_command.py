@@ -49,6 +49,11 @@ def test_the_demo_command_prints_a_true_trail_and_returns(tmp_path: Path) -> Non
         "-> routed read",
         "/docs",
         "/metrics",
+        # The main job says where people log in and read: the station, OHIF, the accounts.
+        "reading station http://127.0.0.1:",
+        "/reading/",
+        "OHIF viewer  http://127.0.0.1:",
+        "dr-wang",
     ):
         assert fact in out, fact
     assert (data_dir / "consortium.json").exists()

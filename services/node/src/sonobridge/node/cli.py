@@ -65,6 +65,11 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
             printer(f"  ingest       DICOM C-STORE {node.host}:{dimse.port} (AE SONOBRIDGE)")
         printer(f"  ingest       DICOMweb {node.urls()['ingest']}/dicomweb")
     printer(f"  login (OpenID issuer) {node.login.issuer_url}")
+    station = node.station_url()
+    if station:
+        printer(f"  reading station {station}")
+    if node.viewer is not None:
+        printer(f"  OHIF viewer  {node.viewer.origin}/viewer")
     printer(f"  data directory: {node.data_dir}")
     printer(
         f"  people log in at the issuer (passwords: uv run sonobridge --data-dir {node.data_dir} "
@@ -108,12 +113,36 @@ def _node(args: argparse.Namespace) -> SingleNode:
         extra_settings=extra,
         services=services,
         consortium_file=Path(seed_file),
+        viewer_dist=_viewer_dist(args),
         # A viewer allowed cross-origin is also where its login sends people back.
         redirect_origins=(
             *(getattr(args, "redirect_origin", None) or ()),
             *(getattr(args, "viewer_origin", None) or ()),
         ),
     )
+
+
+def _viewer_dist(args: argparse.Namespace) -> Path | None:
+    from sonobridge.node.viewer import find_dist
+
+    if getattr(args, "no_viewer", False):
+        return None
+    return find_dist(getattr(args, "viewer_dist", None))
+
+
+def _add_viewer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--viewer-dist", type=Path, help="OHIF dist to serve (default: the setup's cache)"
+    )
+    parser.add_argument("--no-viewer", action="store_true", help="do not serve OHIF")
+
+
+def cmd_viewer_config(args: argparse.Namespace) -> None:
+    """Print OHIF's app-config.js for a deployment (the k8s ConfigMap's file)."""
+    from sonobridge.node.viewer import ViewerLogin, app_config
+
+    login = ViewerLogin(args.issuer, args.client_id) if args.issuer else None
+    print(app_config(args.dicomweb, args.origin.rstrip("/"), login), end="")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -131,6 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         ephemeral_ports=args.ephemeral_ports,
         exit_after=args.exit_after,
         timeout=args.timeout,
+        viewer_dist=_viewer_dist(args),
     )
     sys.exit(code)
 
@@ -335,13 +365,22 @@ def main(argv: list[str] | None = None) -> None:
         metavar="ORIGIN",
         help="an origin (scheme://host:port) the login may send people back to, beyond loopback",
     )
+    _add_viewer_options(serve)
     serve.set_defaults(func=cmd_serve)
+
+    viewer = sub.add_parser("viewer-config", help="print OHIF's app-config.js for a deployment")
+    viewer.add_argument("--dicomweb", required=True, help="DICOMweb root the browser calls")
+    viewer.add_argument("--origin", required=True, help="the viewer's own origin")
+    viewer.add_argument("--issuer", help="OIDC issuer OHIF logs in at")
+    viewer.add_argument("--client-id", default="ohif")
+    viewer.set_defaults(func=cmd_viewer_config)
 
     demo = sub.add_parser("demo", help="the main job: demo consortium, uploads, trail")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--exit-after", action="store_true", help="return once the trail is done")
     demo.add_argument("--ephemeral-ports", action="store_true", help="listen on free ports")
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to follow exams")
+    _add_viewer_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     token = sub.add_parser(

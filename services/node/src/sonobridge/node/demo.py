@@ -165,6 +165,7 @@ def run_demo(
     timeout: float = 300.0,
     printer: Printer = print,
     wait_forever: Callable[[], None] | None = None,
+    viewer_dist: Path | None = None,
 ) -> int:
     """Reset the data dir, start the single node, seed, run the scenario; 0 when the trail holds."""
     from sonobridge.node.cli import print_endpoints, wait_ready
@@ -180,6 +181,7 @@ def run_demo(
         host=host,
         ports=NodePorts.ephemeral() if ephemeral_ports else None,
         extra_settings=node_settings_for(consortium, data_dir),
+        viewer_dist=viewer_dist,
     )
     node.start()
     watch = None

@@ -10,12 +10,14 @@ from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.bus.embedded import EmbeddedEventBus
+from sonobridge.common.cors import install_cors
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.service import ServiceSpec
 from sonobridge.node.identity.server import DEFAULT_PORT as DEFAULT_LOGIN_PORT
 from sonobridge.node.identity.server import LoginServer
+from sonobridge.node.viewer import ViewerLogin, ViewerServer
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,17 @@ class NodePorts:
     )
     dimse: int = 11112
     login: int = DEFAULT_LOGIN_PORT
+    viewer: int = 8088
 
     @classmethod
     def ephemeral(cls) -> NodePorts:
         """Every listener on a free port."""
         return cls(
-            http=dict.fromkeys(SERVICES, 0), grpc=dict.fromkeys(SERVICES, 0), dimse=0, login=0
+            http=dict.fromkeys(SERVICES, 0),
+            grpc=dict.fromkeys(SERVICES, 0),
+            dimse=0,
+            login=0,
+            viewer=0,
         )
 
 
@@ -71,6 +78,24 @@ def _service_settings(
     return service.load_settings(**common, **({name: section} if section else {}))
 
 
+def _with_station(
+    extra: dict[str, Any], viewer: ViewerServer | None, issuer: str
+) -> dict[str, Any]:
+    """Point the reading station at the viewer and the issuer; let the viewer call DICOMweb."""
+    extra = {**extra}
+    reading: dict[str, Any] = {"issuer_url": issuer}
+    if viewer is not None:
+        common = dict(extra.get("common", {}))
+        http = dict(common.get("http", {}))
+        http["cors_origins"] = [*http.get("cors_origins", []), viewer.origin]
+        extra["common"] = {**common, "http": http}
+        reading["viewer_url"] = viewer.origin
+    reporting = dict(extra.get("reporting", {}))
+    reporting["reading"] = {**reading, **reporting.get("reading", {})}
+    extra["reporting"] = reporting
+    return extra
+
+
 class SingleNode:
     """Owns the shared embedded log, object directory, login provider and the four hosts.
 
@@ -89,6 +114,7 @@ class SingleNode:
         services: tuple[str, ...] = SERVICES,
         consortium_file: Path | None = None,
         redirect_origins: tuple[str, ...] = (),
+        viewer_dist: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +133,8 @@ class SingleNode:
             redirect_origins=redirect_origins,
         )
         verifier = self.login.verifier
+        self.viewer = self._viewer(viewer_dist, self.login.issuer_url)
+        extra_settings = _with_station(extra_settings or {}, self.viewer, self.login.issuer_url)
         self.hosts: dict[str, ServiceHost] = {}
         for name in services:
             service = spec(name)
@@ -118,8 +146,19 @@ class SingleNode:
                 adapters["clock"] = clock
             self.hosts[name] = service.build_host(settings, **adapters)
 
+    def _viewer(self, dist: Path | None, issuer: str) -> ViewerServer | None:
+        if dist is None:
+            return None
+        viewer = ViewerServer(dist, self.host, self.ports.viewer)
+        viewer.login = ViewerLogin(issuer)
+        # OHIF runs its OIDC client in the browser: discovery, JWKS, token and userinfo are
+        # fetched cross-origin from the viewer's origin. The provider's app is reached through
+        # uvicorn's config until LoginServer takes the origins itself.
+        install_cors(self.login._server.config.app, [viewer.origin])
+        return viewer
+
     def start(self) -> None:
-        """Start every service; on a failure, stop those already started."""
+        """Start the login, every service and the viewer; on a failure, stop those started."""
         started: list[ServiceHost | LoginServer] = []
         try:
             self.login.start()
@@ -131,13 +170,23 @@ class SingleNode:
             for host in reversed(started):
                 host.stop()
             raise
+        if self.viewer is not None and "ingest" in self.hosts:
+            # Known only now: an ephemeral ingest port is bound when ingest starts.
+            self.viewer.dicomweb_root = f"{self.urls()['ingest']}/dicomweb"
+            self.viewer.start()
 
     def stop(self) -> None:
-        """Stop every service, then close the shared log."""
+        """Stop the viewer and every service, then close the shared log."""
+        if self.viewer is not None:
+            self.viewer.stop()
         for host in reversed(list(self.hosts.values())):
             host.stop()
         self.login.stop()
         self.bus.close()
+
+    def station_url(self) -> str | None:
+        """The reading station's worklist, when reporting runs here."""
+        return f"{self.urls()['reporting']}/reading/" if "reporting" in self.hosts else None
 
     def urls(self) -> dict[str, str]:
         """Base HTTP URL of each service."""

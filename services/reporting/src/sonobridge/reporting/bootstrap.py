@@ -24,7 +24,7 @@ from sonobridge.reporting.adapters.policy_file import read_policy
 from sonobridge.reporting.adapters.unit import SqlUnits
 from sonobridge.reporting.adapters.webhooks import HttpSender
 from sonobridge.reporting.domain.policy import Policy
-from sonobridge.reporting.entrypoints import consumer, grpc_server, rest
+from sonobridge.reporting.entrypoints import consumer, grpc_server, reading, rest
 from sonobridge.reporting.handlers.clock import tick
 from sonobridge.reporting.handlers.deliveries import deliver_due
 from sonobridge.reporting.metrics import ReportingMetrics
@@ -116,6 +116,7 @@ def build(
     )
     app = plumbing.app(metrics)
     app.include_router(rest.router)
+    reading.install(app, settings.reporting.reading)
     app.state.deps = deps
     # Tests and tools inspect the database through the same sessions.
     app.state.sessions = sessions

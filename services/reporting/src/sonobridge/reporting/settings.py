@@ -28,6 +28,21 @@ DEFAULT_FOLLOWUP_TERMS = [
 ]
 
 
+class ReadingSettings(BaseModel):
+    """The reading station's login and links (`REPORTING__READING__*`)."""
+
+    # OIDC issuer people log in at (standard discovery below it); empty: the pages stay off.
+    issuer_url: str = ""
+    client_id: str = "reading-station"
+    # The station's external base URL (the redirect URI is built on it); empty: the request's.
+    public_url: str = ""
+    # The OHIF viewer's base URL; exams open at `<viewer_url>/viewer?StudyInstanceUIDs=`.
+    viewer_url: str = ""
+    session_hours: float = Field(8.0, gt=0)
+    # Behind TLS the session cookie must only travel over it.
+    secure_cookies: bool = False
+
+
 class ReportingSettings(BaseModel):
     """The reporting section (`REPORTING__*`)."""
 
@@ -47,6 +62,7 @@ class ReportingSettings(BaseModel):
     sse_max_seconds: float = Field(25.0, gt=0)
     # A TrueType CJK font to embed in PDFs; unset: an installed one, else the STSong-Light CID font.
     pdf_font_path: Path | None = None
+    reading: ReadingSettings = ReadingSettings()
 
     @model_validator(mode="after")
     def _webhooks_need_secret(self) -> ReportingSettings:

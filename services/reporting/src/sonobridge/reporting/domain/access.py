@@ -67,3 +67,12 @@ def may_read_on(principal: Principal, spec: WorklistSpec, institution: str) -> b
 def may_dispatch(principal: Principal) -> bool:
     """True for callers who may reassign reads and edit rosters."""
     return bool(principal.has_role("admin"))
+
+
+# The reading station's worklist and exam pages; operators work in the township app instead.
+STATION_ROLES = ("expert", "physician", "coordinator")
+
+
+def may_use_station(principal: Principal) -> bool:
+    """True for callers who may open the reading station's worklist and exams."""
+    return bool(principal.has_role(*STATION_ROLES))
