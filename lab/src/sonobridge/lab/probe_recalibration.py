@@ -10,7 +10,6 @@ every frame of it, as on a real probe.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -21,7 +20,14 @@ import numpy as np
 
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
 from sonobridge.inference.modules.common import MODELS_DIR
-from sonobridge.lab.adapt import RealFrame, _session, group_folds, read_frames, write_version
+from sonobridge.lab.adapt import (
+    RealFrame,
+    _session,
+    frames_parser,
+    group_folds,
+    read_frames,
+    write_version,
+)
 from sonobridge.lab.faults import InjectedFault, inject
 
 NAME = "probe-health"
@@ -144,11 +150,7 @@ def recalibrate(frames_dir: Path, out: Path, folds: int = 5) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """Recalibrate and print the cross-validated false alarms per clean exam."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=Path, required=True, help="folder with manifest.csv")
-    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="models/ root to register in")
-    parser.add_argument("--folds", type=int, default=5)
-    args = parser.parse_args(argv)
+    args = frames_parser(__doc__, folds=5).parse_args(argv)
     card = recalibrate(args.frames, args.out, args.folds)
     real = card["real_frames"]
     cv = real["cross_validation"]
