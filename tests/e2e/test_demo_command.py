@@ -54,6 +54,11 @@ def test_the_demo_command_prints_a_true_trail_and_returns(tmp_path: Path) -> Non
         "/reading/",
         "OHIF viewer  http://127.0.0.1:",
         "dr-wang",
+        # Issue 16: one device model stays in shadow, another is promoted after its report.
+        ": shadow, the app is told",
+        "validation report for SonoBridge Synthetic / Handheld Synthetic Probe 2",
+        ": shadow -> ",
     ):
         assert fact in out, fact
+    assert "promotion refused" not in out
     assert (data_dir / "consortium.json").exists()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sonobridge.inference.modules.common import MODELS_DIR
@@ -44,9 +44,30 @@ def test_group_folds_never_split_a_group():
     assert len(set(folds)) == 5
 
 
+def test_threshold_catches_the_worst_fault_best_within_the_rescan_budget():
+    faults = [None] * 10 + [f for f in InjectedFault for _ in range(10)]
+    clean = np.linspace(0.25, 0.99, 10)
+    faulty = np.linspace(0.0, 0.19, 60)
+    t = adapt.choose_threshold(np.concatenate([clean, faulty]), faults)
+    assert (faulty < t).all() and not (clean < t).any()
+    # With one fault overlapping the clean frames, spending the 10% budget catches more of it.
+    faulty[-10:] = np.linspace(0.2, 0.3, 10)
+    t = adapt.choose_threshold(np.concatenate([clean, faulty]), faults)
+    assert 0 < (clean < t).mean() <= adapt.FALSE_RESCAN_BUDGET
+    assert (faulty < t).all()
+
+
+def test_benign_variants_mirror_and_move_only_lit_pixels():
+    frame = np.zeros((8, 8), dtype=np.uint8)
+    frame[2:6, 1:4] = 100
+    even, odd = adapt.benign_variant(frame, 2), adapt.benign_variant(frame, 3)
+    assert (even[frame == 0] == 0).all() and (odd[:, ::-1][frame == 0] == 0).all()
+    assert abs(int(even[3, 2]) - 100) <= round(255 * adapt.BENIGN_GAIN_DB / 55) + 1
+    assert odd[3, 7 - 2] > 0 and odd[3, 2] == 0
+
+
 @pytest.mark.skipif(not (REALUS / "manifest.csv").exists(), reason="realus-dev is not here")
 def test_registered_version_through_serving_catches_injected_faults():
-    started = time.perf_counter()
     frames = adapt.read_frames(REALUS)
     # One frame per group keeps this under a minute on a shared machine.
     firsts = list({f.group: f for f in frames}.values())
@@ -57,13 +78,13 @@ def test_registered_version_through_serving_catches_injected_faults():
     # figures are the honest ones. Motion blur on unseen seeds is the weakest (0.64 at 1.1.0).
     assert figures["false_rescan_rate"] <= 0.15
     assert all(rate >= 0.6 for rate in figures["catch_rate_per_fault"].values())
-    assert time.perf_counter() - started < 90
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 target not met yet: group-wise CV gives 37% false rescans at >= 79% catch "
-    "with the fixed feature layers; see the 1.1.0 card",
+    reason="issue 16 target not met yet: 10-fold group-wise CV of 1.2.0 (physics features, "
+    "threshold from inner folds) gives 7.0% false rescans but catches motion blur 0.47, partial "
+    "lost contact 0.70, low gain 0.70, wrong depth 0.74; 1.1.0 gave 37% at >= 0.79",
 )
 def test_cross_validated_figures_meet_the_issue_targets():
     figures = json.loads(CARD.read_text())["cross_validation"]["figures"]["all"]

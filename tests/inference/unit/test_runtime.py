@@ -106,10 +106,11 @@ def test_providers_prefer_tensorrt_then_cuda_and_keep_cpu_as_fallback():
 
 def test_registry_lists_pins_and_unloads_versions(loop, registry, tmp_path):
     available = registry.available()
-    assert available["probe-health"] == ["1.0.0"]
-    # The adapted image-quality version sits beside 1.0.0 in shadow; 1.0.0 stays the default.
+    # The adapted and recalibrated versions sit beside 1.0.0 in shadow; 1.0.0 stays the default.
+    assert available["probe-health"][0] == "1.0.0"
     assert available["image-quality"][0] == "1.0.0"
     assert registry.card("image-quality").version == "1.0.0"
+    assert registry.card("probe-health").version == "1.0.0"
     assert registry.is_ready(["image-quality", "probe-health"])
     assert registry.get("probe-health").provider == "CPUExecutionProvider"
     registry.pin("image-quality", "1.0.0")
@@ -147,7 +148,7 @@ def test_a_version_registered_in_shadow_is_served_only_when_named(loop, tmp_path
     card["registration"] = {"stage": "shadow"}
     (shadow / "card.json").write_text(json.dumps(card))
     reg = ModelRegistry(LocalDirModelSource(tmp_path))
-    assert reg.available()["probe-health"] == ["1.0.0", "2.0.0"]
+    assert reg.available()["probe-health"][-1] == "2.0.0"
     assert reg.card("probe-health").version == "1.0.0"
     assert loop.run_until_complete(reg.load("probe-health")).card.version == "1.0.0"
     assert loop.run_until_complete(reg.load("probe-health", "2.0.0")).card.version == "2.0.0"

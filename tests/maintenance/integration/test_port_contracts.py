@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from maintenance.maintenance_support import START
+from maintenance.maintenance_support import START, FakeClock, maintenance_config
 from maintenance.unit.handlers.fakes import FakeUnits
 
 from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.idempotency import StoredAnswer
+from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
 from sonobridge.maintenance.bootstrap import migrate_database
 from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
 from sonobridge.maintenance.domain.health import ProbeVerdict, TelemetryBatch, TelemetrySample
 from sonobridge.maintenance.domain.utilisation import DailyUsage, ExamScan
+from sonobridge.maintenance.handlers import Dependencies
+from sonobridge.maintenance.handlers.probe_health import record_probe_health
+from sonobridge.maintenance.metrics import MaintenanceMetrics
 from sonobridge.maintenance.ports import UnitsOfWork
 from sonobridge.maintenance.settings import Settings
 
@@ -153,6 +158,38 @@ def test_probe_findings_wait_unticketed_until_linked(units):
         work.findings.link(["f1"], "t1")
     with units() as work:
         assert sorted(f.finding_id for f in work.findings.unticketed("A", None)) == ["f0", "f2"]
+        work.findings.add(verdict(5), fault_signal=False)
+    with units() as work:
+        signals = {f.finding_id: f.fault_signal for f in work.findings.unticketed("A", None)}
+        assert signals == {"f0": True, "f2": True, "f5": False}
+
+
+def test_clean_exams_interrupt_dead_lines_through_the_handler(units):
+    clock = FakeClock()
+    deps = Dependencies(
+        units=units,
+        config=maintenance_config(),
+        clock=clock,
+        metrics=MaintenanceMetrics(ServiceMetrics("maintenance")),
+    )
+    signal = ProbeVerdict("p0", "PH-1", "township-a", "2.0", START, True, 0.1, 3, ("k",))
+    outcomes = []
+    # fault, fault, clean, fault, fault, fault: only the last three persist.
+    for n, faulty in enumerate([True, True, False, True, True, True]):
+        verdict = replace(
+            signal,
+            finding_id=f"p{n}",
+            study_instance_uid=f"2.{n}",
+            observed_at=START + n * HOUR,
+            suspected_fault=faulty,
+            dead_element_fraction=0.1 if faulty else 0.0,
+        )
+        with units() as work:
+            outcomes.append(record_probe_health(deps, work, verdict))
+    assert outcomes == ["recorded", "recorded", "interrupted", "recorded", "recorded", "opened"]
+    with units() as work:
+        (ticket,) = work.tickets.open_for_device("PH-1")
+        assert "seen in 5 exams" in ticket.symptom
 
 
 def test_request_keys_and_audit_pages(units):

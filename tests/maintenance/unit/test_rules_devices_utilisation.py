@@ -10,6 +10,7 @@ from sonobridge.maintenance.domain.assignment import Region, choose_engineer
 from sonobridge.maintenance.domain.devices import Device, DeviceStatus
 from sonobridge.maintenance.domain.errors import DeviceUnavailable
 from sonobridge.maintenance.domain.health import (
+    ProbeFinding,
     ProbeHealthRule,
     TelemetryReading,
     TelemetryRules,
@@ -26,12 +27,25 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 H = timedelta(hours=1)
 
 
+def _findings(*hours: float, clean: tuple[float, ...] = ()) -> list[ProbeFinding]:
+    signals = [ProbeFinding(f"f{h}", T0 + h * H, ()) for h in hours]
+    return signals + [ProbeFinding(f"c{h}", T0 + h * H, (), fault_signal=False) for h in clean]
+
+
 def test_probe_rule_needs_enough_findings_inside_one_window_in_any_arrival_order():
     rule = ProbeHealthRule(min_findings=3, window=72 * H, min_dead_fraction=0.02)
     # 0 h, 80 h, 100 h: no three inside 72 h
-    assert not rule.triggers([T0 + 100 * H, T0, T0 + 80 * H])
+    assert not rule.persists(_findings(100, 0, 80))
     # adding 150 h makes 80/100/150 span 70 h
-    assert rule.triggers([T0 + 150 * H, T0, T0 + 100 * H, T0 + 80 * H])
+    assert rule.persists(_findings(150, 0, 100, 80))
+
+
+def test_probe_rule_needs_the_signals_in_consecutive_exams():
+    rule = ProbeHealthRule(min_findings=3, window=72 * H, min_dead_fraction=0.02)
+    assert not rule.persists(_findings(1, 2, 4, clean=(3,)))
+    assert rule.persists(_findings(1, 2, 4, 5, 6, clean=(3,)))
+    # A clean exam after the run does not undo a persistence already seen.
+    assert rule.persists(_findings(1, 2, 3, clean=(4,)))
 
 
 def test_probe_signal_counts_suspected_faults_or_enough_dead_elements():

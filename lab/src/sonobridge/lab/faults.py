@@ -10,7 +10,7 @@ from scipy import ndimage
 
 # Display dynamic range the gain shift is expressed against: real scanners log-compress
 # 50-65 dB into 0-255, so a gain drop of G dB darkens every pixel by about G/55 of full scale.
-_DYNAMIC_RANGE_DB = 55.0
+DYNAMIC_RANGE_DB = 55.0
 
 
 class InjectedFault(StrEnum):
@@ -39,7 +39,7 @@ def _field_of_view(gray: np.ndarray) -> np.ndarray:
 
 def _low_gain(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     drop_db = float(rng.uniform(16, 26))
-    shifted = gray.astype(np.float32) - 255.0 * drop_db / _DYNAMIC_RANGE_DB
+    shifted = gray.astype(np.float32) - 255.0 * drop_db / DYNAMIC_RANGE_DB
     return np.clip(shifted, 0, 255)
 
 

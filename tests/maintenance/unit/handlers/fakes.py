@@ -68,6 +68,7 @@ class State:
     batches: dict[str, TelemetryBatch] = field(default_factory=dict)
     samples: dict[tuple[str, datetime], TelemetrySample] = field(default_factory=dict)
     findings: dict[str, tuple[ProbeVerdict, str | None]] = field(default_factory=dict)
+    clean_findings: set[str] = field(default_factory=set)
     request_keys: dict[tuple[str, str], StoredAnswer] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
     events: list[tuple[str, Any]] = field(default_factory=list)
@@ -369,12 +370,19 @@ class FakeFindings:
     def known(self, finding_id: str) -> bool:
         return finding_id in self.state.findings
 
-    def add(self, verdict: ProbeVerdict) -> None:
+    def add(self, verdict: ProbeVerdict, *, fault_signal: bool = True) -> None:
         self.state.findings[verdict.finding_id] = (verdict, None)
+        if not fault_signal:
+            self.state.clean_findings.add(verdict.finding_id)
 
     def unticketed(self, serial: str, after: datetime | None) -> list[ProbeFinding]:
         return [
-            ProbeFinding(v.finding_id, v.observed_at, v.evidence_keys)
+            ProbeFinding(
+                v.finding_id,
+                v.observed_at,
+                v.evidence_keys,
+                v.finding_id not in self.state.clean_findings,
+            )
             for v, ticket in self.state.findings.values()
             if v.device_serial == serial
             and ticket is None

@@ -23,6 +23,8 @@ class FeatureConfig:
     line_rows: int = 7
     line_angles_deg: tuple[float, ...] = tuple(np.linspace(-48, 48, 17).round(1))
     thresholds: tuple[float, ...] = (0.04, 0.12, 0.25, 0.45, 0.7)
+    # Gain-invariant acquisition-physics features (adapted image-quality versions only).
+    physics: bool = False
 
 
 @dataclass
@@ -136,7 +138,155 @@ def _features(g: _Graph, x: str, cfg: FeatureConfig) -> str:
     line_max = g.reduce("ReduceMax", lines, [2, 3])
     parts.append(line_max)
     parts.append(flat(g.reduce("ReduceMax", line_max, [1], keepdims=1)))
+    if cfg.physics:
+        parts += _physics(g, x, cfg)
     return g.op("Concat", parts, axis=1, prefix="features")
+
+
+def _log(g: _Graph, t: str, eps: float = 1e-3) -> str:
+    return g.op("Log", [g.op("Add", [t, g.const(np.float32(eps))])])
+
+
+def _physics(g: _Graph, x: str, cfg: FeatureConfig) -> list[str]:
+    """Features that judge a frame against itself, so they hold across devices and gains."""
+    flat = lambda t: g.op("Flatten", [t], axis=1)  # noqa: E731
+    eps = g.const(np.float32(1e-3))
+    # Lit pixels: the sector, not the black frame around it.
+    lit = g.op(
+        "Sigmoid",
+        [g.op("Mul", [g.op("Sub", [x, g.const(np.float32(0.02))]), g.const(np.float32(200.0))])],
+    )
+    lit_frac = g.reduce("ReduceMean", lit, [1, 2, 3], keepdims=1)
+    mean = g.reduce("ReduceMean", x, [1, 2, 3], keepdims=1)
+    # Gain: the mean echo of lit tissue, and the bright tail, in log (dB-like) units.
+    lit_mean = g.op("Div", [mean, g.op("Add", [lit_frac, eps])])
+    parts = [flat(_log(g, lit_frac)), flat(_log(g, lit_mean)), flat(_log(g, mean))]
+    bright = g.reduce(
+        "ReduceMax",
+        g.op("AveragePool", [x], kernel_shape=[8, 8], strides=[8, 8]),
+        [1, 2, 3],
+        keepdims=1,
+    )
+    parts.append(flat(_log(g, bright)))
+    # Depth and lateral profiles relative to the frame's own mean (wrong depth, lost contact).
+    band = cfg.size // 16
+    rows = g.reduce("ReduceMean", x, [3], keepdims=1)
+    cols = g.reduce("ReduceMean", x, [2], keepdims=1)
+    row_p = g.op("AveragePool", [rows], kernel_shape=[band, 1], strides=[band, 1])
+    col_p = g.op("AveragePool", [cols], kernel_shape=[1, band], strides=[1, band])
+    denom = g.op("Add", [mean, eps])
+    parts.append(flat(g.op("Div", [row_p, denom])))
+    parts.append(flat(g.op("Div", [col_p, denom])))
+    # Speckle: fully developed speckle has local std close to its local mean; blur and
+    # reverberation smooth it. Local contrast at 2 and 4 pixels, overall and per lateral band.
+    for cell in (2, 4):
+        m = g.op("AveragePool", [x], kernel_shape=[cell, cell], strides=[cell, cell])
+        sq = g.op(
+            "AveragePool", [g.op("Mul", [x, x])], kernel_shape=[cell, cell], strides=[cell, cell]
+        )
+        sd = g.op(
+            "Sqrt",
+            [
+                g.op(
+                    "Add",
+                    [
+                        g.op("Relu", [g.op("Sub", [sq, g.op("Mul", [m, m])])]),
+                        g.const(np.float32(1e-6)),
+                    ],
+                )
+            ],
+        )
+        contrast = g.op("Div", [g.reduce("ReduceMean", sd, [1, 2, 3], keepdims=1), denom])
+        parts.append(flat(_log(g, contrast)))
+    # Texture direction per lateral band: reverberation under a lifted probe is horizontal
+    # (bands), tissue is not; the log ratio of vertical to lateral change per band and its extremes.
+    dy = g.op("Abs", [g.op("Conv", [x, g.const(np.array([[[[-1.0], [1.0]]]], dtype=np.float32))])])
+    dx = g.op("Abs", [g.op("Conv", [x, g.const(np.array([[[[-1.0, 1.0]]]], dtype=np.float32))])])
+    dy_b = g.op(
+        "AveragePool",
+        [g.reduce("ReduceMean", dy, [2], keepdims=1)],
+        kernel_shape=[1, band],
+        strides=[1, band],
+    )
+    dx_b = g.op(
+        "AveragePool",
+        [g.reduce("ReduceMean", dx, [2], keepdims=1)],
+        kernel_shape=[1, band - 1],
+        strides=[1, band - 1],
+    )
+    ratio = g.op(
+        "Sub",
+        [
+            _log(g, dy_b),
+            _log(
+                g,
+                g.op(
+                    "Slice",
+                    [
+                        dx_b,
+                        g.const(np.array([0], dtype=np.int64)),
+                        g.const(np.array([16], dtype=np.int64)),
+                        g.const(np.array([3], dtype=np.int64)),
+                    ],
+                ),
+            ),
+        ],
+    )
+    parts.append(flat(ratio))
+    parts.append(flat(g.reduce("ReduceMax", ratio, [1, 2, 3], keepdims=1)))
+    parts.append(flat(g.reduce("ReduceMin", ratio, [1, 2, 3], keepdims=1)))
+    # Sharpness relative to contrast: blur lowers fine-scale change more than coarse.
+    lap = np.array([[[[0, -1, 0], [-1, 4, -1], [0, -1, 0]]]], dtype=np.float32)
+    fine = g.reduce(
+        "ReduceMean", g.op("Abs", [g.op("Conv", [x, g.const(lap)])]), [1, 2, 3], keepdims=1
+    )
+    coarse_x = g.op("AveragePool", [x], kernel_shape=[4, 4], strides=[4, 4])
+    coarse = g.reduce(
+        "ReduceMean", g.op("Abs", [g.op("Conv", [coarse_x, g.const(lap)])]), [1, 2, 3], keepdims=1
+    )
+    parts.append(flat(g.op("Sub", [_log(g, fine), _log(g, coarse)])))
+    parts.append(flat(g.op("Sub", [_log(g, fine), _log(g, mean)])))
+    # Speckle anisotropy: a too-shallow depth stretches speckle along the beam.
+    parts.append(
+        flat(
+            g.op(
+                "Sub",
+                [
+                    _log(g, g.reduce("ReduceMean", dy, [1, 2, 3], keepdims=1)),
+                    _log(g, g.reduce("ReduceMean", dx, [1, 2, 3], keepdims=1)),
+                ],
+            )
+        )
+    )
+    # Low gain clips the darker half of speckle to black inside tissue: dark pixels beside lit
+    # ones, unlike the black frame around a sector, which is dark on all sides.
+    around = g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+    for level in (0.03, 0.08):
+        dark = g.op(
+            "Sigmoid",
+            [
+                g.op(
+                    "Mul",
+                    [g.op("Sub", [g.const(np.float32(level)), x]), g.const(np.float32(150.0))],
+                )
+            ],
+        )
+        near_lit = g.op(
+            "Sigmoid",
+            [
+                g.op(
+                    "Mul",
+                    [
+                        g.op("Sub", [around, g.const(np.float32(2 * level))]),
+                        g.const(np.float32(150.0)),
+                    ],
+                )
+            ],
+        )
+        holes = g.reduce("ReduceMean", g.op("Mul", [dark, near_lit]), [1, 2, 3], keepdims=1)
+        lit_area = g.reduce("ReduceMean", near_lit, [1, 2, 3], keepdims=1)
+        parts.append(flat(g.op("Div", [holes, g.op("Add", [lit_area, eps])])))
+    return parts
 
 
 def feature_model(cfg: FeatureConfig, input_name: str = "image") -> onnx.ModelProto:

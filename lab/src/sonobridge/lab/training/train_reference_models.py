@@ -73,6 +73,13 @@ def _input_card(spec: InputSpec) -> dict:
 def _write(name: str, version: str, model_bytes: bytes, card: dict, out_dir: Path) -> Path:
     target = out_dir / name / version
     target.mkdir(parents=True, exist_ok=True)
+    # The validation section (device-model states, promotion thresholds) is kept by hand in
+    # the registered card; retraining the weights must not drop it.
+    previous = target / "card.json"
+    if previous.exists() and "validation" not in card:
+        kept = json.loads(previous.read_text()).get("validation")
+        if kept is not None:
+            card["validation"] = kept
     (target / "model.onnx").write_bytes(model_bytes)
     card["sha256"] = hashlib.sha256(model_bytes).hexdigest()
     card["size_bytes"] = len(model_bytes)

@@ -231,8 +231,8 @@ class ProbeFindings(Protocol):
         """Return True when the finding was recorded before."""
         ...
 
-    def add(self, verdict: ProbeVerdict) -> None:
-        """Record a fault signal."""
+    def add(self, verdict: ProbeVerdict, *, fault_signal: bool = True) -> None:
+        """Record an exam's verdict: a fault signal, or a clean exam that interrupts them."""
         ...
 
     def unticketed(self, serial: str, after: datetime | None) -> list[ProbeFinding]:

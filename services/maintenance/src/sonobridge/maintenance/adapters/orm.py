@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 from sonobridge.common.db import UtcDateTime
@@ -162,6 +163,7 @@ probe_findings = Table(
     Column("dead_element_columns", Integer, nullable=False),
     Column("evidence_keys", JSON, nullable=False),
     Column("ticket_id", String(64), index=True),
+    Column("fault_signal", Boolean, nullable=False, server_default=true()),
 )
 
 exam_usage = Table(

@@ -303,8 +303,8 @@ class SqlProbeFindings:
             is not None
         )
 
-    def add(self, verdict: ProbeVerdict) -> None:
-        """Record a fault signal."""
+    def add(self, verdict: ProbeVerdict, *, fault_signal: bool = True) -> None:
+        """Record an exam's verdict: a fault signal, or a clean exam that interrupts them."""
         self.session.execute(
             insert(orm.probe_findings).values(
                 finding_id=verdict.finding_id,
@@ -315,19 +315,20 @@ class SqlProbeFindings:
                 dead_element_fraction=verdict.dead_element_fraction,
                 dead_element_columns=verdict.dead_element_columns,
                 evidence_keys=list(verdict.evidence_keys),
+                fault_signal=fault_signal,
             )
         )
 
     def unticketed(self, serial: str, after: datetime | None) -> list[ProbeFinding]:
         """Return the device's findings with no ticket, observed after `after`."""
         f = orm.probe_findings
-        query = select(f.c.finding_id, f.c.observed_at, f.c.evidence_keys).where(
+        query = select(f.c.finding_id, f.c.observed_at, f.c.evidence_keys, f.c.fault_signal).where(
             f.c.device_serial == serial, f.c.ticket_id.is_(None)
         )
         if after is not None:
             query = query.where(f.c.observed_at > after)
         return [
-            ProbeFinding(r.finding_id, r.observed_at, tuple(r.evidence_keys))
+            ProbeFinding(r.finding_id, r.observed_at, tuple(r.evidence_keys), r.fault_signal)
             for r in self.session.execute(query)
         ]
 

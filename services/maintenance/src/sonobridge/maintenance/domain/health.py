@@ -11,7 +11,13 @@ from sonobridge.maintenance.domain.errors import InvalidRequest
 
 @dataclass(frozen=True)
 class ProbeHealthRule:
-    """Open a ticket once `min_findings` exams within `window` show dead elements."""
+    """Open a ticket once dead elements persist over `min_findings` consecutive exams of one
+    probe within `window`.
+
+    Consecutive, not merely several: the model's false alarm on one clean exam is rare and
+    random (7% of clean real exams at probe-health 1.1.0), while dead lines stay in every exam,
+    so a clean exam in between says the earlier signal was noise.
+    """
 
     min_findings: int
     window: timedelta
@@ -21,16 +27,20 @@ class ProbeHealthRule:
         """Return True when one exam's probe-health verdict counts towards a ticket."""
         return suspected_fault or dead_fraction >= self.min_dead_fraction
 
-    def triggers(self, observed: Sequence[datetime]) -> bool:
-        """Return True when enough unticketed findings fall inside one window.
+    def persists(self, findings: Sequence[ProbeFinding]) -> bool:
+        """Return True when `min_findings` fault signals follow each other inside one window.
 
-        Findings arrive out of order, so any window of the given length counts, not only the
-        one ending now.
+        Findings arrive out of order, so they are judged in the order the exams were made.
         """
-        times = sorted(observed)
-        for i, start in enumerate(times):
-            inside = sum(1 for t in times[i:] if t - start <= self.window)
-            if inside >= self.min_findings:
+        run: list[datetime] = []
+        for finding in sorted(findings, key=lambda f: f.observed_at):
+            if not finding.fault_signal:
+                run = []
+                continue
+            run.append(finding.observed_at)
+            while run[-1] - run[0] > self.window:
+                run.pop(0)
+            if len(run) >= self.min_findings:
                 return True
         return False
 
@@ -162,8 +172,13 @@ class ProbeVerdict:
 
 @dataclass(frozen=True)
 class ProbeFinding:
-    """A stored fault signal of one exam, waiting for enough company to open a ticket."""
+    """A stored probe-health verdict of one exam, waiting for enough company to open a ticket.
+
+    A clean exam is stored (fault_signal False) only while fault signals wait: it interrupts
+    their persistence.
+    """
 
     finding_id: str
     observed_at: datetime
     evidence_keys: tuple[str, ...]
+    fault_signal: bool = True

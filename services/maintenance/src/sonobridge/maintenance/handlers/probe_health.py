@@ -16,14 +16,16 @@ from sonobridge.maintenance.ports import UnitOfWork
 def record_probe_health(deps: Dependencies, work: UnitOfWork, verdict: ProbeVerdict) -> str:
     """Record one exam's probe-health verdict; open or extend a ticket when the rule says so.
 
-    Returns 'ignored', 'duplicate', 'recorded', 'linked' or 'opened'.
+    Returns 'ignored', 'duplicate', 'interrupted', 'recorded', 'linked' or 'opened'.
     """
     serial = verdict.device_serial
     rule = deps.config.probe_health.rule()
-    if not serial or not rule.is_fault_signal(
+    if not serial:
+        return "ignored"
+    if not rule.is_fault_signal(
         suspected_fault=verdict.suspected_fault, dead_fraction=verdict.dead_element_fraction
     ):
-        return "ignored"
+        return _record_clean_exam(work, verdict)
     if not verdict.finding_id:
         raise InvalidRequest("InferenceCompleted names neither inference_id nor study")
     if work.findings.known(verdict.finding_id):
@@ -46,15 +48,16 @@ def record_probe_health(deps: Dependencies, work: UnitOfWork, verdict: ProbeVerd
         return "linked"
     # Signals from before the last repair are history, not faults.
     pending = work.findings.unticketed(serial, work.tickets.last_repair(serial))
-    if not rule.triggers([f.observed_at for f in pending]):
+    if not rule.persists(pending):
         return "recorded"
-    keys = list(dict.fromkeys(k for f in pending for k in f.evidence_keys))
+    signals = [f for f in pending if f.fault_signal]
+    keys = list(dict.fromkeys(k for f in signals for k in f.evidence_keys))
     ticket = open_ticket_for(
         deps,
         work,
         device,
         symptom=(
-            f"dead transducer elements seen in {len(pending)} exams "
+            f"dead transducer elements seen in {len(signals)} exams "
             f"(latest {verdict.dead_element_fraction:.1%}, "
             f"{verdict.dead_element_columns} dark scan lines)"
         ),
@@ -68,3 +71,15 @@ def record_probe_health(deps: Dependencies, work: UnitOfWork, verdict: ProbeVerd
     )
     work.findings.link([f.finding_id for f in pending], ticket.id)
     return "opened"
+
+
+def _record_clean_exam(work: UnitOfWork, verdict: ProbeVerdict) -> str:
+    """Keep a clean exam only while fault signals of its probe wait: it interrupts them."""
+    serial = verdict.device_serial
+    if not verdict.finding_id or work.tickets.open_fault_ticket(serial) is not None:
+        return "ignored"
+    pending = work.findings.unticketed(serial, work.tickets.last_repair(serial))
+    if not any(f.fault_signal for f in pending) or work.findings.known(verdict.finding_id):
+        return "ignored"
+    work.findings.add(verdict, fault_signal=False)
+    return "interrupted"
