@@ -70,14 +70,17 @@ def prefecture_exams(count: int, seed: int = 7000) -> list[LoadPlan]:
             kind, town, serial, lesions = "thyroid", "township-river", "PROBE-03L", 1
             expect = Expect(worklist="county-thyroid", followup=True)
             conclusion = "Solid hypoechoic nodule in the right thyroid lobe; follow-up in 6 months."
-        elif n % 17 == 3:
+        elif n % 17 in (2, 3, 4):
+            # Three in a row: maintenance opens a ticket once several exams show the fault.
             kind, town, serial, faults = (
                 "abdomen",
                 "township-river",
                 BROKEN_PROBE,
                 frozenset({Fault.DEAD_ELEMENTS}),
             )
-            probe_state, expect = broken, Expect(ticket_device=BROKEN_PROBE)
+            # Dead scan lines fail the quality check too: rescan, and the probe gets a ticket.
+            probe_state = broken
+            expect = Expect(rescan=True, worklist="rescan", ticket_device=BROKEN_PROBE)
         label = f"{kind} #{n + 1}"
         identity = DemoIdentity.of(ref, label, 50_000 + n)
         # A still or two and, every third exam, a short cine loop.
@@ -236,18 +239,21 @@ class FieldApp:
             },
             headers={"Idempotency-Key": f"open-{exam_id}"},
         )
+        digests = None
         if load.channel == "cstore":
-            # The device pushes; the app sends the manifest, so the exam waits for the images.
-            self._complete(exam_id, plan, deadline)
             for data in plan.instances:
                 self._c_store(plan.institution, data, deadline)
+            # The device's images arrive re-wrapped (pynetdicom writes its own File Meta), so
+            # the app confirms the SOP Instances it expects with the digests the server lists.
+            listed = self.http.request("GET", f"/v1/exams/{exam_id}", deadline=deadline).json()
+            digests = {i["sop_instance_uid"]: i["sha256"] for i in listed["instances"]}
         else:
             for data in plan.instances:
                 if load.channel == "stow":
                     self._stow(plan.study_instance_uid, data, deadline)
                 else:
                     self._tus(exam_id, data, deadline)
-        state = self._complete(exam_id, plan, deadline)
+        state = self._complete(exam_id, plan, deadline, digests)
         return UploadedExam(
             plan=plan,
             exam_id=exam_id,
@@ -258,11 +264,17 @@ class FieldApp:
             state=state,
         )
 
-    def _complete(self, exam_id: str, plan: PlannedExam, deadline: float) -> str:
+    def _complete(
+        self, exam_id: str, plan: PlannedExam, deadline: float, digests: dict[str, str] | None
+    ) -> str:
+        sops = [_sop(d) for d in plan.instances]
+        if digests is None:
+            digests = {
+                s: hashlib.sha256(d).hexdigest() for s, d in zip(sops, plan.instances, strict=True)
+            }
         manifest = {
             "instances": [
-                {"sop_instance_uid": _sop(d), "sha256": hashlib.sha256(d).hexdigest()}
-                for d in plan.instances
+                {"sop_instance_uid": s, "sha256": digests.get(s, "0" * 64)} for s in sops
             ],
             "scan_seconds": 90.0,
         }
@@ -399,6 +411,8 @@ class LoadGenerator:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._started = 0.0
+        # Exams an app is sending right now (a fault should find some).
+        self.in_flight = 0
 
     def start(self) -> None:
         """Start the app threads."""
@@ -425,12 +439,17 @@ class LoadGenerator:
                 if operator not in apps:
                     token = self.consortium.token(self.issuer, operator)
                     apps[operator] = FieldApp(self.urls, self.dimse, token, self.tally)
+                with self._lock:
+                    self.in_flight += 1
                 try:
                     uploaded = apps[operator].send(load)
                 except Undelivered as exc:
                     with self._lock:
                         self.result.undelivered.append((load, str(exc)))
                     continue
+                finally:
+                    with self._lock:
+                        self.in_flight -= 1
                 with self._lock:
                     self.result.delivered.append(uploaded)
                 self.on_delivered(uploaded)

@@ -10,7 +10,6 @@ lets the rostered experts sign, then audits every exam and prints the must-show 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import random
@@ -57,6 +56,7 @@ class Fault:
     injected: float = 0.0
     restored: float = 0.0
     recovered: float | None = None
+    in_flight: int = 0
 
     @property
     def recovery_s(self) -> float | None:
@@ -67,11 +67,11 @@ class Fault:
 def bounded_faults(rng: random.Random, replicas: list[str]) -> list[Fault]:
     """One of each kind: a SIGKILL, a restart of each server, a pause."""
     return [
-        Fault("kill", rng.choice(replicas)),
-        Fault("restart", "kafka"),
+        Fault("pause", rng.choice([r for r in replicas if r.startswith("ingest")])),
         Fault("restart", "minio"),
         Fault("restart", "postgres"),
-        Fault("pause", rng.choice([r for r in replicas if r.startswith("ingest")])),
+        Fault("kill", rng.choice(replicas)),
+        Fault("restart", "kafka"),
     ]
 
 
@@ -164,10 +164,13 @@ class ChaosRun:
         else:
             print(f"  not recovered: not ready {last[0]}, lag {last[1]}", flush=True)
 
-    def run_faults(self, faults: list[Fault], gap: float, lag: LagProbe) -> None:
+    def run_faults(
+        self, faults: list[Fault], gap: float, lag: LagProbe, load: LoadGenerator
+    ) -> None:
         """Inject the faults one after another, `gap` seconds apart, measuring each recovery."""
         for fault in faults:
             time.sleep(gap)
+            fault.in_flight = load.in_flight
             print(f"  fault: {fault.kind} {fault.target}", flush=True)
             self.inject(fault)
             self.recover(fault, lag)
@@ -184,13 +187,17 @@ class ChaosRun:
         while not stop.is_set():
             with self._trails_lock:
                 trails = list(self.trails)
-            # A restarting service answers nothing for a moment; the expert tries again.
-            with contextlib.suppress(httpx.HTTPError):
+            try:
                 tracker.step(trails)
+            except httpx.HTTPError:
+                pass  # a restarting service answers nothing for a moment; try again
+            except (KeyError, ValueError) as exc:
+                # A half-answered request (a server going down mid-reply); said, then retried.
+                print(f"  expert step failed: {exc!r}", flush=True)
             stop.wait(0.5)
 
     def run(
-        self, loads: list[LoadPlan], faults: list[Fault], rate: float, drain: float
+        self, loads: list[LoadPlan], faults: list[Fault], rate: float, drain: float, gap: float
     ) -> ChaosReport:
         """Send the load with the faults; wait for every exam to settle; audit."""
         assert self.cluster is not None
@@ -219,14 +226,20 @@ class ChaosRun:
         try:
             follower.start()
             load.start()
-            gap = max(2.0, len(loads) / rate / (len(faults) + 1) / 2)
-            self.run_faults(faults, gap, lag)
+            self.run_faults(faults, gap, lag, load)
             result = load.join()
             started = time.monotonic()
             print(f"  load done in {result.seconds:.0f}s; waiting for every exam", flush=True)
             wait_until(lambda: all(t.done() for t in list(self.trails)), drain, 1.0)
             wait_until(lambda: lag.total() == 0, 60)
             drained = time.monotonic() - started
+            for t in self.trails:
+                if not t.done():
+                    print(
+                        f"  not settled: {t.uploaded.plan.label} read={t.read and t.read['state']}"
+                        f" alert={t.alert is not None} ticket={t.ticket is not None}",
+                        flush=True,
+                    )
             stop.set()
             follower.join(timeout=30)
             undelivered = [f"{lp.plan.label}: {why}" for lp, why in result.undelivered]
@@ -310,10 +323,13 @@ def print_table(report: ChaosReport, rate: float) -> None:
         print(f"  ! {line}")
     print(f"service processes replaced after death: {report.restarts}")
     print("client retries: " + ", ".join(f"{k} {v}" for k, v in sorted(report.retries.items())))
-    print(f"{'fault':<28}{'fault lasted':>14}{'to lag 0 + ready':>18}")
+    print(f"{'fault':<28}{'exams in flight':>16}{'fault lasted':>14}{'to lag 0 + ready':>18}")
     for f in report.faults:
         took = "> cap" if f.recovery_s is None else f"{f.recovery_s:.1f}s"
-        print(f"{f.kind + ' ' + f.target:<28}{f.restored - f.injected:>13.1f}s{took:>18}")
+        print(
+            f"{f.kind + ' ' + f.target:<28}{f.in_flight:>16}{f.restored - f.injected:>13.1f}s"
+            f"{took:>18}"
+        )
     s = report.saturation
     if s:
         need = 10 * PREFECTURE_EXAMS_PER_DAY / 24
@@ -341,6 +357,7 @@ def main() -> None:
     parser.add_argument("--saturate", type=int, default=0, help="exams for the saturation phase")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--drain", type=float, default=600.0)
+    parser.add_argument("--gap", type=float, default=20.0, help="seconds between faults")
     args = parser.parse_args()
     print(f"preparing {args.exams} exams (seed {args.seed})...", flush=True)
     loads = prefecture_exams(args.exams, seed=args.seed % 100_000)
@@ -352,7 +369,7 @@ def main() -> None:
         replicas = sorted(run.cluster.replicas)
         faults = (long_faults if args.long else bounded_faults)(run.rng, replicas)
         print(f"cluster up: {', '.join(replicas)}; {len(faults)} faults", flush=True)
-        report = run.run(loads, faults, args.rate, args.drain)
+        report = run.run(loads, faults, args.rate, args.drain, args.gap)
         if args.saturate:
             print(f"saturation phase: {args.saturate} exams...", flush=True)
             report.saturation = run.saturate(args.saturate, args.seed % 100_000 + 50_000)
