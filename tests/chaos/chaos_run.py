@@ -142,9 +142,13 @@ class ChaosRun:
         else:
             pid = self.servers.pid(fault.target)
             assert pid is not None, f"no pid for {fault.target}"
-            os.kill(pid, signal.SIGSTOP)
+            # The server and its workers (PostgreSQL's backends serve the open connections).
+            family = [pid, *_children(pid)]
+            for p in family:
+                os.kill(p, signal.SIGSTOP)
             time.sleep(PAUSE_S)
-            os.kill(pid, signal.SIGCONT)
+            for p in family:
+                os.kill(p, signal.SIGCONT)
         fault.restored = time.time()
 
     def recover(self, fault: Fault, lag: LagProbe) -> None:
@@ -293,6 +297,18 @@ class ChaosRun:
             "ingest_per_hour": n / (ingested - started) * 3600,
             "pipeline_per_hour": n / (routed - started) * 3600,
         }
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _routed(tracker: FlowTracker, trails: list[Trail]) -> bool:
