@@ -57,6 +57,7 @@ class Fault:
     restored: float = 0.0
     recovered: float | None = None
     in_flight: int = 0
+    delivered: int = 0
 
     @property
     def recovery_s(self) -> float | None:
@@ -174,7 +175,7 @@ class ChaosRun:
         """Inject the faults one after another, `gap` seconds apart, measuring each recovery."""
         for fault in faults:
             time.sleep(gap)
-            fault.in_flight = load.in_flight
+            fault.in_flight, fault.delivered = load.in_flight, len(load.result.delivered)
             print(f"  fault: {fault.kind} {fault.target}", flush=True)
             self.inject(fault)
             self.recover(fault, lag)
@@ -339,11 +340,12 @@ def print_table(report: ChaosReport, rate: float) -> None:
         print(f"  ! {line}")
     print(f"service processes replaced after death: {report.restarts}")
     print("client retries: " + ", ".join(f"{k} {v}" for k, v in sorted(report.retries.items())))
-    print(f"{'fault':<28}{'exams in flight':>16}{'fault lasted':>14}{'to lag 0 + ready':>18}")
+    print(f"{'fault':<24}{'exams sent/in flight':>22}{'fault lasted':>14}{'to lag 0 + ready':>18}")
     for f in report.faults:
         took = "> cap" if f.recovery_s is None else f"{f.recovery_s:.1f}s"
         print(
-            f"{f.kind + ' ' + f.target:<28}{f.in_flight:>16}{f.restored - f.injected:>13.1f}s"
+            f"{f.kind + ' ' + f.target:<24}{f'{f.delivered}/{f.in_flight}':>22}"
+            f"{f.restored - f.injected:>13.1f}s"
             f"{took:>18}"
         )
     s = report.saturation

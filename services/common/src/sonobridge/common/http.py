@@ -120,41 +120,33 @@ class InternalErrors:
                 "instance": scope.get("path", ""),
                 "error_id": error_id,
             }
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", PROBLEM_JSON.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+            await _send_problem(send, 500, body)
 
     @staticmethod
     async def _unavailable(scope: Scope, send: Send, exc: Exception) -> None:
         # A database or object store restarting is not the caller's fault nor a bug: 503 with
         # Retry-After tells clients (and load balancers) to come back, as they do for a 5xx.
-        log.warning(
-            "%s.%s answering %s %s: a dependency is unreachable",
-            type(exc).__module__,
-            type(exc).__qualname__,
-            scope.get("method", ""),
-            getattr(scope.get("route"), "path", "unmatched"),
-        )
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        method, route = scope.get("method", ""), getattr(scope.get("route"), "path", "unmatched")
+        log.warning("%s answering %s %s: a dependency is unreachable", kind, method, route)
         body = Unavailable(
             "a database or object store this service needs is unreachable; retry shortly",
             reason="dependency_unavailable",
         ).to_dict(scope.get("path", ""))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"retry-after", str(RETRY_AFTER_S).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        await _send_problem(send, 503, body, (b"retry-after", str(RETRY_AFTER_S).encode()))
+
+
+async def _send_problem(
+    send: Send, status: int, body: dict[str, Any], *headers: tuple[bytes, bytes]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", PROBLEM_JSON.encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
 def _route_template(request: Request) -> str:
