@@ -54,4 +54,4 @@ weak-link: ## Issue 20's long weak-link form: 50 MB by tus over a 5 Mbit/s link 
 
 .PHONY: chaos
 chaos: ## Issue 20's long chaos form: 500 exams, kills, each server restarted twice, pauses; audited
-	uv run python tests/chaos/chaos_run.py --long --exams $${SONOBRIDGE_CHAOS_EXAMS:-500} --rate $${SONOBRIDGE_CHAOS_RATE:-0.4} --gap 15 --saturate $${SONOBRIDGE_CHAOS_SATURATE:-100}
+	uv run python tests/chaos/chaos_run.py --long --exams $${SONOBRIDGE_CHAOS_EXAMS:-500} --rate $${SONOBRIDGE_CHAOS_RATE:-0.3} --gap 8 --cap 120 --saturate $${SONOBRIDGE_CHAOS_SATURATE:-40} --drain 400

@@ -138,8 +138,10 @@ class ChaosRun:
             self.servers.restart(fault.target)
         elif fault.target in self.cluster.replicas:
             self.cluster.signal(fault.target, signal.SIGSTOP)
-            time.sleep(PAUSE_S)
-            self.cluster.signal(fault.target, signal.SIGCONT)
+            try:
+                time.sleep(PAUSE_S)
+            finally:
+                self.cluster.signal(fault.target, signal.SIGCONT)
         else:
             pid = self.servers.pid(fault.target)
             assert pid is not None, f"no pid for {fault.target}"
@@ -147,9 +149,11 @@ class ChaosRun:
             family = [pid, *_children(pid)]
             for p in family:
                 os.kill(p, signal.SIGSTOP)
-            time.sleep(PAUSE_S)
-            for p in family:
-                os.kill(p, signal.SIGCONT)
+            try:
+                time.sleep(PAUSE_S)
+            finally:
+                for p in family:
+                    os.kill(p, signal.SIGCONT)
         fault.restored = time.time()
 
     def recover(self, fault: Fault, lag: LagProbe) -> None:
@@ -376,7 +380,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--drain", type=float, default=600.0)
     parser.add_argument("--gap", type=float, default=20.0, help="seconds between faults")
+    parser.add_argument("--cap", type=float, default=180.0, help="longest recovery wait (s)")
     args = parser.parse_args()
+    # Run in the background SIGINT is ignored; both signals must still tear the servers down.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    global RECOVERY_CAP_S
+    RECOVERY_CAP_S = args.cap
     print(f"preparing {args.exams} exams (seed {args.seed})...", flush=True)
     loads = prefecture_exams(args.exams, seed=args.seed % 100_000)
     with (
