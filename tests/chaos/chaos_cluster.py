@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,9 +71,19 @@ class PrivateServers:
             self._script("up.sh", name)
 
     def down(self, component: str = "all") -> None:
-        """Stop one server (or all three)."""
+        """Stop one server (or all three; then their data goes too)."""
+        # PostgreSQL's data lands under /tmp when its user cannot reach a private run dir.
+        elsewhere = self._pg_pidfile()
         for name in INFRA if component == "all" else (component,):
             self._script("down.sh", name)
+        if component == "all" and elsewhere is not None and self.run_dir not in elsewhere.parents:
+            shutil.rmtree(elsewhere.parent.parent, ignore_errors=True)
+
+    def _pg_pidfile(self) -> Path | None:
+        candidates = list(self.run_dir.glob("postgres/data/postmaster.pid"))
+        candidates += list(Path("/tmp").glob("sonobridge-pg-*/data/postmaster.pid"))
+        mine = [p for p in candidates if _pg_port(p) == self.ports["PG"]]
+        return mine[0] if mine else None
 
     def restart(self, component: str) -> None:
         """Stop and start one server, as an operator's rolling restart does."""
@@ -82,10 +93,8 @@ class PrivateServers:
     def pid(self, component: str) -> int | None:
         """The server's main process id, from deploy/local's pid file."""
         if component == "postgres":
-            candidates = list(self.run_dir.glob("postgres/data/postmaster.pid"))
-            candidates += list(Path("/tmp").glob("sonobridge-pg-*/data/postmaster.pid"))
-            mine = [p for p in candidates if _pg_port(p) == self.ports["PG"]]
-            return int(mine[0].read_text().split()[0]) if mine else None
+            pidfile = self._pg_pidfile()
+            return int(pidfile.read_text().split()[0]) if pidfile else None
         path = self.run_dir / component / f"{component}.pid"
         return int(path.read_text().strip()) if path.exists() else None
 
