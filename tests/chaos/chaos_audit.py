@@ -113,7 +113,9 @@ class Auditor:
         for topic, want in expected_events(trail).items():
             seen = self.watch.distinct(trail.study, topic)
             if seen != want:
-                bucket = found.doubled if seen > want else found.lost
+                # One where none was expected is the content's verdict, not a redelivery.
+                bucket = found.doubled if seen > want > 0 else found.lost
+                bucket = found.wrong_state if want == 0 else bucket
                 bucket.append(f"{label}: {seen} distinct {topic.split('.')[2]} events, want {want}")
             found.checked[f"{topic.split('.')[2]} events"] += seen
         primary = [r for r in reads if r["kind"] == "primary"]
