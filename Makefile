@@ -51,3 +51,7 @@ cluster-down: ## Stop the cluster edition's processes (the local servers keep ru
 .PHONY: weak-link
 weak-link: ## Issue 20's long weak-link form: 50 MB by tus over a 5 Mbit/s link cut every 30 s
 	SONOBRIDGE_WEAK_LINK_MB=50 uv run pytest tests/chaos/test_weak_link.py -q -s --timeout=3600
+
+.PHONY: chaos
+chaos: ## Issue 20's long chaos form: 500 exams, kills, each server restarted twice, pauses; audited
+	uv run python tests/chaos/chaos_run.py --long --exams $${SONOBRIDGE_CHAOS_EXAMS:-500} --rate $${SONOBRIDGE_CHAOS_RATE:-0.3} --gap 8 --cap 120 --saturate $${SONOBRIDGE_CHAOS_SATURATE:-40} --drain 400

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: uv, the locked Python environment, and (with --infra) the pinned local
-# Kafka, MinIO, PostgreSQL, Toxiproxy (link emulator), SeaweedFS (second S3 server, opt-in), the
+# Kafka, MinIO, PostgreSQL, Toxiproxy (link emulator), SeaweedFS (second S3 server), the
 # Debian tools the tests use (dcmtk, chromium, curl, ...) and the pinned OHIF viewer. Idempotent;
 # caches outside the clone.
 set -euo pipefail
@@ -43,7 +43,7 @@ if [[ "${1:-}" == "--infra" ]]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "${apt_missing[@]}" >/dev/null
     fi
-    # "all" includes Toxiproxy, and SeaweedFS with SONOBRIDGE_SEAWEEDFS=1 (a long Go build).
+    # "all" includes Toxiproxy and SeaweedFS (a long first Go build; SONOBRIDGE_SEAWEEDFS=0 skips it).
     deploy/local/install.sh all
     scripts/k8s_tools.sh
 fi

@@ -37,8 +37,10 @@ def topic(bus: EventBus) -> str:
     return name
 
 
-# The second S3 server runs where it was built on request (deploy/local/install.sh seaweedfs).
-S3_SERVERS = ["minio"] + (["seaweedfs"] if os.environ.get("SONOBRIDGE_SEAWEEDFS") == "1" else [])
+# The second S3 server, built by deploy/local/install.sh unless SONOBRIDGE_SEAWEEDFS=0.
+S3_SERVERS = ["minio"] + (
+    ["seaweedfs"] if os.environ.get("SONOBRIDGE_SEAWEEDFS", "1") == "1" else []
+)
 
 
 @pytest.fixture(

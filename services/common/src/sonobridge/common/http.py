@@ -9,11 +9,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
+import sqlalchemy.exc
+import urllib3.exceptions
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,9 +24,21 @@ from sonobridge.common.auth import Principal, TokenVerifier
 from sonobridge.common.cors import install_cors
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
-from sonobridge.common.problems import PROBLEM_JSON, Problem, Unauthenticated
+from sonobridge.common.problems import PROBLEM_JSON, Problem, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
+
+# Connection-level failures of PostgreSQL (SQLAlchemy) and of S3 (urllib3 under the MinIO
+# client): the dependency is down or restarting, so the request may succeed when retried.
+DEPENDENCY_OUTAGES: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,
+    urllib3.exceptions.MaxRetryError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.NewConnectionError,
+)
+RETRY_AFTER_S = 5
 
 ReadinessCheck = Callable[[], None]
 """A callable that raises when a dependency is unreachable."""
@@ -67,6 +82,17 @@ class InternalErrors:
 
         try:
             await self.app(scope, receive, send_tracking)
+        except ClientDisconnect:
+            # The caller hung up mid-request (a phone losing 4G): nobody is left to answer.
+            log.info(
+                "client went away during %s %s",
+                scope.get("method", ""),
+                getattr(scope.get("route"), "path", "unmatched"),
+            )
+        except DEPENDENCY_OUTAGES as exc:
+            if started:
+                raise
+            await self._unavailable(scope, send, exc)
         except Exception as exc:
             error_id = str(uuid.uuid4())
             log.error(
@@ -94,14 +120,33 @@ class InternalErrors:
                 "instance": scope.get("path", ""),
                 "error_id": error_id,
             }
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", PROBLEM_JSON.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+            await _send_problem(send, 500, body)
+
+    @staticmethod
+    async def _unavailable(scope: Scope, send: Send, exc: Exception) -> None:
+        # A database or object store restarting is not the caller's fault nor a bug: 503 with
+        # Retry-After tells clients (and load balancers) to come back, as they do for a 5xx.
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        method, route = scope.get("method", ""), getattr(scope.get("route"), "path", "unmatched")
+        log.warning("%s answering %s %s: a dependency is unreachable", kind, method, route)
+        body = Unavailable(
+            "a database or object store this service needs is unreachable; retry shortly",
+            reason="dependency_unavailable",
+        ).to_dict(scope.get("path", ""))
+        await _send_problem(send, 503, body, (b"retry-after", str(RETRY_AFTER_S).encode()))
+
+
+async def _send_problem(
+    send: Send, status: int, body: dict[str, Any], *headers: tuple[bytes, bytes]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", PROBLEM_JSON.encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
 def _route_template(request: Request) -> str:

@@ -1,0 +1,198 @@
+"""The auditor: walk every exam through the public APIs and the event log after a chaos run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sonobridge.api.events.v1 import topics
+from sonobridge.node.flow import EventWatch, FlowTracker, Trail
+
+AUDITED_TOPICS = (
+    topics.EXAM_COMPLETED,
+    topics.INSTANCE_STORED,
+    topics.INFERENCE_COMPLETED,
+    topics.REPORT_ROUTED,
+    topics.REPORT_SIGNED,
+    topics.FOLLOWUP_ALERTED,
+    topics.TICKET_OPENED,
+)
+
+
+@dataclass
+class DeadLetter:
+    """One dead-lettered record and the error the consumer gave."""
+
+    topic: str
+    key: str
+    error: str
+
+
+@dataclass
+class Audit:
+    """The auditor's findings: counts that must be zero, and what each problem was."""
+
+    exams: int = 0
+    lost: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+    wrong_state: list[str] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    checked: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing was lost, doubled, left in the wrong state or dead-lettered."""
+        return not (self.lost or self.doubled or self.wrong_state or self.dead_letters)
+
+    def problems(self) -> list[str]:
+        """Every finding, one line each."""
+        return [
+            *(f"lost: {p}" for p in self.lost),
+            *(f"doubled: {p}" for p in self.doubled),
+            *(f"wrong state: {p}" for p in self.wrong_state),
+            *(f"dead letter on {d.topic} ({d.key}): {d.error}" for d in self.dead_letters),
+        ]
+
+
+def expected_events(trail: Trail) -> dict[str, int]:
+    """How many distinct events of each topic one exam must leave on the log."""
+    expect = trail.uploaded.plan.expect
+    signed = 0 if expect.rescan else 1
+    return {
+        topics.EXAM_COMPLETED: 1,
+        topics.INSTANCE_STORED: len(trail.uploaded.plan.instances),
+        topics.INFERENCE_COMPLETED: 1,
+        topics.REPORT_SIGNED: signed,
+        topics.FOLLOWUP_ALERTED: 1 if expect.followup else 0,
+    }
+
+
+class Auditor:
+    """Check every exam against its expected outcome through REST, DICOMweb and the event log."""
+
+    def __init__(self, tracker: FlowTracker, watch: EventWatch) -> None:
+        self.tracker = tracker
+        self.watch = watch
+
+    def _get(self, user: str, service: str, path: str, **params: Any) -> httpx.Response:
+        client = self.tracker.client(user)
+        return client.get(f"{self.tracker.urls[service]}{path}", params=params or None)
+
+    def audit(self, trails: list[Trail], undelivered: list[str], bootstrap: str) -> Audit:
+        """Walk every exam; then the tickets of broken probes and the dead-letter topics."""
+        found = Audit(exams=len(trails) + len(undelivered))
+        found.lost.extend(f"never delivered by its app: {u}" for u in undelivered)
+        reads = self.tracker.reads_by_study()
+        for trail in trails:
+            self._exam(trail, reads.get(trail.study, []), found)
+        self._tickets(trails, found)
+        found.dead_letters = dead_letters(bootstrap)
+        return found
+
+    def _exam(self, trail: Trail, reads: list[dict[str, Any]], found: Audit) -> None:
+        plan, label = trail.uploaded.plan, f"{trail.uploaded.plan.label} ({trail.study})"
+        exam = self._get(plan.operator, "ingest", f"/v1/exams/{trail.uploaded.exam_id}")
+        if exam.status_code != 200 or exam.json()["state"] != "completed":
+            found.lost.append(f"{label}: ingest answers {exam.status_code} {exam.text[:200]}")
+            return
+        found.checked["exams completed in ingest"] += 1
+        if exam.json()["received_instance_count"] != len(plan.instances):
+            found.doubled.append(
+                f"{label}: {exam.json()['received_instance_count']} instances received, "
+                f"{len(plan.instances)} sent"
+            )
+        stored = self._get(plan.operator, "ingest", f"/dicomweb/studies/{trail.study}/instances")
+        count = len(stored.json()) if stored.status_code == 200 else 0
+        if count != len(plan.instances):
+            bucket = found.doubled if count > len(plan.instances) else found.lost
+            bucket.append(f"{label}: QIDO lists {count} instances of {len(plan.instances)}")
+        found.checked["instances listed by QIDO-RS"] += count
+        for topic, want in expected_events(trail).items():
+            seen = self.watch.distinct(trail.study, topic)
+            if seen != want:
+                # One where none was expected is the content's verdict, not a redelivery.
+                bucket = found.doubled if seen > want > 0 else found.lost
+                bucket = found.wrong_state if want == 0 else bucket
+                bucket.append(f"{label}: {seen} distinct {topic.split('.')[2]} events, want {want}")
+            found.checked[f"{topic.split('.')[2]} events"] += seen
+        primary = [r for r in reads if r["kind"] == "primary"]
+        if len(primary) != 1:
+            bucket = found.doubled if len(primary) > 1 else found.lost
+            bucket.append(f"{label}: {len(primary)} primary reads")
+            return
+        read = primary[0]
+        found.checked["primary reads"] += 1
+        expect = plan.expect
+        want_state = "rescan_requested" if expect.rescan else "signed"
+        if read["state"] != want_state:
+            found.wrong_state.append(f"{label}: read {read['state']}, want {want_state}")
+        if expect.worklist and not expect.rescan and read["worklist"] != expect.worklist:
+            found.wrong_state.append(
+                f"{label}: worklist {read['worklist']}, want {expect.worklist}"
+            )
+        if expect.rescan and read["route"] != "rescan":
+            found.wrong_state.append(f"{label}: routed {read['route']}, want a rescan")
+        if read["state"] == "signed":
+            self._report(label, plan.operator, read, found)
+
+    def _report(self, label: str, user: str, read: dict[str, Any], found: Audit) -> None:
+        view = self._get(self.tracker.admin, "reporting", f"/v1/reads/{read['read_id']}").json()
+        report_id = view.get("report_id")
+        if not report_id:
+            found.lost.append(f"{label}: signed read without a report")
+            return
+        report = self._get(self.tracker.admin, "reporting", f"/v1/reports/{report_id}")
+        if report.status_code != 200:
+            found.lost.append(f"{label}: report {report_id} answers {report.status_code}")
+            return
+        # One sign, one version: a retried sign must not write a second one.
+        if report.json()["version"] != 1:
+            found.doubled.append(f"{label}: report {report_id} is at v{report.json()['version']}")
+        found.checked["signed reports"] += 1
+
+    def _tickets(self, trails: list[Trail], found: Audit) -> None:
+        devices = {t.uploaded.plan.expect.ticket_device for t in trails} - {None}
+        for serial in sorted(d for d in devices if d):
+            tickets = self._get(
+                self.tracker.admin, "maintenance", "/v1/tickets", device_serial=serial
+            ).json()["tickets"]
+            opened = [t for t in tickets if t.get("source") != "operator"]
+            if len(opened) != 1:
+                bucket = found.doubled if len(opened) > 1 else found.lost
+                bucket.append(f"probe {serial}: {len(opened)} automatic tickets, want 1")
+            found.checked["probe tickets"] += len(opened)
+
+
+def dead_letters(bootstrap: str) -> list[DeadLetter]:
+    """Every record on a `.dlq` topic of the broker, with its error header."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        names = [t for t in consumer.topics() if t.endswith(topics.DLQ_SUFFIX)]
+        partitions = [
+            TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()
+        ]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        letters = []
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for records in consumer.poll(timeout_ms=1000).values():
+                for r in records:
+                    headers = dict(r.headers or [])
+                    letters.append(
+                        DeadLetter(
+                            r.topic,
+                            (r.key or b"").decode(errors="replace"),
+                            headers.get("dlq_error", b"").decode(errors="replace"),
+                        )
+                    )
+        return letters
+    finally:
+        consumer.close()
