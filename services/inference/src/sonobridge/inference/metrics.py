@@ -75,5 +75,5 @@ class InferenceMetrics:
             "sonobridge_inference_frame_views",
             "Exam frames by the view the view check gave them (what the clinical modules may see).",
             ["view"],
-            **kw,
+            registry=registry,
         )

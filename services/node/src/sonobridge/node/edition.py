@@ -10,7 +10,6 @@ from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.bus.embedded import EmbeddedEventBus
-from sonobridge.common.cors import install_cors
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.objects.localdir import LocalDirObjectStore
@@ -152,9 +151,8 @@ class SingleNode:
         viewer = ViewerServer(dist, self.host, self.ports.viewer)
         viewer.login = ViewerLogin(issuer)
         # OHIF runs its OIDC client in the browser: discovery, JWKS, token and userinfo are
-        # fetched cross-origin from the viewer's origin. The provider's app is reached through
-        # uvicorn's config until LoginServer takes the origins itself.
-        install_cors(self.login._server.config.app, [viewer.origin])
+        # fetched cross-origin from the viewer's origin.
+        self.login.allow_origins([viewer.origin])
         return viewer
 
     def start(self) -> None:

@@ -40,6 +40,8 @@ def store_ai_results(
     The objects' UIDs and bytes follow from the run alone, so a redelivered event finds them
     stored and writes nothing new (the bus delivers at least once).
     """
+    if not result.measurements and not result.overlays:
+        return StoredAiResult(None, ())  # nothing measured or drawn: no report to write
     result = with_module_details(result, _module_details(deps, result))
     sources, owner = _sources(deps, result)
     if not sources or owner is None:

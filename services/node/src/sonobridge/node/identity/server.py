@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from sonobridge.common.auth import LocalIssuer, TokenVerifier
+from sonobridge.common.cors import install_cors
 from sonobridge.common.infrastructure import LOCAL_ISSUER
 from sonobridge.node.identity.accounts import LoginThrottle, PeopleDirectory, hash_password
 from sonobridge.node.identity.provider import (
@@ -110,13 +111,17 @@ class LoginServer:
         self.verifier = TokenVerifier(
             audience=AUDIENCE, issuer=[self.issuer_url, LOCAL_ISSUER], jwks=signer.jwks()
         )
-        app = build_app(
+        self._app = build_app(
             self.provider, self.verifier, throttle or LoginThrottle(), redirects.origins
         )
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+            uvicorn.Config(self._app, log_config=None, access_log=False, lifespan="off")
         )
         self._thread: threading.Thread | None = None
+
+    def allow_origins(self, origins: Iterable[str]) -> None:
+        """Answer CORS for these browser origins (OHIF's OIDC client); call before start."""
+        install_cors(self._app, list(origins))
 
     def start(self, timeout: float = 30.0) -> None:
         """Serve in a background thread; return once it accepts connections."""
