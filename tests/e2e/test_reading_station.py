@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -22,6 +23,7 @@ import pytest
 from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, REPO, ohif_dist
 from e2e.test_ohif_viewer import MIN_CORRELATION, _rendered_score
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sonobridge.node.cli import wait_ready
 from sonobridge.node.consortium import DEMO_PASSWORD, Consortium, demo_consortium, seed
@@ -435,8 +437,51 @@ def test_ohif_lists_the_ai_report_and_overlays_in_the_exams_study(journey: Journ
 
 
 def test_the_sr_measurements_show_in_ohifs_measurement_panel(journey: Journey) -> None:
-    pytest.skip(
-        "pending: opening the AI report of the demo's 4-frame thyroid cine leaves OHIF 3.13's "
-        "viewport blank and its '9.60 mm' never shows (branch sr's test_ohif_sr shows a "
-        "single-frame report and its panel); to settle with branch sr"
+    context = journey.browser.new_context(viewport=LAPTOP, locale="en-US")
+    viewer = context.new_page()
+    viewer.on("console", lambda m: print(f"OHIF console {m.type}: {m.text[:300]}"))
+    viewer.on("pageerror", lambda e: print(f"OHIF page error: {e}"))
+    thyroid = journey.exams[THYROID]
+    link = f"{journey.viewer_origin}/viewer?StudyInstanceUIDs={thyroid.study_instance_uid}"
+    _open_in_ohif(journey, viewer, link, EXPERT)
+    report = viewer.locator(
+        '[data-cy="study-browser-thumbnail-no-image"]', has_text="AI measurements"
     )
+    # OHIF's first-visit tour can open after the viewport; it covers the study browser.
+    tour = viewer.get_by_text("Skip all")
+    with contextlib.suppress(PlaywrightTimeout):
+        tour.wait_for(timeout=5_000)
+        tour.click()
+    report.dblclick(timeout=WAIT_MS)
+    # The report loads onto the cine (it stayed blank while a group without a SCOORD stopped
+    # OHIF loading the report): its frame is drawn and OHIF offers to track its measurements.
+    viewport = viewer.locator('[data-cy="viewport-pane"]')
+    viewer.locator('[data-cy="yes-hydrate-btn"]').wait_for(timeout=WAIT_MS)
+    viewport.get_by_text(re.compile(r"\(\d/4\)")).first.wait_for(timeout=WAIT_MS)
+    # The nodule was measured on the cine's second frame: scroll there (the wheel, as a click
+    # would put OHIF's tracking question away); its value and unit show.
+    box = viewport.first.bounding_box()
+    assert box is not None
+    viewer.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    nodule = viewport.get_by_text("9.60 mm").first
+    for _ in range(4):
+        if nodule.is_visible():
+            break
+        viewer.mouse.wheel(0, 120)
+        time.sleep(1)
+    nodule.wait_for(timeout=WAIT_MS)
+    journey.shot(viewer, "11-ohif-sr-viewport")
+    print(f"OHIF SR viewport: {viewport.first.inner_text()[:200]!r}")
+    # Tracking hydrates the outlined nodule into OHIF's freehand tool and its panel.
+    viewer.locator('[data-cy="yes-hydrate-btn"]').click(timeout=WAIT_MS)
+    viewer.locator('[data-cy="trackedMeasurements-btn"]').click()
+    viewer.get_by_text("Measurements (1)").first.wait_for(timeout=WAIT_MS)
+    panel = viewer.locator("body").inner_text()
+    journey.shot(viewer, "12-ohif-measurement-panel")
+    print(f"OHIF measurement panel: {panel[panel.find('Measurements (') :][:300]!r}")
+    listed = panel[panel.find("Measurements (") :]
+    # The report's nodule, its finding site, on the frame the report names (OHIF's freehand
+    # tool shows its own area statistics there, not the report's diameter).
+    assert "Measurements (1)" in listed and "Thyroid nodule" in listed, listed
+    assert "\nThyroid\n" in listed and "F: 2" in listed, listed
+    context.close()

@@ -173,13 +173,35 @@ def test_low_confidence_and_unmeasurable_findings_are_qualified_never_plain_numb
     groups = report.content.get_image_measurement_groups()
     low = next(m for g in groups for m in g.get_measurements() if m.name.value.endswith("ratio"))
     assert low.qualifier == codes.DCM.ValueIndeterminate
+    # Without a figure, the evaluation is a TID 1410 group (a region OHIF can read).
     failed = [
         e
-        for g in groups
+        for g in report.content.get_planar_roi_measurement_groups()
         for e in g.get_qualitative_evaluations()
         if "not-measurable" in e.name.value
     ]
     assert [e.value for e in failed] == [codes.DCM.MeasurementFailure]
+
+
+def test_every_group_names_its_image_by_a_scoord_a_figure_without_outline_the_frame(
+    f: Fakes,
+) -> None:
+    # OHIF 3.13 stops loading a report, viewport blank, at a group without any SCOORD.
+    store_ai_results(f.deps, HighdicomAiRenderer(), messages.ai_result(_event()))
+    (sr,) = _stored(f, "SR")
+    report = hd.sr.ComprehensiveSR.from_dataset(sr)
+    image_groups = report.content.get_image_measurement_groups()
+    roi_groups = report.content.get_planar_roi_measurement_groups()
+    assert len(image_groups) + len(roi_groups) == 3
+    scoords = [_scoord(m) for g in image_groups for m in g.get_measurements()]
+    scoords += [g.roi for g in roi_groups]
+    assert len(scoords) == 3
+    whole_frame = [0.0, 0.0, 160.0, 0.0, 160.0, 120.0, 0.0, 120.0, 0.0, 0.0]
+    # The ratio (no outline drawn) and the failed measurement lie on the whole frame.
+    assert [list(s.GraphicData) for s in scoords].count(whole_frame) == 2
+    for scoord in scoords:
+        ref = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+        assert ref.ReferencedSOPInstanceUID == SOP
 
 
 def test_a_redelivered_run_stores_nothing_new(f: Fakes) -> None:

@@ -99,6 +99,17 @@ def _frame_numbers(m: AiMeasurement, source: Dataset) -> list[int] | None:
     return [m.frame_index + 1]
 
 
+def _whole_frame(source: Dataset) -> np.ndarray:
+    """Return the frame's border as a closed POLYLINE, for a finding the module drew nothing for.
+
+    OHIF 3.13 (cornerstone-dicom-sr `_checkIfCanAddMeasurementsToDisplaySet`) reads the first
+    SCOORD of every measurement group and stops loading the whole report, viewport blank, at a
+    group without one; the region a figure without an outline was computed over is the frame.
+    """
+    rows, columns = float(source.Rows), float(source.Columns)
+    return np.array([[0.0, 0.0], [columns, 0.0], [columns, rows], [0.0, rows], [0.0, 0.0]])
+
+
 class HighdicomAiRenderer:
     """Render one inference run as DICOM objects of the exam's study."""
 
@@ -161,69 +172,64 @@ class HighdicomAiRenderer:
             if m.finding_site
             else None
         )
-        frames = _frame_numbers(m, source)
         image = hd.sr.SourceImageForRegion(
             referenced_sop_class_uid=source.SOPClassUID,
             referenced_sop_instance_uid=source.SOPInstanceUID,
-            referenced_frame_numbers=frames,
+            referenced_frame_numbers=_frame_numbers(m, source),
         )
+        # OHIF needs a SCOORD in every group; without an outline, the region a figure or an
+        # evaluation was made over is the whole frame (see _whole_frame).
         outline = m.outline if m.outline is not None and m.outline.points else None
-        points = None if outline is None else np.asarray(outline.points, dtype=float)
+        graphic_type = (
+            hd.sr.GraphicTypeValues.POLYLINE
+            if outline is None
+            else _GRAPHIC_TYPES[outline.graphic_type]
+        )
+        region = (
+            _whole_frame(source) if outline is None else np.asarray(outline.points, dtype=float)
+        )
         tracking = hd.sr.TrackingIdentifier(
             uid=derived_uid(result.inference_id, "tracking", str(index)),
             identifier=_tracking_text(m, index),
         )
-        measurements: list[hd.sr.Measurement] = []
-        evaluations: list[hd.sr.QualitativeEvaluation] = []
-        if m.value is not None:
-            measurements.append(
-                hd.sr.Measurement(
-                    name=name or concept,
-                    value=float(m.value),
-                    unit=_unit(m.unit),
-                    # A low-confidence figure is never stated as a plain number.
-                    qualifier=None if m.measured else codes.DCM.ValueIndeterminate,
-                    algorithm_id=hd.sr.AlgorithmIdentification(
-                        name=m.model_name, version=m.model_version
-                    ),
-                    # TID 300 "inferred from" SCOORD: where OHIF's hydration reads a
-                    # measurement's geometry (a TID 1410 group-level region it shows read-only).
-                    referenced_coordinates=None
-                    if outline is None
-                    else [
-                        hd.sr.CoordinatesForMeasurement(
-                            graphic_type=_GRAPHIC_TYPES[outline.graphic_type],
-                            graphic_data=points,
-                            source_image=image,
-                        )
-                    ],
-                )
+        if m.value is None:
+            # No NUM to carry an "inferred from" SCOORD: a TID 1410 group with the region.
+            return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                referenced_region=hd.sr.ImageRegion(
+                    graphic_type=graphic_type, graphic_data=region, source_image=image
+                ),
+                finding_type=concept,
+                finding_sites=sites,
+                qualitative_evaluations=[
+                    hd.sr.QualitativeEvaluation(
+                        name=concept,
+                        value=codes.DCM.MeasurementFailure
+                        if m.low_confidence
+                        else (codes.SCT.Present if m.abnormal else codes.SCT.Absent),
+                    )
+                ],
             )
-        else:
-            evaluations.append(
-                hd.sr.QualitativeEvaluation(
-                    name=concept,
-                    value=codes.DCM.MeasurementFailure
-                    if m.low_confidence
-                    else (codes.SCT.Present if m.abnormal else codes.SCT.Absent),
+        measurement = hd.sr.Measurement(
+            name=name or concept,
+            value=float(m.value),
+            unit=_unit(m.unit),
+            # A low-confidence figure is never stated as a plain number.
+            qualifier=None if m.measured else codes.DCM.ValueIndeterminate,
+            algorithm_id=hd.sr.AlgorithmIdentification(name=m.model_name, version=m.model_version),
+            # TID 300 "inferred from" SCOORD, naming the image (and frame): where OHIF's
+            # hydration reads a measurement's geometry.
+            referenced_coordinates=[
+                hd.sr.CoordinatesForMeasurement(
+                    graphic_type=graphic_type, graphic_data=region, source_image=image
                 )
-            )
+            ],
+        )
         return hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking,
             finding_type=concept,
             finding_sites=sites,
-            # With an outline, the measurement's SCOORD names the image (and frame).
-            source_images=None
-            if outline is not None and measurements
-            else [
-                hd.sr.SourceImageForMeasurementGroup(
-                    referenced_sop_class_uid=source.SOPClassUID,
-                    referenced_sop_instance_uid=source.SOPInstanceUID,
-                    referenced_frame_numbers=frames,
-                )
-            ],
-            measurements=measurements or None,
-            qualitative_evaluations=evaluations or None,
+            measurements=[measurement],
         )
 
     def overlay_capture(
