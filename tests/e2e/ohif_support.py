@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from sonobridge.node.viewer import ViewerServer
@@ -18,6 +19,16 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
+
+
+def screenshot_dir(prefix: str) -> Path:
+    """A fresh folder for a browser test's screenshots, kept after the run as its artifacts.
+
+    Under SONOBRIDGE_TEST_ARTIFACTS when set (a CI's artifact folder), else the clone's var/.
+    """
+    root = Path(os.environ.get("SONOBRIDGE_TEST_ARTIFACTS", REPO / "var" / "test-artifacts"))
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=root))
 
 
 def ohif_dist() -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
-from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, OhifServer, ohif_dist
+from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, OhifServer, ohif_dist, screenshot_dir
 from ingest.ingest_support import synthetic_instance
 from playwright.sync_api import Page, sync_playwright
 
@@ -80,7 +79,7 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Page, Pat
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh --infra installs Debian's chromium")
     tmp = tmp_path_factory.mktemp("ohif-sr")
-    shots = Path(tempfile.mkdtemp(prefix="sonobridge-ohif-sr-screenshots-"))
+    shots = screenshot_dir("ohif-sr-screenshots")
     print(f"\nOHIF SR screenshots in {shots}")
     image = synthetic_instance(rows=240, columns=320, seed=3)
     report = _report(image, tmp)

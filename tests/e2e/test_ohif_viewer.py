@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, OhifServer, ohif_dist
+from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, OhifServer, ohif_dist, screenshot_dir
 from ingest.conformance.conformance_support import cluster_server
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
@@ -102,7 +101,7 @@ def viewer(
         pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh --infra installs Debian's chromium")
     dist = ohif_dist()
     # Not under pytest's basetemp, which later runs on the same machine rotate away.
-    shots = Path(tempfile.mkdtemp(prefix="sonobridge-ohif-screenshots-"))
+    shots = screenshot_dir("ohif-screenshots")
     print(f"\nOHIF screenshots in {shots}")
     exams = demo_exams()
     tmp = tmp_path_factory.mktemp(f"ohif-{request.param}")

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, REPO, ohif_dist
+from e2e.ohif_support import CHROMIUM, CHROMIUM_ARGS, REPO, ohif_dist, screenshot_dir
 from e2e.test_ohif_viewer import MIN_CORRELATION, _rendered_score
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -240,7 +239,7 @@ def journey(
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh --infra installs Debian's chromium")
     # Not under pytest's basetemp, which later runs on the same machine rotate away.
-    shots = Path(tempfile.mkdtemp(prefix="sonobridge-station-screenshots-"))
+    shots = screenshot_dir("station-screenshots")
     print(f"\nreading station screenshots in {shots}")
     consortium = with_passwords(demo_consortium(), DEMO_PASSWORD)
     exams = {e.label: e for e in demo_exams() if e.label in (THYROID, CAROTID)}
