@@ -14,8 +14,8 @@ import io
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pydicom
@@ -34,6 +34,8 @@ from sonobridge.inference.runtime.providers import SessionConfig
 from sonobridge.inference.runtime.registry import ModelRegistry, packaged_models
 from sonobridge.inference.runtime.server import ModelServer
 from sonobridge.inference.settings import InferenceSettings
+from sonobridge.maintenance.domain.health import ProbeFinding
+from sonobridge.maintenance.settings import ProbeHealthSettings
 from sonobridge.node.scenario import Expect, PlannedExam
 from sonobridge.reporting.adapters.messages import consumed
 from sonobridge.reporting.adapters.policy_file import read_policy
@@ -44,6 +46,8 @@ from sonobridge.reporting.domain.templates import draft_for
 from sonobridge.reporting.handlers.routing import ai_findings
 from sonobridge.reporting.settings import DEFAULT_FOLLOWUP_TERMS
 
+# Maintenance's default: dead elements on several consecutive exams of a probe open a ticket.
+RULE = ProbeHealthSettings().rule()
 # The simulated expert drafts in English (FlowTracker.sign_read) and agrees with every finding.
 DRAFT_LANGUAGE = "en"
 
@@ -54,10 +58,12 @@ class CalmOutcome:
 
     routing: Routing
     followup_terms: tuple[str, ...]
+    # Whether maintenance counts this exam's probe-health verdict towards a ticket.
+    probe_fault_signal: bool = False
 
     @property
     def expect(self) -> Expect:
-        """The outcome as the auditor's expectation (tickets are the plan's, decided per probe)."""
+        """The outcome as the auditor's expectation (a ticket is decided over a probe's exams)."""
         rescan = self.routing.route is Route.RESCAN
         return Expect(
             rescan=rescan,
@@ -156,13 +162,35 @@ def calm_outcomes(plans: list[PlannedExam]) -> list[CalmOutcome]:
         for n, plan in enumerate(plans):
             result = analyse_exam(deps, _completed(deps.store, n, plan), "oracle", lambda _k: None)
             assert result is not None
-            outcomes.append(judge(plan, reported(result), policy, terms))
+            outcome = judge(plan, reported(result), policy, terms)
+            health = result.probe_health
+            signal = RULE.is_fault_signal(
+                suspected_fault=health.suspected_fault,
+                dead_fraction=health.dead_element_fraction,
+            )
+            outcomes.append(replace(outcome, probe_fault_signal=signal))
     return outcomes
+
+
+def ticketed_probes(plans: list[PlannedExam], outcomes: list[CalmOutcome]) -> set[str]:
+    """The probes maintenance opens a ticket for: fault signals persisting over their exams.
+
+    A calm run makes and answers the exams in the plan's order, a minute apart.
+    """
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    by_probe: dict[str, list[ProbeFinding]] = {}
+    for n, (plan, outcome) in enumerate(zip(plans, outcomes, strict=True)):
+        finding = ProbeFinding(
+            f"exam-{n}", start + timedelta(minutes=n), (), outcome.probe_fault_signal
+        )
+        by_probe.setdefault(plan.device_serial, []).append(finding)
+    return {serial for serial, found in by_probe.items() if RULE.persists(found)}
 
 
 def differs(designed: Expect, calm: Expect) -> bool:
     """True when the calm outcome is not the one the load's design aimed for."""
-    return (designed.rescan, designed.followup) != (calm.rescan, calm.followup) or bool(
+    said = (designed.rescan, designed.followup, designed.ticket_device)
+    return said != (calm.rescan, calm.followup, calm.ticket_device) or bool(
         designed.worklist and not designed.rescan and designed.worklist != calm.worklist
     )
 
@@ -170,12 +198,17 @@ def differs(designed: Expect, calm: Expect) -> bool:
 def expect_calm_outcomes(plans: list[PlannedExam]) -> list[str]:
     """Set each exam's expectation to its calm-run outcome; return where it left the design.
 
-    A broken probe's ticket stays the design's: maintenance opens it over several exams.
+    A probe's ticket comes from maintenance's default rule over its exams' verdicts.
     """
     departures = []
-    for plan, outcome in zip(plans, calm_outcomes(plans), strict=True):
+    outcomes = calm_outcomes(plans)
+    ticketed = ticketed_probes(plans, outcomes)
+    for plan, outcome in zip(plans, outcomes, strict=True):
         calm = outcome.expect
-        calm = Expect(calm.rescan, calm.worklist, calm.followup, plan.expect.ticket_device)
+        # Every exam of a ticketed probe that counted towards it names the probe.
+        ticket = plan.device_serial if outcome.probe_fault_signal else None
+        ticket = ticket if plan.device_serial in ticketed else None
+        calm = Expect(calm.rescan, calm.worklist, calm.followup, ticket)
         if differs(plan.expect, calm):
             why = outcome.routing.rule + "".join(f", {t}" for t in outcome.followup_terms)
             departures.append(
@@ -187,4 +220,5 @@ def expect_calm_outcomes(plans: list[PlannedExam]) -> list[str]:
 
 def _said(expect: Expect) -> str:
     route = "rescan" if expect.rescan else f"signed on {expect.worklist or 'a county list'}"
-    return route + (" + follow-up alert" if expect.followup else "")
+    route += " + follow-up alert" if expect.followup else ""
+    return route + (f" + ticket on {expect.ticket_device}" if expect.ticket_device else "")

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 from chaos.chaos_load import LoadPlan, prefecture_exams
-from chaos.chaos_oracle import calm_outcomes, differs, expect_calm_outcomes, judge
+from chaos.chaos_oracle import (
+    CalmOutcome,
+    calm_outcomes,
+    differs,
+    expect_calm_outcomes,
+    judge,
+    ticketed_probes,
+)
 
 from sonobridge.node.scenario import Expect, PlannedExam
 from sonobridge.reporting.adapters.policy_file import read_policy
@@ -110,3 +117,19 @@ def test_the_packaged_models_give_what_the_cluster_gave_in_the_long_run(
 def test_the_oracle_gives_the_same_outcome_each_time(long_run_exams: list[LoadPlan]) -> None:
     plans = [lp.plan for lp in long_run_exams[:3]]
     assert calm_outcomes(plans) == calm_outcomes(plans)
+
+
+def _with_signal(signal: bool) -> CalmOutcome:
+    return CalmOutcome(judge(_plan(), _event(False), read_policy(None), TERMS).routing, (), signal)
+
+
+def test_a_probe_is_ticketed_only_when_its_fault_signals_follow_each_other() -> None:
+    broken, other = _plan("abdomen"), _plan("abdomen")
+    other = PlannedExam(**{**other.__dict__, "device_serial": "PROBE-02C"})
+    broken = PlannedExam(**{**broken.__dict__, "device_serial": "PROBE-03C"})
+    signals = [True, True, False, True, True, True]
+    plans = [broken] * len(signals) + [other] * 3
+    outcomes = [_with_signal(s) for s in signals] + [_with_signal(s) for s in (True, False, True)]
+    assert ticketed_probes(plans, outcomes) == {"PROBE-03C"}
+    # A clean exam between two fault signals resets the run: two then one open nothing.
+    assert ticketed_probes(plans[:4], outcomes[:4]) == set()
