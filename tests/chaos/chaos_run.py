@@ -35,6 +35,7 @@ from chaos.chaos_load import (
     LoadPlan,
     prefecture_exams,
 )
+from chaos.chaos_oracle import expect_calm_outcomes
 
 from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.node.consortium import demo_consortium, seed
@@ -389,6 +390,10 @@ def main() -> None:
     RECOVERY_CAP_S = args.cap
     print(f"preparing {args.exams} exams (seed {args.seed})...", flush=True)
     loads = prefecture_exams(args.exams, seed=args.seed % 100_000)
+    departures = expect_calm_outcomes([lp.plan for lp in loads])
+    print(f"calm-run oracle: {len(departures)} exams end elsewhere than designed", flush=True)
+    for line in departures:
+        print(f"  oracle: {line}")
     with (
         tempfile.TemporaryDirectory(prefix="sb-chaos-") as tmp,
         ChaosRun(Path(tmp), seed_=args.seed) as run,

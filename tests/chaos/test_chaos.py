@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from chaos.chaos_load import prefecture_exams
+from chaos.chaos_oracle import expect_calm_outcomes
 from chaos.chaos_run import ChaosReport, ChaosRun, bounded_faults, print_table
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -30,6 +31,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosReport]:
     """One bounded chaos run, printed as the must-show table."""
     root: Path = tmp_path_factory.mktemp("chaos")
     loads = prefecture_exams(EXAMS, seed=SEED)
+    # Each exam must end where a calm run puts it: the product's models and rules decide that.
+    for line in expect_calm_outcomes([lp.plan for lp in loads]):
+        print(f"oracle: {line}")
     with ChaosRun(root, seed_=SEED) as run:
         assert run.cluster is not None
         faults = bounded_faults(random.Random(SEED), sorted(run.cluster.replicas))
