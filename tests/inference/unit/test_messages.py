@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from inference.unit.handlers.fakes import exam, png, world
@@ -79,6 +80,25 @@ def test_a_result_becomes_an_inference_completed_event_with_its_context():
     assert [m.name for m in event.models] == ["image-quality", "probe-health"]
     assert event.probe_health.device_serial == "PROBE-1"
     assert event.started_at.ToDatetime() < event.completed_at.ToDatetime()
+
+
+def test_the_exams_own_completion_time_travels_from_exam_completed_to_inference_completed():
+    event = events_pb2.ExamCompleted(
+        context=events_pb2.ExamContext(study_instance_uid="1.2.3", device_serial="PROBE-1"),
+        instances=[events_pb2.InstanceRef(sop_instance_uid="1.2.3.0", object_key="k", sha256="a")],
+    )
+    event.completed_at.FromDatetime(datetime(2026, 1, 5, 8, 0))
+    completed = messages.completed_exam(event)
+    assert completed.completed_at == datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    assert messages.completed_exam(events_pb2.ExamCompleted()).completed_at is None
+
+    w = world(acceptable=0.2, fault="lost_contact")
+    stored = replace(exam(w.store, [png()]), completed_at=completed.completed_at)
+    exams.infer_exam(w.deps, w.work, stored, "event-1")
+    published = inference_completed(w.work.published[0])
+    # The run finished later; the exam's own time is what orders a probe's verdicts.
+    assert published.exam_completed_at.ToDatetime(UTC) == completed.completed_at
+    assert published.completed_at.ToDatetime(UTC) > completed.completed_at
 
 
 def test_model_tasks_map_both_ways():

@@ -72,6 +72,14 @@ def test_ten_exams_with_dead_elements_open_exactly_one_ticket(probe, clock: Fake
     assert linked == 10
 
 
+def test_a_probe_verdict_is_dated_by_its_exam_not_by_when_the_run_finished(clock: FakeClock):
+    late = inference_completed("HP-A1", "1.2.9", clock.now + timedelta(minutes=30))
+    assert probe_verdict(late, clock.now).observed_at == clock.now + timedelta(minutes=30)
+    late.exam_completed_at.FromDatetime(clock.now)
+    # Two replicas finish out of order; the exam's own time keeps the probe's exams in order.
+    assert probe_verdict(late, clock.now + timedelta(hours=1)).observed_at == clock.now
+
+
 def test_redelivered_inference_changes_nothing(probe, clock):
     message = inference_completed("HP-A1", "1.2.1", clock.now)
     assert consume_health(probe, message) == "recorded"

@@ -365,7 +365,7 @@ class InstanceStored(_message.Message):
     def __init__(self, context: _Optional[_Union[ExamContext, _Mapping]] = ..., instance: _Optional[_Union[InstanceRef, _Mapping]] = ..., stored_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_via: _Optional[_Union[ReceivedVia, str]] = ..., duplicate: bool = ...) -> None: ...
 
 class InferenceCompleted(_message.Message):
-    __slots__ = ("context", "exam_quality", "instance_quality", "findings", "models", "derived_object_keys", "started_at", "completed_at", "status", "error_message", "probe_health", "inference_id")
+    __slots__ = ("context", "exam_quality", "instance_quality", "findings", "models", "derived_object_keys", "started_at", "completed_at", "status", "error_message", "probe_health", "inference_id", "exam_completed_at")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     EXAM_QUALITY_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_QUALITY_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +378,7 @@ class InferenceCompleted(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PROBE_HEALTH_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXAM_COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     context: ExamContext
     exam_quality: QualityAssessment
     instance_quality: _containers.RepeatedCompositeFieldContainer[InstanceQuality]
@@ -390,7 +391,8 @@ class InferenceCompleted(_message.Message):
     error_message: str
     probe_health: ProbeHealth
     inference_id: str
-    def __init__(self, context: _Optional[_Union[ExamContext, _Mapping]] = ..., exam_quality: _Optional[_Union[QualityAssessment, _Mapping]] = ..., instance_quality: _Optional[_Iterable[_Union[InstanceQuality, _Mapping]]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., derived_object_keys: _Optional[_Iterable[str]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[InferenceStatus, str]] = ..., error_message: _Optional[str] = ..., probe_health: _Optional[_Union[ProbeHealth, _Mapping]] = ..., inference_id: _Optional[str] = ...) -> None: ...
+    exam_completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, context: _Optional[_Union[ExamContext, _Mapping]] = ..., exam_quality: _Optional[_Union[QualityAssessment, _Mapping]] = ..., instance_quality: _Optional[_Iterable[_Union[InstanceQuality, _Mapping]]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., derived_object_keys: _Optional[_Iterable[str]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[InferenceStatus, str]] = ..., error_message: _Optional[str] = ..., probe_health: _Optional[_Union[ProbeHealth, _Mapping]] = ..., inference_id: _Optional[str] = ..., exam_completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReportRouted(_message.Message):
     __slots__ = ("context", "read_id", "route", "worklist", "priority", "due_at", "assigned_to", "policy_version", "reason", "routed_at")

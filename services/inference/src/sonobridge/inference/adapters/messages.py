@@ -81,7 +81,7 @@ def inference_completed(result: InferenceResult) -> events_pb2.InferenceComplete
             institution_id=result.exam.institution_id,
             device_serial=result.exam.device_serial,
         )
-    return events_pb2.InferenceCompleted(
+    message = events_pb2.InferenceCompleted(
         context=context,
         exam_quality=quality_assessment(result.exam_quality),
         instance_quality=[
@@ -104,3 +104,6 @@ def inference_completed(result: InferenceResult) -> events_pb2.InferenceComplete
         probe_health=probe_health(result.probe_health),
         inference_id=result.inference_id,
     )
+    if result.exam.completed_at is not None:
+        message.exam_completed_at.CopyFrom(timestamp(result.exam.completed_at))
+    return message

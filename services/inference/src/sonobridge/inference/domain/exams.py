@@ -44,6 +44,8 @@ class CompletedExam:
     manifest_sha256: str = ""
     # The event's exam context, passed untouched to the InferenceCompleted event.
     context: object = None
+    # When ingest completed the exam; None from an older producer.
+    completed_at: datetime | None = None
 
     def require_instances(self) -> None:
         """Raise InvalidExam when the event can never be processed."""

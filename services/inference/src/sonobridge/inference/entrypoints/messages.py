@@ -7,6 +7,7 @@ from datetime import UTC
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.problems import InvalidInput
+from sonobridge.common.timestamps import aware
 
 # The quality check answers with the same message the InferenceCompleted event carries.
 from sonobridge.inference.adapters.messages import quality_assessment as quality_assessment
@@ -73,6 +74,7 @@ def completed_exam(message: events_pb2.ExamCompleted) -> CompletedExam:
         instances=tuple(_instance(i) for i in message.instances),
         manifest_sha256=message.manifest_sha256,
         context=ctx,
+        completed_at=aware(message.completed_at) if message.HasField("completed_at") else None,
     )
 
 

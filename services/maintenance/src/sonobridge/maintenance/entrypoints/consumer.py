@@ -53,7 +53,13 @@ def probe_verdict(message: events_pb2.InferenceCompleted, event_time: datetime) 
         device_serial=health.device_serial or ctx.device_serial,
         institution_id=ctx.institution_id,
         study_instance_uid=ctx.study_instance_uid,
-        observed_at=_completed_at(message.completed_at, event_time),
+        # The exam's own time orders a probe's verdicts; runs on two replicas finish out of order.
+        observed_at=_completed_at(
+            message.exam_completed_at
+            if message.HasField("exam_completed_at")
+            else message.completed_at,
+            event_time,
+        ),
         suspected_fault=health.suspected_fault,
         dead_element_fraction=health.dead_element_fraction,
         dead_element_columns=health.dead_element_columns,
