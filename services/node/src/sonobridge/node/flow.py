@@ -63,7 +63,14 @@ class EventWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for record in self._subscription.poll(0.2):
+            try:
+                records = self._subscription.poll(0.2)
+            except Exception as exc:
+                # A broker restart surfaces here; a watch that died on it would see nothing more.
+                log.warning("event watch: poll failed (%s); retrying", type(exc).__name__)
+                self._stop.wait(1.0)
+                continue
+            for record in records:
                 try:
                     event = record.cloud_event()
                     message = unpack(event)
