@@ -8,8 +8,12 @@ from typing import Any
 
 import httpx
 
-from sonobridge.api.events.v1 import topics
+from sonobridge.api.events.v1 import events_pb2, topics
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
+
+# Ingest writes each run's results into the study as DICOM (a report and overlay captures): not
+# the app's instances, and deterministic, so a redelivered run never lists them twice.
+AI_MODALITIES = frozenset({"SR", "OT"})
 
 AUDITED_TOPICS = (
     topics.EXAM_COMPLETED,
@@ -105,13 +109,18 @@ class Auditor:
                 f"{len(plan.instances)} sent"
             )
         stored = self._get(plan.operator, "ingest", f"/dicomweb/studies/{trail.study}/instances")
-        count = len(stored.json()) if stored.status_code == 200 else 0
+        listed = stored.json() if stored.status_code == 200 else []
+        ai = [i for i in listed if _modality(i) in AI_MODALITIES]
+        count = len(listed) - len(ai)
         if count != len(plan.instances):
             bucket = found.doubled if count > len(plan.instances) else found.lost
             bucket.append(f"{label}: QIDO lists {count} instances of {len(plan.instances)}")
+        if sum(1 for i in ai if _modality(i) == "SR") > 1:
+            found.doubled.append(f"{label}: more than one AI measurement report in the study")
         found.checked["instances listed by QIDO-RS"] += count
+        found.checked["AI objects listed by QIDO-RS"] += len(ai)
         for topic, want in expected_events(trail).items():
-            seen = self.watch.distinct(trail.study, topic)
+            seen = self._distinct(trail.study, topic)
             if seen != want:
                 # One where none was expected is the content's verdict, not a redelivery.
                 bucket = found.doubled if seen > want > 0 else found.lost
@@ -137,6 +146,15 @@ class Auditor:
             found.wrong_state.append(f"{label}: routed {read['route']}, want a rescan")
         if read["state"] == "signed":
             self._report(label, plan.operator, read, found)
+
+    def _distinct(self, study: str, topic: str) -> int:
+        """Distinct events of a topic for a study; AI objects' instance-stored events apart."""
+        if topic != topics.INSTANCE_STORED:
+            return self.watch.distinct(study, topic)
+        ai = events_pb2.RECEIVED_VIA_AI_RESULT
+        return len(
+            {e.event_id for e in self.watch.events(study, topic) if e.message.received_via != ai}
+        )
 
     def _report(self, label: str, user: str, read: dict[str, Any], found: Audit) -> None:
         view = self._get(self.tracker.admin, "reporting", f"/v1/reads/{read['read_id']}").json()
@@ -164,6 +182,10 @@ class Auditor:
                 bucket = found.doubled if len(opened) > 1 else found.lost
                 bucket.append(f"probe {serial}: {len(opened)} automatic tickets, want 1")
             found.checked["probe tickets"] += len(opened)
+
+
+def _modality(instance: dict[str, Any]) -> str:
+    return str(instance.get("00080060", {}).get("Value", [""])[0])
 
 
 def dead_letters(bootstrap: str) -> list[DeadLetter]:
