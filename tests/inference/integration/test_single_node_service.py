@@ -191,15 +191,21 @@ def test_models_are_listed_and_downloadable_with_their_hash(service):
     served = {m.name: m for m in gating if m.pinned}
     assert len(served) == 2
     assert all(m.loaded and m.version == "1.0.0" for m in served.values())
-    # A version registered in shadow (adapted on labelled frames) is listed beside, never pinned.
+    # Versions registered in shadow (adapted or recalibrated on labelled frames) are listed
+    # beside the served one, never pinned.
     assert [(m.version, m.pinned) for m in gating if m.name == "image-quality"] == [
+        ("1.0.0", True),
+        ("1.1.0", False),
+        ("1.2.0", False),
+    ]
+    assert [(m.version, m.pinned) for m in gating if m.name == "probe-health"] == [
         ("1.0.0", True),
         ("1.1.0", False),
     ]
     only = service.grpc.ListModels(
         inference_pb2.ListModelsRequest(task=inference_pb2.MODEL_TASK_PROBE_HEALTH), metadata=md
     ).models
-    assert [m.name for m in only] == ["probe-health"]
+    assert [m.name for m in only] == ["probe-health", "probe-health"]
     got = service.grpc.GetModel(inference_pb2.GetModelRequest(name="image-quality"), metadata=md)
     assert got.card_json.encode() == read_all(service.store, "models/image-quality/1.0.0/card.json")
     assert got.summary.task == inference_pb2.MODEL_TASK_QUALITY
