@@ -18,6 +18,7 @@ from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.inference.adapters import orm
+from sonobridge.inference.adapters.comparisons import SqlVersionComparisons
 from sonobridge.inference.adapters.model_store import (
     ObjectStoreModelSource,
     publish_missing_models,
@@ -69,7 +70,7 @@ def build_model_server(
         ),
         metrics,
     )
-    server = ModelServer(registry)
+    server = ModelServer(registry, run_shadows=cfg.run_shadow_versions)
     server.load_and_pin(cfg.model_refs())
     for model in registry.loaded():
         log.info("model %s %s ready on %s", model.card.name, model.card.version, model.provider)
@@ -116,6 +117,7 @@ def build(
         modules=modules,
         instance_delay_seconds=cfg.instance_delay_seconds,
         validations=SqlDeviceValidations(plumbing.sessions()),
+        comparisons=SqlVersionComparisons(plumbing.sessions()),
     )
     validation.show_stored_states(deps)
 
