@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> int:
         # Needs no settings: it reads labelled frames and the packaged or given models only.
         return report_command.run(argv[1:])
     if argv[:1] == ["shadow-report"]:
-        return shadow_command.run(argv[1:])
+        # The composition root builds the database and registry adapters the report reads.
+        from sonobridge.inference.bootstrap import compare_stored_versions
+
+        return shadow_command.run(argv[1:], compare_stored_versions)
     return SPEC.main(argv)
 
 

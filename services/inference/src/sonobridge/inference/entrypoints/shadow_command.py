@@ -5,18 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from sonobridge.common.db import session_factory
-from sonobridge.common.infrastructure import build_engine, build_object_store
-from sonobridge.inference.adapters.comparisons import SqlVersionComparisons
-from sonobridge.inference.adapters.model_store import ObjectStoreModelSource
+from sonobridge.inference.domain.comparison import VersionComparison
 from sonobridge.inference.domain.validation import GATING_MODELS
 from sonobridge.inference.entrypoints.comparison import comparison_document, comparison_text
-from sonobridge.inference.handlers.shadow import report_comparison
-from sonobridge.inference.metrics import SERVICE
-from sonobridge.inference.runtime.registry import ModelRegistry
 from sonobridge.inference.settings import Settings
 
 
@@ -35,24 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(argv: list[str]) -> int:
-    """Print the comparison; 2 on invalid settings."""
+def run(argv: list[str], compare: Callable[[Settings, str], VersionComparison]) -> int:
+    """Print the comparison `compare` builds from the settings; 2 on invalid settings."""
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    registry = ModelRegistry(ObjectStoreModelSource(build_object_store(settings)))
-    pinned = dict(settings.inference.model_refs()).get(args.model)
-    # The version this deployment serves: its configured pin, else the newest released one.
-    serving = pinned or registry.card(args.model).version
-    engine = build_engine(settings, SERVICE)
-    try:
-        comparisons = SqlVersionComparisons(session_factory(engine))
-        found = report_comparison(comparisons, registry.card, args.model, serving)
-    finally:
-        engine.dispose()
+    found = compare(settings, args.model)
     if args.json:
         print(json.dumps(comparison_document(found), indent=2))
     else:
