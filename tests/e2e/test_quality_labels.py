@@ -52,6 +52,19 @@ def _until(check: Any, what: str, timeout: float = 120.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _claimed_read(reporting: httpx.Client, exam_id: str) -> str:
+    """Wait for the exam's read on the abdominal worklist, claim it and return its id."""
+
+    def routed() -> dict[str, Any] | None:
+        page = reporting.get("/v1/reads", params={"worklist": "county-abdominal"}).json()
+        mine = [r for r in page["reads"] if r["exam_id"] == exam_id]
+        return mine[0] if mine else None
+
+    read_id: str = _until(routed, "the read of the exam")["read_id"]
+    assert reporting.post(f"/v1/reads/{read_id}/claim").status_code == 200
+    return read_id
+
+
 def test_acceptable_labels_from_the_read_demote_a_gating_device_model(edition: Any) -> None:
     instance = _dark_kidney()
     sop = str(pydicom.dcmread(io.BytesIO(instance), stop_before_pixels=True).SOPInstanceUID)
@@ -72,16 +85,8 @@ def test_acceptable_labels_from_the_read_demote_a_gating_device_model(edition: A
         _client(edition, "inference", admin_user) as inference,
         _client(edition, "reporting", "dr-wang") as other_expert,
     ):
-
-        def routed() -> dict[str, Any] | None:
-            page = reporting.get("/v1/reads", params={"worklist": "county-abdominal"}).json()
-            mine = [r for r in page["reads"] if r["exam_id"] == uploaded.exam_id]
-            return mine[0] if mine else None
-
         # Shadow: the model asked for a rescan, yet the unvalidated device's read goes on.
-        read = _until(routed, "the read of the exam")
-        read_id = read["read_id"]
-        assert reporting.post(f"/v1/reads/{read_id}/claim").status_code == 200
+        read_id = _claimed_read(reporting, uploaded.exam_id)
 
         report = {
             "device_model": ACME,
@@ -202,14 +207,7 @@ def test_the_comparison_report_counts_each_version_against_the_experts_labels(
         _client(edition, "inference", admin_user) as inference,
         _client(edition, "inference", EXPERT) as not_admin,
     ):
-
-        def routed() -> dict[str, Any] | None:
-            page = reporting.get("/v1/reads", params={"worklist": "county-abdominal"}).json()
-            mine = [r for r in page["reads"] if r["exam_id"] == uploaded.exam_id]
-            return mine[0] if mine else None
-
-        read_id = _until(routed, "the read of the exam")["read_id"]
-        assert reporting.post(f"/v1/reads/{read_id}/claim").status_code == 200
+        read_id = _claimed_read(reporting, uploaded.exam_id)
         # The expert labels what the generator put in each frame; the last frame stays unlabelled.
         labels = [
             {"sop_instance_uid": sop, "label": "rescan", "reason": fault.value}
