@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from inference.unit.handlers.fakes import (
     GATING_VALIDATION,
+    PROBE_CARD,
     QUALITY_LABELS,
     World,
     card,
@@ -105,6 +107,24 @@ def test_without_a_shadow_version_only_the_served_verdicts_are_kept():
         ("probe-health", "serving"),
     }
     assert [name for name, _ in w.models.calls] == ["image-quality", "probe-health"]
+
+
+def test_a_recalibrated_shadow_reuses_the_served_outputs_with_its_own_thresholds():
+    recalibrated = card(
+        "probe-health", "1.1.0", thresholds={"frame": 0.05, "exam": 0.05}, validation={}
+    )
+    recalibrated.raw["registration"] = {"stage": "shadow"}
+    # The same network as the served version: only the thresholds were refitted.
+    same = replace(recalibrated, sha256=PROBE_CARD.sha256)
+    w = world(state=None, cards=[same])
+    w.catalog.loaded.add(("probe-health", "1.1.0"))
+    exams.infer_exam(w.deps, w.work, acme_exam(w, 1), "event-1")
+    (result,) = w.work.results.added
+    flags = {
+        (v.model_version, v.flagged) for v in result.verdicts if v.model_name == "probe-health"
+    }
+    assert flags == {("1.0.0", False), ("1.1.0", True)}
+    assert [name for name, _ in w.models.calls].count("probe-health") == 1
 
 
 def test_a_failing_shadow_version_is_counted_and_the_exam_goes_on():
