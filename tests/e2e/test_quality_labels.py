@@ -52,6 +52,21 @@ def _until(check: Any, what: str, timeout: float = 120.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _send_kidney_exam(edition: Any, serial: str, patient_ref: str, instances: list[bytes]) -> Any:
+    """Send a township-east kidney exam from the app, as its nurse; return what was uploaded."""
+    plan = PlannedExam(
+        label=f"kidney on an unvalidated handheld ({serial})",
+        exam_type="kidney",
+        institution="township-east",
+        operator="nurse-east",
+        device_serial=serial,
+        patient_ref=patient_ref,
+        instances=instances,
+    )
+    with TownshipApp(edition.urls["ingest"], edition.token(plan.operator)) as app:
+        return app.send(plan)
+
+
 def _claimed_read(reporting: httpx.Client, exam_id: str) -> str:
     """Wait for the exam's read on the abdominal worklist, claim it and return its id."""
 
@@ -68,17 +83,7 @@ def _claimed_read(reporting: httpx.Client, exam_id: str) -> str:
 def test_acceptable_labels_from_the_read_demote_a_gating_device_model(edition: Any) -> None:
     instance = _dark_kidney()
     sop = str(pydicom.dcmread(io.BytesIO(instance), stop_before_pixels=True).SOPInstanceUID)
-    plan = PlannedExam(
-        label="kidney on an unvalidated handheld, dark",
-        exam_type="kidney",
-        institution="township-east",
-        operator="nurse-east",
-        device_serial="PROBE-01C",
-        patient_ref="lbl-east-001",
-        instances=[instance],
-    )
-    with TownshipApp(edition.urls["ingest"], edition.token(plan.operator)) as app:
-        uploaded = app.send(plan)
+    uploaded = _send_kidney_exam(edition, "PROBE-01C", "lbl-east-001", [instance])
     admin_user = edition.consortium.with_role("admin")[0].user
     with (
         _client(edition, "reporting", EXPERT) as reporting,
@@ -190,17 +195,7 @@ def test_the_comparison_report_counts_each_version_against_the_experts_labels(
         str(pydicom.dcmread(io.BytesIO(i), stop_before_pixels=True).SOPInstanceUID)
         for i in instances
     ]
-    plan = PlannedExam(
-        label="kidney on a second unvalidated handheld, mixed quality",
-        exam_type="kidney",
-        institution="township-east",
-        operator="nurse-east",
-        device_serial="PROBE-02C",
-        patient_ref="lbl-east-002",
-        instances=instances,
-    )
-    with TownshipApp(edition.urls["ingest"], edition.token(plan.operator)) as app:
-        uploaded = app.send(plan)
+    uploaded = _send_kidney_exam(edition, "PROBE-02C", "lbl-east-002", instances)
     admin_user = edition.consortium.with_role("admin")[0].user
     with (
         _client(edition, "reporting", EXPERT) as reporting,
