@@ -23,6 +23,9 @@ class InferenceSettings(BaseModel):
     queue_size: int = Field(256, ge=1)
     # name@version pairs loaded, warmed up and pinned at start; readiness waits for all of them.
     models: str = "image-quality@1.0.0,probe-health@1.0.0,view-check@1.0.0"
+    # Also run every exam through each stored version of a gating model registered in shadow
+    # (recorded for the shadow-vs-serving comparison only, never shown or acted on).
+    run_shadow_versions: bool = True
     # Copy the reference models shipped in the package into the object store when absent.
     publish_packaged_models: bool = True
     # Frame-sampling policy: frames analysed per cine, spread evenly over the loop.

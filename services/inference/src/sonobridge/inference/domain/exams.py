@@ -122,6 +122,23 @@ class RecordedQuality:
 
 
 @dataclass(frozen=True)
+class InstanceVerdict:
+    """What one version of a gating model said of one instance, before any validation gate.
+
+    Kept for the shadow-vs-serving comparison only: never shown to users, never acting.
+    """
+
+    model_name: str
+    model_version: str
+    # "serving" (the pinned version) or "shadow" (registered beside it, run alongside).
+    stage: str
+    sop_instance_uid: str
+    device_model: str
+    flagged: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class RecordedResult:
     """A result already recorded for a key."""
 
@@ -196,6 +213,8 @@ class InferenceResult:
     completed_at: datetime
     instances_analysed: int
     instances_without_pixels: int
+    # Per-instance verdicts of the serving and shadow versions; not in the event or summary.
+    verdicts: tuple[InstanceVerdict, ...] = ()
 
     @property
     def inference_id(self) -> str:

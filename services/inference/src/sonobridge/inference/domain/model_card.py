@@ -60,6 +60,11 @@ class ModelCard:
         )
 
 
+def in_shadow(raw: dict[str, Any]) -> bool:
+    """Return True when a card was registered in shadow beside the serving version."""
+    return bool((raw.get("registration") or {}).get("stage") == "shadow")
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """Order versions numerically (1.10.0 after 1.9.0); non-numeric parts sort first."""
     return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))

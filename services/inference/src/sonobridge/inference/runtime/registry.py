@@ -19,7 +19,7 @@ from sonobridge.inference.domain.errors import (
     ModelNotFound,
     ModelNotLoaded,
 )
-from sonobridge.inference.domain.model_card import ModelCard, version_key
+from sonobridge.inference.domain.model_card import ModelCard, in_shadow, version_key
 from sonobridge.inference.imaging.preprocess import InputSpec
 from sonobridge.inference.metrics import InferenceMetrics
 from sonobridge.inference.runtime.batcher import BatchPolicy, MicroBatcher
@@ -191,7 +191,7 @@ class ModelRegistry:
             card = json.loads(self._source.get_bytes(_key(name, version, "card.json")))
         except (KeyError, ValueError):
             return False
-        return (card.get("registration") or {}).get("stage") == "shadow"
+        return in_shadow(card)
 
     async def load(self, name: str, version: str | None = None) -> LoadedModel:
         """Load, verify and warm up a model version (latest stored when version is None)."""
