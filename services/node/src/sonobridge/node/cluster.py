@@ -77,6 +77,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def issuer_command(run_dir: Path, port: int) -> list[str]:
+    """Return the command line of the node's JWKS issuer serving on `port`."""
+    data_dir = str(run_dir.resolve())
+    return [
+        sys.executable,
+        "-m",
+        "sonobridge.node",
+        "--data-dir",
+        data_dir,
+        "issuer",
+        "--port",
+        str(port),
+    ]
+
+
 @dataclass
 class ClusterEdition:
     """Four service processes plus a JWKS server, with pid files and logs under `run_dir`."""
@@ -240,20 +255,7 @@ class ClusterEdition:
         """Start the JWKS server and the four services; wait until every /readyz answers 200."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.running("issuer") is None:
-            self._spawn(
-                "issuer",
-                [
-                    sys.executable,
-                    "-m",
-                    "sonobridge.node",
-                    "--data-dir",
-                    str(self.run_dir.resolve()),
-                    "issuer",
-                    "--port",
-                    str(self.issuer_port),
-                ],
-                dict(os.environ),
-            )
+            self._spawn("issuer", issuer_command(self.run_dir, self.issuer_port), dict(os.environ))
         _wait_http(f"http://127.0.0.1:{self.issuer_port}/healthz", 30, "issuer")
         for service in SERVICES:
             if self.running(service) is None:

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from sonobridge.common import problems
+from sonobridge.common.findings import CodedFinding
 from sonobridge.inference.domain.quality import QualityAssessment
 
 
@@ -162,17 +163,9 @@ class InstanceQuality:
 
 
 @dataclass(frozen=True)
-class Finding:
+class Finding(CodedFinding):
     """A coded finding of a clinical module, with the objects that show its evidence."""
 
-    code: str
-    code_system: str
-    display: str
-    value: float | None
-    unit: str
-    confidence: float
-    low_confidence: bool
-    abnormal: bool
     sop_instance_uid: str
     attributes: dict[str, str]
     model_name: str

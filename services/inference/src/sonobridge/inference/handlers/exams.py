@@ -356,14 +356,7 @@ def _store_module_output(
     evidence.derived += [*overlays, findings_key]
     evidence.findings += [
         Finding(
-            code=f.code,
-            code_system=f.code_system,
-            display=f.display,
-            value=None if f.value is None else float(f.value),
-            unit=f.unit,
-            confidence=f.confidence,
-            low_confidence=f.low_confidence,
-            abnormal=f.abnormal,
+            **f.coded(),
             sop_instance_uid=f.sop_instance_uid,
             attributes=dict(f.attributes),
             model_name=out.module,
