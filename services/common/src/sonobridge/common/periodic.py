@@ -42,6 +42,8 @@ class Periodic:
     again: Callable[[object], bool] | None = None
     observe: PassObserver | None = None
     rng: random.Random | None = None
+    # Set by whoever makes new work: the next pass starts at once instead of after `interval`.
+    wake: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.interval < 0 or not 0 <= self.jitter < 1:
@@ -54,8 +56,12 @@ class Periodic:
             return
         while not stop.is_set():
             wait = self._pass_sync()
-            if wait:
+            if wait and self.wake is None:
                 stop.wait(wait)
+            elif wait and self.wake is not None:
+                # Cleared before the pass: work made during it sets the flag again.
+                self.wake.wait(wait)
+                self.wake.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run as an asyncio task until `stop` is set; cancelling the task also stops it."""

@@ -136,6 +136,7 @@ def build(
         sessions=plumbing.sessions(),
         inbox=orm.inbox,
         metrics=base,
+        lanes=cfg.consumer_lanes,
     )
 
     def run_consumer(stop: threading.Event) -> None:
