@@ -4,12 +4,13 @@
     uv run python bench/e2e/bench_flow.py --editions single-locked,single --pairs 2
 
 "single" is `sonobridge serve` in its own process, as deployed (the township apps and this
-benchmark's tracker are other processes); "single-1lane" is the same with one inference consumer
-lane (INFERENCE__CONSUMER_LANES=1: one exam at a time); "single-inproc" runs the node inside this
-process, as the benchmark did before; "single-locked" is that in-process node as before #18,
-inference inside the consumer's write transaction. "--pairs" repeats the editions interleaved.
-Each edition also prints where an exam's time went, from the InferenceCompleted event's own
-timestamps: queued (upload complete -> inference start), inferring, publishing (-> seen on the log).
+benchmark's tracker are other processes); "single-<n>lanes" is the same with n inference
+consumer lanes (INFERENCE__CONSUMER_LANES; single-1lane: one exam at a time, as before);
+"single-inproc" runs the node inside this process, as the benchmark did before; "single-locked"
+is that in-process node as before #18, inference inside the consumer's write transaction.
+"--pairs" repeats the editions interleaved. Each edition also prints where an exam's time went,
+from the InferenceCompleted event's own timestamps: queued (upload complete -> inference
+start), inferring, publishing (-> seen on the event log).
 """
 
 from __future__ import annotations
@@ -61,10 +62,17 @@ def _stages(watch: EventWatch, trails: list[Trail]) -> dict[str, list[float]]:
     return found
 
 
-def _measure(urls: dict[str, str], issuer, bus, exams, timeout: float) -> dict[str, list[float]]:
+def _watch_group() -> str:
+    return f"bench-{os.getpid()}-{time.time_ns()}"
+
+
+def _measure(
+    urls: dict[str, str], issuer, bus, exams, timeout: float, group: str | None = None
+) -> dict[str, list[float]]:
     consortium = demo_consortium()
     seed(consortium, urls, consortium.token(issuer, "county-admin"))
-    watch = EventWatch(bus, f"bench-{os.getpid()}-{time.time_ns()}")
+    # Only the AI results are timed from the log; routing comes from the reads' own times.
+    watch = EventWatch(bus, group or _watch_group(), (topics.INFERENCE_COMPLETED,))
     trails: list[Trail] = []
     tracker = FlowTracker(consortium, issuer, urls, watch=watch, sign=False)
     try:
@@ -194,7 +202,7 @@ def bench_single(exams, timeout: float) -> dict[str, list[float]]:
 def bench_cluster(exams, timeout: float) -> dict[str, list[float]]:
     """Run the exams through a fresh cluster edition (its own databases, bucket and groups)."""
     from sonobridge.common.bus.kafka import KafkaEventBus
-    from sonobridge.node.cluster import ClusterEdition, Infra
+    from sonobridge.node.cluster import ClusterEdition, Infra, skip_history
     from sonobridge.node.issuer import issuer_for
 
     infra = Infra.from_env()
@@ -204,9 +212,14 @@ def bench_cluster(exams, timeout: float) -> dict[str, list[float]]:
         )
         edition.prepare(fresh=True)
         bus = KafkaEventBus(infra.kafka)
+        group = _watch_group()
+        # The shared broker holds every earlier run's events: read from the log end, or the
+        # watch would still be wading through history when this run's results arrive.
+        bus.ensure_topics([topics.INFERENCE_COMPLETED])
+        skip_history(infra.kafka, [group])
         try:
             edition.start()
-            return _measure(edition.urls(), issuer_for(Path(tmp)), bus, exams, timeout)
+            return _measure(edition.urls(), issuer_for(Path(tmp)), bus, exams, timeout, group)
         finally:
             edition.stop()
             bus.close()
@@ -234,13 +247,16 @@ def main() -> None:
             finally:
                 ConsumerWorker._apply = original  # type: ignore[method-assign]
         else:
-            run = {
-                "single": bench_serve,
-                # One inference lane: the consumer as before several exams could run at once.
-                "single-1lane": lambda e, t: bench_serve(e, t, {"INFERENCE__CONSUMER_LANES": "1"}),
-                "single-inproc": bench_single,
-            }.get(name, bench_cluster)
-            raw = run(exams, args.timeout)
+            lanes = re.fullmatch(r"single-(\d+)lanes?", name)
+            if lanes:
+                # single-1lane: the consumer as before several exams could run at once.
+                env = {"INFERENCE__CONSUMER_LANES": lanes.group(1)}
+                raw = bench_serve(exams, args.timeout, env)
+            else:
+                run = {"single": bench_serve, "single-inproc": bench_single}.get(
+                    name, bench_cluster
+                )
+                raw = run(exams, args.timeout)
         label = name if args.pairs == 1 else f"{name}#{pair + 1}"
         results[label] = {k: _figures(v) for k, v in raw.items() if v}
         name = label
@@ -282,7 +298,8 @@ def main() -> None:
     for pair in range(args.pairs):
         suffix = "" if args.pairs == 1 else f"#{pair + 1}"
         cluster = results.get(f"cluster{suffix}")
-        for single in ("single", "single-1lane", "single-inproc", "single-locked"):
+        singles = [n for n in args.editions.split(",") if n.startswith("single")]
+        for single in singles:
             if f"{single}{suffix}" not in results or not cluster:
                 continue
             print(f"\n{single}{suffix}/cluster{suffix} ratio (p50, p90):")
