@@ -59,9 +59,18 @@ class Periodic:
             if wait and self.wake is None:
                 stop.wait(wait)
             elif wait and self.wake is not None:
-                # Cleared before the pass: work made during it sets the flag again.
-                self.wake.wait(wait)
-                self.wake.clear()
+                self._sleep_until_woken(stop, self.wake, wait)
+
+    @staticmethod
+    def _sleep_until_woken(stop: threading.Event, wake: threading.Event, wait: float) -> None:
+        # Two events cannot be waited on at once: look at `stop` every 0.1 s while waiting.
+        deadline = time.monotonic() + wait
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or wake.wait(min(0.1, left)):
+                break
+        # Cleared before the next pass: work made during it raises the flag again.
+        wake.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run as an asyncio task until `stop` is set; cancelling the task also stops it."""
