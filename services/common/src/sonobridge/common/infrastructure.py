@@ -204,6 +204,7 @@ class Plumbing:
         sessions: sessionmaker[Session],
         inbox: Table,
         metrics: ServiceMetrics,
+        lanes: int = 1,
     ) -> ConsumerWorker:
         """A consumer of `topics` that records each event in `inbox`, retrying as configured."""
         return ConsumerWorker(
@@ -217,6 +218,7 @@ class Plumbing:
             metrics=metrics,
             max_attempts=self.settings.delivery.max_attempts,
             retry_backoff=self.settings.delivery.retry_backoff_seconds,
+            lanes=lanes,
         )
 
     def host(

@@ -161,6 +161,7 @@ def build(
         sessions=plumbing.sessions(),
         inbox=orm.inbox,
         metrics=base,
+        lanes=cfg.consumer_lanes,
     )
 
     def run_consumer(stop: threading.Event) -> None:

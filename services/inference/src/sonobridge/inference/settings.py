@@ -31,6 +31,9 @@ class InferenceSettings(BaseModel):
     # Frame-sampling policy: frames analysed per cine, spread evenly over the loop.
     frames_per_instance: int = Field(8, ge=1)
     consumer_group: str = "sonobridge-inference"
+    # Exams analysed at once: ONNX Runtime and numpy run without the GIL, so a second lane uses
+    # the other core while one exam decodes, and a long exam no longer holds up short ones.
+    consumer_lanes: int = Field(2, ge=1)
     grpc_max_workers: int = Field(64, ge=1)
     max_image_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Test hook for crash tests: sleep this long after each instance of an exam.

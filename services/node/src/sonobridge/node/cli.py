@@ -86,7 +86,10 @@ def _serve(node: SingleNode) -> None:
     try:
         wait_ready(node)
         print_endpoints(node)
-        stop.wait()
+        # Signal handlers run on the main thread only, and the kernel may hand SIGTERM to any
+        # of the node's threads: an unbounded wait would never wake to run the handler.
+        while not stop.wait(0.5):
+            pass
     finally:
         node.stop()
 
