@@ -12,8 +12,8 @@ def test_start_up_removes_metadata_whose_object_is_gone_and_keeps_whole_objects(
     tmp_path: Path,
 ) -> None:
     store = LocalDirObjectStore(tmp_path)
-    store.put("uploads/s/kept.part", io.BytesIO(b"kept"), length=4)
-    store.put("uploads/s/half.part", io.BytesIO(b"half"), length=4)
+    store.put("uploads/s/kept.part", io.BytesIO(b"kept"), length=4, content_type="text/plain")
+    store.put("uploads/s/half.part", io.BytesIO(b"half"), length=4, content_type="text/plain")
     # A kill inside delete(): the data went, its metadata did not.
     (tmp_path / "data/uploads/s/half.part").unlink()
     (tmp_path / ".tmp/left-by-a-kill").write_bytes(b"x")

@@ -6,14 +6,56 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from sonobridge.common.objects.ports import CHUNK_SIZE, ObjectInfo, ObjectNotFound, validate_key
 
 _META_SUFFIX = ".meta.json"
+# An object whose type its key's suffix implies, with no user metadata, gets no metadata file:
+# one file fewer to create and rename for each stored DICOM instance.
+_IMPLIED_TYPES = {".dcm": "application/dicom"}
+_DEFAULT_TYPE = "application/octet-stream"
+
+
+def _implied_type(key: str) -> str:
+    return _IMPLIED_TYPES.get(PurePosixPath(key).suffix, _DEFAULT_TYPE)
+
+
+def _fsync(path: Path | str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStagedObject:
+    """A file made durable under the store's temp folder, published by one rename."""
+
+    def __init__(self, key: str, staged: Path, target: Path, size: int, content_type: str) -> None:
+        self.key = key
+        self.staged = staged
+        self.target = target
+        self.size = size
+        self.content_type = content_type
+        self.published = False
+
+    def publish(self) -> ObjectInfo:
+        """Rename the staged file into place: no data is written or synced here."""
+        os.replace(self.staged, self.target)
+        self.published = True
+        return ObjectInfo(self.key, self.size, self.content_type, {})
+
+    def discard(self) -> None:
+        """Make a published object's directory entry durable, or drop an unpublished copy."""
+        if self.published:
+            _fsync(self.target.parent)
+        else:
+            self.staged.unlink(missing_ok=True)
 
 
 class LocalDirObjectStore:
@@ -51,15 +93,56 @@ class LocalDirObjectStore:
                 os.fsync(out.fileno())
             if length is not None and size != length:
                 raise ValueError(f"stream gave {size} bytes, expected {length}")
-            meta = {"content_type": content_type, "metadata": metadata or {}}
-            meta_tmp = Path(tmp_name + _META_SUFFIX)
-            meta_tmp.write_text(json.dumps(meta))
-            os.replace(meta_tmp, str(path) + _META_SUFFIX)
+            self._describe(key, path, content_type, metadata, Path(tmp_name))
             os.replace(tmp_name, path)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return ObjectInfo(key, size, content_type, dict(metadata or {}))
+
+    def stage(
+        self, key: str, source: Path, *, content_type: str = _DEFAULT_TYPE
+    ) -> LocalStagedObject:
+        """Link (or copy) `source` into the temp folder and fsync it; publish() renames it in."""
+        path = self._path(key)
+        self._make_parents(path.parent)
+        staged = self._tmp / uuid.uuid4().hex
+        try:
+            try:
+                # The spool shares the data directory's file system: a link copies nothing.
+                os.link(source, staged)
+            except OSError:
+                shutil.copyfile(source, staged)
+            _fsync(staged)
+            self._describe(key, path, content_type, None, staged)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        return LocalStagedObject(key, staged, path, staged.stat().st_size, content_type)
+
+    def _make_parents(self, folder: Path) -> None:
+        """Create `folder` and make each new directory's entry durable in its parent."""
+        if folder.is_dir():
+            return
+        self._make_parents(folder.parent)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            return
+        _fsync(folder.parent)
+
+    def _describe(
+        self, key: str, path: Path, content_type: str, metadata: dict[str, str] | None, data: Path
+    ) -> None:
+        """Put the metadata file beside `path` before its data lands, or drop a stale one."""
+        meta_path = Path(str(path) + _META_SUFFIX)
+        if not metadata and content_type == _implied_type(key):
+            meta_path.unlink(missing_ok=True)
+            return
+        meta = {"content_type": content_type, "metadata": metadata or {}}
+        meta_tmp = Path(str(data) + _META_SUFFIX)
+        meta_tmp.write_text(json.dumps(meta))
+        os.replace(meta_tmp, meta_path)
 
     @contextmanager
     def open(self, key: str) -> Iterator[Iterator[bytes]]:
@@ -83,7 +166,7 @@ class LocalDirObjectStore:
         return ObjectInfo(
             key,
             size,
-            meta.get("content_type", "application/octet-stream"),
+            meta.get("content_type", _implied_type(key)),
             meta.get("metadata", {}),
         )
 

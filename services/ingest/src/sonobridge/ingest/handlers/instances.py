@@ -363,8 +363,11 @@ def _store_valid(
 def _store_small(
     claim: _Claim, metadata: dict[str, Any], spacing: str | None
 ) -> tuple[StoredInstance, str | None]:
-    """Insert the row as stored, write the object and announce it, all in one transaction."""
+    """Insert the row as stored, publish the object and announce it, all in one transaction."""
     deps = claim.deps
+    # The object's bytes are written and synced before the transaction: on the single node
+    # its write lock is then held for a rename, not for an fsync.
+    staged = deps.store.stage(claim.key, claim.spooled.path, content_type="application/dicom")
 
     def attempt() -> tuple[StoredInstance, str | None] | Instance:
         now = deps.clock()
@@ -380,7 +383,7 @@ def _store_small(
                 # instance (waiting on it) from ever writing this object.
                 work.instances.claim(stored)
                 owned = True
-                _put(claim)
+                staged.publish()
                 completed = _announce(claim, work, stored, now)
         except BaseException:
             if owned:
@@ -389,7 +392,10 @@ def _store_small(
             raise
         return StoredInstance(stored, False), completed
 
-    outcome = _claimed(claim, attempt)
+    try:
+        outcome = _claimed(claim, attempt)
+    finally:
+        staged.discard()
     if isinstance(outcome, Instance):
         return _store_duplicate(claim, outcome, spacing)
     return outcome
