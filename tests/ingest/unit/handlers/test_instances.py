@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ingest.unit.handlers.fakes import FakeStagedObject, Fakes, dicom_file, fakes, operator
+from ingest.unit.handlers.fakes import Fakes, FakeStagedObject, dicom_file, fakes, operator
 
 from sonobridge.common.problems import Conflict, Forbidden
 from sonobridge.ingest.domain.events import InstanceStored
