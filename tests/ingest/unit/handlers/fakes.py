@@ -143,6 +143,12 @@ class FakeInstances:
             raise Collision(instance.sop_instance_uid)
         self.t.instances[instance.sop_instance_uid] = instance
 
+    def try_claim(self, instance: Instance) -> bool:
+        if instance.sop_instance_uid in self.t.instances:
+            return False
+        self.t.instances[instance.sop_instance_uid] = instance
+        return True
+
     def mark_stored(self, sop_uid: str, at: datetime) -> None:
         self.t.instances[sop_uid] = replace(
             self.t.instances[sop_uid], status="stored", stored_at=at
