@@ -12,7 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from sonobridge.common.objects.ports import CHUNK_SIZE, ObjectInfo, ObjectNotFound, validate_key
+from sonobridge.common.objects.ports import (
+    CHUNK_SIZE,
+    MAX_SEGMENT,
+    ObjectInfo,
+    ObjectNotFound,
+    validate_key,
+)
 
 _META_SUFFIX = ".meta.json"
 # An object whose type its key's suffix implies, with no user metadata, gets no metadata file:
@@ -34,7 +40,7 @@ def _fsync(path: Path | str) -> None:
 
 
 class LocalStagedObject:
-    """A file made durable under the store's temp folder, published by one rename."""
+    """A file made durable in the store's staging folder, published by one link."""
 
     def __init__(self, key: str, staged: Path, target: Path, size: int, content_type: str) -> None:
         self.key = key
@@ -45,17 +51,33 @@ class LocalStagedObject:
         self.published = False
 
     def publish(self) -> ObjectInfo:
-        """Rename the staged file into place: no data is written or synced here."""
-        os.replace(self.staged, self.target)
+        """Link the staged file into place: no data is written or synced here.
+
+        The staged name stays until discard(): if the process dies before its transaction
+        commits, start-up finds the key there and drops the object unless the index has it.
+        """
+        try:
+            os.link(self.staged, self.target)
+        except FileExistsError:
+            # Replacing an object a dead writer left: rename a second link over it.
+            spare = self.staged.with_name(uuid.uuid4().hex)
+            os.link(self.staged, spare)
+            os.replace(spare, self.target)
         self.published = True
         return ObjectInfo(self.key, self.size, self.content_type, {})
 
     def discard(self) -> None:
-        """Make a published object's directory entry durable, or drop an unpublished copy."""
+        """Make a published object's directory entry durable; drop the staged name."""
         if self.published:
             _fsync(self.target.parent)
-        else:
-            self.staged.unlink(missing_ok=True)
+        self.staged.unlink(missing_ok=True)
+
+
+_STAGED_SEPARATOR = "~"  # in no key, so a staged name splits back into its key
+
+
+def _staged_name(key: str) -> str:
+    return key.replace("/", "%") + _STAGED_SEPARATOR + uuid.uuid4().hex[:12]
 
 
 class LocalDirObjectStore:
@@ -66,6 +88,9 @@ class LocalDirObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(exist_ok=True)
+        # Staged puts, named after their key; unlike .tmp, kept across restarts until taken.
+        self._staged = self.root / ".staged"
+        self._staged.mkdir(exist_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.root / "data" / validate_key(key)
@@ -103,16 +128,18 @@ class LocalDirObjectStore:
     def stage(
         self, key: str, source: Path, *, content_type: str = _DEFAULT_TYPE
     ) -> LocalStagedObject:
-        """Link (or copy) `source` into the temp folder and fsync it; publish() renames it in."""
+        """Link (or copy) `source` into the staging folder and fsync it; publish() links it in."""
         path = self._path(key)
         self._make_parents(path.parent)
-        staged = self._tmp / uuid.uuid4().hex
+        name = _staged_name(key)
+        staged = self._staged / (name if len(name) <= MAX_SEGMENT else uuid.uuid4().hex)
         try:
             try:
                 # The spool shares the data directory's file system: a link copies nothing.
                 os.link(source, staged)
             except OSError:
                 shutil.copyfile(source, staged)
+            # Also journals the new name: link() changed the inode this syncs.
             _fsync(staged)
             self._describe(key, path, content_type, None, staged)
         except BaseException:
@@ -205,6 +232,16 @@ class LocalDirObjectStore:
         """Raise unless the root is a writable directory."""
         if not os.access(self.root, os.W_OK):
             raise OSError(f"{self.root} is not writable")
+
+    def take_interrupted(self) -> list[str]:
+        """Return the keys of staged puts a dead process left (now forgotten), sorted."""
+        keys = []
+        for entry in os.scandir(self._staged):
+            head, separator, _ = entry.name.rpartition(_STAGED_SEPARATOR)
+            if separator:
+                keys.append(head.replace("%", "/"))
+            Path(entry.path).unlink(missing_ok=True)
+        return sorted(set(keys))
 
     def purge_temp(self) -> None:
         """Remove temp files and orphaned metadata a crash left behind (called at start-up)."""

@@ -84,6 +84,22 @@ def recover_uploads(deps: IngestDeps, *, sole_owner: bool) -> Recovery:
     return done
 
 
+def drop_unindexed(deps: IngestDeps, keys: list[str]) -> int:
+    """Delete the objects of instance keys no index row points to (a publish never committed).
+
+    A pending row keeps its object here: recover_uploads releases it together with its claim.
+    """
+    dropped = 0
+    for key in keys:
+        sop = key.rpartition("/")[2].removesuffix(".dcm")
+        with deps.unit() as work:
+            indexed = work.instances.get(sop)
+        if indexed is None or indexed.object_key != key:
+            deps.store.delete(key)
+            dropped += 1
+    return dropped
+
+
 def _sweep_parts(deps: IngestDeps) -> int:
     """Delete parts no committed offset points to and no live lock is writing."""
     by_session: dict[str, list[str]] = {}
