@@ -38,6 +38,6 @@ def test_a_staged_put_left_by_a_dead_process_is_reported_once_at_start_up(
 
     restarted = LocalDirObjectStore(tmp_path / "objects")
     restarted.purge_temp()
-    assert restarted.take_interrupted() == ["dicom/1/2/4.dcm"]
-    assert restarted.take_interrupted() == []
+    assert restarted.take_interrupted() == ("dicom/1/2/4.dcm",)
+    assert restarted.take_interrupted() == ()
     assert sorted(restarted.list("dicom/")) == ["dicom/1/2/3.dcm", "dicom/1/2/4.dcm"]

@@ -53,7 +53,7 @@ def build(
     # A local-directory store belongs to this one process (the single node): whatever a
     # request left half-done before start-up is dead. Shared stores only reclaim by age.
     sole_owner = isinstance(store, LocalDirObjectStore)
-    interrupted: list[str] = []
+    interrupted: tuple[str, ...] = ()
     if isinstance(store, LocalDirObjectStore):
         store.purge_temp()
         interrupted = store.take_interrupted()

@@ -233,15 +233,15 @@ class LocalDirObjectStore:
         if not os.access(self.root, os.W_OK):
             raise OSError(f"{self.root} is not writable")
 
-    def take_interrupted(self) -> list[str]:
+    def take_interrupted(self) -> tuple[str, ...]:
         """Return the keys of staged puts a dead process left (now forgotten), sorted."""
-        keys = []
+        keys: set[str] = set()
         for entry in os.scandir(self._staged):
             head, separator, _ = entry.name.rpartition(_STAGED_SEPARATOR)
             if separator:
-                keys.append(head.replace("%", "/"))
+                keys.add(head.replace("%", "/"))
             Path(entry.path).unlink(missing_ok=True)
-        return sorted(set(keys))
+        return tuple(sorted(keys))
 
     def purge_temp(self) -> None:
         """Remove temp files and orphaned metadata a crash left behind (called at start-up)."""

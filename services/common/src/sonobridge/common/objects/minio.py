@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from minio import Minio
 from minio.error import S3Error
@@ -58,7 +58,7 @@ class MinioObjectStore:
         self.client.put_object(
             self.bucket,
             validate_key(key),
-            counted,
+            cast(BinaryIO, counted),
             length=-1 if length is None else length,
             part_size=self.part_size if length is None else 0,
             content_type=content_type,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -84,7 +85,7 @@ def recover_uploads(deps: IngestDeps, *, sole_owner: bool) -> Recovery:
     return done
 
 
-def drop_unindexed(deps: IngestDeps, keys: list[str]) -> int:
+def drop_unindexed(deps: IngestDeps, keys: Iterable[str]) -> int:
     """Delete the objects of instance keys no index row points to (a publish never committed).
 
     A pending row keeps its object here: recover_uploads releases it together with its claim.
