@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from sonobridge.api.events.v1.topics import topic_for
 from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
@@ -99,17 +100,23 @@ class Outbox:
 
     def add(self, session: Session, topic: str, event: CloudEvent) -> None:
         """Stage `event` for `topic`; it ships only if the surrounding transaction commits."""
+        self.staged(session)
+        session.execute(self.row(topic, event))
+
+    def staged(self, session: Session) -> None:
+        """Note that `session` stages events here, so its commit wakes this outbox's relay."""
         session.info.setdefault(_STAGED, {})[id(self.table)] = self.table
-        session.execute(
-            insert(self.table).values(
-                event_id=event.id,
-                topic=topic,
-                key=event.key,
-                source=event.source,
-                type=event.type,
-                time=event.time,
-                data=event.data,
-            )
+
+    def row(self, topic: str, event: CloudEvent) -> Insert:
+        """Return the insert that stages `event`, for a caller that batches its statements."""
+        return insert(self.table).values(
+            event_id=event.id,
+            topic=topic,
+            key=event.key,
+            source=event.source,
+            type=event.type,
+            time=event.time,
+            data=event.data,
         )
 
     def emit(self, session: Session, message: ProtoMessage, *, source: str, key: str) -> CloudEvent:
@@ -117,6 +124,10 @@ class Outbox:
         event = wrap(message, source=source, key=key)
         self.add(session, topic_for(message), event)  # type: ignore[arg-type]
         return event
+
+    def emit_row(self, message: ProtoMessage, *, source: str, key: str) -> Insert:
+        """Wrap an event message; return the insert that stages it on its registered topic."""
+        return self.row(topic_for(message), wrap(message, source=source, key=key))  # type: ignore[arg-type]
 
 
 class OutboxRelay:
