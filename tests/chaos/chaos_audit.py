@@ -232,6 +232,8 @@ class Auditor:
         for topic in AUDITED_TOPICS:
             if topic != topics.TICKET_OPENED:
                 found.checked[f"{topic.split('.')[2]} events"] += self._distinct(trail.study, topic)
+        resent = len(self._stores(trail.study, duplicate=True))
+        found.checked["instance re-receipts announced as duplicates"] += resent
 
     def _read(self, trail: Trail, label: str, read: dict[str, Any], found: Audit) -> None:
         plan = trail.uploaded.plan
@@ -262,10 +264,20 @@ class Auditor:
         """Distinct events of a topic for a study; AI objects' instance-stored events apart."""
         if topic != topics.INSTANCE_STORED:
             return self.watch.distinct(study, topic)
+        return len(self._stores(study, duplicate=False))
+
+    def _stores(self, study: str, *, duplicate: bool) -> set[str]:
+        """Event ids of the app's instance-stored events: first stores, or re-receipt notices.
+
+        An instance sent again (a retry after a timeout) is announced with `duplicate` set and
+        nothing written (events.proto): a notice of the retry, not a second store.
+        """
         ai = events_pb2.RECEIVED_VIA_AI_RESULT
-        return len(
-            {e.event_id for e in self.watch.events(study, topic) if e.message.received_via != ai}
-        )
+        return {
+            e.event_id
+            for e in self.watch.events(study, topics.INSTANCE_STORED)
+            if e.message.received_via != ai and e.message.duplicate == duplicate
+        }
 
     def _report(self, label: str, view: dict[str, Any], found: Audit) -> None:
         report_id = view.get("report_id")

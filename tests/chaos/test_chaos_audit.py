@@ -264,3 +264,26 @@ def test_a_dead_letter_makes_the_run_unclean(run: Run) -> None:
     letter = DeadLetter(topics.INFERENCE_COMPLETED + ".dlq", "1.2.3", "PermanentFailure: x")
     found = run.audit([letter])
     assert not found.clean and found.dead_letters == [letter]
+
+
+def test_an_instance_sent_again_and_announced_as_a_duplicate_is_not_a_second_store(
+    run: Run,
+) -> None:
+    # The long run's kidney #397: a C-STORE retried on the other replica while the first one
+    # was paused; the late replica found the instance stored and said so (duplicate, nothing
+    # written). Two such notices made the auditor call the exam doubled.
+    study = run.trails[0].study
+    notice = events_pb2.InstanceStored(received_via=events_pb2.RECEIVED_VIA_C_STORE, duplicate=True)
+    run.watch.add(study, topics.INSTANCE_STORED, "resent-1", notice)
+    found = run.audit()
+    assert found.problems() == []
+    assert found.checked["instance re-receipts announced as duplicates"] == 1
+
+
+def test_an_instance_stored_twice_without_the_duplicate_mark_is_doubled(run: Run) -> None:
+    study = run.trails[0].study
+    again = events_pb2.InstanceStored(received_via=events_pb2.RECEIVED_VIA_C_STORE)
+    run.watch.add(study, topics.INSTANCE_STORED, "stored-again", again)
+    assert run.audit().doubled == [
+        f"thyroid #1 ({study}): 2 distinct instance-stored events, want 1"
+    ]
