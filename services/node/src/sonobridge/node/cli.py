@@ -92,8 +92,7 @@ def _serve(node: SingleNode) -> None:
 
 
 def _node(args: argparse.Namespace) -> SingleNode:
-    from sonobridge.node.consortium import load
-    from sonobridge.node.demo import node_settings_for
+    from sonobridge.node.consortium import load, node_settings_for
     from sonobridge.node.edition import NodePorts
 
     extra: dict[str, Any] = {}
