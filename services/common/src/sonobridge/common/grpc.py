@@ -44,12 +44,23 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
+        # gRPC asks for every call; a method's wrapped handler never changes, so it is built
+        # once instead of a closure and a handler object per call. Unknown methods (None) are
+        # not kept, so callers cannot grow this.
+        self._wrapped: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
-        handler = continuation(details)
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            wrapped = self._wrap(continuation(details), details.method)
+            if wrapped is not None:
+                self._wrapped[details.method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: Any, full_method: str) -> Any:
         if handler is None or handler.unary_unary is None:
             return handler
-        method = details.method.rsplit("/", 1)[-1]
+        method = full_method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
