@@ -5,7 +5,10 @@ to the line it prints once every service's /readyz answers 200, then lets it set
 the child's VmRSS and CPU seconds from /proc. "first" starts on an empty data directory (schema
 migrations run); "restart" starts again on that directory, as a county box does every morning.
 With --base DIR (a checkout of another commit, e.g. `git archive main | tar -x -C DIR`), that
-code runs in interleaved turns with this checkout's, so before and after share one load.
+code runs in interleaved turns with this checkout's, so before and after share one load. Each
+tree first starts once unmeasured with bytecode caching on, as a box has its .pyc files after
+its first start (images compile them at build); PYTHONDONTWRITEBYTECODE=1 would otherwise make
+every start compile ~1,500 modules, about half of its CPU.
 
 Cluster (--cluster): the four services as separate processes on the local Kafka, MinIO and
 PostgreSQL (`eval "$(deploy/local/env.sh)"` first), each one's idle RSS once all are ready.
@@ -48,6 +51,7 @@ def proc_cpu_s(pid: int) -> float:
 def code_env(tree: Path | None) -> dict[str, str]:
     """The environment that runs `tree`'s code (None: this checkout's, as installed)."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if tree is not None:
         # Ahead of the editable installs' paths, so the other tree's packages win.
         env["PYTHONPATH"] = os.pathsep.join(str(tree / m) for m in MEMBERS)
@@ -100,6 +104,9 @@ def single(args: argparse.Namespace) -> None:
     if args.base:
         trees = {"base": Path(args.base).resolve(), "this": None}
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for label, tree in trees.items():
+        with tempfile.TemporaryDirectory(prefix="sb-idle-warm-") as tmp:
+            print(f"  {label:<5} warm-up  {serve_once(Path(tmp) / 'node', code_env(tree), 0)}")
     for _ in range(args.pairs):
         for label, tree in trees.items():
             env = code_env(tree)
