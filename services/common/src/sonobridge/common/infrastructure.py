@@ -246,4 +246,4 @@ def migrate_service(
     """Upgrade the service's schema to head on `engine`, or on the database its settings name."""
     # Building the engine first creates the single node's data directory for its SQLite file.
     engine = engine or build_engine(settings, service)
-    migrate(engine.url.render_as_string(hide_password=False), migrations)
+    migrate(engine.url.render_as_string(hide_password=False), migrations, engine=engine)

@@ -76,6 +76,8 @@ def build_model_server(
             max_batch_size=cfg.max_batch_size,
             max_wait_ms=cfg.max_wait_ms,
             max_queue=cfg.queue_size,
+            direct_runs=cfg.direct_run_slots(),
+            cpu_batching=cfg.cpu_batching,
         ),
         metrics,
     )

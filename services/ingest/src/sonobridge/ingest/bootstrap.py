@@ -17,7 +17,7 @@ from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.ingest.adapters import messages
-from sonobridge.ingest.adapters.ai_dicom import HighdicomAiRenderer
+from sonobridge.ingest.adapters.ai_dicom_deferred import DeferredAiRenderer
 from sonobridge.ingest.adapters.codec import PydicomCodec
 from sonobridge.ingest.adapters.orm import inbox as inbox_table
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
@@ -117,7 +117,7 @@ def build(
         workers["ai-results"] = plumbing.consumer(
             group=settings.ingest.consumer_group,
             topics=consumer.TOPICS,
-            stage=consumer.event_stage(deps, HighdicomAiRenderer()),
+            stage=consumer.event_stage(deps, DeferredAiRenderer()),
             sessions=plumbing.sessions(),
             inbox=inbox_table,
             metrics=service_metrics,

@@ -19,8 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from sonobridge.api.events.v1 import topics
-from sonobridge.node.consortium import Consortium
-from sonobridge.node.demo import node_settings_for
+from sonobridge.node.consortium import Consortium, node_settings_for
 from sonobridge.node.edition import SERVICES
 from sonobridge.node.issuer import JWKS_PATH
 

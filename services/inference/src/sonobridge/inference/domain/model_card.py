@@ -95,7 +95,4 @@ def rank_labels(card: ModelCard, outputs: dict[str, Any]) -> list[tuple[str, flo
     row = probs[0]
     if row.shape[0] != len(card.labels):
         return []
-    return sorted(
-        ((label, float(p)) for label, p in zip(card.labels, row, strict=True)),
-        key=lambda lp: -lp[1],
-    )
+    return sorted(zip(card.labels, row.tolist(), strict=True), key=lambda lp: -lp[1])

@@ -210,8 +210,13 @@ class ModelRegistry:
         spec = InputSpec.from_card(card.raw["input"])
         outputs = [o.name for o in session.get_outputs()]
         holder: dict[str, LoadedModel] = {}
+        on_cpu = session.get_providers()[0] == "CPUExecutionProvider"
         batcher = MicroBatcher(
-            f"{name}:{version}", lambda x: holder["m"].run(x), self._policy, self._metrics
+            f"{name}:{version}",
+            lambda x: holder["m"].run(x),
+            self._policy,
+            self._metrics,
+            batching=self._policy.cpu_batching or not on_cpu,
         )
         model = LoadedModel(card, session, spec, batcher, outputs)
         holder["m"] = model

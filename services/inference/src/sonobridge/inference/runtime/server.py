@@ -64,6 +64,8 @@ class ModelServer:
         now = model.batcher.try_run_now(x)
         if now is not None:
             return now
+        if not model.batcher.batching:
+            return model.batcher.run_here(x)
         return self.call(self.registry.infer(name, x, version))
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
