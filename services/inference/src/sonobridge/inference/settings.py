@@ -22,7 +22,7 @@ class InferenceSettings(BaseModel):
     max_wait_ms: float = Field(2.0, ge=0)
     queue_size: int = Field(256, ge=1)
     # name@version pairs loaded, warmed up and pinned at start; readiness waits for all of them.
-    models: str = "image-quality@1.0.0,probe-health@1.0.0,view-check@1.0.0"
+    models: str = "image-quality@1.0.0,probe-health@1.0.0,view-check@1.1.0"
     # Copy the reference models shipped in the package into the object store when absent.
     publish_packaged_models: bool = True
     # Frame-sampling policy: frames analysed per cine, spread evenly over the loop.
