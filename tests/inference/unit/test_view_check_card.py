@@ -2,17 +2,33 @@
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
 
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
 from sonobridge.inference.runtime.registry import PACKAGED_MODELS_ROOT
+from sonobridge.lab.anatomy import MAX_ISSUE
 from sonobridge.lab.evaluation import multiclass_metrics
-from sonobridge.lab.training.views import UNCLAIMED, VIEWS, synthetic_frames
+from sonobridge.lab.training.views import (
+    HC18_ROOT,
+    REALUS_ROOT,
+    UNCLAIMED,
+    VERSION,
+    VIEWS,
+    real_cross_validation,
+    synthetic_frames,
+)
 
-ROOT = PACKAGED_MODELS_ROOT / "models" / "view-check" / "1.0.0"
+ROOT = PACKAGED_MODELS_ROOT / "models" / "view-check" / VERSION
 TOLERANCE = 0.01
+OUT_OF_FOLD_REASON = (
+    "issue 16 target not met yet: out of fold 2 of 28 realus-dev exams (7.1%) still reach a "
+    "module of another anatomy (busi:benign_77 as carotid, one Butterfly eye-phantom frame as "
+    "a fetal head); 1.0.0 gave 5 of 28. The nearest-reference rule keeps 4 of 139 real frames "
+    "from their own module (1 before)"
+)
 
 
 def _card() -> dict:
@@ -31,6 +47,55 @@ def test_card_is_complete_and_matches_its_model_file():
     # Every real frame appears once in the confusion matrix (out of fold).
     assert sum(sum(row.values()) for row in cv["confusion_matrix"].values()) == cv["frames"]
     assert "van den Heuvel" in card["training_data"]["real"]["credit"]
+    assert "reference_distance" in card["outputs"]
+
+
+def _print_out_of_fold(cv: dict) -> None:
+    exams = cv["real_exams"]
+    print(
+        f"out of fold: {exams['wrong_anatomy_exams']} of {exams['exams']} realus-dev exams reach "
+        f"a module of another anatomy ({100 * exams['wrong_anatomy_rate']:.1f}%): "
+        f"{exams['wrong_cases']}; {exams['frames_kept_from_their_module']} of "
+        f"{exams['frames_with_a_module']} frames kept from their own module"
+    )
+    views = list(cv["confusion_matrix"])
+    print("labelled \\ served  " + " ".join(f"{v[:8]:>8}" for v in views))
+    for row, counts in cv["confusion_matrix"].items():
+        print(f"{row:>18}  " + " ".join(f"{counts[v]:>8}" for v in views))
+
+
+def test_out_of_fold_real_exam_figures_are_consistent_and_printed():
+    cv = _card()["held_out"]["real_cross_validation"]
+    _print_out_of_fold(cv)
+    exams = cv["real_exams"]
+    # Every realus-dev group is an exam of the denominator, none dropped.
+    assert exams["exams"] == 28
+    assert exams["wrong_anatomy_exams"] == len(exams["wrong_cases"])
+    rows = {(r["min_confidence"], r["nearest_reference"]): r for r in cv["abstention"]["rows"]}
+    served = rows[(_card()["thresholds"]["min_confidence"], True)]
+    assert served["wrong_anatomy_exams"] == exams["wrong_anatomy_exams"]
+    # The nearest-reference rule is why the served figure is lower than a confidence floor's.
+    assert served["wrong_anatomy_exams"] < rows[(0.99, False)]["wrong_anatomy_exams"]
+
+
+@pytest.mark.xfail(strict=True, reason=OUT_OF_FOLD_REASON)
+def test_out_of_fold_wrong_anatomy_exams_meet_the_issue_target():
+    exams = _card()["held_out"]["real_cross_validation"]["real_exams"]
+    assert 100 * exams["wrong_anatomy_rate"] <= MAX_ISSUE
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SONOBRIDGE_FULL_CARD")
+    or not (REALUS_ROOT / "manifest.csv").exists()
+    or not (HC18_ROOT / "hc18.csv").exists(),
+    reason="five head fits take minutes; SONOBRIDGE_FULL_CARD=1 runs them (with the datasets)",
+)
+def test_out_of_fold_real_exam_figures_reproduce():
+    cv = real_cross_validation()
+    _print_out_of_fold(cv)
+    card = _card()["held_out"]["real_cross_validation"]
+    assert cv["real_exams"] == card["real_exams"]
+    assert cv["confusion_matrix"] == card["confusion_matrix"]
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ from sonobridge.inference.runtime.registry import ModelRegistry, packaged_models
 from sonobridge.inference.runtime.server import ModelServer
 from sonobridge.lab.hc18 import DEFAULT_ROOT as HC18_ROOT
 from sonobridge.lab.hc18 import read_index, splits, subset
+from sonobridge.lab.training.views import VERSION as VIEW_CHECK_VERSION
 
 REALUS_ROOT = HC18_ROOT.parent / "realus-dev"
 COMMAND = "uv run --package sonobridge-lab python -m sonobridge.lab.anatomy"
@@ -161,7 +162,7 @@ def measure(realus: Path = REALUS_ROOT, hc18: Path = HC18_ROOT) -> AnatomyReport
         available = packaged_models().list("models/")
         refs = [("image-quality", "1.0.0"), ("probe-health", "1.0.0")]
         if any(key.startswith("models/view-check/") for key in available):
-            refs.append(("view-check", None))
+            refs.append(("view-check", VIEW_CHECK_VERSION))
         server.load_and_pin(refs)
         with tempfile.TemporaryDirectory(prefix="sonobridge-anatomy-") as scratch:
             store = LocalDirObjectStore(Path(scratch))
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = measure(args.realus, args.hc18)
     if args.card:
-        path = MODELS_DIR / "view-check" / "1.0.0" / "card.json"
+        path = MODELS_DIR / "view-check" / VIEW_CHECK_VERSION / "card.json"
         card = json.loads(path.read_text())
         card["held_out"]["real_exams_through_serving"] = report.figures()
         path.write_text(json.dumps(card, indent=2) + "\n")

@@ -148,3 +148,44 @@ def test_a_view_below_the_floor_or_not_claimed_reads_as_other(probabilities, vie
     assert read == FrameView(
         view, max(probabilities), ("kidney", "heart", "other")[int(np.argmax(probabilities))]
     )
+
+
+@pytest.mark.parametrize(
+    ("distances", "view"),
+    [
+        ([0.5, 9.0, 4.0, 2.0], "kidney"),
+        # Nearest is a generator frame: it vouches for no view, the head's view stands.
+        ([6.0, 9.0, 4.0, 0.5], "kidney"),
+        # A confident kidney whose nearest training frame is a real frame of another view.
+        ([6.0, 9.0, 0.5, 2.0], "other"),
+    ],
+)
+def test_a_confident_view_nearest_to_a_real_frame_of_another_reads_as_other(distances, view):
+    read = read_view(
+        ("kidney", "heart", "other"), [0.99, 0.005, 0.005], 0.5, frozenset({"kidney"}), distances
+    )
+    assert read.view == view and read.model_view == "kidney" and read.confidence == 0.99
+
+
+def test_the_gate_applies_the_models_reference_distances_when_it_has_them():
+    w = _world_with_view_model()
+
+    def with_distances(x: np.ndarray) -> dict[str, Any]:
+        out = view_outputs(x)
+        # The bright frame is nearest to a real lung frame, the mid-grey one to a carotid.
+        near = [VIEWS.index("lung") if f.mean() >= 0.7 else VIEWS.index("carotid-long") for f in x]
+        out["reference_distance"] = np.stack(
+            [np.where(np.arange(len(VIEWS) + 1) == n, 0.1, 5.0).astype(np.float32) for n in near]
+        )
+        return out
+
+    w.models.outputs["view-check"] = with_distances
+    kidney, carotid = MeasuringModule("kidney"), MeasuringModule("carotid-imt")
+    w.deps.modules = [kidney, carotid]
+    exams.infer_exam(w.deps, w.work, exam(w.store, [png(220), png(140)], exam_type="kidney"), "e")
+    assert kidney.seen == [] and carotid.seen == [140]
+    record = json.loads(w.store.objects["derived/1.2.3/view-check/1.0.0/views.json"][0])
+    assert [(f["view"], f["model_view"]) for f in record["frames"]] == [
+        ("other", "kidney"),
+        ("carotid-long", "carotid-long"),
+    ]

@@ -27,9 +27,10 @@ from sonobridge.lab.hc18 import read_index
 from sonobridge.lab.synthetic import GENERATOR_VERSION, AcquisitionSpec, Fault, generate_frame
 from sonobridge.lab.training.graphs import FeatureConfig, classifier_model, feature_model
 from sonobridge.lab.training.mlp import fit_temperature, train_head
+from sonobridge.lab.training.references import ReferenceSet, nearest_agrees, with_references
 
 NAME = "view-check"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 COMMAND = "uv run --package sonobridge-lab python -m sonobridge.lab.training.views"
 REALUS_ROOT = HC18_ROOT.parent / "realus-dev"
 VIEWS = [
@@ -70,6 +71,12 @@ HC18_FRAMES = 120
 REAL_COPIES = 6
 FOLDS = 5
 MIN_CONFIDENCE = 0.5
+# Principal components the reference frames are kept in: enough for the nearest frame to be
+# the one in all features, few enough that every training frame fits in the model.
+REFERENCE_DIMS = 32
+# Confidence floors the card tabulates: out of fold, wrong views are confident, so a floor
+# alone does not remove them.
+FLOORS = (0.5, 0.7, 0.9, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class ViewFrame:
     view: int
     group: str
     real: bool
+    # realus-dev frames form the real exams the wrong-anatomy figure counts.
+    exam: bool = False
 
 
 def synthetic_frames(split: str) -> list[ViewFrame]:
@@ -103,7 +112,7 @@ def real_frames(realus: Path, hc18: Path) -> list[ViewFrame]:
     frames = []
     for f in read_frames(realus):
         view = "fetal-head" if f.file.startswith(HC18_SOURCE) else REAL_VIEWS.get(f.organ, "other")
-        frames.append(ViewFrame(f.gray, VIEWS.index(view), f.group, True))
+        frames.append(ViewFrame(f.gray, VIEWS.index(view), f.group, True, exam=True))
     index = read_index(hc18)
     for i in np.linspace(0, len(index) - 1, HC18_FRAMES).round().astype(int):
         im = index[int(i)]
@@ -167,11 +176,16 @@ class Featured:
         return np.concatenate(xs), np.array(ys)
 
 
-def fit(session_feats: Featured, chosen: list[int]) -> tuple[Any, float]:
-    """Fit the head on the chosen frames; temperature on the same (no spare real frames)."""
+def fit(session_feats: Featured, chosen: list[int]) -> tuple[Any, float, ReferenceSet]:
+    """Fit the head on the chosen frames; temperature on the same (no spare real frames); keep
+    the same frames as references."""
     x, y = session_feats.training(chosen)
     head = train_head(x, y, len(VIEWS), SEEDS["head"], hidden=32, epochs=800)
-    return head, fit_temperature(head.logits(x), y)
+    real = np.concatenate(
+        [[session_feats.frames[i].real] * (1 + len(session_feats.copies[i])) for i in chosen]
+    )
+    refs = ReferenceSet.of(x, y, real, len(VIEWS), REFERENCE_DIMS)
+    return head, fit_temperature(head.logits(x), y), refs
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -187,11 +201,16 @@ def confusion(true: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, int]]:
     }
 
 
-def served_view(probs: np.ndarray) -> np.ndarray:
-    """The view serving acts on: the top view, or "other" when unsure or not claimed."""
+def served_view(
+    probs: np.ndarray, distances: np.ndarray | None = None, floor: float = MIN_CONFIDENCE
+) -> np.ndarray:
+    """The view serving acts on: the top view, or "other" when unsure, not claimed or (given
+    reference distances) when the nearest training frame is a real frame of another view."""
     top = probs.argmax(axis=1)
-    unsure = probs.max(axis=1) < MIN_CONFIDENCE
+    unsure = probs.max(axis=1) < floor
     unclaimed = np.isin(top, [VIEWS.index(v) for v in UNCLAIMED])
+    if distances is not None:
+        unsure |= ~nearest_agrees(probs, distances)
     return np.where(unsure | unclaimed, VIEWS.index("other"), top)
 
 
@@ -211,13 +230,16 @@ def cross_validate(data: Featured, synthetic: list[int], real: list[int]) -> dic
     real_frames_ = [data.frames[i] for i in real]
     folds = group_folds(real_frames_, FOLDS)  # type: ignore[arg-type]
     probs = np.zeros((len(real), len(VIEWS)))
+    distances = np.zeros((len(real), len(VIEWS) + 1))
     for k in range(FOLDS):
         train = synthetic + [i for i, f in zip(real, folds, strict=True) if f != k]
-        head, temp = fit(data, train)
+        head, temp, refs = fit(data, train)
         test = [j for j, f in enumerate(folds) if f == k]
-        probs[test] = _softmax(head.logits(data.feats[[real[j] for j in test]]) / temp)
+        feats = data.feats[[real[j] for j in test]]
+        probs[test] = _softmax(head.logits(feats) / temp)
+        distances[test] = refs.distances(feats)
     true = np.array([data.frames[i].view for i in real])
-    pred = served_view(probs)
+    pred = served_view(probs, distances)
     groups = sorted({f.group for f in real_frames_})
     wrong = [
         (f.group, VIEWS[p])
@@ -232,7 +254,23 @@ def cross_validate(data: Featured, synthetic: list[int], real: list[int]) -> dic
         "accuracy_served_view": round(float((pred == true).mean()), 4),
         "confusion_matrix": confusion(true, pred),
         "confusion_matrix_about": "rows: labelled view; columns: the view serving acts on "
-        f"(top view, or 'other' below confidence {MIN_CONFIDENCE} or when not claimed)",
+        f"(top view, or 'other' below confidence {MIN_CONFIDENCE}, when not claimed or when "
+        "the nearest training frame is a real frame of another view)",
+        "real_exams": exam_figures(real_frames_, true, pred),
+        "abstention": {
+            "about": "realus-dev exams with a frame routed to another anatomy's module, and "
+            "frames of a view with a module kept from it, for each confidence floor, without "
+            "and with the nearest-reference rule (out of fold)",
+            "rows": [
+                {
+                    "min_confidence": floor,
+                    "nearest_reference": rule,
+                    **_routing(real_frames_, true, served_view(probs, d, floor)),
+                }
+                for floor in FLOORS
+                for rule, d in ((False, None), (True, distances))
+            ],
+        },
         "routed_to_another_anatomy": {
             "about": "frames whose out-of-fold view would let a module of another anatomy "
             "measure them (a wrong-anatomy finding waiting to happen), and their groups",
@@ -247,30 +285,80 @@ def cross_validate(data: Featured, synthetic: list[int], real: list[int]) -> dic
     }
 
 
+def _routing(frames: list[ViewFrame], true: np.ndarray, pred: np.ndarray) -> dict[str, int]:
+    figures = exam_figures(frames, true, pred)
+    return {k: figures[k] for k in ("wrong_anatomy_exams", "frames_kept_from_their_module")}
+
+
+def exam_figures(frames: list[ViewFrame], true: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Per realus-dev exam (one group): does any frame reach a module of another anatomy, and
+    how many frames of a view with a module are kept from it (correct findings lost)."""
+    exams = sorted({f.group for f in frames if f.exam})
+    wrong = sorted(
+        {
+            f.group
+            for f, t, p in zip(frames, true, pred, strict=True)
+            if f.exam and _routed_wrong(int(t), int(p))
+        }
+    )
+    with_module = [
+        (f, t, p)
+        for f, t, p in zip(frames, true, pred, strict=True)
+        if any(VIEWS[int(t)] in views for views in MODULE_ANATOMY.values())
+    ]
+    lost = [f.group for f, t, p in with_module if p != t]
+    return {
+        "about": "each realus-dev group is one exam; it counts as wrong when any of its frames, "
+        "out of fold, would reach a clinical module of another anatomy (an upper bound on "
+        "wrong-anatomy findings: the module may still find nothing)",
+        "exams": len(exams),
+        "wrong_anatomy_exams": len(wrong),
+        "wrong_anatomy_rate": round(len(wrong) / max(len(exams), 1), 4),
+        "wrong_cases": wrong,
+        "frames_with_a_module": len(with_module),
+        "frames_kept_from_their_module": len(lost),
+        "kept_from_their_module": sorted(set(lost)),
+    }
+
+
+def _featured(realus: Path, hc18: Path) -> tuple[Featured, list[int], list[int]]:
+    session = _session(feature_model(FEATURES, SPEC.name).SerializeToString())
+    train_syn = synthetic_frames("train")
+    data = Featured.of(session, train_syn + real_frames(realus, hc18))
+    n = len(train_syn)
+    return data, list(range(n)), list(range(n, len(data.frames)))
+
+
+def real_cross_validation(realus: Path = REALUS_ROOT, hc18: Path = HC18_ROOT) -> dict[str, Any]:
+    """Recompute the card's out-of-fold real-frame figures (minutes: five head fits)."""
+    data, syn_idx, real_idx = _featured(realus, hc18)
+    return cross_validate(data, syn_idx, real_idx)
+
+
 def build(realus: Path, hc18: Path, out: Path) -> Path:
     """Train, cross-validate, export and write the card; return the version's folder."""
     started = time.perf_counter()
-    session = _session(feature_model(FEATURES, SPEC.name).SerializeToString())
-    train_syn = synthetic_frames("train")
-    real = real_frames(realus, hc18)
-    data = Featured.of(session, train_syn + real)
-    syn_idx = list(range(len(train_syn)))
-    real_idx = list(range(len(train_syn), len(data.frames)))
+    data, syn_idx, real_idx = _featured(realus, hc18)
     cv = cross_validate(data, syn_idx, real_idx)
-    head, temp = fit(data, syn_idx + real_idx)
-    model = classifier_model(
-        FEATURES, head, {"temperature": temp}, "softmax", SPEC.name, doc=f"{NAME} {VERSION}"
+    head, temp, refs = fit(data, syn_idx + real_idx)
+    model = with_references(
+        classifier_model(
+            FEATURES, head, {"temperature": temp}, "softmax", SPEC.name, doc=f"{NAME} {VERSION}"
+        ),
+        refs,
     )
     model_bytes = model.SerializeToString()
     held = synthetic_frames("held_out")
     served = _session(model_bytes)
-    probs = np.concatenate(
-        [served.run(["probabilities"], {SPEC.name: to_tensor(f.gray, SPEC)})[0] for f in held]
-    )
+    outs = [
+        served.run(["probabilities", "reference_distance"], {SPEC.name: to_tensor(f.gray, SPEC)})
+        for f in held
+    ]
+    probs, distances = (np.concatenate([o[k] for o in outs]) for k in range(2))
     labels = np.array([f.view for f in held])
     held_out = multiclass_metrics(probs, labels, VIEWS)
-    held_out["confusion_matrix"] = confusion(labels, served_view(probs))
-    card = _card(cv, held_out, temp, len(real), time.perf_counter() - started)
+    held_out["confusion_matrix"] = confusion(labels, served_view(probs, distances))
+    card = _card(cv, held_out, temp, len(real_idx), time.perf_counter() - started)
     target = out / NAME / VERSION
     target.mkdir(parents=True, exist_ok=True)
     (target / "model.onnx").write_bytes(model_bytes)
@@ -318,6 +406,10 @@ def _card(
         "outputs": {
             "probabilities": f"float32 [N, {len(VIEWS)}], temperature-scaled softmax",
             "logits": f"float32 [N, {len(VIEWS)}]",
+            "reference_distance": f"float32 [N, {len(VIEWS) + 1}], squared distance of the "
+            "frame to each view's nearest real training frame (with its augmented copies), then "
+            f"to the nearest generator frame (standardised features, {REFERENCE_DIMS} principal "
+            "components)",
         },
         "labels": VIEWS,
         "claimed_views": claimed,
@@ -328,8 +420,9 @@ def _card(
         },
         "thresholds": {
             "min_confidence": MIN_CONFIDENCE,
-            "about": "below it, or on an unclaimed view, the frame is 'other' and no clinical "
-            "module measures it",
+            "about": "below it, on an unclaimed view, or when the nearest training frame "
+            "(reference_distance) is a real frame of another view, the frame is 'other' and "
+            "no clinical module measures it",
         },
         "calibration": {"method": "softmax temperature (NLL grid search)", "temperature": temp},
         "training_data": {

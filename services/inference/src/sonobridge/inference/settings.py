@@ -28,7 +28,7 @@ class InferenceSettings(BaseModel):
     direct_runs: int = Field(0, ge=0)
     cpu_batching: bool = False
     # name@version pairs loaded, warmed up and pinned at start; readiness waits for all of them.
-    models: str = "image-quality@1.0.0,probe-health@1.0.0,view-check@1.0.0"
+    models: str = "image-quality@1.0.0,probe-health@1.0.0,view-check@1.1.0"
     # Also run every exam through each stored version of a gating model registered in shadow
     # (recorded for the shadow-vs-serving comparison only, never shown or acted on).
     run_shadow_versions: bool = True

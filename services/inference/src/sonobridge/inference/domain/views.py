@@ -40,16 +40,28 @@ def read_view(
     probabilities: Sequence[float],
     min_confidence: float,
     claimed: frozenset[str],
+    reference_distances: Sequence[float] | None = None,
 ) -> FrameView:
     """Turn one frame's probabilities into the view serving acts on.
 
-    Below min_confidence, or on a view the model was never trained to see, the frame is
-    "other": no anatomy-bound module measures it, which costs a finding but never invents one.
+    Below min_confidence, on a view the model was never trained to see, or when the frame's
+    nearest training frame is a real frame of another view, the frame is "other": no
+    anatomy-bound module measures it, which costs a finding but never invents one.
+    reference_distances (when the model gives them) are the distances to each view's nearest
+    real training frame, then to the nearest generator frame, which vouches for no view.
     """
     best = max(range(len(labels)), key=lambda i: probabilities[i])
     top, confidence = labels[best], float(probabilities[best])
     view = top if confidence >= min_confidence and top in claimed else OTHER
+    # A confident head can still extrapolate to a frame unlike any it was trained on (a
+    # lung read as a kidney): the real frame it most resembles then says otherwise.
+    if reference_distances is not None and _nearest(reference_distances) not in (best, len(labels)):
+        view = OTHER
     return FrameView(view, round(confidence, 4), top)
+
+
+def _nearest(distances: Sequence[float]) -> int:
+    return min(range(len(distances)), key=lambda i: distances[i])
 
 
 def measures_on(anatomy: frozenset[str] | None, view: FrameView) -> bool:

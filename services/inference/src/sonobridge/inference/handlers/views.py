@@ -28,6 +28,9 @@ VIEW_MODEL = "view-check"
 # The serving batcher's largest batch; an exam's frames go through in slices of it.
 _BATCH = 32
 _DEFAULT_MIN_CONFIDENCE = 0.5
+# Each view's distance to its nearest real training frame, then to the nearest generator frame,
+# in models that carry their references.
+REFERENCE_OUTPUT = "reference_distance"
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,17 @@ def check_views(deps: Dependencies, model: ServedModel | None, given: ModuleInpu
         # Frames of different instances differ in size: each is resized on its own.
         chunk = frames[start : start + _BATCH]
         x = np.concatenate([preprocess(deps, model, f.pixels) for f in chunk])
-        probabilities = run_model(deps, model, x, time.perf_counter())["probabilities"]
+        out = run_model(deps, model, x, time.perf_counter())
+        distances = out.get(REFERENCE_OUTPUT)
         views += [
-            read_view(card.labels, [float(p) for p in row], min_confidence, claimed)
-            for row in probabilities
+            read_view(
+                card.labels,
+                [float(p) for p in row],
+                min_confidence,
+                claimed,
+                None if distances is None else [float(d) for d in distances[i]],
+            )
+            for i, row in enumerate(out["probabilities"])
         ]
     for v in views:
         deps.metrics.frame_views.labels(v.view).inc()
