@@ -3,29 +3,37 @@
     uv run python bench/e2e/bench_flow.py [--exams 50] [--editions single,cluster]
     uv run python bench/e2e/bench_flow.py --editions single-locked,single --pairs 2
 
-"single-locked" is the single node as before #18, inference inside the consumer's write
-transaction (kept here as the baseline); "--pairs" repeats the editions interleaved.
-
-The cluster edition needs the local servers: `deploy/local/up.sh all` and
-`eval "$(deploy/local/env.sh)"` first. Exams are uploaded one after another, as a township app
-would; the figures are wall-clock seconds measured against the services' own event log.
+"single" is `sonobridge serve` in its own process, as deployed (the township apps and this
+benchmark's tracker are other processes); "single-<n>lanes" is the same with n inference
+consumer lanes (INFERENCE__CONSUMER_LANES; single-1lane: one exam at a time, as before);
+"single-inproc" runs the node inside this process, as the benchmark did before; "single-locked"
+is that in-process node as before #18, inference inside the consumer's write transaction.
+"--pairs" repeats the editions interleaved. Each edition also prints where an exam's time went,
+from the InferenceCompleted event's own timestamps: queued (upload complete -> inference
+start), inferring, publishing (-> seen on the event log).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sonobridge.api.events.v1 import topics
+from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.delivery import ConsumerWorker
 from sonobridge.node.consortium import demo_consortium, seed
 from sonobridge.node.demo import node_settings_for
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
+from sonobridge.node.issuer import issuer_for
 from sonobridge.node.scenario import routine_exams
 from sonobridge.node.township import TownshipApp
 
@@ -39,10 +47,32 @@ def _figures(values: list[float]) -> dict[str, float]:
     }
 
 
-def _measure(urls: dict[str, str], issuer, bus, exams, timeout: float) -> dict[str, list[float]]:
+def _stages(watch: EventWatch, trails: list[Trail]) -> dict[str, list[float]]:
+    """Split each exam's wait by the InferenceCompleted event's own timestamps."""
+    found: dict[str, list[float]] = {"queued": [], "inferring": [], "publishing": []}
+    for t in trails:
+        seen = watch.events(t.study, topics.INFERENCE_COMPLETED)
+        if not seen:
+            continue
+        m = seen[0].message
+        started, done = m.started_at.ToDatetime(UTC), m.completed_at.ToDatetime(UTC)
+        found["queued"].append(started.timestamp() - t.uploaded.upload_completed)
+        found["inferring"].append((done - started).total_seconds())
+        found["publishing"].append(seen[0].seen_at - done.timestamp())
+    return found
+
+
+def _watch_group() -> str:
+    return f"bench-{os.getpid()}-{time.time_ns()}"
+
+
+def _measure(
+    urls: dict[str, str], issuer, bus, exams, timeout: float, group: str | None = None
+) -> dict[str, list[float]]:
     consortium = demo_consortium()
     seed(consortium, urls, consortium.token(issuer, "county-admin"))
-    watch = EventWatch(bus, f"bench-{os.getpid()}-{time.time_ns()}")
+    # Only the AI results are timed from the log; routing comes from the reads' own times.
+    watch = EventWatch(bus, group or _watch_group(), (topics.INFERENCE_COMPLETED,))
     trails: list[Trail] = []
     tracker = FlowTracker(consortium, issuer, urls, watch=watch, sign=False)
     try:
@@ -58,7 +88,10 @@ def _measure(urls: dict[str, str], issuer, bus, exams, timeout: float) -> dict[s
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not all(t.routed_at for t in trails):
             tracker.step(trails)
-            time.sleep(0.2)
+            # The instants come from the event log and the reads' own times; stepping more
+            # often would only load the services being measured.
+            time.sleep(1.0)
+        stages = _stages(watch, trails)
     finally:
         tracker.close()
         watch.close()
@@ -68,6 +101,7 @@ def _measure(urls: dict[str, str], issuer, bus, exams, timeout: float) -> dict[s
     return {
         "ai": [t.ai_at - t.uploaded.upload_completed for t in trails if t.ai_at],
         "routed": [t.routed_at - t.uploaded.upload_completed for t in trails if t.routed_at],
+        **stages,
     }
 
 
@@ -99,8 +133,55 @@ def _infer_inside_the_transaction() -> None:
     ConsumerWorker._apply = apply  # type: ignore[method-assign]
 
 
+_URL = re.compile(r"^\s+(ingest|inference|reporting|maintenance)\s+REST (http://\S+)/v1")
+
+
+def bench_serve(exams, timeout: float, env: dict[str, str] | None = None) -> dict[str, list[float]]:
+    """Run the exams through a fresh `sonobridge serve` in its own process."""
+    with tempfile.TemporaryDirectory(prefix="sb-bench-serve-") as tmp:
+        data_dir = Path(tmp)
+        (data_dir / "consortium.json").write_text(demo_consortium().to_json(), encoding="utf-8")
+        command = [sys.executable, "-m", "sonobridge.node", "--data-dir", tmp, "serve"]
+        proc = subprocess.Popen(
+            [*command, "--ephemeral-ports", "--no-viewer"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        urls: dict[str, str] = {}
+        ready = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                match = _URL.match(line)
+                if match:
+                    urls[match.group(1)] = match.group(2)
+                    if len(urls) == 4:
+                        ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            if not ready.wait(300):
+                raise SystemExit("sonobridge serve did not start within 300s")
+            bus = EmbeddedEventBus(data_dir / "events.sqlite3")
+            try:
+                return _measure(urls, issuer_for(data_dir), bus, exams, timeout)
+            finally:
+                bus.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                print("  sonobridge serve did not stop within 120s of SIGTERM; killed", flush=True)
+                proc.kill()
+                proc.wait()
+
+
 def bench_single(exams, timeout: float) -> dict[str, list[float]]:
-    """Run the exams through a fresh single node."""
+    """Run the exams through a fresh single node inside this process."""
     from sonobridge.node.cli import wait_ready
     from sonobridge.node.edition import NodePorts, SingleNode
 
@@ -121,7 +202,7 @@ def bench_single(exams, timeout: float) -> dict[str, list[float]]:
 def bench_cluster(exams, timeout: float) -> dict[str, list[float]]:
     """Run the exams through a fresh cluster edition (its own databases, bucket and groups)."""
     from sonobridge.common.bus.kafka import KafkaEventBus
-    from sonobridge.node.cluster import ClusterEdition, Infra
+    from sonobridge.node.cluster import ClusterEdition, Infra, skip_history
     from sonobridge.node.issuer import issuer_for
 
     infra = Infra.from_env()
@@ -131,9 +212,14 @@ def bench_cluster(exams, timeout: float) -> dict[str, list[float]]:
         )
         edition.prepare(fresh=True)
         bus = KafkaEventBus(infra.kafka)
+        group = _watch_group()
+        # The shared broker holds every earlier run's events: read from the log end, or the
+        # watch would still be wading through history when this run's results arrive.
+        bus.ensure_topics([topics.INFERENCE_COMPLETED])
+        skip_history(infra.kafka, [group])
         try:
             edition.start()
-            return _measure(edition.urls(), issuer_for(Path(tmp)), bus, exams, timeout)
+            return _measure(edition.urls(), issuer_for(Path(tmp)), bus, exams, timeout, group)
         finally:
             edition.stop()
             bus.close()
@@ -161,7 +247,16 @@ def main() -> None:
             finally:
                 ConsumerWorker._apply = original  # type: ignore[method-assign]
         else:
-            raw = (bench_single if name == "single" else bench_cluster)(exams, args.timeout)
+            lanes = re.fullmatch(r"single-(\d+)lanes?", name)
+            if lanes:
+                # single-1lane: the consumer as before several exams could run at once.
+                env = {"INFERENCE__CONSUMER_LANES": lanes.group(1)}
+                raw = bench_serve(exams, args.timeout, env)
+            else:
+                run = {"single": bench_serve, "single-inproc": bench_single}.get(
+                    name, bench_cluster
+                )
+                raw = run(exams, args.timeout)
         label = name if args.pairs == 1 else f"{name}#{pair + 1}"
         results[label] = {k: _figures(v) for k, v in raw.items() if v}
         name = label
@@ -177,9 +272,22 @@ def main() -> None:
                     f"max {f['max']:6.2f}s  (n={len(raw[stage])})",
                     flush=True,
                 )
+        waits = [results[name].get(s) for s in ("queued", "inferring", "publishing")]
+        if all(waits):
+            print(
+                "  where the time went (p50/p90): "
+                + ", ".join(
+                    f"{s} {w['p50']:.2f}/{w['p90']:.2f}s"
+                    for s, w in zip(("queued", "inferring", "publishing"), waits, strict=True)
+                    if w
+                ),
+                flush=True,
+            )
+        print(f"  load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
     for pair in range(args.pairs):
         suffix = "" if args.pairs == 1 else f"#{pair + 1}"
-        before, after = results.get(f"single-locked{suffix}"), results.get(f"single{suffix}")
+        before = results.get(f"single-locked{suffix}")
+        after = results.get(f"single-inproc{suffix}")
         if before and after and before.get("ai") and after.get("ai"):
             b, a = before["ai"], after["ai"]
             print(
@@ -187,12 +295,18 @@ def main() -> None:
                 f"p50 {b['p50']:.2f}s -> {a['p50']:.2f}s (x{b['p50'] / a['p50']:.1f} faster), "
                 f"p90 {b['p90']:.2f}s -> {a['p90']:.2f}s (x{b['p90'] / a['p90']:.1f} faster)"
             )
-    if "single" in results and "cluster" in results:
-        print("\nsingle/cluster ratio (p50, p90):")
-        for stage in ("ai", "routed"):
-            s, c = results["single"].get(stage), results["cluster"].get(stage)
-            if s and c:
-                print(f"  {stage:<7} {s['p50'] / c['p50']:.2f}  {s['p90'] / c['p90']:.2f}")
+    for pair in range(args.pairs):
+        suffix = "" if args.pairs == 1 else f"#{pair + 1}"
+        cluster = results.get(f"cluster{suffix}")
+        singles = [n for n in args.editions.split(",") if n.startswith("single")]
+        for single in singles:
+            if f"{single}{suffix}" not in results or not cluster:
+                continue
+            print(f"\n{single}{suffix}/cluster{suffix} ratio (p50, p90):")
+            for stage in ("ai", "routed"):
+                s, c = results[f"{single}{suffix}"].get(stage), cluster.get(stage)
+                if s and c:
+                    print(f"  {stage:<7} {s['p50'] / c['p50']:.2f}  {s['p90'] / c['p90']:.2f}")
     sys.stdout.flush()
 
 

@@ -53,8 +53,13 @@ def raw_batched(model: bytes, x: np.ndarray, seconds: float, threads: int, batch
 
 def concurrently(
     call: Callable[[int], object], clients: int, seconds: float
-) -> tuple[float, float, float]:
-    """(calls/s, p50 ms, p99 ms) of `clients` threads each calling call(j) for `seconds`."""
+) -> tuple[float, float, float, float]:
+    """(calls/s, p50 ms, p99 ms, process CPU ms per call) of `clients` threads for `seconds`.
+
+    CPU per call counts every thread of this process (the service and its gRPC clients too):
+    on a loaded machine the scheduler shares time per thread, so calls/s mostly measures how
+    many threads a side runs, while CPU per call is what the side costs when CPU-bound.
+    """
     lat: list[float] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -69,20 +74,25 @@ def concurrently(
         with lock:
             lat.extend(mine)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     workers = [threading.Thread(target=caller, args=(i,)) for i in range(clients)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    elapsed = time.perf_counter() - t0
-    return len(lat) / elapsed, np.percentile(lat, 50) * 1000, np.percentile(lat, 99) * 1000
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return (
+        len(lat) / elapsed,
+        np.percentile(lat, 50) * 1000,
+        np.percentile(lat, 99) * 1000,
+        cpu / len(lat) * 1000,
+    )
 
 
 def raw_concurrent(
     model: bytes, x: np.ndarray, clients: int, seconds: float, threads: int
-) -> tuple[float, float, float]:
-    """(frames/s, p50 ms, p99 ms) of `clients` threads calling one plain session, a frame each."""
+) -> tuple[float, float, float, float]:
+    """(frames/s, p50, p99, CPU ms per frame) of `clients` threads calling one plain session."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
@@ -94,8 +104,8 @@ def raw_concurrent(
 
 def served(
     target: str, token: str, name: str, requests: list, clients: int, seconds: float
-) -> tuple[float, float, float]:
-    """Return (frames/s, p50 ms, p99 ms) for `clients` concurrent callers over gRPC."""
+) -> tuple[float, float, float, float]:
+    """Return (frames/s, p50, p99, CPU ms per frame) for `clients` concurrent callers over gRPC."""
     channel = grpc.insecure_channel(target)
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
     md = [("authorization", f"Bearer {token}")]
@@ -178,13 +188,14 @@ def main() -> None:
         print(f"pairs of raw InferenceSession.run and the service, median of {args.pairs}")
         print(
             "clients  raw f/s  raw p50  served f/s  served p50  served p99  "
-            "served/raw  added p50 ms"
+            "served/raw  added p50 ms  raw CPU ms/f  served CPU ms/f  CPU raw/served"
         )
         for clients, seen in rows.items():
-            m = [float(np.median([r[k] for r in seen])) for k in range(6)]
+            m = [float(np.median([r[k] for r in seen])) for k in range(8)]
             print(
-                f"{clients:7d} {m[0]:8.1f} {m[1]:8.2f} {m[3]:11.1f} {m[4]:11.2f} {m[5]:11.2f} "
-                f"{m[3] / m[0]:11.2f} {m[4] - m[1]:13.2f}"
+                f"{clients:7d} {m[0]:8.1f} {m[1]:8.2f} {m[4]:11.1f} {m[5]:11.2f} {m[6]:11.2f} "
+                f"{m[4] / m[0]:11.2f} {m[5] - m[1]:13.2f} {m[3]:13.3f} {m[7]:16.3f} "
+                f"{m[3] / m[7]:15.2f}"
             )
         print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     finally:

@@ -1,15 +1,26 @@
-"""Benchmark: the single-node edition's idle RSS and start-up-to-ready time, before and after.
+"""Benchmark: idle RSS and start-up-to-ready of `sonobridge serve`, and of each cluster service.
 
-Each run starts a fresh single node in its own process, waits until ready, lets it settle and
-reads VmRSS from /proc/self/status. "before" warms CPU models at batch 1 and the batcher's
-largest batch, as before #18; "after" is the code as it is. Runs are interleaved pairs. Usage:
-    uv run python bench/inference/bench_idle.py [--pairs 3] [--settle 2]
+Single node: runs the real command (`python -m sonobridge.node serve`) as a child, from spawn
+to the line it prints once every service's /readyz answers 200, then lets it settle and reads
+the child's VmRSS and CPU seconds from /proc. "first" starts on an empty data directory (schema
+migrations run); "restart" starts again on that directory, as a county box does every morning.
+With --base DIR (a checkout of another commit, e.g. `git archive main | tar -x -C DIR`), that
+code runs in interleaved turns with this checkout's, so before and after share one load. Each
+tree first starts once unmeasured with bytecode caching on, as a box has its .pyc files after
+its first start (images compile them at build); PYTHONDONTWRITEBYTECODE=1 would otherwise make
+every start compile ~1,500 modules, about half of its CPU.
+
+Cluster (--cluster): the four services as separate processes on the local Kafka, MinIO and
+PostgreSQL (`eval "$(deploy/local/env.sh)"` first), each one's idle RSS once all are ready.
+
+    uv run python bench/inference/bench_idle.py [--pairs 3] [--settle 2] [--base DIR]
+    uv run python bench/inference/bench_idle.py --cluster
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
 import subprocess
 import sys
@@ -17,76 +28,158 @@ import tempfile
 import time
 from pathlib import Path
 
+SERVICES = ("common", "ingest", "inference", "reporting", "maintenance", "node")
+MEMBERS = ("proto", "lab/src", *(f"services/{s}/src" for s in SERVICES))
+READY_LINE = "single-node edition is serving"
+TICKS = os.sysconf("SC_CLK_TCK")
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+
+def proc_rss_mb(pid: int) -> float:
+    """Return a process's resident set in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def _child(variant: str, settle: float) -> None:
-    """Start a single node, wait for ready, print RSS and ready time as JSON."""
-    from sonobridge.inference.runtime import registry
-    from sonobridge.node.cli import wait_ready
-    from sonobridge.node.consortium import demo_consortium
-    from sonobridge.node.demo import node_settings_for
-    from sonobridge.node.edition import NodePorts, SingleNode
+def proc_cpu_s(pid: int) -> float:
+    """Return a process's user + system CPU seconds so far (robust to a loaded machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
-    if variant == "before":
-        registry.warm_up_batches = lambda _provider, largest: sorted({1, largest})
-    rss_imported = _rss_mb()
-    with tempfile.TemporaryDirectory(prefix="sb-idle-") as tmp:
-        started = time.perf_counter()
-        node = SingleNode(
-            Path(tmp),
-            ports=NodePorts.ephemeral(),
-            extra_settings=node_settings_for(demo_consortium()),
-        )
-        node.start()
+
+def code_env(tree: Path | None) -> dict[str, str]:
+    """The environment that runs `tree`'s code (None: this checkout's, as installed)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if tree is not None:
+        # Ahead of the editable installs' paths, so the other tree's packages win.
+        env["PYTHONPATH"] = os.pathsep.join(str(tree / m) for m in MEMBERS)
+    return env
+
+
+def serve_once(data_dir: Path, env: dict[str, str], settle: float) -> dict[str, float]:
+    """Start `sonobridge serve`, wait for its ready line, settle, measure, stop it."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sonobridge.node",
+            "--data-dir",
+            str(data_dir),
+            "serve",
+            "--ephemeral-ports",
+            "--login-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if READY_LINE in line:
+                break
+        else:
+            raise RuntimeError(f"serve exited with {proc.wait()} before ready")
+        ready_s = time.perf_counter() - started
+        cpu_ready = proc_cpu_s(proc.pid)
+        time.sleep(settle)
+        return {"rss_mb": proc_rss_mb(proc.pid), "ready_s": ready_s, "cpu_s": cpu_ready}
+    finally:
+        proc.terminate()
         try:
-            wait_ready(node)
-            ready_s = time.perf_counter() - started
-            time.sleep(settle)
-            print(json.dumps({"rss_mb": _rss_mb(), "ready_s": ready_s, "imported": rss_imported}))
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def single(args: argparse.Namespace) -> None:
+    """Interleave first start and restart of each tree; print medians."""
+    trees: dict[str, Path | None] = {"this": None}
+    if args.base:
+        trees = {"base": Path(args.base).resolve(), "this": None}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for label, tree in trees.items():
+        with tempfile.TemporaryDirectory(prefix="sb-idle-warm-") as tmp:
+            print(f"  {label:<5} warm-up  {serve_once(Path(tmp) / 'node', code_env(tree), 0)}")
+    for _ in range(args.pairs):
+        for label, tree in trees.items():
+            env = code_env(tree)
+            with tempfile.TemporaryDirectory(prefix="sb-idle-") as tmp:
+                for phase in ("first", "restart"):
+                    row = serve_once(Path(tmp) / "node", env, args.settle)
+                    runs.setdefault((label, phase), []).append(row)
+                    print(f"  {label:<5} {phase:<8} {row}", flush=True)
+    print(f"`sonobridge serve`, all four services, median of {args.pairs} interleaved turns")
+    print(f"{'code':<6} {'start':<8} {'idle RSS MB':>11} {'ready s':>8} {'CPU s to ready':>15}")
+    for (label, phase), rows in runs.items():
+        m = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        print(
+            f"{label:<6} {phase:<8} {m['rss_mb']:>11.0f} {m['ready_s']:>8.2f} {m['cpu_s']:>15.2f}"
+        )
+    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+def cluster(args: argparse.Namespace) -> None:
+    """Start the cluster edition's four processes (first start, then a restart) per tree."""
+    from sonobridge.node.cluster import ClusterEdition, Infra
+    from sonobridge.node.consortium import demo_consortium
+
+    trees: dict[str, Path | None] = {"this": None}
+    if args.base:
+        trees = {"base": Path(args.base).resolve(), "this": None}
+    rows = []
+    for label, tree in trees.items():
+        saved = os.environ.get("PYTHONPATH")
+        os.environ.update({k: v for k, v in code_env(tree).items() if k == "PYTHONPATH"})
+        try:
+            with tempfile.TemporaryDirectory(prefix="sb-idle-cluster-") as tmp:
+                edition = ClusterEdition.ephemeral(
+                    Path(tmp), Infra.from_env(), demo_consortium(), f"idle{os.getpid()}{label}"
+                )
+                for phase in ("first", "restart"):
+                    edition.prepare(fresh=phase == "first")
+                    started = time.perf_counter()
+                    edition.start()
+                    ready_s = time.perf_counter() - started
+                    try:
+                        time.sleep(args.settle)
+                        for name in ("ingest", "inference", "reporting", "maintenance"):
+                            pid = edition.running(name)
+                            assert pid is not None, f"{name} is not running"
+                            rows.append(
+                                (label, phase, name, proc_rss_mb(pid), proc_cpu_s(pid), ready_s)
+                            )
+                            print(f"  {rows[-1]}", flush=True)
+                    finally:
+                        edition.stop()
         finally:
-            node.stop()
+            os.environ.pop("PYTHONPATH", None)
+            if saved is not None:
+                os.environ["PYTHONPATH"] = saved
+    print("cluster edition, one process per service, idle after all four are ready")
+    print(
+        f"{'code':<6} {'start':<8} {'service':<12} {'RSS MB':>7} {'CPU s':>6} {'all ready s':>12}"
+    )
+    for label, phase, name, rss, cpu, ready in rows:
+        print(f"{label:<6} {phase:<8} {name:<12} {rss:>7.0f} {cpu:>6.2f} {ready:>12.1f}")
+    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 def main() -> None:
-    """Run interleaved before/after pairs and print medians and ratios."""
+    """Run the single-node comparison, or the cluster edition's per-service figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--settle", type=float, default=2.0)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--base", help="another checkout to run in interleaved turns")
+    parser.add_argument("--cluster", action="store_true")
     args = parser.parse_args()
-    if args.child:
-        _child(args.child, args.settle)
-        return
-    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-    for _ in range(args.pairs):
-        for variant in runs:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", variant, "--settle", str(args.settle)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            runs[variant].append(json.loads(out.splitlines()[-1]))
-            print(f"  {variant:<6} {runs[variant][-1]}", flush=True)
-    print(f"single node idle, median of {args.pairs} interleaved pairs")
-    print(f"{'':<7} {'RSS MB':>7} {'ready s':>8} {'RSS after imports MB':>21}")
-    medians = {}
-    for variant, rows in runs.items():
-        medians[variant] = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-        m = medians[variant]
-        print(f"{variant:<7} {m['rss_mb']:>7.0f} {m['ready_s']:>8.2f} {m['imported']:>21.0f}")
-    b, a = medians["before"], medians["after"]
-    saved = a["rss_mb"] - b["rss_mb"]
-    print(
-        f"after/before: RSS x{a['rss_mb'] / b['rss_mb']:.2f} ({saved:+.0f} MB), "
-        f"ready x{a['ready_s'] / b['ready_s']:.2f}"
-    )
+    cluster(args) if args.cluster else single(args)
 
 
 if __name__ == "__main__":

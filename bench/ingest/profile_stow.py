@@ -13,7 +13,7 @@ SMALL_INSTANCE_BYTES). On the cluster edition (PostgreSQL) only the transactions
 Figures, never a pass/fail:
 
     uv run python bench/ingest/profile_stow.py [--edition single|cluster] [--instances 300]
-        [--variants before,claim,after] [--pairs 1]
+        [--variants before,claim,after] [--pairs 1] [--roots store_instance,*]
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def _fresh_adapters(env: dict[str, str]) -> Iterator[dict[str, Any]]:
             store.delete(key)
 
 
-def _report(raw: Path, top: int) -> None:
-    """Print the inclusive share of store_instance samples under each frame, and self time."""
+def _report(raw: Path, top: int, root_frame: str = ROOT_FRAME) -> None:
+    """Print the inclusive share of `root_frame`'s samples under each frame, and self time."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     total = 0
@@ -128,7 +128,12 @@ def _report(raw: Path, top: int) -> None:
             f.split(" (")[0] + " " + f.split(" (")[-1].split("/")[-1].rstrip(")") for f in frames
         ]
         try:
-            root = next(i for i, f in enumerate(frames) if f.startswith(ROOT_FRAME + " "))
+            # "*" reports over every sample of the process: transport, auth and idle threads too.
+            root = (
+                0
+                if root_frame == "*"
+                else next(i for i, f in enumerate(frames) if f.startswith(root_frame + " "))
+            )
         except StopIteration:
             continue
         n = int(count)
@@ -137,9 +142,9 @@ def _report(raw: Path, top: int) -> None:
             inclusive[name] += n
         own[names[-1]] += n
     if not total:
-        print("no store_instance samples")
+        print(f"no {root_frame} samples")
         return
-    print(f"{total} samples in {ROOT_FRAME}; inclusive share of them:")
+    print(f"{total} samples in {root_frame}; inclusive share of them:")
     for name, n in inclusive.most_common(top):
         print(f"  {100 * n / total:5.1f}%  {name}")
     print("self time (leaf frames):")
@@ -183,7 +188,8 @@ def _profile(args: argparse.Namespace, variant: str) -> float:
             f"{1000 * lat[len(lat) // 2]:.0f} ms, p99 {1000 * lat[int(len(lat) * 0.99)]:.0f} ms "
             "(4 clients, under py-spy)"
         )
-        _report(raw, args.top)
+        for root_frame in args.roots.split(","):
+            _report(raw, args.top, root_frame)
         return rate
 
 
@@ -196,6 +202,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--variants", default="before,after")
     parser.add_argument("--pairs", type=int, default=1)
+    parser.add_argument(
+        "--roots",
+        default=ROOT_FRAME,
+        help="frames to report under, comma-separated; * for every sample",
+    )
     args = parser.parse_args()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rates: dict[str, list[float]] = {v: [] for v in args.variants.split(",")}

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sonobridge.api.events.v1 import topics
-from sonobridge.node.cluster import CONSUMERS, ClusterEdition, Infra, _wait_http, free_port
+from sonobridge.node.cluster import (
+    CONSUMERS,
+    ClusterEdition,
+    Infra,
+    _wait_http,
+    free_port,
+    issuer_command,
+)
 from sonobridge.node.consortium import Consortium
 from sonobridge.node.edition import SERVICES
 
@@ -167,16 +174,7 @@ class ReplicatedCluster:
         self.issuer = Replica(
             "issuer",
             "issuer",
-            [
-                sys.executable,
-                "-m",
-                "sonobridge.node",
-                "--data-dir",
-                str(self.run_dir.resolve()),
-                "issuer",
-                "--port",
-                str(self.edition.issuer_port),
-            ],
+            issuer_command(self.run_dir, self.edition.issuer_port),
             dict(os.environ),
             self.edition.issuer_port,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import itertools
@@ -23,9 +22,15 @@ import pydicom
 from sonobridge.lab.exams import Fault, ProbeState
 from sonobridge.node.consortium import Consortium
 from sonobridge.node.scenario import DemoIdentity, Expect, PlannedExam, synthetic_instance
-from sonobridge.node.township import UploadedExam
+from sonobridge.node.township import (
+    TUS,
+    UploadedExam,
+    chunk_headers,
+    exam_opening,
+    sop_uid,
+    upload_creation,
+)
 
-TUS = "1.0.0"
 # DOMAIN.md: ~30,000 exams a day across ~1,000 probes, bursts 5-10x the mean.
 PREFECTURE_EXAMS_PER_DAY = 30_000
 BURST = (5, 10)
@@ -127,10 +132,6 @@ def _into_study(data: bytes, study: str) -> bytes:
     return out.getvalue()
 
 
-def _sop(data: bytes) -> str:
-    return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
-
-
 class Undelivered(RuntimeError):
     """An exam the app could not hand over within its patience (a lost exam, if it happens)."""
 
@@ -228,15 +229,7 @@ class FieldApp:
             "POST",
             "/v1/exams",
             deadline=deadline,
-            json={
-                "exam_id": exam_id,
-                "institution_id": plan.institution,
-                "operator_id": plan.operator,
-                "device_serial": plan.device_serial,
-                "exam_type": plan.exam_type,
-                "patient_ref": plan.patient_ref,
-                "study_instance_uid": plan.study_instance_uid,
-            },
+            json=exam_opening(plan, exam_id),
             headers={"Idempotency-Key": f"open-{exam_id}"},
         )
         digests = None
@@ -267,7 +260,7 @@ class FieldApp:
     def _complete(
         self, exam_id: str, plan: PlannedExam, deadline: float, digests: dict[str, str] | None
     ) -> str:
-        sops = [_sop(d) for d in plan.instances]
+        sops = [sop_uid(d) for d in plan.instances]
         if digests is None:
             digests = {
                 s: hashlib.sha256(d).hexdigest() for s, d in zip(sops, plan.instances, strict=True)
@@ -284,25 +277,18 @@ class FieldApp:
         return str(answer.json()["state"])
 
     def _tus(self, exam_id: str, data: bytes, deadline: float) -> None:
-        sop = _sop(data)
+        sop = sop_uid(data)
         meta = {"filename": f"{sop}.dcm", "sop_instance_uid": sop}
         created = self.http.request(
             "POST",
             f"/v1/exams/{exam_id}/uploads",
             deadline=deadline,
-            headers={
-                "Tus-Resumable": TUS,
-                "Upload-Length": str(len(data)),
-                "Upload-Metadata": ",".join(
-                    f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items()
-                ),
-            },
+            headers=upload_creation(len(data), meta),
         )
         location = urlsplit(created.headers["Location"]).path
         offset = 0
         while offset < len(data):
             chunk = data[offset : offset + self.chunk_bytes]
-            digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
             answer = self.http.request(
                 "PATCH",
                 location,
@@ -310,12 +296,7 @@ class FieldApp:
                 # A 409 (offset moved, or a dead request still holds the lock) means: ask HEAD.
                 ok=lambda r: r.status_code < 400 or r.status_code == 409,
                 content=chunk,
-                headers={
-                    "Tus-Resumable": TUS,
-                    "Upload-Offset": str(offset),
-                    "Upload-Checksum": f"sha256 {digest}",
-                    "Content-Type": "application/offset+octet-stream",
-                },
+                headers=chunk_headers(offset, chunk),
             )
             if answer.status_code == 409:
                 self.tally.note("tus 409 " + str(answer.json().get("reason", "")))

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from prometheus_client import CollectorRegistry
@@ -53,6 +54,35 @@ DRAFT_LANGUAGE = "en"
 
 
 @dataclass(frozen=True)
+class CalmRead:
+    """The primary read a calm run gives an exam: where it goes and the AI it was routed on."""
+
+    route: str
+    worklist: str
+    priority: str
+    inference_status: str
+    quality_acceptable: bool | None
+    finding_codes: tuple[str, ...]
+
+    def departures(self, view: dict[str, Any]) -> list[str]:
+        """How a read's detail view (reporting's REST) differs from the calm run's read."""
+        quality = view.get("exam_quality")
+        seen = CalmRead(
+            route=str(view.get("route")),
+            worklist=str(view.get("worklist")),
+            priority=str(view.get("priority")),
+            inference_status=str(view.get("inference_status")),
+            quality_acceptable=bool(quality.get("acceptable")) if quality is not None else None,
+            finding_codes=_codes(view.get("ai_findings") or []),
+        )
+        return [
+            f"{name} {getattr(seen, name)!r}, calm run {getattr(self, name)!r}"
+            for name in self.__dataclass_fields__
+            if getattr(seen, name) != getattr(self, name)
+        ]
+
+
+@dataclass(frozen=True)
 class CalmOutcome:
     """What a calm run gives one exam: its routing, and the follow-up terms its report raises."""
 
@@ -60,6 +90,7 @@ class CalmOutcome:
     followup_terms: tuple[str, ...]
     # Whether maintenance counts this exam's probe-health verdict towards a ticket.
     probe_fault_signal: bool = False
+    read: CalmRead | None = None
 
     @property
     def expect(self) -> Expect:
@@ -106,7 +137,19 @@ def judge(
     draft = draft_for(plan.exam_type, DRAFT_LANGUAGE, ai_findings(event.findings))
     codes = [str(f.get("code", "")) for f in event.findings]
     matched = match_terms([draft.findings_text, plan.expert_conclusion], codes, terms)
-    return CalmOutcome(routing, tuple(matched))
+    read = CalmRead(
+        route=routing.route.value,
+        worklist=routing.worklist,
+        priority=routing.priority.value,
+        inference_status=event.status,
+        quality_acceptable=facts.quality_acceptable,
+        finding_codes=_codes(event.findings),
+    )
+    return CalmOutcome(routing, tuple(matched), read=read)
+
+
+def _codes(findings: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(sorted(str(f.get("code", "")) for f in findings))
 
 
 def _completed(store: ObjectStore, n: int, plan: PlannedExam) -> CompletedExam:
@@ -195,13 +238,26 @@ def differs(designed: Expect, calm: Expect) -> bool:
     )
 
 
-def expect_calm_outcomes(plans: list[PlannedExam]) -> list[str]:
-    """Set each exam's expectation to its calm-run outcome; return where it left the design.
+@dataclass
+class CalmRun:
+    """The oracle's answer for a load: where it left the design, and each exam's calm read."""
+
+    departures: list[str]
+    reads: dict[str, CalmRead]
+
+
+def expect_calm_outcomes(plans: list[PlannedExam]) -> CalmRun:
+    """Set each exam's expectation to its calm-run outcome; return it with the departures.
 
     A probe's ticket comes from maintenance's default rule over its exams' verdicts.
     """
     departures = []
     outcomes = calm_outcomes(plans)
+    reads = {
+        plan.study_instance_uid: outcome.read
+        for plan, outcome in zip(plans, outcomes, strict=True)
+        if outcome.read is not None
+    }
     ticketed = ticketed_probes(plans, outcomes)
     for plan, outcome in zip(plans, outcomes, strict=True):
         calm = outcome.expect
@@ -215,7 +271,7 @@ def expect_calm_outcomes(plans: list[PlannedExam]) -> list[str]:
                 f"{plan.label}: designed {_said(plan.expect)}, calm run gives {_said(calm)} ({why})"
             )
         plan.expect = calm
-    return departures
+    return CalmRun(departures, reads)
 
 
 def _said(expect: Expect) -> str:

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import httpx
 # Run as a script (make chaos) or imported by pytest as chaos.chaos_run: tests/ is the root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chaos.chaos_audit import AUDITED_TOPICS, Audit, Auditor
+from chaos.chaos_audit import AUDITED_TOPICS, Audit, Auditor, AuditWatch, dead_letters
 from chaos.chaos_cluster import LagProbe, PrivateServers, ReplicatedCluster, wait_until
 from chaos.chaos_load import (
     CLIENT_TIMEOUT_S,
@@ -35,11 +37,11 @@ from chaos.chaos_load import (
     LoadPlan,
     prefecture_exams,
 )
-from chaos.chaos_oracle import expect_calm_outcomes
+from chaos.chaos_oracle import CalmRead, expect_calm_outcomes
 
 from sonobridge.common.bus.kafka import KafkaEventBus
 from sonobridge.node.consortium import demo_consortium, seed
-from sonobridge.node.flow import EventWatch, FlowTracker, Trail
+from sonobridge.node.flow import FlowTracker, Trail
 from sonobridge.node.issuer import issuer_for
 from sonobridge.node.township import UploadedExam
 
@@ -207,14 +209,20 @@ class ChaosRun:
             stop.wait(0.5)
 
     def run(
-        self, loads: list[LoadPlan], faults: list[Fault], rate: float, drain: float, gap: float
+        self,
+        loads: list[LoadPlan],
+        faults: list[Fault],
+        rate: float,
+        drain: float,
+        gap: float,
+        calm: Mapping[str, CalmRead] | None = None,
     ) -> ChaosReport:
-        """Send the load with the faults; wait for every exam to settle; audit."""
+        """Send the load with the faults; wait for every exam to settle; audit against `calm`."""
         assert self.cluster is not None
         cluster = self.cluster
         infra = self.servers.infra()
         bus = KafkaEventBus(infra.kafka)
-        watch = EventWatch(bus, f"chaos-audit-{os.getpid()}", AUDITED_TOPICS)
+        watch = AuditWatch(bus, f"chaos-audit-{os.getpid()}", AUDITED_TOPICS)
         tracker = FlowTracker(self.consortium, self.issuer, cluster.urls(), watch=watch)
         lag = LagProbe(infra.kafka, cluster.groups())
         dimse = [
@@ -252,8 +260,17 @@ class ChaosRun:
                     )
             stop.set()
             follower.join(timeout=30)
-            undelivered = [f"{lp.plan.label}: {why}" for lp, why in result.undelivered]
-            audit = Auditor(tracker, watch).audit(self.trails, undelivered, infra.kafka)
+            try:
+                audit = Auditor(tracker, watch, calm).audit(
+                    [lp.plan for lp in loads],
+                    self.trails,
+                    [(lp.plan, why) for lp, why in result.undelivered],
+                    dead_letters(infra.kafka),
+                )
+            # A crashed audit must still print the run's figures, and never read as clean.
+            except Exception as exc:
+                traceback.print_exc()
+                audit = Audit(exams=len(loads), lost=[f"the audit itself failed: {exc!r}"])
         finally:
             stop.set()
             tracker.close()
@@ -353,7 +370,11 @@ def print_table(report: ChaosReport, rate: float) -> None:
             f"{f.restored - f.injected:>13.1f}s"
             f"{took:>18}"
         )
-    s = report.saturation
+    print_saturation(report.saturation)
+
+
+def print_saturation(s: dict[str, float]) -> None:
+    """The saturation figures and the replica count a prefecture needs."""
     if s:
         need = 10 * PREFECTURE_EXAMS_PER_DAY / 24
         per_replica_ingest = s["ingest_per_hour"] / 2
@@ -390,9 +411,9 @@ def main() -> None:
     RECOVERY_CAP_S = args.cap
     print(f"preparing {args.exams} exams (seed {args.seed})...", flush=True)
     loads = prefecture_exams(args.exams, seed=args.seed % 100_000)
-    departures = expect_calm_outcomes([lp.plan for lp in loads])
-    print(f"calm-run oracle: {len(departures)} exams end elsewhere than designed", flush=True)
-    for line in departures:
+    calm = expect_calm_outcomes([lp.plan for lp in loads])
+    print(f"calm-run oracle: {len(calm.departures)} exams end elsewhere than designed", flush=True)
+    for line in calm.departures:
         print(f"  oracle: {line}")
     with (
         tempfile.TemporaryDirectory(prefix="sb-chaos-") as tmp,
@@ -402,11 +423,14 @@ def main() -> None:
         replicas = sorted(run.cluster.replicas)
         faults = (long_faults if args.long else bounded_faults)(run.rng, replicas)
         print(f"cluster up: {', '.join(replicas)}; {len(faults)} faults", flush=True)
-        report = run.run(loads, faults, args.rate, args.drain, args.gap)
+        report = run.run(loads, faults, args.rate, args.drain, args.gap, calm.reads)
+        # Printed before the saturation phase, so a failure there cannot lose the audit.
+        print_table(report, args.rate)
+        sys.stdout.flush()
         if args.saturate:
             print(f"saturation phase: {args.saturate} exams...", flush=True)
             report.saturation = run.saturate(args.saturate, args.seed % 100_000 + 50_000)
-        print_table(report, args.rate)
+            print_saturation(report.saturation)
     sys.exit(0 if report.audit.clean else 1)
 
 

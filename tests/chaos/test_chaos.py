@@ -32,12 +32,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosReport]:
     root: Path = tmp_path_factory.mktemp("chaos")
     loads = prefecture_exams(EXAMS, seed=SEED)
     # Each exam must end where a calm run puts it: the product's models and rules decide that.
-    for line in expect_calm_outcomes([lp.plan for lp in loads]):
+    calm = expect_calm_outcomes([lp.plan for lp in loads])
+    for line in calm.departures:
         print(f"oracle: {line}")
     with ChaosRun(root, seed_=SEED) as run:
         assert run.cluster is not None
         faults = bounded_faults(random.Random(SEED), sorted(run.cluster.replicas))
-        result = run.run(loads, faults, RATE, drain=240, gap=3.0)
+        result = run.run(loads, faults, RATE, drain=240, gap=3.0, calm=calm.reads)
         print_table(result, RATE)
         yield result
 

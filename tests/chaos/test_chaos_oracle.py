@@ -108,7 +108,7 @@ def test_the_packaged_models_give_what_the_cluster_gave_in_the_long_run(
     first, fourteenth = long_run_exams[1].plan, long_run_exams[13].plan
     designed = (first.expect, fourteenth.expect)
     assert designed == (Expect(), Expect())
-    departures = expect_calm_outcomes([first, fourteenth])
+    departures = expect_calm_outcomes([first, fourteenth]).departures
     assert first.expect == Expect(rescan=True, worklist="rescan")
     assert fourteenth.expect == Expect(worklist="county-thyroid", followup=True)
     assert [d.split(":")[0] for d in departures] == ["thyroid #2", "thyroid #14"]

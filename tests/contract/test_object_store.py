@@ -6,6 +6,7 @@ import hashlib
 import io
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,30 @@ def test_put_then_open_returns_the_same_bytes(store: ObjectStore) -> None:
         "application/dicom",
         "abc",
     )
+
+
+def test_a_staged_file_is_invisible_until_published_and_its_source_stays(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "spooled.dcm"
+    source.write_bytes(b"DICM" * 2000)
+    key = "dicom/1.2.3/1.2.3.4/1.2.3.4.6.dcm"
+    staged = store.stage(key, source, content_type="application/dicom")
+    assert store.stat(key) is None
+    assert staged.publish().size == 8000
+    staged.discard()
+    assert read_all(store, key) == b"DICM" * 2000
+    stat = store.stat(key)
+    assert stat is not None and (stat.size, stat.content_type) == (8000, "application/dicom")
+    assert source.read_bytes() == b"DICM" * 2000
+
+
+def test_a_discarded_staging_leaves_nothing(store: ObjectStore, tmp_path: Path) -> None:
+    source = tmp_path / "spooled.dcm"
+    source.write_bytes(b"never published")
+    store.stage("dicom/1.2.3/1.2.3.4/1.2.3.4.7.dcm", source).discard()
+    assert store.stat("dicom/1.2.3/1.2.3.4/1.2.3.4.7.dcm") is None
+    assert list(store.list("dicom/1.2.3/1.2.3.4/")) == []
 
 
 def test_missing_object_is_reported_not_invented(store: ObjectStore) -> None:

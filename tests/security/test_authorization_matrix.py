@@ -73,6 +73,10 @@ READER_ACTIONS = ("/claim", "/release", "/reassign", "/draft", "/verdicts", "/si
 
 DIMSE_AES = {"RIVERPROBE": RIVER, "EASTPROBE": EAST}
 
+# Routes only an admin may call, from any home: they sum up the whole deployment (counts across
+# institutions, no patient data). Any other role getting a 2xx is a leak; an admin, refused.
+ADMIN_ONLY = {("GET", "/v1/validation/comparisons")}
+
 
 def relation(home: str, owner: str) -> str:
     """Where the caller's home stands to the data's owner: own, other (township) or county."""
@@ -356,6 +360,8 @@ def build_request(world: World, route: Route, owner: str) -> dict[str, Any]:
         request["json"] = {"reason": "matrix"}
     elif route.path.startswith("/v1/alerts/"):
         request["json"] = {"note": "matrix"}
+    elif route.path == "/v1/validation/comparisons":
+        request["params"] = {"model": "image-quality"}
     elif route.path == "/v1/utilisation":
         today = date.today()
         request["params"] = {"start": str(today - timedelta(days=7)), "end": str(today)}
@@ -600,6 +606,10 @@ def test_every_rest_and_dicomweb_route_for_every_role_and_institution(world: Wor
                     ):
                         # Denied: nothing of the target may come back, and no write may succeed.
                         leak = 200 <= status < 300 and (not empty(body) or route.action == "write")
+                    if (route.method, route.path) in ADMIN_ONLY:
+                        leak = leak or (role != "admin" and 200 <= status < 300)
+                        if role == "admin" and status >= 300:
+                            over_denied.append(case)
                     foreign = foreign_data(world, role, home, body) if status < 300 else []
                     if leak or foreign:
                         leaks.append(f"{case} {foreign or ''}: {body[:160]!r}")

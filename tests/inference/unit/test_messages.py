@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from inference.unit.handlers.fakes import exam, png, world
 
@@ -12,8 +13,10 @@ from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.problems import InvalidInput
 from sonobridge.inference.adapters.messages import inference_completed
+from sonobridge.inference.domain.exams import Finding
 from sonobridge.inference.entrypoints import messages
 from sonobridge.inference.handlers import exams
+from sonobridge.inference.modules.base import ModuleFinding
 
 
 def test_an_exam_completed_event_becomes_the_exam_the_pipeline_reads():
@@ -80,6 +83,41 @@ def test_a_result_becomes_an_inference_completed_event_with_its_context():
     assert [m.name for m in event.models] == ["image-quality", "probe-health"]
     assert event.probe_health.device_serial == "PROBE-1"
     assert event.started_at.ToDatetime() < event.completed_at.ToDatetime()
+
+
+def test_findings_carry_their_coded_fields_and_a_presence_finding_has_no_value():
+    w = world(acceptable=0.9)
+    exams.infer_exam(w.deps, w.work, exam(w.store, [png()]), "event-1")
+    coded = {"code_system": "http://snomed.info/sct", "unit": "mm", "confidence": 0.8}
+    measured = ModuleFinding(
+        "1",
+        display="IMT",
+        value=np.float32(0.75),
+        low_confidence=False,
+        abnormal=True,
+        sop_instance_uid="1.2.3.0",
+        **coded,
+    )
+    present = replace(measured, code="2", display="plaque", value=None, abnormal=False)
+    findings = tuple(
+        Finding(
+            **f.coded(),
+            sop_instance_uid=f.sop_instance_uid,
+            attributes={"side": "left"},
+            model_name="carotid",
+            model_version="1.0",
+            evidence_object_keys=("k",),
+        )
+        for f in (measured, present)
+    )
+    event = inference_completed(replace(w.work.published[0], findings=findings))
+    first, second = event.findings
+    assert (first.code, first.display, first.unit, first.abnormal) == ("1", "IMT", "mm", True)
+    assert first.HasField("value") and first.value == pytest.approx(0.75)
+    assert (first.model_name, list(first.evidence_object_keys)) == ("carotid", ["k"])
+    assert dict(first.attributes) == {"side": "left"} and first.sop_instance_uid == "1.2.3.0"
+    assert not second.HasField("value") and second.display == "plaque"
+    assert type(findings[0].value) is float, "a numpy scalar never reaches JSON or protobuf"
 
 
 def test_the_exams_own_completion_time_travels_from_exam_completed_to_inference_completed():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from sonobridge.common.objects.ports import ObjectInfo, ObjectNotFound
+from sonobridge.inference.domain.comparison import LabelledVerdict
 from sonobridge.inference.domain.errors import ModelNotFound, ModelNotLoaded
 from sonobridge.inference.domain.exams import (
     CompletedExam,
@@ -25,7 +26,7 @@ from sonobridge.inference.domain.exams import (
     RecordedResult,
     ResultKey,
 )
-from sonobridge.inference.domain.model_card import ModelCard
+from sonobridge.inference.domain.model_card import ModelCard, in_shadow
 from sonobridge.inference.domain.validation import (
     DeviceModel,
     DeviceValidation,
@@ -228,7 +229,8 @@ class FakeModels:
 
     def infer(self, name: str, x: np.ndarray, version: str | None = None) -> dict[str, Any]:
         self.calls.append((name, tuple(x.shape)))
-        return self.outputs[name](x)
+        # "name@version" gives one version outputs of its own (a shadow beside the served).
+        return self.outputs.get(f"{name}@{version}", self.outputs[name])(x)
 
     def load(self, name: str, version: str | None = None) -> FakeModel:
         c = self.catalog.card(name, version)
@@ -237,6 +239,14 @@ class FakeModels:
 
     def unload(self, name: str, version: str) -> None:
         self.catalog.loaded.discard((name, version))
+
+    def shadow_versions(self, name: str) -> list[str]:
+        pinned = self.catalog.pins.get(name)
+        return [
+            v
+            for n, v in sorted(self.catalog.loaded)
+            if n == name and v != pinned and in_shadow(self.catalog.cards[(n, v)].raw)
+        ]
 
 
 class FakeStore:
@@ -305,6 +315,28 @@ class FakeResults:
                     device = q.assessment.device_model
                     return RecordedQuality(sop_instance_uid, device, q.model_flagged)
         return None
+
+
+class FakeComparisons:
+    """Recorded results' verdicts joined to the labels a FakeDeviceValidations keeps."""
+
+    def __init__(self, results: FakeResults, validations: FakeDeviceValidations) -> None:
+        self.results = results
+        self.validations = validations
+
+    def labelled(self, model_name: str, device: DeviceModel | None = None) -> list[LabelledVerdict]:
+        newest = {lb.sop_instance_uid: lb for lb in self.validations.labels.values()}
+        verdicts = {
+            (v.sop_instance_uid, v.model_version): v
+            for r in self.results.added
+            for v in r.verdicts
+            if v.model_name == model_name
+        }
+        return [
+            LabelledVerdict(v, replace(newest[uid], model_name=model_name))
+            for (uid, _), v in verdicts.items()
+            if uid in newest and (device is None or newest[uid].device == device)
+        ]
 
 
 @dataclass
@@ -381,6 +413,7 @@ def world(
         exam_work=lambda _transaction: work,
         sampling=FrameSampling(4),
         validations=(validations := FakeDeviceValidations(state)),
+        comparisons=FakeComparisons(work.results, validations),
     )
     return World(catalog, models, store, work, registry, deps, validations)
 

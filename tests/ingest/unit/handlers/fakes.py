@@ -143,6 +143,12 @@ class FakeInstances:
             raise Collision(instance.sop_instance_uid)
         self.t.instances[instance.sop_instance_uid] = instance
 
+    def try_claim(self, instance: Instance) -> bool:
+        if instance.sop_instance_uid in self.t.instances:
+            return False
+        self.t.instances[instance.sop_instance_uid] = instance
+        return True
+
     def mark_stored(self, sop_uid: str, at: datetime) -> None:
         self.t.instances[sop_uid] = replace(
             self.t.instances[sop_uid], status="stored", stored_at=at
@@ -366,6 +372,11 @@ class FakeObjectStore:
         self.objects[key] = stream.read()
         return ObjectInfo(key, len(self.objects[key]), content_type, metadata or {})
 
+    def stage(
+        self, key: str, source: Path, *, content_type: str = "application/octet-stream"
+    ) -> FakeStagedObject:
+        return FakeStagedObject(self, key, source.read_bytes(), content_type)
+
     def open(self, key: str) -> AbstractContextManager[Iterator[bytes]]:
         if key not in self.objects:
             raise ObjectNotFound(key)
@@ -389,6 +400,25 @@ class FakeObjectStore:
 
     def check(self) -> None:
         return None
+
+
+@dataclass
+class FakeStagedObject:
+    """A copy held aside until published into its store's dict."""
+
+    store: FakeObjectStore
+    key: str
+    data: bytes
+    content_type: str
+    published: bool = False
+
+    def publish(self) -> ObjectInfo:
+        self.store.objects[self.key] = self.data
+        self.published = True
+        return ObjectInfo(self.key, len(self.data), self.content_type, {})
+
+    def discard(self) -> None:
+        self.data = b""
 
 
 def dicom_file(

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ingest.unit.handlers.fakes import Fakes, dicom_file, fakes, operator
+from ingest.unit.handlers.fakes import Fakes, FakeStagedObject, dicom_file, fakes, operator
 
 from sonobridge.common.problems import Conflict, Forbidden
 from sonobridge.ingest.domain.events import InstanceStored
@@ -120,6 +120,7 @@ def test_a_failed_object_write_leaves_neither_claim_nor_object(
         raise OSError("disk full")
 
     monkeypatch.setattr(f.store, "put", broken)
+    monkeypatch.setattr(FakeStagedObject, "publish", broken)
     with pytest.raises(OSError):
         _stow(f, dicom_file())
     assert f.tables.instances == {} and f.store.objects == {}

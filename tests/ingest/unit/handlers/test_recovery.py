@@ -66,3 +66,13 @@ def test_parts_no_committed_offset_points_to_are_swept(f: Fakes) -> None:
     )
     assert recovery.recover_uploads(f.deps, sole_owner=False).parts_removed == 2
     assert list(f.store.list("uploads/")) == [kept]
+
+
+def test_an_object_published_by_a_request_that_died_before_commit_is_dropped(f: Fakes) -> None:
+    with f.spooled(dicom_file()) as spooled:
+        instances.store_instance(f.deps, operator(), spooled, channel=Channel.STOW)
+    kept = "dicom/1.2.3/1.2.3.9/1.2.3.1.dcm"
+    orphan = "dicom/1.2.3/1.2.3.9/1.2.3.2.dcm"
+    f.store.put(orphan, stream(b"published, never committed"))
+    assert recovery.drop_unindexed(f.deps, [kept, orphan]) == 1
+    assert sorted(f.store.objects) == [kept]

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.http import create_service_app
-from sonobridge.reporting.domain.records import Exam, HistoryEntry
+from sonobridge.reporting.domain.records import Alert, Exam, HistoryEntry
 from sonobridge.reporting.entrypoints import reading
 from sonobridge.reporting.entrypoints.reading.login import OidcClient
 from sonobridge.reporting.entrypoints.reading.sessions import COOKIE, BrowserSession
@@ -184,6 +184,19 @@ def test_a_reader_claims_judges_labels_drafts_signs_downloads_and_amends():
         reason="interval corrected",
     )
     assert [v.version for v in h.tables.versions] == [1, 2]
+
+
+def test_a_coordinator_acknowledges_then_closes_an_alert_from_the_station():
+    h = harness()
+    alert = Alert("a-1", "r-1", 1, "read-1", STUDY, "th-1", ["nodule"], "open", T0)
+    h.tables.alerts[alert.alert_id] = alert
+    client = _station(h, person("co-1", "coordinator"))
+    for action, note, state in (("acknowledge", "called", "acknowledged"), ("close", "", "closed")):
+        answer = client.post(f"/reading/alerts/a-1/{action}", data={"csrf": CSRF, "note": note})
+        assert answer.status_code == 303 and answer.headers["location"] == "/reading/alerts"
+        assert (h.tables.alerts["a-1"].state, h.tables.alerts["a-1"].note) == (state, "called")
+    again = client.post("/reading/alerts/a-1/close", data={"csrf": CSRF})
+    assert again.status_code == 409 and h.tables.alerts["a-1"].state == "closed"
 
 
 def test_a_post_without_the_session_csrf_token_changes_nothing():

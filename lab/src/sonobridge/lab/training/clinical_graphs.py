@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from sonobridge.lab.training.graphs import OPSET, MlpHead, _Graph
+from sonobridge.lab.training.graphs import MlpHead, _Graph, checked_model
 
 
 def _pool(g: _Graph, x: str, k: int) -> str:
@@ -65,13 +65,7 @@ def _model(g: _Graph, size: int, outputs: list[tuple[str, str, int | None]], doc
         final,
         initializer=g.inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sonobridge"
-    )
-    model.ir_version = 8
-    model.doc_string = doc
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return checked_model(graph, doc)
 
 
 def pixel_feature_model(size: int, scales: tuple[int, ...]) -> onnx.ModelProto:

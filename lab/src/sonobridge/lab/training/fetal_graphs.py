@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from sonobridge.lab.training.graphs import OPSET, _Graph
+from sonobridge.lab.training.graphs import _Graph, checked_model
 
 Conv = tuple[np.ndarray, np.ndarray]
 
@@ -110,10 +110,4 @@ def segmentation_model(
         ],
         initializer=g.inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sonobridge"
-    )
-    model.ir_version = 8
-    model.doc_string = doc
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return checked_model(graph, doc)

@@ -379,6 +379,17 @@ def classifier_model(
     )
 
 
+def checked_model(graph: onnx.GraphProto, doc: str) -> onnx.ModelProto:
+    """Wrap a graph into an IR 8, opset 17 model that the full ONNX checker accepts."""
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sonobridge"
+    )
+    model.ir_version = 8
+    model.doc_string = doc
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 def _model(
     g: _Graph, input_name: str, size: int, outputs: list[tuple[str, str, int | None]], doc: str = ""
 ) -> onnx.ModelProto:
@@ -393,10 +404,4 @@ def _model(
         final_outputs,
         initializer=g.inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sonobridge"
-    )
-    model.ir_version = 8
-    model.doc_string = doc
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return checked_model(graph, doc)

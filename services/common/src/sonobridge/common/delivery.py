@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    event,
     func,
     insert,
     select,
@@ -23,11 +24,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from sonobridge.api.events.v1.topics import topic_for
 from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.envelope import CloudEvent, ProtoMessage, UnreadableEvent, wrap
+from sonobridge.common.lanes import Lanes
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.periodic import Periodic
 
@@ -66,6 +69,29 @@ def delivery_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox, inbox
 
 
+_COMMITTED = "sonobridge.outbox.committed"
+_STAGED = "sonobridge.outbox.staged"
+
+
+def committed_signal(table: Table) -> threading.Event:
+    """The flag raised whenever a transaction that added rows to the outbox `table` commits."""
+    signal: threading.Event = table.info.setdefault(_COMMITTED, threading.Event())
+    return signal
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    # The relay in this process ships at once instead of at its next poll (up to one interval
+    # per hop, two hops from an upload to its AI result); the poll still covers other processes.
+    for table in session.info.pop(_STAGED, {}).values():
+        committed_signal(table).set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_staged(session: Session) -> None:
+    session.info.pop(_STAGED, None)
+
+
 class Outbox:
     """Adds events to the outbox inside the caller's transaction."""
 
@@ -74,16 +100,23 @@ class Outbox:
 
     def add(self, session: Session, topic: str, event: CloudEvent) -> None:
         """Stage `event` for `topic`; it ships only if the surrounding transaction commits."""
-        session.execute(
-            insert(self.table).values(
-                event_id=event.id,
-                topic=topic,
-                key=event.key,
-                source=event.source,
-                type=event.type,
-                time=event.time,
-                data=event.data,
-            )
+        self.staged(session)
+        session.execute(self.row(topic, event))
+
+    def staged(self, session: Session) -> None:
+        """Note that `session` stages events here, so its commit wakes this outbox's relay."""
+        session.info.setdefault(_STAGED, {})[id(self.table)] = self.table
+
+    def row(self, topic: str, event: CloudEvent) -> Insert:
+        """Return the insert that stages `event`, for a caller that batches its statements."""
+        return insert(self.table).values(
+            event_id=event.id,
+            topic=topic,
+            key=event.key,
+            source=event.source,
+            type=event.type,
+            time=event.time,
+            data=event.data,
         )
 
     def emit(self, session: Session, message: ProtoMessage, *, source: str, key: str) -> CloudEvent:
@@ -91,6 +124,10 @@ class Outbox:
         event = wrap(message, source=source, key=key)
         self.add(session, topic_for(message), event)  # type: ignore[arg-type]
         return event
+
+    def emit_row(self, message: ProtoMessage, *, source: str, key: str) -> Insert:
+        """Wrap an event message; return the insert that stages it on its registered topic."""
+        return self.row(topic_for(message), wrap(message, source=source, key=key))  # type: ignore[arg-type]
 
 
 class OutboxRelay:
@@ -153,6 +190,7 @@ class OutboxRelay:
             retry_after=min(5.0, interval * 10),
             # A full batch means more are waiting: ship the next one at once.
             again=lambda shipped: shipped == self.batch_size,
+            wake=committed_signal(self.table),
         )(stop)
 
 
@@ -183,6 +221,7 @@ class ConsumerWorker:
         retry_backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
         stage: EventStage | None = None,
+        lanes: int = 1,
     ) -> None:
         if (handler is None) == (stage is None):
             raise ValueError("give the worker a handler or a stage, not both")
@@ -197,6 +236,8 @@ class ConsumerWorker:
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
         self._sleep = sleep
+        # Several lanes let one slow exam's work overlap the next exams' (see Lanes).
+        self.lanes = lanes
         self._subscription: Subscription | None = None
 
     @property
@@ -247,7 +288,13 @@ class ConsumerWorker:
         return True
 
     def handle(self, record: ReceivedEvent) -> str:
-        """Process one record to a final outcome: processed, duplicate or dead_lettered."""
+        """Process one record to a final outcome, then commit it."""
+        outcome = self.process(record)
+        self.subscription.commit(record)
+        return outcome
+
+    def process(self, record: ReceivedEvent) -> str:
+        """Take one record to a final outcome: processed, duplicate or dead_lettered."""
         attempts = 0
         while True:
             attempts += 1
@@ -282,7 +329,6 @@ class ConsumerWorker:
             break
         if outcome != "dead_lettered":
             self.metrics.events_consumed.labels(record.topic, outcome).inc()
-        self.subscription.commit(record)
         return outcome
 
     def _dead_letter(self, record: ReceivedEvent, error: Exception, attempts: int) -> None:
@@ -310,22 +356,44 @@ class ConsumerWorker:
         records = self.subscription.poll(timeout)
         for record in records:
             self.handle(record)
+        self._report_lag()
+        return len(records)
+
+    def _report_lag(self) -> None:
         for topic, lag in self.subscription.lag().items():
             self.metrics.consumer_lag.labels(topic).set(lag)
-        return len(records)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; errors outside a handler are logged and retried."""
         try:
             while not stop.is_set():
                 try:
-                    self.run_once()
+                    if self.lanes > 1:
+                        self._run_lanes(stop)
+                    else:
+                        self.run_once()
                 except Exception:
                     log.exception("consumer %s failed; rejoining", self.group)
                     self.close()
                     stop.wait(2.0)
         finally:
             self.close()
+
+    def _run_lanes(self, stop: threading.Event, timeout: float = 0.5) -> None:
+        """Poll and commit here while the lanes handle records; return once `stop` is set."""
+        lanes = Lanes(self.process, self.lanes)
+        lanes.start(self.group)
+        try:
+            while not stop.is_set():
+                lanes.settle(self.subscription, wait=0.0 if lanes.room() else timeout)
+                if lanes.room():
+                    for record in self.subscription.poll(timeout, max_records=lanes.room()):
+                        lanes.hand_out(record)
+                    self._report_lag()
+        finally:
+            # Records in flight finish; those not begun are left for the next run.
+            lanes.stop()
+        lanes.settle(self.subscription)
 
     def close(self) -> None:
         """Leave the group."""

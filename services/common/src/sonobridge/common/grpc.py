@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent import futures
@@ -11,8 +12,6 @@ from typing import Any, Generic, TypeVar
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from grpc_reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
 
 from sonobridge.common.auth import Principal, TokenVerifier
 from sonobridge.common.logging import stack_summary
@@ -44,12 +43,23 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
+        # gRPC asks for every call; a method's wrapped handler never changes, so it is built
+        # once instead of a closure and a handler object per call. Unknown methods (None) are
+        # not kept, so callers cannot grow this.
+        self._wrapped: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
-        handler = continuation(details)
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            wrapped = self._wrap(continuation(details), details.method)
+            if wrapped is not None:
+                self._wrapped[details.method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: Any, full_method: str) -> Any:
         if handler is None or handler.unary_unary is None:
             return handler
-        method = details.method.rsplit("/", 1)[-1]
+        method = full_method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
@@ -94,10 +104,13 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
 
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+REFLECTION_V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
 _REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 
 def _register_reflection_v1_descriptor() -> None:
+    from grpc_reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
+
     # grpcio-reflection ships only v1alpha; v1 is the same file under a new package (the
     # messages are wire-identical), so derive its descriptor for clients that describe it.
     pool = descriptor_pool.Default()
@@ -122,26 +135,45 @@ def _register_reflection_v1_descriptor() -> None:
     pool.AddSerializedFile(proto.SerializeToString())
 
 
+class LazyReflection(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped
+    """Serve reflection on v1 and v1alpha, importing grpcio-reflection on the first such call.
+
+    Reflection is for people with grpcurl or Postman; its module and descriptors (~5 MB per
+    process) wait until someone asks.
+    """
+
+    def __init__(self, service_names: Iterable[str]) -> None:
+        self._names = [*service_names, REFLECTION_V1ALPHA, REFLECTION_V1]
+        self._handler: Any = None
+        self._lock = threading.Lock()
+
+    def service(self, handler_call_details: Any) -> Any:
+        """Return the reflection stream handler for reflection methods, else None."""
+        service, _, method = handler_call_details.method.lstrip("/").partition("/")
+        if service not in (REFLECTION_V1, REFLECTION_V1ALPHA) or method != "ServerReflectionInfo":
+            return None
+        with self._lock:
+            if self._handler is None:
+                self._handler = self._build()
+        return self._handler
+
+    def _build(self) -> Any:
+        from grpc_reflection.v1alpha import reflection
+        from grpc_reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
+
+        # The v1 messages are wire-identical to v1alpha's, so one servicer answers both.
+        _register_reflection_v1_descriptor()
+        servicer = reflection.ReflectionServicer(self._names)
+        return grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_v1alpha_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_v1alpha_pb2.ServerReflectionResponse.SerializeToString,
+        )
+
+
 def enable_reflection(server: grpc.Server, service_names: Iterable[str]) -> None:
     """Serve reflection on both grpc.reflection.v1 (grpcurl, Postman) and v1alpha (older tools)."""
-    _register_reflection_v1_descriptor()
-    names = [*service_names, reflection.SERVICE_NAME, REFLECTION_V1]
-    reflection.enable_server_reflection(names, server)
-    servicer = reflection.ReflectionServicer(names)
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                REFLECTION_V1,
-                {
-                    "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                        servicer.ServerReflectionInfo,
-                        request_deserializer=reflection_v1alpha_pb2.ServerReflectionRequest.FromString,
-                        response_serializer=reflection_v1alpha_pb2.ServerReflectionResponse.SerializeToString,
-                    )
-                },
-            ),
-        )
-    )
+    server.add_generic_rpc_handlers((LazyReflection(service_names),))
 
 
 def principal_from_context(context: grpc.ServicerContext, verifier: TokenVerifier) -> Principal:

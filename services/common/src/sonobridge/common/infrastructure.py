@@ -204,6 +204,7 @@ class Plumbing:
         sessions: sessionmaker[Session],
         inbox: Table,
         metrics: ServiceMetrics,
+        lanes: int = 1,
     ) -> ConsumerWorker:
         """A consumer of `topics` that records each event in `inbox`, retrying as configured."""
         return ConsumerWorker(
@@ -217,6 +218,7 @@ class Plumbing:
             metrics=metrics,
             max_attempts=self.settings.delivery.max_attempts,
             retry_backoff=self.settings.delivery.retry_backoff_seconds,
+            lanes=lanes,
         )
 
     def host(
@@ -244,4 +246,4 @@ def migrate_service(
     """Upgrade the service's schema to head on `engine`, or on the database its settings name."""
     # Building the engine first creates the single node's data directory for its SQLite file.
     engine = engine or build_engine(settings, service)
-    migrate(engine.url.render_as_string(hide_password=False), migrations)
+    migrate(engine.url.render_as_string(hide_password=False), migrations, engine=engine)

@@ -42,6 +42,8 @@ class Periodic:
     again: Callable[[object], bool] | None = None
     observe: PassObserver | None = None
     rng: random.Random | None = None
+    # Set by whoever makes new work: the next pass starts at once instead of after `interval`.
+    wake: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.interval < 0 or not 0 <= self.jitter < 1:
@@ -54,8 +56,21 @@ class Periodic:
             return
         while not stop.is_set():
             wait = self._pass_sync()
-            if wait:
+            if wait and self.wake is None:
                 stop.wait(wait)
+            elif wait and self.wake is not None:
+                self._sleep_until_woken(stop, self.wake, wait)
+
+    @staticmethod
+    def _sleep_until_woken(stop: threading.Event, wake: threading.Event, wait: float) -> None:
+        # Two events cannot be waited on at once: look at `stop` every 0.1 s while waiting.
+        deadline = time.monotonic() + wait
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or wake.wait(min(0.1, left)):
+                break
+        # Cleared before the next pass: work made during it raises the flag again.
+        wake.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run as an asyncio task until `stop` is set; cancelling the task also stops it."""

@@ -1,22 +1,27 @@
-"""`python -m sonobridge.inference [serve|migrate|validation-report ...]`, from the shared spec."""
+"""`python -m sonobridge.inference [serve|migrate|validation-report|shadow-report ...]`."""
 
 from __future__ import annotations
 
 import sys
 
 from sonobridge.common.service import ServiceSpec
-from sonobridge.inference.entrypoints import report_command
+from sonobridge.inference.entrypoints import report_command, shadow_command
 from sonobridge.inference.settings import Settings
 
 SPEC = ServiceSpec.of("inference", Settings, http_port=8082, grpc_port=50062)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve, migrate the database, or write a validation report (`sonobridge-inference`)."""
+    """Serve, migrate, write a validation report or the shadow report (`sonobridge-inference`)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["validation-report"]:
         # Needs no settings: it reads labelled frames and the packaged or given models only.
         return report_command.run(argv[1:])
+    if argv[:1] == ["shadow-report"]:
+        # The composition root builds the database and registry adapters the report reads.
+        from sonobridge.inference.bootstrap import compare_stored_versions
+
+        return shadow_command.run(argv[1:], compare_stored_versions)
     return SPEC.main(argv)
 
 

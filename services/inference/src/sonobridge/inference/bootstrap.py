@@ -12,20 +12,30 @@ from typing import Unpack
 from sqlalchemy import Engine
 
 from sonobridge.api.events.v1.topics import INFERENCE_COMPLETED
+from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
+from sonobridge.common.infrastructure import (
+    Adapters,
+    Plumbing,
+    build_engine,
+    build_object_store,
+    migrate_service,
+    utc_now,
+)
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.inference.adapters import orm
+from sonobridge.inference.adapters.comparisons import SqlVersionComparisons
 from sonobridge.inference.adapters.model_store import (
     ObjectStoreModelSource,
     publish_missing_models,
 )
 from sonobridge.inference.adapters.repositories import SqlExamWork
 from sonobridge.inference.adapters.validation import SqlDeviceValidations
+from sonobridge.inference.domain.comparison import VersionComparison
 from sonobridge.inference.entrypoints import consumer, grpc_server, rest
-from sonobridge.inference.handlers import Dependencies, validation
+from sonobridge.inference.handlers import Dependencies, shadow, validation
 from sonobridge.inference.imaging.decode import FrameSampling
 from sonobridge.inference.metrics import SERVICE, InferenceMetrics
 from sonobridge.inference.modules import load_clinical_modules
@@ -66,14 +76,30 @@ def build_model_server(
             max_batch_size=cfg.max_batch_size,
             max_wait_ms=cfg.max_wait_ms,
             max_queue=cfg.queue_size,
+            direct_runs=cfg.direct_run_slots(),
+            cpu_batching=cfg.cpu_batching,
         ),
         metrics,
     )
-    server = ModelServer(registry)
+    server = ModelServer(registry, run_shadows=cfg.run_shadow_versions)
     server.load_and_pin(cfg.model_refs())
     for model in registry.loaded():
         log.info("model %s %s ready on %s", model.card.name, model.card.version, model.provider)
     return server
+
+
+def compare_stored_versions(settings: Settings, model_name: str) -> VersionComparison:
+    """Compare a gating model's versions from the deployment's database and registry (the CLI)."""
+    registry = ModelRegistry(ObjectStoreModelSource(build_object_store(settings)))
+    pinned = dict(settings.inference.model_refs()).get(model_name)
+    # The version this deployment serves: its configured pin, else the newest released one.
+    serving = pinned or registry.card(model_name).version
+    engine = build_engine(settings, SERVICE)
+    try:
+        comparisons = SqlVersionComparisons(session_factory(engine))
+        return shadow.report_comparison(comparisons, registry.card, model_name, serving)
+    finally:
+        engine.dispose()
 
 
 def build(
@@ -116,6 +142,7 @@ def build(
         modules=modules,
         instance_delay_seconds=cfg.instance_delay_seconds,
         validations=SqlDeviceValidations(plumbing.sessions()),
+        comparisons=SqlVersionComparisons(plumbing.sessions()),
     )
     validation.show_stored_states(deps)
 
@@ -136,6 +163,7 @@ def build(
         sessions=plumbing.sessions(),
         inbox=orm.inbox,
         metrics=base,
+        lanes=cfg.consumer_lanes,
     )
 
     def run_consumer(stop: threading.Event) -> None:

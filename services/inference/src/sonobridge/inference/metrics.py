@@ -77,3 +77,16 @@ class InferenceMetrics:
             ["view"],
             registry=registry,
         )
+        self.comparison_instances = Gauge(
+            "sonobridge_inference_comparison_instances",
+            "Expert-labelled live instances per gating model version and device model, by "
+            "outcome (labelled, false_rescan, fault_caught): the shadow-vs-serving comparison.",
+            ["model", "version", "stage", "device_model", "outcome"],
+            registry=registry,
+        )
+        self.comparison_agreement = Gauge(
+            "sonobridge_inference_comparison_agreement_ratio",
+            "Share of labelled instances where a version's verdict equals the serving version's.",
+            ["model", "version", "device_model"],
+            registry=registry,
+        )

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sonobridge.inference.domain.comparison import LabelledVerdict
 from sonobridge.inference.domain.exams import (
     InferenceResult,
     RecordedQuality,
@@ -93,6 +94,10 @@ class ModelServing(Protocol):
         """Unload a version; Conflict for the pinned version of a required model."""
         ...
 
+    def shadow_versions(self, name: str) -> list[str]:
+        """Return the loaded versions of a model registered in shadow beside the pinned one."""
+        ...
+
 
 class ModelBatches(Protocol):
     """Loaded models run on the caller's event loop (evaluation drives a registry directly)."""
@@ -156,4 +161,12 @@ class DeviceValidations(Protocol):
 
     def window(self, model_name: str, device: DeviceModel, size: int) -> list[ExpertLabel]:
         """Return the newest `size` labels of a model on a device model, newest first."""
+        ...
+
+
+class VersionComparisons(Protocol):
+    """Stored verdicts of every version joined to the experts' labels of the same instances."""
+
+    def labelled(self, model_name: str, device: DeviceModel | None = None) -> list[LabelledVerdict]:
+        """Return each labelled instance's verdict per version of a model (one device, or all)."""
         ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel, Field, field_validator
 
 from sonobridge.common.settings import ServiceSettings
@@ -21,13 +23,23 @@ class InferenceSettings(BaseModel):
     max_batch_size: int = Field(32, ge=1)
     max_wait_ms: float = Field(2.0, ge=0)
     queue_size: int = Field(256, ge=1)
+    # CPU models run requests side by side, this many at once (0: one per CPU core); set
+    # cpu_batching to micro-batch on CPU too. Accelerators always micro-batch.
+    direct_runs: int = Field(0, ge=0)
+    cpu_batching: bool = False
     # name@version pairs loaded, warmed up and pinned at start; readiness waits for all of them.
     models: str = "image-quality@1.0.0,probe-health@1.0.0,view-check@1.0.0"
+    # Also run every exam through each stored version of a gating model registered in shadow
+    # (recorded for the shadow-vs-serving comparison only, never shown or acted on).
+    run_shadow_versions: bool = True
     # Copy the reference models shipped in the package into the object store when absent.
     publish_packaged_models: bool = True
     # Frame-sampling policy: frames analysed per cine, spread evenly over the loop.
     frames_per_instance: int = Field(8, ge=1)
     consumer_group: str = "sonobridge-inference"
+    # Exams analysed at once: ONNX Runtime and numpy run without the GIL, so a second lane uses
+    # the other core while one exam decodes, and a long exam no longer holds up short ones.
+    consumer_lanes: int = Field(2, ge=1)
     grpc_max_workers: int = Field(64, ge=1)
     max_image_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Test hook for crash tests: sleep this long after each instance of an exam.
@@ -46,6 +58,10 @@ class InferenceSettings(BaseModel):
     def _model_refs(cls, value: str) -> str:
         parse_model_refs(value)
         return value
+
+    def direct_run_slots(self) -> int:
+        """Return how many requests a CPU model runs at once."""
+        return self.direct_runs or max(1, len(os.sched_getaffinity(0)))
 
     def provider_list(self) -> tuple[str, ...]:
         """Return the preferred providers, best first."""

@@ -17,7 +17,7 @@ from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.ingest.adapters import messages
-from sonobridge.ingest.adapters.ai_dicom import HighdicomAiRenderer
+from sonobridge.ingest.adapters.ai_dicom_deferred import DeferredAiRenderer
 from sonobridge.ingest.adapters.codec import PydicomCodec
 from sonobridge.ingest.adapters.orm import inbox as inbox_table
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
@@ -25,7 +25,7 @@ from sonobridge.ingest.adapters.repository import unit_of_work
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.entrypoints import admin, consumer, dicomweb, dimse, grpc_server, rest
 from sonobridge.ingest.handlers import Clock, IngestDeps
-from sonobridge.ingest.handlers.recovery import expire_uploads, recover_uploads
+from sonobridge.ingest.handlers.recovery import drop_unindexed, expire_uploads, recover_uploads
 from sonobridge.ingest.metrics import IngestMetrics
 from sonobridge.ingest.settings import Settings
 
@@ -53,8 +53,10 @@ def build(
     # A local-directory store belongs to this one process (the single node): whatever a
     # request left half-done before start-up is dead. Shared stores only reclaim by age.
     sole_owner = isinstance(store, LocalDirObjectStore)
+    interrupted: tuple[str, ...] = ()
     if isinstance(store, LocalDirObjectStore):
         store.purge_temp()
+        interrupted = store.take_interrupted()
     plumbing.migrate(MIGRATIONS)
 
     service_metrics = ServiceMetrics(SERVICE)
@@ -74,16 +76,21 @@ def build(
         upload_commit_seconds=settings.ingest.upload_commit_seconds,
     )
 
+    unindexed = drop_unindexed(deps, interrupted)
     recovered = recover_uploads(deps, sole_owner=sole_owner)
     spooled = spool.reclaim(None if sole_owner else _SPOOL_MAX_AGE_S)
-    if recovered.reopened or recovered.claims_released or recovered.parts_removed or spooled:
+    if any((recovered.reopened, recovered.claims_released, recovered.parts_removed)):
         log.info(
-            "start-up recovery: reopened %d upload(s), released %d claim(s), removed %d "
-            "part(s) and %d spool file(s)",
+            "start-up recovery: reopened %d upload(s), released %d claim(s), removed %d part(s)",
             recovered.reopened,
             recovered.claims_released,
             recovered.parts_removed,
+        )
+    if spooled or unindexed:
+        log.info(
+            "start-up recovery: removed %d spool file(s) and %d object(s) never indexed",
             spooled,
+            unindexed,
         )
 
     app = plumbing.app(service_metrics)
@@ -110,7 +117,7 @@ def build(
         workers["ai-results"] = plumbing.consumer(
             group=settings.ingest.consumer_group,
             topics=consumer.TOPICS,
-            stage=consumer.event_stage(deps, HighdicomAiRenderer()),
+            stage=consumer.event_stage(deps, DeferredAiRenderer()),
             sessions=plumbing.sessions(),
             inbox=inbox_table,
             metrics=service_metrics,

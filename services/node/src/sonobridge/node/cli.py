@@ -46,7 +46,8 @@ def wait_urls_ready(urls: dict[str, str], timeout: float = 120.0) -> dict[str, s
                     state[name] = f"unreachable: {exc}"
             if all(v == "ready" for v in state.values()):
                 return state
-            time.sleep(0.5)
+            # Polled often: readiness is one cheap request per service, and it is start-up time.
+            time.sleep(0.05)
     raise SystemExit(f"services not ready after {timeout:.0f}s: {json.dumps(state)}")
 
 
@@ -86,14 +87,16 @@ def _serve(node: SingleNode) -> None:
     try:
         wait_ready(node)
         print_endpoints(node)
-        stop.wait()
+        # Signal handlers run on the main thread only, and the kernel may hand SIGTERM to any
+        # of the node's threads: an unbounded wait would never wake to run the handler.
+        while not stop.wait(0.5):
+            pass
     finally:
         node.stop()
 
 
 def _node(args: argparse.Namespace) -> SingleNode:
-    from sonobridge.node.consortium import load
-    from sonobridge.node.demo import node_settings_for
+    from sonobridge.node.consortium import load, node_settings_for
     from sonobridge.node.edition import NodePorts
 
     extra: dict[str, Any] = {}

@@ -19,8 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from sonobridge.api.events.v1 import topics
-from sonobridge.node.consortium import Consortium
-from sonobridge.node.demo import node_settings_for
+from sonobridge.node.consortium import Consortium, node_settings_for
 from sonobridge.node.edition import SERVICES
 from sonobridge.node.issuer import JWKS_PATH
 
@@ -75,6 +74,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def issuer_command(run_dir: Path, port: int) -> list[str]:
+    """Return the command line of the node's JWKS issuer serving on `port`."""
+    data_dir = str(run_dir.resolve())
+    return [
+        sys.executable,
+        "-m",
+        "sonobridge.node",
+        "--data-dir",
+        data_dir,
+        "issuer",
+        "--port",
+        str(port),
+    ]
 
 
 @dataclass
@@ -240,20 +254,7 @@ class ClusterEdition:
         """Start the JWKS server and the four services; wait until every /readyz answers 200."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.running("issuer") is None:
-            self._spawn(
-                "issuer",
-                [
-                    sys.executable,
-                    "-m",
-                    "sonobridge.node",
-                    "--data-dir",
-                    str(self.run_dir.resolve()),
-                    "issuer",
-                    "--port",
-                    str(self.issuer_port),
-                ],
-                dict(os.environ),
-            )
+            self._spawn("issuer", issuer_command(self.run_dir, self.issuer_port), dict(os.environ))
         _wait_http(f"http://127.0.0.1:{self.issuer_port}/healthz", 30, "issuer")
         for service in SERVICES:
             if self.running(service) is None:

@@ -342,3 +342,24 @@ def seed(
                 )
             result.dimse_callers.append(title)
     return result
+
+
+def node_settings_for(consortium: Consortium, data_dir: Path | None = None) -> dict[str, Any]:
+    """Return the settings a consortium implies (with `data_dir`: its institution registry)."""
+    engineers = [p.user for p in consortium.with_role("engineer")]
+    settings: dict[str, Any] = {"ingest": {"consortium_id": consortium.id}}
+    if data_dir is not None:
+        registry = consortium.write_institution_registry(Path(data_dir) / "institutions.json")
+        settings["common"] = {"access": {"institutions_file": str(registry)}}
+    return settings | {
+        "maintenance": {
+            "regions": [
+                {
+                    "name": consortium.engineers_region,
+                    "institutions": [i.id for i in consortium.institutions],
+                    "engineers": engineers,
+                    "escalation_contact": consortium.with_role("admin")[0].user,
+                }
+            ]
+        },
+    }

@@ -8,11 +8,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.lab.exams import HC18_ROOT
-from sonobridge.node.consortium import DEMO_PASSWORD, Consortium, demo_consortium, seed
+from sonobridge.node.consortium import (
+    DEMO_PASSWORD,
+    Consortium,
+    demo_consortium,
+    node_settings_for,
+    seed,
+)
 from sonobridge.node.flow import EventWatch, FlowTracker, Trail
 from sonobridge.node.identity.accounts import with_passwords
 from sonobridge.node.scenario import PlannedExam, demo_exams
@@ -20,27 +25,6 @@ from sonobridge.node.township import TownshipApp
 from sonobridge.node.validation_demo import show_device_validation
 
 Printer = Callable[[str], None]
-
-
-def node_settings_for(consortium: Consortium, data_dir: Path | None = None) -> dict[str, Any]:
-    """Return the settings a consortium implies (with `data_dir`: its institution registry)."""
-    engineers = [p.user for p in consortium.with_role("engineer")]
-    settings: dict[str, Any] = {"ingest": {"consortium_id": consortium.id}}
-    if data_dir is not None:
-        registry = consortium.write_institution_registry(Path(data_dir) / "institutions.json")
-        settings["common"] = {"access": {"institutions_file": str(registry)}}
-    return settings | {
-        "maintenance": {
-            "regions": [
-                {
-                    "name": consortium.engineers_region,
-                    "institutions": [i.id for i in consortium.institutions],
-                    "engineers": engineers,
-                    "escalation_contact": consortium.with_role("admin")[0].user,
-                }
-            ]
-        },
-    }
 
 
 def reset_data_dir(data_dir: Path) -> None:

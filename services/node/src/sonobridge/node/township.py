@@ -34,8 +34,39 @@ class UploadedExam:
     state: str
 
 
-def _sop_uid(data: bytes) -> str:
+def sop_uid(data: bytes) -> str:
+    """Return the SOP Instance UID of a DICOM file (the app names its uploads by it)."""
     return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+
+
+def exam_opening(plan: PlannedExam, exam_id: str) -> dict[str, str]:
+    """Return the body of the app's POST /v1/exams for a planned exam."""
+    return {
+        "exam_id": exam_id,
+        "institution_id": plan.institution,
+        "operator_id": plan.operator,
+        "device_serial": plan.device_serial,
+        "exam_type": plan.exam_type,
+        "patient_ref": plan.patient_ref,
+        "study_instance_uid": plan.study_instance_uid,
+    }
+
+
+def upload_creation(size: int, metadata: dict[str, str]) -> dict[str, str]:
+    """Return the tus creation headers of an upload of `size` bytes with its metadata."""
+    encoded = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in metadata.items())
+    return {"Tus-Resumable": TUS, "Upload-Length": str(size), "Upload-Metadata": encoded}
+
+
+def chunk_headers(offset: int, chunk: bytes) -> dict[str, str]:
+    """Return the tus PATCH headers of a chunk at `offset`, with its SHA-256 checksum."""
+    digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+    return {
+        "Tus-Resumable": TUS,
+        "Upload-Offset": str(offset),
+        "Upload-Checksum": f"sha256 {digest}",
+        "Content-Type": "application/offset+octet-stream",
+    }
 
 
 def _raise_for(response: httpx.Response, what: str) -> None:
@@ -67,15 +98,7 @@ class TownshipApp:
         exam_id = exam_id or str(uuid.uuid4())
         response = self.client.post(
             "/v1/exams",
-            json={
-                "exam_id": exam_id,
-                "institution_id": plan.institution,
-                "operator_id": plan.operator,
-                "device_serial": plan.device_serial,
-                "exam_type": plan.exam_type,
-                "patient_ref": plan.patient_ref,
-                "study_instance_uid": plan.study_instance_uid,
-            },
+            json=exam_opening(plan, exam_id),
             headers={"Idempotency-Key": f"open-{exam_id}"},
         )
         _raise_for(response, f"opening exam {plan.label}")
@@ -85,16 +108,10 @@ class TownshipApp:
         self, exam_id: str, data: bytes, declared: dict[str, str] | None = None
     ) -> None:
         """Send one instance by tus in checksummed chunks, resuming from HEAD after a break."""
-        sop = _sop_uid(data)
+        sop = sop_uid(data)
         sent = {"filename": f"{sop}.dcm", "sop_instance_uid": sop, **(declared or {})}
-        metadata = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in sent.items())
         created = self.client.post(
-            f"/v1/exams/{exam_id}/uploads",
-            headers={
-                "Tus-Resumable": TUS,
-                "Upload-Length": str(len(data)),
-                "Upload-Metadata": metadata,
-            },
+            f"/v1/exams/{exam_id}/uploads", headers=upload_creation(len(data), sent)
         )
         _raise_for(created, "creating upload")
         location = created.headers["Location"]
@@ -102,17 +119,9 @@ class TownshipApp:
         attempts = 0
         while offset < len(data):
             chunk = data[offset : offset + self.chunk_bytes]
-            digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
             try:
                 response = self.client.patch(
-                    location,
-                    content=chunk,
-                    headers={
-                        "Tus-Resumable": TUS,
-                        "Upload-Offset": str(offset),
-                        "Upload-Checksum": f"sha256 {digest}",
-                        "Content-Type": "application/offset+octet-stream",
-                    },
+                    location, content=chunk, headers=chunk_headers(offset, chunk)
                 )
             except httpx.TransportError:
                 # Weak 4G: ask where the server got to, then go on from there.
@@ -131,7 +140,7 @@ class TownshipApp:
         """Send the manifest (every instance's SOP UID and SHA-256); return the exam's status."""
         manifest = {
             "instances": [
-                {"sop_instance_uid": _sop_uid(d), "sha256": hashlib.sha256(d).hexdigest()}
+                {"sop_instance_uid": sop_uid(d), "sha256": hashlib.sha256(d).hexdigest()}
                 for d in plan.instances
             ],
             "scan_seconds": scan_seconds,

@@ -18,8 +18,7 @@ from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.reporting.adapters import messages, orm
-from sonobridge.reporting.adapters.fhir import bundle_of
-from sonobridge.reporting.adapters.pdf import ReportPdfRenderer
+from sonobridge.reporting.adapters.deferred import DeferredPdfRenderer, fhir_bundle
 from sonobridge.reporting.adapters.policy_file import read_policy
 from sonobridge.reporting.adapters.unit import SqlUnits
 from sonobridge.reporting.adapters.webhooks import HttpSender
@@ -80,7 +79,7 @@ def dependencies(
         metrics=metrics,
         settings=settings.reporting,
         render_pdf=render_pdf,
-        fhir_bundle=bundle_of,
+        fhir_bundle=fhir_bundle,
         normalize_findings=messages.normalize_findings,
         access=AccessPolicy.from_settings(settings.access),
     )
@@ -99,7 +98,7 @@ def build(
 ) -> ServiceHost:
     """Build the reporting service; callers may pass adapters, otherwise settings decide."""
     policy = read_policy(settings.reporting.policy_path)
-    renderer = ReportPdfRenderer(settings.reporting.pdf_font_path)
+    renderer = DeferredPdfRenderer(settings.reporting.pdf_font_path)
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
     _immediate_sqlite_transactions(plumbing.engine)
     plumbing.migrate(MIGRATIONS)

@@ -5,6 +5,7 @@ from sonobridge.common.objects.ports import (
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
+    StagedObject,
     key_segment,
     validate_key,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
+    "StagedObject",
     "key_segment",
     "validate_key",
 ]

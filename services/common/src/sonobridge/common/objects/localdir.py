@@ -6,14 +6,78 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from sonobridge.common.objects.ports import CHUNK_SIZE, ObjectInfo, ObjectNotFound, validate_key
+from sonobridge.common.objects.ports import (
+    CHUNK_SIZE,
+    MAX_SEGMENT,
+    ObjectInfo,
+    ObjectNotFound,
+    validate_key,
+)
 
 _META_SUFFIX = ".meta.json"
+# An object whose type its key's suffix implies, with no user metadata, gets no metadata file:
+# one file fewer to create and rename for each stored DICOM instance.
+_IMPLIED_TYPES = {".dcm": "application/dicom"}
+_DEFAULT_TYPE = "application/octet-stream"
+
+
+def _implied_type(key: str) -> str:
+    return _IMPLIED_TYPES.get(PurePosixPath(key).suffix, _DEFAULT_TYPE)
+
+
+def _fsync(path: Path | str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStagedObject:
+    """A file made durable in the store's staging folder, published by one link."""
+
+    def __init__(self, key: str, staged: Path, target: Path, size: int, content_type: str) -> None:
+        self.key = key
+        self.staged = staged
+        self.target = target
+        self.size = size
+        self.content_type = content_type
+        self.published = False
+
+    def publish(self) -> ObjectInfo:
+        """Link the staged file into place: no data is written or synced here.
+
+        The staged name stays until discard(): if the process dies before its transaction
+        commits, start-up finds the key there and drops the object unless the index has it.
+        """
+        try:
+            os.link(self.staged, self.target)
+        except FileExistsError:
+            # Replacing an object a dead writer left: rename a second link over it.
+            spare = self.staged.with_name(uuid.uuid4().hex)
+            os.link(self.staged, spare)
+            os.replace(spare, self.target)
+        self.published = True
+        return ObjectInfo(self.key, self.size, self.content_type, {})
+
+    def discard(self) -> None:
+        """Make a published object's directory entry durable; drop the staged name."""
+        if self.published:
+            _fsync(self.target.parent)
+        self.staged.unlink(missing_ok=True)
+
+
+_STAGED_SEPARATOR = "~"  # in no key, so a staged name splits back into its key
+
+
+def _staged_name(key: str) -> str:
+    return key.replace("/", "%") + _STAGED_SEPARATOR + uuid.uuid4().hex[:12]
 
 
 class LocalDirObjectStore:
@@ -24,6 +88,9 @@ class LocalDirObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(exist_ok=True)
+        # Staged puts, named after their key; unlike .tmp, kept across restarts until taken.
+        self._staged = self.root / ".staged"
+        self._staged.mkdir(exist_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.root / "data" / validate_key(key)
@@ -51,15 +118,58 @@ class LocalDirObjectStore:
                 os.fsync(out.fileno())
             if length is not None and size != length:
                 raise ValueError(f"stream gave {size} bytes, expected {length}")
-            meta = {"content_type": content_type, "metadata": metadata or {}}
-            meta_tmp = Path(tmp_name + _META_SUFFIX)
-            meta_tmp.write_text(json.dumps(meta))
-            os.replace(meta_tmp, str(path) + _META_SUFFIX)
+            self._describe(key, path, content_type, metadata, Path(tmp_name))
             os.replace(tmp_name, path)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return ObjectInfo(key, size, content_type, dict(metadata or {}))
+
+    def stage(
+        self, key: str, source: Path, *, content_type: str = _DEFAULT_TYPE
+    ) -> LocalStagedObject:
+        """Link (or copy) `source` into the staging folder and fsync it; publish() links it in."""
+        path = self._path(key)
+        self._make_parents(path.parent)
+        name = _staged_name(key)
+        staged = self._staged / (name if len(name) <= MAX_SEGMENT else uuid.uuid4().hex)
+        try:
+            try:
+                # The spool shares the data directory's file system: a link copies nothing.
+                os.link(source, staged)
+            except OSError:
+                shutil.copyfile(source, staged)
+            # Also journals the new name: link() changed the inode this syncs.
+            _fsync(staged)
+            self._describe(key, path, content_type, None, staged)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        return LocalStagedObject(key, staged, path, staged.stat().st_size, content_type)
+
+    def _make_parents(self, folder: Path) -> None:
+        """Create `folder` and make each new directory's entry durable in its parent."""
+        if folder.is_dir():
+            return
+        self._make_parents(folder.parent)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            return
+        _fsync(folder.parent)
+
+    def _describe(
+        self, key: str, path: Path, content_type: str, metadata: dict[str, str] | None, data: Path
+    ) -> None:
+        """Put the metadata file beside `path` before its data lands, or drop a stale one."""
+        meta_path = Path(str(path) + _META_SUFFIX)
+        if not metadata and content_type == _implied_type(key):
+            meta_path.unlink(missing_ok=True)
+            return
+        meta = {"content_type": content_type, "metadata": metadata or {}}
+        meta_tmp = Path(str(data) + _META_SUFFIX)
+        meta_tmp.write_text(json.dumps(meta))
+        os.replace(meta_tmp, meta_path)
 
     @contextmanager
     def open(self, key: str) -> Iterator[Iterator[bytes]]:
@@ -83,7 +193,7 @@ class LocalDirObjectStore:
         return ObjectInfo(
             key,
             size,
-            meta.get("content_type", "application/octet-stream"),
+            meta.get("content_type", _implied_type(key)),
             meta.get("metadata", {}),
         )
 
@@ -122,6 +232,16 @@ class LocalDirObjectStore:
         """Raise unless the root is a writable directory."""
         if not os.access(self.root, os.W_OK):
             raise OSError(f"{self.root} is not writable")
+
+    def take_interrupted(self) -> tuple[str, ...]:
+        """Return the keys of staged puts a dead process left (now forgotten), sorted."""
+        keys: set[str] = set()
+        for entry in os.scandir(self._staged):
+            head, separator, _ = entry.name.rpartition(_STAGED_SEPARATOR)
+            if separator:
+                keys.add(head.replace("%", "/"))
+            Path(entry.path).unlink(missing_ok=True)
+        return tuple(sorted(keys))
 
     def purge_temp(self) -> None:
         """Remove temp files and orphaned metadata a crash left behind (called at start-up)."""

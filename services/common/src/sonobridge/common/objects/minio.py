@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from pathlib import Path
+from typing import BinaryIO, cast
 
 from minio import Minio
 from minio.error import S3Error
@@ -53,20 +54,25 @@ class MinioObjectStore:
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         """Upload; an unknown length goes multipart in `part_size` pieces, held one at a time."""
-        result = self.client.put_object(
+        counted = _Counted(stream)
+        self.client.put_object(
             self.bucket,
             validate_key(key),
-            stream,
+            cast(BinaryIO, counted),
             length=-1 if length is None else length,
             part_size=self.part_size if length is None else 0,
             content_type=content_type,
             metadata=metadata or None,  # type: ignore[arg-type]
             num_parallel_uploads=1,
         )
-        info = self.stat(result.object_name)
-        if info is None:
-            raise RuntimeError(f"object {key} vanished right after upload")
-        return info
+        # The PUT's answer is the acknowledgement: no HEAD request after it.
+        return ObjectInfo(key, counted.size, content_type, dict(metadata or {}))
+
+    def stage(
+        self, key: str, source: Path, *, content_type: str = "application/octet-stream"
+    ) -> MinioStagedObject:
+        """Nothing to prepare: S3 has no rename, so publish() uploads the file."""
+        return MinioStagedObject(self, validate_key(key), source, content_type)
 
     @contextmanager
     def open(self, key: str) -> Iterator[Iterator[bytes]]:
@@ -114,3 +120,36 @@ class MinioObjectStore:
     def check(self) -> None:
         """Raise unless the bucket answers."""
         self.client.bucket_exists(self.bucket)
+
+
+class _Counted:
+    """A readable stream that counts the bytes read from it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Read and count."""
+        chunk = self.stream.read(size)
+        self.size += len(chunk)
+        return chunk
+
+
+class MinioStagedObject:
+    """A put deferred to publish(): one PUT request, no staging copy."""
+
+    def __init__(self, store: MinioObjectStore, key: str, source: Path, content_type: str) -> None:
+        self.store = store
+        self.key = key
+        self.source = source
+        self.content_type = content_type
+
+    def publish(self) -> ObjectInfo:
+        """Upload the file under the key."""
+        size = self.source.stat().st_size
+        with self.source.open("rb") as handle:
+            return self.store.put(self.key, handle, length=size, content_type=self.content_type)
+
+    def discard(self) -> None:
+        """Nothing was staged."""

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from sonobridge.common.problems import InvalidInput, NotFound
@@ -63,6 +64,18 @@ class ObjectInfo:
     metadata: dict[str, str]
 
 
+class StagedObject(Protocol):
+    """A put prepared in two steps: the slow, durable part first, then a cheap publish."""
+
+    def publish(self) -> ObjectInfo:
+        """Make the object visible under its key, replacing atomically."""
+        ...
+
+    def discard(self) -> None:
+        """Drop what staging left behind (a no-op once published)."""
+        ...
+
+
 class ObjectStore(Protocol):
     """Streaming object storage; memory use never depends on object size."""
 
@@ -76,6 +89,12 @@ class ObjectStore(Protocol):
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         """Store everything `stream` yields under `key`, replacing atomically."""
+        ...
+
+    def stage(
+        self, key: str, source: Path, *, content_type: str = "application/octet-stream"
+    ) -> StagedObject:
+        """Prepare a put of the file at `source` (left in place) for a publish under `key`."""
         ...
 
     def open(self, key: str) -> AbstractContextManager[Iterator[bytes]]:

@@ -52,23 +52,15 @@ def probe_health(health: ProbeHealth) -> events_pb2.ProbeHealth:
 
 
 def _finding(f: Finding) -> events_pb2.Finding:
-    message = events_pb2.Finding(
-        code=f.code,
-        code_system=f.code_system,
-        display=f.display,
-        unit=f.unit,
-        confidence=f.confidence,
-        low_confidence=f.low_confidence,
+    # A value of None leaves the optional `value` unset (a presence/absence finding).
+    return events_pb2.Finding(
+        **f.coded(),
         model_name=f.model_name,
         model_version=f.model_version,
         evidence_object_keys=list(f.evidence_object_keys),
         sop_instance_uid=f.sop_instance_uid,
         attributes=f.attributes,
-        abnormal=f.abnormal,
     )
-    if f.value is not None:
-        message.value = f.value
-    return message
 
 
 def inference_completed(result: InferenceResult) -> events_pb2.InferenceCompleted:

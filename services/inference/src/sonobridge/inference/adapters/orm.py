@@ -82,4 +82,26 @@ quality_labels = Table(
     Index("ix_quality_labels_window", "model_name", "manufacturer", "device_model_name", "id"),
 )
 
+# What each version of a gating model (serving and shadow) said of each instance, before any
+# validation gate: joined to quality_labels for the shadow-vs-serving comparison, never shown.
+quality_verdicts = Table(
+    "quality_verdicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("study_instance_uid", String(128), nullable=False),
+    Column("sop_instance_uid", String(128), nullable=False),
+    Column("manufacturer", String(128), nullable=False),
+    Column("device_model_name", String(128), nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("reason", String(32), nullable=True),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    UniqueConstraint(
+        "model_name", "model_version", "sop_instance_uid", name="uq_quality_verdict_instance"
+    ),
+    Index("ix_quality_verdicts_instance", "sop_instance_uid"),
+)
+
 audit_log = audit_table(metadata)

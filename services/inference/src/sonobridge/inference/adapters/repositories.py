@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from sonobridge.common.delivery import Outbox
 from sonobridge.inference.adapters import messages
-from sonobridge.inference.adapters.orm import inference_results
+from sonobridge.inference.adapters.orm import inference_results, quality_verdicts
 from sonobridge.inference.domain.exams import (
     InferenceResult,
     InferenceStatus,
+    InstanceVerdict,
     RecordedQuality,
     RecordedResult,
     ResultKey,
 )
+from sonobridge.inference.domain.validation import DeviceModel
 
 SOURCE = "inference"
 
@@ -80,6 +82,37 @@ class SqlInferenceResults:
                 completed_at=result.completed_at,
             )
         )
+        self._add_verdicts(result)
+
+    def _add_verdicts(self, result: InferenceResult) -> None:
+        # The newest exam holding an instance wins: its verdicts replace the earlier ones.
+        t = quality_verdicts
+        for v in result.verdicts:
+            self.session.execute(
+                delete(t).where(
+                    t.c.model_name == v.model_name,
+                    t.c.model_version == v.model_version,
+                    t.c.sop_instance_uid == v.sop_instance_uid,
+                )
+            )
+        if result.verdicts:
+            self.session.execute(insert(t), [_verdict_row(result, v) for v in result.verdicts])
+
+
+def _verdict_row(result: InferenceResult, v: InstanceVerdict) -> dict[str, object]:
+    device = DeviceModel.of_key(v.device_model)
+    return {
+        "model_name": v.model_name,
+        "model_version": v.model_version,
+        "stage": v.stage,
+        "study_instance_uid": result.key.study_instance_uid,
+        "sop_instance_uid": v.sop_instance_uid,
+        "manufacturer": device.manufacturer,
+        "device_model_name": device.model_name,
+        "flagged": v.flagged,
+        "reason": v.reason,
+        "recorded_at": result.completed_at,
+    }
 
 
 @dataclass

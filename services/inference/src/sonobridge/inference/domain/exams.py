@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from sonobridge.common import problems
+from sonobridge.common.findings import CodedFinding
 from sonobridge.inference.domain.quality import QualityAssessment
 
 
@@ -122,6 +123,23 @@ class RecordedQuality:
 
 
 @dataclass(frozen=True)
+class InstanceVerdict:
+    """What one version of a gating model said of one instance, before any validation gate.
+
+    Kept for the shadow-vs-serving comparison only: never shown to users, never acting.
+    """
+
+    model_name: str
+    model_version: str
+    # "serving" (the pinned version) or "shadow" (registered beside it, run alongside).
+    stage: str
+    sop_instance_uid: str
+    device_model: str
+    flagged: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class RecordedResult:
     """A result already recorded for a key."""
 
@@ -145,17 +163,9 @@ class InstanceQuality:
 
 
 @dataclass(frozen=True)
-class Finding:
+class Finding(CodedFinding):
     """A coded finding of a clinical module, with the objects that show its evidence."""
 
-    code: str
-    code_system: str
-    display: str
-    value: float | None
-    unit: str
-    confidence: float
-    low_confidence: bool
-    abnormal: bool
     sop_instance_uid: str
     attributes: dict[str, str]
     model_name: str
@@ -196,6 +206,8 @@ class InferenceResult:
     completed_at: datetime
     instances_analysed: int
     instances_without_pixels: int
+    # Per-instance verdicts of the serving and shadow versions; not in the event or summary.
+    verdicts: tuple[InstanceVerdict, ...] = ()
 
     @property
     def inference_id(self) -> str:

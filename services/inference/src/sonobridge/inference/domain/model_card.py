@@ -60,6 +60,11 @@ class ModelCard:
         )
 
 
+def in_shadow(raw: dict[str, Any]) -> bool:
+    """Return True when a card was registered in shadow beside the serving version."""
+    return bool((raw.get("registration") or {}).get("stage") == "shadow")
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """Order versions numerically (1.10.0 after 1.9.0); non-numeric parts sort first."""
     return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
@@ -90,7 +95,4 @@ def rank_labels(card: ModelCard, outputs: dict[str, Any]) -> list[tuple[str, flo
     row = probs[0]
     if row.shape[0] != len(card.labels):
         return []
-    return sorted(
-        ((label, float(p)) for label, p in zip(card.labels, row, strict=True)),
-        key=lambda lp: -lp[1],
-    )
+    return sorted(zip(card.labels, row.tolist(), strict=True), key=lambda lp: -lp[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+import scipy
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def count_dark_columns(
 
 def _field_of_view(mean: np.ndarray) -> np.ndarray:
     """Return the lit (imaged) part of a mean frame, smoothed so speckle leaves no holes."""
-    smooth: np.ndarray = ndimage.uniform_filter(mean, 5)
+    smooth: np.ndarray = scipy.ndimage.uniform_filter(mean, 5)
     return smooth > 0.1 * float(smooth.max(initial=0.0))
 
 
@@ -155,8 +155,8 @@ def count_dark_lines(frames: np.ndarray, ratio: float = DARK_RATIO, window: int 
     angles = np.linspace(lo, hi, bins)
     r_grid, a_grid = np.meshgrid(radii, angles, indexing="ij")
     coords = [apex[0] + r_grid * np.cos(a_grid), apex[1] + r_grid * np.sin(a_grid)]
-    fan = ndimage.map_coordinates(mean, coords, order=1, cval=np.nan)
-    inside = ndimage.map_coordinates(lit.astype(np.float32), coords, order=0, cval=0) > 0
+    fan = scipy.ndimage.map_coordinates(mean, coords, order=1, cval=np.nan)
+    inside = scipy.ndimage.map_coordinates(lit.astype(np.float32), coords, order=0, cval=0) > 0
     fan = np.where(inside, fan, np.nan)
     counts = np.isfinite(fan).sum(axis=0)
     sums = np.nansum(fan, axis=0)

@@ -14,7 +14,7 @@ from sonobridge.common.delivery import EventCommit, EventStage, PermanentFailure
 from sonobridge.common.envelope import CloudEvent, unpack
 from sonobridge.inference.domain.exams import InvalidExam, RecordedResult, ResultKey
 from sonobridge.inference.entrypoints import messages
-from sonobridge.inference.handlers import Dependencies, exams, validation
+from sonobridge.inference.handlers import Dependencies, exams, shadow, validation
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def _keep_label(
         label = messages.expert_label(message, recorded)
         for change in validation.record_quality_labels(deps, REPORTING, [label]):
             log.info("%s on %s: %s", change.model_name, change.device.key, change.to_state.value)
+        shadow.follow_labels(deps, [label])
     return _nothing
 
 

@@ -22,7 +22,8 @@ from sonobridge.inference.domain.validation import (
     ExpertLabel,
     StateChange,
 )
-from sonobridge.inference.handlers import Dependencies, models, quality, validation
+from sonobridge.inference.entrypoints.comparison import comparison_document
+from sonobridge.inference.handlers import Dependencies, models, quality, shadow, validation
 from sonobridge.inference.handlers.models import StoredModel
 
 # Sync routes run in FastAPI's threadpool, off the event loop.
@@ -275,7 +276,22 @@ def record_quality_labels(
         for item in body.labels
     ]
     changes = validation.record_quality_labels(deps, principal, labels)
+    shadow.follow_labels(deps, labels)
     return {"recorded": len(labels), "demotions": [_change(c) for c in changes]}
+
+
+@router.get(
+    "/validation/comparisons",
+    summary="Shadow versus serving versions on live traffic against expert labels (admin)",
+)
+def compare_versions(
+    principal: CurrentPrincipal,
+    deps: Deps,
+    model: Annotated[str, Query(min_length=1, max_length=64)],
+) -> dict[str, Any]:
+    """Per device model and version: labelled instances, false rescans, faults caught,
+    agreement with the serving version and whether promotion would meet the card."""
+    return comparison_document(shadow.compare_served_versions(deps, principal, model))
 
 
 def _reason(reason: str | None) -> str:

@@ -11,7 +11,12 @@ from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.inference.imaging.decode import FrameSampling
 from sonobridge.inference.metrics import InferenceMetrics
 from sonobridge.inference.modules.base import ExamModule
-from sonobridge.inference.ports import DeviceValidations, ExamWork, ModelServing
+from sonobridge.inference.ports import (
+    DeviceValidations,
+    ExamWork,
+    ModelServing,
+    VersionComparisons,
+)
 
 Clock = Callable[[], datetime]
 
@@ -31,3 +36,5 @@ class Dependencies:
     instance_delay_seconds: float = 0.0
     # Stored states per device model; without a store every device keeps its card's default.
     validations: DeviceValidations | None = None
+    # Verdicts joined to expert labels (the shadow-vs-serving comparison); None: not kept.
+    comparisons: VersionComparisons | None = None

@@ -23,6 +23,7 @@ from sonobridge.inference.domain.exams import (
     InferenceResult,
     InferenceStatus,
     InstanceQuality,
+    InstanceVerdict,
     ModelUse,
     ProbeHealth,
     RecordedResult,
@@ -37,7 +38,7 @@ from sonobridge.inference.domain.validation import (
     ValidationState,
     gate_probe_health,
 )
-from sonobridge.inference.handlers import Dependencies
+from sonobridge.inference.handlers import Dependencies, shadow
 from sonobridge.inference.handlers.quality import (
     PROBE_HEALTH_MODEL,
     QUALITY_MODEL,
@@ -69,6 +70,8 @@ class _ExamRun:
     # Parallel to module_frames: the quality model's per-frame verdict.
     frame_acceptable: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Serving and shadow versions' own verdicts per instance, for the comparison only.
+    verdicts: list[InstanceVerdict] = field(default_factory=list)
     decoded: int = 0
     # The probe's device model: the first decoded instance that names one.
     device: DeviceModel = UNKNOWN_DEVICE
@@ -145,6 +148,7 @@ def analyse_exam(
         completed_at=deps.clock(),
         instances_analysed=run.decoded,
         instances_without_pixels=run.skipped,
+        verdicts=tuple(run.verdicts),
     )
     return result
 
@@ -251,7 +255,10 @@ def _analyse_instance(
         }
     )
     out = run_model(deps, probe, preprocess(deps, probe, decoded.frames), time.perf_counter())
-    run.probe_scores.extend(float(s) for s in out["probabilities"][:, 0])
+    scores = out["probabilities"][:, 0]
+    run.probe_scores.extend(float(s) for s in scores)
+    served = (check, probe, scores)
+    run.verdicts += shadow.judge_instance(deps, uid, device, decoded.frames, served)
     dark = count_dark_lines(decoded.frames)
     if dark.fraction > run.dark_columns[1]:
         run.dark_columns = (dark.columns, dark.fraction)
@@ -349,14 +356,7 @@ def _store_module_output(
     evidence.derived += [*overlays, findings_key]
     evidence.findings += [
         Finding(
-            code=f.code,
-            code_system=f.code_system,
-            display=f.display,
-            value=None if f.value is None else float(f.value),
-            unit=f.unit,
-            confidence=f.confidence,
-            low_confidence=f.low_confidence,
-            abnormal=f.abnormal,
+            **f.coded(),
             sop_instance_uid=f.sop_instance_uid,
             attributes=dict(f.attributes),
             model_name=out.module,

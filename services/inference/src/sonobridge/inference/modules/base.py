@@ -8,6 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sonobridge.common.findings import CodedFinding
+
 EXAM_TYPES = frozenset(
     {"carotid", "thyroid", "abdomen", "kidney", "liver", "obstetric", "cardiac", "other"}
 )
@@ -26,17 +28,9 @@ class ModuleFrame:
 
 
 @dataclass(frozen=True)
-class ModuleFinding:
+class ModuleFinding(CodedFinding):
     """A coded measurement or observation with its confidence and where it was made."""
 
-    code: str
-    code_system: str
-    display: str
-    value: float | None
-    unit: str
-    confidence: float
-    low_confidence: bool
-    abnormal: bool
     sop_instance_uid: str
     attributes: dict[str, str] = field(default_factory=dict)
 

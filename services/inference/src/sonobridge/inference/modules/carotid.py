@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+import scipy
 
 from sonobridge.inference.modules.base import ModuleFinding, ModuleFrame, ModuleOutput
 from sonobridge.inference.modules.common import (
@@ -59,7 +59,7 @@ class FrameWall:
 def _lumen(profile: np.ndarray, row_mm: float) -> tuple[int, int] | None:
     hi = float(np.median(profile))
     dark = profile < LUMEN_DARK_FRACTION * hi
-    labels, n = ndimage.label(dark)
+    labels, n = scipy.ndimage.label(dark)
     below_n = int(WALL_BELOW_MM / row_mm)
     best: np.ndarray | None = None
     for k in range(1, n + 1):
@@ -80,7 +80,7 @@ def measure_frame(frame: ModuleFrame) -> FrameWall | None:
         return None
     img = gray(frame)
     row_mm, col_mm = sp
-    profile = ndimage.gaussian_filter1d(np.median(img, axis=1), 0.3 / row_mm)
+    profile = scipy.ndimage.gaussian_filter1d(np.median(img, axis=1), 0.3 / row_mm)
     lumen = _lumen(profile, row_mm)
     if lumen is None:
         return None
@@ -92,7 +92,9 @@ def measure_frame(frame: ModuleFrame) -> FrameWall | None:
     a_off, b_off = (int(m / row_mm) for m in PEAK_SEARCH_MM)
     cols, lis, mas = [], [], []
     for c0 in range(0, w - wc + 1, max(wc // 2, 1)):
-        p = ndimage.gaussian_filter1d(img[:, c0 : c0 + wc].mean(axis=1), PROFILE_SMOOTH_MM / row_mm)
+        p = scipy.ndimage.gaussian_filter1d(
+            img[:, c0 : c0 + wc].mean(axis=1), PROFILE_SMOOTH_MM / row_mm
+        )
         if p[centre:end].size < 3:
             continue
         lum = float(np.median(p[top : bottom + 1]))
@@ -138,7 +140,7 @@ def pool(walls: list[FrameWall], a: float, b: float) -> ExamWall:
     spreads = [float(np.median(np.abs(wl.raw_mm - np.median(wl.raw_mm)))) for wl in walls]
     maxima, idx = [], []
     for wl in walls:
-        cal = ndimage.median_filter(a * wl.raw_mm + b, size=3, mode="nearest")
+        cal = scipy.ndimage.median_filter(a * wl.raw_mm + b, size=3, mode="nearest")
         idx.append(int(np.argmax(cal)))
         maxima.append(float(cal.max()))
     k = int(np.argsort(maxima)[len(maxima) // 2])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+import scipy
 
 from sonobridge.inference.modules.base import ModuleFinding, ModuleFrame, ModuleOutput
 from sonobridge.inference.modules.common import (
@@ -73,7 +73,7 @@ def skull_ridge(
     """
     sp = np.asarray(spacing)
     px = float(sp.mean())
-    g = ndimage.gaussian_filter(img, max(RIDGE_SMOOTH_MM / px, 0.7))
+    g = scipy.ndimage.gaussian_filter(img, max(RIDGE_SMOOTH_MM / px, 0.7))
     n = RIDGE_NORMALS
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     minor = np.array([-ellipse.axis[1], ellipse.axis[0]])
@@ -91,7 +91,7 @@ def skull_ridge(
         & (coords[1] >= 0)
         & (coords[1] <= img.shape[1] - 1)
     ).reshape(n, -1)
-    vals = ndimage.map_coordinates(g, coords, order=1, cval=0.0).reshape(n, -1)
+    vals = scipy.ndimage.map_coordinates(g, coords, order=1, cval=0.0).reshape(n, -1)
     vals = np.where(inside, vals, -1.0)
     best = vals.argmax(axis=1)
     rows = np.arange(n)
@@ -163,16 +163,16 @@ def find_head(
     fh, fw = frame.pixels.shape[:2]
     sp = (full_sp[0] * fh / probs.shape[1], full_sp[1] * fw / probs.shape[2])
     # Opening cuts the thin bridges by which the head region leaks into the uterine wall.
-    mask = ndimage.binary_opening(probs[1] >= threshold, iterations=OPENING_CELLS)
-    labels, n = ndimage.label(mask)
+    mask = scipy.ndimage.binary_opening(probs[1] >= threshold, iterations=OPENING_CELLS)
+    labels, n = scipy.ndimage.label(mask)
     if n == 0:
         return None
-    sizes = ndimage.sum(mask, labels, range(1, n + 1))
-    region = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
+    sizes = scipy.ndimage.sum(mask, labels, range(1, n + 1))
+    region = scipy.ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
     if region.sum() < MIN_REGION_CELLS:
         return None
     # The image border is not the skull's outline: only the region's inner edges count.
-    edge = region & ~ndimage.binary_erosion(region, border_value=1)
+    edge = region & ~scipy.ndimage.binary_erosion(region, border_value=1)
     rr, cc = np.nonzero(edge)
     if rr.size < 20:
         return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+import scipy
 
 from sonobridge.inference.modules.base import ModuleFinding, ModuleFrame, ModuleOutput
 from sonobridge.inference.modules.common import (
@@ -70,10 +70,10 @@ def _band(mask: np.ndarray, spacing: tuple[float, float], lo: float, hi: float, 
     px = float(np.mean(spacing))
     it_lo, it_hi = max(round(lo / px), 1), max(round(hi / px), 2)
     if inner:
-        return ndimage.binary_erosion(mask, iterations=it_lo) & ~ndimage.binary_erosion(
+        return scipy.ndimage.binary_erosion(mask, iterations=it_lo) & ~scipy.ndimage.binary_erosion(
             mask, iterations=it_hi
         )
-    return ndimage.binary_dilation(mask, iterations=it_hi) & ~ndimage.binary_dilation(
+    return scipy.ndimage.binary_dilation(mask, iterations=it_hi) & ~scipy.ndimage.binary_dilation(
         mask, iterations=it_lo
     )
 
@@ -140,8 +140,8 @@ def ring_scores(
     offsets = (0.0, -CAPSULE_SIDE_MM, CAPSULE_SIDE_MM)
     coords = np.concatenate([(pts + o * normals) / sp for o in offsets], axis=1)
     flat = coords.reshape(2, -1)
-    vals = ndimage.map_coordinates(g, flat, order=1, cval=0.0).reshape(3, *pts.shape[1:])
-    ok = ndimage.map_coordinates(fov.astype(np.float32), flat, order=0, cval=0.0)
+    vals = scipy.ndimage.map_coordinates(g, flat, order=1, cval=0.0).reshape(3, *pts.shape[1:])
+    ok = scipy.ndimage.map_coordinates(fov.astype(np.float32), flat, order=0, cval=0.0)
     ok = ok.reshape(3, *pts.shape[1:]).min(axis=0) > 0
     contrast = vals[0] - 0.5 * (vals[1] + vals[2])
     n = ok.sum(axis=1)
@@ -175,7 +175,7 @@ def fit_capsule(
 ) -> Capsule | None:
     """Search ellipses near the network's kidney for the brightest ring: coarse grid, refine."""
     px = float(np.mean(spacing))
-    g = ndimage.gaussian_filter(img, max(CAPSULE_SMOOTH_MM / px, 0.7))
+    g = scipy.ndimage.gaussian_filter(img, max(CAPSULE_SMOOTH_MM / px, 0.7))
     # (centre row, centre col, semi-major, semi-minor, angle); sizes span adult kidneys.
     b_mid = sum(SEMI_MINOR_MM) / 2
     start = np.array([near_mm[0], near_mm[1], b_mid * 2.2, b_mid, 0.0])
@@ -226,10 +226,10 @@ def find_kidney(frame: ModuleFrame, probs: np.ndarray, threshold: float) -> Kidn
         return None
     img = gray(frame)
     mask = probs[1] >= threshold
-    labels, n = ndimage.label(mask)
+    labels, n = scipy.ndimage.label(mask)
     if n == 0:
         return None
-    sizes = ndimage.sum(mask, labels, range(1, n + 1))
+    sizes = scipy.ndimage.sum(mask, labels, range(1, n + 1))
     k = int(np.argmax(sizes)) + 1
     region = labels == k
     if region.sum() < 50:
@@ -242,7 +242,7 @@ def find_kidney(frame: ModuleFrame, probs: np.ndarray, threshold: float) -> Kidn
             np.average(cc, weights=probs[1][region]) * sp[1],
         ]
     )
-    fov = ndimage.binary_erosion(img > 2, iterations=3)
+    fov = scipy.ndimage.binary_erosion(img > 2, iterations=3)
     capsule = fit_capsule(img, sp, near, fov)
     if capsule is None:
         return None
@@ -429,7 +429,7 @@ class KidneyModule(SegmentingModule, name=NAME, version=VERSION, exam_types=EXAM
 
     def _overlay(self, v: KidneyView, est: dict[str, Any]) -> bytes:
         img, draw = canvas(gray(v.frame).astype(np.uint8))
-        edge = v.mask & ~ndimage.binary_erosion(v.mask)
+        edge = v.mask & ~scipy.ndimage.binary_erosion(v.mask)
         rr, cc = np.nonzero(edge)
         draw.point(list(zip(cc.tolist(), rr.tolist(), strict=True)), fill=(0, 255, 0))
         (r0, c0), (r1, c1) = self._length_line(v, est)

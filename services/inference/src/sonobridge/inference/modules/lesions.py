@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+import scipy
 
 from sonobridge.inference.modules.base import ModuleFinding, ModuleFrame, ModuleOutput
 from sonobridge.inference.modules.common import (
@@ -91,8 +90,8 @@ def feret_mm(mask: np.ndarray, spacing: tuple[float, float]) -> float:
     rr, cc = np.nonzero(mask)
     pts = np.c_[rr * spacing[0], cc * spacing[1]]
     if len(pts) > 3:
-        with contextlib.suppress(QhullError):
-            pts = pts[ConvexHull(pts).vertices]
+        with contextlib.suppress(scipy.spatial.QhullError):
+            pts = pts[scipy.spatial.ConvexHull(pts).vertices]
     if len(pts) > 400:
         pts = pts[:: len(pts) // 400 + 1]
     d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).max() if len(pts) > 1 else 0
@@ -110,8 +109,8 @@ def refine_region(
     """
     px = float(np.mean(spacing))
     core = region & (p_lesion >= np.quantile(p_lesion[region], REFINE_CORE_QUANTILE))
-    reach = ndimage.binary_dilation(region, iterations=max(round(REFINE_MARGIN_MM / px), 2))
-    ring = reach & ~ndimage.binary_dilation(region, iterations=max(round(1.0 / px), 1))
+    reach = scipy.ndimage.binary_dilation(region, iterations=max(round(REFINE_MARGIN_MM / px), 2))
+    ring = reach & ~scipy.ndimage.binary_dilation(region, iterations=max(round(1.0 / px), 1))
     if core.sum() < 4 or ring.sum() < 20:
         return region
     inside, outside = float(np.median(smooth[core])), float(np.median(smooth[ring]))
@@ -119,14 +118,14 @@ def refine_region(
         return region
     mid = (inside + outside) / 2
     sel = reach & ((smooth < mid) if inside < outside else (smooth > mid))
-    labels, n = ndimage.label(sel)
+    labels, n = scipy.ndimage.label(sel)
     if n == 0:
         return region
-    overlap = ndimage.sum(core, labels, range(1, n + 1))
+    overlap = scipy.ndimage.sum(core, labels, range(1, n + 1))
     k = int(np.argmax(overlap)) + 1
     if overlap[k - 1] < 0.5 * core.sum():
         return region
-    refined = ndimage.binary_fill_holes(labels == k)
+    refined = scipy.ndimage.binary_fill_holes(labels == k)
     return refined if refined.sum() >= 4 else region
 
 
@@ -140,8 +139,8 @@ def surround(
     tissue right behind a cyst is brighter than the tissue beside it at the same depth.
     """
     px = float(np.mean(spacing))
-    near = ndimage.binary_dilation(region, iterations=max(round(RING_INNER_MM / px), 1))
-    far = ndimage.binary_dilation(region, iterations=max(round(RING_OUTER_MM / px), 2))
+    near = scipy.ndimage.binary_dilation(region, iterations=max(round(RING_INNER_MM / px), 1))
+    far = scipy.ndimage.binary_dilation(region, iterations=max(round(RING_OUTER_MM / px), 2))
     ring = far & ~near & fov
     if ring.sum() < 10:
         return 0.0, 0.0
@@ -170,12 +169,12 @@ def candidates(
     """Threshold the lesion probability, split into regions, refine borders, describe each."""
     p_lesion = probs[1] + probs[2]
     mask = p_lesion >= params["segment_threshold"]
-    mask = ndimage.binary_opening(mask, iterations=1)
-    labels, n = ndimage.label(mask)
+    mask = scipy.ndimage.binary_opening(mask, iterations=1)
+    labels, n = scipy.ndimage.label(mask)
     img = gray(frame)
-    fov = ndimage.binary_erosion(img > 2, iterations=3)
+    fov = scipy.ndimage.binary_erosion(img > 2, iterations=3)
     px = float(np.mean(spacing))
-    smooth = ndimage.gaussian_filter(img, max(REFINE_SMOOTH_MM / px, 1.0))
+    smooth = scipy.ndimage.gaussian_filter(img, max(REFINE_SMOOTH_MM / px, 1.0))
     px_area = spacing[0] * spacing[1]
     out = []
     for k in range(1, n + 1):
@@ -323,7 +322,7 @@ class FocalLesionModule(SegmentingModule, name=NAME, version=VERSION, exam_types
     def _overlay(self, frame: ModuleFrame, reported: list[Candidate]) -> bytes:
         img, draw = canvas(gray(frame).astype(np.uint8))
         for i, c in enumerate(reported, start=1):
-            edge = c.mask & ~ndimage.binary_erosion(c.mask)
+            edge = c.mask & ~scipy.ndimage.binary_erosion(c.mask)
             rr, cc = np.nonzero(edge)
             colour = (0, 200, 255) if c.kind == "cystic" else (255, 120, 0)
             draw.point(list(zip(cc.tolist(), rr.tolist(), strict=True)), fill=colour)
@@ -337,7 +336,7 @@ def _outline(c: Candidate, index: int) -> dict[str, Any]:
     rr, cc = np.nonzero(c.mask)
     pts = np.stack([rr, cc], axis=1).astype(float)
     if len(pts) >= 3 and np.linalg.matrix_rank(pts - pts.mean(axis=0)) == 2:
-        pts = pts[ConvexHull(pts).vertices]
+        pts = pts[scipy.spatial.ConvexHull(pts).vertices]
     out = graphic(f"focal-lesion-{c.kind}", "POLYLINE", np.vstack([pts, pts[:1]]), c.frame)
     out["index"] = index
     return out

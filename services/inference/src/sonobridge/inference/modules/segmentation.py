@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
@@ -16,7 +18,24 @@ class PixelSegmenter:
 
     def __init__(self, model: bytes, input_card: dict, runtime: object | None = None) -> None:
         self.spec = InputSpec.from_card(input_card)
-        self.session = onnx_session(model, runtime)
+        # Opened on the first exam that needs it: a node that never sees a kidney or a fetal
+        # head never pays the session's memory or its start-up time. The card's digest was
+        # checked on load, so a corrupt file still fails start-up.
+        self._model: bytes | None = model
+        self._runtime = runtime
+        self._session: ort.InferenceSession | None = None
+        self._opening = threading.Lock()
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """Return the network's session, opening it on first use."""
+        if self._session is None:
+            with self._opening:
+                if self._session is None:
+                    assert self._model is not None
+                    self._session = onnx_session(self._model, self._runtime)
+                    self._model = None
+        return self._session
 
     def probabilities(self, pixels: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
         """Return class probabilities (C, H, W) at the frame's own size (or at `shape`)."""

@@ -25,6 +25,12 @@ class BatchPolicy:
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     max_queue: int = 256
+    # Requests a model that does not batch runs at once, each on its caller's thread.
+    direct_runs: int = 1
+    # On CPU a batch costs each row about what a lone run does (image quality: batch 32 is no
+    # cheaper per frame than batch 1, and its activations grow the arena by ~200 MB), so CPU
+    # models run requests side by side unless told to batch; accelerators always batch.
+    cpu_batching: bool = False
 
 
 @dataclass
@@ -47,6 +53,8 @@ class MicroBatcher:
         run_batch: RunBatch,
         policy: BatchPolicy,
         metrics: InferenceMetrics | None = None,
+        *,
+        batching: bool = True,
     ) -> None:
         self.name = name
         # Metrics are labelled by model name only: versions come and go, names are few.
@@ -59,8 +67,13 @@ class MicroBatcher:
         # One thread per model: batches run one after another while the event loop keeps
         # accepting and grouping the next requests.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
-        # Held while the session runs, by the batch thread or by a caller taking the fast path.
-        self._session = threading.Lock()
+        # False: every request runs on its caller's thread, at most direct_runs at a time.
+        self.batching = batching
+        # A slot is held while the session runs, by the batch thread or by a caller running
+        # its own request; a batching model runs one thing at a time.
+        self._slots = threading.BoundedSemaphore(1 if batching else max(1, policy.direct_runs))
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         # Rows of the last batch: a lone request last time means nobody to wait for now.
         self._last_rows = 0
 
@@ -87,7 +100,7 @@ class MicroBatcher:
     @property
     def queue_depth(self) -> int:
         """Return the number of requests waiting."""
-        return self._queue.qsize() if self._queue is not None else 0
+        return (self._queue.qsize() if self._queue is not None else 0) + self._waiting
 
     def try_run_now(self, x: np.ndarray) -> dict[str, np.ndarray] | None:
         """Run `x` on the caller's thread when the model is idle, else None (use infer).
@@ -97,9 +110,36 @@ class MicroBatcher:
         """
         if self._worker is None or self._queue is None or not self._queue.empty():
             return None
-        if not self._session.acquire(blocking=False):
+        if not self._slots.acquire(blocking=False):
             return None
-        started = time.perf_counter()
+        return self._run_in_slot(x, time.perf_counter())
+
+    def run_here(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Wait for a free slot and run `x` on the caller's thread (models that do not batch)."""
+        if self._worker is None:
+            raise InferenceError(f"batcher for {self.name} is not started")
+        enqueued = time.perf_counter()
+        with self._waiting_lock:
+            if self._waiting >= self.policy.max_queue:
+                if self._metrics:
+                    self._metrics.rejected.labels(self.label).inc()
+                raise Overloaded(
+                    f"model {self.name} has {self.policy.max_queue} requests waiting; retry later"
+                )
+            self._waiting += 1
+        try:
+            self._slots.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        if self._metrics:
+            self._metrics.stage_seconds.labels(self.label, "queue").observe(
+                time.perf_counter() - enqueued
+            )
+        return self._run_in_slot(x, time.perf_counter())
+
+    def _run_in_slot(self, x: np.ndarray, started: float) -> dict[str, np.ndarray]:
+        """Run `x` on this thread in the slot the caller acquired, then free the slot."""
         try:
             outputs = self._run_batch(x)
         except Exception as exc:
@@ -107,7 +147,7 @@ class MicroBatcher:
                 self._metrics.errors.labels(self.label, "run").inc()
             raise InferenceError(f"model {self.name} failed: {exc}") from exc
         finally:
-            self._session.release()
+            self._slots.release()
         self._last_rows = int(x.shape[0])
         if self._metrics:
             self._metrics.batch_size.labels(self.label).observe(x.shape[0])
@@ -117,7 +157,7 @@ class MicroBatcher:
         return outputs
 
     def _run_locked(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        with self._session:
+        with self._slots:
             return self._run_batch(x)
 
     async def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:

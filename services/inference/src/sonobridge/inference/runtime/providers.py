@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ class SessionConfig:
     inter_op_threads: int = 1
     trt_cache_dir: str | None = None
     device_id: int = 0
+    # One CPU arena for every session of the process instead of one per session.
+    shared_cpu_arena: bool = True
 
 
 def choose_providers(available: Sequence[str], wanted: Sequence[str]) -> list[str]:
@@ -57,6 +60,25 @@ def session_plan(
 
 SessionFactory = Callable[..., ort.InferenceSession]
 
+_shared_arena = threading.Lock()
+_shared_arena_registered = False
+
+
+def share_cpu_arena() -> None:
+    """Register one process-wide CPU arena that grows by what is asked, for every session."""
+    global _shared_arena_registered
+    with _shared_arena:
+        if _shared_arena_registered:
+            return
+        # Each session's own arena grows in powers of two and keeps its peak: six tiny models
+        # held 34 MB after warm-up; one shared arena growing by what is asked holds 17 MB at the
+        # same speed. kSameAsRequested is arena_extend_strategy 1.
+        memory = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        ort.create_and_register_allocator(memory, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+        _shared_arena_registered = True
+
 
 def create_session(
     model_bytes: bytes,
@@ -70,5 +92,8 @@ def create_session(
     opts.intra_op_num_threads = config.intra_op_threads
     opts.inter_op_num_threads = config.inter_op_threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if config.shared_cpu_arena:
+        share_cpu_arena()
+        opts.add_session_config_entry("session.use_env_allocators", "1")
     providers, options = session_plan(config, available)
     return factory(model_bytes, opts, providers=providers, provider_options=options)

@@ -19,7 +19,7 @@ from sonobridge.inference.domain.errors import (
     ModelNotFound,
     ModelNotLoaded,
 )
-from sonobridge.inference.domain.model_card import ModelCard, version_key
+from sonobridge.inference.domain.model_card import ModelCard, in_shadow, version_key
 from sonobridge.inference.imaging.preprocess import InputSpec
 from sonobridge.inference.metrics import InferenceMetrics
 from sonobridge.inference.runtime.batcher import BatchPolicy, MicroBatcher
@@ -191,7 +191,7 @@ class ModelRegistry:
             card = json.loads(self._source.get_bytes(_key(name, version, "card.json")))
         except (KeyError, ValueError):
             return False
-        return (card.get("registration") or {}).get("stage") == "shadow"
+        return in_shadow(card)
 
     async def load(self, name: str, version: str | None = None) -> LoadedModel:
         """Load, verify and warm up a model version (latest stored when version is None)."""
@@ -210,8 +210,13 @@ class ModelRegistry:
         spec = InputSpec.from_card(card.raw["input"])
         outputs = [o.name for o in session.get_outputs()]
         holder: dict[str, LoadedModel] = {}
+        on_cpu = session.get_providers()[0] == "CPUExecutionProvider"
         batcher = MicroBatcher(
-            f"{name}:{version}", lambda x: holder["m"].run(x), self._policy, self._metrics
+            f"{name}:{version}",
+            lambda x: holder["m"].run(x),
+            self._policy,
+            self._metrics,
+            batching=self._policy.cpu_batching or not on_cpu,
         )
         model = LoadedModel(card, session, spec, batcher, outputs)
         holder["m"] = model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -10,9 +11,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from sonobridge.common.problems import Conflict
+from sonobridge.inference.domain.model_card import in_shadow, version_key
 from sonobridge.inference.runtime.registry import LoadedModel, ModelRegistry
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def parse_model_refs(spec: str | Sequence[str]) -> list[tuple[str, str | None]]:
@@ -36,8 +39,13 @@ class ModelServer:
     batches to the session threads: one slow decode cannot stall other models' batches.
     """
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, *, run_shadows: bool = False) -> None:
         self.registry = registry
+        # Load stored shadow versions on their model's first exam, not at start: idle
+        # memory stays as it was, and a node without exams never loads them.
+        self.run_shadows = run_shadows
+        self._shadows_sought: set[str] = set()
+        self._shadow_lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="inference-serving-loop", daemon=True
@@ -56,6 +64,8 @@ class ModelServer:
         now = model.batcher.try_run_now(x)
         if now is not None:
             return now
+        if not model.batcher.batching:
+            return model.batcher.run_here(x)
         return self.call(self.registry.infer(name, x, version))
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
@@ -79,6 +89,37 @@ class ModelServer:
         if name in self.required and self.registry.pinned(name) == version:
             raise Conflict(f"{name} {version} is pinned and required: pin another version first")
         self.call(self.registry.unload(name, version))
+
+    def shadow_versions(self, name: str) -> list[str]:
+        """Return the loaded versions of a model registered in shadow beside the pinned one.
+
+        The first call for a model loads every stored shadow version of it (when this
+        server runs shadows); a version an admin loads later joins from then on.
+        """
+        if self.run_shadows and name not in self._shadows_sought:
+            with self._shadow_lock:
+                if name not in self._shadows_sought:
+                    self._load_shadows(name)
+                    self._shadows_sought.add(name)
+        pinned = self.registry.pinned(name)
+        found = [
+            m.card.version
+            for m in self.registry.loaded()
+            if m.card.name == name and m.card.version != pinned and in_shadow(m.card.raw)
+        ]
+        return sorted(found, key=version_key)
+
+    def _load_shadows(self, name: str) -> None:
+        for version in self.registry.available().get(name, []):
+            if self.registry.is_loaded(name, version):
+                continue
+            try:
+                if in_shadow(self.registry.card(name, version).raw):
+                    self.load(name, version)
+                    log.info("shadow version %s %s loaded beside the served one", name, version)
+            except Exception:
+                # A broken shadow card or model must never stop the served version's exams.
+                log.exception("shadow version %s %s could not be loaded", name, version)
 
     def is_ready(self) -> bool:
         """Return True when every required model is loaded and warmed up."""

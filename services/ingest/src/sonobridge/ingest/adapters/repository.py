@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, false, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from sonobridge.common.access import Reachable
 from sonobridge.common.audit import AuditLog
@@ -186,6 +188,23 @@ class SqlInstances:
         """Insert a pending instance: the write claim on its SOP Instance UID."""
         self.session.execute(insert(instances).values(**values_of(instance)))
 
+    def try_claim(self, instance: Instance) -> bool:
+        """Insert the row unless its SOP Instance UID is indexed; True if this call did.
+
+        One statement instead of a look-up and an insert: the common case, a new instance,
+        costs one round trip, and a concurrent writer's row is waited for, not raced.
+        """
+        dialect = self.session.get_bind().dialect.name
+        module = postgresql if dialect == "postgresql" else sqlite
+        statement = (
+            module.insert(instances)
+            .values(**values_of(instance))
+            .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
+            # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
+            .returning(instances.c.sop_instance_uid)
+        )
+        return self.session.execute(statement).first() is not None
+
     def mark_stored(self, sop_uid: str, at: datetime) -> None:
         """Turn a claim into a stored instance."""
         self._update(sop_uid, status="stored", stored_at=at)
@@ -250,17 +269,33 @@ class SqlWork:
     def __init__(self, session: Session, outbox: Outbox) -> None:
         self.session = session
         self.outbox = outbox
+        # Outbox and audit rows are written last, together: nothing reads them back inside
+        # the transaction, and PostgreSQL takes them all in one statement (one round trip).
+        self.appends: list[Insert] = []
         self.exams: Exams = SqlExams(session)
         self.instances: Instances = SqlInstances(session)
         self.uploads: Uploads = SqlUploads(session)
         self.callers: Callers = SqlCallers(session)
-        self.audit: AuditLog = SqlAuditLog(session)
+        self.audit: AuditLog = SqlAuditLog(session, self.appends)
         self.request_keys: IdempotencyKeys = SqlIdempotencyKeys(session, idempotency_keys)
 
     def emit(self, event: Event) -> None:
         """Queue an event in the outbox, committed with everything else in this transaction."""
         message, key = messages.event_message(event)
-        self.outbox.emit(self.session, message, source=SOURCE, key=key)
+        self.outbox.staged(self.session)
+        self.appends.append(self.outbox.emit_row(message, source=SOURCE, key=key))
+
+    def flush(self) -> None:
+        """Write the queued outbox and audit rows (before the commit)."""
+        appends = list(self.appends)
+        self.appends.clear()
+        if len(appends) > 1 and self.session.get_bind().dialect.name == "postgresql":
+            # Data-modifying CTEs: WITH a AS (INSERT ...), b AS (INSERT ...) INSERT ...
+            *first, last = appends
+            ctes = [statement.cte(f"append_{i}") for i, statement in enumerate(first)]
+            appends = [last.add_cte(*ctes)]
+        for statement in appends:
+            self.session.execute(statement)
 
 
 def unit_of_work(sessions: sessionmaker[Session], outbox: Outbox) -> UnitOfWork:
@@ -271,7 +306,9 @@ def unit_of_work(sessions: sessionmaker[Session], outbox: Outbox) -> UnitOfWork:
         """Open one transaction; a unique-key clash surfaces as Collision."""
         try:
             with sessions.begin() as session:
-                yield SqlWork(session, outbox)
+                work = SqlWork(session, outbox)
+                yield work
+                work.flush()
         except IntegrityError as exc:
             raise Collision(str(exc.orig)) from exc
 

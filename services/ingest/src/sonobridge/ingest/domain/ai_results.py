@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from sonobridge.common.findings import CodedFinding
+
 # The project's own codes, for measurements PS3.16 has no concept for (e.g. carotid IMT).
 LOCAL_SCHEME = "99SONOBRIDGE"
 # Coding scheme designators (PS3.16 8) for the code systems the inference modules emit.
@@ -52,17 +54,9 @@ class Outline:
 
 
 @dataclass(frozen=True)
-class AiMeasurement:
+class AiMeasurement(CodedFinding):
     """One AI finding as the report states it: code, value and unit, image, qualifiers."""
 
-    code: str
-    code_system: str
-    display: str
-    value: float | None
-    unit: str
-    confidence: float
-    low_confidence: bool
-    abnormal: bool
     model_name: str
     model_version: str
     sop_instance_uid: str

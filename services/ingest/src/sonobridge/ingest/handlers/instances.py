@@ -234,6 +234,13 @@ def _pending(
 
 def _admit(claim: _Claim, work: Work, now: datetime) -> tuple[Exam | None, Instance | None]:
     """Check the instance against its exam and the index; return (exam, indexed instance)."""
+    exam = _admit_exam(claim, work)
+    existing = work.instances.get(claim.sop)
+    return exam, (None if existing is None else _settle_existing(claim, work, existing, now))
+
+
+def _admit_exam(claim: _Claim, work: Work) -> Exam | None:
+    """Find the instance's exam; refuse an instance its manifest lists with another SHA-256."""
     exam = _resolve_exam(claim, work)
     sop = claim.sop
     if exam is not None:
@@ -243,14 +250,19 @@ def _admit(claim: _Claim, work: Work, now: datetime) -> tuple[Exam | None, Insta
                 f"instance {sop} differs from the SHA-256 in exam {exam.exam_id}'s manifest",
                 reason="manifest_mismatch",
             )
-    existing = work.instances.get(sop)
-    if existing is not None:
-        if existing.status == "stored" or existing.sha256 != claim.spooled.sha256:
-            return exam, _already_stored(claim, existing)
-        if now - existing.claimed_at < STALE_CLAIM:
-            raise _Busy()
-        work.instances.release(sop)
-    return exam, None
+    return exam
+
+
+def _settle_existing(
+    claim: _Claim, work: Work, existing: Instance, now: datetime
+) -> Instance | None:
+    """Answer with an indexed twin, wait on a fresh claim, or release a dead writer's claim."""
+    if existing.status == "stored" or existing.sha256 != claim.spooled.sha256:
+        return _already_stored(claim, existing)
+    if now - existing.claimed_at < STALE_CLAIM:
+        raise _Busy()
+    work.instances.release(claim.sop)
+    return None
 
 
 def _claimed(claim: _Claim, attempt: Callable[[], _T]) -> _T | Instance:
@@ -363,24 +375,32 @@ def _store_valid(
 def _store_small(
     claim: _Claim, metadata: dict[str, Any], spacing: str | None
 ) -> tuple[StoredInstance, str | None]:
-    """Insert the row as stored, write the object and announce it, all in one transaction."""
+    """Insert the row as stored, publish the object and announce it, all in one transaction."""
     deps = claim.deps
+    # The object's bytes are written and synced before the transaction: on the single node
+    # its write lock is then held for a rename, not for an fsync.
+    staged = deps.store.stage(claim.key, claim.spooled.path, content_type="application/dicom")
 
     def attempt() -> tuple[StoredInstance, str | None] | Instance:
         now = deps.clock()
         owned = False
         try:
             with deps.unit() as work:
-                exam, existing = _admit(claim, work, now)
-                if existing is not None:
-                    return existing
+                exam = _admit_exam(claim, work)
                 pending = _pending(claim, exam, metadata, spacing, now)
                 stored = replace(pending, status="stored", stored_at=now)
                 # The row first: its unique key keeps a concurrent writer of the same
                 # instance (waiting on it) from ever writing this object.
-                work.instances.claim(stored)
+                if not work.instances.try_claim(stored):
+                    existing = work.instances.get(claim.sop)
+                    if existing is None:
+                        raise _Busy()  # its writer gave up meanwhile: try again
+                    twin = _settle_existing(claim, work, existing, now)
+                    if twin is not None:
+                        return twin
+                    work.instances.claim(stored)
                 owned = True
-                _put(claim)
+                staged.publish()
                 completed = _announce(claim, work, stored, now)
         except BaseException:
             if owned:
@@ -389,7 +409,10 @@ def _store_small(
             raise
         return StoredInstance(stored, False), completed
 
-    outcome = _claimed(claim, attempt)
+    try:
+        outcome = _claimed(claim, attempt)
+    finally:
+        staged.discard()
     if isinstance(outcome, Instance):
         return _store_duplicate(claim, outcome, spacing)
     return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -82,6 +83,22 @@ def recover_uploads(deps: IngestDeps, *, sole_owner: bool) -> Recovery:
             done.claims_released += 1
     done.parts_removed = _sweep_parts(deps)
     return done
+
+
+def drop_unindexed(deps: IngestDeps, keys: Iterable[str]) -> int:
+    """Delete the objects of instance keys no index row points to (a publish never committed).
+
+    A pending row keeps its object here: recover_uploads releases it together with its claim.
+    """
+    dropped = 0
+    for key in keys:
+        sop = key.rpartition("/")[2].removesuffix(".dcm")
+        with deps.unit() as work:
+            indexed = work.instances.get(sop)
+        if indexed is None or indexed.object_key != key:
+            deps.store.delete(key)
+            dropped += 1
+    return dropped
 
 
 def _sweep_parts(deps: IngestDeps) -> int:

@@ -307,14 +307,10 @@ class SqlProbeFindings:
         """Record an exam's verdict: a fault signal, or a clean exam that interrupts them."""
         self.session.execute(
             insert(orm.probe_findings).values(
-                finding_id=verdict.finding_id,
-                device_serial=verdict.device_serial,
-                institution_id=verdict.institution_id,
-                study_instance_uid=verdict.study_instance_uid,
-                observed_at=verdict.observed_at,
-                dead_element_fraction=verdict.dead_element_fraction,
-                dead_element_columns=verdict.dead_element_columns,
-                evidence_keys=list(verdict.evidence_keys),
+                # The verdict's own fault flag is kept as fault_signal, which the caller decides.
+                **row_values(
+                    verdict, exclude={"suspected_fault"}, evidence_keys=list(verdict.evidence_keys)
+                ),
                 fault_signal=fault_signal,
             )
         )

@@ -146,6 +146,16 @@ class Verdict:
     decided_by: str
     decided_at: datetime
 
+    def agreement(self) -> JsonObject:
+        """Return what a signed report keeps of the verdict (the AI agreement it records)."""
+        return {
+            "finding_code": self.finding_code,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "verdict": self.verdict,
+            "comment": self.comment,
+        }
+
 
 # Mirrors inference's quality reasons (the QualityReason of the event contract).
 QUALITY_REASONS = (

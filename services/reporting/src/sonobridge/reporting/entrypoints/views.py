@@ -127,14 +127,7 @@ def draft_view(d: Draft) -> View:
 
 def verdict_view(v: Verdict) -> View:
     """Return the API view of a verdict."""
-    return {
-        "finding_code": v.finding_code,
-        "model_name": v.model_name,
-        "model_version": v.model_version,
-        "verdict": v.verdict,
-        "comment": v.comment,
-        "decided_by": v.decided_by,
-    }
+    return {**v.agreement(), "decided_by": v.decided_by}
 
 
 def quality_label_view(label: QualityLabel) -> View:

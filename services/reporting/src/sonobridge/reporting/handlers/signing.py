@@ -26,7 +26,6 @@ from sonobridge.reporting.domain.records import (
     JsonObject,
     ReadRecord,
     ReportVersion,
-    Verdict,
     iso,
 )
 from sonobridge.reporting.handlers.deliveries import publish
@@ -69,7 +68,7 @@ def sign_read(work: Work, deps: Dependencies, principal: Principal, read_id: str
         draft,
         report_id=report_id,
         version=1,
-        agreement=[_agreement(v) for v in verdicts],
+        agreement=[v.agreement() for v in verdicts],
         signer=principal.user,
         at=now,
     )
@@ -169,16 +168,6 @@ def amend_report(
         detail=reason,
     )
     return version
-
-
-def _agreement(v: Verdict) -> JsonObject:
-    return {
-        "finding_code": v.finding_code,
-        "model_name": v.model_name,
-        "model_version": v.model_version,
-        "verdict": v.verdict,
-        "comment": v.comment,
-    }
 
 
 def store_version(

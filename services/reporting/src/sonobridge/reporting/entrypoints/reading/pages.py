@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -157,9 +158,13 @@ def evidence(read_id: str, key: str, deps: Deps, visitor: CurrentVisit) -> Respo
     return Response(content, media_type=media_type, headers={"Cache-Control": "private"})
 
 
-def _change(deps: Dependencies, visitor: CurrentVisit, change: Any) -> None:
+def _change(deps: Dependencies, visitor: CurrentVisit, use_case: Callable[[Work], object]) -> None:
     # Pages change state in one transaction, like the API, without an Idempotency-Key: a
     # repeated post meets the read's state machine (already claimed, already signed).
+    def change(work: Work) -> dict[str, Any]:
+        use_case(work)
+        return {}
+
     deps.once(visitor.principal.user, None, 200, change)
 
 
@@ -167,12 +172,7 @@ def _change(deps: Dependencies, visitor: CurrentVisit, change: Any) -> None:
 def claim(read_id: str, deps: Deps, visitor: CurrentVisit, form: Form) -> Response:
     """Claim a read."""
     station.require_station(visitor.principal)
-
-    def change(work: Work) -> dict[str, Any]:
-        reads.claim_read(work, deps, visitor.principal, read_id)
-        return {}
-
-    _change(deps, visitor, change)
+    _change(deps, visitor, lambda work: reads.claim_read(work, deps, visitor.principal, read_id))
     return back_to(f"{PREFIX}/reads/{read_id}", "saved", visitor)
 
 
@@ -182,12 +182,11 @@ def new_draft(read_id: str, deps: Deps, visitor: CurrentVisit, form: Form) -> Re
     language = field(form, "language", visitor.language)
     if language not in LANGUAGES:
         raise InvalidInput("unknown language")
-
-    def change(work: Work) -> dict[str, Any]:
-        drafts.create_draft(work, deps, visitor.principal, read_id, language)
-        return {}
-
-    _change(deps, visitor, change)
+    _change(
+        deps,
+        visitor,
+        lambda work: drafts.create_draft(work, deps, visitor.principal, read_id, language),
+    )
     return back_to(f"{PREFIX}/reads/{read_id}#draft", "saved", visitor)
 
 
@@ -244,12 +243,7 @@ def quality_labels(read_id: str, deps: Deps, visitor: CurrentVisit, form: Form) 
 @router.post("/reads/{read_id}/sign")
 def sign(read_id: str, deps: Deps, visitor: CurrentVisit, form: Form) -> Response:
     """Sign the read's draft into a report version."""
-
-    def change(work: Work) -> dict[str, Any]:
-        signing.sign_read(work, deps, visitor.principal, read_id)
-        return {}
-
-    _change(deps, visitor, change)
+    _change(deps, visitor, lambda work: signing.sign_read(work, deps, visitor.principal, read_id))
     return back_to(f"{PREFIX}/reads/{read_id}#report", "signed", visitor)
 
 
@@ -257,9 +251,12 @@ def sign(read_id: str, deps: Deps, visitor: CurrentVisit, form: Form) -> Respons
 def amend(report_id: str, deps: Deps, visitor: CurrentVisit, form: Form) -> Response:
     """Amend a signed report with a reason; the new version is signed at once."""
     read_id = field(form, "read_id")
-
-    def change(work: Work) -> dict[str, Any]:
-        signing.amend_report(
+    if not field(form, "reason").strip():
+        raise InvalidInput("an amendment needs a reason")
+    _change(
+        deps,
+        visitor,
+        lambda work: signing.amend_report(
             work,
             deps,
             visitor.principal,
@@ -268,12 +265,8 @@ def amend(report_id: str, deps: Deps, visitor: CurrentVisit, form: Form) -> Resp
             findings_text=field(form, "findings_text") or None,
             findings=None,
             reason=field(form, "reason"),
-        )
-        return {}
-
-    if not field(form, "reason").strip():
-        raise InvalidInput("an amendment needs a reason")
-    _change(deps, visitor, change)
+        ),
+    )
     return back_to(f"{PREFIX}/reads/{read_id}#report", "saved", visitor)
 
 
@@ -306,12 +299,12 @@ def alert_action(
     form: Form,
 ) -> Response:
     """Acknowledge or close a follow-up alert."""
-
-    def change(work: Work) -> dict[str, Any]:
-        alerts.change_alert(work, deps, visitor.principal, alert_id, action, field(form, "note"))
-        return {}
-
-    _change(deps, visitor, change)
+    note = field(form, "note")
+    _change(
+        deps,
+        visitor,
+        lambda work: alerts.change_alert(work, deps, visitor.principal, alert_id, action, note),
+    )
     return back_to(f"{PREFIX}/alerts", "saved", visitor)
 
 
