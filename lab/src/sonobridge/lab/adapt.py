@@ -41,11 +41,11 @@ from sonobridge.lab.training.mlp import train_head
 
 NAME = "image-quality"
 BASE_VERSION = "1.0.0"
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 COMMAND = "uv run --package sonobridge-lab python -m sonobridge.lab.adapt"
 SEEDS = {"head": 7, "train_faults": 100, "eval_faults": 900_000}
 SPEC = InputSpec("image", 128, 128)
-FEATURES = FeatureConfig(size=128, valley_shifts=(1, 2), line_pool=4, physics=True)
+FEATURES = FeatureConfig(size=128, valley_shifts=(1, 2), line_pool=4, physics=True, sector=True)
 # Clean acquisitions differ by a few dB of gain and by the side the probe marker is on; the
 # head must learn that neither is a fault.
 BENIGN_GAIN_DB = 3.0
@@ -93,8 +93,9 @@ class Sample:
 
     @property
     def label(self) -> int:
-        """The image-quality class index."""
-        return 0 if self.fault is None else QUALITY_CLASSES.index(self.fault.quality_label)
+        """The head's class: 0 when clean, else 1 + the fault's index (partial and full lost
+        contact apart, since they look nothing alike)."""
+        return 0 if self.fault is None else 1 + list(InjectedFault).index(self.fault)
 
 
 def read_frames(folder: Path) -> list[RealFrame]:
@@ -171,6 +172,19 @@ def evaluation_samples(frames: list[RealFrame]) -> list[Sample]:
     return samples
 
 
+# The head tells every injected fault apart; the graph sums them into the served labels.
+HEAD_CLASSES = ["acceptable", *[f.value for f in InjectedFault]]
+MERGE = np.array(
+    [
+        [
+            float(
+                QUALITY_CLASSES[c] == (h if h == "acceptable" else InjectedFault(h).quality_label)
+            )
+            for c in range(len(QUALITY_CLASSES))
+        ]
+        for h in HEAD_CLASSES
+    ]
+)
 # Every frame gives one clean and six faulty samples; clean ones count this much more so
 # the head sees about as much clean real tissue as faulty.
 CLEAN_WEIGHT = len(InjectedFault) + 1
@@ -191,11 +205,15 @@ class SampleFeatures:
     feats: np.ndarray
 
     @classmethod
-    def of(cls, frames: list[RealFrame], seeds_per_fault: int) -> SampleFeatures:
-        """Inject every fault into every frame and compute the fixed features."""
+    def of(
+        cls, frames: list[RealFrame], seeds_per_fault: int, keep: np.ndarray | None = None
+    ) -> SampleFeatures:
+        """Inject every fault into every (kept) frame and compute the fixed features."""
         session = _session(feature_model(FEATURES).SerializeToString())
         samples, index = [], []
         for i, frame in enumerate(frames):
+            if keep is not None and not keep[i]:
+                continue
             mine = training_samples([frame], seeds_per_fault, offset=i)
             samples.extend(mine)
             index.extend([i] * len(mine))
@@ -210,7 +228,7 @@ def fit_head(real: SampleFeatures, keep: np.ndarray) -> MlpHead:
     clean = rows[labels == 0]
     x = np.concatenate([real.feats[rows], np.repeat(real.feats[clean], CLEAN_WEIGHT - 1, axis=0)])
     y = np.concatenate([labels, np.zeros(len(clean) * (CLEAN_WEIGHT - 1), dtype=int)])
-    return train_head(x, y, len(QUALITY_CLASSES), SEEDS["head"], **HEAD)
+    return train_head(x, y, len(HEAD_CLASSES), SEEDS["head"], **HEAD)
 
 
 def acceptable_probability(head: MlpHead, feats: np.ndarray) -> np.ndarray:
@@ -260,6 +278,7 @@ def fit_model(
         {"temperature": 1.0},
         "softmax",
         doc="SonoBridge image-quality adapted to real frames; reference model, not clinical",
+        merge=MERGE,
     )
     return model.SerializeToString(), threshold
 
@@ -340,29 +359,58 @@ def figures(samples: list[Sample], flags: list[bool]) -> dict:
     return {"all": rates(pairs), "per_device_model": by["device"], "per_organ": by["organ"]}
 
 
+def flag_counts(samples: list[Sample], flags: list[bool]) -> dict[str, int]:
+    """Flagged samples per fault ("clean" for false rescans), as a fold's record keeps them."""
+    counts = {"clean": 0, **{f.value: 0 for f in InjectedFault}}
+    for s, flagged in zip(samples, flags, strict=True):
+        counts["clean" if s.fault is None else s.fault.value] += int(flagged)
+    return counts
+
+
+def fold_test(frames: list[RealFrame], folds: int, k: int) -> tuple[np.ndarray, list[Sample]]:
+    """Return which frames fold k trains on and its evaluation samples (held-out groups)."""
+    fold_of = np.array(group_folds(frames, folds))
+    test = [f for f, fold in zip(frames, fold_of, strict=True) if fold == k]
+    return fold_of != k, evaluation_samples(test)
+
+
 def cross_validate(
     frames: list[RealFrame], real: SampleFeatures, folds: int
-) -> tuple[list[Sample], list[bool], list[float]]:
-    """Group-wise CV: each fold's model scores its held-out groups through the serving path."""
-    fold_of = np.array(group_folds(frames, folds))
+) -> tuple[list[Sample], list[bool], list[dict]]:
+    """Group-wise CV: each fold's model scores its held-out groups through the serving path.
+
+    Returns every evaluation sample, its flag and one record per fold (threshold, counts).
+    """
     all_samples: list[Sample] = []
     all_flags: list[bool] = []
-    thresholds: list[float] = []
+    records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="sonobridge-adapt-cv-") as tmp:
         root = Path(tmp)
         for k in range(folds):
-            test = [f for f, fold in zip(frames, fold_of, strict=True) if fold == k]
-            if not test:
+            keep, samples = fold_test(frames, folds, k)
+            if not samples:
                 continue
-            model_bytes, threshold = fit_model(frames, real, fold_of != k)
-            thresholds.append(threshold)
-            card = _card(threshold, model_bytes_note=f"fold {k}")
-            card["version"] = f"0.0.{k}"
-            write_version(root / "models", card, model_bytes)
-            samples = evaluation_samples(test)
+            threshold, flags = score_fold(root, frames, real, keep, samples, k)
             all_samples.extend(samples)
-            all_flags.extend(serving_flags(root, card["version"], samples))
-    return all_samples, all_flags, thresholds
+            all_flags.extend(flags)
+            records.append({"fold": k, "threshold": threshold, **flag_counts(samples, flags)})
+    return all_samples, all_flags, records
+
+
+def score_fold(
+    root: Path,
+    frames: list[RealFrame],
+    real: SampleFeatures,
+    keep: np.ndarray,
+    samples: list[Sample],
+    k: int,
+) -> tuple[float, list[bool]]:
+    """Fit fold k's model on the kept frames, register it under root and flag its samples."""
+    model_bytes, threshold = fit_model(frames, real, keep)
+    card = _card(threshold, model_bytes_note=f"fold {k}")
+    card["version"] = f"0.0.{k}"
+    write_version(root / "models", card, model_bytes)
+    return threshold, serving_flags(root, card["version"], samples)
 
 
 def _base_card() -> dict:
@@ -404,7 +452,7 @@ def adapt(
     t0 = time.time()
     frames = read_frames(frames_dir)
     real = SampleFeatures.of(frames, seeds_per_fault)
-    samples, flags, fold_thresholds = cross_validate(frames, real, folds)
+    samples, flags, fold_records = cross_validate(frames, real, folds)
     everything = np.ones(len(frames), dtype=bool)
     model_bytes, threshold = fit_model(frames, real, everything)
     card = _card(threshold)
@@ -430,7 +478,9 @@ def adapt(
         "method": f"{folds}-fold group-wise (a group = one video or patient is never in two "
         "folds); each fold's model scored through serving's validation report",
         "faults_injected": [f.value for f in InjectedFault],
-        "fold_thresholds": fold_thresholds,
+        "n_folds": folds,
+        "seeds_per_fault": seeds_per_fault,
+        "folds": fold_records,
         "figures": figures(samples, flags),
         "note": "development figures on realus-dev; held-back cases are not here",
     }
@@ -445,7 +495,12 @@ def adapt(
     card["training_command"] = f"{COMMAND} --frames {frames_dir.name} --out MODELS_DIR"
     card["model"]["head_seed"] = SEEDS["head"]
     card["model"]["head"] = HEAD
-    card["model"]["architecture"] = card["model"]["architecture"].replace("MLP 32", "MLP 16")
+    card["model"]["architecture"] = (
+        "fixed ONNX feature layers (intensity grid, texture, gradients, oriented dark-line "
+        "filters, gain-invariant physics, sector-relative gain, directional blur, deep-band "
+        f"contact and sector-depth features) + MLP {HEAD['hidden']} ReLU over "
+        f"{len(HEAD_CLASSES)} classes (each injected fault its own), summed into the served labels"
+    )
     card["training_seconds"] = round(time.time() - t0, 1)
     write_version(out, card, model_bytes)
     return card

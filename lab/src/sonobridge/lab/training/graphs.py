@@ -25,6 +25,8 @@ class FeatureConfig:
     thresholds: tuple[float, ...] = (0.04, 0.12, 0.25, 0.45, 0.7)
     # Gain-invariant acquisition-physics features (adapted image-quality versions only).
     physics: bool = False
+    # Sector-relative gain, blur, contact and depth features (image-quality 1.3.0 on).
+    sector: bool = False
 
 
 @dataclass
@@ -140,6 +142,11 @@ def _features(g: _Graph, x: str, cfg: FeatureConfig) -> str:
     parts.append(flat(g.reduce("ReduceMax", line_max, [1], keepdims=1)))
     if cfg.physics:
         parts += _physics(g, x, cfg)
+    if cfg.sector:
+        # Imported here: that module builds on this one's graph type.
+        from sonobridge.lab.training.quality_features import quality_features
+
+        parts += quality_features(g, x, cfg)
     return g.op("Concat", parts, axis=1, prefix="features")
 
 
@@ -320,8 +327,13 @@ def classifier_model(
     output: str,
     input_name: str = "image",
     doc: str = "",
+    merge: np.ndarray | None = None,
 ) -> onnx.ModelProto:
-    """Build the full model: features, head, calibration and softmax or sigmoid output."""
+    """Build the full model: features, head, calibration and softmax or sigmoid output.
+
+    merge (head outputs x classes, 0/1) sums the softmax of finer head classes into the
+    served classes; the logits output is then the log of the merged probabilities.
+    """
     g = _Graph()
     feats = _features(g, input_name, cfg)
     z = g.op(
@@ -358,6 +370,10 @@ def classifier_model(
         )
         probs = g.op("Sigmoid", [scaled], prefix="probabilities")
     n_out = head.w2.shape[1]
+    if merge is not None:
+        probs = g.op("MatMul", [probs, g.const(merge.astype(np.float32))], prefix="merged")
+        logits = g.op("Log", [g.op("Add", [probs, g.const(np.float32(1e-12))])], prefix="logp")
+        n_out = merge.shape[1]
     return _model(
         g, input_name, cfg.size, [(probs, "probabilities", n_out), (logits, "logits", n_out)], doc
     )
