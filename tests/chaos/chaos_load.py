@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -219,9 +220,13 @@ class FieldApp:
         """Close the connections."""
         self.http.close()
 
-    def send(self, load: LoadPlan) -> UploadedExam:
-        """Open, send every instance by the exam's channel, complete; retry until delivered."""
+    def send(self, load: LoadPlan, scanned_at: datetime | None = None) -> UploadedExam:
+        """Open, send every instance by the exam's channel, complete; retry until delivered.
+
+        `scanned_at` is when the scan ended, which the app records before any upload starts.
+        """
         plan = load.plan
+        scanned_at = scanned_at or datetime.now(UTC)
         deadline = time.monotonic() + EXAM_PATIENCE_S
         started = time.time()
         exam_id = str(uuid.uuid4())
@@ -246,7 +251,7 @@ class FieldApp:
                     self._stow(plan.study_instance_uid, data, deadline)
                 else:
                     self._tus(exam_id, data, deadline)
-        state = self._complete(exam_id, plan, deadline, digests)
+        state = self._complete(exam_id, plan, deadline, digests, scanned_at)
         return UploadedExam(
             plan=plan,
             exam_id=exam_id,
@@ -258,7 +263,12 @@ class FieldApp:
         )
 
     def _complete(
-        self, exam_id: str, plan: PlannedExam, deadline: float, digests: dict[str, str] | None
+        self,
+        exam_id: str,
+        plan: PlannedExam,
+        deadline: float,
+        digests: dict[str, str] | None,
+        scanned_at: datetime,
     ) -> str:
         sops = [sop_uid(d) for d in plan.instances]
         if digests is None:
@@ -270,6 +280,9 @@ class FieldApp:
                 {"sop_instance_uid": s, "sha256": digests.get(s, "0" * 64)} for s in sops
             ],
             "scan_seconds": 90.0,
+            # A shipped app sends the scan's own times; maintenance orders a probe's exams by them.
+            "started_at": (scanned_at - timedelta(seconds=90)).isoformat(),
+            "completed_at": scanned_at.isoformat(),
         }
         answer = self.http.request(
             "POST", f"/v1/exams/{exam_id}/complete", json=manifest, deadline=deadline
@@ -391,13 +404,14 @@ class LoadGenerator:
         self._queue = list(enumerate(loads))
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._started = 0.0
+        self._started = self._started_wall = 0.0
         # Exams an app is sending right now (a fault should find some).
         self.in_flight = 0
 
     def start(self) -> None:
         """Start the app threads."""
         self._started = time.monotonic()
+        self._started_wall = time.time()
         for n in range(self.apps):
             t = threading.Thread(target=self._app, name=f"app-{n}", daemon=True)
             t.start()
@@ -423,7 +437,9 @@ class LoadGenerator:
                 with self._lock:
                     self.in_flight += 1
                 try:
-                    uploaded = apps[operator].send(load)
+                    # Each exam was scanned at its slot, in plan order, whenever its upload lands.
+                    slot = min(self._started_wall + n / self.rate, time.time())
+                    uploaded = apps[operator].send(load, datetime.fromtimestamp(slot, UTC))
                 except Undelivered as exc:
                     with self._lock:
                         self.result.undelivered.append((load, str(exc)))

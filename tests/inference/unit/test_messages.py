@@ -129,6 +129,10 @@ def test_the_exams_own_completion_time_travels_from_exam_completed_to_inference_
     completed = messages.completed_exam(event)
     assert completed.completed_at == datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
     assert messages.completed_exam(events_pb2.ExamCompleted()).completed_at is None
+    # An app that sends no scan time: the exam is dated by ingest's completion, never later.
+    emitted = datetime(2026, 1, 5, 8, 3, tzinfo=UTC)
+    assert messages.completed_exam(events_pb2.ExamCompleted(), emitted).completed_at == emitted
+    assert messages.completed_exam(event, emitted).completed_at == completed.completed_at
 
     w = world(acceptable=0.2, fault="lost_contact")
     stored = replace(exam(w.store, [png()]), completed_at=completed.completed_at)

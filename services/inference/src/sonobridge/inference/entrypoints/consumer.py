@@ -41,7 +41,7 @@ def event_stage(deps: Dependencies, sessions: Callable[[], Any]) -> EventStage:
             return _keep_label(deps, sessions, message)
         if not isinstance(message, events_pb2.ExamCompleted):
             raise PermanentFailure(f"{record.topic} carried {event.type}, not one inference reads")
-        exam = messages.completed_exam(message)
+        exam = messages.completed_exam(message, event.time)
         try:
             result = exams.analyse_exam(deps, exam, event.id, find)
         except InvalidExam as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
@@ -62,8 +62,13 @@ def task_value(card: ModelCard) -> inference_pb2.ModelTask:
     return TASKS[model_task(card)]
 
 
-def completed_exam(message: events_pb2.ExamCompleted) -> CompletedExam:
-    """Return what the exam pipeline needs of an ExamCompleted event."""
+def completed_exam(
+    message: events_pb2.ExamCompleted, emitted_at: datetime | None = None
+) -> CompletedExam:
+    """Return what the exam pipeline needs of an ExamCompleted event.
+
+    Without the app's scan time, the exam is dated by when ingest completed it (`emitted_at`).
+    """
     ctx = message.context
     return CompletedExam(
         study_instance_uid=ctx.study_instance_uid,
@@ -74,7 +79,11 @@ def completed_exam(message: events_pb2.ExamCompleted) -> CompletedExam:
         instances=tuple(_instance(i) for i in message.instances),
         manifest_sha256=message.manifest_sha256,
         context=ctx,
-        completed_at=aware(message.completed_at) if message.HasField("completed_at") else None,
+        # Probe verdicts are ordered by this time downstream; an inference replica's finishing
+        # time would reorder them, so an app that sends no scan time gets ingest's.
+        completed_at=aware(message.completed_at)
+        if message.HasField("completed_at")
+        else emitted_at,
     )
 
 
