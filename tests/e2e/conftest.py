@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.bus.ports import EventBus
@@ -67,13 +66,7 @@ def _cluster(tmp: Path, request: pytest.FixtureRequest) -> Iterator[Edition]:
     finally:
         edition.stop()
         bus.close()
-        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            for service in ("ingest", "inference", "reporting", "maintenance"):
-                conn.execute(
-                    text(f'DROP DATABASE IF EXISTS "{edition.database(service)}" WITH (FORCE)')
-                )
-        admin.dispose()
+        edition.drop_databases()
 
 
 @pytest.fixture(

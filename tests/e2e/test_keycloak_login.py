@@ -14,7 +14,6 @@ import pytest
 from infra_fixtures import KeycloakRealm
 from ingest.ingest_support import synthetic_instance, uids
 from oidc_login import Pkce, authorization_url, log_in, log_in_with_pkce
-from sqlalchemy import create_engine, text
 
 from sonobridge.common.auth import LocalIssuer, TokenVerifier
 from sonobridge.node.cluster import ClusterEdition, Infra
@@ -67,12 +66,7 @@ def cluster(
         yield edition
     finally:
         edition.stop()
-        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            for service in ("ingest", "inference", "reporting", "maintenance"):
-                name = edition.database(service)
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        edition.drop_databases()
 
 
 def test_keycloak_tokens_carry_the_contract_claims(keycloak: KeycloakRealm) -> None:

@@ -168,7 +168,6 @@ def _cluster(
     tmp: Path, consortium: Consortium, exams: list[PlannedExam], request: pytest.FixtureRequest
 ) -> Iterator[dict[str, Any]]:
     """The cluster edition's processes and OHIF, trusting the Keycloak realm people log in at."""
-    from sqlalchemy import create_engine, text
 
     from sonobridge.node.cluster import ClusterEdition, Infra
     from sonobridge.node.viewer import ViewerLogin, ViewerServer
@@ -220,13 +219,7 @@ def _cluster(
     finally:
         viewer.stop()
         edition.stop()
-        engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            for service in ("ingest", "inference", "reporting", "maintenance"):
-                conn.execute(
-                    text(f'DROP DATABASE IF EXISTS "{edition.database(service)}" WITH (FORCE)')
-                )
-        engine.dispose()
+        edition.drop_databases()
 
 
 @pytest.fixture(

@@ -150,6 +150,18 @@ class ClusterEdition:
 
     # -- preparation ----------------------------------------------------------------------
 
+    def drop_databases(self) -> None:
+        """Drop each service's database; FORCE ends connections left open, so it cannot hang."""
+        admin = create_engine(self.infra.pg_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                for service in SERVICES:
+                    conn.execute(
+                        text(f'DROP DATABASE IF EXISTS "{self.database(service)}" WITH (FORCE)')
+                    )
+        finally:
+            admin.dispose()
+
     def prepare(self, *, fresh: bool) -> None:
         """Create each service's database (dropping it first when `fresh`) and start groups."""
         admin = create_engine(self.infra.pg_url, isolation_level="AUTOCOMMIT")
