@@ -210,9 +210,9 @@ def service_process(
 
 
 def profiled(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """Start py-spy on the service for about `seconds` (collapsed stacks, busy threads)."""
+    """Start py-spy on the service for about `seconds`: stacks of the thread holding the GIL."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--threads"]
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--gil"]
     command += ["--duration", str(max(1, round(seconds))), "--rate", "500", "--output", str(out)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -61,6 +61,8 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
             return handler
         method = full_method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
+        # The success counter is the one every call bumps: its child is looked up once.
+        answered = self.metrics.grpc_requests.labels(method, "OK")
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
             try:
@@ -93,7 +95,7 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
                     grpc.StatusCode.INTERNAL,
                     f"unexpected error; quote error id {error_id} when reporting it",
                 )
-            self.metrics.grpc_requests.labels(method, "OK").inc()
+            answered.inc()
             return response
 
         return grpc.unary_unary_rpc_method_handler(
@@ -189,12 +191,18 @@ def create_grpc_server(
     host: str,
     port: int,
     max_workers: int = 8,
+    max_concurrent_rpcs: int | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Build a server with health and reflection; `register` adds servicers, returns their names."""
+    """Build a server with health and reflection; `register` adds servicers, returns their names.
+
+    Calls beyond max_concurrent_rpcs (None: no bound) get RESOURCE_EXHAUSTED at once instead
+    of queueing for a worker without end.
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[ProblemInterceptor(metrics)],
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     service_names = list(register(server))
     health_servicer = health.HealthServicer()

@@ -173,7 +173,12 @@ class Plumbing:
         )
 
     def grpc_server(
-        self, metrics: ServiceMetrics, register: Registration, *, max_workers: int = 8
+        self,
+        metrics: ServiceMetrics,
+        register: Registration,
+        *,
+        max_workers: int = 8,
+        max_concurrent_rpcs: int | None = None,
     ) -> tuple[grpc.Server, int, object]:
         """The service's gRPC server on the configured address, with health and reflection."""
         return create_grpc_server(
@@ -182,6 +187,7 @@ class Plumbing:
             host=self.settings.grpc.host,
             port=self.settings.grpc.port,
             max_workers=max_workers,
+            max_concurrent_rpcs=max_concurrent_rpcs,
         )
 
     def relay(self, outbox: Table, metrics: ServiceMetrics) -> Worker:

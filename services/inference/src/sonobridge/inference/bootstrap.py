@@ -151,8 +151,13 @@ def build(
     app.state.deps = deps
     app.state.max_image_bytes = cfg.max_image_bytes
 
+    workers = cfg.grpc_workers(any(m.batcher.batching for m in models.registry.loaded()))
     grpc = plumbing.grpc_server(
-        base, grpc_server.register(deps, plumbing.verifier), max_workers=cfg.grpc_max_workers
+        base,
+        grpc_server.register(deps, plumbing.verifier),
+        max_workers=workers,
+        # Calls past the workers wait in the server's queue: bound it as the batchers' is.
+        max_concurrent_rpcs=workers + cfg.queue_size,
     )
 
     plumbing.bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
