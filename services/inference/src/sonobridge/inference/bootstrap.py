@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -185,7 +184,4 @@ def build(
         app, grpc, {"outbox-relay": plumbing.relay(orm.outbox, base), "consumer": run_consumer}
     )
     host.deps = deps  # type: ignore[attr-defined]
-    # What start-up built lives as long as the process: keep it out of the collector's
-    # passes (a full pass over it took 217 ms, a pause any request in flight would wait out).
-    gc.freeze()
     return host
