@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from typing import Any, Generic, TypeVar
 
@@ -191,18 +191,18 @@ def create_grpc_server(
     host: str,
     port: int,
     max_workers: int = 8,
-    max_concurrent_rpcs: int | None = None,
+    executor: futures.ThreadPoolExecutor | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Build a server with health and reflection; `register` adds servicers, returns their names.
 
-    Calls beyond max_concurrent_rpcs (None: no bound) get RESOURCE_EXHAUSTED at once instead
-    of queueing for a worker without end.
+    A service may bring its own worker executor (else max_workers threads) and interceptors
+    that run before the error mapping.
     """
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[ProblemInterceptor(metrics)],
+        executor or futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[*interceptors, ProblemInterceptor(metrics)],
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
-        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     service_names = list(register(server))
     health_servicer = health.HealthServicer()

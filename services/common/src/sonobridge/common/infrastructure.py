@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,7 +179,8 @@ class Plumbing:
         register: Registration,
         *,
         max_workers: int = 8,
-        max_concurrent_rpcs: int | None = None,
+        executor: ThreadPoolExecutor | None = None,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
     ) -> tuple[grpc.Server, int, object]:
         """The service's gRPC server on the configured address, with health and reflection."""
         return create_grpc_server(
@@ -187,7 +189,8 @@ class Plumbing:
             host=self.settings.grpc.host,
             port=self.settings.grpc.port,
             max_workers=max_workers,
-            max_concurrent_rpcs=max_concurrent_rpcs,
+            executor=executor,
+            interceptors=interceptors,
         )
 
     def relay(self, outbox: Table, metrics: ServiceMetrics) -> Worker:

@@ -152,12 +152,13 @@ def build(
     app.state.max_image_bytes = cfg.max_image_bytes
 
     workers = cfg.grpc_workers(any(m.batcher.batching for m in models.registry.loaded()))
+    pool = grpc_server.Backlog(workers)
     grpc = plumbing.grpc_server(
         base,
         grpc_server.register(deps, plumbing.verifier),
-        max_workers=workers,
-        # Calls past the workers wait in the server's queue: bound it as the batchers' is.
-        max_concurrent_rpcs=workers + cfg.queue_size,
+        executor=pool,
+        # Calls past the workers wait in the pool's queue: bound it as the batchers' is.
+        interceptors=[grpc_server.AdmissionBound(pool, workers + cfg.queue_size, metrics)],
     )
 
     plumbing.bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])
