@@ -1,10 +1,14 @@
 """Benchmark: raw onnxruntime vs the service through gRPC, with 1, 8 and 32 clients.
 
-Starts the real service (single-node adapters in a temp dir, CPU provider unless told
-otherwise) and, for each client count, measures a pair back to back: as many threads calling
-InferenceSession.run on one in-process session with one frame each, then as many gRPC clients
-sending the same frames as Infer tensor requests. Prints frames/s, p50/p99, served/raw and the
-p50 the service adds; all measured in this one run, pairs interleaved.
+Starts the real service in a child process (single-node adapters in a temp dir, CPU provider
+unless told otherwise) and, for each client count, measures a pair back to back: as many
+threads calling InferenceSession.run on one in-process session with one frame each, then as
+many gRPC clients sending the same frames as Infer tensor requests. Prints frames/s, p50/p99,
+the p50 the service adds and CPU per frame of raw, of the service process and of the bench's
+own gRPC clients, apart; all measured in this one run, pairs interleaved. `--profile DIR`
+records py-spy stacks of the service during the first pair's rows. `--base DIR` (a checkout
+of another commit, e.g. `git archive main | tar -x -C DIR`) runs that tree's service too, in
+turns with this one, so before and after share one run and one load.
 
     uv run python bench/inference/bench_grpc.py [--model image-quality] [--seconds 5] [--pairs 1]
 """
@@ -12,11 +16,16 @@ p50 the service adds; all measured in this one run, pairs interleaved.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -28,13 +37,18 @@ from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.bus.embedded import EmbeddedEventBus
 from sonobridge.common.db import create_db_engine
 from sonobridge.common.objects.localdir import LocalDirObjectStore
-from sonobridge.common.objects.ports import read_all
 from sonobridge.common.settings import GrpcSettings, HttpSettings
 from sonobridge.inference.bootstrap import build
+from sonobridge.inference.domain.model_card import ModelCard
 from sonobridge.inference.entrypoints.grpc_server import array_to_tensor
-from sonobridge.inference.imaging.preprocess import to_tensor
+from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
+from sonobridge.inference.runtime.registry import packaged_models
 from sonobridge.inference.settings import InferenceSettings, Settings
 from sonobridge.lab.synthetic import generate_frame
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# A sibling script, not a package: found through the path entry above.
+from bench_idle import code_env
 
 
 def raw_batched(model: bytes, x: np.ndarray, seconds: float, threads: int, batch: int) -> float:
@@ -51,14 +65,20 @@ def raw_batched(model: bytes, x: np.ndarray, seconds: float, threads: int, batch
     return n / (time.perf_counter() - t0)
 
 
-def concurrently(
-    call: Callable[[int], object], clients: int, seconds: float
-) -> tuple[float, float, float, float]:
-    """(calls/s, p50 ms, p99 ms, process CPU ms per call) of `clients` threads for `seconds`.
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    CPU per call counts every thread of this process (the service and its gRPC clients too):
-    on a loaded machine the scheduler shares time per thread, so calls/s mostly measures how
-    many threads a side runs, while CPU per call is what the side costs when CPU-bound.
+
+def concurrently(
+    call: Callable[[int], object], clients: int, seconds: float, server: int | None = None
+) -> tuple[float, ...]:
+    """(calls/s, p50 ms, p99 ms, CPU ms per call of this process[, of `server`]).
+
+    On a loaded machine the scheduler shares time per thread, so calls/s mostly measures how
+    many threads a side runs; CPU per call is what a side costs when CPU-bound. The service
+    runs in its own process, so its CPU is counted apart from the clients calling it.
     """
     lat: list[float] = []
     lock = threading.Lock()
@@ -75,23 +95,27 @@ def concurrently(
             lat.extend(mine)
 
     t0, cpu0 = time.perf_counter(), time.process_time()
+    other0 = process_cpu(server) if server else 0.0
     workers = [threading.Thread(target=caller, args=(i,)) for i in range(clients)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return (
+    figures = (
         len(lat) / elapsed,
         np.percentile(lat, 50) * 1000,
         np.percentile(lat, 99) * 1000,
         cpu / len(lat) * 1000,
     )
+    if server:
+        return (*figures, (process_cpu(server) - other0) / len(lat) * 1000)
+    return figures
 
 
 def raw_concurrent(
     model: bytes, x: np.ndarray, clients: int, seconds: float, threads: int
-) -> tuple[float, float, float, float]:
+) -> tuple[float, ...]:
     """(frames/s, p50, p99, CPU ms per frame) of `clients` threads calling one plain session."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -103,33 +127,26 @@ def raw_concurrent(
 
 
 def served(
-    target: str, token: str, name: str, requests: list, clients: int, seconds: float
-) -> tuple[float, float, float, float]:
-    """Return (frames/s, p50, p99, CPU ms per frame) for `clients` concurrent callers over gRPC."""
+    target: str, token: str, requests: list, clients: int, seconds: float, server: int
+) -> tuple[float, ...]:
+    """(frames/s, p50, p99, client CPU ms/f, service CPU ms/f) for `clients` gRPC callers."""
     channel = grpc.insecure_channel(target)
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
     md = [("authorization", f"Bearer {token}")]
     stub.Infer(requests[0], metadata=md)
     try:
         return concurrently(
-            lambda j: stub.Infer(requests[j % len(requests)], metadata=md), clients, seconds
+            lambda j: stub.Infer(requests[j % len(requests)], metadata=md),
+            clients,
+            seconds,
+            server,
         )
     finally:
         channel.close()
 
 
-def main() -> None:
-    """Run the comparison and print one table."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="image-quality")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads, both sides")
-    parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--max-wait-ms", type=float, default=2.0)
-    parser.add_argument("--providers", default="CPUExecutionProvider")
-    parser.add_argument("--pairs", type=int, default=1)
-    args = parser.parse_args()
-
+def serve(args: argparse.Namespace) -> None:
+    """Run the service in this process until stdin closes; print its port, token and model."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     issuer = LocalIssuer("bench")
     settings = Settings(
@@ -143,63 +160,163 @@ def main() -> None:
             max_batch_size=args.max_batch,
             max_wait_ms=args.max_wait_ms,
             queue_size=1024,
+            **({"grpc_max_workers": args.grpc_workers} if args.grpc_workers else {}),
         ),
     )
-    store = LocalDirObjectStore(tmp / "objects")
     host = build(
         settings,
         bus=EmbeddedEventBus(tmp / "events.sqlite3"),
-        store=store,
+        store=LocalDirObjectStore(tmp / "objects"),
         engine=create_db_engine(f"sqlite:///{tmp / 'inference.sqlite3'}"),
         verifier=issuer.verifier(),
     )
     host.start()
     try:
         model = host.deps.models.get(args.model)
-        frames = np.stack([generate_frame(500 + i).image for i in range(32)])
-        x = to_tensor(frames, model.input_spec)
-        requests = [
-            inference_pb2.InferRequest(
-                model_name=args.model,
-                tensors=inference_pb2.TensorInputs(
-                    tensors=[array_to_tensor(model.input_spec.name, x[i : i + 1])]
-                ),
-            )
-            for i in range(len(x))
-        ]
-        onnx = read_all(store, f"models/{args.model}/{model.card.version}/model.onnx")
-        rawb = raw_batched(onnx, x, args.seconds, args.threads, args.max_batch)
-        print(
-            f"model {args.model} {model.card.version} on {model.provider}, "
-            f"intra-op threads {args.threads}, max batch {args.max_batch}, "
-            f"max wait {args.max_wait_ms} ms, {args.seconds:.0f} s per row"
-        )
-        print(f"raw onnxruntime, one caller, batch {args.max_batch} (the ceiling): {rawb:.1f} f/s")
-        target = f"127.0.0.1:{host.grpc_port}"
-        token = issuer.issue("bench", ["service"])
-        # Each row is a pair measured back to back, `--pairs` times, in interleaved turns: raw
-        # with as many threads calling one session as the service has clients, then the service.
-        rows: dict[int, list[tuple[float, ...]]] = {c: [] for c in (1, 8, 32)}
-        for _ in range(args.pairs):
-            for clients, seen in rows.items():
-                raw = raw_concurrent(onnx, x, clients, args.seconds, args.threads)
-                svc = served(target, token, args.model, requests, clients, args.seconds)
-                seen.append((*raw, *svc))
-        print(f"pairs of raw InferenceSession.run and the service, median of {args.pairs}")
-        print(
-            "clients  raw f/s  raw p50  served f/s  served p50  served p99  "
-            "served/raw  added p50 ms  raw CPU ms/f  served CPU ms/f  CPU raw/served"
-        )
-        for clients, seen in rows.items():
-            m = [float(np.median([r[k] for r in seen])) for k in range(8)]
-            print(
-                f"{clients:7d} {m[0]:8.1f} {m[1]:8.2f} {m[4]:11.1f} {m[5]:11.2f} {m[6]:11.2f} "
-                f"{m[4] / m[0]:11.2f} {m[5] - m[1]:13.2f} {m[3]:13.3f} {m[7]:16.3f} "
-                f"{m[3] / m[7]:15.2f}"
-            )
-        print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        ready = {
+            "port": host.grpc_port,
+            "token": issuer.issue("bench", ["service"]),
+            "version": model.card.version,
+            "provider": model.provider,
+        }
+        print(json.dumps(ready), flush=True)
+        sys.stdin.read()
     finally:
         host.stop()
+
+
+@contextlib.contextmanager
+def service_process(
+    args: argparse.Namespace, tree: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[str], dict]]:
+    """Start `--serve` in a child process (its CPU is its own), from `tree`'s code if given."""
+    command = [sys.executable, __file__, "--serve", "--model", args.model]
+    command += ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
+    command += ["--max-wait-ms", str(args.max_wait_ms), "--providers", args.providers]
+    command += ["--grpc-workers", str(args.grpc_workers)]
+    child = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=code_env(tree)
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line:
+            raise RuntimeError("the service process exited before it was ready")
+        yield child, json.loads(line)
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        child.wait(60)
+
+
+def profiled(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """Start py-spy on the service for about `seconds`: stacks of the thread holding the GIL."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--gil"]
+    command += ["--duration", str(max(1, round(seconds))), "--rate", "500", "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    """Run the comparison and print one table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="image-quality")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads, both sides")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--providers", default="CPUExecutionProvider")
+    parser.add_argument("--pairs", type=int, default=1)
+    parser.add_argument("--grpc-workers", type=int, default=0, help="0: the service's default")
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the service in the first pair; stacks go here"
+    )
+    parser.add_argument(
+        "--base", type=Path, help="another checkout whose service runs in interleaved turns"
+    )
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args)
+        return
+
+    trees: dict[str, Path | None] = {"this": None}
+    if args.base:
+        trees = {"base": args.base.resolve(), "this": None}
+    with contextlib.ExitStack() as stack:
+        services = {k: stack.enter_context(service_process(args, t)) for k, t in trees.items()}
+        compare(args, services)
+
+
+def compare(
+    args: argparse.Namespace, services: dict[str, tuple[subprocess.Popen[str], dict]]
+) -> None:
+    """Measure raw then each service per client count, in interleaved turns; print the table."""
+    source = packaged_models()
+    version = next(iter(services.values()))[1]["version"]
+    card = ModelCard.from_json(source.get_bytes(f"models/{args.model}/{version}/card.json"))
+    spec = InputSpec.from_card(card.raw["input"])
+    frames = np.stack([generate_frame(500 + i).image for i in range(32)])
+    x = to_tensor(frames, spec)
+    requests = [
+        inference_pb2.InferRequest(
+            model_name=args.model,
+            tensors=inference_pb2.TensorInputs(tensors=[array_to_tensor(spec.name, x[i : i + 1])]),
+        )
+        for i in range(len(x))
+    ]
+    onnx = source.get_bytes(f"models/{args.model}/{version}/model.onnx")
+    rawb = raw_batched(onnx, x, args.seconds, args.threads, args.max_batch)
+    provider = next(iter(services.values()))[1]["provider"]
+    print(
+        f"model {args.model} {version} on {provider}, intra-op threads {args.threads}, "
+        f"max batch {args.max_batch}, max wait {args.max_wait_ms} ms, {args.seconds:g} s per row; "
+        f"each service in its own process: {', '.join(services)}"
+    )
+    print(f"raw onnxruntime, one caller, batch {args.max_batch} (the ceiling): {rawb:.1f} f/s")
+    for label, (child, _) in services.items():
+        # Relays and consumers poll while idle: CPU a service spends whether frames come or not.
+        before, t0 = process_cpu(child.pid), time.perf_counter()
+        time.sleep(2.0)
+        idle = (process_cpu(child.pid) - before) / (time.perf_counter() - t0) * 1000
+        print(f"{label} service idle: {idle:.1f} CPU ms/s")
+    # Each row is measured back to back, `--pairs` times, in interleaved turns: raw with as
+    # many threads calling one session as the service has clients, then each service.
+    rows: dict[tuple[int, str], list[tuple[float, ...]]] = {}
+    for turn in range(args.pairs):
+        for clients in (int(c) for c in args.clients.split(",")):
+            raw = raw_concurrent(onnx, x, clients, args.seconds, args.threads)
+            for label, (child, ready) in services.items():
+                spy = None
+                if args.profile and turn == 0:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    out = args.profile / f"{label}-clients{clients}.txt"
+                    spy = profiled(child.pid, out, args.seconds)
+                    time.sleep(0.5)  # py-spy attaches
+                target = f"127.0.0.1:{ready['port']}"
+                svc = served(target, ready["token"], requests, clients, args.seconds, child.pid)
+                if spy is not None:
+                    spy.wait(60)
+                row = (*raw, *svc, float(os.getloadavg()[0]))
+                rows.setdefault((clients, label), []).append(row)
+    print(f"raw InferenceSession.run and each service back to back, median of {args.pairs}")
+    print(
+        "CPU ms/f: CPU per frame; raw counts its calling threads, the service its own process, "
+        "clients the bench's gRPC stubs (they would run elsewhere)"
+    )
+    print(
+        "clients code  raw f/s  raw p50  served f/s  served p50  served p99  added p50 ms  "
+        "raw CPU ms/f  service CPU ms/f  client CPU ms/f  raw/service CPU  load"
+    )
+    for (clients, label), seen in rows.items():
+        m = [float(np.median([r[k] for r in seen])) for k in range(len(seen[0]))]
+        print(
+            f"{clients:7d} {label:<5} {m[0]:8.1f} {m[1]:8.2f} {m[4]:11.1f} {m[5]:11.2f} "
+            f"{m[6]:11.2f} {m[5] - m[1]:13.2f} {m[3]:13.3f} {m[8]:17.3f} {m[7]:16.3f} "
+            f"{m[3] / m[8]:16.2f} {m[9]:5.1f}"
+        )
+    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

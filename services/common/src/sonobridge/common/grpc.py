@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +61,8 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
             return handler
         method = full_method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
+        # The success counter is the one every call bumps: its child is looked up once.
+        answered = self.metrics.grpc_requests.labels(method, "OK")
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
             try:
@@ -93,7 +95,7 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
                     grpc.StatusCode.INTERNAL,
                     f"unexpected error; quote error id {error_id} when reporting it",
                 )
-            self.metrics.grpc_requests.labels(method, "OK").inc()
+            answered.inc()
             return response
 
         return grpc.unary_unary_rpc_method_handler(
@@ -189,11 +191,17 @@ def create_grpc_server(
     host: str,
     port: int,
     max_workers: int = 8,
+    executor: futures.ThreadPoolExecutor | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Build a server with health and reflection; `register` adds servicers, returns their names."""
+    """Build a server with health and reflection; `register` adds servicers, returns their names.
+
+    A service may bring its own worker executor (else max_workers threads) and interceptors
+    that run before the error mapping.
+    """
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[ProblemInterceptor(metrics)],
+        executor or futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[*interceptors, ProblemInterceptor(metrics)],
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
     )
     service_names = list(register(server))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,7 +174,13 @@ class Plumbing:
         )
 
     def grpc_server(
-        self, metrics: ServiceMetrics, register: Registration, *, max_workers: int = 8
+        self,
+        metrics: ServiceMetrics,
+        register: Registration,
+        *,
+        max_workers: int = 8,
+        executor: ThreadPoolExecutor | None = None,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
     ) -> tuple[grpc.Server, int, object]:
         """The service's gRPC server on the configured address, with health and reflection."""
         return create_grpc_server(
@@ -182,6 +189,8 @@ class Plumbing:
             host=self.settings.grpc.host,
             port=self.settings.grpc.port,
             max_workers=max_workers,
+            executor=executor,
+            interceptors=interceptors,
         )
 
     def relay(self, outbox: Table, metrics: ServiceMetrics) -> Worker:

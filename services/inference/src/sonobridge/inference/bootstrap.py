@@ -151,8 +151,14 @@ def build(
     app.state.deps = deps
     app.state.max_image_bytes = cfg.max_image_bytes
 
+    workers = cfg.grpc_workers(any(m.batcher.batching for m in models.registry.loaded()))
+    pool = grpc_server.Backlog(workers)
     grpc = plumbing.grpc_server(
-        base, grpc_server.register(deps, plumbing.verifier), max_workers=cfg.grpc_max_workers
+        base,
+        grpc_server.register(deps, plumbing.verifier),
+        executor=pool,
+        # Calls past the workers wait in the pool's queue: bound it as the batchers' is.
+        interceptors=[grpc_server.AdmissionBound(pool, workers + cfg.queue_size, metrics)],
     )
 
     plumbing.bus.ensure_topics([*consumer.TOPICS, *PRODUCED_TOPICS])

@@ -90,3 +90,12 @@ class InferenceMetrics:
             ["model", "version", "device_model"],
             registry=registry,
         )
+        # Children of stage_seconds by (model, stage): labels() validates and locks per call.
+        self._stages: dict[tuple[str, str], Histogram] = {}
+
+    def stage(self, model: str, stage: str) -> Histogram:
+        """Return the stage_seconds child of a loaded model's stage, looked up once."""
+        child = self._stages.get((model, stage))
+        if child is None:
+            child = self._stages[(model, stage)] = self.stage_seconds.labels(model, stage)
+        return child

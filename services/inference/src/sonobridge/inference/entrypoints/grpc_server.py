@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
+from concurrent import futures
 from typing import Any
 
 import grpc
@@ -18,6 +21,7 @@ from sonobridge.common.grpc import (
 from sonobridge.common.problems import InvalidInput
 from sonobridge.inference.entrypoints import messages
 from sonobridge.inference.handlers import Dependencies, models, quality, serving
+from sonobridge.inference.metrics import InferenceMetrics
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
@@ -142,6 +146,72 @@ class InferenceServicer(
         return inference_pb2.GetModelResponse(
             summary=messages.model_summary(found.card, loaded=found.loaded, pinned=found.pinned),
             card_json=models.card_json(self.deps, found.card),
+        )
+
+
+class Backlog(futures.ThreadPoolExecutor):
+    """The gRPC worker pool, counting the calls it holds, waiting or running."""
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="inference-grpc")
+        self._count = threading.Lock()
+        self.held = 0
+        # Refusals must not wait behind the calls they refuse: one thread of their own.
+        self._refusals = futures.ThreadPoolExecutor(1, thread_name_prefix="inference-refusal")
+        self._refusal: Callable[..., Any] | None = None
+
+    def refuse_with(self, behavior: Callable[..., Any]) -> None:
+        """Run calls to `behavior` (gRPC passes it among a call's arguments) on their own thread."""
+        self._refusal = behavior
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
+        """Queue a call for a worker, counting it until it returns."""
+        if self._refusal is not None and self._refusal in args:
+            return self._refusals.submit(fn, *args, **kwargs)
+        with self._count:
+            self.held += 1
+        try:
+            return super().submit(self._counted, fn, *args, **kwargs)
+        except BaseException:
+            with self._count:
+                self.held -= 1
+            raise
+
+    def _counted(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._count:
+                self.held -= 1
+
+
+class AdmissionBound(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+    """Shed inference calls once the pool holds `limit`, before they queue for a worker.
+
+    CPU models get few workers, so calls wait in the pool's queue instead of on the models'
+    run slots; this bounds that queue as the batchers bound theirs, with their answer
+    (UNAVAILABLE, retry later). gRPC asks on its polling thread, before queueing the call.
+    """
+
+    def __init__(self, backlog: Backlog, limit: int, metrics: InferenceMetrics) -> None:
+        self._backlog = backlog
+        self._limit = limit
+        # The request is not read yet, so its model is unknown: shed calls count under "*".
+        self._shed = metrics.rejected.labels("*")
+        refuse = self._refuse
+        backlog.refuse_with(refuse)
+        self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
+
+    def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
+        if self._backlog.held >= self._limit and details.method.startswith(f"/{SERVICE_NAME}/"):
+            return self._refusal
+        return continuation(details)
+
+    def _refuse(self, request: bytes, context: grpc.ServicerContext) -> None:
+        self._shed.inc()
+        context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"inference holds {self._limit} calls; retry later",
         )
 
 

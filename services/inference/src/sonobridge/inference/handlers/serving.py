@@ -32,9 +32,7 @@ def preprocess(deps: Dependencies, model: ServedModel, frames: np.ndarray) -> np
     """Resize and scale frames as the model's card says, timing the stage."""
     started = time.perf_counter()
     x = to_tensor(frames, model.input_spec)
-    deps.metrics.stage_seconds.labels(model.card.name, "preprocess").observe(
-        time.perf_counter() - started
-    )
+    deps.metrics.stage(model.card.name, "preprocess").observe(time.perf_counter() - started)
     return x
 
 
@@ -50,7 +48,7 @@ def run_model(
     except Exception:
         deps.metrics.errors.labels(name, "run").inc()
         raise
-    deps.metrics.stage_seconds.labels(name, "total").observe(time.perf_counter() - started)
+    deps.metrics.stage(name, "total").observe(time.perf_counter() - started)
     return out
 
 
