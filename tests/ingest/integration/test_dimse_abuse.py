@@ -58,6 +58,9 @@ class Scp:
     def scp(self) -> Any:
         return self.node.hosts["ingest"].app.state.dimse
 
+    def open_associations(self) -> int:
+        return len(self.scp.scp.ae.active_associations)
+
     def client(self, user: str | None = None) -> httpx.Client:
         headers = {}
         if user is not None:
@@ -102,7 +105,12 @@ def scp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scp]:
         dimse = node.hosts["ingest"].app.state.dimse
         assert dimse.ready.wait(10)
         spool = Path(node.hosts["ingest"].app.state.deps.spool.directory)
-        yield Scp(node, consortium, int(dimse.port), spool, temp_dir)
+        world = Scp(node, consortium, int(dimse.port), spool, temp_dir)
+        # The SCP loads on the first connection; these tests time its timeouts, not its loading.
+        first = world.associate("EAST_US1")
+        assert first.is_established
+        first.release()
+        yield world
     finally:
         node.stop()
         tempfile.tempdir = saved
@@ -177,7 +185,7 @@ def test_garbage_connections_give_every_slot_back_within_five_seconds(scp: Scp) 
         # The abuse takes effect: the garbage holds every slot before the timeouts act.
         held = 0
         while time.monotonic() - started < 1.0 and held < slots:
-            held = len(scp.scp.ae.active_associations)
+            held = scp.open_associations()
             time.sleep(0.02)
         assert held >= slots, held
         recovered = None
@@ -214,11 +222,11 @@ def test_idle_and_half_open_associations_are_dropped_after_the_network_timeout(s
     # A P-DATA-TF PDU announcing 400 bytes, of which 40 come: the reader waits for the rest.
     half.dul.socket.socket.sendall(b"\x04\x00" + (400).to_bytes(4, "big") + bytes(40))
     started = time.monotonic()
-    while time.monotonic() - started < timeout + 5 and scp.scp.ae.active_associations:
+    while time.monotonic() - started < timeout + 5 and scp.open_associations():
         time.sleep(0.05)
     dropped = time.monotonic() - started
     print(f"\nidle and half-open associations dropped after {dropped:.2f} s (timeout {timeout} s)")
-    assert not scp.scp.ae.active_associations
+    assert not scp.open_associations()
     assert dropped < timeout + 1.5
     assert idle.is_aborted
     for association in (idle, half):

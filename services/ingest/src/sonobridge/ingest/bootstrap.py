@@ -23,7 +23,8 @@ from sonobridge.ingest.adapters.orm import inbox as inbox_table
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
 from sonobridge.ingest.adapters.repository import unit_of_work
 from sonobridge.ingest.adapters.spool import Spool
-from sonobridge.ingest.entrypoints import admin, consumer, dicomweb, dimse, grpc_server, rest
+from sonobridge.ingest.entrypoints import admin, consumer, dicomweb, grpc_server, rest
+from sonobridge.ingest.entrypoints.dimse_listener import DimseListener
 from sonobridge.ingest.handlers import Clock, IngestDeps
 from sonobridge.ingest.handlers.recovery import drop_unindexed, expire_uploads, recover_uploads
 from sonobridge.ingest.metrics import IngestMetrics
@@ -123,7 +124,7 @@ def build(
             metrics=service_metrics,
         ).run
     if settings.ingest.dimse_enabled:
-        scp = dimse.StoreScp(deps, settings.ingest)
+        scp = DimseListener(deps, settings.ingest)
         app.state.dimse = scp
         workers["dimse-scp"] = scp.run
     return plumbing.host(app, grpc, workers)

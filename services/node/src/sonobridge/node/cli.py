@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import json
 import logging
@@ -12,12 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from sonobridge.common.logging import configure_logging
 from sonobridge.node.edition import SERVICES, SingleNode
@@ -36,19 +37,26 @@ def wait_urls_ready(urls: dict[str, str], timeout: float = 120.0) -> dict[str, s
     """Poll `<url>/readyz` of every service until all answer 200."""
     deadline = time.monotonic() + timeout
     state: dict[str, str] = {}
-    with httpx.Client(timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            for name, url in urls.items():
-                try:
-                    ok = client.get(f"{url}/readyz").status_code == 200
-                    state[name] = "ready" if ok else "not ready"
-                except httpx.HTTPError as exc:
-                    state[name] = f"unreachable: {exc}"
-            if all(v == "ready" for v in state.values()):
-                return state
-            # Polled often: readiness is one cheap request per service, and it is start-up time.
-            time.sleep(0.05)
+    while time.monotonic() < deadline:
+        state = {name: _readiness(url) for name, url in urls.items()}
+        if all(v == "ready" for v in state.values()):
+            return state
+        # Polled often: readiness is one cheap request per service, and it is start-up time.
+        time.sleep(0.05)
     raise SystemExit(f"services not ready after {timeout:.0f}s: {json.dumps(state)}")
+
+
+def _readiness(url: str) -> str:
+    # urllib, not an httpx client: these are plain-HTTP polls, and a client's TLS context
+    # (the CA bundle) costs start-up time before the first poll. The node's own service URLs,
+    # so never a file: or custom scheme.
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5.0) as answer:  # noqa: S310
+            return "ready" if answer.status == 200 else "not ready"
+    except urllib.error.HTTPError:
+        return "not ready"
+    except OSError as exc:
+        return f"unreachable: {exc}"
 
 
 def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) -> None:
@@ -87,6 +95,11 @@ def _serve(node: SingleNode) -> None:
     try:
         wait_ready(node)
         print_endpoints(node)
+        # Once serving: drop start-up's few cycles, then keep what it built, which lives as
+        # long as the process, out of every later collection.
+        gc.collect()
+        gc.freeze()
+        gc.enable()
         # Signal handlers run on the main thread only, and the kernel may hand SIGTERM to any
         # of the node's threads: an unbounded wait would never wake to run the handler.
         while not stop.wait(0.5):
@@ -451,6 +464,9 @@ def main(argv: list[str] | None = None) -> None:
     cluster.set_defaults(func=cmd_cluster)
 
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        # Only `serve` defers collection until it is ready (see __main__).
+        gc.enable()
     configure_logging("sonobridge", args.log_level, json_format=not sys.stderr.isatty())
     logging.getLogger("sonobridge").setLevel(args.log_level)
     args.func(args)

@@ -18,6 +18,7 @@ from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, Problem
@@ -321,20 +322,21 @@ class StoreScp:
         """Answer C-ECHO."""
         return SUCCESS
 
-    def run(self, stop: threading.Event) -> None:
-        """Serve associations until `stop` is set."""
-        server = self.ae.start_server(
-            (self.settings.dimse_host, self.settings.dimse_port),
-            block=False,
-            evt_handlers=[
-                (evt.EVT_CONN_OPEN, self.handle_open),
-                (evt.EVT_REQUESTED, self.handle_requested),
-                (evt.EVT_ACCEPTED, self.handle_accepted),
-                (evt.EVT_CONN_CLOSE, self.handle_close),
-                (evt.EVT_C_STORE, self.handle_store),
-                (evt.EVT_C_ECHO, self.handle_echo),
-            ],
-        )
+    def run(self, stop: threading.Event, listening: socket.socket | None = None) -> None:
+        """Serve associations until `stop` is set, on `listening` if given (already bound)."""
+        handlers = [
+            (evt.EVT_CONN_OPEN, self.handle_open),
+            (evt.EVT_REQUESTED, self.handle_requested),
+            (evt.EVT_ACCEPTED, self.handle_accepted),
+            (evt.EVT_CONN_CLOSE, self.handle_close),
+            (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_C_ECHO, self.handle_echo),
+        ]
+        address = (self.settings.dimse_host, self.settings.dimse_port)
+        if listening is None:
+            server = self.ae.start_server(address, block=False, evt_handlers=handlers)
+        else:
+            server = self._serve_on(listening, address, handlers)
         # start_server returns the server whenever block=False; None only when it blocked.
         assert server is not None
         self.port = int(server.server_address[1])
@@ -345,3 +347,34 @@ class StoreScp:
         finally:
             server.shutdown()
             self.ready.clear()
+
+    def _serve_on(
+        self, listening: socket.socket, address: tuple[str, int], handlers: list[Any]
+    ) -> ThreadedAssociationServer:
+        """Start pynetdicom's threaded server on a socket bound before pynetdicom was loaded."""
+        server = self.ae.make_server(
+            address,
+            evt_handlers=handlers,
+            server_class=_AdoptingServer,
+            listening=listening,
+        )
+        # As start_server does: the AE's shutdown and the server's own expect it listed.
+        self.ae._servers.append(server)
+        threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True).start()
+        return server
+
+
+class _AdoptingServer(ThreadedAssociationServer):
+    """pynetdicom's server on a socket that is already bound and listening."""
+
+    def __init__(self, *args: Any, listening: socket.socket, **kwargs: Any) -> None:
+        self._listening = listening
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        """Take the bound socket in place of the one socketserver just made."""
+        self.socket.close()
+        self.socket = self._listening
+        if self.ae.network_timeout is not None:
+            self.socket.settimeout(self.ae.network_timeout)
+        self.server_address = self.socket.getsockname()

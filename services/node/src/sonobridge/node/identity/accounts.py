@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -21,8 +22,13 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD_CHARS = 10
 MAX_TRACKED_KEYS = 10_000
 _HASHER = PasswordHasher()
-# Verified against when the user is unknown, so a wrong user name costs as long as a wrong password.
-_DECOY_HASH = _HASHER.hash("decoy password that matches nobody")
+
+
+@cache
+def _decoy_hash() -> str:
+    """A hash to verify against when the user is unknown, so a wrong name costs a wrong password."""
+    # Made on first need, not at import: one argon2 hash is ~0.3 CPU seconds of start-up.
+    return _HASHER.hash("decoy password that matches nobody")
 
 
 def hash_password(password: str) -> str:
@@ -33,7 +39,7 @@ def hash_password(password: str) -> str:
 def password_matches(password_hash: str | None, password: str) -> bool:
     """Return True when `password` matches `password_hash` (False for no hash)."""
     try:
-        _HASHER.verify(password_hash or _DECOY_HASH, password)
+        _HASHER.verify(password_hash or _decoy_hash(), password)
     except (VerificationError, InvalidHashError):
         return False
     return password_hash is not None

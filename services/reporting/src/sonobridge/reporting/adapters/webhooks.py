@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import cached_property
 
 import httpx
 
@@ -39,7 +40,12 @@ class HttpSender:
 
     def __init__(self, *, secret: bytes | None, timeout: float) -> None:
         self.secret = secret
-        self.client = httpx.Client(timeout=timeout)
+        self.timeout = timeout
+
+    @cached_property
+    def client(self) -> httpx.Client:
+        """The connection pool, made on the first delivery: its TLS context costs start-up time."""
+        return httpx.Client(timeout=self.timeout)
 
     def post(
         self,
@@ -76,5 +82,6 @@ class HttpSender:
         )
 
     def close(self) -> None:
-        """Release connections."""
-        self.client.close()
+        """Release connections, if any were made."""
+        if "client" in self.__dict__:
+            self.client.close()

@@ -6,10 +6,10 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from fastapi import Response
-from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from sonobridge.common.problems import Problem
 from sonobridge.ingest.domain.media import PIXEL_BULKDATA, bulk_uri
@@ -48,13 +48,17 @@ _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 ALL = "all"
 
 
+@cache
 def _tags(*keywords: str) -> frozenset[str]:
+    # pydicom's dictionary on first use, not at import: pydicom loads numpy and ~30 MB with it.
+    from pydicom.datadict import tag_for_keyword
+
     return frozenset(f"{tag_for_keyword(k):08X}" for k in keywords)
 
 
 # What includefield=all adds at study and series level: the patient, study and series modules
 # (PS3.3 C.7.1.1, C.7.2.1, C.7.2.2, C.7.3.1, C.7.5.1) as the first instance carries them.
-_STUDY_LEVEL = _tags(
+_STUDY_LEVEL = (
     "PatientName",
     "PatientID",
     "IssuerOfPatientID",
@@ -83,7 +87,7 @@ _STUDY_LEVEL = _tags(
 )
 
 
-_SERIES_LEVEL = _tags(
+_SERIES_LEVEL = (
     "Modality",
     "SeriesInstanceUID",
     "SeriesNumber",
@@ -112,13 +116,15 @@ _SERIES_LEVEL = _tags(
 
 
 # Returned by default at study level (PS3.18 Table 10.6.3-3), present even when empty.
-_STUDY_DEFAULTS = _tags("ReferringPhysicianName", "PatientBirthDate", "PatientSex")
+_STUDY_DEFAULTS = ("ReferringPhysicianName", "PatientBirthDate", "PatientSex")
 
 
 def include_tag(name: str) -> str:
     """Return the 8-digit tag an includefield value names (tag or keyword), or "all"."""
     if name == ALL or _TAG.match(name):
         return name.upper() if name != ALL else ALL
+    from pydicom.datadict import tag_for_keyword
+
     tag = tag_for_keyword(name)
     if tag is None:
         raise BadQuery(
@@ -161,6 +167,8 @@ def _level_fields(
 
 
 def _empty(tag: str) -> dict[str, Any]:
+    from pydicom.datadict import dictionary_VR
+
     vr = dictionary_VR(int(tag, 16))
     return {"vr": vr}
 
@@ -168,8 +176,9 @@ def _empty(tag: str) -> dict[str, Any]:
 def study_json(rows: Sequence[Instance], base: str, includes: Sequence[str] = ()) -> dict[str, Any]:
     """Return the QIDO-RS study answer for one study's instances."""
     first = rows[0]
-    extra = _level_fields(rows, base, [*includes, *_STUDY_DEFAULTS], _STUDY_LEVEL)
-    defaults = {tag: extra.get(tag) or _empty(tag) for tag in _STUDY_DEFAULTS}
+    study_defaults = _tags(*_STUDY_DEFAULTS)
+    extra = _level_fields(rows, base, [*includes, *study_defaults], _tags(*_STUDY_LEVEL))
+    defaults = {tag: extra.get(tag) or _empty(tag) for tag in study_defaults}
     return (
         extra
         | defaults
@@ -195,7 +204,7 @@ def series_json(
 ) -> dict[str, Any]:
     """Return the QIDO-RS series answer for one series' instances."""
     first = rows[0]
-    extra = _level_fields(rows, base, includes, _SERIES_LEVEL) if includes else {}
+    extra = _level_fields(rows, base, includes, _tags(*_SERIES_LEVEL)) if includes else {}
     return extra | {
         "00080060": attr("CS", first.modality),
         "0008103E": attr("LO", first.series_description),

@@ -65,10 +65,19 @@ class OidcClient:
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
-        self._http = http or httpx.Client(timeout=timeout)
+        self._http = http
+        self._http_lock = threading.Lock()
+        self._timeout = timeout
         self._provider: Provider | None = None
         self._keys: jwt.PyJWKSet | None = None
         self._lock = threading.Lock()
+
+    def _client(self) -> httpx.Client:
+        # Made on the first login, not at start-up: its TLS context costs ~0.05 CPU seconds.
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(timeout=self._timeout)
+            return self._http
 
     def provider(self) -> Provider:
         """Return the issuer's endpoints, fetching discovery on first use."""
@@ -79,7 +88,7 @@ class OidcClient:
 
     def _discover(self) -> Provider:
         try:
-            answer = self._http.get(self.issuer + DISCOVERY)
+            answer = self._client().get(self.issuer + DISCOVERY)
             answer.raise_for_status()
             doc = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -149,7 +158,7 @@ class OidcClient:
 
     def _token(self, form: dict[str, str]) -> Tokens:
         try:
-            answer = self._http.post(
+            answer = self._client().post(
                 self.provider().token_endpoint, data={**form, "client_id": self.client_id}
             )
         except httpx.HTTPError as exc:
@@ -172,7 +181,7 @@ class OidcClient:
         for attempt in range(2):
             if self._keys is None or attempt:
                 try:
-                    answer = self._http.get(self.provider().jwks_uri)
+                    answer = self._client().get(self.provider().jwks_uri)
                     answer.raise_for_status()
                     self._keys = jwt.PyJWKSet.from_dict(answer.json())
                 except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
