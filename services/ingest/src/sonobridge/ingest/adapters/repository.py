@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, false, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -164,6 +164,37 @@ def _visible(reach: Reachable) -> ColumnElement[bool]:
     return and_(*clauses)
 
 
+# A loose index scan of ix_instances_study_owner: step from one institution to the next, then
+# through each one's consortia, one index seek per step. Every seek is an equality prefix and one
+# range, the shape both PostgreSQL and SQLite turn into a seek ((a, b) > (x, y) scans on SQLite).
+_OWNERS_OF_STUDY = text(
+    """
+WITH RECURSIVE
+  owners_i(institution_id) AS (
+    SELECT (SELECT institution_id FROM instances WHERE study_instance_uid = :study
+            ORDER BY institution_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT institution_id FROM instances WHERE study_instance_uid = :study
+              AND institution_id > owners_i.institution_id ORDER BY institution_id LIMIT 1)
+    FROM owners_i WHERE owners_i.institution_id IS NOT NULL
+  ),
+  owners(institution_id, consortium_id) AS (
+    SELECT owners_i.institution_id,
+           (SELECT consortium_id FROM instances WHERE study_instance_uid = :study
+              AND institution_id = owners_i.institution_id ORDER BY consortium_id LIMIT 1)
+    FROM owners_i WHERE owners_i.institution_id IS NOT NULL
+    UNION ALL
+    SELECT owners.institution_id,
+           (SELECT consortium_id FROM instances WHERE study_instance_uid = :study
+              AND institution_id = owners.institution_id
+              AND consortium_id > owners.consortium_id ORDER BY consortium_id LIMIT 1)
+    FROM owners WHERE owners.consortium_id IS NOT NULL
+  )
+SELECT institution_id, consortium_id FROM owners WHERE consortium_id IS NOT NULL
+"""
+)
+
+
 @dataclass
 class SqlInstances:
     """The instance index in one session."""
@@ -241,11 +272,9 @@ class SqlInstances:
 
     def owners_of_study(self, study_uid: str) -> set[Scope]:
         """Return the scopes of a study's indexed instances."""
-        query = (
-            select(instances.c.institution_id, instances.c.consortium_id)
-            .where(instances.c.study_instance_uid == study_uid)
-            .distinct()
-        )
+        # Costs what the study's owners (nearly always one) hold, not its instances: a DISTINCT
+        # read every row of the study for every instance stored into it.
+        query = _OWNERS_OF_STUDY.bindparams(study=study_uid)
         return {Scope(r.institution_id, r.consortium_id) for r in self.session.execute(query)}
 
     def search(self, reach: Reachable, criteria: Sequence[Criterion]) -> list[Instance]:
