@@ -96,7 +96,7 @@ instances = Table(
     Column("app_gestational_age_weeks", Float, nullable=True),
 )
 Index("ix_instances_study_series", instances.c.study_instance_uid, instances.c.series_instance_uid)
-# The ownership check steps through a study's owner scopes on this index (see owners_of_study).
+# The ownership check steps through a study's owner scopes on this index (see owners_and_exam_of_study).
 Index(
     "ix_instances_study_owner",
     instances.c.study_instance_uid,

@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    delete,
+    false,
+    insert,
+    literal,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -270,12 +282,31 @@ class SqlInstances:
         )
         return [record(Instance, r) for r in self.session.execute(query)]
 
-    def owners_of_study(self, study_uid: str) -> set[Scope]:
-        """Return the scopes of a study's indexed instances."""
-        # Costs what the study's owners (nearly always one) hold, not its instances: a DISTINCT
-        # read every row of the study for every instance stored into it.
-        query = _OWNERS_OF_STUDY.bindparams(study=study_uid)
-        return {Scope(r.institution_id, r.consortium_id) for r in self.session.execute(query)}
+    def owners_and_exam_of_study(self, study_uid: str) -> tuple[set[Scope], Exam | None]:
+        """Return the scopes of a study's indexed instances and the exam bound to it."""
+        # One round trip for both. The owner scan costs what the study's owners (nearly always
+        # one) hold, not its instances: a DISTINCT read every row of the study for every
+        # instance stored into it.
+        owners = (
+            _OWNERS_OF_STUDY.bindparams(study=study_uid)
+            .columns(institution_id=String, consortium_id=String)
+            .subquery("owners")
+        )
+        one = select(literal(1).label("one")).subquery("one")
+        query = select(
+            owners.c.institution_id.label("owner_institution_id"),
+            owners.c.consortium_id.label("owner_consortium_id"),
+            exams,
+        ).select_from(
+            one.outerjoin(owners, true()).outerjoin(exams, exams.c.study_instance_uid == study_uid)
+        )
+        rows = self.session.execute(query).all()
+        scopes = {
+            Scope(r.owner_institution_id, r.owner_consortium_id)
+            for r in rows
+            if r.owner_institution_id is not None
+        }
+        return scopes, (record(Exam, rows[0]) if rows[0].exam_id is not None else None)
 
     def search(self, reach: Reachable, criteria: Sequence[Criterion]) -> list[Instance]:
         """Return stored instances within `reach` matching every criterion."""
