@@ -13,7 +13,11 @@ tests do; export SONOBRIDGE_RUN_DIR to share them). Orthanc keeps its defaults (
 synced storage); SonoBridge acknowledges each instance only after it is durable.
 
     uv run python bench/ingest/bench_vs_orthanc.py [--pairs 3] [--small 200] [--cines 4]
-        [--systems orthanc,single,cluster] [--grpc-seconds 5]
+        [--systems orthanc,single,cluster] [--grpc-seconds 5] [--base DIR]
+
+With --base DIR (another checkout, e.g. `git archive main | tar -x -C DIR`), a system named
+with "@base" (cluster@base, single@base) runs that tree's code in its turn of each pair, so
+before and after share one load.
 
 Then, unless --grpc-seconds 0, it runs the serving pair, bench/inference/bench_grpc.py: the
 image-quality model over gRPC with 1, 8 and 32 clients vs raw InferenceSession.run in-process.
@@ -353,14 +357,27 @@ ROWS = (
 )
 
 
+MEMBERS = ("proto", "lab/src", "services/common/src", "services/ingest/src")
+MEMBERS += ("services/inference/src", "services/reporting/src", "services/maintenance/src")
+MEMBERS += ("services/node/src",)
+
+
 def _child_run(system: str, args: argparse.Namespace) -> dict:
+    system, _, tree = system.partition("@")
+    env = dict(os.environ)
+    if tree:
+        if not args.base:
+            raise SystemExit(f"{system}@{tree} needs --base DIR")
+        # Ahead of the editable installs' paths, so the other tree's packages win, in the
+        # child and in every service process it starts.
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(args.base) / m) for m in MEMBERS)
     argv = [sys.executable, __file__, "--run", system, "--small", str(args.small)]
     argv += ["--cines", str(args.cines), "--settle", str(args.settle)]
     if system == "orthanc":
         if shutil.which("unshare") is None:
             raise SystemExit("unshare (util-linux) is needed to confine Orthanc to loopback")
         argv = ["unshare", "--net", "--map-root-user", *argv]
-    out = subprocess.run(argv, capture_output=True, text=True)
+    out = subprocess.run(argv, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"{system} run failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -377,6 +394,7 @@ def main() -> None:
     parser.add_argument(
         "--grpc-seconds", type=float, default=5.0, help="per row of the gRPC pair; 0 skips it"
     )
+    parser.add_argument("--base", help="another checkout, for systems named with @base")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--serve-single", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -395,23 +413,33 @@ def main() -> None:
             runs[system].append(_child_run(system, args))
             shown = " ".join(f"{k}={v:.1f}" for k, v in runs[system][-1].items())
             load = os.getloadavg()[0]
-            print(f"pair {pair + 1} {system:<8} {shown} (load {load:.2f})", flush=True)
+            print(f"pair {pair + 1} {system:<12} {shown} (load {load:.2f})", flush=True)
+        if "orthanc" in runs:
+            # Per pair: Orthanc's own rate swings between pairs on a shared machine.
+            base = runs["orthanc"][-1]
+            ratios = ", ".join(
+                f"{s} {r[-1]['small_ips'] / base['small_ips']:.2f}x ips, "
+                f"{r[-1]['small_p99_ms'] / base['small_p99_ms']:.2f}x p99"
+                for s, r in runs.items()
+                if s != "orthanc"
+            )
+            print(f"pair {pair + 1} small instances to Orthanc: {ratios}", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     medians = {
         s: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for s, rows in runs.items()
     }
     header = f"{'median of ' + str(args.pairs) + ' interleaved runs':<42}"
-    header += "".join(f"{s:>10}" for s in systems)
+    header += "".join(f"{s:>13}" for s in systems)
     others = [s for s in systems if s != "orthanc"]
     if "orthanc" in systems:
-        header += "".join(f"{s + '/orth':>13}" for s in others)
+        header += "".join(f"{s + '/orth':>18}" for s in others)
     print(header)
     for key, label in ROWS:
-        line = f"{label:<42}" + "".join(f"{medians[s][key]:>10.1f}" for s in systems)
+        line = f"{label:<42}" + "".join(f"{medians[s][key]:>13.1f}" for s in systems)
         if "orthanc" in systems:
             base = medians["orthanc"][key]
             line += "".join(
-                f"{medians[s][key] / base if base else float('nan'):>12.2f}x" for s in others
+                f"{medians[s][key] / base if base else float('nan'):>17.2f}x" for s in others
             )
         print(line)
     print("ratios are SonoBridge / Orthanc: above 1 is better for throughput, worse for the rest")

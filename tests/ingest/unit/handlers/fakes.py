@@ -178,12 +178,14 @@ class FakeInstances:
             i for i in self.t.instances.values() if i.status == "pending" and i.claimed_at < cut
         ]
 
-    def owners_of_study(self, study_uid: str) -> set[Scope]:
-        return {
+    def owners_and_exam_of_study(self, study_uid: str) -> tuple[set[Scope], Exam | None]:
+        owners = {
             Scope(i.institution_id, i.consortium_id)
             for i in self.t.instances.values()
             if i.study_instance_uid == study_uid
         }
+        exam = next((e for e in self.t.exams.values() if e.study_instance_uid == study_uid), None)
+        return owners, exam
 
     def search(self, reach: Reachable, criteria: Sequence[Criterion]) -> list[Instance]:
         def matches(i: Instance, c: Criterion) -> bool:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from select import select as select_fds
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, pool, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql import column, select, table
 from sqlalchemy.types import TypeDecorator
@@ -62,7 +63,20 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
             cursor.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_size=pool_size)
+    event.listen(engine, "checkout", _drop_if_closed)
+    return engine
+
+
+def _drop_if_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection the server has closed; the pool then opens a new one."""
+    # A restarted or terminating server leaves its FATAL message or EOF on an idle connection's
+    # socket, and an idle connection has nothing else to read: a zero-timeout poll sees it with
+    # no round trip, where pre-ping's SELECT 1 cost one per unit of work. A connection that dies
+    # mid-statement still invalidates the whole pool (SQLAlchemy's disconnect handling).
+    readable, _, _ = select_fds([dbapi_conn.fileno()], [], [], 0)
+    if readable:
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Any]:

@@ -61,7 +61,7 @@ instances = Table(
     # "pending" while the object is being written, "stored" once indexed and announced.
     Column("status", String(16), nullable=False),
     Column("claimed_at", UtcDateTime, nullable=False),
-    Column("study_instance_uid", String(64), nullable=False, index=True),
+    Column("study_instance_uid", String(64), nullable=False),
     Column("series_instance_uid", String(64), nullable=False, index=True),
     Column("sop_class_uid", String(64), nullable=False),
     Column("exam_id", String(36), nullable=True, index=True),
@@ -96,6 +96,13 @@ instances = Table(
     Column("app_gestational_age_weeks", Float, nullable=True),
 )
 Index("ix_instances_study_series", instances.c.study_instance_uid, instances.c.series_instance_uid)
+# The ownership check steps through a study's owner scopes on this index (see owners_and_exam_of_study).
+Index(
+    "ix_instances_study_owner",
+    instances.c.study_instance_uid,
+    instances.c.institution_id,
+    instances.c.consortium_id,
+)
 
 upload_sessions = Table(
     "upload_sessions",

@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    delete,
+    false,
+    insert,
+    literal,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -164,6 +176,37 @@ def _visible(reach: Reachable) -> ColumnElement[bool]:
     return and_(*clauses)
 
 
+# A loose index scan of ix_instances_study_owner: step from one institution to the next, then
+# through each one's consortia, one index seek per step. Every seek is an equality prefix and one
+# range, the shape both PostgreSQL and SQLite turn into a seek ((a, b) > (x, y) scans on SQLite).
+_OWNERS_OF_STUDY = text(
+    """
+WITH RECURSIVE
+  owners_i(institution_id) AS (
+    SELECT (SELECT institution_id FROM instances WHERE study_instance_uid = :study
+            ORDER BY institution_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT institution_id FROM instances WHERE study_instance_uid = :study
+              AND institution_id > owners_i.institution_id ORDER BY institution_id LIMIT 1)
+    FROM owners_i WHERE owners_i.institution_id IS NOT NULL
+  ),
+  owners(institution_id, consortium_id) AS (
+    SELECT owners_i.institution_id,
+           (SELECT consortium_id FROM instances WHERE study_instance_uid = :study
+              AND institution_id = owners_i.institution_id ORDER BY consortium_id LIMIT 1)
+    FROM owners_i WHERE owners_i.institution_id IS NOT NULL
+    UNION ALL
+    SELECT owners.institution_id,
+           (SELECT consortium_id FROM instances WHERE study_instance_uid = :study
+              AND institution_id = owners.institution_id
+              AND consortium_id > owners.consortium_id ORDER BY consortium_id LIMIT 1)
+    FROM owners WHERE owners.consortium_id IS NOT NULL
+  )
+SELECT institution_id, consortium_id FROM owners WHERE consortium_id IS NOT NULL
+"""
+)
+
+
 @dataclass
 class SqlInstances:
     """The instance index in one session."""
@@ -239,14 +282,31 @@ class SqlInstances:
         )
         return [record(Instance, r) for r in self.session.execute(query)]
 
-    def owners_of_study(self, study_uid: str) -> set[Scope]:
-        """Return the scopes of a study's indexed instances."""
-        query = (
-            select(instances.c.institution_id, instances.c.consortium_id)
-            .where(instances.c.study_instance_uid == study_uid)
-            .distinct()
+    def owners_and_exam_of_study(self, study_uid: str) -> tuple[set[Scope], Exam | None]:
+        """Return the scopes of a study's indexed instances and the exam bound to it."""
+        # One round trip for both. The owner scan costs what the study's owners (nearly always
+        # one) hold, not its instances: a DISTINCT read every row of the study for every
+        # instance stored into it.
+        owners = (
+            _OWNERS_OF_STUDY.bindparams(study=study_uid)
+            .columns(institution_id=String, consortium_id=String)
+            .subquery("owners")
         )
-        return {Scope(r.institution_id, r.consortium_id) for r in self.session.execute(query)}
+        one = select(literal(1).label("one")).subquery("one")
+        query = select(
+            owners.c.institution_id.label("owner_institution_id"),
+            owners.c.consortium_id.label("owner_consortium_id"),
+            exams,
+        ).select_from(
+            one.outerjoin(owners, true()).outerjoin(exams, exams.c.study_instance_uid == study_uid)
+        )
+        rows = self.session.execute(query).all()
+        scopes = {
+            Scope(r.owner_institution_id, r.owner_consortium_id)
+            for r in rows
+            if r.owner_institution_id is not None
+        }
+        return scopes, (record(Exam, rows[0]) if rows[0].exam_id is not None else None)
 
     def search(self, reach: Reachable, criteria: Sequence[Criterion]) -> list[Instance]:
         """Return stored instances within `reach` matching every criterion."""

@@ -164,8 +164,9 @@ def _resolve_exam(claim: _Claim, work: Work) -> Exam | None:
     """Find the exam an instance belongs to and check the instance agrees with it."""
     deps, principal, description = claim.deps, claim.principal, claim.description
     study = description.study_instance_uid
+    owners, by_study = work.instances.owners_and_exam_of_study(study)
     # A study that arrived without an exam (STOW-RS, C-STORE) belongs to whoever stored it first.
-    for owner in work.instances.owners_of_study(study):
+    for owner in owners:
         if not deps.access.may(principal, Action.WRITE, owner.institution_id, owner.consortium_id):
             raise Forbidden(f"study {study} belongs to another institution")
     if claim.channel == Channel.AI:
@@ -175,14 +176,11 @@ def _resolve_exam(claim: _Claim, work: Work) -> Exam | None:
         exam = visible_exam(deps, work, principal, claim.exam_id, Action.WRITE)
         if exam.study_instance_uid:
             check_study(description, exam.study_instance_uid, f"exam {exam.exam_id}")
-        else:
-            other = work.exams.by_study(study)
-            if other is not None and other.exam_id != exam.exam_id:
-                raise InvalidInput(
-                    f"StudyInstanceUID {study} belongs to another exam", reason="uid_mismatch"
-                )
+        elif by_study is not None and by_study.exam_id != exam.exam_id:
+            raise InvalidInput(
+                f"StudyInstanceUID {study} belongs to another exam", reason="uid_mismatch"
+            )
         return exam
-    by_study = work.exams.by_study(study)
     if by_study is not None and not may(deps, principal, Action.WRITE, by_study):
         raise Forbidden(f"study {study} belongs to another institution")
     return by_study

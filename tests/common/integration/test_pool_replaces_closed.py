@@ -1,0 +1,35 @@
+"""A pooled PostgreSQL connection the server closed is replaced at checkout, without pre-ping."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from sonobridge.common.db import create_db_engine
+
+pytestmark = pytest.mark.infra
+
+
+def test_a_connection_the_server_ended_is_replaced_before_a_request_uses_it(
+    pg_database: str,
+) -> None:
+    engine = create_db_engine(pg_database, pool_size=1)
+    admin = create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            ended = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        # As a server restart does to every idle connection: the backend exits, the socket stays.
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": ended}).scalar()
+            deadline = time.monotonic() + 10
+            query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p")
+            while conn.execute(query, {"p": ended}).scalar_one() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with engine.connect() as conn:
+            serving = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert serving != ended
+    finally:
+        engine.dispose()
+        admin.dispose()
