@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# BEGIN IMMEDIATE takes SQLite's write lock at once: a group of writes sharing a transaction.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN IMMEDIATE")
 _LOCK = threading.Lock()
 _FILES: dict[str, tuple[threading.Lock, WalSync]] = {}
 
@@ -109,7 +110,7 @@ class GatedConnection(sqlite3.Connection):
 
     def enter(self, sql: str) -> None:
         """Take the gate if `sql` writes and this connection does not hold it yet."""
-        if sql.lstrip()[:7].upper().startswith(_WRITES):
+        if sql.lstrip()[:15].upper().startswith(_WRITES):
             self.wrote = True
             if not self.holding:
                 self.holding = self.gate.acquire(timeout=30)
