@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,54 @@ _LOCK = threading.Lock()
 _FILES: dict[str, tuple[threading.Lock, WalSync]] = {}
 
 
+# A checkpoint copies the log into the database and fsyncs both; SQLite's own one runs inside
+# the commit that crosses 1,000 pages, under the write lock. Here a thread of each file's own
+# runs it instead, at most this often, and ends after this many idle seconds.
+CHECKPOINT_INTERVAL_S = 1.0
+CHECKPOINT_IDLE_S = 30.0
+
+
+class WalCheckpoints:
+    """Checkpoint a database's write-ahead log on a thread of its own, off the writers' path."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
+        self.done = 0
+
+    def committed(self) -> None:
+        """Note a durable commit: the log has grown, so a checkpoint is due."""
+        self._wake.set()
+        if self._running:
+            return
+        with self._lock:
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="wal-checkpoint", daemon=True).start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.database, timeout=30, check_same_thread=False)
+        try:
+            while True:
+                if not self._wake.wait(CHECKPOINT_IDLE_S):
+                    with self._lock:
+                        if not self._wake.is_set():
+                            self._running = False
+                            return
+                self._wake.clear()
+                # PASSIVE: copies what no reader still needs and never blocks a writer.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.done += 1
+                time.sleep(CHECKPOINT_INTERVAL_S)
+        except sqlite3.Error:
+            with self._lock:
+                self._running = False  # the next commit starts another
+        finally:
+            conn.close()
+
+
 class WalSync:
     """fsync a database's write-ahead log once for every commit that finished before it began.
 
@@ -23,8 +72,9 @@ class WalSync:
     meanwhile wait for the next round, which covers them all: a burst of commits shares fsyncs.
     """
 
-    def __init__(self, wal: Path) -> None:
+    def __init__(self, wal: Path, checkpoints: WalCheckpoints | None = None) -> None:
         self.wal = wal
+        self.checkpoints = checkpoints
         self._cond = threading.Condition()
         self._requested = 0
         self._synced = 0
@@ -50,6 +100,8 @@ class WalSync:
                     self._syncing = False
                     self._cond.notify_all()
                 self._synced = max(self._synced, target)
+        if self.checkpoints is not None:
+            self.checkpoints.committed()
 
     def _fsync(self) -> None:
         try:
@@ -158,9 +210,10 @@ def gated_connection_class(database: str) -> type[GatedConnection]:
     """Return the sqlite3 connection class for `database`: one gate and WAL per file."""
     path = Path(database).resolve()
     with _LOCK:
-        gate, wal = _FILES.setdefault(
-            str(path), (threading.Lock(), WalSync(path.with_name(path.name + "-wal")))
-        )
+        if str(path) not in _FILES:
+            wal = WalSync(path.with_name(path.name + "-wal"), WalCheckpoints(path))
+            _FILES[str(path)] = (threading.Lock(), wal)
+        gate, wal = _FILES[str(path)]
     return type("GatedConnection", (GatedConnection,), {"gate": gate, "wal": wal})
 
 
