@@ -121,7 +121,7 @@ def test_commits_arriving_during_an_fsync_share_the_next_one(tmp_path: Path) -> 
 def test_a_commit_leaves_the_checkpoint_to_a_thread_of_its_own(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_writers, "CHECKPOINT_INTERVAL_S", 0.0)
+    monkeypatch.setattr(sqlite_writers, "CHECKPOINT_COMMITS", 1)
     database = tmp_path / "gate.sqlite3"
     checkpoints = db.gated_connection_class(str(database)).wal.checkpoints
     assert checkpoints is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ _FILES: dict[str, tuple[threading.Lock, WalSync]] = {}
 
 # A checkpoint copies the log into the database and fsyncs both; SQLite's own one runs inside
 # the commit that crosses 1,000 pages, under the write lock. Here a thread of each file's own
-# runs it instead, at most this often, and ends after this many idle seconds.
-CHECKPOINT_INTERVAL_S = 1.0
+# runs it instead, once every CHECKPOINT_COMMITS commits (small writes of some pages each): once
+# a second only added fsyncs on a shared disk. It ends after CHECKPOINT_IDLE_S idle seconds.
+CHECKPOINT_COMMITS = 100
 CHECKPOINT_IDLE_S = 30.0
 
 
@@ -31,10 +31,15 @@ class WalCheckpoints:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._running = False
+        self._commits = 0
         self.done = 0
 
     def committed(self) -> None:
-        """Note a durable commit: the log has grown, so a checkpoint is due."""
+        """Note a durable commit; every CHECKPOINT_COMMITS of them, wake the checkpoint."""
+        self._commits += 1  # a lost count under a race only delays a checkpoint
+        if self._commits < CHECKPOINT_COMMITS:
+            return
+        self._commits = 0
         self._wake.set()
         if self._running:
             return
@@ -56,7 +61,6 @@ class WalCheckpoints:
                 # PASSIVE: copies what no reader still needs and never blocks a writer.
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self.done += 1
-                time.sleep(CHECKPOINT_INTERVAL_S)
         except sqlite3.Error:
             with self._lock:
                 self._running = False  # the next commit starts another
