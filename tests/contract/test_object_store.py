@@ -66,11 +66,25 @@ def test_a_staged_file_is_invisible_until_published_and_its_source_stays(
     staged = store.stage(key, source, content_type="application/dicom")
     assert store.stat(key) is None
     assert staged.publish().size == 8000
+    staged.durable_publish()
     staged.discard()
     assert read_all(store, key) == b"DICM" * 2000
     stat = store.stat(key)
     assert stat is not None and (stat.size, stat.content_type) == (8000, "application/dicom")
     assert source.read_bytes() == b"DICM" * 2000
+
+
+def test_objects_staged_in_one_folder_are_made_durable_by_one_equal_call(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "spooled.dcm"
+    source.write_bytes(b"DICM")
+    first, second = (store.stage(f"dicom/1.2.3/1.2.3.4/1.2.3.4.{i}.dcm", source) for i in (8, 9))
+    # A group commit runs each distinct call once: one fsync per folder, not per object.
+    assert first.durable_publish == second.durable_publish
+    assert len({first.durable_publish, second.durable_publish}) == 1
+    first.discard()
+    second.discard()
 
 
 def test_a_discarded_staging_leaves_nothing(store: ObjectStore, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from sonobridge.common import db
+from sonobridge.common import db, sqlite_writers
 from sonobridge.common.sqlite_writers import WalSync, gate_of
 
 
@@ -114,3 +116,26 @@ def test_commits_arriving_during_an_fsync_share_the_next_one(tmp_path: Path) -> 
     # The first round covered only the first commit; one more covered the three that came
     # while it ran.
     assert rounds == [1, 4]
+
+
+def test_a_commit_leaves_the_checkpoint_to_a_thread_of_its_own(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_writers, "CHECKPOINT_COMMITS", 1)
+    database = tmp_path / "gate.sqlite3"
+    checkpoints = db.gated_connection_class(str(database)).wal.checkpoints
+    assert checkpoints is not None
+    with engine.connect() as conn:
+        # SQLite's own checkpoint would run inside the commit that crosses 1,000 pages.
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    before = checkpoints.done
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (7)"))
+    deadline = time.monotonic() + 30
+    while checkpoints.done == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Checkpointed: the database file alone, without its log, now holds the row.
+    copy = tmp_path / "copy.sqlite3"
+    shutil.copyfile(database, copy)
+    with sqlite3.connect(copy) as alone:
+        assert alone.execute("SELECT k FROM t").fetchall() == [(7,)]

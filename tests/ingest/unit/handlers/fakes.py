@@ -6,7 +6,7 @@ import copy
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -336,9 +336,13 @@ class FakeWork:
         self.callers = FakeCallers(tables)
         self.audit = FakeAuditLog(tables)
         self.request_keys = FakeRequestKeys(tables)
+        self.before: dict[Callable[[], None], None] = {}
 
     def emit(self, event: Event) -> None:
         self.tables.events.append(event)
+
+    def before_commit(self, action: Callable[[], None]) -> None:
+        self.before.setdefault(action)
 
 
 class FakeDatabase:
@@ -352,6 +356,8 @@ class FakeDatabase:
     def unit(self) -> Iterator[Work]:
         work = FakeWork(copy.deepcopy(self.tables))
         yield work
+        for action in work.before:
+            action()
         self.tables = work.tables
         self.commits += 1
 
@@ -361,6 +367,10 @@ class FakeObjectStore:
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.folder_syncs = 0
+
+    def sync_folders(self) -> None:
+        self.folder_syncs += 1
 
     def put(
         self,
@@ -418,6 +428,10 @@ class FakeStagedObject:
         self.store.objects[self.key] = self.data
         self.published = True
         return ObjectInfo(self.key, len(self.data), self.content_type, {})
+
+    @property
+    def durable_publish(self) -> Callable[[], None]:
+        return self.store.sync_folders
 
     def discard(self) -> None:
         self.data = b""

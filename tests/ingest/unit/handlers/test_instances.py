@@ -141,3 +141,16 @@ def test_a_small_instance_costs_one_commit_a_large_one_a_claim_and_an_update(
 
 def _pending(f: Fakes) -> Instance:
     return replace(f.tables.instances["1.2.3.1"], status="pending", claimed_at=f.clock())
+
+
+def test_the_object_is_linked_then_its_folder_synced_then_its_row_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = fakes(tmp_path)
+    seen: list[tuple[bool, int]] = []
+    # At the folder sync: is the object in place, and how many commits happened before it?
+    monkeypatch.setattr(
+        f.store, "sync_folders", lambda: seen.append((KEY in f.store.objects, f.db.commits))
+    )
+    _stow(f, dicom_file())
+    assert seen == [(True, 0)] and f.db.commits == 1

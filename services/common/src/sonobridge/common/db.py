@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql import column, select, table
 from sqlalchemy.types import TypeDecorator
 
-from sonobridge.common.sqlite_writers import gated_connection_class
+from sonobridge.common.sqlite_writers import GatedConnection, gated_connection_class
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -60,6 +60,9 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
             # NORMAL: the commit itself does not fsync; GatedConnection.commit fsyncs the WAL
             # before returning, once for all the commits of a burst (group commit).
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if isinstance(dbapi_conn, GatedConnection):
+                # Checkpoints run on a thread of their own (WalCheckpoints), not in a commit.
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         return engine

@@ -170,11 +170,16 @@ class OutboxRelay:
                     data=row.data,
                 )
                 publish(self.bus, row.topic, event)
-                conn.execute(
-                    update(t).where(t.c.id == row.id).values(published_at=datetime.now(UTC))
-                )
                 self.metrics.events_published.labels(row.topic).inc()
                 shipped += 1
+            if rows:
+                # One update after every send: on SQLite the first write takes the write lock,
+                # which the bus's sends (an fsync each on the single node) must not hold up.
+                conn.execute(
+                    update(t)
+                    .where(t.c.id.in_([row.id for row in rows]))
+                    .values(published_at=datetime.now(UTC))
+                )
             pending = conn.execute(
                 select(func.count()).select_from(t).where(t.c.published_at.is_(None))
             ).scalar_one()

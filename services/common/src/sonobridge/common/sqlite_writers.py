@@ -9,9 +9,63 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# BEGIN IMMEDIATE takes SQLite's write lock at once: a group of writes sharing a transaction.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN IMMEDIATE")
 _LOCK = threading.Lock()
 _FILES: dict[str, tuple[threading.Lock, WalSync]] = {}
+
+
+# A checkpoint copies the log into the database and fsyncs both; SQLite's own one runs inside
+# the commit that crosses 1,000 pages, under the write lock. Here a thread of each file's own
+# runs it instead, once every CHECKPOINT_COMMITS commits (small writes of some pages each): once
+# a second only added fsyncs on a shared disk. It ends after CHECKPOINT_IDLE_S idle seconds.
+CHECKPOINT_COMMITS = 100
+CHECKPOINT_IDLE_S = 30.0
+
+
+class WalCheckpoints:
+    """Checkpoint a database's write-ahead log on a thread of its own, off the writers' path."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
+        self._commits = 0
+        self.done = 0
+
+    def committed(self) -> None:
+        """Note a durable commit; every CHECKPOINT_COMMITS of them, wake the checkpoint."""
+        self._commits += 1  # a lost count under a race only delays a checkpoint
+        if self._commits < CHECKPOINT_COMMITS:
+            return
+        self._commits = 0
+        self._wake.set()
+        if self._running:
+            return
+        with self._lock:
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="wal-checkpoint", daemon=True).start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.database, timeout=30, check_same_thread=False)
+        try:
+            while True:
+                if not self._wake.wait(CHECKPOINT_IDLE_S):
+                    with self._lock:
+                        if not self._wake.is_set():
+                            self._running = False
+                            return
+                self._wake.clear()
+                # PASSIVE: copies what no reader still needs and never blocks a writer.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.done += 1
+        except sqlite3.Error:
+            with self._lock:
+                self._running = False  # the next commit starts another
+        finally:
+            conn.close()
 
 
 class WalSync:
@@ -22,8 +76,9 @@ class WalSync:
     meanwhile wait for the next round, which covers them all: a burst of commits shares fsyncs.
     """
 
-    def __init__(self, wal: Path) -> None:
+    def __init__(self, wal: Path, checkpoints: WalCheckpoints | None = None) -> None:
         self.wal = wal
+        self.checkpoints = checkpoints
         self._cond = threading.Condition()
         self._requested = 0
         self._synced = 0
@@ -49,6 +104,8 @@ class WalSync:
                     self._syncing = False
                     self._cond.notify_all()
                 self._synced = max(self._synced, target)
+        if self.checkpoints is not None:
+            self.checkpoints.committed()
 
     def _fsync(self) -> None:
         try:
@@ -109,7 +166,7 @@ class GatedConnection(sqlite3.Connection):
 
     def enter(self, sql: str) -> None:
         """Take the gate if `sql` writes and this connection does not hold it yet."""
-        if sql.lstrip()[:7].upper().startswith(_WRITES):
+        if sql.lstrip()[:15].upper().startswith(_WRITES):
             self.wrote = True
             if not self.holding:
                 self.holding = self.gate.acquire(timeout=30)
@@ -157,9 +214,10 @@ def gated_connection_class(database: str) -> type[GatedConnection]:
     """Return the sqlite3 connection class for `database`: one gate and WAL per file."""
     path = Path(database).resolve()
     with _LOCK:
-        gate, wal = _FILES.setdefault(
-            str(path), (threading.Lock(), WalSync(path.with_name(path.name + "-wal")))
-        )
+        if str(path) not in _FILES:
+            wal = WalSync(path.with_name(path.name + "-wal"), WalCheckpoints(path))
+            _FILES[str(path)] = (threading.Lock(), wal)
+        gate, wal = _FILES[str(path)]
     return type("GatedConnection", (GatedConnection,), {"gate": gate, "wal": wal})
 
 

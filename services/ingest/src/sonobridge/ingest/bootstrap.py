@@ -19,6 +19,7 @@ from sonobridge.common.periodic import Periodic
 from sonobridge.ingest.adapters import messages
 from sonobridge.ingest.adapters.ai_dicom_deferred import DeferredAiRenderer
 from sonobridge.ingest.adapters.codec import PydicomCodec
+from sonobridge.ingest.adapters.group_commit import GroupCommit
 from sonobridge.ingest.adapters.orm import inbox as inbox_table
 from sonobridge.ingest.adapters.orm import outbox as outbox_table
 from sonobridge.ingest.adapters.repository import unit_of_work
@@ -63,8 +64,11 @@ def build(
     service_metrics = ServiceMetrics(SERVICE)
     metrics = IngestMetrics(service_metrics)
     spool = Spool(settings.spool_path(), settings.ingest.max_instance_bytes)
+    sessions, outbox = plumbing.sessions(), Outbox(outbox_table)
+    # SQLite admits one writer: concurrent requests share its transactions (group commit).
+    grouped = GroupCommit(sessions, outbox) if plumbing.engine.dialect.name == "sqlite" else None
     deps = IngestDeps(
-        unit=unit_of_work(plumbing.sessions(), Outbox(outbox_table)),
+        unit=unit_of_work(sessions, outbox),
         store=plumbing.store,
         spool=spool,
         codec=PydicomCodec(),
@@ -75,6 +79,7 @@ def build(
         access=AccessPolicy.from_settings(settings.access),
         upload_commit_bytes=settings.ingest.upload_commit_bytes,
         upload_commit_seconds=settings.ingest.upload_commit_seconds,
+        grouped=grouped,
     )
 
     unindexed = drop_unindexed(deps, interrupted)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sonobridge.common.access import Reachable
 from sonobridge.common.audit import AuditLog
@@ -121,10 +121,25 @@ class Work(Protocol):
     request_keys: IdempotencyKeys
 
     def emit(self, event: Event) -> None: ...
+    def before_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` after the writes, before the commit; equal actions run once."""
+        ...
 
 
 # Opens one transaction; it commits when the block ends and raises Collision on a unique clash.
 UnitOfWork = Callable[[], AbstractContextManager[Work]]
+
+_T = TypeVar("_T")
+
+
+class GroupedUnitOfWork(Protocol):
+    """Runs a step in a transaction it may share with concurrent requests (group commit).
+
+    The step's writes stand or fall alone (a savepoint), its errors reach only its caller, and
+    the call returns once the shared commit is durable.
+    """
+
+    def __call__(self, step: Callable[[Work], _T]) -> _T: ...
 
 
 class SpooledFile(Protocol):

@@ -9,6 +9,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -39,6 +40,17 @@ def _fsync(path: Path | str) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class FolderSync:
+    """fsync one folder: makes the names linked into it durable (equal for equal folders)."""
+
+    folder: Path
+
+    def __call__(self) -> None:
+        """Make the folder's entries durable."""
+        _fsync(self.folder)
+
+
 class LocalStagedObject:
     """A file made durable in the store's staging folder, published by one link."""
 
@@ -55,6 +67,7 @@ class LocalStagedObject:
 
         The staged name stays until discard(): if the process dies before its transaction
         commits, start-up finds the key there and drops the object unless the index has it.
+        The link is durable only once durable_publish has run.
         """
         try:
             os.link(self.staged, self.target)
@@ -66,10 +79,13 @@ class LocalStagedObject:
         self.published = True
         return ObjectInfo(self.key, self.size, self.content_type, {})
 
+    @property
+    def durable_publish(self) -> FolderSync:
+        """Return the fsync of the object's folder, which makes its new name durable."""
+        return FolderSync(self.target.parent)
+
     def discard(self) -> None:
-        """Make a published object's directory entry durable; drop the staged name."""
-        if self.published:
-            _fsync(self.target.parent)
+        """Drop the staged name (a crash before this leaves it for start-up to check)."""
         self.staged.unlink(missing_ok=True)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,15 @@ class StagedObject(Protocol):
 
     def publish(self) -> ObjectInfo:
         """Make the object visible under its key, replacing atomically."""
+        ...
+
+    @property
+    def durable_publish(self) -> Callable[[], None]:
+        """Return the call that makes publish() survive a power loss; run it before indexing.
+
+        Objects that one call covers (one folder) return equal calls, so a transaction that
+        publishes many runs each distinct call once.
+        """
         ...
 
     def discard(self) -> None:

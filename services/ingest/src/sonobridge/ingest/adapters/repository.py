@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -332,6 +332,8 @@ class SqlWork:
         # Outbox and audit rows are written last, together: nothing reads them back inside
         # the transaction, and PostgreSQL takes them all in one statement (one round trip).
         self.appends: list[Insert] = []
+        # Ordered and deduplicated: an object store's folder sync runs once for many objects.
+        self.before: dict[Callable[[], None], None] = {}
         self.exams: Exams = SqlExams(session)
         self.instances: Instances = SqlInstances(session)
         self.uploads: Uploads = SqlUploads(session)
@@ -344,6 +346,10 @@ class SqlWork:
         message, key = messages.event_message(event)
         self.outbox.staged(self.session)
         self.appends.append(self.outbox.emit_row(message, source=SOURCE, key=key))
+
+    def before_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` after this transaction's writes, before its commit."""
+        self.before.setdefault(action)
 
     def flush(self) -> None:
         """Write the queued outbox and audit rows (before the commit)."""
@@ -369,6 +375,8 @@ def unit_of_work(sessions: sessionmaker[Session], outbox: Outbox) -> UnitOfWork:
                 work = SqlWork(session, outbox)
                 yield work
                 work.flush()
+                for action in work.before:
+                    action()
         except IntegrityError as exc:
             raise Collision(str(exc.orig)) from exc
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.ingest.metrics import IngestMetrics
-from sonobridge.ingest.ports import DicomCodec, Spool, UnitOfWork
+from sonobridge.ingest.ports import DicomCodec, GroupedUnitOfWork, Spool, UnitOfWork, Work
 
 Clock = Callable[[], datetime]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -33,6 +35,15 @@ class IngestDeps:
     # connection loses at most one such piece.
     upload_commit_bytes: int = 8 * 1024 * 1024
     upload_commit_seconds: float = 5.0
+    # On the single node concurrent requests share SQLite transactions; elsewhere each has its own.
+    grouped: GroupedUnitOfWork | None = None
+
+    def together(self, step: Callable[[Work], _T]) -> _T:
+        """Run `step` in a transaction, shared with concurrent requests where that is cheaper."""
+        if self.grouped is not None:
+            return self.grouped(step)
+        with self.unit() as work:
+            return step(work)
 
 
 def audit_record(

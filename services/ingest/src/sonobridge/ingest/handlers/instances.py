@@ -378,34 +378,48 @@ def _store_small(
     # The object's bytes are written and synced before the transaction: on the single node
     # its write lock is then held for a rename, not for an fsync.
     staged = deps.store.stage(claim.key, claim.spooled.path, content_type="application/dicom")
+    published = False  # and not yet indexed
 
-    def attempt() -> tuple[StoredInstance, str | None] | Instance:
+    def step(work: Work) -> tuple[StoredInstance, str | None] | Instance:
+        nonlocal published
         now = deps.clock()
-        owned = False
+        exam = _admit_exam(claim, work)
+        pending = _pending(claim, exam, metadata, spacing, now)
+        stored = replace(pending, status="stored", stored_at=now)
+        # The row first: its unique key keeps a concurrent writer of the same
+        # instance (waiting on it) from ever writing this object.
+        if not work.instances.try_claim(stored):
+            existing = work.instances.get(claim.sop)
+            if existing is None:
+                raise _Busy()  # its writer gave up meanwhile: try again
+            twin = _settle_existing(claim, work, existing, now)
+            if twin is not None:
+                return twin
+            work.instances.claim(stored)
+        staged.publish()
+        published = True
         try:
-            with deps.unit() as work:
-                exam = _admit_exam(claim, work)
-                pending = _pending(claim, exam, metadata, spacing, now)
-                stored = replace(pending, status="stored", stored_at=now)
-                # The row first: its unique key keeps a concurrent writer of the same
-                # instance (waiting on it) from ever writing this object.
-                if not work.instances.try_claim(stored):
-                    existing = work.instances.get(claim.sop)
-                    if existing is None:
-                        raise _Busy()  # its writer gave up meanwhile: try again
-                    twin = _settle_existing(claim, work, existing, now)
-                    if twin is not None:
-                        return twin
-                    work.instances.claim(stored)
-                owned = True
-                staged.publish()
-                completed = _announce(claim, work, stored, now)
+            # Links, then one folder fsync, then the commit: an acknowledged instance survives
+            # a power loss, and a crash before the commit leaves an object start-up drops.
+            work.before_commit(staged.durable_publish)
+            completed = _announce(claim, work, stored, now)
         except BaseException:
-            if owned:
-                # Nothing committed: no index row points to the object.
-                _drop_object(claim)
+            # Dropped before the row's savepoint goes, so no other writer has published it.
+            _drop_object(claim)
+            published = False
             raise
         return StoredInstance(stored, False), completed
+
+    def attempt() -> tuple[StoredInstance, str | None] | Instance:
+        nonlocal published
+        published = False
+        try:
+            # On the single node concurrent requests' rows share one transaction and commit.
+            return deps.together(step)
+        except BaseException:
+            if published:  # its transaction did not commit: no index row points to it
+                _drop_object(claim)
+            raise
 
     try:
         outcome = _claimed(claim, attempt)
