@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +123,8 @@ class Adapters(TypedDict, total=False):
     store: ObjectStore
     engine: Engine
     verifier: TokenVerifier
+    # Tests pin time; every service otherwise runs on utc_now.
+    clock: Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class Plumbing:
     store: ObjectStore
     engine: Engine
     verifier: TokenVerifier
+    clock: Callable[[], datetime]
 
     @classmethod
     def build(
@@ -148,6 +151,7 @@ class Plumbing:
             store=adapters.get("store") or build_object_store(settings),
             engine=adapters.get("engine") or build_engine(settings, service),
             verifier=adapters.get("verifier") or build_verifier(settings),
+            clock=adapters.get("clock") or utc_now,
         )
 
     def sessions(self) -> sessionmaker[Session]:
