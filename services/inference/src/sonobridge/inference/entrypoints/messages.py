@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.problems import InvalidInput
-from sonobridge.common.timestamps import aware
+from sonobridge.common.timestamps import aware, optional_time
 
 # The quality check answers with the same message the InferenceCompleted event carries.
 from sonobridge.inference.adapters.messages import quality_assessment as quality_assessment
@@ -81,9 +81,7 @@ def completed_exam(
         context=ctx,
         # Probe verdicts are ordered by this time downstream; an inference replica's finishing
         # time would reorder them, so an app that sends no scan time gets ingest's.
-        completed_at=aware(message.completed_at)
-        if message.HasField("completed_at")
-        else emitted_at,
+        completed_at=optional_time(message, "completed_at") or emitted_at,
     )
 
 
@@ -125,7 +123,7 @@ def expert_label(message: events_pb2.QualityLabelled, recorded: RecordedQuality)
         model_flagged=recorded.model_flagged,
         # The role, never the expert's name: the event carries none.
         labelled_by=f"{message.labelled_by_role or 'expert'} (reporting)",
-        labelled_at=message.labelled_at.ToDatetime(tzinfo=UTC),
+        labelled_at=aware(message.labelled_at),
     )
 
 
