@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common import exam_types
 from sonobridge.common.timestamps import optional_time, set_times, timestamp
 from sonobridge.reporting.domain.events import (
     Consumed,
@@ -61,7 +62,7 @@ def _dict(message: Any) -> JsonObject:
 
 def exam_type_name(value: int) -> str:
     """Return the lower-case exam type name of an ExamType value ('other' when unspecified)."""
-    name = events_pb2.ExamType.Name(value).removeprefix("EXAM_TYPE_").lower()
+    name = exam_types.exam_type_name(value)
     return "other" if name == "unspecified" else name
 
 
@@ -101,8 +102,7 @@ def _context_out(ctx: ExamContext) -> events_pb2.ExamContext:
         institution_id=ctx.institution,
         operator_id=ctx.operator,
         device_serial=ctx.device_serial,
-        # The stubs type Value() as int, not as the enum's ValueType the constructor wants.
-        exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{ctx.exam_type.upper()}"),  # type: ignore[arg-type]
+        exam_type=exam_types.exam_type_value(ctx.exam_type),
         patient_ref=ctx.patient_ref,
     )
 

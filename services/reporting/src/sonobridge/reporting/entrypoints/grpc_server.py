@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.exam_types import exam_type_value
 from sonobridge.common.grpc import (
     AuthenticatedServicer,
     Registration,
@@ -53,7 +54,7 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
             institution_id=view["institution_id"],
             operator_id=view.get("operator_id", ""),
             device_serial=view.get("device_serial", ""),
-            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{view['exam_type'].upper()}"),  # type: ignore[arg-type]
+            exam_type=exam_type_value(view["exam_type"]),
             patient_ref=view.get("patient_ref", ""),
         ),
         route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),  # type: ignore[arg-type]
