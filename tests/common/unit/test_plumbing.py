@@ -8,10 +8,11 @@ from typing import Any, cast
 
 import pytest
 
+from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common import infrastructure
-from sonobridge.common.infrastructure import Plumbing
+from sonobridge.common.infrastructure import Plumbing, utc_now
 from sonobridge.common.settings import ServiceSettings
-from sonobridge.common.timestamps import aware, timestamp
+from sonobridge.common.timestamps import aware, optional_time, set_times, timestamp
 
 
 def test_plumbing_uses_what_the_caller_passed_and_builds_the_rest(
@@ -27,6 +28,18 @@ def test_plumbing_uses_what_the_caller_passed_and_builds_the_rest(
     assert plumbing.bus is bus and plumbing.engine is engine
     assert plumbing.store == "build_object_store" and plumbing.verifier == "build_verifier"
     assert built == ["build_object_store", "build_verifier"]
+    assert plumbing.clock is utc_now
+
+
+def test_plumbing_runs_on_the_clock_a_test_pins(tmp_path: Path) -> None:
+    pinned = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    fakes = {name: cast(Any, object()) for name in ("bus", "store", "engine", "verifier")}
+
+    plumbing = Plumbing.build(
+        "ingest", ServiceSettings(data_dir=tmp_path), clock=lambda: pinned, **fakes
+    )
+
+    assert plumbing.clock() == pinned
 
 
 def test_timestamps_round_trip_as_aware_utc() -> None:
@@ -35,3 +48,14 @@ def test_timestamps_round_trip_as_aware_utc() -> None:
     assert aware(timestamp(local)) == local
     assert aware(timestamp(local)).tzinfo is UTC
     assert aware(timestamp(datetime(2026, 1, 1))) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_unset_timestamp_fields_stay_unset_and_read_back_as_none() -> None:
+    started = datetime(2026, 11, 30, 8, 15, tzinfo=UTC)
+    message = events_pb2.ExamCompleted()
+
+    set_times(message, started_at=started, completed_at=None)
+
+    assert message.HasField("started_at") and not message.HasField("completed_at")
+    assert optional_time(message, "started_at") == started
+    assert optional_time(message, "completed_at") is None

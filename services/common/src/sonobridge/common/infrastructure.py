@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,6 +124,8 @@ class Adapters(TypedDict, total=False):
     store: ObjectStore
     engine: Engine
     verifier: TokenVerifier
+    # Tests pin time; every service otherwise runs on utc_now.
+    clock: Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Plumbing:
     store: ObjectStore
     engine: Engine
     verifier: TokenVerifier
+    clock: Callable[[], datetime]
 
     @classmethod
     def build(
@@ -149,6 +152,7 @@ class Plumbing:
             store=adapters.get("store") or build_object_store(settings),
             engine=adapters.get("engine") or build_engine(settings, service),
             verifier=adapters.get("verifier") or build_verifier(settings),
+            clock=adapters.get("clock") or utc_now,
         )
 
     def sessions(self) -> sessionmaker[Session]:

@@ -9,13 +9,23 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.logging import configure_logging
+
+if TYPE_CHECKING:
+    # Only for the type: importing it at run time would pull in the web and gRPC stacks.
+    from sonobridge.common.infrastructure import Adapters
+
+
+class ServiceBuild(Protocol):
+    """The `bootstrap.build` every service has: its settings and any adapters a caller built."""
+
+    def __call__(self, settings: Any, /, **adapters: Unpack[Adapters]) -> ServiceHost: ...
 
 
 def _resolve(target: str) -> Any:
@@ -67,8 +77,8 @@ class ServiceSpec:
 
     def build_host(self, settings: Any, **adapters: Any) -> ServiceHost:
         """Compose the service from its settings, with shared adapters (the node's) if given."""
-        host: ServiceHost = _resolve(self.build)(settings, **adapters)
-        return host
+        build: ServiceBuild = _resolve(self.build)
+        return build(settings, **adapters)
 
     def migrate_database(self, settings: Any) -> None:
         """Upgrade the service's database schema to head."""

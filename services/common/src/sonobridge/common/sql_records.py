@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from sonobridge.common.audit import DETAIL_CHARS, ID_CHARS, OUTCOME_CHARS, AuditRecord
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.idempotency import MAX_KEY_CHARS, Body, KeyTaken, StoredAnswer
+from sonobridge.common.record_rows import record_from_row, row_values
 
 
 def idempotency_table(metadata: MetaData, name: str = "idempotency_keys") -> Table:
@@ -110,18 +111,16 @@ class SqlAuditLog:
         """Append one record, clipping the free-text fields to their columns."""
         self.session.execute(
             insert(self.table).values(
-                at=record.at,
-                actor=record.actor[:ID_CHARS],
-                roles=",".join(sorted(record.roles)),
-                institution_id=record.institution_id,
-                action=record.action,
-                resource_type=record.resource_type,
-                resource_id=record.resource_id[:ID_CHARS],
-                related_id=record.related_id[:ID_CHARS] if record.related_id else None,
-                outcome=record.outcome[:OUTCOME_CHARS],
-                channel=record.channel,
-                request_id=record.request_id,
-                detail=record.detail[:DETAIL_CHARS] or None,
+                row_values(
+                    record,
+                    exclude=("id",),
+                    actor=record.actor[:ID_CHARS],
+                    roles=",".join(sorted(record.roles)),
+                    resource_id=record.resource_id[:ID_CHARS],
+                    related_id=record.related_id[:ID_CHARS] if record.related_id else None,
+                    outcome=record.outcome[:OUTCOME_CHARS],
+                    detail=record.detail[:DETAIL_CHARS] or None,
+                )
             )
         )
 
@@ -151,18 +150,4 @@ class SqlAuditLog:
 def _record(row: Row[Any]) -> AuditRecord:
     values = row._mapping
     roles: Iterable[str] = (r for r in (values["roles"] or "").split(",") if r)
-    return AuditRecord(
-        id=values["id"],
-        at=values["at"],
-        actor=values["actor"],
-        roles=frozenset(roles),
-        institution_id=values["institution_id"],
-        action=values["action"],
-        resource_type=values["resource_type"],
-        resource_id=values["resource_id"],
-        related_id=values["related_id"],
-        outcome=values["outcome"],
-        channel=values["channel"],
-        request_id=values["request_id"],
-        detail=values["detail"] or "",
-    )
+    return record_from_row(AuditRecord, row, roles=frozenset(roles), detail=values["detail"] or "")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Unpack
 
@@ -21,7 +19,6 @@ from sonobridge.common.infrastructure import (
     build_engine,
     build_object_store,
     migrate_service,
-    utc_now,
 )
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
@@ -102,12 +99,7 @@ def compare_stored_versions(settings: Settings, model_name: str) -> VersionCompa
         engine.dispose()
 
 
-def build(
-    settings: Settings,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    **adapters: Unpack[Adapters],
-) -> ServiceHost:
+def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
     """Build adapters, migrate, load models, wire REST, gRPC, consumer and relay into a host."""
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
     plumbing.migrate(MIGRATIONS)
@@ -136,7 +128,7 @@ def build(
         models=models,
         store=plumbing.store,
         metrics=metrics,
-        clock=clock,
+        clock=plumbing.clock,
         exam_work=lambda session: SqlExamWork(session, outbox),
         sampling=FrameSampling(cfg.frames_per_instance),
         modules=modules,

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.host import ServiceHost, Worker
-from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.periodic import Periodic
@@ -26,7 +26,7 @@ from sonobridge.ingest.adapters.repository import unit_of_work
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.entrypoints import admin, consumer, dicomweb, grpc_server, rest
 from sonobridge.ingest.entrypoints.dimse_listener import DimseListener
-from sonobridge.ingest.handlers import Clock, IngestDeps
+from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.handlers.recovery import drop_unindexed, expire_uploads, recover_uploads
 from sonobridge.ingest.metrics import IngestMetrics
 from sonobridge.ingest.settings import Settings
@@ -43,12 +43,7 @@ def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
-def build(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    **adapters: Unpack[Adapters],
-) -> ServiceHost:
+def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
     """Build the ingest service; callers may pass adapters they built (tests, single node)."""
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
     store = plumbing.store
@@ -73,7 +68,7 @@ def build(
         spool=spool,
         codec=PydicomCodec(),
         metrics=metrics,
-        clock=clock or utc_now,
+        clock=plumbing.clock,
         max_instance_bytes=settings.ingest.max_instance_bytes,
         upload_expiry=timedelta(seconds=settings.ingest.upload_expiry_seconds),
         access=AccessPolicy.from_settings(settings.access),

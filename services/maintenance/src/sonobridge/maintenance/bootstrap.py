@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Unpack
 
@@ -12,7 +10,7 @@ from sqlalchemy import Engine
 from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.periodic import Periodic
 from sonobridge.maintenance.adapters import orm
@@ -32,12 +30,7 @@ def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
     migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
-def build(
-    settings: Settings,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    **adapters: Unpack[Adapters],
-) -> ServiceHost:
+def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
     """Build adapters, migrate, wire REST, gRPC, consumer, relay and timers into a host."""
     plumbing = Plumbing.build(SERVICE, settings, **adapters)
     plumbing.migrate(MIGRATIONS)
@@ -48,7 +41,7 @@ def build(
     deps = Dependencies(
         units=SqlUnitsOfWork(sessions),
         config=settings.maintenance,
-        clock=clock,
+        clock=plumbing.clock,
         metrics=metrics,
         store=plumbing.store,
         access=AccessPolicy.from_settings(settings.access),

@@ -14,7 +14,7 @@ from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REP
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.delivery import EventHandler, Outbox
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service, utc_now
+from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.reporting.adapters import messages, orm
@@ -90,12 +90,7 @@ def event_handler(deps: Dependencies) -> EventHandler:
     return consumer.event_handler(deps, messages.consumed)
 
 
-def build(
-    settings: Settings,
-    *,
-    clock: Callable[[], datetime] | None = None,
-    **adapters: Unpack[Adapters],
-) -> ServiceHost:
+def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
     """Build the reporting service; callers may pass adapters, otherwise settings decide."""
     policy = read_policy(settings.reporting.policy_path)
     renderer = DeferredPdfRenderer(settings.reporting.pdf_font_path)
@@ -108,7 +103,7 @@ def build(
         settings,
         sessions,
         policy=policy,
-        clock=clock or utc_now,
+        clock=plumbing.clock,
         store=plumbing.store,
         metrics=metrics,
         render_pdf=renderer,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.inference.v1 import inference_pb2
+from sonobridge.common import exam_types
 from sonobridge.common.problems import InvalidInput
-from sonobridge.common.timestamps import aware
+from sonobridge.common.timestamps import aware, optional_time
 
 # The quality check answers with the same message the InferenceCompleted event carries.
 from sonobridge.inference.adapters.messages import quality_assessment as quality_assessment
@@ -15,7 +16,6 @@ from sonobridge.inference.domain.exams import CompletedExam, ExamInstance, Recor
 from sonobridge.inference.domain.model_card import ModelCard, model_task
 from sonobridge.inference.domain.validation import DeviceModel, ExpertLabel
 
-_EXAM_PREFIX = "EXAM_TYPE_"
 _REASON_PREFIX = "QUALITY_REASON_"
 # The gating model an expert's image-quality label judges.
 LABELLED_MODEL = "image-quality"
@@ -37,13 +37,13 @@ def exam_type_name(value: int) -> str:
     if value not in events_pb2.ExamType.values():
         # proto3 enums are open: a newer client (or a fuzzer) can send any number.
         raise InvalidInput(f"exam type {value} is not one this service knows", reason="bad_enum")
-    return events_pb2.ExamType.Name(value).removeprefix(_EXAM_PREFIX).lower()
+    return exam_types.exam_type_name(value)
 
 
-def exam_type_value(name: str) -> int:
+def exam_type_value(name: str) -> events_pb2.ExamType:
     """Return the ExamType value of a lower-case name; OTHER for names the contract lacks."""
     try:
-        return events_pb2.ExamType.Value(_EXAM_PREFIX + name.upper())
+        return exam_types.exam_type_value(name)
     except ValueError:
         return events_pb2.EXAM_TYPE_OTHER
 
@@ -81,9 +81,7 @@ def completed_exam(
         context=ctx,
         # Probe verdicts are ordered by this time downstream; an inference replica's finishing
         # time would reorder them, so an app that sends no scan time gets ingest's.
-        completed_at=aware(message.completed_at)
-        if message.HasField("completed_at")
-        else emitted_at,
+        completed_at=optional_time(message, "completed_at") or emitted_at,
     )
 
 
@@ -125,7 +123,7 @@ def expert_label(message: events_pb2.QualityLabelled, recorded: RecordedQuality)
         model_flagged=recorded.model_flagged,
         # The role, never the expert's name: the event carries none.
         labelled_by=f"{message.labelled_by_role or 'expert'} (reporting)",
-        labelled_at=message.labelled_at.ToDatetime(tzinfo=UTC),
+        labelled_at=aware(message.labelled_at),
     )
 
 

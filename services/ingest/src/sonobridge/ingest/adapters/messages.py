@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from google.protobuf.message import Message
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.ingest.v1 import ingest_pb2
-from sonobridge.common.timestamps import timestamp
+from sonobridge.common.timestamps import aware, set_times, timestamp
 from sonobridge.ingest.domain.ai_results import AiMeasurement, AiResult, OverlayImage
 from sonobridge.ingest.domain.events import Event, ExamCompleted, InstanceStored
 from sonobridge.ingest.domain.model import Channel, ExamState, ExamType
@@ -123,9 +121,7 @@ def exam_message(
         received_bytes=received_bytes,
         manifest_sha256=exam.manifest_sha256 or "",
     )
-    for field, value in (("created_at", exam.created_at), ("completed_at", exam.completed_at)):
-        if value is not None:
-            getattr(message, field).FromDatetime(value)
+    set_times(message, created_at=exam.created_at, completed_at=exam.completed_at)
     return message
 
 
@@ -142,7 +138,7 @@ def ai_result(message: events_pb2.InferenceCompleted) -> AiResult:
     return AiResult(
         inference_id=message.inference_id,
         study_instance_uid=study,
-        completed_at=message.completed_at.ToDatetime(tzinfo=UTC),
+        completed_at=aware(message.completed_at),
         measurements=measurements,
         overlays=overlays,
         details_keys=details,

@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.maintenance.v1 import maintenance_pb2
-from sonobridge.common.timestamps import timestamp
+from sonobridge.common.timestamps import set_times, timestamp
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.tickets import Ticket, TicketSource
@@ -78,15 +78,14 @@ def ticket_pb(ticket: Ticket, now: datetime) -> maintenance_pb2.Ticket:
         onsite_sla_breached=ticket.onsite_breached,
         loaner_device_serial=ticket.loaner_serial,
     )
-    for name, value in (
-        ("acknowledged_at", ticket.acknowledged_at),
-        ("on_site_at", ticket.on_site_at),
-        ("resolved_at", ticket.resolved_at),
-        ("closed_at", ticket.closed_at),
-        ("updated_at", ticket.updated_at),
-    ):
-        if value is not None:
-            getattr(msg, name).CopyFrom(timestamp(value))
+    set_times(
+        msg,
+        acknowledged_at=ticket.acknowledged_at,
+        on_site_at=ticket.on_site_at,
+        resolved_at=ticket.resolved_at,
+        closed_at=ticket.closed_at,
+        updated_at=ticket.updated_at,
+    )
     return msg
 
 

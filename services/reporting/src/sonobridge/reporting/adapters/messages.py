@@ -10,7 +10,8 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
-from sonobridge.common.timestamps import aware, timestamp
+from sonobridge.common import exam_types
+from sonobridge.common.timestamps import optional_time, set_times, timestamp
 from sonobridge.reporting.domain.events import (
     Consumed,
     ExamCompleted,
@@ -55,19 +56,13 @@ def _ts(value: datetime | None) -> Timestamp:
     return Timestamp() if value is None else timestamp(value.astimezone(UTC))
 
 
-def _dt(message: Any, field: str) -> datetime | None:
-    if not message.HasField(field):
-        return None
-    return aware(getattr(message, field))
-
-
 def _dict(message: Any) -> JsonObject:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def exam_type_name(value: int) -> str:
     """Return the lower-case exam type name of an ExamType value ('other' when unspecified)."""
-    name = events_pb2.ExamType.Name(value).removeprefix("EXAM_TYPE_").lower()
+    name = exam_types.exam_type_name(value)
     return "other" if name == "unspecified" else name
 
 
@@ -107,8 +102,7 @@ def _context_out(ctx: ExamContext) -> events_pb2.ExamContext:
         institution_id=ctx.institution,
         operator_id=ctx.operator,
         device_serial=ctx.device_serial,
-        # The stubs type Value() as int, not as the enum's ValueType the constructor wants.
-        exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{ctx.exam_type.upper()}"),  # type: ignore[arg-type]
+        exam_type=exam_types.exam_type_value(ctx.exam_type),
         patient_ref=ctx.patient_ref,
     )
 
@@ -128,7 +122,7 @@ def consumed(message: Any) -> Consumed | None:
     if isinstance(message, events_pb2.ExamCompleted):
         return ExamCompleted(
             context=_context_in(message.context),
-            completed_at=_dt(message, "completed_at"),
+            completed_at=optional_time(message, "completed_at"),
             instances=[_dict(i) for i in message.instances],
         )
     if isinstance(message, events_pb2.TicketOpened):
@@ -136,7 +130,7 @@ def consumed(message: Any) -> Consumed | None:
             device_serial=message.device_serial,
             ticket_id=message.ticket_id,
             symptom=message.symptom,
-            opened_at=_dt(message, "opened_at"),
+            opened_at=optional_time(message, "opened_at"),
         )
     return None
 
@@ -166,8 +160,7 @@ def published(event: Published) -> Any:
             reason=event.reason,
             routed_at=_ts(event.routed_at),
         )
-        if event.due_at is not None:
-            routed.due_at.CopyFrom(_ts(event.due_at))
+        set_times(routed, due_at=event.due_at)
         return routed
     if isinstance(event, ReportSigned):
         return events_pb2.ReportSigned(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
-from sonobridge.reporting.domain.records import JsonObject
+from sonobridge.reporting.domain.records import Exam, JsonObject, ReadRecord
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,15 @@ class ExamContext:
     device_serial: str
     exam_type: str
     patient_ref: str
+
+    @classmethod
+    def of(cls, record: Exam | ReadRecord) -> ExamContext:
+        """Return the context a stored exam or read carries under the same field names."""
+        return cls(**{f.name: getattr(record, f.name) for f in fields(cls)})
+
+    def fields(self) -> dict[str, Any]:
+        """Return the fields by name, for the records (Exam, ReadRecord) that keep them flat."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)

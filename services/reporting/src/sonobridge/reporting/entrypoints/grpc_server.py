@@ -7,18 +7,18 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.exam_types import exam_type_value
 from sonobridge.common.grpc import (
     AuthenticatedServicer,
     Registration,
     registration,
 )
 from sonobridge.common.problems import InvalidInput
-from sonobridge.common.timestamps import timestamp
+from sonobridge.common.timestamps import set_times
 from sonobridge.reporting.entrypoints import views
 from sonobridge.reporting.handlers import reads, reports
 from sonobridge.reporting.ports import Dependencies
@@ -34,10 +34,8 @@ _STATE_NAMES = {
 _STATE_BY_PB = {v: k for k, v in _STATE_NAMES.items()}
 
 
-def _ts(value: str | None) -> Timestamp | None:
-    if not value:
-        return None
-    return timestamp(datetime.fromisoformat(value))
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _finding_pb(finding: dict[str, Any]) -> events_pb2.Finding:
@@ -53,7 +51,7 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
             institution_id=view["institution_id"],
             operator_id=view.get("operator_id", ""),
             device_serial=view.get("device_serial", ""),
-            exam_type=events_pb2.ExamType.Value(f"EXAM_TYPE_{view['exam_type'].upper()}"),  # type: ignore[arg-type]
+            exam_type=exam_type_value(view["exam_type"]),
             patient_ref=view.get("patient_ref", ""),
         ),
         route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),  # type: ignore[arg-type]
@@ -66,10 +64,7 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
         policy_version=view["policy_version"],
         reason=view["reason"],
     )
-    for field in ("created_at", "due_at", "signed_at"):
-        ts = _ts(view.get(field))
-        if ts is not None:
-            getattr(message, field).CopyFrom(ts)
+    set_times(message, **{f: _time(view.get(f)) for f in ("created_at", "due_at", "signed_at")})
     if view.get("exam_quality"):
         json_format.ParseDict(
             view["exam_quality"], message.exam_quality, ignore_unknown_fields=True
@@ -143,9 +138,7 @@ class ReportingServicer(
         )
         report.context.study_instance_uid = view["study_instance_uid"]
         report.context.institution_id = view["institution_id"]
-        ts = _ts(view["signed_at"])
-        if ts is not None:
-            report.signed_at.CopyFrom(ts)
+        set_times(report, signed_at=_time(view["signed_at"]))
         return reporting_pb2.GetReportResponse(report=report)
 
 

@@ -19,7 +19,7 @@ from sonobridge.reporting.domain.policy import AiFinding, ExamFacts, Route, rout
 from sonobridge.reporting.domain.reads import ReadKind, ReadState
 from sonobridge.reporting.domain.records import Exam, HistoryEntry, JsonObject, ReadRecord, iso
 from sonobridge.reporting.handlers.deliveries import publish
-from sonobridge.reporting.handlers.scope import SYSTEM, context_of, pick_reader
+from sonobridge.reporting.handlers.scope import SYSTEM, pick_reader
 from sonobridge.reporting.ports import Dependencies, Work
 
 PROBE_ADVICE = "probe under repair: consider image quality"
@@ -50,13 +50,7 @@ def record_exam_completed(work: Work, deps: Dependencies, event: ExamCompleted) 
     repo = work.reporting
     now = deps.clock()
     exam = Exam(
-        study_uid=study,
-        exam_id=ctx.exam_id,
-        institution=ctx.institution,
-        operator=ctx.operator,
-        device_serial=ctx.device_serial,
-        exam_type=ctx.exam_type,
-        patient_ref=ctx.patient_ref,
+        **ctx.fields(),
         completed_at=event.completed_at,
         received_at=now,
         instances=list(event.instances),
@@ -114,15 +108,7 @@ def route_without_ai(work: Work, deps: Dependencies, study_uid: str, at: datetim
     exam = repo.exam(study_uid)
     if exam is None:
         return
-    context = ExamContext(
-        exam_id=exam.exam_id,
-        study_uid=study_uid,
-        institution=exam.institution,
-        operator=exam.operator,
-        device_serial=exam.device_serial,
-        exam_type=exam.exam_type,
-        patient_ref=exam.patient_ref,
-    )
+    context = ExamContext.of(exam)
     facts = ExamFacts(
         exam_id=exam.exam_id or study_uid,
         exam_type=exam.exam_type,
@@ -158,14 +144,8 @@ def create_read(
         assignee = pick_reader(repo, spec, DutyRole.PRIMARY, now, context.institution)
     read = ReadRecord(
         read_id=str(uuid.uuid4()),
-        study_uid=context.study_uid,
         kind=ReadKind.PRIMARY.value,
-        exam_id=context.exam_id,
-        institution=context.institution,
-        operator=context.operator,
-        device_serial=context.device_serial,
-        exam_type=context.exam_type,
-        patient_ref=context.patient_ref,
+        **context.fields(),
         route=routing.route.value,
         worklist=routing.worklist,
         priority=routing.priority.value,
@@ -209,7 +189,7 @@ def create_read(
 def announce_routing(work: Work, deps: Dependencies, read: ReadRecord, now: datetime) -> None:
     """Publish ReportRouted and tell the assignee (or the operator, for a rescan)."""
     event = ReadRouted(
-        context=context_of(read),
+        context=ExamContext.of(read),
         read_id=read.read_id,
         route=read.route,
         worklist=read.worklist,

@@ -10,7 +10,6 @@ from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden, NotFound
 from sonobridge.reporting.domain.access import may_read_on, may_view
 from sonobridge.reporting.domain.assignment import DutyRole, least_loaded, on_duty
-from sonobridge.reporting.domain.events import ExamContext
 from sonobridge.reporting.domain.policy import WorklistSpec
 from sonobridge.reporting.domain.records import ReadRecord
 from sonobridge.reporting.ports import Dependencies, Reporting
@@ -94,16 +93,3 @@ def pick_reader(
     scope = institution if spec.institution_scoped else None
     candidates = on_duty(shifts, spec.name, role, at, institution=scope)
     return least_loaded(candidates, repo.open_load(), exclude=exclude)
-
-
-def context_of(read: ReadRecord) -> ExamContext:
-    """Return the exam context events carry about a read."""
-    return ExamContext(
-        exam_id=read.exam_id,
-        study_uid=read.study_uid,
-        institution=read.institution,
-        operator=read.operator,
-        device_serial=read.device_serial,
-        exam_type=read.exam_type,
-        patient_ref=read.patient_ref,
-    )

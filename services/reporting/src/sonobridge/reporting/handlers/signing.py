@@ -14,7 +14,7 @@ from sonobridge.common.problems import Conflict, InvalidInput, NotFound
 from sonobridge.reporting.domain import reads as read_rules
 from sonobridge.reporting.domain.assignment import DutyRole
 from sonobridge.reporting.domain.clock import TimerKind
-from sonobridge.reporting.domain.events import FollowupAlerted, ReportSigned
+from sonobridge.reporting.domain.events import ExamContext, FollowupAlerted, ReportSigned
 from sonobridge.reporting.domain.followup import match_terms
 from sonobridge.reporting.domain.policy import Priority, Route
 from sonobridge.reporting.domain.reads import ReadKind, ReadState
@@ -33,7 +33,6 @@ from sonobridge.reporting.handlers.routing import announce_routing
 from sonobridge.reporting.handlers.scope import (
     SYSTEM,
     audit,
-    context_of,
     pick_reader,
     require_reader,
     visible_read,
@@ -216,7 +215,7 @@ def store_version(
     deps.store.put(signed.pdf_key, io.BytesIO(pdf), length=len(pdf), content_type="application/pdf")
     repo.add_report_version(signed)
     event = ReportSigned(
-        context=context_of(read),
+        context=ExamContext.of(read),
         read_id=read.read_id,
         report_id=report_id,
         version=version,
@@ -281,7 +280,7 @@ def raise_followup(
     )
     repo.add_alert(alert)
     event = FollowupAlerted(
-        context=context_of(read),
+        context=ExamContext.of(read),
         alert_id=alert.alert_id,
         report_id=version.report_id,
         report_version=version.version,
