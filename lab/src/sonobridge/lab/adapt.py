@@ -41,11 +41,15 @@ from sonobridge.lab.training.mlp import train_head
 
 NAME = "image-quality"
 BASE_VERSION = "1.0.0"
-VERSION = "1.3.0"
+VERSION = "1.4.0"
 COMMAND = "uv run --package sonobridge-lab python -m sonobridge.lab.adapt"
 SEEDS = {"head": 7, "train_faults": 100, "eval_faults": 900_000}
-SPEC = InputSpec("image", 128, 128)
-FEATURES = FeatureConfig(size=128, valley_shifts=(1, 2), line_pool=4, physics=True, sector=True)
+# From 1.4.0 the input is 256x256: speckle is 1-3 px there, about what most real frames have
+# natively, so blur and scanline features read it before the graph pools it to 128.
+SPEC = InputSpec("image", 256, 256)
+FEATURES = FeatureConfig(
+    size=128, valley_shifts=(1, 2), line_pool=4, physics=True, sector=True, native=SPEC.width
+)
 # Clean acquisitions differ by a few dB of gain and by the side the probe marker is on; the
 # head must learn that neither is a fault.
 BENIGN_GAIN_DB = 3.0
@@ -420,6 +424,11 @@ def _base_card() -> dict:
 def _card(threshold: float, model_bytes_note: str = "") -> dict:
     card = copy.deepcopy(_base_card())
     card["version"] = VERSION
+    card["input"]["shape"] = ["N", 1, SPEC.height, SPEC.width]
+    card["input"]["preprocessing"]["resize"] = (
+        f"whole frame to {SPEC.width}x{SPEC.height} with Pillow bilinear (aspect ratio not kept, "
+        "no crop)"
+    )
     card["thresholds"]["rescan_if_acceptable_below"] = threshold
     card["calibration"] = {
         "method": "none (temperature 1); the rescan threshold is chosen on inner group-wise "
@@ -496,9 +505,12 @@ def adapt(
     card["model"]["head_seed"] = SEEDS["head"]
     card["model"]["head"] = HEAD
     card["model"]["architecture"] = (
-        "fixed ONNX feature layers (intensity grid, texture, gradients, oriented dark-line "
-        "filters, gain-invariant physics, sector-relative gain, directional blur, deep-band "
-        f"contact and sector-depth features) + MLP {HEAD['hidden']} ReLU over "
+        f"fixed ONNX feature layers on the {SPEC.width}x{SPEC.height} input (speckle "
+        "saturation per direction and distance, sharpness and curvature anisotropy at three "
+        "scales, sorted per-scanline contact near the face and deep down) and on it pooled to "
+        f"{FEATURES.size}x{FEATURES.size} (intensity grid, texture, gradients, oriented "
+        "dark-line filters, gain-invariant physics, sector-relative gain, directional blur, "
+        f"deep-band contact and sector-depth features) + MLP {HEAD['hidden']} ReLU over "
         f"{len(HEAD_CLASSES)} classes (each injected fault its own), summed into the served labels"
     )
     card["training_seconds"] = round(time.time() - t0, 1)

@@ -27,6 +27,14 @@ class FeatureConfig:
     physics: bool = False
     # Sector-relative gain, blur, contact and depth features (image-quality 1.3.0 on).
     sector: bool = False
+    # Input side when larger than `size` (image-quality 1.4.0 on): speckle, blur and contact
+    # features are read at this resolution, the others on the input pooled down to `size`.
+    native: int = 0
+
+    @property
+    def input_size(self) -> int:
+        """Return the side of the square input the graph takes."""
+        return max(self.size, self.native)
 
 
 @dataclass
@@ -85,6 +93,10 @@ def _shift_kernels(shifts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int
 def _features(g: _Graph, x: str, cfg: FeatureConfig) -> str:
     """Append the feature layers; return the name of the [N, F] feature tensor."""
     parts: list[str] = []
+    native = x
+    if cfg.input_size > cfg.size:
+        pool = cfg.input_size // cfg.size
+        x = g.op("AveragePool", [native], kernel_shape=[pool, pool], strides=[pool, pool])
     flat = lambda t: g.op("Flatten", [t], axis=1)  # noqa: E731
     parts.append(g.reduce("ReduceMean", x, [1, 2, 3], keepdims=1))
     parts[-1] = flat(parts[-1])
@@ -147,6 +159,10 @@ def _features(g: _Graph, x: str, cfg: FeatureConfig) -> str:
         from sonobridge.lab.training.quality_features import quality_features
 
         parts += quality_features(g, x, cfg)
+    if cfg.input_size > cfg.size:
+        from sonobridge.lab.training.native_features import native_features
+
+        parts += native_features(g, native, cfg.input_size)
     return g.op("Concat", parts, axis=1, prefix="features")
 
 
@@ -300,7 +316,7 @@ def feature_model(cfg: FeatureConfig, input_name: str = "image") -> onnx.ModelPr
     """Build a graph that maps [N,1,S,S] images to [N,F] features (used to train the head)."""
     g = _Graph()
     feats = _features(g, input_name, cfg)
-    return _model(g, input_name, cfg.size, [(feats, "features", None)])
+    return _model(g, input_name, cfg.input_size, [(feats, "features", None)])
 
 
 @dataclass
@@ -375,7 +391,11 @@ def classifier_model(
         logits = g.op("Log", [g.op("Add", [probs, g.const(np.float32(1e-12))])], prefix="logp")
         n_out = merge.shape[1]
     return _model(
-        g, input_name, cfg.size, [(probs, "probabilities", n_out), (logits, "logits", n_out)], doc
+        g,
+        input_name,
+        cfg.input_size,
+        [(probs, "probabilities", n_out), (logits, "logits", n_out)],
+        doc,
     )
 
 
