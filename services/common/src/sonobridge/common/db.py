@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from select import select as select_fds
+from select import POLLERR, POLLHUP, POLLIN, poll
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, pool, text
@@ -77,8 +77,12 @@ def _drop_if_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     # socket, and an idle connection has nothing else to read: a zero-timeout poll sees it with
     # no round trip, where pre-ping's SELECT 1 cost one per unit of work. A connection that dies
     # mid-statement still invalidates the whole pool (SQLAlchemy's disconnect handling).
-    readable, _, _ = select_fds([dbapi_conn.fileno()], [], [], 0)
-    if readable:
+    # poll, not select: a busy server's descriptors pass 1024, which select() cannot watch.
+    if dbapi_conn.closed:
+        raise DisconnectionError("this pooled connection is closed")
+    watch = poll()
+    watch.register(dbapi_conn.fileno(), POLLIN | POLLERR | POLLHUP)
+    if watch.poll(0):
         raise DisconnectionError("the server closed this pooled connection")
 
 
