@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from sonobridge.common.db import UtcDateTime
@@ -16,16 +18,24 @@ TS = UtcDateTime()
 
 outbox, inbox = delivery_tables(metadata)
 
+
+def _exam_context() -> list[sa.Column[Any]]:
+    """The exam's context columns; a read carries them as the exam row does (ExamContext)."""
+    return [
+        sa.Column("exam_id", sa.String(64), nullable=False),
+        sa.Column("institution", sa.String(128), nullable=False),
+        sa.Column("operator", sa.String(128), nullable=False),
+        sa.Column("device_serial", sa.String(128), nullable=False),
+        sa.Column("exam_type", sa.String(32), nullable=False),
+        sa.Column("patient_ref", sa.String(128), nullable=False),
+    ]
+
+
 exams = sa.Table(
     "exams",
     metadata,
     sa.Column("study_uid", sa.String(128), primary_key=True),
-    sa.Column("exam_id", sa.String(64), nullable=False),
-    sa.Column("institution", sa.String(128), nullable=False),
-    sa.Column("operator", sa.String(128), nullable=False),
-    sa.Column("device_serial", sa.String(128), nullable=False),
-    sa.Column("exam_type", sa.String(32), nullable=False),
-    sa.Column("patient_ref", sa.String(128), nullable=False),
+    *_exam_context(),
     sa.Column("completed_at", UtcDateTime, nullable=True),
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.Column("instances", sa.JSON, nullable=False),
@@ -37,12 +47,7 @@ reads = sa.Table(
     sa.Column("read_id", sa.String(64), primary_key=True),
     sa.Column("study_uid", sa.String(128), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("exam_id", sa.String(64), nullable=False),
-    sa.Column("institution", sa.String(128), nullable=False),
-    sa.Column("operator", sa.String(128), nullable=False),
-    sa.Column("device_serial", sa.String(128), nullable=False),
-    sa.Column("exam_type", sa.String(32), nullable=False),
-    sa.Column("patient_ref", sa.String(128), nullable=False),
+    *_exam_context(),
     sa.Column("route", sa.String(32), nullable=False),
     sa.Column("worklist", sa.String(128), nullable=False),
     sa.Column("priority", sa.String(16), nullable=False),
