@@ -344,6 +344,8 @@ def pg_database(postgres_url: str) -> Iterator[str]:
     """Create a fresh database for one test, yield its URL, and drop it afterwards."""
     from sqlalchemy import create_engine, text
 
+    from sonobridge.common.db import drop_database
+
     name = unique_name("test").replace("-", "_")
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
@@ -351,7 +353,6 @@ def pg_database(postgres_url: str) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         yield _with_database(postgres_url, name)
         with admin.connect() as conn:
-            # FORCE ends connections a test left open (pools), so the drop cannot hang.
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
     finally:
         admin.dispose()

@@ -31,7 +31,7 @@ from ingest.ingest_support import running_ingest  # noqa: E402
 
 from sonobridge.common.auth import LocalIssuer  # noqa: E402
 from sonobridge.common.bus.kafka import KafkaEventBus  # noqa: E402
-from sonobridge.common.db import create_db_engine  # noqa: E402
+from sonobridge.common.db import create_db_engine, drop_database  # noqa: E402
 from sonobridge.common.objects.minio import MinioObjectStore  # noqa: E402
 
 ROWS, COLUMNS = 480, 640
@@ -189,7 +189,7 @@ def main() -> None:
         bus.close()
         engine.dispose()
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            drop_database(conn, db)
         admin.dispose()
         os.environ.pop("UNUSED", None)
 

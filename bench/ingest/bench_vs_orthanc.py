@@ -311,8 +311,9 @@ def _cluster(tmp: Path) -> Iterator[Any]:
 
 def _clean(infra: Any, edition: Any) -> None:
     """Drop what one cluster run left on the shared servers: its objects and databases."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
 
+    from sonobridge.common.db import drop_database
     from sonobridge.common.objects.minio import MinioObjectStore
 
     store = MinioObjectStore(
@@ -324,7 +325,7 @@ def _clean(infra: Any, edition: Any) -> None:
     with admin.connect() as conn:
         for service in ("ingest", "inference", "reporting", "maintenance"):
             name = edition.database(service)
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
     admin.dispose()
 
 

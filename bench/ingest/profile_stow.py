@@ -87,7 +87,7 @@ def _fresh_adapters(env: dict[str, str]) -> Iterator[dict[str, Any]]:
     from sqlalchemy.engine import make_url
 
     from sonobridge.common.bus.kafka import KafkaEventBus
-    from sonobridge.common.db import create_db_engine
+    from sonobridge.common.db import create_db_engine, drop_database
     from sonobridge.common.objects.minio import MinioObjectStore
 
     name = f"profile{uuid.uuid4().hex[:10]}"
@@ -110,7 +110,7 @@ def _fresh_adapters(env: dict[str, str]) -> Iterator[dict[str, Any]]:
         bus.close()
         engine.dispose()
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
         admin.dispose()
         for key in list(store.list("")):
             store.delete(key)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
+from descriptors import descriptors_past
 from sqlalchemy import create_engine, text
 
 from sonobridge.common.db import create_db_engine
@@ -38,25 +36,12 @@ def test_a_connection_the_server_ended_is_replaced_before_a_request_uses_it(
         admin.dispose()
 
 
-@contextmanager
-def _descriptors_past(limit: int) -> Iterator[None]:
-    """Hold open descriptors until the next one the process opens is numbered above `limit`."""
-    held = [os.open(os.devnull, os.O_RDONLY)]
-    while held[-1] <= limit:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-    try:
-        yield
-    finally:
-        for fd in held:
-            os.close(fd)
-
-
 def test_a_connection_numbered_past_1024_is_checked_out(pg_database: str) -> None:
     # A long-running service (or this test run) holds many descriptors; select() refused any
     # numbered 1024 or more, so every checkout of such a connection failed.
     engine = create_db_engine(pg_database, pool_size=1)
     try:
-        with _descriptors_past(1100):
+        with descriptors_past(1100):
             with engine.connect() as conn:
                 fd = conn.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
             with engine.connect() as conn:

@@ -135,7 +135,7 @@ def cluster_server(
     """
     from sqlalchemy import create_engine
 
-    from sonobridge.common.db import create_db_engine
+    from sonobridge.common.db import create_db_engine, drop_database
     from sonobridge.common.objects.minio import MinioObjectStore
 
     store = MinioObjectStore(minio.endpoint, minio.access_key, minio.secret_key, unique_name(name))
@@ -160,5 +160,5 @@ def cluster_server(
     finally:
         engine.dispose()
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            drop_database(conn, database)
         admin.dispose()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from descriptors import descriptors_past
 from ingest.ingest_support import PYDICOM_US_FILES, pydicom_file, running_ingest, uids
 from pydicom.data import get_testdata_file
 
@@ -91,3 +92,17 @@ def test_echoscu_is_answered_and_unknown_callers_are_refused(scp) -> None:
     refused = _storescu(scp.dimse_port, "STRANGER", get_testdata_file(PYDICOM_US_FILES[1]))
     assert refused.returncode != 0
     assert scp.count("instances") == 0
+
+
+def test_a_server_holding_over_1024_descriptors_still_serves_storescu(
+    tmp_path: Path, issuer
+) -> None:
+    # Its listening and accepted sockets are then numbered past 1024, which select() refuses:
+    # the listener died, and pynetdicom took every association's socket for closed.
+    _dcmtk()
+    with descriptors_past(1100), running_ingest(tmp_path, issuer, consortium_id="county-1") as scp:
+        scp.register_caller("PROBE1", "township-a")
+        name = PYDICOM_US_FILES[1]
+        result = _storescu(scp.dimse_port, "PROBE1", get_testdata_file(name))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert scp.count("instances") == 1

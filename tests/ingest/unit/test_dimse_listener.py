@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
+from descriptors import descriptors_past
 
 from sonobridge.ingest.entrypoints.dimse_listener import DimseListener
 from sonobridge.ingest.settings import IngestSettings
@@ -50,6 +51,23 @@ def test_the_port_accepts_connections_before_the_scp_is_built(
     assert built.port == scp.port
     with socket.create_connection(("127.0.0.1", scp.port), timeout=5):
         assert _wait_for(lambda: len(built.ae.active_associations) == 1)
+
+
+def test_a_port_numbered_past_1024_still_hands_its_first_connection_over() -> None:
+    # select() refuses such a descriptor; the listener's thread died and the port stayed dead.
+    with descriptors_past(1100):
+        scp = DimseListener(cast(Any, None), IngestSettings(dimse_port=0))
+        stop = threading.Event()
+        thread = threading.Thread(target=scp.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            assert scp.ready.wait(10)
+            with socket.create_connection(("127.0.0.1", scp.port), timeout=5):
+                assert _wait_for(lambda: scp.scp is not None and scp.scp.ready.is_set())
+        finally:
+            stop.set()
+            thread.join(10)
+    assert not thread.is_alive()
 
 
 def test_stopping_an_idle_listener_closes_its_port(

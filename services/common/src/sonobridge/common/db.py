@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from select import POLLERR, POLLHUP, POLLIN, poll
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, pool, text
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    MetaData,
+    create_engine,
+    event,
+    pool,
+    text,
+)
+from sqlalchemy.exc import DisconnectionError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql import column, select, table
 from sqlalchemy.types import TypeDecorator
@@ -95,6 +106,26 @@ def check_database(engine: Engine) -> None:
     """Raise if the database does not answer."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+# How long a drop waits for an autovacuum worker to leave the database (see drop_database).
+_DROP_PATIENCE_S = 15.0
+
+
+def drop_database(conn: Connection, name: str) -> None:
+    """Drop PostgreSQL database `name` if it exists, ending sessions left open in it (pools)."""
+    # FORCE terminates the database's other sessions so the drop cannot hang, but a role that
+    # is not superuser may not terminate an autovacuum worker (a process of no role), and then
+    # the whole statement is refused. The worker finishes, or yields to the drop, in moments.
+    deadline = time.monotonic() + _DROP_PATIENCE_S
+    while True:
+        try:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as refused:
+            if getattr(refused.orig, "sqlstate", None) != "42501" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 _REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*[\"'](\w+)[\"']", re.M)

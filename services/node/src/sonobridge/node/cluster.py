@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from sonobridge.api.events.v1 import topics
+from sonobridge.common.db import drop_database
 from sonobridge.node.consortium import Consortium, node_settings_for
 from sonobridge.node.edition import SERVICES
 from sonobridge.node.issuer import JWKS_PATH
@@ -151,14 +152,12 @@ class ClusterEdition:
     # -- preparation ----------------------------------------------------------------------
 
     def drop_databases(self) -> None:
-        """Drop each service's database; FORCE ends connections left open, so it cannot hang."""
+        """Drop each service's database, ending connections left open in it."""
         admin = create_engine(self.infra.pg_url, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as conn:
                 for service in SERVICES:
-                    conn.execute(
-                        text(f'DROP DATABASE IF EXISTS "{self.database(service)}" WITH (FORCE)')
-                    )
+                    drop_database(conn, self.database(service))
         finally:
             admin.dispose()
 
@@ -171,7 +170,7 @@ class ClusterEdition:
                 for service in SERVICES:
                     name = self.database(service)
                     if fresh:
-                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                        drop_database(conn, name)
                     exists = conn.execute(
                         text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
                     ).first()

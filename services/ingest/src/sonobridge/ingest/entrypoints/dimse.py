@@ -8,6 +8,7 @@ import socket
 import threading
 from io import BytesIO
 from pathlib import Path
+from select import POLLERR, POLLHUP, POLLIN, poll
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -18,7 +19,7 @@ from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, Problem
@@ -101,6 +102,27 @@ def status_for(problem: Problem) -> int:
     if problem.status >= 500:
         return PROCESSING_FAILURE
     return CANNOT_UNDERSTAND
+
+
+class PolledSocket(AssociationSocket):
+    """pynetdicom's association socket, asking poll() rather than select() for data."""
+
+    # select() refuses descriptors numbered 1024 or more, and pynetdicom reads that refusal as
+    # a closed connection: a service holding that many files aborted every association. The
+    # class adds no state, so the socket pynetdicom built is switched to it before it reads.
+    @property
+    def ready(self) -> bool:
+        """Return True if the peer has sent data (or closed) and a read will not block."""
+        if self.socket is None or self._is_connected is False:
+            return False
+        watch = poll()
+        watch.register(self.socket.fileno(), POLLIN | POLLERR | POLLHUP)
+        try:
+            return bool(watch.poll(0))
+        except OSError:
+            # Evt17: transport connection closed, as pynetdicom's own ready() reports it.
+            self.event_queue.put("Evt17")
+            return False
 
 
 class GuardedDimse(DIMSEServiceProvider):
@@ -253,6 +275,7 @@ class StoreScp:
         artim = self.settings.dimse_artim_timeout_seconds
         event.assoc.dul.socket.socket.settimeout(min(artim, self._network_timeout))
         event.assoc.dimse = GuardedDimse(event.assoc)
+        event.assoc.dul.socket.__class__ = PolledSocket
         # A peer trickling its request a byte at a time never lets a read time out; once the
         # ARTIM time has passed without an association, cut the connection under the reader.
         watchdog = threading.Timer(artim + 0.25, _drop_unassociated, args=(event.assoc,))

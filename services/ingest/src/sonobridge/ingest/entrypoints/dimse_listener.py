@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import select
 import socket
 import threading
+from select import POLLIN, poll
 from typing import TYPE_CHECKING
 
 from sonobridge.ingest.handlers import IngestDeps
@@ -44,10 +44,12 @@ class DimseListener:
         self.ready.set()
         log.info("DICOM port %d open; the SCP starts on the first connection", self.port)
         handed = False
+        # poll, not select: select() refuses a descriptor numbered 1024 or more.
+        watch = poll()
+        watch.register(listening.fileno(), POLLIN)
         try:
             while not stop.is_set():
-                readable, _, _ = select.select([listening], [], [], _STOP_POLL_S)
-                if readable:
+                if watch.poll(_STOP_POLL_S * 1000):
                     break
             else:
                 return
