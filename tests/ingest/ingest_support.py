@@ -7,7 +7,7 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,20 +223,35 @@ def uids(data: bytes) -> tuple[str, str, str]:
 
 
 def collect_events(
-    bus: EventBus, topic: str, *, count: int, timeout: float = 15.0, settle: float = 0.5
+    bus: EventBus,
+    topic: str,
+    *,
+    count: int,
+    timeout: float = 15.0,
+    settle: float = 0.5,
+    where: Callable[[Any], bool] | None = None,
 ) -> list[Any]:
-    """Read a topic from its start as a fresh group until `count` events came (then `settle`)."""
+    """Read a topic from its start as a fresh group until `count` events came (then `settle`).
+
+    With `where`, only events it accepts are kept and counted: on a broker other tests share, a
+    topic's first events may be theirs.
+    """
     subscription = bus.subscribe(f"test-{uuid.uuid4().hex[:8]}", [topic])
     messages: list[Any] = []
+
+    def take(records: Any) -> None:
+        for record in records:
+            event = unpack(record.cloud_event())
+            if where is None or where(event):
+                messages.append(event)
+
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and len(messages) < count:
-            for record in subscription.poll(0.2):
-                messages.append(unpack(record.cloud_event()))
+            take(subscription.poll(0.2))
         end = time.monotonic() + settle
         while time.monotonic() < end:
-            for record in subscription.poll(0.1):
-                messages.append(unpack(record.cloud_event()))
+            take(subscription.poll(0.1))
     finally:
         subscription.close()
     return messages

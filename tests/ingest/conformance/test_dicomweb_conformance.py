@@ -358,11 +358,13 @@ def test_an_exam_with_a_structured_report_is_inferred_without_errors(tmp_path: P
             ]
             done = http.post(f"/v1/exams/{exam_id}/complete", json={"instances": manifest})
             assert done.json()["state"] == "completed", done.text
-        events = [
-            e
-            for e in collect_events(node.bus, topics.INFERENCE_COMPLETED, count=1, timeout=60)
-            if e.context.study_instance_uid == study
-        ]
+        events = collect_events(
+            node.bus,
+            topics.INFERENCE_COMPLETED,
+            count=1,
+            timeout=60,
+            where=lambda e: e.context.study_instance_uid == study,
+        )
     finally:
         node.stop()
     assert len(events) == 1

@@ -78,11 +78,13 @@ def test_app_upload_completes_exam_on_kafka_minio_and_postgres(stack_ingest) -> 
         done = client.post(f"/v1/exams/{exam_id}/complete", json=manifest)
     assert done.json()["state"] == "completed"
     assert stack_ingest.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data
-    events = [
-        e
-        for e in collect_events(stack_ingest.bus, EXAM_COMPLETED, count=1, timeout=60)
-        if e.context.exam_id == exam_id
-    ]
+    events = collect_events(
+        stack_ingest.bus,
+        EXAM_COMPLETED,
+        count=1,
+        timeout=60,
+        where=lambda e: e.context.exam_id == exam_id,
+    )
     assert len(events) == 1 and events[0].instances[0].sha256 == hashlib.sha256(data).hexdigest()
 
 
