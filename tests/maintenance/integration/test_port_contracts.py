@@ -14,8 +14,8 @@ from maintenance.unit.handlers.fakes import FakeUnits
 from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.idempotency import StoredAnswer
 from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.maintenance.__main__ import SPEC
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
-from sonobridge.maintenance.bootstrap import migrate_database
 from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
 from sonobridge.maintenance.domain.health import ProbeVerdict, TelemetryBatch, TelemetrySample
 from sonobridge.maintenance.domain.utilisation import DailyUsage, ExamScan
@@ -40,7 +40,7 @@ def units(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UnitsOfWor
     engine = create_db_engine(request.getfixturevalue("pg_database"))
     # Finalizers run last-in first-out: the pool closes before the database is dropped.
     request.addfinalizer(engine.dispose)
-    migrate_database(Settings(data_dir=tmp_path), engine)
+    SPEC.migrate_database(Settings(data_dir=tmp_path), engine)
     yield SqlUnitsOfWork(session_factory(engine))
 
 
