@@ -48,7 +48,9 @@ def test_devices_round_trip_filter_and_keep_history(units):
     with units() as work:
         work.devices.add(Device("B", "HP-100", "township-b", registered_at=START))
         work.devices.add(Device("A", "HP-100", "township-a", spare=True, registered_at=START))
-        work.devices.record("A", DeviceHistoryEntry(START, "registered", "admin", to_value="x"))
+        work.devices.record(
+            "A", DeviceHistoryEntry(at=START, kind="registered", actor="admin", to_value="x")
+        )
     with units() as work:
         a = work.devices.get("A")
         assert a is not None and a.spare and a.registered_at == START
@@ -60,7 +62,7 @@ def test_devices_round_trip_filter_and_keep_history(units):
         assert [d.serial for d in work.devices.find(status=DeviceStatus.LOANED_OUT)] == ["A"]
         assert [d.serial for d in work.devices.find(after="A", limit=1)] == ["B"]
         assert work.devices.history("A") == [
-            DeviceHistoryEntry(START, "registered", "admin", to_value="x")
+            DeviceHistoryEntry(at=START, kind="registered", actor="admin", to_value="x")
         ]
         assert work.devices.get("Z") is None
 
