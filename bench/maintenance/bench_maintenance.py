@@ -20,8 +20,8 @@ from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common.auth import Principal
 from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.maintenance.__main__ import SPEC
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
-from sonobridge.maintenance.bootstrap import migrate_database
 from sonobridge.maintenance.domain.health import TelemetrySample
 from sonobridge.maintenance.entrypoints.consumer import probe_verdict
 from sonobridge.maintenance.handlers import Dependencies
@@ -64,7 +64,7 @@ def build(url: str, clock: Clock, tmp: Path) -> Dependencies:
         ),
     )
     engine = create_db_engine(url)
-    migrate_database(settings, engine)
+    SPEC.migrate_database(settings, engine)
     return Dependencies(
         units=SqlUnitsOfWork(session_factory(engine)),
         config=settings.maintenance,

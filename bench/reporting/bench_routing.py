@@ -18,6 +18,7 @@ from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.delivery import ConsumerWorker
 from sonobridge.common.envelope import wrap
 from sonobridge.common.objects.localdir import LocalDirObjectStore
+from sonobridge.reporting.__main__ import SPEC
 from sonobridge.reporting.adapters import orm
 from sonobridge.reporting.adapters.fhir import build_bundle
 from sonobridge.reporting.adapters.pdf import ReportPdfRenderer
@@ -26,7 +27,6 @@ from sonobridge.reporting.bootstrap import (
     _immediate_sqlite_transactions,
     dependencies,
     event_handler,
-    migrate_database,
 )
 from sonobridge.reporting.metrics import ReportingMetrics
 from sonobridge.reporting.settings import Settings
@@ -99,7 +99,7 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         engine = create_db_engine(f"sqlite:///{tmp}/bench.sqlite3")
         _immediate_sqlite_transactions(engine)
-        migrate_database(settings, engine)
+        SPEC.migrate_database(settings, engine)
         sessions = session_factory(engine)
         metrics = ReportingMetrics()
         deps = dependencies(

@@ -12,8 +12,8 @@ from maintenance.maintenance_support import FakeClock, maintenance_config
 from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
+from sonobridge.maintenance.__main__ import SPEC
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
-from sonobridge.maintenance.bootstrap import migrate_database
 from sonobridge.maintenance.handlers import Dependencies
 from sonobridge.maintenance.metrics import MaintenanceMetrics
 from sonobridge.maintenance.settings import Settings
@@ -30,7 +30,7 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated once per session; tests copy it instead of migrating again."""
     path = tmp_path_factory.mktemp("template") / "maintenance.sqlite3"
     engine = create_db_engine(f"sqlite:///{path}")
-    migrate_database(Settings(data_dir=path.parent), engine)
+    SPEC.migrate_database(Settings(data_dir=path.parent), engine)
     engine.dispose()
     return path
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
-from sonobridge.common import service
+from sonobridge.common import infrastructure, service
 from sonobridge.common.service import ServiceSpec
 
 calls: list[tuple[str, Any]] = []
@@ -37,15 +37,10 @@ def build(settings: FakeSettings, **adapters: Any) -> FakeHost:
     return FakeHost(settings, **adapters)
 
 
-def migrate(settings: FakeSettings) -> None:
-    calls.append(("migrate", settings.port))
-
-
 SPEC = ServiceSpec(
     name="fake",
     settings=FakeSettings,
     build=f"{__name__}:build",
-    migrate=f"{__name__}:migrate",
     migrations=Path(__file__).parent,
     http_port=8089,
     grpc_port=50069,
@@ -63,9 +58,13 @@ def test_serve_is_the_default_command() -> None:
     assert calls == [("serve", 8080)]
 
 
-def test_migrate_only_migrates() -> None:
+def test_migrate_only_migrates_the_services_own_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    def migrate_service(settings: FakeSettings, name: str, migrations: Path, engine: Any) -> None:
+        calls.append(("migrate", (settings.port, name, migrations, engine)))
+
+    monkeypatch.setattr(infrastructure, "migrate_service", migrate_service)
     assert service.main(SPEC, ["migrate"]) == 0
-    assert calls == [("migrate", 8080)]
+    assert calls == [("migrate", (8080, "fake", Path(__file__).parent, None))]
 
 
 def test_invalid_settings_stop_start_up_with_the_fields_name(

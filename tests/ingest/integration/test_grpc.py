@@ -127,6 +127,15 @@ def test_list_exam_instances_pages_through_what_was_stored(
     code, details = _code(bad_token.value)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "page_token" in details
+    # Past the maximum the page size is refused, as the other services' list RPCs refuse it.
+    with pytest.raises(grpc.RpcError) as too_large:
+        stub.ListExamInstances(
+            ingest_pb2.ListExamInstancesRequest(exam_id=exam_id, page_size=1001),
+            metadata=_auth(ingest),
+        )
+    code, details = _code(too_large.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_size must be at most 1000" in details
 
 
 def test_calls_without_a_valid_token_are_unauthenticated(

@@ -14,8 +14,8 @@ from maintenance.unit.handlers.fakes import FakeUnits
 from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.idempotency import StoredAnswer
 from sonobridge.common.metrics import ServiceMetrics
+from sonobridge.maintenance.__main__ import SPEC
 from sonobridge.maintenance.adapters.unit_of_work import SqlUnitsOfWork
-from sonobridge.maintenance.bootstrap import migrate_database
 from sonobridge.maintenance.domain.devices import Device, DeviceHistoryEntry, DeviceStatus
 from sonobridge.maintenance.domain.health import ProbeVerdict, TelemetryBatch, TelemetrySample
 from sonobridge.maintenance.domain.utilisation import DailyUsage, ExamScan
@@ -40,7 +40,7 @@ def units(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UnitsOfWor
     engine = create_db_engine(request.getfixturevalue("pg_database"))
     # Finalizers run last-in first-out: the pool closes before the database is dropped.
     request.addfinalizer(engine.dispose)
-    migrate_database(Settings(data_dir=tmp_path), engine)
+    SPEC.migrate_database(Settings(data_dir=tmp_path), engine)
     yield SqlUnitsOfWork(session_factory(engine))
 
 
@@ -48,7 +48,9 @@ def test_devices_round_trip_filter_and_keep_history(units):
     with units() as work:
         work.devices.add(Device("B", "HP-100", "township-b", registered_at=START))
         work.devices.add(Device("A", "HP-100", "township-a", spare=True, registered_at=START))
-        work.devices.record("A", DeviceHistoryEntry(START, "registered", "admin", to_value="x"))
+        work.devices.record(
+            "A", DeviceHistoryEntry(at=START, kind="registered", actor="admin", to_value="x")
+        )
     with units() as work:
         a = work.devices.get("A")
         assert a is not None and a.spare and a.registered_at == START
@@ -60,7 +62,7 @@ def test_devices_round_trip_filter_and_keep_history(units):
         assert [d.serial for d in work.devices.find(status=DeviceStatus.LOANED_OUT)] == ["A"]
         assert [d.serial for d in work.devices.find(after="A", limit=1)] == ["B"]
         assert work.devices.history("A") == [
-            DeviceHistoryEntry(START, "registered", "admin", to_value="x")
+            DeviceHistoryEntry(at=START, kind="registered", actor="admin", to_value="x")
         ]
         assert work.devices.get("Z") is None
 

@@ -313,6 +313,10 @@ def test_grpc_open_get_list_and_telemetry(service: Service):
     )
     # the nurse's scope is township-a: HP-B1 never shows
     assert [d.device_serial for d in rest.devices] == ["HP-A2"] and not rest.next_page_token
+    with pytest.raises(grpc.RpcError) as too_large:
+        service.grpc.ListDevices(maintenance_pb2.ListDevicesRequest(page_size=1001), metadata=nurse)
+    assert too_large.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_size must be at most 1000" in too_large.value.details()
 
     recorded = Timestamp()
     recorded.FromDatetime(datetime.now(UTC) - timedelta(minutes=5))

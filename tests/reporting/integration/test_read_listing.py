@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import httpx
+import pytest
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
@@ -173,5 +174,12 @@ def test_grpc_list_worklist_pages_with_the_same_cursors(start_node):
             token_ = response.next_page_token
             if not token_:
                 break
+        with pytest.raises(grpc.RpcError) as too_large:
+            stub.ListWorklist(
+                reporting_pb2.ListWorklistRequest(page_size=501),
+                metadata=[("authorization", f"Bearer {token}")],
+            )
+    assert too_large.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_size must be at most 500" in too_large.value.details()
     assert len(seen) == len(set(seen)) == len(studies["township-a"])
     assert set(seen) == set(studies["township-a"])

@@ -142,7 +142,14 @@ def test_a_page_is_in_worklist_order_and_resumes_after_a_position(repo):
 
 
 def test_history_is_kept_in_order_and_can_be_searched(repo):
-    first = HistoryEntry(T0, "routed", "system", "county-thyroid", None, "rule: why")
+    first = HistoryEntry(
+        at=T0,
+        kind="routed",
+        actor="system",
+        worklist="county-thyroid",
+        assigned_to=None,
+        detail="rule: why",
+    )
     repo.add_history("r1", first)
     repo.add_history("r1", replace(first, kind="claimed", actor="dr-a", detail=""))
     assert [h.kind for h in repo.history("r1")] == ["routed", "claimed"]

@@ -76,7 +76,12 @@ def test_the_worklist_shows_priority_clock_ai_flags_and_probe_warnings():
     read_id = _routed(h)
     h.tables.history[read_id].append(
         HistoryEntry(
-            T0, "probe_ticket", "system", "county-thyroid", None, "ticket t-9: dead elements"
+            at=T0,
+            kind="probe_ticket",
+            actor="system",
+            worklist="county-thyroid",
+            assigned_to=None,
+            detail="ticket t-9: dead elements",
         )
     )
     page = _station(h, EXPERT).get("/reading/")

@@ -63,3 +63,12 @@ def parse_int(
         f"{name} must be an integer from {minimum} to {maximum}",
         reason=reason or "bad_integer",
     )
+
+
+def page_size(requested: int, *, default: int, maximum: int) -> int:
+    """Return a list RPC's page size: `default` when unset (0), InvalidInput past `maximum`."""
+    # Refused rather than clipped, as the REST `limit`/`page_size` queries are: a caller who asked
+    # for more than a page holds would otherwise read a short page as the end of the list.
+    if requested > maximum:
+        raise InvalidInput(f"page_size must be at most {maximum}", reason="bad_page_size")
+    return requested or default

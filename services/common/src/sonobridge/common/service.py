@@ -19,6 +19,8 @@ from sonobridge.common.logging import configure_logging
 
 if TYPE_CHECKING:
     # Only for the type: importing it at run time would pull in the web and gRPC stacks.
+    from sqlalchemy import Engine
+
     from sonobridge.common.infrastructure import Adapters
 
 
@@ -35,14 +37,13 @@ def _resolve(target: str) -> Any:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """What it takes to run one service: its settings, how to build and migrate it, its ports."""
+    """What it takes to run one service: settings, how to build it, its migrations, its ports."""
 
     name: str
     settings: Callable[..., Any]
     # "module:function" targets, imported only when used: reading the spec (for `--help`, or the
     # node listing its services) must not pull in every service's web stack and models.
     build: str
-    migrate: str
     # The directory of the service's Alembic scripts.
     migrations: Path
     # Where the single-node edition listens for this service; the cluster uses 8080/50051 each.
@@ -61,7 +62,6 @@ class ServiceSpec:
             name=name,
             settings=settings,
             build=f"{package}:build",
-            migrate=f"{package}:migrate_database",
             migrations=Path(origin.origin).parent / "migrations",
             http_port=http_port,
             grpc_port=grpc_port,
@@ -80,9 +80,12 @@ class ServiceSpec:
         build: ServiceBuild = _resolve(self.build)
         return build(settings, **adapters)
 
-    def migrate_database(self, settings: Any) -> None:
-        """Upgrade the service's database schema to head."""
-        _resolve(self.migrate)(settings)
+    def migrate_database(self, settings: Any, engine: Engine | None = None) -> None:
+        """Upgrade the schema to head on `engine`, or on the database the settings name."""
+        # Imported here, as `build` is: the spec alone must not load SQLAlchemy and Alembic.
+        from sonobridge.common.infrastructure import migrate_service
+
+        migrate_service(settings, self.name, self.migrations, engine)
 
 
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""SQLAlchemy tables and adapters of the shared records: idempotency keys and the audit log."""
+"""SQLAlchemy tables and adapters of the shared records: idempotency keys, audit log, histories."""
 
 from __future__ import annotations
 
@@ -97,6 +97,22 @@ def audit_table(metadata: MetaData, name: str = "audit_log") -> Table:
         Column("channel", String(16), nullable=True),
         Column("request_id", String(64), nullable=True),
         Column("detail", Text, nullable=True),
+    )
+
+
+def history_table(
+    metadata: MetaData, name: str, subject: str, subject_chars: int, *details: Column[Any]
+) -> Table:
+    """Declare the append-only history of one kind of subject: who made which change, and when."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column(subject, String(subject_chars), nullable=False, index=True),
+        Column("at", UtcDateTime, nullable=False),
+        Column("actor", String(128), nullable=False),
+        Column("kind", String(32), nullable=False),
+        *details,
     )
 
 

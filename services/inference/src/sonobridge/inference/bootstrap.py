@@ -7,8 +7,6 @@ import threading
 from pathlib import Path
 from typing import Unpack
 
-from sqlalchemy import Engine
-
 from sonobridge.api.events.v1.topics import INFERENCE_COMPLETED
 from sonobridge.common.db import session_factory
 from sonobridge.common.delivery import Outbox
@@ -18,7 +16,6 @@ from sonobridge.common.infrastructure import (
     Plumbing,
     build_engine,
     build_object_store,
-    migrate_service,
 )
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.ports import ObjectStore
@@ -46,11 +43,6 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCED_TOPICS = (INFERENCE_COMPLETED,)
-
-
-def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
-    """Bring the inference schema to the newest revision."""
-    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build_model_server(

@@ -7,12 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Unpack
 
-from sqlalchemy import Engine
-
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.host import ServiceHost, Worker
-from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
+from sonobridge.common.infrastructure import Adapters, Plumbing
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.periodic import Periodic
@@ -36,11 +34,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 # A spool file untouched this long belongs to a request that died (live ones write or finish).
 _SPOOL_MAX_AGE_S = 3600.0
-
-
-def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
-    """Bring the ingest schema to the latest revision."""
-    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:

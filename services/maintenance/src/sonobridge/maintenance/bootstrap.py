@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Unpack
 
-from sqlalchemy import Engine
-
 from sonobridge.api.events.v1.topics import DEVICE_STATUS_CHANGED, TICKET_OPENED, TICKET_UPDATED
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
+from sonobridge.common.infrastructure import Adapters, Plumbing
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.periodic import Periodic
 from sonobridge.maintenance.adapters import orm
@@ -23,11 +21,6 @@ from sonobridge.maintenance.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCED_TOPICS = (TICKET_OPENED, TICKET_UPDATED, DEVICE_STATUS_CHANGED)
-
-
-def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
-    """Bring the maintenance schema to the newest revision."""
-    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:

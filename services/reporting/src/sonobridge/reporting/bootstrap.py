@@ -14,7 +14,7 @@ from sonobridge.api.events.v1.topics import FOLLOWUP_ALERTED, REPORT_ROUTED, REP
 from sonobridge.common.access import AccessPolicy
 from sonobridge.common.delivery import EventHandler, Outbox
 from sonobridge.common.host import ServiceHost
-from sonobridge.common.infrastructure import Adapters, Plumbing, migrate_service
+from sonobridge.common.infrastructure import Adapters, Plumbing
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.common.periodic import Periodic
 from sonobridge.reporting.adapters import messages, orm
@@ -50,11 +50,6 @@ def _autocommit_driver(dbapi_conn: Any, _record: Any) -> None:
 
 def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def migrate_database(settings: Settings, engine: Engine | None = None) -> None:
-    """Upgrade the reporting schema to head."""
-    migrate_service(settings, SERVICE, MIGRATIONS, engine)
 
 
 def dependencies(

@@ -6,6 +6,7 @@ from google.protobuf.message import Message
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.ingest.v1 import ingest_pb2
+from sonobridge.common.exam_types import exam_type_value
 from sonobridge.common.timestamps import aware, set_times, timestamp
 from sonobridge.ingest.domain.ai_results import AiMeasurement, AiResult, OverlayImage
 from sonobridge.ingest.domain.events import Event, ExamCompleted, InstanceStored
@@ -13,7 +14,6 @@ from sonobridge.ingest.domain.model import Channel, ExamState, ExamType
 from sonobridge.ingest.domain.records import Exam, Instance
 from sonobridge.ingest.domain.validation import parse_pixel_spacing
 
-_EXAM_TYPES = {t: getattr(events_pb2, f"EXAM_TYPE_{t.name}") for t in ExamType}
 _RECEIVED_VIA = {
     Channel.APP: events_pb2.RECEIVED_VIA_APP_UPLOAD,
     Channel.STOW: events_pb2.RECEIVED_VIA_STOW_RS,
@@ -36,7 +36,7 @@ def exam_context(exam: Exam | None, instance: Instance | None = None) -> events_
             institution_id=exam.institution_id,
             operator_id=exam.operator_id,
             device_serial=exam.device_serial,
-            exam_type=_EXAM_TYPES[ExamType(exam.exam_type)],
+            exam_type=exam_type_value(ExamType(exam.exam_type)),
             patient_ref=exam.patient_ref,
         )
     assert instance is not None

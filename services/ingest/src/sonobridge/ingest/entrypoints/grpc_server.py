@@ -14,7 +14,7 @@ from sonobridge.common.grpc import (
     Registration,
     registration,
 )
-from sonobridge.common.inputs import parse_int
+from sonobridge.common.inputs import page_size, parse_int
 from sonobridge.ingest.domain.records import Exam, Instance
 from sonobridge.ingest.handlers import IngestDeps, exams, reads
 from sonobridge.ingest.handlers.exams import ExamView
@@ -61,7 +61,7 @@ class IngestServicer(AuthenticatedServicer[IngestDeps], ingest_pb2_grpc.IngestSe
         self, request: ingest_pb2.ListExamInstancesRequest, context: grpc.ServicerContext
     ) -> ingest_pb2.ListExamInstancesResponse:
         principal = self.principal(context)
-        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
+        size = page_size(request.page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
         offset = parse_int(request.page_token or "0", name="page_token", reason="bad_page_token")
         found, more = reads.list_exam_instances(self.deps, principal, request.exam_id, offset, size)
         return ingest_pb2.ListExamInstancesResponse(

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
-from sonobridge.common.sql_records import audit_table, idempotency_table
+from sonobridge.common.sql_records import audit_table, history_table, idempotency_table
 
 metadata = sa.MetaData()
 
@@ -28,16 +28,13 @@ devices = sa.Table(
     sa.Column("last_seen_at", UtcDateTime),
 )
 
-device_history = sa.Table(
-    "device_history",
+device_history = history_table(
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("serial", sa.String(128), nullable=False, index=True),
-    sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
+    "device_history",
+    "serial",
+    128,
     sa.Column("from_value", sa.String(128), nullable=False, default=""),
     sa.Column("to_value", sa.String(128), nullable=False, default=""),
-    sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("note", sa.Text, nullable=False, default=""),
     sa.Column("ticket_id", sa.String(64), nullable=False, default=""),
 )
@@ -84,14 +81,11 @@ ticket_pauses = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
 )
 
-ticket_history = sa.Table(
-    "ticket_history",
+ticket_history = history_table(
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ticket_id", sa.String(64), nullable=False, index=True),
-    sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("actor", sa.String(128), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
+    "ticket_history",
+    "ticket_id",
+    64,
     sa.Column("from_state", sa.String(32), nullable=False),
     sa.Column("to_state", sa.String(32), nullable=False),
     sa.Column("assignee", sa.String(128), nullable=False),

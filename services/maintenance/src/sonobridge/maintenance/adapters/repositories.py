@@ -110,13 +110,13 @@ class SqlTicketRepository:
         changes = (
             [
                 TicketChange(
-                    h.at,
-                    h.actor,
-                    h.kind,
-                    TicketState(h.from_state),
-                    TicketState(h.to_state),
-                    h.assignee,
-                    h.note,
+                    at=h.at,
+                    actor=h.actor,
+                    kind=h.kind,
+                    from_state=TicketState(h.from_state),
+                    to_state=TicketState(h.to_state),
+                    assignee=h.assignee,
+                    note=h.note,
                 )
                 for h in self.session.execute(
                     select(orm.ticket_history)

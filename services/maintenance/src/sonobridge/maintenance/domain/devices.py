@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from sonobridge.common.history import HistoryEntry
 from sonobridge.maintenance.domain.errors import DeviceUnavailable, InvalidRequest
 
 
@@ -122,13 +123,10 @@ class Device:
             self.firmware_seen_at = at
 
 
-@dataclass(frozen=True)
-class DeviceHistoryEntry:
+@dataclass(frozen=True, kw_only=True)
+class DeviceHistoryEntry(HistoryEntry):
     """One registration, transfer, operator or status change in a device's history."""
 
-    at: datetime
-    kind: str
-    actor: str
     from_value: str = ""
     to_value: str = ""
     note: str = ""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from sonobridge.common.history import HistoryEntry
 from sonobridge.maintenance.domain.errors import InvalidRequest, InvalidTransition
 from sonobridge.maintenance.domain.sla import ZERO, Pause, SlaClock, paused_within
 
@@ -58,13 +59,10 @@ class SlaTargets:
     onsite: timedelta
 
 
-@dataclass(frozen=True)
-class TicketChange:
+@dataclass(frozen=True, kw_only=True)
+class TicketChange(HistoryEntry):
     """One entry of a ticket's append-only history."""
 
-    at: datetime
-    actor: str
-    kind: str
     from_state: TicketState
     to_state: TicketState
     assignee: str
@@ -229,7 +227,15 @@ class Ticket:
     def _record(
         self, at: datetime, actor: str, kind: str, from_state: TicketState, note: str = ""
     ) -> TicketChange:
-        change = TicketChange(at, actor, kind, from_state, self.state, self.assignee, note)
+        change = TicketChange(
+            at=at,
+            actor=actor,
+            kind=kind,
+            from_state=from_state,
+            to_state=self.state,
+            assignee=self.assignee,
+            note=note,
+        )
         self.history.append(change)
         self.new_changes.append(change)
         self.updated_at = at

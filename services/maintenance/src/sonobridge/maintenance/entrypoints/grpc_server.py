@@ -14,7 +14,7 @@ from sonobridge.common.grpc import (
     Registration,
     registration,
 )
-from sonobridge.common.inputs import INT32_MAX
+from sonobridge.common.inputs import INT32_MAX, page_size
 from sonobridge.common.timestamps import aware
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.health import TelemetrySample
@@ -70,8 +70,6 @@ class MaintenanceServicer(
         self, request: maintenance_pb2.ListDevicesRequest, context: grpc.ServicerContext
     ) -> maintenance_pb2.ListDevicesResponse:
         principal = self.principal(context)
-        if request.page_size > 1000:
-            raise InvalidRequest("page_size must be at most 1000")
         status = status_of(request.status)
         views, cursor = list_devices(
             self.deps,
@@ -79,7 +77,7 @@ class MaintenanceServicer(
             institution_id=request.institution_id,
             status=status,
             after=request.page_token,
-            limit=request.page_size or 100,
+            limit=page_size(request.page_size, default=100, maximum=1000),
         )
         return maintenance_pb2.ListDevicesResponse(
             devices=[device_pb(v) for v in views],

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.delivery import delivery_tables
-from sonobridge.common.sql_records import audit_table, idempotency_table
+from sonobridge.common.sql_records import audit_table, history_table, idempotency_table
 
 metadata = sa.MetaData()
 
@@ -76,14 +76,11 @@ reads = sa.Table(
     sa.Index("ix_reads_assigned_state", "assigned_to", "state"),
 )
 
-read_history = sa.Table(
-    "read_history",
+read_history = history_table(
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("read_id", sa.String(64), nullable=False, index=True),
-    sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("actor", sa.String(128), nullable=False),
+    "read_history",
+    "read_id",
+    64,
     sa.Column("worklist", sa.String(128), nullable=False),
     sa.Column("assigned_to", sa.String(128), nullable=True),
     sa.Column("detail", sa.Text, nullable=False, default=""),

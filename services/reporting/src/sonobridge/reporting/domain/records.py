@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sonobridge.common import history
 from sonobridge.reporting.domain.policy import PRIORITY_RANK, Priority, Route
 from sonobridge.reporting.domain.reads import Read, ReadState
 
@@ -96,13 +97,10 @@ class ReadRecord:
         return PRIORITY_RANK[Priority(self.priority)], self.due_at or NEVER_DUE, self.read_id
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry(history.HistoryEntry):
     """One step in a read's history."""
 
-    at: datetime
-    kind: str
-    actor: str
     worklist: str
     assigned_to: str | None
     detail: str = ""

@@ -17,6 +17,7 @@ from sonobridge.common.grpc import (
     Registration,
     registration,
 )
+from sonobridge.common.inputs import page_size
 from sonobridge.common.problems import InvalidInput
 from sonobridge.common.timestamps import set_times
 from sonobridge.reporting.entrypoints import views
@@ -89,9 +90,7 @@ class ReportingServicer(
 
     def ListWorklist(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         principal = self.principal(context)
-        size = request.page_size or 50
-        if size > 500:
-            raise InvalidInput("page_size is at most 500")
+        size = page_size(request.page_size, default=50, maximum=500)
         states = [_STATE_BY_PB[s] for s in request.states if s in _STATE_BY_PB] or None
         page, following = reads.list_reads(
             self.deps,
