@@ -19,12 +19,13 @@ from sonobridge.lab.synthetic.dicom import ultrasound_dicom_bytes
 from sonobridge.node.issuer import issuer_for
 
 READY_LINE = "single-node edition is serving"
-# Loaded only by the first DICOM decode, webhook, login or seed, never to become ready.
-FIRST_USE = ("pydicom", "httpx")
+# Loaded only by the first DICOM decode, webhook, login or seed (httpx), or the S3 client
+# (urllib3, which the node has none of); never to become ready.
+FIRST_USE = ("pydicom", "httpx", "urllib3")
 
 
 def test_serving_imports_no_dicom_reader_or_http_client() -> None:
-    """The node's CLI and every service's composition root import neither."""
+    """The node's CLI and every service's composition root import none of them."""
     probe = (
         "import importlib, sys\n"
         "import sonobridge.node.cli\n"
