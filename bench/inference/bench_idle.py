@@ -16,7 +16,8 @@ On a shared machine the wall time to ready measures the other jobs more than thi
 Cluster (--cluster): the four services as separate processes on the local Kafka, MinIO and
 PostgreSQL (`eval "$(deploy/local/env.sh)"` first), each one's idle RSS once all are ready.
 
-    uv run python bench/inference/bench_idle.py [--pairs 3] [--settle 2] [--base DIR] [--nice -10]
+    uv run python bench/inference/bench_idle.py [--pairs 3] [--restarts 1] [--settle 2]
+        [--base DIR] [--nice -10]
     uv run python bench/inference/bench_idle.py --cluster
 """
 
@@ -113,25 +114,44 @@ def single(args: argparse.Namespace) -> None:
     for label, tree in trees.items():
         with tempfile.TemporaryDirectory(prefix="sb-idle-warm-") as tmp:
             print(f"  {label:<5} warm-up  {serve_once(Path(tmp) / 'node', code_env(tree), 0)}")
+    load_before = os.getloadavg()
     for _ in range(args.pairs):
         for label, tree in trees.items():
             env = code_env(tree)
             with tempfile.TemporaryDirectory(prefix="sb-idle-") as tmp:
-                for phase in ("first", "restart"):
+                for phase in ("first", *["restart"] * args.restarts):
                     row = serve_once(Path(tmp) / "node", env, args.settle, args.nice)
+                    # The 1-minute load average as this start ended: the figure's context.
+                    row["load"] = os.getloadavg()[0]
                     runs.setdefault((label, phase), []).append(row)
                     print(f"  {label:<5} {phase:<8} {row}", flush=True)
     print(
-        f"`sonobridge serve`, all four services, median of {args.pairs} interleaved turns"
+        f"`sonobridge serve`, all four services, {args.pairs} interleaved turns"
+        f" ({args.restarts} restart(s) each): median (min-max)"
         + (f", child at nice {args.nice}" if args.nice else "")
     )
-    print(f"{'code':<6} {'start':<8} {'idle RSS MB':>11} {'ready s':>8} {'CPU s to ready':>15}")
+    print(
+        f"{'code':<6} {'start':<8} {'n':>3} {'idle RSS MB':>16} {'ready s':>17}"
+        f" {'CPU s to ready':>17} {'load':>11}"
+    )
     for (label, phase), rows in runs.items():
-        m = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        cells = []
+        for key, fmt in (("rss_mb", ".0f"), ("ready_s", ".2f"), ("cpu_s", ".2f")):
+            values = [r[key] for r in rows]
+            cells.append(
+                f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+            )
+        loads = [r["load"] for r in rows]
         print(
-            f"{label:<6} {phase:<8} {m['rss_mb']:>11.0f} {m['ready_s']:>8.2f} {m['cpu_s']:>15.2f}"
+            f"{label:<6} {phase:<8} {len(rows):>3} {cells[0]:>16} {cells[1]:>17} {cells[2]:>17}"
+            f" {min(loads):>5.1f}-{max(loads):<5.1f}"
         )
-    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        "load average before: "
+        + " ".join(f"{v:.2f}" for v in load_before)
+        + ", after: "
+        + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    )
 
 
 def cluster(args: argparse.Namespace) -> None:
@@ -184,6 +204,7 @@ def main() -> None:
     """Run the single-node comparison, or the cluster edition's per-service figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--restarts", type=int, default=1, help="restarts after each first start")
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--base", help="another checkout to run in interleaved turns")
     parser.add_argument("--cluster", action="store_true")

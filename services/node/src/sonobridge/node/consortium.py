@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from sonobridge.common.auth import ROLES, LocalIssuer
 from sonobridge.common.problems import InvalidInput
 from sonobridge.ingest.domain.callers import parse_ae_title
@@ -290,6 +288,10 @@ def seed(
     start = (now or datetime.now(UTC)) - timedelta(hours=1)
     end = start + timedelta(days=roster_days)
     headers = {"Authorization": f"Bearer {admin_token}"}
+    # Imported by the seed, not with the module: `serve` reads the consortium file at start-up
+    # and never seeds, and httpx (with its CLI's imports) costs it ~0.1 CPU s before ready.
+    import httpx
+
     with httpx.Client(headers=headers, timeout=timeout) as client:
         for d in consortium.devices:
             response = client.post(

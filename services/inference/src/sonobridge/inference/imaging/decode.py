@@ -5,33 +5,43 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.pixels import apply_color_lut
-from pydicom.pixels import pixel_array as dicom_pixel_array
 
 from sonobridge.inference.domain.errors import InvalidImage, NoPixelData
 
-# What pydicom raises on a damaged file: a wrong length shifts every later element, so a value
-# of any VR can turn up anywhere; nested sequences recurse once per level.
-_MALFORMED = (
-    InvalidDicomError,
-    BytesLengthException,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    AttributeError,
-    OverflowError,
-    NotImplementedError,
-    struct.error,
-    UnicodeError,
-)
+if TYPE_CHECKING:
+    # pydicom is imported by the first DICOM decode, not at start-up: serving JPEG/PNG frames
+    # never needs it, and it costs the node ~0.13 CPU s and ~16 MB before it is ready.
+    from pydicom.dataset import Dataset
+
+
+@cache
+def _malformed() -> tuple[type[BaseException], ...]:
+    """What pydicom raises on a damaged file (imports pydicom on the first DICOM decode)."""
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    # A wrong length shifts every later element, so a value of any VR can turn up anywhere;
+    # nested sequences recurse once per level.
+    return (
+        InvalidDicomError,
+        BytesLengthException,
+        EOFError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        NotImplementedError,
+        struct.error,
+        UnicodeError,
+    )
+
+
 # Pixel module attributes pydicom needs to decode (PS3.3 C.7.6.3); absent ones are the client's.
 _PIXEL_MODULE = {
     "Rows": "(0028,0010)",
@@ -63,12 +73,15 @@ def _sequence_depth(ds: Dataset) -> int:
 
 
 def _read(source: str | io.BytesIO, **kwargs: object) -> Dataset:
+    malformed = _malformed()
+    from pydicom import dcmread
+
     try:
         ds = dcmread(source, **kwargs)  # type: ignore[arg-type]
         too_deep = _sequence_depth(ds) > MAX_SEQUENCE_DEPTH
     except RecursionError as exc:
         raise InvalidImage("malformed DICOM file: sequences nested too deep") from exc
-    except _MALFORMED as exc:
+    except malformed as exc:
         raise InvalidImage(f"malformed DICOM file: {type(exc).__name__}") from exc
     if too_deep:
         raise InvalidImage(
@@ -84,7 +97,7 @@ def _require_pixel_module(ds: Dataset) -> None:
             missing.append("(0028,0006) PlanarConfiguration")
     except RecursionError as exc:
         raise InvalidImage("malformed DICOM file: sequences nested too deep") from exc
-    except _MALFORMED as exc:
+    except _malformed() as exc:
         raise InvalidImage(f"malformed pixel module: {type(exc).__name__}") from exc
     if missing:
         raise InvalidImage(f"the DICOM instance lacks {', '.join(missing)}")
@@ -154,6 +167,8 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
 
 def palette_rgb(indices: np.ndarray, ds: Dataset) -> np.ndarray:
     """Map palette indices through the colour tables and scale their entries to 0..255."""
+    from pydicom.pixels import apply_color_lut
+
     rgb = apply_color_lut(indices, ds)
     # A table's entries span its own bit depth (Philips writes 16-bit tables); to_gray would
     # clip anything above 255 and turn the image black and white.
@@ -196,13 +211,16 @@ def decode_dataset(
     With `path` (the file `ds` was read from, pixels deferred), each sampled frame is read
     from the file on its own, so a long cine is never held in memory whole.
     """
+    from pydicom.pixels import pixel_array as dicom_pixel_array
+
     if "PixelData" not in ds:
         raise NoPixelData("the DICOM instance has no Pixel Data")
     _require_pixel_module(ds)
+    malformed = _malformed()
     sampling = sampling or FrameSampling()
     try:
         n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except _MALFORMED as exc:
+    except malformed as exc:
         raise InvalidImage("NumberOfFrames is not an integer") from exc
     indices = sampling.indices(n_frames)
     photometric = str(ds.get("PhotometricInterpretation", ""))
@@ -223,7 +241,7 @@ def decode_dataset(
             frames.append(gray)
     except RecursionError as exc:
         raise InvalidImage("malformed DICOM file: sequences nested too deep") from exc
-    except (*_MALFORMED, RuntimeError, OSError) as exc:
+    except (*malformed, RuntimeError, OSError) as exc:
         meta = getattr(ds, "file_meta", None)
         syntax = meta.get("TransferSyntaxUID", "unknown") if meta is not None else "unknown"
         name = getattr(syntax, "name", str(syntax))

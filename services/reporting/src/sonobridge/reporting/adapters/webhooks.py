@@ -6,8 +6,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    # Imported by the first delivery: the single node would otherwise pay for httpx (and, where
+    # installed, its CLI's rich and click) before it is ready, for webhooks that may never fire.
+    import httpx
 
 SIGNATURE_HEADER = "X-SonoBridge-Signature"
 TIMESTAMP_HEADER = "X-SonoBridge-Timestamp"
@@ -45,6 +49,8 @@ class HttpSender:
     @cached_property
     def client(self) -> httpx.Client:
         """The connection pool, made on the first delivery: its TLS context costs start-up time."""
+        import httpx
+
         return httpx.Client(timeout=self.timeout)
 
     def post(
@@ -58,6 +64,8 @@ class HttpSender:
         timestamp: str,
     ) -> DeliveryOutcome:
         """Send one delivery attempt."""
+        import httpx
+
         data = body.encode()
         if channel == "fhir":
             headers = {"Content-Type": "application/fhir+json"}

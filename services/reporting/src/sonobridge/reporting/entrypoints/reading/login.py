@@ -8,13 +8,17 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import httpx
 import jwt
 
 from sonobridge.common.problems import Unauthenticated
+
+if TYPE_CHECKING:
+    # Imported by the first login: serving pays for httpx (and, where installed, its CLI's rich
+    # and click) only when someone logs in at the reading station.
+    import httpx
 
 DISCOVERY = "/.well-known/openid-configuration"
 
@@ -74,6 +78,8 @@ class OidcClient:
 
     def _client(self) -> httpx.Client:
         # Made on the first login, not at start-up: its TLS context costs ~0.05 CPU seconds.
+        import httpx
+
         with self._http_lock:
             if self._http is None:
                 self._http = httpx.Client(timeout=self._timeout)
@@ -87,6 +93,8 @@ class OidcClient:
             return self._provider
 
     def _discover(self) -> Provider:
+        import httpx
+
         try:
             answer = self._client().get(self.issuer + DISCOVERY)
             answer.raise_for_status()
@@ -157,6 +165,8 @@ class OidcClient:
         return f"{endpoint}{joiner}{urlencode(query)}"
 
     def _token(self, form: dict[str, str]) -> Tokens:
+        import httpx
+
         try:
             answer = self._client().post(
                 self.provider().token_endpoint, data={**form, "client_id": self.client_id}
@@ -178,6 +188,8 @@ class OidcClient:
     def _signing_key(self, kid: str | None) -> Any:
         # Fetched through the same client as the other endpoints; refetched once on a new kid
         # (the provider rotated its keys).
+        import httpx
+
         for attempt in range(2):
             if self._keys is None or attempt:
                 try:
