@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     and_,
+    bindparam,
     delete,
     false,
     insert,
@@ -66,6 +67,21 @@ _SEARCH_ORDER = (
 )
 
 
+# The hot path's statements are built once and given their values at execution: building
+# one per call (`.values(**row)`, a fresh WHERE) costs more CPU than SQLite takes to run it,
+# as SQLAlchemy walks the new construct to find its cached compilation.
+_EXAM = select(exams).where(exams.c.exam_id == bindparam("exam_id"))
+_INSTANCE = select(instances).where(instances.c.sop_instance_uid == bindparam("sop"))
+_CLAIM = insert(instances)
+_TRY_CLAIM = {
+    name: module.insert(instances)
+    .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
+    # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
+    .returning(instances.c.sop_instance_uid)
+    for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 @dataclass
 class SqlExams:
     """Exams and their manifests in one session."""
@@ -74,10 +90,8 @@ class SqlExams:
 
     def get(self, exam_id: str, *, for_update: bool = False) -> Exam | None:
         """Return an exam, row-locked until commit when asked."""
-        query = select(exams).where(exams.c.exam_id == exam_id)
-        if for_update:
-            query = query.with_for_update()
-        return optional(Exam, self.session.execute(query).first())
+        query = _EXAM.with_for_update() if for_update else _EXAM
+        return optional(Exam, self.session.execute(query, {"exam_id": exam_id}).first())
 
     def by_study(self, study_uid: str) -> Exam | None:
         """Return the exam bound to a StudyInstanceUID."""
@@ -207,6 +221,26 @@ SELECT institution_id, consortium_id FROM owners WHERE consortium_id IS NOT NULL
 )
 
 
+def _owners_and_exam() -> Any:
+    """The study's owner scopes, each beside the exam bound to the study (NULLs when none)."""
+    owners = _OWNERS_OF_STUDY.columns(institution_id=String, consortium_id=String).subquery(
+        "owners"
+    )
+    one = select(literal(1).label("one")).subquery("one")
+    return select(
+        owners.c.institution_id.label("owner_institution_id"),
+        owners.c.consortium_id.label("owner_consortium_id"),
+        exams,
+    ).select_from(
+        one.outerjoin(owners, true()).outerjoin(
+            exams, exams.c.study_instance_uid == bindparam("study")
+        )
+    )
+
+
+_OWNERS_AND_EXAM = _owners_and_exam()
+
+
 @dataclass
 class SqlInstances:
     """The instance index in one session."""
@@ -215,8 +249,7 @@ class SqlInstances:
 
     def get(self, sop_uid: str) -> Instance | None:
         """Return an instance (pending or stored)."""
-        query = select(instances).where(instances.c.sop_instance_uid == sop_uid)
-        return optional(Instance, self.session.execute(query).first())
+        return optional(Instance, self.session.execute(_INSTANCE, {"sop": sop_uid}).first())
 
     def stored_of_exam(self, exam_id: str) -> list[Instance]:
         """Return the stored instances linked to an exam, in storage order."""
@@ -229,7 +262,7 @@ class SqlInstances:
 
     def claim(self, instance: Instance) -> None:
         """Insert a pending instance: the write claim on its SOP Instance UID."""
-        self.session.execute(insert(instances).values(**values_of(instance)))
+        self.session.execute(_CLAIM, values_of(instance))
 
     def try_claim(self, instance: Instance) -> bool:
         """Insert the row unless its SOP Instance UID is indexed; True if this call did.
@@ -237,16 +270,8 @@ class SqlInstances:
         One statement instead of a look-up and an insert: the common case, a new instance,
         costs one round trip, and a concurrent writer's row is waited for, not raced.
         """
-        dialect = self.session.get_bind().dialect.name
-        module = postgresql if dialect == "postgresql" else sqlite
-        statement = (
-            module.insert(instances)
-            .values(**values_of(instance))
-            .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
-            # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
-            .returning(instances.c.sop_instance_uid)
-        )
-        return self.session.execute(statement).first() is not None
+        statement = _TRY_CLAIM[self.session.get_bind().dialect.name]
+        return self.session.execute(statement, values_of(instance)).first() is not None
 
     def mark_stored(self, sop_uid: str, at: datetime) -> None:
         """Turn a claim into a stored instance."""
@@ -287,20 +312,7 @@ class SqlInstances:
         # One round trip for both. The owner scan costs what the study's owners (nearly always
         # one) hold, not its instances: a DISTINCT read every row of the study for every
         # instance stored into it.
-        owners = (
-            _OWNERS_OF_STUDY.bindparams(study=study_uid)
-            .columns(institution_id=String, consortium_id=String)
-            .subquery("owners")
-        )
-        one = select(literal(1).label("one")).subquery("one")
-        query = select(
-            owners.c.institution_id.label("owner_institution_id"),
-            owners.c.consortium_id.label("owner_consortium_id"),
-            exams,
-        ).select_from(
-            one.outerjoin(owners, true()).outerjoin(exams, exams.c.study_instance_uid == study_uid)
-        )
-        rows = self.session.execute(query).all()
+        rows = self.session.execute(_OWNERS_AND_EXAM, {"study": study_uid}).all()
         scopes = {
             Scope(r.owner_institution_id, r.owner_consortium_id)
             for r in rows
