@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -109,15 +110,19 @@ class Outbox:
 
     def row(self, topic: str, event: CloudEvent) -> Insert:
         """Return the insert that stages `event`, for a caller that batches its statements."""
-        return insert(self.table).values(
-            event_id=event.id,
-            topic=topic,
-            key=event.key,
-            source=event.source,
-            type=event.type,
-            time=event.time,
-            data=event.data,
-        )
+        return insert(self.table).values(**self.row_values(topic, event))
+
+    def row_values(self, topic: str, event: CloudEvent) -> dict[str, Any]:
+        """Return the outbox row's columns for `event`, for a caller that inserts them itself."""
+        return {
+            "event_id": event.id,
+            "topic": topic,
+            "key": event.key,
+            "source": event.source,
+            "type": event.type,
+            "time": event.time,
+            "data": event.data,
+        }
 
     def emit(self, session: Session, message: ProtoMessage, *, source: str, key: str) -> CloudEvent:
         """Wrap an event message and stage it on its registered topic."""
@@ -125,9 +130,9 @@ class Outbox:
         self.add(session, topic_for(message), event)  # type: ignore[arg-type]
         return event
 
-    def emit_row(self, message: ProtoMessage, *, source: str, key: str) -> Insert:
-        """Wrap an event message; return the insert that stages it on its registered topic."""
-        return self.row(topic_for(message), wrap(message, source=source, key=key))  # type: ignore[arg-type]
+    def emit_row(self, message: ProtoMessage, *, source: str, key: str) -> dict[str, Any]:
+        """Wrap an event message; return the outbox row that stages it on its registered topic."""
+        return self.row_values(topic_for(message), wrap(message, source=source, key=key))  # type: ignore[arg-type]
 
 
 class OutboxRelay:

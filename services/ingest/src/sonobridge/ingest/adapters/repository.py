@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     String,
+    Table,
     and_,
     bindparam,
     delete,
@@ -73,6 +74,7 @@ _SEARCH_ORDER = (
 _EXAM = select(exams).where(exams.c.exam_id == bindparam("exam_id"))
 _INSTANCE = select(instances).where(instances.c.sop_instance_uid == bindparam("sop"))
 _CLAIM = insert(instances)
+_INSERTS: dict[Table, Insert] = {}
 _TRY_CLAIM = {
     name: module.insert(instances)
     .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
@@ -343,7 +345,7 @@ class SqlWork:
         self.outbox = outbox
         # Outbox and audit rows are written last, together: nothing reads them back inside
         # the transaction, and PostgreSQL takes them all in one statement (one round trip).
-        self.appends: list[Insert] = []
+        self.appends: list[tuple[Table, dict[str, Any]]] = []
         # Ordered and deduplicated: an object store's folder sync runs once for many objects.
         self.before: dict[Callable[[], None], None] = {}
         self.exams: Exams = SqlExams(session)
@@ -357,7 +359,9 @@ class SqlWork:
         """Queue an event in the outbox, committed with everything else in this transaction."""
         message, key = messages.event_message(event)
         self.outbox.staged(self.session)
-        self.appends.append(self.outbox.emit_row(message, source=SOURCE, key=key))
+        self.appends.append(
+            (self.outbox.table, self.outbox.emit_row(message, source=SOURCE, key=key))
+        )
 
     def before_commit(self, action: Callable[[], None]) -> None:
         """Run `action` after this transaction's writes, before its commit."""
@@ -369,11 +373,13 @@ class SqlWork:
         self.appends.clear()
         if len(appends) > 1 and self.session.get_bind().dialect.name == "postgresql":
             # Data-modifying CTEs: WITH a AS (INSERT ...), b AS (INSERT ...) INSERT ...
-            *first, last = appends
+            *first, last = (insert(table).values(**row) for table, row in appends)
             ctes = [statement.cte(f"append_{i}") for i, statement in enumerate(first)]
-            appends = [last.add_cte(*ctes)]
-        for statement in appends:
-            self.session.execute(statement)
+            self.session.execute(last.add_cte(*ctes))
+            return
+        for table, row in appends:
+            # One prebuilt insert per table: see _CLAIM.
+            self.session.execute(_INSERTS.setdefault(table, insert(table)), row)
 
 
 def unit_of_work(sessions: sessionmaker[Session], outbox: Outbox) -> UnitOfWork:
