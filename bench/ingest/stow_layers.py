@@ -92,23 +92,10 @@ def _ingest_alone(tmp: Path) -> Iterator[tuple[str, str]]:
 def _whole_node(tmp: Path) -> Iterator[tuple[str, str]]:
     """The whole single node (four services, one process) as the benchmark runs it."""
     sys.path.insert(0, str(REPO / "bench" / "ingest"))
-    from bench_vs_orthanc import OPERATOR
+    from bench_vs_orthanc import demo_node
 
-    from sonobridge.node.cli import wait_ready
-    from sonobridge.node.consortium import demo_consortium
-    from sonobridge.node.demo import node_settings_for
-    from sonobridge.node.edition import NodePorts, SingleNode
-
-    consortium = demo_consortium()
-    node = SingleNode(
-        tmp, ports=NodePorts.ephemeral(), extra_settings=node_settings_for(consortium, tmp)
-    )
-    node.start()
-    try:
-        wait_ready(node)
-        yield f"{node.urls()['ingest']}/dicomweb/studies", consortium.token(node.issuer, OPERATOR)
-    finally:
-        node.stop()
+    with demo_node(tmp) as (node, token):
+        yield f"{node.urls()['ingest']}/dicomweb/studies", token
 
 
 def _server(args: argparse.Namespace) -> None:
