@@ -225,10 +225,9 @@ def run_orthanc(args: argparse.Namespace) -> dict:
     return {"ready_s": ready_s, **figures}
 
 
-def serve_single(data_dir: str) -> None:
-    """Child process: run a single node and print its STOW URL and a token once ready."""
-    import signal
-
+@contextmanager
+def demo_node(data_dir: Path) -> Iterator[tuple[Any, str]]:
+    """Run a ready single node of the demo consortium; yield it and its STOW-RS URL."""
     from sonobridge.node.cli import wait_ready
     from sonobridge.node.consortium import demo_consortium
     from sonobridge.node.demo import node_settings_for
@@ -236,20 +235,27 @@ def serve_single(data_dir: str) -> None:
 
     consortium = demo_consortium()
     node = SingleNode(
-        Path(data_dir),
+        data_dir,
         ports=NodePorts.ephemeral(),
-        extra_settings=node_settings_for(consortium, Path(data_dir)),
+        extra_settings=node_settings_for(consortium, data_dir),
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     node.start()
     try:
         wait_ready(node)
-        token = consortium.token(node.issuer, OPERATOR)
-        print(json.dumps({"ingest": node.urls()["ingest"], "token": token}), flush=True)
-        stop.wait()
+        yield node, consortium.token(node.issuer, OPERATOR)
     finally:
         node.stop()
+
+
+def serve_single(data_dir: str) -> None:
+    """Child process: run a single node and print its STOW URL and a token once ready."""
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with demo_node(Path(data_dir)) as (node, token):
+        print(json.dumps({"ingest": node.urls()["ingest"], "token": token}), flush=True)
+        stop.wait()
 
 
 def run_single(args: argparse.Namespace) -> dict:

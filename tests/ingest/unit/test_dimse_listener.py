@@ -22,13 +22,13 @@ def listener() -> Iterator[tuple[DimseListener, threading.Event, threading.Threa
     stop = threading.Event()
     thread = threading.Thread(target=scp.run, args=(stop,), daemon=True)
     thread.start()
-    assert scp.ready.wait(10)
+    assert scp.ready.wait(30)
     yield scp, stop, thread
     stop.set()
     thread.join(10)
 
 
-def _wait_for(condition: Any, timeout: float = 20.0) -> bool:
+def _wait_for(condition: Any, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -61,7 +61,7 @@ def test_a_port_numbered_past_1024_still_hands_its_first_connection_over() -> No
         thread = threading.Thread(target=scp.run, args=(stop,), daemon=True)
         thread.start()
         try:
-            assert scp.ready.wait(10)
+            assert scp.ready.wait(30)
             with socket.create_connection(("127.0.0.1", scp.port), timeout=5):
                 assert _wait_for(lambda: scp.scp is not None and scp.scp.ready.is_set())
         finally:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, Table, delete, insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
 from sonobridge.common.audit import DETAIL_CHARS, ID_CHARS, OUTCOME_CHARS, AuditRecord
 from sonobridge.ingest.adapters.orm import audit_log, dimse_callers
@@ -68,24 +67,24 @@ class SqlAuditLog:
     """Ingest's audit table in one session (its columns predate the shared audit table)."""
 
     session: Session
-    # Where records wait for the unit of work's flush; None runs each insert at once.
-    pending: list[Insert] | None = None
+    # Where rows wait for the unit of work's flush; None runs each insert at once.
+    pending: list[tuple[Table, dict[str, Any]]] | None = None
 
     def append(self, record: AuditRecord) -> None:
         """Append one record, clipping the free-text fields to their columns."""
-        statement = insert(audit_log).values(
-            at=record.at,
-            actor=record.actor[:ID_CHARS],
-            roles=",".join(sorted(record.roles)),
-            action=record.action,
-            resource_type=record.resource_type,
-            resource_id=record.resource_id[:ID_CHARS],
-            institution_id=record.institution_id,
-            channel=record.channel or "",
-            outcome=record.outcome[:OUTCOME_CHARS],
-            detail=record.detail[:DETAIL_CHARS] or None,
-        )
+        row = {
+            "at": record.at,
+            "actor": record.actor[:ID_CHARS],
+            "roles": ",".join(sorted(record.roles)),
+            "action": record.action,
+            "resource_type": record.resource_type,
+            "resource_id": record.resource_id[:ID_CHARS],
+            "institution_id": record.institution_id,
+            "channel": record.channel or "",
+            "outcome": record.outcome[:OUTCOME_CHARS],
+            "detail": record.detail[:DETAIL_CHARS] or None,
+        }
         if self.pending is None:
-            self.session.execute(statement)
+            self.session.execute(insert(audit_log), row)
         else:
-            self.pending.append(statement)
+            self.pending.append((audit_log, row))

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     String,
+    Table,
     and_,
+    bindparam,
     delete,
     false,
     insert,
@@ -66,6 +68,35 @@ _SEARCH_ORDER = (
 )
 
 
+# The hot path's statements are built once and given their values at execution: building
+# one per call (`.values(**row)`, a fresh WHERE) costs more CPU than SQLite takes to run it,
+# as SQLAlchemy walks the new construct to find its cached compilation.
+_EXAM = select(exams).where(exams.c.exam_id == bindparam("exam_id"))
+_INSTANCE = select(instances).where(instances.c.sop_instance_uid == bindparam("sop"))
+_CLAIM = insert(instances)
+_INSERTS: dict[Table, Insert] = {}
+_TRY_CLAIMS: dict[str, Insert] = {}
+
+
+def _try_claim(dialect: str) -> Insert:
+    """Return the claim insert of `dialect`, built (and its dialect imported) on first use."""
+    # Loaded by the first claim: the single node (SQLite) would otherwise import PostgreSQL's
+    # dialect to start (~0.03 CPU s).
+    statement = _TRY_CLAIMS.get(dialect)
+    if statement is None:
+        module = importlib.import_module(
+            "sqlalchemy.dialects." + ("postgresql" if dialect == "postgresql" else "sqlite")
+        )
+        statement = (
+            module.insert(instances)
+            .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
+            # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
+            .returning(instances.c.sop_instance_uid)
+        )
+        _TRY_CLAIMS[dialect] = statement
+    return statement
+
+
 @dataclass
 class SqlExams:
     """Exams and their manifests in one session."""
@@ -74,10 +105,8 @@ class SqlExams:
 
     def get(self, exam_id: str, *, for_update: bool = False) -> Exam | None:
         """Return an exam, row-locked until commit when asked."""
-        query = select(exams).where(exams.c.exam_id == exam_id)
-        if for_update:
-            query = query.with_for_update()
-        return optional(Exam, self.session.execute(query).first())
+        query = _EXAM.with_for_update() if for_update else _EXAM
+        return optional(Exam, self.session.execute(query, {"exam_id": exam_id}).first())
 
     def by_study(self, study_uid: str) -> Exam | None:
         """Return the exam bound to a StudyInstanceUID."""
@@ -207,6 +236,26 @@ SELECT institution_id, consortium_id FROM owners WHERE consortium_id IS NOT NULL
 )
 
 
+def _owners_and_exam() -> Any:
+    """The study's owner scopes, each beside the exam bound to the study (NULLs when none)."""
+    owners = _OWNERS_OF_STUDY.columns(institution_id=String, consortium_id=String).subquery(
+        "owners"
+    )
+    one = select(literal(1).label("one")).subquery("one")
+    return select(
+        owners.c.institution_id.label("owner_institution_id"),
+        owners.c.consortium_id.label("owner_consortium_id"),
+        exams,
+    ).select_from(
+        one.outerjoin(owners, true()).outerjoin(
+            exams, exams.c.study_instance_uid == bindparam("study")
+        )
+    )
+
+
+_OWNERS_AND_EXAM = _owners_and_exam()
+
+
 @dataclass
 class SqlInstances:
     """The instance index in one session."""
@@ -215,8 +264,7 @@ class SqlInstances:
 
     def get(self, sop_uid: str) -> Instance | None:
         """Return an instance (pending or stored)."""
-        query = select(instances).where(instances.c.sop_instance_uid == sop_uid)
-        return optional(Instance, self.session.execute(query).first())
+        return optional(Instance, self.session.execute(_INSTANCE, {"sop": sop_uid}).first())
 
     def stored_of_exam(self, exam_id: str) -> list[Instance]:
         """Return the stored instances linked to an exam, in storage order."""
@@ -229,7 +277,7 @@ class SqlInstances:
 
     def claim(self, instance: Instance) -> None:
         """Insert a pending instance: the write claim on its SOP Instance UID."""
-        self.session.execute(insert(instances).values(**values_of(instance)))
+        self.session.execute(_CLAIM, values_of(instance))
 
     def try_claim(self, instance: Instance) -> bool:
         """Insert the row unless its SOP Instance UID is indexed; True if this call did.
@@ -237,20 +285,8 @@ class SqlInstances:
         One statement instead of a look-up and an insert: the common case, a new instance,
         costs one round trip, and a concurrent writer's row is waited for, not raced.
         """
-        dialect = self.session.get_bind().dialect.name
-        # The database's own insert, loaded by its first claim: the single node (SQLite) would
-        # otherwise import PostgreSQL's dialect to start (~0.03 CPU s).
-        module = importlib.import_module(
-            "sqlalchemy.dialects." + ("postgresql" if dialect == "postgresql" else "sqlite")
-        )
-        statement = (
-            module.insert(instances)
-            .values(**values_of(instance))
-            .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
-            # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
-            .returning(instances.c.sop_instance_uid)
-        )
-        return self.session.execute(statement).first() is not None
+        statement = _try_claim(self.session.get_bind().dialect.name)
+        return self.session.execute(statement, values_of(instance)).first() is not None
 
     def mark_stored(self, sop_uid: str, at: datetime) -> None:
         """Turn a claim into a stored instance."""
@@ -291,20 +327,7 @@ class SqlInstances:
         # One round trip for both. The owner scan costs what the study's owners (nearly always
         # one) hold, not its instances: a DISTINCT read every row of the study for every
         # instance stored into it.
-        owners = (
-            _OWNERS_OF_STUDY.bindparams(study=study_uid)
-            .columns(institution_id=String, consortium_id=String)
-            .subquery("owners")
-        )
-        one = select(literal(1).label("one")).subquery("one")
-        query = select(
-            owners.c.institution_id.label("owner_institution_id"),
-            owners.c.consortium_id.label("owner_consortium_id"),
-            exams,
-        ).select_from(
-            one.outerjoin(owners, true()).outerjoin(exams, exams.c.study_instance_uid == study_uid)
-        )
-        rows = self.session.execute(query).all()
+        rows = self.session.execute(_OWNERS_AND_EXAM, {"study": study_uid}).all()
         scopes = {
             Scope(r.owner_institution_id, r.owner_consortium_id)
             for r in rows
@@ -335,7 +358,7 @@ class SqlWork:
         self.outbox = outbox
         # Outbox and audit rows are written last, together: nothing reads them back inside
         # the transaction, and PostgreSQL takes them all in one statement (one round trip).
-        self.appends: list[Insert] = []
+        self.appends: list[tuple[Table, dict[str, Any]]] = []
         # Ordered and deduplicated: an object store's folder sync runs once for many objects.
         self.before: dict[Callable[[], None], None] = {}
         self.exams: Exams = SqlExams(session)
@@ -349,7 +372,9 @@ class SqlWork:
         """Queue an event in the outbox, committed with everything else in this transaction."""
         message, key = messages.event_message(event)
         self.outbox.staged(self.session)
-        self.appends.append(self.outbox.emit_row(message, source=SOURCE, key=key))
+        self.appends.append(
+            (self.outbox.table, self.outbox.emit_row(message, source=SOURCE, key=key))
+        )
 
     def before_commit(self, action: Callable[[], None]) -> None:
         """Run `action` after this transaction's writes, before its commit."""
@@ -361,11 +386,13 @@ class SqlWork:
         self.appends.clear()
         if len(appends) > 1 and self.session.get_bind().dialect.name == "postgresql":
             # Data-modifying CTEs: WITH a AS (INSERT ...), b AS (INSERT ...) INSERT ...
-            *first, last = appends
+            *first, last = (insert(table).values(**row) for table, row in appends)
             ctes = [statement.cte(f"append_{i}") for i, statement in enumerate(first)]
-            appends = [last.add_cte(*ctes)]
-        for statement in appends:
-            self.session.execute(statement)
+            self.session.execute(last.add_cte(*ctes))
+            return
+        for table, row in appends:
+            # One prebuilt insert per table: see _CLAIM.
+            self.session.execute(_INSERTS.setdefault(table, insert(table)), row)
 
 
 def unit_of_work(sessions: sessionmaker[Session], outbox: Outbox) -> UnitOfWork:
