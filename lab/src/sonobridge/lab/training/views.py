@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sonobridge.lab.evaluation import multiclass_metrics
 from sonobridge.lab.hc18 import DEFAULT_ROOT as HC18_ROOT
 from sonobridge.lab.hc18 import read_index
 from sonobridge.lab.synthetic import GENERATOR_VERSION, AcquisitionSpec, Fault, generate_frame
+from sonobridge.lab.training.folds import stratified_group_folds
 from sonobridge.lab.training.graphs import FeatureConfig, classifier_model, feature_model
 from sonobridge.lab.training.mlp import fit_temperature, train_head
 from sonobridge.lab.training.references import ReferenceSet, nearest_agrees, with_references
@@ -61,7 +63,7 @@ REAL_VIEWS = {"lung": "lung", "breast": "breast", "carotid": "carotid-long", "ot
 HC18_SOURCE = "frames/hc18_fetal/"
 # Faults under which the anatomy is still on screen; lost contact shows none, so it is left out.
 VISIBLE_FAULTS = (Fault.LOW_GAIN, Fault.DEAD_ELEMENTS, Fault.MOTION_BLUR, Fault.WRONG_DEPTH)
-SEEDS = {"train": 31, "held_out": 32, "head": 7, "augment": 33}
+SEEDS = {"train": 31, "held_out": 32, "head": 7, "augment": 33, "folds": 34}
 SPEC = InputSpec("image", 128, 128)
 FEATURES = FeatureConfig(size=128, valley_shifts=(1, 2), line_pool=4)
 # Feature sets the nested CV's inner folds choose between, in order of preference on a tie:
@@ -93,6 +95,34 @@ class ViewFrame:
     real: bool
     # realus-dev frames form the real exams the wrong-anatomy figure counts.
     exam: bool = False
+
+
+Split = Callable[[list[ViewFrame], int], list[int]]
+
+
+def grouped_folds(frames: list[ViewFrame], k: int) -> list[int]:
+    """Group folds balanced by frames only (1.1.0's split; blind to classes)."""
+    return group_folds(frames, k)  # type: ignore[arg-type]
+
+
+def stratified_folds(frames: list[ViewFrame], k: int) -> list[int]:
+    """Stratified group folds with the stated seed (the protocol since 1.2.0)."""
+    return stratified_group_folds(
+        [f.group for f in frames], [f.view for f in frames], k, SEEDS["folds"]
+    )
+
+
+SPLITS: dict[str, Split] = {"grouped": grouped_folds, "stratified": stratified_folds}
+SPLIT_RULES = {
+    "grouped": "largest groups first into the fold with the fewest frames (a group never in "
+    "two folds; classes ignored)",
+    "stratified": "stratified group folds, decided before any figure under it was seen: a "
+    "group never in two folds; classes with the fewest groups are placed first; each class's "
+    f"groups, in an order drawn with seed {SEEDS['folds']}, go to the fold with the fewest "
+    "groups of that class, then the fewest frames, then the lowest index; so every training "
+    "set (outer, and inner wherever the outer training set still has two groups of the class) "
+    "holds each class that has two or more groups (cf. scikit-learn's StratifiedGroupKFold)",
+}
 
 
 def synthetic_frames(split: str) -> list[ViewFrame]:
@@ -340,12 +370,16 @@ def _out_of_fold(
 
 
 def select(
-    featured: dict[str, Featured], synthetic: list[int], real: list[int], k: int
+    featured: dict[str, Featured],
+    synthetic: list[int],
+    real: list[int],
+    k: int,
+    split: Split = grouped_folds,
 ) -> Selection:
     """k-fold group-wise CV of every feature set over the given real frames (the generator
     always trains), scored for every confidence floor."""
     frames = [next(iter(featured.values())).frames[i] for i in real]
-    folds = group_folds(frames, k)  # type: ignore[arg-type]
+    folds = split(frames, k)
     true = np.array([f.view for f in frames])
     scores = {name: _out_of_fold(data, synthetic, real, folds) for name, data in featured.items()}
     table = {
@@ -357,20 +391,20 @@ def select(
 
 
 def nested_cross_validate(
-    featured: dict[str, Featured], synthetic: list[int], real: list[int]
+    featured: dict[str, Featured], synthetic: list[int], real: list[int], split: str = "grouped"
 ) -> dict[str, Any]:
     """Nested group-wise CV over real frames (a video/patient never in two folds): inner folds
     of each outer training set pick the feature set and floor, the outer fold scores that
     pick. The figures say whether choosing the floor and features on real frames would meet
     the wrong-anatomy target out of fold, and what the same selection would ship."""
-    top = select(featured, synthetic, real, FOLDS)
+    top = select(featured, synthetic, real, FOLDS, SPLITS[split])
     frames = [next(iter(featured.values())).frames[i] for i in real]
     true = np.array([f.view for f in frames])
     pred = np.zeros(len(real), dtype=int)
     picks = []
     for k in range(FOLDS):
         inner = [i for i, f in zip(real, top.folds, strict=True) if f != k]
-        pick = select(featured, synthetic, inner, FOLDS - 1).best
+        pick = select(featured, synthetic, inner, FOLDS - 1, SPLITS[split]).best
         test = np.flatnonzero(np.array(top.folds) == k)
         probs, distances = top.scores[pick.features]
         pred[test] = served_view(probs[test], distances[test], pick.floor)
@@ -382,6 +416,7 @@ def nested_cross_validate(
         f"{FOLDS - 1}-fold group-wise CV inside each outer training set picks the feature set "
         "and confidence floor (with the nearest-reference rule) that the outer fold is scored "
         "with",
+        "split": {"name": split, "rule": SPLIT_RULES[split], "outer_and_inner": True},
         "frames": len(real),
         **_served_figures(frames, true, pred),
         "selection": {
@@ -463,12 +498,12 @@ def _featured_sets(realus: Path, hc18: Path) -> tuple[dict[str, Featured], list[
 
 
 def nested_real_cross_validation(
-    realus: Path = REALUS_ROOT, hc18: Path = HC18_ROOT
+    realus: Path = REALUS_ROOT, hc18: Path = HC18_ROOT, split: str = "grouped"
 ) -> dict[str, Any]:
     """Recompute the card's nested selection figures (fifty head fits: about ten minutes of
     one CPU with OPENBLAS_NUM_THREADS=1)."""
     featured, syn_idx, real_idx = _featured_sets(realus, hc18)
-    return nested_cross_validate(featured, syn_idx, real_idx)
+    return nested_cross_validate(featured, syn_idx, real_idx, split)
 
 
 def build(realus: Path, hc18: Path, out: Path) -> Path:
@@ -615,12 +650,20 @@ def main(argv: list[str] | None = None) -> None:
         help="instead of building, run the nested CV that picks feature set and floor on inner "
         "folds and record it in the card (held_out.nested_selection)",
     )
+    parser.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="grouped",
+        help="how --nested splits real frames into outer and inner folds; 'stratified' is "
+        "recorded as held_out.nested_selection_stratified",
+    )
     args = parser.parse_args(argv)
     if args.nested:
-        nested = nested_real_cross_validation(args.realus, args.hc18)
+        nested = nested_real_cross_validation(args.realus, args.hc18, args.split)
         path = args.out / NAME / VERSION / "card.json"
         card = json.loads(path.read_text())
-        card["held_out"]["nested_selection"] = _finite(nested)
+        key = "nested_selection" + ("" if args.split == "grouped" else f"_{args.split}")
+        card["held_out"][key] = _finite(nested)
         path.write_text(json.dumps(card, indent=2) + "\n")
         print(json.dumps(nested, indent=1))
         return
