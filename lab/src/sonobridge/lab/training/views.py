@@ -217,11 +217,13 @@ class Featured:
         return np.concatenate(xs), np.array(ys)
 
 
-def fit(session_feats: Featured, chosen: list[int]) -> tuple[Any, float, ReferenceSet]:
+def fit(
+    session_feats: Featured, chosen: list[int], balanced: bool = CLASS_BALANCED
+) -> tuple[Any, float, ReferenceSet]:
     """Fit the head on the chosen frames; temperature on the same (no spare real frames); keep
     the same frames as references."""
     x, y = session_feats.training(chosen)
-    weights = class_balanced(y) if CLASS_BALANCED else None
+    weights = class_balanced(y) if balanced else None
     head = train_head(x, y, len(VIEWS), SEEDS["head"], hidden=32, epochs=800, weights=weights)
     real = np.concatenate(
         [[session_feats.frames[i].real] * (1 + len(session_feats.copies[i])) for i in chosen]
@@ -374,13 +376,17 @@ class Selection:
 
 
 def _out_of_fold(
-    data: Featured, synthetic: list[int], real: list[int], folds: list[int]
+    data: Featured,
+    synthetic: list[int],
+    real: list[int],
+    folds: list[int],
+    balanced: bool = CLASS_BALANCED,
 ) -> tuple[np.ndarray, np.ndarray]:
     probs = np.zeros((len(real), len(VIEWS)))
     distances = np.zeros((len(real), len(VIEWS) + 1))
     for k in range(max(folds) + 1):
         train = synthetic + [i for i, f in zip(real, folds, strict=True) if f != k]
-        head, temp, refs = fit(data, train)
+        head, temp, refs = fit(data, train, balanced)
         test = [j for j, f in enumerate(folds) if f == k]
         feats = data.feats[[real[j] for j in test]]
         probs[test] = _softmax(head.logits(feats) / temp)
@@ -394,13 +400,17 @@ def select(
     real: list[int],
     k: int,
     split: Split = grouped_folds,
+    balanced: bool = CLASS_BALANCED,
 ) -> Selection:
     """k-fold group-wise CV of every feature set over the given real frames (the generator
     always trains), scored for every confidence floor."""
     frames = [next(iter(featured.values())).frames[i] for i in real]
     folds = split(frames, k)
     true = np.array([f.view for f in frames])
-    scores = {name: _out_of_fold(data, synthetic, real, folds) for name, data in featured.items()}
+    scores = {
+        name: _out_of_fold(data, synthetic, real, folds, balanced)
+        for name, data in featured.items()
+    }
     table = {
         Choice(name, floor): _routing(frames, true, served_view(probs, distances, floor))
         for name, (probs, distances) in scores.items()
@@ -410,20 +420,24 @@ def select(
 
 
 def nested_cross_validate(
-    featured: dict[str, Featured], synthetic: list[int], real: list[int], split: str = "grouped"
+    featured: dict[str, Featured],
+    synthetic: list[int],
+    real: list[int],
+    split: str = "grouped",
+    balanced: bool = CLASS_BALANCED,
 ) -> dict[str, Any]:
     """Nested group-wise CV over real frames (a video/patient never in two folds): inner folds
     of each outer training set pick the feature set and floor, the outer fold scores that
     pick. The figures say whether choosing the floor and features on real frames would meet
     the wrong-anatomy target out of fold, and what the same selection would ship."""
-    top = select(featured, synthetic, real, FOLDS, SPLITS[split])
+    top = select(featured, synthetic, real, FOLDS, SPLITS[split], balanced)
     frames = [next(iter(featured.values())).frames[i] for i in real]
     true = np.array([f.view for f in frames])
     pred = np.zeros(len(real), dtype=int)
     picks = []
     for k in range(FOLDS):
         inner = [i for i, f in zip(real, top.folds, strict=True) if f != k]
-        pick = select(featured, synthetic, inner, FOLDS - 1, SPLITS[split]).best
+        pick = select(featured, synthetic, inner, FOLDS - 1, SPLITS[split], balanced).best
         test = np.flatnonzero(np.array(top.folds) == k)
         probs, distances = top.scores[pick.features]
         pred[test] = served_view(probs[test], distances[test], pick.floor)
@@ -436,6 +450,7 @@ def nested_cross_validate(
         "and confidence floor (with the nearest-reference rule) that the outer fold is scored "
         "with",
         "split": {"name": split, "rule": SPLIT_RULES[split], "outer_and_inner": True},
+        "class_balanced": balanced,
         "frames": len(real),
         **_served_figures(frames, true, pred),
         "selection": {
@@ -517,12 +532,15 @@ def _featured_sets(realus: Path, hc18: Path) -> tuple[dict[str, Featured], list[
 
 
 def nested_real_cross_validation(
-    realus: Path = REALUS_ROOT, hc18: Path = HC18_ROOT, split: str = "grouped"
+    realus: Path = REALUS_ROOT,
+    hc18: Path = HC18_ROOT,
+    split: str = "grouped",
+    balanced: bool = CLASS_BALANCED,
 ) -> dict[str, Any]:
     """Recompute the card's nested selection figures (fifty head fits: about ten minutes of
     one CPU with OPENBLAS_NUM_THREADS=1)."""
     featured, syn_idx, real_idx = _featured_sets(realus, hc18)
-    return nested_cross_validate(featured, syn_idx, real_idx, split)
+    return nested_cross_validate(featured, syn_idx, real_idx, split, balanced)
 
 
 def build(realus: Path, hc18: Path, out: Path) -> Path:
@@ -682,12 +700,19 @@ def main(argv: list[str] | None = None) -> None:
         help="how --nested splits real frames into outer and inner folds; 'stratified' is "
         "recorded as held_out.nested_selection_stratified",
     )
+    parser.add_argument(
+        "--balanced",
+        action="store_true",
+        help="with --nested, weigh every view the same in the head's loss (recorded with a "
+        "'_balanced' suffix)",
+    )
     args = parser.parse_args(argv)
     if args.nested:
-        nested = nested_real_cross_validation(args.realus, args.hc18, args.split)
+        nested = nested_real_cross_validation(args.realus, args.hc18, args.split, args.balanced)
         path = args.out / NAME / VERSION / "card.json"
         card = json.loads(path.read_text())
         key = "nested_selection" + ("" if args.split == "grouped" else f"_{args.split}")
+        key += "_balanced" if args.balanced else ""
         card["held_out"][key] = _finite(nested)
         path.write_text(json.dumps(card, indent=2) + "\n")
         print(json.dumps(nested, indent=1))
