@@ -1,8 +1,9 @@
 """How the view check's cross-validation picks its feature set and confidence floor."""
 
 import numpy as np
+import pytest
 
-from sonobridge.lab.training.views import Choice, Selection
+from sonobridge.lab.training.views import Choice, Selection, class_balanced
 
 
 def _selection(figures: dict[Choice, tuple[int, int]]) -> Selection:
@@ -33,3 +34,11 @@ def test_a_tie_keeps_the_earlier_feature_set_and_the_lower_floor():
         }
     ).best
     assert picked == Choice("image", 0.5)
+
+
+def test_class_balanced_weights_give_every_view_the_same_total_weight():
+    labels = np.array([3] * 60 + [5] * 6 + [9] * 2)
+    weights = class_balanced(labels)
+    totals = {v: weights[labels == v].sum() for v in (3, 5, 9)}
+    assert np.allclose(list(totals.values()), len(labels) / 3)
+    assert weights.sum() == pytest.approx(len(labels))

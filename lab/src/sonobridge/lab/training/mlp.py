@@ -22,8 +22,10 @@ def train_head(
     epochs: int = 600,
     lr: float = 0.01,
     l2: float = 1e-3,
+    weights: np.ndarray | None = None,
 ) -> MlpHead:
-    """Fit a head; n_out == 1 trains a sigmoid (binary) output, otherwise softmax."""
+    """Fit a head; n_out == 1 trains a sigmoid (binary) output, otherwise softmax; `weights`
+    (one per row) weigh each row's loss."""
     rng = np.random.default_rng(seed)
     mean = feats.mean(axis=0)
     std = feats.std(axis=0) + 1e-6
@@ -43,7 +45,9 @@ def train_head(
         h = np.maximum(pre, 0)
         z = h @ params["w2"] + params["b2"]
         p = _softmax(z) if n_out > 1 else 1 / (1 + np.exp(-z))
-        dz = (p - target) / n
+        dz = (
+            (p - target) / n if weights is None else (p - target) * weights[:, None] / weights.sum()
+        )
         grads = {"w2": h.T @ dz + l2 * params["w2"], "b2": dz.sum(axis=0)}
         dh = dz @ params["w2"].T * (pre > 0)
         grads["w1"] = x.T @ dh + l2 * params["w1"]

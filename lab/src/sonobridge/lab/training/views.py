@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sonobridge.lab.evaluation import multiclass_metrics
 from sonobridge.lab.hc18 import DEFAULT_ROOT as HC18_ROOT
 from sonobridge.lab.hc18 import read_index
 from sonobridge.lab.synthetic import GENERATOR_VERSION, AcquisitionSpec, Fault, generate_frame
+from sonobridge.lab.training.folds import stratified_group_folds
 from sonobridge.lab.training.graphs import FeatureConfig, classifier_model, feature_model
 from sonobridge.lab.training.mlp import fit_temperature, train_head
 from sonobridge.lab.training.references import ReferenceSet, nearest_agrees, with_references
@@ -61,19 +63,26 @@ REAL_VIEWS = {"lung": "lung", "breast": "breast", "carotid": "carotid-long", "ot
 HC18_SOURCE = "frames/hc18_fetal/"
 # Faults under which the anatomy is still on screen; lost contact shows none, so it is left out.
 VISIBLE_FAULTS = (Fault.LOW_GAIN, Fault.DEAD_ELEMENTS, Fault.MOTION_BLUR, Fault.WRONG_DEPTH)
-SEEDS = {"train": 31, "held_out": 32, "head": 7, "augment": 33}
+SEEDS = {"train": 31, "held_out": 32, "head": 7, "augment": 33, "folds": 34}
 SPEC = InputSpec("image", 128, 128)
-FEATURES = FeatureConfig(size=128, valley_shifts=(1, 2), line_pool=4)
+IMAGE_FEATURES = FeatureConfig(size=128, valley_shifts=(1, 2), line_pool=4)
 # Feature sets the nested CV's inner folds choose between, in order of preference on a tie:
-# the served image layers, and the same plus gain-invariant physics (each frame judged against
-# its own lit area and mean), so that a darker device or preset looks less like another organ.
-FEATURE_SETS = {"image": FEATURES, "image+physics": replace(FEATURES, physics=True)}
+# the image layers, and the same plus gain-invariant physics (each frame judged against its
+# own lit area and mean), so that a darker device or preset looks less like another organ.
+FEATURE_SETS = {"image": IMAGE_FEATURES, "image+physics": replace(IMAGE_FEATURES, physics=True)}
+SERVED_FEATURES = "image"
+FEATURES = FEATURE_SETS[SERVED_FEATURES]
+# How the card's (not nested) cross-validation splits real frames: see SPLIT_RULES.
+CV_SPLIT = "grouped"
 PER_SCENE = {"train": 160, "held_out": 40}
 HC18_FRAMES = 120
 # Real views have few frames next to the generator's; each real frame is seen this often
 # (mirrored and with gain jitter) so that real tissue weighs as much as the generator's.
 REAL_COPIES = 6
 FOLDS = 5
+# Whether every view weighs the same in the head's loss: real fetal heads (HC18) outnumber every
+# other real view about six to one, so unweighted, an unfamiliar real frame leans fetal-head.
+CLASS_BALANCED = False
 MIN_CONFIDENCE = 0.5
 # Principal components the reference frames are kept in: enough for the nearest frame to be
 # the one in all features, few enough that every training frame fits in the model.
@@ -93,6 +102,34 @@ class ViewFrame:
     real: bool
     # realus-dev frames form the real exams the wrong-anatomy figure counts.
     exam: bool = False
+
+
+Split = Callable[[list[ViewFrame], int], list[int]]
+
+
+def grouped_folds(frames: list[ViewFrame], k: int) -> list[int]:
+    """Group folds balanced by frames only (1.1.0's split; blind to classes)."""
+    return group_folds(frames, k)  # type: ignore[arg-type]
+
+
+def stratified_folds(frames: list[ViewFrame], k: int) -> list[int]:
+    """Stratified group folds with the stated seed (the protocol since 1.2.0)."""
+    return stratified_group_folds(
+        [f.group for f in frames], [f.view for f in frames], k, SEEDS["folds"]
+    )
+
+
+SPLITS: dict[str, Split] = {"grouped": grouped_folds, "stratified": stratified_folds}
+SPLIT_RULES = {
+    "grouped": "largest groups first into the fold with the fewest frames (a group never in "
+    "two folds; classes ignored)",
+    "stratified": "stratified group folds, decided before any figure under it was seen: a "
+    "group never in two folds; classes with the fewest groups are placed first; each class's "
+    f"groups, in an order drawn with seed {SEEDS['folds']}, go to the fold with the fewest "
+    "groups of that class, then the fewest frames, then the lowest index; so every training "
+    "set (outer, and inner wherever the outer training set still has two groups of the class) "
+    "holds each class that has two or more groups (cf. scikit-learn's StratifiedGroupKFold)",
+}
 
 
 def synthetic_frames(split: str) -> list[ViewFrame]:
@@ -180,16 +217,29 @@ class Featured:
         return np.concatenate(xs), np.array(ys)
 
 
-def fit(session_feats: Featured, chosen: list[int]) -> tuple[Any, float, ReferenceSet]:
+def fit(
+    session_feats: Featured, chosen: list[int], balanced: bool = CLASS_BALANCED
+) -> tuple[Any, float, ReferenceSet]:
     """Fit the head on the chosen frames; temperature on the same (no spare real frames); keep
     the same frames as references."""
     x, y = session_feats.training(chosen)
-    head = train_head(x, y, len(VIEWS), SEEDS["head"], hidden=32, epochs=800)
+    weights = class_balanced(y) if balanced else None
+    head = train_head(x, y, len(VIEWS), SEEDS["head"], hidden=32, epochs=800, weights=weights)
     real = np.concatenate(
         [[session_feats.frames[i].real] * (1 + len(session_feats.copies[i])) for i in chosen]
     )
     refs = ReferenceSet.of(x, y, real, len(VIEWS), REFERENCE_DIMS)
     return head, fit_temperature(head.logits(x), y), refs
+
+
+def class_balanced(labels: np.ndarray) -> np.ndarray:
+    """Row weights under which every present view weighs the same in the loss (each row
+    n / (views * rows of its view), scikit-learn's "balanced")."""
+    views, counts = np.unique(labels, return_counts=True)
+    per_view = dict(
+        zip(views.tolist(), (len(labels) / (len(views) * counts)).tolist(), strict=True)
+    )
+    return np.array([per_view[int(v)] for v in labels])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -232,7 +282,7 @@ def _routed_wrong(true: int, pred: int) -> bool:
 def cross_validate(data: Featured, synthetic: list[int], real: list[int]) -> dict[str, Any]:
     """Group-wise CV over real frames (a video/patient never in two folds); generator always in."""
     real_frames_ = [data.frames[i] for i in real]
-    folds = group_folds(real_frames_, FOLDS)  # type: ignore[arg-type]
+    folds = SPLITS[CV_SPLIT](real_frames_, FOLDS)
     probs, distances = _out_of_fold(data, synthetic, real, folds)
     true = np.array([f.view for f in real_frames_])
     pred = served_view(probs, distances)
@@ -240,6 +290,7 @@ def cross_validate(data: Featured, synthetic: list[int], real: list[int]) -> dic
     return {
         "method": f"{FOLDS}-fold group-wise CV over real frames: a video or patient (HC18 "
         "subject) is never in two folds; every fold also trains on the generator frames",
+        "split": {"name": CV_SPLIT, "rule": SPLIT_RULES[CV_SPLIT]},
         "frames": len(real),
         "groups": figures.pop("groups"),
         "accuracy_served_view": figures.pop("accuracy_served_view"),
@@ -325,13 +376,17 @@ class Selection:
 
 
 def _out_of_fold(
-    data: Featured, synthetic: list[int], real: list[int], folds: list[int]
+    data: Featured,
+    synthetic: list[int],
+    real: list[int],
+    folds: list[int],
+    balanced: bool = CLASS_BALANCED,
 ) -> tuple[np.ndarray, np.ndarray]:
     probs = np.zeros((len(real), len(VIEWS)))
     distances = np.zeros((len(real), len(VIEWS) + 1))
     for k in range(max(folds) + 1):
         train = synthetic + [i for i, f in zip(real, folds, strict=True) if f != k]
-        head, temp, refs = fit(data, train)
+        head, temp, refs = fit(data, train, balanced)
         test = [j for j, f in enumerate(folds) if f == k]
         feats = data.feats[[real[j] for j in test]]
         probs[test] = _softmax(head.logits(feats) / temp)
@@ -340,14 +395,22 @@ def _out_of_fold(
 
 
 def select(
-    featured: dict[str, Featured], synthetic: list[int], real: list[int], k: int
+    featured: dict[str, Featured],
+    synthetic: list[int],
+    real: list[int],
+    k: int,
+    split: Split = grouped_folds,
+    balanced: bool = CLASS_BALANCED,
 ) -> Selection:
     """k-fold group-wise CV of every feature set over the given real frames (the generator
     always trains), scored for every confidence floor."""
     frames = [next(iter(featured.values())).frames[i] for i in real]
-    folds = group_folds(frames, k)  # type: ignore[arg-type]
+    folds = split(frames, k)
     true = np.array([f.view for f in frames])
-    scores = {name: _out_of_fold(data, synthetic, real, folds) for name, data in featured.items()}
+    scores = {
+        name: _out_of_fold(data, synthetic, real, folds, balanced)
+        for name, data in featured.items()
+    }
     table = {
         Choice(name, floor): _routing(frames, true, served_view(probs, distances, floor))
         for name, (probs, distances) in scores.items()
@@ -357,20 +420,24 @@ def select(
 
 
 def nested_cross_validate(
-    featured: dict[str, Featured], synthetic: list[int], real: list[int]
+    featured: dict[str, Featured],
+    synthetic: list[int],
+    real: list[int],
+    split: str = "grouped",
+    balanced: bool = CLASS_BALANCED,
 ) -> dict[str, Any]:
     """Nested group-wise CV over real frames (a video/patient never in two folds): inner folds
     of each outer training set pick the feature set and floor, the outer fold scores that
     pick. The figures say whether choosing the floor and features on real frames would meet
     the wrong-anatomy target out of fold, and what the same selection would ship."""
-    top = select(featured, synthetic, real, FOLDS)
+    top = select(featured, synthetic, real, FOLDS, SPLITS[split], balanced)
     frames = [next(iter(featured.values())).frames[i] for i in real]
     true = np.array([f.view for f in frames])
     pred = np.zeros(len(real), dtype=int)
     picks = []
     for k in range(FOLDS):
         inner = [i for i, f in zip(real, top.folds, strict=True) if f != k]
-        pick = select(featured, synthetic, inner, FOLDS - 1).best
+        pick = select(featured, synthetic, inner, FOLDS - 1, SPLITS[split], balanced).best
         test = np.flatnonzero(np.array(top.folds) == k)
         probs, distances = top.scores[pick.features]
         pred[test] = served_view(probs[test], distances[test], pick.floor)
@@ -382,6 +449,8 @@ def nested_cross_validate(
         f"{FOLDS - 1}-fold group-wise CV inside each outer training set picks the feature set "
         "and confidence floor (with the nearest-reference rule) that the outer fold is scored "
         "with",
+        "split": {"name": split, "rule": SPLIT_RULES[split], "outer_and_inner": True},
+        "class_balanced": balanced,
         "frames": len(real),
         **_served_figures(frames, true, pred),
         "selection": {
@@ -463,12 +532,15 @@ def _featured_sets(realus: Path, hc18: Path) -> tuple[dict[str, Featured], list[
 
 
 def nested_real_cross_validation(
-    realus: Path = REALUS_ROOT, hc18: Path = HC18_ROOT
+    realus: Path = REALUS_ROOT,
+    hc18: Path = HC18_ROOT,
+    split: str = "grouped",
+    balanced: bool = CLASS_BALANCED,
 ) -> dict[str, Any]:
     """Recompute the card's nested selection figures (fifty head fits: about ten minutes of
     one CPU with OPENBLAS_NUM_THREADS=1)."""
     featured, syn_idx, real_idx = _featured_sets(realus, hc18)
-    return nested_cross_validate(featured, syn_idx, real_idx)
+    return nested_cross_validate(featured, syn_idx, real_idx, split, balanced)
 
 
 def build(realus: Path, hc18: Path, out: Path) -> Path:
@@ -561,6 +633,12 @@ def _card(
             "no clinical module measures it",
         },
         "calibration": {"method": "softmax temperature (NLL grid search)", "temperature": temp},
+        "head": {
+            "features": SERVED_FEATURES,
+            "class_balanced": CLASS_BALANCED,
+            "about": "feature set of the graph; whether every view weighed the same in the "
+            "head's loss (rows weighted n / (views x rows of their view))",
+        },
         "training_data": {
             "synthetic": {
                 "generator": "sonobridge.lab.synthetic",
@@ -615,12 +693,27 @@ def main(argv: list[str] | None = None) -> None:
         help="instead of building, run the nested CV that picks feature set and floor on inner "
         "folds and record it in the card (held_out.nested_selection)",
     )
+    parser.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="grouped",
+        help="how --nested splits real frames into outer and inner folds; 'stratified' is "
+        "recorded as held_out.nested_selection_stratified",
+    )
+    parser.add_argument(
+        "--balanced",
+        action="store_true",
+        help="with --nested, weigh every view the same in the head's loss (recorded with a "
+        "'_balanced' suffix)",
+    )
     args = parser.parse_args(argv)
     if args.nested:
-        nested = nested_real_cross_validation(args.realus, args.hc18)
+        nested = nested_real_cross_validation(args.realus, args.hc18, args.split, args.balanced)
         path = args.out / NAME / VERSION / "card.json"
         card = json.loads(path.read_text())
-        card["held_out"]["nested_selection"] = _finite(nested)
+        key = "nested_selection" + ("" if args.split == "grouped" else f"_{args.split}")
+        key += "_balanced" if args.balanced else ""
+        card["held_out"][key] = _finite(nested)
         path.write_text(json.dumps(card, indent=2) + "\n")
         print(json.dumps(nested, indent=1))
         return
