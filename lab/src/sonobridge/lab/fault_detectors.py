@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 
 from sonobridge.lab.faults import InjectedFault
 from sonobridge.lab.training.datasets import QUALITY_CLASSES
-from sonobridge.lab.training.graphs import _Graph
+from sonobridge.lab.training.graphs import _Graph, standardise
 from sonobridge.lab.training.native_features import native_blocks
 
 # Fixed before any cross-validated figure of 1.5.0 was seen, from what each fault does to the
@@ -135,13 +135,7 @@ def detector_layers(
             if tau <= 0:
                 continue
             cols = g.op("Gather", [feats, g.const(d.columns.astype(np.int64))], axis=1)
-            z = g.op(
-                "Div",
-                [
-                    g.op("Sub", [cols, g.const(d.mean.astype(np.float32))]),
-                    g.const(d.std.astype(np.float32)),
-                ],
-            )
+            z = standardise(g, cols, d.mean, d.std)
             logit = g.op(
                 "Add",
                 [

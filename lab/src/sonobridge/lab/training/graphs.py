@@ -337,6 +337,14 @@ class MlpHead:
         return h @ self.w2 + self.b2
 
 
+def standardise(g: _Graph, x: str, mean: np.ndarray, std: np.ndarray) -> str:
+    """Append (x - mean) / std in float32."""
+    return g.op(
+        "Div",
+        [g.op("Sub", [x, g.const(mean.astype(np.float32))]), g.const(std.astype(np.float32))],
+    )
+
+
 def classifier_model(
     cfg: FeatureConfig,
     head: MlpHead,
@@ -355,13 +363,7 @@ def classifier_model(
     """
     g = _Graph()
     feats = _features(g, input_name, cfg)
-    z = g.op(
-        "Div",
-        [
-            g.op("Sub", [feats, g.const(head.mean.astype(np.float32))]),
-            g.const(head.std.astype(np.float32)),
-        ],
-    )
+    z = standardise(g, feats, head.mean, head.std)
     h = g.op(
         "Relu",
         [
