@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.modules.common import MODELS_DIR
 from sonobridge.inference.runtime.registry import ModelRegistry, packaged_models
 from sonobridge.inference.runtime.server import ModelServer
-from sonobridge.lab import adapt
+from sonobridge.lab import adapt, hc18
+from sonobridge.lab.fault_detectors import (
+    BLOCKS,
+    choose_thresholds,
+    detector_layers,
+    fit_detector,
+    served_acceptable,
+)
 from sonobridge.lab.faults import InjectedFault
 from sonobridge.lab.training.datasets import QUALITY_CLASSES
 from sonobridge.lab.training.graphs import MlpHead, classifier_model, feature_model
@@ -86,6 +94,26 @@ def test_threshold_catches_the_worst_fault_best_within_the_rescan_budget():
     assert (faulty < t).all()
 
 
+def test_a_detector_is_switched_on_only_where_it_catches_what_the_head_misses():
+    faults = [None] * 10 + [f for f in InjectedFault for _ in range(10)]
+    blur = np.array([f == InjectedFault.MOTION_BLUR for f in faults])
+    # The head scores blur like clean frames; the blur detector alone separates it.
+    p_ok = np.where(np.array([f is None for f in faults]) | blur, 0.9, 0.05)
+    q_blur = np.where(blur, 0.02, 0.8)
+    q_contact = np.full(len(faults), 0.5)
+    t, (tau_blur, tau_contact) = choose_thresholds(p_ok, np.stack([q_blur, q_contact], 1), faults)
+    assert 0.05 < t <= 0.9 and 0.02 < tau_blur <= 0.8 and tau_contact == 0.0
+
+
+@pytest.mark.skipif(not (hc18.DEFAULT_ROOT / "hc18.csv").exists(), reason="HC18 is not here")
+def test_extra_clean_frames_are_hc18_subjects_the_labelled_frames_lack():
+    labelled = [adapt.RealFrame("x", None, "hc18:026", "other", "v")]  # type: ignore[arg-type]
+    extra = adapt.read_extra_frames(hc18.DEFAULT_ROOT, labelled)
+    groups = [f.group for f in extra]
+    assert len(groups) == len(set(groups)) == adapt.EXTRA_SUBJECTS
+    assert "hc18:026" not in groups and all(f.gray.ndim == 2 for f in extra)
+
+
 def test_benign_variants_mirror_and_move_only_lit_pixels():
     frame = np.zeros((8, 8), dtype=np.uint8)
     frame[2:6, 1:4] = 100
@@ -118,28 +146,50 @@ def test_one_fold_of_the_card_is_refitted_and_scored_through_serving_to_the_same
     frames = adapt.read_frames(REALUS)
     record = cv["folds"][-1]
     keep, samples = adapt.fold_test(frames, cv["n_folds"], record["fold"])
-    real = adapt.SampleFeatures.of(frames, cv["seeds_per_fault"], keep)
+    extra = adapt.read_extra_frames(hc18.DEFAULT_ROOT, frames)
+    real = adapt.SampleFeatures.of(frames, cv["seeds_per_fault"], keep, extra)
     with tempfile.TemporaryDirectory() as tmp:
-        threshold, flags = adapt.score_fold(Path(tmp), frames, real, keep, samples, record["fold"])
+        refitted, flags = adapt.score_fold(Path(tmp), frames, real, keep, samples, record["fold"])
+    assert refitted == record
     counts = adapt.flag_counts(samples, flags)
-    assert {"fold": record["fold"], "threshold": threshold, **counts} == record
     summed = {key: sum(r[key] for r in cv["folds"]) for key in counts}
     overall = cv["figures"]["all"]
     assert summed["clean"] == round(overall["false_rescan_rate"] * overall["n_clean"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 target not met yet: 10-fold group-wise CV of 1.4.0 (256x256 input, speckle "
-    "saturation per direction, curvature anisotropy, sorted per-scanline contact) gives 14.0% "
-    "false rescans, catches low gain 0.84, wrong depth 0.84, dead elements 0.81, full lost "
-    "contact 1.00, but partial lost contact 0.79 and motion blur 0.67; 1.3.0 gave 7.0% at "
-    "0.63-1.00 (partial 0.77)",
-)
+def _meets_issue_targets(figures: dict) -> bool:
+    return figures["false_rescan_rate"] <= 0.15 and all(
+        rate >= 0.8 for rate in figures["catch_rate_per_fault"].values()
+    )
+
+
 def test_cross_validated_figures_meet_the_issue_targets():
-    figures = json.loads(CARD.read_text())["cross_validation"]["figures"]["all"]
-    assert figures["false_rescan_rate"] <= 0.15
-    assert all(rate >= 0.8 for rate in figures["catch_rate_per_fault"].values())
+    # The card's figures are the sum of its folds, one of which the refit above recomputes
+    # through serving on every CI run; the full form below recomputes all ten.
+    cv = json.loads(CARD.read_text())["cross_validation"]
+    figures = cv["figures"]["all"]
+    assert _meets_issue_targets(figures)
+    caught = {f.value: sum(r[f.value] for r in cv["folds"]) for f in InjectedFault}
+    assert caught == {
+        k: round(v * figures["n_clean"]) for k, v in figures["catch_rate_per_fault"].items()
+    }
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SONOBRIDGE_FULL_CARD") or not (REALUS / "manifest.csv").exists(),
+    reason="every fold's fit and serving pass take about 10 minutes; SONOBRIDGE_FULL_CARD=1 "
+    "runs them",
+)
+def test_every_fold_refitted_through_serving_meets_the_issue_targets():
+    cv = json.loads(CARD.read_text())["cross_validation"]
+    frames = adapt.read_frames(REALUS)
+    extra = adapt.read_extra_frames(hc18.DEFAULT_ROOT, frames)
+    real = adapt.SampleFeatures.of(frames, cv["seeds_per_fault"], extra_frames=extra)
+    samples, flags, records = adapt.cross_validate(frames, real, cv["n_folds"])
+    assert records == cv["folds"]
+    figures = adapt.figures(samples, flags)
+    assert figures == cv["figures"]
+    assert _meets_issue_targets(figures["all"])
 
 
 def test_the_head_tells_faults_apart_and_the_graph_sums_them_into_served_labels():
@@ -173,3 +223,50 @@ def test_the_head_tells_faults_apart_and_the_graph_sums_them_into_served_labels(
         served[0, QUALITY_CLASSES.index("lost_contact")], fine[0, lost].sum(), atol=1e-5
     )
     assert np.isclose(served[0, 0], fine[0, 0], atol=1e-5)
+
+
+def test_detector_layers_lower_acceptable_exactly_when_a_detector_fires():
+    session = adapt._session(feature_model(adapt.FEATURES).SerializeToString())
+    rng = np.random.default_rng(5)
+    side = adapt.SPEC.height
+    images = rng.random((6, 1, side, side), dtype=np.float32)
+    images[3:] = images[3:].round(1)
+    feats = session.run(["features"], {"image": images})[0]
+    n_feats, k = feats.shape[1], len(adapt.HEAD_CLASSES)
+    head = MlpHead(
+        feats.mean(0),
+        feats.std(0) + 1e-3,
+        rng.normal(size=(n_feats, 4)),
+        np.zeros(4),
+        0.1 * rng.normal(size=(4, k)),
+        # Acceptable is likely, so only the detector can send a frame to rescan.
+        np.eye(k)[0] * 3,
+    )
+    faults = [None, None, None, InjectedFault.MOTION_BLUR, InjectedFault.LOST_CONTACT_PARTIAL]
+    dets = [fit_detector(np.repeat(feats[:5], 2, 0), faults * 2, f) for f in BLOCKS]
+    q = np.stack([d.clean_probability(feats) for d in dets], 1)
+    p_ok = adapt.acceptable_probability(head, feats)
+    threshold, taus = 0.3, (float(np.median(q[:, 0])), 0.0)
+    served, base = (
+        adapt._session(
+            classifier_model(
+                adapt.FEATURES,
+                head,
+                {"temperature": 1.0},
+                "softmax",
+                merge=adapt.MERGE,
+                post=post,
+            ).SerializeToString()
+        ).run(["probabilities"], {"image": images})[0]
+        for post in (detector_layers(dets, taus, threshold), None)
+    )
+    assert np.allclose(served[:, 0], served_acceptable(p_ok, q, threshold, taus), atol=1e-5)
+    fired = q[:, 0] < taus[0]
+    assert fired.any() and not fired.all()
+    assert ((served[:, 0] < threshold) == ((p_ok < threshold) | fired)).all()
+    # The lowered share goes to blur's own class, so the reason names it; the rest is untouched.
+    blur = QUALITY_CLASSES.index("motion_blur")
+    moved = np.zeros_like(base)
+    moved[:, 0], moved[:, blur] = served[:, 0] - base[:, 0], base[:, 0] - served[:, 0]
+    assert np.allclose(served, base + moved, atol=1e-5)
+    assert (moved[fired, blur] > 0).all()

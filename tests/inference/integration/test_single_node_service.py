@@ -199,6 +199,7 @@ def test_models_are_listed_and_downloadable_with_their_hash(service):
         ("1.2.0", False),
         ("1.3.0", False),
         ("1.4.0", False),
+        ("1.5.0", False),
     ]
     assert [(m.version, m.pinned) for m in gating if m.name == "probe-health"] == [
         ("1.0.0", True),

@@ -13,7 +13,7 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,16 @@ from sonobridge.inference.modules.common import MODELS_DIR
 from sonobridge.inference.runtime.providers import SessionConfig
 from sonobridge.inference.runtime.registry import LocalDirModelSource, ModelRegistry
 from sonobridge.inference.runtime.server import ModelServer
+from sonobridge.lab import hc18
+from sonobridge.lab.fault_detectors import (
+    BLOCKS,
+    FALSE_RESCAN_BUDGET,
+    L2,
+    FaultDetector,
+    choose_thresholds,
+    detector_layers,
+    fit_detector,
+)
 from sonobridge.lab.faults import DYNAMIC_RANGE_DB, InjectedFault, inject
 from sonobridge.lab.training.datasets import QUALITY_CLASSES
 from sonobridge.lab.training.graphs import FeatureConfig, MlpHead, classifier_model, feature_model
@@ -41,7 +51,7 @@ from sonobridge.lab.training.mlp import train_head
 
 NAME = "image-quality"
 BASE_VERSION = "1.0.0"
-VERSION = "1.4.0"
+VERSION = "1.5.0"
 COMMAND = "uv run --package sonobridge-lab python -m sonobridge.lab.adapt"
 SEEDS = {"head": 7, "train_faults": 100, "eval_faults": 900_000}
 # From 1.4.0 the input is 256x256: speckle is 1-3 px there, about what most real frames have
@@ -193,11 +203,15 @@ MERGE = np.array(
 # the head sees about as much clean real tissue as faulty.
 CLEAN_WEIGHT = len(InjectedFault) + 1
 HEAD = {"hidden": 16, "l2": 1e-2, "epochs": 300}
-# The threshold is chosen on out-of-fold scores of the training frames only (inner group-wise
+# Thresholds are chosen on out-of-fold scores of the training frames only (inner group-wise
 # folds): every fault caught as often as possible while false rescans stay within the budget.
-INNER_FOLDS = 3
-FALSE_RESCAN_BUDGET = 0.15
-THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.01, 0.95, 95))
+# Five inner folds (three up to 1.4.0) so that each inner model sees most of the outer
+# fold's frames: with three, fold thresholds ranged 0.03-0.29.
+INNER_FOLDS = 5
+# Extra clean frames for training only, never scored: HC18 fetal heads (one Voluson device),
+# one image per subject, subjects spread evenly and none that realus-dev holds.
+EXTRA_SUBJECTS = 16
+EXTRA_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -207,27 +221,63 @@ class SampleFeatures:
     samples: list[Sample]
     frame_index: np.ndarray
     feats: np.ndarray
+    # Rows of extra frames: in every training set, never in a threshold's or figure's.
+    extra: np.ndarray
 
     @classmethod
     def of(
-        cls, frames: list[RealFrame], seeds_per_fault: int, keep: np.ndarray | None = None
+        cls,
+        frames: list[RealFrame],
+        seeds_per_fault: int,
+        keep: np.ndarray | None = None,
+        extra_frames: Sequence[RealFrame] = (),
     ) -> SampleFeatures:
-        """Inject every fault into every (kept) frame and compute the fixed features."""
+        """Inject every fault into every (kept) frame and extra frame; compute the features."""
         session = _session(feature_model(FEATURES).SerializeToString())
-        samples, index = [], []
+        samples, index, extra = [], [], []
         for i, frame in enumerate(frames):
             if keep is not None and not keep[i]:
                 continue
             mine = training_samples([frame], seeds_per_fault, offset=i)
             samples.extend(mine)
             index.extend([i] * len(mine))
+            extra.extend([False] * len(mine))
+        for j, frame in enumerate(extra_frames):
+            mine = training_samples([frame], seeds_per_fault, offset=EXTRA_SEED_OFFSET + j)
+            samples.extend(mine)
+            index.extend([0] * len(mine))
+            extra.extend([True] * len(mine))
         feats = _features(session, (s.pixels() for s in samples))
-        return cls(samples, np.array(index), feats)
+        return cls(samples, np.array(index), feats, np.array(extra))
+
+    def training_rows(self, keep: np.ndarray) -> np.ndarray:
+        """Rows of the kept frames and of every extra frame."""
+        return np.flatnonzero(self.extra | keep[self.frame_index])
+
+
+def read_extra_frames(root: Path, frames: list[RealFrame]) -> list[RealFrame]:
+    """HC18 frames of subjects the labelled frames lack, one per subject, as serving decodes."""
+    taken = {f.group for f in frames}
+    firsts: dict[int, hc18.Hc18Image] = {}
+    for im in hc18.read_index(root):
+        if f"hc18:{im.subject:03d}" not in taken:
+            firsts.setdefault(im.subject, im)
+    chosen = hc18.subset([firsts[s] for s in sorted(firsts)], EXTRA_SUBJECTS)
+    return [
+        RealFrame(
+            im.filename,
+            decode_image((root / "images" / im.filename).read_bytes(), FrameSelection(0)).frames[0],
+            f"hc18:{im.subject:03d}",
+            "fetal_head",
+            "hc18",
+        )
+        for im in chosen
+    ]
 
 
 def fit_head(real: SampleFeatures, keep: np.ndarray) -> MlpHead:
-    """Train the head on the kept frames' samples, clean ones weighted up."""
-    rows = np.flatnonzero(keep[real.frame_index])
+    """Train the head on the kept frames' and the extra frames' samples, clean weighted up."""
+    rows = real.training_rows(keep)
     labels = np.array([real.samples[r].label for r in rows])
     clean = rows[labels == 0]
     x = np.concatenate([real.feats[rows], np.repeat(real.feats[clean], CLEAN_WEIGHT - 1, axis=0)])
@@ -244,36 +294,46 @@ def acceptable_probability(head: MlpHead, feats: np.ndarray) -> np.ndarray:
 
 def choose_threshold(p_ok: np.ndarray, faults: list[InjectedFault | None]) -> float:
     """Return the threshold that catches the worst-caught fault best within the rescan budget."""
-    fault_of = np.array([-1 if f is None else list(InjectedFault).index(f) for f in faults])
-
-    def score(t: float) -> tuple[float, float]:
-        flagged = p_ok < t
-        false_rescans = float(flagged[fault_of == -1].mean())
-        worst = min(float(flagged[fault_of == k].mean()) for k in range(len(InjectedFault)))
-        return worst - 2 * max(0.0, false_rescans - FALSE_RESCAN_BUDGET), -false_rescans
-
-    return max(THRESHOLDS, key=score)
+    return choose_thresholds(p_ok, np.zeros((len(p_ok), 0)), faults)[0]
 
 
-def fit_model(
-    frames: list[RealFrame], real: SampleFeatures, keep: np.ndarray
-) -> tuple[bytes, float]:
-    """Train on the kept frames and choose the threshold on their own inner folds.
+def fit_detectors(real: SampleFeatures, keep: np.ndarray) -> list[FaultDetector]:
+    """Fit each declared fault detector on the kept frames' and the extra frames' samples."""
+    rows = real.training_rows(keep)
+    faults = [real.samples[r].fault for r in rows]
+    return [fit_detector(real.feats[rows], faults, fault) for fault in BLOCKS]
 
-    Returns the ONNX bytes and the rescan threshold; no frame outside `keep` is looked at.
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted version: its ONNX bytes, the head's threshold and each detector's."""
+
+    model: bytes
+    threshold: float
+    detector_thresholds: dict[str, float]
+
+
+def fit_model(frames: list[RealFrame], real: SampleFeatures, keep: np.ndarray) -> FittedModel:
+    """Train on the kept frames and choose every threshold on their own inner folds.
+
+    No labelled frame outside `keep` is looked at; extra frames only ever train.
     """
     kept = np.flatnonzero(keep)
     inner = np.full(len(frames), -1)
     inner[kept] = group_folds([frames[i] for i in kept], INNER_FOLDS)
-    p_ok, faults = [], []
+    p_ok, q_clean, faults = [], [], []
     for j in range(INNER_FOLDS):
-        rows = np.flatnonzero(inner[real.frame_index] == j)
+        rows = np.flatnonzero((inner[real.frame_index] == j) & ~real.extra)
         if rows.size == 0:
             continue
-        head = fit_head(real, keep & (inner != j))
+        train = keep & (inner != j)
+        head = fit_head(real, train)
         p_ok.append(acceptable_probability(head, real.feats[rows]))
+        q_clean.append(
+            np.stack([d.clean_probability(real.feats[rows]) for d in fit_detectors(real, train)], 1)
+        )
         faults.extend(real.samples[r].fault for r in rows)
-    threshold = choose_threshold(np.concatenate(p_ok), faults)
+    threshold, taus = choose_thresholds(np.concatenate(p_ok), np.concatenate(q_clean), faults)
     head = fit_head(real, keep)
     # Temperature 1: the threshold is chosen on out-of-fold scores, not recalibrated.
     model = classifier_model(
@@ -283,8 +343,10 @@ def fit_model(
         "softmax",
         doc="SonoBridge image-quality adapted to real frames; reference model, not clinical",
         merge=MERGE,
+        post=detector_layers(fit_detectors(real, keep), taus, threshold),
     )
-    return model.SerializeToString(), threshold
+    named = {fault.value: tau for fault, tau in zip(BLOCKS, taus, strict=True)}
+    return FittedModel(model.SerializeToString(), threshold, named)
 
 
 def write_version(root: Path, card: dict, model_bytes: bytes) -> Path:
@@ -383,7 +445,7 @@ def cross_validate(
 ) -> tuple[list[Sample], list[bool], list[dict]]:
     """Group-wise CV: each fold's model scores its held-out groups through the serving path.
 
-    Returns every evaluation sample, its flag and one record per fold (threshold, counts).
+    Returns every evaluation sample, its flag and one record per fold (thresholds, counts).
     """
     all_samples: list[Sample] = []
     all_flags: list[bool] = []
@@ -394,10 +456,10 @@ def cross_validate(
             keep, samples = fold_test(frames, folds, k)
             if not samples:
                 continue
-            threshold, flags = score_fold(root, frames, real, keep, samples, k)
+            record, flags = score_fold(root, frames, real, keep, samples, k)
             all_samples.extend(samples)
             all_flags.extend(flags)
-            records.append({"fold": k, "threshold": threshold, **flag_counts(samples, flags)})
+            records.append(record)
     return all_samples, all_flags, records
 
 
@@ -408,13 +470,23 @@ def score_fold(
     keep: np.ndarray,
     samples: list[Sample],
     k: int,
-) -> tuple[float, list[bool]]:
-    """Fit fold k's model on the kept frames, register it under root and flag its samples."""
-    model_bytes, threshold = fit_model(frames, real, keep)
-    card = _card(threshold, model_bytes_note=f"fold {k}")
+) -> tuple[dict, list[bool]]:
+    """Fit fold k's model on the kept frames, register it under root and flag its samples.
+
+    Returns the fold's record (thresholds, flagged counts) and each sample's flag.
+    """
+    fitted = fit_model(frames, real, keep)
+    card = _card(fitted.threshold, model_bytes_note=f"fold {k}")
     card["version"] = f"0.0.{k}"
-    write_version(root / "models", card, model_bytes)
-    return threshold, serving_flags(root, card["version"], samples)
+    write_version(root / "models", card, fitted.model)
+    flags = serving_flags(root, card["version"], samples)
+    record = {
+        "fold": k,
+        "threshold": fitted.threshold,
+        "detector_thresholds": fitted.detector_thresholds,
+        **flag_counts(samples, flags),
+    }
+    return record, flags
 
 
 def _base_card() -> dict:
@@ -456,15 +528,18 @@ def adapt(
     out: Path,
     folds: int = 10,
     seeds_per_fault: int = 4,
+    extra_clean: Path = hc18.DEFAULT_ROOT,
 ) -> dict:
     """Cross-validate, fit on every frame, write the version's card and model; return the card."""
     t0 = time.time()
     frames = read_frames(frames_dir)
-    real = SampleFeatures.of(frames, seeds_per_fault)
+    extra = read_extra_frames(extra_clean, frames)
+    real = SampleFeatures.of(frames, seeds_per_fault, extra_frames=extra)
     samples, flags, fold_records = cross_validate(frames, real, folds)
     everything = np.ones(len(frames), dtype=bool)
-    model_bytes, threshold = fit_model(frames, real, everything)
-    card = _card(threshold)
+    fitted = fit_model(frames, real, everything)
+    card = _card(fitted.threshold)
+    card["detectors"] = detectors_card(fitted)
     sources = sorted({f.frame.file.split("/")[1] for f in samples if "/" in f.frame.file})
     card["training_data"] = {
         "description": "Clean labelled real frames of the folder plus each injected fault "
@@ -480,6 +555,12 @@ def adapt(
             "2020, CC0), common carotid (Momot, Mendeley Data, CC BY 4.0), HC18 (van den Heuvel "
             "et al. 2018, CC BY 4.0), ITKPOCUS (Apache-2.0), pydicom examples (MIT); "
             "licences per frame in its manifest",
+        },
+        "extra_clean_frames": {
+            "folder": extra_clean.name,
+            "use": "training only (every fold's head and detectors), never a threshold or a "
+            "figure; one image per subject, subjects realus-dev lacks, spread evenly",
+            "files": [f.file for f in extra],
         },
         "counts": {"real": len(real.samples), "clean_weight": CLEAN_WEIGHT},
     }
@@ -511,11 +592,36 @@ def adapt(
         f"{FEATURES.size}x{FEATURES.size} (intensity grid, texture, gradients, oriented "
         "dark-line filters, gain-invariant physics, sector-relative gain, directional blur, "
         f"deep-band contact and sector-depth features) + MLP {HEAD['hidden']} ReLU over "
-        f"{len(HEAD_CLASSES)} classes (each injected fault its own), summed into the served labels"
+        f"{len(HEAD_CLASSES)} classes (each injected fault its own), summed into the served "
+        "labels; logistic detectors of motion blur and partial lost contact on declared feature "
+        "blocks are OR-ed in where the inner folds switched them on (see detectors)"
     )
     card["training_seconds"] = round(time.time() - t0, 1)
-    write_version(out, card, model_bytes)
+    write_version(out, card, fitted.model)
     return card
+
+
+def detectors_card(fitted: FittedModel) -> dict:
+    """The card's account of the detectors OR-ed with the head and how each part was chosen."""
+    return {
+        "rule": "rescan when the head's acceptable probability is below its threshold OR a "
+        "detector's probability of clean is below its own; the graph lowers the served "
+        "'acceptable' to min(p_ok, q_k * threshold / tau_k), so serving's one threshold applies, "
+        "and moves the lowered share to the detector's fault class",
+        "detectors": {
+            fault.value: {
+                "feature_blocks": list(blocks),
+                "model": f"logistic, one fault against clean, classes weighted equal, L2 {L2}",
+                "threshold_on_clean_probability": fitted.detector_thresholds[fault.value],
+            }
+            for fault, blocks in BLOCKS.items()
+        },
+        "chosen_how": "feature blocks, L2, threshold grids, inner folds "
+        f"({INNER_FOLDS}) and the extra clean frames were fixed before any cross-validated "
+        "figure of this version was seen; the head's and detectors' thresholds are chosen "
+        "jointly on inner group-wise folds of the training frames only (a detector's threshold "
+        "may be 0, i.e. off)",
+    }
 
 
 def frames_parser(description: str | None, folds: int) -> argparse.ArgumentParser:
@@ -531,8 +637,11 @@ def main(argv: list[str] | None = None) -> None:
     """Run adapt and print the cross-validated figures."""
     parser = frames_parser(__doc__, folds=10)
     parser.add_argument("--seeds-per-fault", type=int, default=4)
+    parser.add_argument(
+        "--extra-clean", type=Path, default=hc18.DEFAULT_ROOT, help="HC18 folder, training only"
+    )
     args = parser.parse_args(argv)
-    card = adapt(args.frames, args.out, args.folds, args.seeds_per_fault)
+    card = adapt(args.frames, args.out, args.folds, args.seeds_per_fault, args.extra_clean)
     overall = card["cross_validation"]["figures"]["all"]
     print(
         f"{NAME} {VERSION} (shadow) in {card['training_seconds']}s, threshold "

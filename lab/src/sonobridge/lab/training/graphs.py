@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -336,6 +337,14 @@ class MlpHead:
         return h @ self.w2 + self.b2
 
 
+def standardise(g: _Graph, x: str, mean: np.ndarray, std: np.ndarray) -> str:
+    """Append (x - mean) / std in float32."""
+    return g.op(
+        "Div",
+        [g.op("Sub", [x, g.const(mean.astype(np.float32))]), g.const(std.astype(np.float32))],
+    )
+
+
 def classifier_model(
     cfg: FeatureConfig,
     head: MlpHead,
@@ -344,21 +353,17 @@ def classifier_model(
     input_name: str = "image",
     doc: str = "",
     merge: np.ndarray | None = None,
+    post: Callable[[_Graph, str, str], str] | None = None,
 ) -> onnx.ModelProto:
     """Build the full model: features, head, calibration and softmax or sigmoid output.
 
     merge (head outputs x classes, 0/1) sums the softmax of finer head classes into the
     served classes; the logits output is then the log of the merged probabilities.
+    post(graph, features, probabilities) returns probabilities moved by further layers.
     """
     g = _Graph()
     feats = _features(g, input_name, cfg)
-    z = g.op(
-        "Div",
-        [
-            g.op("Sub", [feats, g.const(head.mean.astype(np.float32))]),
-            g.const(head.std.astype(np.float32)),
-        ],
-    )
+    z = standardise(g, feats, head.mean, head.std)
     h = g.op(
         "Relu",
         [
@@ -388,8 +393,11 @@ def classifier_model(
     n_out = head.w2.shape[1]
     if merge is not None:
         probs = g.op("MatMul", [probs, g.const(merge.astype(np.float32))], prefix="merged")
-        logits = g.op("Log", [g.op("Add", [probs, g.const(np.float32(1e-12))])], prefix="logp")
         n_out = merge.shape[1]
+    if post is not None:
+        probs = post(g, feats, probs)
+    if merge is not None or post is not None:
+        logits = g.op("Log", [g.op("Add", [probs, g.const(np.float32(1e-12))])], prefix="logp")
     return _model(
         g,
         input_name,

@@ -195,3 +195,20 @@ def _scanlines(g: _Graph, x: str, sector: str, log_tissue: str, size: int) -> li
         parts.append(g.op("Gather", [ranked, _i64(g, *ranks)], axis=1))
         parts.append(g.reduce("ReduceMean", row, [1], keepdims=1))
     return parts
+
+
+def native_blocks() -> dict[str, slice]:
+    """Where each block of native_features sits, counted back from the end of the features."""
+    sizes = {
+        "differences": len(DISTANCES) * len(DIRECTIONS),
+        # Per short distance: each direction's saturation, its min, max, range and asymmetry.
+        "saturation": 2 * (len(DIRECTIONS) + 4),
+        "curvature": 3,
+        "sharpness": 3,
+        "scanlines": 3 * (len(RANK_QUANTILES) + 1),
+    }
+    blocks, end = {}, 0
+    for name, n in reversed(sizes.items()):
+        blocks[name] = slice(end - n, end or None)
+        end -= n
+    return dict(reversed(blocks.items()))
