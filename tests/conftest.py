@@ -6,7 +6,7 @@ import pytest
 
 from sonobridge.common.auth import LocalIssuer
 
-pytest_plugins = ["infra_fixtures"]
+pytest_plugins = ["infra_fixtures", "descriptor_watch"]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,15 +146,22 @@ def running_ingest(
         delivery={"relay_interval_seconds": 0.05},
         ingest={"dimse_port": 0, **ingest},
     )
-    bus = bus or EmbeddedEventBus(data_dir / "events.sqlite3")
-    store = store or LocalDirObjectStore(data_dir / "objects")
-    engine = engine or create_db_engine(f"sqlite:///{data_dir / 'ingest.sqlite3'}")
-    host = build(settings, bus=bus, store=store, engine=engine, verifier=issuer.verifier())
-    host.start()
-    try:
-        yield RunningIngest(host, settings, bus, store, engine, issuer)
-    finally:
-        host.stop()
+    with ExitStack() as made:
+        # What this builds it closes: the web framework keeps each app's endpoints, and what
+        # they reach, for the life of the test process.
+        if bus is None:
+            bus = EmbeddedEventBus(data_dir / "events.sqlite3")
+            made.callback(bus.close)
+        if engine is None:
+            engine = create_db_engine(f"sqlite:///{data_dir / 'ingest.sqlite3'}")
+            made.callback(engine.dispose)
+        store = store or LocalDirObjectStore(data_dir / "objects")
+        host = build(settings, bus=bus, store=store, engine=engine, verifier=issuer.verifier())
+        host.start()
+        try:
+            yield RunningIngest(host, settings, bus, store, engine, issuer)
+        finally:
+            host.stop()
 
 
 def synthetic_instance(

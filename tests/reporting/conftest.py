@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.events.v1.topics import EXAM_COMPLETED, INFERENCE_COMPLETED
@@ -185,6 +186,7 @@ class Node:
     clock: FakeClock
     issuer: LocalIssuer
     db_url: str
+    engine: Engine
     clients: dict[str, httpx.Client] = field(default_factory=dict)
 
     @property
@@ -214,10 +216,15 @@ class Node:
         return self.host.app.state.sessions
 
     def stop(self) -> None:
-        """Stop the service and close clients."""
+        """Stop the service, close clients, the log and the database pool."""
         for client in self.clients.values():
             client.close()
-        self.host.stop()
+        if not self.host.stop_event.is_set():
+            self.host.stop()
+        # Not left to the collector: the web framework keeps each app's endpoints, and what
+        # they reach, for the life of the test process.
+        self.bus.close()
+        self.engine.dispose()
 
 
 # The county hospital reads for townships a to c; township-z is in no one's care.
@@ -268,23 +275,18 @@ def start_node(tmp_path: Path, issuer: LocalIssuer) -> Iterator[Callable[..., No
         db_url = f"sqlite:///{tmp_path / 'reporting.sqlite3'}"
         bus = EmbeddedEventBus(tmp_path / "events.sqlite3")
         store = LocalDirObjectStore(tmp_path / "objects")
+        engine = create_db_engine(db_url)
         host = build(
-            settings,
-            bus=bus,
-            store=store,
-            engine=create_db_engine(db_url),
-            verifier=issuer.verifier(),
-            clock=clock,
+            settings, bus=bus, store=store, engine=engine, verifier=issuer.verifier(), clock=clock
         )
         host.start()
-        node = Node(host, bus, store, clock, issuer, db_url)
+        node = Node(host, bus, store, clock, issuer, db_url, engine)
         started.append(node)
         return node
 
     yield start
     for node in started:
-        if not node.host.stop_event.is_set():
-            node.stop()
+        node.stop()
 
 
 NODULE = "237495005"

@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,12 @@ from sonobridge.common.sqlite_writers import WalSync, gate_of
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
+def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = db.create_db_engine(f"sqlite:///{tmp_path / 'gate.sqlite3'}")
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def _gate(tmp_path: Path) -> threading.Lock:
@@ -69,6 +71,7 @@ def test_engines_on_one_file_share_a_gate_and_concurrent_writers_all_commit(
         thread.start()
     for thread in threads:
         thread.join()
+    other.dispose()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM t")).scalar_one() == 100
     assert not _gate(tmp_path).locked()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import MetaData
+from sqlalchemy import Engine, MetaData
 
 from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.delivery import Outbox, OutboxRelay, committed_signal, delivery_tables
@@ -26,12 +27,19 @@ def _event(n: int) -> CloudEvent:
     )
 
 
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A service's SQLite database, closed after the test."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'service.sqlite3'}")
+    yield engine
+    engine.dispose()
+
+
 def test_a_commit_that_staged_an_event_raises_the_flag_and_a_rollback_does_not(
-    tmp_path: Path,
+    engine: Engine,
 ) -> None:
     metadata = MetaData()
     outbox, _inbox = delivery_tables(metadata)
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'service.sqlite3'}")
     metadata.create_all(engine)
     sessions = session_factory(engine)
     flag = committed_signal(outbox)
@@ -83,11 +91,12 @@ class _GateWatchingBus:
         self.gate_held.append(self.gate.locked())
 
 
-def test_the_relay_sends_every_event_before_it_takes_the_write_gate(tmp_path: Path) -> None:
+def test_the_relay_sends_every_event_before_it_takes_the_write_gate(
+    engine: Engine, tmp_path: Path
+) -> None:
     metadata = MetaData()
     outbox, _inbox = delivery_tables(metadata)
     database = tmp_path / "service.sqlite3"
-    engine = create_db_engine(f"sqlite:///{database}")
     metadata.create_all(engine)
     with session_factory(engine).begin() as session:
         for n in range(3):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -20,11 +20,12 @@ from sonobridge.ingest.ports import Collision, Work
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
+def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = db.create_db_engine(f"sqlite:///{tmp_path / 'group.sqlite3'}")
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def _commits(engine: Engine) -> list[int]:

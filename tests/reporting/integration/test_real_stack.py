@@ -64,24 +64,18 @@ def start_cluster_node(
             unique_bucket,
         )
         store.ensure_bucket()
+        engine = create_db_engine(pg_database)
         host = build(
-            settings,
-            bus=bus,
-            store=store,
-            engine=create_db_engine(pg_database),
-            verifier=issuer.verifier(),
-            clock=clock,
+            settings, bus=bus, store=store, engine=engine, verifier=issuer.verifier(), clock=clock
         )
         host.start()
-        node = Node(host, bus, store, clock, issuer, pg_database)
+        node = Node(host, bus, store, clock, issuer, pg_database, engine)
         nodes.append(node)
         return node
 
     yield start
     for node in nodes:
-        if not node.host.stop_event.is_set():
-            node.stop()
-        node.bus.close()
+        node.stop()
 
 
 def _mine(bus: KafkaEventBus, topic: str, studies: set[str]) -> list[Any]:

@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 Worker = Callable[[threading.Event], None]
 """A background loop that runs until its stop event is set."""
 
+Release = Callable[[], None]
+"""Closes one resource the host owns (a pool, a client) once nothing runs on it."""
+
 
 class ServiceHost:
     """Owns a service's listeners and worker threads for the life of the process."""
@@ -31,6 +34,7 @@ class ServiceHost:
         grpc_server: grpc.Server | None = None,
         grpc_port: int | None = None,
         workers: dict[str, Worker] | None = None,
+        releases: list[Release] | None = None,
     ) -> None:
         self.name = name
         self.app = app
@@ -41,6 +45,7 @@ class ServiceHost:
         self.workers = dict(workers or {})
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._releases = list(releases or [])
         self._uvicorn = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -99,6 +104,18 @@ class ServiceHost:
             self.grpc_server.stop(grace).wait(grace)
         for thread in self._threads:
             thread.join(timeout=grace)
+        self._release()
+
+    def _release(self) -> None:
+        # The web framework caches endpoint callables for the life of the process, and with
+        # them what they close over: a stopped host's pools would never be collected. Close
+        # them here, once; a failing release must not keep the others open.
+        releases, self._releases = self._releases, []
+        for release in releases:
+            try:
+                release()
+            except Exception:
+                log.exception("%s: releasing a resource on stop failed", self.name)
 
     def serve_forever(self) -> None:
         """Start, then block until SIGTERM or SIGINT."""

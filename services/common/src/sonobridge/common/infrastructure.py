@@ -21,7 +21,7 @@ from sonobridge.common.bus.ports import EventBus
 from sonobridge.common.db import check_database, create_db_engine, migrate, session_factory
 from sonobridge.common.delivery import ConsumerWorker, EventHandler, EventStage, OutboxRelay
 from sonobridge.common.grpc import Registration, create_grpc_server
-from sonobridge.common.host import ServiceHost, Worker
+from sonobridge.common.host import Release, ServiceHost, Worker
 from sonobridge.common.http import ReadinessCheck, create_service_app
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
@@ -139,20 +139,32 @@ class Plumbing:
     engine: Engine
     verifier: TokenVerifier
     clock: Callable[[], datetime]
+    # Closes the bus and the engine built here, not the caller's: the node shares its bus.
+    releases: tuple[Release, ...] = ()
 
     @classmethod
     def build(
         cls, service: str, settings: ServiceSettings, **adapters: Unpack[Adapters]
     ) -> Plumbing:
         """Build whichever adapter the caller did not pass, as the settings' edition says."""
+        releases: list[Release] = []
+        bus = adapters.get("bus")
+        if bus is None:
+            bus = build_event_bus(settings)
+            releases.append(bus.close)
+        engine = adapters.get("engine")
+        if engine is None:
+            engine = build_engine(settings, service)
+            releases.append(engine.dispose)
         return cls(
             service=service,
             settings=settings,
-            bus=adapters.get("bus") or build_event_bus(settings),
+            bus=bus,
             store=adapters.get("store") or build_object_store(settings),
-            engine=adapters.get("engine") or build_engine(settings, service),
+            engine=engine,
             verifier=adapters.get("verifier") or build_verifier(settings),
             clock=adapters.get("clock") or utc_now,
+            releases=tuple(releases),
         )
 
     def sessions(self) -> sessionmaker[Session]:
@@ -250,6 +262,7 @@ class Plumbing:
             grpc_server=server,
             grpc_port=grpc_port,
             workers=workers,
+            releases=list(self.releases),
         )
 
 
