@@ -290,7 +290,14 @@ class StoreScp:
 
     def handle_accepted(self, event: Any) -> None:
         """Give an accepted association the network timeout for its reads."""
-        event.assoc.dul.socket.socket.settimeout(self._network_timeout)
+        connection = event.assoc.dul.socket.socket
+        if connection is None:
+            return
+        try:
+            connection.settimeout(self._network_timeout)
+        except OSError:
+            # The peer aborted as it was accepted and the socket is closed: nothing to bound.
+            log.info("association closed as it was accepted")
 
     def handle_requested(self, event: Any) -> None:
         """Reject an association whose calling AE title is not registered."""
