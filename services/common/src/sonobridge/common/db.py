@@ -6,7 +6,6 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from select import POLLERR, POLLHUP, POLLIN, poll
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql import column, select, table
 from sqlalchemy.types import TypeDecorator
 
+from sonobridge.common.sockets import readable
 from sonobridge.common.sqlite_writers import GatedConnection, gated_connection_class
 
 
@@ -88,12 +88,9 @@ def _drop_if_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     # socket, and an idle connection has nothing else to read: a zero-timeout poll sees it with
     # no round trip, where pre-ping's SELECT 1 cost one per unit of work. A connection that dies
     # mid-statement still invalidates the whole pool (SQLAlchemy's disconnect handling).
-    # poll, not select: a busy server's descriptors pass 1024, which select() cannot watch.
     if dbapi_conn.closed:
         raise DisconnectionError("this pooled connection is closed")
-    watch = poll()
-    watch.register(dbapi_conn.fileno(), POLLIN | POLLERR | POLLHUP)
-    if watch.poll(0):
+    if readable(dbapi_conn.fileno()):
         raise DisconnectionError("the server closed this pooled connection")
 
 

@@ -8,7 +8,6 @@ import socket
 import threading
 from io import BytesIO
 from pathlib import Path
-from select import POLLERR, POLLHUP, POLLIN, poll
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -23,6 +22,7 @@ from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, Problem
+from sonobridge.common.sockets import readable
 from sonobridge.ingest.domain.callers import DimseCaller
 from sonobridge.ingest.domain.model import Channel, Scope, is_valid_uid
 from sonobridge.ingest.domain.validation import (
@@ -115,10 +115,8 @@ class PolledSocket(AssociationSocket):
         """Return True if the peer has sent data (or closed) and a read will not block."""
         if self.socket is None or self._is_connected is False:
             return False
-        watch = poll()
-        watch.register(self.socket.fileno(), POLLIN | POLLERR | POLLHUP)
         try:
-            return bool(watch.poll(0))
+            return readable(self.socket.fileno())
         except OSError:
             # Evt17: transport connection closed, as pynetdicom's own ready() reports it.
             self.event_queue.put("Evt17")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from select import POLLIN, poll
 from typing import TYPE_CHECKING
 
+from sonobridge.common.sockets import readable
 from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.settings import IngestSettings
 
@@ -44,12 +44,9 @@ class DimseListener:
         self.ready.set()
         log.info("DICOM port %d open; the SCP starts on the first connection", self.port)
         handed = False
-        # poll, not select: select() refuses a descriptor numbered 1024 or more.
-        watch = poll()
-        watch.register(listening.fileno(), POLLIN)
         try:
             while not stop.is_set():
-                if watch.poll(_STOP_POLL_S * 1000):
+                if readable(listening.fileno(), _STOP_POLL_S):
                     break
             else:
                 return
