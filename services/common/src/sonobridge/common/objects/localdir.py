@@ -120,9 +120,13 @@ class LocalDirObjectStore:
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        """Copy the stream to a temp file in chunks, fsync, then rename into place."""
+        """Copy the stream to a temp file in chunks, fsync, rename into place, fsync the folder.
+
+        Callers acknowledge what put() returned (a tus offset, a large instance): the folder's
+        fsync makes the new name survive a power loss, not only the bytes behind it.
+        """
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parents(path.parent)
         size = 0
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
         try:
@@ -139,6 +143,7 @@ class LocalDirObjectStore:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+        _fsync(path.parent)
         return ObjectInfo(key, size, content_type, dict(metadata or {}))
 
     def stage(
@@ -184,7 +189,11 @@ class LocalDirObjectStore:
             return
         meta = {"content_type": content_type, "metadata": metadata or {}}
         meta_tmp = Path(str(data) + _META_SUFFIX)
-        meta_tmp.write_text(json.dumps(meta))
+        with meta_tmp.open("w") as out:
+            out.write(json.dumps(meta))
+            out.flush()
+            # Renamed over an older file unsynced, it could read back empty after a power loss.
+            os.fsync(out.fileno())
         os.replace(meta_tmp, meta_path)
 
     @contextmanager
