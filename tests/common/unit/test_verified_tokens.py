@@ -1,4 +1,4 @@
-"""The verifier remembers tokens it verified until they expire, and never a refused one."""
+"""The verifier remembers a verified token until it expires or the keys are due; never a refusal."""
 
 from __future__ import annotations
 
@@ -46,3 +46,19 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     principals = [verifier.verify(t) for t in tokens]
     assert verifier.verify(tokens[-1]) is principals[-1]
     assert verifier.verify(tokens[0]) is not principals[0]
+
+
+def test_a_long_lived_token_is_checked_again_when_the_signing_keys_are_due_a_refetch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issuer = LocalIssuer("test")
+    verifier = issuer.verifier()
+    token = issuer.issue("nurse-1", ["operator"], "east", ttl_seconds=3600)
+    now = time.time()
+    monkeypatch.setattr(auth.time, "time", lambda: now)
+    first = verifier.verify(token)
+    monkeypatch.setattr(auth.time, "time", lambda: now + auth.SIGNING_KEYS_LIFESPAN_S - 1)
+    assert verifier.verify(token) is first
+    # Past the keys' lifespan a withdrawn key must be able to stop it: checked from scratch.
+    monkeypatch.setattr(auth.time, "time", lambda: now + auth.SIGNING_KEYS_LIFESPAN_S + 1)
+    assert verifier.verify(token) is not first

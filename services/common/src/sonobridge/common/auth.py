@@ -22,6 +22,9 @@ ROLES = frozenset(
 )
 # How many distinct verified tokens a verifier remembers (least recently used go first).
 VERIFIED_TOKENS_KEPT = 4096
+# How long fetched signing keys are trusted; a remembered token is re-checked as often, so a key
+# the provider withdraws stops a long-lived token as soon as it stops a new one.
+SIGNING_KEYS_LIFESPAN_S = 300
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,9 @@ class TokenVerifier:
         self.issuer = (issuer if isinstance(issuer, str) else list(issuer)) if issuer else None
         self.leeway = leeway_seconds
         self._client = (
-            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
+            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=SIGNING_KEYS_LIFESPAN_S)
+            if jwks_url
+            else None
         )
         self._keys = jwt.PyJWKSet.from_dict(jwks) if jwks else None
         # Tokens already verified, by their exact text, until they expire: a client sends the
@@ -120,7 +125,8 @@ class TokenVerifier:
                 return hit[0]
         principal = self._decode(token)
         with self._verified_lock:
-            self._verified[token] = (principal, float(principal.claims["exp"]))
+            until = min(float(principal.claims["exp"]), now + SIGNING_KEYS_LIFESPAN_S)
+            self._verified[token] = (principal, until)
             while len(self._verified) > VERIFIED_TOKENS_KEPT:
                 self._verified.popitem(last=False)
         return principal
