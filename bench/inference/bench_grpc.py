@@ -8,7 +8,9 @@ the p50 the service adds and CPU per frame of raw, of the service process and of
 own gRPC clients, apart; all measured in this one run, pairs interleaved. `--profile DIR`
 records py-spy stacks of the service during the first pair's rows. `--base DIR` (a checkout
 of another commit, e.g. `git archive main | tar -x -C DIR`) runs that tree's service too, in
-turns with this one, so before and after share one run and one load.
+turns with this one, so before and after share one run and one load. `--floor` adds a bare
+grpcio sync server running the same session (no auth, metrics or checks; the service's worker
+count) in the same turns: what grpcio's own per-call cost leaves of raw on this machine.
 
     uv run python bench/inference/bench_grpc.py [--model image-quality] [--seconds 5] [--pairs 1]
 """
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -51,18 +54,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_idle import code_env
 
 
-def raw_batched(model: bytes, x: np.ndarray, seconds: float, threads: int, batch: int) -> float:
-    """Frames/s of a plain session fed whole batches (the ceiling micro-batching aims at)."""
+def raw_batched(
+    model: bytes, x: np.ndarray, seconds: float, threads: int, batch: int
+) -> tuple[float, float]:
+    """(frames/s, CPU ms per frame) of a plain session fed whole batches by one caller.
+
+    What micro-batching could reach: when batch N costs each frame less CPU than batch 1,
+    frames waiting together are cheaper run as one.
+    """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     xb = np.resize(x, (batch, *x.shape[1:]))
     sess.run(None, {"image": xb})
-    n, t0 = 0, time.perf_counter()
+    n, t0, cpu0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         sess.run(None, {"image": xb})
         n += batch
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (time.process_time() - cpu0) / n * 1000
 
 
 def process_cpu(pid: int) -> float:
@@ -185,15 +194,56 @@ def serve(args: argparse.Namespace) -> None:
         host.stop()
 
 
+def serve_floor(args: argparse.Namespace) -> None:
+    """Run a bare grpcio sync server on the model's session until stdin closes.
+
+    No auth, metrics, admission or input checks, one frame per call as the service gets it:
+    the least a unary gRPC call can cost here, so the service's rows read against it.
+    """
+    source, version = packaged_models(), args.version
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    sess = ort.InferenceSession(
+        source.get_bytes(f"models/{args.model}/{version}/model.onnx"),
+        opts,
+        providers=["CPUExecutionProvider"],
+    )
+    names = [o.name for o in sess.get_outputs()]
+
+    class Bare(inference_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
+        def Infer(  # noqa: N802
+            self, request: inference_pb2.InferRequest, context: grpc.ServicerContext
+        ) -> inference_pb2.InferResponse:
+            t = request.tensors.tensors[0]
+            x = np.frombuffer(t.data, dtype=np.float32).reshape(tuple(t.shape))
+            outs = sess.run(names, {t.name: x})
+            return inference_pb2.InferResponse(
+                model_name=request.model_name,
+                outputs=[array_to_tensor(n, o) for n, o in zip(names, outs, strict=True)],
+            )
+
+    workers = args.grpc_workers or 2 * len(os.sched_getaffinity(0)) + 2
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(Bare(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        ready = {"port": port, "token": "", "version": version, "provider": "CPUExecutionProvider"}
+        print(json.dumps(ready), flush=True)
+        sys.stdin.read()
+    finally:
+        server.stop(None)
+
+
 @contextlib.contextmanager
 def service_process(
-    args: argparse.Namespace, tree: Path | None = None
+    args: argparse.Namespace, tree: Path | None = None, mode: str = "--serve"
 ) -> Iterator[tuple[subprocess.Popen[str], dict]]:
-    """Start `--serve` in a child process (its CPU is its own), from `tree`'s code if given."""
-    command = [sys.executable, __file__, "--serve", "--model", args.model]
+    """Start `mode` in a child process (its CPU is its own), from `tree`'s code if given."""
+    command = [sys.executable, __file__, mode, "--model", args.model]
     command += ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
     command += ["--max-wait-ms", str(args.max_wait_ms), "--providers", args.providers]
-    command += ["--grpc-workers", str(args.grpc_workers)]
+    command += ["--grpc-workers", str(args.grpc_workers), "--version", args.version or ""]
     child = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=code_env(tree)
     )
@@ -235,10 +285,21 @@ def main() -> None:
     parser.add_argument(
         "--base", type=Path, help="another checkout whose service runs in interleaved turns"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="also a bare grpcio server on the same session"
+    )
+    parser.add_argument(
+        "--batches", default="1,2,4,8,32", help="batch sizes of the one-caller raw curve"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--version", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args)
+        return
+    if args.serve_floor:
+        serve_floor(args)
         return
 
     trees: dict[str, Path | None] = {"this": None}
@@ -246,6 +307,10 @@ def main() -> None:
         trees = {"base": args.base.resolve(), "this": None}
     with contextlib.ExitStack() as stack:
         services = {k: stack.enter_context(service_process(args, t)) for k, t in trees.items()}
+        if args.floor:
+            # The same model version the service serves, whatever the newest stored one is.
+            args.version = next(iter(services.values()))[1]["version"]
+            services["floor"] = stack.enter_context(service_process(args, None, "--serve-floor"))
         compare(args, services)
 
 
@@ -267,14 +332,18 @@ def compare(
         for i in range(len(x))
     ]
     onnx = source.get_bytes(f"models/{args.model}/{version}/model.onnx")
-    rawb = raw_batched(onnx, x, args.seconds, args.threads, args.max_batch)
     provider = next(iter(services.values()))[1]["provider"]
     print(
         f"model {args.model} {version} on {provider}, intra-op threads {args.threads}, "
         f"max batch {args.max_batch}, max wait {args.max_wait_ms} ms, {args.seconds:g} s per row; "
         f"each service in its own process: {', '.join(services)}"
     )
-    print(f"raw onnxruntime, one caller, batch {args.max_batch} (the ceiling): {rawb:.1f} f/s")
+    for batch in (int(b) for b in args.batches.split(",")):
+        rate, cpu = raw_batched(onnx, x, min(args.seconds, 2.0), args.threads, batch)
+        print(
+            f"raw onnxruntime, one caller, batch {batch:2d}: {rate:7.1f} f/s, "
+            f"{cpu:.3f} CPU ms/f, load {os.getloadavg()[0]:.1f}"
+        )
     for label, (child, _) in services.items():
         # Relays and consumers poll while idle: CPU a service spends whether frames come or not.
         before, t0 = process_cpu(child.pid), time.perf_counter()

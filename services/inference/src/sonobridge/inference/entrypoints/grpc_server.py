@@ -45,12 +45,13 @@ def tensor_to_array(tensor: inference_pb2.Tensor) -> np.ndarray:
         raise InvalidInput(f"tensor {tensor.name!r}: negative dimension in {shape}")
     # math.prod on ints: numpy's prod costs more than the rest of the decode on a 64 KB frame.
     expected = math.prod(shape) * dtype.itemsize
-    if len(tensor.data) != expected:
+    # Each read of a bytes field copies it out of the message (upb): read it once.
+    data = tensor.data
+    if len(data) != expected:
         raise InvalidInput(
-            f"tensor {tensor.name!r}: shape {shape} {dtype} needs {expected} bytes, "
-            f"got {len(tensor.data)}"
+            f"tensor {tensor.name!r}: shape {shape} {dtype} needs {expected} bytes, got {len(data)}"
         )
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def array_to_tensor(name: str, array: np.ndarray) -> inference_pb2.Tensor:
@@ -108,13 +109,15 @@ class InferenceServicer(
         self, request: inference_pb2.CheckQualityRequest, context: grpc.ServicerContext
     ) -> inference_pb2.CheckQualityResponse:
         principal = self.principal(context)
-        if not request.image.data:
+        image = request.image
+        data = image.data  # one copy out of the message: each read of the field makes another
+        if not data:
             raise InvalidInput("image.data is required")
         check, latency_ms = quality.check_image_quality(
             self.deps,
-            request.image.data,
-            request.image.media_type,
-            request.frame_index or request.image.frame_index,
+            data,
+            image.media_type,
+            request.frame_index or image.frame_index,
             institution=principal.institution,
             operator=principal.user,
         )
