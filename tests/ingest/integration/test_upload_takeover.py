@@ -43,6 +43,8 @@ from sonobridge.common.objects.ports import ObjectInfo
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
 LEASE_S = 3.0
+# Replica A's part writes stall this long (wall clock, so a SIGSTOP spends it).
+PART_STALL_S = 5.0
 TUS = {"Tus-Resumable": "1.0.0"}
 # How long the resuming client may take; the lock of a dead request used to block 15 minutes.
 RESUME_BOUND_S = 60.0
@@ -64,12 +66,11 @@ class Shared:
 
 
 class StuckStore(MinioObjectStore):
-    """MinIO whose instance writes hang (a stalled disk): the writer holds the lock meanwhile."""
+    """MinIO on a stalling disk: the writer holds the upload's lock while a write hangs."""
 
     def put(self, key: str, stream: BinaryIO, **options: Any) -> ObjectInfo:
-        """Write an object; an instance's write first stalls until the process is killed."""
-        if key.startswith("dicom/"):
-            time.sleep(600)
+        """Write an object after a stall: an instance's until killed, an upload part's a while."""
+        time.sleep(600 if key.startswith("dicom/") else PART_STALL_S)
         return super().put(key, stream, **options)
 
 
@@ -174,6 +175,14 @@ def _status(b: RunningIngest, path: str) -> str:
         return str(conn.execute(query, {"s": path.rsplit("/", 1)[1]}).scalar_one())
 
 
+def _locked(b: RunningIngest, path: str) -> bool:
+    """Wait (a little) for replica A to take the upload's append lock."""
+    until = time.monotonic() + 4
+    while _status(b, path) != "appending" and time.monotonic() < until:
+        time.sleep(0.05)
+    return _status(b, path) == "appending"
+
+
 def test_a_killed_lock_holder_lets_the_client_resume_on_another_replica(
     replica_a: Child, replica_b: RunningIngest
 ) -> None:
@@ -185,10 +194,10 @@ def test_a_killed_lock_holder_lets_the_client_resume_on_another_replica(
         httpx.Client(base_url=replica_a.url, headers=auth, timeout=5) as a,
     ):
         path = tus_create(b, new_exam(b), len(data))
-        assert tus_patch(a, path, 0, data[:cut]).status_code == 204  # acknowledged by A
+        assert tus_patch(b, path, 0, data[:cut]).status_code == 204  # acknowledged bytes
         with pytest.raises(httpx.ReadTimeout):
             tus_patch(a, path, cut, data[cut:])  # A stalls storing it; the client gives up
-        assert _status(replica_b, path) == "appending"
+        assert _locked(replica_b, path)
         # A lives and renews its lease: B refuses the chunk, saying when to ask again.
         refused_until = time.monotonic() + 2 * LEASE_S
         while time.monotonic() < refused_until:
@@ -199,21 +208,61 @@ def test_a_killed_lock_holder_lets_the_client_resume_on_another_replica(
         os.kill(replica_a.proc.pid, signal.SIGKILL)
         replica_a.proc.wait(30)
         killed = time.monotonic()
-        answers: list[int] = []
-        while time.monotonic() - killed < RESUME_BOUND_S:
-            head = b.head(path, headers=TUS)
-            assert int(head.headers["Upload-Offset"]) == cut  # nothing acknowledged is lost
-            answer = tus_patch(b, path, cut, data[cut:])
-            answers.append(answer.status_code)
-            if answer.status_code != 409:
-                break
-            time.sleep(int(answer.headers["Retry-After"]))
+        head = b.head(path, headers=TUS)
+        assert int(head.headers["Upload-Offset"]) == cut  # nothing acknowledged is lost
+        answers = _resume(b, path, cut, data[cut:])
         resumed = time.monotonic() - killed
     print(f"\nresumed {resumed:.1f}s after the kill (lease {LEASE_S}s), answers {answers}")
     assert answers[-1] == 204, answers
     study, series, sop = uids(data)
     assert replica_b.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data
     assert _status(replica_b, path) == "stored"
+
+
+def _resume(b: httpx.Client, path: str, offset: int, chunk: bytes) -> list[int]:
+    """PATCH at `offset` until it is not 409, waiting each Retry-After; return the statuses."""
+    answers: list[int] = []
+    began = time.monotonic()
+    while time.monotonic() - began < RESUME_BOUND_S:
+        answer = tus_patch(b, path, offset, chunk)
+        answers.append(answer.status_code)
+        if answer.status_code != 409:
+            break
+        time.sleep(int(answer.headers["Retry-After"]))
+    return answers
+
+
+def test_a_frozen_lock_holder_is_taken_over_and_its_late_commit_changes_nothing(
+    replica_a: Child, replica_b: RunningIngest
+) -> None:
+    data = synthetic_instance(seed=78, frames=4, rows=120, columns=160)
+    cut = len(data) // 2
+    auth = {"Authorization": f"Bearer {replica_b.token()}"}
+    with (
+        replica_b.client() as b,
+        httpx.Client(base_url=replica_a.url, headers=auth, timeout=1) as a,
+    ):
+        path = tus_create(b, new_exam(b), len(data))
+        with pytest.raises(httpx.ReadTimeout):
+            tus_patch(a, path, 0, data[:cut])  # A locks and stalls writing the part
+        assert _locked(replica_b, path)
+        os.kill(replica_a.proc.pid, signal.SIGSTOP)  # frozen holding the lock (a paused pod)
+        try:
+            frozen = time.monotonic()
+            answers = _resume(b, path, 0, data[:cut])
+            took_over = time.monotonic() - frozen
+            assert answers[-1] == 204, answers
+            assert tus_patch(b, path, cut, data[cut:]).status_code == 204
+        finally:
+            os.kill(replica_a.proc.pid, signal.SIGCONT)
+        # A wakes, writes its part, finds its lock taken over: it commits nothing, deletes it.
+        # A HEAD on A waits for A's own PATCH of the upload to have answered (at most 10 s).
+        head = a.head(path, headers=TUS, timeout=30)
+    print(f"\ntaken over {took_over:.1f}s after the freeze (lease {LEASE_S}s), answers {answers}")
+    assert replica_b.stored_keys("uploads/") == []
+    assert (int(head.headers["Upload-Offset"]), _status(replica_b, path)) == (len(data), "stored")
+    study, series, sop = uids(data)
+    assert replica_b.object_bytes(f"dicom/{study}/{series}/{sop}.dcm") == data
 
 
 if __name__ == "__main__":
