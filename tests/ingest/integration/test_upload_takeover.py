@@ -108,6 +108,11 @@ class Child:
     proc: subprocess.Popen[str]
     url: str
 
+    def client(self, peer: RunningIngest, timeout: float) -> httpx.Client:
+        """A client of A with a token from the issuer both replicas trust."""
+        auth = {"Authorization": f"Bearer {peer.token()}"}
+        return httpx.Client(base_url=self.url, headers=auth, timeout=timeout)
+
 
 @pytest.fixture
 def replica_a(tmp_path: Path, issuer: LocalIssuer, shared: Shared) -> Iterator[Child]:
@@ -188,11 +193,7 @@ def test_a_killed_lock_holder_lets_the_client_resume_on_another_replica(
 ) -> None:
     data = synthetic_instance(seed=77, frames=4, rows=120, columns=160)
     cut = len(data) // 2
-    auth = {"Authorization": f"Bearer {replica_b.token()}"}
-    with (
-        replica_b.client() as b,
-        httpx.Client(base_url=replica_a.url, headers=auth, timeout=5) as a,
-    ):
+    with replica_b.client() as b, replica_a.client(replica_b, timeout=5) as a:
         path = tus_create(b, new_exam(b), len(data))
         assert tus_patch(b, path, 0, data[:cut]).status_code == 204  # acknowledged bytes
         with pytest.raises(httpx.ReadTimeout):
@@ -237,11 +238,7 @@ def test_a_frozen_lock_holder_is_taken_over_and_its_late_commit_changes_nothing(
 ) -> None:
     data = synthetic_instance(seed=78, frames=4, rows=120, columns=160)
     cut = len(data) // 2
-    auth = {"Authorization": f"Bearer {replica_b.token()}"}
-    with (
-        replica_b.client() as b,
-        httpx.Client(base_url=replica_a.url, headers=auth, timeout=1) as a,
-    ):
+    with replica_b.client() as b, replica_a.client(replica_b, timeout=1) as a:
         path = tus_create(b, new_exam(b), len(data))
         with pytest.raises(httpx.ReadTimeout):
             tus_patch(a, path, 0, data[:cut])  # A locks and stalls writing the part
