@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +13,8 @@ import httpx
 from chaos.chaos_oracle import CalmRead
 
 from sonobridge.api.events.v1 import events_pb2, topics
+from sonobridge.common.bus.kafka import KafkaEventBus
+from sonobridge.common.bus.ports import ReceivedEvent
 from sonobridge.node.flow import EventWatch, SeenEvent, Trail
 from sonobridge.node.scenario import PlannedExam
 
@@ -85,8 +89,83 @@ class Watch(Protocol):
     def keys(self) -> set[str]: ...
 
 
+class LogReader:
+    """Every partition of the audited topics, read from its start with no consumer group.
+
+    A group member can sit without partitions (it joined before the broker listed the topics)
+    or be fenced when a loaded host misses heartbeats; a chaos run once audited 0 events so
+    while every exam was delivered. An auditor needs neither a group nor committed offsets.
+    """
+
+    def __init__(self, bootstrap: str, names: tuple[str, ...]) -> None:
+        from kafka import KafkaConsumer
+
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            metadata_max_age_ms=5000,
+        )
+        self._names = names
+        self._assigned: set[Any] = set()
+        self._next_check = 0.0
+
+    def _assign(self) -> None:
+        from kafka import TopicPartition
+
+        self._consumer.topics()  # a metadata fetch, so that new topics' partitions are known
+        wanted = {
+            TopicPartition(t, p)
+            for t in self._names
+            for p in self._consumer.partitions_for_topic(t) or ()
+        }
+        if new := wanted - self._assigned:
+            # A partition read again from its start only repeats events, counted by distinct id.
+            self._consumer.assign(sorted(wanted))
+            self._consumer.seek_to_beginning(*new)
+            self._assigned = wanted
+
+    def poll(self, timeout: float) -> list[ReceivedEvent]:
+        """Return the next records of any audited partition."""
+        if {tp.topic for tp in self._assigned} != set(self._names):
+            if time.monotonic() >= self._next_check:
+                self._next_check = time.monotonic() + 1.0
+                self._assign()
+            if not self._assigned:
+                time.sleep(timeout)
+                return []
+        batches = self._consumer.poll(timeout_ms=int(timeout * 1000))
+        return [
+            ReceivedEvent(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=m.offset,
+                key=m.key,
+                value=m.value or b"",
+                headers=[(n, v or b"") for n, v in (m.headers or [])],
+            )
+            for tp, messages in batches.items()
+            for m in messages
+        ]
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._consumer.close()
+
+
 class AuditWatch(EventWatch):
-    """EventWatch that can also say which keys (studies, probe serials) it saw events for."""
+    """EventWatch on a group-less LogReader, that can also say which keys it saw events for."""
+
+    def __init__(self, bus: KafkaEventBus, names: tuple[str, ...] = AUDITED_TOPICS) -> None:
+        # EventWatch's loop and index, reading through LogReader instead of a group member.
+        bus.ensure_topics(list(names))
+        self._subscription = LogReader(bus.bootstrap_servers, names)  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        self._events: dict[str, list[SeenEvent]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-watch", daemon=True)
+        self._thread.start()
 
     def keys(self) -> set[str]:
         """Every record key seen so far."""

@@ -315,7 +315,8 @@ class FieldApp:
                 self.tally.note("tus 409 " + str(answer.json().get("reason", "")))
                 if time.monotonic() > deadline:
                     raise Undelivered(f"upload {location}: 409 until patience ran out")
-                time.sleep(1.0)
+                # As tuspy, wait and ask HEAD; the server's Retry-After says how long is worth it.
+                time.sleep(min(5.0, float(answer.headers.get("Retry-After", 1.0))))
                 head = self.http.request(
                     "HEAD", location, deadline=deadline, headers={"Tus-Resumable": TUS}
                 )

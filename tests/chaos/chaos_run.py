@@ -222,7 +222,7 @@ class ChaosRun:
         cluster = self.cluster
         infra = self.servers.infra()
         bus = KafkaEventBus(infra.kafka)
-        watch = AuditWatch(bus, f"chaos-audit-{os.getpid()}", AUDITED_TOPICS)
+        watch = AuditWatch(bus, AUDITED_TOPICS)
         tracker = FlowTracker(self.consortium, self.issuer, cluster.urls(), watch=watch)
         lag = LagProbe(infra.kafka, cluster.groups())
         dimse = [

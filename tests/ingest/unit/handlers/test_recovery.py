@@ -38,7 +38,9 @@ def test_a_dead_append_lock_is_released_at_the_offset_it_held(f: Fakes) -> None:
     with f.db.unit() as work:
         work.uploads.lock(upload.session_id, 0, 0, "open", f.clock() + f.deps.upload_expiry)
     assert recovery.recover_uploads(f.deps, sole_owner=False).reopened == 0
-    f.clock.advance(minutes=16)
+    f.clock.advance(seconds=29)  # still inside the lease its holder would have renewed
+    assert recovery.recover_uploads(f.deps, sole_owner=False).reopened == 0
+    f.clock.advance(seconds=2)
     assert recovery.recover_uploads(f.deps, sole_owner=False).reopened == 1
     assert f.tables.uploads[upload.session_id].status == "open"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from sonobridge.ingest.domain.events import InstanceStored
 from sonobridge.ingest.domain.model import ExamType
 from sonobridge.ingest.domain.uploads import Gone, UploadRejected
 from sonobridge.ingest.handlers import exams, uploads
+from sonobridge.ingest.handlers.upload_lease import leased
 
 EXAM = str(uuid.UUID(int=7))
 DATA = dicom_file()
@@ -103,6 +106,37 @@ def test_a_live_append_lock_makes_a_second_request_wait(f: Fakes) -> None:
     with pytest.raises(Conflict) as caught:
         _append(f, upload.session_id, 0, DATA[:10])
     assert caught.value.extensions["reason"] == "upload_busy"
+    assert caught.value.headers == {"Retry-After": "5"}  # type: ignore[attr-defined]
+
+
+def test_a_lock_whose_lease_ran_out_is_taken_over_at_the_durable_offset(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    _append(f, upload.session_id, 0, DATA[:10])
+    with f.db.unit() as work:  # a holder that took the lock at 10, then was killed
+        work.uploads.lock(upload.session_id, 10, 1, "open", f.clock() + f.deps.upload_expiry)
+    f.clock.advance(seconds=28)
+    with pytest.raises(Conflict) as caught:
+        _append(f, upload.session_id, 10, DATA[10:])
+    assert caught.value.headers == {"Retry-After": "2"}  # type: ignore[attr-defined]
+    f.clock.advance(seconds=2)
+    done = _append(f, upload.session_id, 10, DATA[10:])
+    assert done.stored is not None and f.store.objects[done.stored.instance.object_key] == DATA
+
+
+def test_a_holder_renews_its_lease_while_it_writes_and_keeps_the_lock(f: Fakes) -> None:
+    upload = uploads.create_upload(f.deps, operator(), EXAM, len(DATA), {})
+    f.deps.upload_lock_lease = timedelta(seconds=0.3)
+    with f.db.unit() as work:
+        work.uploads.lock(upload.session_id, 0, 0, "open", f.clock() + f.deps.upload_expiry)
+    with leased(f.deps, upload.session_id, 1):
+        f.clock.advance(seconds=1)
+        time.sleep(0.3)  # several renewals at 0.05 s each; the last one after the clock moved
+        with pytest.raises(Conflict):
+            _append(f, upload.session_id, 0, DATA[:10])
+    renewed = f.tables.uploads[upload.session_id]
+    assert renewed.expires_at == f.clock() + f.deps.upload_expiry
+    f.clock.advance(seconds=1)  # no renewal once the holder let go: the lease runs out
+    assert _append(f, upload.session_id, 0, DATA[:10]).upload.upload_offset == 10
 
 
 def test_a_streaming_body_commits_only_middle_pieces_that_are_due(f: Fakes) -> None:

@@ -67,6 +67,7 @@ def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
         access=AccessPolicy.from_settings(settings.access),
         upload_commit_bytes=settings.ingest.upload_commit_bytes,
         upload_commit_seconds=settings.ingest.upload_commit_seconds,
+        upload_lock_lease=timedelta(seconds=settings.ingest.upload_lock_lease_seconds),
         grouped=grouped,
     )
 

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta
 
-from sonobridge.common.problems import NotFound
+from sonobridge.common.problems import Conflict, NotFound
 from sonobridge.ingest.domain.records import UploadSession
 
 OPEN, APPENDING, STORED, REJECTED = "open", "appending", "stored", "rejected"
-# An append lock older than this belongs to a request that died; another may take it over.
-STALE_LOCK = timedelta(minutes=15)
+# An append lock is a lease its holder renews while it writes; one not renewed for this long
+# belongs to a request that died or froze, and another may take it over. Kept well inside an
+# app's patience, so a client resuming after a kill or a pause is never locked out for long.
+LOCK_LEASE = timedelta(seconds=30)
+# A holder renews its lease this many times per lease, so a few missed renewals (a loaded
+# host, a database restarting) never hand a live holder's upload to another request.
+LEASE_RENEWALS = 6
 PART = re.compile(r"^uploads/[^/]+/(?P<start>\d{20})-(?P<end>\d{20})\.g(?P<gen>\d+)\.part$")
 LEGACY_PART = re.compile(r"^uploads/[^/]+/(?P<start>\d{20})\.part$")
+
+
+class UploadBusy(Conflict):
+    """Another request holds the upload's append lock; `Retry-After` says when to ask again."""
+
+    def __init__(self, detail: str, *, retry_after: timedelta, **extensions: object) -> None:
+        super().__init__(detail, reason="upload_busy", **extensions)
+        seconds = max(1, math.ceil(retry_after.total_seconds()))
+        self.headers = {"Retry-After": str(seconds)}
 
 
 class Gone(NotFound):
@@ -45,5 +60,12 @@ def part_start(key: str) -> int:
 
 
 def lock_taken_at(upload: UploadSession, expiry: timedelta) -> datetime:
-    """Return when the append lock was taken (locking sets expires_at to now + expiry)."""
+    """Return when the append lock was taken or last renewed (each sets expires_at from now)."""
     return upload.expires_at - expiry
+
+
+def lease_left(
+    upload: UploadSession, expiry: timedelta, lease: timedelta, now: datetime
+) -> timedelta:
+    """Return how long the append lock's holder has left before another may take it over."""
+    return lease - (now - lock_taken_at(upload, expiry))

@@ -11,6 +11,7 @@ from sonobridge.common.access import AccessPolicy
 from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
 from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.ingest.domain.uploads import LOCK_LEASE
 from sonobridge.ingest.metrics import IngestMetrics
 from sonobridge.ingest.ports import DicomCodec, GroupedUnitOfWork, Spool, UnitOfWork, Work
 
@@ -35,6 +36,8 @@ class IngestDeps:
     # connection loses at most one such piece.
     upload_commit_bytes: int = 8 * 1024 * 1024
     upload_commit_seconds: float = 5.0
+    # An append lock not renewed for this long is taken over (its holder died or froze).
+    upload_lock_lease: timedelta = LOCK_LEASE
     # On the single node concurrent requests share SQLite transactions; elsewhere each has its own.
     grouped: GroupedUnitOfWork | None = None
 

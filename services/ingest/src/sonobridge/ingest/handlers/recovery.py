@@ -10,7 +10,6 @@ from sonobridge.ingest.domain.uploads import (
     APPENDING,
     OPEN,
     REJECTED,
-    STALE_LOCK,
     STORED,
     lock_taken_at,
     part_start,
@@ -44,15 +43,19 @@ def recover_uploads(deps: IngestDeps, *, sole_owner: bool) -> Recovery:
     """Reopen uploads and free instance claims of requests that died; drop orphaned parts.
 
     `sole_owner` (at start-up of a process that alone uses this database and store) treats
-    every lock and claim as dead; otherwise only those older than the stale limits are.
+    every lock and claim as dead; otherwise only locks whose lease ran out (their holders
+    renew it while alive) and claims older than the stale limit are.
     """
     now = deps.clock()
     done = Recovery()
-    lock_cut = now if sole_owner else now - STALE_LOCK
+    lock_cut = now if sole_owner else now - deps.upload_lock_lease
     with deps.unit() as work:
         locked = work.uploads.locked(lock_cut + deps.upload_expiry + timedelta(seconds=1))
     for upload in locked:
-        if not sole_owner and now - lock_taken_at(upload, deps.upload_expiry) < STALE_LOCK:
+        if (
+            not sole_owner
+            and now - lock_taken_at(upload, deps.upload_expiry) < deps.upload_lock_lease
+        ):
             continue
         # The request died before its chunk committed: nothing it held was acknowledged.
         with deps.unit() as work:

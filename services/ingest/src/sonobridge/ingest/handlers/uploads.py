@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
@@ -17,15 +17,16 @@ from sonobridge.ingest.domain.model import Channel
 from sonobridge.ingest.domain.records import UploadSession
 from sonobridge.ingest.domain.uploads import (
     APPENDING,
+    LEASE_RENEWALS,
     LEGACY_PART,
     OPEN,
     PART,
     REJECTED,
-    STALE_LOCK,
     STORED,
     Gone,
+    UploadBusy,
     UploadRejected,
-    lock_taken_at,
+    lease_left,
     part_key,
     parts_prefix,
 )
@@ -39,6 +40,7 @@ from sonobridge.ingest.domain.validation import (
 from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.handlers.exams import visible_exam
 from sonobridge.ingest.handlers.instances import StoredInstance, store_instance
+from sonobridge.ingest.handlers.upload_lease import leased
 from sonobridge.ingest.ports import SpooledFile, Work
 
 log = logging.getLogger(__name__)
@@ -130,11 +132,12 @@ def check_appendable(deps: IngestDeps, upload: UploadSession, offset: int) -> No
             reason="offset_mismatch",
             upload_offset=upload.upload_offset,
         )
-    taken = lock_taken_at(upload, deps.upload_expiry)
-    if upload.status == APPENDING and deps.clock() - taken < STALE_LOCK:
-        raise Conflict(
+    left = lease_left(upload, deps.upload_expiry, deps.upload_lock_lease, deps.clock())
+    if upload.status == APPENDING and left > timedelta(0):
+        # Its holder renews the lease while it writes; a dead or frozen one lets it run out.
+        raise UploadBusy(
             "another request is appending to this upload; ask HEAD for the offset and retry",
-            reason="upload_busy",
+            retry_after=min(left, deps.upload_lock_lease / LEASE_RENEWALS),
             upload_offset=upload.upload_offset,
         )
 
@@ -187,18 +190,19 @@ def append_upload(
             session_id, offset, upload.parts, upload.status, now + deps.upload_expiry
         )
     if not locked:
-        raise Conflict(
+        raise UploadBusy(
             "another request appended to this upload first; ask HEAD for the offset",
-            reason="upload_busy",
+            retry_after=timedelta(seconds=1),
         )
     generation = upload.parts + 1
-    if end < upload.upload_length:
-        return _commit_part(deps, upload, offset, end, part, generation, interrupted)
-    try:
-        stored = _finish_upload(deps, principal, upload, part, generation)
-    except BaseException:
-        reopen(deps, session_id, generation)
-        raise
+    with leased(deps, session_id, generation):
+        if end < upload.upload_length:
+            return _commit_part(deps, upload, offset, end, part, generation, interrupted)
+        try:
+            stored = _finish_upload(deps, principal, upload, part, generation)
+        except BaseException:
+            reopen(deps, session_id, generation)
+            raise
     if upload.interrupted:
         deps.metrics.upload_resumes.inc()
     with deps.unit() as work:
@@ -232,9 +236,9 @@ def _commit_part(
                 expires_at=deps.clock() + deps.upload_expiry,
             )
         if not committed:
-            raise Conflict(
-                "this request held the upload too long and another took it over; retry",
-                reason="upload_busy",
+            raise UploadBusy(
+                "this request lost the upload's lock to another (its lease ran out); retry",
+                retry_after=timedelta(seconds=1),
             )
     finally:
         if not committed:
@@ -347,9 +351,9 @@ def _finish_upload(
             )
     except ObjectNotFound as exc:
         # A committed part vanished under us: not the client's fault; the next try repairs.
-        raise Conflict(
+        raise UploadBusy(
             "this upload's parts changed while it was assembled; ask HEAD and retry",
-            reason="upload_busy",
+            retry_after=timedelta(seconds=1),
         ) from exc
     except Problem as problem:
         if problem.extensions.get("reason") == "busy":
