@@ -77,7 +77,9 @@ _STAGED = "sonobridge.outbox.staged"
 
 def committed_signal(table: Table) -> threading.Event:
     """The flag raised whenever a transaction that added rows to the outbox `table` commits."""
-    signal: threading.Event = table.info.setdefault(_COMMITTED, threading.Event())
+    signal: threading.Event | None = table.info.get(_COMMITTED)
+    if signal is None:  # built once: this runs after every commit that staged an event
+        signal = table.info.setdefault(_COMMITTED, threading.Event())
     return signal
 
 
@@ -86,7 +88,9 @@ def _wake_relays(session: Session) -> None:
     # The relay in this process ships at once instead of at its next poll (up to one interval
     # per hop, two hops from an upload to its AI result); the poll still covers other processes.
     for table in session.info.pop(_STAGED, {}).values():
-        committed_signal(table).set()
+        signal = committed_signal(table)
+        if not signal.is_set():  # already raised: the relay has not yet taken the last one
+            signal.set()
 
 
 @event.listens_for(Session, "after_rollback")
@@ -195,8 +199,12 @@ class OutboxRelay:
         self.metrics.outbox_pending.set(pending)
         return shipped
 
-    def run(self, stop: threading.Event, interval: float = 0.2) -> None:
-        """Ship until `stop` is set; bus outages are retried, never dropped."""
+    def run(self, stop: threading.Event, interval: float = 0.2, linger: float = 0.02) -> None:
+        """Ship until `stop` is set; bus outages are retried, never dropped.
+
+        The first commit after a quiet spell is shipped at once; during a stream of commits
+        the relay ships what `linger` seconds gathered in one pass, not one pass per commit.
+        """
         Periodic(
             "outbox relay",
             self.ship_once,
@@ -205,6 +213,7 @@ class OutboxRelay:
             # A full batch means more are waiting: ship the next one at once.
             again=lambda shipped: shipped == self.batch_size,
             wake=committed_signal(self.table),
+            linger=linger,
         )(stop)
 
 
