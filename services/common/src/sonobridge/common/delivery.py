@@ -29,7 +29,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from sonobridge.api.events.v1.topics import topic_for
-from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
+from sonobridge.common.bus.ports import (
+    EventBus,
+    ReceivedEvent,
+    Subscription,
+    dlq_topic,
+    publish_all,
+)
 from sonobridge.common.db import UtcDateTime
 from sonobridge.common.envelope import CloudEvent, ProtoMessage, UnreadableEvent, wrap
 from sonobridge.common.lanes import Lanes
@@ -179,16 +185,23 @@ class OutboxRelay:
         shipped = 0
         with self.engine.begin() as conn:
             rows = conn.execute(self._batch).fetchall()
-            for row in rows:
-                event = CloudEvent(
-                    id=row.event_id,
-                    source=row.source,
-                    type=row.type,
-                    time=row.time,
-                    key=row.key,
-                    data=row.data,
+            events = [
+                (
+                    row.topic,
+                    CloudEvent(
+                        id=row.event_id,
+                        source=row.source,
+                        type=row.type,
+                        time=row.time,
+                        key=row.key,
+                        data=row.data,
+                    ),
                 )
-                publish(self.bus, row.topic, event)
+                for row in rows
+            ]
+            # In order, as one append where the bus can (one fsync on the single node's log).
+            publish_all(self.bus, events)
+            for row in rows:
                 self.metrics.events_published.labels(row.topic).inc()
                 shipped += 1
             if rows:
