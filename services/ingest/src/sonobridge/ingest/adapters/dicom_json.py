@@ -98,7 +98,7 @@ def _direct(raw: RawDataElement, ascii_text: bool) -> dict[str, Any] | None:
     return {"vr": vr, **member} if member else {"vr": vr}
 
 
-def _ascii_charset(elements: Mapping[int, Any], inherited: bool) -> bool:
+def _ascii_charset(elements: Mapping[Any, Any], inherited: bool) -> bool:
     """Tell whether these elements' ASCII text decodes as ASCII (own charset, else inherited)."""
     own = elements.get(_CHARSET)
     if own is None:
@@ -125,7 +125,7 @@ def _bulk_vr(raw: RawDataElement) -> str | None:
 
 
 def json_dataset(
-    ds: Dataset, raw: Mapping[int, Any] | None = None, ascii_text: bool = True
+    ds: Dataset, raw: Mapping[Any, Any] | None = None, ascii_text: bool = True
 ) -> dict[str, Any]:
     """Render a dataset as DICOM JSON; large binary values become BulkDataURIs.
 
@@ -165,7 +165,7 @@ def json_dataset(
 
 
 def metadata_json(
-    ds: Dataset, raw: Mapping[int, Any], pixels: PixelLayout | None
+    ds: Dataset, raw: Mapping[Any, Any], pixels: PixelLayout | None
 ) -> dict[str, Any]:
     """Return the header as DICOM JSON with BulkDataURIs for large values and the pixel data."""
     body = json_dataset(ds, raw)
