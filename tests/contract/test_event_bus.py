@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
-from sonobridge.common.bus.ports import EventBus, ReceivedEvent, Subscription, dlq_topic, publish
+from sonobridge.common.bus.ports import (
+    EventBus,
+    ReceivedEvent,
+    Subscription,
+    dlq_topic,
+    publish,
+    publish_all,
+)
 from sonobridge.common.db import create_db_engine, session_factory
 from sonobridge.common.delivery import ConsumerWorker, delivery_tables
 from sonobridge.common.envelope import CloudEvent
@@ -95,6 +102,21 @@ def test_per_key_order_holds_across_many_keys(bus: EventBus, topic: str) -> None
         seen[record.cloud_event().key].append(int(record.value))
     assert set(seen) == set(keys)
     assert all(seq == list(range(15)) for seq in seen.values())
+
+
+def test_a_batch_published_at_once_arrives_whole_and_in_order(bus: EventBus, topic: str) -> None:
+    sent = [_event(f"1.2.826.1.{n % 3}", str(n).encode()) for n in range(12)]
+    publish_all(bus, [(topic, event) for event in sent])
+    sub = bus.subscribe(f"g-{uuid.uuid4().hex[:8]}", [topic])
+    try:
+        got = _drain(sub, len(sent))
+    finally:
+        sub.close()
+    assert sorted(r.cloud_event().id for r in got) == sorted(e.id for e in sent)
+    for key in {e.key for e in sent}:
+        assert [r.value for r in got if r.cloud_event().key == key] == [
+            e.data for e in sent if e.key == key
+        ]
 
 
 def _worker(bus: EventBus, topic: str, handler, engine_url: str, attempts: int = 3):  # type: ignore[no-untyped-def]

@@ -107,3 +107,31 @@ def test_the_relay_sends_every_event_before_it_takes_the_write_gate(
     # On the single node each send is an fsync: a writer waiting at the gate must not wait on it.
     assert bus.gate_held == [False, False, False]
     assert relay.ship_once() == 0
+
+
+def test_flags_raised_while_the_worker_lingers_start_one_pass_not_one_each() -> None:
+    stop = threading.Event()
+    wake = threading.Event()
+    passes: list[float] = []
+    worker = threading.Thread(
+        target=Periodic(
+            "relay", lambda: passes.append(time.monotonic()), 60.0, wake=wake, linger=0.5
+        ),
+        args=(stop,),
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not passes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _ in range(5):  # five commits within the linger after the first pass
+        wake.set()
+        time.sleep(0.02)
+    while len(passes) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    stop.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(passes) == 2
+    # The gathered commits were shipped once the linger ended, not at the next poll (60 s).
+    assert 0.5 <= passes[1] - passes[0] < 10

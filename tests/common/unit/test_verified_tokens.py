@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from sonobridge.common import auth
 from sonobridge.common.auth import LocalIssuer
+from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.problems import Unauthenticated
 
 
@@ -62,3 +66,44 @@ def test_a_long_lived_token_is_checked_again_when_the_signing_keys_are_due_a_ref
     # Past the keys' lifespan a withdrawn key must be able to stop it: checked from scratch.
     monkeypatch.setattr(auth.time, "time", lambda: now + auth.SIGNING_KEYS_LIFESPAN_S + 1)
     assert verifier.verify(token) is not first
+
+
+def test_known_answers_only_headers_verified_before() -> None:
+    issuer = LocalIssuer("test")
+    verifier = issuer.verifier()
+    token = issuer.issue("nurse-1", ["operator"], "east")
+    assert verifier.known(f"Bearer {token}") is None  # never verified: nothing is checked here
+    principal = verifier.verify_header(f"Bearer {token}")
+    assert verifier.known(f"bearer  {token} ") is principal
+    for header in (None, "", token, f"Basic {token}", "Bearer other"):
+        assert verifier.known(header) is None
+
+
+def test_a_known_caller_is_resolved_on_the_event_loop_and_a_new_one_on_a_worker() -> None:
+    issuer = LocalIssuer("test")
+    app = FastAPI()
+    app.state.verifier = issuer.verifier()
+    threads: list[str] = []
+    original = app.state.verifier.verify_header
+
+    def verify_header(header: str | None) -> auth.Principal:
+        threads.append(threading.current_thread().name)
+        return original(header)
+
+    app.state.verifier.verify_header = verify_header
+
+    @app.get("/who")
+    async def who(principal: CurrentPrincipal) -> str:
+        return principal.user
+
+    token = issuer.issue("nurse-1", ["operator"], "east")
+    with TestClient(app) as client:
+        for _ in range(3):
+            assert client.get("/who", headers={"Authorization": f"Bearer {token}"}).json() == (
+                "nurse-1"
+            )
+        with pytest.raises(Unauthenticated):
+            client.get("/who", headers={"Authorization": "Bearer not-a-token"})
+    # Verified once, off the event loop; the repeats never left it. A bad token is still checked.
+    assert len(threads) == 2
+    assert threads == ["AnyIO worker thread"] * 2

@@ -115,17 +115,29 @@ class TokenVerifier:
             raise Unauthenticated(f"unknown signing key: {exc}") from exc
         raise Unauthenticated("unknown signing key")
 
-    def verify(self, token: str) -> Principal:
-        """Return the principal for a valid token; raise Unauthenticated saying why otherwise."""
+    def _seen(self, token: str) -> Principal | None:
+        """Return the principal of a token verified before and not yet expired."""
         now = time.time()
         with self._verified_lock:
             hit = self._verified.get(token)
             if hit is not None and now < hit[1]:
                 self._verified.move_to_end(token)
                 return hit[0]
+        return None
+
+    def known(self, authorization: str | None) -> Principal | None:
+        """Return the caller of a bearer header verified before, or None: nothing is checked."""
+        scheme, _, token = (authorization or "").partition(" ")
+        return self._seen(token.strip()) if scheme.lower() == "bearer" else None
+
+    def verify(self, token: str) -> Principal:
+        """Return the principal for a valid token; raise Unauthenticated saying why otherwise."""
+        seen = self._seen(token)
+        if seen is not None:
+            return seen
         principal = self._decode(token)
         with self._verified_lock:
-            until = min(float(principal.claims["exp"]), now + SIGNING_KEYS_LIFESPAN_S)
+            until = min(float(principal.claims["exp"]), time.time() + SIGNING_KEYS_LIFESPAN_S)
             self._verified[token] = (principal, until)
             while len(self._verified) > VERIFIED_TOKENS_KEPT:
                 self._verified.popitem(last=False)

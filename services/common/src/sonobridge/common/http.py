@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -299,17 +300,24 @@ def create_service_app(
     return app
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:
     """FastAPI dependency: the verified caller, or 401 problem+json."""
     verifier: TokenVerifier | None = request.app.state.verifier
     if verifier is None:
         raise Unauthenticated("this service has no token verifier configured")
-    return verifier.verify_header(request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    # Dependencies declared async run on the event loop; plain ones each cost a worker-thread
+    # hop. A token seen before is answered here; a new one (an RS256 check, perhaps a key
+    # fetch) is verified on a worker thread, where the whole dependency used to run.
+    known = verifier.known(header)
+    if known is not None:
+        return known
+    return await run_in_threadpool(verifier.verify_header, header)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def app_deps(request: Request) -> Any:
+async def app_deps(request: Request) -> Any:
     """The use cases' dependencies that the service's bootstrap put on the app."""
     return request.app.state.deps

@@ -44,6 +44,9 @@ class Periodic:
     rng: random.Random | None = None
     # Set by whoever makes new work: the next pass starts at once instead of after `interval`.
     wake: threading.Event | None = None
+    # After a pass, sleep this long before heeding `wake` again: work made meanwhile raises the
+    # flag without waking this thread (a thread wake-up per commit costs more than the pass).
+    linger: float = 0.0
 
     def __post_init__(self) -> None:
         if self.interval < 0 or not 0 <= self.jitter < 1:
@@ -59,7 +62,9 @@ class Periodic:
             if wait and self.wake is None:
                 stop.wait(wait)
             elif wait and self.wake is not None:
-                self._sleep_until_woken(stop, self.wake, wait)
+                if self.linger and stop.wait(min(self.linger, wait)):
+                    break
+                self._sleep_until_woken(stop, self.wake, max(0.0, wait - self.linger))
 
     @staticmethod
     def _sleep_until_woken(stop: threading.Event, wake: threading.Event, wait: float) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sonobridge.common.envelope import CloudEvent
 
 Headers = list[tuple[str, bytes]]
+Record = tuple[str, bytes | None, bytes, Headers]
+"""One record to send: (topic, key, value, headers)."""
 
 
 def dlq_topic(topic: str) -> str:
@@ -74,6 +76,27 @@ class EventBus(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """A bus that appends several records durably at once (one commit and sync for all)."""
+
+    def send_many(self, records: Sequence[Record]) -> None:
+        """Append the records in order; returns only once the log has them all durably."""
+        ...
+
+
+def publish_all(bus: EventBus, events: Sequence[tuple[str, CloudEvent]]) -> None:
+    """Send (topic, event) pairs in order, in one append where the bus can."""
+    records = [
+        (topic, e.key.encode() if e.key else None, e.data, e.headers()) for topic, e in events
+    ]
+    if isinstance(bus, BatchSender):
+        bus.send_many(records)
+        return
+    for record in records:
+        bus.send(*record)
 
 
 def publish(bus: EventBus, topic: str, event: CloudEvent) -> None:

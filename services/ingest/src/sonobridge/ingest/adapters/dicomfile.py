@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -18,7 +17,7 @@ from pydicom.valuerep import MAX_VALUE_LEN
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.adapters.dataset_hash import LONG_VRS as _LONG_VRS
-from sonobridge.ingest.domain.media import BULKDATA, PIXEL_BULKDATA
+from sonobridge.ingest.adapters.dicom_json import metadata_json
 from sonobridge.ingest.domain.model import is_valid_uid
 from sonobridge.ingest.domain.validation import (
     EXPLICIT_VR_BIG_ENDIAN,
@@ -34,9 +33,6 @@ _PIXEL_DATA = 0x7FE00010
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
-# Binary values above this size are not inlined in metadata: they get a BulkDataURI instead.
-JSON_BULK_BYTES = 16 * 1024
-_BULK_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 
 
 # C0 controls other than ESC (ISO 2022 code extensions) never occur in the short string VRs
@@ -216,10 +212,12 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         pixels = _pixel_layout(fp, size, transfer_syntax) if transfer_syntax else None
         if pixels is not None:
             _check_end(fp, size, transfer_syntax)
+        # The elements as parsed: describing the instance decodes some of them in place.
+        parsed = dict(ds._dict)
         try:
             description = _describe(ds, transfer_syntax, pixels)
             # Inside the `with`: values deferred while parsing are read from the open file.
-            metadata = _metadata_json(ds, pixels)
+            metadata = metadata_json(ds, parsed, pixels)
         except Rejected:
             raise
         except Exception as exc:
@@ -291,56 +289,3 @@ def _describe(ds: Dataset, transfer_syntax: str, pixels: PixelLayout | None) -> 
         photometric_interpretation=_text(ds, "PhotometricInterpretation"),
         image=image,
     )
-
-
-def _bulk_vr(raw: RawDataElement) -> str | None:
-    """Return the VR under which a raw element is bulk data, or None if it is not binary."""
-    vr = raw.VR
-    if vr is None:  # implicit VR: the dictionary says, and ambiguous binary VRs are OW
-        try:
-            vr = dictionary_VR(raw.tag)
-        except KeyError:
-            vr = "UN"
-    if vr in _BULK_VRS:
-        return str(vr)
-    if "OW" in vr:
-        return "OW"
-    return "OB" if "OB" in vr else None
-
-
-def _json_dataset(ds: Dataset) -> dict[str, Any]:
-    """Render a dataset as DICOM JSON (PS3.18 F.2); large binary values become BulkDataURIs."""
-    body: dict[str, Any] = {}
-    for tag in sorted(ds.keys()):
-        key = f"{tag:08X}"
-        raw = ds.get_item(tag, keep_deferred=True)
-        if (
-            isinstance(raw, RawDataElement)
-            and raw.length != _UNDEFINED
-            and raw.length > JSON_BULK_BYTES
-            and (vr := _bulk_vr(raw)) is not None
-        ):
-            # Only the raw element still knows where its value lies in the file.
-            body[key] = {"vr": vr, "BulkDataURI": f"{BULKDATA}{key}-{raw.value_tell}"}
-            continue
-        element = ds[tag]
-        if element.VR == "SQ":
-            body[key] = {"vr": "SQ", "Value": [_json_dataset(item) for item in element.value]}
-            continue
-        body[key] = element.to_json_dict(
-            bulk_data_element_handler=None, bulk_data_threshold=JSON_BULK_BYTES
-        )
-    return body
-
-
-def _metadata_json(ds: Dataset, pixels: PixelLayout | None) -> dict[str, Any]:
-    """Return the header as DICOM JSON with BulkDataURIs for large values and the pixel data."""
-    body = _json_dataset(ds)
-    if pixels is not None:
-        uri = (
-            PIXEL_BULKDATA
-            if pixels.encapsulated
-            else f"{BULKDATA}{_PIXEL_DATA:08X}-{pixels.value_offset}"
-        )
-        body[f"{_PIXEL_DATA:08X}"] = {"vr": pixels.vr, "BulkDataURI": uri}
-    return body

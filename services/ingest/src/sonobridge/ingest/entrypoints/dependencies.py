@@ -10,7 +10,7 @@ from sonobridge.common.http import app_deps
 from sonobridge.ingest.handlers import IngestDeps
 
 
-def public_base_url(request: Request) -> str | None:
+async def public_base_url(request: Request) -> str | None:
     """Return the configured public URL of the service, if any."""
     return cast(str | None, getattr(request.app.state, "public_base_url", None))
 

@@ -71,7 +71,7 @@ class DicomWebRequest:
         return self.request.headers.get("accept")
 
 
-def dicomweb_request(
+async def dicomweb_request(
     request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
 ) -> DicomWebRequest:
     """Collect what every QIDO-RS and WADO-RS route needs, as one dependency."""
