@@ -149,10 +149,18 @@ class FakeInstances:
         self.t.instances[instance.sop_instance_uid] = instance
         return True
 
-    def mark_stored(self, sop_uid: str, at: datetime) -> None:
-        self.t.instances[sop_uid] = replace(
-            self.t.instances[sop_uid], status="stored", stored_at=at
-        )
+    def renew_claim(self, sop_uid: str, claimed_at: datetime, at: datetime) -> bool:
+        return self._claimed(sop_uid, claimed_at, claimed_at=at)
+
+    def mark_stored(self, sop_uid: str, at: datetime, claimed_at: datetime) -> bool:
+        return self._claimed(sop_uid, claimed_at, status="stored", stored_at=at)
+
+    def _claimed(self, sop_uid: str, taken_at: datetime, **values: Any) -> bool:
+        found = self.t.instances.get(sop_uid)
+        if found is None or found.status != "pending" or found.claimed_at != taken_at:
+            return False
+        self.t.instances[sop_uid] = replace(found, **values)
+        return True
 
     def link(
         self,
@@ -168,10 +176,14 @@ class FakeInstances:
             app_gestational_age_weeks=app_gestational_age_weeks,
         )
 
-    def release(self, sop_uid: str) -> None:
+    def release(self, sop_uid: str, claimed_at: datetime | None = None) -> bool:
         found = self.t.instances.get(sop_uid)
-        if found is not None and found.status == "pending":
-            del self.t.instances[sop_uid]
+        if found is None or found.status != "pending":
+            return False
+        if claimed_at is not None and found.claimed_at != claimed_at:
+            return False
+        del self.t.instances[sop_uid]
+        return True
 
     def claims_before(self, cut: datetime) -> list[Instance]:
         return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -105,12 +106,58 @@ def test_a_fresh_claim_of_another_writer_makes_this_one_wait_then_give_up(
     assert caught.value.extensions["reason"] == "busy"
 
 
-def test_a_stale_claim_of_a_dead_writer_is_taken_over(f: Fakes) -> None:
+def test_a_claim_not_renewed_for_a_lease_is_taken_over(
+    f: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(instances, "_CLAIM_WAIT_S", 0.0)
     _stow(f, dicom_file())
     f.tables.instances["1.2.3.1"] = _pending(f)
-    f.clock.advance(minutes=11)
+    f.clock.advance(seconds=29)
+    with pytest.raises(Conflict) as caught:
+        _stow(f, dicom_file())  # its writer may still be alive and renewing
+    assert caught.value.extensions["reason"] == "busy"
+    f.clock.advance(seconds=2)
     stored = _stow(f, dicom_file())
     assert not stored.duplicate and f.tables.instances["1.2.3.1"].status == "stored"
+
+
+def test_a_writer_frozen_past_its_lease_keeps_away_from_the_claim_taken_over(
+    f: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(instances, "SMALL_INSTANCE_BYTES", 0)  # claim, stream, then index
+    real_put = f.store.put
+    taker: list[instances.StoredInstance] = []
+
+    def frozen_put(key: str, stream: object, **kwargs: object) -> object:
+        # The first writer stops mid-object past its lease; a retry takes the claim over.
+        monkeypatch.setattr(f.store, "put", real_put)
+        f.clock.advance(seconds=31)
+        taker.append(_stow(f, dicom_file()))
+        return real_put(key, stream, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(f.store, "put", frozen_put)
+    with pytest.raises(Conflict) as caught:
+        _stow(f, dicom_file())
+    assert caught.value.extensions["reason"] == "busy"
+    # The taker's row and object stand: the late writer neither indexed nor deleted anything.
+    assert not taker[0].duplicate
+    stored = f.tables.instances["1.2.3.1"]
+    assert stored.status == "stored" and stored.object_key in f.store.objects
+    assert f.store.objects[stored.object_key] == dicom_file()
+
+
+def test_a_writer_renews_its_claim_while_it_streams(f: Fakes) -> None:
+    _stow(f, dicom_file())
+    f.tables.instances["1.2.3.1"] = _pending(f)
+    lease = instances.ClaimLease(f.deps, "1.2.3.1", f.clock())
+    f.clock.advance(seconds=20)
+    assert lease._renew() and lease.claimed_at == f.clock()
+    assert f.tables.instances["1.2.3.1"].claimed_at == f.clock()
+    # Once another writer holds the claim, a renewal of the old one matches nothing.
+    f.tables.instances["1.2.3.1"] = replace(
+        _pending(f), claimed_at=f.clock() + timedelta(seconds=1)
+    )
+    assert not lease._renew()
 
 
 def test_a_failed_object_write_leaves_neither_claim_nor_object(

@@ -17,7 +17,7 @@ from sonobridge.ingest.domain.events import InstanceStored
 from sonobridge.ingest.domain.model import ExamType
 from sonobridge.ingest.domain.uploads import Gone, UploadRejected
 from sonobridge.ingest.handlers import exams, uploads
-from sonobridge.ingest.handlers.upload_lease import leased
+from sonobridge.ingest.handlers.leases import leased
 
 EXAM = str(uuid.UUID(int=7))
 DATA = dicom_file()

@@ -36,7 +36,8 @@ class IngestSettings(BaseModel):
     # A streaming PATCH commits a part every this many bytes or seconds (a cut loses at most one).
     upload_commit_bytes: int = Field(8 * 1024 * 1024, gt=0)
     upload_commit_seconds: float = Field(5.0, gt=0)
-    # An append lock its holder stopped renewing this long ago is taken over by the next PATCH.
+    # An append lock (or a large instance's write claim) its holder stopped renewing this long
+    # ago is taken over by the next writer.
     upload_lock_lease_seconds: float = Field(30.0, gt=0, le=3600)
     spool_dir: Path | None = None
     # Each InferenceCompleted becomes a DICOM measurement report and overlays in its study.

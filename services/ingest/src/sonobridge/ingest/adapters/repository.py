@@ -288,9 +288,26 @@ class SqlInstances:
         statement = _try_claim(self.session.get_bind().dialect.name)
         return self.session.execute(statement, values_of(instance)).first() is not None
 
-    def mark_stored(self, sop_uid: str, at: datetime) -> None:
-        """Turn a claim into a stored instance."""
-        self._update(sop_uid, status="stored", stored_at=at)
+    def renew_claim(self, sop_uid: str, claimed_at: datetime, at: datetime) -> bool:
+        """Move a claim's time to `at` if it is still the one taken at `claimed_at`."""
+        return self._claimed(sop_uid, claimed_at, claimed_at=at)
+
+    def mark_stored(self, sop_uid: str, at: datetime, claimed_at: datetime) -> bool:
+        """Turn the claim taken at `claimed_at` into a stored instance; False if it was lost."""
+        return self._claimed(sop_uid, claimed_at, status="stored", stored_at=at)
+
+    def _claimed(self, sop_uid: str, taken_at: datetime, **values: Any) -> bool:
+        """Update the pending row only while it is the claim taken at `taken_at`."""
+        result = self.session.execute(
+            update(instances)
+            .where(
+                instances.c.sop_instance_uid == sop_uid,
+                instances.c.status == "pending",
+                instances.c.claimed_at == taken_at,
+            )
+            .values(**values)
+        )
+        return changed(result)
 
     def link(
         self,
@@ -307,13 +324,14 @@ class SqlInstances:
             app_gestational_age_weeks=app_gestational_age_weeks,
         )
 
-    def release(self, sop_uid: str) -> None:
-        """Drop a write claim (a stored instance is left alone)."""
-        self.session.execute(
-            delete(instances).where(
-                instances.c.sop_instance_uid == sop_uid, instances.c.status == "pending"
-            )
+    def release(self, sop_uid: str, claimed_at: datetime | None = None) -> bool:
+        """Drop a write claim (only the one taken at `claimed_at` when given); True if dropped."""
+        statement = delete(instances).where(
+            instances.c.sop_instance_uid == sop_uid, instances.c.status == "pending"
         )
+        if claimed_at is not None:
+            statement = statement.where(instances.c.claimed_at == claimed_at)
+        return changed(self.session.execute(statement))
 
     def claims_before(self, cut: datetime) -> list[Instance]:
         """Return write claims taken before the cut."""

@@ -8,6 +8,11 @@ from datetime import datetime
 from sonobridge.ingest.domain.model import Scope
 
 
+def object_key(study: str, series: str, sop: str) -> str:
+    """Return the write-once object key of an instance."""
+    return f"dicom/{study}/{series}/{sop}.dcm"
+
+
 @dataclass(frozen=True)
 class Exam:
     """An exam the app opened, with its manifest digest once completion was asked for."""

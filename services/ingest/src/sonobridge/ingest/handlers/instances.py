@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sonobridge.common.access import Action
@@ -15,7 +15,7 @@ from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, Problem
 from sonobridge.ingest.domain.events import InstanceStored
 from sonobridge.ingest.domain.model import Channel, Scope, parse_exam_id, writer_scope
-from sonobridge.ingest.domain.records import Exam, Instance
+from sonobridge.ingest.domain.records import Exam, Instance, object_key
 from sonobridge.ingest.domain.validation import (
     InstanceDescription,
     check_description,
@@ -24,12 +24,11 @@ from sonobridge.ingest.domain.validation import (
 )
 from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.handlers.exams import may, settle_exam, visible_exam
+from sonobridge.ingest.handlers.leases import ClaimLease
 from sonobridge.ingest.ports import Collision, SpooledFile, Work
 
 log = logging.getLogger(__name__)
 
-# A pending claim older than this is from a writer that died; another writer may take it over.
-STALE_CLAIM = timedelta(minutes=10)
 # How long a writer waits for a concurrent writer of the same instance to finish.
 _CLAIM_WAIT_S = 30.0
 # Up to this size an instance is written while its index row's transaction is open: one
@@ -51,11 +50,6 @@ class StoredInstance:
     def exam_id(self) -> str | None:
         """Return the exam the instance belongs to, if any."""
         return self.instance.exam_id
-
-
-def object_key(study: str, series: str, sop: str) -> str:
-    """Return the write-once object key of an instance."""
-    return f"dicom/{study}/{series}/{sop}.dcm"
 
 
 def identify(deps: IngestDeps, spooled: SpooledFile) -> tuple[str, str]:
@@ -257,9 +251,11 @@ def _settle_existing(
     """Answer with an indexed twin, wait on a fresh claim, or release a dead writer's claim."""
     if existing.status == "stored" or existing.sha256 != claim.spooled.sha256:
         return _already_stored(claim, existing)
-    if now - existing.claimed_at < STALE_CLAIM:
+    # A live writer renews its claim (leases.py): one not renewed for a lease is dead or frozen.
+    if now - existing.claimed_at < claim.deps.upload_lock_lease:
         raise _Busy()
-    work.instances.release(claim.sop)
+    if not work.instances.release(claim.sop, existing.claimed_at):
+        raise _Busy()  # renewed meanwhile: its writer lives
     return None
 
 
@@ -289,17 +285,17 @@ def _claimed(claim: _Claim, attempt: Callable[[], _T]) -> _T | Instance:
             time.sleep(0.05)
 
 
-def _take(claim: _Claim, metadata: dict[str, Any], spacing: str | None) -> Instance | None:
-    """Insert a pending index row (the write claim); return the stored instance if there."""
+def _take(claim: _Claim, metadata: dict[str, Any], spacing: str | None) -> Instance | ClaimLease:
+    """Insert a pending index row (the write claim) and lease it; the stored instance if there."""
 
-    def attempt() -> Instance | None:
+    def attempt() -> Instance | ClaimLease:
         now = claim.deps.clock()
         with claim.deps.unit() as work:
             exam, existing = _admit(claim, work, now)
             if existing is not None:
                 return existing
             work.instances.claim(_pending(claim, exam, metadata, spacing, now))
-        return None
+        return ClaimLease(claim.deps, claim.sop, now)
 
     return _claimed(claim, attempt)
 
@@ -349,24 +345,28 @@ def _store_valid(
 ) -> tuple[StoredInstance, str | None]:
     if claim.spooled.size <= SMALL_INSTANCE_BYTES:
         return _store_small(claim, metadata, spacing)
-    existing = _take(claim, metadata, spacing)
-    if existing is not None:
-        return _store_duplicate(claim, existing, spacing)
+    lease = _take(claim, metadata, spacing)
+    if isinstance(lease, Instance):
+        return _store_duplicate(claim, lease, spacing)
     deps, sop = claim.deps, claim.sop
     try:
-        _put(claim)
+        with lease.renewed():
+            _put(claim)
         with deps.unit() as work:
             now = deps.clock()
-            work.instances.mark_stored(sop, now)
+            if not work.instances.mark_stored(sop, now, lease.claimed_at):
+                # Frozen past its lease: another writer took the claim over, with these bytes.
+                raise Conflict(f"instance {sop} was taken over; retry", reason="busy")
             stored = work.instances.get(sop)
             assert stored is not None
             completed = _announce(claim, work, stored, now)
         return StoredInstance(stored, False), completed
     except BaseException:
-        # Leave nothing behind: neither the claim nor an object no index row points to.
+        # Leave nothing behind, unless a writer that took the claim over may have stored it.
         with deps.unit() as work:
-            work.instances.release(sop)
-        _drop_object(claim)
+            ours = work.instances.release(sop, lease.claimed_at)
+        if ours:
+            _drop_object(claim)
         raise
 
 

@@ -40,7 +40,7 @@ from sonobridge.ingest.domain.validation import (
 from sonobridge.ingest.handlers import IngestDeps, audit_record
 from sonobridge.ingest.handlers.exams import visible_exam
 from sonobridge.ingest.handlers.instances import StoredInstance, store_instance
-from sonobridge.ingest.handlers.upload_lease import leased
+from sonobridge.ingest.handlers.leases import leased
 from sonobridge.ingest.ports import SpooledFile, Work
 
 log = logging.getLogger(__name__)
