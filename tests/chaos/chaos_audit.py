@@ -13,7 +13,7 @@ import httpx
 from chaos.chaos_oracle import CalmRead
 
 from sonobridge.api.events.v1 import events_pb2, topics
-from sonobridge.common.bus.kafka import KafkaEventBus
+from sonobridge.common.bus.kafka import KafkaEventBus, received
 from sonobridge.common.bus.ports import ReceivedEvent
 from sonobridge.node.flow import EventWatch, SeenEvent, Trail
 from sonobridge.node.scenario import PlannedExam
@@ -135,19 +135,7 @@ class LogReader:
             if not self._assigned:
                 time.sleep(timeout)
                 return []
-        batches = self._consumer.poll(timeout_ms=int(timeout * 1000))
-        return [
-            ReceivedEvent(
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=m.offset,
-                key=m.key,
-                value=m.value or b"",
-                headers=[(n, v or b"") for n, v in (m.headers or [])],
-            )
-            for tp, messages in batches.items()
-            for m in messages
-        ]
+        return received(self._consumer.poll(timeout_ms=int(timeout * 1000)))
 
     def close(self) -> None:
         """Stop reading."""

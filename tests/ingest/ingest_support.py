@@ -9,7 +9,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from sonobridge.common.envelope import unpack
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.ingest.bootstrap import build
+from sonobridge.ingest.domain.records import Instance
 from sonobridge.ingest.settings import Settings
 
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
@@ -320,3 +322,23 @@ def app_upload(
     """Upload a whole instance in one tus PATCH; return the final response."""
     url = tus_create(client, exam_id, len(data), metadata)
     return tus_patch(client, url, 0, data)
+
+
+def instance_row(
+    n: int, study: str, scope: tuple[str, str], *, claimed_at: datetime
+) -> dict[str, object]:
+    """An `instances` row of a stored instance, for tests that fill the index directly."""
+    text = {f.name: "x" for f in fields(Instance) if f.type == "str"}
+    return text | {
+        "sop_instance_uid": f"1.2.{n}",
+        "status": "stored",
+        "claimed_at": claimed_at,
+        "study_instance_uid": study,
+        "exam_id": None,
+        "size_bytes": 1,
+        "number_of_frames": 1,
+        "rows": 1,
+        "columns": 1,
+        "institution_id": scope[0],
+        "consortium_id": scope[1],
+    }

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from ingest.integration.test_study_owners import MIGRATIONS, _instance, database_url
+from ingest.ingest_support import instance_row
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from sonobridge.common.db import create_db_engine, migrate
+from sonobridge.ingest import adapters
 from sonobridge.ingest.adapters.orm import instances
 from sonobridge.ingest.adapters.repository import SqlInstances
 
-__all__ = ["database_url"]  # the fixture, shared with the ownership scan's test
+MIGRATIONS = Path(adapters.__file__).parents[1] / "migrations"
 # Microseconds on purpose: the compare-and-set matches the stored time exactly.
 TAKEN = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -23,8 +25,8 @@ def test_only_the_holder_of_a_claims_time_renews_stores_or_releases_it(database_
     renewed, late = TAKEN + timedelta(seconds=5, microseconds=7), TAKEN + timedelta(seconds=9)
     try:
         with Session(engine) as session, session.begin():
-            pending = _instance(1, "9.1", ("east", "north")) | {"status": "pending"}
-            session.execute(insert(instances), [pending | {"claimed_at": TAKEN}])
+            pending = instance_row(1, "9.1", ("east", "north"), claimed_at=TAKEN)
+            session.execute(insert(instances), [pending | {"status": "pending"}])
         with Session(engine) as session, session.begin():
             claims = SqlInstances(session)
             assert claims.renew_claim("1.2.1", TAKEN, renewed)

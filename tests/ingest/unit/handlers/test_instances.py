@@ -151,13 +151,13 @@ def test_a_writer_renews_its_claim_while_it_streams(f: Fakes) -> None:
     f.tables.instances["1.2.3.1"] = _pending(f)
     lease = instances.ClaimLease(f.deps, "1.2.3.1", f.clock())
     f.clock.advance(seconds=20)
-    assert lease._renew() and lease.claimed_at == f.clock()
+    assert lease.renew() and lease.claimed_at == f.clock()
     assert f.tables.instances["1.2.3.1"].claimed_at == f.clock()
     # Once another writer holds the claim, a renewal of the old one matches nothing.
     f.tables.instances["1.2.3.1"] = replace(
         _pending(f), claimed_at=f.clock() + timedelta(seconds=1)
     )
-    assert not lease._renew()
+    assert not lease.renew()
 
 
 def test_a_failed_object_write_leaves_neither_claim_nor_object(

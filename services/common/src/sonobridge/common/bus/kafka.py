@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -126,21 +127,9 @@ class KafkaSubscription:
 
     def poll(self, timeout: float, max_records: int = 100) -> list[ReceivedEvent]:
         """Return the next records in per-partition order."""
-        batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
-        records: list[ReceivedEvent] = []
-        for tp, messages in batches.items():
-            for msg in messages:
-                records.append(
-                    ReceivedEvent(
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=msg.offset,
-                        key=msg.key,
-                        value=msg.value or b"",
-                        headers=[(name, value or b"") for name, value in (msg.headers or [])],
-                    )
-                )
-        return records
+        return received(
+            self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        )
 
     def commit(self, record: ReceivedEvent) -> None:
         """Commit the offset after `record` synchronously."""
@@ -171,3 +160,19 @@ class KafkaSubscription:
     def close(self) -> None:
         """Leave the group without an auto-commit."""
         self._consumer.close(autocommit=False)
+
+
+def received(batches: Mapping[TopicPartition, Sequence[Any]]) -> list[ReceivedEvent]:
+    """Return a KafkaConsumer.poll() answer as events, in per-partition order."""
+    return [
+        ReceivedEvent(
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value or b"",
+            headers=[(name, value or b"") for name, value in (msg.headers or [])],
+        )
+        for tp, messages in batches.items()
+        for msg in messages
+    ]

@@ -66,7 +66,8 @@ class ClaimLease:
         # holding this time may store or release the claim.
         self.claimed_at = claimed_at
 
-    def _renew(self) -> bool:
+    def renew(self) -> bool:
+        """Move the claim's time to now; False once another writer holds the claim."""
         at = self.deps.clock()
         with self.deps.unit() as work:
             kept = work.instances.renew_claim(self.sop_uid, self.claimed_at, at)
@@ -77,5 +78,5 @@ class ClaimLease:
     @contextmanager
     def renewed(self) -> Iterator[None]:
         """Renew the claim until the block ends."""
-        with _renewed(self.deps, "an instance's write claim", self._renew):
+        with _renewed(self.deps, "an instance's write claim", self.renew):
             yield
