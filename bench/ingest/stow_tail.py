@@ -124,32 +124,19 @@ def main() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(HERE / "tail_probe"), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
-        spans = _run(args, prefix)
+        spans = _run(args)
         time.sleep(0.5)
         _report(spans, _events(prefix))
 
 
-def _run(args: argparse.Namespace, prefix: str) -> list[tuple[float, float]]:
+def _run(args: argparse.Namespace) -> list[tuple[float, float]]:
     if args.system == "single":
-        import json
-        import subprocess
-
-        with tempfile.TemporaryDirectory(prefix="stow-tail-single-") as tmp:
-            proc = subprocess.Popen(
-                [sys.executable, bench.__file__, "--serve-single", tmp],
-                stdout=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "LOG__LEVEL": "WARNING"},
-            )
-            try:
-                assert proc.stdout is not None
-                ready = json.loads(proc.stdout.readline())
-                time.sleep(2)
-                headers = {"Authorization": f"Bearer {ready['token']}"}
-                return _load(f"{ready['ingest']}/dicomweb/studies", headers, args.small)
-            finally:
-                proc.terminate()
-                proc.wait(60)
+        with (
+            tempfile.TemporaryDirectory(prefix="stow-tail-single-") as tmp,
+            bench.single_process(tmp) as (_, url, headers),
+        ):
+            time.sleep(2)
+            return _load(url, headers, args.small)
     from sonobridge.node.consortium import demo_consortium
     from sonobridge.node.issuer import issuer_for
 
