@@ -258,26 +258,33 @@ def serve_single(data_dir: str) -> None:
         stop.wait()
 
 
+@contextmanager
+def single_process(data_dir: str) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """Run a single node in its own process; yield its pid, STOW URL and auth headers."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-single", data_dir],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LOG__LEVEL": "WARNING"},
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        headers = {"Authorization": f"Bearer {ready['token']}"}
+        yield proc.pid, f"{ready['ingest']}/dicomweb/studies", headers
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def run_single(args: argparse.Namespace) -> dict:
     """Start a single node in its own process, load it, stop it."""
     with tempfile.TemporaryDirectory(prefix="bench-single-") as tmp:
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve-single", tmp],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "LOG__LEVEL": "WARNING"},
-        )
-        try:
-            assert proc.stdout is not None
-            ready = json.loads(proc.stdout.readline())
+        with single_process(tmp) as (pid, url, headers):
             ready_s = time.perf_counter() - started
             time.sleep(args.settle)
-            headers = {"Authorization": f"Bearer {ready['token']}"}
-            figures = _workload(f"{ready['ingest']}/dicomweb/studies", headers, proc.pid, args)
-        finally:
-            proc.terminate()
-            proc.wait(60)
+            figures = _workload(url, headers, pid, args)
     return {"ready_s": ready_s, **figures}
 
 

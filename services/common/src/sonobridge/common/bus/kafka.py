@@ -13,7 +13,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from sonobridge.common.bus.ports import Headers, ReceivedEvent
+from sonobridge.common.bus.ports import Headers, ReceivedEvent, Record
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,22 @@ class KafkaEventBus:
         """Append a record and wait for the broker's acknowledgement from all in-sync replicas."""
         future = self._get_producer().send(topic, key=key, value=value, headers=headers)
         future.get(timeout=self.request_timeout_ms / 1000)
+
+    def send_many(self, records: Sequence[Record]) -> None:
+        """Append records in order, then wait for every acknowledgement (one round trip, not N).
+
+        The idempotent producer keeps a partition's records in order across retries; if any
+        record fails, the error is raised and the caller sends the batch again (consumers drop
+        the duplicates by event id).
+        """
+        producer = self._get_producer()
+        futures = [
+            producer.send(topic, key=key, value=value, headers=headers)
+            for topic, key, value, headers in records
+        ]
+        producer.flush(timeout=self.request_timeout_ms / 1000)
+        for future in futures:
+            future.get(timeout=self.request_timeout_ms / 1000)
 
     def subscribe(self, group: str, topics: Sequence[str]) -> KafkaSubscription:
         """Join `group` on `topics`."""
