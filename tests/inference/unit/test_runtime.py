@@ -23,6 +23,7 @@ from sonobridge.inference.runtime.registry import (
     LocalDirModelSource,
     ModelRegistry,
 )
+from sonobridge.inference.runtime.server import ModelServer
 from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_frame
 
 
@@ -153,3 +154,25 @@ def test_a_version_registered_in_shadow_is_served_only_when_named(loop, tmp_path
     assert loop.run_until_complete(reg.load("probe-health")).card.version == "1.0.0"
     assert loop.run_until_complete(reg.load("probe-health", "2.0.0")).card.version == "2.0.0"
     loop.run_until_complete(reg.unload("probe-health"))
+
+
+def test_a_retired_version_is_never_the_default_nor_loaded_as_a_shadow(loop, tmp_path):
+    shutil.copytree(PACKAGED_MODELS_ROOT / "models", tmp_path / "models")
+    base = tmp_path / "models" / "probe-health" / "1.0.0"
+    for version, stage in (("2.0.0", "shadow"), ("3.0.0", "retired")):
+        shutil.copytree(base, base.parent / version)
+        card = json.loads((base.parent / version / "card.json").read_text())
+        card["version"] = version
+        card["registration"] = {"stage": stage, "reason": "superseded"}
+        (base.parent / version / "card.json").write_text(json.dumps(card))
+    server = ModelServer(ModelRegistry(LocalDirModelSource(tmp_path)), run_shadows=True)
+    try:
+        server.load_and_pin([("probe-health", "1.0.0")])
+        # The retired card stays listed and readable (its history); it just runs on nothing.
+        assert server.registry.available()["probe-health"][-1] == "3.0.0"
+        assert server.registry.card("probe-health").version == "1.0.0"
+        shadows = server.shadow_versions("probe-health")
+        assert "3.0.0" not in shadows and "2.0.0" in shadows
+        assert not server.registry.is_loaded("probe-health", "3.0.0")
+    finally:
+        server.close()

@@ -60,9 +60,21 @@ class ModelCard:
         )
 
 
+# Registration stages of a version beside the serving (pinned) one: a shadow runs on every
+# exam for the comparison only; a retired version keeps its card and past verdicts but runs
+# on nothing and is never loaded at start-up.
+SHADOW_STAGE = "shadow"
+RETIRED_STAGE = "retired"
+
+
 def in_shadow(raw: dict[str, Any]) -> bool:
     """Return True when a card was registered in shadow beside the serving version."""
-    return bool((raw.get("registration") or {}).get("stage") == "shadow")
+    return bool((raw.get("registration") or {}).get("stage") == SHADOW_STAGE)
+
+
+def set_aside(raw: dict[str, Any]) -> bool:
+    """Return True when a card is registered in shadow or retired: never a default version."""
+    return (raw.get("registration") or {}).get("stage") in (SHADOW_STAGE, RETIRED_STAGE)
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -19,7 +19,7 @@ from sonobridge.inference.domain.errors import (
     ModelNotFound,
     ModelNotLoaded,
 )
-from sonobridge.inference.domain.model_card import ModelCard, in_shadow, version_key
+from sonobridge.inference.domain.model_card import ModelCard, set_aside, version_key
 from sonobridge.inference.imaging.preprocess import InputSpec
 from sonobridge.inference.metrics import InferenceMetrics
 from sonobridge.inference.runtime.batcher import BatchPolicy, MicroBatcher
@@ -182,16 +182,17 @@ class ModelRegistry:
         if not versions:
             raise ModelNotFound(f"no model named {name!r} in the registry")
         # A version registered in shadow (the lab's adapt) runs only when asked for by number,
-        # so registering one never changes what a request without a version gets.
-        released = [v for v in versions if not self._in_shadow(name, v)]
+        # so registering one never changes what a request without a version gets; nor does
+        # retiring one.
+        released = [v for v in versions if not self._set_aside(name, v)]
         return (released or versions)[-1]
 
-    def _in_shadow(self, name: str, version: str) -> bool:
+    def _set_aside(self, name: str, version: str) -> bool:
         try:
             card = json.loads(self._source.get_bytes(_key(name, version, "card.json")))
         except (KeyError, ValueError):
             return False
-        return in_shadow(card)
+        return set_aside(card)
 
     async def load(self, name: str, version: str | None = None) -> LoadedModel:
         """Load, verify and warm up a model version (latest stored when version is None)."""
