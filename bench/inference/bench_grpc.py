@@ -15,7 +15,9 @@ count) in the same turns: what grpcio's own per-call cost leaves of raw on this 
 stream and sends frames one after another, waiting for each answer (ping-pong), on the bare
 sync server (floor-s) and on a bare grpc.aio server running the model inline (floor-a);
 `--pipeline K` also runs floor-a with K frames in flight per stream (floor-pK, whose p50 is the
-time between answers, not a frame's latency).
+time between answers, not a frame's latency). `--stream` (also on with `--floor-stream`) adds
+the service's own InferStream (row `stream`: this tree's service, its grpc.aio stream port, one
+stream per client, ping-pong) in the same turns.
 
     uv run python bench/inference/bench_grpc.py [--model image-quality] [--seconds 5] [--pairs 1]
 """
@@ -251,7 +253,9 @@ def serve(args: argparse.Namespace) -> None:
         model = host.deps.models.get(args.model)
         ready = {
             "port": host.grpc_port,
-            "token": issuer.issue("bench", ["service"]),
+            "stream_port": host.streams.wait_bound(),
+            # InferStream serves callers of one institution: the token names one.
+            "token": issuer.issue("bench", ["service"], "bench-county"),
             "version": model.card.version,
             "provider": model.provider,
         }
@@ -411,6 +415,9 @@ def main() -> None:
         help="also bare streams, one per client: sync and grpc.aio servers",
     )
     parser.add_argument(
+        "--stream", action="store_true", help="also the service's InferStream, one per client"
+    )
+    parser.add_argument(
         "--pipeline", type=int, default=0, help="also floor-a with this many frames in flight"
     )
     parser.add_argument(
@@ -438,6 +445,8 @@ def main() -> None:
         services = {k: stack.enter_context(service_process(args, t)) for k, t in trees.items()}
         # The same model version the service serves, whatever the newest stored one is.
         args.version = next(iter(services.values()))[1]["version"]
+        if args.stream or args.floor_stream:
+            services["stream"] = services["this"]
         if args.floor or args.floor_stream:
             services["floor"] = stack.enter_context(service_process(args, None, "--serve-floor"))
         if args.floor_stream:
@@ -501,7 +510,12 @@ def compare(
                     spy = profiled(child.pid, out, args.seconds)
                     time.sleep(0.5)  # py-spy attaches
                 target = f"127.0.0.1:{ready['port']}"
-                if label.startswith("floor-"):
+                if label == "stream":
+                    target = f"127.0.0.1:{ready['stream_port']}"
+                    svc = streamed(
+                        target, ready["token"], requests, clients, args.seconds, child.pid
+                    )
+                elif label.startswith("floor-"):
                     # floor-s, floor-a: ping-pong; floor-pK: K frames in flight per stream.
                     depth = int(label[7:]) if label.startswith("floor-p") else 1
                     svc = streamed(
