@@ -315,15 +315,16 @@ def serve_floor(args: argparse.Namespace) -> None:
         ) -> object:
             return infer(request)
 
-    def infer_stream(requests: Iterator[inference_pb2.InferRequest], context: object) -> Iterator:
-        for request in requests:
-            yield infer(request)
+        def InferStream(  # noqa: N802
+            self, requests: Iterator[inference_pb2.InferRequest], context: object
+        ) -> Iterator:
+            for request in requests:
+                yield infer(request)
 
     workers = args.grpc_workers or 2 * len(os.sched_getaffinity(0)) + 2
     streams = max(int(c) for c in args.clients.split(","))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers + streams))
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(Bare(), server)
-    server.add_generic_rpc_handlers((stream_handler(infer_stream),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

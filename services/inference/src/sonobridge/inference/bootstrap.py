@@ -148,7 +148,9 @@ def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
     # InferStream runs on a grpc.aio server of its own thread and loop: streams on the sync
     # server would each hold a worker, and aio streams reach 0.8x raw at 32 clients.
     streams = grpc_stream.StreamServer(
-        grpc_stream.InferStreamServicer(deps, plumbing.verifier, base, metrics, cfg.max_streams),
+        grpc_stream.InferStreamServicer(
+            grpc_stream.answers(deps), plumbing.verifier, base, metrics, cfg.max_streams
+        ),
         settings.grpc.host,
         cfg.stream_port(settings.grpc.port),
     )

@@ -43,10 +43,20 @@ def stream_principal(verifier: TokenVerifier, metadata: Any) -> tuple[Principal,
 
 def check_message(principal: Principal, institution: str, expires: float, now: float) -> None:
     """Refuse a message once the token has expired or its institution is not the stream's."""
+    # No leeway here (the open's check has the verifier's): a stream outlives its token by
+    # at most one message.
     if now >= expires:
         raise Unauthenticated("the stream's token has expired; open a new stream")
     if principal.institution != institution:
         raise Forbidden("the stream's institution is not the token's")
+
+
+Answer = Callable[[inference_pb2.InferRequest], inference_pb2.InferResponse]
+
+
+def answers(deps: Dependencies) -> Answer:
+    """Each message's answer: unary Infer's use case."""
+    return lambda request: answer_infer(deps, request)
 
 
 class InferStreamServicer:
@@ -54,14 +64,14 @@ class InferStreamServicer:
 
     def __init__(
         self,
-        deps: Dependencies,
+        answer: Answer,
         verifier: TokenVerifier,
         service_metrics: ServiceMetrics,
         metrics: InferenceMetrics,
         max_streams: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.deps = deps
+        self.answer = answer
         self.verifier = verifier
         self.max_streams = max_streams
         self.open_streams = 0
@@ -96,7 +106,7 @@ class InferStreamServicer:
                     # The model runs inline on this loop: it is CPU-bound on 2 cores, and a
                     # hand-off to a pool thread costs more than the tiny model's run
                     # (bench_grpc floor-a). REST and health answer on their own threads.
-                    response = answer_infer(self.deps, request)
+                    response = self.answer(request)
                 except Problem as problem:
                     await self._refuse(context, problem)
                 except Exception as exc:
