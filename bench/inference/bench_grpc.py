@@ -11,6 +11,13 @@ of another commit, e.g. `git archive main | tar -x -C DIR`) runs that tree's ser
 turns with this one, so before and after share one run and one load. `--floor` adds a bare
 grpcio sync server running the same session (no auth, metrics or checks; the service's worker
 count) in the same turns: what grpcio's own per-call cost leaves of raw on this machine.
+`--floor-stream` adds bare bidirectional streams on the same session: each client opens one
+stream and sends frames one after another, waiting for each answer (ping-pong), on the bare
+sync server (floor-s) and on a bare grpc.aio server running the model inline (floor-a);
+`--pipeline K` also runs floor-a with K frames in flight per stream (floor-pK, whose p50 is the
+time between answers, not a frame's latency). `--stream` (also on with `--floor-stream`) adds
+the service's own InferStream (row `stream`: this tree's service, its grpc.aio stream port, one
+stream per client, ping-pong) in the same turns.
 
     uv run python bench/inference/bench_grpc.py [--model image-quality] [--seconds 5] [--pairs 1]
 """
@@ -18,9 +25,11 @@ count) in the same turns: what grpcio's own per-call cost leaves of raw on this 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -135,6 +144,66 @@ def raw_concurrent(
     )
 
 
+# The streaming method's path; bare servers register it by hand (no generated stub needed).
+STREAM_METHOD = "/sonobridge.api.inference.v1.InferenceService/InferStream"
+
+
+class FrameStream:
+    """One bidirectional stream a caller sends frames on, `depth` in flight at most."""
+
+    def __init__(self, channel: grpc.Channel, metadata: list[tuple[str, str]], depth: int) -> None:
+        self._sends: queue.SimpleQueue = queue.SimpleQueue()
+        call = channel.stream_stream(
+            STREAM_METHOD,
+            request_serializer=inference_pb2.InferRequest.SerializeToString,
+            response_deserializer=inference_pb2.InferResponse.FromString,
+        )
+        self._answers = call(iter(self._sends.get, None), metadata=metadata)
+        self._depth, self._in_flight = depth, 0
+
+    def __call__(self, request: inference_pb2.InferRequest) -> object:
+        """Send a frame; once `depth` are in flight, wait for the oldest answer."""
+        self._sends.put(request)
+        self._in_flight += 1
+        if self._in_flight < self._depth:
+            return None
+        self._in_flight -= 1
+        return next(self._answers)
+
+    def close(self) -> None:
+        """End the stream after reading the answers still in flight."""
+        self._sends.put(None)
+        for _ in self._answers:
+            pass
+
+
+def streamed(
+    target: str,
+    token: str,
+    requests: list,
+    clients: int,
+    seconds: float,
+    server: int,
+    depth: int = 1,
+) -> tuple[float, ...]:
+    """As served(), but each client sends its frames on one stream, `depth` in flight."""
+    channel = grpc.insecure_channel(target)
+    md = [("authorization", f"Bearer {token}")] if token else []
+    streams = [FrameStream(channel, md, depth) for _ in range(clients)]
+    try:
+        for s in streams:
+            for k in range(depth):
+                s(requests[k % len(requests)])
+        # concurrently() gives caller i the indices i, i + clients, ...: its own stream.
+        return concurrently(
+            lambda j: streams[j % clients](requests[j % len(requests)]), clients, seconds, server
+        )
+    finally:
+        for s in streams:
+            s.close()
+        channel.close()
+
+
 def served(
     target: str, token: str, requests: list, clients: int, seconds: float, server: int
 ) -> tuple[float, ...]:
@@ -184,7 +253,9 @@ def serve(args: argparse.Namespace) -> None:
         model = host.deps.models.get(args.model)
         ready = {
             "port": host.grpc_port,
-            "token": issuer.issue("bench", ["service"]),
+            "stream_port": host.streams.wait_bound(),
+            # InferStream serves callers of one institution: the token names one.
+            "token": issuer.issue("bench", ["service"], "bench-county"),
             "version": model.card.version,
             "provider": model.provider,
         }
@@ -194,45 +265,95 @@ def serve(args: argparse.Namespace) -> None:
         host.stop()
 
 
-def serve_floor(args: argparse.Namespace) -> None:
-    """Run a bare grpcio sync server on the model's session until stdin closes.
-
-    No auth, metrics, admission or input checks, one frame per call as the service gets it:
-    the least a unary gRPC call can cost here, so the service's rows read against it.
-    """
-    source, version = packaged_models(), args.version
+def floor_session(args: argparse.Namespace) -> Callable[[inference_pb2.InferRequest], object]:
+    """The bare servers' whole handler: decode one tensor, run the session, encode outputs."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     sess = ort.InferenceSession(
-        source.get_bytes(f"models/{args.model}/{version}/model.onnx"),
+        packaged_models().get_bytes(f"models/{args.model}/{args.version}/model.onnx"),
         opts,
         providers=["CPUExecutionProvider"],
     )
     names = [o.name for o in sess.get_outputs()]
 
+    def infer(request: inference_pb2.InferRequest) -> inference_pb2.InferResponse:
+        t = request.tensors.tensors[0]
+        x = np.frombuffer(t.data, dtype=np.float32).reshape(tuple(t.shape))
+        outs = sess.run(names, {t.name: x})
+        return inference_pb2.InferResponse(
+            model_name=request.model_name,
+            outputs=[array_to_tensor(n, o) for n, o in zip(names, outs, strict=True)],
+        )
+
+    return infer
+
+
+def stream_handler(behavior: Callable[..., object]) -> grpc.GenericRpcHandler:
+    """Register `behavior` as the InferStream method, without a generated stub."""
+    method = grpc.stream_stream_rpc_method_handler(
+        behavior,
+        request_deserializer=inference_pb2.InferRequest.FromString,
+        response_serializer=inference_pb2.InferResponse.SerializeToString,
+    )
+    service, name = STREAM_METHOD.rsplit("/", 1)
+    return grpc.method_handlers_generic_handler(service.lstrip("/"), {name: method})
+
+
+def serve_floor(args: argparse.Namespace) -> None:
+    """Run a bare grpcio sync server on the model's session until stdin closes.
+
+    No auth, metrics, admission or input checks, one frame per call as the service gets it:
+    the least a unary gRPC call can cost here, so the service's rows read against it. Its
+    InferStream answers each frame of a stream in turn; a stream holds a worker for its life,
+    so the pool has one per client besides the service's count.
+    """
+    infer = floor_session(args)
+
     class Bare(inference_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
         def Infer(  # noqa: N802
             self, request: inference_pb2.InferRequest, context: grpc.ServicerContext
-        ) -> inference_pb2.InferResponse:
-            t = request.tensors.tensors[0]
-            x = np.frombuffer(t.data, dtype=np.float32).reshape(tuple(t.shape))
-            outs = sess.run(names, {t.name: x})
-            return inference_pb2.InferResponse(
-                model_name=request.model_name,
-                outputs=[array_to_tensor(n, o) for n, o in zip(names, outs, strict=True)],
-            )
+        ) -> object:
+            return infer(request)
+
+        def InferStream(  # noqa: N802
+            self, requests: Iterator[inference_pb2.InferRequest], context: object
+        ) -> Iterator:
+            for request in requests:
+                yield infer(request)
 
     workers = args.grpc_workers or 2 * len(os.sched_getaffinity(0)) + 2
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    streams = max(int(c) for c in args.clients.split(","))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers + streams))
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(Bare(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        ready = {"port": port, "token": "", "version": version, "provider": "CPUExecutionProvider"}
+        ready = {"port": port, "token": "", "version": args.version, "provider": "CPU"}
         print(json.dumps(ready), flush=True)
         sys.stdin.read()
     finally:
         server.stop(None)
+
+
+def serve_floor_aio(args: argparse.Namespace) -> None:
+    """Run a bare grpc.aio server whose InferStream runs the model inline on the event loop."""
+    infer = floor_session(args)
+
+    async def infer_stream(requests: object, context: object) -> object:
+        async for request in requests:  # type: ignore[attr-defined]
+            yield infer(request)
+
+    async def run() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((stream_handler(infer_stream),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        ready = {"port": port, "token": "", "version": args.version, "provider": "CPU"}
+        print(json.dumps(ready), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await server.stop(None)
+
+    asyncio.run(run())
 
 
 @contextlib.contextmanager
@@ -244,6 +365,7 @@ def service_process(
     command += ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
     command += ["--max-wait-ms", str(args.max_wait_ms), "--providers", args.providers]
     command += ["--grpc-workers", str(args.grpc_workers), "--version", args.version or ""]
+    command += ["--clients", args.clients]
     child = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=code_env(tree)
     )
@@ -289,10 +411,22 @@ def main() -> None:
         "--floor", action="store_true", help="also a bare grpcio server on the same session"
     )
     parser.add_argument(
+        "--floor-stream",
+        action="store_true",
+        help="also bare streams, one per client: sync and grpc.aio servers",
+    )
+    parser.add_argument(
+        "--stream", action="store_true", help="also the service's InferStream, one per client"
+    )
+    parser.add_argument(
+        "--pipeline", type=int, default=0, help="also floor-a with this many frames in flight"
+    )
+    parser.add_argument(
         "--batches", default="1,2,4,8,32", help="batch sizes of the one-caller raw curve"
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor-aio", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--version", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -301,16 +435,29 @@ def main() -> None:
     if args.serve_floor:
         serve_floor(args)
         return
+    if args.serve_floor_aio:
+        serve_floor_aio(args)
+        return
 
     trees: dict[str, Path | None] = {"this": None}
     if args.base:
         trees = {"base": args.base.resolve(), "this": None}
     with contextlib.ExitStack() as stack:
         services = {k: stack.enter_context(service_process(args, t)) for k, t in trees.items()}
-        if args.floor:
-            # The same model version the service serves, whatever the newest stored one is.
-            args.version = next(iter(services.values()))[1]["version"]
+        # The same model version the service serves, whatever the newest stored one is.
+        args.version = next(iter(services.values()))[1]["version"]
+        if args.stream or args.floor_stream:
+            services["stream"] = services["this"]
+        if args.floor or args.floor_stream:
             services["floor"] = stack.enter_context(service_process(args, None, "--serve-floor"))
+        if args.floor_stream:
+            services["floor-s"] = services["floor"]
+            aio = stack.enter_context(service_process(args, None, "--serve-floor-aio"))
+            services["floor-a"] = aio
+            if args.pipeline > 1:
+                services[f"floor-p{args.pipeline}"] = aio
+        if args.floor_stream and not args.floor:
+            del services["floor"]
         compare(args, services)
 
 
@@ -364,7 +511,19 @@ def compare(
                     spy = profiled(child.pid, out, args.seconds)
                     time.sleep(0.5)  # py-spy attaches
                 target = f"127.0.0.1:{ready['port']}"
-                svc = served(target, ready["token"], requests, clients, args.seconds, child.pid)
+                if label == "stream":
+                    target = f"127.0.0.1:{ready['stream_port']}"
+                    svc = streamed(
+                        target, ready["token"], requests, clients, args.seconds, child.pid
+                    )
+                elif label.startswith("floor-"):
+                    # floor-s, floor-a: ping-pong; floor-pK: K frames in flight per stream.
+                    depth = int(label[7:]) if label.startswith("floor-p") else 1
+                    svc = streamed(
+                        target, ready["token"], requests, clients, args.seconds, child.pid, depth
+                    )
+                else:
+                    svc = served(target, ready["token"], requests, clients, args.seconds, child.pid)
                 if spy is not None:
                     spy.wait(60)
                 row = (*raw, *svc, float(os.getloadavg()[0]))
@@ -375,13 +534,13 @@ def compare(
         "clients the bench's gRPC stubs (they would run elsewhere)"
     )
     print(
-        "clients code  raw f/s  raw p50  served f/s  served p50  served p99  added p50 ms  "
+        "clients code     raw f/s  raw p50  served f/s  served p50  served p99  added p50 ms  "
         "raw CPU ms/f  service CPU ms/f  client CPU ms/f  raw/service CPU  load"
     )
     for (clients, label), seen in rows.items():
         m = [float(np.median([r[k] for r in seen])) for k in range(len(seen[0]))]
         print(
-            f"{clients:7d} {label:<5} {m[0]:8.1f} {m[1]:8.2f} {m[4]:11.1f} {m[5]:11.2f} "
+            f"{clients:7d} {label:<8} {m[0]:8.1f} {m[1]:8.2f} {m[4]:11.1f} {m[5]:11.2f} "
             f"{m[6]:11.2f} {m[5] - m[1]:13.2f} {m[3]:13.3f} {m[8]:17.3f} {m[7]:16.3f} "
             f"{m[3] / m[8]:16.2f} {m[9]:5.1f}"
         )

@@ -284,8 +284,11 @@ def test_rpcs_are_verb_noun_with_matching_request_and_response() -> None:
         "MaintenanceService",
     }
     for method in methods:
-        assert method.input_type.name == f"{method.name}Request", method.full_name
-        assert method.output_type.name == f"{method.name}Response", method.full_name
+        # A streaming method (InferStream) carries its unary twin's (Infer's) messages.
+        stem = method.name.removesuffix("Stream") if method.client_streaming else method.name
+        assert method.client_streaming == method.server_streaming, method.full_name
+        assert method.input_type.name == f"{stem}Request", method.full_name
+        assert method.output_type.name == f"{stem}Response", method.full_name
 
 
 def generated_modules() -> list[str]:

@@ -40,6 +40,11 @@ class InferenceServiceStub(object):
                 request_serializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferRequest.SerializeToString,
                 response_deserializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferResponse.FromString,
                 _registered_method=True)
+        self.InferStream = channel.stream_stream(
+                '/sonobridge.api.inference.v1.InferenceService/InferStream',
+                request_serializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferRequest.SerializeToString,
+                response_deserializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferResponse.FromString,
+                _registered_method=True)
         self.CheckQuality = channel.unary_unary(
                 '/sonobridge.api.inference.v1.InferenceService/CheckQuality',
                 request_serializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.CheckQualityRequest.SerializeToString,
@@ -65,6 +70,19 @@ class InferenceServiceServicer(object):
         """Run one model on one image or on raw tensors.
         INVALID_ARGUMENT for undecodable input or a shape the model rejects; NOT_FOUND for an unknown
         model or version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InferStream(self, request_iterator, context):
+        """Infer on a stream: each request message is answered by one response, in order, exactly as
+        Infer would answer it (same use case, same outputs). Served on the inference process's
+        stream port (INFERENCE__GRPC_STREAM_PORT), not the unary port. The bearer token is read
+        once from the stream's metadata; its expiry is checked on every message and the stream's
+        institution (the token's; an `x-sonobridge-institution` header must match it) once per
+        message too. A bad message ends the stream with INVALID_ARGUMENT (as Infer), an unknown
+        model with NOT_FOUND; a full model queue or too many open streams, UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +114,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Infer': grpc.unary_unary_rpc_method_handler(
                     servicer.Infer,
+                    request_deserializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferRequest.FromString,
+                    response_serializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferResponse.SerializeToString,
+            ),
+            'InferStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.InferStream,
                     request_deserializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferRequest.FromString,
                     response_serializer=sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferResponse.SerializeToString,
             ),
@@ -141,6 +164,33 @@ class InferenceService(object):
             request,
             target,
             '/sonobridge.api.inference.v1.InferenceService/Infer',
+            sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferRequest.SerializeToString,
+            sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InferStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sonobridge.api.inference.v1.InferenceService/InferStream',
             sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferRequest.SerializeToString,
             sonobridge_dot_api_dot_inference_dot_v1_dot_inference__pb2.InferResponse.FromString,
             options,

@@ -42,6 +42,10 @@ class InferenceSettings(BaseModel):
     consumer_lanes: int = Field(2, ge=1)
     # gRPC worker threads (0: enough for what the loaded models run at once, see grpc_workers).
     grpc_max_workers: int = Field(0, ge=0)
+    # The grpc.aio port serving InferStream (None: the gRPC port + 100, or a free port when
+    # that is 0, as in tests), and the streams it holds open at once before answering UNAVAILABLE.
+    grpc_stream_port: int | None = Field(None, ge=0, le=65535)
+    max_streams: int = Field(64, ge=1)
     max_image_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Test hook for crash tests: sleep this long after each instance of an exam.
     instance_delay_seconds: float = Field(0.0, ge=0)
@@ -75,6 +79,12 @@ class InferenceSettings(BaseModel):
         # every hand-off between parked threads costs a wake-up (bench_grpc, 32 clients:
         # service CPU per frame 2.20 ms with 64 workers, 1.69 ms with 4).
         return 2 * self.direct_run_slots() + 2
+
+    def stream_port(self, grpc_port: int) -> int:
+        """Return the InferStream port beside a gRPC port (0: any free port)."""
+        if self.grpc_stream_port is not None:
+            return self.grpc_stream_port
+        return grpc_port + 100 if grpc_port else 0
 
     def provider_list(self) -> tuple[str, ...]:
         """Return the preferred providers, best first."""

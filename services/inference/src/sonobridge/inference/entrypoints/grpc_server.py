@@ -68,6 +68,37 @@ def array_to_tensor(name: str, array: np.ndarray) -> inference_pb2.Tensor:
     )
 
 
+def answer_infer(
+    deps: Dependencies, request: inference_pb2.InferRequest
+) -> inference_pb2.InferResponse:
+    """Run one InferRequest through the serving use case (Infer and each InferStream message)."""
+    if not request.model_name:
+        raise InvalidInput("model_name is required")
+    which = request.WhichOneof("input")
+    if which == "image":
+        result = serving.infer_image(
+            deps,
+            request.model_name,
+            request.model_version,
+            request.image.data,
+            request.image.media_type,
+            request.image.frame_index,
+        )
+    elif which == "tensors":
+        arrays = {t.name: tensor_to_array(t) for t in request.tensors.tensors}
+        result = serving.infer_tensors(deps, request.model_name, request.model_version, arrays)
+    else:
+        raise InvalidInput("set either image or tensors")
+    return inference_pb2.InferResponse(
+        model_name=result.card.name,
+        model_version=result.card.version,
+        outputs=[array_to_tensor(k, v) for k, v in result.outputs.items()],
+        labels=[inference_pb2.LabelScore(label=k, score=p) for k, p in result.labels],
+        latency_ms=result.latency_ms,
+        request_id=request.request_id,
+    )
+
+
 class InferenceServicer(
     AuthenticatedServicer[Dependencies], inference_pb2_grpc.InferenceServiceServicer
 ):
@@ -77,32 +108,16 @@ class InferenceServicer(
         self, request: inference_pb2.InferRequest, context: grpc.ServicerContext
     ) -> inference_pb2.InferResponse:
         self.principal(context)
-        if not request.model_name:
-            raise InvalidInput("model_name is required")
-        which = request.WhichOneof("input")
-        if which == "image":
-            result = serving.infer_image(
-                self.deps,
-                request.model_name,
-                request.model_version,
-                request.image.data,
-                request.image.media_type,
-                request.image.frame_index,
-            )
-        elif which == "tensors":
-            arrays = {t.name: tensor_to_array(t) for t in request.tensors.tensors}
-            result = serving.infer_tensors(
-                self.deps, request.model_name, request.model_version, arrays
-            )
-        else:
-            raise InvalidInput("set either image or tensors")
-        return inference_pb2.InferResponse(
-            model_name=result.card.name,
-            model_version=result.card.version,
-            outputs=[array_to_tensor(k, v) for k, v in result.outputs.items()],
-            labels=[inference_pb2.LabelScore(label=k, score=p) for k, p in result.labels],
-            latency_ms=result.latency_ms,
-            request_id=request.request_id,
+        return answer_infer(self.deps, request)
+
+    def InferStream(  # noqa: N802
+        self, request_iterator: Any, context: grpc.ServicerContext
+    ) -> Any:
+        # A stream would hold one of this pool's few workers for its whole life: streams are
+        # served by the grpc.aio server on the stream port (entrypoints/grpc_stream).
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "InferStream is served on the stream port (INFERENCE__GRPC_STREAM_PORT)",
         )
 
     def CheckQuality(  # noqa: N802
