@@ -104,6 +104,8 @@ class ClusterEdition:
     grpc: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC))
     dimse: int = DEFAULT_DIMSE
     issuer_port: int = DEFAULT_ISSUER
+    # Inference's InferStream port; None leaves inference's default (its gRPC port + 100).
+    inference_stream: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -118,6 +120,7 @@ class ClusterEdition:
             grpc={s: free_port() for s in SERVICES},
             dimse=free_port(),
             issuer_port=free_port(),
+            inference_stream=free_port(),
         )
 
     # -- names ----------------------------------------------------------------------------
@@ -217,6 +220,8 @@ class ClusterEdition:
         if service == "ingest":
             env["INGEST__DIMSE_PORT"] = str(self.dimse)
             env["INGEST__DIMSE_HOST"] = "127.0.0.1"
+        if service == "inference" and self.inference_stream is not None:
+            env["INFERENCE__GRPC_STREAM_PORT"] = str(self.inference_stream)
         settings = node_settings_for(self.consortium, self.run_dir)
         env["ACCESS__INSTITUTIONS_FILE"] = settings["common"]["access"]["institutions_file"]
         for section, values in settings.items():
