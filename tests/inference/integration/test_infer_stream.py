@@ -132,3 +132,10 @@ def test_a_cancelled_stream_gives_back_its_slot(
     # The server still answers new streams after the cancel.
     again = list(stream.InferStream(iter(frames(service, 1)), metadata=service.metadata()))
     assert len(again) == 1
+
+
+def test_the_unary_port_sends_a_stream_to_the_stream_port(service: Service) -> None:
+    with pytest.raises(grpc.RpcError) as call:
+        list(service.grpc.InferStream(iter(frames(service, 1)), metadata=service.metadata()))
+    assert refused(call.value) == grpc.StatusCode.UNIMPLEMENTED
+    assert "INFERENCE__GRPC_STREAM_PORT" in (call.value.details() or "")

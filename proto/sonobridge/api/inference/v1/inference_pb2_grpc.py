@@ -79,10 +79,10 @@ class InferenceServiceServicer(object):
         """Infer on a stream: each request message is answered by one response, in order, exactly as
         Infer would answer it (same use case, same outputs). Served on the inference process's
         stream port (INFERENCE__GRPC_STREAM_PORT), not the unary port. The bearer token is read
-        once from the stream's metadata; its expiry is checked on every message and the stream's
-        institution (the token's; an `x-sonobridge-institution` header must match it) once per
-        message too. A bad message ends the stream with INVALID_ARGUMENT (as Infer), an unknown
-        model with NOT_FOUND; a full model queue or too many open streams, UNAVAILABLE.
+        once from the stream's metadata and must name an institution (an `x-sonobridge-institution`
+        header, if sent, must match it); its expiry is checked on every message. A bad message ends
+        the stream with INVALID_ARGUMENT (as Infer), an unknown model with NOT_FOUND; a full model
+        queue or too many open streams, UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -14,7 +14,7 @@ import grpc
 
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.auth import Principal, TokenVerifier
-from sonobridge.common.grpc import status_for
+from sonobridge.common.grpc import principal_from_context, status_for
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import Forbidden, Problem, Unauthenticated
@@ -29,26 +29,23 @@ METHOD = "InferStream"
 INSTITUTION_HEADER = "x-sonobridge-institution"
 
 
-def stream_principal(verifier: TokenVerifier, metadata: Any) -> tuple[Principal, float]:
+def stream_principal(verifier: TokenVerifier, context: Any) -> tuple[Principal, float]:
     """Verify the stream's token once; return the caller and when the token expires."""
-    headers = {key: value for key, value in metadata or ()}
-    principal = verifier.verify_header(headers.get("authorization"))
+    principal = principal_from_context(context, verifier)
     if not principal.institution:
         raise Forbidden("an InferStream token must name an institution")
-    declared = headers.get(INSTITUTION_HEADER)
+    declared = dict(context.invocation_metadata() or ()).get(INSTITUTION_HEADER)
     if declared is not None and declared != principal.institution:
         raise Forbidden("the stream's institution is not the token's")
     return principal, float(principal.claims.get("exp", 0.0))
 
 
-def check_message(principal: Principal, institution: str, expires: float, now: float) -> None:
-    """Refuse a message once the token has expired or its institution is not the stream's."""
+def check_expiry(expires: float, now: float) -> None:
+    """Refuse a message once the stream's token has expired."""
     # No leeway here (the open's check has the verifier's): a stream outlives its token by
     # at most one message.
     if now >= expires:
         raise Unauthenticated("the stream's token has expired; open a new stream")
-    if principal.institution != institution:
-        raise Forbidden("the stream's institution is not the token's")
 
 
 Answer = Callable[[inference_pb2.InferRequest], inference_pb2.InferResponse]
@@ -96,13 +93,12 @@ class InferStreamServicer:
         self.open_streams += 1
         try:
             try:
-                principal, expires = stream_principal(self.verifier, context.invocation_metadata())
+                _, expires = stream_principal(self.verifier, context)
             except Problem as problem:
                 await self._refuse(context, problem)
-            institution = principal.institution or ""
             async for request in requests:
                 try:
-                    check_message(principal, institution, expires, self._clock())
+                    check_expiry(expires, self._clock())
                     # The model runs inline on this loop: it is CPU-bound on 2 cores, and a
                     # hand-off to a pool thread costs more than the tiny model's run
                     # (bench_grpc floor-a). REST and health answer on their own threads.
