@@ -9,12 +9,11 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
+from inference.inference_support import Service
 
 from sonobridge.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from sonobridge.inference.entrypoints.grpc_server import array_to_tensor
 from sonobridge.inference.imaging.preprocess import to_tensor
-
-from .conftest import Service
 
 MODEL = "image-quality"
 
