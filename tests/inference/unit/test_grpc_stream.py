@@ -82,9 +82,10 @@ def servicer(clock: Clock | None = None, max_streams: int = 4) -> InferStreamSer
     )
 
 
-async def feed(requests: Iterable[inference_pb2.InferRequest]) -> AsyncIterator[object]:
+async def feed(requests: Iterable[inference_pb2.InferRequest | bytes]) -> AsyncIterator[bytes]:
+    """The frames as grpc.aio hands them to the servicer: undecoded."""
     for request in requests:
-        yield request
+        yield request if isinstance(request, bytes) else request.SerializeToString()
 
 
 def frame(i: int, model: str = "image-quality") -> inference_pb2.InferRequest:
@@ -92,7 +93,9 @@ def frame(i: int, model: str = "image-quality") -> inference_pb2.InferRequest:
 
 
 def run(
-    svc: InferStreamServicer, requests: Iterable[inference_pb2.InferRequest], metadata: object
+    svc: InferStreamServicer,
+    requests: Iterable[inference_pb2.InferRequest | bytes],
+    metadata: object,
 ) -> tuple[list[str], grpc.StatusCode | None]:
     """Drive one stream; return the answered ids and the status it ended with (None: OK)."""
 
@@ -159,6 +162,17 @@ def test_a_bad_frame_ends_the_stream_with_invalid_argument() -> None:
         svc, [frame(0), frame(1, model=""), frame(2)], [("authorization", "Bearer township-a")]
     )
     assert (got, code) == (["f0"], grpc.StatusCode.INVALID_ARGUMENT)
+    assert svc.open_streams == 0
+
+
+def test_a_frame_that_is_no_infer_request_ends_the_stream_with_invalid_argument() -> None:
+    svc = servicer()
+    # Field 1 (model_name) declared 100 bytes long, with 1 byte following.
+    got, code = run(
+        svc, [frame(0), b"\x0a\x64x", frame(2)], [("authorization", "Bearer township-a")]
+    )
+    assert (got, code) == (["f0"], grpc.StatusCode.INVALID_ARGUMENT)
+    assert calls(svc, "INVALID_ARGUMENT") == 1
     assert svc.open_streams == 0
 
 
