@@ -17,6 +17,7 @@ from sonobridge.inference.entrypoints.grpc_stream import InferStreamServicer
 from sonobridge.inference.metrics import InferenceMetrics
 
 EXPIRES = 1_000.0
+HEADER = "x-sonobridge-institution"
 
 
 class Aborted(Exception):
@@ -130,6 +131,23 @@ def test_frames_are_answered_in_order_and_counted() -> None:
         ([("authorization", "Bearer -")], grpc.StatusCode.PERMISSION_DENIED),
         (
             [("authorization", "Bearer township-a"), ("x-sonobridge-institution", "township-b")],
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        # The header sent twice, once right and once wrong, in either order.
+        (
+            [
+                ("authorization", "Bearer township-a"),
+                (HEADER, "township-b"),
+                (HEADER, "township-a"),
+            ],
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            [
+                ("authorization", "Bearer township-a"),
+                (HEADER, "township-a"),
+                (HEADER, "township-b"),
+            ],
             grpc.StatusCode.PERMISSION_DENIED,
         ),
     ],

@@ -26,7 +26,8 @@ from sonobridge.inference.metrics import InferenceMetrics
 log = logging.getLogger(__name__)
 
 METHOD = "InferStream"
-# Optional stream header naming the institution the frames are sent for; it must be the token's.
+# Optional stream header naming the institution the frames are sent for; it must be the token's
+# (each value, when sent more than once).
 INSTITUTION_HEADER = "x-sonobridge-institution"
 
 
@@ -35,8 +36,9 @@ def stream_principal(verifier: TokenVerifier, context: Any) -> tuple[Principal, 
     principal = principal_from_context(context, verifier)
     if not principal.institution:
         raise Forbidden("an InferStream token must name an institution")
-    declared = dict(context.invocation_metadata() or ()).get(INSTITUTION_HEADER)
-    if declared is not None and declared != principal.institution:
+    # Every value counts: a header sent twice, once right and once wrong, is refused too.
+    declared = {v for k, v in context.invocation_metadata() or () if k == INSTITUTION_HEADER}
+    if declared - {principal.institution}:
         raise Forbidden("the stream's institution is not the token's")
     return principal, float(principal.claims.get("exp", 0.0))
 
