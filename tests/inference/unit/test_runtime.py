@@ -12,6 +12,7 @@ import pytest
 from sonobridge.inference.domain.errors import (
     InvalidInput,
     ModelIntegrityError,
+    ModelNotFound,
     ModelNotLoaded,
     Overloaded,
 )
@@ -121,6 +122,25 @@ def test_registry_lists_pins_and_unloads_versions(loop, registry, tmp_path):
     assert not registry.is_ready(["image-quality", "probe-health"])
     with pytest.raises(ModelNotLoaded):
         registry.get("probe-health")
+
+
+@pytest.mark.parametrize(("name", "version"), [("no-such-model", None), ("0", "1.0.0")])
+def test_a_model_the_registry_does_not_store_is_not_found(registry, name, version):
+    with pytest.raises(ModelNotFound, match="no model named"):
+        registry.get(name, version)
+
+
+def test_a_version_the_registry_does_not_store_is_not_found(registry):
+    with pytest.raises(ModelNotFound, match=r"'9\.9\.9' is not in the registry"):
+        registry.get("image-quality", "9.9.9")
+
+
+def test_a_stored_version_that_is_not_loaded_is_unavailable_here(registry):
+    stored = registry.available()["image-quality"]
+    unloaded = [v for v in stored if not registry.is_loaded("image-quality", v)]
+    assert unloaded, "every stored image-quality version is loaded: nothing to check"
+    with pytest.raises(ModelNotLoaded, match="is not loaded"):
+        registry.get("image-quality", unloaded[0])
 
 
 def test_wrong_tensor_shape_is_rejected_with_the_expected_spec(loop, registry):

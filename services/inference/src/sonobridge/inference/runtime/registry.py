@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from sonobridge.common.objects.ports import key_segment
 from sonobridge.inference.domain.errors import (
+    InferenceError,
     InvalidInput,
     ModelIntegrityError,
     ModelNotFound,
@@ -267,11 +268,21 @@ class ModelRegistry:
             try:
                 return self._loaded[(name, version)]
             except KeyError:
-                raise ModelNotLoaded(f"model {name} {version} is not loaded") from None
+                raise self._absent(name, version) from None
         versions = [v for (n, v) in self._loaded if n == name]
         if not versions:
-            raise ModelNotLoaded(f"model {name} is not loaded")
+            raise self._absent(name, None)
         return self._loaded[(name, max(versions, key=version_key))]
+
+    def _absent(self, name: str, version: str | None) -> InferenceError:
+        """NOT_FOUND for what the registry does not store; else UNAVAILABLE, not loaded here."""
+        # The store is listed only on a miss: a loaded model's requests never pay for it.
+        stored = self.available().get(name, [])
+        if not stored:
+            return ModelNotFound(f"no model named {name!r} in the registry")
+        if version is not None and version not in stored:
+            return ModelNotFound(f"model {name} version {version!r} is not in the registry")
+        return ModelNotLoaded(f"model {name} {version or ''} is not loaded".replace("  ", " "))
 
     def loaded(self) -> list[LoadedModel]:
         """Return every loaded model."""
