@@ -135,6 +135,18 @@ def test_an_undecodable_frame_ends_the_stream_with_invalid_argument(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+def test_a_frame_naming_a_huge_unknown_model_ends_not_found(
+    service: Service, stream: inference_pb2_grpc.InferenceServiceStub
+) -> None:
+    frame = frames(service, 1)[0]
+    frame.model_name = "m" * 100_000
+    with pytest.raises(grpc.RpcError) as ended:
+        list(stream.InferStream(iter([frame]), metadata=service.metadata(), timeout=60))
+    # The detail echoing the name is cut: else the client drops the status for its size.
+    assert refused(ended.value) == grpc.StatusCode.NOT_FOUND
+    assert (ended.value.details() or "").endswith("(cut)")
+
+
 def test_a_cancelled_stream_gives_back_its_slot(
     service: Service, stream: inference_pb2_grpc.InferenceServiceStub
 ) -> None:

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.auth import Principal, TokenVerifier
-from sonobridge.common.grpc import principal_from_context, status_for
+from sonobridge.common.grpc import principal_from_context, status_details, status_for
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import Forbidden, InvalidInput, Problem, Unauthenticated
@@ -129,7 +129,7 @@ class InferStreamServicer:
     async def _refuse(self, context: Any, problem: Problem) -> None:
         code = status_for(problem)
         self._calls.labels(METHOD, code.name).inc()
-        await context.abort(code, problem.detail)
+        await context.abort(code, status_details(problem))
 
     async def _fail(self, context: Any, exc: Exception) -> None:
         self._calls.labels(METHOD, grpc.StatusCode.INTERNAL.name).inc()
