@@ -137,6 +137,12 @@ def service(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> It
 
 
 @pytest.fixture(scope="module")
+def port(service: Service) -> int:
+    """The InferStream port."""
+    return service.host.streams.wait_bound()  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture(scope="module")
 def server_errors() -> Iterator[ErrorLog]:
     handler = ErrorLog()
     logging.getLogger().addHandler(handler)
@@ -559,6 +565,13 @@ def still_serving(service: Service, port: int, reference: Reference, errors: Err
     return problems
 
 
+def settle(tally: Tally, problems: list[str]) -> None:
+    """Tally an example's problems and raise them, so that hypothesis shrinks and prints it."""
+    if problems:
+        tally.failures.extend(problems)
+        raise AssertionError("; ".join(problems))
+
+
 def _settings(count: int) -> settings:
     return settings(
         max_examples=examples(count),
@@ -574,13 +587,13 @@ def _settings(count: int) -> settings:
 
 def test_hostile_streams_end_with_a_documented_status_and_leave_the_server_serving(
     service: Service,
+    port: int,
     fixed: Fixed,
     openings: dict[str, list[tuple[str, str]]],
     reference: Reference,
     server_errors: ErrorLog,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    port = service.host.streams.wait_bound()  # type: ignore[attr-defined]
     tally = Tally("gRPC InferStream")
     cases = st.tuples(opening_strategy(openings), frames_strategy(fixed)).flatmap(
         lambda t: st.tuples(st.just(t[0]), st.just(t[1]), end_strategy(len(t[1])))
@@ -599,13 +612,8 @@ def test_hostile_streams_end_with_a_documented_status_and_leave_the_server_servi
             return
         tally.statuses[seen.code.value[0]] += 1
         wrong = misjudged(opening, frames, end, seen)
-        leaked = slots_given_back(service)
-        after = still_serving(service, port, reference, server_errors)
-        # Raised (not only tallied) so that hypothesis shrinks the case and prints it.
-        problems = [*([wrong] if wrong else []), *leaked, *after]
-        if problems:
-            tally.failures.extend(problems)
-            raise AssertionError("; ".join(problems))
+        problems = [*([wrong] if wrong else []), *slots_given_back(service)]
+        settle(tally, [*problems, *still_serving(service, port, reference, server_errors)])
 
     run()
     report(tally, capsys)
@@ -613,12 +621,11 @@ def test_hostile_streams_end_with_a_documented_status_and_leave_the_server_servi
 
 def test_more_streams_than_the_bound_are_refused_unavailable_and_give_back_every_slot(
     service: Service,
-    fixed: Fixed,
+    port: int,
     reference: Reference,
     server_errors: ErrorLog,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    port = service.host.streams.wait_bound()  # type: ignore[attr-defined]
     tally = Tally("gRPC InferStream, concurrent")
     valid = Frame("valid", reference.request.SerializeToString(), "answer", "reference")
 
@@ -665,21 +672,16 @@ def test_more_streams_than_the_bound_are_refused_unavailable_and_give_back_every
     )
     def run(extra: int, ends: list[End]) -> None:
         tally.cases += 1
-        problems = storm(extra, ends)
-        problems += slots_given_back(service)
-        problems += still_serving(service, port, reference, server_errors)
-        if problems:
-            tally.failures.extend(problems)
-            raise AssertionError("; ".join(problems))
+        problems = [*storm(extra, ends), *slots_given_back(service)]
+        settle(tally, [*problems, *still_serving(service, port, reference, server_errors)])
 
     run()
     report(tally, capsys)
 
 
 def test_a_frame_over_the_message_limit_ends_resource_exhausted_and_the_server_serves_on(
-    service: Service, reference: Reference, server_errors: ErrorLog
+    service: Service, port: int, reference: Reference, server_errors: ErrorLog
 ) -> None:
-    port = service.host.streams.wait_bound()  # type: ignore[attr-defined]
     image = inference_pb2.EncodedImage(data=bytes(65 * 1024 * 1024), media_type="image/png")
     oversized = Frame("oversized", _request("big", model_name=MODEL, image=image))
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
