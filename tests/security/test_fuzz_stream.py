@@ -1,10 +1,11 @@
 """Property-based fuzzing of inference's InferStream on its real grpc.aio server.
 
 Hostile stream metadata, hostile frames (garbage tensors, unknown models, undecodable bytes),
-half-closes and cancels at random points, and more streams at once than the server holds. Each
-stream ends OK or with a status the proto documents (never UNKNOWN, never INTERNAL); the server
-logs no error, gives back every slot, and both its ports still answer a valid frame as before.
-Seeded and bounded as the rest of the suite (SONOBRIDGE_FUZZ_SCALE, SONOBRIDGE_FUZZ_SEED).
+half-closes, cancels at random points (lockstep or with frames in flight), and more streams at
+once than the server holds. Each stream ends OK or with a status the proto documents (never
+UNKNOWN, never INTERNAL); the server logs no error, gives back every slot, and both its ports
+still answer a valid frame as before. Seeded and bounded as the rest of the suite
+(SONOBRIDGE_FUZZ_SCALE, SONOBRIDGE_FUZZ_SEED; `make fuzz` runs the long form).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from sonobridge.inference.entrypoints.grpc_stream import INSTITUTION_HEADER
 
 pytestmark = pytest.mark.slow
 
-# Cases per target in CI: about 15 s on two cores together; `make fuzz` multiplies them.
-STREAM_CASES = 600
-CONCURRENT_CASES = 80
+# Cases per target in CI: about 20 s on two cores together; `make fuzz` multiplies them.
+STREAM_CASES = 500
+CONCURRENT_CASES = 60
 MODEL = "image-quality"
 INSTITUTION = "township-a"
 # Small, so that a few concurrent streams already overflow it.
@@ -399,15 +400,19 @@ def frames_strategy(draw: st.DrawFn, fixed: Fixed) -> list[Frame]:
     return [draw(frame_strategy(fixed, i)) for i in range(count)]
 
 
-# An end: half-close after the last frame, or cancel at a point (2i: before frame i is sent,
-# 2i + 1: once its answer is read).
-End = tuple[Literal["half-close", "cancel"], int]
+# How a stream is driven and ended. Lockstep (one frame, then its answer): "half-close" after
+# the last frame, or "cancel" at a point (2i: before frame i is sent, 2i + 1: once its answer is
+# read). Pipelined (every frame sent at once): "pipeline" half-closes at once and reads every
+# answer, "pipeline-cancel" cancels after reading that many answers, frames still in flight.
+End = tuple[Literal["half-close", "cancel", "pipeline", "pipeline-cancel"], int]
 
 
 def end_strategy(frames: int) -> st.SearchStrategy[End]:
     return st.one_of(
         st.just(("half-close", 0)),
         st.integers(0, 2 * frames).map(lambda at: ("cancel", at)),
+        st.just(("pipeline", 0)),
+        st.integers(0, frames).map(lambda at: ("pipeline-cancel", at)),
     )
 
 
@@ -445,6 +450,8 @@ class Stream:
 def converse(stream: Stream, frames: list[Frame], end: End) -> Outcome:
     """Send frames in lockstep (one, then its answer) and end as `end` says."""
     answers: list[inference_pb2.InferResponse] = []
+    if end[0].startswith("pipeline"):
+        return pipeline(stream, frames, end)
     try:
         for i, frame in enumerate(frames):
             if end == ("cancel", 2 * i):
@@ -459,6 +466,23 @@ def converse(stream: Stream, frames: list[Frame], end: End) -> Outcome:
     except (StopIteration, grpc.RpcError):
         pass
     return stream.outcome(answers, False)
+
+
+def pipeline(stream: Stream, frames: list[Frame], end: End) -> Outcome:
+    """Send every frame at once, then half-close and read all, or cancel after `end[1]` answers."""
+    answers: list[inference_pb2.InferResponse] = []
+    for frame in frames:
+        stream.outbox.put(frame.data)
+    try:
+        if end[0] == "pipeline":
+            stream.outbox.put(None)
+            answers.extend(stream.call)
+            return stream.outcome(answers, False)
+        while len(answers) < min(end[1], len(frames)):
+            answers.append(next(stream.call))
+        return stream.outcome(answers, stream.call.cancel())
+    except (StopIteration, grpc.RpcError):
+        return stream.outcome(answers, False)
 
 
 def misjudged(opening: Opening, frames: list[Frame], end: End, seen: Outcome) -> str | None:
@@ -485,7 +509,7 @@ def misjudged(opening: Opening, frames: list[Frame], end: End, seen: Outcome) ->
     if seen.cancelled:
         return None
     if code == Code.OK:
-        if len(answers) != len(frames) or end[0] != "half-close":
+        if len(answers) != len(frames) or end[0] not in ("half-close", "pipeline"):
             return f"OK after {len(answers)} of {len(frames)} frames"
         return None
     if len(answers) >= len(frames):
