@@ -278,15 +278,20 @@ def hostile_tensor(draw: st.DrawFn, fixed: Fixed) -> tuple[inference_pb2.TensorI
         st.one_of(
             st.just(right),
             st.lists(st.integers(-3, 300), max_size=6),
-            st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=4),
-            st.lists(st.integers(0, 2), min_size=30, max_size=80),
+            # Huge dimensions, with or without a zero that empties the data.
+            st.tuples(
+                st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=4), st.booleans()
+            ).map(lambda t: [0, *t[0]] if t[1] else t[0]),
+            # More dimensions than numpy holds (ones, so the data stays small; a zero empties it).
+            st.tuples(st.integers(30, 80), st.booleans()).map(lambda t: [0] * t[1] + [1] * t[0]),
             st.integers(1, 4).map(lambda n: [n, 1, fixed.height, fixed.width]),
             st.just([0, 1, fixed.height, fixed.width]),
         )
     )
     items = math.prod(shape) if all(d >= 0 for d in shape) else -1
     exact = 0 <= items * ITEMSIZE.get(dtype, 4) <= 1 << 20
-    if exact and draw(st.booleans()):
+    # Mostly the size the shape needs, so that most frames get past the length check.
+    if exact and draw(st.integers(0, 3)) > 0:
         size = items * ITEMSIZE.get(dtype, 4)
     else:
         size = draw(st.integers(0, 4096))
@@ -321,6 +326,7 @@ def frame_strategy(draw: st.DrawFn, fixed: Fixed, index: int) -> Frame:
                 "valid-image",
                 "tensor",
                 "tensor",
+                "numpy-bounds",
                 "image",
                 "unknown-model",
                 "unknown-version",
@@ -341,6 +347,22 @@ def frame_strategy(draw: st.DrawFn, fixed: Fixed, index: int) -> Frame:
     if kind == "tensor":
         tensors, expect = draw(hostile_tensor(fixed))
         return Frame(kind, _request(rid, model_name=MODEL, tensors=tensors), expect, rid)
+    if kind == "numpy-bounds":
+        # Shapes whose data size is right but that numpy cannot hold: too many dimensions, or
+        # a zero beside dimensions that multiply past its index range.
+        shape = draw(
+            st.one_of(
+                st.integers(33, 80).map(lambda n: [1] * n),
+                st.lists(st.integers(2**31, 2**63 - 1), min_size=1, max_size=3).map(
+                    lambda dims: [0, *dims]
+                ),
+            )
+        )
+        size = math.prod(shape) * 4
+        tensor = inference_pb2.Tensor(name=fixed.spec_name, shape=shape, dtype=1, data=bytes(size))
+        tensors = inference_pb2.TensorInputs(tensors=[tensor])
+        request = _request(rid, model_name=MODEL, tensors=tensors)
+        return Frame(kind, request, frozenset({Code.INVALID_ARGUMENT}), rid)
     if kind == "image":
         media = draw(
             st.one_of(
