@@ -18,11 +18,16 @@ from sonobridge.inference.domain.errors import (
 )
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.runtime.batcher import BatchPolicy, MicroBatcher
-from sonobridge.inference.runtime.providers import PREFERRED_PROVIDERS, choose_providers
+from sonobridge.inference.runtime.providers import (
+    PREFERRED_PROVIDERS,
+    SessionConfig,
+    choose_providers,
+)
 from sonobridge.inference.runtime.registry import (
     PACKAGED_MODELS_ROOT,
     LocalDirModelSource,
     ModelRegistry,
+    packaged_models,
 )
 from sonobridge.inference.runtime.server import ModelServer
 from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_frame
@@ -128,6 +133,34 @@ def test_registry_lists_pins_and_unloads_versions(loop, registry, tmp_path):
 def test_a_model_the_registry_does_not_store_is_not_found(registry, name, version):
     with pytest.raises(ModelNotFound, match="no model named"):
         registry.get(name, version)
+
+
+class _RecordingSource:
+    """The packaged models, noting every prefix the registry lists."""
+
+    def __init__(self, inner, listed):
+        self._inner, self._listed = inner, listed
+
+    def list(self, prefix):
+        self._listed.append(prefix)
+        return self._inner.list(prefix)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_miss_lists_only_the_named_models_prefix_never_the_whole_store():
+    listed: list[str] = []
+    registry = ModelRegistry(
+        _RecordingSource(packaged_models(), listed),
+        SessionConfig(providers=("CPUExecutionProvider",)),
+        BatchPolicy(max_batch_size=1, max_wait_ms=1, max_queue=4),
+    )
+    with pytest.raises(ModelNotFound):
+        registry.get("no-such-model")
+    with pytest.raises(ModelNotFound, match="no model named"):
+        registry.get("x" * 100_000)  # not a key segment: refused without listing anything
+    assert listed == ["models/no-such-model/"]
 
 
 def test_a_version_the_registry_does_not_store_is_not_found(registry):

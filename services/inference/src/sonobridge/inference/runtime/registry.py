@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from sonobridge.common.objects.ports import key_segment
+from sonobridge.common.objects.ports import InvalidObjectKey, key_segment
 from sonobridge.inference.domain.errors import (
     InferenceError,
     InvalidInput,
@@ -276,8 +276,17 @@ class ModelRegistry:
 
     def _absent(self, name: str, version: str | None) -> InferenceError:
         """NOT_FOUND for what the registry does not store; else UNAVAILABLE, not loaded here."""
-        # The store is listed only on a miss: a loaded model's requests never pay for it.
-        stored = self.available().get(name, [])
+        # Only on a miss, and only the name's own prefix: a listing costs what that model
+        # holds, so a caller naming unknown models cannot make every request walk the store.
+        try:
+            prefix = f"models/{key_segment(name, what='model name')}/"
+        except InvalidObjectKey:
+            return ModelNotFound(f"no model named {name[:64]!r} in the registry")
+        stored = [
+            parts[2]
+            for parts in (key.split("/") for key in self._source.list(prefix))
+            if len(parts) == 4 and parts[3] == "card.json"
+        ]
         if not stored:
             return ModelNotFound(f"no model named {name!r} in the registry")
         if version is not None and version not in stored:
