@@ -124,6 +124,13 @@ class Tally:
         )
 
 
+def report(tally: Tally, capsys: Any) -> None:
+    """Print the tally's summary past pytest's capture; fail with its first failures."""
+    with capsys.disabled():
+        print(f"\n{tally.summary()}")
+    assert not tally.failures, "\n".join(tally.failures[:20])
+
+
 def _body(response: Any) -> str:
     content = getattr(response, "content", b"") or b""
     return content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)

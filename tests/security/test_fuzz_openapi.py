@@ -44,6 +44,7 @@ from security.fuzz_support import (
     malformed_dicom,
     message_strategy,
     partial_state,
+    report,
     start_node,
     stow_body,
     tokens,
@@ -133,12 +134,6 @@ def real_ids(
     }
 
 
-def _report(tally: Tally, capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print(f"\n{tally.summary()}")
-    assert not tally.failures, "\n".join(tally.failures[:20])
-
-
 def _open_exam(client: httpx.Client, token: str) -> tuple[str, str]:
     """An exam of the fuzz institution (and its study UID), opened by its operator."""
     exam_id, study = str(uuid.uuid4()), pydicom.uid.generate_uid()
@@ -197,7 +192,7 @@ def test_no_route_answers_5xx_to_generated_requests(
         tally.check_http(response, f"{case.method} {case.formatted_path} as {caller}")
 
     run()
-    _report(tally, capsys)
+    report(tally, capsys)
     assert partial_state(node.data_dir) == []
 
 
@@ -280,7 +275,7 @@ def test_tus_headers_never_break_the_upload_protocol(
                 send("DELETE", url, {"Tus-Resumable": version})
 
         run()
-    _report(tally, capsys)
+    report(tally, capsys)
     assert partial_state(node.data_dir) == []
 
 
@@ -409,7 +404,7 @@ def test_malformed_dicom_gets_a_refusal_never_a_crash(
         if assoc is not None and assoc.is_established:
             assoc.release()
         client.close()
-    _report(tally, capsys)
+    report(tally, capsys)
     assert partial_state(node.data_dir) == []
 
 
@@ -467,7 +462,7 @@ def test_no_grpc_method_fails_internally_on_generated_requests(
         run()
     finally:
         channel.close()
-    _report(tally, capsys)
+    report(tally, capsys)
     assert partial_state(node.data_dir) == []
 
 

@@ -1,5 +1,8 @@
 """A canary patient sent through every channel never shows up in the node's logs.
 
+Channels: tus, STOW-RS, C-STORE, quality checks over REST, and inference's InferStream (the
+instances as frames, and the canary as a model and tensor name its errors echo to the caller).
+
 The node runs as its own process (`sonobridge serve`), as in production, so what reaches stderr is
 what a log shipper would get: Python warnings, pydicom's own logging, uncaught thread errors.
 """
@@ -20,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import pydicom
 import pytest
@@ -34,6 +38,7 @@ from security.fuzz_support import (
     wrong_length,
 )
 
+from sonobridge.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.node.consortium import demo_consortium
 
@@ -55,6 +60,7 @@ class NodeProcess:
 
     urls: dict[str, str]
     dimse_port: int
+    stream_port: int
     data_dir: Path
     stderr: Path
     stdout: Path
@@ -82,8 +88,8 @@ def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProce
             env=env,
         )
         try:
-            urls, dimse = _wait_for_banner(stdout, process)
-            yield NodeProcess(urls, dimse, data_dir, stderr, stdout)
+            urls, dimse, streams = _wait_for_banner(stdout, process)
+            yield NodeProcess(urls, dimse, streams, data_dir, stderr, stdout)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -93,14 +99,17 @@ def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProce
                 process.wait()
 
 
-def _wait_for_banner(stdout: Path, process: subprocess.Popen[bytes]) -> tuple[dict[str, str], int]:
+def _wait_for_banner(
+    stdout: Path, process: subprocess.Popen[bytes]
+) -> tuple[dict[str, str], int, int]:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         text = stdout.read_text(errors="replace")
         if "data directory:" in text:
             urls = dict(re.findall(r"^\s+(\w+)\s+REST (http://[\d.:]+)/v1", text, re.M))
             dimse = int(re.search(r"DICOM C-STORE [\d.]+:(\d+)", text).group(1))  # type: ignore[union-attr]
-            return urls, dimse
+            streams = int(re.search(r"gRPC InferStream [\d.]+:(\d+)", text).group(1))  # type: ignore[union-attr]
+            return urls, dimse, streams
         if process.poll() is not None:
             raise RuntimeError(f"node exited with {process.returncode}: {text}")
         time.sleep(0.3)
@@ -162,6 +171,22 @@ def _c_store(port: int, data: bytes, tmp: Path) -> int:
     finally:
         assoc.release()
     return int(status.Status) if "Status" in status else -1
+
+
+def _infer_stream(port: int, token: str, frames: list[inference_pb2.InferRequest]) -> str:
+    """Send frames on one InferStream; return how it ended (OK, or the status's name)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        try:
+            list(stub.InferStream(iter(frames), metadata=[("authorization", f"Bearer {token}")]))
+        except grpc.RpcError as ended:
+            return ended.code().name  # type: ignore[no-any-return]
+    return "OK"
+
+
+def _dicom_frame(data: bytes) -> inference_pb2.InferRequest:
+    image = inference_pb2.EncodedImage(data=data, media_type="application/dicom")
+    return inference_pb2.InferRequest(model_name="image-quality", image=image)
 
 
 def test_canary_patient_never_appears_in_any_log_line(
@@ -232,12 +257,27 @@ def test_canary_patient_never_appears_in_any_log_line(
             answers[f"quality {name}"] = inference.post(
                 "/v1/quality-checks", content=data, headers={"Content-Type": "application/dicom"}
             ).status_code
+    # InferStream: one stream per instance (a refused frame ends its stream), then the canary
+    # as an unknown model's name and as a tensor's name, which the statuses echo to the caller.
+    port = node_process.stream_port
+    for name, data in {"good": good[3], **broken}.items():
+        answers[f"stream {name}"] = _infer_stream(port, nurse, [_dicom_frame(data)])
+    named = inference_pb2.InferRequest(model_name=CANARY["PatientName"], request_id="canary")
+    named.tensors.tensors.add(name=CANARY["PatientID"], shape=[1], dtype=1, data=bytes(4))
+    answers["stream canary model"] = _infer_stream(port, nurse, [named])
+    named.model_name = "image-quality"
+    answers["stream canary tensor"] = _infer_stream(port, nurse, [named])
     # Let the event consumers (inference, reporting) take the completed exam in.
     time.sleep(3)
 
     assert answers["tus"] == 204 and answers["stow"] == 200 and answers["c-store"] == 0, answers
     assert answers["complete"] == 200 and answers["quality good"] == 200, answers
-    http = {k: v for k, v in answers.items() if not k.startswith("c-store")}
+    assert answers["stream good"] == "OK", answers
+    assert answers["stream canary model"] == "NOT_FOUND", answers
+    assert answers["stream canary tensor"] == "INVALID_ARGUMENT", answers
+    streams = {k: v for k, v in answers.items() if k.startswith("stream")}
+    assert not {"INTERNAL", "UNKNOWN"} & set(streams.values()), json.dumps(answers)
+    http = {k: v for k, v in answers.items() if not k.startswith(("c-store", "stream"))}
     assert all(code < 500 for code in http.values()), json.dumps(answers)
     assert -1 not in answers.values(), json.dumps(answers)  # every C-STORE got a status
 

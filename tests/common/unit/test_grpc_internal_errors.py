@@ -1,4 +1,4 @@
-"""An unexpected error in a gRPC method answers INTERNAL with an error id that the log carries."""
+"""gRPC errors: an unexpected one is INTERNAL with a logged error id, a domain one its status."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def _raise(request: bytes, context: grpc.ServicerContext) -> bytes:
     patient = "-".join(["DOE^CANARY", "19010203"])  # built at run time: in no source line
     if request == b"missing":
         raise NotFound("no such exam")
+    if request.startswith(b"huge"):
+        raise NotFound(f"no exam {request.decode()!r}")
     raise KeyError(f"[parameters: ({patient!r},)]")
 
 
@@ -51,3 +53,23 @@ def test_unexpected_grpc_error_is_internal_with_an_error_id(
     assert "KeyError" in record.getMessage()
     assert "CANARY" not in str(vars(record)) and "CANARY" not in failed.value.details()
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("name", ["x" * 100_000, "\u00e9\u4e2d\U0001f600" * 30_000])
+def test_a_domain_error_echoing_a_huge_input_keeps_its_status(name: str) -> None:
+    server, port, _ = create_grpc_server(
+        metrics=ServiceMetrics("probe"), register=_register, host="127.0.0.1", port=0
+    )
+    server.start()
+    try:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            pytest.raises(grpc.RpcError) as missing,
+        ):
+            channel.unary_unary("/probe.Probe/Fail")(f"huge{name}".encode(), timeout=10)
+    finally:
+        server.stop(None)
+    # Not the client's RESOURCE_EXHAUSTED for trailers over its limit: the detail is cut.
+    assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+    details = missing.value.details()
+    assert details.startswith("no exam 'huge") and details.endswith("... (cut)")

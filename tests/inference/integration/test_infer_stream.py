@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from collections.abc import Iterator
@@ -9,12 +10,11 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
+from inference.inference_support import Service
 
 from sonobridge.api.inference.v1 import inference_pb2, inference_pb2_grpc
 from sonobridge.inference.entrypoints.grpc_server import array_to_tensor
 from sonobridge.inference.imaging.preprocess import to_tensor
-
-from .conftest import Service
 
 MODEL = "image-quality"
 
@@ -112,6 +112,39 @@ def test_a_bad_frame_ends_the_stream_with_invalid_argument(
         next(call)
     assert refused(ended.value) == grpc.StatusCode.INVALID_ARGUMENT
     assert "needs" in (ended.value.details() or "")
+
+
+def test_an_undecodable_frame_ends_the_stream_with_invalid_argument(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = service.host.streams.wait_bound()  # type: ignore[attr-defined]
+    good = frames(service, 2)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        raw = channel.stream_stream(
+            "/sonobridge.api.inference.v1.InferenceService/InferStream",
+            request_serializer=lambda data: data,
+            response_deserializer=inference_pb2.InferResponse.FromString,
+        )
+        sent = [good[0].SerializeToString(), b"\x0a\x64x", good[1].SerializeToString()]
+        call = raw(iter(sent), metadata=service.metadata(), timeout=60)
+        assert next(call).request_id == good[0].request_id
+        with pytest.raises(grpc.RpcError) as ended:
+            next(call)
+    assert refused(ended.value) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not an InferRequest" in (ended.value.details() or "")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_frame_naming_a_huge_unknown_model_ends_not_found(
+    service: Service, stream: inference_pb2_grpc.InferenceServiceStub
+) -> None:
+    frame = frames(service, 1)[0]
+    frame.model_name = "m" * 100_000
+    with pytest.raises(grpc.RpcError) as ended:
+        list(stream.InferStream(iter([frame]), metadata=service.metadata(), timeout=60))
+    # The detail echoing the name is cut: else the client drops the status for its size.
+    assert refused(ended.value) == grpc.StatusCode.NOT_FOUND
+    assert (ended.value.details() or "").endswith("(cut)")
 
 
 def test_a_cancelled_stream_gives_back_its_slot(

@@ -6,14 +6,14 @@ import io
 import json
 from pathlib import Path
 
+from inference.inference_support import start_service
+
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.objects.ports import ObjectStore, read_all
 from sonobridge.inference.entrypoints.grpc_server import array_to_tensor
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.lab.synthetic import AcquisitionSpec, generate_frame
-
-from .conftest import start_service
 
 
 def _publish_copy(store: ObjectStore, name: str, source: str, target: str) -> None:

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
-from inference.inference_support import store_exam, wait_for
+from inference.inference_support import start_service, store_exam, wait_for
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -27,8 +27,6 @@ from sonobridge.inference.entrypoints.grpc_server import array_to_tensor, tensor
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_frame
 from sonobridge.lab.synthetic.dicom import ultrasound_dicom_bytes
-
-from .conftest import start_service
 
 
 def _frame(seed: int, *faults: Fault) -> np.ndarray:

@@ -17,6 +17,7 @@ from sonobridge.inference.entrypoints.grpc_stream import InferStreamServicer
 from sonobridge.inference.metrics import InferenceMetrics
 
 EXPIRES = 1_000.0
+HEADER = "x-sonobridge-institution"
 
 
 class Aborted(Exception):
@@ -82,9 +83,10 @@ def servicer(clock: Clock | None = None, max_streams: int = 4) -> InferStreamSer
     )
 
 
-async def feed(requests: Iterable[inference_pb2.InferRequest]) -> AsyncIterator[object]:
+async def feed(requests: Iterable[inference_pb2.InferRequest | bytes]) -> AsyncIterator[bytes]:
+    """The frames as grpc.aio hands them to the servicer: undecoded."""
     for request in requests:
-        yield request
+        yield request if isinstance(request, bytes) else request.SerializeToString()
 
 
 def frame(i: int, model: str = "image-quality") -> inference_pb2.InferRequest:
@@ -92,7 +94,9 @@ def frame(i: int, model: str = "image-quality") -> inference_pb2.InferRequest:
 
 
 def run(
-    svc: InferStreamServicer, requests: Iterable[inference_pb2.InferRequest], metadata: object
+    svc: InferStreamServicer,
+    requests: Iterable[inference_pb2.InferRequest | bytes],
+    metadata: object,
 ) -> tuple[list[str], grpc.StatusCode | None]:
     """Drive one stream; return the answered ids and the status it ended with (None: OK)."""
 
@@ -129,6 +133,23 @@ def test_frames_are_answered_in_order_and_counted() -> None:
             [("authorization", "Bearer township-a"), ("x-sonobridge-institution", "township-b")],
             grpc.StatusCode.PERMISSION_DENIED,
         ),
+        # The header sent twice, once right and once wrong, in either order.
+        (
+            [
+                ("authorization", "Bearer township-a"),
+                (HEADER, "township-b"),
+                (HEADER, "township-a"),
+            ],
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            [
+                ("authorization", "Bearer township-a"),
+                (HEADER, "township-a"),
+                (HEADER, "township-b"),
+            ],
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
     ],
 )
 def test_a_stream_without_a_token_or_of_another_institution_is_refused(
@@ -159,6 +180,17 @@ def test_a_bad_frame_ends_the_stream_with_invalid_argument() -> None:
         svc, [frame(0), frame(1, model=""), frame(2)], [("authorization", "Bearer township-a")]
     )
     assert (got, code) == (["f0"], grpc.StatusCode.INVALID_ARGUMENT)
+    assert svc.open_streams == 0
+
+
+def test_a_frame_that_is_no_infer_request_ends_the_stream_with_invalid_argument() -> None:
+    svc = servicer()
+    # Field 1 (model_name) declared 100 bytes long, with 1 byte following.
+    got, code = run(
+        svc, [frame(0), b"\x0a\x64x", frame(2)], [("authorization", "Bearer township-a")]
+    )
+    assert (got, code) == (["f0"], grpc.StatusCode.INVALID_ARGUMENT)
+    assert calls(svc, "INVALID_ARGUMENT") == 1
     assert svc.open_streams == 0
 
 

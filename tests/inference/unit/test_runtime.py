@@ -12,16 +12,22 @@ import pytest
 from sonobridge.inference.domain.errors import (
     InvalidInput,
     ModelIntegrityError,
+    ModelNotFound,
     ModelNotLoaded,
     Overloaded,
 )
 from sonobridge.inference.imaging.preprocess import to_tensor
 from sonobridge.inference.runtime.batcher import BatchPolicy, MicroBatcher
-from sonobridge.inference.runtime.providers import PREFERRED_PROVIDERS, choose_providers
+from sonobridge.inference.runtime.providers import (
+    PREFERRED_PROVIDERS,
+    SessionConfig,
+    choose_providers,
+)
 from sonobridge.inference.runtime.registry import (
     PACKAGED_MODELS_ROOT,
     LocalDirModelSource,
     ModelRegistry,
+    packaged_models,
 )
 from sonobridge.inference.runtime.server import ModelServer
 from sonobridge.lab.synthetic import AcquisitionSpec, Fault, generate_frame
@@ -121,6 +127,53 @@ def test_registry_lists_pins_and_unloads_versions(loop, registry, tmp_path):
     assert not registry.is_ready(["image-quality", "probe-health"])
     with pytest.raises(ModelNotLoaded):
         registry.get("probe-health")
+
+
+@pytest.mark.parametrize(("name", "version"), [("no-such-model", None), ("0", "1.0.0")])
+def test_a_model_the_registry_does_not_store_is_not_found(registry, name, version):
+    with pytest.raises(ModelNotFound, match="no model named"):
+        registry.get(name, version)
+
+
+class _RecordingSource:
+    """The packaged models, noting every prefix the registry lists."""
+
+    def __init__(self, inner, listed):
+        self._inner, self._listed = inner, listed
+
+    def list(self, prefix):
+        self._listed.append(prefix)
+        return self._inner.list(prefix)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_miss_lists_only_the_named_models_prefix_never_the_whole_store():
+    listed: list[str] = []
+    registry = ModelRegistry(
+        _RecordingSource(packaged_models(), listed),
+        SessionConfig(providers=("CPUExecutionProvider",)),
+        BatchPolicy(max_batch_size=1, max_wait_ms=1, max_queue=4),
+    )
+    with pytest.raises(ModelNotFound):
+        registry.get("no-such-model")
+    with pytest.raises(ModelNotFound, match="no model named"):
+        registry.get("x" * 100_000)  # not a key segment: refused without listing anything
+    assert listed == ["models/no-such-model/"]
+
+
+def test_a_version_the_registry_does_not_store_is_not_found(registry):
+    with pytest.raises(ModelNotFound, match=r"'9\.9\.9' is not in the registry"):
+        registry.get("image-quality", "9.9.9")
+
+
+def test_a_stored_version_that_is_not_loaded_is_unavailable_here(registry):
+    stored = registry.available()["image-quality"]
+    unloaded = [v for v in stored if not registry.is_loaded("image-quality", v)]
+    assert unloaded, "every stored image-quality version is loaded: nothing to check"
+    with pytest.raises(ModelNotLoaded, match="is not loaded"):
+        registry.get("image-quality", unloaded[0])
 
 
 def test_wrong_tensor_shape_is_rejected_with_the_expected_spec(loop, registry):

@@ -224,6 +224,10 @@ class FakeModels:
         if version is None and loaded:
             version = loaded[-1]
         if version is None or (name, version) not in self.catalog.loaded:
+            # As the registry: what is not stored at all is not found, not merely not loaded.
+            stored = {v for n, v in self.catalog.cards if n == name}
+            if not stored or (version is not None and version not in stored):
+                raise ModelNotFound(f"no model named {name!r} in the registry")
             raise ModelNotLoaded(f"model {name} {version} is not loaded")
         return FakeModel(self.catalog.cards[(name, version)])
 

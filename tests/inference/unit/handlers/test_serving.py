@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from inference.unit.handlers.fakes import png, world
+from inference.unit.handlers.fakes import card, png, world
 
 from sonobridge.common.problems import InvalidInput, UnsupportedMediaType
-from sonobridge.inference.domain.errors import InvalidImage, ModelNotLoaded
+from sonobridge.inference.domain.errors import InvalidImage, ModelNotFound, ModelNotLoaded
 from sonobridge.inference.handlers import serving
 
 ERRORS = "sonobridge_inference_errors_total"
@@ -36,9 +36,15 @@ def test_undecodable_bytes_are_refused_and_counted_as_a_decode_error():
     assert w.count(ERRORS, model="image-quality", kind="decode") == 1
 
 
-def test_a_model_that_is_not_loaded_is_unavailable():
-    w = world()
+def test_a_model_that_is_stored_but_not_loaded_is_unavailable():
+    w = world(cards=[card("kidney")])
     with pytest.raises(ModelNotLoaded):
+        serving.infer_image(w.deps, "kidney", None, png(), "image/png")
+
+
+def test_a_model_that_is_not_stored_is_not_found():
+    w = world()
+    with pytest.raises(ModelNotFound):
         serving.infer_image(w.deps, "kidney", None, png(), "image/png")
 
 

@@ -33,9 +33,22 @@ _STATUS_BY_HTTP = {
 }
 
 
+# A status's details travel percent-encoded in a trailer (up to 3 bytes a byte), and clients drop
+# a call whose trailers pass 8 KiB: a detail echoing a huge input would lose the status with it.
+MAX_DETAIL_BYTES = 1024
+
+
 def status_for(problem: Problem) -> grpc.StatusCode:
     """Map a domain error to its gRPC status code."""
     return _STATUS_BY_HTTP.get(problem.status, grpc.StatusCode.UNKNOWN)
+
+
+def status_details(problem: Problem) -> str:
+    """The domain error's detail, cut to fit a status trailer."""
+    data = problem.detail.encode("utf-8")
+    if len(data) <= MAX_DETAIL_BYTES:
+        return problem.detail
+    return data[:MAX_DETAIL_BYTES].decode("utf-8", "ignore") + "... (cut)"
 
 
 class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
@@ -69,7 +82,7 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
                 response = inner(request, context)
             except Problem as problem:
                 self.metrics.grpc_requests.labels(method, status_for(problem).name).inc()
-                context.abort(status_for(problem), problem.detail)
+                context.abort(status_for(problem), status_details(problem))
             except Exception as exc:
                 code = context.code() if hasattr(context, "code") else None
                 self.metrics.grpc_requests.labels(

@@ -68,6 +68,9 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
         grpc_port = host.grpc_port
         if grpc_port:
             printer(f"  {name:<12} gRPC {node.host}:{grpc_port}")
+        streams = getattr(host, "streams", None)
+        if streams is not None:
+            printer(f"  {name:<12} gRPC InferStream {node.host}:{streams.wait_bound()}")
     if "ingest" in node.hosts:
         dimse = getattr(node.hosts["ingest"].app.state, "dimse", None)
         if dimse is not None and getattr(dimse, "port", None):

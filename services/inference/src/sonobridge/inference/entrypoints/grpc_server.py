@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -33,6 +34,8 @@ _DTYPES: dict[inference_pb2.DataType, np.dtype[Any]] = {
     inference_pb2.DATA_TYPE_INT64: np.dtype("<i8"),
 }
 _PB_DTYPES = {v: k for k, v in _DTYPES.items()}
+# numpy 1.x holds at most 32 dimensions (2.x: 64); no model here takes more than 4.
+_MAX_DIMS = 32
 
 
 def tensor_to_array(tensor: inference_pb2.Tensor) -> np.ndarray:
@@ -41,8 +44,16 @@ def tensor_to_array(tensor: inference_pb2.Tensor) -> np.ndarray:
     if dtype is None:
         raise InvalidInput(f"tensor {tensor.name!r}: dtype must be set")
     shape = list(tensor.shape)
+    if len(shape) > _MAX_DIMS:
+        raise InvalidInput(
+            f"tensor {tensor.name!r}: {len(shape)} dimensions, at most {_MAX_DIMS} are taken"
+        )
     if any(d < 0 for d in shape):
         raise InvalidInput(f"tensor {tensor.name!r}: negative dimension in {shape}")
+    # A zero dimension makes the data empty, but numpy still refuses a shape whose other
+    # dimensions multiply past its index range.
+    if math.prod(d for d in shape if d) * dtype.itemsize > sys.maxsize:
+        raise InvalidInput(f"tensor {tensor.name!r}: shape {shape} is too large")
     # math.prod on ints: numpy's prod costs more than the rest of the decode on a 64 KB frame.
     expected = math.prod(shape) * dtype.itemsize
     # Each read of a bytes field copies it out of the message (upb): read it once.

@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.auth import Principal, TokenVerifier
-from sonobridge.common.grpc import principal_from_context, status_for
+from sonobridge.common.grpc import principal_from_context, status_details, status_for
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
-from sonobridge.common.problems import Forbidden, Problem, Unauthenticated
+from sonobridge.common.problems import Forbidden, InvalidInput, Problem, Unauthenticated
 from sonobridge.inference.entrypoints.grpc_server import SERVICE_NAME, answer_infer
 from sonobridge.inference.handlers import Dependencies
 from sonobridge.inference.metrics import InferenceMetrics
@@ -25,7 +26,8 @@ from sonobridge.inference.metrics import InferenceMetrics
 log = logging.getLogger(__name__)
 
 METHOD = "InferStream"
-# Optional stream header naming the institution the frames are sent for; it must be the token's.
+# Optional stream header naming the institution the frames are sent for; it must be the token's
+# (each value, when sent more than once).
 INSTITUTION_HEADER = "x-sonobridge-institution"
 
 
@@ -34,8 +36,9 @@ def stream_principal(verifier: TokenVerifier, context: Any) -> tuple[Principal, 
     principal = principal_from_context(context, verifier)
     if not principal.institution:
         raise Forbidden("an InferStream token must name an institution")
-    declared = dict(context.invocation_metadata() or ()).get(INSTITUTION_HEADER)
-    if declared is not None and declared != principal.institution:
+    # Every value counts: a header sent twice, once right and once wrong, is refused too.
+    declared = {v for k, v in context.invocation_metadata() or () if k == INSTITUTION_HEADER}
+    if declared - {principal.institution}:
         raise Forbidden("the stream's institution is not the token's")
     return principal, float(principal.claims.get("exp", 0.0))
 
@@ -46,6 +49,15 @@ def check_expiry(expires: float, now: float) -> None:
     # at most one message.
     if now >= expires:
         raise Unauthenticated("the stream's token has expired; open a new stream")
+
+
+def read_frame(data: bytes) -> inference_pb2.InferRequest:
+    """Parse one stream message; InvalidInput when its bytes are no InferRequest."""
+    try:
+        return inference_pb2.InferRequest.FromString(data)
+    except DecodeError:
+        # Not the decoder's message: it may quote the frame.
+        raise InvalidInput("a stream message is not an InferRequest") from None
 
 
 Answer = Callable[[inference_pb2.InferRequest], inference_pb2.InferResponse]
@@ -79,7 +91,7 @@ class InferStreamServicer:
         self._shed = metrics.rejected.labels("*")
 
     async def InferStream(  # noqa: N802
-        self, requests: AsyncIterator[inference_pb2.InferRequest], context: Any
+        self, requests: AsyncIterator[bytes], context: Any
     ) -> AsyncIterator[inference_pb2.InferResponse]:
         """Answer the stream's messages in order; the first bad one ends it with its status."""
         # One event loop runs every stream, so this count needs no lock.
@@ -96,9 +108,10 @@ class InferStreamServicer:
                 _, expires = stream_principal(self.verifier, context)
             except Problem as problem:
                 await self._refuse(context, problem)
-            async for request in requests:
+            async for frame in requests:
                 try:
                     check_expiry(expires, self._clock())
+                    request = read_frame(frame)
                     # The model runs inline on this loop: it is CPU-bound on 2 cores, and a
                     # hand-off to a pool thread costs more than the tiny model's run
                     # (bench_grpc floor-a). REST and health answer on their own threads.
@@ -116,7 +129,7 @@ class InferStreamServicer:
     async def _refuse(self, context: Any, problem: Problem) -> None:
         code = status_for(problem)
         self._calls.labels(METHOD, code.name).inc()
-        await context.abort(code, problem.detail)
+        await context.abort(code, status_details(problem))
 
     async def _fail(self, context: Any, exc: Exception) -> None:
         self._calls.labels(METHOD, grpc.StatusCode.INTERNAL.name).inc()
@@ -137,9 +150,11 @@ class InferStreamServicer:
 
 def stream_handler(servicer: InferStreamServicer) -> grpc.GenericRpcHandler:
     """The InferStream method of InferenceService, for the aio server."""
+    # Frames reach the servicer as bytes: grpc.aio answers a frame its deserializer cannot
+    # parse with UNKNOWN and logs a traceback; the servicer parses them into INVALID_ARGUMENT.
     method = grpc.stream_stream_rpc_method_handler(
         servicer.InferStream,
-        request_deserializer=inference_pb2.InferRequest.FromString,
+        request_deserializer=None,
         response_serializer=inference_pb2.InferResponse.SerializeToString,
     )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD: method})

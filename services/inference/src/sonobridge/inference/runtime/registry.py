@@ -12,8 +12,9 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from sonobridge.common.objects.ports import key_segment
+from sonobridge.common.objects.ports import InvalidObjectKey, key_segment
 from sonobridge.inference.domain.errors import (
+    InferenceError,
     InvalidInput,
     ModelIntegrityError,
     ModelNotFound,
@@ -267,11 +268,30 @@ class ModelRegistry:
             try:
                 return self._loaded[(name, version)]
             except KeyError:
-                raise ModelNotLoaded(f"model {name} {version} is not loaded") from None
+                raise self._absent(name, version) from None
         versions = [v for (n, v) in self._loaded if n == name]
         if not versions:
-            raise ModelNotLoaded(f"model {name} is not loaded")
+            raise self._absent(name, None)
         return self._loaded[(name, max(versions, key=version_key))]
+
+    def _absent(self, name: str, version: str | None) -> InferenceError:
+        """NOT_FOUND for what the registry does not store; else UNAVAILABLE, not loaded here."""
+        # Only on a miss, and only the name's own prefix: a listing costs what that model
+        # holds, so a caller naming unknown models cannot make every request walk the store.
+        try:
+            prefix = f"models/{key_segment(name, what='model name')}/"
+        except InvalidObjectKey:
+            return ModelNotFound(f"no model named {name[:64]!r} in the registry")
+        stored = [
+            parts[2]
+            for parts in (key.split("/") for key in self._source.list(prefix))
+            if len(parts) == 4 and parts[3] == "card.json"
+        ]
+        if not stored:
+            return ModelNotFound(f"no model named {name!r} in the registry")
+        if version is not None and version not in stored:
+            return ModelNotFound(f"model {name} version {version!r} is not in the registry")
+        return ModelNotLoaded(f"model {name} {version or ''} is not loaded".replace("  ", " "))
 
     def loaded(self) -> list[LoadedModel]:
         """Return every loaded model."""
