@@ -280,8 +280,8 @@ def _postmaster(conninfo: str) -> int:
 
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    return _parents()[row[0]]
+        assert row is not None
+        return _parents()[row[0]]  # while the backend lives
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace], dict]] = {
