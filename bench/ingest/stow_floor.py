@@ -11,6 +11,8 @@ fresh server each:
                  file; "split" shows how many instances each process stored
   bare-minio-pg  the same app putting the part into the shared MinIO (minio client, as our
                  adapter) and inserting a row into the shared PostgreSQL (psycopg 3), 1 process
+  bare-minio-pg-par  the same with the row's commit running while the PUT runs: what the
+                 cluster's floor becomes if its two writes overlap instead of queueing
   single         SonoBridge's single node (optional, as bench_vs_orthanc runs it)
   cluster        SonoBridge's cluster edition (optional, as bench_vs_orthanc runs it)
 The bare servers hold none of our code: no DICOM parsing, no token check, no event. Every system
@@ -187,7 +189,7 @@ def _pidfile(component: str) -> int:
     return int((RUN_DIR / component / f"{component}.pid").read_text().strip())
 
 
-def run_bare_minio_pg(args: argparse.Namespace) -> dict:
+def run_bare_minio_pg(args: argparse.Namespace, parallel: bool = False) -> dict:
     """The bare server on the shared MinIO and PostgreSQL; drop its bucket and table afterwards."""
     import psycopg
     from minio import Minio
@@ -214,6 +216,7 @@ def run_bare_minio_pg(args: argparse.Namespace) -> dict:
                 "FLOOR_BUCKET": name,
                 "FLOOR_PG": conninfo,
                 "FLOOR_TABLE": name,
+                "FLOOR_PARALLEL": "1" if parallel else "0",
             }
             try:
                 with _bare_server(1, app_env) as (pids, url):
@@ -289,6 +292,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "bare-1": lambda args: run_bare(1, args),
     "bare-2": lambda args: run_bare(2, args),
     "bare-minio-pg": run_bare_minio_pg,
+    "bare-minio-pg-par": lambda args: run_bare_minio_pg(args, parallel=True),
     "single": run_single,
     "cluster": run_cluster,
 }
@@ -323,9 +327,9 @@ ROWS = (
 
 def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
     print(title)
-    print(f"{'system':<15}" + "".join(f"{label:>{len(fmt.format(0))}}" for _, label, fmt in ROWS))
+    print(f"{'system':<18}" + "".join(f"{label:>{len(fmt.format(0))}}" for _, label, fmt in ROWS))
     for system, figures in rows.items():
-        print(f"{system:<15}" + "".join(fmt.format(figures[key]) for key, _, fmt in ROWS))
+        print(f"{system:<18}" + "".join(fmt.format(figures[key]) for key, _, fmt in ROWS))
 
 
 def main() -> None:
@@ -353,7 +357,7 @@ def main() -> None:
             shown = " ".join(
                 f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
             )
-            print(f"pair {pair + 1} {system:<14} {shown} (load {os.getloadavg()[0]:.2f})")
+            print(f"pair {pair + 1} {system:<17} {shown} (load {os.getloadavg()[0]:.2f})")
         if "orthanc" in runs:
             base = runs["orthanc"][-1]["ips"]
             for rows in runs.values():

@@ -8,7 +8,8 @@ store:
                                         synchronous=FULL: the commit fsyncs the WAL itself)
   FLOOR_STORE=minio  FLOOR_MINIO / FLOOR_MINIO_KEYS / FLOOR_BUCKET, FLOOR_PG / FLOOR_TABLE
                                       - one PUT to MinIO (the minio client our adapter uses) and
-                                        one committed INSERT into PostgreSQL (psycopg 3)
+                                        one committed INSERT into PostgreSQL (psycopg 3), one
+                                        after the other, or both at once with FLOOR_PARALLEL=1
 Each request reads the whole multipart/related body, takes its one part and answers a tiny JSON
 once the part and its row are durable. It parses no DICOM, checks no token, emits no event: a
 floor under what any real STOW server in Python costs on this machine, not a server to copy.
@@ -26,6 +27,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,8 @@ class MinioPostgresStore:
         self.conninfo = os.environ["FLOOR_PG"]
         self.table = os.environ["FLOOR_TABLE"]
         self._local = threading.local()
+        # FLOOR_PARALLEL=1: the row's commit overlaps the PUT (the answer waits for both).
+        self._beside = ThreadPoolExecutor(8) if os.environ.get("FLOOR_PARALLEL") == "1" else None
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -103,14 +107,21 @@ class MinioPostgresStore:
         return conn
 
     def store(self, key: str, part: memoryview) -> None:
-        """PUT the part under `key`, then commit its index row."""
+        """PUT the part under `key` and commit its index row, one after the other or at once."""
+        row = self._beside.submit(self._insert, key, len(part)) if self._beside else None
         self.client.put_object(
             self.bucket, key, io.BytesIO(part), length=len(part), content_type="application/dicom"
         )
+        if row is None:
+            self._insert(key, len(part))
+        else:
+            row.result()
+
+    def _insert(self, key: str, size: int) -> None:
         conn = self._conn()
         conn.execute(
             f"INSERT INTO {self.table} (key, size, pid) VALUES (%s, %s, %s)",  # noqa: S608 - our own name
-            (key, len(part), os.getpid()),
+            (key, size, os.getpid()),
         )
         conn.commit()
 
