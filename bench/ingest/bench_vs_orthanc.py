@@ -184,8 +184,9 @@ def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} not ready after {timeout:.0f} s")
 
 
-def run_orthanc(args: argparse.Namespace) -> dict:
-    """Inside a fresh network namespace: start Orthanc, load it, stop it."""
+@contextmanager
+def orthanc_server() -> Iterator[tuple[int, str, float]]:
+    """Inside a fresh network namespace: run Orthanc; yield its pid, STOW URL and ready seconds."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     binary = ORTHANC_ROOT / "usr" / "sbin" / "Orthanc"
     if not binary.exists():
@@ -215,13 +216,18 @@ def run_orthanc(args: argparse.Namespace) -> dict:
                 30,
                 "Orthanc",
             )
-            ready_s = time.perf_counter() - started
-            time.sleep(args.settle)
-            figures = _workload(f"{base}/dicom-web/studies", {}, proc.pid, args)
+            yield proc.pid, f"{base}/dicom-web/studies", time.perf_counter() - started
         finally:
             proc.terminate()
             proc.wait(30)
             log.close()
+
+
+def run_orthanc(args: argparse.Namespace) -> dict:
+    """Inside a fresh network namespace: start Orthanc, load it, stop it."""
+    with orthanc_server() as (pid, url, ready_s):
+        time.sleep(args.settle)
+        figures = _workload(url, {}, pid, args)
     return {"ready_s": ready_s, **figures}
 
 
