@@ -17,7 +17,8 @@ synced storage); SonoBridge acknowledges each instance only after it is durable.
 
 With --base DIR (another checkout, e.g. `git archive main | tar -x -C DIR`), a system named
 with "@base" (cluster@base, single@base) runs that tree's code in its turn of each pair, so
-before and after share one load.
+before and after share one load. A system may end with settings for its services, each
+"+NAME=VALUE" (cluster+DB__POOL_SIZE=10), to compare settings in one run.
 
 Then, unless --grpc-seconds 0, it runs the serving pair, bench/inference/bench_grpc.py: the
 image-quality model over gRPC with 1, 8 and 32 clients vs raw InferenceSession.run in-process.
@@ -382,9 +383,11 @@ MEMBERS += ("services/inference/src", "services/reporting/src", "services/mainte
 MEMBERS += ("services/node/src",)
 
 
-def _child_run(system: str, args: argparse.Namespace) -> dict:
+def _child_run(spec: str, args: argparse.Namespace) -> dict:
+    system, *settings = spec.split("+")
     system, _, tree = system.partition("@")
-    env = dict(os.environ)
+    # The cluster edition's services and the single node inherit the child's environment.
+    env = dict(os.environ) | dict(setting.split("=", 1) for setting in settings)
     if tree:
         if not args.base:
             raise SystemExit(f"{system}@{tree} needs --base DIR")
@@ -449,17 +452,19 @@ def main() -> None:
         s: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for s, rows in runs.items()
     }
     header = f"{'median of ' + str(args.pairs) + ' interleaved runs':<42}"
-    header += "".join(f"{s:>13}" for s in systems)
+    width = max(13, *(len(s) + 1 for s in systems))
+    header += "".join(f"{s:>{width}}" for s in systems)
     others = [s for s in systems if s != "orthanc"]
     if "orthanc" in systems:
-        header += "".join(f"{s + '/orth':>18}" for s in others)
+        header += "".join(f"{s + '/orth':>{width + 5}}" for s in others)
     print(header)
     for key, label in ROWS:
-        line = f"{label:<42}" + "".join(f"{medians[s][key]:>13.1f}" for s in systems)
+        line = f"{label:<42}" + "".join(f"{medians[s][key]:>{width}.1f}" for s in systems)
         if "orthanc" in systems:
             base = medians["orthanc"][key]
             line += "".join(
-                f"{medians[s][key] / base if base else float('nan'):>17.2f}x" for s in others
+                f"{medians[s][key] / base if base else float('nan'):>{width + 4}.2f}x"
+                for s in others
             )
         print(line)
     print("ratios are SonoBridge / Orthanc: above 1 is better for throughput, worse for the rest")
