@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 
 import grpc
 import pytest
+from google.protobuf import wrappers_pb2
 
 from sonobridge.common.grpc import create_grpc_server
 from sonobridge.common.metrics import ServiceMetrics
@@ -73,3 +75,42 @@ def test_a_domain_error_echoing_a_huge_input_keeps_its_status(name: str) -> None
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
     details = missing.value.details()
     assert details.startswith("no exam 'huge") and details.endswith("... (cut)")
+
+
+def _echo_register(server: grpc.Server) -> Iterable[str]:
+    handler = grpc.method_handlers_generic_handler(
+        "probe.Probe",
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(
+                lambda request, context: request,
+                request_deserializer=wrappers_pb2.StringValue.FromString,
+                response_serializer=wrappers_pb2.StringValue.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
+    return ["probe.Probe"]
+
+
+@pytest.mark.parametrize("garbage", [b"\x0a\xff", b"\xff\xff\xff\xff", b"\x0a\x02\xc3\x28"])
+def test_bytes_that_are_no_request_are_invalid_argument_not_internal(
+    garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, port, _ = create_grpc_server(
+        metrics=ServiceMetrics("probe"), register=_echo_register, host="127.0.0.1", port=0
+    )
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/probe.Probe/Echo")
+            with pytest.raises(grpc.RpcError) as refused:
+                call(garbage, timeout=10)
+            echoed = wrappers_pb2.StringValue.FromString(
+                call(wrappers_pb2.StringValue(value="ok").SerializeToString(), timeout=10)
+            )
+    finally:
+        server.stop(None)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid Echo request" in refused.value.details()
+    assert echoed.value == "ok"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -74,10 +74,20 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
             return handler
         method = full_method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
+        decode = handler.request_deserializer
         # The success counter is the one every call bumps: its child is looked up once.
         answered = self.metrics.grpc_requests.labels(method, "OK")
 
-        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        def unary(raw: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                # Decoded here, not by grpc: bytes that are no request are the caller's
+                # INVALID_ARGUMENT, where grpc's own decoding answers INTERNAL and logs a trace.
+                request = decode(raw) if decode is not None else raw
+            except Exception:
+                self.metrics.grpc_requests.labels(method, "INVALID_ARGUMENT").inc()
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method} request"
+                )
             try:
                 response = inner(request, context)
             except Problem as problem:
@@ -112,9 +122,7 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
             return response
 
         return grpc.unary_unary_rpc_method_handler(
-            unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            unary, response_serializer=handler.response_serializer
         )
 
 
