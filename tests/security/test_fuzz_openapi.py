@@ -466,6 +466,35 @@ def test_no_grpc_method_fails_internally_on_generated_requests(
     assert partial_state(node.data_dir) == []
 
 
+# Bytes no protobuf message decodes from: a truncated length, a bad tag, a bad varint.
+_UNDECODABLE = (b"\x0a\xff", b"\xff\xff\xff\xff", b"\x08" + b"\xff" * 11)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_grpc_method_refuses_undecodable_bytes_as_invalid_argument(
+    fuzz_node: tuple[SingleNode, Consortium], callers: dict[str, str], service: str
+) -> None:
+    node, _ = fuzz_node
+    module = importlib.import_module(f"sonobridge.api.{service}.v1.{service}_pb2")
+    [descriptor] = module.DESCRIPTOR.services_by_name.values()
+    token = callers[sorted(callers)[0]]
+    answered: dict[str, set[str]] = {}
+    with grpc.insecure_channel(f"127.0.0.1:{node.hosts[service].grpc_port}") as channel:
+        for method in descriptor.methods:
+            if method.client_streaming or method.server_streaming:
+                continue  # InferStream: its own port and fuzz (test_fuzz_stream.py)
+            call = channel.unary_unary(f"/{descriptor.full_name}/{method.name}")
+            for raw in _UNDECODABLE:
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(
+                        raw,
+                        timeout=REQUEST_TIMEOUT,
+                        metadata=[("authorization", f"Bearer {token}")],
+                    )
+                answered.setdefault(refused.value.code().name, set()).add(method.name)
+    assert set(answered) == {"INVALID_ARGUMENT"}, answered
+
+
 # Inputs that answered 5xx before (issue 13), kept as fixed cases beside the generated ones.
 KNOWN_BAD = [
     ("ingest", "GET", "/dicomweb/studies?limit=%C2%B2", {}),
