@@ -59,6 +59,14 @@ def _readiness(url: str) -> str:
         return f"unreachable: {exc}"
 
 
+def _stream_address(host: str, streams: Any) -> str:
+    """Where InferStream listens; a busy port is said, not waited on: its worker keeps retrying."""
+    try:
+        return f"{host}:{streams.wait_bound(timeout=5.0)}"
+    except RuntimeError:
+        return f"not listening yet ({host}:{streams.requested_port} busy? its worker retries)"
+
+
 def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) -> None:
     """Print where each service's REST API, docs, metrics and gRPC listen."""
     printer("\nSonoBridge single-node edition is serving (Ctrl-C to stop):")
@@ -70,7 +78,7 @@ def print_endpoints(node: SingleNode, printer: Callable[[str], None] = print) ->
             printer(f"  {name:<12} gRPC {node.host}:{grpc_port}")
         streams = getattr(host, "streams", None)
         if streams is not None:
-            printer(f"  {name:<12} gRPC InferStream {node.host}:{streams.wait_bound()}")
+            printer(f"  {name:<12} gRPC InferStream {_stream_address(node.host, streams)}")
     if "ingest" in node.hosts:
         dimse = getattr(node.hosts["ingest"].app.state, "dimse", None)
         if dimse is not None and getattr(dimse, "port", None):
