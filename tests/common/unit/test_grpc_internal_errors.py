@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -32,22 +33,29 @@ def _register(server: grpc.Server) -> Iterable[str]:
     return ["probe.Probe"]
 
 
-def test_unexpected_grpc_error_is_internal_with_an_error_id(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@contextmanager
+def _channel(register: Callable[[grpc.Server], Iterable[str]]) -> Iterator[grpc.Channel]:
+    """A channel to a started server built by common's create_grpc_server with `register`."""
     server, port, _ = create_grpc_server(
-        metrics=ServiceMetrics("probe"), register=_register, host="127.0.0.1", port=0
+        metrics=ServiceMetrics("probe"), register=register, host="127.0.0.1", port=0
     )
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary("/probe.Probe/Fail")
-            with pytest.raises(grpc.RpcError) as failed:
-                call(b"anything", timeout=10)
-            with pytest.raises(grpc.RpcError) as missing:
-                call(b"missing", timeout=10)
+            yield channel
     finally:
         server.stop(None)
+
+
+def test_unexpected_grpc_error_is_internal_with_an_error_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with _channel(_register) as channel:
+        call = channel.unary_unary("/probe.Probe/Fail")
+        with pytest.raises(grpc.RpcError) as failed:
+            call(b"anything", timeout=10)
+        with pytest.raises(grpc.RpcError) as missing:
+            call(b"missing", timeout=10)
     assert failed.value.code() is grpc.StatusCode.INTERNAL
     match = re.search(r"error id ([0-9a-f-]{36})", failed.value.details())
     assert match, failed.value.details()
@@ -59,18 +67,8 @@ def test_unexpected_grpc_error_is_internal_with_an_error_id(
 
 @pytest.mark.parametrize("name", ["x" * 100_000, "\u00e9\u4e2d\U0001f600" * 30_000])
 def test_a_domain_error_echoing_a_huge_input_keeps_its_status(name: str) -> None:
-    server, port, _ = create_grpc_server(
-        metrics=ServiceMetrics("probe"), register=_register, host="127.0.0.1", port=0
-    )
-    server.start()
-    try:
-        with (
-            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-            pytest.raises(grpc.RpcError) as missing,
-        ):
-            channel.unary_unary("/probe.Probe/Fail")(f"huge{name}".encode(), timeout=10)
-    finally:
-        server.stop(None)
+    with _channel(_register) as channel, pytest.raises(grpc.RpcError) as missing:
+        channel.unary_unary("/probe.Probe/Fail")(f"huge{name}".encode(), timeout=10)
     # Not the client's RESOURCE_EXHAUSTED for trailers over its limit: the detail is cut.
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
     details = missing.value.details()
@@ -96,20 +94,13 @@ def _echo_register(server: grpc.Server) -> Iterable[str]:
 def test_bytes_that_are_no_request_are_invalid_argument_not_internal(
     garbage: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server, port, _ = create_grpc_server(
-        metrics=ServiceMetrics("probe"), register=_echo_register, host="127.0.0.1", port=0
-    )
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary("/probe.Probe/Echo")
-            with pytest.raises(grpc.RpcError) as refused:
-                call(garbage, timeout=10)
-            echoed = wrappers_pb2.StringValue.FromString(
-                call(wrappers_pb2.StringValue(value="ok").SerializeToString(), timeout=10)
-            )
-    finally:
-        server.stop(None)
+    with _channel(_echo_register) as channel:
+        call = channel.unary_unary("/probe.Probe/Echo")
+        with pytest.raises(grpc.RpcError) as refused:
+            call(garbage, timeout=10)
+        echoed = wrappers_pb2.StringValue.FromString(
+            call(wrappers_pb2.StringValue(value="ok").SerializeToString(), timeout=10)
+        )
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid Echo request" in refused.value.details()
     assert echoed.value == "ok"
