@@ -163,6 +163,17 @@ def test_a_miss_lists_only_the_named_models_prefix_never_the_whole_store():
     assert listed == ["models/no-such-model/"]
 
 
+def test_a_card_without_a_version_lists_only_its_models_prefix():
+    listed: list[str] = []
+    registry = ModelRegistry(
+        _RecordingSource(packaged_models(), listed),
+        SessionConfig(providers=("CPUExecutionProvider",)),
+        BatchPolicy(max_batch_size=1, max_wait_ms=1, max_queue=4),
+    )
+    assert registry.card("image-quality").name == "image-quality"
+    assert listed == ["models/image-quality/"]
+
+
 def test_a_version_the_registry_does_not_store_is_not_found(registry):
     with pytest.raises(ModelNotFound, match=r"'9\.9\.9' is not in the registry"):
         registry.get("image-quality", "9.9.9")

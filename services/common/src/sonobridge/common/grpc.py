@@ -11,12 +11,13 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sonobridge.common.auth import Principal, TokenVerifier
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
-from sonobridge.common.problems import Problem
+from sonobridge.common.problems import InvalidInput, Problem
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,18 @@ def status_details(problem: Problem) -> str:
     return data[:MAX_DETAIL_BYTES].decode("utf-8", "ignore") + "... (cut)"
 
 
+T = TypeVar("T")
+
+
+def decode_request(decode: Callable[[bytes], T], raw: bytes, detail: str) -> T:
+    """Parse a request's bytes; InvalidInput (INVALID_ARGUMENT) when they are no such message."""
+    try:
+        return decode(raw)
+    except DecodeError:
+        # Not the decoder's message: it may quote the bytes.
+        raise InvalidInput(detail) from None
+
+
 class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Turn domain errors into gRPC statuses with their message, and count every call."""
 
@@ -75,20 +88,16 @@ class ProblemInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
         method = full_method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
         decode = handler.request_deserializer
+        undecodable = f"the request is not a valid {method} request"
         # The success counter is the one every call bumps: its child is looked up once.
         answered = self.metrics.grpc_requests.labels(method, "OK")
 
-        def unary(raw: Any, context: grpc.ServicerContext) -> Any:
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 # Decoded here, not by grpc: bytes that are no request are the caller's
                 # INVALID_ARGUMENT, where grpc's own decoding answers INTERNAL and logs a trace.
-                request = decode(raw) if decode is not None else raw
-            except Exception:
-                self.metrics.grpc_requests.labels(method, "INVALID_ARGUMENT").inc()
-                context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method} request"
-                )
-            try:
+                if decode is not None:
+                    request = decode_request(decode, request, undecodable)
                 response = inner(request, context)
             except Problem as problem:
                 self.metrics.grpc_requests.labels(method, status_for(problem).name).inc()

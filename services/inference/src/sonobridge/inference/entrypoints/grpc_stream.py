@@ -11,14 +11,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from sonobridge.api.inference.v1 import inference_pb2
 from sonobridge.common.auth import Principal, TokenVerifier
-from sonobridge.common.grpc import principal_from_context, status_details, status_for
+from sonobridge.common.grpc import (
+    decode_request,
+    principal_from_context,
+    status_details,
+    status_for,
+)
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
-from sonobridge.common.problems import Forbidden, InvalidInput, Problem, Unauthenticated
+from sonobridge.common.problems import Forbidden, Problem, Unauthenticated
 from sonobridge.inference.entrypoints.grpc_server import SERVICE_NAME, answer_infer
 from sonobridge.inference.handlers import Dependencies
 from sonobridge.inference.metrics import InferenceMetrics
@@ -53,11 +57,9 @@ def check_expiry(expires: float, now: float) -> None:
 
 def read_frame(data: bytes) -> inference_pb2.InferRequest:
     """Parse one stream message; InvalidInput when its bytes are no InferRequest."""
-    try:
-        return inference_pb2.InferRequest.FromString(data)
-    except DecodeError:
-        # Not the decoder's message: it may quote the frame.
-        raise InvalidInput("a stream message is not an InferRequest") from None
+    return decode_request(
+        inference_pb2.InferRequest.FromString, data, "a stream message is not an InferRequest"
+    )
 
 
 Answer = Callable[[inference_pb2.InferRequest], inference_pb2.InferResponse]

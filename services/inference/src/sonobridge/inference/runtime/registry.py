@@ -142,8 +142,16 @@ class ModelRegistry:
 
     def available(self) -> dict[str, list[str]]:
         """Return every stored model name with its versions, oldest first."""
+        return self._stored("models/")
+
+    def _versions(self, name: str) -> list[str]:
+        """Return one model's stored versions, oldest first, listing only its own prefix."""
+        name = key_segment(name, what="model name")
+        return self._stored(f"models/{name}/").get(name, [])
+
+    def _stored(self, prefix: str) -> dict[str, list[str]]:
         found: dict[str, set[str]] = {}
-        for key in self._source.list("models/"):
+        for key in self._source.list(prefix):
             parts = key.split("/")
             if len(parts) == 4 and parts[3] == "card.json":
                 found.setdefault(parts[1], set()).add(parts[2])
@@ -179,7 +187,7 @@ class ModelRegistry:
         return data
 
     def _latest_stored(self, name: str) -> str:
-        versions = self.available().get(key_segment(name, what="model name"))
+        versions = self._versions(name)
         if not versions:
             raise ModelNotFound(f"no model named {name!r} in the registry")
         # A version registered in shadow (the lab's adapt) runs only when asked for by number,
@@ -279,14 +287,9 @@ class ModelRegistry:
         # Only on a miss, and only the name's own prefix: a listing costs what that model
         # holds, so a caller naming unknown models cannot make every request walk the store.
         try:
-            prefix = f"models/{key_segment(name, what='model name')}/"
+            stored = self._versions(name)
         except InvalidObjectKey:
             return ModelNotFound(f"no model named {name[:64]!r} in the registry")
-        stored = [
-            parts[2]
-            for parts in (key.split("/") for key in self._source.list(prefix))
-            if len(parts) == 4 and parts[3] == "card.json"
-        ]
         if not stored:
             return ModelNotFound(f"no model named {name!r} in the registry")
         if version is not None and version not in stored:
