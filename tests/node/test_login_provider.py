@@ -110,6 +110,16 @@ def test_an_expert_logs_in_with_pkce_and_reporting_accepts_the_token(
             headers={"Authorization": f"Bearer {tokens['access_token']}"},
         )
         assert me.json()["institution"] == "county-hospital"
+        other = _logged_in(node, discovery, "nurse-east", client)["access_token"]
+        ambiguous = client.get(
+            str(discovery["userinfo_endpoint"]),
+            headers=[
+                ("Authorization", f"Bearer {tokens['access_token']}"),
+                ("Authorization", f"Bearer {other}"),
+            ],
+        )
+        assert ambiguous.status_code == 401
+        assert ambiguous.json()["error_description"] == "send one authorization header, not 2"
 
 
 def test_a_township_operator_gets_the_operator_role_only(

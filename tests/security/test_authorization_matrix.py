@@ -586,6 +586,46 @@ def test_every_route_refuses_every_bad_token(world: World) -> None:
     assert failures == [], "\n".join(failures)
 
 
+def test_every_route_refuses_two_authorization_headers(world: World) -> None:
+    # Both tokens are valid: whichever one a server library picks, the caller is ambiguous.
+    owner, stranger = world.token("admin", RIVER), world.token("operator", EAST)
+    pairs = {"owner first": (owner, stranger), "stranger first": (stranger, owner)}
+    failures = []
+    with httpx.Client(timeout=60) as client:
+        for route in routes(world):
+            for kind, (first, second) in pairs.items():
+                request = build_request(world, route, RIVER)
+                request["headers"] = [
+                    *request["headers"].items(),
+                    ("Authorization", f"Bearer {first}"),
+                    ("Authorization", f"Bearer {second}"),
+                ]
+                status, body = send(client, request)
+                tally(
+                    "two authorization headers",
+                    f"{route.method} {route.path}",
+                    ("denied" if status == 401 else "leak" if status < 300 else "allowed"),
+                )
+                if status != 401 or (body and b"one authorization header" not in body):
+                    failures.append(f"{route.method} {route.path} [{kind}] -> {status}")
+    for service, method, _action, call in grpc_calls(world, RIVER):
+        for kind, (first, second) in pairs.items():
+            metadata = (("authorization", f"Bearer {first}"), ("authorization", f"Bearer {second}"))
+            try:
+                call(metadata)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                code = error.code()
+            tally(
+                "two authorization headers",
+                f"{service}.{method}",
+                ("denied" if code == grpc.StatusCode.UNAUTHENTICATED else "allowed"),
+            )
+            if code != grpc.StatusCode.UNAUTHENTICATED:
+                failures.append(f"gRPC {service}.{method} [{kind}] -> {code.name}")
+    assert failures == [], "\n".join(failures)
+
+
 def test_every_rest_and_dicomweb_route_for_every_role_and_institution(world: World) -> None:
     leaks, over_denied = [], []
     with httpx.Client(timeout=60) as client:

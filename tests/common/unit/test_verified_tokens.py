@@ -107,3 +107,30 @@ def test_a_known_caller_is_resolved_on_the_event_loop_and_a_new_one_on_a_worker(
     # Verified once, off the event loop; the repeats never left it. A bad token is still checked.
     assert len(threads) == 2
     assert threads == ["AnyIO worker thread"] * 2
+
+
+def test_one_authorization_refuses_a_request_that_names_two_callers() -> None:
+    assert auth.one_authorization([]) is None
+    assert auth.one_authorization(["Bearer a"]) == "Bearer a"
+    for values in (["Bearer a", "Bearer b"], ["Bearer a", "Bearer a"]):
+        with pytest.raises(Unauthenticated, match="one authorization header, not 2"):
+            auth.one_authorization(values)
+
+
+def test_the_http_dependency_refuses_two_authorization_headers_even_if_one_was_seen() -> None:
+    issuer = LocalIssuer("test")
+    app = FastAPI()
+    app.state.verifier = issuer.verifier()
+
+    @app.get("/who")
+    async def who(principal: CurrentPrincipal) -> str:
+        return principal.user
+
+    nurse = issuer.issue("nurse-1", ["operator"], "east")
+    admin = issuer.issue("admin-1", ["admin"], "county")
+    with TestClient(app) as client:
+        for token in (nurse, admin):  # both known, so neither would be checked again
+            assert client.get("/who", headers={"Authorization": f"Bearer {token}"}).is_success
+        both = [("Authorization", f"Bearer {nurse}"), ("Authorization", f"Bearer {admin}")]
+        with pytest.raises(Unauthenticated, match="one authorization header"):
+            client.get("/who", headers=both)

@@ -48,6 +48,16 @@ class Principal:
             raise Forbidden(f"requires one of the roles: {', '.join(sorted(roles))}")
 
 
+def one_authorization(values: Iterable[str]) -> str | None:
+    """Return the request's one Authorization value; refuse a request that sends several."""
+    # Two values are ambiguous (a proxy may have added one): which caller is this? Refuse
+    # rather than let the first or the last one win, as each server library picks otherwise.
+    found = list(values)
+    if len(found) > 1:
+        raise Unauthenticated(f"send one authorization header, not {len(found)}")
+    return found[0] if found else None
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """Build a principal from verified claims (plain `roles`, or Keycloak's `realm_access`)."""
     roles = claims.get("roles")

@@ -14,7 +14,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from sonobridge.common.auth import Principal, TokenVerifier
+from sonobridge.common.auth import Principal, TokenVerifier, one_authorization
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.problems import InvalidInput, Problem
@@ -210,8 +210,8 @@ def enable_reflection(server: grpc.Server, service_names: Iterable[str]) -> None
 
 def principal_from_context(context: grpc.ServicerContext, verifier: TokenVerifier) -> Principal:
     """Verify the caller's bearer token from gRPC metadata."""
-    metadata = dict(context.invocation_metadata())
-    return verifier.verify_header(metadata.get("authorization"))
+    metadata = context.invocation_metadata() or ()
+    return verifier.verify_header(one_authorization(v for k, v in metadata if k == "authorization"))
 
 
 def create_grpc_server(

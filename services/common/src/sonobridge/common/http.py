@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sonobridge.common.auth import Principal, TokenVerifier
+from sonobridge.common.auth import Principal, TokenVerifier, one_authorization
 from sonobridge.common.cors import install_cors
 from sonobridge.common.logging import stack_summary
 from sonobridge.common.metrics import ServiceMetrics
@@ -305,7 +305,7 @@ async def current_principal(request: Request) -> Principal:
     verifier: TokenVerifier | None = request.app.state.verifier
     if verifier is None:
         raise Unauthenticated("this service has no token verifier configured")
-    header = request.headers.get("authorization")
+    header = one_authorization(request.headers.getlist("authorization"))
     # Dependencies declared async run on the event loop; plain ones each cost a worker-thread
     # hop. A token seen before is answered here; a new one (an RS256 check, perhaps a key
     # fetch) is verified on a worker thread, where the whole dependency used to run.

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.middleware.cors import CORSMiddleware
 
-from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.auth import TokenVerifier, one_authorization
 from sonobridge.common.problems import Unauthenticated
 from sonobridge.node.identity.accounts import LoginThrottle
 from sonobridge.node.identity.login_page import LABELS, language, logged_out_page, login_page
@@ -283,7 +283,9 @@ def build_app(
     @app.api_route("/userinfo", methods=["GET", "POST"])
     def userinfo(request: Request) -> Response:
         try:
-            principal = verifier.verify_header(request.headers.get("authorization"))
+            principal = verifier.verify_header(
+                one_authorization(request.headers.getlist("authorization"))
+            )
         except Unauthenticated as exc:
             return JSONResponse(
                 {"error": "invalid_token", "error_description": exc.detail},
