@@ -10,6 +10,7 @@ from ingest.ingest_support import pydicom_file, synthetic_instance
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden
+from sonobridge.ingest.adapters import dicomfile
 from sonobridge.ingest.adapters.dicomfile import read_instance
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.domain.model import (
@@ -42,6 +43,30 @@ def _check(tmp_path: Path, data: bytes) -> None:
 )
 def test_pydicom_ultrasound_files_pass_validation(tmp_path: Path, name: str) -> None:
     _check(tmp_path, pydicom_file(name))
+
+
+@pytest.mark.parametrize("name", ["examples_ybr_color.dcm", "examples_jpeg2k.dcm", "MR_small.dcm"])
+def test_a_file_parsed_in_memory_reads_as_the_same_file_parsed_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(pydicom_file(name))
+    in_memory = read_instance(path)
+    monkeypatch.setattr(dicomfile, "IN_MEMORY_BYTES", 0)
+    assert read_instance(path) == in_memory
+
+
+def test_truncated_file_parsed_in_memory_is_rejected_as_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = pydicom_file("examples_ybr_color.dcm")
+    reasons = []
+    for limit in (len(data), 0):
+        monkeypatch.setattr(dicomfile, "IN_MEMORY_BYTES", limit)
+        with pytest.raises(Rejected) as caught:
+            _check(tmp_path, data[:-10_000])
+        reasons.append(caught.value.reason)
+    assert reasons == ["truncated", "truncated"]
 
 
 def test_truncated_cine_loop_is_rejected_as_truncated(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -29,6 +30,9 @@ from sonobridge.ingest.domain.validation import (
 
 # Header elements above this size are skipped while parsing (seeked over) and checked later.
 _DEFER_BYTES = 64 * 1024
+# Files up to this size are parsed from one read into memory: pydicom asks for the position at
+# every element, and each tell() on a real file is an lseek that also gives up the GIL.
+IN_MEMORY_BYTES = 2 * 1024 * 1024
 _PIXEL_DATA = 0x7FE00010
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
@@ -180,10 +184,17 @@ def _check_end(fp: BinaryIO, size: int, transfer_syntax: str) -> None:
         last = tag
 
 
+def _open(path: Path, size: int) -> BinaryIO:
+    """Open a file for parsing: small ones as an in-memory copy, larger ones as they lie."""
+    if size <= IN_MEMORY_BYTES:
+        return io.BytesIO(path.read_bytes())
+    return path.open("rb")
+
+
 def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, dict[str, Any]]:
     """Parse the file at `path`; return its description, pixel layout and DICOM JSON metadata."""
     size = path.stat().st_size
-    with path.open("rb") as fp:
+    with _open(path, size) as fp:
         preamble = fp.read(132)
         if len(preamble) < 132 or preamble[128:132] != b"DICM":
             raise Rejected("not a DICOM file (no 128-byte preamble and 'DICM' prefix)", "not_dicom")
