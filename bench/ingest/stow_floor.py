@@ -28,7 +28,8 @@ so the table shows who used the 2 cores. The stored rows are counted after each 
 bare-minio-pg and cluster lease Kafka/MinIO/PostgreSQL as the tests do (started on demand;
 export SONOBRIDGE_RUN_DIR to share them). With --base DIR (another checkout, e.g. `git archive
 main | tar -x -C DIR`), single@base and cluster@base run that tree's code in their turn of each
-pair, so before and after share one load. Figures are ratios to Orthanc measured in the same run;
+pair, so before and after share one load: under DIR/.venv's Python where DIR has one (`uv sync`
+there, so its dependencies are its own), else on this environment with DIR's sources first. Figures are ratios to Orthanc measured in the same run;
 nothing here passes or fails.
 """
 
@@ -302,13 +303,18 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict]] = {
 
 def _child_run(spec: str, args: argparse.Namespace) -> dict:
     system, _, tree = spec.partition("@")
-    env = dict(os.environ)
+    env, python = dict(os.environ), sys.executable
     if tree:
         if not args.base:
             raise SystemExit(f"{spec} needs --base DIR")
-        # Ahead of the editable installs' paths, so the other tree's packages win.
-        env["PYTHONPATH"] = os.pathsep.join(str(Path(args.base) / m) for m in bench.MEMBERS)
-    argv = [sys.executable, __file__, "--run", system, "--small", str(args.small)]
+        own = Path(args.base) / ".venv" / "bin" / "python"
+        if own.exists():
+            # The other tree's own environment (`uv sync` there): its dependencies too.
+            python = str(own)
+        else:
+            # Ahead of the editable installs' paths, so the other tree's packages win.
+            env["PYTHONPATH"] = os.pathsep.join(str(Path(args.base) / m) for m in bench.MEMBERS)
+    argv = [python, __file__, "--run", system, "--small", str(args.small)]
     argv += ["--settle", str(args.settle)]
     if system == "orthanc":
         if shutil.which("unshare") is None:
