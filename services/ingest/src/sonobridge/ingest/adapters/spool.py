@@ -24,7 +24,7 @@ class SpooledFile:
     _hash: hashlib._Hash = field(default_factory=hashlib.sha256)
     _handle: BinaryIO | None = None
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         """Append `chunk`, raising TooLarge once the limit is passed."""
         if self.size + len(chunk) > self.limit:
             raise TooLarge(f"instance exceeds the limit of {self.limit} bytes")
