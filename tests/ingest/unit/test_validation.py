@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
+import pydicom
 import pytest
 from ingest.ingest_support import pydicom_file, synthetic_instance
 
@@ -54,6 +56,19 @@ def test_a_file_parsed_in_memory_reads_as_the_same_file_parsed_on_disk(
     in_memory = read_instance(path)
     monkeypatch.setattr(dicomfile, "IN_MEMORY_BYTES", 0)
     assert read_instance(path) == in_memory
+
+
+def test_a_long_text_value_deferred_while_parsing_is_read_from_memory_as_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = pydicom.dcmread(io.BytesIO(pydicom_file("examples_ybr_color.dcm")))
+    ds.add_new(0x0018A003, "UT", "z" * 100_000)  # above the parser's deferral size
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    in_memory = read_instance(path)
+    monkeypatch.setattr(dicomfile, "IN_MEMORY_BYTES", 0)
+    assert read_instance(path) == in_memory
+    assert in_memory[2]["0018A003"]["Value"] == ["z" * 100_000]
 
 
 def test_truncated_file_parsed_in_memory_is_rejected_as_on_disk(
