@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from sonobridge.common.http import create_service_app
@@ -56,3 +57,23 @@ def test_requests_are_counted_by_route_template_and_status_including_failures() 
         ("GET", "unmatched", "404"): 1.0,
     }
     assert _timed(metrics) == {("GET", "/v1/exams/{exam_id}"): 4.0, ("GET", "unmatched"): 1.0}
+
+
+def test_routes_of_an_included_router_are_counted_by_their_template() -> None:
+    metrics = ServiceMetrics("counting")
+    app = create_service_app(service="counting", metrics=metrics)
+    router = APIRouter(prefix="/dicomweb")
+
+    @router.get("/studies/{study}")
+    def study(study: str) -> dict[str, str]:
+        return {"study": study}
+
+    app.include_router(router)
+    client = TestClient(app)
+    assert client.get("/dicomweb/studies/1.2.3").status_code == 200
+    assert client.get("/dicomweb/nowhere").status_code == 404
+
+    assert _counted(metrics) == {
+        ("GET", "/dicomweb/studies/{study}", "200"): 1.0,
+        ("GET", "unmatched", "404"): 1.0,
+    }

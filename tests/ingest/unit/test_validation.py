@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
+import pydicom
 import pytest
 from ingest.ingest_support import pydicom_file, synthetic_instance
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden
+from sonobridge.ingest.adapters import dicomfile
 from sonobridge.ingest.adapters.dicomfile import read_instance
 from sonobridge.ingest.adapters.spool import Spool
 from sonobridge.ingest.domain.model import (
@@ -42,6 +45,43 @@ def _check(tmp_path: Path, data: bytes) -> None:
 )
 def test_pydicom_ultrasound_files_pass_validation(tmp_path: Path, name: str) -> None:
     _check(tmp_path, pydicom_file(name))
+
+
+@pytest.mark.parametrize("name", ["examples_ybr_color.dcm", "examples_jpeg2k.dcm", "MR_small.dcm"])
+def test_a_file_parsed_in_memory_reads_as_the_same_file_parsed_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(pydicom_file(name))
+    in_memory = read_instance(path)
+    monkeypatch.setattr(dicomfile, "IN_MEMORY_BYTES", 0)
+    assert read_instance(path) == in_memory
+
+
+def test_a_long_text_value_deferred_while_parsing_is_read_from_memory_as_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = pydicom.dcmread(io.BytesIO(pydicom_file("examples_ybr_color.dcm")))
+    ds.add_new(0x0018A003, "UT", "z" * 100_000)  # above the parser's deferral size
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    in_memory = read_instance(path)
+    monkeypatch.setattr(dicomfile, "IN_MEMORY_BYTES", 0)
+    assert read_instance(path) == in_memory
+    assert in_memory[2]["0018A003"]["Value"] == ["z" * 100_000]
+
+
+def test_truncated_file_parsed_in_memory_is_rejected_as_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = pydicom_file("examples_ybr_color.dcm")
+    reasons = []
+    for limit in (len(data), 0):
+        monkeypatch.setattr(dicomfile, "IN_MEMORY_BYTES", limit)
+        with pytest.raises(Rejected) as caught:
+            _check(tmp_path, data[:-10_000])
+        reasons.append(caught.value.reason)
+    assert reasons == ["truncated", "truncated"]
 
 
 def test_truncated_cine_loop_is_rejected_as_truncated(tmp_path: Path) -> None:

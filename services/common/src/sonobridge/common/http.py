@@ -160,10 +160,15 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
-def _route_template(request: Request) -> str:
-    # Label by route template, never by raw path: paths carry UIDs.
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
+def _route_template(scope: Scope) -> str:
+    # Label by route template, never by raw path: paths carry UIDs. Routing leaves the route it
+    # chose in the scope, also for one in an included router, which the app's own list of
+    # routes does not match; matching again is for what the router did not reach.
+    chosen = getattr(scope.get("route"), "path", None)
+    if chosen is not None:
+        return str(chosen)
+    for route in scope["app"].router.routes:
+        match, _ = route.matches(scope)
         if match is Match.FULL:
             return getattr(route, "path", "unmatched")
     return "unmatched"
@@ -190,11 +195,10 @@ class RequestMetrics:
         def observe(status: int) -> None:
             nonlocal observed
             observed = True
-            request = Request(scope)
-            route = _route_template(request)
+            route, method = _route_template(scope), scope["method"]
             if route not in ("/metrics", "/healthz", "/readyz"):
-                self.metrics.http_requests.labels(request.method, route, str(status)).inc()
-                self.metrics.http_latency.labels(request.method, route).observe(
+                self.metrics.http_requests.labels(method, route, str(status)).inc()
+                self.metrics.http_latency.labels(method, route).observe(
                     time.perf_counter() - started
                 )
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import re
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -29,6 +33,9 @@ from sonobridge.ingest.domain.validation import (
 
 # Header elements above this size are skipped while parsing (seeked over) and checked later.
 _DEFER_BYTES = 64 * 1024
+# Files up to this size are parsed from one read into memory: pydicom asks for the position at
+# every element, and each tell() on a real file is an lseek that also gives up the GIL.
+IN_MEMORY_BYTES = 2 * 1024 * 1024
 _PIXEL_DATA = 0x7FE00010
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
@@ -44,23 +51,41 @@ _CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f]")
 _RANGE_LIMITS = {"DA": 18, "TM": 28, "PN": 3 * 64 + 2}
 _EXCESS = 4
 
+Rendered = Mapping[str, Any]
+"""A header as DICOM JSON: the description reads its values there, decoded once."""
+_UNRENDERED = object()
 
-def _text(ds: Dataset, keyword: str) -> str:
+
+def _header_text(ds: Dataset, keyword: str, rendered: Rendered | None = None) -> str:
+    value = _rendered_value(rendered, keyword)
+    if isinstance(value, dict) and value.keys() == {"Alphabetic"}:
+        value = value["Alphabetic"]  # a person name of one component group: its text
+    if isinstance(value, str) and rendered is not None:
+        vr = rendered[_json_key(keyword)]["vr"] if value else ""
+        return _checked_text(keyword, vr, value)
     element = ds.data_element(keyword) if keyword in ds else None
     if element is None or element.value is None:
         return ""
-    text = str(element.value).strip().rstrip("\x00")
-    limit = MAX_VALUE_LEN.get(element.VR) or _RANGE_LIMITS.get(element.VR, 0)
+    return _checked_text(keyword, element.VR, str(element.value))
+
+
+def _checked_text(keyword: str, vr: str, value: str) -> str:
+    text = value.strip().rstrip("\x00")
+    limit = MAX_VALUE_LEN.get(vr) or _RANGE_LIMITS.get(vr, 0)
     too_long = limit and any(len(v) > _EXCESS * limit for v in text.split("\\"))
     if _CONTROL.search(text) or too_long:
         raise Rejected(
-            f"{keyword} is not a valid {element.VR} value (a wrong length?)", "malformed_attribute"
+            f"{keyword} is not a valid {vr} value (a wrong length?)", "malformed_attribute"
         )
     return text
 
 
-def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
-    value = ds.get(keyword)
+def _header_int(
+    ds: Dataset, keyword: str, default: int | None = None, rendered: Rendered | None = None
+) -> int | None:
+    value = _rendered_value(rendered, keyword)
+    if value != "" and (not isinstance(value, int) or isinstance(value, bool)):
+        value = ds.get(keyword)  # not rendered as one number: pydicom's reading decides
     if value is None or value == "":
         return default
     try:
@@ -71,6 +96,28 @@ def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
     if not INT32_MIN <= number <= INT32_MAX:
         raise Rejected(f"{keyword} is outside the 32-bit range of IS", "malformed_attribute")
     return number
+
+
+@functools.cache
+def _json_key(keyword: str) -> str:
+    return f"{tag_for_keyword(keyword):08X}"
+
+
+def _rendered_value(rendered: Rendered | None, keyword: str) -> Any:
+    """Return the one value the DICOM JSON header holds for `keyword`, "" for none.
+
+    Returns _UNRENDERED (for pydicom to read the element) without a header, or where it holds
+    several values or a binary one.
+    """
+    if rendered is None:
+        return _UNRENDERED
+    entry = rendered.get(_json_key(keyword))
+    if entry is None:
+        return ""
+    values = entry.get("Value")
+    if values is None:
+        return _UNRENDERED if "BulkDataURI" in entry or "InlineBinary" in entry else ""
+    return values[0] if len(values) == 1 else _UNRENDERED
 
 
 def _walk_fragments(fp: BinaryIO, end: int, endian: str) -> tuple[int, int]:
@@ -180,10 +227,17 @@ def _check_end(fp: BinaryIO, size: int, transfer_syntax: str) -> None:
         last = tag
 
 
+def _open(path: Path, size: int) -> BinaryIO:
+    """Open a file for parsing: small ones as an in-memory copy, larger ones as they lie."""
+    if size <= IN_MEMORY_BYTES:
+        return io.BytesIO(path.read_bytes())
+    return path.open("rb")
+
+
 def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, dict[str, Any]]:
     """Parse the file at `path`; return its description, pixel layout and DICOM JSON metadata."""
     size = path.stat().st_size
-    with path.open("rb") as fp:
+    with _open(path, size) as fp:
         preamble = fp.read(132)
         if len(preamble) < 132 or preamble[128:132] != b"DICM":
             raise Rejected("not a DICOM file (no 128-byte preamble and 'DICM' prefix)", "not_dicom")
@@ -212,17 +266,29 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         pixels = _pixel_layout(fp, size, transfer_syntax) if transfer_syntax else None
         if pixels is not None:
             _check_end(fp, size, transfer_syntax)
-        # The elements as parsed: describing the instance decodes some of them in place.
-        parsed = dict(ds._dict)
-        try:
-            description = _describe(ds, transfer_syntax, pixels)
-            # Inside the `with`: values deferred while parsing are read from the open file.
-            metadata = metadata_json(ds, parsed, pixels)
-        except Rejected:
-            raise
-        except Exception as exc:
-            raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
+        # Inside the `with`: values deferred while parsing are read from the open file.
+        description, metadata = describe_header(ds, transfer_syntax, pixels)
     return description, pixels, metadata
+
+
+def describe_header(
+    ds: Dataset, transfer_syntax: str, pixels: PixelLayout | None
+) -> tuple[InstanceDescription, dict[str, Any]]:
+    """Render a parsed header as DICOM JSON and describe the instance from it."""
+    # The elements as parsed, before rendering decodes some of them in place.
+    parsed = dict(ds._dict)
+    try:
+        try:
+            metadata = metadata_json(ds, parsed, pixels)
+        except Exception:
+            # A value the description reads refuses the file for its own reason first.
+            _describe(ds, transfer_syntax, pixels, None)
+            raise
+        return _describe(ds, transfer_syntax, pixels, metadata), metadata
+    except Rejected:
+        raise
+    except Exception as exc:
+        raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
 
 
 def peek_uids(path: Path) -> tuple[str, str]:
@@ -234,8 +300,8 @@ def peek_uids(path: Path) -> tuple[str, str]:
             specific_tags=["SOPClassUID", "SOPInstanceUID"],
         )
         meta = ds.file_meta
-        sop_class = _text(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", ""))
-        sop_instance = _text(ds, "SOPInstanceUID") or str(
+        sop_class = _header_text(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", ""))
+        sop_instance = _header_text(ds, "SOPInstanceUID") or str(
             meta.get("MediaStorageSOPInstanceUID", "")
         )
     except Exception:
@@ -248,44 +314,54 @@ def peek_uids(path: Path) -> tuple[str, str]:
     )
 
 
-def _expects_pixels(ds: Dataset) -> bool:
+def _expects_pixels(ds: Dataset, rendered: Rendered | None) -> bool:
     """Tell whether the object is an image: an image SOP class, or a declared pixel module."""
-    name = UID(_text(ds, "SOPClassUID")).name
+    name = UID(_header_text(ds, "SOPClassUID", rendered)).name
     if "Image Storage" in name:
         return True
     return any(k in ds for k in ("Rows", "Columns", "BitsAllocated", "NumberOfFrames"))
 
 
-def _describe(ds: Dataset, transfer_syntax: str, pixels: PixelLayout | None) -> InstanceDescription:
+def _describe(
+    ds: Dataset, transfer_syntax: str, pixels: PixelLayout | None, rendered: Rendered | None
+) -> InstanceDescription:
+    """Describe the instance from its rendered header where it holds one plain value."""
     meta = ds.file_meta
-    image = pixels is not None or _expects_pixels(ds)
+
+    def text(keyword: str) -> str:
+        return _header_text(ds, keyword, rendered)
+
+    def number(keyword: str, default: int | None = None) -> int | None:
+        return _header_int(ds, keyword, default, rendered)
+
+    image = pixels is not None or _expects_pixels(ds, rendered)
     return InstanceDescription(
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        sop_class_uid=_text(ds, "SOPClassUID"),
-        study_instance_uid=_text(ds, "StudyInstanceUID"),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"),
+        sop_instance_uid=text("SOPInstanceUID"),
+        sop_class_uid=text("SOPClassUID"),
+        study_instance_uid=text("StudyInstanceUID"),
+        series_instance_uid=text("SeriesInstanceUID"),
         transfer_syntax_uid=transfer_syntax,
         media_sop_instance_uid=str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip(),
         media_sop_class_uid=str(meta.get("MediaStorageSOPClassUID", "") or "").strip(),
-        modality=_text(ds, "Modality"),
-        body_part=_text(ds, "BodyPartExamined"),
-        patient_id=_text(ds, "PatientID"),
-        patient_name=_text(ds, "PatientName"),
-        study_date=_text(ds, "StudyDate"),
-        study_time=_text(ds, "StudyTime"),
-        accession_number=_text(ds, "AccessionNumber"),
-        study_description=_text(ds, "StudyDescription"),
-        study_id=_text(ds, "StudyID"),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        instance_number=_int(ds, "InstanceNumber"),
-        device_serial=_text(ds, "DeviceSerialNumber"),
-        rows=_int(ds, "Rows", 0) or 0,
-        columns=_int(ds, "Columns", 0) or 0,
-        samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 0,
-        bits_allocated=_int(ds, "BitsAllocated", 0) or 0,
+        modality=text("Modality"),
+        body_part=text("BodyPartExamined"),
+        patient_id=text("PatientID"),
+        patient_name=text("PatientName"),
+        study_date=text("StudyDate"),
+        study_time=text("StudyTime"),
+        accession_number=text("AccessionNumber"),
+        study_description=text("StudyDescription"),
+        study_id=text("StudyID"),
+        series_number=number("SeriesNumber"),
+        series_description=text("SeriesDescription"),
+        instance_number=number("InstanceNumber"),
+        device_serial=text("DeviceSerialNumber"),
+        rows=number("Rows", 0) or 0,
+        columns=number("Columns", 0) or 0,
+        samples_per_pixel=number("SamplesPerPixel", 1) or 0,
+        bits_allocated=number("BitsAllocated", 0) or 0,
         # A structured report or a waveform has no frames at all.
-        number_of_frames=(_int(ds, "NumberOfFrames", 1) or 0) if image else 0,
-        photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+        number_of_frames=(number("NumberOfFrames", 1) or 0) if image else 0,
+        photometric_interpretation=text("PhotometricInterpretation"),
         image=image,
     )

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
@@ -57,11 +57,14 @@ def identify(deps: IngestDeps, spooled: SpooledFile) -> tuple[str, str]:
     return deps.codec.peek_uids(spooled.path)
 
 
-def _validate(deps: IngestDeps, spooled: SpooledFile) -> tuple[InstanceDescription, dict[str, Any]]:
+def _validate(deps: IngestDeps, spooled: SpooledFile) -> tuple[InstanceDescription, str]:
+    """Check the file; return its description and its DICOM JSON header as text."""
     check_size(spooled.size, deps.max_instance_bytes)
     description, pixels, metadata = deps.codec.read_instance(spooled.path)
     check_description(description, pixels)
-    return description, metadata
+    # Rendered here, once: on the single node the row is built by whichever request leads
+    # the group commit, while it holds the database's write lock.
+    return description, json.dumps(metadata)
 
 
 def store_instance(
@@ -181,7 +184,7 @@ def _resolve_exam(claim: _Claim, work: Work) -> Exam | None:
 
 
 def _pending(
-    claim: _Claim, exam: Exam | None, metadata: dict[str, Any], spacing: str | None, now: datetime
+    claim: _Claim, exam: Exam | None, metadata: str, spacing: str | None, now: datetime
 ) -> Instance:
     d, spooled = claim.description, claim.spooled
     owner = exam.scope if exam else (claim.scope or writer_scope(claim.principal))
@@ -218,7 +221,7 @@ def _pending(
         consortium_id=owner.consortium_id,
         received_via=str(claim.channel),
         stored_at=None,
-        metadata_json=json.dumps(metadata),
+        metadata_json=metadata,
         app_pixel_spacing=spacing,
         app_gestational_age_weeks=claim.app_gestational_age_weeks,
     )
@@ -285,7 +288,7 @@ def _claimed(claim: _Claim, attempt: Callable[[], _T]) -> _T | Instance:
             time.sleep(0.05)
 
 
-def _take(claim: _Claim, metadata: dict[str, Any], spacing: str | None) -> Instance | ClaimLease:
+def _take(claim: _Claim, metadata: str, spacing: str | None) -> Instance | ClaimLease:
     """Insert a pending index row (the write claim) and lease it; the stored instance if there."""
 
     def attempt() -> Instance | ClaimLease:
@@ -341,7 +344,7 @@ class _OtherFile(Exception):
 
 
 def _store_valid(
-    claim: _Claim, metadata: dict[str, Any], spacing: str | None
+    claim: _Claim, metadata: str, spacing: str | None
 ) -> tuple[StoredInstance, str | None]:
     if claim.spooled.size <= SMALL_INSTANCE_BYTES:
         return _store_small(claim, metadata, spacing)
@@ -371,7 +374,7 @@ def _store_valid(
 
 
 def _store_small(
-    claim: _Claim, metadata: dict[str, Any], spacing: str | None
+    claim: _Claim, metadata: str, spacing: str | None
 ) -> tuple[StoredInstance, str | None]:
     """Insert the row as stored, publish the object and announce it, all in one transaction."""
     deps = claim.deps

@@ -104,7 +104,8 @@ async def read_parts(
                     assert current is not None
                     index = buffer.find(delimiter)
                     if index >= 0:
-                        current.write(buffer[:index])
+                        # Views, not slices: the body's bytes are copied into the file only.
+                        current.write(memoryview(buffer)[:index])
                         current.close()
                         part = Part(headers, current)
                         current = None
@@ -115,7 +116,7 @@ async def read_parts(
                     else:
                         keep = len(delimiter) - 1
                         if len(buffer) > keep:
-                            current.write(buffer[:-keep])
+                            current.write(memoryview(buffer)[:-keep])
                             buffer = buffer[-keep:]
             if finished:
                 break
