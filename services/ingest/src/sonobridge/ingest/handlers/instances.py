@@ -386,9 +386,14 @@ def _store_small(
         exam = _admit_exam(claim, work)
         pending = _pending(claim, exam, metadata, spacing, now)
         stored = replace(pending, status="stored", stored_at=now)
+        # Without an exam nothing announced depends on the row: queued first, the event and
+        # audit record go in with it (one statement on PostgreSQL), or not at all.
+        announced = exam is None
+        if announced:
+            _announce(claim, work, stored, now)  # no exam, so no exam completes
         # The row first: its unique key keeps a concurrent writer of the same
         # instance (waiting on it) from ever writing this object.
-        if not work.instances.try_claim(stored):
+        if not work.try_claim_announced(stored):
             existing = work.instances.get(claim.sop)
             if existing is None:
                 raise _Busy()  # its writer gave up meanwhile: try again
@@ -396,13 +401,14 @@ def _store_small(
             if twin is not None:
                 return twin
             work.instances.claim(stored)
+            announced = False
         staged.publish()
         published = True
         try:
             # Links, then one folder fsync, then the commit: an acknowledged instance survives
             # a power loss, and a crash before the commit leaves an object start-up drops.
             work.before_commit(staged.durable_publish)
-            completed = _announce(claim, work, stored, now)
+            completed = None if announced else _announce(claim, work, stored, now)
         except BaseException:
             # Dropped before the row's savepoint goes, so no other writer has published it.
             _drop_object(claim)
