@@ -23,10 +23,12 @@ so the table shows who used the 2 cores. The stored rows are counted after each 
 
     SONOBRIDGE_RUN_DIR=/work/main/var/local \\
     uv run python bench/ingest/stow_floor.py [--pairs 2] [--small 400]
-        [--systems orthanc,bare-1,bare-2,bare-minio-pg,single,cluster] [--settle 1]
+        [--systems orthanc,bare-1,bare-2,bare-minio-pg,single,cluster] [--settle 1] [--base DIR]
 
 bare-minio-pg and cluster lease Kafka/MinIO/PostgreSQL as the tests do (started on demand;
-export SONOBRIDGE_RUN_DIR to share them). Figures are ratios to Orthanc measured in the same run;
+export SONOBRIDGE_RUN_DIR to share them). With --base DIR (another checkout, e.g. `git archive
+main | tar -x -C DIR`), single@base and cluster@base run that tree's code in their turn of each
+pair, so before and after share one load. Figures are ratios to Orthanc measured in the same run;
 nothing here passes or fails.
 """
 
@@ -298,16 +300,23 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict]] = {
 }
 
 
-def _child_run(system: str, args: argparse.Namespace) -> dict:
+def _child_run(spec: str, args: argparse.Namespace) -> dict:
+    system, _, tree = spec.partition("@")
+    env = dict(os.environ)
+    if tree:
+        if not args.base:
+            raise SystemExit(f"{spec} needs --base DIR")
+        # Ahead of the editable installs' paths, so the other tree's packages win.
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(args.base) / m) for m in bench.MEMBERS)
     argv = [sys.executable, __file__, "--run", system, "--small", str(args.small)]
     argv += ["--settle", str(args.settle)]
     if system == "orthanc":
         if shutil.which("unshare") is None:
             raise SystemExit("unshare (util-linux) is needed to confine Orthanc to loopback")
         argv = ["unshare", "--net", "--map-root-user", *argv]
-    out = subprocess.run(argv, capture_output=True, text=True)
+    out = subprocess.run(argv, capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        raise SystemExit(f"{system} run failed:\n{out.stderr[-3000:]}")
+        raise SystemExit(f"{spec} run failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -339,13 +348,14 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=400, help="small instances per run")
     parser.add_argument("--settle", type=float, default=1.0, help="idle seconds before the load")
     parser.add_argument("--systems", default="orthanc,bare-1,bare-2,bare-minio-pg,single")
+    parser.add_argument("--base", help="another checkout, for systems named with @base")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         print(json.dumps(RUNNERS[args.run](args)))
         return
     systems = args.systems.split(",")
-    unknown = set(systems) - set(RUNNERS)
+    unknown = {s.partition("@")[0] for s in systems} - set(RUNNERS)
     if unknown:
         raise SystemExit(f"unknown systems {sorted(unknown)}; known: {', '.join(RUNNERS)}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
