@@ -5,7 +5,8 @@ log) or the cluster edition's (a fresh PostgreSQL database and MinIO bucket, Kaf
 demand as the tests do), stores pydicom's 0.22 MB US example with fresh UIDs (one study, no
 exam: a plain STOW-RS) from `--clients` threads, waits for the outbox relay to ship every event,
 and prints what a SQLAlchemy `before_cursor_execute` listener and the engine's transaction events
-saw, per instance: in the request threads, in the relay's thread and in other workers (the
+saw, per instance, with the CPU the servers (and this process) used meanwhile: in the
+request threads, in the relay's thread and in other workers (the
 ai-results consumer: shared Kafka topics can feed it other runs' events), by statement kind. On
 PostgreSQL each statement is a round trip and so are BEGIN (psycopg sends it before a
 transaction's first statement) and COMMIT; "round trips" adds them. Counts, never a pass/fail:
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench" / "ingest"))
 sys.path.insert(0, str(REPO / "tests"))
 
+import stow_floor  # noqa: E402
 from bench_vs_orthanc import _send, _small_instances  # noqa: E402
 from ingest.ingest_support import running_ingest  # noqa: E402
 from profile_stow import _cluster_adapters  # noqa: E402
@@ -94,6 +96,18 @@ def _wait_drained(engine: Any, timeout: float = 60.0) -> None:
     time.sleep(0.3)  # the relay's last pass (and its empty follow-up) ends
 
 
+def _servers(edition: str) -> dict[str, int]:
+    """The process trees whose CPU the run reads: the cluster edition's servers."""
+    if edition != "cluster":
+        return {}
+    postgres = stow_floor._postmaster(stow_floor._pg_conninfo(None))
+    return {
+        "postgresql": postgres,
+        "minio": stow_floor._pidfile("minio"),
+        "kafka": stow_floor._pidfile("kafka"),
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     """Store the instances on one fresh ingest and print the counts per instance."""
     issuer = LocalIssuer("bench", audience="sonobridge")
@@ -113,13 +127,21 @@ def run(args: argparse.Namespace) -> None:
                 # The study's first instances and a warm-up, before counting: the rest join it.
                 _send(url, headers, bodies[:8], 1, lambda body: body)
                 _wait_drained(chosen["engine"])
+                servers = _servers(args.edition)
+                before = {name: stow_floor._cpu_s([pid]) for name, pid in servers.items()}
+                mine = time.process_time()
                 tally.on = True
                 _send(url, headers, bodies[8:], args.clients, lambda body: body)
                 _wait_drained(chosen["engine"])
                 tally.on = False
+                cpu = {n: stow_floor._cpu_s([pid]) - before[n] for n, pid in servers.items()}
+                cpu["this process (ingest + client)"] = time.process_time() - mine
             if args.edition == "single":
                 chosen["engine"].dispose()
     _print(tally, args)
+    print("  CPU ms per instance (shared servers: other users' work counts too):")
+    for name, seconds in cpu.items():
+        print(f"      {name:<32} {1000 * seconds / args.instances:6.2f}")
 
 
 def _print(tally: Tally, args: argparse.Namespace) -> None:
