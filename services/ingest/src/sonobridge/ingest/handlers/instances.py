@@ -456,7 +456,7 @@ def _announce(claim: _Claim, work: Work, stored: Instance, now: datetime) -> str
     exam = work.exams.get(stored.exam_id) if stored.exam_id else None
     if exam is not None and not exam.study_instance_uid:
         work.exams.bind_study(exam.exam_id, claim.description.study_instance_uid)
-        exam = work.exams.get(exam.exam_id)
+        exam = replace(exam, study_instance_uid=claim.description.study_instance_uid)
     work.emit(InstanceStored(stored, exam, claim.channel, False, now))
     work.audit.append(
         audit_record(
@@ -480,13 +480,15 @@ def _store_duplicate(
     with deps.unit() as work:
         if claim.exam_id is not None and existing.exam_id is None:
             # Arrived earlier by STOW-RS or C-STORE: the app's copy links it to the exam.
-            work.instances.link(
-                sop, parse_exam_id(claim.exam_id), spacing, claim.app_gestational_age_weeks
+            exam_id = parse_exam_id(claim.exam_id)
+            work.instances.link(sop, exam_id, spacing, claim.app_gestational_age_weeks)
+            existing = replace(
+                existing,
+                exam_id=exam_id,
+                app_pixel_spacing=spacing,
+                app_gestational_age_weeks=claim.app_gestational_age_weeks,
             )
-            linked = work.instances.get(sop)
-            assert linked is not None and linked.exam_id is not None
-            existing = linked
-            completed = settle_exam(deps, work, linked.exam_id)
+            completed = settle_exam(deps, work, exam_id)
         exam = work.exams.get(existing.exam_id) if existing.exam_id else None
         work.emit(InstanceStored(existing, exam, claim.channel, True, deps.clock()))
         work.audit.append(
