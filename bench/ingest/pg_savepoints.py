@@ -21,18 +21,15 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stow_floor
-from bench_vs_orthanc import local_servers
-
-from sonobridge.common.db import create_db_engine, drop_database
+from profile_stow import _cluster_adapters
 
 ROWS = Table("rows", MetaData(), Column("id", Integer, primary_key=True), Column("v", String(64)))
 
@@ -66,25 +63,15 @@ def main() -> None:
     parser.add_argument("--groups", default="2,4")
     args = parser.parse_args()
     variants = {"alone": 1} | {f"grouped-{n}": int(n) for n in args.groups.split(",")}
-    with local_servers() as env:
-        name = f"savepoints{uuid.uuid4().hex[:8]}"
-        admin = create_engine(env["SONOBRIDGE_TEST_PG_URL"], isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(env["SONOBRIDGE_TEST_PG_URL"]).set(database=name)
-        engine = create_db_engine(url.render_as_string(hide_password=False))
-        try:
-            ROWS.metadata.create_all(engine)
-            seen: dict[str, list[tuple[float, float, int]]] = {v: [] for v in variants}
-            _run(engine, 200, 1)  # warm: connection, prepared statements
-            for _ in range(args.turns):
-                for variant, group in variants.items():
-                    seen[variant].append(_run(engine, args.requests, group))
-        finally:
-            engine.dispose()
-            with admin.connect() as conn:
-                drop_database(conn, name)
-            admin.dispose()
+    # A fresh database (and bucket, unused) on the shared servers, dropped afterwards.
+    with _cluster_adapters() as chosen:
+        engine = chosen["engine"]
+        ROWS.metadata.create_all(engine)
+        seen: dict[str, list[tuple[float, float, int]]] = {v: [] for v in variants}
+        _run(engine, 200, 1)  # warm: connection, prepared statements
+        for _ in range(args.turns):
+            for variant, group in variants.items():
+                seen[variant].append(_run(engine, args.requests, group))
     n = args.requests
     load = os.getloadavg()[0]
     print(f"per request, median of {args.turns} turns of {n} (load {load:.2f}):")
