@@ -94,14 +94,16 @@ def _claim_unless_indexed(dialect: str, values: dict[str, Any] | None = None) ->
     module = importlib.import_module(
         "sqlalchemy.dialects." + ("postgresql" if dialect == "postgresql" else "sqlite")
     )
-    statement: Insert = (
-        module.insert(instances)
-        .values(values or {})
-        .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
+    statement = module.insert(instances)
+    if values is not None:  # else the row's values are given at execution
+        statement = statement.values(values)
+    claim: Insert = statement.on_conflict_do_nothing(
+        index_elements=[instances.c.sop_instance_uid]
+    ).returning(
         # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
-        .returning(instances.c.sop_instance_uid)
+        instances.c.sop_instance_uid
     )
-    return statement
+    return claim
 
 
 # (instance columns, (table, columns) of each append) -> the statement writing them together
