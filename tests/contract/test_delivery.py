@@ -211,3 +211,39 @@ def test_a_staged_event_works_outside_the_transaction_and_has_one_effect(
     _consume_both_copies(stack[1], topic, engine, inbox, stage=infer)
     assert staged == [event.id]  # the redelivery was recognised before any work
     assert _completions(engine, exams, event.key) == 1
+
+
+def test_the_relay_ships_a_key_s_events_in_order_and_counts_what_a_full_batch_left(
+    stack: tuple[str, EventBus],
+) -> None:
+    url, bus = stack
+    topic = f"test.order.{uuid.uuid4().hex[:10]}"
+    bus.ensure_topics([topic, f"{topic}.dlq"])
+    engine, _exams, outbox_table, _ = _schema(url)
+    study = f"1.2.999.{uuid.uuid4().int % 10**12}"
+    sent = [wrap(_exam_completed(study), source="ingest", key=study) for _ in range(5)]
+    for event in sent:  # one transaction each, as five requests would stage them
+        with session_factory(engine).begin() as session:
+            Outbox(outbox_table).add(session, topic, event)
+    metrics = ServiceMetrics("test")
+    relay = OutboxRelay(engine, outbox_table, bus, metrics, batch_size=3)
+
+    assert relay.ship_once() == 3
+    assert metrics.outbox_pending._value.get() == 2
+    assert relay.ship_once() == 2
+    assert metrics.outbox_pending._value.get() == 0
+    assert relay.ship_once() == 0
+
+    subscription = bus.subscribe(f"g-{uuid.uuid4().hex[:8]}", [topic])
+    received: list[str] = []
+    try:
+        for _ in range(30):
+            received += [record.cloud_event().id for record in subscription.poll(1.0)]
+            if len(received) >= len(sent):
+                break
+    finally:
+        subscription.close()
+    assert received == [event.id for event in sent]
+    with engine.connect() as conn:
+        unpublished = outbox_table.c.published_at.is_(None)
+        assert conn.execute(select(outbox_table.c.id).where(unpublished)).all() == []

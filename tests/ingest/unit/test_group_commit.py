@@ -159,3 +159,23 @@ def test_many_concurrent_callers_all_get_their_result_and_the_lead_ends(engine: 
         thread.join(60)
     assert sorted(results) == list(range(40)) and _rows(engine) == list(range(40))
     assert not grouped._leading and grouped._queue == []
+
+
+def test_a_step_alone_in_its_group_runs_once_without_a_savepoint(engine: Engine) -> None:
+    grouped = GroupCommit(db.session_factory(engine), Outbox(outbox))
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_a: statements.append(sql))
+    runs: list[int] = []
+
+    def write_then_fail(work: Work) -> int:
+        runs.append(1)
+        _insert(5)(work)
+        raise ValueError("refused after a write")
+
+    assert grouped(_insert(4)) == 4
+    with pytest.raises(ValueError, match="refused after a write"):
+        grouped(write_then_fail)
+    # Its failure rolled back its write, and it was not run again alone.
+    assert runs == [1] and _rows(engine) == [4]
+    assert not any("SAVEPOINT" in sql for sql in statements)
+    assert grouped(_insert(6)) == 6 and _rows(engine) == [4, 6]

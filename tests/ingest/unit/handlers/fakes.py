@@ -349,12 +349,21 @@ class FakeWork:
         self.audit = FakeAuditLog(tables)
         self.request_keys = FakeRequestKeys(tables)
         self.before: dict[Callable[[], None], None] = {}
+        self.queued_from = (len(tables.events), len(tables.audit))
 
     def emit(self, event: Event) -> None:
         self.tables.events.append(event)
 
     def before_commit(self, action: Callable[[], None]) -> None:
         self.before.setdefault(action)
+
+    def try_claim_announced(self, instance: Instance) -> bool:
+        if self.instances.try_claim(instance):
+            self.queued_from = (len(self.tables.events), len(self.tables.audit))
+            return True
+        events, audit = self.queued_from
+        del self.tables.events[events:], self.tables.audit[audit:]
+        return False
 
 
 class FakeDatabase:

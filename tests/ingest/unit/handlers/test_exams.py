@@ -12,7 +12,7 @@ from ingest.unit.handlers.fakes import Fakes, dicom_file, fakes, operator
 from sonobridge.common.idempotency import KeyTaken, StoredAnswer
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
 from sonobridge.ingest.domain.commands import CompleteExam, CreateExam
-from sonobridge.ingest.domain.events import ExamCompleted
+from sonobridge.ingest.domain.events import ExamCompleted, InstanceStored
 from sonobridge.ingest.domain.model import Channel, ExamType, ManifestEntry
 from sonobridge.ingest.handlers import exams, instances
 
@@ -144,3 +144,27 @@ def test_an_empty_manifest_is_refused_before_anything_is_read(f: Fakes) -> None:
     with pytest.raises(InvalidInput):
         exams.complete_exam(f.deps, operator(), CompleteExam(EXAM, []))
     assert f.db.commits == 0
+
+
+def test_an_instance_stored_by_stow_joins_the_exam_its_app_upload_names(f: Fakes) -> None:
+    exams.create_exam(f.deps, operator(), _create(), None)
+    with f.spooled(dicom_file(sop="1.2.3.1")) as spooled:
+        instances.store_instance(f.deps, operator(), spooled, channel=Channel.STOW)
+    with f.spooled(dicom_file(sop="1.2.3.1")) as spooled:
+        again = instances.store_instance(
+            f.deps, operator(), spooled, channel=Channel.APP, exam_id=EXAM
+        )
+    assert again.duplicate and again.exam_id == EXAM
+    # What the answer and the event carry is what the index now holds.
+    assert again.instance == f.tables.instances["1.2.3.1"]
+    linked = [e for e in f.tables.events if isinstance(e, InstanceStored) and e.duplicate]
+    assert [(e.instance, e.exam and e.exam.exam_id) for e in linked] == [(again.instance, EXAM)]
+
+
+def test_an_exam_s_first_instance_binds_its_study_in_the_event(f: Fakes) -> None:
+    exams.create_exam(f.deps, operator(), _create(), None)
+    _store(f, "1.2.3.1")
+    (event,) = [e for e in f.tables.events if isinstance(e, InstanceStored)]
+    assert event.exam is not None
+    assert event.exam == f.tables.exams[EXAM]
+    assert event.exam.study_instance_uid == event.instance.study_instance_uid

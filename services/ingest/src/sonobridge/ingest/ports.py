@@ -126,6 +126,13 @@ class Work(Protocol):
         """Run `action` after the writes, before the commit; equal actions run once."""
         ...
 
+    def try_claim_announced(self, instance: Instance) -> bool:
+        """Index `instance` unless its UID is, with the events and audit records queued so far.
+
+        True if this call did; otherwise those queued are dropped.
+        """
+        ...
+
 
 # Opens one transaction; it commits when the block ends and raises Collision on a unique clash.
 UnitOfWork = Callable[[], AbstractContextManager[Work]]

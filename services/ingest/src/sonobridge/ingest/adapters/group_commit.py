@@ -6,6 +6,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
@@ -60,6 +61,10 @@ class _Request(Generic[_T]):
         return cast(_T, self.value)
 
 
+class _Undone(Exception):
+    """The step of a group of one failed: its transaction rolls back, nothing runs again."""
+
+
 @dataclass
 class _Group:
     """The requests one leader runs in one transaction."""
@@ -75,7 +80,8 @@ class GroupCommit:
     fsync. A request that finds a group under way queues its step. The next leader takes every
     queued step once it holds the write lock (so the group holds all that arrived meanwhile),
     runs each in a savepoint (a failing step undoes only its own writes and gets its own
-    error), hands the lead on, runs the steps' before-commit actions once each (one fsync per
+    error; a step alone in its group needs none, as its failure rolls back only its own
+    writes), hands the lead on, runs the steps' before-commit actions once each (one fsync per
     folder of published objects), commits, and wakes each caller with its own result. If the
     group cannot commit, each step runs again alone, so only a step's own fault reaches it.
     """
@@ -107,6 +113,8 @@ class GroupCommit:
         group = _Group()
         try:
             self._commit_group(group)
+        except _Undone:
+            pass  # a group of one whose step failed: rolled back, its error kept for its caller
         except Exception as exc:
             # The type only: a statement's error text can carry its parameters (patient names).
             log.warning(
@@ -133,22 +141,27 @@ class GroupCommit:
             # Waits at the write gate while the last group commits; the group is taken after.
             session.execute(text("BEGIN IMMEDIATE"))
             group.requests = self._take()
-            works = [self._run(session, request) for request in group.requests]
+            only = len(group.requests) == 1
+            works = [self._run(session, request, only=only) for request in group.requests]
             # The next group gathers and waits at the gate while this one syncs and commits.
             self._hand_over(group)
             for action in dict.fromkeys(a for w in works if w is not None for a in w.before):
                 action()
 
-    def _run(self, session: Session, request: _Request[Any]) -> SqlWork | None:
+    def _run(self, session: Session, request: _Request[Any], *, only: bool) -> SqlWork | None:
         """Run one step in a savepoint; return its work, or None if it failed (undone)."""
         work = SqlWork(session, self._outbox)
         try:
-            with session.begin_nested():
+            # A group's only step needs no savepoint (two statements fewer): its failure rolls
+            # back the whole transaction, which holds nothing else.
+            with nullcontext() if only else session.begin_nested():
                 request.run(work)
                 work.flush()
         except Exception as exc:
             if request.error is None:  # the flush failed, after the step
                 request.error = Collision(str(exc.orig)) if isinstance(exc, IntegrityError) else exc
+            if only:
+                raise _Undone from exc
             return None
         return work
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     false,
     insert,
     literal,
+    literal_column,
     select,
     text,
     true,
@@ -80,21 +81,60 @@ _TRY_CLAIMS: dict[str, Insert] = {}
 
 def _try_claim(dialect: str) -> Insert:
     """Return the claim insert of `dialect`, built (and its dialect imported) on first use."""
-    # Loaded by the first claim: the single node (SQLite) would otherwise import PostgreSQL's
-    # dialect to start (~0.03 CPU s).
     statement = _TRY_CLAIMS.get(dialect)
     if statement is None:
-        module = importlib.import_module(
-            "sqlalchemy.dialects." + ("postgresql" if dialect == "postgresql" else "sqlite")
-        )
-        statement = (
-            module.insert(instances)
-            .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
-            # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
-            .returning(instances.c.sop_instance_uid)
-        )
-        _TRY_CLAIMS[dialect] = statement
+        statement = _TRY_CLAIMS.setdefault(dialect, _claim_unless_indexed(dialect))
     return statement
+
+
+def _claim_unless_indexed(dialect: str, values: dict[str, Any] | None = None) -> Insert:
+    """Build the insert of an instance row that does nothing if its UID is indexed."""
+    # Loaded by the first claim: the single node (SQLite) would otherwise import PostgreSQL's
+    # dialect to start (~0.03 CPU s).
+    module = importlib.import_module(
+        "sqlalchemy.dialects." + ("postgresql" if dialect == "postgresql" else "sqlite")
+    )
+    statement = module.insert(instances)
+    if values is not None:  # else the row's values are given at execution
+        statement = statement.values(values)
+    claim: Insert = statement.on_conflict_do_nothing(
+        index_elements=[instances.c.sop_instance_uid]
+    ).returning(
+        # RETURNING, not rowcount: the PostgreSQL driver reports -1 for this insert.
+        instances.c.sop_instance_uid
+    )
+    return claim
+
+
+# (instance columns, (table, columns) of each append) -> the statement writing them together
+_ClaimShape = tuple[tuple[str, ...], tuple[tuple[Table, tuple[str, ...]], ...]]
+_CLAIMS_WITH_APPENDS: dict[_ClaimShape, Insert] = {}
+
+
+def _claim_with_appends(shape: _ClaimShape) -> Insert:
+    """Build one PostgreSQL statement: claim an instance row, and insert the appends beside it.
+
+    WITH claim AS (INSERT INTO instances ... ON CONFLICT DO NOTHING RETURNING ...),
+    append_0 AS (INSERT INTO outbox ... SELECT ... FROM claim) INSERT INTO audit_log ...
+    SELECT ... FROM claim RETURNING 1: each append selects from the claim, so it inserts
+    nothing when the row was there, and a returned row says the claim was this statement's.
+    """
+    columns, appends = shape
+    claim = _claim_unless_indexed(
+        "postgresql", {c: bindparam(f"c_{c}", type_=instances.c[c].type) for c in columns}
+    ).cte("claim")
+    inserts = [
+        insert(table).from_select(
+            list(names),
+            select(*(bindparam(f"a{i}_{n}", type_=table.c[n].type) for n in names)).select_from(
+                claim
+            ),
+        )
+        for i, (table, names) in enumerate(appends)
+    ]
+    *first, last = inserts
+    ctes = [statement.cte(f"append_{i}") for i, statement in enumerate(first)]
+    return last.add_cte(claim, *ctes).returning(literal_column("1"))
 
 
 @dataclass
@@ -397,6 +437,29 @@ class SqlWork:
     def before_commit(self, action: Callable[[], None]) -> None:
         """Run `action` after this transaction's writes, before its commit."""
         self.before.setdefault(action)
+
+    def try_claim_announced(self, instance: Instance) -> bool:
+        """Insert the row unless its UID is indexed, with the events and audit records queued.
+
+        True if this call did; otherwise the queued ones are dropped. PostgreSQL takes the row
+        and them in one statement: one round trip instead of two.
+        """
+        if self.appends and self.session.get_bind().dialect.name == "postgresql":
+            row = values_of(instance)
+            shape = (tuple(row), tuple((table, tuple(values)) for table, values in self.appends))
+            statement = _CLAIMS_WITH_APPENDS.get(shape)
+            if statement is None:
+                statement = _CLAIMS_WITH_APPENDS.setdefault(shape, _claim_with_appends(shape))
+            params = {f"c_{name}": value for name, value in row.items()}
+            for i, (_table, values) in enumerate(self.appends):
+                params.update({f"a{i}_{name}": value for name, value in values.items()})
+            claimed = self.session.execute(statement, params).first() is not None
+        else:
+            claimed = self.instances.try_claim(instance)
+            if claimed:
+                return True  # the queued rows go in at the flush
+        self.appends.clear()
+        return claimed
 
     def flush(self) -> None:
         """Write the queued outbox and audit rows (before the commit)."""

@@ -389,9 +389,14 @@ def _store_small(
         exam = _admit_exam(claim, work)
         pending = _pending(claim, exam, metadata, spacing, now)
         stored = replace(pending, status="stored", stored_at=now)
+        # Without an exam nothing announced depends on the row: queued first, the event and
+        # audit record go in with it (one statement on PostgreSQL), or not at all.
+        announced = exam is None
+        if announced:
+            _announce(claim, work, stored, now)  # no exam, so no exam completes
         # The row first: its unique key keeps a concurrent writer of the same
         # instance (waiting on it) from ever writing this object.
-        if not work.instances.try_claim(stored):
+        if not work.try_claim_announced(stored):
             existing = work.instances.get(claim.sop)
             if existing is None:
                 raise _Busy()  # its writer gave up meanwhile: try again
@@ -399,13 +404,14 @@ def _store_small(
             if twin is not None:
                 return twin
             work.instances.claim(stored)
+            announced = False
         staged.publish()
         published = True
         try:
             # Links, then one folder fsync, then the commit: an acknowledged instance survives
             # a power loss, and a crash before the commit leaves an object start-up drops.
             work.before_commit(staged.durable_publish)
-            completed = _announce(claim, work, stored, now)
+            completed = None if announced else _announce(claim, work, stored, now)
         except BaseException:
             # Dropped before the row's savepoint goes, so no other writer has published it.
             _drop_object(claim)
@@ -453,7 +459,7 @@ def _announce(claim: _Claim, work: Work, stored: Instance, now: datetime) -> str
     exam = work.exams.get(stored.exam_id) if stored.exam_id else None
     if exam is not None and not exam.study_instance_uid:
         work.exams.bind_study(exam.exam_id, claim.description.study_instance_uid)
-        exam = work.exams.get(exam.exam_id)
+        exam = replace(exam, study_instance_uid=claim.description.study_instance_uid)
     work.emit(InstanceStored(stored, exam, claim.channel, False, now))
     work.audit.append(
         audit_record(
@@ -477,13 +483,15 @@ def _store_duplicate(
     with deps.unit() as work:
         if claim.exam_id is not None and existing.exam_id is None:
             # Arrived earlier by STOW-RS or C-STORE: the app's copy links it to the exam.
-            work.instances.link(
-                sop, parse_exam_id(claim.exam_id), spacing, claim.app_gestational_age_weeks
+            exam_id = parse_exam_id(claim.exam_id)
+            work.instances.link(sop, exam_id, spacing, claim.app_gestational_age_weeks)
+            existing = replace(
+                existing,
+                exam_id=exam_id,
+                app_pixel_spacing=spacing,
+                app_gestational_age_weeks=claim.app_gestational_age_weeks,
             )
-            linked = work.instances.get(sop)
-            assert linked is not None and linked.exam_id is not None
-            existing = linked
-            completed = settle_exam(deps, work, linked.exam_id)
+            completed = settle_exam(deps, work, exam_id)
         exam = work.exams.get(existing.exam_id) if existing.exam_id else None
         work.emit(InstanceStored(existing, exam, claim.channel, True, deps.clock()))
         work.audit.append(
