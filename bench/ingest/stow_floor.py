@@ -29,8 +29,8 @@ bare-minio-pg and cluster lease Kafka/MinIO/PostgreSQL as the tests do (started 
 export SONOBRIDGE_RUN_DIR to share them). With --base DIR (another checkout, e.g. `git archive
 main | tar -x -C DIR`), single@base and cluster@base run that tree's code in their turn of each
 pair, so before and after share one load: under DIR/.venv's Python where DIR has one (`uv sync`
-there, so its dependencies are its own), else on this environment with DIR's sources first. Figures are ratios to Orthanc measured in the same run;
-nothing here passes or fails.
+there, so its dependencies are its own), else on this environment with DIR's sources first.
+Figures are ratios to Orthanc measured in the same run; nothing here passes or fails.
 """
 
 from __future__ import annotations
