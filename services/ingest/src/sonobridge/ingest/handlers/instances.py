@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from sonobridge.common.access import Action
+from sonobridge.common.audit import audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, Problem
 from sonobridge.ingest.domain.events import InstanceStored
@@ -22,7 +23,7 @@ from sonobridge.ingest.domain.validation import (
     check_size,
     check_study,
 )
-from sonobridge.ingest.handlers import IngestDeps, audit_record
+from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.handlers.exams import may, settle_exam, visible_exam
 from sonobridge.ingest.handlers.leases import ClaimLease
 from sonobridge.ingest.ports import Collision, SpooledFile, Work
