@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sonobridge.common.auth import Principal
+from sonobridge.common.paging import split_page
 from sonobridge.common.problems import Conflict, Forbidden, NotFound
 from sonobridge.maintenance.domain.devices import (
     Device,
@@ -228,9 +229,9 @@ def list_devices(
     with deps.units() as work:
         found = work.devices.find(institutions=visible, status=status, after=after, limit=limit + 1)
         now = deps.now()
-        views = [_view(deps, work, d, now) for d in found[:limit]]
-    cursor = found[limit - 1].serial if len(found) > limit else ""
-    return views, cursor
+        page, last = split_page(found, limit)
+        views = [_view(deps, work, d, now) for d in page]
+    return views, last.serial if last else ""
 
 
 def device_history(

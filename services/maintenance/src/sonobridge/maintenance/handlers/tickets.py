@@ -11,6 +11,7 @@ from typing import BinaryIO
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
 from sonobridge.common.idempotency import Body, create_once, request_key
+from sonobridge.common.paging import split_page
 from sonobridge.common.problems import Conflict, Forbidden, NotFound
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
@@ -170,5 +171,5 @@ def list_tickets(
             after=after,
             limit=limit + 1,
         )
-    cursor = found[limit - 1].id if len(found) > limit else ""
-    return found[:limit], cursor
+    page, last = split_page(found, limit)
+    return page, last.id if last else ""
