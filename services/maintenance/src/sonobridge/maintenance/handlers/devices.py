@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.paging import split_page
-from sonobridge.common.problems import Conflict, Forbidden, NotFound
+from sonobridge.common.problems import Conflict, Forbidden
 from sonobridge.maintenance.domain.devices import (
     Device,
     DeviceHistoryEntry,
@@ -202,10 +202,7 @@ def _view(deps: Dependencies, work: UnitOfWork, device: Device, now: datetime) -
 def get_device(deps: Dependencies, principal: Principal, serial: str) -> DeviceView:
     """Return one device the caller may see."""
     with deps.units() as work:
-        device = work.devices.get(serial)
-        if device is None:
-            raise NotFound(f"device {serial} not found")
-        scope.require_device_visible(principal, device)
+        device = scope.device(work, serial, principal, lock=False)
         return _view(deps, work, device, deps.now())
 
 
@@ -239,8 +236,5 @@ def device_history(
 ) -> list[DeviceHistoryEntry]:
     """Return a device's registrations, transfers and status changes."""
     with deps.units() as work:
-        device = work.devices.get(serial)
-        if device is None:
-            raise NotFound(f"device {serial} not found")
-        scope.require_device_visible(principal, device)
+        scope.device(work, serial, principal, lock=False)  # NotFound unless visible
         return work.devices.history(serial)

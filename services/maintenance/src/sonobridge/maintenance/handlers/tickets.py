@@ -142,11 +142,7 @@ def shown_to(deps: Dependencies, principal: Principal, ticket: Ticket) -> Ticket
 def get_ticket(deps: Dependencies, principal: Principal, ticket_id: str) -> Ticket:
     """Return one ticket the caller may see."""
     with deps.units() as work:
-        ticket = work.tickets.get(ticket_id)
-        if ticket is None:
-            raise NotFound(f"ticket {ticket_id} not found")
-        scope.require_ticket_visible(principal, ticket)
-        return ticket
+        return scope.ticket(work, ticket_id, principal, lock=False)
 
 
 def list_tickets(
