@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import MetaData, create_engine
 from sqlalchemy.orm import Session
 
-from sonobridge.common.audit import AuditRecord
+from sonobridge.common.audit import AuditRecord, audit_record
+from sonobridge.common.auth import Principal
 from sonobridge.common.sql_records import SqlAuditLog, audit_table
 
 AT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -17,6 +18,23 @@ AT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 def test_a_record_needs_an_aware_time() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         AuditRecord(at=datetime(2026, 11, 30), actor="u", action="a")
+
+
+def test_a_callers_record_names_them_and_the_resources_institution() -> None:
+    caller = Principal("dr-li", frozenset({"radiologist"}), institution="county-hospital")
+    record = audit_record(
+        at=AT,
+        actor=caller,
+        action="view_instance",
+        institution_id="township-clinic",
+        resource_type="instance",
+        resource_id="1.2.3",
+        channel="dicomweb",
+    )
+    assert (record.actor, record.roles) == ("dr-li", frozenset({"radiologist"}))
+    # The resource's institution, not the caller's: a county reader sees a township's exam.
+    assert record.institution_id == "township-clinic"
+    assert (record.outcome, record.related_id, record.detail) == ("ok", None, "")
 
 
 def test_records_come_back_in_order_with_every_field() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ingest.ingest_support import instance_row
 from sqlalchemy import func, select
 
+from sonobridge.common.audit import audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.common.db import create_db_engine, migrate, session_factory
 from sonobridge.common.delivery import Outbox
@@ -17,7 +18,6 @@ from sonobridge.ingest.adapters.repository import unit_of_work
 from sonobridge.ingest.domain.events import InstanceStored
 from sonobridge.ingest.domain.model import Channel
 from sonobridge.ingest.domain.records import Instance
-from sonobridge.ingest.handlers import audit_record
 
 MIGRATIONS = Path(adapters.__file__).parents[1] / "migrations"
 AT = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)

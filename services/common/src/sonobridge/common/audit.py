@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sonobridge.common.auth import Principal
 
 # Outcomes are short codes (ok, denied, rejected:<reason>); longer ones are clipped on insert:
 # PostgreSQL refuses an over-long value (SQLite does not), which would turn a refusal into a 500.
@@ -35,6 +38,36 @@ class AuditRecord:
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
             raise ValueError("an audit record's time must be timezone-aware")
+
+
+def audit_record(
+    *,
+    at: datetime,
+    actor: Principal,
+    action: str,
+    institution_id: str | None,
+    resource_type: str = "",
+    resource_id: str = "",
+    related_id: str | None = None,
+    outcome: str = "ok",
+    channel: str | None = None,
+    detail: str = "",
+) -> AuditRecord:
+    """Return the record of an action a caller took on a resource of `institution_id`."""
+    # The institution is the resource's, which is not always the caller's home institution.
+    return AuditRecord(
+        at=at,
+        actor=actor.user,
+        roles=frozenset(actor.roles),
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        institution_id=institution_id,
+        related_id=related_id,
+        outcome=outcome,
+        channel=channel,
+        detail=detail,
+    )
 
 
 class AuditLog(Protocol):

@@ -116,6 +116,20 @@ def history_table(
     )
 
 
+def audit_row(record: AuditRecord) -> dict[str, Any]:
+    """Return a record's row in an `audit_table`, its free-text fields clipped to their columns."""
+    return row_values(
+        record,
+        exclude=("id",),
+        actor=record.actor[:ID_CHARS],
+        roles=",".join(sorted(record.roles)),
+        resource_id=record.resource_id[:ID_CHARS],
+        related_id=record.related_id[:ID_CHARS] if record.related_id else None,
+        outcome=record.outcome[:OUTCOME_CHARS],
+        detail=record.detail[:DETAIL_CHARS] or None,
+    )
+
+
 class SqlAuditLog:
     """The audit table made by `audit_table`, used inside the caller's session."""
 
@@ -125,20 +139,7 @@ class SqlAuditLog:
 
     def append(self, record: AuditRecord) -> None:
         """Append one record, clipping the free-text fields to their columns."""
-        self.session.execute(
-            insert(self.table).values(
-                row_values(
-                    record,
-                    exclude=("id",),
-                    actor=record.actor[:ID_CHARS],
-                    roles=",".join(sorted(record.roles)),
-                    resource_id=record.resource_id[:ID_CHARS],
-                    related_id=record.related_id[:ID_CHARS] if record.related_id else None,
-                    outcome=record.outcome[:OUTCOME_CHARS],
-                    detail=record.detail[:DETAIL_CHARS] or None,
-                )
-            )
-        )
+        self.session.execute(insert(self.table).values(audit_row(record)))
 
     def trail(
         self,

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import cast
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.contract_enums import contract_values
 from sonobridge.common.timestamps import timestamp
 from sonobridge.inference.domain.exams import (
     Finding,
@@ -15,11 +16,7 @@ from sonobridge.inference.domain.exams import (
 )
 from sonobridge.inference.domain.quality import QualityAssessment
 
-STATUSES = {
-    InferenceStatus.COMPLETED: events_pb2.INFERENCE_STATUS_COMPLETED,
-    InferenceStatus.PARTIAL: events_pb2.INFERENCE_STATUS_PARTIAL,
-    InferenceStatus.FAILED: events_pb2.INFERENCE_STATUS_FAILED,
-}
+STATUSES = contract_values(InferenceStatus, events_pb2.InferenceStatus, "INFERENCE_STATUS_")
 
 
 def validation_state(state: str) -> events_pb2.QualityValidation:

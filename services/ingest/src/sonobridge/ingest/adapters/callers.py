@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Row, Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from sonobridge.common.audit import DETAIL_CHARS, ID_CHARS, OUTCOME_CHARS, AuditRecord
+from sonobridge.common.audit import AuditRecord
+from sonobridge.common.sql_records import audit_row
 from sonobridge.ingest.adapters.orm import audit_log, dimse_callers
 from sonobridge.ingest.adapters.rows import changed
 from sonobridge.ingest.domain.callers import DimseCaller
@@ -64,7 +65,7 @@ def _caller(row: Row[Any]) -> DimseCaller:
 
 @dataclass
 class SqlAuditLog:
-    """Ingest's audit table in one session (its columns predate the shared audit table)."""
+    """Ingest's audit table in one session, its rows held for the unit of work's flush."""
 
     session: Session
     # Where rows wait for the unit of work's flush; None runs each insert at once.
@@ -72,18 +73,7 @@ class SqlAuditLog:
 
     def append(self, record: AuditRecord) -> None:
         """Append one record, clipping the free-text fields to their columns."""
-        row = {
-            "at": record.at,
-            "actor": record.actor[:ID_CHARS],
-            "roles": ",".join(sorted(record.roles)),
-            "action": record.action,
-            "resource_type": record.resource_type,
-            "resource_id": record.resource_id[:ID_CHARS],
-            "institution_id": record.institution_id,
-            "channel": record.channel or "",
-            "outcome": record.outcome[:OUTCOME_CHARS],
-            "detail": record.detail[:DETAIL_CHARS] or None,
-        }
+        row = audit_row(record)
         if self.pending is None:
             self.session.execute(insert(audit_log), row)
         else:

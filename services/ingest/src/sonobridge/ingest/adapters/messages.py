@@ -6,6 +6,7 @@ from google.protobuf.message import Message
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.ingest.v1 import ingest_pb2
+from sonobridge.common.contract_enums import contract_values
 from sonobridge.common.exam_types import exam_type_value
 from sonobridge.common.timestamps import aware, set_times, timestamp
 from sonobridge.ingest.domain.ai_results import AiMeasurement, AiResult, OverlayImage
@@ -20,11 +21,7 @@ _RECEIVED_VIA = {
     Channel.CSTORE: events_pb2.RECEIVED_VIA_C_STORE,
     Channel.AI: events_pb2.RECEIVED_VIA_AI_RESULT,
 }
-_STATES = {
-    ExamState.RECEIVING: ingest_pb2.EXAM_STATE_RECEIVING,
-    ExamState.AWAITING_INSTANCES: ingest_pb2.EXAM_STATE_AWAITING_INSTANCES,
-    ExamState.COMPLETED: ingest_pb2.EXAM_STATE_COMPLETED,
-}
+_STATES = contract_values(ExamState, ingest_pb2.ExamState, "EXAM_STATE_")
 
 
 def exam_context(exam: Exam | None, instance: Instance | None = None) -> events_pb2.ExamContext:

@@ -13,6 +13,11 @@ def object_key(study: str, series: str, sop: str) -> str:
     return f"dicom/{study}/{series}/{sop}.dcm"
 
 
+def spacing_text(spacing: tuple[float, float] | None) -> str | None:
+    """Return an app-sent calibration as stored and sent on (`row\\col` mm), None without one."""
+    return "\\".join(f"{v:g}" for v in spacing) if spacing else None
+
+
 @dataclass(frozen=True)
 class Exam:
     """An exam the app opened, with its manifest digest once completion was asked for."""

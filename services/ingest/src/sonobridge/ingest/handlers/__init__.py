@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sonobridge.common.access import AccessPolicy
-from sonobridge.common.audit import AuditRecord
-from sonobridge.common.auth import Principal
 from sonobridge.common.objects.ports import ObjectStore
 from sonobridge.ingest.domain.uploads import LOCK_LEASE
 from sonobridge.ingest.metrics import IngestMetrics
@@ -47,30 +45,3 @@ class IngestDeps:
             return self.grouped(step)
         with self.unit() as work:
             return step(work)
-
-
-def audit_record(
-    *,
-    at: datetime,
-    actor: Principal,
-    action: str,
-    resource_type: str,
-    resource_id: str,
-    institution_id: str | None,
-    channel: str,
-    outcome: str = "ok",
-    detail: str | None = None,
-) -> AuditRecord:
-    """Build the audit record of an action `actor` took."""
-    return AuditRecord(
-        at=at,
-        actor=actor.user,
-        roles=frozenset(actor.roles),
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        institution_id=institution_id,
-        outcome=outcome,
-        channel=channel,
-        detail=detail or "",
-    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from sonobridge.common.audit import audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import InvalidInput, NotFound
 from sonobridge.ingest.domain.callers import DimseCaller, parse_ae_title
-from sonobridge.ingest.handlers import IngestDeps, audit_record
+from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.ports import Collision
 
 ADMIN_ROLE = "admin"

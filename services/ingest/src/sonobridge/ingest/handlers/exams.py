@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sonobridge.common.access import Action
+from sonobridge.common.audit import audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.common.idempotency import Body, RequestKey, create_once
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound
@@ -20,7 +21,7 @@ from sonobridge.ingest.domain.model import (
     require_uid,
 )
 from sonobridge.ingest.domain.records import Exam, Instance
-from sonobridge.ingest.handlers import IngestDeps, audit_record
+from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.ports import Collision, Work
 
 

@@ -11,18 +11,19 @@ from datetime import datetime
 from typing import TypeVar
 
 from sonobridge.common.access import Action
+from sonobridge.common.audit import AuditRecord, audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, Problem
 from sonobridge.ingest.domain.events import InstanceStored
 from sonobridge.ingest.domain.model import Channel, Scope, parse_exam_id, writer_scope
-from sonobridge.ingest.domain.records import Exam, Instance, object_key
+from sonobridge.ingest.domain.records import Exam, Instance, object_key, spacing_text
 from sonobridge.ingest.domain.validation import (
     InstanceDescription,
     check_description,
     check_size,
     check_study,
 )
-from sonobridge.ingest.handlers import IngestDeps, audit_record
+from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.handlers.exams import may, settle_exam, visible_exam
 from sonobridge.ingest.handlers.leases import ClaimLease
 from sonobridge.ingest.ports import Collision, SpooledFile, Work
@@ -94,7 +95,7 @@ def store_instance(
             scope,
             app_gestational_age_weeks,
         )
-        result, completed_type = _store_valid(claim, metadata, _spacing_text(app_pixel_spacing))
+        result, completed_type = _store_valid(claim, metadata, spacing_text(app_pixel_spacing))
     except Problem as problem:
         reason = str(problem.extensions.get("reason") or problem.type_slug)
         deps.metrics.rejections.labels(reason).inc()
@@ -128,10 +129,6 @@ def _audit_rejection(
         )
 
 
-def _spacing_text(spacing: tuple[float, float] | None) -> str | None:
-    return "\\".join(f"{v:g}" for v in spacing) if spacing else None
-
-
 @dataclass(frozen=True)
 class _Claim:
     """One writer's attempt at storing one instance."""
@@ -155,6 +152,19 @@ class _Claim:
         """Return the write-once object key of the instance."""
         d = self.description
         return object_key(d.study_instance_uid, d.series_instance_uid, d.sop_instance_uid)
+
+    def audited(self, at: datetime, institution_id: str, outcome: str = "ok") -> AuditRecord:
+        """Return the audit record of this store, of an instance `institution_id` owns."""
+        return audit_record(
+            at=at,
+            actor=self.principal,
+            action="store_instance",
+            institution_id=institution_id,
+            resource_type="instance",
+            resource_id=self.sop,
+            channel=str(self.channel),
+            outcome=outcome,
+        )
 
 
 def _resolve_exam(claim: _Claim, work: Work) -> Exam | None:
@@ -461,17 +471,7 @@ def _announce(claim: _Claim, work: Work, stored: Instance, now: datetime) -> str
         work.exams.bind_study(exam.exam_id, claim.description.study_instance_uid)
         exam = replace(exam, study_instance_uid=claim.description.study_instance_uid)
     work.emit(InstanceStored(stored, exam, claim.channel, False, now))
-    work.audit.append(
-        audit_record(
-            at=now,
-            actor=claim.principal,
-            action="store_instance",
-            resource_type="instance",
-            resource_id=claim.sop,
-            institution_id=stored.institution_id,
-            channel=str(claim.channel),
-        )
-    )
+    work.audit.append(claim.audited(now, stored.institution_id))
     return settle_exam(deps, work, exam.exam_id) if exam is not None else None
 
 
@@ -494,16 +494,5 @@ def _store_duplicate(
             completed = settle_exam(deps, work, exam_id)
         exam = work.exams.get(existing.exam_id) if existing.exam_id else None
         work.emit(InstanceStored(existing, exam, claim.channel, True, deps.clock()))
-        work.audit.append(
-            audit_record(
-                at=deps.clock(),
-                actor=claim.principal,
-                action="store_instance",
-                resource_type="instance",
-                resource_id=sop,
-                institution_id=existing.institution_id,
-                channel=str(claim.channel),
-                outcome="duplicate",
-            )
-        )
+        work.audit.append(claim.audited(deps.clock(), existing.institution_id, "duplicate"))
     return StoredInstance(existing, True), completed

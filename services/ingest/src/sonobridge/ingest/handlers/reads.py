@@ -8,11 +8,12 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 from sonobridge.common.access import Action
+from sonobridge.common.audit import audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.ingest.domain.media import BulkKey
 from sonobridge.ingest.domain.query import Criterion
 from sonobridge.ingest.domain.records import Instance
-from sonobridge.ingest.handlers import IngestDeps, audit_record
+from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.handlers.exams import get_exam
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sonobridge.common.access import Action
+from sonobridge.common.audit import audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.common.objects.ports import ObjectNotFound
 from sonobridge.common.problems import Conflict, InvalidInput, NotFound, Problem
@@ -37,7 +38,7 @@ from sonobridge.ingest.domain.validation import (
     parse_gestational_age,
     parse_pixel_spacing,
 )
-from sonobridge.ingest.handlers import IngestDeps, audit_record
+from sonobridge.ingest.handlers import IngestDeps
 from sonobridge.ingest.handlers.exams import visible_exam
 from sonobridge.ingest.handlers.instances import StoredInstance, store_instance
 from sonobridge.ingest.handlers.leases import leased

@@ -5,32 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from sonobridge.api.events.v1 import events_pb2
+from sonobridge.common.contract_enums import contract_values
 from sonobridge.common.timestamps import timestamp
 from sonobridge.maintenance.domain.devices import DeviceStatus, StatusChange
 from sonobridge.maintenance.domain.tickets import Ticket, TicketSource, TicketState
 
-STATE_TO_PB = {
-    TicketState.OPENED: events_pb2.TICKET_STATE_OPENED,
-    TicketState.ACKNOWLEDGED: events_pb2.TICKET_STATE_ACKNOWLEDGED,
-    TicketState.DISPATCHED: events_pb2.TICKET_STATE_DISPATCHED,
-    TicketState.ON_SITE: events_pb2.TICKET_STATE_ON_SITE,
-    TicketState.RESOLVED: events_pb2.TICKET_STATE_RESOLVED,
-    TicketState.CLOSED: events_pb2.TICKET_STATE_CLOSED,
-    TicketState.CANCELLED: events_pb2.TICKET_STATE_CANCELLED,
-}
-SOURCE_TO_PB = {
-    TicketSource.APP: events_pb2.TICKET_SOURCE_APP,
-    TicketSource.PROBE_HEALTH: events_pb2.TICKET_SOURCE_PROBE_HEALTH,
-    TicketSource.TELEMETRY: events_pb2.TICKET_SOURCE_TELEMETRY,
-    TicketSource.PREVENTIVE: events_pb2.TICKET_SOURCE_PREVENTIVE,
-}
-STATUS_TO_PB = {
-    DeviceStatus.IN_SERVICE: events_pb2.DEVICE_STATUS_IN_SERVICE,
-    DeviceStatus.FAULTY: events_pb2.DEVICE_STATUS_FAULTY,
-    DeviceStatus.IN_REPAIR: events_pb2.DEVICE_STATUS_IN_REPAIR,
-    DeviceStatus.LOANED_OUT: events_pb2.DEVICE_STATUS_LOANED_OUT,
-    DeviceStatus.RETIRED: events_pb2.DEVICE_STATUS_RETIRED,
-}
+STATE_TO_PB = contract_values(TicketState, events_pb2.TicketState, "TICKET_STATE_")
+SOURCE_TO_PB = contract_values(TicketSource, events_pb2.TicketSource, "TICKET_SOURCE_")
+STATUS_TO_PB = contract_values(DeviceStatus, events_pb2.DeviceStatus, "DEVICE_STATUS_")
 
 
 def ticket_opened(ticket: Ticket) -> events_pb2.TicketOpened:

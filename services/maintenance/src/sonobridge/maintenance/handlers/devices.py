@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sonobridge.common.auth import Principal
-from sonobridge.common.problems import Conflict, Forbidden, NotFound
+from sonobridge.common.paging import split_page
+from sonobridge.common.problems import Conflict, Forbidden
 from sonobridge.maintenance.domain.devices import (
     Device,
     DeviceHistoryEntry,
@@ -201,10 +202,7 @@ def _view(deps: Dependencies, work: UnitOfWork, device: Device, now: datetime) -
 def get_device(deps: Dependencies, principal: Principal, serial: str) -> DeviceView:
     """Return one device the caller may see."""
     with deps.units() as work:
-        device = work.devices.get(serial)
-        if device is None:
-            raise NotFound(f"device {serial} not found")
-        scope.require_device_visible(principal, device)
+        device = scope.device(work, serial, principal, lock=False)
         return _view(deps, work, device, deps.now())
 
 
@@ -228,9 +226,9 @@ def list_devices(
     with deps.units() as work:
         found = work.devices.find(institutions=visible, status=status, after=after, limit=limit + 1)
         now = deps.now()
-        views = [_view(deps, work, d, now) for d in found[:limit]]
-    cursor = found[limit - 1].serial if len(found) > limit else ""
-    return views, cursor
+        page, last = split_page(found, limit)
+        views = [_view(deps, work, d, now) for d in page]
+    return views, last.serial if last else ""
 
 
 def device_history(
@@ -238,8 +236,5 @@ def device_history(
 ) -> list[DeviceHistoryEntry]:
     """Return a device's registrations, transfers and status changes."""
     with deps.units() as work:
-        device = work.devices.get(serial)
-        if device is None:
-            raise NotFound(f"device {serial} not found")
-        scope.require_device_visible(principal, device)
+        scope.device(work, serial, principal, lock=False)  # NotFound unless visible
         return work.devices.history(serial)

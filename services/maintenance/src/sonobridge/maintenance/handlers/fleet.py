@@ -6,6 +6,7 @@ from datetime import date
 
 from sonobridge.common.audit import AuditRecord
 from sonobridge.common.auth import Principal
+from sonobridge.common.paging import split_page
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
 from sonobridge.maintenance.domain.utilisation import DeviceUsage, UtilisationReport, analyse
@@ -22,7 +23,8 @@ def read_audit(
         raise InvalidRequest("page size must be between 1 and 1000")
     with deps.units() as work:
         records = work.audit.page(target=target, after=after, limit=limit + 1)
-    return records[:limit], (records[limit - 1].id or 0) if len(records) > limit else 0
+    page, last = split_page(records, limit)
+    return page, (last.id or 0) if last else 0
 
 
 def utilisation_report(

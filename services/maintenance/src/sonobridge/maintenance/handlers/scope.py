@@ -34,9 +34,11 @@ def require_ticket_visible(principal: Principal, ticket: Ticket) -> None:
         raise NotFound(f"ticket {ticket.id} not found")
 
 
-def device(work: UnitOfWork, serial: str, principal: Principal | None = None) -> Device:
-    """Return the device locked for change, or raise NotFound."""
-    found = work.devices.get(serial, lock=True)
+def device(
+    work: UnitOfWork, serial: str, principal: Principal | None = None, *, lock: bool = True
+) -> Device:
+    """Return the device (locked for change unless `lock` is False), or raise NotFound."""
+    found = work.devices.get(serial, lock=lock)
     if found is None:
         raise NotFound(f"device {serial} not found")
     if principal is not None:
@@ -44,9 +46,11 @@ def device(work: UnitOfWork, serial: str, principal: Principal | None = None) ->
     return found
 
 
-def ticket(work: UnitOfWork, ticket_id: str, principal: Principal | None = None) -> Ticket:
-    """Return the ticket locked for change, or raise NotFound."""
-    found = work.tickets.get(ticket_id, lock=True)
+def ticket(
+    work: UnitOfWork, ticket_id: str, principal: Principal | None = None, *, lock: bool = True
+) -> Ticket:
+    """Return the ticket (locked for change unless `lock` is False), or raise NotFound."""
+    found = work.tickets.get(ticket_id, lock=lock)
     if found is None:
         raise NotFound(f"ticket {ticket_id} not found")
     if principal is not None:

@@ -11,6 +11,7 @@ from typing import BinaryIO
 from sonobridge.common.access import Action
 from sonobridge.common.auth import Principal
 from sonobridge.common.idempotency import Body, create_once, request_key
+from sonobridge.common.paging import split_page
 from sonobridge.common.problems import Conflict, Forbidden, NotFound
 from sonobridge.maintenance.domain.devices import DeviceStatus
 from sonobridge.maintenance.domain.errors import InvalidRequest
@@ -141,11 +142,7 @@ def shown_to(deps: Dependencies, principal: Principal, ticket: Ticket) -> Ticket
 def get_ticket(deps: Dependencies, principal: Principal, ticket_id: str) -> Ticket:
     """Return one ticket the caller may see."""
     with deps.units() as work:
-        ticket = work.tickets.get(ticket_id)
-        if ticket is None:
-            raise NotFound(f"ticket {ticket_id} not found")
-        scope.require_ticket_visible(principal, ticket)
-        return ticket
+        return scope.ticket(work, ticket_id, principal, lock=False)
 
 
 def list_tickets(
@@ -170,5 +167,5 @@ def list_tickets(
             after=after,
             limit=limit + 1,
         )
-    cursor = found[limit - 1].id if len(found) > limit else ""
-    return found[:limit], cursor
+    page, last = split_page(found, limit)
+    return page, last.id if last else ""

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.common import exam_types
+from sonobridge.common.contract_enums import contract_values
 from sonobridge.common.timestamps import optional_time, set_times, timestamp
 from sonobridge.reporting.domain.events import (
     Consumed,
@@ -27,18 +28,8 @@ from sonobridge.reporting.domain.events import (
 from sonobridge.reporting.domain.policy import Priority, Route
 from sonobridge.reporting.domain.records import JsonObject
 
-_ROUTE_PB = {
-    Route.RESCAN: events_pb2.READ_ROUTE_RESCAN,
-    Route.SELF_CONFIRM: events_pb2.READ_ROUTE_SELF_CONFIRM,
-    Route.EXPERT: events_pb2.READ_ROUTE_EXPERT,
-    Route.URGENT: events_pb2.READ_ROUTE_URGENT,
-    Route.PROVINCIAL: events_pb2.READ_ROUTE_PROVINCIAL,
-}
-_PRIORITY_PB = {
-    Priority.ROUTINE: events_pb2.READ_PRIORITY_ROUTINE,
-    Priority.PRIORITY: events_pb2.READ_PRIORITY_PRIORITY,
-    Priority.URGENT: events_pb2.READ_PRIORITY_URGENT,
-}
+_ROUTE_PB = contract_values(Route, events_pb2.ReadRoute, "READ_ROUTE_")
+_PRIORITY_PB = contract_values(Priority, events_pb2.ReadPriority, "READ_PRIORITY_")
 _VERDICT_PB = {
     "agree": events_pb2.AI_VERDICT_AGREE,
     "modify": events_pb2.AI_VERDICT_MODIFY,

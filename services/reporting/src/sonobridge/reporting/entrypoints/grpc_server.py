@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from sonobridge.api.events.v1 import events_pb2
 from sonobridge.api.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from sonobridge.common.auth import TokenVerifier
+from sonobridge.common.contract_enums import contract_values
 from sonobridge.common.exam_types import exam_type_value
 from sonobridge.common.grpc import (
     AuthenticatedServicer,
@@ -20,19 +21,13 @@ from sonobridge.common.grpc import (
 from sonobridge.common.inputs import page_size
 from sonobridge.common.problems import InvalidInput
 from sonobridge.common.timestamps import set_times
+from sonobridge.reporting.domain.reads import ReadState
 from sonobridge.reporting.entrypoints import views
 from sonobridge.reporting.handlers import reads, reports
 from sonobridge.reporting.ports import Dependencies
 
-_STATE_NAMES = {
-    "queued": reporting_pb2.READ_STATE_QUEUED,
-    "claimed": reporting_pb2.READ_STATE_CLAIMED,
-    "signed": reporting_pb2.READ_STATE_SIGNED,
-    "rescan_requested": reporting_pb2.READ_STATE_RESCAN_REQUESTED,
-    "escalated": reporting_pb2.READ_STATE_ESCALATED,
-    "cancelled": reporting_pb2.READ_STATE_CANCELLED,
-}
-_STATE_BY_PB = {v: k for k, v in _STATE_NAMES.items()}
+_STATE_NAMES = contract_values(ReadState, reporting_pb2.ReadState, "READ_STATE_")
+_STATE_BY_PB = {v: k.value for k, v in _STATE_NAMES.items()}
 
 
 def _time(value: str | None) -> datetime | None:
@@ -58,7 +53,7 @@ def _read_pb(view: dict[str, Any]) -> reporting_pb2.Read:
         route=events_pb2.ReadRoute.Value(f"READ_ROUTE_{view['route'].upper()}"),  # type: ignore[arg-type]
         worklist=view["worklist"],
         priority=events_pb2.ReadPriority.Value(f"READ_PRIORITY_{view['priority'].upper()}"),  # type: ignore[arg-type]
-        state=_STATE_NAMES[view["state"]],
+        state=_STATE_NAMES[ReadState(view["state"])],
         assigned_to=view["assigned_to"] or "",
         overdue=view["overdue"],
         report_id=view["report_id"] or "",

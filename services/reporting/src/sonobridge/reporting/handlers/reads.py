@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sonobridge.common.auth import Principal
+from sonobridge.common.paging import split_page
 from sonobridge.common.problems import Forbidden, InvalidInput, NotFound
 from sonobridge.reporting.domain import reads as read_rules
 from sonobridge.reporting.domain.access import may_dispatch, may_read_on, read_scope
@@ -97,7 +98,7 @@ def list_reads(
             after=after,
             limit=limit + 1,
         )
-        page = rows[:limit]
+        page, last = split_page(rows, limit)
         audit(
             repo,
             deps,
@@ -105,8 +106,7 @@ def list_reads(
             "list_reads",
             detail=f"worklist={worklist} states={','.join(wanted)} n={len(page)}",
         )
-    following = encode_read_cursor(page[-1].position()) if len(rows) > limit else None
-    return page, following
+    return page, encode_read_cursor(last.position()) if last else None
 
 
 def view_read(deps: Dependencies, principal: Principal, read_id: str) -> ReadDetail:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sonobridge.common.audit import AuditRecord
+from sonobridge.common.audit import audit_record
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden, NotFound
 from sonobridge.reporting.domain.access import may_read_on, may_view
@@ -66,14 +66,13 @@ def audit(
     else:
         kind, subject, related = "", "", None
     repo.audit(
-        AuditRecord(
+        audit_record(
             at=deps.clock(),
-            actor=principal.user,
+            actor=principal,
             action=action,
+            institution_id=principal.institution,
             resource_type=kind,
             resource_id=subject,
-            roles=principal.roles,
-            institution_id=principal.institution,
             related_id=related,
             detail=detail,
         )
