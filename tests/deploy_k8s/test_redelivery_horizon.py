@@ -33,13 +33,29 @@ def _strimzi_topic_configs() -> list[dict[str, int]]:
     ]
 
 
+def _deployed_delivery_settings() -> DeliverySettings:
+    """The delivery settings every service gets from the base's sonobridge-common ConfigMap."""
+    kustomization = yaml.safe_load((K8S / "base" / "common" / "kustomization.yaml").read_text())
+    for generator in kustomization["configMapGenerator"]:
+        if generator["name"] == "sonobridge-common":
+            literals = dict(item.split("=", 1) for item in generator["literals"])
+            prefix = "DELIVERY__"
+            return DeliverySettings(
+                **{k[len(prefix) :].lower(): v for k, v in literals.items() if k.startswith(prefix)}
+            )
+    raise AssertionError("no sonobridge-common settings in the common kustomization")
+
+
 @pytest.mark.parametrize("configs", [_job_topic_configs, _strimzi_topic_configs])
-def test_the_default_redelivery_horizon_covers_the_deployed_topics(configs: object) -> None:
+def test_the_deployed_redelivery_horizon_covers_the_deployed_topics(configs: object) -> None:
     # Dead-letter topics are left out: a dead letter never reached the inbox, so replaying it
     # is its first processing, not a duplicate.
     topics = configs()  # type: ignore[operator]
     assert topics
-    horizon = timedelta(days=DeliverySettings().redelivery_horizon_days)
-    for config in topics:
-        kept = config["retention.ms"] + config.get("segment.ms", KAFKA_SEGMENT_MS)
-        assert timedelta(milliseconds=kept) <= horizon, config
+    for settings in (DeliverySettings(), _deployed_delivery_settings()):
+        horizon = timedelta(days=settings.redelivery_horizon_days)
+        # Validated at start-up: the inbox outlives the horizon.
+        assert settings.inbox_retention_days >= settings.redelivery_horizon_days
+        for config in topics:
+            kept = config["retention.ms"] + config.get("segment.ms", KAFKA_SEGMENT_MS)
+            assert timedelta(milliseconds=kept) <= horizon, config
