@@ -149,13 +149,20 @@ def _consume_until(
     raise AssertionError(f"{want} not consumed from {topic} in time")
 
 
+def _on_fresh_topic(
+    stack: tuple[str, EventBus], prefix: str
+) -> tuple[EventBus, str, Engine, Table, Table]:
+    """The stack's bus with a new topic (and its .dlq), and the delivery tables on its database."""
+    url, bus = stack
+    topic = f"{prefix}.{uuid.uuid4().hex[:10]}"
+    bus.ensure_topics([topic, f"{topic}.dlq"])
+    return bus, topic, *_schema(url)
+
+
 def test_a_duplicate_delivered_within_the_inbox_retention_is_still_dropped(
     stack: tuple[str, EventBus],
 ) -> None:
-    url, bus = stack
-    topic = f"test.retention.{uuid.uuid4().hex[:10]}"
-    bus.ensure_topics([topic, f"{topic}.dlq"])
-    engine, outbox, inbox = _schema(url)
+    bus, topic, engine, outbox, inbox = _on_fresh_topic(stack, "test.retention")
     effects: list[str] = []
 
     def apply(_session: Any, _record: ReceivedEvent, event: CloudEvent) -> None:
@@ -266,10 +273,7 @@ def _wait_for(done: Callable[[], bool], seconds: float) -> None:
 def test_relay_and_purge_at_once_neither_lose_nor_double_an_event(
     stack: tuple[str, EventBus],
 ) -> None:
-    url, bus = stack
-    topic = f"test.retention.race.{uuid.uuid4().hex[:10]}"
-    bus.ensure_topics([topic, f"{topic}.dlq"])
-    engine, outbox, inbox = _schema(url)
+    bus, topic, engine, outbox, inbox = _on_fresh_topic(stack, "test.retention.race")
     metrics = ServiceMetrics("test")
     relay = OutboxRelay(engine, outbox, bus, metrics, batch_size=10)
     # No retention at all: every shipped row is due the moment the relay commits it.
