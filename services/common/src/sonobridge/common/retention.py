@@ -7,8 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Engine, Table, delete, func, select, tuple_
-from sqlalchemy.sql import ColumnElement, Delete
+from sqlalchemy import Engine, Table, delete, func, literal, select
+from sqlalchemy.sql import Delete
 
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.periodic import Periodic
@@ -56,23 +56,25 @@ class DeliveryRetention:
             metrics.delivery_retention.labels(name).set(kept.total_seconds())
 
     def _batch(self, name: str, cutoff: datetime) -> Delete:
-        """The delete of at most one batch of `name`'s rows older than `cutoff`."""
+        """The delete of about one batch of `name`'s rows older than `cutoff`, oldest first."""
         table, aged = self._tables[name], self._aged[name]
-        # `aged < cutoff` is false for NULL: an unshipped outbox row never matches. The
-        # subquery walks the column's index from its oldest end; SKIP LOCKED lets replicas'
-        # purges take different rows on PostgreSQL (SQLite has no row locks and ignores it).
-        keys = list(table.primary_key.columns)
-        chosen = (
-            select(*keys)
+        # The batch is a range of the age column's index, up to the batch_size-th oldest due
+        # row (all due rows when fewer are left): both databases delete it by an index range
+        # scan, where `key IN (SELECT ... LIMIT n)` had PostgreSQL scan the whole table.
+        # Rows sharing the boundary's time go too: the relay marks up to a batch of its own
+        # with one time, so a batch may grow by that much. `aged < cutoff` is false for NULL:
+        # an unshipped outbox row never matches.
+        boundary = (
+            select(aged)
             .where(aged < cutoff)
             .order_by(aged)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
+            .offset(self.batch_size - 1)
+            .limit(1)
+            .scalar_subquery()
         )
-        match: ColumnElement[bool] = (
-            keys[0].in_(chosen) if len(keys) == 1 else tuple_(*keys).in_(chosen)
-        )
-        return delete(table).where(match)
+        # Typed as the column, so SQLite compares the same stored form on both sides.
+        bound = func.coalesce(boundary, literal(cutoff, aged.type))
+        return delete(table).where(aged < cutoff, aged <= bound)
 
     def purge_table(self, name: str) -> int:
         """Delete one batch of `name`'s expired rows in one transaction; return how many."""
