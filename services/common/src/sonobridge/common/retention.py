@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Engine, Table, delete, func, literal, select
+from sqlalchemy import Engine, Select, Table, delete, func, select
 from sqlalchemy.sql import Delete
 
 from sonobridge.common.metrics import ServiceMetrics
@@ -55,32 +55,31 @@ class DeliveryRetention:
         for name, kept in self._retention.items():
             metrics.delivery_retention.labels(name).set(kept.total_seconds())
 
-    def _batch(self, name: str, cutoff: datetime) -> Delete:
-        """The delete of about one batch of `name`'s rows older than `cutoff`, oldest first."""
-        table, aged = self._tables[name], self._aged[name]
-        # The batch is a range of the age column's index, up to the batch_size-th oldest due
-        # row (all due rows when fewer are left): both databases delete it by an index range
-        # scan, where `key IN (SELECT ... LIMIT n)` had PostgreSQL scan the whole table.
-        # Rows sharing the boundary's time go too: the relay marks up to a batch of its own
-        # with one time, so a batch may grow by that much. `aged < cutoff` is false for NULL:
-        # an unshipped outbox row never matches.
-        boundary = (
-            select(aged)
-            .where(aged < cutoff)
-            .order_by(aged)
-            .offset(self.batch_size - 1)
-            .limit(1)
-            .scalar_subquery()
-        )
-        # Typed as the column, so SQLite compares the same stored form on both sides.
-        bound = func.coalesce(boundary, literal(cutoff, aged.type))
-        return delete(table).where(aged < cutoff, aged <= bound)
+    def _boundary(self, name: str, cutoff: datetime) -> Select[tuple[datetime]]:
+        """The age of the batch_size-th oldest row due, if that many are due."""
+        aged = self._aged[name]
+        return select(aged).where(aged < cutoff).order_by(aged).offset(self.batch_size - 1).limit(1)
+
+    def _batch(self, name: str, cutoff: datetime, boundary: datetime | None) -> Delete:
+        """The delete of the rows due up to `boundary`, or of all due when fewer are left."""
+        aged = self._aged[name]
+        # A batch is one range of the age column's index, bounded by a plain value: both
+        # databases delete it by an index range scan (`key IN (SELECT ... LIMIT n)` had
+        # PostgreSQL hash-join the whole table, and an upper bound computed in the statement
+        # left SQLite scanning every due row). Rows sharing the boundary's time go too: the
+        # relay marks a batch of its own with one time, so a batch may grow by that much.
+        # NULL is never older than anything: an unshipped outbox row never matches.
+        due = aged < cutoff if boundary is None else aged <= boundary
+        return delete(self._tables[name]).where(due)
 
     def purge_table(self, name: str) -> int:
         """Delete one batch of `name`'s expired rows in one transaction; return how many."""
         cutoff = self.clock() - self._retention[name]
         with self.engine.begin() as conn:
-            purged = conn.execute(self._batch(name, cutoff)).rowcount
+            # The boundary is older than the cutoff, and rows only ever get newer times (the
+            # relay and the inbox stamp them now): no row can join the range before the delete.
+            boundary = conn.execute(self._boundary(name, cutoff)).scalar()
+            purged = conn.execute(self._batch(name, cutoff, boundary)).rowcount
         if purged:
             self.metrics.delivery_rows_purged.labels(name).inc(purged)
         return purged
