@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Select, Table, delete, func, select
 from sqlalchemy.sql import Delete
@@ -55,7 +55,7 @@ class DeliveryRetention:
         for name, kept in self._retention.items():
             metrics.delivery_retention.labels(name).set(kept.total_seconds())
 
-    def _boundary(self, name: str, cutoff: datetime) -> Select[tuple[datetime]]:
+    def _boundary(self, name: str, cutoff: datetime) -> Select[Any]:
         """The age of the batch_size-th oldest row due, if that many are due."""
         aged = self._aged[name]
         return select(aged).where(aged < cutoff).order_by(aged).offset(self.batch_size - 1).limit(1)
@@ -64,10 +64,11 @@ class DeliveryRetention:
         """The delete of the rows due up to `boundary`, or of all due when fewer are left."""
         aged = self._aged[name]
         # A batch is one range of the age column's index, bounded by a plain value: both
-        # databases delete it by an index range scan (`key IN (SELECT ... LIMIT n)` had
-        # PostgreSQL hash-join the whole table, and an upper bound computed in the statement
-        # left SQLite scanning every due row). Rows sharing the boundary's time go too: the
-        # relay marks a batch of its own with one time, so a batch may grow by that much.
+        # databases delete it by an index range scan, whatever their statistics (PostgreSQL
+        # planned `key IN (SELECT ... LIMIT n)` as a hash join over the whole table at 50,000
+        # rows, and SQLite bounds its scan by the cutoff when the boundary is a subquery).
+        # Rows sharing the boundary's time go too: the relay marks a batch of its own with
+        # one time, so a batch may grow by that much.
         # NULL is never older than anything: an unshipped outbox row never matches.
         due = aged < cutoff if boundary is None else aged <= boundary
         return delete(self._tables[name]).where(due)
@@ -78,7 +79,7 @@ class DeliveryRetention:
         with self.engine.begin() as conn:
             # The boundary is older than the cutoff, and rows only ever get newer times (the
             # relay and the inbox stamp them now): no row can join the range before the delete.
-            boundary = conn.execute(self._boundary(name, cutoff)).scalar()
+            boundary: datetime | None = conn.execute(self._boundary(name, cutoff)).scalar()
             purged = conn.execute(self._batch(name, cutoff, boundary)).rowcount
         if purged:
             self.metrics.delivery_rows_purged.labels(name).inc(purged)
