@@ -11,10 +11,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 
 def create_delivery_tables(outbox_created_default: ColumnElement[Any] | None = None) -> None:
-    """Create the outbox and inbox exactly as `common.delivery.delivery_tables` declares them.
+    """Create the outbox and inbox as `common.delivery.delivery_tables` first declared them.
 
-    Inference's first revision stamped outbox rows with `now()`; it passes that default so its
-    applied schema stays as it was.
+    `create_inbox_age_index` adds what came later. Inference's first revision stamped outbox
+    rows with `now()`; it passes that default so its applied schema stays as it was.
     """
     created_default: ColumnElement[Any] | sa.TextClause = (
         sa.text("(CURRENT_TIMESTAMP)") if outbox_created_default is None else outbox_created_default
@@ -56,6 +56,16 @@ def drop_delivery_tables() -> None:
     op.drop_index("ix_outbox_published_at", table_name="outbox")
     op.drop_table("outbox")
     op.drop_table("inbox")
+
+
+def create_inbox_age_index() -> None:
+    """Index the inbox by `processed_at`, which the delivery retention purges by."""
+    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"], unique=False)
+
+
+def drop_inbox_age_index() -> None:
+    """Drop the index `create_inbox_age_index` made."""
+    op.drop_index("ix_inbox_processed_at", table_name="inbox")
 
 
 def create_audit_table(name: str = "audit_log") -> None:

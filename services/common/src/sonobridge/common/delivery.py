@@ -73,7 +73,8 @@ def delivery_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("event_id", String(64), primary_key=True),
         Column("topic", String(255), nullable=False),
         Column("type", String(255), nullable=False),
-        Column("processed_at", UtcDateTime, nullable=False),
+        # Indexed for the retention purge, which deletes the oldest records first.
+        Column("processed_at", UtcDateTime, nullable=False, index=True),
     )
     return outbox, inbox
 

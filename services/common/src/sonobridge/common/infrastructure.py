@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -26,6 +26,7 @@ from sonobridge.common.http import ReadinessCheck, create_service_app
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.objects.ports import ObjectStore
+from sonobridge.common.retention import DeliveryRetention
 from sonobridge.common.settings import Edition, ServiceSettings
 
 LOCAL_ISSUER = "sonobridge-local"
@@ -218,6 +219,34 @@ class Plumbing:
             relay.run(stop, delivery.relay_interval_seconds)
 
         return run
+
+    def retention(self, outbox: Table, inbox: Table, metrics: ServiceMetrics) -> Worker:
+        """The worker that purges shipped outbox rows and expired inbox records as configured."""
+        delivery = self.settings.delivery
+        retention = DeliveryRetention(
+            self.engine,
+            outbox,
+            inbox,
+            metrics,
+            outbox_retention=timedelta(days=delivery.outbox_retention_days),
+            inbox_retention=timedelta(days=delivery.inbox_retention_days),
+            # The real clock, not `self.clock`: the relay and the inbox stamp rows with it.
+            batch_size=delivery.retention_batch_size,
+        )
+
+        def run(stop: threading.Event) -> None:
+            retention.run(stop, delivery.retention_interval_seconds)
+
+        return run
+
+    def delivery_workers(
+        self, outbox: Table, inbox: Table, metrics: ServiceMetrics
+    ) -> dict[str, Worker]:
+        """The outbox relay and the delivery retention, the workers every service runs."""
+        return {
+            "outbox-relay": self.relay(outbox, metrics),
+            "delivery-retention": self.retention(outbox, inbox, metrics),
+        }
 
     def consumer(
         self,

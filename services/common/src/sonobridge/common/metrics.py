@@ -36,6 +36,20 @@ class ServiceMetrics:
             "consumer_lag_messages", "Messages behind the log end.", ["topic"]
         )
         self.outbox_pending = self.gauge("outbox_pending_events", "Outbox rows not yet shipped.")
+        self.delivery_rows_purged = self.counter(
+            "delivery_rows_purged", "Outbox and inbox rows deleted by retention.", ["table"]
+        )
+        self.delivery_table_rows = self.gauge(
+            "delivery_table_rows", "Rows in the outbox or inbox table.", ["table"]
+        )
+        self.delivery_oldest_row_age = self.gauge(
+            "delivery_oldest_row_age_seconds",
+            "Age of the oldest row retention may purge (shipped outbox row, inbox record).",
+            ["table"],
+        )
+        self.delivery_retention = self.gauge(
+            "delivery_retention_seconds", "How long retention keeps the table's rows.", ["table"]
+        )
         self.dependency_up = self.gauge(
             "dependency_up",
             "1 when the dependency answered the last readiness probe.",

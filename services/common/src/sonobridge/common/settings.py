@@ -98,12 +98,35 @@ class AccessSettings(BaseModel):
 
 
 class DeliverySettings(BaseModel):
-    """Consumer retries, dead-lettering and the outbox relay."""
+    """Consumer retries, dead-lettering, the outbox relay and the outbox and inbox retention."""
 
     max_attempts: int = Field(5, ge=1)
     retry_backoff_seconds: float = Field(0.2, ge=0)
     relay_interval_seconds: float = Field(0.2, gt=0)
     relay_batch_size: int = Field(100, ge=1)
+    # Shipped outbox rows are kept this long for inspection, then purged; unshipped ones never.
+    outbox_retention_days: float = Field(7, gt=0)
+    # The longest the bus may hand a consumer an event again. A group whose offsets are lost
+    # (Kafka expires an idle group's after offsets.retention.minutes) restarts from the earliest
+    # record still kept, and Kafka deletes a record only with its whole segment: up to the
+    # topics' retention.ms (7 days in deploy/k8s) plus segment.ms (Kafka's default, 7 days).
+    redelivery_horizon_days: float = Field(14, gt=0)
+    # An inbox record is what drops a duplicate delivery. A record is processed after the bus
+    # took the event, so one kept for the redelivery horizon outlives every copy still readable.
+    inbox_retention_days: float = Field(14, gt=0)
+    retention_interval_seconds: float = Field(600, gt=0)
+    retention_batch_size: int = Field(500, ge=1)
+
+    @model_validator(mode="after")
+    def _inbox_outlives_redelivery(self) -> DeliverySettings:
+        # A shorter inbox would let a redelivered event through as new: its effects twice.
+        if self.inbox_retention_days < self.redelivery_horizon_days:
+            raise ValueError(
+                f"inbox_retention_days ({self.inbox_retention_days:g}) must be at least "
+                f"redelivery_horizon_days ({self.redelivery_horizon_days:g}): a duplicate "
+                "delivered after its inbox record was purged would be processed again"
+            )
+        return self
 
 
 class ServiceSettings(BaseSettings):

@@ -179,7 +179,7 @@ def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
         app,
         grpc,
         {
-            "outbox-relay": plumbing.relay(orm.outbox, base),
+            **plumbing.delivery_workers(orm.outbox, orm.inbox, base),
             "consumer": run_consumer,
             "infer-stream": streams,
         },

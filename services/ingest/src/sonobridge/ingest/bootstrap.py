@@ -100,7 +100,7 @@ def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
     )
 
     workers: dict[str, Worker] = {
-        "outbox-relay": plumbing.relay(outbox_table, service_metrics),
+        **plumbing.delivery_workers(outbox_table, inbox_table, service_metrics),
         "upload-expiry": Periodic(
             "upload-expiry",
             lambda: _sweep_uploads(deps),

@@ -60,7 +60,7 @@ def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
         app,
         grpc,
         {
-            "outbox-relay": plumbing.relay(orm.outbox, base),
+            **plumbing.delivery_workers(orm.outbox, orm.inbox, base),
             "consumer": worker.run,
             "timers": Periodic(
                 "timers", lambda: timers.tick(deps), deps.config.timer_interval_seconds

@@ -129,7 +129,7 @@ def build(settings: Settings, **adapters: Unpack[Adapters]) -> ServiceHost:
         app,
         grpc,
         {
-            "outbox-relay": plumbing.relay(orm.outbox, metrics),
+            **plumbing.delivery_workers(orm.outbox, orm.inbox, metrics),
             "consumer": worker.run,
             "timers": Periodic(
                 "timers", lambda: tick(deps), settings.reporting.timer_interval_seconds
