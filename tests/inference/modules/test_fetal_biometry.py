@@ -138,7 +138,11 @@ def test_heads_cut_in_half_by_the_image_edge_are_mostly_labelled_low_confidence(
         for half in (frame.pixels[:, centre_col:], frame.pixels[:, :centre_col]):
             out = module.run([dataclasses.replace(frame, pixels=np.ascontiguousarray(half))])
             low.append(all(f.low_confidence for f in out.findings))
-            flagged_cut += "head cut off by the image edge" in out.details.get("concerns", [])
+            # Flagged as cut, or not measured at all: the head evidence gate (no whole skull
+            # ring, region not filling its ellipse) keeps many half heads from the module.
+            flagged_cut += "head cut off by the image edge" in out.details.get(
+                "concerns", []
+            ) or all(f.value is None for f in out.findings)
     # Known gap: the network may shrink a half head to a smaller ellipse inside the frame, which
     # then looks whole (206_HC's right half). The card's figures are on whole heads.
     assert sum(low) >= 7, low
