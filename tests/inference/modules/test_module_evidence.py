@@ -10,6 +10,8 @@ from PIL import Image
 
 from sonobridge.inference.modules import ModuleFrame
 from sonobridge.inference.modules.carotid_evidence import carotid_evidence
+from sonobridge.inference.modules.carotid_evidence import describe as carotid_describe
+from sonobridge.inference.modules.fetal_evidence import describe as fetal_describe
 from sonobridge.inference.modules.fetal_evidence import judge_head
 from sonobridge.lab import hc18
 from sonobridge.lab.anatomy import REALUS_ROOT
@@ -97,3 +99,8 @@ def test_real_fetal_heads_are_still_measured(clinical_modules):
         measured += all(f.value is not None for f in module.run([frame]).findings)
     print(f"{measured} of {len(dev)} HC18 development heads measured behind the head evidence gate")
     assert measured >= len(dev) - 1
+
+
+def test_each_gated_module_card_records_its_evidence_rule(clinical_modules):
+    assert clinical_modules["carotid-imt"].card["evidence"] == carotid_describe()
+    assert clinical_modules["fetal-biometry"].card["evidence"] == fetal_describe()

@@ -150,6 +150,7 @@ def carotid_card(params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
         },
         "codes": card_codes(carotid.CODES, sorted(carotid.EXAM_TYPES)),
         "thresholds": carotid_thresholds(),
+        "evidence": carotid_evidence.describe(),
         "parameters": params,
         "calibration": {
             "imt": "linear map of raw LI-to-adventitia-peak distance to IMT (least squares, train)",

@@ -49,3 +49,20 @@ def judge_head(
     )
     failed = [reason for ok, reason in checks if not ok]
     return Evidence(not failed, "; ".join(failed), measures)
+
+
+def describe() -> dict[str, object]:
+    """The gate as the module's card records it."""
+    return {
+        "rule": "a frame is measured only when the module itself sees a fetal head: mean "
+        f"P(head) >= {MIN_MEAN_PROBABILITY}, minor/major axis >= {MIN_MINOR_MAJOR}, ellipse "
+        f"fit residual <= {MAX_FIT_RESIDUAL}, region filling {ELLIPSE_FILL[0]}-"
+        f"{ELLIPSE_FILL[1]} of its ellipse, skull echo ring (share of normals whose bright "
+        f"ridge agrees with the refitted ellipse) >= {MIN_SKULL_RING}, and with pixel spacing "
+        f"HC within {PLAUSIBLE_HC_MM[0]}-{PLAUSIBLE_HC_MM[1]} mm; else 'not measurable: not "
+        "a fetal head'",
+        "nominal_width_mm_without_spacing": NOMINAL_WIDTH_MM,
+        "chosen": "a priori: the range spanned by the 480 HC18 training heads (split seed 81) "
+        "with their own spacing and with the nominal width, rounded outward (mean P(head) and "
+        "the HC bounds are this card's plausibility thresholds); realus-dev was not used",
+    }
