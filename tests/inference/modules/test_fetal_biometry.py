@@ -158,12 +158,22 @@ def test_frames_without_a_fetal_head_are_not_reported_as_confident_biometry(modu
         assert out.findings and all(f.low_confidence for f in out.findings)
 
 
-def test_frames_without_spacing_are_not_measurable(module):
+def test_frames_without_a_head_are_declined_as_not_this_anatomy(module):
     pixels = np.full((540, 800), 40, dtype=np.uint8)
     out = module.run([ModuleFrame(pixels, None, "1.2.3", 0)])
     (finding,) = out.findings
+    assert finding.code == "fetal-biometry-not-measurable" and finding.value is None
+    assert finding.attributes["reason"] == "not a fetal head: no head region"
+    assert finding.attributes["not_this_anatomy"] == "true" and finding.low_confidence
+
+
+@needs_hc18
+def test_heads_without_spacing_are_not_measurable(module, dev_image):
+    frame = dataclasses.replace(dev_image.frame(ROOT), spacing_mm=None)
+    (finding,) = module.run([frame]).findings
     assert finding.code == "fetal-biometry-not-measurable"
     assert finding.attributes["reason"] == "no pixel spacing" and finding.low_confidence
+    assert finding.attributes["not_this_anatomy"] == "false"
 
 
 @needs_hc18
