@@ -98,5 +98,5 @@ def describe() -> dict[str, object]:
         "chosen": "a priori, before any real frame was scored: generator carotids (seed 51, "
         "80 frames) all show the lumen in every strip with a calibre range <= 0.06; the "
         "bounds leave room for real vessels; no generator thyroid, kidney, liver or abdomen "
-        "frame passes",
+        "frame passes (sonobridge.lab.evidence_bounds prints these figures)",
     }

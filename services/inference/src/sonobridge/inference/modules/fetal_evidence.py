@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sonobridge.inference.modules.base import Evidence
 
-# Fixed a priori from the 480 HC18 training heads (split seed 81), each measured with its own
+# Fixed a priori from the 489 HC18 training heads (split seed 81), each measured with its own
 # spacing and again with NOMINAL_WIDTH_MM: every bound is the range those heads span, rounded
 # outward, so no training head fails it (the card's "evidence" section; realus-dev not used).
 MIN_MEAN_PROBABILITY = 0.849
@@ -62,7 +62,8 @@ def describe() -> dict[str, object]:
         f"HC within {PLAUSIBLE_HC_MM[0]}-{PLAUSIBLE_HC_MM[1]} mm; else 'not measurable: not "
         "a fetal head'",
         "nominal_width_mm_without_spacing": NOMINAL_WIDTH_MM,
-        "chosen": "a priori: the range spanned by the 480 HC18 training heads (split seed 81) "
+        "chosen": "a priori: the range spanned by the 489 HC18 training heads (split seed 81) "
         "with their own spacing and with the nominal width, rounded outward (mean P(head) and "
-        "the HC bounds are this card's plausibility thresholds); realus-dev was not used",
+        "the HC bounds are this card's plausibility thresholds); realus-dev was not used; "
+        "sonobridge.lab.evidence_bounds prints the ranges",
     }
