@@ -138,7 +138,11 @@ def test_heads_cut_in_half_by_the_image_edge_are_mostly_labelled_low_confidence(
         for half in (frame.pixels[:, centre_col:], frame.pixels[:, :centre_col]):
             out = module.run([dataclasses.replace(frame, pixels=np.ascontiguousarray(half))])
             low.append(all(f.low_confidence for f in out.findings))
-            flagged_cut += "head cut off by the image edge" in out.details.get("concerns", [])
+            # Flagged as cut, or not measured at all: the head evidence gate (no whole skull
+            # ring, region not filling its ellipse) keeps many half heads from the module.
+            flagged_cut += "head cut off by the image edge" in out.details.get(
+                "concerns", []
+            ) or all(f.value is None for f in out.findings)
     # Known gap: the network may shrink a half head to a smaller ellipse inside the frame, which
     # then looks whole (206_HC's right half). The card's figures are on whole heads.
     assert sum(low) >= 7, low
@@ -154,12 +158,22 @@ def test_frames_without_a_fetal_head_are_not_reported_as_confident_biometry(modu
         assert out.findings and all(f.low_confidence for f in out.findings)
 
 
-def test_frames_without_spacing_are_not_measurable(module):
+def test_frames_without_a_head_are_declined_as_not_this_anatomy(module):
     pixels = np.full((540, 800), 40, dtype=np.uint8)
     out = module.run([ModuleFrame(pixels, None, "1.2.3", 0)])
     (finding,) = out.findings
+    assert finding.code == "fetal-biometry-not-measurable" and finding.value is None
+    assert finding.attributes["reason"] == "not a fetal head: no head region"
+    assert finding.attributes["not_this_anatomy"] == "true" and finding.low_confidence
+
+
+@needs_hc18
+def test_heads_without_spacing_are_not_measurable(module, dev_image):
+    frame = dataclasses.replace(dev_image.frame(ROOT), spacing_mm=None)
+    (finding,) = module.run([frame]).findings
     assert finding.code == "fetal-biometry-not-measurable"
     assert finding.attributes["reason"] == "no pixel spacing" and finding.low_confidence
+    assert finding.attributes["not_this_anatomy"] == "false"
 
 
 @needs_hc18

@@ -40,6 +40,7 @@ from sonobridge.inference.runtime.registry import ModelRegistry, packaged_models
 from sonobridge.inference.runtime.server import ModelServer
 from sonobridge.lab.hc18 import DEFAULT_ROOT as HC18_ROOT
 from sonobridge.lab.hc18 import read_index, splits, subset
+from sonobridge.lab.training.view_evidence import parse_spacing
 from sonobridge.lab.training.views import VERSION as VIEW_CHECK_VERSION
 
 REALUS_ROOT = HC18_ROOT.parent / "realus-dev"
@@ -78,6 +79,8 @@ class AnatomyReport:
     # "not measurable".
     wrong_valued: set[str] = field(default_factory=set)
     impossible: list[str] = field(default_factory=list)
+    # Exams where a module's own evidence gate declined a frame as not its anatomy.
+    declined: set[str] = field(default_factory=set)
     findings: int = 0
     measurements: int = 0
 
@@ -94,6 +97,7 @@ class AnatomyReport:
             "stated_exam_types": list(STATED_TYPES),
             "exams_with_wrong_anatomy_findings": len(self.wrong),
             "exams_with_wrong_anatomy_values": len(self.wrong_valued),
+            "exams_declined_by_a_module_evidence_gate": len(self.declined),
             "findings": self.findings,
             "measurements": self.measurements,
             "out_of_bounds": len(self.impossible),
@@ -112,11 +116,6 @@ class AnatomyReport:
         )
 
 
-def _spacing(text: str) -> tuple[float, float] | None:
-    parts = [p for p in text.split(",") if p.strip()]
-    return (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
-
-
 def real_exams(realus: Path, hc18: Path, n_hc18: int = HC18_EXAMS) -> dict[str, list[RealImage]]:
     """realus-dev's clean frames grouped into one exam per group, plus n_hc18 HC18 heads."""
     exams: dict[str, list[RealImage]] = defaultdict(list)
@@ -126,7 +125,7 @@ def real_exams(realus: Path, hc18: Path, n_hc18: int = HC18_EXAMS) -> dict[str, 
                 continue
             # realus-dev files its HC18 heads under "other"; they are fetal heads.
             organ = "fetal-head" if row["file"].startswith(HC18_SOURCE) else row["organ"]
-            image = RealImage(realus / row["file"], organ, _spacing(row["spacing_mm"]))
+            image = RealImage(realus / row["file"], organ, parse_spacing(row["spacing_mm"]))
             exams[row["group"]].append(image)
     # Heads from the development split only, so no subject here trains the fetal module.
     for im in subset(splits(read_index(hc18))["development"], n_hc18):
@@ -200,7 +199,11 @@ def _judge(
 ) -> None:
     report.findings += 1
     organ = organs.get(f.sop_instance_uid, "other")
-    if f.model_name not in RIGHT_MODULES.get(organ, frozenset()):
+    # The module's own evidence gate said "not this anatomy": no finding about the frame.
+    declined = f.attributes.get("not_this_anatomy") == "true"
+    if declined:
+        report.declined.add(group)
+    elif f.model_name not in RIGHT_MODULES.get(organ, frozenset()):
         report.wrong[group].append(f"stated {stated}: {f.model_name} {f.code} on {organ}")
         if f.value is not None:
             report.wrong_valued.add(group)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sonobridge.inference.modules import carotid, kidney, lesions
+from sonobridge.inference.modules import carotid, carotid_evidence, kidney, lesions
 from sonobridge.inference.modules.common import MODELS_DIR, LoadedCard
 from sonobridge.inference.modules.terminology import card_codes
 from sonobridge.lab.held_out import (
@@ -128,8 +128,9 @@ def carotid_card(params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
             "preprocessing": {
                 "lumen": (
                     "median row profile smoothed 0.3 mm; lumen = longest band darker than "
-                    f"{carotid.LUMEN_DARK_FRACTION} x median, >= {carotid.LUMEN_MIN_MM} mm, with "
-                    f"a bright wall within {carotid.WALL_BELOW_MM} mm below"
+                    f"{carotid_evidence.LUMEN_DARK_FRACTION} x median, >= "
+                    f"{carotid_evidence.LUMEN_MIN_MM} mm, with "
+                    f"a bright wall within {carotid_evidence.WALL_BELOW_MM} mm below"
                 ),
                 "windows": f"{carotid.WINDOW_MM} mm lateral windows, 50% overlap",
                 "edges": (
@@ -149,6 +150,7 @@ def carotid_card(params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
         },
         "codes": card_codes(carotid.CODES, sorted(carotid.EXAM_TYPES)),
         "thresholds": carotid_thresholds(),
+        "evidence": carotid_evidence.describe(),
         "parameters": params,
         "calibration": {
             "imt": "linear map of raw LI-to-adventitia-peak distance to IMT (least squares, train)",

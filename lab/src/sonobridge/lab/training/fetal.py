@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from sonobridge.inference.imaging.preprocess import InputSpec, to_tensor
-from sonobridge.inference.modules import fetal
+from sonobridge.inference.modules import fetal, fetal_evidence
 from sonobridge.inference.modules.common import LoadedCard
 from sonobridge.inference.modules.terminology import card_codes
 from sonobridge.lab import hc18
@@ -315,6 +315,7 @@ def fetal_card(params: dict[str, Any], temperature: float) -> dict[str, Any]:
             "(residual above the train 95th percentile), or the view is not a fetal head "
             "(axis ratio, HC or mean P(head) outside what training heads span)",
         },
+        "evidence": fetal_evidence.describe(),
         "parameters": params,
         "calibration": {
             "pixels": f"temperature scaling on {TEMPERATURE_PIXELS} calibration-split pixels "

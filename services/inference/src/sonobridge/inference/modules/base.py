@@ -57,3 +57,12 @@ class ExamModule(Protocol):
     def run(self, frames: Sequence[ModuleFrame]) -> ModuleOutput:
         """Measure the exam's frames and return coded findings with overlays."""
         ...
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Whether a frame shows a module's own anatomy, by the module's own look, and why not."""
+
+    present: bool
+    reason: str = ""
+    measures: dict[str, float] = field(default_factory=dict)

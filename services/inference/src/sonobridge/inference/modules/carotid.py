@@ -10,6 +10,7 @@ import numpy as np
 import scipy
 
 from sonobridge.inference.modules.base import ModuleFinding, ModuleFrame, ModuleOutput
+from sonobridge.inference.modules.carotid_evidence import carotid_evidence, find_lumen
 from sonobridge.inference.modules.common import (
     FINDING_SYSTEM,
     LoadedCard,
@@ -32,9 +33,6 @@ CODES = {"carotid-far-wall-imt": "mm", "carotid-plaque": "mm", "carotid-imt-not-
 
 # Geometry of the measurement (not fitted): why these sizes is in the card.
 WINDOW_MM = 2.0
-LUMEN_DARK_FRACTION = 0.5
-LUMEN_MIN_MM = 2.0
-WALL_BELOW_MM = 3.0
 PEAK_SEARCH_MM = (0.2, 4.0)
 PROFILE_SMOOTH_MM = 0.08
 
@@ -56,23 +54,6 @@ class FrameWall:
         return (self.ma_rows - self.li_rows) * self.spacing[0]
 
 
-def _lumen(profile: np.ndarray, row_mm: float) -> tuple[int, int] | None:
-    hi = float(np.median(profile))
-    dark = profile < LUMEN_DARK_FRACTION * hi
-    labels, n = scipy.ndimage.label(dark)
-    below_n = int(WALL_BELOW_MM / row_mm)
-    best: np.ndarray | None = None
-    for k in range(1, n + 1):
-        rows = np.flatnonzero(labels == k)
-        below = profile[rows[-1] + 1 : rows[-1] + 1 + below_n]
-        # A lumen is a dark band with a bright far wall under it, not the black below the FOV.
-        if rows[0] == 0 or len(below) < below_n or below.max() < hi:
-            continue
-        if len(rows) * row_mm >= LUMEN_MIN_MM and (best is None or len(rows) > len(best)):
-            best = rows
-    return None if best is None else (int(best[0]), int(best[-1]))
-
-
 def measure_frame(frame: ModuleFrame) -> FrameWall | None:
     """Find the lumen and, per 2 mm window, the far wall's LI edge and adventitia peak."""
     sp = spacing_of(frame)
@@ -81,7 +62,7 @@ def measure_frame(frame: ModuleFrame) -> FrameWall | None:
     img = gray(frame)
     row_mm, col_mm = sp
     profile = scipy.ndimage.gaussian_filter1d(np.median(img, axis=1), 0.3 / row_mm)
-    lumen = _lumen(profile, row_mm)
+    lumen = find_lumen(profile, row_mm)
     if lumen is None:
         return None
     top, bottom = lumen
@@ -198,10 +179,21 @@ class CarotidImtModule:
 
     def run(self, frames: Sequence[ModuleFrame]) -> ModuleOutput:
         """Measure the far wall in every frame and report pooled IMT and plaque findings."""
-        walls = [w for w in (measure_frame(f) for f in frames) if w is not None]
-        no_spacing = [f.sop_instance_uid for f in frames if spacing_of(f) is None]
+        # Defence in depth: the view check may err, so only frames where the module itself
+        # sees a lumen between two walls are measured.
+        evidence = [carotid_evidence(f) for f in frames]
+        shown = [f for f, e in zip(frames, evidence, strict=True) if e.present]
+        walls = [w for w in (measure_frame(f) for f in shown) if w is not None]
+        no_spacing = [f.sop_instance_uid for f in shown if spacing_of(f) is None]
         if not walls:
-            reason = "no pixel spacing" if no_spacing else "far wall not found"
+            absent = not shown and bool(frames)
+            reason = (
+                f"not a carotid: {evidence[0].reason}"
+                if absent
+                else "no pixel spacing"
+                if no_spacing
+                else "far wall not found"
+            )
             uid = frames[0].sop_instance_uid if frames else ""
             finding = ModuleFinding(
                 code="carotid-imt-not-measurable",
@@ -213,7 +205,7 @@ class CarotidImtModule:
                 low_confidence=True,
                 abnormal=False,
                 sop_instance_uid=uid,
-                attributes={"reason": reason},
+                attributes={"reason": reason, "not_this_anatomy": str(absent).lower()},
             )
             return ModuleOutput(
                 NAME, VERSION, [finding], {}, {"frames": len(frames), "measured_frames": 0}

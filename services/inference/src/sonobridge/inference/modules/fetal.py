@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import scipy
 
-from sonobridge.inference.modules.base import ModuleFinding, ModuleFrame, ModuleOutput
+from sonobridge.inference.modules.base import Evidence, ModuleFinding, ModuleFrame, ModuleOutput
 from sonobridge.inference.modules.common import (
     FINDING_SYSTEM,
     LoadedCard,
@@ -22,6 +22,7 @@ from sonobridge.inference.modules.common import (
     sigmoid,
     spacing_of,
 )
+from sonobridge.inference.modules.fetal_evidence import NOMINAL_WIDTH_MM, judge_head
 from sonobridge.inference.modules.fetal_geometry import (
     HADLOCK_RANGE_WEEKS,
     Ellipse,
@@ -250,13 +251,34 @@ class FetalBiometryModule(SegmentingModule, name=NAME, version=VERSION, exam_typ
         self.hc_range = tuple(t["plausible_hc_mm"])
         self.min_mean_p = float(t["plausible_mean_probability_at_least"])
 
-    def measure(self, frame: ModuleFrame) -> HeadView | None:
-        """Return the head found in one frame, or None."""
+    def _probabilities(self, frame: ModuleFrame) -> np.ndarray:
         px = gray(frame).astype(np.uint8)
         scale = min(1.0, WORK_MAX_SIDE / max(px.shape))
         work = (max(round(px.shape[0] * scale), 1), max(round(px.shape[1] * scale), 1))
-        probs = self.segmenter.probabilities(px, work)
-        return find_head(frame, probs, self.seg_threshold, self.ridge)
+        return self.segmenter.probabilities(px, work)
+
+    def measure(self, frame: ModuleFrame) -> HeadView | None:
+        """Return the head found in one frame, or None."""
+        return find_head(frame, self._probabilities(frame), self.seg_threshold, self.ridge)
+
+    def evidence(self, frame: ModuleFrame, probs: np.ndarray | None = None) -> Evidence:
+        """Whether the frame shows a fetal head by the module's own look, whatever the view
+        check said: an elliptic head region on a skull ring, of a plausible size."""
+        probs = self._probabilities(frame) if probs is None else probs
+        known = spacing_of(frame) is not None
+        nominal = NOMINAL_WIDTH_MM / frame.pixels.shape[1]
+        judged = frame if known else replace(frame, spacing_mm=(nominal, nominal))
+        view = find_head(judged, probs, self.seg_threshold, ridge=True)
+        if view is None:
+            return Evidence(False, "no head region")
+        return judge_head(
+            view.mean_p,
+            view.ellipse.semi_minor / view.ellipse.semi_major,
+            view.residual,
+            view.area_ratio,
+            view.ridge_agree,
+            self.hc_mm(view) if known else None,
+        )
 
     def confidence(self, view: HeadView) -> float:
         """Return the calibrated probability that the HC is within +-3 mm of an expert's."""
@@ -285,18 +307,36 @@ class FetalBiometryModule(SegmentingModule, name=NAME, version=VERSION, exam_typ
 
     def run(self, frames: Sequence[ModuleFrame]) -> ModuleOutput:
         """Measure the fetal head and report HC, BPD, OFD and gestational age findings."""
-        usable = [f for f in frames if spacing_of(f) is not None]
+        usable = [f for f in frames if spacing_of(f) is not None] or list(frames)
         if len(usable) > MAX_FRAMES:
             usable = [usable[i] for i in np.linspace(0, len(usable) - 1, MAX_FRAMES).astype(int)]
-        views = [v for v in (self.measure(f) for f in usable) if v is not None]
+        views, absent, shown = [], [], 0
+        for frame in usable:
+            probs = self._probabilities(frame)
+            # Defence in depth: the view check may err, so the module reports only on frames
+            # where it sees a fetal head itself.
+            evidence = self.evidence(frame, probs)
+            if not evidence.present:
+                absent.append(evidence.reason)
+                continue
+            shown += 1
+            view = find_head(frame, probs, self.seg_threshold, self.ridge)
+            if view is not None:
+                views.append(view)
         if not views:
-            reason = "no pixel spacing" if not usable else "fetal head not found"
-            return self._not_measurable(frames, reason)
+            if absent and not shown:
+                return self._not_measurable(frames, f"not a fetal head: {absent[0]}", True)
+            spaced = any(spacing_of(f) is not None for f in frames)
+            return self._not_measurable(
+                frames, "fetal head not found" if spaced else "no pixel spacing"
+            )
         scored = [(self.confidence(v), v) for v in views]
         conf, best = max(scored, key=lambda cv: (not self.concerns(cv[1]), cv[0]))
         return self._report(best, conf, frames)
 
-    def _not_measurable(self, frames: Sequence[ModuleFrame], reason: str) -> ModuleOutput:
+    def _not_measurable(
+        self, frames: Sequence[ModuleFrame], reason: str, not_this_anatomy: bool = False
+    ) -> ModuleOutput:
         finding = ModuleFinding(
             code="fetal-biometry-not-measurable",
             code_system=FINDING_SYSTEM,
@@ -307,7 +347,7 @@ class FetalBiometryModule(SegmentingModule, name=NAME, version=VERSION, exam_typ
             low_confidence=True,
             abnormal=False,
             sop_instance_uid=frames[0].sop_instance_uid if frames else "",
-            attributes={"reason": reason},
+            attributes={"reason": reason, "not_this_anatomy": str(not_this_anatomy).lower()},
         )
         return ModuleOutput(NAME, VERSION, [finding], {}, {"frames": len(frames)})
 
