@@ -157,7 +157,8 @@ def _metadata_value(ingest: RunningIngest, data: bytes, tag: str) -> list[str]:
         )
         assert found.status_code == 200, found.text
         assert found.json()[0][tag] == metadata[tag]
-    return [str(v) for v in metadata[tag].get("Value", [])]
+    # Leading spaces of LO and SH are padding too, which DICOM JSON may keep or drop.
+    return [str(v).lstrip(" ") for v in metadata[tag].get("Value", [])]
 
 
 @settings(
