@@ -49,6 +49,8 @@ _UNRENDERED = object()
 # VRs whose values may hold a backslash (PS3.5 6.2): one value each, not several.
 _SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
 _PERSON_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+# Each checked attribute with its DICOM JSON key, looked up once (a check runs per instance).
+_CHECKED_TEXT_KEYS = tuple((k, f"{tag_for_keyword(k):08X}") for k in CHECKED_TEXT_ATTRIBUTES)
 
 
 def _header_text(ds: Dataset, keyword: str, rendered: Rendered | None = None) -> str:
@@ -73,8 +75,8 @@ def _check_texts(ds: Dataset, rendered: Rendered | None) -> None:
     Read from the rendered header where it holds the attribute, else from pydicom's element;
     every value of a multi-valued attribute and every component group of a name counts.
     """
-    for keyword in CHECKED_TEXT_ATTRIBUTES:
-        entry = rendered.get(_json_key(keyword)) if rendered is not None else None
+    for keyword, key in _CHECKED_TEXT_KEYS:
+        entry = rendered.get(key) if rendered is not None else None
         if entry is not None:
             if "BulkDataURI" in entry or "InlineBinary" in entry:
                 raise Rejected(f"{keyword} holds a binary value", "malformed_attribute")

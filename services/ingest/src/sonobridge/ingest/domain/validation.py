@@ -95,9 +95,11 @@ _CONTROLS_BY_VR = {
 
 def text_fault(vr: str, value: str) -> str | None:
     """Return why one value (padding stripped) breaks its VR, or None; never echoes it."""
+    limit = TEXT_VR_MAX_LENGTH.get(vr)
+    if value.isprintable() and (limit is None or len(value) <= limit):
+        return None  # the usual value, decided without a regular expression
     if _CONTROLS_BY_VR.get(vr, _CONTROL).search(value):
         return "it holds control characters"
-    limit = TEXT_VR_MAX_LENGTH.get(vr)
     if limit is None:
         return None
     groups = value.split("=") if vr == "PN" else (value,)
