@@ -342,3 +342,48 @@ def instance_row(
         "institution_id": scope[0],
         "consortium_id": scope[1],
     }
+
+
+def edited_instance(data: bytes | None = None, **values: object) -> bytes:
+    """Return an instance (a synthetic one by default) with the attributes set as given."""
+    ds = pydicom.dcmread(io.BytesIO(data if data is not None else synthetic_instance()))
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+# What a real device names itself with: stored, and read back as sent.
+DEVICE_TEXT = {
+    "Manufacturer": "Acme Medical",
+    "ManufacturerModelName": "Probe X1",
+    "DeviceSerialNumber": "SN-0001",
+    "StationName": "US-ROOM-1",
+    "SoftwareVersions": ["1.0.2", "fw 7"],
+}
+# Text values that break their VR, one attribute each, indexed and device-naming ones both.
+HOSTILE_TEXT: dict[str, dict[str, object]] = {
+    "manufacturer with a control character": {"Manufacturer": "Acme\x01Medical"},
+    "model name over LO's 64": {"ManufacturerModelName": "M" * 65},
+    "serial number with NUL and a tag": {"DeviceSerialNumber": "SN\x00\x10\x00\x10\x00PN"},
+    "station name over SH's 16": {"StationName": "S" * 17},
+    "second software version with a control": {"SoftwareVersions": ["1.0", "2.0\x1f"]},
+    "patient name group over 64": {"PatientName": "A" * 65},
+    "study description over LO's 64": {"StudyDescription": "x" * 65},
+    "modality with ESC, which CS never holds": {"Modality": "U\x1bS"},
+}
+# A part of each hostile value that no refusal may echo (the value may be a patient's).
+HOSTILE_MARKS = ("Acme\x01", "M" * 65, "SN\x00", "S" * 17, "2.0\x1f", "A" * 65, "x" * 65, "U\x1b")
+
+
+def hostile_text_instances(study: str | None = None) -> dict[str, bytes]:
+    """Return each hostile text value in an instance of its own, plus the swallowing one."""
+    from hostile_dicom import swallowing
+
+    def named(**values: object) -> bytes:
+        return edited_instance(synthetic_instance(study=study), **{**DEVICE_TEXT, **values})
+
+    made = {name: named(**values) for name, values in HOSTILE_TEXT.items()}
+    made["manufacturer swallowing the patient's name and ID"] = swallowing(named())
+    return made

@@ -210,8 +210,10 @@ def test_canary_patient_never_appears_in_any_log_line(
         "accession": _swallowing(_canary_instance(study, 8), b"\x08\x00\x50\x00"),
         "modality": _swallowing(_canary_instance(study, 9), b"\x08\x00\x60\x00"),
         # Ingest no longer decodes the four above through pydicom (it refuses them from their
-        # DICOM JSON), so nothing warns there. The manufacturer is read by pydicom in the
-        # quality check, which warns that the value is over-long; ingest does not check it.
+        # DICOM JSON), so nothing warns there; it refuses the manufacturer the same way, as it
+        # holds every device-naming attribute to its VR. The quality check, which a file can
+        # reach without ingest, reads it through pydicom (which warns that it is over-long)
+        # and must take it for no device at all.
         "manufacturer": _swallowing(_canary_instance(study, 10), b"\x08\x00\x70\x00"),
     }
     answers: dict[str, int] = {}
@@ -256,13 +258,23 @@ def test_canary_patient_never_appears_in_any_log_line(
             f"/dicomweb/studies/{study}/instances", params={"includefield": "all"}
         ).status_code
         answers["metadata"] = ingest.get(f"/dicomweb/studies/{study}/metadata").status_code
+    # What inference answers and exports (its device model): the canary may be in none of it.
+    answered: dict[str, str] = {}
     with httpx.Client(
         base_url=node_process.urls["inference"], headers=headers, timeout=60
     ) as inference:
         for name, data in {"good": good[3], **broken}.items():
-            answers[f"quality {name}"] = inference.post(
+            checked = inference.post(
                 "/v1/quality-checks", content=data, headers={"Content-Type": "application/dicom"}
-            ).status_code
+            )
+            answers[f"quality {name}"] = checked.status_code
+            answered[f"quality {name}"] = checked.text
+        devices = {
+            name: inference.post(
+                "/v1/quality-checks", content=data, headers={"Content-Type": "application/dicom"}
+            ).json()["device_model"]
+            for name, data in {"good": good[3], "manufacturer": broken["manufacturer"]}.items()
+        }
     # InferStream: one stream per instance (a refused frame ends its stream), then the canary
     # as an unknown model's name and as a tensor's name, which the statuses echo to the caller.
     port = node_process.stream_port
@@ -275,9 +287,21 @@ def test_canary_patient_never_appears_in_any_log_line(
     answers["stream canary tensor"] = _infer_stream(port, nurse, [named])
     # Let the event consumers (inference, reporting) take the completed exam in.
     time.sleep(3)
+    for name in ("ingest", "inference"):
+        answered[f"{name} metrics"] = httpx.get(f"{node_process.urls[name]}/metrics").text
 
     assert answers["tus"] == 204 and answers["stow"] == 200 and answers["c-store"] == 0, answers
     assert answers["complete"] == 200 and answers["quality good"] == 200, answers
+    # Every broken instance is refused at ingest, on each channel, with the channel's own error.
+    for name in broken:
+        assert answers[f"tus {name}"] == 422, answers
+        assert answers[f"stow {name}"] == 409, answers
+        assert answers[f"c-store {name}"] == 0xC000, answers
+    assert devices == {"good": "acme / probe", "manufacturer": "unknown"}, devices
+    in_answers = {
+        where: needle for where, text in answered.items() for needle in NEEDLES if needle in text
+    }
+    assert in_answers == {}, in_answers
     assert answers["stream good"] == "OK", answers
     assert answers["stream canary model"] == "NOT_FOUND", answers
     assert answers["stream canary tensor"] == "INVALID_ARGUMENT", answers

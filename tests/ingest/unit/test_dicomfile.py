@@ -80,6 +80,10 @@ def _edited(**values: object) -> bytes:
         {"InstanceNumber": ""},
         {"NumberOfFrames": "3"},
         {"DeviceSerialNumber": "  SN-1  "},
+        {"Manufacturer": "Acme\x01Medical"},
+        {"SoftwareVersions": ["1.0", "2.0\x1f"]},
+        {"StationName": "S" * 17},
+        {"PatientName": "Doe^John=" + "P" * 65},
     ],
     ids=repr,
 )

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from ingest.ingest_support import pydicom_file, synthetic_instance
+from ingest.ingest_support import (
+    DEVICE_TEXT,
+    HOSTILE_MARKS,
+    edited_instance,
+    hostile_text_instances,
+    pydicom_file,
+    synthetic_instance,
+)
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden
@@ -23,7 +30,7 @@ from sonobridge.ingest.domain.model import (
     missing_instances,
     writer_scope,
 )
-from sonobridge.ingest.domain.validation import Rejected, check_description
+from sonobridge.ingest.domain.validation import Rejected, check_description, text_fault
 from sonobridge.ingest.entrypoints.dicomweb.multipart import MalformedMultipart, read_parts
 
 
@@ -157,3 +164,51 @@ def test_multipart_without_closing_delimiter_is_malformed(tmp_path: Path) -> Non
 
     with pytest.raises(MalformedMultipart):
         asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("vr", "value", "fault"),
+    [
+        ("LO", "Acme Medical", None),
+        ("LO", "L" * 64, None),
+        ("LO", "L" * 65, "longer than 64"),
+        ("SH", "S" * 17, "longer than 16"),
+        ("CS", "C" * 17, "longer than 16"),
+        ("PN", "=".join(["P" * 64] * 3), None),
+        ("PN", "Doe^John=" + "P" * 65, "longer than 64 characters per component group"),
+        ("LO", "Acme\x00Medical", "control characters"),
+        ("LO", "Acme\x10\x00\x10\x00PN", "control characters"),
+        ("LO", "Acme\x7f", "control characters"),
+        ("LO", "Acme\x85", "control characters"),
+        ("LO", "\x1b$B", None),  # an ISO 2022 escape, as Japanese names use
+        ("CS", "U\x1bS", "control characters"),
+        ("LT", "line one\r\nline two\tend", None),
+        ("LT", "bell\x07", "control characters"),
+        ("DA", "20260301", None),
+        ("DA", "2026.03.01", None),  # the ACR-NEMA form PS3.5 asks readers to accept
+        ("DA", "20260301-20260302", "longer than 10"),
+    ],
+)
+def test_text_values_are_held_to_their_vr(vr: str, value: str, fault: str | None) -> None:
+    found = text_fault(vr, value)
+    assert (found is None) if fault is None else (found is not None and fault in found)
+    assert found is None or value not in found
+
+
+@pytest.mark.parametrize("name", list(hostile_text_instances()))
+def test_an_instance_with_a_hostile_text_attribute_is_refused(tmp_path: Path, name: str) -> None:
+    data = hostile_text_instances()[name]
+    with pytest.raises(Rejected) as refused:
+        _check(tmp_path, data)
+    assert refused.value.reason == "malformed_attribute"
+    assert not any(mark in refused.value.detail for mark in HOSTILE_MARKS), refused.value.detail
+
+
+def test_device_text_within_its_vr_is_kept_as_sent(tmp_path: Path) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(edited_instance(**DEVICE_TEXT))
+    description, pixels, metadata = read_instance(path)
+    check_description(description, pixels)
+    assert metadata["00080070"]["Value"] == ["Acme Medical"]
+    assert metadata["00181020"]["Value"] == ["1.0.2", "fw 7"]
+    assert description.device_serial == "SN-0001"

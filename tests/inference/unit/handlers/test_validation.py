@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hostile_dicom import swallowing
 from inference.unit.handlers.fakes import exam, png, world
+from prometheus_client import generate_latest
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.problems import Forbidden
@@ -197,3 +199,32 @@ def test_probe_health_reports_only_dead_elements_as_faults():
     body = reports.report_validation(w.deps, "probe-health", BUTTERFLY, frames)
     assert (body["n_clean"], body["n_faulty"]) == (2, 1)
     assert body["false_rescan_rate"] == 1.0 and body["fault_catch_rate"] == 1.0
+
+
+def test_device_text_that_is_not_printable_names_no_device():
+    swallowed = "Acme\x10\x00\x10\x00PN\x14\x00QUIXOTRIX^ZEBULONIA"
+    assert DeviceModel.of(swallowed, "Probe") == DeviceModel.of("", "")
+    assert DeviceModel.of("Acme", "Probe\x7f").key == "unknown"
+    assert DeviceModel.of("Acme", "Probe\u200b").key == "unknown"  # a format character
+    # Stored before this rule, or read back from a table: the same text is no device either.
+    assert DeviceModel(swallowed.casefold(), "probe").key == "unknown"
+    assert DeviceModel.of_key(f"{swallowed} / probe").key == "unknown"
+
+
+def test_device_text_is_cut_at_the_length_dicom_allows():
+    device = DeviceModel.of("A" * 300, "B" * 65)
+    assert device.manufacturer == "a" * 64 and device.model_name == "b" * 64
+
+
+def test_a_dicom_whose_manufacturer_swallowed_the_patient_is_an_unknown_device_in_shadow():
+    w = world(acceptable=0.1, state=None)
+    w.validations.states[("image-quality", BUTTERFLY)] = validation.DeviceValidation(
+        "image-quality", BUTTERFLY, ValidationState.GATING
+    )
+    data = swallowing(dicom("Butterfly Network", "Butterfly iQ"))
+    check, _ = quality.check_image_quality(w.deps, data, "application/dicom")
+    assert check.device_model == "unknown" and check.validation == "shadow"
+    assert check.assessment.acceptable and check.assessment.reasons == ()
+    exported = generate_latest(w.registry).decode()
+    assert 'device_model="unknown"' in exported
+    assert not any(needle in exported for needle in ("SYNTHETIC", "SYN-0001"))

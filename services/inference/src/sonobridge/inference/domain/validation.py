@@ -15,6 +15,9 @@ from sonobridge.inference.domain.exams import ProbeHealth
 # The models whose verdicts can recall an exam or open a ticket.
 GATING_MODELS = ("image-quality", "probe-health")
 _SPACE = re.compile(r"\s+")
+# Control characters other than the common whitespace (TAB, LF, VT, FF, CR), which is collapsed
+# like spaces; tested before collapsing, which would also turn FS..US into spaces.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 class ValidationState(StrEnum):
@@ -37,16 +40,36 @@ def _normalise(text: str) -> str:
     return _SPACE.sub(" ", text).strip().casefold()
 
 
+# The longest manufacturer or model name DICOM allows (LO, PS3.5 6.2); longer text is cut.
+MAX_DEVICE_TEXT = 64
+
+
 @dataclass(frozen=True)
 class DeviceModel:
-    """A manufacturer and model name, compared without case or extra whitespace."""
+    """A manufacturer and model name, compared without case or extra whitespace.
+
+    Each part is cut at MAX_DEVICE_TEXT, and a part that is not printable text names no
+    device at all: a wrong length in a DICOM header makes the Manufacturer swallow the patient
+    module after it, whose binary tags show up as control characters. Such text must never
+    reach results, validation tables or metric labels, so the device is unknown (and its
+    models stay in shadow), however the name arrived.
+    """
 
     manufacturer: str
     model_name: str
 
+    def __post_init__(self) -> None:
+        parts = (self.manufacturer[:MAX_DEVICE_TEXT], self.model_name[:MAX_DEVICE_TEXT])
+        if not all(part.isprintable() for part in parts):
+            parts = ("", "")
+        object.__setattr__(self, "manufacturer", parts[0])
+        object.__setattr__(self, "model_name", parts[1])
+
     @classmethod
     def of(cls, manufacturer: str | None, model_name: str | None) -> DeviceModel:
         """Normalise what the DICOM or the app says; missing parts become empty."""
+        if _CONTROL.search(manufacturer or "") or _CONTROL.search(model_name or ""):
+            return cls("", "")
         return cls(_normalise(manufacturer or ""), _normalise(model_name or ""))
 
     @property

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,19 +15,21 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
-from pydicom.valuerep import MAX_VALUE_LEN
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.adapters.dataset_hash import LONG_VRS as _LONG_VRS
 from sonobridge.ingest.adapters.dicom_json import metadata_json
 from sonobridge.ingest.domain.model import is_valid_uid
 from sonobridge.ingest.domain.validation import (
+    CHECKED_TEXT_ATTRIBUTES,
     EXPLICIT_VR_BIG_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
     InstanceDescription,
     PixelLayout,
     Rejected,
+    text_fault,
 )
 
 # Header elements above this size are skipped while parsing (seeked over) and checked later.
@@ -42,18 +43,14 @@ _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 
 
-# C0 controls other than ESC (ISO 2022 code extensions) never occur in the short string VRs
-# the index reads (PS3.5 6.2); finding one means a wrong length made a value swallow the
-# elements after it (tags and lengths are binary), patient name and ID included. Over-long
-# values alone are common in real devices' files, so only a gross excess is refused.
-_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f]")
-# Limits pydicom leaves out: date and time ranges, three PN component groups of 64.
-_RANGE_LIMITS = {"DA": 18, "TM": 28, "PN": 3 * 64 + 2}
-_EXCESS = 4
-
 Rendered = Mapping[str, Any]
 """A header as DICOM JSON: the description reads its values there, decoded once."""
 _UNRENDERED = object()
+# VRs whose values may hold a backslash (PS3.5 6.2): one value each, not several.
+_SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
+_PERSON_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+# Each checked attribute with its DICOM JSON key, looked up once (a check runs per instance).
+_CHECKED_TEXT_KEYS = tuple((k, f"{tag_for_keyword(k):08X}") for k in CHECKED_TEXT_ATTRIBUTES)
 
 
 def _header_text(ds: Dataset, keyword: str, rendered: Rendered | None = None) -> str:
@@ -61,23 +58,52 @@ def _header_text(ds: Dataset, keyword: str, rendered: Rendered | None = None) ->
     if isinstance(value, dict) and value.keys() == {"Alphabetic"}:
         value = value["Alphabetic"]  # a person name of one component group: its text
     if isinstance(value, str) and rendered is not None:
-        vr = rendered[_json_key(keyword)]["vr"] if value else ""
-        return _checked_text(keyword, vr, value)
+        return _padless(value)
     element = ds.data_element(keyword) if keyword in ds else None
     if element is None or element.value is None:
         return ""
-    return _checked_text(keyword, element.VR, str(element.value))
+    return _padless(str(element.value))
 
 
-def _checked_text(keyword: str, vr: str, value: str) -> str:
-    text = value.strip().rstrip("\x00")
-    limit = MAX_VALUE_LEN.get(vr) or _RANGE_LIMITS.get(vr, 0)
-    too_long = limit and any(len(v) > _EXCESS * limit for v in text.split("\\"))
-    if _CONTROL.search(text) or too_long:
-        raise Rejected(
-            f"{keyword} is not a valid {vr} value (a wrong length?)", "malformed_attribute"
-        )
-    return text
+def _padless(value: str) -> str:
+    return value.strip().rstrip("\x00")
+
+
+def _check_texts(ds: Dataset, rendered: Rendered | None) -> None:
+    """Refuse a header where a text attribute ingest indexes or passes on breaks its VR.
+
+    Read from the rendered header where it holds the attribute, else from pydicom's element;
+    every value of a multi-valued attribute and every component group of a name counts.
+    """
+    for keyword, key in _CHECKED_TEXT_KEYS:
+        entry = rendered.get(key) if rendered is not None else None
+        if entry is not None:
+            if "BulkDataURI" in entry or "InlineBinary" in entry:
+                raise Rejected(f"{keyword} holds a binary value", "malformed_attribute")
+            vr, values = entry["vr"], entry.get("Value", ())
+        elif rendered is None and keyword in ds:
+            element = ds.data_element(keyword)
+            if element is None or element.value is None:
+                continue
+            vr, value = element.VR, element.value
+            values = value if isinstance(value, MultiValue) else (value,)
+        else:
+            continue
+        for value in values:
+            if isinstance(value, dict):
+                value = "=".join(str(value.get(group, "")) for group in _PERSON_NAME_GROUPS)
+            elif isinstance(value, bytes):
+                raise Rejected(f"{keyword} holds a binary value", "malformed_attribute")
+            # Only spaces and trailing NULs are padding: str.strip() would also drop FS..US.
+            text = str(value).strip(" ").rstrip("\x00 ")
+            parts = (text,) if vr in _SINGLE_VALUED_VRS else text.split("\\")
+            for part in parts:
+                fault = text_fault(vr, part)
+                if fault is not None:
+                    raise Rejected(
+                        f"{keyword} is not a valid {vr} value: {fault} (a wrong length?)",
+                        "malformed_attribute",
+                    )
 
 
 def _header_int(
@@ -334,6 +360,7 @@ def _describe(
     def number(keyword: str, default: int | None = None) -> int | None:
         return _header_int(ds, keyword, default, rendered)
 
+    _check_texts(ds, rendered)
     image = pixels is not None or _expects_pixels(ds, rendered)
     return InstanceDescription(
         sop_instance_uid=text("SOPInstanceUID"),

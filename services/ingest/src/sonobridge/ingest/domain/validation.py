@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sonobridge.common.problems import InvalidInput, PayloadTooLarge
@@ -30,6 +31,82 @@ ENCAPSULATED_TRANSFER_SYNTAXES = frozenset(
     }
 )
 SUPPORTED_TRANSFER_SYNTAXES = NATIVE_TRANSFER_SYNTAXES | ENCAPSULATED_TRANSFER_SYNTAXES
+
+
+# The text attributes ingest indexes or that name the device, which inference reads: each
+# value is held to its VR before the instance is stored (check_text).
+INDEXED_TEXT_ATTRIBUTES = (
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "BodyPartExamined",
+    "PatientID",
+    "PatientName",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyDescription",
+    "StudyID",
+    "SeriesDescription",
+    "DeviceSerialNumber",
+    "PhotometricInterpretation",
+)
+DEVICE_TEXT_ATTRIBUTES = (
+    "Manufacturer",
+    "ManufacturerModelName",
+    "StationName",
+    "SoftwareVersions",
+)
+CHECKED_TEXT_ATTRIBUTES = INDEXED_TEXT_ATTRIBUTES + DEVICE_TEXT_ATTRIBUTES
+
+# The most characters one value of each text VR holds (PS3.5 table 6.2-1); a person name's
+# limit is per component group. DA and TM also admit the dotted (YYYY.MM.DD) and coloned
+# (HH:MM:SS.FFFFFF) forms of ACR-NEMA, which PS3.5 still asks readers to accept.
+TEXT_VR_MAX_LENGTH = {
+    "AE": 16,
+    "AS": 4,
+    "CS": 16,
+    "DA": 10,
+    "DS": 16,
+    "DT": 26,
+    "IS": 12,
+    "LO": 64,
+    "LT": 10240,
+    "PN": 64,
+    "SH": 16,
+    "ST": 1024,
+    "TM": 16,
+    "UI": 64,
+}
+# C0 controls, DEL and C1 controls. Where a value swallowed the elements after it (a wrong
+# length), their binary tags and lengths show up as these, patient name and ID among them.
+# ESC is allowed only in the VRs an extended character set may occur in (PS3.5 6.1.2.5.3);
+# the text VRs also allow TAB, LF, FF and CR (PS3.5 6.2).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_EXCEPT_ESC = re.compile(r"[\x00-\x1a\x1c-\x1f\x7f-\x9f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
+_CONTROLS_BY_VR = {
+    **dict.fromkeys(("SH", "LO", "PN", "UC"), _CONTROL_EXCEPT_ESC),
+    **dict.fromkeys(("LT", "ST", "UT"), _CONTROL_IN_TEXT),
+}
+
+
+def text_fault(vr: str, value: str) -> str | None:
+    """Return why one value (padding stripped) breaks its VR, or None; never echoes it."""
+    limit = TEXT_VR_MAX_LENGTH.get(vr)
+    if value.isprintable() and (limit is None or len(value) <= limit):
+        return None  # the usual value, decided without a regular expression
+    if _CONTROLS_BY_VR.get(vr, _CONTROL).search(value):
+        return "it holds control characters"
+    if limit is None:
+        return None
+    groups = value.split("=") if vr == "PN" else (value,)
+    if any(len(group) > limit for group in groups):
+        per = " per component group" if vr == "PN" else ""
+        return f"it is longer than {limit} characters{per}"
+    return None
 
 
 class Rejected(InvalidInput):
@@ -124,7 +201,8 @@ def check_description(d: InstanceDescription, pixels: PixelLayout | None) -> Non
         if not value:
             raise Rejected(f"{name} is missing", "missing_uid")
         if not is_valid_uid(value):
-            raise Rejected(f"{name} {value!r} is not a valid DICOM UID", "malformed_uid")
+            # Not echoed: a broken header can put any text, a patient's name too, in its place.
+            raise Rejected(f"{name} is not a valid DICOM UID", "malformed_uid")
     if d.media_sop_instance_uid and d.media_sop_instance_uid != d.sop_instance_uid:
         raise Rejected(
             f"MediaStorageSOPInstanceUID {d.media_sop_instance_uid} contradicts "
