@@ -365,16 +365,25 @@ DEVICE_TEXT = {
 # Text values that break their VR, one attribute each, indexed and device-naming ones both.
 HOSTILE_TEXT: dict[str, dict[str, object]] = {
     "manufacturer with a control character": {"Manufacturer": "Acme\x01Medical"},
-    "model name over LO's 64": {"ManufacturerModelName": "M" * 65},
+    "model name over 4 times LO's 64": {"ManufacturerModelName": "M" * 257},
     "serial number with NUL and a tag": {"DeviceSerialNumber": "SN\x00\x10\x00\x10\x00PN"},
-    "station name over SH's 16": {"StationName": "S" * 17},
+    "station name over 4 times SH's 16": {"StationName": "S" * 65},
     "second software version with a control": {"SoftwareVersions": ["1.0", "2.0\x1f"]},
-    "patient name group over 64": {"PatientName": "A" * 65},
-    "study description over LO's 64": {"StudyDescription": "x" * 65},
+    "patient name group over 4 times 64": {"PatientName": "A" * 257},
+    "study description over 4 times LO's 64": {"StudyDescription": "x" * 257},
     "modality with ESC, which CS never holds": {"Modality": "U\x1bS"},
 }
 # A part of each hostile value that no refusal may echo (the value may be a patient's).
-HOSTILE_MARKS = ("Acme\x01", "M" * 65, "SN\x00", "S" * 17, "2.0\x1f", "A" * 65, "x" * 65, "U\x1b")
+HOSTILE_MARKS = (
+    "Acme\x01",
+    "M" * 257,
+    "SN\x00",
+    "S" * 65,
+    "2.0\x1f",
+    "A" * 257,
+    "x" * 257,
+    "U\x1b",
+)
 
 
 def hostile_text_instances(study: str | None = None) -> dict[str, bytes]:

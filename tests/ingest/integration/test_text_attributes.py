@@ -141,7 +141,7 @@ _TEXT = st.text(
         st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="\\"),
         st.sampled_from("\x00\x01\x09\x0a\x10\x1b\x1c\x1f\x7f\x85éßÖ中文"),
     ),
-    max_size=80,
+    max_size=300,
 )
 
 
@@ -184,7 +184,8 @@ def test_any_device_text_is_stored_as_sent_or_refused_with_a_4xx(
     sent = value.strip(" ").rstrip("\x00 ")
     # Spaces and trailing NULs around a value are padding (PS3.5 6.2), not part of it. ESC
     # may open a character set's escape sequence in LO and SH; no other control may occur.
-    breaks = bool(re.search(r"[\x00-\x1a\x1c-\x1f\x7f-\x9f]", sent)) or len(sent) > (
+    # Overruns of the VR's length are tolerated up to four times it, as real devices write.
+    breaks = bool(re.search(r"[\x00-\x1a\x1c-\x1f\x7f-\x9f]", sent)) or len(sent) > 4 * (
         16 if keyword == "StationName" else 64
     )
     assert (response.status_code >= 400) == breaks, (response.status_code, response.text)

@@ -63,7 +63,10 @@ CHECKED_TEXT_ATTRIBUTES = INDEXED_TEXT_ATTRIBUTES + DEVICE_TEXT_ATTRIBUTES
 
 # The most characters one value of each text VR holds (PS3.5 table 6.2-1); a person name's
 # limit is per component group. DA and TM also admit the dotted (YYYY.MM.DD) and coloned
-# (HH:MM:SS.FFFFFF) forms of ACR-NEMA, which PS3.5 still asks readers to accept.
+# (HH:MM:SS.FFFFFF) forms of ACR-NEMA, which PS3.5 still asks readers to accept. Real devices
+# overrun SH and LO (a model name of 20 in SH), so only an overrun of OVERRUN times the limit
+# is refused: a value that swallowed the elements after it shows itself by their binary tags
+# and lengths (control characters), whatever its length.
 TEXT_VR_MAX_LENGTH = {
     "AE": 16,
     "AS": 4,
@@ -80,6 +83,7 @@ TEXT_VR_MAX_LENGTH = {
     "TM": 16,
     "UI": 64,
 }
+OVERRUN = 4
 # C0 controls, DEL and C1 controls. Where a value swallowed the elements after it (a wrong
 # length), their binary tags and lengths show up as these, patient name and ID among them.
 # ESC is allowed only in the VRs an extended character set may occur in (PS3.5 6.1.2.5.3);
@@ -96,16 +100,16 @@ _CONTROLS_BY_VR = {
 def text_fault(vr: str, value: str) -> str | None:
     """Return why one value (padding stripped) breaks its VR, or None; never echoes it."""
     limit = TEXT_VR_MAX_LENGTH.get(vr)
-    if value.isprintable() and (limit is None or len(value) <= limit):
+    if value.isprintable() and (limit is None or len(value) <= OVERRUN * limit):
         return None  # the usual value, decided without a regular expression
     if _CONTROLS_BY_VR.get(vr, _CONTROL).search(value):
         return "it holds control characters"
     if limit is None:
         return None
     groups = value.split("=") if vr == "PN" else (value,)
-    if any(len(group) > limit for group in groups):
+    if any(len(group) > OVERRUN * limit for group in groups):
         per = " per component group" if vr == "PN" else ""
-        return f"it is longer than {limit} characters{per}"
+        return f"it is longer than {OVERRUN} times the {limit} characters its VR holds{per}"
     return None
 
 
