@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 
 import pytest
@@ -96,3 +97,29 @@ def test_threads_are_reused_and_bounded_and_a_backlog_is_served() -> None:
     assert asyncio.run(main()) == 8
     assert len(names) == 2
     assert sum(t.name == "test-bounded" for t in threading.enumerate()) == 2
+
+
+def test_a_cancelled_callers_failed_call_leaves_no_unretrieved_error() -> None:
+    pool = WorkerThreads("test-worker")
+    started, release = threading.Event(), threading.Event()
+    reported: list[dict[str, object]] = []
+
+    def fail() -> None:
+        started.set()
+        release.wait(10)
+        raise LookupError("no such instance")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+        task = asyncio.create_task(pool.run(fail))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        del task
+        gc.collect()  # an unretrieved future error is reported when the future is collected
+
+    asyncio.run(main())
+    assert reported == []

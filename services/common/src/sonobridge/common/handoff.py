@@ -68,12 +68,14 @@ class WorkerThreads:
                     await asyncio.wait((future,))
                 except asyncio.CancelledError:
                     continue
+            if not future.cancelled():
+                future.exception()  # retrieved: its error, if any, goes with the cancellation
             raise
 
     def _submit(self, job: _Job) -> None:
         with self._lock:
-            # Each job reserves an idle thread, or starts one: a queued job never waits on a
-            # thread that is busy with a call which waits for it.
+            # Each job reserves an idle thread, or starts one: a job waits in the queue only
+            # while all `limit` threads are busy (a call may wait on another one's outcome).
             start = False
             if self._idle:
                 self._idle -= 1
