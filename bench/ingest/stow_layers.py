@@ -47,7 +47,10 @@ LAYERS: list[tuple[str, str]] = [
     ("STOW route + response", r"stow\.py|/views\.py|json/"),
     ("HTTP server (uvicorn/h11)", r"uvicorn|h11|httptools"),
     ("ASGI framework (starlette/fastapi)", r"starlette|fastapi|pydantic"),
-    ("event loop / thread hand-off", r"asyncio|anyio|concurrent/futures|threading\.py|selectors"),
+    (
+        "event loop / thread hand-off",
+        r"asyncio|anyio|concurrent/futures|threading\.py|selectors|handoff\.py",
+    ),
 ]
 
 CLIENT = """

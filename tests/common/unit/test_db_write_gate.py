@@ -142,3 +142,40 @@ def test_a_commit_leaves_the_checkpoint_to_a_thread_of_its_own(
     shutil.copyfile(database, copy)
     with sqlite3.connect(copy) as alone:
         assert alone.execute("SELECT k FROM t").fetchall() == [(7,)]
+
+
+def _spill_files() -> list[str]:
+    """Return this process's open SQLite temporary files (spilled statement journals)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue  # closed since the listing
+        if "etilqs_" in target:
+            found.append(target)
+    return found
+
+
+def test_a_statement_journal_stays_in_memory_instead_of_spilling_to_a_temp_file(
+    tmp_path: Path,
+) -> None:
+    # A savepoint over rows with overflow pages journals far more than SQLite's 64 KiB spill
+    # threshold, as a group commit's step storing an instance row does: each spill was a new
+    # file in /var/tmp and a write per page.
+    engine = db.create_db_engine(f"sqlite:///{tmp_path / 'journal.sqlite3'}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY, body TEXT)"))
+            for k in range(10):
+                conn.execute(text("INSERT INTO t VALUES (:k, :b)"), {"k": k, "b": "x" * 40000})
+        with engine.begin() as conn:
+            conn.execute(text("BEGIN IMMEDIATE"))  # as the group commit opens its transaction
+            nested = conn.begin_nested()
+            conn.execute(text("UPDATE t SET body = :b"), {"b": "y" * 40000})
+            assert _spill_files() == []
+            nested.commit()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM t WHERE body LIKE 'y%'")).scalar() == 10
+    finally:
+        engine.dispose()

@@ -71,6 +71,12 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
             # NORMAL: the commit itself does not fsync; GatedConnection.commit fsyncs the WAL
             # before returning, once for all the commits of a burst (group commit).
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Statement journals in memory: an INSERT of an instance row (its DICOM JSON runs
+            # to overflow pages) inside a group's transaction journals over 64 KiB of original
+            # pages, which SQLite otherwise spills to a new file in /var/tmp (open, ~17 writes,
+            # unlink per instance). They only undo a failed statement within a transaction;
+            # the WAL, not they, is what a crash recovers from.
+            cursor.execute("PRAGMA temp_store=MEMORY")
             if isinstance(dbapi_conn, GatedConnection):
                 # Checkpoints run on a thread of their own (WalCheckpoints), not in a commit.
                 cursor.execute("PRAGMA wal_autocheckpoint=0")

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from fastapi import Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from sonobridge.common.auth import Principal
+from sonobridge.common.handoff import to_thread
 from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.common.problems import UnsupportedMediaType as UnsupportedMedia
@@ -95,7 +95,8 @@ async def stow(
                         f"part of type {part.content_type!r} is not application/dicom",
                         reason="bad_content_type",
                     )
-                stored = await run_in_threadpool(
+                # One hand-off per part: the worker validates, writes and indexes it.
+                stored = await to_thread(
                     instances.store_instance,
                     deps,
                     principal,
@@ -106,9 +107,7 @@ async def stow(
             except Problem as problem:
                 if isinstance(problem, (NotFound,)) or problem.status >= 500:
                     raise
-                sop_class, sop_instance = await run_in_threadpool(
-                    instances.identify, deps, part.body
-                )
+                sop_class, sop_instance = await to_thread(instances.identify, deps, part.body)
                 failed.append(
                     {
                         "00081150": attr("UI", sop_class),
