@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from killed_child import kill_at_marker
 from sqlalchemy import MetaData, insert, select
 
 from sonobridge.common.bus.embedded import EmbeddedEventBus, EmbeddedSubscription
@@ -233,18 +230,8 @@ def test_a_purge_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
     _consume(group, 5)
     _age(path, "t", range(5), FORTNIGHT + DAY)
     marker = tmp_path / "deleted"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_PURGE, str(path), str(marker)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for(lambda: marker.exists() or child.poll() is not None, 60)
-        assert marker.exists(), child.communicate()[1].decode()
-        assert marker.read_text() == "3"  # one batch deleted inside the open transaction
-    finally:
-        child.send_signal(signal.SIGKILL)  # as the OOM killer or a power cut would
-        child.wait(30)
+    # One batch deleted inside the open transaction, not yet committed, when the kill comes.
+    assert kill_at_marker(_KILLED_PURGE, str(path), str(marker), marker=marker) == "3"
 
     # The killed batch rolled back: every record is there, and readable by a new group.
     assert _offsets(path, "t") == [0, 1, 2, 3, 4]
@@ -257,12 +244,6 @@ def test_a_purge_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
         subscription.close()
     retention.close()
     bus.close()
-
-
-def _wait_for(done: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not done() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_the_log_retention_defaults_to_the_redelivery_horizon_and_may_not_exceed_it() -> None:
