@@ -79,7 +79,8 @@ def test_old_consumed_records_go_unconsumed_and_fresh_ones_stay(tmp_path: Path) 
     a_values = _publish(bus, "a", 10)
     _publish(bus, "b", 4)
     _publish(bus, "c", 3)  # a topic no group has joined
-    for topic, count in (("a", 10), ("b", 4), ("c", 3)):
+    _publish(bus, "c.dlq", 2)  # dead letters: no group reads them either
+    for topic, count in (("a", 10), ("b", 4), ("c", 3), ("c.dlq", 2)):
         _age(path, topic, range(count), FORTNIGHT + DAY)
     a_values += _publish(bus, "a", 5)  # fresh: offsets 10..14
     _consume(done, 15)
@@ -93,6 +94,7 @@ def test_old_consumed_records_go_unconsumed_and_fresh_ones_stay(tmp_path: Path) 
     assert _offsets(path, "a") == list(range(7, 15))
     assert _offsets(path, "b") == [0, 1, 2, 3]
     assert _offsets(path, "c") == [2]
+    assert _offsets(path, "c.dlq") == [0, 1]  # kept for an operator, however old
     metrics = retention.metrics
     assert metrics.event_log_records_purged.labels("a")._value.get() == 7
     assert metrics.event_log_records.labels("b")._value.get() == 4

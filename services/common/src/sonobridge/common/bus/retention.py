@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sonobridge.common.bus.embedded import connect_log
+from sonobridge.common.bus.ports import dlq_topic
 from sonobridge.common.metrics import ServiceMetrics
 from sonobridge.common.periodic import Periodic
 from sonobridge.common.settings import DeliverySettings
 
 if TYPE_CHECKING:
     from sonobridge.common.host import Worker
+
+DEAD_LETTER_SUFFIX = dlq_topic("")
 
 # The prefix of a topic's log that may go: the first `batch` records, each older than the
 # cutoff, stopping at the first one that is not (a clock set back leaves no hole behind it).
@@ -32,8 +35,9 @@ class EventLogRetention:
     Only a prefix of each topic goes, and never past the lowest offset a group has committed
     (a group that subscribed but never committed holds the whole topic): a lagging or stopped
     consumer finds every record it has not finished. The newest record of a topic always
-    stays, because the next offset is counted from it. Each batch is one short write
-    transaction, so a crash rolls back at most one batch and publishers wait at most one.
+    stays, because the next offset is counted from it; dead-letter topics are kept whole.
+    Each batch is one short write transaction, so a crash rolls back at most one batch and
+    publishers wait for at most one.
     """
 
     def __init__(
@@ -96,7 +100,13 @@ class EventLogRetention:
 
     def purge_once(self) -> dict[str, int]:
         """Purge one batch of each topic; once caught up, report the log's size and ages."""
-        purged = {topic: self.purge_topic(topic) for topic in self.topics()}
+        # Dead letters stay: no group reads them on a node, so only age would ever delete them,
+        # and they are what an operator has to look at (Kafka keeps them 30 days, not 7).
+        purged = {
+            topic: self.purge_topic(topic)
+            for topic in self.topics()
+            if not topic.endswith(DEAD_LETTER_SUFFIX)
+        }
         if not self._full(purged):
             self.measure()
         return purged
