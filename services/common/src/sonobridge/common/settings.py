@@ -119,8 +119,11 @@ class DeliverySettings(BaseModel):
     # past; unset, the redelivery horizon. It is that horizon for the embedded bus: a group
     # reading from the earliest record (a new or reset group) gets records no older than this,
     # whose inbox entries are no older either (an entry is written after its record was
-    # appended) and so are kept for the inbox retention, which is at least the horizon. A
-    # record some group has not committed past is kept whatever its age.
+    # appended) and so are kept for the inbox retention, which is at least the horizon. (Each
+    # purge runs every retention interval, so at equal retentions a record may outlive its
+    # entry by up to one interval.) The embedded log never expires a group's offsets: only a
+    # group new to the log reads from the earliest record, and it has no entries to miss.
+    # A record some group has not committed past is kept whatever its age.
     event_log_retention_days: float | None = Field(None, gt=0)
     retention_interval_seconds: float = Field(600, gt=0)
     retention_batch_size: int = Field(500, ge=1)
