@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -15,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from killed_child import kill_at_marker
 from sqlalchemy import Engine, MetaData, Table, func, insert, select
 
 from sonobridge.api.events.v1 import events_pb2
@@ -240,18 +238,8 @@ def test_a_purge_killed_mid_batch_loses_nothing(database_url: str, tmp_path: Pat
     with engine.connect() as conn:
         before = {row.event_id: row.data for row in conn.execute(select(outbox))}
     marker = tmp_path / "deleted"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_PURGE, database_url, str(marker)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for(lambda: marker.exists() or child.poll() is not None, 60)
-        assert marker.exists(), child.communicate()[1].decode()
-        assert marker.read_text() == "3"  # one batch deleted inside the open transaction
-    finally:
-        child.send_signal(signal.SIGKILL)  # as the OOM killer or a power cut would
-        child.wait(30)
+    # One batch deleted inside the open transaction, not yet committed, when the kill comes.
+    assert kill_at_marker(_KILLED_PURGE, database_url, str(marker), marker=marker) == "3"
 
     with engine.connect() as conn:
         after = {row.event_id: row.data for row in conn.execute(select(outbox))}

@@ -50,6 +50,24 @@ class ServiceMetrics:
         self.delivery_retention = self.gauge(
             "delivery_retention_seconds", "How long retention keeps the table's rows.", ["table"]
         )
+        # The single node's embedded event log, set by whichever service runs its retention;
+        # labelled, so a service that does not (every cluster one) exports them empty.
+        self.event_log_records_purged = self.counter(
+            "event_log_records_purged", "Event log records deleted by retention.", ["topic"]
+        )
+        self.event_log_records = self.gauge(
+            "event_log_records", "Records kept in the embedded event log.", ["topic"]
+        )
+        self.event_log_oldest_record_age = self.gauge(
+            "event_log_oldest_record_age_seconds",
+            "Age of the oldest record kept in the embedded event log.",
+            ["topic"],
+        )
+        self.event_log_size = self.gauge(
+            "event_log_size_bytes",
+            "Embedded event log file: pages in use, and free pages new records reuse.",
+            ["pages"],
+        )
         self.dependency_up = self.gauge(
             "dependency_up",
             "1 when the dependency answered the last readiness probe.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -114,6 +115,16 @@ class DeliverySettings(BaseModel):
     # An inbox record is what drops a duplicate delivery. A record is processed after the bus
     # took the event, so one kept for the redelivery horizon outlives every copy still readable.
     inbox_retention_days: float = Field(14, gt=0)
+    # How long the single node's embedded event log keeps a record every group has committed
+    # past; unset, the redelivery horizon. It is that horizon for the embedded bus: a group
+    # reading from the earliest record (a new or reset group) gets records no older than this,
+    # whose inbox entries are no older either (an entry is written after its record was
+    # appended) and so are kept for the inbox retention, which is at least the horizon. (Each
+    # purge runs every retention interval, so at equal retentions a record may outlive its
+    # entry by up to one interval.) The embedded log never expires a group's offsets: only a
+    # group new to the log reads from the earliest record, and it has no entries to miss.
+    # A record some group has not committed past is kept whatever its age.
+    event_log_retention_days: float | None = Field(None, gt=0)
     retention_interval_seconds: float = Field(600, gt=0)
     retention_batch_size: int = Field(500, ge=1)
 
@@ -126,7 +137,18 @@ class DeliverySettings(BaseModel):
                 f"redelivery_horizon_days ({self.redelivery_horizon_days:g}): a duplicate "
                 "delivered after its inbox record was purged would be processed again"
             )
+        if self.event_log_retention() > timedelta(days=self.redelivery_horizon_days):
+            raise ValueError(
+                f"event_log_retention_days ({self.event_log_retention_days:g}) must be at most "
+                f"redelivery_horizon_days ({self.redelivery_horizon_days:g}): the log would "
+                "hand out records whose inbox entries may already be purged"
+            )
         return self
+
+    def event_log_retention(self) -> timedelta:
+        """How long the embedded log keeps fully consumed records: the horizon unless set."""
+        days = self.event_log_retention_days
+        return timedelta(days=self.redelivery_horizon_days if days is None else days)
 
 
 class ServiceSettings(BaseSettings):

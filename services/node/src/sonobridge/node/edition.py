@@ -10,10 +10,12 @@ from typing import Any
 
 from sonobridge.common.auth import LocalIssuer
 from sonobridge.common.bus.embedded import EmbeddedEventBus
+from sonobridge.common.bus.retention import event_log_retention
 from sonobridge.common.host import ServiceHost
 from sonobridge.common.infrastructure import local_issuer
 from sonobridge.common.objects.localdir import LocalDirObjectStore
 from sonobridge.common.service import ServiceSpec
+from sonobridge.common.settings import DeliverySettings
 from sonobridge.node.identity.server import DEFAULT_PORT as DEFAULT_LOGIN_PORT
 from sonobridge.node.identity.server import LoginServer
 from sonobridge.node.viewer import ViewerLogin, ViewerServer
@@ -21,6 +23,9 @@ from sonobridge.node.viewer import ViewerLogin, ViewerServer
 log = logging.getLogger(__name__)
 
 SERVICES = ("ingest", "inference", "reporting", "maintenance")
+# The service whose host runs the shared log's retention and exports its metrics; a node
+# without it uses its first service.
+LOG_KEEPER = "maintenance"
 
 
 def spec(name: str) -> ServiceSpec:
@@ -135,6 +140,7 @@ class SingleNode:
         self.viewer = self._viewer(viewer_dist, self.login.issuer_url)
         extra_settings = _with_station(extra_settings or {}, self.viewer, self.login.issuer_url)
         self.hosts: dict[str, ServiceHost] = {}
+        delivery: dict[str, DeliverySettings] = {}
         for name in services:
             service = spec(name)
             settings = _service_settings(
@@ -144,6 +150,18 @@ class SingleNode:
             if clock is not None:
                 adapters["clock"] = clock
             self.hosts[name] = service.build_host(settings, **adapters)
+            delivery[name] = settings.delivery
+        self._keep_log(delivery)
+
+    def _keep_log(self, delivery: dict[str, DeliverySettings]) -> None:
+        """Give one host the worker that purges the shared log, with its metrics and settings."""
+        if not self.hosts:
+            return
+        name = LOG_KEEPER if LOG_KEEPER in self.hosts else next(iter(self.hosts))
+        keeper = self.hosts[name]
+        keeper.workers["event-log-retention"] = event_log_retention(
+            self.bus.path, keeper.app.state.metrics, delivery[name]
+        )
 
     def _viewer(self, dist: Path | None, issuer: str) -> ViewerServer | None:
         if dist is None:

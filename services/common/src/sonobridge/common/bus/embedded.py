@@ -36,7 +36,8 @@ _BUSY_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.05
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_log(path: Path) -> sqlite3.Connection:
+    """Open the log file as every user of it does: WAL, full sync, a long busy wait."""
     conn = sqlite3.connect(
         path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
@@ -60,7 +61,7 @@ class EmbeddedEventBus:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = _connect(self.path)
+        self._conn = connect_log(self.path)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
         # Wakes consumers in this process at once; other processes are seen by polling.
@@ -122,9 +123,16 @@ class EmbeddedSubscription:
         self._bus = bus
         self.group = group
         self.topics = topics
-        self._conn = _connect(bus.path)
+        self._conn = connect_log(bus.path)
         self._positions: dict[str, int] = {}
         for topic in topics:
+            # Joining registers the group at offset 0 until it commits: the log's retention
+            # keeps what a subscribed group has not committed past, even before its first commit.
+            self._conn.execute(
+                "INSERT INTO group_offsets (grp, topic, next_offset) VALUES (?, ?, 0) "
+                "ON CONFLICT (grp, topic) DO NOTHING",
+                (group, topic),
+            )
             row = self._conn.execute(
                 "SELECT next_offset FROM group_offsets WHERE grp = ? AND topic = ?",
                 (group, topic),
