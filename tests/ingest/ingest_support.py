@@ -372,6 +372,12 @@ HOSTILE_TEXT: dict[str, dict[str, object]] = {
     "patient name group over 4 times 64": {"PatientName": "A" * 257},
     "study description over 4 times LO's 64": {"StudyDescription": "x" * 257},
     "modality with ESC, which CS never holds": {"Modality": "U\x1bS"},
+    # What QIDO-RS returns at study and series level (includefield=all).
+    "institution name with a control character": {"InstitutionName": "General\x02Hospital"},
+    "referring physician with a control character": {"ReferringPhysicianName": "DOE^JOHN\x05"},
+    "operator with a control character": {"OperatorsName": "SMITH\x07^ANN"},
+    "performing physician with DEL": {"PerformingPhysicianName": "ROE\x7f^JANE"},
+    "protocol name with a vertical tab": {"ProtocolName": "Thyroid\x0bleft"},
 }
 # A part of each hostile value that no refusal may echo (the value may be a patient's).
 HOSTILE_MARKS = (
@@ -383,6 +389,11 @@ HOSTILE_MARKS = (
     "A" * 257,
     "x" * 257,
     "U\x1b",
+    "General\x02",
+    "JOHN\x05",
+    "SMITH\x07",
+    "ROE\x7f",
+    "Thyroid\x0b",
 )
 
 

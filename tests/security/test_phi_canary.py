@@ -1,10 +1,13 @@
-"""A canary patient sent through every channel never shows up in the node's logs.
+"""A canary patient sent through every channel never shows up in the node's logs or replies.
 
 Channels: tus, STOW-RS, C-STORE, quality checks over REST, and inference's InferStream (the
 instances as frames, and the canary as a model and tensor name its errors echo to the caller).
 
 The node runs as its own process (`sonobridge serve`), as in production, so what reaches stderr is
 what a log shipper would get: Python warnings, pydicom's own logging, uncaught thread errors.
+Ingest's refusals (problem+json, STOW's Warning and failed-SOP items, C-STORE's ErrorComment)
+and the audit rows it writes for them hold no canary either: pydicom quotes the values it
+cannot decode, and those may be the patient's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +31,8 @@ import grpc
 import httpx
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import UltrasoundImageStorage
@@ -141,6 +147,40 @@ def _swallowing(data: bytes, tag: bytes) -> bytes:
     return wrong_length(data, offset, end - (offset + 8))
 
 
+def _relabelled(data: bytes, tag: bytes, vr: bytes) -> bytes:
+    """Give one element a VR its value cannot be decoded as: pydicom's error quotes the value.
+
+    The patient's name (20 bytes) read as FD is no whole number of 8-byte values, and pydicom
+    says so with the bytes themselves in its message.
+    """
+    [offset] = [o for o in element_offsets(data) if data[o : o + 4] == tag]
+    return data[: offset + 4] + vr + data[offset + 6 :]
+
+
+def _with_raw(data: bytes, tag: int, vr: str, value: bytes) -> bytes:
+    """Set one element to raw bytes, as a device wrote them, whatever its VR makes of them."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _media_uid(data: bytes, text: str) -> bytes:
+    """Put `text` in place of the file meta's MediaStorageSOPInstanceUID (same length)."""
+    uid = str(pydicom.dcmread(io.BytesIO(data)).file_meta.MediaStorageSOPInstanceUID).encode()
+    at = data.index(uid)  # the file meta comes first
+    return data[:at] + text.encode().ljust(len(uid)) + data[at + len(uid) :]
+
+
+def _stored_audit(data_dir: Path) -> list[str]:
+    """Return every audit row ingest wrote, each as one line of its columns."""
+    [database] = data_dir.rglob("ingest.sqlite3")
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT * FROM audit_log").fetchall()
+    return [" ".join(str(column) for column in row) for row in rows]
+
+
 def _tus(client: httpx.Client, exam_id: str, data: bytes) -> httpx.Response:
     created = client.post(
         f"/v1/exams/{exam_id}/uploads",
@@ -158,7 +198,8 @@ def _tus(client: httpx.Client, exam_id: str, data: bytes) -> httpx.Response:
     )
 
 
-def _c_store(port: int, data: bytes, tmp: Path) -> int:
+def _c_store(port: int, data: bytes, tmp: Path) -> tuple[int, str]:
+    """C-STORE one file; return its status and ErrorComment (-2: not sent, -1: no status)."""
     path = tmp / f"{uuid.uuid4().hex}.dcm"
     path.write_bytes(data)
     ae = AE(ae_title=CANARY_AE)
@@ -169,10 +210,12 @@ def _c_store(port: int, data: bytes, tmp: Path) -> int:
     try:
         status = assoc.send_c_store(path)
     except Exception:
-        return -2  # pynetdicom could not encode the broken file; nothing reached the node
+        return -2, ""  # pynetdicom could not encode the broken file; nothing reached the node
     finally:
         assoc.release()
-    return int(status.Status) if "Status" in status else -1
+    if "Status" not in status:
+        return -1, ""
+    return int(status.Status), str(status.get("ErrorComment", ""))
 
 
 def _infer_stream(port: int, token: str, frames: list[inference_pb2.InferRequest]) -> str:
@@ -215,8 +258,18 @@ def test_canary_patient_never_appears_in_any_log_line(
         # reach without ingest, reads it through pydicom (which warns that it is over-long)
         # and must take it for no device at all.
         "manufacturer": _swallowing(_canary_instance(study, 10), b"\x08\x00\x70\x00"),
+        # Values pydicom cannot decode, and quotes in its error: the name read as FD, the
+        # pixel spacing (DS) holding the name's parts, the file meta's instance UID (which a
+        # mismatch with SOPInstanceUID would echo) holding the ID.
+        "name as FD": _relabelled(_canary_instance(study, 11), b"\x10\x00\x10\x00", b"FD"),
+        "spacing": _with_raw(
+            _canary_instance(study, 12), 0x00280030, "DS", b"QUIXOTRIX\\ZEBULONIA "
+        ),
+        "media uid": _media_uid(_canary_instance(study, 13), CANARY["PatientID"]),
     }
     answers: dict[str, int] = {}
+    # What ingest and inference answer and what inference exports: the canary is in none.
+    answered: dict[str, str] = {}
     with httpx.Client(base_url=node_process.urls["ingest"], headers=headers, timeout=60) as ingest:
         exam_id = str(uuid.uuid4())
         opened = ingest.post(
@@ -236,14 +289,19 @@ def test_canary_patient_never_appears_in_any_log_line(
         answers["stow"] = ingest.post(
             f"/dicomweb/studies/{study}", content=body, headers={"Content-Type": content_type}
         ).status_code
-        answers["c-store"] = _c_store(node_process.dimse_port, good[2], tmp_path)
+        answers["c-store"] = _c_store(node_process.dimse_port, good[2], tmp_path)[0]
         for name, data in broken.items():
-            answers[f"tus {name}"] = _tus(ingest, exam_id, data).status_code
+            refused = _tus(ingest, exam_id, data)
+            answers[f"tus {name}"] = refused.status_code
+            answered[f"tus {name}"] = refused.text
             body, content_type = stow_body([data])
-            answers[f"stow {name}"] = ingest.post(
+            refused = ingest.post(
                 "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
-            ).status_code
-            answers[f"c-store {name}"] = _c_store(node_process.dimse_port, data, tmp_path)
+            )
+            answers[f"stow {name}"] = refused.status_code
+            answered[f"stow {name}"] = f"{refused.headers.get('Warning', '')} {refused.text}"
+            status, comment = _c_store(node_process.dimse_port, data, tmp_path)
+            answers[f"c-store {name}"], answered[f"c-store {name}"] = status, comment
         stored = ingest.get(f"/v1/exams/{exam_id}").json()["instances"]
         manifest = [
             {"sop_instance_uid": i["sop_instance_uid"], "sha256": i["sha256"]} for i in stored
@@ -258,8 +316,6 @@ def test_canary_patient_never_appears_in_any_log_line(
             f"/dicomweb/studies/{study}/instances", params={"includefield": "all"}
         ).status_code
         answers["metadata"] = ingest.get(f"/dicomweb/studies/{study}/metadata").status_code
-    # What inference answers and exports (its device model): the canary may be in none of it.
-    answered: dict[str, str] = {}
     with httpx.Client(
         base_url=node_process.urls["inference"], headers=headers, timeout=60
     ) as inference:
@@ -289,17 +345,25 @@ def test_canary_patient_never_appears_in_any_log_line(
     time.sleep(3)
     for name in ("ingest", "inference"):
         answered[f"{name} metrics"] = httpx.get(f"{node_process.urls[name]}/metrics").text
+    audit = _stored_audit(node_process.data_dir)
+    answered.update({f"audit row {n}": row for n, row in enumerate(audit)})
 
     assert answers["tus"] == 204 and answers["stow"] == 200 and answers["c-store"] == 0, answers
     assert answers["complete"] == 200 and answers["quality good"] == 200, answers
     # Every broken instance is refused at ingest, on each channel, with the channel's own error.
     for name in broken:
-        assert answers[f"tus {name}"] == 422, answers
-        assert answers[f"stow {name}"] == 409, answers
-        assert answers[f"c-store {name}"] == 0xC000, answers
+        assert answers[f"tus {name}"] == 422, json.dumps(answers)
+        assert answers[f"stow {name}"] == 409, json.dumps(answers)
+        # Over DIMSE no file meta travels: the SCP writes its own, so that file is sound there.
+        assert answers[f"c-store {name}"] == (0 if name == "media uid" else 0xC000), answers
     assert devices == {"good": "acme / probe", "manufacturer": "unknown"}, devices
+    refusals = [row for row in audit if "rejected:" in row]
+    assert len(refusals) >= 2 * len(broken), audit  # tus and STOW each audit their refusal
     in_answers = {
-        where: needle for where, text in answered.items() for needle in NEEDLES if needle in text
+        where: needle
+        for where, text in answered.items()
+        for needle in NEEDLES
+        if needle.lower() in text.lower()
     }
     assert in_answers == {}, in_answers
     assert answers["stream good"] == "OK", answers

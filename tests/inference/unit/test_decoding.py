@@ -112,3 +112,34 @@ def test_sequences_nested_past_the_limit_are_refused_whatever_the_recursion_limi
             decode_image(deep)
     finally:
         sys.setrecursionlimit(old)
+
+
+def _with_raw(tag, vr, value):
+    frame = generate_frame(1).image
+    ds = pydicom.dcmread(io.BytesIO(ultrasound_dicom_bytes(frame, (0.3, 0.3))))
+    if "SequenceOfUltrasoundRegions" in ds:
+        del ds.SequenceOfUltrasoundRegions  # PixelSpacing is then the calibration read
+    ds[tag] = pydicom.dataelem.RawDataElement(
+        pydicom.tag.Tag(tag), vr, len(value), value, 0, False, True
+    )
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr", "value", "said"),
+    [
+        # float('QUIXOTRIX') failed outside any handler: a 500 echoing the name.
+        (0x00280030, "DS", b"QUIXOTRIX\\ZEBULONIA ", "pixel spacing"),
+        (0x00280004, "CS", b"QUIXOTRIX^ZEBULONIA ", "cannot decode DICOM pixel data"),
+    ],
+)
+def test_a_header_value_pydicom_chokes_on_is_an_invalid_image_that_quotes_no_value(
+    tag, vr, value, said
+):
+    with pytest.raises(InvalidImage) as refused:
+        decode_image(_with_raw(tag, vr, value))
+    assert said in refused.value.detail
+    assert "QUIXOTRIX" not in refused.value.detail and "ZEBULONIA" not in refused.value.detail
+    assert refused.value.__cause__ is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,13 @@ import pydicom
 import pytest
 from ingest.ingest_support import synthetic_instance
 from pydicom.data import get_testdata_file
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from sonobridge.ingest.adapters.dicom_json import metadata_json
-from sonobridge.ingest.adapters.dicomfile import _describe, describe_header
+from sonobridge.ingest.adapters.dicomfile import _describe, describe_header, read_instance
 from sonobridge.ingest.domain.validation import InstanceDescription, Rejected
 
 _FOLDERS = {Path(str(get_testdata_file(n))).parent for n in ("CT_small.dcm", "chrFren.dcm")}
@@ -90,3 +95,77 @@ def _edited(**values: object) -> bytes:
 def test_edited_headers_are_described_as_pydicom_reads_them(values: dict[str, object]) -> None:
     data = _edited(**values)
     assert _outcome(data, rendered=True) == _outcome(data, rendered=False)
+
+
+_CANARY = "QUIXOTRIX^ZEBULONIA"
+
+
+def _relabelled(keyword: str, vr: bytes, *within: str) -> bytes:
+    """Hold the canary in `keyword` (in the sequence items named), then relabel its VR.
+
+    Read as FD, 20 bytes are no whole number of values, and pydicom's error quotes them.
+    """
+    ds = pydicom.dcmread(io.BytesIO(synthetic_instance()))
+    target = ds
+    for sequence in within:
+        item = Dataset()
+        setattr(target, sequence, [item])
+        target = item
+    setattr(target, keyword, _CANARY)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = out.getvalue()
+    tag = tag_for_keyword(keyword)
+    assert tag is not None
+    at = data.index(struct.pack("<HH", tag >> 16, tag & 0xFFFF) + dictionary_VR(tag).encode())
+    return data[: at + 4] + vr + data[at + 6 :]
+
+
+def _spacing(value: bytes) -> bytes:
+    """Give PixelSpacing (DS) raw bytes, as a device wrote them."""
+    ds = pydicom.dcmread(io.BytesIO(synthetic_instance()))
+    ds[0x00280030] = RawDataElement(Tag(0x00280030), "DS", len(value), value, 0, False, True)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        # pydicom's error quotes the bytes: "Instead received b'QUIXOTRIX^ZEBULONIA '".
+        (_relabelled("PatientName", b"FD"), "element (0010,0010) PatientName: its length"),
+        # "could not convert string to float: 'QUIXOTRIX'"
+        (_spacing(b"QUIXOTRIX\\ZEBULONIA "), "(0028,0030) PixelSpacing: its value"),
+        (
+            _relabelled("CodeMeaning", b"FD", "AnatomicRegionSequence"),
+            "(0008,0104) CodeMeaning in sequence (0008,2218) AnatomicRegionSequence: its",
+        ),
+        (
+            _relabelled("CodeMeaning", b"FD", "ProcedureCodeSequence", "ModifierCodeSequence"),
+            "in sequence (0008,1032) ProcedureCodeSequence (2 levels down): its",
+        ),
+    ],
+)
+def test_a_value_pydicom_cannot_decode_is_refused_by_its_element_never_its_value(
+    tmp_path: Path, data: bytes, named: str
+) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(data)
+    with pytest.raises(Rejected) as refused:
+        read_instance(path)
+    detail = refused.value.detail
+    assert refused.value.reason == "malformed_header"
+    assert named in detail, detail
+    assert "QUIXOTRIX" not in detail and "ZEBULONIA" not in detail, detail
+    # Nothing that may quote the value rides along for a traceback to print.
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+def test_a_parse_failure_names_the_element_pydicom_names_and_not_the_value() -> None:
+    from sonobridge.ingest.adapters.dicomfile import _parse_fault
+
+    failure = ValueError("(0010,0010) holds b'QUIXOTRIX^ZEBULONIA' which is not a valid PN")
+    assert _parse_fault(failure) == (
+        "DICOM header cannot be parsed at element (0010,0010) (ValueError)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ingest.ingest_support import (
 )
 
 from sonobridge.common.auth import Principal
-from sonobridge.common.problems import Forbidden
+from sonobridge.common.problems import Forbidden, InvalidInput
 from sonobridge.ingest.adapters import dicomfile
 from sonobridge.ingest.adapters.dicomfile import read_instance
 from sonobridge.ingest.adapters.spool import Spool
@@ -28,9 +29,15 @@ from sonobridge.ingest.domain.model import (
     is_valid_uid,
     manifest_sha256,
     missing_instances,
+    require_uid,
     writer_scope,
 )
-from sonobridge.ingest.domain.validation import Rejected, check_description, text_fault
+from sonobridge.ingest.domain.validation import (
+    CHECKED_TEXT_ATTRIBUTES,
+    Rejected,
+    check_description,
+    text_fault,
+)
 from sonobridge.ingest.entrypoints.dicomweb.multipart import MalformedMultipart, read_parts
 
 
@@ -218,3 +225,50 @@ def test_device_text_within_its_vr_is_kept_as_sent(tmp_path: Path) -> None:
     assert metadata["00080070"]["Value"] == ["Acme Medical"]
     assert metadata["00181020"]["Value"] == ["1.0.2", "fw 7"]
     assert description.device_serial == "SN-0001"
+
+
+def test_every_text_attribute_qido_returns_at_study_and_series_level_is_checked() -> None:
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from sonobridge.ingest.entrypoints.dicomweb import views
+
+    returned = (*views._STUDY_LEVEL, *views._SERIES_LEVEL)
+    # Sequences are rendered as they came; SeriesNumber is read as an integer (_header_int).
+    text = {k for k in returned if dictionary_VR(tag_for_keyword(k)) not in ("SQ", "IS")}
+    assert text - set(CHECKED_TEXT_ATTRIBUTES) == set()
+
+
+@pytest.mark.parametrize(
+    ("meta", "value"),
+    [
+        ("MediaStorageSOPInstanceUID", "QUIXOTRIX^ZEBULONIA"),
+        ("MediaStorageSOPClassUID", "CANARY-ID-7731"),
+    ],
+)
+def test_a_file_meta_uid_that_is_no_uid_is_refused_without_echo(
+    tmp_path: Path, meta: str, value: str
+) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(synthetic_instance())
+    description, pixels, _ = read_instance(path)
+    keyword = "media_sop_instance_uid" if "Instance" in meta else "media_sop_class_uid"
+    with pytest.raises(Rejected) as refused:
+        check_description(dataclasses.replace(description, **{keyword: value}), pixels)
+    assert refused.value.reason == "malformed_uid"
+    assert meta in refused.value.detail and value not in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("QUIXOTRIX^ZEBULONIA", "characters other than digits and dots"),
+        ("1.2.03", "starts with 0"),
+        ("1." * 40, "80 characters"),
+        ("", "empty"),
+    ],
+)
+def test_a_uid_in_a_request_is_refused_saying_why_without_echo(value: str, why: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        require_uid("StudyInstanceUID", value)
+    assert why in refused.value.detail
+    assert not value or value not in refused.value.detail

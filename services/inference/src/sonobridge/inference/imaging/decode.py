@@ -245,15 +245,25 @@ def decode_dataset(
         meta = getattr(ds, "file_meta", None)
         syntax = meta.get("TransferSyntaxUID", "unknown") if meta is not None else "unknown"
         name = getattr(syntax, "name", str(syntax))
-        raise InvalidImage(f"cannot decode DICOM pixel data ({name}): {exc}") from exc
+        # pydicom's and the codecs' messages may quote header values: only the type is told.
+        raise InvalidImage(
+            f"cannot decode DICOM pixel data ({name}): {type(exc).__name__}"
+        ) from None
     stacked = np.stack(frames)
     if stacked.ndim != 3:
         raise InvalidImage(f"unexpected decoded pixel shape {stacked.shape}")
+    try:
+        spacing = dicom_spacing_mm(ds)
+    except malformed as exc:
+        raise InvalidImage(
+            f"the pixel spacing (PixelSpacing or an ultrasound region's PhysicalDelta) is not "
+            f"a number: {type(exc).__name__}"
+        ) from None
     return DecodedImage(
         stacked,
         indices,
         n_frames,
-        dicom_spacing_mm(ds),
+        spacing,
         "dicom",
         str(ds.get("Manufacturer", "") or ""),
         str(ds.get("ManufacturerModelName", "") or ""),
@@ -286,7 +296,7 @@ def decode_image(data: bytes, sampling: Sampling | None = None) -> DecodedImage:
             im.load()
             pixels = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
     except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidImage(f"not a JPEG, PNG or DICOM image: {exc}") from exc
+        raise InvalidImage(f"not a JPEG, PNG or DICOM image: {type(exc).__name__}") from None
     if sampling is not None:
         sampling.indices(1)  # a still image has frame 0 only; ask the policy to say so
     return DecodedImage(to_gray(pixels)[None], [0], 1, None, fmt.lower())

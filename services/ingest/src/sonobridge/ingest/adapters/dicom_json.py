@@ -7,9 +7,10 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException
 
 from sonobridge.ingest.domain.media import BULKDATA, PIXEL_BULKDATA
 from sonobridge.ingest.domain.validation import PixelLayout
@@ -124,6 +125,41 @@ def _bulk_vr(raw: RawDataElement) -> str | None:
     return "OB" if "OB" in vr else None
 
 
+class UndecodableElement(ValueError):
+    """An element pydicom could not decode: names it and its VR, never its value.
+
+    `path` runs from the element out to the top-level sequence holding it.
+    """
+
+    def __init__(self, path: tuple[int, ...], vr: str, cause: type[BaseException]) -> None:
+        self.path, self.vr, self.cause = path, vr, cause
+        inner, outer = (
+            f"({t >> 16:04X},{t & 0xFFFF:04X}) {keyword_for_tag(t)}".rstrip()
+            for t in (path[0], path[-1])
+        )
+        where = inner if len(path) == 1 else f"{inner} in sequence {outer}"
+        if len(path) > 2:
+            where += f" ({len(path) - 1} levels down)"
+        vr = vr or "its VR"
+        if issubclass(cause, BytesLengthException):
+            why = f"its length is no whole number of {vr} values"
+        elif issubclass(cause, (ValueError, TypeError)):
+            why = f"its value is not a valid {vr}"
+        else:
+            why = f"it cannot be decoded as {vr} ({cause.__name__})"
+        super().__init__(f"element {where}: {why}")
+
+
+def _vr_of(element: Any, tag: int) -> str:
+    vr = getattr(element, "VR", None)
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = ""
+    return str(vr)
+
+
 def json_dataset(
     ds: Dataset, raw: Mapping[Any, Any] | None = None, ascii_text: bool = True
 ) -> dict[str, Any]:
@@ -151,16 +187,22 @@ def json_dataset(
             if direct is not None:
                 body[key] = direct
                 continue
-        decoded = ds[tag]
-        if decoded.VR == "SQ":
-            body[key] = {
-                "vr": "SQ",
-                "Value": [json_dataset(item, None, ascii_text) for item in decoded.value],
-            }
-            continue
-        body[key] = decoded.to_json_dict(
-            bulk_data_element_handler=None, bulk_data_threshold=JSON_BULK_BYTES
-        )
+        # pydicom's own errors quote the value they choke on; only the element is named.
+        try:
+            decoded = ds[tag]
+            if decoded.VR == "SQ":
+                body[key] = {
+                    "vr": "SQ",
+                    "Value": [json_dataset(item, None, ascii_text) for item in decoded.value],
+                }
+                continue
+            body[key] = decoded.to_json_dict(
+                bulk_data_element_handler=None, bulk_data_threshold=JSON_BULK_BYTES
+            )
+        except UndecodableElement as inner:
+            raise UndecodableElement((*inner.path, int(tag)), inner.vr, inner.cause) from None
+        except Exception as exc:
+            raise UndecodableElement((int(tag),), _vr_of(element, tag), type(exc)) from None
     return body
 
 

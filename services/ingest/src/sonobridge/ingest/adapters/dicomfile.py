@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydicom.uid import UID
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
 from sonobridge.ingest.adapters.dataset_hash import LONG_VRS as _LONG_VRS
-from sonobridge.ingest.adapters.dicom_json import metadata_json
+from sonobridge.ingest.adapters.dicom_json import UndecodableElement, metadata_json
 from sonobridge.ingest.domain.model import is_valid_uid
 from sonobridge.ingest.domain.validation import (
     CHECKED_TEXT_ATTRIBUTES,
@@ -270,11 +271,14 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         fp.seek(0)
         try:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=_DEFER_BYTES)
-        except InvalidDicomError as exc:
-            raise Rejected(f"not a DICOM file: {exc}", "not_dicom") from exc
+        except InvalidDicomError:
+            # pydicom's messages quote the values they choke on: none is passed on (from None).
+            raise Rejected(
+                "not a DICOM file: its file meta information cannot be read", "not_dicom"
+            ) from None
         except Exception as exc:
             # pydicom raises many types for corrupt headers; all mean "cannot parse".
-            raise Rejected(f"DICOM header cannot be parsed: {exc}", "malformed_header") from exc
+            raise Rejected(_parse_fault(exc), "malformed_header") from None
         meta = ds.file_meta
         transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "").strip()
         for element in ds._dict.values():
@@ -304,17 +308,40 @@ def describe_header(
     # The elements as parsed, before rendering decodes some of them in place.
     parsed = dict(ds._dict)
     try:
+        metadata = metadata_json(ds, parsed, pixels)
+    except Exception as exc:
+        # A value the description reads refuses the file for its own reason first.
         try:
-            metadata = metadata_json(ds, parsed, pixels)
-        except Exception:
-            # A value the description reads refuses the file for its own reason first.
             _describe(ds, transfer_syntax, pixels, None)
+        except Rejected:
             raise
+        except Exception:  # noqa: S110 - the rendering's failure names the element
+            pass
+        raise Rejected(_decode_fault(exc), "malformed_header") from None
+    try:
         return _describe(ds, transfer_syntax, pixels, metadata), metadata
     except Rejected:
         raise
     except Exception as exc:
-        raise Rejected(f"DICOM header cannot be decoded: {exc}", "malformed_header") from exc
+        raise Rejected(_decode_fault(exc), "malformed_header") from None
+
+
+# A tag as pydicom's messages write it: hex digits only, so it can be passed on.
+_TAG_IN_MESSAGE = re.compile(r"\(([0-9A-Fa-f]{4}),\s*([0-9A-Fa-f]{4})\)")
+
+
+def _parse_fault(exc: Exception) -> str:
+    """Describe a header pydicom cannot parse by the element it names, never by a value."""
+    found = _TAG_IN_MESSAGE.search(str(exc))
+    where = f" at element ({found[1].upper()},{found[2].upper()})" if found else ""
+    return f"DICOM header cannot be parsed{where} ({type(exc).__name__})"
+
+
+def _decode_fault(exc: Exception) -> str:
+    """Describe a header element that cannot be decoded, never by its value."""
+    if isinstance(exc, UndecodableElement):
+        return f"DICOM header cannot be decoded: {exc}"
+    return f"DICOM header cannot be decoded ({type(exc).__name__})"
 
 
 def peek_uids(path: Path) -> tuple[str, str]:

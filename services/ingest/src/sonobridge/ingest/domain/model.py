@@ -53,10 +53,23 @@ def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and _UID.match(value) is not None
 
 
+def uid_fault(value: str) -> str:
+    """Say why `value` is not a DICOM UID, without echoing it (it may hold anyone's name)."""
+    if not value:
+        return "it is empty"
+    if len(value) > 64:
+        return f"it is {len(value)} characters long; a UID holds at most 64"
+    if value.strip("0123456789."):
+        return "it holds characters other than digits and dots"
+    return "a component is empty or starts with 0"
+
+
 def require_uid(name: str, value: str) -> str:
     """Return `value` if it is a valid UID, else raise InvalidInput naming the field."""
     if not is_valid_uid(value):
-        raise InvalidInput(f"{name} {value!r} is not a valid DICOM UID", reason="malformed_uid")
+        raise InvalidInput(
+            f"{name} is not a valid DICOM UID: {uid_fault(value)}", reason="malformed_uid"
+        )
     return value
 
 

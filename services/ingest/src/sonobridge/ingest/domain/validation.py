@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from sonobridge.common.problems import InvalidInput, PayloadTooLarge
-from sonobridge.ingest.domain.model import is_valid_uid
+from sonobridge.ingest.domain.model import is_valid_uid, uid_fault
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -33,8 +33,8 @@ ENCAPSULATED_TRANSFER_SYNTAXES = frozenset(
 SUPPORTED_TRANSFER_SYNTAXES = NATIVE_TRANSFER_SYNTAXES | ENCAPSULATED_TRANSFER_SYNTAXES
 
 
-# The text attributes ingest indexes or that name the device, which inference reads: each
-# value is held to its VR before the instance is stored (check_text).
+# The text attributes ingest indexes, that name the device (which inference reads) or that
+# QIDO-RS returns: each value is held to its VR before the instance is stored (text_fault).
 INDEXED_TEXT_ATTRIBUTES = (
     "SOPInstanceUID",
     "SOPClassUID",
@@ -59,7 +59,37 @@ DEVICE_TEXT_ATTRIBUTES = (
     "StationName",
     "SoftwareVersions",
 )
-CHECKED_TEXT_ATTRIBUTES = INDEXED_TEXT_ATTRIBUTES + DEVICE_TEXT_ATTRIBUTES
+# The other text attributes QIDO-RS returns at study and series level (includefield=all):
+# patient, study and series modules as the first instance carries them.
+QUERIED_TEXT_ATTRIBUTES = (
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "EthnicGroup",
+    "PatientComments",
+    "ReferringPhysicianName",
+    "PhysiciansOfRecord",
+    "NameOfPhysiciansReadingStudy",
+    "AdmittingDiagnosesDescription",
+    "TimezoneOffsetFromUTC",
+    "Laterality",
+    "SeriesDate",
+    "SeriesTime",
+    "PerformingPhysicianName",
+    "ProtocolName",
+    "OperatorsName",
+    "PatientPosition",
+    "PerformedProcedureStepID",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "PerformedProcedureStepDescription",
+    "InstitutionName",
+)
+CHECKED_TEXT_ATTRIBUTES = INDEXED_TEXT_ATTRIBUTES + DEVICE_TEXT_ATTRIBUTES + QUERIED_TEXT_ATTRIBUTES
 
 # The most characters one value of each text VR holds (PS3.5 table 6.2-1); a person name's
 # limit is per component group. DA and TM also admit the dotted (YYYY.MM.DD) and coloned
@@ -206,7 +236,14 @@ def check_description(d: InstanceDescription, pixels: PixelLayout | None) -> Non
             raise Rejected(f"{name} is missing", "missing_uid")
         if not is_valid_uid(value):
             # Not echoed: a broken header can put any text, a patient's name too, in its place.
-            raise Rejected(f"{name} is not a valid DICOM UID", "malformed_uid")
+            raise Rejected(f"{name} is not a valid DICOM UID: {uid_fault(value)}", "malformed_uid")
+    for name, value in (
+        ("MediaStorageSOPInstanceUID", d.media_sop_instance_uid),
+        ("MediaStorageSOPClassUID", d.media_sop_class_uid),
+    ):
+        if value and not is_valid_uid(value):
+            # Checked before the mismatch below echoes it.
+            raise Rejected(f"{name} is not a valid DICOM UID: {uid_fault(value)}", "malformed_uid")
     if d.media_sop_instance_uid and d.media_sop_instance_uid != d.sop_instance_uid:
         raise Rejected(
             f"MediaStorageSOPInstanceUID {d.media_sop_instance_uid} contradicts "
