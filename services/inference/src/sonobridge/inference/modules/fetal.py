@@ -268,7 +268,9 @@ class FetalBiometryModule(SegmentingModule, name=NAME, version=VERSION, exam_typ
         known = spacing_of(frame) is not None
         nominal = NOMINAL_WIDTH_MM / frame.pixels.shape[1]
         judged = frame if known else replace(frame, spacing_mm=(nominal, nominal))
-        view = find_head(judged, probs, self.seg_threshold, ridge=True)
+        return self._judged(find_head(judged, probs, self.seg_threshold, ridge=True), known)
+
+    def _judged(self, view: HeadView | None, known: bool) -> Evidence:
         if view is None:
             return Evidence(False, "no head region")
         return judge_head(
@@ -313,14 +315,18 @@ class FetalBiometryModule(SegmentingModule, name=NAME, version=VERSION, exam_typ
         views, absent, shown = [], [], 0
         for frame in usable:
             probs = self._probabilities(frame)
+            view = find_head(frame, probs, self.seg_threshold, self.ridge)
             # Defence in depth: the view check may err, so the module reports only on frames
-            # where it sees a fetal head itself.
-            evidence = self.evidence(frame, probs)
+            # where it sees a fetal head itself. With spacing and the skull ring on, the head it
+            # would measure is the one the evidence judges: one fit, not two.
+            if self.ridge and spacing_of(frame) is not None:
+                evidence = self._judged(view, known=True)
+            else:
+                evidence = self.evidence(frame, probs)
             if not evidence.present:
                 absent.append(evidence.reason)
                 continue
             shown += 1
-            view = find_head(frame, probs, self.seg_threshold, self.ridge)
             if view is not None:
                 views.append(view)
         if not views:
