@@ -30,6 +30,8 @@ from ingest.ingest_support import (
 )
 from pynetdicom import AE
 from pynetdicom.sop_class import UltrasoundImageStorage
+from tusclient import client as tus
+from tusclient.exceptions import TusCommunicationError
 
 STUDY = "1.2.826.0.1.3680043.8.498.4242"
 FAILED_SOP_SEQUENCE, FAILURE_REASON, REFERENCED_SOP = "00081198", "00081197", "00081155"
@@ -109,6 +111,26 @@ def test_tus_refuses_each_hostile_text_attribute_with_problem_json(ingest: Runni
         problem = response.json()
         assert problem["reason"] == "malformed_attribute", (name, problem)
         assert not _echoes(response.text) and "Test^Synthetic" not in response.text
+    _assert_nothing_stored(ingest)
+
+
+def test_stock_tus_client_gets_the_refusal_of_a_swallowed_patient_module(
+    ingest: RunningIngest,
+) -> None:
+    # tuspy, as an app built on a stock tus client would upload it, in chunks with checksums.
+    data = hostile_text_instances()["manufacturer swallowing the patient's name and ID"]
+    with ingest.client() as client:
+        exam_id = new_exam(client)
+    uploader = tus.TusClient(
+        f"{ingest.base_url}/v1/exams/{exam_id}/uploads",
+        headers={"Authorization": f"Bearer {ingest.token()}"},
+    ).uploader(file_stream=io.BytesIO(data), chunk_size=len(data) // 3 + 1, upload_checksum=True)
+    with pytest.raises(TusCommunicationError) as refused:
+        uploader.upload()
+    assert refused.value.status_code == 422
+    body = (refused.value.response_content or b"").decode()
+    assert '"malformed_attribute"' in body
+    assert not _echoes(body) and "Test^Synthetic" not in body
     _assert_nothing_stored(ingest)
 
 
