@@ -90,6 +90,12 @@ def _direct(raw: RawDataElement, ascii_text: bool) -> dict[str, Any] | None:
         kind: Callable[[Any], Any] = float if code in "fd" else int
         numbers = struct.unpack(f"<{len(value) // size}{code}", value)
         return {"vr": vr, "Value": [kind(n) for n in numbers]}
+    if vr == "AT":
+        if len(value) % 4:
+            return None
+        halves = struct.unpack(f"<{len(value) // 2}H", value)
+        tags = [f"{group:04X}{elem:04X}" for group, elem in zip(halves[::2], halves[1::2])]
+        return {"vr": vr, "Value": tags}
     if not ascii_text or not value.isascii():
         return None
     items = _texts(vr, value.decode("ascii"))
