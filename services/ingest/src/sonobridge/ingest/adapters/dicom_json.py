@@ -48,7 +48,7 @@ def _texts(vr: str, text: str) -> list[Any] | None:
     if vr in ("CS", "DA", "TM", "DT", "AS"):
         return _split(text)
     if vr == "UI":
-        return _split(text.rstrip("\x00 "))
+        return [v.strip() for v in _split(text.rstrip("\x00 "))]  # pydicom's UID() strips
     if vr in ("SH", "LO", "UC"):
         return [v.rstrip("\x00 ") for v in text.split("\\")]
     if vr in ("LT", "ST", "UT"):

@@ -160,5 +160,5 @@ def _meta_dataset(raw: Elements) -> FileMetaDataset:
     meta.set_original_encoding(
         is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding
     )
-    meta[next(iter(raw))]
+    meta[min(raw)]  # pydicom tests the lowest tag
     return meta
