@@ -254,7 +254,9 @@ def test_attribute_tags_render_as_pydicom_renders_them(value: bytes) -> None:
 _TEXT = st.text(st.sampled_from("AZaz09 .^=\\-+e\x00\r"), max_size=12).map(str.encode)
 _GENERATED_VALUES: dict[str, st.SearchStrategy[bytes]] = {
     **dict.fromkeys(("CS", "DA", "TM", "SH", "LO", "PN", "IS", "DS", "UI", "AE", "LT"), _TEXT),
-    **dict.fromkeys(("US", "SS", "UL", "SL", "FL", "FD", "AT", "OB", "OW", "UN"), st.binary(max_size=12)),
+    **dict.fromkeys(
+        ("US", "SS", "UL", "SL", "FL", "FD", "AT", "OB", "OW", "UN"), st.binary(max_size=12)
+    ),
 }
 
 
