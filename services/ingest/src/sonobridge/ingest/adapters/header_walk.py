@@ -8,10 +8,10 @@ in a few struct calls each, and declines (None) anything else, which pydicom the
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pydicom.charset import default_encoding
-from pydicom.dataelem import RawDataElement, empty_value_for_VR
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import (
@@ -42,6 +42,7 @@ _NOT_EXPLICIT_LITTLE = frozenset(
 )
 
 Elements = dict[BaseTag, RawDataElement]
+_Read = dict[BaseTag, DataElement | RawDataElement]  # as pydicom's datasets hold them
 
 
 def _walk(
@@ -79,7 +80,7 @@ def _walk(
         position = start + length
         if length == _UNDEFINED or position > end or (length > defer_size and tag != _CHARSET):
             return None
-        value = data[start:position] if length else empty_value_for_VR(vr, raw=True)
+        value = data[start:position] if length else cast(bytes, empty_value_for_VR(vr, raw=True))
         elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, start, False, True)
     return elements, position
 
@@ -145,7 +146,7 @@ def read_header(data: bytes, fileobj: BinaryIO, defer_size: int) -> tuple[FileDa
     if walked is None:
         return None
     raw, stop = walked
-    ds = FileDataset(fileobj, raw, data[:128], meta, False, True)
+    ds = FileDataset(fileobj, cast(_Read, raw), data[:128], meta, False, True)
     try:
         encoding = ds._character_set  # decoded in place, as pydicom's reading does
     except Exception:
@@ -156,7 +157,7 @@ def read_header(data: bytes, fileobj: BinaryIO, defer_size: int) -> tuple[FileDa
 
 def _meta_dataset(raw: Elements) -> FileMetaDataset:
     """Build the File Meta as pydicom does, its first element decoded as pydicom tests it."""
-    meta = FileMetaDataset(raw)
+    meta = FileMetaDataset(cast(_Read, raw))
     meta.set_original_encoding(
         is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding
     )
