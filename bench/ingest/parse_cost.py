@@ -14,7 +14,6 @@ Python where it has one), so both share one load. Figures, never a pass/fail:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -24,25 +23,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL_FILE = "examples_ybr_color.dcm"  # pydicom's US example, 0.22 MB (bench_vs_orthanc's)
 
 
 def _files(folder: Path, count: int) -> list[Path]:
     """Write `count` copies of the US example, each with its own SOP Instance UID."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-    from pydicom.uid import generate_uid
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_vs_orthanc import _small_instances
 
-    ds = pydicom.dcmread(str(get_testdata_file(SMALL_FILE)))
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
     paths = []
-    for n in range(count):
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
+    for n, data in enumerate(_small_instances(count)):
         path = folder / f"{n}.dcm"
-        path.write_bytes(buffer.getvalue())
+        path.write_bytes(data)
         paths.append(path)
     return paths
 

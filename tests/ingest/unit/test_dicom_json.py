@@ -102,11 +102,11 @@ def _element(tag: int, vr: str, value: bytes) -> bytes:
     return head + struct.pack("<H", len(value)) + value
 
 
-def _file(elements: list[tuple[int, str, bytes]]) -> bytes:
+def _file(elements: list[tuple[int, str, bytes]], syntax: str = ExplicitVRLittleEndian) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
     meta.MediaStorageSOPInstanceUID = "1.2.3.4"
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax
     out = io.BytesIO()
     out.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(out, meta, enforce_standard=True)

@@ -13,11 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
-from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from sonobridge.ingest.adapters.header_walk import read_header, sequence_items
+from tests.ingest.unit.test_dicom_json import _file as part10
 
 _DEFER = 64 * 1024
 _FOLDERS = {Path(str(get_testdata_file(n))).parent for n in ("CT_small.dcm", "chrFren.dcm")}
@@ -50,6 +49,17 @@ def _checked(data: bytes) -> bool:
     return True
 
 
+def _read_alike_or_declined(data: bytes) -> None:
+    """Assert the walk reads `data` as dcmread does, or declines what dcmread refuses."""
+    try:
+        pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, defer_size=_DEFER)
+    except Exception:
+        # pydicom refuses it: the walk must decline, leaving the refusal to pydicom.
+        assert read_header(data, io.BytesIO(data), _DEFER) is None
+        return
+    _checked(data)
+
+
 def _element(tag: int, vr: str, value: bytes, length: int | None = None) -> bytes:
     head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode()
     size = len(value) if length is None else length
@@ -59,14 +69,7 @@ def _element(tag: int, vr: str, value: bytes, length: int | None = None) -> byte
 
 
 def _file(body: bytes, syntax: str = ExplicitVRLittleEndian) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
-    meta.MediaStorageSOPInstanceUID = "1.2.3.4"
-    meta.TransferSyntaxUID = syntax
-    out = io.BytesIO()
-    out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)
-    return out.getvalue() + body
+    return part10([], syntax) + body
 
 
 def _item(body: bytes, defined: bool) -> bytes:
@@ -106,13 +109,7 @@ def test_damaged_samples_are_read_as_dcmread_reads_them_or_declined(path: str) -
             del damaged[at:]
         else:
             damaged[at:at] = rng.randbytes(rng.randint(1, 6))
-        try:
-            pydicom.dcmread(io.BytesIO(damaged), stop_before_pixels=True, defer_size=_DEFER)
-        except Exception:
-            # pydicom refuses it: the walk must decline, leaving the refusal to pydicom.
-            assert read_header(bytes(damaged), io.BytesIO(damaged), _DEFER) is None
-            continue
-        _checked(bytes(damaged))
+        _read_alike_or_declined(bytes(damaged))
 
 
 @pytest.mark.parametrize(
@@ -179,12 +176,7 @@ def test_generated_headers_are_read_as_dcmread_reads_them(
     data = bytearray(_file(body, syntax))
     if flip is not None:
         data[132 + flip[0] % (len(data) - 132)] = flip[1]
-    try:
-        pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, defer_size=_DEFER)
-    except Exception:
-        assert read_header(bytes(data), io.BytesIO(data), _DEFER) is None
-        return
-    _checked(bytes(data))
+    _read_alike_or_declined(bytes(data))
 
 
 @settings(max_examples=200, deadline=None)
