@@ -121,9 +121,9 @@ def read_header(data: bytes, fileobj: BinaryIO, defer_size: int) -> tuple[FileDa
     """Return the header as dcmread(stop_before_pixels=True) would, and where it stops.
 
     `data` is a whole Part 10 file with its preamble and 'DICM' prefix, `fileobj` the buffer
-    it was read from (as pydicom keeps it). None where the file is
-    not the common case (an explicit VR little endian dataset after a plain File Meta): pydicom
-    reads those, and the file's faults are found and named as they always were.
+    it was read from (as pydicom keeps it). None where the file is not the common case (an
+    explicit VR little endian dataset after a plain File Meta): pydicom reads those, and the
+    file's faults are found and named as they always were.
     """
     meta_walk = _walk(data, 132, len(data), defer_size, _META)
     if meta_walk is None or not meta_walk[0]:
