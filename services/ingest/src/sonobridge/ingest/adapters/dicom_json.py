@@ -12,6 +12,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException
 
+from sonobridge.ingest.adapters import header_walk
 from sonobridge.ingest.domain.media import BULKDATA, PIXEL_BULKDATA
 from sonobridge.ingest.domain.validation import PixelLayout
 
@@ -47,7 +48,7 @@ def _texts(vr: str, text: str) -> list[Any] | None:
     if vr in ("CS", "DA", "TM", "DT", "AS"):
         return _split(text)
     if vr == "UI":
-        return _split(text.rstrip("\x00 "))
+        return [v.strip() for v in _split(text.rstrip("\x00 "))]  # pydicom's UID() strips
     if vr in ("SH", "LO", "UC"):
         return [v.rstrip("\x00 ") for v in text.split("\\")]
     if vr in ("LT", "ST", "UT"):
@@ -90,6 +91,11 @@ def _direct(raw: RawDataElement, ascii_text: bool) -> dict[str, Any] | None:
         kind: Callable[[Any], Any] = float if code in "fd" else int
         numbers = struct.unpack(f"<{len(value) // size}{code}", value)
         return {"vr": vr, "Value": [kind(n) for n in numbers]}
+    if vr == "AT":
+        if len(value) % 4:
+            return None
+        tags = [f"{group:04X}{elem:04X}" for group, elem in struct.iter_unpack("<HH", value)]
+        return {"vr": vr, "Value": tags}
     if not ascii_text or not value.isascii():
         return None
     items = _texts(vr, value.decode("ascii"))
@@ -160,6 +166,42 @@ def _vr_of(element: Any, tag: int) -> str:
     return str(vr)
 
 
+def _from_bytes(element: RawDataElement, key: str, ascii_text: bool) -> dict[str, Any] | None:
+    """Render a raw element from its bytes as pydicom would, or None to let pydicom do it."""
+    if (
+        element.length != _UNDEFINED
+        and element.length > JSON_BULK_BYTES
+        and (vr := _bulk_vr(element)) is not None
+    ):
+        # Only the raw element still knows where its value lies in the file.
+        return {"vr": vr, "BulkDataURI": f"{BULKDATA}{key}-{element.value_tell}"}
+    if element.VR == "SQ":
+        return _sequence(element, ascii_text)
+    return _direct(element, ascii_text)
+
+
+def _sequence(element: RawDataElement, ascii_text: bool) -> dict[str, Any] | None:
+    """Render a sequence whose items hold only elements rendered from their bytes, or None."""
+    if element.value is None or not element.is_little_endian or element.is_implicit_VR:
+        return None
+    items = header_walk.sequence_items(element.value)
+    if items is None:
+        return None
+    rendered = []
+    for item in items:
+        if _CHARSET in item:
+            return None  # its own character set: pydicom decodes it
+        body = {}
+        for tag in sorted(item):
+            key = f"{tag:08X}"
+            direct = _from_bytes(item[tag], key, ascii_text)
+            if direct is None:
+                return None
+            body[key] = direct
+        rendered.append(body)
+    return {"vr": "SQ", "Value": rendered}
+
+
 def json_dataset(
     ds: Dataset, raw: Mapping[Any, Any] | None = None, ascii_text: bool = True
 ) -> dict[str, Any]:
@@ -175,15 +217,7 @@ def json_dataset(
         key = f"{tag:08X}"
         element = elements.get(tag)
         if isinstance(element, RawDataElement):
-            if (
-                element.length != _UNDEFINED
-                and element.length > JSON_BULK_BYTES
-                and (vr := _bulk_vr(element)) is not None
-            ):
-                # Only the raw element still knows where its value lies in the file.
-                body[key] = {"vr": vr, "BulkDataURI": f"{BULKDATA}{key}-{element.value_tell}"}
-                continue
-            direct = _direct(element, ascii_text)
+            direct = _from_bytes(element, key, ascii_text)
             if direct is not None:
                 body[key] = direct
                 continue

@@ -20,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from sonobridge.common.inputs import INT32_MAX, INT32_MIN
+from sonobridge.ingest.adapters import header_walk
 from sonobridge.ingest.adapters.dataset_hash import LONG_VRS as _LONG_VRS
 from sonobridge.ingest.adapters.dicom_json import UndecodableElement, metadata_json
 from sonobridge.ingest.domain.model import is_valid_uid
@@ -261,6 +262,18 @@ def _open(path: Path, size: int) -> BinaryIO:
     return path.open("rb")
 
 
+def _read_header(fp: BinaryIO) -> Dataset:
+    """Parse the header up to the pixel data, leaving `fp` there; the common case walked."""
+    if isinstance(fp, io.BytesIO):
+        data = fp.getvalue()
+        walked = header_walk.read_header(data, fp, _DEFER_BYTES)
+        if walked is not None:
+            fp.seek(walked[1])
+            return walked[0]
+    fp.seek(0)
+    return pydicom.dcmread(fp, stop_before_pixels=True, defer_size=_DEFER_BYTES)
+
+
 def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, dict[str, Any]]:
     """Parse the file at `path`; return its description, pixel layout and DICOM JSON metadata."""
     size = path.stat().st_size
@@ -268,9 +281,8 @@ def read_instance(path: Path) -> tuple[InstanceDescription, PixelLayout | None, 
         preamble = fp.read(132)
         if len(preamble) < 132 or preamble[128:132] != b"DICM":
             raise Rejected("not a DICOM file (no 128-byte preamble and 'DICM' prefix)", "not_dicom")
-        fp.seek(0)
         try:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=_DEFER_BYTES)
+            ds = _read_header(fp)
         except InvalidDicomError:
             # pydicom's messages quote the values they choke on: none is passed on (from None).
             raise Rejected(

@@ -65,7 +65,8 @@ def _validate(deps: IngestDeps, spooled: SpooledFile) -> tuple[InstanceDescripti
     check_description(description, pixels)
     # Rendered here, once: on the single node the row is built by whichever request leads
     # the group commit, while it holds the database's write lock.
-    return description, json.dumps(metadata)
+    # A fresh tree of plain values: no cycle to look for (a tenth of the encoding's time).
+    return description, json.dumps(metadata, check_circular=False)
 
 
 def store_instance(
