@@ -69,82 +69,126 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
     )
 
 
-class InternalErrors:
-    """Answer any unexpected exception with problem+json 500 and an error id the log carries.
+class RequestEdge:
+    """Count and time each request; answer any unexpected exception with problem+json 500.
 
-    The log line names the exception type and where it was raised, never its message: messages
-    of database and DICOM errors echo the values involved (patient names, IDs).
+    One plain ASGI layer for both (not `@app.middleware("http")`, whose task group and memory
+    streams cost more CPU than a small STOW-RS route): each is a wrapper around every message
+    a request sends. Requests are counted by method, route template and status, and timed to
+    their response's start. A 500's log line names the exception type and where it was raised,
+    never its message: messages of database and DICOM errors echo the values involved
+    (patient names, IDs); it carries an error id the answer quotes.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
+        self.metrics = metrics
+        # The labelled children by (method, route, status): looking one up by its labels
+        # takes a lock and builds tuples, twice per request. Routes are templates: bounded.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        begun = time.perf_counter()
+        observed = started = False
 
-        async def send_tracking(message: Message) -> None:
+        def observe(status: int) -> None:
+            nonlocal observed
+            observed = True
+            key = (scope["method"], _route_template(scope), status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = self._labelled(*key)
+            if children[0] is not None:
+                children[0].inc()
+                children[1].observe(time.perf_counter() - begun)
+
+        async def send_observed(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
+                if not observed:
+                    observe(int(message["status"]))
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, receive, send_tracking)
-        except ClientDisconnect:
+            await self.app(scope, receive, send_observed)
+        except BaseException as exc:
+            if not observed:  # raised before answering: counted as the 500 it becomes
+                observe(500)
+            if not isinstance(exc, Exception) or not await self._answer(scope, send, exc, started):
+                raise
+        else:
+            if not observed:  # returned without answering
+                observe(500)
+
+    def _labelled(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        if route in ("/metrics", "/healthz", "/readyz"):
+            return None, None
+        metrics = self.metrics
+        return (
+            metrics.http_requests.labels(method, route, str(status)),
+            metrics.http_latency.labels(method, route),
+        )
+
+    async def _answer(self, scope: Scope, send: Send, exc: Exception, started: bool) -> bool:
+        """Answer what `exc` means, or return False for the caller to re-raise it."""
+        if isinstance(exc, ClientDisconnect):
             # The caller hung up mid-request (a phone losing 4G): nobody is left to answer.
             log.info(
                 "client went away during %s %s",
                 scope.get("method", ""),
                 getattr(scope.get("route"), "path", "unmatched"),
             )
-        except dependency_outages() as exc:
+            return True
+        if isinstance(exc, dependency_outages()):
             if started:
-                raise
-            await self._unavailable(scope, send, exc)
-        except Exception as exc:
-            error_id = str(uuid.uuid4())
-            log.error(
-                "unexpected %s.%s answering %s %s (error id %s)",
-                type(exc).__module__,
-                type(exc).__qualname__,
-                scope.get("method", ""),
-                # The route template, not the path: paths carry UIDs.
-                getattr(scope.get("route"), "path", "unmatched"),
-                error_id,
-                extra={
-                    "error_id": error_id,
-                    "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                    "stack": stack_summary(exc),
-                },
-            )
-            if started:
-                # Headers are out; all that is left is to cut the response short.
-                raise
-            body = {
-                "type": "https://sonobridge.invalid/problems/internal",
-                "title": "Internal error",
-                "status": 500,
-                "detail": f"unexpected error; quote error id {error_id} when reporting it",
-                "instance": scope.get("path", ""),
+                return False
+            await _unavailable(scope, send, exc)
+            return True
+        error_id = str(uuid.uuid4())
+        log.error(
+            "unexpected %s.%s answering %s %s (error id %s)",
+            type(exc).__module__,
+            type(exc).__qualname__,
+            scope.get("method", ""),
+            # The route template, not the path: paths carry UIDs.
+            getattr(scope.get("route"), "path", "unmatched"),
+            error_id,
+            extra={
                 "error_id": error_id,
-            }
-            await _send_problem(send, 500, body)
+                "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                "stack": stack_summary(exc),
+            },
+        )
+        if started:
+            # Headers are out; all that is left is to cut the response short.
+            return False
+        body = {
+            "type": "https://sonobridge.invalid/problems/internal",
+            "title": "Internal error",
+            "status": 500,
+            "detail": f"unexpected error; quote error id {error_id} when reporting it",
+            "instance": scope.get("path", ""),
+            "error_id": error_id,
+        }
+        await _send_problem(send, 500, body)
+        return True
 
-    @staticmethod
-    async def _unavailable(scope: Scope, send: Send, exc: Exception) -> None:
-        # A database or object store restarting is not the caller's fault nor a bug: 503 with
-        # Retry-After tells clients (and load balancers) to come back, as they do for a 5xx.
-        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        method, route = scope.get("method", ""), getattr(scope.get("route"), "path", "unmatched")
-        log.warning("%s answering %s %s: a dependency is unreachable", kind, method, route)
-        body = Unavailable(
-            "a database or object store this service needs is unreachable; retry shortly",
-            reason="dependency_unavailable",
-        ).to_dict(scope.get("path", ""))
-        await _send_problem(send, 503, body, (b"retry-after", str(RETRY_AFTER_S).encode()))
+
+async def _unavailable(scope: Scope, send: Send, exc: Exception) -> None:
+    # A database or object store restarting is not the caller's fault nor a bug: 503 with
+    # Retry-After tells clients (and load balancers) to come back, as they do for a 5xx.
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    method, route = scope.get("method", ""), getattr(scope.get("route"), "path", "unmatched")
+    log.warning("%s answering %s %s: a dependency is unreachable", kind, method, route)
+    body = Unavailable(
+        "a database or object store this service needs is unreachable; retry shortly",
+        reason="dependency_unavailable",
+    ).to_dict(scope.get("path", ""))
+    await _send_problem(send, 503, body, (b"retry-after", str(RETRY_AFTER_S).encode()))
 
 
 async def _send_problem(
@@ -174,46 +218,6 @@ def _route_template(scope: Scope) -> str:
     return "unmatched"
 
 
-class RequestMetrics:
-    """Count each request and time it to its response's start, by method and route template.
-
-    Plain ASGI rather than `@app.middleware("http")`: that wrapper runs every request through
-    a task group and memory streams, which cost more CPU than a small STOW-RS route itself.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        observed = False
-
-        def observe(status: int) -> None:
-            nonlocal observed
-            observed = True
-            route, method = _route_template(scope), scope["method"]
-            if route not in ("/metrics", "/healthz", "/readyz"):
-                self.metrics.http_requests.labels(method, route, str(status)).inc()
-                self.metrics.http_latency.labels(method, route).observe(
-                    time.perf_counter() - started
-                )
-
-        async def send_observed(message: Message) -> None:
-            if message["type"] == "http.response.start" and not observed:
-                observe(int(message["status"]))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_observed)
-        finally:
-            if not observed:  # raised before answering: InternalErrors makes it a 500
-                observe(500)
-
-
 def create_service_app(
     *,
     service: str,
@@ -231,10 +235,8 @@ def create_service_app(
     app.state.verifier = verifier
     checks = dict(readiness or {})
 
-    app.add_middleware(RequestMetrics, metrics=metrics)
-    # Outside the metrics middleware, so it also sees what that re-raises; CORS goes outermost
-    # so a browser can read even an unexpected 500.
-    app.add_middleware(InternalErrors)
+    # CORS goes outermost so a browser can read even an unexpected 500.
+    app.add_middleware(RequestEdge, metrics=metrics)
     install_cors(app, cors_origins)
 
     @app.exception_handler(Problem)
