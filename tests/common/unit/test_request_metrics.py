@@ -77,3 +77,18 @@ def test_routes_of_an_included_router_are_counted_by_their_template() -> None:
         ("GET", "/dicomweb/studies/{study}", "200"): 1.0,
         ("GET", "unmatched", "404"): 1.0,
     }
+
+
+def test_methods_a_caller_invents_share_one_label_instead_of_a_series_each() -> None:
+    metrics = ServiceMetrics("counting")
+    app = create_service_app(service="counting", metrics=metrics)
+    client = TestClient(app, raise_server_exceptions=False)
+    for invented in ("FOO1", "FOO2", "PROPFIND"):
+        assert client.request(invented, "/nowhere").status_code == 404
+    assert client.get("/nowhere").status_code == 404
+
+    assert _counted(metrics) == {
+        ("OTHER", "unmatched", "404"): 3.0,
+        ("GET", "unmatched", "404"): 1.0,
+    }
+    assert _timed(metrics) == {("OTHER", "unmatched"): 3.0, ("GET", "unmatched"): 1.0}

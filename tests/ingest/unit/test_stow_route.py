@@ -1,4 +1,4 @@
-"""STOW-RS's routes skip FastAPI's dependency run, yet stay documented and check as before."""
+"""STOW-RS routes stay documented, refuse a caller without a token first, answer problem+json."""
 
 from __future__ import annotations
 

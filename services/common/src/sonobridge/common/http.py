@@ -69,6 +69,9 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
     )
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestEdge:
     """Count and time each request; answer any unexpected exception with problem+json 500.
 
@@ -97,7 +100,10 @@ class RequestEdge:
         def observe(status: int) -> None:
             nonlocal observed
             observed = True
-            key = (scope["method"], _route_template(scope), status)
+            method = scope["method"]
+            # A client may send any token as its method: unknown ones share one label, so
+            # neither the metric's series nor this cache grow with what callers invent.
+            key = (method if method in _METHODS else "OTHER", _route_template(scope), status)
             children = self._children.get(key)
             if children is None:
                 children = self._children[key] = self._labelled(*key)

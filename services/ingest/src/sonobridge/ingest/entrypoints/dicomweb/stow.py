@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
 
 from sonobridge.common.auth import Principal
 from sonobridge.common.handoff import to_thread
-from sonobridge.common.http import CurrentPrincipal, app_deps, current_principal
+from sonobridge.common.http import CurrentPrincipal
 from sonobridge.common.problems import Conflict, Forbidden, InvalidInput, NotFound, Problem
 from sonobridge.common.problems import UnsupportedMediaType as UnsupportedMedia
 from sonobridge.ingest.domain.model import Channel, require_uid
-from sonobridge.ingest.entrypoints.dependencies import Deps, PublicBaseUrl, public_base_url
+from sonobridge.ingest.entrypoints.dependencies import Deps, PublicBaseUrl
 from sonobridge.ingest.entrypoints.dicomweb.multipart import read_parts
 from sonobridge.ingest.entrypoints.dicomweb.paths import base_url, router
 from sonobridge.ingest.entrypoints.dicomweb.views import DICOM_JSON, attr
@@ -149,36 +147,15 @@ async def stow(
     return Response(json.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers)
 
 
-class _StowRoute(APIRoute):
-    """A STOW-RS route, documented from its endpoint, answered without FastAPI's dependency run.
-
-    Solving the endpoint's dependencies and wrapping its call cost more CPU than parsing the
-    request's multipart body; the handler resolves the same dependencies, in the same order.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        async def handle(request: Request) -> Response:
-            principal = await current_principal(request)
-            deps = await app_deps(request)
-            base = base_url(request, await public_base_url(request))
-            return await stow(request, principal, deps, base, request.path_params.get("study"))
-
-        return handle
-
-
-# The endpoints' signatures document the routes (OpenAPI) and must declare what
-# _StowRoute's handler resolves.
+@router.post("/studies")
 async def stow_studies(
     request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
 ) -> Response:
     return await stow(request, principal, deps, base_url(request, public), None)
 
 
+@router.post("/studies/{study}")
 async def stow_study(
     study: str, request: Request, principal: CurrentPrincipal, deps: Deps, public: PublicBaseUrl
 ) -> Response:
     return await stow(request, principal, deps, base_url(request, public), study)
-
-
-for _path, _endpoint in (("/studies", stow_studies), ("/studies/{study}", stow_study)):
-    router.add_api_route(_path, _endpoint, methods=["POST"], route_class_override=_StowRoute)
