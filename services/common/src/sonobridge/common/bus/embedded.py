@@ -64,8 +64,11 @@ class EmbeddedEventBus:
         self._conn = connect_log(self.path)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        # Wakes consumers in this process at once; other processes are seen by polling.
-        self._appended = threading.Condition()
+        # Wakes this process's consumers of an appended topic at once, and only those: most
+        # records (a STOW-RS instance's) have no consumer, and waking every consumer for each
+        # would cost each a wake-up and a query. Other processes are seen by polling.
+        self._listeners: dict[str, set[threading.Event]] = {}
+        self._listeners_lock = threading.Lock()
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
         """Append a record durably."""
@@ -87,8 +90,21 @@ class EmbeddedEventBus:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-        with self._appended:
-            self._appended.notify_all()
+        with self._listeners_lock:
+            woken = {e for r in records for e in self._listeners.get(r[0], ())}
+        for event in woken:
+            event.set()
+
+    def _listen(self, topics: Sequence[str], event: threading.Event) -> None:
+        """Set `event` whenever a record of one of `topics` is appended in this process."""
+        with self._listeners_lock:
+            for topic in topics:
+                self._listeners.setdefault(topic, set()).add(event)
+
+    def _unlisten(self, event: threading.Event) -> None:
+        with self._listeners_lock:
+            for events in self._listeners.values():
+                events.discard(event)
 
     def subscribe(self, group: str, topics: Sequence[str]) -> EmbeddedSubscription:
         """Join `group`, resuming from its committed offsets."""
@@ -125,6 +141,8 @@ class EmbeddedSubscription:
         self.topics = topics
         self._conn = connect_log(bus.path)
         self._positions: dict[str, int] = {}
+        self._appended = threading.Event()
+        bus._listen(topics, self._appended)
         for topic in topics:
             # Joining registers the group at offset 0 until it commits: the log's retention
             # keeps what a subscribed group has not committed past, even before its first commit.
@@ -163,12 +181,13 @@ class EmbeddedSubscription:
         """Return the next records, waiting up to `timeout` seconds for new ones."""
         deadline = time.monotonic() + timeout
         while True:
+            # Cleared before reading: an append after the read sets it, and the wait sees it.
+            self._appended.clear()
             records = self._fetch(max_records)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
-            with self._bus._appended:
-                self._bus._appended.wait(min(_POLL_INTERVAL_S, remaining))
+            self._appended.wait(min(_POLL_INTERVAL_S, remaining))
 
     def commit(self, record: ReceivedEvent) -> None:
         """Record that the group is done with `record` (monotonic: never moves back)."""
@@ -185,4 +204,5 @@ class EmbeddedSubscription:
 
     def close(self) -> None:
         """Close the consumer's connection."""
+        self._bus._unlisten(self._appended)
         self._conn.close()
