@@ -16,12 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common.delivery import Outbox
+from sonobridge.common.sqlite_direct import Direct
 from sonobridge.ingest.adapters.repository import SqlWork, unit_of_work
 from sonobridge.ingest.ports import Collision, Work
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_BEGIN = Direct(text("BEGIN IMMEDIATE"))
 # Bounds one transaction, and so the wait of its last request; the rest form the next group.
 MAX_GROUP = 64
 
@@ -152,7 +154,7 @@ class GroupCommit:
     def _commit_group(self, group: _Group) -> None:
         with self._sessions.begin() as session:
             # Waits at the write gate while the last group commits; the group is taken after.
-            session.execute(text("BEGIN IMMEDIATE"))
+            _BEGIN.run(session, {})
             group.requests = self._take()
             only = len(group.requests) == 1
             works = [self._run(session, request, only=only) for request in group.requests]
