@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from sonobridge.common.db import UtcDateTime, create_db_engine, session_factory
@@ -71,8 +71,14 @@ def test_a_row_inserted_directly_reads_back_as_sqlalchemy_reads_it(sessions: Any
 
 
 def test_a_naive_time_is_refused_as_sqlalchemy_refuses_it(sessions: Any) -> None:
-    with sessions.begin() as session, pytest.raises(ValueError, match="naive datetime"):
-        Direct(insert(things)).run(session, {**ROW, "at": datetime(2026, 12, 1)}, keys=True)
+    naive = {**ROW, "at": datetime(2026, 12, 1)}
+    with sessions.begin() as session:
+        with pytest.raises(StatementError, match="naive datetime") as direct:
+            Direct(insert(things)).run(session, naive, keys=True)
+        with pytest.raises(StatementError, match="naive datetime") as usual:
+            session.execute(insert(things), naive)
+    assert type(direct.value) is type(usual.value)
+    assert isinstance(direct.value.orig, ValueError)
 
 
 def test_a_unique_key_clash_is_sqlalchemys_integrity_error(sessions: Any) -> None:

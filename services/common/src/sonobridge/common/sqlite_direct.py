@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -95,7 +95,13 @@ class Direct:
             )
         if not compiled.complete:
             return None
-        parameters = compiled.parameters(values)
+        try:
+            parameters = compiled.parameters(values)
+        except Exception as exc:
+            # As SQLAlchemy reports a value its type refuses (a naive datetime).
+            raise StatementError(
+                f"({type(exc).__module__}.{type(exc).__name__}) {exc}", compiled.sql, values, exc
+            ) from exc
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(compiled.sql, parameters)
