@@ -30,8 +30,10 @@ from pydicom.uid import generate_uid
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench" / "ingest"))
+sys.path.insert(0, str(REPO / "tests"))
 
 from bench_vs_orthanc import SMALL_FILE  # noqa: E402
+from ingest.ingest_support import instance_row  # noqa: E402
 
 from sonobridge.common.audit import audit_record  # noqa: E402
 from sonobridge.common.auth import Principal  # noqa: E402
@@ -48,41 +50,14 @@ from sonobridge.ingest.ports import Work  # noqa: E402
 
 def _instance(metadata_json: str) -> Instance:
     now = datetime.now(UTC)
-    return Instance(
-        sop_instance_uid="",
-        status="stored",
-        claimed_at=now,
-        study_instance_uid=generate_uid(),
-        series_instance_uid=generate_uid(),
-        sop_class_uid="1.2.840.10008.5.1.4.1.1.3.1",
-        exam_id=None,
-        object_key="",
-        sha256="0" * 64,
-        size_bytes=224902,
-        transfer_syntax_uid="1.2.840.10008.1.2.4.50",
-        number_of_frames=30,
-        rows=480,
-        columns=640,
-        modality="US",
-        body_part="",
-        patient_id="P1",
-        patient_name="Anon^A",
-        study_date="20160503",
-        study_time="120850",
-        accession_number="",
-        study_description="",
-        study_id="",
-        series_number=1,
-        series_description="",
-        instance_number=1,
-        device_serial="",
-        operator_id="bench",
-        institution_id="inst-a",
-        consortium_id="cons-a",
-        received_via="stow",
-        stored_at=now,
-        metadata_json=metadata_json,
-    )
+    row = instance_row(0, generate_uid(), ("inst-a", "cons-a"), claimed_at=now)
+    given = {
+        "stored_at": now,
+        "series_number": 1,
+        "instance_number": 1,
+        "metadata_json": metadata_json,
+    }
+    return Instance(**(row | given))  # type: ignore[arg-type]
 
 
 def main() -> None:
