@@ -6,8 +6,8 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
@@ -16,12 +16,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonobridge.common.delivery import Outbox
+from sonobridge.common.sqlite_direct import Direct
 from sonobridge.ingest.adapters.repository import SqlWork, unit_of_work
 from sonobridge.ingest.ports import Collision, Work
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_BEGIN = Direct(text("BEGIN IMMEDIATE"))
+# A step's savepoint, by hand: Session.begin_nested's nested transaction bookkeeping costs more
+# than SQLite's statements, and the steps hold no ORM objects for it to expire. Steps run one
+# after another, so one name serves them all.
+_SAVEPOINT = Direct(text("SAVEPOINT step"))
+_RELEASE = Direct(text("RELEASE step"))
+_ROLLBACK_TO = Direct(text("ROLLBACK TO step"))
 # Bounds one transaction, and so the wait of its last request; the rest form the next group.
 MAX_GROUP = 64
 
@@ -72,6 +80,19 @@ class _Request(Generic[_T]):
         if self.error is not None:
             raise self.error
         return cast(_T, self.value)
+
+
+@contextmanager
+def _savepoint(session: Session) -> Iterator[None]:
+    """Undo what the block wrote if it raises; keep it otherwise."""
+    _SAVEPOINT.run(session, {})
+    try:
+        yield
+    except BaseException:
+        _ROLLBACK_TO.run(session, {})
+        _RELEASE.run(session, {})
+        raise
+    _RELEASE.run(session, {})
 
 
 class _Undone(Exception):
@@ -152,7 +173,7 @@ class GroupCommit:
     def _commit_group(self, group: _Group) -> None:
         with self._sessions.begin() as session:
             # Waits at the write gate while the last group commits; the group is taken after.
-            session.execute(text("BEGIN IMMEDIATE"))
+            _BEGIN.run(session, {})
             group.requests = self._take()
             only = len(group.requests) == 1
             works = [self._run(session, request, only=only) for request in group.requests]
@@ -167,7 +188,7 @@ class GroupCommit:
         try:
             # A group's only step needs no savepoint (two statements fewer): its failure rolls
             # back the whole transaction, which holds nothing else.
-            with nullcontext() if only else session.begin_nested():
+            with nullcontext() if only else _savepoint(session):
                 request.run(work)
                 work.flush()
         except Exception as exc:

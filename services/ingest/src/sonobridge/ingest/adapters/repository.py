@@ -34,6 +34,7 @@ from sonobridge.common.audit import AuditLog
 from sonobridge.common.delivery import Outbox
 from sonobridge.common.idempotency import IdempotencyKeys
 from sonobridge.common.sql_records import SqlIdempotencyKeys
+from sonobridge.common.sqlite_direct import Direct
 from sonobridge.ingest.adapters import messages
 from sonobridge.ingest.adapters.callers import SqlAuditLog, SqlCallers
 from sonobridge.ingest.adapters.orm import (
@@ -42,7 +43,7 @@ from sonobridge.ingest.adapters.orm import (
     instances,
     manifest_items,
 )
-from sonobridge.ingest.adapters.rows import changed, optional, record, values_of
+from sonobridge.ingest.adapters.rows import changed, optional, record, record_of, values_of
 from sonobridge.ingest.adapters.uploads import SqlUploads
 from sonobridge.ingest.domain.events import Event
 from sonobridge.ingest.domain.model import ManifestEntry, Scope
@@ -75,15 +76,16 @@ _SEARCH_ORDER = (
 _EXAM = select(exams).where(exams.c.exam_id == bindparam("exam_id"))
 _INSTANCE = select(instances).where(instances.c.sop_instance_uid == bindparam("sop"))
 _CLAIM = insert(instances)
-_INSERTS: dict[Table, Insert] = {}
-_TRY_CLAIMS: dict[str, Insert] = {}
+# On SQLite these run on the DBAPI connection, compiled once (see Direct).
+_INSERTS: dict[Table, Direct] = {}
+_TRY_CLAIMS: dict[str, Direct] = {}
 
 
-def _try_claim(dialect: str) -> Insert:
+def _try_claim(dialect: str) -> Direct:
     """Return the claim insert of `dialect`, built (and its dialect imported) on first use."""
     statement = _TRY_CLAIMS.get(dialect)
     if statement is None:
-        statement = _TRY_CLAIMS.setdefault(dialect, _claim_unless_indexed(dialect))
+        statement = _TRY_CLAIMS.setdefault(dialect, Direct(_claim_unless_indexed(dialect)))
     return statement
 
 
@@ -293,7 +295,7 @@ def _owners_and_exam() -> Any:
     )
 
 
-_OWNERS_AND_EXAM = _owners_and_exam()
+_OWNERS_AND_EXAM = Direct(_owners_and_exam())
 
 
 @dataclass
@@ -326,7 +328,7 @@ class SqlInstances:
         costs one round trip, and a concurrent writer's row is waited for, not raced.
         """
         statement = _try_claim(self.session.get_bind().dialect.name)
-        return self.session.execute(statement, values_of(instance)).first() is not None
+        return bool(statement.run(self.session, values_of(instance), keys=True))
 
     def renew_claim(self, sop_uid: str, claimed_at: datetime, at: datetime) -> bool:
         """Move a claim's time to `at` if it is still the one taken at `claimed_at`."""
@@ -385,13 +387,13 @@ class SqlInstances:
         # One round trip for both. The owner scan costs what the study's owners (nearly always
         # one) hold, not its instances: a DISTINCT read every row of the study for every
         # instance stored into it.
-        rows = self.session.execute(_OWNERS_AND_EXAM, {"study": study_uid}).all()
+        rows = _OWNERS_AND_EXAM.run(self.session, {"study": study_uid})
         scopes = {
-            Scope(r.owner_institution_id, r.owner_consortium_id)
+            Scope(r["owner_institution_id"], r["owner_consortium_id"])
             for r in rows
-            if r.owner_institution_id is not None
+            if r["owner_institution_id"] is not None
         }
-        return scopes, (record(Exam, rows[0]) if rows[0].exam_id is not None else None)
+        return scopes, (record_of(Exam, rows[0]) if rows[0]["exam_id"] is not None else None)
 
     def search(self, reach: Reachable, criteria: Sequence[Criterion]) -> list[Instance]:
         """Return stored instances within `reach` matching every criterion."""
@@ -473,7 +475,8 @@ class SqlWork:
             return
         for table, row in appends:
             # One prebuilt insert per table: see _CLAIM.
-            self.session.execute(_INSERTS.setdefault(table, insert(table)), row)
+            statement = _INSERTS.get(table) or _INSERTS.setdefault(table, Direct(insert(table)))
+            statement.run(self.session, row, keys=True)
 
 
 def unit_of_work(sessions: sessionmaker[Session], outbox: Outbox) -> UnitOfWork:

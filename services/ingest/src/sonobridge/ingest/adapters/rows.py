@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -14,7 +15,11 @@ _Record = TypeVar("_Record", Exam, Instance, UploadSession)
 
 def record(kind: type[_Record], row: Row[Any]) -> _Record:
     """Build a domain record from the row's columns of the same names."""
-    values = row._mapping
+    return record_of(kind, row._mapping)
+
+
+def record_of(kind: type[_Record], values: Mapping[str, Any]) -> _Record:
+    """Build a domain record from the values of the same names."""
     return kind(**{f.name: values[f.name] for f in fields(kind) if f.name in values})
 
 
