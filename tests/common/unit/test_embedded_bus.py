@@ -26,7 +26,7 @@ def test_an_append_wakes_the_consumers_of_its_topic_and_no_other(tmp_path: Path)
     finally:
         exams.close()
         instances.close()
-    # A closed consumer is no longer woken (nor kept alive by the bus).
+    # A closed consumer is no longer woken: close() takes it off its topics.
     exams._appended.clear()
     bus.send("exams", None, b"late", [])
     assert not exams._appended.is_set()
